@@ -1,0 +1,159 @@
+//! Commands: what can be asked of a workflow, and what a refusal looks like.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::plan::Plan;
+use crate::rows::TimerKind;
+use crate::state::{Object, TaskStatus};
+
+/// Where new ids come from. The leader uses random UUIDs; tests use a counter.
+pub trait IdSource {
+    /// A fresh, unique id.
+    fn next_id(&mut self) -> String;
+}
+
+/// Everything a decision may depend on besides the state and the command. Chosen by the leader and
+/// recorded in the events, so replaying them never needs it again.
+pub struct Ctx<'a> {
+    /// Epoch millis, the leader's clock.
+    pub now: i64,
+    #[allow(missing_docs)]
+    pub ids: &'a mut dyn IdSource,
+}
+
+/// Start a new execution.
+#[derive(Debug, Clone)]
+pub struct StartWorkflow {
+    #[allow(missing_docs)]
+    pub workflow_id: String,
+    /// The definition to run, with task definitions filled in.
+    pub plan: Arc<Plan>,
+    #[allow(missing_docs)]
+    pub input: Object,
+    #[allow(missing_docs)]
+    pub correlation_id: Option<String>,
+    #[allow(missing_docs)]
+    pub priority: i32,
+    #[allow(missing_docs)]
+    pub task_to_domain: BTreeMap<String, String>,
+    #[allow(missing_docs)]
+    pub created_by: Option<String>,
+    #[allow(missing_docs)]
+    pub idempotency_key: Option<String>,
+}
+
+/// The statuses a worker may report (Conductor `TaskResult.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum TaskResultStatus {
+    InProgress,
+    Failed,
+    FailedWithTerminalError,
+    Completed,
+    Canceled,
+}
+
+impl TaskResultStatus {
+    /// Parses a path segment such as `COMPLETED`.
+    pub fn parse(s: &str) -> Option<TaskResultStatus> {
+        Some(match s {
+            "IN_PROGRESS" => Self::InProgress,
+            "FAILED" => Self::Failed,
+            "FAILED_WITH_TERMINAL_ERROR" => Self::FailedWithTerminalError,
+            "COMPLETED" => Self::Completed,
+            "CANCELED" => Self::Canceled,
+            _ => return None,
+        })
+    }
+
+    fn terminal_status(self) -> Option<TaskStatus> {
+        match self {
+            Self::InProgress => None,
+            Self::Failed => Some(TaskStatus::Failed),
+            Self::FailedWithTerminalError => Some(TaskStatus::FailedWithTerminalError),
+            Self::Completed => Some(TaskStatus::Completed),
+            Self::Canceled => Some(TaskStatus::Canceled),
+        }
+    }
+
+    pub(crate) fn resulting_status(self) -> TaskStatus {
+        // A worker's IN_PROGRESS puts the task back in its queue, as Conductor does.
+        self.terminal_status().unwrap_or(TaskStatus::Scheduled)
+    }
+}
+
+/// A worker's (or an operator's) report on a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskUpdate {
+    #[allow(missing_docs)]
+    pub task_id: String,
+    #[allow(missing_docs)]
+    pub status: TaskResultStatus,
+    /// `None` leaves the output as it is.
+    pub output: Option<Object>,
+    /// Merge `output` into the existing output instead of replacing it.
+    pub merge_output: bool,
+    #[allow(missing_docs)]
+    pub reason: Option<String>,
+    #[allow(missing_docs)]
+    pub worker_id: Option<String>,
+    #[allow(missing_docs)]
+    pub callback_after_seconds: i64,
+    /// A lease heartbeat: only push the response timeout back.
+    pub extend_lease: bool,
+    /// Lines for the task's execution log.
+    pub logs: Vec<String>,
+}
+
+/// Something asked of an existing execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Hand the task to a worker.
+    Poll {
+        #[allow(missing_docs)]
+        task_id: String,
+        #[allow(missing_docs)]
+        worker_id: Option<String>,
+    },
+    /// Record a task result.
+    Update(Box<TaskUpdate>),
+    /// Append to a task's execution log.
+    AddLog {
+        #[allow(missing_docs)]
+        task_id: String,
+        #[allow(missing_docs)]
+        log: String,
+    },
+    /// Stop the workflow.
+    Terminate {
+        #[allow(missing_docs)]
+        reason: Option<String>,
+    },
+    /// A durable timer is due.
+    Timer {
+        #[allow(missing_docs)]
+        kind: TimerKind,
+        #[allow(missing_docs)]
+        seq: u32,
+        #[allow(missing_docs)]
+        fire_at: i64,
+    },
+}
+
+/// Why a command was refused. Each maps to a Conductor status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+}

@@ -1,0 +1,463 @@
+//! Conductor's definition language: task definitions, workflow definitions and their tasks.
+//!
+//! Field names, defaults and `null` handling follow Conductor's Java models
+//! (`TaskDef`, `WorkflowDef`, `WorkflowTask`), so definitions written for Conductor load unchanged
+//! and read back the way Conductor clients decode them: `null` fields are omitted, primitives and
+//! empty collections are always present. Unknown fields are ignored. Fields Overture carries but
+//! does not interpret yet (schemas, cache and rate-limit configs, metadata) are kept as raw JSON so a
+//! definition round-trips.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::serde_util::{default_true, null_as_default};
+
+/// How a task's retry delay grows between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RetryLogic {
+    /// The same delay before every retry.
+    #[default]
+    Fixed,
+    /// `delay × 2^attempt`.
+    ExponentialBackoff,
+    /// `delay × backoffScaleFactor × (attempt + 1)`.
+    LinearBackoff,
+}
+
+/// What happens when a task exceeds its `timeoutSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskTimeoutPolicy {
+    /// Time the task out and retry it.
+    Retry,
+    /// Time the task and its workflow out.
+    #[default]
+    TimeOutWf,
+    /// Only report it.
+    AlertOnly,
+}
+
+/// What happens when a workflow exceeds its `timeoutSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkflowTimeoutPolicy {
+    /// Time the workflow out.
+    TimeOutWf,
+    /// Only report it.
+    #[default]
+    AlertOnly,
+}
+
+fn d_retry_count() -> i32 {
+    3
+}
+fn d_retry_delay() -> i32 {
+    60
+}
+fn d_response_timeout() -> i64 {
+    3600
+}
+fn d_one() -> i32 {
+    1
+}
+fn d_schema_version() -> i32 {
+    2
+}
+
+/// A registered task definition (Conductor `TaskDef`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDef {
+    /// Unique name; SIMPLE tasks are polled by this name.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub description: Option<String>,
+    /// Retries after the first attempt.
+    #[serde(default = "d_retry_count", deserialize_with = "null_as_default")]
+    pub retry_count: i32,
+    /// Overall time limit of one attempt, 0 = none.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub timeout_seconds: i64,
+    /// Documentation only.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_keys: Vec<String>,
+    /// Documentation only.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub output_keys: Vec<String>,
+    /// Names resolved into `Task.runtimeMetadata` at poll.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub runtime_metadata: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub timeout_policy: TaskTimeoutPolicy,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub retry_logic: RetryLogic,
+    #[serde(default = "d_retry_delay", deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub retry_delay_seconds: i32,
+    /// Time a worker may hold an IN_PROGRESS task without reporting.
+    #[serde(default = "d_response_timeout", deserialize_with = "null_as_default")]
+    pub response_timeout_seconds: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub concurrent_exec_limit: Option<i32>,
+    /// Defaults merged into the task input.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_template: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub rate_limit_per_frequency: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub rate_limit_frequency_in_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub isolation_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub execution_name_space: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub owner_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub poll_timeout_seconds: Option<i32>,
+    #[serde(default = "d_one", deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub backoff_scale_factor: i32,
+    /// Cap on the retry delay, 0 = none.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub max_retry_delay_seconds: i32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub backoff_jitter_ms: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub base_type: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub total_timeout_seconds: i64,
+    #[serde(default = "default_true", deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub task_status_listener_enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub input_schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub output_schema: Option<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub enforce_schema: bool,
+    #[serde(flatten)]
+    #[allow(missing_docs)]
+    pub audit: Audit,
+}
+
+impl TaskDef {
+    /// A definition with Conductor's defaults; also what Conductor makes up for a SIMPLE task that
+    /// has none registered.
+    pub fn with_defaults(name: &str) -> TaskDef {
+        TaskDef {
+            name: name.to_owned(),
+            description: None,
+            retry_count: d_retry_count(),
+            timeout_seconds: 0,
+            input_keys: Vec::new(),
+            output_keys: Vec::new(),
+            runtime_metadata: Vec::new(),
+            timeout_policy: TaskTimeoutPolicy::default(),
+            retry_logic: RetryLogic::default(),
+            retry_delay_seconds: d_retry_delay(),
+            response_timeout_seconds: d_response_timeout(),
+            concurrent_exec_limit: None,
+            input_template: Map::new(),
+            rate_limit_per_frequency: None,
+            rate_limit_frequency_in_seconds: None,
+            isolation_group_id: None,
+            execution_name_space: None,
+            owner_email: None,
+            poll_timeout_seconds: None,
+            backoff_scale_factor: d_one(),
+            max_retry_delay_seconds: 0,
+            backoff_jitter_ms: 0,
+            base_type: None,
+            total_timeout_seconds: 0,
+            task_status_listener_enabled: true,
+            input_schema: None,
+            output_schema: None,
+            enforce_schema: false,
+            audit: Audit::default(),
+        }
+    }
+}
+
+/// Conductor's `Auditable` fields, shared by definitions and executions.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Audit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub owner_app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub create_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub update_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub updated_by: Option<String>,
+}
+
+/// A workflow definition (Conductor `WorkflowDef`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowDef {
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub description: Option<String>,
+    #[serde(default = "d_one", deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub version: i32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub tasks: Vec<WorkflowTask>,
+    /// Documentation only.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_parameters: Vec<String>,
+    /// Expressions evaluated into the workflow output.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub output_parameters: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub failure_workflow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub failure_workflow_version: Option<i32>,
+    #[serde(default = "d_schema_version", deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub schema_version: i32,
+    #[serde(default = "default_true", deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub restartable: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub workflow_status_listener_enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub workflow_status_listener_sink: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub owner_email: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub timeout_policy: WorkflowTimeoutPolicy,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub timeout_seconds: i64,
+    /// Initial `workflow.variables`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub variables: Map<String, Value>,
+    /// Defaults merged into the start input.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_template: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub rate_limit_config: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub input_schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub output_schema: Option<Value>,
+    #[serde(default = "default_true", deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub enforce_schema: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub metadata: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub cache_config: Option<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub masked_fields: Vec<String>,
+    #[serde(flatten)]
+    #[allow(missing_docs)]
+    pub audit: Audit,
+}
+
+fn d_simple() -> String {
+    "SIMPLE".to_owned()
+}
+
+/// One task of a workflow definition (Conductor `WorkflowTask`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowTask {
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub task_reference_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub description: Option<String>,
+    /// Expressions resolved into the task input when it is scheduled.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_parameters: Map<String, Value>,
+    /// The task type; any string that is not a system type is a worker task.
+    #[serde(rename = "type", default = "d_simple", deserialize_with = "de_task_type")]
+    pub task_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub dynamic_task_name_param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub case_value_param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub case_expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub script_expression: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub decision_cases: BTreeMap<String, Vec<WorkflowTask>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub dynamic_fork_join_tasks_param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub dynamic_fork_tasks_param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub dynamic_fork_tasks_input_param_name: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub default_case: Vec<WorkflowTask>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub fork_tasks: Vec<Vec<WorkflowTask>>,
+    /// Seconds before the first poll may receive the task.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub start_delay: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub sub_workflow_param: Option<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub join_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub sink: Option<String>,
+    /// A failed optional task ends COMPLETED_WITH_ERRORS and the workflow goes on.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub optional: bool,
+    /// An embedded task definition; overrides the registered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<TaskDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub rate_limited: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub default_exclusive_join_task: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub async_complete: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub loop_condition: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub loop_over: Vec<WorkflowTask>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub items: Option<String>,
+    /// Overrides the definition's `retryCount` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub evaluator_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub on_state_change: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub join_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub cache_config: Option<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub permissive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub join_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub metadata: Option<Value>,
+}
+
+fn de_task_type<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_else(d_simple))
+}
+
+/// The request that starts a workflow (Conductor `StartWorkflowRequest`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartWorkflowRequest {
+    /// Name of the definition to run; required.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Version to run; latest when absent.
+    #[serde(default)]
+    pub version: Option<i32>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub correlation_id: Option<String>,
+    /// Workflow input. Conductor rejects an explicit `null`; absent means `{}`.
+    #[serde(default = "absent_input")]
+    pub input: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub task_to_domain: BTreeMap<String, String>,
+    /// An inline definition to run instead of a registered one.
+    #[serde(default)]
+    pub workflow_def: Option<WorkflowDef>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub priority: i32,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub external_input_payload_storage_path: Option<String>,
+}
+
+fn absent_input() -> Option<Map<String, Value>> {
+    Some(Map::new())
+}

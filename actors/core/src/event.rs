@@ -1,0 +1,182 @@
+//! Events: the facts a decision produces, appended to a workflow's history and replicated in the
+//! Raft log. [`crate::evolve`] is the only way they change state.
+//!
+//! Events are stored (bincode, JSON payloads as JSON bytes). Variants are encoded by position:
+//! append new ones at the end, never reorder or remove; a changed variant needs a new entry format
+//! version in the storage codec.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+use crate::serde_util::json_bytes;
+use crate::state::{Object, TaskState, TaskStatus, WorkflowHeader, WorkflowStatus};
+
+/// A fact about one workflow execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The execution exists, with this header and definition.
+    WorkflowStarted(Box<WorkflowStarted>),
+    /// A task attempt was created.
+    TaskScheduled(Box<TaskScheduled>),
+    /// A worker received the task; it is now IN_PROGRESS.
+    TaskPolled {
+        #[allow(missing_docs)]
+        seq: u32,
+        #[allow(missing_docs)]
+        worker_id: Option<String>,
+        #[allow(missing_docs)]
+        time: i64,
+    },
+    /// A worker (or the API) reported on the task.
+    TaskUpdated(Box<TaskUpdated>),
+    /// A worker extended its lease on an IN_PROGRESS task.
+    TaskLeaseExtended {
+        #[allow(missing_docs)]
+        seq: u32,
+        #[allow(missing_docs)]
+        time: i64,
+    },
+    /// The task changed status for a reason of the engine's own (timeout, cancel, optional failure).
+    TaskStatusChanged {
+        #[allow(missing_docs)]
+        seq: u32,
+        #[allow(missing_docs)]
+        status: TaskStatus,
+        #[allow(missing_docs)]
+        reason: Option<String>,
+        #[allow(missing_docs)]
+        time: i64,
+    },
+    /// The decider has acted on the task's terminal status.
+    TaskExecuted {
+        #[allow(missing_docs)]
+        seq: u32,
+    },
+    /// A line was added to the task's execution log.
+    TaskLogged {
+        #[allow(missing_docs)]
+        seq: u32,
+        #[allow(missing_docs)]
+        log: String,
+        #[allow(missing_docs)]
+        time: i64,
+    },
+    /// The workflow reached a terminal status.
+    WorkflowEnded(Box<WorkflowEnded>),
+}
+
+/// Payload of [`Event::WorkflowStarted`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowStarted {
+    /// The header as it starts: RUNNING, revision 0, no tasks.
+    pub header: WorkflowHeader,
+    /// The definition snapshot, with task definitions filled in.
+    #[serde(with = "plan_as_def_json")]
+    pub plan: Arc<Plan>,
+}
+
+impl PartialEq for WorkflowStarted {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header && self.plan.def == other.plan.def
+    }
+}
+
+/// Payload of [`Event::TaskScheduled`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskScheduled {
+    /// The new attempt; its `seq` is the next one.
+    pub task: TaskState,
+    /// The attempt it retries, marked `retried`.
+    pub retry_of: Option<u32>,
+}
+
+/// Payload of [`Event::TaskUpdated`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUpdated {
+    #[allow(missing_docs)]
+    pub seq: u32,
+    /// The task's new status (a worker's IN_PROGRESS is stored as SCHEDULED, as in Conductor).
+    pub status: TaskStatus,
+    /// The new output, replacing the old one; `None` keeps it.
+    #[serde(with = "json_bytes")]
+    pub output: Option<Object>,
+    #[allow(missing_docs)]
+    pub reason: Option<String>,
+    #[allow(missing_docs)]
+    pub worker_id: Option<String>,
+    #[allow(missing_docs)]
+    pub callback_after_seconds: i64,
+    #[allow(missing_docs)]
+    pub time: i64,
+}
+
+/// Payload of [`Event::WorkflowEnded`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowEnded {
+    /// COMPLETED, FAILED, TIMED_OUT or TERMINATED.
+    pub status: WorkflowStatus,
+    #[allow(missing_docs)]
+    pub reason: Option<String>,
+    #[serde(with = "json_bytes")]
+    #[allow(missing_docs)]
+    pub output: Object,
+    #[allow(missing_docs)]
+    pub failed_reference_task_names: Vec<String>,
+    #[allow(missing_docs)]
+    pub failed_task_names: Vec<String>,
+    #[allow(missing_docs)]
+    pub time: i64,
+}
+
+impl Event {
+    /// The task this event touches, if any.
+    pub fn task_seq(&self) -> Option<u32> {
+        match self {
+            Event::WorkflowStarted(_) | Event::WorkflowEnded(_) => None,
+            Event::TaskScheduled(s) => Some(s.task.seq),
+            Event::TaskUpdated(u) => Some(u.seq),
+            Event::TaskPolled { seq, .. }
+            | Event::TaskLeaseExtended { seq, .. }
+            | Event::TaskStatusChanged { seq, .. }
+            | Event::TaskExecuted { seq }
+            | Event::TaskLogged { seq, .. } => Some(*seq),
+        }
+    }
+
+    /// A short name for logs, metrics and the history endpoint.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::WorkflowStarted(_) => "WorkflowStarted",
+            Event::TaskScheduled(_) => "TaskScheduled",
+            Event::TaskPolled { .. } => "TaskPolled",
+            Event::TaskUpdated(_) => "TaskUpdated",
+            Event::TaskLeaseExtended { .. } => "TaskLeaseExtended",
+            Event::TaskStatusChanged { .. } => "TaskStatusChanged",
+            Event::TaskExecuted { .. } => "TaskExecuted",
+            Event::TaskLogged { .. } => "TaskLogged",
+            Event::WorkflowEnded(_) => "WorkflowEnded",
+        }
+    }
+}
+
+/// Stores a plan as the JSON of its definition and compiles it again on load.
+mod plan_as_def_json {
+    use std::sync::Arc;
+
+    use serde::{Deserializer, Serializer};
+
+    use crate::dsl::WorkflowDef;
+    use crate::plan::Plan;
+    use crate::serde_util::json_bytes;
+
+    pub fn serialize<S: Serializer>(plan: &Arc<Plan>, serializer: S) -> Result<S::Ok, S::Error> {
+        json_bytes::serialize(&plan.def, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<Plan>, D::Error> {
+        let def: WorkflowDef = json_bytes::deserialize(deserializer)?;
+        Ok(Arc::new(Plan::new(def)))
+    }
+}

@@ -1,0 +1,99 @@
+//! `evolve`: the one function that changes execution state, one event at a time.
+//!
+//! It is total and deterministic: every input it reads is in the event or the state; an event
+//! that does not fit the state (a task `seq` that does not exist) changes nothing but the revision,
+//! so replaying any committed history always succeeds.
+
+use crate::event::Event;
+use crate::state::{TaskStatus, WorkflowState};
+
+/// Builds the state of a new execution from its first event; `None` if the event is not a start.
+pub fn start(event: &Event) -> Option<WorkflowState> {
+    let Event::WorkflowStarted(started) = event else { return None };
+    let mut header = started.header.clone();
+    header.revision = 1;
+    Some(WorkflowState { header, plan: started.plan.clone(), tasks: Vec::new() })
+}
+
+/// Applies one event to the state.
+pub fn evolve(state: &mut WorkflowState, event: &Event) {
+    state.header.revision += 1;
+    match event {
+        Event::WorkflowStarted(_) => {}
+        Event::TaskScheduled(scheduled) => {
+            if let Some(old) = scheduled.retry_of.and_then(|seq| state.task_mut(seq)) {
+                old.retried = true;
+            }
+            let mut task = scheduled.task.clone();
+            task.seq = state.tasks.len() as u32 + 1;
+            state.header.update_time = task.scheduled_time;
+            state.tasks.push(task);
+        }
+        Event::TaskPolled { seq, worker_id, time } => {
+            if let Some(t) = state.task_mut(*seq) {
+                t.status = TaskStatus::InProgress;
+                if t.start_time == 0 {
+                    t.start_time = *time;
+                }
+                t.callback_after_seconds = 0;
+                t.worker_id = worker_id.clone();
+                t.poll_count += 1;
+                t.update_time = *time;
+            }
+        }
+        Event::TaskUpdated(u) => {
+            if let Some(t) = state.task_mut(u.seq) {
+                t.status = u.status;
+                if let Some(output) = &u.output {
+                    t.output = output.clone();
+                }
+                if u.reason.is_some() {
+                    t.reason_for_incompletion = u.reason.clone();
+                }
+                if u.worker_id.is_some() {
+                    t.worker_id = u.worker_id.clone();
+                }
+                t.callback_after_seconds = u.callback_after_seconds;
+                t.update_time = u.time;
+                if u.status.is_terminal() {
+                    t.end_time = u.time;
+                }
+            }
+            state.header.update_time = u.time;
+        }
+        Event::TaskLeaseExtended { seq, time } => {
+            if let Some(t) = state.task_mut(*seq) {
+                t.update_time = *time;
+            }
+        }
+        Event::TaskStatusChanged { seq, status, reason, time } => {
+            if let Some(t) = state.task_mut(*seq) {
+                t.status = *status;
+                if reason.is_some() {
+                    t.reason_for_incompletion = reason.clone();
+                }
+                t.update_time = *time;
+                if status.is_terminal() && t.end_time == 0 {
+                    t.end_time = *time;
+                }
+            }
+            state.header.update_time = *time;
+        }
+        Event::TaskExecuted { seq } => {
+            if let Some(t) = state.task_mut(*seq) {
+                t.executed = true;
+            }
+        }
+        Event::TaskLogged { .. } => {}
+        Event::WorkflowEnded(ended) => {
+            let h = &mut state.header;
+            h.status = ended.status;
+            h.reason_for_incompletion = ended.reason.clone();
+            h.output = ended.output.clone();
+            h.failed_reference_task_names = ended.failed_reference_task_names.clone();
+            h.failed_task_names = ended.failed_task_names.clone();
+            h.end_time = ended.time;
+            h.update_time = ended.time;
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Executions as Conductor clients read them: `Workflow` and `Task` JSON.
+//!
+//! Views borrow from the state and serialize straight to bytes. Nulls are omitted, primitives
+//! always present, times are epoch millis, and every enum value is one the official SDKs know
+//! (the Python SDK drops a whole response on one value it does not know).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
+use crate::state::{Object, TaskState, TaskStatus, WorkflowState, WorkflowStatus};
+
+/// Conductor's `Task`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView<'a> {
+    task_type: &'a str,
+    status: TaskStatus,
+    input_data: &'a Object,
+    reference_task_name: &'a str,
+    retry_count: i32,
+    seq: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    poll_count: i32,
+    task_def_name: &'a str,
+    scheduled_time: i64,
+    start_time: i64,
+    end_time: i64,
+    update_time: i64,
+    start_delay_in_seconds: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retried_task_id: Option<&'a str>,
+    retried: bool,
+    executed: bool,
+    callback_from_worker: bool,
+    response_timeout_seconds: i64,
+    workflow_instance_id: &'a str,
+    workflow_type: &'a str,
+    task_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_for_incompletion: Option<&'a str>,
+    callback_after_seconds: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_id: Option<&'a str>,
+    output_data: &'a Object,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workflow_task: Option<&'a WorkflowTask>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+    rate_limit_per_frequency: i32,
+    rate_limit_frequency_in_seconds: i32,
+    workflow_priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_name_space: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    isolation_group_id: Option<&'a str>,
+    iteration: i32,
+    subworkflow_changed: bool,
+    loop_over_task: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_definition: Option<&'a TaskDef>,
+    queue_wait_time: i64,
+}
+
+/// Renders one task of an execution. `now` (epoch millis) is for `queueWaitTime` of tasks not
+/// yet started.
+pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'a> {
+    let workflow_task = wf.plan.task(&t.reference_task_name).map(|p| &p.task);
+    let queue_wait_time = if t.start_time > 0 {
+        t.start_time - t.scheduled_time
+    } else if t.status == TaskStatus::Scheduled {
+        (now - t.ready_at()).max(0)
+    } else {
+        0
+    };
+    TaskView {
+        task_type: &t.task_type,
+        status: t.status,
+        input_data: &t.input,
+        reference_task_name: &t.reference_task_name,
+        retry_count: t.retry_count,
+        seq: t.seq,
+        correlation_id: wf.header.correlation_id.as_deref(),
+        poll_count: t.poll_count,
+        task_def_name: &t.task_def_name,
+        scheduled_time: t.scheduled_time,
+        start_time: t.start_time,
+        end_time: t.end_time,
+        update_time: t.update_time,
+        start_delay_in_seconds: t.start_delay_in_seconds,
+        retried_task_id: t.retried_task_id.as_deref(),
+        retried: t.retried,
+        executed: t.executed,
+        callback_from_worker: true,
+        response_timeout_seconds: t.response_timeout_seconds,
+        workflow_instance_id: &wf.header.workflow_id,
+        workflow_type: &wf.header.workflow_name,
+        task_id: &t.task_id,
+        reason_for_incompletion: t.reason_for_incompletion.as_deref(),
+        callback_after_seconds: t.callback_after_seconds,
+        worker_id: t.worker_id.as_deref(),
+        output_data: &t.output,
+        workflow_task,
+        domain: t.domain.as_deref(),
+        rate_limit_per_frequency: t.rate_limit_per_frequency,
+        rate_limit_frequency_in_seconds: t.rate_limit_frequency_in_seconds,
+        workflow_priority: wf.header.priority,
+        execution_name_space: t.execution_name_space.as_deref(),
+        isolation_group_id: t.isolation_group_id.as_deref(),
+        iteration: t.iteration,
+        subworkflow_changed: false,
+        loop_over_task: t.iteration > 0,
+        task_definition: workflow_task.and_then(|w| w.task_definition.as_ref()),
+        queue_wait_time,
+    }
+}
+
+/// Conductor's `Workflow`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_by: Option<&'a str>,
+    create_time: i64,
+    update_time: i64,
+    status: WorkflowStatus,
+    end_time: i64,
+    workflow_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_workflow_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_workflow_task_id: Option<&'a str>,
+    tasks: Vec<TaskView<'a>>,
+    input: &'a Object,
+    output: &'a Object,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_for_incompletion: Option<&'a str>,
+    task_to_domain: &'a BTreeMap<String, String>,
+    failed_reference_task_names: &'a [String],
+    failed_task_names: &'a [String],
+    workflow_definition: &'a WorkflowDef,
+    priority: i32,
+    variables: &'a Object,
+    last_retried_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
+    start_time: i64,
+    workflow_name: &'a str,
+    workflow_version: i32,
+}
+
+/// Renders an execution, with or without its tasks.
+pub fn workflow(wf: &WorkflowState, include_tasks: bool, now: i64) -> WorkflowView<'_> {
+    let h = &wf.header;
+    WorkflowView {
+        created_by: h.created_by.as_deref(),
+        create_time: h.create_time,
+        update_time: h.update_time,
+        status: h.status,
+        end_time: h.end_time,
+        workflow_id: &h.workflow_id,
+        parent_workflow_id: h.parent_workflow_id.as_deref(),
+        parent_workflow_task_id: h.parent_workflow_task_id.as_deref(),
+        tasks: if include_tasks { wf.tasks.iter().map(|t| task(wf, t, now)).collect() } else { Vec::new() },
+        input: &h.input,
+        output: &h.output,
+        correlation_id: h.correlation_id.as_deref(),
+        reason_for_incompletion: h.reason_for_incompletion.as_deref(),
+        task_to_domain: &h.task_to_domain,
+        failed_reference_task_names: &h.failed_reference_task_names,
+        failed_task_names: &h.failed_task_names,
+        workflow_definition: &wf.plan.def,
+        priority: h.priority,
+        variables: &h.variables,
+        last_retried_time: h.last_retried_time,
+        idempotency_key: h.idempotency_key.as_deref(),
+        start_time: h.create_time,
+        workflow_name: &h.workflow_name,
+        workflow_version: h.workflow_version,
+    }
+}
+
+/// Conductor's workflow status summary (`GET /workflow/{id}/status`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView<'a> {
+    workflow_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a Object>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variables: Option<&'a Object>,
+    status: WorkflowStatus,
+}
+
+/// Renders the status summary.
+pub fn status(wf: &WorkflowState, include_output: bool, include_variables: bool) -> StatusView<'_> {
+    StatusView {
+        workflow_id: &wf.header.workflow_id,
+        correlation_id: wf.header.correlation_id.as_deref(),
+        output: include_output.then_some(&wf.header.output),
+        variables: include_variables.then_some(&wf.header.variables),
+        status: wf.header.status,
+    }
+}

@@ -1,0 +1,260 @@
+//! Execution state: what a workflow instance and its tasks are right now.
+//!
+//! These types are both the in-memory state the decider reads and the rows the state machine
+//! stores (bincode; JSON payloads as JSON bytes). Changing a field means a new row format version in
+//! the storage codec. Enum variants are encoded by position: append new ones, never reorder.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::plan::Plan;
+use crate::serde_util::json_bytes;
+
+/// A JSON object: task input and output, workflow input, output and variables.
+pub type Object = Map<String, Value>;
+
+/// Conductor's `Workflow.WorkflowStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum WorkflowStatus {
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    Terminated,
+    Paused,
+}
+
+impl WorkflowStatus {
+    /// No further change without an explicit restart, retry or rerun.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::TimedOut | Self::Terminated)
+    }
+    /// COMPLETED or PAUSED, as Conductor defines it.
+    pub fn is_successful(self) -> bool {
+        matches!(self, Self::Completed | Self::Paused)
+    }
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Terminated => "TERMINATED",
+            Self::Paused => "PAUSED",
+        }
+    }
+}
+
+/// Conductor's `Task.Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum TaskStatus {
+    InProgress,
+    Canceled,
+    Failed,
+    FailedWithTerminalError,
+    Completed,
+    CompletedWithErrors,
+    Scheduled,
+    TimedOut,
+    Skipped,
+}
+
+impl TaskStatus {
+    /// The task will not change again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::InProgress | Self::Scheduled)
+    }
+    /// Terminal and good enough for the workflow to go on.
+    pub fn is_successful(self) -> bool {
+        matches!(
+            self,
+            Self::InProgress | Self::Completed | Self::CompletedWithErrors | Self::Scheduled | Self::Skipped
+        )
+    }
+    /// A failure in this status may be retried.
+    pub fn is_retriable(self) -> bool {
+        !matches!(self, Self::Canceled | Self::FailedWithTerminalError | Self::Skipped)
+    }
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Canceled => "CANCELED",
+            Self::Failed => "FAILED",
+            Self::FailedWithTerminalError => "FAILED_WITH_TERMINAL_ERROR",
+            Self::Completed => "COMPLETED",
+            Self::CompletedWithErrors => "COMPLETED_WITH_ERRORS",
+            Self::Scheduled => "SCHEDULED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Skipped => "SKIPPED",
+        }
+    }
+}
+
+/// The workflow-level part of an execution: everything but its tasks and definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowHeader {
+    #[allow(missing_docs)]
+    pub workflow_id: String,
+    /// Definition name.
+    pub workflow_name: String,
+    /// Definition version.
+    pub workflow_version: i32,
+    #[allow(missing_docs)]
+    pub status: WorkflowStatus,
+    #[serde(with = "json_bytes")]
+    #[allow(missing_docs)]
+    pub input: Object,
+    #[serde(with = "json_bytes")]
+    #[allow(missing_docs)]
+    pub output: Object,
+    #[serde(with = "json_bytes")]
+    #[allow(missing_docs)]
+    pub variables: Object,
+    #[allow(missing_docs)]
+    pub correlation_id: Option<String>,
+    /// 0–99; copied to every task as its queue priority.
+    pub priority: i32,
+    #[allow(missing_docs)]
+    pub task_to_domain: BTreeMap<String, String>,
+    /// Epoch millis; Conductor's `createTime` and `startTime`.
+    pub create_time: i64,
+    /// Epoch millis of the last change.
+    pub update_time: i64,
+    /// Epoch millis, 0 while not terminal.
+    pub end_time: i64,
+    #[allow(missing_docs)]
+    pub reason_for_incompletion: Option<String>,
+    /// Sorted, without duplicates.
+    pub failed_reference_task_names: Vec<String>,
+    /// Sorted, without duplicates.
+    pub failed_task_names: Vec<String>,
+    #[allow(missing_docs)]
+    pub parent_workflow_id: Option<String>,
+    #[allow(missing_docs)]
+    pub parent_workflow_task_id: Option<String>,
+    /// Epoch millis, 0 if never retried or resumed.
+    pub last_retried_time: i64,
+    #[allow(missing_docs)]
+    pub created_by: Option<String>,
+    #[allow(missing_docs)]
+    pub idempotency_key: Option<String>,
+    /// Number of events applied so far; the version guard compares it.
+    pub revision: u64,
+}
+
+/// One task execution (one attempt of one workflow task).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    #[allow(missing_docs)]
+    pub task_id: String,
+    /// 1-based position in the workflow's task list; events address tasks by it.
+    pub seq: u32,
+    #[allow(missing_docs)]
+    pub reference_task_name: String,
+    #[allow(missing_docs)]
+    pub task_def_name: String,
+    /// For SIMPLE tasks the task name, as in Conductor.
+    pub task_type: String,
+    #[allow(missing_docs)]
+    pub status: TaskStatus,
+    #[serde(with = "json_bytes")]
+    #[allow(missing_docs)]
+    pub input: Object,
+    #[serde(with = "json_bytes")]
+    #[allow(missing_docs)]
+    pub output: Object,
+    #[allow(missing_docs)]
+    pub retry_count: i32,
+    #[allow(missing_docs)]
+    pub poll_count: i32,
+    /// Epoch millis.
+    pub scheduled_time: i64,
+    /// Epoch millis of the first poll, 0 before.
+    pub start_time: i64,
+    /// Epoch millis, 0 while not terminal.
+    pub end_time: i64,
+    /// Epoch millis of the last change.
+    pub update_time: i64,
+    #[allow(missing_docs)]
+    pub start_delay_in_seconds: i32,
+    /// A SCHEDULED task is pollable from `update_time + callback_after_seconds`.
+    pub callback_after_seconds: i64,
+    #[allow(missing_docs)]
+    pub response_timeout_seconds: i64,
+    #[allow(missing_docs)]
+    pub retried_task_id: Option<String>,
+    /// A later attempt replaced this one.
+    pub retried: bool,
+    /// The decider has acted on this task's terminal status.
+    pub executed: bool,
+    #[allow(missing_docs)]
+    pub worker_id: Option<String>,
+    #[allow(missing_docs)]
+    pub reason_for_incompletion: Option<String>,
+    #[allow(missing_docs)]
+    pub domain: Option<String>,
+    /// The queue a worker polls for this task; `None` for tasks no worker executes.
+    pub queue: Option<String>,
+    #[allow(missing_docs)]
+    pub rate_limit_per_frequency: i32,
+    #[allow(missing_docs)]
+    pub rate_limit_frequency_in_seconds: i32,
+    #[allow(missing_docs)]
+    pub isolation_group_id: Option<String>,
+    #[allow(missing_docs)]
+    pub execution_name_space: Option<String>,
+    #[allow(missing_docs)]
+    pub iteration: i32,
+}
+
+impl TaskState {
+    /// When a SCHEDULED task may be handed to a worker.
+    pub fn ready_at(&self) -> i64 {
+        self.update_time.saturating_add(self.callback_after_seconds.saturating_mul(1000))
+    }
+
+    /// When an IN_PROGRESS task times out for lack of a worker response, if it can.
+    pub fn response_deadline(&self) -> Option<i64> {
+        if self.status != TaskStatus::InProgress || self.response_timeout_seconds <= 0 || self.queue.is_none() {
+            return None;
+        }
+        let seconds = self.response_timeout_seconds.saturating_add(self.callback_after_seconds);
+        Some(self.update_time.saturating_add(seconds.saturating_mul(1000)))
+    }
+}
+
+/// A whole execution: header, compiled definition and tasks in `seq` order.
+#[derive(Debug, Clone)]
+pub struct WorkflowState {
+    #[allow(missing_docs)]
+    pub header: WorkflowHeader,
+    /// The definition snapshot this execution runs.
+    pub plan: Arc<Plan>,
+    /// `tasks[i].seq == i + 1`.
+    pub tasks: Vec<TaskState>,
+}
+
+impl WorkflowState {
+    /// The task with this id.
+    pub fn task_by_id(&self, task_id: &str) -> Option<&TaskState> {
+        self.tasks.iter().find(|t| t.task_id == task_id)
+    }
+
+    /// The task at this `seq`.
+    pub fn task(&self, seq: u32) -> Option<&TaskState> {
+        (seq as usize).checked_sub(1).and_then(|i| self.tasks.get(i))
+    }
+
+    pub(crate) fn task_mut(&mut self, seq: u32) -> Option<&mut TaskState> {
+        (seq as usize).checked_sub(1).and_then(|i| self.tasks.get_mut(i))
+    }
+}

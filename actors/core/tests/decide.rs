@@ -1,0 +1,396 @@
+//! The decider, driven through its public API: given a definition and commands, then events,
+//! state and rejections. Every test also replays the events it produced from scratch and checks
+//! the replayed state equals the decided one, so `evolve` stays deterministic.
+
+use std::sync::Arc;
+
+use overture_core::command::{Command, Ctx, IdSource, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate};
+use overture_core::dsl::WorkflowDef;
+use overture_core::event::Event;
+use overture_core::evolve;
+use overture_core::rows::{self, TimerKind};
+use overture_core::state::{Object, TaskStatus, WorkflowState, WorkflowStatus};
+use overture_core::{Plan, decide};
+use serde_json::{Value, json};
+
+struct Counter(u32);
+impl IdSource for Counter {
+    fn next_id(&mut self) -> String {
+        self.0 += 1;
+        format!("t{}", self.0)
+    }
+}
+
+/// One execution under test, with a manual clock.
+struct Run {
+    state: WorkflowState,
+    history: Vec<Event>,
+    ids: Counter,
+    now: i64,
+}
+
+impl Run {
+    fn start(def: Value, input: Value) -> Run {
+        let def: WorkflowDef = serde_json::from_value(def).expect("test definition parses");
+        overture_core::validate::workflow_def(&def).expect("test definition is valid");
+        let mut ids = Counter(0);
+        let now = 1_000_000;
+        let cmd = StartWorkflow {
+            workflow_id: "wf1".into(),
+            plan: Arc::new(Plan::new(def)),
+            input: obj(input),
+            correlation_id: Some("corr".into()),
+            priority: 5,
+            task_to_domain: Default::default(),
+            created_by: None,
+            idempotency_key: None,
+        };
+        let (state, history) = decide::start(cmd, &mut Ctx { now, ids: &mut ids });
+        let run = Run { state, history, ids, now };
+        run.check_replay();
+        run
+    }
+
+    fn send(&mut self, cmd: Command) -> Result<Vec<Event>, Rejection> {
+        let before = self.state.clone();
+        let result = decide::decide(&mut self.state, cmd, &mut Ctx { now: self.now, ids: &mut self.ids });
+        match &result {
+            Ok(events) => self.history.extend(events.iter().cloned()),
+            Err(_) => assert_eq!(before.header, self.state.header, "a rejection leaves the state untouched"),
+        }
+        self.check_replay();
+        result
+    }
+
+    fn check_replay(&self) {
+        let mut replayed = evolve::start(&self.history[0]).expect("history starts with WorkflowStarted");
+        for e in &self.history[1..] {
+            evolve::evolve(&mut replayed, e);
+        }
+        assert_eq!(replayed.header, self.state.header);
+        assert_eq!(replayed.tasks, self.state.tasks);
+    }
+
+    fn poll(&mut self, reference: &str) -> String {
+        let id = self.open_task(reference).task_id.clone();
+        self.send(Command::Poll { task_id: id.clone(), worker_id: Some("w".into()) }).expect("poll accepted");
+        id
+    }
+
+    fn open_task(&self, reference: &str) -> &overture_core::TaskState {
+        self.state
+            .tasks
+            .iter()
+            .rev()
+            .find(|t| t.reference_task_name == reference && !t.status.is_terminal())
+            .unwrap_or_else(|| panic!("no open task {reference}: {:#?}", self.state.tasks))
+    }
+
+    fn report(&mut self, task_id: &str, status: TaskResultStatus, output: Value) -> Vec<Event> {
+        self.send(Command::Update(Box::new(update(task_id, status, output)))).expect("update accepted")
+    }
+
+    fn statuses(&self) -> Vec<(String, TaskStatus)> {
+        self.state.tasks.iter().map(|t| (t.reference_task_name.clone(), t.status)).collect()
+    }
+}
+
+fn update(task_id: &str, status: TaskResultStatus, output: Value) -> TaskUpdate {
+    TaskUpdate {
+        task_id: task_id.into(),
+        status,
+        output: Some(obj(output)),
+        merge_output: false,
+        reason: Some("boom".into()),
+        worker_id: Some("w".into()),
+        callback_after_seconds: 0,
+        extend_lease: false,
+        logs: vec![],
+    }
+}
+
+fn obj(v: Value) -> Object {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn kinds(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(Event::kind).collect()
+}
+
+fn two_step(retry_count: i32, optional_first: bool) -> Value {
+    json!({
+        "name": "two_step",
+        "version": 3,
+        "tasks": [
+            {
+                "name": "step_a", "taskReferenceName": "a", "optional": optional_first,
+                "inputParameters": {
+                    "whole": "${workflow.input.n}",
+                    "mixed": "n=${workflow.input.n}, m=${workflow.input.m}",
+                    "missing": "${workflow.input.nope}",
+                    "nested": {"list": ["${workflow.input.m}", "${workflow.workflowId}"]},
+                    "self": "${CPEWF_TASK_ID}",
+                    "escaped": "$${workflow.input.n}"
+                },
+                "taskDefinition": {
+                    "name": "step_a", "retryCount": retry_count, "retryLogic": "FIXED",
+                    "retryDelaySeconds": 5, "responseTimeoutSeconds": 30
+                }
+            },
+            {
+                "name": "step_b", "taskReferenceName": "b",
+                "inputParameters": {"fromA": "${a.output.value}", "deep": "${a.output..leaf}"}
+            }
+        ],
+        "outputParameters": {"result": "${b.output.done}", "a": "${a.output.value}"}
+    })
+}
+
+#[test]
+fn start_schedules_first_task_with_resolved_input() {
+    let run = Run::start(two_step(0, false), json!({"n": 7, "m": {"k": "v"}}));
+    assert_eq!(kinds(&run.history), ["WorkflowStarted", "TaskScheduled"]);
+    let t = &run.state.tasks[0];
+    assert_eq!(t.status, TaskStatus::Scheduled);
+    assert_eq!(t.task_type, "step_a", "a SIMPLE task's type is its name");
+    assert_eq!(t.queue.as_deref(), Some("step_a"));
+    assert_eq!(t.response_timeout_seconds, 30);
+    assert_eq!(
+        Value::Object(t.input.clone()),
+        json!({
+            "whole": 7,
+            "mixed": "n=7, m={k=v}",
+            "missing": null,
+            "nested": {"list": [{"k": "v"}, "wf1"]},
+            "self": t.task_id,
+            "escaped": "${workflow.input.n}"
+        })
+    );
+    let q = rows::queue_item(&run.state.header, t).expect("a scheduled worker task is queued");
+    assert_eq!((q.queue.as_str(), q.priority, q.ready_at), ("step_a", 5, run.now));
+}
+
+#[test]
+fn happy_path_runs_tasks_in_order_and_computes_output() {
+    let mut run = Run::start(two_step(0, false), json!({"n": 1}));
+    let a = run.poll("a");
+    assert_eq!(run.state.tasks[0].status, TaskStatus::InProgress);
+    assert_eq!(run.state.tasks[0].poll_count, 1);
+    assert!(rows::queue_item(&run.state.header, &run.state.tasks[0]).is_none(), "polled tasks leave the queue");
+
+    run.now += 10;
+    let events = run.report(&a, TaskResultStatus::Completed, json!({"value": 42, "x": {"y": {"leaf": 1}}}));
+    assert_eq!(kinds(&events), ["TaskUpdated", "TaskExecuted", "TaskScheduled"]);
+    let b_input = Value::Object(run.open_task("b").input.clone());
+    assert_eq!(b_input, json!({"fromA": 42, "deep": [1]}));
+
+    let b = run.poll("b");
+    let events = run.report(&b, TaskResultStatus::Completed, json!({"done": true}));
+    assert_eq!(kinds(&events), ["TaskUpdated", "TaskExecuted", "WorkflowEnded"]);
+    assert_eq!(run.state.header.status, WorkflowStatus::Completed);
+    assert_eq!(Value::Object(run.state.header.output.clone()), json!({"result": true, "a": 42}));
+    assert_eq!(run.state.header.end_time, run.now);
+}
+
+#[test]
+fn failed_task_is_retried_after_its_delay_then_fails_the_workflow() {
+    let mut run = Run::start(two_step(1, false), json!({}));
+    let first = run.poll("a");
+    let events = run.report(&first, TaskResultStatus::Failed, json!({}));
+    assert_eq!(kinds(&events), ["TaskUpdated", "TaskScheduled"]);
+    let retry = run.open_task("a").clone();
+    assert_eq!((retry.retry_count, retry.callback_after_seconds), (1, 5));
+    assert_eq!(retry.retried_task_id.as_deref(), Some(first.as_str()));
+    assert!(run.state.tasks[0].retried);
+    assert_eq!(rows::queue_item(&run.state.header, &retry).map(|q| q.ready_at), Some(run.now + 5_000));
+
+    // Not pollable before its delay.
+    let early = run.send(Command::Poll { task_id: retry.task_id.clone(), worker_id: None });
+    assert!(matches!(early, Err(Rejection::Conflict(_))), "{early:?}");
+    run.now += 5_000;
+    let second = run.poll("a");
+    run.report(&second, TaskResultStatus::Failed, json!({}));
+
+    assert_eq!(run.state.header.status, WorkflowStatus::Failed);
+    assert_eq!(
+        run.state.header.reason_for_incompletion.as_deref(),
+        Some(format!("Task {second} failed with status: FAILED and reason: 'boom'").as_str())
+    );
+    assert_eq!(run.state.header.failed_reference_task_names, ["a"]);
+    assert_eq!(run.state.header.failed_task_names, ["step_a"]);
+}
+
+#[test]
+fn terminal_error_is_not_retried() {
+    let mut run = Run::start(two_step(3, false), json!({}));
+    let a = run.poll("a");
+    run.report(&a, TaskResultStatus::FailedWithTerminalError, json!({}));
+    assert_eq!(run.state.header.status, WorkflowStatus::Failed);
+    assert_eq!(run.statuses(), [("a".to_string(), TaskStatus::FailedWithTerminalError)]);
+}
+
+#[test]
+fn optional_task_failure_completes_with_errors_and_goes_on() {
+    let mut run = Run::start(two_step(0, true), json!({}));
+    let a = run.poll("a");
+    run.report(&a, TaskResultStatus::Failed, json!({}));
+    assert_eq!(run.state.header.status, WorkflowStatus::Running);
+    assert_eq!(run.state.tasks[0].status, TaskStatus::CompletedWithErrors);
+    assert_eq!(run.open_task("b").status, TaskStatus::Scheduled);
+}
+
+#[test]
+fn in_progress_with_callback_requeues_later() {
+    let mut run = Run::start(two_step(0, false), json!({}));
+    let a = run.poll("a");
+    let mut u = update(&a, TaskResultStatus::InProgress, json!({"progress": 1}));
+    u.callback_after_seconds = 30;
+    run.send(Command::Update(Box::new(u))).expect("accepted");
+    let t = &run.state.tasks[0];
+    assert_eq!((t.status, t.callback_after_seconds, t.poll_count), (TaskStatus::Scheduled, 30, 1));
+    assert_eq!(rows::queue_item(&run.state.header, t).map(|q| q.ready_at), Some(run.now + 30_000));
+    run.now += 30_000;
+    run.poll("a");
+    assert_eq!(run.state.tasks[0].poll_count, 2);
+}
+
+#[test]
+fn lease_extension_moves_the_response_deadline_only() {
+    let mut run = Run::start(two_step(0, false), json!({}));
+    let a = run.poll("a");
+    let deadline = run.state.tasks[0].response_deadline();
+    assert_eq!(deadline, Some(run.now + 30_000));
+    run.now += 20_000;
+    let mut u = update(&a, TaskResultStatus::InProgress, json!({}));
+    u.extend_lease = true;
+    let events = run.send(Command::Update(Box::new(u))).expect("accepted");
+    assert_eq!(kinds(&events), ["TaskLeaseExtended"]);
+    assert_eq!(run.state.tasks[0].status, TaskStatus::InProgress);
+    assert_eq!(run.state.tasks[0].response_deadline(), Some(run.now + 30_000));
+}
+
+#[test]
+fn response_timeout_times_out_and_retries_or_ends() {
+    let mut run = Run::start(two_step(1, false), json!({}));
+    run.poll("a");
+    let timer = rows::task_timer(&run.state.header, &run.state.tasks[0]).expect("an IN_PROGRESS task has a timer");
+    assert_eq!(timer.kind, TimerKind::ResponseTimeout);
+
+    // Early or stale timers change nothing.
+    let early = run.send(Command::Timer { kind: timer.kind, seq: timer.seq, fire_at: timer.fire_at }).expect("ok");
+    assert!(early.is_empty());
+    run.now = timer.fire_at;
+    let stale = run.send(Command::Timer { kind: timer.kind, seq: timer.seq, fire_at: timer.fire_at - 1 }).expect("ok");
+    assert!(stale.is_empty());
+
+    let events = run.send(Command::Timer { kind: timer.kind, seq: timer.seq, fire_at: timer.fire_at }).expect("ok");
+    assert_eq!(kinds(&events), ["TaskStatusChanged", "TaskScheduled"]);
+    assert_eq!(run.state.tasks[0].status, TaskStatus::TimedOut);
+
+    run.now += 5_000;
+    run.poll("a");
+    let timer = rows::task_timer(&run.state.header, &run.state.tasks[1]).expect("timer");
+    run.now = timer.fire_at;
+    run.send(Command::Timer { kind: timer.kind, seq: timer.seq, fire_at: timer.fire_at }).expect("ok");
+    assert_eq!(run.state.header.status, WorkflowStatus::TimedOut);
+}
+
+#[test]
+fn updates_of_finished_tasks_are_no_ops() {
+    let mut run = Run::start(two_step(0, false), json!({}));
+    let a = run.poll("a");
+    run.report(&a, TaskResultStatus::Completed, json!({"value": 1}));
+    let again = run.report(&a, TaskResultStatus::Failed, json!({}));
+    assert!(again.is_empty());
+    assert_eq!(run.state.tasks[0].status, TaskStatus::Completed);
+    let unknown = run.send(Command::Update(Box::new(update("nope", TaskResultStatus::Completed, json!({})))));
+    assert_eq!(unknown, Err(Rejection::NotFound("No such task found by id: nope".into())));
+}
+
+#[test]
+fn terminate_cancels_open_tasks_and_is_idempotent() {
+    let mut run = Run::start(two_step(0, false), json!({}));
+    let events = run.send(Command::Terminate { reason: Some("stop".into()) }).expect("ok");
+    assert_eq!(kinds(&events), ["TaskStatusChanged", "WorkflowEnded"]);
+    assert_eq!(run.state.header.status, WorkflowStatus::Terminated);
+    assert_eq!(run.state.header.reason_for_incompletion.as_deref(), Some("stop"));
+    assert_eq!(run.state.tasks[0].status, TaskStatus::Canceled);
+    assert!(rows::queue_item(&run.state.header, &run.state.tasks[0]).is_none());
+    assert!(run.send(Command::Terminate { reason: None }).expect("ok").is_empty());
+}
+
+#[test]
+fn completed_workflows_cannot_be_terminated() {
+    let mut run = Run::start(json!({"name": "one", "tasks": [{"name": "x", "taskReferenceName": "x"}]}), json!({}));
+    let x = run.poll("x");
+    run.report(&x, TaskResultStatus::Completed, json!({"o": 1}));
+    assert_eq!(Value::Object(run.state.header.output.clone()), json!({"o": 1}), "output defaults to the last task's");
+    let r = run.send(Command::Terminate { reason: None });
+    assert!(matches!(r, Err(Rejection::Conflict(_))), "{r:?}");
+}
+
+#[test]
+fn tasks_without_definition_run_with_defaults_and_no_retries() {
+    let mut run = Run::start(json!({"name": "one", "tasks": [{"name": "x", "taskReferenceName": "x"}]}), json!({}));
+    assert_eq!(run.state.tasks[0].response_timeout_seconds, 3600);
+    let x = run.poll("x");
+    run.report(&x, TaskResultStatus::Failed, json!({}));
+    assert_eq!(run.state.header.status, WorkflowStatus::Failed);
+}
+
+#[test]
+fn workflow_task_retry_count_overrides_the_definition() {
+    let mut def = two_step(0, false);
+    def["tasks"][0]["retryCount"] = json!(1);
+    let mut run = Run::start(def, json!({}));
+    let a = run.poll("a");
+    run.report(&a, TaskResultStatus::Failed, json!({}));
+    assert_eq!(run.open_task("a").retry_count, 1);
+}
+
+#[test]
+fn by_reference_output_merges() {
+    let mut run = Run::start(two_step(0, false), json!({}));
+    let a = run.poll("a");
+    let mut u = update(&a, TaskResultStatus::InProgress, json!({"first": 1}));
+    u.callback_after_seconds = 0;
+    run.send(Command::Update(Box::new(u))).expect("ok");
+    let mut u = update(&a, TaskResultStatus::Completed, json!({"second": 2}));
+    u.merge_output = true;
+    run.send(Command::Update(Box::new(u))).expect("ok");
+    assert_eq!(Value::Object(run.state.tasks[0].output.clone()), json!({"first": 1, "second": 2}));
+}
+
+#[test]
+fn domains_and_input_templates_shape_the_task() {
+    let def = json!({
+        "name": "dom", "inputTemplate": {"fromTemplate": "yes"},
+        "tasks": [{
+            "name": "x", "taskReferenceName": "x", "inputParameters": {"a": "${workflow.input.fromTemplate}", "t": null},
+            "taskDefinition": {"name": "x", "inputTemplate": {"t": "default", "extra": "${workflow.input.fromTemplate}"},
+                               "executionNameSpace": "ns", "isolationGroupId": "iso"}
+        }]
+    });
+    let def: WorkflowDef = serde_json::from_value(def).expect("parses");
+    let mut ids = Counter(0);
+    let mut tt = std::collections::BTreeMap::new();
+    tt.insert("*".to_string(), "blue,green".to_string());
+    let cmd = StartWorkflow {
+        workflow_id: "w".into(),
+        plan: Arc::new(Plan::new(def)),
+        input: Object::new(),
+        correlation_id: None,
+        priority: 0,
+        task_to_domain: tt,
+        created_by: None,
+        idempotency_key: None,
+    };
+    let (state, _) = decide::start(cmd, &mut Ctx { now: 5, ids: &mut ids });
+    let t = &state.tasks[0];
+    assert_eq!(Value::Object(t.input.clone()), json!({"a": "yes", "t": "default", "extra": "yes"}));
+    assert_eq!(t.domain.as_deref(), Some("blue"));
+    assert_eq!(t.queue.as_deref(), Some("blue:x@ns-iso"));
+}
