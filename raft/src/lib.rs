@@ -1,1 +1,39 @@
-//! placeholder
+//! Overture's replicated storage: openraft over one RocksDB database per node.
+//!
+//! This is the only crate that touches openraft or RocksDB. It knows nothing of HTTP or polling
+//! and decides nothing: the state machine runs the core's `evolve` and writes what the new state
+//! implies. Its parts:
+//!
+//! - [`types`]: the Raft type configuration and what an entry carries ([`types::Request`]).
+//! - [`codec`]: versioned bincode for every stored value; [`keys`]: column families and keys.
+//! - [`log_store`]: the Raft log, fsynced in groups.
+//! - [`state_machine`]: apply (version guard, evolve, one write batch), the apply listener.
+//! - [`snapshot`]: build and install snapshots as streamed row files.
+//! - [`read`]: the local read view; [`replica`]: opening it all, proposing, leadership.
+//! - [`network`]: Raft RPC between nodes.
+
+pub mod codec;
+mod defs;
+pub mod keys;
+pub mod log_store;
+pub mod network;
+pub mod read;
+pub mod replica;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use read::ReadView;
+pub use replica::{Leadership, ProposeError, Replica, ReplicaOptions};
+pub use state_machine::{ApplyListener, Changes};
+pub use types::{Request, Response, WorkflowBatch};
+
+/// A column family handle. The families are created when the database opens, so a missing one
+/// is a bug in this crate, not bad input.
+pub(crate) fn cf<'a>(db: &'a rocksdb::DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is created at open"))
+}
+
+pub(crate) fn io_err(e: impl ToString) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}

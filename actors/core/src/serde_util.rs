@@ -16,10 +16,47 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// Stores a byte vector as serde bytes (compact in bincode), accepting a sequence of `u8` too.
+pub mod bytes {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    /// Writes the bytes.
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    /// Reads bytes written by [`serialize`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_byte_buf(V)
+    }
+}
+
 /// Stores any serde value as a byte string holding its JSON text.
 pub mod json_bytes {
     use serde::de::DeserializeOwned;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserializer, Serialize, Serializer};
 
     /// Writes `value` as the bytes of its JSON text.
     pub fn serialize<S: Serializer, T: Serialize>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
@@ -29,42 +66,8 @@ pub mod json_bytes {
 
     /// Reads a value written by [`serialize`].
     pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<T, D::Error> {
-        let bytes: serde_bytes_compat::ByteBuf = Deserialize::deserialize(deserializer)?;
-        serde_json::from_slice(&bytes.0).map_err(serde::de::Error::custom)
-    }
-
-    mod serde_bytes_compat {
-        use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
-        use std::fmt;
-
-        /// A byte buffer that accepts both serde's bytes and a sequence of u8.
-        pub struct ByteBuf(pub Vec<u8>);
-
-        impl<'de> Deserialize<'de> for ByteBuf {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = ByteBuf;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str("bytes")
-                    }
-                    fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
-                        Ok(ByteBuf(v.to_vec()))
-                    }
-                    fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
-                        Ok(ByteBuf(v))
-                    }
-                    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBuf, A::Error> {
-                        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                        while let Some(b) = seq.next_element::<u8>()? {
-                            out.push(b);
-                        }
-                        Ok(ByteBuf(out))
-                    }
-                }
-                deserializer.deserialize_byte_buf(V)
-            }
-        }
+        let bytes = super::bytes::deserialize(deserializer)?;
+        serde_json::from_slice(&bytes).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,0 +1,123 @@
+//! The storage codec: every stored value and log entry is a format-version byte followed by a
+//! bincode (serde) encoding. Reading an unknown version is an error, never a guess.
+//!
+//! bincode is not self-describing, so JSON payloads travel as JSON bytes ([`JsonBytes`], or
+//! `overture_core::serde_util::json_bytes` inside core types). Swapping bincode for another format
+//! is a change to this file only.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A stored value type and its current format version.
+pub trait Versioned: Serialize + DeserializeOwned {
+    /// What this is, for error messages.
+    const NAME: &'static str;
+    /// The format version written now.
+    const VERSION: u8;
+}
+
+/// A value that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Empty bytes where a value was expected.
+    #[error("{0}: empty value")]
+    Empty(&'static str),
+    /// A version this build does not know (written by a newer release, or corrupt).
+    #[error("{name}: unknown format version {found} (this build reads version {expected})")]
+    UnknownVersion {
+        #[allow(missing_docs)]
+        name: &'static str,
+        #[allow(missing_docs)]
+        found: u8,
+        #[allow(missing_docs)]
+        expected: u8,
+    },
+    /// The body did not decode.
+    #[error("{name}: {message}")]
+    Body {
+        #[allow(missing_docs)]
+        name: &'static str,
+        #[allow(missing_docs)]
+        message: String,
+    },
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a value with its version byte.
+pub fn encode<T: Versioned>(value: &T) -> Vec<u8> {
+    let mut out = vec![T::VERSION];
+    // Encoding into a Vec cannot fail for our types: they have no maps with non-string keys that
+    // bincode rejects, and serde_json encoding of payloads cannot fail for `Value`.
+    if let Err(e) = bincode::serde::encode_into_std_write(value, &mut out, config()) {
+        unreachable!("encoding {} cannot fail: {e}", T::NAME);
+    }
+    out
+}
+
+/// Decodes a value written by [`encode`].
+pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty(T::NAME))?;
+    if version != T::VERSION {
+        return Err(CodecError::UnknownVersion { name: T::NAME, found: version, expected: T::VERSION });
+    }
+    let (value, _) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| CodecError::Body { name: T::NAME, message: e.to_string() })?;
+    Ok(value)
+}
+
+/// JSON text carried as bytes inside a bincode record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonBytes(#[serde(with = "overture_core::serde_util::bytes")] pub Vec<u8>);
+
+impl JsonBytes {
+    /// Serializes a value to JSON.
+    pub fn of<T: Serialize>(value: &T) -> JsonBytes {
+        JsonBytes(serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("JSON encoding of a model cannot fail: {e}")))
+    }
+    /// Parses the JSON.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.0)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::TaskRef;
+
+    #[test]
+    fn values_round_trip_and_unknown_versions_are_refused() {
+        let value = TaskRef { workflow_id: "w".into(), seq: 3 };
+        let bytes = encode(&value);
+        assert_eq!(bytes[0], TaskRef::VERSION);
+        assert_eq!(decode::<TaskRef>(&bytes).expect("decodes"), value);
+
+        let mut newer = bytes.clone();
+        newer[0] = TaskRef::VERSION + 1;
+        let err = decode::<TaskRef>(&newer).expect_err("a newer version is refused");
+        assert!(matches!(err, CodecError::UnknownVersion { found, .. } if found == TaskRef::VERSION + 1));
+        assert!(matches!(decode::<TaskRef>(&[]), Err(CodecError::Empty(_))));
+        assert!(matches!(decode::<TaskRef>(&[TaskRef::VERSION, 0xFF]), Err(CodecError::Body { .. })));
+    }
+
+    #[test]
+    fn json_payloads_survive_bincode() {
+        use overture_core::Event;
+        let mut output = serde_json::Map::new();
+        output.insert("nested".into(), serde_json::json!({"list": [1, 2.5, null, "s"], "flag": true}));
+        let event = Event::TaskUpdated(Box::new(overture_core::event::TaskUpdated {
+            seq: 1,
+            status: overture_core::TaskStatus::Completed,
+            output: Some(output),
+            reason: None,
+            worker_id: Some("w".into()),
+            callback_after_seconds: 0,
+            time: 5,
+        }));
+        assert_eq!(decode::<Event>(&encode(&event)).expect("decodes"), event);
+    }
+}

@@ -1,0 +1,268 @@
+//! Column families and key encodings: the storage layout in one place.
+//!
+//! | family | key | value |
+//! |---|---|---|
+//! | `raft_log` | index (u64 BE) | [`crate::types::Entry`] |
+//! | `raft_meta` | `vote`, `committed`, `purged` | vote / log id |
+//! | `sm_meta` | `applied`, `membership`, `snapshot`, `installing` | log id, membership, snapshot info |
+//! | `defs` | `t` name · `w` name 0x00 version (u32 BE) | definition JSON |
+//! | `def_blobs` | SHA-256 of a definition's JSON | that JSON (definitions of running executions) |
+//! | `workflows` | workflow id | [`WorkflowRow`] |
+//! | `wf_tasks` | workflow id 0x00 seq (u32 BE) | [`overture_core::TaskState`] |
+//! | `tasks` | task id | [`TaskRef`] |
+//! | `events` | workflow id 0x00 revision (u64 BE) | [`overture_core::Event`] |
+//! | `queue` | queue name 0x00 task id | [`overture_core::rows::QueueItem`] |
+//! | `timers` | fire-at (u64 BE) workflow id 0x00 kind seq (u32 BE) | [`overture_core::rows::TimerItem`] |
+//! | `task_logs` | task id 0x00 revision (u64 BE) | [`TaskLogRow`] |
+//!
+//! Ids and names never contain 0x00 (validation rejects it), so 0x00 separates key parts and
+//! keeps prefix scans exact.
+
+use overture_core::rows::{QueueItem, TimerItem};
+use overture_core::{Event, TaskState, WorkflowHeader};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{JsonBytes, Versioned};
+
+/// The Raft log.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Vote, committed and purged log ids.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// Applied log id, membership, snapshot bookkeeping.
+pub const CF_SM_META: &str = "sm_meta";
+/// Registered definitions.
+pub const CF_DEFS: &str = "defs";
+/// Definitions referenced by executions, by content hash.
+pub const CF_DEF_BLOBS: &str = "def_blobs";
+/// Workflow headers.
+pub const CF_WORKFLOWS: &str = "workflows";
+/// Task rows, by workflow.
+pub const CF_WF_TASKS: &str = "wf_tasks";
+/// Task id → owning workflow.
+pub const CF_TASKS: &str = "tasks";
+/// Every event of every execution.
+pub const CF_EVENTS: &str = "events";
+/// Worker queue entries.
+pub const CF_QUEUE: &str = "queue";
+/// Durable timers.
+pub const CF_TIMERS: &str = "timers";
+/// Task execution logs.
+pub const CF_TASK_LOGS: &str = "task_logs";
+
+/// Every column family.
+pub const ALL: [&str; 12] = [
+    CF_RAFT_LOG,
+    CF_RAFT_META,
+    CF_SM_META,
+    CF_DEFS,
+    CF_DEF_BLOBS,
+    CF_WORKFLOWS,
+    CF_WF_TASKS,
+    CF_TASKS,
+    CF_EVENTS,
+    CF_QUEUE,
+    CF_TIMERS,
+    CF_TASK_LOGS,
+];
+
+/// The families that make up the state machine: what a snapshot holds and an install replaces.
+pub const STATE_MACHINE: [&str; 10] = [
+    CF_SM_META,
+    CF_DEFS,
+    CF_DEF_BLOBS,
+    CF_WORKFLOWS,
+    CF_WF_TASKS,
+    CF_TASKS,
+    CF_EVENTS,
+    CF_QUEUE,
+    CF_TIMERS,
+    CF_TASK_LOGS,
+];
+
+/// `raft_meta` / `sm_meta` keys.
+pub mod meta {
+    #![allow(missing_docs)]
+    pub const VOTE: &[u8] = b"vote";
+    pub const COMMITTED: &[u8] = b"committed";
+    pub const PURGED: &[u8] = b"purged";
+    pub const APPLIED: &[u8] = b"applied";
+    pub const MEMBERSHIP: &[u8] = b"membership";
+    pub const SNAPSHOT: &[u8] = b"snapshot";
+    pub const INSTALLING: &[u8] = b"installing";
+}
+
+/// Big-endian log index.
+pub fn log_index(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// Inverse of [`log_index`].
+pub fn parse_log_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))
+}
+
+fn joined(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// `id 0x00`: the prefix of everything stored under one workflow or task id.
+pub fn prefix(id: &str) -> Vec<u8> {
+    let mut out = id.as_bytes().to_vec();
+    out.push(0);
+    out
+}
+
+/// Key of a task definition.
+pub fn task_def(name: &str) -> Vec<u8> {
+    let mut out = b"t".to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// Prefix of all task definitions.
+pub const TASK_DEF_PREFIX: &[u8] = b"t";
+/// Prefix of all workflow definitions.
+pub const WORKFLOW_DEF_PREFIX: &[u8] = b"w";
+
+/// Prefix of every version of one workflow definition.
+pub fn workflow_def_versions(name: &str) -> Vec<u8> {
+    let mut out = b"w".to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out
+}
+
+/// Key of one workflow definition version.
+pub fn workflow_def(name: &str, version: i32) -> Vec<u8> {
+    let mut out = workflow_def_versions(name);
+    out.extend_from_slice(&(version.max(0) as u32).to_be_bytes());
+    out
+}
+
+/// Key of a task row.
+pub fn wf_task(workflow_id: &str, seq: u32) -> Vec<u8> {
+    joined(&[workflow_id.as_bytes(), &seq.to_be_bytes()])
+}
+
+/// Key of an event.
+pub fn event(workflow_id: &str, revision: u64) -> Vec<u8> {
+    joined(&[workflow_id.as_bytes(), &revision.to_be_bytes()])
+}
+
+/// Key of a queue entry.
+pub fn queue(item: &QueueItem) -> Vec<u8> {
+    joined(&[item.queue.as_bytes(), item.task_id.as_bytes()])
+}
+
+/// Key of a timer: ordered by fire time.
+pub fn timer(item: &TimerItem) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + item.workflow_id.len() + 6);
+    out.extend_from_slice(&(item.fire_at.max(0) as u64).to_be_bytes());
+    out.extend_from_slice(item.workflow_id.as_bytes());
+    out.push(0);
+    out.push(item.kind.code());
+    out.extend_from_slice(&item.seq.to_be_bytes());
+    out
+}
+
+/// Key of a task log line.
+pub fn task_log(task_id: &str, revision: u64) -> Vec<u8> {
+    joined(&[task_id.as_bytes(), &revision.to_be_bytes()])
+}
+
+/// A workflow header as stored: the definition is referenced by content hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowRow {
+    #[allow(missing_docs)]
+    pub header: WorkflowHeader,
+    /// Key into `def_blobs`.
+    pub def_hash: [u8; 32],
+    /// Number of task rows.
+    pub task_count: u32,
+}
+
+impl Versioned for WorkflowRow {
+    const NAME: &'static str = "workflow row";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for TaskState {
+    const NAME: &'static str = "task row";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for Event {
+    const NAME: &'static str = "event";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for QueueItem {
+    const NAME: &'static str = "queue entry";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for TimerItem {
+    const NAME: &'static str = "timer";
+    const VERSION: u8 = 1;
+}
+
+/// Which workflow owns a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    #[allow(missing_docs)]
+    pub workflow_id: String,
+    #[allow(missing_docs)]
+    pub seq: u32,
+}
+
+impl Versioned for TaskRef {
+    const NAME: &'static str = "task reference";
+    const VERSION: u8 = 1;
+}
+
+/// One line of a task's execution log (Conductor `TaskExecLog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLogRow {
+    #[allow(missing_docs)]
+    pub log: String,
+    #[allow(missing_docs)]
+    pub created_time: i64,
+}
+
+impl Versioned for TaskLogRow {
+    const NAME: &'static str = "task log";
+    const VERSION: u8 = 1;
+}
+
+/// A definition's JSON, as stored in `defs` and `def_blobs`.
+impl Versioned for JsonBytes {
+    const NAME: &'static str = "definition";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for crate::types::Entry {
+    const NAME: &'static str = "raft log entry";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for crate::types::Vote {
+    const NAME: &'static str = "vote";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for crate::types::LogId {
+    const NAME: &'static str = "log id";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for crate::types::StoredMembership {
+    const NAME: &'static str = "membership";
+    const VERSION: u8 = 1;
+}

@@ -1,0 +1,174 @@
+//! The Raft log in RocksDB.
+//!
+//! Durability rules:
+//! - A vote is written with `sync` before `save_vote` returns.
+//! - An append is written at once (so it can be read back) and acknowledged to openraft only after
+//!   the write-ahead log is fsynced. Appends are handed to one flusher thread, which fsyncs once for
+//!   everything that arrived since its last fsync: concurrent proposals share one disk flush.
+//! - A purge writes the purged marker before deleting entries, so a crash in between leaves
+//!   entries that are ignored, never a hole before the marker.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+
+use crate::codec::{decode, encode};
+use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_META, meta};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
+use crate::{cf, io_err};
+
+/// The log store; cheap to clone (openraft asks for readers).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+}
+
+impl LogStore {
+    /// Opens the log store on a database that has the Raft column families.
+    pub fn new(db: Arc<DB>) -> io::Result<LogStore> {
+        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let flush_db = db.clone();
+        std::thread::Builder::new().name("raft-log-fsync".into()).spawn(move || flusher_loop(&flush_db, &rx))?;
+        Ok(LogStore { db, flusher: tx })
+    }
+
+    fn get_meta<T: crate::codec::Versioned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
+        match self.db.get_cf(cf(&self.db, CF_RAFT_META), key).map_err(io_err)? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes).map(Some).map_err(io_err),
+        }
+    }
+}
+
+/// Fsyncs the WAL once per group of appends and completes their callbacks.
+fn flusher_loop(db: &DB, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    let group_size = metrics::histogram!("overture_raft_fsync_group_size");
+    let fsync_seconds = metrics::histogram!("overture_raft_fsync_seconds");
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
+        }
+        let started = Instant::now();
+        let result = db.flush_wal(true);
+        fsync_seconds.record(started.elapsed().as_secs_f64());
+        group_size.record(group.len() as f64);
+        for callback in group {
+            callback.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string())));
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(x) => *x,
+            std::ops::Bound::Excluded(x) => x.saturating_add(1),
+            std::ops::Bound::Unbounded => 0,
+        };
+        let from = keys::log_index(start);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::From(&from, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            let index = keys::parse_log_index(&key).ok_or_else(|| io_err("malformed log key"))?;
+            if !range.contains(&index) {
+                break;
+            }
+            out.push(decode::<Entry>(&value).map_err(io_err)?);
+        }
+        Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.get_meta(meta::VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last = match self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::End).next() {
+            None => None,
+            Some(item) => {
+                let (_, value) = item.map_err(io_err)?;
+                Some(decode::<Entry>(&value).map_err(io_err)?.log_id)
+            }
+        };
+        let last_purged_log_id: Option<LogId> = self.get_meta(meta::PURGED)?;
+        let last_log_id = last.or_else(|| last_purged_log_id.clone());
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_RAFT_META), meta::VOTE, encode(vote));
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.write_opt(batch, &opts)).await.map_err(io_err)?.map_err(io_err)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let key_cf = cf(&self.db, CF_RAFT_META);
+        match committed {
+            Some(id) => self.db.put_cf(key_cf, meta::COMMITTED, encode(&id)),
+            None => self.db.delete_cf(key_cf, meta::COMMITTED),
+        }
+        .map_err(io_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        self.get_meta(meta::COMMITTED)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let log_cf = cf(&self.db, CF_RAFT_LOG);
+        let mut batch = WriteBatch::default();
+        let mut count = 0u64;
+        for entry in entries {
+            batch.put_cf(log_cf, keys::log_index(entry.log_id.index), encode(&entry));
+            count += 1;
+        }
+        // Written now so it is readable at once; durable once the flusher has fsynced the WAL.
+        self.db.write(batch).map_err(io_err)?;
+        metrics::counter!("overture_raft_entries_appended_total").increment(count);
+        self.flusher.send(callback).map_err(|_| io_err("the log flusher thread has stopped"))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        self.db
+            .delete_range_cf(cf(&self.db, CF_RAFT_LOG), keys::log_index(from), keys::log_index(u64::MAX))
+            .map_err(io_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        // The marker first: entries at or before it are ignored from now on.
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.put_cf_opt(cf(&self.db, CF_RAFT_META), meta::PURGED, encode(&log_id), &opts).map_err(io_err)?;
+        self.db
+            .delete_range_cf(cf(&self.db, CF_RAFT_LOG), keys::log_index(0), keys::log_index(log_id.index + 1))
+            .map_err(io_err)
+    }
+}

@@ -1,0 +1,130 @@
+//! Reads of the local replica: what a node serves without asking the leader.
+//!
+//! On the leader this is the committed state. On a follower it may lag by the entries it has not
+//! applied yet.
+
+use std::io;
+use std::sync::Arc;
+
+use overture_core::WorkflowState;
+use overture_core::dsl::{TaskDef, WorkflowDef};
+use overture_core::rows::{QueueItem, TimerItem};
+use rocksdb::{Direction, IteratorMode};
+
+use crate::codec::{JsonBytes, Versioned, decode};
+use crate::keys::{self, CF_DEFS, TaskLogRow, TaskRef};
+use crate::state_machine::Shared;
+use crate::{cf, io_err};
+
+/// A cheap, cloneable reader of the replica's state.
+#[derive(Clone)]
+pub struct ReadView {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ReadView {
+    /// An execution with its tasks and definition.
+    pub fn workflow(&self, id: &str) -> Result<Option<WorkflowState>, io::Error> {
+        if let Some(cached) = self.shared.inner.lock().cache.get(id) {
+            return Ok(Some(cached.state.clone()));
+        }
+        Ok(self.shared.load_from_disk(id)?.map(|(state, _)| state))
+    }
+
+    /// Which workflow owns a task.
+    pub fn task_owner(&self, task_id: &str) -> Result<Option<TaskRef>, io::Error> {
+        self.get(keys::CF_TASKS, task_id.as_bytes())
+    }
+
+    /// A task definition.
+    pub fn task_def(&self, name: &str) -> Result<Option<TaskDef>, io::Error> {
+        self.def(&keys::task_def(name))
+    }
+
+    /// Every task definition, by name.
+    pub fn task_defs(&self) -> Result<Vec<TaskDef>, io::Error> {
+        self.defs(keys::TASK_DEF_PREFIX)
+    }
+
+    /// A workflow definition: the given version, or the latest.
+    pub fn workflow_def(&self, name: &str, version: Option<i32>) -> Result<Option<WorkflowDef>, io::Error> {
+        match version {
+            Some(v) => self.def(&keys::workflow_def(name, v)),
+            None => {
+                let prefix = keys::workflow_def_versions(name);
+                let mut upper = prefix.clone();
+                upper.extend_from_slice(&[0xFF; 5]);
+                let db = &self.shared.db;
+                let mut it = db.iterator_cf(cf(db, CF_DEFS), IteratorMode::From(&upper, Direction::Reverse));
+                match it.next() {
+                    Some(item) => {
+                        let (key, value) = item.map_err(io_err)?;
+                        if !key.starts_with(&prefix) {
+                            return Ok(None);
+                        }
+                        let json: JsonBytes = decode(&value).map_err(io_err)?;
+                        json.parse().map(Some).map_err(io_err)
+                    }
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Every version of every workflow definition, by name then version.
+    pub fn workflow_defs(&self) -> Result<Vec<WorkflowDef>, io::Error> {
+        self.defs(keys::WORKFLOW_DEF_PREFIX)
+    }
+
+    /// A task's execution log, oldest first.
+    pub fn task_logs(&self, task_id: &str) -> Result<Vec<TaskLogRow>, io::Error> {
+        self.scan(keys::CF_TASK_LOGS, &keys::prefix(task_id))
+    }
+
+    /// Every queue entry, for rebuilding in-memory queues.
+    pub fn queue_entries(&self) -> Result<Vec<QueueItem>, io::Error> {
+        self.scan(keys::CF_QUEUE, &[])
+    }
+
+    /// Every timer, in firing order.
+    pub fn timers(&self) -> Result<Vec<TimerItem>, io::Error> {
+        self.scan(keys::CF_TIMERS, &[])
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.shared.inner.lock().applied.as_ref().map_or(0, |id| id.index)
+    }
+
+    fn get<T: Versioned>(&self, family: &str, key: &[u8]) -> Result<Option<T>, io::Error> {
+        let db = &self.shared.db;
+        match db.get_cf(cf(db, family), key).map_err(io_err)? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes).map(Some).map_err(io_err),
+        }
+    }
+
+    fn def<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
+        match self.get::<JsonBytes>(CF_DEFS, key)? {
+            None => Ok(None),
+            Some(json) => json.parse().map(Some).map_err(io_err),
+        }
+    }
+
+    fn defs<T: serde::de::DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, io::Error> {
+        self.scan::<JsonBytes>(CF_DEFS, prefix)?.iter().map(|j| j.parse().map_err(io_err)).collect()
+    }
+
+    fn scan<T: Versioned>(&self, family: &str, prefix: &[u8]) -> Result<Vec<T>, io::Error> {
+        let db = &self.shared.db;
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf(db, family), IteratorMode::From(prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(decode(&value).map_err(io_err)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,306 @@
+//! A node's replica: the RocksDB database, the Raft instance over it and the ways in.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{ClientWriteError, RaftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config, ServerState, SnapshotPolicy};
+use overture_core::rows::{QueueItem, TimerItem};
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+
+use crate::codec::decode;
+use crate::keys::{self, CF_SM_META, meta};
+use crate::log_store::LogStore;
+use crate::network::Network;
+use crate::read::ReadView;
+use crate::state_machine::{ApplyListener, Inner, Shared, StateMachine, WorkflowCache};
+use crate::types::{LogId, Node, NodeId, Raft, Request, Response, StoredMembership};
+use crate::{cf, io_err};
+
+/// How to open a replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// This node's id in the group.
+    pub node_id: NodeId,
+    /// Where the database and snapshots live.
+    pub data_dir: PathBuf,
+    /// Build a snapshot (and purge the log behind it) after this many entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, for followers that lag a little.
+    pub keep_after_snapshot: u64,
+    /// Executions kept decoded in memory by the state machine.
+    pub cache_capacity: usize,
+    /// Raft heartbeat interval.
+    pub heartbeat: Duration,
+    /// Lower bound of the election timeout (the upper is twice that).
+    pub election_timeout: Duration,
+}
+
+impl ReplicaOptions {
+    /// Defaults for a node storing under `data_dir`.
+    pub fn new(node_id: NodeId, data_dir: PathBuf) -> ReplicaOptions {
+        ReplicaOptions {
+            node_id,
+            data_dir,
+            snapshot_every: 20_000,
+            keep_after_snapshot: 1_000,
+            cache_capacity: 20_000,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why the replica could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// RocksDB or the files around it.
+    #[error("storage: {0}")]
+    Storage(#[from] io::Error),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Why a proposal did not take effect.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader; retry there (or later, during an election).
+    #[error("this node is not the leader (leader: {leader:?})")]
+    NotLeader {
+        #[allow(missing_docs)]
+        leader: Option<NodeId>,
+    },
+    /// Leadership changed while the entry was in flight; it may or may not have been committed.
+    #[error("leadership changed while the request was in flight; it may or may not have taken effect")]
+    Unknown,
+    /// The Raft node stopped.
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+/// Where a node stands in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    /// This node leads the current term.
+    pub is_leader: bool,
+    /// It leads and has applied an entry of its own term (the readiness barrier): everything
+    /// committed before it is applied, so its state is complete.
+    pub ready: bool,
+    #[allow(missing_docs)]
+    pub term: u64,
+    #[allow(missing_docs)]
+    pub leader: Option<NodeId>,
+}
+
+/// The storage under a replica, before Raft runs on it.
+pub struct Storage {
+    /// The database.
+    pub db: Arc<DB>,
+    /// The Raft log.
+    pub log_store: LogStore,
+    /// The state machine.
+    pub state_machine: StateMachine,
+    /// Reads of the state machine.
+    pub read: ReadView,
+}
+
+impl Storage {
+    /// Opens (creating if needed) the database and snapshot directory under `data_dir`, and
+    /// finishes a snapshot install a crash interrupted.
+    pub fn open(options: &ReplicaOptions) -> Result<Storage, OpenError> {
+        std::fs::create_dir_all(&options.data_dir)?;
+        let db_path = options.data_dir.join("db");
+        let families = keys::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, db_options()));
+        let db = Arc::new(DB::open_cf_descriptors(&db_options(), &db_path, families).map_err(io_err)?);
+        let applied: Option<LogId> = get(&db, meta::APPLIED)?;
+        let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
+        let shared = Arc::new(Shared {
+            db: db.clone(),
+            inner: Mutex::new(Inner { applied, membership, cache: WorkflowCache::new(options.cache_capacity) }),
+            listener: RwLock::new(None),
+            plans: Mutex::new(Default::default()),
+            snapshot_dir: options.data_dir.join("snapshots"),
+        });
+        crate::snapshot::resume_interrupted_install(&shared)?;
+        let log_store = LogStore::new(db.clone())?;
+        Ok(Storage {
+            db,
+            log_store,
+            state_machine: StateMachine { shared: shared.clone() },
+            read: ReadView { shared },
+        })
+    }
+}
+
+/// The replica: cheap to clone.
+#[derive(Clone)]
+pub struct Replica {
+    raft: Raft,
+    read: ReadView,
+    shared: Arc<Shared>,
+    node_id: NodeId,
+    db: Arc<DB>,
+    closed: Arc<Mutex<bool>>,
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.increase_parallelism(2);
+    opts.set_max_background_jobs(2);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+    opts
+}
+
+impl Replica {
+    /// Opens (creating if needed) the database under `data_dir` and starts Raft on it.
+    pub async fn open(options: ReplicaOptions) -> Result<Replica, OpenError> {
+        let storage = Storage::open(&options)?;
+        let heartbeat = options.heartbeat.as_millis() as u64;
+        let election = options.election_timeout.as_millis() as u64;
+        let config = Config {
+            cluster_name: "overture".into(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+            max_in_snapshot_log_to_keep: options.keep_after_snapshot,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| OpenError::Raft(e.to_string()))?);
+        let Storage { db, log_store, state_machine, read } = storage;
+        let shared = state_machine.shared.clone();
+        let raft = Raft::new(options.node_id, config, Network, log_store, state_machine)
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        Ok(Replica { raft, read, shared, node_id: options.node_id, db, closed: Arc::new(Mutex::new(false)) })
+    }
+
+    /// Initializes the group with these members, unless it already is (restarts never do).
+    pub async fn initialize(&self, members: BTreeMap<NodeId, Node>) -> Result<bool, OpenError> {
+        if self.raft.is_initialized().await.map_err(|e| OpenError::Raft(e.to_string()))? {
+            return Ok(false);
+        }
+        self.raft.initialize(members).await.map_err(|e| OpenError::Raft(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// Proposes a change and waits until it is committed and applied here.
+    pub async fn propose(&self, request: Request) -> Result<Response, ProposeError> {
+        match self.raft.client_write(request).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { leader: f.leader_id })
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(ProposeError::Unknown),
+            Err(RaftError::APIError(other)) => Err(ProposeError::Fatal(other.to_string())),
+            Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Reads of the local state.
+    pub fn read(&self) -> &ReadView {
+        &self.read
+    }
+
+    /// The Raft instance, for metrics and waiting on conditions.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Where this node stands, from the latest Raft metrics.
+    pub fn leadership(&self) -> Leadership {
+        leadership_of(&self.raft.metrics().borrow_watched())
+    }
+
+    /// Starts sending changes to `listener`, and returns every queue entry and timer as of the
+    /// same moment, so the listener's owner can rebuild its memory without missing a change.
+    pub fn attach_listener(
+        &self,
+        listener: Arc<dyn ApplyListener>,
+    ) -> Result<(Vec<QueueItem>, Vec<TimerItem>), io::Error> {
+        // Holding the apply lock keeps apply out between the scan and the attach.
+        let _inner = self.shared.inner.lock();
+        let queue = self.read.queue_entries()?;
+        let timers = self.read.timers()?;
+        *self.shared.listener.write() = Some(listener);
+        Ok((queue, timers))
+    }
+
+    /// Stops sending changes.
+    pub fn detach_listener(&self) {
+        *self.shared.listener.write() = None;
+    }
+
+    /// Approximate bytes on disk of the live data (SST files and memtables).
+    pub fn disk_bytes(&self) -> u64 {
+        keys::ALL
+            .iter()
+            .filter_map(|name| {
+                self.db.property_int_value_cf(cf(&self.db, name), rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten()
+            })
+            .sum()
+    }
+
+    /// Stops Raft and flushes the database. Other clones stay usable for reads.
+    pub async fn shutdown(&self) {
+        {
+            let mut closed = self.closed.lock();
+            if *closed {
+                return;
+            }
+            *closed = true;
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        if let Err(e) = self.db.flush_wal(true) {
+            tracing::warn!(error = %e, "final WAL flush failed");
+        }
+    }
+
+    /// Shuts down and waits until the database is closed, so the directory can be opened again
+    /// in this process. Fails if another clone of this replica still holds it after `timeout`.
+    pub async fn close(self, timeout: Duration) -> Result<(), io::Error> {
+        self.shutdown().await;
+        let Replica { raft, read, shared, db, .. } = self;
+        drop((raft, read, shared));
+        let deadline = tokio::time::Instant::now() + timeout;
+        // openraft's tasks and the log flusher release their handles shortly after shutdown.
+        while Arc::strong_count(&db) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(io_err("the database is still in use after shutdown"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(db);
+        Ok(())
+    }
+}
+
+/// Computes [`Leadership`] from Raft metrics.
+pub fn leadership_of(m: &openraft::RaftMetrics<crate::types::TypeConfig>) -> Leadership {
+    let is_leader = m.state == ServerState::Leader && m.running_state.is_ok();
+    let applied_own_term = m.last_applied.as_ref().is_some_and(|id| id.leader_id.term == m.current_term);
+    Leadership { is_leader, ready: is_leader && applied_own_term, term: m.current_term, leader: m.current_leader }
+}
+
+fn get<T: crate::codec::Versioned>(db: &DB, key: &[u8]) -> Result<Option<T>, io::Error> {
+    match db.get_cf(cf(db, CF_SM_META), key).map_err(io_err)? {
+        None => Ok(None),
+        Some(bytes) => decode(&bytes).map(Some).map_err(io_err),
+    }
+}

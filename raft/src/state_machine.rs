@@ -1,0 +1,403 @@
+//! The replicated state machine.
+//!
+//! Applying a workflow batch is: version check → `evolve` each event → compute the rows the new
+//! state implies (task rows, queue entries, timers, logs, the definition blob) and the difference
+//! from the rows the old state implied → one RocksDB `WriteBatch` with all of it and the applied
+//! log id. Entries that openraft hands over together are written in one batch, so a burst of
+//! proposals costs one write.
+//!
+//! Writes here are not fsynced: the Raft log is, and after a crash openraft re-applies whatever
+//! the state machine lost from the log, which is never purged past a durable snapshot.
+//!
+//! On the leader an [`ApplyListener`] learns about every queue entry and timer added or removed,
+//! after the write, so in-memory queues and timer heaps follow the durable rows.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{FutureExt, Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use overture_core::dsl::WorkflowDef;
+use overture_core::event::Event;
+use overture_core::evolve;
+use overture_core::rows::{self, QueueItem, TimerItem};
+use overture_core::{Plan, WorkflowState, WorkflowStatus};
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{DB, WriteBatch};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{JsonBytes, decode, encode};
+use crate::keys::{self, TaskLogRow, TaskRef, WorkflowRow, meta};
+use crate::snapshot::{SnapshotBuilder, SnapshotFile};
+use crate::types::{LogId, Request, Response, SnapshotMeta, StoredMembership, TypeConfig, WorkflowBatch};
+use crate::{cf, io_err};
+
+/// What one apply changed that leader-only services must mirror in memory.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    /// Index of the last entry applied.
+    pub log_index: u64,
+    #[allow(missing_docs)]
+    pub queue_added: Vec<QueueItem>,
+    #[allow(missing_docs)]
+    pub queue_removed: Vec<QueueItem>,
+    #[allow(missing_docs)]
+    pub timers_added: Vec<TimerItem>,
+    #[allow(missing_docs)]
+    pub timers_removed: Vec<TimerItem>,
+    /// Workflows that started: definition name.
+    pub started: Vec<String>,
+    /// Workflows that ended: definition name and final status.
+    pub ended: Vec<(String, WorkflowStatus)>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.queue_added.is_empty()
+            && self.queue_removed.is_empty()
+            && self.timers_added.is_empty()
+            && self.timers_removed.is_empty()
+            && self.started.is_empty()
+            && self.ended.is_empty()
+    }
+}
+
+/// Receives [`Changes`] after they are written. Called on the state machine's task with the apply
+/// lock held: it must be quick and must not call back into storage.
+pub trait ApplyListener: Send + Sync {
+    /// One apply's changes.
+    fn applied(&self, changes: &Changes);
+}
+
+/// State shared between the state machine (owned by openraft) and the read side.
+pub(crate) struct Shared {
+    pub db: Arc<DB>,
+    pub inner: Mutex<Inner>,
+    pub listener: RwLock<Option<Arc<dyn ApplyListener>>>,
+    pub plans: Mutex<HashMap<[u8; 32], Arc<Plan>>>,
+    pub snapshot_dir: PathBuf,
+}
+
+pub(crate) struct Inner {
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub cache: WorkflowCache,
+}
+
+/// Recently applied executions, so a burst of events for one workflow does not reload it from
+/// disk each time. Filled only by apply (readers never insert), so it is never behind the disk.
+pub(crate) struct WorkflowCache {
+    entries: HashMap<String, Cached>,
+    clock: u64,
+    capacity: usize,
+}
+
+pub(crate) struct Cached {
+    pub state: WorkflowState,
+    pub def_hash: [u8; 32],
+    last_used: u64,
+}
+
+impl WorkflowCache {
+    pub fn new(capacity: usize) -> WorkflowCache {
+        WorkflowCache { entries: HashMap::new(), clock: 0, capacity: capacity.max(16) }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Cached> {
+        self.entries.get(id)
+    }
+
+    fn take(&mut self, id: &str) -> Option<Cached> {
+        self.entries.remove(id)
+    }
+
+    fn put(&mut self, state: WorkflowState, def_hash: [u8; 32]) {
+        self.clock += 1;
+        let id = state.header.workflow_id.clone();
+        self.entries.insert(id, Cached { state, def_hash, last_used: self.clock });
+    }
+
+    /// Drops the least recently used half when over capacity.
+    fn trim(&mut self) {
+        if self.entries.len() <= self.capacity {
+            return;
+        }
+        let mut ages: Vec<u64> = self.entries.values().map(|c| c.last_used).collect();
+        ages.sort_unstable();
+        let cutoff = ages[ages.len() / 2];
+        self.entries.retain(|_, c| c.last_used > cutoff);
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+impl Shared {
+    /// Loads an execution from disk (not from the cache).
+    pub fn load_from_disk(&self, id: &str) -> Result<Option<(WorkflowState, [u8; 32])>, io::Error> {
+        let db = &self.db;
+        let Some(bytes) = db.get_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes()).map_err(io_err)? else {
+            return Ok(None);
+        };
+        let row: WorkflowRow = decode(&bytes).map_err(io_err)?;
+        let plan = self.plan(&row.def_hash)?;
+        let mut tasks = Vec::with_capacity(row.task_count as usize);
+        let prefix = keys::prefix(id);
+        for item in db.prefix_iterator_cf(cf(db, keys::CF_WF_TASKS), &prefix) {
+            let (key, value) = item.map_err(io_err)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            tasks.push(decode(&value).map_err(io_err)?);
+        }
+        Ok(Some((WorkflowState { header: row.header, plan, tasks }, row.def_hash)))
+    }
+
+    /// The compiled definition with this hash.
+    fn plan(&self, hash: &[u8; 32]) -> Result<Arc<Plan>, io::Error> {
+        if let Some(plan) = self.plans.lock().get(hash) {
+            return Ok(plan.clone());
+        }
+        let bytes = self
+            .db
+            .get_cf(cf(&self.db, keys::CF_DEF_BLOBS), hash)
+            .map_err(io_err)?
+            .ok_or_else(|| io_err("a workflow references a definition blob that is missing"))?;
+        let json: JsonBytes = decode(&bytes).map_err(io_err)?;
+        let def: WorkflowDef = json.parse().map_err(io_err)?;
+        let plan = Arc::new(Plan::new(def));
+        let mut plans = self.plans.lock();
+        if plans.len() > 4096 {
+            plans.clear();
+        }
+        plans.insert(*hash, plan.clone());
+        Ok(plan)
+    }
+
+    /// Applies a group of entries in one write.
+    fn apply_group(
+        &self,
+        group: Vec<EntryResponder<TypeConfig>>,
+    ) -> Result<Vec<(Option<openraft::storage::ApplyResponder<TypeConfig>>, Response)>, io::Error> {
+        let started = Instant::now();
+        let mut inner = self.inner.lock();
+        let mut wb = WriteBatch::default();
+        let mut changes = Changes::default();
+        let mut replies = Vec::with_capacity(group.len());
+        let count = group.len();
+        for (entry, responder) in group {
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::Ok,
+                EntryPayload::Normal(request) => self.apply_request(&mut inner, &mut wb, &mut changes, request)?,
+                EntryPayload::Membership(membership) => {
+                    inner.membership = StoredMembership::new(Some(entry.log_id.clone()), membership);
+                    wb.put_cf(cf(&self.db, keys::CF_SM_META), meta::MEMBERSHIP, encode(&inner.membership));
+                    Response::Ok
+                }
+            };
+            changes.log_index = entry.log_id.index;
+            inner.applied = Some(entry.log_id);
+            replies.push((responder, response));
+        }
+        if let Some(applied) = &inner.applied {
+            wb.put_cf(cf(&self.db, keys::CF_SM_META), meta::APPLIED, encode(applied));
+        }
+        self.db.write(wb).map_err(io_err)?;
+        inner.cache.trim();
+        if !changes.is_empty()
+            && let Some(listener) = self.listener.read().as_ref()
+        {
+            listener.applied(&changes);
+        }
+        drop(inner);
+        metrics::histogram!("overture_raft_apply_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("overture_raft_entries_applied_total").increment(count as u64);
+        Ok(replies)
+    }
+
+    fn apply_request(
+        &self,
+        inner: &mut Inner,
+        wb: &mut WriteBatch,
+        changes: &mut Changes,
+        request: Request,
+    ) -> Result<Response, io::Error> {
+        match request {
+            Request::Workflow(batch) => self.apply_workflow(inner, wb, changes, batch),
+            other => {
+                // Definition changes read what is stored; write out what this group has pending
+                // first so they see it.
+                self.db.write(std::mem::take(wb)).map_err(io_err)?;
+                crate::defs::apply(&self.db, other)
+            }
+        }
+    }
+
+    fn apply_workflow(
+        &self,
+        inner: &mut Inner,
+        wb: &mut WriteBatch,
+        changes: &mut Changes,
+        batch: WorkflowBatch,
+    ) -> Result<Response, io::Error> {
+        let id = batch.workflow_id.as_str();
+        let current = match inner.cache.take(id) {
+            Some(c) => Some((c.state, c.def_hash)),
+            None => self.load_from_disk(id)?,
+        };
+        let current_revision = current.as_ref().map_or(0, |(s, _)| s.header.revision);
+        if current_revision != batch.expected_revision || batch.events.is_empty() {
+            if let Some((state, hash)) = current {
+                inner.cache.put(state, hash);
+            }
+            return Ok(if current_revision == batch.expected_revision {
+                Response::Applied { revision: current_revision }
+            } else {
+                Response::RevisionConflict { current: current_revision }
+            });
+        }
+        let db = &self.db;
+        let mut events = batch.events.iter();
+        let (mut state, def_hash) = match current {
+            Some(found) => found,
+            None => {
+                let Some(first) = events.next() else { unreachable!("checked non-empty above") };
+                let Some(state) = evolve::start(first) else {
+                    return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
+                };
+                let def_json = JsonBytes::of(&state.plan.def);
+                let hash: [u8; 32] = Sha256::digest(&def_json.0).into();
+                wb.put_cf(cf(db, keys::CF_DEF_BLOBS), hash, encode(&def_json));
+                wb.put_cf(cf(db, keys::CF_EVENTS), keys::event(id, 1), encode(first));
+                self.plans.lock().entry(hash).or_insert_with(|| state.plan.clone());
+                changes.started.push(state.header.workflow_name.clone());
+                (state, hash)
+            }
+        };
+        let rest: Vec<&Event> = events.collect();
+        let ends = rest.iter().any(|e| matches!(e, Event::WorkflowEnded(_)));
+        let mut touched: BTreeSet<u32> = rest.iter().filter_map(|e| e.task_seq()).collect();
+        if ends {
+            touched.extend(1..=state.tasks.len() as u32);
+        }
+        let before: Vec<(u32, Option<QueueItem>, Option<TimerItem>)> = touched
+            .iter()
+            .filter_map(|&seq| state.task(seq).map(|t| (seq, rows::queue_item(&state.header, t), rows::task_timer(&state.header, t))))
+            .collect();
+        let tasks_before = state.tasks.len();
+        for event in &rest {
+            evolve::evolve(&mut state, event);
+            let revision = state.header.revision;
+            wb.put_cf(cf(db, keys::CF_EVENTS), keys::event(id, revision), encode(*event));
+            if let Event::TaskLogged { seq, log, time } = event
+                && let Some(task) = state.task(*seq)
+            {
+                let row = TaskLogRow { log: log.clone(), created_time: *time };
+                wb.put_cf(cf(db, keys::CF_TASK_LOGS), keys::task_log(&task.task_id, revision), encode(&row));
+            }
+        }
+        // Rows of touched tasks: new values, and the difference in queue entries and timers.
+        let old_rows: HashMap<u32, (Option<QueueItem>, Option<TimerItem>)> =
+            before.into_iter().map(|(seq, q, t)| (seq, (q, t))).collect();
+        for &seq in &touched {
+            let Some(task) = state.task(seq) else { continue };
+            wb.put_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, seq), encode(task));
+            if seq as usize > tasks_before {
+                let r = TaskRef { workflow_id: id.to_owned(), seq };
+                wb.put_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes(), encode(&r));
+            }
+            let (old_q, old_t) = old_rows.get(&seq).cloned().unwrap_or((None, None));
+            let new_q = rows::queue_item(&state.header, task);
+            let new_t = rows::task_timer(&state.header, task);
+            if old_q != new_q {
+                if let Some(q) = old_q {
+                    wb.delete_cf(cf(db, keys::CF_QUEUE), keys::queue(&q));
+                    changes.queue_removed.push(q);
+                }
+                if let Some(q) = new_q {
+                    wb.put_cf(cf(db, keys::CF_QUEUE), keys::queue(&q), encode(&q));
+                    changes.queue_added.push(q);
+                }
+            }
+            if old_t != new_t {
+                if let Some(t) = old_t {
+                    wb.delete_cf(cf(db, keys::CF_TIMERS), keys::timer(&t));
+                    changes.timers_removed.push(t);
+                }
+                if let Some(t) = new_t {
+                    wb.put_cf(cf(db, keys::CF_TIMERS), keys::timer(&t), encode(&t));
+                    changes.timers_added.push(t);
+                }
+            }
+        }
+        if ends {
+            changes.ended.push((state.header.workflow_name.clone(), state.header.status));
+        }
+        let row = WorkflowRow { header: state.header.clone(), def_hash, task_count: state.tasks.len() as u32 };
+        wb.put_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes(), encode(&row));
+        let revision = state.header.revision;
+        if !state.header.status.is_terminal() {
+            inner.cache.put(state, def_hash);
+        }
+        Ok(Response::Applied { revision })
+    }
+}
+
+/// The state machine openraft drives.
+pub struct StateMachine {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let inner = self.shared.inner.lock();
+        Ok((inner.applied.clone(), inner.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        const MAX_GROUP: usize = 512;
+        while let Some(first) = entries.try_next().await? {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match entries.try_next().now_or_never() {
+                    Some(Ok(Some(next))) => group.push(next),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(None)) | None => break,
+                }
+            }
+            for (responder, response) in self.shared.apply_group(group)? {
+                if let Some(responder) = responder {
+                    responder.send(response);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { shared: self.shared.clone() }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || crate::snapshot::install(&shared, &meta, snapshot))
+            .await
+            .map_err(io_err)?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        crate::snapshot::current(&self.shared)
+    }
+}

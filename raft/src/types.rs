@@ -1,0 +1,129 @@
+//! The openraft type configuration and what a Raft entry carries.
+//!
+//! A [`Request`] is one change to the replicated state. Workflow changes carry the events one
+//! decision produced, guarded by the revision the decision was based on (the version guard); the
+//! state machine applies them only if the workflow is still at that revision.
+
+use overture_core::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::JsonBytes;
+
+openraft::declare_raft_types!(
+    /// Overture's Raft types: node ids are `u64`, nodes are known by their address.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+);
+
+/// The Raft handle.
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
+/// A log id.
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+/// A stored membership.
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+/// A log entry.
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+/// A vote.
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+/// Snapshot metadata.
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// A node's identity in the group.
+pub type NodeId = u64;
+/// A node's address.
+pub type Node = openraft::impls::BasicNode;
+
+/// One change to the replicated state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Events of one workflow, applied only if it is still at `expected_revision`.
+    Workflow(WorkflowBatch),
+    /// Create or replace task definitions (`POST /metadata/taskdefs`).
+    PutTaskDefs {
+        /// Each a `TaskDef` as JSON.
+        defs: Vec<JsonBytes>,
+    },
+    /// Replace an existing task definition, keeping its create time (`PUT /metadata/taskdefs`).
+    UpdateTaskDef {
+        /// A `TaskDef` as JSON.
+        def: JsonBytes,
+        /// Epoch millis, set as `updateTime`.
+        time: i64,
+    },
+    /// Remove a task definition.
+    DeleteTaskDef {
+        #[allow(missing_docs)]
+        name: String,
+    },
+    /// Store workflow definitions.
+    PutWorkflowDefs {
+        /// Each a `WorkflowDef` as JSON.
+        defs: Vec<JsonBytes>,
+        /// Replace an existing `(name, version)`; otherwise the request conflicts.
+        overwrite: bool,
+        /// Epoch millis: `createTime` for new definitions, `updateTime` for replaced ones.
+        time: i64,
+    },
+    /// Remove one version of a workflow definition.
+    DeleteWorkflowDef {
+        #[allow(missing_docs)]
+        name: String,
+        #[allow(missing_docs)]
+        version: i32,
+    },
+}
+
+/// The events one decision produced for one workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowBatch {
+    #[allow(missing_docs)]
+    pub workflow_id: String,
+    /// The revision the decision read; 0 for a start.
+    pub expected_revision: u64,
+    #[allow(missing_docs)]
+    pub events: Vec<Event>,
+}
+
+/// What applying a [`Request`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Applied.
+    Ok,
+    /// A workflow batch was applied; the workflow is now at this revision.
+    Applied {
+        #[allow(missing_docs)]
+        revision: u64,
+    },
+    /// A workflow batch was skipped: the workflow is at another revision (0 = absent).
+    RevisionConflict {
+        #[allow(missing_docs)]
+        current: u64,
+    },
+    /// The request refers to something that does not exist.
+    NotFound(String),
+    /// The request would overwrite something it may not.
+    Conflict(String),
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Workflow(b) => {
+                write!(f, "workflow {} @{}: {} events", b.workflow_id, b.expected_revision, b.events.len())
+            }
+            Request::PutTaskDefs { defs } => write!(f, "put {} task definitions", defs.len()),
+            Request::UpdateTaskDef { .. } => write!(f, "update a task definition"),
+            Request::DeleteTaskDef { name } => write!(f, "delete task definition {name}"),
+            Request::PutWorkflowDefs { defs, overwrite, .. } => {
+                write!(f, "put {} workflow definitions (overwrite: {overwrite})", defs.len())
+            }
+            Request::DeleteWorkflowDef { name, version } => write!(f, "delete workflow definition {name} v{version}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}

@@ -1,0 +1,209 @@
+//! A one-member replica end to end: proposals are committed through Raft, applied into rows, and
+//! survive restarts and snapshots.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
+use overture_core::dsl::{TaskDef, WorkflowDef};
+use overture_core::{Plan, TaskStatus, WorkflowState, WorkflowStatus, decide};
+use overture_raft::codec::JsonBytes;
+use overture_raft::replica::{Storage, leadership_of};
+use overture_raft::types::Node;
+use overture_raft::{ApplyListener, Changes, Replica, ReplicaOptions, Request, Response, WorkflowBatch};
+use parking_lot::Mutex;
+use serde_json::json;
+
+struct Ids(u32);
+impl IdSource for Ids {
+    fn next_id(&mut self) -> String {
+        self.0 += 1;
+        format!("task-{}", self.0)
+    }
+}
+
+async fn open(dir: &std::path::Path, snapshot_every: u64) -> Replica {
+    let mut options = ReplicaOptions::new(1, dir.to_path_buf());
+    options.snapshot_every = snapshot_every;
+    options.keep_after_snapshot = 0;
+    let replica = Replica::open(options).await.expect("replica opens");
+    replica.initialize(BTreeMap::from([(1, Node { addr: "127.0.0.1:0".into() })])).await.expect("initializes");
+    replica
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| leadership_of(m).ready, "leader and ready")
+        .await
+        .expect("becomes a ready leader");
+    replica
+}
+
+fn plan() -> Arc<Plan> {
+    let def: WorkflowDef = serde_json::from_value(json!({
+        "name": "wf", "tasks": [
+            {"name": "a", "taskReferenceName": "a", "taskDefinition": {"name": "a", "responseTimeoutSeconds": 60}},
+            {"name": "b", "taskReferenceName": "b"}
+        ]
+    }))
+    .expect("definition");
+    Arc::new(Plan::new(def))
+}
+
+async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
+    let cmd = StartWorkflow {
+        workflow_id: id.into(),
+        plan: plan(),
+        input: Default::default(),
+        correlation_id: None,
+        priority: 0,
+        task_to_domain: Default::default(),
+        created_by: None,
+        idempotency_key: None,
+    };
+    let (state, events) = decide::start(cmd, &mut Ctx { now: 1_000, ids });
+    let r = replica.propose(Request::Workflow(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events })).await;
+    assert_eq!(r.expect("committed"), Response::Applied { revision: state.header.revision });
+    state
+}
+
+async fn step(replica: &Replica, state: &mut WorkflowState, cmd: Command, ids: &mut Ids, now: i64) -> Response {
+    let expected_revision = state.header.revision;
+    let events = decide::decide(state, cmd, &mut Ctx { now, ids }).expect("accepted");
+    let batch = WorkflowBatch { workflow_id: state.header.workflow_id.clone(), expected_revision, events };
+    replica.propose(Request::Workflow(batch)).await.expect("committed")
+}
+
+fn complete(task_id: &str) -> Command {
+    Command::Update(Box::new(TaskUpdate {
+        task_id: task_id.into(),
+        status: TaskResultStatus::Completed,
+        output: Some(Default::default()),
+        merge_output: false,
+        reason: None,
+        worker_id: None,
+        callback_after_seconds: 0,
+        extend_lease: false,
+        logs: vec!["done".into()],
+    }))
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Changes>>);
+impl ApplyListener for Recorder {
+    fn applied(&self, changes: &Changes) {
+        self.0.lock().push(changes.clone());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_rows_follow_state_and_survive_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 100_000).await;
+    let recorder = Arc::new(Recorder::default());
+    let (queue, timers) = replica.attach_listener(recorder.clone()).expect("attach");
+    assert!(queue.is_empty() && timers.is_empty());
+
+    let mut ids = Ids(0);
+    let mut state = start(&replica, "w1", &mut ids).await;
+    let queue = replica.read().queue_entries().expect("scan");
+    assert_eq!(queue.len(), 1);
+    assert_eq!((queue[0].queue.as_str(), queue[0].task_id.as_str()), ("a", "task-1"));
+    assert_eq!(recorder.0.lock().last().map(|c| c.queue_added.len()), Some(1));
+
+    // Poll: the queue entry goes, a response-timeout timer comes.
+    step(&replica, &mut state, Command::Poll { task_id: "task-1".into(), worker_id: Some("w".into()) }, &mut ids, 2_000).await;
+    assert!(replica.read().queue_entries().expect("scan").is_empty());
+    let timers = replica.read().timers().expect("scan");
+    assert_eq!(timers.iter().map(|t| t.fire_at).collect::<Vec<_>>(), [2_000 + 60_000]);
+
+    // A stale proposal (old revision) is skipped and reported as a conflict.
+    let stale = WorkflowBatch { workflow_id: "w1".into(), expected_revision: 1, events: vec![] };
+    let r = replica.propose(Request::Workflow(stale)).await.expect("committed");
+    assert_eq!(r, Response::RevisionConflict { current: state.header.revision });
+
+    // Completing `a` schedules `b`: timer gone, `b` queued, log line stored.
+    step(&replica, &mut state, complete("task-1"), &mut ids, 3_000).await;
+    assert!(replica.read().timers().expect("scan").is_empty());
+    assert_eq!(replica.read().queue_entries().expect("scan")[0].task_id, "task-2");
+    assert_eq!(replica.read().task_logs("task-1").expect("logs")[0].log, "done");
+    assert_eq!(replica.read().task_owner("task-2").expect("ref").map(|r| r.seq), Some(2));
+
+    let stored = replica.read().workflow("w1").expect("read").expect("exists");
+    assert_eq!(stored.header, state.header);
+    assert_eq!(stored.tasks, state.tasks);
+
+    // Restart on the same directory: nothing lost.
+    replica.close(Duration::from_secs(10)).await.expect("closes");
+    let replica = open(dir.path(), 100_000).await;
+    let stored = replica.read().workflow("w1").expect("read").expect("exists after restart");
+    assert_eq!(stored.tasks, state.tasks);
+    assert_eq!(stored.plan.def, state.plan.def);
+    step(&replica, &mut state, Command::Poll { task_id: "task-2".into(), worker_id: None }, &mut ids, 4_000).await;
+    step(&replica, &mut state, complete("task-2"), &mut ids, 5_000).await;
+    let stored = replica.read().workflow("w1").expect("read").expect("exists");
+    assert_eq!(stored.header.status, WorkflowStatus::Completed);
+    assert!(stored.tasks.iter().all(|t| t.status == TaskStatus::Completed));
+    replica.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_conflict_and_not_found_are_values() {
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 100_000).await;
+    let def: WorkflowDef = serde_json::from_value(json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "a"}]})).expect("def");
+    let put = |overwrite| Request::PutWorkflowDefs { defs: vec![JsonBytes::of(&def)], overwrite, time: 7 };
+    assert_eq!(replica.propose(put(false)).await.expect("ok"), Response::Ok);
+    assert_eq!(
+        replica.propose(put(false)).await.expect("ok"),
+        Response::Conflict("Workflow with w.1 already exists!".into())
+    );
+    assert_eq!(replica.propose(put(true)).await.expect("ok"), Response::Ok);
+    let stored = replica.read().workflow_def("w", None).expect("read").expect("latest");
+    assert_eq!((stored.audit.create_time, stored.audit.update_time), (Some(7), Some(7)));
+
+    let missing = TaskDef::with_defaults("nope");
+    let r = replica.propose(Request::UpdateTaskDef { def: JsonBytes::of(&missing), time: 1 }).await.expect("ok");
+    assert_eq!(r, Response::NotFound("No such taskType found by name: nope".into()));
+    let r = replica.propose(Request::DeleteWorkflowDef { name: "w".into(), version: 9 }).await.expect("ok");
+    assert!(matches!(r, Response::NotFound(_)));
+    replica.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_purge_the_log_and_install_elsewhere() {
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 20).await;
+    let mut ids = Ids(0);
+    for i in 0..30 {
+        start(&replica, &format!("w{i}"), &mut ids).await;
+    }
+    let metrics = replica
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.snapshot.is_some() && m.purged.is_some(), "snapshot built and log purged")
+        .await
+        .expect("snapshot policy triggers");
+    let snapshot_index = metrics.snapshot.as_ref().map(|s| s.index).unwrap_or_default();
+    assert!(snapshot_index >= 19, "snapshot at {snapshot_index}");
+    assert!(metrics.purged.as_ref().is_some_and(|p| p.index <= snapshot_index));
+
+    // Restart: the purged prefix is not replayed; everything is still readable.
+    replica.close(Duration::from_secs(10)).await.expect("closes");
+    let replica = open(dir.path(), 20).await;
+    for i in 0..30 {
+        assert!(replica.read().workflow(&format!("w{i}")).expect("read").is_some(), "w{i} after restart");
+    }
+
+    // Install the snapshot into a fresh store: same rows.
+    let snap = replica.raft().get_snapshot().await.expect("raft").expect("a current snapshot");
+    let other_dir = tempfile::tempdir().expect("dir");
+    let mut other = Storage::open(&ReplicaOptions::new(2, other_dir.path().to_path_buf())).expect("opens");
+    use openraft::storage::RaftStateMachine;
+    other.state_machine.install_snapshot(&snap.meta, snap.snapshot).await.expect("installs");
+    let (applied, _) = other.state_machine.applied_state().await.expect("state");
+    assert_eq!(applied, snap.meta.last_log_id);
+    let in_snapshot = (0..30).filter(|i| other.read.workflow(&format!("w{i}")).expect("read").is_some()).count();
+    assert!(in_snapshot >= 18, "workflows in the snapshot: {in_snapshot}");
+    assert_eq!(other.read.queue_entries().expect("scan").len(), in_snapshot);
+    replica.shutdown().await;
+}
