@@ -1,1 +1,31 @@
-//! placeholder
+//! Overture's leader runtime: workflow actors, worker queues with long polls, durable timers.
+//!
+//! Everything here runs on the Raft leader only, starts after the readiness barrier (the leader
+//! has applied an entry of its own term) and stops the moment leadership ends. None of it is the
+//! truth: actors, queues and timer heaps are caches of the replicated state, rebuilt from it on
+//! every leadership change. The crate never writes storage directly; it proposes through Raft.
+//!
+//! - [`Engine`] is the handle the API uses.
+//! - [`actor`]: one actor per active workflow serializes its decisions.
+//! - [`queues`]: in-memory worker queues woken by applied entries.
+//! - [`timers`]: the durable-timer heap.
+
+pub mod actor;
+mod engine;
+pub mod error;
+mod leader;
+pub mod names;
+pub mod queues;
+pub mod timers;
+
+pub use actor::UpdateOutcome;
+pub use engine::{Engine, EngineOptions};
+pub use error::Error;
+
+/// Wall-clock epoch millis: the leader's clock, recorded in the events it decides.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

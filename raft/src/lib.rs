@@ -24,8 +24,8 @@ pub mod state_machine;
 pub mod types;
 
 pub use read::ReadView;
-pub use replica::{Leadership, ProposeError, Replica, ReplicaOptions};
-pub use state_machine::{ApplyListener, Changes};
+pub use replica::{Leadership, LeadershipWatch, ProposeError, Replica, ReplicaOptions};
+pub use state_machine::{ApplyListener, Changes, RowChange};
 pub use types::{Request, Response, WorkflowBatch};
 
 /// A column family handle. The families are created when the database opens, so a missing one

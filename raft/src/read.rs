@@ -81,6 +81,21 @@ impl ReadView {
         self.scan(keys::CF_TASK_LOGS, &keys::prefix(task_id))
     }
 
+    /// Tasks waiting in one worker queue.
+    pub fn queue_size(&self, queue: &str) -> Result<usize, io::Error> {
+        let db = &self.shared.db;
+        let prefix = keys::prefix(queue);
+        let mut n = 0;
+        for item in db.iterator_cf(cf(db, keys::CF_QUEUE), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, _) = item.map_err(io_err)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Every queue entry, for rebuilding in-memory queues.
     pub fn queue_entries(&self) -> Result<Vec<QueueItem>, io::Error> {
         self.scan(keys::CF_QUEUE, &[])

@@ -226,6 +226,11 @@ impl Replica {
         leadership_of(&self.raft.metrics().borrow_watched())
     }
 
+    /// A watch on this node's [`Leadership`].
+    pub fn leadership_watch(&self) -> LeadershipWatch {
+        LeadershipWatch { metrics: self.raft.metrics() }
+    }
+
     /// Starts sending changes to `listener`, and returns every queue entry and timer as of the
     /// same moment, so the listener's owner can rebuild its memory without missing a change.
     pub fn attach_listener(
@@ -288,6 +293,23 @@ impl Replica {
         }
         drop(db);
         Ok(())
+    }
+}
+
+/// Follows a node's [`Leadership`] as Raft metrics change.
+pub struct LeadershipWatch {
+    metrics: openraft::alias::WatchReceiverOf<crate::types::TypeConfig, openraft::RaftMetrics<crate::types::TypeConfig>>,
+}
+
+impl LeadershipWatch {
+    /// Where the node stands now.
+    pub fn current(&self) -> Leadership {
+        leadership_of(&self.metrics.borrow_watched())
+    }
+
+    /// Waits for the next change of Raft state; `false` once Raft has stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.metrics.changed().await.is_ok()
     }
 }
 

@@ -36,19 +36,27 @@ use crate::snapshot::{SnapshotBuilder, SnapshotFile};
 use crate::types::{LogId, Request, Response, SnapshotMeta, StoredMembership, TypeConfig, WorkflowBatch};
 use crate::{cf, io_err};
 
+/// A change to a queue entry or timer row, in the order apply made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowChange {
+    #[allow(missing_docs)]
+    QueueAdded(QueueItem),
+    #[allow(missing_docs)]
+    QueueRemoved(QueueItem),
+    #[allow(missing_docs)]
+    TimerAdded(TimerItem),
+    #[allow(missing_docs)]
+    TimerRemoved(TimerItem),
+}
+
 /// What one apply changed that leader-only services must mirror in memory.
 #[derive(Debug, Default, Clone)]
 pub struct Changes {
     /// Index of the last entry applied.
     pub log_index: u64,
-    #[allow(missing_docs)]
-    pub queue_added: Vec<QueueItem>,
-    #[allow(missing_docs)]
-    pub queue_removed: Vec<QueueItem>,
-    #[allow(missing_docs)]
-    pub timers_added: Vec<TimerItem>,
-    #[allow(missing_docs)]
-    pub timers_removed: Vec<TimerItem>,
+    /// Queue and timer rows added and removed, in order: a task scheduled and then polled
+    /// within one group appears as an add followed by a remove.
+    pub rows: Vec<RowChange>,
     /// Workflows that started: definition name.
     pub started: Vec<String>,
     /// Workflows that ended: definition name and final status.
@@ -57,12 +65,7 @@ pub struct Changes {
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        self.queue_added.is_empty()
-            && self.queue_removed.is_empty()
-            && self.timers_added.is_empty()
-            && self.timers_removed.is_empty()
-            && self.started.is_empty()
-            && self.ended.is_empty()
+        self.rows.is_empty() && self.started.is_empty() && self.ended.is_empty()
     }
 }
 
@@ -317,21 +320,21 @@ impl Shared {
             if old_q != new_q {
                 if let Some(q) = old_q {
                     wb.delete_cf(cf(db, keys::CF_QUEUE), keys::queue(&q));
-                    changes.queue_removed.push(q);
+                    changes.rows.push(RowChange::QueueRemoved(q));
                 }
                 if let Some(q) = new_q {
                     wb.put_cf(cf(db, keys::CF_QUEUE), keys::queue(&q), encode(&q));
-                    changes.queue_added.push(q);
+                    changes.rows.push(RowChange::QueueAdded(q));
                 }
             }
             if old_t != new_t {
                 if let Some(t) = old_t {
                     wb.delete_cf(cf(db, keys::CF_TIMERS), keys::timer(&t));
-                    changes.timers_removed.push(t);
+                    changes.rows.push(RowChange::TimerRemoved(t));
                 }
                 if let Some(t) = new_t {
                     wb.put_cf(cf(db, keys::CF_TIMERS), keys::timer(&t), encode(&t));
-                    changes.timers_added.push(t);
+                    changes.rows.push(RowChange::TimerAdded(t));
                 }
             }
         }

@@ -318,7 +318,9 @@ impl Decider<'_, '_> {
         let domain = domain_for(&self.state.header.task_to_domain, &wt.name);
         let namespace = def.and_then(|d| d.execution_name_space.clone());
         let isolation = def.and_then(|d| d.isolation_group_id.clone());
-        let queue = queue_name(&wt.name, domain.as_deref(), namespace.as_deref(), isolation.as_deref());
+        // Workers poll by type and domain only, so the queue name carries nothing else; execution
+        // namespaces and isolation groups are recorded on the task but do not split its queue yet.
+        let queue = queue_name(&wt.name, domain.as_deref(), None, None);
         let delay = match retry {
             Some((_, delay)) => delay,
             None => i64::from(wt.start_delay.max(0)),

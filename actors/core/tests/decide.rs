@@ -392,5 +392,6 @@ fn domains_and_input_templates_shape_the_task() {
     let t = &state.tasks[0];
     assert_eq!(Value::Object(t.input.clone()), json!({"a": "yes", "t": "default", "extra": "yes"}));
     assert_eq!(t.domain.as_deref(), Some("blue"));
-    assert_eq!(t.queue.as_deref(), Some("blue:x@ns-iso"));
+    assert_eq!(t.queue.as_deref(), Some("blue:x"));
+    assert_eq!((t.execution_name_space.as_deref(), t.isolation_group_id.as_deref()), (Some("ns"), Some("iso")));
 }

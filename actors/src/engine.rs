@@ -1,0 +1,411 @@
+//! The engine: what the API layer calls. It validates, routes each request to the right place
+//! (workflow actor, queues, Raft, or the local read view) and maps outcomes to [`Error`]s.
+//!
+//! Writes need this node to be the ready leader; otherwise they fail with
+//! [`Error::Unavailable`], which the API turns into a retryable 503. Reads are served from the
+//! local replica on any node.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use overture_core::dsl::{StartWorkflowRequest, TaskDef, WorkflowDef};
+use overture_core::rows::queue_name;
+use overture_core::validate;
+use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
+use overture_raft::codec::JsonBytes;
+use overture_raft::keys::TaskLogRow;
+use overture_raft::{Leadership, ReadView, Replica, Request, Response};
+use parking_lot::{Mutex, RwLock};
+use serde_json::value::RawValue;
+
+use crate::actor::UpdateOutcome;
+use crate::error::Error;
+use crate::leader::LeaderContext;
+use crate::names;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Passivate a workflow actor after this long without messages.
+    pub idle_actor_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { idle_actor_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The engine handle: cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    replica: Replica,
+    leader: RwLock<Option<Arc<LeaderContext>>>,
+    options: EngineOptions,
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the engine on a replica: it follows Raft leadership from now on.
+    pub fn start(replica: Replica, options: EngineOptions) -> Engine {
+        let engine = Engine {
+            inner: Arc::new(Inner { replica, leader: RwLock::new(None), options, watcher: Mutex::new(None) }),
+        };
+        let watcher = tokio::spawn(engine.clone().follow_leadership());
+        *engine.inner.watcher.lock() = Some(watcher);
+        engine
+    }
+
+    /// Starts and stops leader services as leadership comes and goes.
+    async fn follow_leadership(self) {
+        let mut watch = self.inner.replica.leadership_watch();
+        loop {
+            let now = watch.current();
+            let current = self.inner.leader.read().clone();
+            match (now.ready, current) {
+                (true, Some(ctx)) if ctx.term == now.term => {}
+                (true, current) => {
+                    if let Some(old) = current {
+                        self.step_down(&old);
+                    }
+                    match LeaderContext::start(self.inner.replica.clone(), now.term, self.inner.options.idle_actor_timeout) {
+                        Ok(ctx) => *self.inner.leader.write() = Some(ctx),
+                        Err(e) => tracing::error!(error = %e, "cannot start leader services"),
+                    }
+                }
+                (false, Some(old)) => self.step_down(&old),
+                (false, None) => {}
+            }
+            if !watch.changed().await {
+                break;
+            }
+        }
+    }
+
+    fn step_down(&self, ctx: &Arc<LeaderContext>) {
+        *self.inner.leader.write() = None;
+        ctx.stop();
+    }
+
+    /// Stops leader services and Raft. Reads keep working on what is stored.
+    pub async fn shutdown(&self) {
+        if let Some(w) = self.inner.watcher.lock().take() {
+            w.abort();
+        }
+        let current = self.inner.leader.read().clone();
+        if let Some(ctx) = current {
+            self.step_down(&ctx);
+        }
+        self.inner.replica.shutdown().await;
+    }
+
+    /// The replica under the engine.
+    pub fn replica(&self) -> &Replica {
+        &self.inner.replica
+    }
+
+    fn read(&self) -> &ReadView {
+        self.inner.replica.read()
+    }
+
+    /// Where this node stands in its group.
+    pub fn leadership(&self) -> Leadership {
+        self.inner.replica.leadership()
+    }
+
+    /// This node can serve writes now.
+    pub fn is_ready(&self) -> bool {
+        self.inner.leader.read().is_some()
+    }
+
+    fn leader(&self) -> Result<Arc<LeaderContext>, Error> {
+        if let Some(ctx) = self.inner.leader.read().clone() {
+            return Ok(ctx);
+        }
+        let l = self.leadership();
+        Err(Error::Unavailable(match (l.is_leader, l.leader) {
+            (true, _) => "this node was just elected leader and is catching up; retry shortly".into(),
+            (false, Some(id)) if id != self.inner.replica.node_id() => format!("this node is not the leader; node {id} is"),
+            _ => "no leader is elected yet; retry shortly".into(),
+        }))
+    }
+
+    async fn propose(&self, request: Request) -> Result<(), Error> {
+        self.leader()?;
+        match self.inner.replica.propose(request).await? {
+            Response::Ok | Response::Applied { .. } => Ok(()),
+            Response::NotFound(m) => Err(Error::NotFound(m)),
+            Response::Conflict(m) => Err(Error::Conflict(m)),
+            Response::RevisionConflict { current } => Err(Error::Conflict(format!("conflicting revision {current}"))),
+        }
+    }
+
+    // ---- metadata ----
+
+    /// Creates or replaces task definitions.
+    pub async fn put_task_defs(&self, mut defs: Vec<TaskDef>) -> Result<(), Error> {
+        let now = crate::now_ms();
+        for def in &mut defs {
+            validate::task_def(def).map_err(Error::Invalid)?;
+            def.audit.create_time = Some(now);
+            def.audit.update_time = None;
+            def.audit.updated_by = None;
+        }
+        self.propose(Request::PutTaskDefs { defs: defs.iter().map(JsonBytes::of).collect() }).await
+    }
+
+    /// Replaces an existing task definition.
+    pub async fn update_task_def(&self, def: TaskDef) -> Result<(), Error> {
+        validate::task_def(&def).map_err(Error::Invalid)?;
+        self.propose(Request::UpdateTaskDef { def: JsonBytes::of(&def), time: crate::now_ms() }).await
+    }
+
+    /// Removes a task definition.
+    pub async fn delete_task_def(&self, name: &str) -> Result<(), Error> {
+        self.propose(Request::DeleteTaskDef { name: name.to_owned() }).await
+    }
+
+    /// A task definition.
+    pub fn task_def(&self, name: &str) -> Result<TaskDef, Error> {
+        self.read().task_def(name)?.ok_or_else(|| Error::NotFound(format!("No such taskType found by name: {name}")))
+    }
+
+    /// Every task definition.
+    pub fn task_defs(&self) -> Result<Vec<TaskDef>, Error> {
+        Ok(self.read().task_defs()?)
+    }
+
+    /// Stores workflow definitions; with `overwrite` false an existing `(name, version)` conflicts.
+    pub async fn put_workflow_defs(&self, defs: Vec<WorkflowDef>, overwrite: bool) -> Result<(), Error> {
+        for def in &defs {
+            validate::workflow_def(def).map_err(Error::Invalid)?;
+        }
+        let defs = defs.iter().map(JsonBytes::of).collect();
+        self.propose(Request::PutWorkflowDefs { defs, overwrite, time: crate::now_ms() }).await
+    }
+
+    /// Removes one version of a workflow definition.
+    pub async fn delete_workflow_def(&self, name: &str, version: i32) -> Result<(), Error> {
+        self.propose(Request::DeleteWorkflowDef { name: name.to_owned(), version }).await
+    }
+
+    /// A workflow definition: `version`, or the latest.
+    pub fn workflow_def(&self, name: &str, version: Option<i32>) -> Result<WorkflowDef, Error> {
+        self.read().workflow_def(name, version)?.ok_or_else(|| {
+            let v = version.map_or_else(|| "null".to_owned(), |v| v.to_string());
+            Error::NotFound(format!("No such workflow found by name: {name}, version: {v}"))
+        })
+    }
+
+    /// Every version of every workflow definition.
+    pub fn workflow_defs(&self) -> Result<Vec<WorkflowDef>, Error> {
+        Ok(self.read().workflow_defs()?)
+    }
+
+    // ---- workflows ----
+
+    /// Starts a workflow and returns its id once the start is committed.
+    pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
+        let ctx = self.leader()?;
+        let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
+        if !(0..=99).contains(&request.priority) {
+            return Err(Error::BadRequest(format!("priority: {} should be between 0 and 99", request.priority)));
+        }
+        let mut def = match request.workflow_def {
+            Some(def) => {
+                validate::workflow_def(&def).map_err(Error::Invalid)?;
+                def
+            }
+            None => {
+                let name = request.name.filter(|n| !n.trim().is_empty());
+                let name = name.ok_or_else(|| Error::BadRequest("Workflow name cannot be null or empty".into()))?;
+                self.workflow_def(&name, request.version)?
+            }
+        };
+        // Freeze the task definitions in the execution's snapshot, as Conductor does.
+        for task in &mut def.tasks {
+            if task.task_definition.is_none() {
+                task.task_definition = self.read().task_def(&task.name)?;
+            }
+        }
+        let workflow_id = uuid::Uuid::new_v4().to_string();
+        let cmd = StartWorkflow {
+            workflow_id: workflow_id.clone(),
+            plan: Arc::new(Plan::new(def)),
+            input,
+            correlation_id: request.correlation_id,
+            priority: request.priority,
+            task_to_domain: request.task_to_domain,
+            created_by: request.created_by,
+            idempotency_key: request.idempotency_key,
+        };
+        ctx.start_workflow(cmd).await?;
+        Ok(workflow_id)
+    }
+
+    /// An execution, from the local replica.
+    pub fn workflow(&self, id: &str) -> Result<WorkflowState, Error> {
+        self.read().workflow(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
+    }
+
+    /// Terminates a workflow.
+    pub async fn terminate(&self, id: &str, reason: Option<String>) -> Result<(), Error> {
+        self.workflow(id)?;
+        self.leader()?.terminate(id, reason).await
+    }
+
+    // ---- tasks ----
+
+    /// Hands up to `count` tasks of a type (and domain) to a worker, waiting up to `wait` for
+    /// the first one. Each is committed as polled before it is returned.
+    pub async fn poll(
+        &self,
+        task_type: &str,
+        domain: Option<&str>,
+        worker_id: Option<String>,
+        count: usize,
+        wait: Duration,
+    ) -> Result<Vec<Box<RawValue>>, Error> {
+        self.poll_queue(&queue_name(task_type, domain, None, None), task_type, worker_id, count, wait).await
+    }
+
+    async fn poll_queue(
+        &self,
+        queue: &str,
+        task_type: &str,
+        worker_id: Option<String>,
+        count: usize,
+        wait: Duration,
+    ) -> Result<Vec<Box<RawValue>>, Error> {
+        let ctx = self.leader()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let notify = ctx.queues.notifier(queue);
+        let mut stopped = ctx.stopped();
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let popped = ctx.queues.pop(queue, count.max(1));
+            if !popped.is_empty() {
+                let claims = popped.iter().map(|p| ctx.claim(p, worker_id.clone()));
+                let results = futures::future::join_all(claims).await;
+                let mut tasks = Vec::with_capacity(results.len());
+                for (p, result) in popped.iter().zip(results) {
+                    match result {
+                        Ok(task) => {
+                            let waited = (crate::now_ms() - p.ready_at).max(0) as f64 / 1000.0;
+                            metrics::histogram!(names::TASK_QUEUE_WAIT).record(waited);
+                            tasks.push(task);
+                        }
+                        // The task moved on (finished, canceled, polled): drop it.
+                        Err(Error::NotFound(_) | Error::Conflict(_) | Error::BadRequest(_) | Error::Invalid(_)) => {}
+                        // Not handed out: its durable queue row is intact and the next leader
+                        // (or this one, after a restart of its services) serves it.
+                        Err(e) => tracing::warn!(task_id = %p.task_id, error = %e, "claim failed"),
+                    }
+                }
+                if !tasks.is_empty() {
+                    metrics::counter!(names::TASK_POLL, "taskType" => task_type.to_owned()).increment(tasks.len() as u64);
+                    return Ok(tasks);
+                }
+                continue;
+            }
+            if *stopped.borrow() || tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                _ = stopped.changed() => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    /// Records a task result.
+    pub async fn update_task(&self, update: TaskUpdate) -> Result<UpdateOutcome, Error> {
+        let ctx = self.leader()?;
+        let owner = self.task_owner(&update.task_id)?;
+        let status = update.status;
+        let outcome = ctx.update(&owner, update).await?;
+        let status = format!("{status:?}");
+        metrics::counter!(names::TASK_UPDATE, "status" => status).increment(1);
+        Ok(outcome)
+    }
+
+    /// Records a task result, then hands the same worker the next task of that queue, if any
+    /// (`POST /tasks/update-v2`).
+    pub async fn update_task_and_poll(&self, update: TaskUpdate) -> Result<Option<Box<RawValue>>, Error> {
+        let worker_id = update.worker_id.clone();
+        let outcome = self.update_task(update).await?;
+        let Some(queue) = outcome.queue.filter(|_| outcome.terminal) else { return Ok(None) };
+        let task_type = queue.rsplit(':').next().unwrap_or(&queue).to_owned();
+        let mut next = self.poll_queue(&queue, &task_type, worker_id, 1, Duration::ZERO).await?;
+        Ok(next.pop())
+    }
+
+    /// Updates the first open task with this reference name; `None` if there is none.
+    pub async fn update_task_by_ref(
+        &self,
+        workflow_id: &str,
+        reference: &str,
+        status: TaskResultStatus,
+        output: Object,
+        worker_id: Option<String>,
+    ) -> Result<Option<String>, Error> {
+        self.workflow(workflow_id)?;
+        self.leader()?.update_by_ref(workflow_id, reference.to_owned(), status, output, worker_id).await
+    }
+
+    /// Appends a line to a task's execution log.
+    pub async fn add_task_log(&self, task_id: &str, log: String) -> Result<(), Error> {
+        let owner = self.task_owner(task_id)?;
+        self.leader()?.add_log(&owner, task_id.to_owned(), log).await
+    }
+
+    fn task_owner(&self, task_id: &str) -> Result<String, Error> {
+        Ok(self
+            .read()
+            .task_owner(task_id)?
+            .ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?
+            .workflow_id)
+    }
+
+    /// A task and its workflow, from the local replica.
+    pub fn task(&self, task_id: &str) -> Result<(WorkflowState, TaskState), Error> {
+        let not_found = || Error::NotFound(format!("Task not found for taskId: {task_id}"));
+        let owner = self.read().task_owner(task_id)?.ok_or_else(not_found)?;
+        let workflow = self.read().workflow(&owner.workflow_id)?.ok_or_else(not_found)?;
+        let task = workflow.task(owner.seq).cloned().ok_or_else(not_found)?;
+        Ok((workflow, task))
+    }
+
+    /// A task's execution log.
+    pub fn task_logs(&self, task_id: &str) -> Result<Vec<TaskLogRow>, Error> {
+        Ok(self.read().task_logs(task_id)?)
+    }
+
+    /// Tasks waiting per task type (domain-less queues), from the local replica.
+    pub fn queue_sizes(&self, task_types: &[String]) -> Result<BTreeMap<String, usize>, Error> {
+        let mut out = BTreeMap::new();
+        for t in task_types {
+            out.insert(t.clone(), self.read().queue_size(t)?);
+        }
+        Ok(out)
+    }
+
+    /// Waits up to `timeout` for this node to serve writes.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        let mut watch = self.inner.replica.leadership_watch();
+        while started.elapsed() < timeout && !self.is_ready() {
+            // Leader services start right after the Raft state change this wakes on.
+            let _ = tokio::time::timeout(Duration::from_millis(20), watch.changed()).await;
+        }
+        self.is_ready()
+    }
+}

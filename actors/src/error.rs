@@ -1,0 +1,59 @@
+//! What the engine answers when it cannot do what was asked. Each variant maps to one HTTP status.
+
+use overture_core::Rejection;
+use overture_core::validate::Violations;
+use overture_raft::ProposeError;
+
+/// An engine error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400 with Conductor's `validationErrors`.
+    #[error("Validation failed, check below errors for detail.")]
+    Invalid(Violations),
+    /// 503, retryable: no leader yet, leadership moved, or the node is shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: storage failed or a bug. Nothing acknowledged is lost.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Rejection> for Error {
+    fn from(r: Rejection) -> Error {
+        match r {
+            Rejection::NotFound(m) => Error::NotFound(m),
+            Rejection::Conflict(m) => Error::Conflict(m),
+            Rejection::BadRequest(m) => Error::BadRequest(m),
+        }
+    }
+}
+
+impl From<ProposeError> for Error {
+    fn from(e: ProposeError) -> Error {
+        match e {
+            ProposeError::NotLeader { leader: Some(id) } => {
+                Error::Unavailable(format!("this node is not the leader; node {id} is"))
+            }
+            ProposeError::NotLeader { leader: None } => Error::Unavailable("a leader election is in progress".into()),
+            ProposeError::Unknown => Error::Unavailable(
+                "leadership changed while the request was in flight; retry it (it is safe to repeat)".into(),
+            ),
+            ProposeError::Fatal(m) => Error::Internal(m),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::Internal(format!("storage: {e}"))
+    }
+}

@@ -1,0 +1,26 @@
+//! Metric names, in one place. Conductor's names where Conductor has one.
+
+/// Counter: workflows started, by `workflowName`.
+pub const WORKFLOW_START_SUCCESS: &str = "workflow_start_success_total";
+/// Counter: workflows that reached a terminal status, by `workflowName` and `status`.
+pub const WORKFLOW_COMPLETION: &str = "workflow_completion_total";
+/// Counter: workflows that ended unsuccessfully, by `workflowName` and `status`.
+pub const WORKFLOW_FAILURE: &str = "workflow_failure_total";
+/// Counter: tasks handed to workers, by `taskType`.
+pub const TASK_POLL: &str = "task_poll_total";
+/// Counter: task updates accepted, by `taskType` and `status`.
+pub const TASK_UPDATE: &str = "task_update_total";
+/// Gauge: tasks waiting in a worker queue, by `queue`.
+pub const TASK_QUEUE_DEPTH: &str = "task_queue_depth";
+/// Histogram: seconds from a task becoming pollable to a worker receiving it.
+pub const TASK_QUEUE_WAIT: &str = "task_queue_wait_seconds";
+/// Counter: durable timers fired, by `kind`.
+pub const TIMER_FIRED: &str = "overture_timer_fired_total";
+/// Histogram: seconds one workflow decision took (decide + commit + apply), by `command`.
+pub const DECIDE_SECONDS: &str = "workflow_decision_seconds";
+/// Counter: decisions retried because the workflow changed underneath (version guard).
+pub const DECIDE_CONFLICT: &str = "overture_decide_conflict_total";
+/// Gauge: workflow actors alive on this node.
+pub const ACTORS_ACTIVE: &str = "overture_workflow_actors";
+/// Gauge: 1 while this node is the ready leader.
+pub const LEADER_READY: &str = "overture_leader_ready";

@@ -1,0 +1,262 @@
+//! In-memory worker queues on the leader, mirrored from the durable `queue` rows.
+//!
+//! The rows are the truth; these queues are a cache built by scanning them when the node becomes
+//! leader and kept current by the state machine's apply listener. A queue orders ready tasks by
+//! workflow priority (higher first), then by the time they became ready, then by arrival. Tasks
+//! not ready yet (retry delays, `callbackAfterSeconds`, `startDelay`) wait in a delayed set and
+//! move over when due.
+//!
+//! Long polls register on the queue's [`Notify`] *before* looking, so a task that arrives between
+//! the look and the wait still wakes them: a scheduled task reaches a waiting worker as soon as
+//! its entry is applied, without any polling loop.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use overture_core::rows::QueueItem;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::names;
+
+/// Ready order: priority (higher first), ready time, arrival.
+type ReadyKey = (Reverse<i32>, i64, u64);
+
+#[derive(Default)]
+struct Queue {
+    ready: BTreeSet<(ReadyKey, String)>,
+    /// task id → its place and owner.
+    entries: HashMap<String, Entry>,
+    notify: Arc<Notify>,
+}
+
+struct Entry {
+    workflow_id: String,
+    key: ReadyKey,
+    ready: bool,
+}
+
+/// A task taken from a queue, to be claimed from its workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Popped {
+    #[allow(missing_docs)]
+    pub task_id: String,
+    #[allow(missing_docs)]
+    pub workflow_id: String,
+    /// When it became ready, epoch millis.
+    pub ready_at: i64,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<String, Queue>,
+    /// Not yet ready: (ready at, queue, task id).
+    delayed: BTreeSet<(i64, String, String)>,
+    arrivals: u64,
+}
+
+/// All worker queues of the leader.
+#[derive(Default)]
+pub struct TaskQueues {
+    state: Mutex<State>,
+    /// Woken when the earliest delayed entry may have changed.
+    delayed_changed: Notify,
+}
+
+impl TaskQueues {
+    /// Adds or replaces an entry.
+    pub fn add(&self, item: &QueueItem, now: i64) {
+        let mut st = self.state.lock();
+        st.arrivals += 1;
+        let arrival = st.arrivals;
+        remove_locked(&mut st, &item.queue, &item.task_id);
+        let ready = item.ready_at <= now;
+        let key = (Reverse(item.priority), item.ready_at, arrival);
+        let earliest_before = st.delayed.first().map(|d| d.0);
+        if !ready {
+            st.delayed.insert((item.ready_at, item.queue.clone(), item.task_id.clone()));
+        }
+        let queue = st.queues.entry(item.queue.clone()).or_default();
+        if ready {
+            queue.ready.insert((key, item.task_id.clone()));
+        }
+        queue.entries.insert(item.task_id.clone(), Entry { workflow_id: item.workflow_id.clone(), key, ready });
+        let depth = queue.entries.len();
+        let notify = queue.notify.clone();
+        let delayed_earlier = !ready && earliest_before.is_none_or(|e| item.ready_at < e);
+        drop(st);
+        gauge(&item.queue, depth);
+        if ready {
+            notify.notify_waiters();
+        }
+        if delayed_earlier {
+            self.delayed_changed.notify_one();
+        }
+    }
+
+    /// Removes an entry, if present.
+    pub fn remove(&self, queue: &str, task_id: &str) {
+        let mut st = self.state.lock();
+        remove_locked(&mut st, queue, task_id);
+        let depth = st.queues.get(queue).map_or(0, |q| q.entries.len());
+        drop(st);
+        gauge(queue, depth);
+    }
+
+    /// Takes up to `count` ready tasks from a queue.
+    pub fn pop(&self, queue: &str, count: usize) -> Vec<Popped> {
+        let mut st = self.state.lock();
+        let Some(q) = st.queues.get_mut(queue) else { return Vec::new() };
+        let mut out = Vec::with_capacity(count.min(q.ready.len()));
+        while out.len() < count {
+            let Some(((_, ready_at, _), task_id)) = q.ready.pop_first() else { break };
+            if let Some(entry) = q.entries.remove(&task_id) {
+                out.push(Popped { task_id, workflow_id: entry.workflow_id, ready_at });
+            }
+        }
+        let depth = q.entries.len();
+        drop(st);
+        if !out.is_empty() {
+            gauge(queue, depth);
+        }
+        out
+    }
+
+    /// The notifier long polls of this queue wait on.
+    pub fn notifier(&self, queue: &str) -> Arc<Notify> {
+        self.state.lock().queues.entry(queue.to_owned()).or_default().notify.clone()
+    }
+
+    /// Wakes every waiter of every queue (used when leadership ends).
+    pub fn wake_all(&self) {
+        for q in self.state.lock().queues.values() {
+            q.notify.notify_waiters();
+        }
+    }
+
+    /// Tasks in a queue, ready or delayed.
+    pub fn depth(&self, queue: &str) -> usize {
+        self.state.lock().queues.get(queue).map_or(0, |q| q.entries.len())
+    }
+
+    /// Moves due delayed entries to their ready sets and wakes their pollers. Returns the ready
+    /// time of the earliest entry still delayed.
+    pub fn promote_due(&self, now: i64) -> Option<i64> {
+        let mut woken = Vec::new();
+        let mut st = self.state.lock();
+        while let Some((at, _, _)) = st.delayed.first() {
+            if *at > now {
+                break;
+            }
+            let Some((_, queue, task_id)) = st.delayed.pop_first() else { break };
+            if let Some(q) = st.queues.get_mut(&queue)
+                && let Some(entry) = q.entries.get_mut(&task_id)
+                && !entry.ready
+            {
+                entry.ready = true;
+                q.ready.insert((entry.key, task_id));
+                woken.push(q.notify.clone());
+            }
+        }
+        let next = st.delayed.first().map(|d| d.0);
+        drop(st);
+        for n in woken {
+            n.notify_waiters();
+        }
+        next
+    }
+
+    /// Runs until `stop` resolves: promotes delayed entries when they come due.
+    pub async fn run_delay_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let next = self.promote_due(crate::now_ms());
+            let sleep = match next {
+                Some(at) => std::time::Duration::from_millis((at - crate::now_ms()).clamp(1, 60_000) as u64),
+                None => std::time::Duration::from_secs(60),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.delayed_changed.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+fn remove_locked(st: &mut State, queue: &str, task_id: &str) {
+    let Some(q) = st.queues.get_mut(queue) else { return };
+    if let Some(entry) = q.entries.remove(task_id) {
+        if entry.ready {
+            q.ready.remove(&(entry.key, task_id.to_owned()));
+        } else {
+            st.delayed.remove(&(entry.key.1, queue.to_owned(), task_id.to_owned()));
+        }
+    }
+}
+
+fn gauge(queue: &str, depth: usize) {
+    metrics::gauge!(names::TASK_QUEUE_DEPTH, "queue" => queue.to_owned()).set(depth as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(queue: &str, task: &str, priority: i32, ready_at: i64) -> QueueItem {
+        QueueItem { queue: queue.into(), task_id: task.into(), workflow_id: format!("wf-{task}"), priority, ready_at }
+    }
+
+    fn ids(popped: Vec<Popped>) -> Vec<String> {
+        popped.into_iter().map(|p| p.task_id).collect()
+    }
+
+    #[test]
+    fn ready_tasks_come_out_by_priority_then_age() {
+        let q = TaskQueues::default();
+        q.add(&item("a", "old-low", 0, 1), 100);
+        q.add(&item("a", "new-low", 0, 2), 100);
+        q.add(&item("a", "high", 9, 3), 100);
+        q.add(&item("b", "other", 0, 1), 100);
+        assert_eq!(ids(q.pop("a", 10)), ["high", "old-low", "new-low"]);
+        assert_eq!(q.depth("a"), 0);
+        assert_eq!(q.depth("b"), 1);
+    }
+
+    #[test]
+    fn delayed_tasks_wait_until_due_and_removal_wins() {
+        let q = TaskQueues::default();
+        q.add(&item("a", "later", 0, 500), 100);
+        q.add(&item("a", "gone", 0, 500), 100);
+        assert!(q.pop("a", 10).is_empty());
+        q.remove("a", "gone");
+        assert_eq!(q.promote_due(499), Some(500));
+        assert!(q.pop("a", 10).is_empty());
+        assert_eq!(q.promote_due(500), None);
+        assert_eq!(ids(q.pop("a", 10)), ["later"]);
+    }
+
+    #[test]
+    fn re_adding_replaces_the_entry() {
+        let q = TaskQueues::default();
+        q.add(&item("a", "t", 0, 500), 100);
+        q.add(&item("a", "t", 0, 50), 100);
+        assert_eq!(q.depth("a"), 1);
+        assert_eq!(ids(q.pop("a", 10)), ["t"]);
+        assert_eq!(q.promote_due(1_000), None, "the delayed copy is gone");
+        assert!(q.pop("a", 10).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_registered_before_looking_is_woken_by_an_add() {
+        let q = Arc::new(TaskQueues::default());
+        let notify = q.notifier("a");
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        assert!(q.pop("a", 1).is_empty());
+        q.add(&item("a", "t", 0, 0), 100);
+        tokio::time::timeout(std::time::Duration::from_secs(1), notified).await.expect("woken");
+        assert_eq!(ids(q.pop("a", 1)), ["t"]);
+    }
+}

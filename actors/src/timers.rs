@@ -1,0 +1,106 @@
+//! Durable timers, fired by the leader.
+//!
+//! The `timers` rows are the truth; this is their in-memory heap, rebuilt at leadership and kept
+//! current by the apply listener. A due timer becomes a command to its workflow's actor, which
+//! decides whether it still matters (a timer whose task has moved on is stale and changes
+//! nothing). The row disappears when the state no longer implies it, in the same write that
+//! changes the state.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use overture_core::rows::TimerItem;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+
+use crate::error::Error;
+use crate::leader::LeaderContext;
+use crate::names;
+
+/// The leader's timer heap.
+#[derive(Default)]
+pub struct Timers {
+    set: Mutex<BTreeSet<TimerItem>>,
+    changed: Notify,
+}
+
+impl Timers {
+    /// Arms a timer.
+    pub fn add(&self, timer: TimerItem) {
+        let mut set = self.set.lock();
+        let earliest = set.first().is_none_or(|first| timer < *first);
+        set.insert(timer);
+        drop(set);
+        if earliest {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Disarms a timer.
+    pub fn remove(&self, timer: &TimerItem) {
+        self.set.lock().remove(timer);
+    }
+
+    /// Armed timers.
+    pub fn len(&self) -> usize {
+        self.set.lock().len()
+    }
+
+    /// No timers armed.
+    pub fn is_empty(&self) -> bool {
+        self.set.lock().is_empty()
+    }
+
+    fn take_due(&self, now: i64) -> (Vec<TimerItem>, Option<i64>) {
+        let mut set = self.set.lock();
+        let mut due = Vec::new();
+        while set.first().is_some_and(|t| t.fire_at <= now) && due.len() < 1024 {
+            if let Some(t) = set.pop_first() {
+                due.push(t);
+            }
+        }
+        (due, set.first().map(|t| t.fire_at))
+    }
+
+    /// Fires due timers until `stop` changes.
+    pub(crate) async fn run(self: Arc<Self>, ctx: Weak<LeaderContext>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let (due, next) = self.take_due(crate::now_ms());
+            for timer in due {
+                let Some(ctx) = ctx.upgrade() else { return };
+                let timers = self.clone();
+                tokio::spawn(async move { fire(ctx, timers, timer).await });
+            }
+            let wait = next.map_or(Duration::from_secs(60), |at| {
+                Duration::from_millis((at - crate::now_ms()).clamp(0, 60_000) as u64)
+            });
+            if wait.is_zero() {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.changed.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+async fn fire(ctx: Arc<LeaderContext>, timers: Arc<Timers>, timer: TimerItem) {
+    let kind = format!("{:?}", timer.kind);
+    match ctx.timer(&timer).await {
+        Ok(true) => metrics::counter!(names::TIMER_FIRED, "kind" => kind).increment(1),
+        // Not due by the actor's clock: wait for it again. (A stale timer's row is already gone.)
+        Ok(false) if crate::now_ms() < timer.fire_at => timers.add(timer),
+        Ok(false) | Err(Error::NotFound(_)) => {}
+        // Leadership is ending; the next leader fires it.
+        Err(Error::Unavailable(_)) => {}
+        Err(e) => {
+            tracing::warn!(workflow_id = %timer.workflow_id, error = %e, "timer failed; retrying in 1s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            timers.add(timer);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The engine on a real one-node replica: long polls, timers, retries, completion.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use overture_actors::{Engine, EngineOptions, Error};
+use overture_core::dsl::{StartWorkflowRequest, TaskDef, WorkflowDef};
+use overture_core::{TaskResultStatus, TaskStatus, TaskUpdate, WorkflowStatus};
+use overture_raft::types::Node;
+use overture_raft::{Replica, ReplicaOptions};
+use serde_json::{Value, json};
+
+async fn engine(dir: &std::path::Path) -> Engine {
+    let replica = Replica::open(ReplicaOptions::new(1, dir.to_path_buf())).await.expect("opens");
+    replica.initialize(BTreeMap::from([(1, Node { addr: "127.0.0.1:0".into() })])).await.expect("initializes");
+    let engine = Engine::start(replica, EngineOptions { idle_actor_timeout: Duration::from_millis(200) });
+    assert!(engine.wait_ready(Duration::from_secs(10)).await, "the single node becomes a ready leader");
+    engine
+}
+
+fn task_json(raw: &serde_json::value::RawValue) -> Value {
+    serde_json::from_str(raw.get()).expect("task JSON")
+}
+
+fn complete(task: &Value, output: Value) -> TaskUpdate {
+    TaskUpdate {
+        task_id: task["taskId"].as_str().expect("taskId").to_owned(),
+        status: TaskResultStatus::Completed,
+        output: serde_json::from_value(output).ok(),
+        merge_output: false,
+        reason: None,
+        worker_id: Some("w1".into()),
+        callback_after_seconds: 0,
+        extend_lease: false,
+        logs: vec![],
+    }
+}
+
+async fn poll_one(engine: &Engine, task_type: &str, wait: Duration) -> Option<Value> {
+    engine.poll(task_type, None, Some("w1".into()), 1, wait).await.expect("poll").first().map(|r| task_json(r))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_timeout_retry_and_completion() {
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = engine(dir.path()).await;
+
+    let slow: TaskDef = serde_json::from_value(json!({
+        "name": "slow", "retryCount": 1, "retryDelaySeconds": 0, "responseTimeoutSeconds": 1
+    }))
+    .expect("def");
+    engine.put_task_defs(vec![slow]).await.expect("task def stored");
+    let def: WorkflowDef = serde_json::from_value(json!({
+        "name": "pipeline",
+        "tasks": [
+            {"name": "fast", "taskReferenceName": "fast", "inputParameters": {"n": "${workflow.input.n}"}},
+            {"name": "slow", "taskReferenceName": "slow", "inputParameters": {"prev": "${fast.output.value}"}}
+        ],
+        "outputParameters": {"result": "${slow.output.result}"}
+    }))
+    .expect("def");
+    engine.put_workflow_defs(vec![def], false).await.expect("workflow def stored");
+
+    // A worker is already waiting when the workflow starts: the new task wakes it.
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (poll_one(&engine, "fast", Duration::from_secs(5)).await, started.elapsed())
+        })
+    };
+    tokio::task::yield_now().await;
+    let request: StartWorkflowRequest =
+        serde_json::from_value(json!({"name": "pipeline", "input": {"n": 3}})).expect("request");
+    let id = engine.start_workflow(request).await.expect("started");
+    let (fast, waited) = waiting.await.expect("joined");
+    let fast = fast.expect("the waiting poll receives the task");
+    assert!(waited < Duration::from_secs(4), "woken by the new task, not by the timeout: {waited:?}");
+    assert_eq!((fast["status"].as_str(), fast["inputData"]["n"].as_i64()), (Some("IN_PROGRESS"), Some(3)));
+    assert_eq!(fast["workflowInstanceId"].as_str(), Some(id.as_str()));
+
+    // update-v2: completing `fast` hands back the next `fast` task, of which there is none.
+    let next = engine.update_task_and_poll(complete(&fast, json!({"value": 10}))).await.expect("updated");
+    assert!(next.is_none());
+
+    // `slow` is polled and never answered: its response timeout fires and it is retried.
+    let first = poll_one(&engine, "slow", Duration::from_secs(5)).await.expect("slow task");
+    assert_eq!(first["inputData"]["prev"].as_i64(), Some(10));
+    let retry = poll_one(&engine, "slow", Duration::from_secs(10)).await.expect("retried after the response timeout");
+    assert_eq!(retry["retryCount"].as_i64(), Some(1));
+    assert_eq!(retry["retriedTaskId"], first["taskId"]);
+    let wf = engine.workflow(&id).expect("workflow");
+    assert_eq!(wf.tasks[1].status, TaskStatus::TimedOut);
+
+    engine.update_task(complete(&retry, json!({"result": "ok"}))).await.expect("updated");
+    let wf = engine.workflow(&id).expect("workflow");
+    assert_eq!(wf.header.status, WorkflowStatus::Completed);
+    assert_eq!(Value::Object(wf.header.output.clone()), json!({"result": "ok"}));
+
+    // A late update of the timed-out attempt is acknowledged and changes nothing.
+    engine.update_task(complete(&first, json!({"result": "late"}))).await.expect("no-op");
+    assert_eq!(engine.workflow(&id).expect("workflow").tasks[1].status, TaskStatus::TimedOut);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_values() {
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = engine(dir.path()).await;
+    let unknown: StartWorkflowRequest = serde_json::from_value(json!({"name": "ghost"})).expect("request");
+    assert!(matches!(engine.start_workflow(unknown).await, Err(Error::NotFound(m)) if m == "No such workflow found by name: ghost, version: null"));
+    let bad_priority: StartWorkflowRequest =
+        serde_json::from_value(json!({"name": "x", "priority": 100})).expect("request");
+    assert!(matches!(engine.start_workflow(bad_priority).await, Err(Error::BadRequest(_))));
+    assert!(matches!(engine.workflow("nope"), Err(Error::NotFound(_))));
+    let bad_def: WorkflowDef = serde_json::from_value(json!({"name": "w", "tasks": []})).expect("parses");
+    assert!(matches!(engine.put_workflow_defs(vec![bad_def], false).await, Err(Error::Invalid(_))));
+    let empty = engine.poll("nothing", None, None, 5, Duration::from_millis(50)).await.expect("poll");
+    assert!(empty.is_empty());
+    engine.shutdown().await;
+    assert!(matches!(engine.poll("x", None, None, 1, Duration::ZERO).await, Err(Error::Unavailable(_))));
+}
