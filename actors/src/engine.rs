@@ -332,8 +332,7 @@ impl Engine {
         let owner = self.task_owner(&update.task_id)?;
         let status = update.status;
         let outcome = ctx.update(&owner, update).await?;
-        let status = format!("{status:?}");
-        metrics::counter!(names::TASK_UPDATE, "status" => status).increment(1);
+        metrics::counter!(names::TASK_UPDATE, "status" => status.as_str()).increment(1);
         Ok(outcome)
     }
 

@@ -1,1 +1,104 @@
-//! placeholder
+//! Overture's HTTP surface: Conductor's REST API, health, readiness and metrics.
+//!
+//! Handlers turn requests into engine calls and engine results into Conductor's responses: JSON
+//! models, bare ids as `text/plain`, 204s where Conductor has them, and Conductor-style JSON
+//! errors. No state lives here and no rule is decided here.
+//!
+//! Paths, codes and shapes follow Conductor (see `shared/conductor-spec.md`), and requests are
+//! read the way the official SDKs write them (see [`input`]).
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use overture_actors::Engine;
+
+pub mod error;
+pub mod input;
+mod metadata;
+mod ops;
+mod tasks;
+mod workflows;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+static INSTANCE: OnceLock<String> = OnceLock::new();
+
+/// Names this node in error bodies (`instance`).
+pub fn set_instance_name(name: String) {
+    let _ = INSTANCE.set(name);
+}
+
+pub(crate) fn instance_name() -> &'static str {
+    INSTANCE.get().map_or("overture", String::as_str)
+}
+
+/// A bare string as `text/plain`, as Conductor answers ids.
+pub(crate) fn text_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))], text).into_response()
+}
+
+/// A value as `application/json`.
+pub(crate) fn json_response<T: serde::Serialize + ?Sized>(value: &T) -> Result<Response, error::ApiError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| error::ApiError::from(overture_actors::Error::Internal(format!("rendering a response: {e}"))))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response())
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/metadata/taskdefs",
+            post(metadata::create_task_defs).put(metadata::update_task_def).get(metadata::task_defs),
+        )
+        .route("/metadata/taskdefs/{name}", get(metadata::task_def).delete(metadata::delete_task_def))
+        .route(
+            "/metadata/workflow",
+            post(metadata::create_workflow_def).put(metadata::update_workflow_defs).get(metadata::workflow_defs),
+        )
+        .route("/metadata/workflow/{name}", get(metadata::workflow_def))
+        .route("/metadata/workflow/{name}/{version}", axum::routing::delete(metadata::delete_workflow_def))
+        .route("/workflow", post(workflows::start))
+        .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))
+        .route("/workflow/{id}/status", get(workflows::status))
+        .route("/tasks", post(tasks::update))
+        .route("/tasks/update-v2", post(tasks::update_v2))
+        .route("/tasks/poll/{task_type}", get(tasks::poll_one))
+        .route("/tasks/poll/batch/{task_type}", get(tasks::poll_batch))
+        .route("/tasks/queue/sizes", get(tasks::queue_sizes))
+        .route("/tasks/{task_id}", get(tasks::get))
+        .route("/tasks/{task_id}/log", post(tasks::add_log).get(tasks::logs))
+        .route("/tasks/{workflow_id}/{reference}/{status}", post(tasks::update_by_ref))
+        .route("/health", get(ops::health));
+    Router::new()
+        .nest("/api", api)
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(ops::observe))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

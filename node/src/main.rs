@@ -1,1 +1,178 @@
-fn main() {}
+//! The `overture` binary: a Conductor-compatible workflow orchestration node.
+//!
+//! - `overture dev` runs a ready single node with defaults.
+//! - `overture server --config FILE` runs a node from a configuration file.
+//! - `overture bench` drives a running node with HTTP-polling workers and reports throughput and
+//!   latency.
+
+mod bench;
+mod config;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, FileConfig, LogFormat, Overrides};
+use overture_actors::{Engine, EngineOptions};
+use overture_api::AppState;
+use overture_raft::types::Node;
+use overture_raft::{Replica, ReplicaOptions};
+
+#[derive(Parser)]
+#[command(name = "overture", version, about = "A Conductor-compatible workflow orchestration server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a single development node: a Raft group of one, initialized on first start.
+    Dev {
+        /// Client API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data directory.
+        #[arg(long, default_value = "./overture-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// Run a node from a configuration file (see the README for its keys).
+    Server {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `node_id`.
+        #[arg(long)]
+        node_id: Option<u64>,
+        /// Overrides `listen`.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Overrides `advertise`.
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Overrides `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// Benchmark a running node with HTTP-polling workers.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct CommonFlags {
+    /// `text` or `json` logs.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    match cli.command {
+        Command::Dev { listen, data_dir, common } => {
+            let flags = Overrides {
+                listen: Some(listen),
+                data_dir: Some(data_dir),
+                log_format: common.log_format,
+                max_body_bytes: common.max_body_bytes,
+                ..Default::default()
+            };
+            let config = Config::resolve(FileConfig::default(), Overrides::from_env()?.then(flags))?;
+            runtime.block_on(run_node(config))
+        }
+        Command::Server { config, node_id, listen, advertise, data_dir, common } => {
+            let file = Config::read_file(&config)?;
+            let flags = Overrides {
+                node_id,
+                listen,
+                advertise,
+                data_dir,
+                log_format: common.log_format,
+                max_body_bytes: common.max_body_bytes,
+                cluster_secret: None,
+            };
+            let config = Config::resolve(file, Overrides::from_env()?.then(flags))?;
+            runtime.block_on(run_node(config))
+        }
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    }
+}
+
+async fn run_node(config: Config) -> anyhow::Result<()> {
+    init_tracing(config.log_format);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    overture_api::set_instance_name(format!("overture-node-{}", config.node_id));
+
+    let mut options = ReplicaOptions::new(config.node_id, config.data_dir.clone());
+    options.snapshot_every = config.snapshot_every;
+    let replica = Replica::open(options).await.with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let members: BTreeMap<u64, Node> =
+        config.members.iter().map(|(id, addr)| (*id, Node { addr: addr.clone() })).collect();
+    if replica.initialize(members).await? {
+        tracing::info!(node_id = config.node_id, "initialized a new cluster");
+    }
+    let engine = Engine::start(replica, EngineOptions { idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds) });
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if !engine.wait_ready(Duration::from_secs(30)).await {
+        tracing::warn!("not serving writes yet: no leader after 30 s");
+    }
+    // Tests and scripts read this line to learn the port.
+    println!("overture listening on http://{addr}");
+    tracing::info!(
+        %addr,
+        node_id = config.node_id,
+        advertise = %config.advertise,
+        cluster_secret_set = config.cluster_secret.is_some(),
+        data_dir = %config.data_dir.display(),
+        "serving"
+    );
+
+    let state = AppState { engine: engine.clone(), metrics, max_body_bytes: config.max_body_bytes };
+    overture_api::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+    tracing::info!("shutting down");
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -226,6 +226,11 @@ impl Replica {
         leadership_of(&self.raft.metrics().borrow_watched())
     }
 
+    /// Raft is running (it has not stopped on a fatal error or a shutdown).
+    pub fn is_running(&self) -> bool {
+        self.raft.metrics().borrow_watched().running_state.is_ok()
+    }
+
     /// A watch on this node's [`Leadership`].
     pub fn leadership_watch(&self) -> LeadershipWatch {
         LeadershipWatch { metrics: self.raft.metrics() }

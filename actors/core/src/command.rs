@@ -70,6 +70,17 @@ impl TaskResultStatus {
         })
     }
 
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Failed => "FAILED",
+            Self::FailedWithTerminalError => "FAILED_WITH_TERMINAL_ERROR",
+            Self::Completed => "COMPLETED",
+            Self::Canceled => "CANCELED",
+        }
+    }
+
     fn terminal_status(self) -> Option<TaskStatus> {
         match self {
             Self::InProgress => None,

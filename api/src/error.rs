@@ -1,0 +1,89 @@
+//! Conductor-style error responses.
+//!
+//! Every failure is JSON: `{"status", "message", "instance", "retryable"}` plus
+//! `validationErrors` for invalid definitions. 503s carry `Retry-After` and `retryable: true`.
+//!
+//! Where Conductor answers 500 for bad input (malformed JSON, an unknown enum value in a path),
+//! Overture answers 400: a client's input error should not look like a server fault. Clients
+//! treat both as errors; only the code differs.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use overture_actors::Error;
+use overture_core::validate::Violation;
+use serde::Serialize;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    violations: Vec<Violation>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    status: u16,
+    message: &'a str,
+    instance: &'a str,
+    retryable: bool,
+    #[serde(skip_serializing_if = "<[Violation]>::is_empty")]
+    validation_errors: &'a [Violation],
+}
+
+impl ApiError {
+    /// An error with a status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into(), violations: Vec::new() }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let status = match &e {
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::BadRequest(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let violations = match &e {
+            Error::Invalid(v) => v.0.clone(),
+            _ => Vec::new(),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError { status, message: e.to_string(), violations }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retryable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let body = Body {
+            status: self.status.as_u16(),
+            message: &self.message,
+            instance: crate::instance_name(),
+            retryable,
+            validation_errors: &self.violations,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response();
+        if retryable {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,73 @@
+//! Health, readiness, metrics, and the per-request span and timing.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// `GET /health`, `GET /api/health`: Conductor's shape. Healthy while Raft runs.
+pub async fn health(State(s): State<AppState>) -> Json<Value> {
+    let running = s.engine.replica().is_running();
+    Json(json!({"healthResults": [], "suppressedHealthResults": [], "healthy": running}))
+}
+
+/// `GET /ready`: 200 when this node serves writes, 503 otherwise (a readiness probe).
+pub async fn ready(State(s): State<AppState>) -> Response {
+    let l = s.engine.leadership();
+    let body = json!({"ready": s.engine.is_ready(), "leader": l.leader, "term": l.term, "isLeader": l.is_leader});
+    let status = if s.engine.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let replica = s.engine.replica();
+    let l = replica.leadership();
+    metrics::gauge!("overture_raft_term").set(l.term as f64);
+    metrics::gauge!("overture_raft_is_leader").set(if l.is_leader { 1.0 } else { 0.0 });
+    metrics::gauge!("overture_raft_applied_index").set(replica.read().applied_index() as f64);
+    metrics::gauge!("overture_rocksdb_sst_bytes").set(replica.disk_bytes() as f64);
+    let body = s.metrics.render();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Unknown paths.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("No resource found for path {}", uri.path()))
+}
+
+/// Known paths, wrong method.
+pub async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("Method {} is not supported for path {}", request.method(), request.uri().path()),
+    )
+}
+
+/// Wraps each request in a span with a request id and records its duration by route.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!("http", %method, %route, %request_id);
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    span.in_scope(|| tracing::debug!(status, seconds, "request"));
+    metrics::histogram!("http_server_requests_seconds", "method" => method, "route" => route, "status" => status.to_string())
+        .record(seconds);
+    response
+}

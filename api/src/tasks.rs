@@ -1,0 +1,173 @@
+//! `/api/tasks`: what workers call.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use overture_core::{Object, TaskResultStatus, TaskUpdate, render};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::input::{Params, RawBody};
+use crate::{json_response, text_response};
+
+/// Conductor caps a batch poll's long-poll timeout at 5 s.
+const MAX_POLL_TIMEOUT_MS: i64 = 5_000;
+/// The single-task poll waits this long, as Conductor's does.
+const SINGLE_POLL_WAIT: Duration = Duration::from_millis(100);
+/// Upper bound on tasks returned by one batch poll.
+const MAX_BATCH: i64 = 1_000;
+
+/// `GET /tasks/poll/{type}?workerid=&domain=`: one task, or 204.
+pub async fn poll_one(State(s): State<AppState>, Path(task_type): Path<String>, q: Params) -> Result<Response, ApiError> {
+    let worker = q.str("workerid").map(str::to_owned);
+    let mut tasks = s.engine.poll(&task_type, q.str("domain"), worker, 1, SINGLE_POLL_WAIT).await?;
+    match tasks.pop() {
+        Some(task) => json_response(&task),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// `GET /tasks/poll/batch/{type}?count=&timeout=&workerid=&domain=`: up to `count` tasks, waiting
+/// up to `timeout` ms for the first; `200 []` when there is none.
+pub async fn poll_batch(State(s): State<AppState>, Path(task_type): Path<String>, q: Params) -> Result<Response, ApiError> {
+    let count = q.int("count")?.unwrap_or(1);
+    if count < 1 {
+        return Err(ApiError::bad_request(format!("count must be at least 1, not {count}")));
+    }
+    let timeout = q.int("timeout")?.unwrap_or(100);
+    if timeout > MAX_POLL_TIMEOUT_MS {
+        return Err(ApiError::bad_request("Long Poll Timeout value cannot be more than 5 seconds"));
+    }
+    let worker = q.str("workerid").map(str::to_owned);
+    let wait = Duration::from_millis(timeout.max(0) as u64);
+    let tasks = s.engine.poll(&task_type, q.str("domain"), worker, count.min(MAX_BATCH) as usize, wait).await?;
+    json_response(&tasks)
+}
+
+/// Conductor's `TaskExecLog` as a worker sends it.
+#[derive(Deserialize)]
+struct LogLine {
+    #[serde(default)]
+    log: Option<String>,
+}
+
+/// Conductor's `TaskResult`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskResultBody {
+    #[serde(default)]
+    workflow_instance_id: Option<String>,
+    #[serde(default)]
+    task_id: Option<String>,
+    #[serde(default)]
+    reason_for_incompletion: Option<String>,
+    #[serde(default)]
+    callback_after_seconds: Option<i64>,
+    #[serde(default)]
+    worker_id: Option<String>,
+    #[serde(default)]
+    status: Option<TaskResultStatus>,
+    #[serde(default)]
+    output_data: Option<Object>,
+    #[serde(default)]
+    logs: Option<Vec<LogLine>>,
+    #[serde(default)]
+    extend_lease: Option<bool>,
+}
+
+fn task_update(body: &RawBody) -> Result<TaskUpdate, ApiError> {
+    let r: TaskResultBody = body.json(None)?;
+    if r.workflow_instance_id.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request("Workflow Id cannot be null or empty"));
+    }
+    let task_id = r.task_id.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("Task ID cannot be null or empty"))?;
+    let status = r.status.ok_or_else(|| ApiError::bad_request("Task status cannot be null"))?;
+    Ok(TaskUpdate {
+        task_id,
+        status,
+        output: Some(r.output_data.unwrap_or_default()),
+        merge_output: false,
+        reason: r.reason_for_incompletion,
+        worker_id: r.worker_id,
+        callback_after_seconds: r.callback_after_seconds.unwrap_or(0),
+        extend_lease: r.extend_lease.unwrap_or(false),
+        logs: r.logs.unwrap_or_default().into_iter().filter_map(|l| l.log).collect(),
+    })
+}
+
+/// `POST /tasks`: record a result; answers the task id as text.
+pub async fn update(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    let update = task_update(&body)?;
+    let task_id = update.task_id.clone();
+    s.engine.update_task(update).await?;
+    Ok(text_response(task_id))
+}
+
+/// `POST /tasks/update-v2`: record a result and receive the next task of the same queue, or 204.
+pub async fn update_v2(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    match s.engine.update_task_and_poll(task_update(&body)?).await? {
+        Some(next) => json_response(&next),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// `POST /tasks/{workflowId}/{taskRefName}/{status}?workerid=`: update the open task with that
+/// reference name, merging the body into its output; answers its id as text (empty if none).
+pub async fn update_by_ref(
+    State(s): State<AppState>,
+    Path((workflow_id, reference, status)): Path<(String, String, String)>,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let status = TaskResultStatus::parse(&status).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Unknown task status {status:?}: use IN_PROGRESS, FAILED, FAILED_WITH_TERMINAL_ERROR, COMPLETED or CANCELED"
+        ))
+    })?;
+    let output: Object = body.json(Some(Object::new()))?;
+    let worker = q.str("workerid").map(str::to_owned);
+    let updated = s.engine.update_task_by_ref(&workflow_id, &reference, status, output, worker).await?;
+    Ok(text_response(updated.unwrap_or_default()))
+}
+
+/// `GET /tasks/{taskId}`.
+pub async fn get(State(s): State<AppState>, Path(task_id): Path<String>) -> Result<Response, ApiError> {
+    let (wf, task) = s.engine.task(&task_id)?;
+    json_response(&render::task(&wf, &task, overture_actors::now_ms()))
+}
+
+/// `POST /tasks/{taskId}/log`: the body is the raw log line.
+pub async fn add_log(State(s): State<AppState>, Path(task_id): Path<String>, body: RawBody) -> Result<(), ApiError> {
+    let text = body.text()?;
+    // The Python SDK sends the raw text; other clients JSON-encode it. Accept both.
+    let line = serde_json::from_str::<String>(&text).unwrap_or(text);
+    Ok(s.engine.add_task_log(&task_id, line).await?)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskExecLog<'a> {
+    log: &'a str,
+    task_id: &'a str,
+    created_time: i64,
+}
+
+/// `GET /tasks/{taskId}/log`: the task's log lines, or 204 if there are none.
+pub async fn logs(State(s): State<AppState>, Path(task_id): Path<String>) -> Result<Response, ApiError> {
+    let rows = s.engine.task_logs(&task_id)?;
+    if rows.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let logs: Vec<TaskExecLog<'_>> =
+        rows.iter().map(|r| TaskExecLog { log: &r.log, task_id: &task_id, created_time: r.created_time }).collect();
+    json_response(&logs)
+}
+
+/// `GET /tasks/queue/sizes?taskType=a&taskType=b`.
+pub async fn queue_sizes(State(s): State<AppState>, q: Params) -> Result<Json<std::collections::BTreeMap<String, usize>>, ApiError> {
+    Ok(Json(s.engine.queue_sizes(&q.all("taskType"))?))
+}

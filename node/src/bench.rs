@@ -1,0 +1,307 @@
+//! `overture bench`: drives a running node the way production workers do and reports what it saw.
+//!
+//! Workflows of K SIMPLE tasks (one task type per step) are started with at most `concurrency`
+//! in flight. For each task type, `workers` workers batch-poll with a long-poll timeout and report
+//! each result with `update-v2`, which hands back the next task of their type when there is one.
+//!
+//! Reported: workflows/s and tasks/s over the whole run; task dispatch latency (from the
+//! server's `scheduledTime` of a task to a worker holding it, so it includes the time the task
+//! waited for a free worker); workflow latency (from sending the start request to the
+//! acknowledgement of its last task's update, which commits the workflow's completion).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+/// Benchmark settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Base URL of the node.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Workflows to run.
+    #[arg(long, default_value_t = 2000)]
+    workflows: usize,
+    /// SIMPLE tasks per workflow.
+    #[arg(long, default_value_t = 5)]
+    tasks: usize,
+    /// Workflows in flight at once.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Workers per task type.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Tasks asked for per poll.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Shared {
+    client: reqwest::Client,
+    base: String,
+    args: BenchArgs,
+    starts: Vec<Mutex<Option<Instant>>>,
+    ids: Mutex<Vec<String>>,
+    dispatch_ms: Mutex<Vec<f64>>,
+    workflow_ms: Mutex<Vec<f64>>,
+    in_flight: Semaphore,
+    completed: AtomicUsize,
+    tasks_done: AtomicUsize,
+    errors: AtomicUsize,
+    done: AtomicBool,
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+fn workflow_name(tasks: usize) -> String {
+    format!("bench_linear_{tasks}")
+}
+
+fn task_name(i: usize) -> String {
+    format!("bench_task_{i}")
+}
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers == 0 {
+        bail!("--workflows, --tasks, --concurrency and --workers must be at least 1");
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let base = format!("{}/api", args.url.trim_end_matches('/'));
+    setup(&client, &base, args.tasks).await?;
+
+    let shared = Arc::new(Shared {
+        client,
+        base,
+        starts: (0..args.workflows).map(|_| Mutex::new(None)).collect(),
+        ids: Mutex::new(Vec::with_capacity(args.workflows)),
+        dispatch_ms: Mutex::new(Vec::with_capacity(args.workflows * args.tasks)),
+        workflow_ms: Mutex::new(Vec::with_capacity(args.workflows)),
+        in_flight: Semaphore::new(args.concurrency),
+        completed: AtomicUsize::new(0),
+        tasks_done: AtomicUsize::new(0),
+        errors: AtomicUsize::new(0),
+        done: AtomicBool::new(false),
+        args: args.clone(),
+    });
+
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for step in 0..args.tasks {
+        for w in 0..args.workers {
+            handles.push(tokio::spawn(worker(shared.clone(), step, format!("bench-{step}-{w}"))));
+        }
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let starters: Vec<_> = (0..args.concurrency.min(16)).map(|_| tokio::spawn(starter(shared.clone(), next.clone()))).collect();
+    for s in starters {
+        s.await??;
+    }
+    while shared.completed.load(Ordering::Acquire) < args.workflows {
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("gave up after 600 s: {} of {} workflows completed", shared.completed.load(Ordering::Acquire), args.workflows);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    shared.done.store(true, Ordering::Release);
+    for h in handles {
+        h.await??;
+    }
+    let verified = verify(&shared).await?;
+    report(&shared, elapsed, verified);
+    Ok(())
+}
+
+async fn setup(client: &reqwest::Client, base: &str, tasks: usize) -> anyhow::Result<()> {
+    let defs: Vec<Value> = (0..tasks)
+        .map(|i| json!({"name": task_name(i), "retryCount": 0, "responseTimeoutSeconds": 300, "ownerEmail": "bench@overture"}))
+        .collect();
+    let r = client.post(format!("{base}/metadata/taskdefs")).json(&defs).send().await.context("is the node running?")?;
+    if !r.status().is_success() {
+        bail!("registering task definitions: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let steps: Vec<Value> = (0..tasks)
+        .map(|i| {
+            let input = if i == 0 { json!({"n": "${workflow.input.n}"}) } else { json!({"prev": format!("${{t{}.output.step}}", i - 1)}) };
+            json!({"name": task_name(i), "taskReferenceName": format!("t{i}"), "type": "SIMPLE", "inputParameters": input})
+        })
+        .collect();
+    let def = json!([{"name": workflow_name(tasks), "version": 1, "tasks": steps, "schemaVersion": 2,
+                      "outputParameters": {"last": format!("${{t{}.output.step}}", tasks - 1)}}]);
+    let r = client.put(format!("{base}/metadata/workflow")).json(&def).send().await?;
+    if !r.status().is_success() {
+        bail!("registering the workflow definition: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    Ok(())
+}
+
+async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>) -> anyhow::Result<()> {
+    loop {
+        let n = next.fetch_add(1, Ordering::AcqRel);
+        if n >= s.args.workflows {
+            return Ok(());
+        }
+        s.in_flight.acquire().await?.forget();
+        *s.starts[n].lock() = Some(Instant::now());
+        let body = json!({"name": workflow_name(s.args.tasks), "version": 1, "correlationId": format!("bench-{n}"), "input": {"n": n}});
+        let mut attempt = 0;
+        loop {
+            let r = s.client.post(format!("{}/workflow", s.base)).json(&body).send().await;
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    let id = r.text().await?;
+                    s.ids.lock().push(id);
+                    break;
+                }
+                Ok(r) if r.status().as_u16() == 503 && attempt < 50 => {}
+                Ok(r) => bail!("starting a workflow: {} {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) if attempt < 50 => tracing::debug!(error = %e, "start failed; retrying"),
+                Err(e) => return Err(e.into()),
+            }
+            attempt += 1;
+            s.errors.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn worker(s: Arc<Shared>, step: usize, worker_id: String) -> anyhow::Result<()> {
+    let poll_url = format!("{}/tasks/poll/batch/{}?count={}&timeout=1000&workerid={worker_id}", s.base, task_name(step), s.args.batch);
+    while !s.done.load(Ordering::Acquire) {
+        let tasks: Vec<Value> = match s.client.get(&poll_url).send().await {
+            Ok(r) if r.status().is_success() => r.json().await?,
+            Ok(_) | Err(_) => {
+                s.errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        for task in tasks {
+            let mut current = Some(task);
+            while let Some(task) = current.take() {
+                current = execute(&s, step, &worker_id, &task).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// "Runs" one task and reports it with update-v2; returns the next task handed back.
+async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyhow::Result<Option<Value>> {
+    let received = wall_ms();
+    if let Some(scheduled) = task["scheduledTime"].as_i64() {
+        s.dispatch_ms.lock().push((received - scheduled).max(0) as f64);
+    }
+    let result = json!({
+        "workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED",
+        "outputData": {"step": step}, "workerId": worker_id
+    });
+    let mut attempt = 0;
+    let response = loop {
+        match s.client.post(format!("{}/tasks/update-v2", s.base)).json(&result).send().await {
+            Ok(r) if r.status().is_success() => break r,
+            other => {
+                attempt += 1;
+                s.errors.fetch_add(1, Ordering::Relaxed);
+                if attempt > 50 {
+                    bail!("updating a task keeps failing: {other:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    s.tasks_done.fetch_add(1, Ordering::Relaxed);
+    if step + 1 == s.args.tasks {
+        let n = task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok());
+        if let Some(start) = n.and_then(|n| s.starts.get(n)).and_then(|m| *m.lock()) {
+            s.workflow_ms.lock().push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        s.completed.fetch_add(1, Ordering::AcqRel);
+        s.in_flight.add_permits(1);
+    }
+    if response.status().as_u16() == 204 {
+        return Ok(None);
+    }
+    let body = response.bytes().await?;
+    if body.is_empty() {
+        return Ok(None);
+    }
+    Ok(serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object))
+}
+
+/// Checks every workflow reports COMPLETED.
+async fn verify(s: &Shared) -> anyhow::Result<usize> {
+    let ids = s.ids.lock().clone();
+    let mut completed = 0;
+    for chunk in ids.chunks(64) {
+        let checks = chunk.iter().map(|id| s.client.get(format!("{}/workflow/{id}/status", s.base)).send());
+        for r in futures::future::join_all(checks).await {
+            let v: Value = r?.json().await?;
+            if v["status"] == "COMPLETED" {
+                completed += 1;
+            }
+        }
+    }
+    Ok(completed)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn summary(values: &Mutex<Vec<f64>>) -> Value {
+    let mut v = values.lock().clone();
+    v.sort_by(f64::total_cmp);
+    json!({"count": v.len(), "p50": percentile(&v, 50.0), "p90": percentile(&v, 90.0), "p99": percentile(&v, 99.0), "max": v.last()})
+}
+
+fn report(s: &Shared, elapsed: Duration, verified: usize) {
+    let secs = elapsed.as_secs_f64();
+    let a = &s.args;
+    let report = json!({
+        "workflows": a.workflows, "tasksPerWorkflow": a.tasks, "concurrency": a.concurrency,
+        "workersPerTaskType": a.workers, "pollBatch": a.batch,
+        "seconds": secs,
+        "workflowsPerSecond": a.workflows as f64 / secs,
+        "tasksPerSecond": s.tasks_done.load(Ordering::Relaxed) as f64 / secs,
+        "taskDispatchMs": summary(&s.dispatch_ms),
+        "workflowLatencyMs": summary(&s.workflow_ms),
+        "verifiedCompleted": verified,
+        "retriedRequests": s.errors.load(Ordering::Relaxed),
+    });
+    if a.json {
+        println!("{report}");
+        return;
+    }
+    let d = &report["taskDispatchMs"];
+    let w = &report["workflowLatencyMs"];
+    println!("overture bench: {} workflows × {} tasks, {} in flight, {} workers per task type, poll batch {}",
+        a.workflows, a.tasks, a.concurrency, a.workers, a.batch);
+    println!("  elapsed          {secs:.2} s");
+    println!("  workflows/s      {:.1}", report["workflowsPerSecond"].as_f64().unwrap_or_default());
+    println!("  tasks/s          {:.1}", report["tasksPerSecond"].as_f64().unwrap_or_default());
+    println!("  task dispatch    p50 {} ms  p90 {} ms  p99 {} ms  max {} ms", d["p50"], d["p90"], d["p99"], d["max"]);
+    println!("  workflow latency p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        w["p50"].as_f64().unwrap_or(f64::NAN), w["p90"].as_f64().unwrap_or(f64::NAN),
+        w["p99"].as_f64().unwrap_or(f64::NAN), w["max"].as_f64().unwrap_or(f64::NAN));
+    println!("  verified COMPLETED {verified}/{}   retried requests {}", a.workflows, report["retriedRequests"]);
+}

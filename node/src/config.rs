@@ -1,0 +1,185 @@
+//! Node configuration: a TOML file, overridden by `OVERTURE_*` environment variables, overridden
+//! by command-line flags; parsed once into a validated [`Config`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The configuration file as written. Every key is optional here; [`Config::resolve`] checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// This node's id in the cluster (a positive integer).
+    pub node_id: Option<u64>,
+    /// Address the client API listens on.
+    pub listen: Option<String>,
+    /// Address other nodes use to reach this one.
+    pub advertise: Option<String>,
+    /// Where data lives.
+    pub data_dir: Option<PathBuf>,
+    /// Shared secret for traffic between nodes.
+    pub cluster_secret: Option<String>,
+    /// Initial members, id → address; used once, to initialize a new cluster.
+    #[serde(default)]
+    pub members: BTreeMap<String, String>,
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Build a snapshot after this many log entries.
+    pub snapshot_every: Option<u64>,
+    /// Passivate workflow actors idle this long, seconds.
+    pub idle_actor_seconds: Option<u64>,
+}
+
+/// Overrides from flags or the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub node_id: Option<u64>,
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub cluster_secret: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The validated configuration a node runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: u64,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub cluster_secret: Option<String>,
+    pub members: BTreeMap<u64, String>,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub snapshot_every: u64,
+    pub idle_actor_seconds: u64,
+}
+
+const DEFAULT_MAX_BODY: usize = 8 << 20;
+
+impl Overrides {
+    /// `OVERTURE_*` environment variables.
+    pub fn from_env() -> anyhow::Result<Overrides> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Ok(Overrides {
+            node_id: var("OVERTURE_NODE_ID").map(|v| v.parse()).transpose().context("OVERTURE_NODE_ID must be a positive integer")?,
+            listen: var("OVERTURE_LISTEN"),
+            advertise: var("OVERTURE_ADVERTISE"),
+            data_dir: var("OVERTURE_DATA_DIR").map(PathBuf::from),
+            cluster_secret: var("OVERTURE_CLUSTER_SECRET"),
+            log_format: match var("OVERTURE_LOG_FORMAT").as_deref() {
+                None => None,
+                Some("text") => Some(LogFormat::Text),
+                Some("json") => Some(LogFormat::Json),
+                Some(other) => bail!("OVERTURE_LOG_FORMAT must be text or json, not {other:?}"),
+            },
+            max_body_bytes: var("OVERTURE_MAX_BODY_BYTES")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_MAX_BODY_BYTES must be a number of bytes")?,
+        })
+    }
+
+    /// Fields set in `other` replace ours.
+    pub fn then(self, other: Overrides) -> Overrides {
+        Overrides {
+            node_id: other.node_id.or(self.node_id),
+            listen: other.listen.or(self.listen),
+            advertise: other.advertise.or(self.advertise),
+            data_dir: other.data_dir.or(self.data_dir),
+            cluster_secret: other.cluster_secret.or(self.cluster_secret),
+            log_format: other.log_format.or(self.log_format),
+            max_body_bytes: other.max_body_bytes.or(self.max_body_bytes),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file.
+    pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Applies overrides to a file's settings and checks the result.
+    pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Config> {
+        let node_id = overrides.node_id.or(file.node_id).unwrap_or(1);
+        if node_id == 0 {
+            bail!("node_id must be a positive integer");
+        }
+        let listen_text = overrides.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().with_context(|| format!("listen address {listen_text:?} is not host:port"))?;
+        let advertise = overrides.advertise.or(file.advertise).unwrap_or_else(|| listen.to_string());
+        let mut members = BTreeMap::new();
+        for (id, addr) in file.members {
+            let id: u64 = id.parse().with_context(|| format!("member id {id:?} must be a positive integer"))?;
+            members.insert(id, addr);
+        }
+        if members.is_empty() {
+            members.insert(node_id, advertise.clone());
+        }
+        if !members.contains_key(&node_id) {
+            bail!("members must include this node's id {node_id}");
+        }
+        if members.len() > 1 {
+            bail!(
+                "this build runs single-member groups only ({} members configured); \
+                 multi-node clusters need the inter-node transport, which is not in this release",
+                members.len()
+            );
+        }
+        Ok(Config {
+            node_id,
+            listen,
+            advertise,
+            data_dir: overrides.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./overture-data")),
+            cluster_secret: overrides.cluster_secret.or(file.cluster_secret),
+            members,
+            log_format: overrides.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            max_body_bytes: overrides.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY),
+            snapshot_every: file.snapshot_every.unwrap_or(20_000),
+            idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let file: FileConfig = toml::from_str("node_id = 1\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/file\"").expect("parses");
+        let env = Overrides { data_dir: Some("/env".into()), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
+        let flags = Overrides { listen: Some("127.0.0.1:9002".into()), ..Default::default() };
+        let c = Config::resolve(file, env.then(flags)).expect("valid");
+        assert_eq!((c.listen.port(), c.data_dir.to_str()), (9002, Some("/env")));
+        assert_eq!(c.members.get(&1).map(String::as_str), Some("127.0.0.1:9002"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let bad = |text: &str| Config::resolve(toml::from_str(text).expect("parses"), Overrides::default()).expect_err("refused").to_string();
+        assert!(bad("listen = \"nowhere\"").contains("not host:port"));
+        assert!(bad("node_id = 2\n[members]\n1 = \"a:1\"").contains("must include"));
+        assert!(bad("node_id = 1\n[members]\n1 = \"a:1\"\n2 = \"b:1\"").contains("single-member"));
+        assert!(toml::from_str::<FileConfig>("nodeid = 1").is_err(), "unknown keys are refused");
+    }
+}
