@@ -43,12 +43,34 @@ pub struct UpdateOutcome {
 /// Messages a workflow actor handles.
 pub(crate) enum WorkflowMsg {
     Start(Box<StartWorkflow>, Reply<()>),
-    Poll { task_id: String, worker_id: Option<String>, reply: Reply<Box<RawValue>> },
+    Poll {
+        task_id: String,
+        worker_id: Option<String>,
+        reply: Reply<Box<RawValue>>,
+    },
     Update(Box<TaskUpdate>, Reply<UpdateOutcome>),
-    UpdateByRef { reference: String, status: TaskResultStatus, output: Object, worker_id: Option<String>, reply: Reply<Option<String>> },
-    Terminate { reason: Option<String>, reply: Reply<()> },
-    AddLog { task_id: String, log: String, reply: Reply<()> },
-    Timer { kind: TimerKind, seq: u32, fire_at: i64, reply: Reply<bool> },
+    UpdateByRef {
+        reference: String,
+        status: TaskResultStatus,
+        output: Object,
+        worker_id: Option<String>,
+        reply: Reply<Option<String>>,
+    },
+    Terminate {
+        reason: Option<String>,
+        reply: Reply<()>,
+    },
+    AddLog {
+        task_id: String,
+        log: String,
+        reply: Reply<()>,
+    },
+    Timer {
+        kind: TimerKind,
+        seq: u32,
+        fire_at: i64,
+        reply: Reply<bool>,
+    },
 }
 
 impl WorkflowMsg {
@@ -93,11 +115,20 @@ impl Actor for WorkflowActor {
     type State = ActorState;
     type Arguments = ActorArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<WorkflowMsg>, args: ActorArgs) -> Result<ActorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<WorkflowMsg>,
+        args: ActorArgs,
+    ) -> Result<ActorState, ActorProcessingErr> {
         Ok(ActorState { id: args.workflow_id, state: None, ctx: args.ctx, last_active: args.last_active })
     }
 
-    async fn handle(&self, myself: ActorRef<WorkflowMsg>, msg: WorkflowMsg, st: &mut ActorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<WorkflowMsg>,
+        msg: WorkflowMsg,
+        st: &mut ActorState,
+    ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
         let command = msg.name();
         let span = tracing::info_span!("workflow", workflow_id = %st.id, command, term = st.ctx.term);
@@ -199,14 +230,16 @@ impl ActorState {
 
     fn render_task(&mut self, task_id: &str) -> Result<Box<RawValue>, Error> {
         let state = self.load()?;
-        let task = state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
+        let task =
+            state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
         serde_json::value::to_raw_value(&render::task(state, task, crate::now_ms()))
             .map_err(|e| Error::Internal(format!("rendering a task: {e}")))
     }
 
     fn outcome(&mut self, task_id: &str) -> Result<UpdateOutcome, Error> {
         let state = self.load()?;
-        let task = state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
+        let task =
+            state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
         Ok(UpdateOutcome { queue: task.queue.clone(), terminal: task.status.is_terminal() })
     }
 

@@ -73,7 +73,11 @@ impl Engine {
                     if let Some(old) = current {
                         self.step_down(&old);
                     }
-                    match LeaderContext::start(self.inner.replica.clone(), now.term, self.inner.options.idle_actor_timeout) {
+                    match LeaderContext::start(
+                        self.inner.replica.clone(),
+                        now.term,
+                        self.inner.options.idle_actor_timeout,
+                    ) {
                         Ok(ctx) => *self.inner.leader.write() = Some(ctx),
                         Err(e) => tracing::error!(error = %e, "cannot start leader services"),
                     }
@@ -130,7 +134,9 @@ impl Engine {
         let l = self.leadership();
         Err(Error::Unavailable(match (l.is_leader, l.leader) {
             (true, _) => "this node was just elected leader and is catching up; retry shortly".into(),
-            (false, Some(id)) if id != self.inner.replica.node_id() => format!("this node is not the leader; node {id} is"),
+            (false, Some(id)) if id != self.inner.replica.node_id() => {
+                format!("this node is not the leader; node {id} is")
+            }
             _ => "no leader is elected yet; retry shortly".into(),
         }))
     }
@@ -310,7 +316,8 @@ impl Engine {
                     }
                 }
                 if !tasks.is_empty() {
-                    metrics::counter!(names::TASK_POLL, "taskType" => task_type.to_owned()).increment(tasks.len() as u64);
+                    metrics::counter!(names::TASK_POLL, "taskType" => task_type.to_owned())
+                        .increment(tasks.len() as u64);
                     return Ok(tasks);
                 }
                 continue;

@@ -55,9 +55,11 @@ impl ApplyListener for Listener {
         }
         for (name, status) in &changes.ended {
             let status_label = status.as_str();
-            metrics::counter!(names::WORKFLOW_COMPLETION, "workflowName" => name.clone(), "status" => status_label).increment(1);
+            metrics::counter!(names::WORKFLOW_COMPLETION, "workflowName" => name.clone(), "status" => status_label)
+                .increment(1);
             if *status != WorkflowStatus::Completed {
-                metrics::counter!(names::WORKFLOW_FAILURE, "workflowName" => name.clone(), "status" => status_label).increment(1);
+                metrics::counter!(names::WORKFLOW_FAILURE, "workflowName" => name.clone(), "status" => status_label)
+                    .increment(1);
             }
         }
     }
@@ -145,7 +147,8 @@ impl LeaderContext {
     }
 
     pub async fn add_log(self: &Arc<Self>, workflow_id: &str, task_id: String, log: String) -> Result<(), Error> {
-        self.send(workflow_id, (task_id, log), |(task_id, log), reply| WorkflowMsg::AddLog { task_id, log, reply }).await
+        self.send(workflow_id, (task_id, log), |(task_id, log), reply| WorkflowMsg::AddLog { task_id, log, reply })
+            .await
     }
 
     pub async fn timer(self: &Arc<Self>, timer: &TimerItem) -> Result<bool, Error> {

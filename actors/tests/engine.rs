@@ -108,7 +108,9 @@ async fn errors_are_values() {
     let dir = tempfile::tempdir().expect("dir");
     let engine = engine(dir.path()).await;
     let unknown: StartWorkflowRequest = serde_json::from_value(json!({"name": "ghost"})).expect("request");
-    assert!(matches!(engine.start_workflow(unknown).await, Err(Error::NotFound(m)) if m == "No such workflow found by name: ghost, version: null"));
+    assert!(
+        matches!(engine.start_workflow(unknown).await, Err(Error::NotFound(m)) if m == "No such workflow found by name: ghost, version: null")
+    );
     let bad_priority: StartWorkflowRequest =
         serde_json::from_value(json!({"name": "x", "priority": 100})).expect("request");
     assert!(matches!(engine.start_workflow(bad_priority).await, Err(Error::BadRequest(_))));

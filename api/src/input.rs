@@ -13,8 +13,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
 use crate::AppState;
+use crate::error::ApiError;
 
 /// Query parameters.
 pub struct Params(HashMap<String, Vec<String>>);
@@ -65,7 +65,11 @@ impl Params {
     /// An integer.
     pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.str(name)
-            .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::bad_request(format!("query parameter {name} must be an integer, not {v:?}"))))
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("query parameter {name} must be an integer, not {v:?}")))
+            })
             .transpose()
     }
 }

@@ -56,7 +56,11 @@ pub async fn update_workflow_defs(State(s): State<AppState>, body: RawBody) -> R
 }
 
 /// `GET /metadata/workflow/{name}?version=`: the version, or the latest.
-pub async fn workflow_def(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> Result<Json<WorkflowDef>, ApiError> {
+pub async fn workflow_def(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Params,
+) -> Result<Json<WorkflowDef>, ApiError> {
     let version = q.int("version")?.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
     Ok(Json(s.engine.workflow_def(&name, version)?))
 }
@@ -67,7 +71,11 @@ pub async fn workflow_defs(State(s): State<AppState>) -> Result<Json<Vec<Workflo
 }
 
 /// `DELETE /metadata/workflow/{name}/{version}`.
-pub async fn delete_workflow_def(State(s): State<AppState>, Path((name, version)): Path<(String, String)>) -> Result<(), ApiError> {
-    let version: i32 = version.parse().map_err(|_| ApiError::bad_request(format!("version must be an integer, not {version:?}")))?;
+pub async fn delete_workflow_def(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<(), ApiError> {
+    let version: i32 =
+        version.parse().map_err(|_| ApiError::bad_request(format!("version must be an integer, not {version:?}")))?;
     Ok(s.engine.delete_workflow_def(&name, version).await?)
 }

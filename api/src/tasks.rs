@@ -22,7 +22,11 @@ const SINGLE_POLL_WAIT: Duration = Duration::from_millis(100);
 const MAX_BATCH: i64 = 1_000;
 
 /// `GET /tasks/poll/{type}?workerid=&domain=`: one task, or 204.
-pub async fn poll_one(State(s): State<AppState>, Path(task_type): Path<String>, q: Params) -> Result<Response, ApiError> {
+pub async fn poll_one(
+    State(s): State<AppState>,
+    Path(task_type): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
     let worker = q.str("workerid").map(str::to_owned);
     let mut tasks = s.engine.poll(&task_type, q.str("domain"), worker, 1, SINGLE_POLL_WAIT).await?;
     match tasks.pop() {
@@ -33,7 +37,11 @@ pub async fn poll_one(State(s): State<AppState>, Path(task_type): Path<String>, 
 
 /// `GET /tasks/poll/batch/{type}?count=&timeout=&workerid=&domain=`: up to `count` tasks, waiting
 /// up to `timeout` ms for the first; `200 []` when there is none.
-pub async fn poll_batch(State(s): State<AppState>, Path(task_type): Path<String>, q: Params) -> Result<Response, ApiError> {
+pub async fn poll_batch(
+    State(s): State<AppState>,
+    Path(task_type): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
     let count = q.int("count")?.unwrap_or(1);
     if count < 1 {
         return Err(ApiError::bad_request(format!("count must be at least 1, not {count}")));
@@ -84,7 +92,8 @@ fn task_update(body: &RawBody) -> Result<TaskUpdate, ApiError> {
     if r.workflow_instance_id.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::bad_request("Workflow Id cannot be null or empty"));
     }
-    let task_id = r.task_id.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("Task ID cannot be null or empty"))?;
+    let task_id =
+        r.task_id.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("Task ID cannot be null or empty"))?;
     let status = r.status.ok_or_else(|| ApiError::bad_request("Task status cannot be null"))?;
     Ok(TaskUpdate {
         task_id,
@@ -168,6 +177,9 @@ pub async fn logs(State(s): State<AppState>, Path(task_id): Path<String>) -> Res
 }
 
 /// `GET /tasks/queue/sizes?taskType=a&taskType=b`.
-pub async fn queue_sizes(State(s): State<AppState>, q: Params) -> Result<Json<std::collections::BTreeMap<String, usize>>, ApiError> {
+pub async fn queue_sizes(
+    State(s): State<AppState>,
+    q: Params,
+) -> Result<Json<std::collections::BTreeMap<String, usize>>, ApiError> {
     Ok(Json(s.engine.queue_sizes(&q.all("taskType"))?))
 }

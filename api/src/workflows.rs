@@ -17,7 +17,12 @@ pub async fn start(State(s): State<AppState>, body: RawBody) -> Result<Response,
 }
 
 /// `POST /workflow/{name}?version=&correlationId=&priority=`: start with the body as input.
-pub async fn start_by_name(State(s): State<AppState>, Path(name): Path<String>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+pub async fn start_by_name(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     let input: Object = body.json(Some(Object::new()))?;
     let request = StartWorkflowRequest {
         name: Some(name),
@@ -36,14 +41,16 @@ pub async fn start_by_name(State(s): State<AppState>, Path(name): Path<String>, 
 
 /// `GET /workflow/{id}?includeTasks=true`.
 pub async fn get(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<Response, ApiError> {
+    let include_tasks = q.bool("includeTasks", true)?;
     let wf = s.engine.workflow(&id)?;
-    json_response(&render::workflow(&wf, q.bool("includeTasks", true)?, overture_actors::now_ms()))
+    json_response(&render::workflow(&wf, include_tasks, overture_actors::now_ms()))
 }
 
 /// `GET /workflow/{id}/status?includeOutput=&includeVariables=`.
 pub async fn status(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<Response, ApiError> {
+    let (output, variables) = (q.bool("includeOutput", false)?, q.bool("includeVariables", false)?);
     let wf = s.engine.workflow(&id)?;
-    json_response(&render::status(&wf, q.bool("includeOutput", false)?, q.bool("includeVariables", false)?))
+    json_response(&render::status(&wf, output, variables))
 }
 
 /// `DELETE /workflow/{id}?reason=`: terminate.

@@ -107,13 +107,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let next = Arc::new(AtomicUsize::new(0));
-    let starters: Vec<_> = (0..args.concurrency.min(16)).map(|_| tokio::spawn(starter(shared.clone(), next.clone()))).collect();
+    let starters: Vec<_> =
+        (0..args.concurrency.min(16)).map(|_| tokio::spawn(starter(shared.clone(), next.clone()))).collect();
     for s in starters {
         s.await??;
     }
     while shared.completed.load(Ordering::Acquire) < args.workflows {
         if started.elapsed() > Duration::from_secs(600) {
-            bail!("gave up after 600 s: {} of {} workflows completed", shared.completed.load(Ordering::Acquire), args.workflows);
+            bail!(
+                "gave up after 600 s: {} of {} workflows completed",
+                shared.completed.load(Ordering::Acquire),
+                args.workflows
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -131,7 +136,8 @@ async fn setup(client: &reqwest::Client, base: &str, tasks: usize) -> anyhow::Re
     let defs: Vec<Value> = (0..tasks)
         .map(|i| json!({"name": task_name(i), "retryCount": 0, "responseTimeoutSeconds": 300, "ownerEmail": "bench@overture"}))
         .collect();
-    let r = client.post(format!("{base}/metadata/taskdefs")).json(&defs).send().await.context("is the node running?")?;
+    let r =
+        client.post(format!("{base}/metadata/taskdefs")).json(&defs).send().await.context("is the node running?")?;
     if !r.status().is_success() {
         bail!("registering task definitions: {} {}", r.status(), r.text().await.unwrap_or_default());
     }
@@ -181,7 +187,12 @@ async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>) -> anyhow::Result<()> {
 }
 
 async fn worker(s: Arc<Shared>, step: usize, worker_id: String) -> anyhow::Result<()> {
-    let poll_url = format!("{}/tasks/poll/batch/{}?count={}&timeout=1000&workerid={worker_id}", s.base, task_name(step), s.args.batch);
+    let poll_url = format!(
+        "{}/tasks/poll/batch/{}?count={}&timeout=1000&workerid={worker_id}",
+        s.base,
+        task_name(step),
+        s.args.batch
+    );
     while !s.done.load(Ordering::Acquire) {
         let tasks: Vec<Value> = match s.client.get(&poll_url).send().await {
             Ok(r) if r.status().is_success() => r.json().await?,
@@ -227,7 +238,8 @@ async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyh
     };
     s.tasks_done.fetch_add(1, Ordering::Relaxed);
     if step + 1 == s.args.tasks {
-        let n = task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok());
+        let n =
+            task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok());
         if let Some(start) = n.and_then(|n| s.starts.get(n)).and_then(|m| *m.lock()) {
             s.workflow_ms.lock().push(start.elapsed().as_secs_f64() * 1000.0);
         }
@@ -294,14 +306,20 @@ fn report(s: &Shared, elapsed: Duration, verified: usize) {
     }
     let d = &report["taskDispatchMs"];
     let w = &report["workflowLatencyMs"];
-    println!("overture bench: {} workflows × {} tasks, {} in flight, {} workers per task type, poll batch {}",
-        a.workflows, a.tasks, a.concurrency, a.workers, a.batch);
+    println!(
+        "overture bench: {} workflows × {} tasks, {} in flight, {} workers per task type, poll batch {}",
+        a.workflows, a.tasks, a.concurrency, a.workers, a.batch
+    );
     println!("  elapsed          {secs:.2} s");
     println!("  workflows/s      {:.1}", report["workflowsPerSecond"].as_f64().unwrap_or_default());
     println!("  tasks/s          {:.1}", report["tasksPerSecond"].as_f64().unwrap_or_default());
     println!("  task dispatch    p50 {} ms  p90 {} ms  p99 {} ms  max {} ms", d["p50"], d["p90"], d["p99"], d["max"]);
-    println!("  workflow latency p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        w["p50"].as_f64().unwrap_or(f64::NAN), w["p90"].as_f64().unwrap_or(f64::NAN),
-        w["p99"].as_f64().unwrap_or(f64::NAN), w["max"].as_f64().unwrap_or(f64::NAN));
+    println!(
+        "  workflow latency p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        w["p50"].as_f64().unwrap_or(f64::NAN),
+        w["p90"].as_f64().unwrap_or(f64::NAN),
+        w["p99"].as_f64().unwrap_or(f64::NAN),
+        w["max"].as_f64().unwrap_or(f64::NAN)
+    );
     println!("  verified COMPLETED {verified}/{}   retried requests {}", a.workflows, report["retriedRequests"]);
 }

@@ -79,7 +79,10 @@ impl Overrides {
     pub fn from_env() -> anyhow::Result<Overrides> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(Overrides {
-            node_id: var("OVERTURE_NODE_ID").map(|v| v.parse()).transpose().context("OVERTURE_NODE_ID must be a positive integer")?,
+            node_id: var("OVERTURE_NODE_ID")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_NODE_ID must be a positive integer")?,
             listen: var("OVERTURE_LISTEN"),
             advertise: var("OVERTURE_ADVERTISE"),
             data_dir: var("OVERTURE_DATA_DIR").map(PathBuf::from),
@@ -125,7 +128,8 @@ impl Config {
             bail!("node_id must be a positive integer");
         }
         let listen_text = overrides.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_text.parse().with_context(|| format!("listen address {listen_text:?} is not host:port"))?;
+        let listen: SocketAddr =
+            listen_text.parse().with_context(|| format!("listen address {listen_text:?} is not host:port"))?;
         let advertise = overrides.advertise.or(file.advertise).unwrap_or_else(|| listen.to_string());
         let mut members = BTreeMap::new();
         for (id, addr) in file.members {
@@ -166,8 +170,10 @@ mod tests {
 
     #[test]
     fn flags_beat_env_beat_file() {
-        let file: FileConfig = toml::from_str("node_id = 1\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/file\"").expect("parses");
-        let env = Overrides { data_dir: Some("/env".into()), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
+        let file: FileConfig =
+            toml::from_str("node_id = 1\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/file\"").expect("parses");
+        let env =
+            Overrides { data_dir: Some("/env".into()), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
         let flags = Overrides { listen: Some("127.0.0.1:9002".into()), ..Default::default() };
         let c = Config::resolve(file, env.then(flags)).expect("valid");
         assert_eq!((c.listen.port(), c.data_dir.to_str()), (9002, Some("/env")));
@@ -176,7 +182,11 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_a_reason() {
-        let bad = |text: &str| Config::resolve(toml::from_str(text).expect("parses"), Overrides::default()).expect_err("refused").to_string();
+        let bad = |text: &str| {
+            Config::resolve(toml::from_str(text).expect("parses"), Overrides::default())
+                .expect_err("refused")
+                .to_string()
+        };
         assert!(bad("listen = \"nowhere\"").contains("not host:port"));
         assert!(bad("node_id = 2\n[members]\n1 = \"a:1\"").contains("must include"));
         assert!(bad("node_id = 1\n[members]\n1 = \"a:1\"\n2 = \"b:1\"").contains("single-member"));

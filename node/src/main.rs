@@ -132,9 +132,11 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     if replica.initialize(members).await? {
         tracing::info!(node_id = config.node_id, "initialized a new cluster");
     }
-    let engine = Engine::start(replica, EngineOptions { idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds) });
+    let engine =
+        Engine::start(replica, EngineOptions { idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds) });
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     if !engine.wait_ready(Duration::from_secs(30)).await {
         tracing::warn!("not serving writes yet: no leader after 30 s");

@@ -75,14 +75,15 @@ pub struct JsonBytes(#[serde(with = "overture_core::serde_util::bytes")] pub Vec
 impl JsonBytes {
     /// Serializes a value to JSON.
     pub fn of<T: Serialize>(value: &T) -> JsonBytes {
-        JsonBytes(serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("JSON encoding of a model cannot fail: {e}")))
+        JsonBytes(
+            serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("JSON encoding of a model cannot fail: {e}")),
+        )
     }
     /// Parses the JSON.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.0)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -107,7 +107,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         };
         let last_purged_log_id: Option<LogId> = self.get_meta(meta::PURGED)?;
-        let last_log_id = last.or_else(|| last_purged_log_id.clone());
+        let last_log_id = last.or(last_purged_log_id);
         Ok(LogState { last_purged_log_id, last_log_id })
     }
 

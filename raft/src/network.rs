@@ -35,7 +35,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 impl PeerConnection {
     fn unreachable(&self) -> Unreachable<TypeConfig> {
-        Unreachable::from_string(format!("node {} cannot be reached: this build has no inter-node transport", self.target))
+        Unreachable::from_string(format!(
+            "node {} cannot be reached: this build has no inter-node transport",
+            self.target
+        ))
     }
 }
 

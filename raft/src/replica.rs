@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::errors::{ClientWriteError, RaftError};
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use overture_core::rows::{QueueItem, TimerItem};
 use parking_lot::{Mutex, RwLock};
@@ -129,12 +129,7 @@ impl Storage {
         });
         crate::snapshot::resume_interrupted_install(&shared)?;
         let log_store = LogStore::new(db.clone())?;
-        Ok(Storage {
-            db,
-            log_store,
-            state_machine: StateMachine { shared: shared.clone() },
-            read: ReadView { shared },
-        })
+        Ok(Storage { db, log_store, state_machine: StateMachine { shared: shared.clone() }, read: ReadView { shared } })
     }
 }
 
@@ -260,7 +255,10 @@ impl Replica {
         keys::ALL
             .iter()
             .filter_map(|name| {
-                self.db.property_int_value_cf(cf(&self.db, name), rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten()
+                self.db
+                    .property_int_value_cf(cf(&self.db, name), rocksdb::properties::TOTAL_SST_FILES_SIZE)
+                    .ok()
+                    .flatten()
             })
             .sum()
     }
@@ -303,7 +301,8 @@ impl Replica {
 
 /// Follows a node's [`Leadership`] as Raft metrics change.
 pub struct LeadershipWatch {
-    metrics: openraft::alias::WatchReceiverOf<crate::types::TypeConfig, openraft::RaftMetrics<crate::types::TypeConfig>>,
+    metrics:
+        openraft::alias::WatchReceiverOf<crate::types::TypeConfig, openraft::RaftMetrics<crate::types::TypeConfig>>,
 }
 
 impl LeadershipWatch {

@@ -79,7 +79,7 @@ fn build(shared: &Shared) -> Result<openraft::alias::SnapshotOf<TypeConfig, Snap
         Some(b) => decode(&b).map_err(io_err)?,
         None => StoredMembership::default(),
     };
-    let meta = SnapshotMeta { last_log_id: applied.clone(), last_membership: membership };
+    let meta = SnapshotMeta { last_log_id: applied, last_membership: membership };
     fs::create_dir_all(&shared.snapshot_dir)?;
     let (term, index) = applied.as_ref().map_or((0, 0), |id| (id.leader_id.term, id.index));
     let name = format!("snapshot-{term:020}-{index:020}.snap");
@@ -140,7 +140,9 @@ fn remove_other_snapshots(dir: &Path, keep: &str) {
 }
 
 /// The snapshot last built or installed, if its file is still there.
-pub(crate) fn current(shared: &Shared) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+pub(crate) fn current(
+    shared: &Shared,
+) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
     let Some(bytes) = shared.db.get_cf(cf(&shared.db, CF_SM_META), meta::SNAPSHOT).map_err(io_err)? else {
         return Ok(None);
     };
@@ -149,7 +151,10 @@ pub(crate) fn current(shared: &Shared) -> Result<Option<openraft::alias::Snapsho
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> { meta: current.meta, snapshot: SnapshotFile { path } }))
+    Ok(Some(openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
+        meta: current.meta,
+        snapshot: SnapshotFile { path },
+    }))
 }
 
 /// Installs a snapshot received from elsewhere (or resumes an interrupted install).
@@ -190,7 +195,10 @@ fn read_meta(input: &mut impl Read) -> Result<SnapshotMeta, io::Error> {
     let mut version = [0u8; 1];
     input.read_exact(&mut version)?;
     if &magic != MAGIC || version[0] != FORMAT_VERSION {
-        return Err(io_err(format!("not an Overture snapshot of format {FORMAT_VERSION} (version byte {})", version[0])));
+        return Err(io_err(format!(
+            "not an Overture snapshot of format {FORMAT_VERSION} (version byte {})",
+            version[0]
+        )));
     }
     let len = read_u32(input)? as usize;
     let mut json = vec![0u8; len];
@@ -253,11 +261,10 @@ fn load(shared: &Shared, path: &Path, meta: &SnapshotMeta) -> Result<(), io::Err
     let mut opts = WriteOptions::default();
     opts.set_sync(true);
     db.write_opt(wb, &opts).map_err(io_err)?;
-    inner.applied = meta.last_log_id.clone();
+    inner.applied = meta.last_log_id;
     inner.membership = meta.last_membership.clone();
     inner.cache.clear();
     shared.plans.lock().clear();
     tracing::info!(?meta.last_log_id, "installed snapshot");
     Ok(())
 }
-

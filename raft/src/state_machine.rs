@@ -76,6 +76,9 @@ pub trait ApplyListener: Send + Sync {
     fn applied(&self, changes: &Changes);
 }
 
+/// A response to send once the group's write is done, and where to send it.
+type Reply = (Option<openraft::storage::ApplyResponder<TypeConfig>>, Response);
+
 /// State shared between the state machine (owned by openraft) and the read side.
 pub(crate) struct Shared {
     pub db: Arc<DB>,
@@ -183,10 +186,7 @@ impl Shared {
     }
 
     /// Applies a group of entries in one write.
-    fn apply_group(
-        &self,
-        group: Vec<EntryResponder<TypeConfig>>,
-    ) -> Result<Vec<(Option<openraft::storage::ApplyResponder<TypeConfig>>, Response)>, io::Error> {
+    fn apply_group(&self, group: Vec<EntryResponder<TypeConfig>>) -> Result<Vec<Reply>, io::Error> {
         let started = Instant::now();
         let mut inner = self.inner.lock();
         let mut wb = WriteBatch::default();
@@ -198,7 +198,7 @@ impl Shared {
                 EntryPayload::Blank => Response::Ok,
                 EntryPayload::Normal(request) => self.apply_request(&mut inner, &mut wb, &mut changes, request)?,
                 EntryPayload::Membership(membership) => {
-                    inner.membership = StoredMembership::new(Some(entry.log_id.clone()), membership);
+                    inner.membership = StoredMembership::new(Some(entry.log_id), membership);
                     wb.put_cf(cf(&self.db, keys::CF_SM_META), meta::MEMBERSHIP, encode(&inner.membership));
                     Response::Ok
                 }
@@ -290,7 +290,9 @@ impl Shared {
         }
         let before: Vec<(u32, Option<QueueItem>, Option<TimerItem>)> = touched
             .iter()
-            .filter_map(|&seq| state.task(seq).map(|t| (seq, rows::queue_item(&state.header, t), rows::task_timer(&state.header, t))))
+            .filter_map(|&seq| {
+                state.task(seq).map(|t| (seq, rows::queue_item(&state.header, t), rows::task_timer(&state.header, t)))
+            })
             .collect();
         let tasks_before = state.tasks.len();
         for event in &rest {
@@ -362,7 +364,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let inner = self.shared.inner.lock();
-        Ok((inner.applied.clone(), inner.membership.clone()))
+        Ok((inner.applied, inner.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -395,12 +397,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
         let shared = self.shared.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || crate::snapshot::install(&shared, &meta, snapshot))
-            .await
-            .map_err(io_err)?
+        tokio::task::spawn_blocking(move || crate::snapshot::install(&shared, &meta, snapshot)).await.map_err(io_err)?
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
         crate::snapshot::current(&self.shared)
     }
 }

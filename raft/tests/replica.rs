@@ -61,7 +61,9 @@ async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
         idempotency_key: None,
     };
     let (state, events) = decide::start(cmd, &mut Ctx { now: 1_000, ids });
-    let r = replica.propose(Request::Workflow(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events })).await;
+    let r = replica
+        .propose(Request::Workflow(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events }))
+        .await;
     assert_eq!(r.expect("committed"), Response::Applied { revision: state.header.revision });
     state
 }
@@ -108,10 +110,20 @@ async fn workflow_rows_follow_state_and_survive_restart() {
     let queue = replica.read().queue_entries().expect("scan");
     assert_eq!(queue.len(), 1);
     assert_eq!((queue[0].queue.as_str(), queue[0].task_id.as_str()), ("a", "task-1"));
-    assert!(matches!(recorder.0.lock().last().map(|c| c.rows.as_slice()), Some([overture_raft::RowChange::QueueAdded(_)])));
+    assert!(matches!(
+        recorder.0.lock().last().map(|c| c.rows.as_slice()),
+        Some([overture_raft::RowChange::QueueAdded(_)])
+    ));
 
     // Poll: the queue entry goes, a response-timeout timer comes.
-    step(&replica, &mut state, Command::Poll { task_id: "task-1".into(), worker_id: Some("w".into()) }, &mut ids, 2_000).await;
+    step(
+        &replica,
+        &mut state,
+        Command::Poll { task_id: "task-1".into(), worker_id: Some("w".into()) },
+        &mut ids,
+        2_000,
+    )
+    .await;
     assert!(replica.read().queue_entries().expect("scan").is_empty());
     let timers = replica.read().timers().expect("scan");
     assert_eq!(timers.iter().map(|t| t.fire_at).collect::<Vec<_>>(), [2_000 + 60_000]);
@@ -150,7 +162,8 @@ async fn workflow_rows_follow_state_and_survive_restart() {
 async fn definitions_conflict_and_not_found_are_values() {
     let dir = tempfile::tempdir().expect("dir");
     let replica = open(dir.path(), 100_000).await;
-    let def: WorkflowDef = serde_json::from_value(json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "a"}]})).expect("def");
+    let def: WorkflowDef =
+        serde_json::from_value(json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "a"}]})).expect("def");
     let put = |overwrite| Request::PutWorkflowDefs { defs: vec![JsonBytes::of(&def)], overwrite, time: 7 };
     assert_eq!(replica.propose(put(false)).await.expect("ok"), Response::Ok);
     assert_eq!(

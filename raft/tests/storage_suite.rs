@@ -2,11 +2,11 @@
 
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
+use overture_raft::ReplicaOptions;
 use overture_raft::log_store::LogStore;
 use overture_raft::replica::Storage;
 use overture_raft::state_machine::StateMachine;
 use overture_raft::types::TypeConfig;
-use overture_raft::ReplicaOptions;
 
 struct Builder;
 

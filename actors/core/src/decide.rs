@@ -234,7 +234,9 @@ impl Decider<'_, '_> {
                 break;
             }
         }
-        if self.state.header.status == WorkflowStatus::Running && self.state.tasks.iter().all(|t| t.status.is_terminal()) {
+        if self.state.header.status == WorkflowStatus::Running
+            && self.state.tasks.iter().all(|t| t.status.is_terminal())
+        {
             self.end(WorkflowStatus::Completed, None);
         }
     }

@@ -323,7 +323,8 @@ fn json_path(doc: &Value, rest: &str) -> Value {
     let query = format!("${rest}");
     let Ok(path) = serde_json_path::JsonPath::parse(&query) else { return Value::Null };
     let nodes = path.query(doc);
-    let indefinite = rest.contains("..") || rest.contains('*') || rest.contains('?') || rest.contains(':') || rest.contains(',');
+    let indefinite =
+        rest.contains("..") || rest.contains('*') || rest.contains('?') || rest.contains(':') || rest.contains(',');
     if indefinite {
         Value::Array(nodes.all().into_iter().cloned().collect())
     } else {

@@ -12,8 +12,12 @@ pub fn delay_seconds(def: &TaskDef, retry_count: i32) -> i64 {
     let r = i64::from(retry_count.max(0));
     let raw = match def.retry_logic {
         RetryLogic::Fixed => Some(d),
-        RetryLogic::LinearBackoff => d.checked_mul(i64::from(def.backoff_scale_factor.max(1))).and_then(|x| x.checked_mul(r + 1)),
-        RetryLogic::ExponentialBackoff => u32::try_from(r).ok().and_then(|r| 2i64.checked_pow(r)).and_then(|p| d.checked_mul(p)),
+        RetryLogic::LinearBackoff => {
+            d.checked_mul(i64::from(def.backoff_scale_factor.max(1))).and_then(|x| x.checked_mul(r + 1))
+        }
+        RetryLogic::ExponentialBackoff => {
+            u32::try_from(r).ok().and_then(|r| 2i64.checked_pow(r)).and_then(|p| d.checked_mul(p))
+        }
     };
     let delay = raw.filter(|x| *x <= i64::from(i32::MAX)).unwrap_or(i64::from(i32::MAX));
     if def.max_retry_delay_seconds > 0 { delay.min(i64::from(def.max_retry_delay_seconds)) } else { delay }

@@ -88,7 +88,12 @@ pub fn task_timer(header: &WorkflowHeader, task: &TaskState) -> Option<TimerItem
 }
 
 /// The name of the queue a worker task is polled from.
-pub fn queue_name(task_type: &str, domain: Option<&str>, namespace: Option<&str>, isolation_group: Option<&str>) -> String {
+pub fn queue_name(
+    task_type: &str,
+    domain: Option<&str>,
+    namespace: Option<&str>,
+    isolation_group: Option<&str>,
+) -> String {
     let mut name = String::with_capacity(task_type.len() + 16);
     if let Some(d) = domain.filter(|d| !d.is_empty()) {
         name.push_str(d);

@@ -74,10 +74,7 @@ impl TaskStatus {
     }
     /// Terminal and good enough for the workflow to go on.
     pub fn is_successful(self) -> bool {
-        matches!(
-            self,
-            Self::InProgress | Self::Completed | Self::CompletedWithErrors | Self::Scheduled | Self::Skipped
-        )
+        matches!(self, Self::InProgress | Self::Completed | Self::CompletedWithErrors | Self::Scheduled | Self::Skipped)
     }
     /// A failure in this status may be retried.
     pub fn is_retriable(self) -> bool {

@@ -86,7 +86,11 @@ fn check_task_def(def: &TaskDef, prefix: &str, c: &mut Collector) {
         );
     }
     if def.timeout_seconds < 0 {
-        c.add(format!("{prefix}timeoutSeconds"), "TaskDef timeoutSeconds must be >= 0", Some(def.timeout_seconds.to_string()));
+        c.add(
+            format!("{prefix}timeoutSeconds"),
+            "TaskDef timeoutSeconds must be >= 0",
+            Some(def.timeout_seconds.to_string()),
+        );
     }
     if def.retry_delay_seconds < 0 {
         c.add(
@@ -226,7 +230,8 @@ fn check_input_value(key: &str, value: &Value, task_name: &str, def: &WorkflowDe
                     continue;
                 }
                 let root = expr.split(['.', '[']).next().unwrap_or_default();
-                let env_like = !expr.contains('.') && root.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit());
+                let env_like = !expr.contains('.')
+                    && root.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit());
                 if root == "workflow" || env_like || root.is_empty() || root.contains("${") {
                     continue;
                 }

@@ -15,21 +15,35 @@ fn workflow_messages(def: serde_json::Value) -> Vec<String> {
 #[test]
 fn workflow_rules() {
     let cases = [
-        (json!({"name": "", "tasks": []}), vec!["WorkflowDef name cannot be null or empty", "WorkflowTask list cannot be empty"]),
+        (
+            json!({"name": "", "tasks": []}),
+            vec!["WorkflowDef name cannot be null or empty", "WorkflowTask list cannot be empty"],
+        ),
         (
             json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r"}, {"name": "b", "taskReferenceName": "r"}]}),
             vec!["taskReferenceName: r should be unique across tasks for a given workflowDefinition: w"],
         ),
         (
             json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r", "inputParameters": {"k": "${ghost.output.x}"}}]}),
-            vec!["taskReferenceName: ghost for given task: a input value: k of input parameter: ${ghost.output.x} is not defined in workflow definition."],
+            vec![
+                "taskReferenceName: ghost for given task: a input value: k of input parameter: ${ghost.output.x} is not defined in workflow definition.",
+            ],
         ),
         (
             json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r", "type": "FORK_JOIN"}]}),
             vec!["task r: type FORK_JOIN is not supported by this Overture release yet (supported: SIMPLE)"],
         ),
-        (json!({"name": "w", "schemaVersion": 1, "tasks": [{"name": "a", "taskReferenceName": "r"}]}), vec!["workflowDef schemaVersion: 1 is only supported for v2"]),
-        (json!({"name": "w", "tasks": [{"name": "", "taskReferenceName": ""}]}), vec!["WorkflowTask name cannot be empty or null", "WorkflowTask taskReferenceName name cannot be empty or null"]),
+        (
+            json!({"name": "w", "schemaVersion": 1, "tasks": [{"name": "a", "taskReferenceName": "r"}]}),
+            vec!["workflowDef schemaVersion: 1 is only supported for v2"],
+        ),
+        (
+            json!({"name": "w", "tasks": [{"name": "", "taskReferenceName": ""}]}),
+            vec![
+                "WorkflowTask name cannot be empty or null",
+                "WorkflowTask taskReferenceName name cannot be empty or null",
+            ],
+        ),
         (
             json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r", "inputParameters": {"id": "${CPEWF_TASK_ID}", "w": "${workflow.input.x}", "self": "${r.input.q}"}}]}),
             vec![],
@@ -46,7 +60,10 @@ fn task_def_rules() {
         (json!({"name": "t"}), vec![]),
         (json!({"name": ""}), vec!["TaskDef name cannot be null or empty"]),
         (json!({"name": "t", "retryCount": -1}), vec!["TaskDef retryCount: -1 must be >= 0"]),
-        (json!({"name": "t", "responseTimeoutSeconds": 0}), vec!["TaskDef responseTimeoutSeconds: 0 must be greater than 0"]),
+        (
+            json!({"name": "t", "responseTimeoutSeconds": 0}),
+            vec!["TaskDef responseTimeoutSeconds: 0 must be greater than 0"],
+        ),
         (
             json!({"name": "t", "timeoutSeconds": 10, "responseTimeoutSeconds": 20}),
             vec!["TaskDef: t responseTimeoutSeconds: 20 must be less than timeoutSeconds: 10"],
@@ -64,9 +81,11 @@ fn task_def_rules() {
 
 #[test]
 fn defaults_and_nulls_follow_conductor() {
-    let def: TaskDef = serde_json::from_value(json!({"name": "t", "retryCount": null, "description": null})).expect("parses");
+    let def: TaskDef =
+        serde_json::from_value(json!({"name": "t", "retryCount": null, "description": null})).expect("parses");
     assert_eq!(def.retry_count, 0, "null fills a primitive with 0, as Jackson does");
-    let def: TaskDef = serde_json::from_value(json!({"name": "t", "unknownField": 1})).expect("unknown fields are ignored");
+    let def: TaskDef =
+        serde_json::from_value(json!({"name": "t", "unknownField": 1})).expect("unknown fields are ignored");
     assert_eq!((def.retry_count, def.retry_delay_seconds, def.response_timeout_seconds), (3, 60, 3600));
     let out = serde_json::to_value(&def).expect("serializes");
     assert_eq!(out["timeoutPolicy"], "TIME_OUT_WF");

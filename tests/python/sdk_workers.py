@@ -1,0 +1,37 @@
+"""Workers for the SDK compatibility test, written as a Conductor user writes them.
+
+They live in their own module because TaskHandler starts one process per worker (spawn), and
+each process imports this module by name.
+"""
+
+from conductor.client.context.task_context import TaskInProgress
+from conductor.client.http.models import Task
+from conductor.client.worker.exception import NonRetryableException
+from conductor.client.worker.worker_task import worker_task
+
+
+@worker_task(task_definition_name="sdk_greet")
+def greet(name: str) -> dict:
+    return {"greeting": f"hello {name}"}
+
+
+@worker_task(task_definition_name="sdk_flaky")
+def flaky(task: Task) -> dict:
+    # The first attempt fails with an ordinary exception, which the SDK reports as FAILED;
+    # the server retries it per the task definition.
+    if task.retry_count < 1:
+        raise RuntimeError("transient failure on the first attempt")
+    return {"attempt": task.retry_count, "previous": task.input_data.get("previous")}
+
+
+@worker_task(task_definition_name="sdk_slow")
+def slow(task: Task):
+    # IN_PROGRESS with a callback: the server re-queues the task and hands it out again later.
+    if task.poll_count < 2:
+        return TaskInProgress(callback_after_seconds=1, output={"progress": 50})
+    return {"progress": 100, "polls": task.poll_count}
+
+
+@worker_task(task_definition_name="sdk_fatal")
+def fatal(reason: str) -> dict:
+    raise NonRetryableException(reason)

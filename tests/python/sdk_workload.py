@@ -1,0 +1,137 @@
+"""Runs the official conductor-python SDK against an Overture node and checks the results.
+
+Usage: python sdk_workload.py http://127.0.0.1:PORT
+Exits 0 when every check passes; prints what failed otherwise.
+"""
+
+import json
+import sys
+import time
+
+from conductor.client.automator.task_handler import TaskHandler
+from conductor.client.configuration.configuration import Configuration
+from conductor.client.http.models import StartWorkflowRequest, TaskDef
+from conductor.client.orkes_clients import OrkesClients
+from conductor.client.workflow.conductor_workflow import ConductorWorkflow
+from conductor.client.workflow.task.simple_task import SimpleTask
+
+import sdk_workers  # noqa: F401  (registers the @worker_task functions)
+
+WORKFLOWS = 20
+
+
+def main(base_url: str) -> int:
+    config = Configuration(server_api_url=f"{base_url}/api", debug=False)
+    clients = OrkesClients(configuration=config)
+    metadata = clients.get_metadata_client()
+    workflows = clients.get_workflow_client()
+    executor = clients.get_workflow_executor()
+    failures = []
+
+    def check(cond, what):
+        if not cond:
+            failures.append(what)
+            print(f"FAIL: {what}", flush=True)
+
+    # Task definitions, through the metadata client.
+    for name, retries in [("sdk_greet", 0), ("sdk_flaky", 2), ("sdk_slow", 0), ("sdk_fatal", 3)]:
+        td = TaskDef(name=name, retry_count=retries, retry_delay_seconds=0, response_timeout_seconds=30,
+                     timeout_seconds=0, owner_email="sdk@overture.test")
+        metadata.register_task_def(td)
+    fetched = metadata.get_task_def("sdk_flaky")
+    check(fetched is not None and fetched.retry_count == 2, f"get_task_def round-trips retryCount: {fetched}")
+
+    # A workflow built and registered with the SDK's builder.
+    wf = ConductorWorkflow(executor=executor, name="sdk_pipeline", version=1, description="SDK compatibility")
+    greet = SimpleTask("sdk_greet", "greet")
+    greet.input_parameters.update({"name": "${workflow.input.name}"})
+    flaky = SimpleTask("sdk_flaky", "flaky")
+    flaky.input_parameters.update({"previous": "${greet.output.greeting}"})
+    slow = SimpleTask("sdk_slow", "slow")
+    wf >> greet >> flaky >> slow
+    wf.output_parameters({"greeting": "${greet.output.greeting}", "attempt": "${flaky.output.attempt}",
+                          "polls": "${slow.output.polls}"})
+    wf.register(overwrite=True)
+    registered = metadata.get_workflow_def("sdk_pipeline", version=1)
+    check(registered is not None and len(registered.tasks) == 3, f"get_workflow_def returns the definition: {registered}")
+
+    fatal_wf = ConductorWorkflow(executor=executor, name="sdk_fatal_flow", version=1)
+    fatal_task = SimpleTask("sdk_fatal", "fatal")
+    fatal_task.input_parameters.update({"reason": "cannot continue"})
+    fatal_wf >> fatal_task
+
+    handler = TaskHandler(workers=[], configuration=config, scan_for_annotated_workers=True,
+                          import_modules=["sdk_workers"])
+    handler.start_processes()
+    try:
+        ids = []
+        for i in range(WORKFLOWS):
+            if i % 2 == 0:
+                req = StartWorkflowRequest(name="sdk_pipeline", version=1, input={"name": f"user{i}"},
+                                           correlation_id=f"sdk-{i}")
+                ids.append((i, workflows.start_workflow(req)))
+            else:
+                ids.append((i, workflows.start_workflow_by_name("sdk_pipeline", {"name": f"user{i}"},
+                                                                version=1, correlationId=f"sdk-{i}")))
+        # The builder's start embeds the definition in the request (an inline workflowDef).
+        fatal_id = fatal_wf.start_workflow_with_input(workflow_input={})
+
+        deadline = time.time() + 120
+        pending = dict(ids)
+        results = {}
+        while pending and time.time() < deadline:
+            for i, wid in list(pending.items()):
+                status = workflows.get_workflow_status(wid, include_output=True, include_variables=False)
+                if status.status in ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"):
+                    results[i] = (wid, status)
+                    del pending[i]
+            time.sleep(0.2)
+        check(not pending, f"workflows still running after 120 s: {sorted(pending)}")
+
+        for i, (wid, status) in sorted(results.items()):
+            check(status.status == "COMPLETED", f"workflow {i} {wid} is {status.status}")
+            out = status.output or {}
+            check(out.get("greeting") == f"hello user{i}", f"workflow {i} greeting: {out}")
+            check(out.get("attempt") == 1, f"workflow {i} flaky task succeeded on its retry: {out}")
+            check((out.get("polls") or 0) >= 2, f"workflow {i} slow task was re-polled after IN_PROGRESS: {out}")
+
+        # Full workflow model: decodes (the SDK drops the whole object on one bad field) and
+        # shows the retry.
+        wid = results[0][0] if 0 in results else ids[0][1]
+        full = workflows.get_workflow(wid, include_tasks=True)
+        check(full is not None, "get_workflow decodes")
+        if full is not None:
+            flaky_attempts = [t for t in full.tasks if t.reference_task_name == "flaky"]
+            check([t.status for t in flaky_attempts] == ["FAILED", "COMPLETED"],
+                  f"flaky attempts: {[t.status for t in flaky_attempts]}")
+            check(flaky_attempts[0].reason_for_incompletion and "transient" in flaky_attempts[0].reason_for_incompletion,
+                  f"failure reason recorded: {flaky_attempts[0].reason_for_incompletion}")
+            check(full.correlation_id == "sdk-0", f"correlation id: {full.correlation_id}")
+
+        deadline = time.time() + 60
+        fatal = None
+        while time.time() < deadline:
+            fatal = workflows.get_workflow(fatal_id, include_tasks=True)
+            if fatal is not None and fatal.status != "RUNNING":
+                break
+            time.sleep(0.2)
+        check(fatal is not None and fatal.status == "FAILED", f"non-retryable failure fails the workflow: {fatal and fatal.status}")
+        if fatal is not None:
+            check([t.status for t in fatal.tasks] == ["FAILED_WITH_TERMINAL_ERROR"],
+                  f"terminal error is not retried: {[t.status for t in fatal.tasks]}")
+            check("cannot continue" in (fatal.reason_for_incompletion or ""), f"reason: {fatal.reason_for_incompletion}")
+
+        # Terminate through the client (the pipeline's slow step keeps it running for a second).
+        running = workflows.start_workflow(StartWorkflowRequest(name="sdk_pipeline", version=1, input={"name": "x"}))
+        workflows.terminate_workflow(running, reason="stopped by the SDK test")
+        terminated = workflows.get_workflow(running, include_tasks=False)
+        check(terminated.status == "TERMINATED", f"terminate: {terminated.status}")
+    finally:
+        handler.stop_processes()
+
+    print(json.dumps({"workflows": WORKFLOWS, "failures": failures}), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
