@@ -413,3 +413,28 @@ async fn metrics_and_health_are_served() {
     let ready = send(c.get(format!("{}/ready", node.url))).await;
     assert_eq!((ready.status, ready.json()["ready"].as_bool()), (200, Some(true)));
 }
+
+#[tokio::test]
+async fn chunked_bodies_and_unknown_fields_are_accepted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, node) = node().await;
+    register(&node).await;
+    // The JavaScript SDK sends JSON bodies with Transfer-Encoding: chunked and no Content-Length,
+    // and both SDKs send fields Conductor models carry but Overture does not use.
+    let body = r#"{"name":"two_steps","input":{"x":1},"idempotencyStrategy":"FAIL","somethingNew":{"a":1}}"#;
+    let (first, second) = body.split_at(20);
+    let host = node.url.trim_start_matches("http://");
+    let request = format!(
+        "POST /api/workflow HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connects");
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let id = response.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_owned();
+    let wf = send(client().get(node.api(&format!("/workflow/{id}")))).await;
+    assert_eq!((wf.status, wf.json()["input"]["x"].as_i64()), (200, Some(1)), "{response}");
+}
