@@ -74,6 +74,14 @@ pub(crate) enum WorkflowMsg {
 }
 
 impl WorkflowMsg {
+    fn task_id(&self) -> Option<&str> {
+        match self {
+            WorkflowMsg::Poll { task_id, .. } | WorkflowMsg::AddLog { task_id, .. } => Some(task_id),
+            WorkflowMsg::Update(update, _) => Some(&update.task_id),
+            _ => None,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             WorkflowMsg::Start(..) => "start",
@@ -131,7 +139,10 @@ impl Actor for WorkflowActor {
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
         let command = msg.name();
-        let span = tracing::info_span!("workflow", workflow_id = %st.id, command, term = st.ctx.term);
+        let span = tracing::info_span!("workflow", workflow_id = %st.id, command, term = st.ctx.term, task_id = tracing::field::Empty);
+        if let Some(task_id) = msg.task_id() {
+            span.record("task_id", task_id);
+        }
         st.handle(msg).instrument(span).await;
         metrics::histogram!(names::DECIDE_SECONDS, "command" => command).record(started.elapsed().as_secs_f64());
         st.last_active.store(crate::now_ms(), Ordering::Relaxed);

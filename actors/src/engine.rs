@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use overture_core::dsl::{StartWorkflowRequest, TaskDef, WorkflowDef};
-use overture_core::rows::queue_name;
+use overture_core::rows::{QueueItem, queue_name};
 use overture_core::validate;
 use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
 use overture_raft::codec::JsonBytes;
@@ -301,6 +301,7 @@ impl Engine {
                 let claims = popped.iter().map(|p| ctx.claim(p, worker_id.clone()));
                 let results = futures::future::join_all(claims).await;
                 let mut tasks = Vec::with_capacity(results.len());
+                let mut transient = None;
                 for (p, result) in popped.iter().zip(results) {
                     match result {
                         Ok(task) => {
@@ -310,15 +311,30 @@ impl Engine {
                         }
                         // The task moved on (finished, canceled, polled): drop it.
                         Err(Error::NotFound(_) | Error::Conflict(_) | Error::BadRequest(_) | Error::Invalid(_)) => {}
-                        // Not handed out: its durable queue row is intact and the next leader
-                        // (or this one, after a restart of its services) serves it.
-                        Err(e) => tracing::warn!(task_id = %p.task_id, error = %e, "claim failed"),
+                        // Not handed out, and its durable queue row is intact: put it back. A claim
+                        // that did commit after all removes it again when applied, and a second
+                        // claim of a task already polled is refused by the decider.
+                        Err(e) => {
+                            tracing::warn!(task_id = %p.task_id, error = %e, "claim failed; re-queued");
+                            let item = QueueItem {
+                                queue: queue.to_owned(),
+                                task_id: p.task_id.clone(),
+                                workflow_id: p.workflow_id.clone(),
+                                priority: p.priority,
+                                ready_at: p.ready_at,
+                            };
+                            ctx.queues.add(&item, crate::now_ms());
+                            transient = Some(e);
+                        }
                     }
                 }
                 if !tasks.is_empty() {
                     metrics::counter!(names::TASK_POLL, "taskType" => task_type.to_owned())
                         .increment(tasks.len() as u64);
                     return Ok(tasks);
+                }
+                if let Some(e) = transient {
+                    return Err(e);
                 }
                 continue;
             }

@@ -46,6 +46,8 @@ pub struct Popped {
     pub workflow_id: String,
     /// When it became ready, epoch millis.
     pub ready_at: i64,
+    /// Its workflow's priority.
+    pub priority: i32,
 }
 
 #[derive(Default)]
@@ -110,9 +112,9 @@ impl TaskQueues {
         let Some(q) = st.queues.get_mut(queue) else { return Vec::new() };
         let mut out = Vec::with_capacity(count.min(q.ready.len()));
         while out.len() < count {
-            let Some(((_, ready_at, _), task_id)) = q.ready.pop_first() else { break };
+            let Some(((Reverse(priority), ready_at, _), task_id)) = q.ready.pop_first() else { break };
             if let Some(entry) = q.entries.remove(&task_id) {
-                out.push(Popped { task_id, workflow_id: entry.workflow_id, ready_at });
+                out.push(Popped { task_id, workflow_id: entry.workflow_id, ready_at, priority });
             }
         }
         let depth = q.entries.len();
