@@ -42,16 +42,22 @@ impl Node {
 
     /// Starts `overture dev` with extra flags.
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.with_extension("log"))
-            .expect("log file");
+        let mut args: Vec<std::ffi::OsString> =
+            ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
+        args.push(data_dir.into());
+        args.extend(extra.iter().map(Into::into));
+        Node::spawn(&args, &[], data_dir).await
+    }
+
+    /// Starts `overture` with these arguments and extra environment, logging next to `data_dir`,
+    /// and waits until it serves writes.
+    pub async fn spawn(args: &[std::ffi::OsString], env: &[(&str, &str)], data_dir: &Path) -> Node {
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
         let mut child = Command::new(overture_bin())
-            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -65,7 +71,7 @@ impl Node {
                     return url.trim().to_owned();
                 }
             }
-            panic!("overture exited before listening; see {}", data_dir.with_extension("log").display());
+            panic!("overture exited before listening; see {}", log_path.display());
         })
         .await
         .expect("overture reports its address within 60 s");
