@@ -188,31 +188,6 @@ pub struct WorkflowRow {
     pub task_count: u32,
 }
 
-impl Versioned for WorkflowRow {
-    const NAME: &'static str = "workflow row";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for TaskState {
-    const NAME: &'static str = "task row";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for Event {
-    const NAME: &'static str = "event";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for QueueItem {
-    const NAME: &'static str = "queue entry";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for TimerItem {
-    const NAME: &'static str = "timer";
-    const VERSION: u8 = 1;
-}
-
 /// Which workflow owns a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRef {
@@ -220,11 +195,6 @@ pub struct TaskRef {
     pub workflow_id: String,
     #[allow(missing_docs)]
     pub seq: u32,
-}
-
-impl Versioned for TaskRef {
-    const NAME: &'static str = "task reference";
-    const VERSION: u8 = 1;
 }
 
 /// One line of a task's execution log (Conductor `TaskExecLog`).
@@ -236,33 +206,29 @@ pub struct TaskLogRow {
     pub created_time: i64,
 }
 
-impl Versioned for TaskLogRow {
-    const NAME: &'static str = "task log";
-    const VERSION: u8 = 1;
+/// Declares a stored type's name (for errors) and current format version.
+macro_rules! versioned {
+    ($($ty:ty => $name:literal, version $version:literal;)*) => {
+        $(impl Versioned for $ty {
+            const NAME: &'static str = $name;
+            const VERSION: u8 = $version;
+        })*
+    };
 }
 
-/// A definition's JSON, as stored in `defs` and `def_blobs`.
-impl Versioned for JsonBytes {
-    const NAME: &'static str = "definition";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for crate::types::Entry {
-    const NAME: &'static str = "raft log entry";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for crate::types::Vote {
-    const NAME: &'static str = "vote";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for crate::types::LogId {
-    const NAME: &'static str = "log id";
-    const VERSION: u8 = 1;
-}
-
-impl Versioned for crate::types::StoredMembership {
-    const NAME: &'static str = "membership";
-    const VERSION: u8 = 1;
+// Every stored type, with its current format version. (A definition's JSON, as stored in `defs`
+// and `def_blobs`, is `JsonBytes`.)
+versioned! {
+    WorkflowRow => "workflow row", version 1;
+    TaskState => "task row", version 1;
+    Event => "event", version 1;
+    QueueItem => "queue entry", version 1;
+    TimerItem => "timer", version 1;
+    TaskRef => "task reference", version 1;
+    TaskLogRow => "task log", version 1;
+    JsonBytes => "definition", version 1;
+    crate::types::Entry => "raft log entry", version 1;
+    crate::types::Vote => "vote", version 1;
+    crate::types::LogId => "log id", version 1;
+    crate::types::StoredMembership => "membership", version 1;
 }
