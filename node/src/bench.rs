@@ -4,10 +4,14 @@
 //! in flight. For each task type, `workers` workers batch-poll with a long-poll timeout and report
 //! each result with `update-v2`, which hands back the next task of their type when there is one.
 //!
-//! Reported: workflows/s and tasks/s over the whole run; task dispatch latency (from the
-//! server's `scheduledTime` of a task to a worker holding it, so it includes the time the task
-//! waited for a free worker); workflow latency (from sending the start request to the
-//! acknowledgement of its last task's update, which commits the workflow's completion).
+//! Each worker has `batch` slots, like an SDK worker with that many threads: it polls for as
+//! many tasks as it has slots and runs them side by side, each slot following the tasks
+//! `update-v2` hands back.
+//!
+//! Reported: workflows/s and tasks/s over the whole run; task dispatch latency (from the server's
+//! `scheduledTime` of a task to a worker receiving it, so it includes any wait for a free worker);
+//! workflow latency (from sending the start request to the acknowledgement of its last task's
+//! update, which commits the workflow's completion).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,7 +40,7 @@ pub struct BenchArgs {
     /// Workers per task type.
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// Tasks asked for per poll.
+    /// Slots per worker: tasks asked for per poll and run side by side.
     #[arg(long, default_value_t = 8)]
     batch: usize,
     /// Print the report as JSON.
@@ -186,6 +190,9 @@ async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>) -> anyhow::Result<()> {
     }
 }
 
+/// One worker with `batch` slots, like an SDK worker with that many threads: it asks for as many
+/// tasks as it has slots, runs each in its own slot (following `update-v2` hand-offs), and polls
+/// again once the slots are free.
 async fn worker(s: Arc<Shared>, step: usize, worker_id: String) -> anyhow::Result<()> {
     let poll_url = format!(
         "{}/tasks/poll/batch/{}?count={}&timeout=1000&workerid={worker_id}",
@@ -202,22 +209,34 @@ async fn worker(s: Arc<Shared>, step: usize, worker_id: String) -> anyhow::Resul
                 continue;
             }
         };
-        for task in tasks {
-            let mut current = Some(task);
-            while let Some(task) = current.take() {
-                current = execute(&s, step, &worker_id, &task).await?;
+        let received = wall_ms();
+        let slots = tasks.into_iter().map(|task| {
+            record_dispatch(&s, &task, received);
+            let (s, worker_id) = (&s, worker_id.as_str());
+            async move {
+                let mut current = Some(task);
+                while let Some(task) = current.take() {
+                    current = execute(s, step, worker_id, &task).await?;
+                }
+                anyhow::Ok(())
             }
+        });
+        for result in futures::future::join_all(slots).await {
+            result?;
         }
     }
     Ok(())
 }
 
-/// "Runs" one task and reports it with update-v2; returns the next task handed back.
-async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyhow::Result<Option<Value>> {
-    let received = wall_ms();
+/// Task dispatch latency: from the server's `scheduledTime` to the worker holding the task.
+fn record_dispatch(s: &Shared, task: &Value, received: i64) {
     if let Some(scheduled) = task["scheduledTime"].as_i64() {
         s.dispatch_ms.lock().push((received - scheduled).max(0) as f64);
     }
+}
+
+/// "Runs" one task and reports it with update-v2; returns the next task handed back.
+async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyhow::Result<Option<Value>> {
     let result = json!({
         "workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED",
         "outputData": {"step": step}, "workerId": worker_id
@@ -250,10 +269,11 @@ async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyh
         return Ok(None);
     }
     let body = response.bytes().await?;
-    if body.is_empty() {
-        return Ok(None);
+    let next = serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object);
+    if let Some(next) = &next {
+        record_dispatch(s, next, wall_ms());
     }
-    Ok(serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object))
+    Ok(next)
 }
 
 /// Checks every workflow reports COMPLETED.

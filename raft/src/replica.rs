@@ -150,6 +150,9 @@ fn db_options() -> Options {
     opts.create_missing_column_families(true);
     opts.increase_parallelism(2);
     opts.set_max_background_jobs(2);
+    // One memtable budget shared by all column families; by default each of the twelve would
+    // grow its own 64 MB buffers.
+    opts.set_db_write_buffer_size(64 << 20);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
     opts
