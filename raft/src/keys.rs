@@ -49,22 +49,6 @@ pub const CF_TIMERS: &str = "timers";
 /// Task execution logs.
 pub const CF_TASK_LOGS: &str = "task_logs";
 
-/// Every column family.
-pub const ALL: [&str; 12] = [
-    CF_RAFT_LOG,
-    CF_RAFT_META,
-    CF_SM_META,
-    CF_DEFS,
-    CF_DEF_BLOBS,
-    CF_WORKFLOWS,
-    CF_WF_TASKS,
-    CF_TASKS,
-    CF_EVENTS,
-    CF_QUEUE,
-    CF_TIMERS,
-    CF_TASK_LOGS,
-];
-
 /// The families that make up the state machine: what a snapshot holds and an install replaces.
 pub const STATE_MACHINE: [&str; 10] = [
     CF_SM_META,
@@ -78,6 +62,14 @@ pub const STATE_MACHINE: [&str; 10] = [
     CF_TIMERS,
     CF_TASK_LOGS,
 ];
+
+/// The families of the Raft log itself.
+pub const RAFT: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_META];
+
+/// Every column family.
+pub fn all() -> impl Iterator<Item = &'static str> {
+    RAFT.into_iter().chain(STATE_MACHINE)
+}
 
 /// `raft_meta` / `sm_meta` keys.
 pub mod meta {

@@ -116,7 +116,7 @@ impl Storage {
     pub fn open(options: &ReplicaOptions) -> Result<Storage, OpenError> {
         std::fs::create_dir_all(&options.data_dir)?;
         let db_path = options.data_dir.join("db");
-        let families = keys::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, db_options()));
+        let families = keys::all().map(|name| ColumnFamilyDescriptor::new(name, db_options()));
         let db = Arc::new(DB::open_cf_descriptors(&db_options(), &db_path, families).map_err(io_err)?);
         let applied: Option<LogId> = get(&db, meta::APPLIED)?;
         let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
@@ -255,8 +255,7 @@ impl Replica {
 
     /// Approximate bytes on disk of the live data (SST files and memtables).
     pub fn disk_bytes(&self) -> u64 {
-        keys::ALL
-            .iter()
+        keys::all()
             .filter_map(|name| {
                 self.db
                     .property_int_value_cf(cf(&self.db, name), rocksdb::properties::TOTAL_SST_FILES_SIZE)

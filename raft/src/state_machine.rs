@@ -317,28 +317,8 @@ impl Shared {
                 wb.put_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes(), encode(&r));
             }
             let (old_q, old_t) = old_rows.get(&seq).cloned().unwrap_or((None, None));
-            let new_q = rows::queue_item(&state.header, task);
-            let new_t = rows::task_timer(&state.header, task);
-            if old_q != new_q {
-                if let Some(q) = old_q {
-                    wb.delete_cf(cf(db, keys::CF_QUEUE), keys::queue(&q));
-                    changes.rows.push(RowChange::QueueRemoved(q));
-                }
-                if let Some(q) = new_q {
-                    wb.put_cf(cf(db, keys::CF_QUEUE), keys::queue(&q), encode(&q));
-                    changes.rows.push(RowChange::QueueAdded(q));
-                }
-            }
-            if old_t != new_t {
-                if let Some(t) = old_t {
-                    wb.delete_cf(cf(db, keys::CF_TIMERS), keys::timer(&t));
-                    changes.rows.push(RowChange::TimerRemoved(t));
-                }
-                if let Some(t) = new_t {
-                    wb.put_cf(cf(db, keys::CF_TIMERS), keys::timer(&t), encode(&t));
-                    changes.rows.push(RowChange::TimerAdded(t));
-                }
-            }
+            write_diff(db, wb, changes, old_q, rows::queue_item(&state.header, task));
+            write_diff(db, wb, changes, old_t, rows::task_timer(&state.header, task));
         }
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
@@ -350,6 +330,56 @@ impl Shared {
             inner.cache.put(state, def_hash);
         }
         Ok(Response::Applied { revision })
+    }
+}
+
+/// A row derived from state: where it is stored and how its changes are reported.
+trait DerivedRow: PartialEq + crate::codec::Versioned + Sized {
+    const FAMILY: &'static str;
+    fn key(&self) -> Vec<u8>;
+    fn added(self) -> RowChange;
+    fn removed(self) -> RowChange;
+}
+
+impl DerivedRow for QueueItem {
+    const FAMILY: &'static str = keys::CF_QUEUE;
+    fn key(&self) -> Vec<u8> {
+        keys::queue(self)
+    }
+    fn added(self) -> RowChange {
+        RowChange::QueueAdded(self)
+    }
+    fn removed(self) -> RowChange {
+        RowChange::QueueRemoved(self)
+    }
+}
+
+impl DerivedRow for TimerItem {
+    const FAMILY: &'static str = keys::CF_TIMERS;
+    fn key(&self) -> Vec<u8> {
+        keys::timer(self)
+    }
+    fn added(self) -> RowChange {
+        RowChange::TimerAdded(self)
+    }
+    fn removed(self) -> RowChange {
+        RowChange::TimerRemoved(self)
+    }
+}
+
+/// Writes the change from the row an old state implied to the row the new state implies, and
+/// records it for the listener.
+fn write_diff<T: DerivedRow>(db: &DB, wb: &mut WriteBatch, changes: &mut Changes, old: Option<T>, new: Option<T>) {
+    if old == new {
+        return;
+    }
+    if let Some(old) = old {
+        wb.delete_cf(cf(db, T::FAMILY), old.key());
+        changes.rows.push(old.removed());
+    }
+    if let Some(new) = new {
+        wb.put_cf(cf(db, T::FAMILY), new.key(), encode(&new));
+        changes.rows.push(new.added());
     }
 }
 
