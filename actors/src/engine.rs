@@ -15,6 +15,8 @@ use overture_core::validate;
 use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
 use overture_raft::codec::JsonBytes;
 use overture_raft::keys::TaskLogRow;
+use overture_raft::replica::ClusterStatus;
+use overture_raft::rpc::RpcServer;
 use overture_raft::{Leadership, ReadView, Replica, Request, Response};
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
@@ -149,6 +151,53 @@ impl Engine {
             Response::Conflict(m) => Err(Error::Conflict(m)),
             Response::RevisionConflict { current } => Err(Error::Conflict(format!("conflicting revision {current}"))),
         }
+    }
+
+    // ---- cluster ----
+
+    /// Where the group stands, as this node sees it.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        self.inner.replica.status()
+    }
+
+    /// The client address of the current leader, if one is known and it is not this node.
+    pub fn leader_address(&self) -> Option<String> {
+        let leader = self.leadership().leader?;
+        (leader != self.inner.replica.node_id()).then(|| self.inner.replica.node_addr(leader)).flatten()
+    }
+
+    /// Adds a learner (a non-voting member) and waits until it has caught up.
+    pub async fn add_learner(&self, id: u64, address: String) -> Result<(), Error> {
+        self.leader()?;
+        Ok(self.inner.replica.add_learner(id, address).await?)
+    }
+
+    /// Makes a learner a voter.
+    pub async fn promote(&self, id: u64) -> Result<(), Error> {
+        self.leader()?;
+        Ok(self.inner.replica.promote(id).await?)
+    }
+
+    /// Removes a member.
+    pub async fn remove_member(&self, id: u64) -> Result<(), Error> {
+        self.leader()?;
+        Ok(self.inner.replica.remove(id).await?)
+    }
+
+    /// Waits until local reads reflect every write committed before the call (leader only).
+    pub async fn ensure_linearizable(&self) -> Result<(), Error> {
+        self.leader()?;
+        Ok(self.inner.replica.ensure_linearizable().await?)
+    }
+
+    /// A digest of the state machine and the applied index it was taken at.
+    pub fn digest(&self) -> Result<(u64, String), Error> {
+        Ok(self.inner.replica.digest()?)
+    }
+
+    /// The server half of Raft RPC.
+    pub fn rpc(&self) -> &RpcServer {
+        self.inner.replica.rpc()
     }
 
     // ---- metadata ----

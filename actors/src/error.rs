@@ -47,6 +47,7 @@ impl From<ProposeError> for Error {
             ProposeError::Unknown => Error::Unavailable(
                 "leadership changed while the request was in flight; retry it (it is safe to repeat)".into(),
             ),
+            ProposeError::Rejected(m) => Error::Conflict(m),
             ProposeError::Fatal(m) => Error::Internal(m),
         }
     }

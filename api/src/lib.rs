@@ -15,9 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use overture_actors::Engine;
+use overture_raft::network::paths;
 
+mod cluster;
 pub mod error;
+pub mod forward;
 pub mod input;
+mod internal;
 mod metadata;
 mod ops;
 mod tasks;
@@ -32,6 +36,21 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// HTTP client for forwarding requests to the leader.
+    pub forward_client: reqwest::Client,
+}
+
+impl AppState {
+    /// State for a node.
+    pub fn new(engine: Engine, metrics: PrometheusHandle, max_body_bytes: usize) -> AppState {
+        let forward_client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .build()
+            .unwrap_or_default();
+        AppState { engine, metrics, max_body_bytes, forward_client }
+    }
 }
 
 static INSTANCE: OnceLock<String> = OnceLock::new();
@@ -82,14 +101,27 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{task_id}", get(tasks::get))
         .route("/tasks/{task_id}/log", post(tasks::add_log).get(tasks::logs))
         .route("/tasks/{workflow_id}/{reference}/{status}", post(tasks::update_by_ref))
-        .route("/health", get(ops::health));
+        .route("/health", get(ops::health))
+        .route("/cluster/status", get(cluster::status))
+        .route("/cluster/digest", get(cluster::digest))
+        .route("/cluster/learners", post(cluster::add_learner))
+        .route("/cluster/promote", post(cluster::promote))
+        .route("/cluster/members/{id}", axum::routing::delete(cluster::remove));
+    let internal = Router::new()
+        .route(paths::APPEND, post(internal::append))
+        .route(paths::VOTE, post(internal::vote))
+        .route(paths::PRE_VOTE, post(internal::pre_vote))
+        .route(paths::SNAPSHOT, post(internal::snapshot))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
     Router::new()
         .nest("/api", api)
+        .merge(internal)
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))
         .layer(axum::middleware::from_fn(ops::observe))
         .with_state(state)
 }

@@ -19,22 +19,37 @@ pub async fn health(State(s): State<AppState>) -> Json<Value> {
     Json(json!({"healthResults": [], "suppressedHealthResults": [], "healthy": running}))
 }
 
-/// `GET /ready`: 200 when this node serves writes, 503 otherwise (a readiness probe).
+/// `GET /ready`: 200 when this node can serve client requests now — it is the ready leader, or
+/// a follower that knows a leader to forward to — and 503 otherwise. A readiness probe.
 pub async fn ready(State(s): State<AppState>) -> Response {
     let l = s.engine.leadership();
-    let body = json!({"ready": s.engine.is_ready(), "leader": l.leader, "term": l.term, "isLeader": l.is_leader});
-    let status = if s.engine.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let leader_here = s.engine.is_ready();
+    let can_forward = !l.is_leader && s.engine.leader_address().is_some();
+    let ready = leader_here || can_forward;
+    let role = if l.is_leader { "leader" } else { "follower" };
+    let body = json!({"ready": ready, "role": role, "leader": l.leader, "term": l.term, "isLeader": l.is_leader});
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let replica = s.engine.replica();
-    let l = replica.leadership();
-    metrics::gauge!("overture_raft_term").set(l.term as f64);
-    metrics::gauge!("overture_raft_is_leader").set(if l.is_leader { 1.0 } else { 0.0 });
-    metrics::gauge!("overture_raft_applied_index").set(replica.read().applied_index() as f64);
-    metrics::gauge!("overture_rocksdb_sst_bytes").set(replica.disk_bytes() as f64);
+    let status = s.engine.cluster_status();
+    metrics::gauge!("overture_raft_term").set(status.term as f64);
+    metrics::gauge!("overture_raft_is_leader").set(if status.state == "Leader" { 1.0 } else { 0.0 });
+    metrics::gauge!("overture_raft_leader_id").set(status.leader.map_or(-1.0, |l| l as f64));
+    metrics::gauge!("overture_raft_last_log_index").set(status.last_log_index as f64);
+    metrics::gauge!("overture_raft_commit_index").set(status.commit_index as f64);
+    metrics::gauge!("overture_raft_applied_index").set(status.applied_index as f64);
+    metrics::gauge!("overture_raft_snapshot_index").set(status.snapshot_index.map_or(0.0, |i| i as f64));
+    metrics::gauge!("overture_raft_purged_index").set(status.purged_index.map_or(0.0, |i| i as f64));
+    metrics::gauge!("overture_raft_members").set(status.members.len() as f64);
+    for (follower, f) in status.replication.iter().flatten() {
+        metrics::gauge!("overture_raft_follower_lag", "follower" => follower.to_string()).set(f.lag as f64);
+        metrics::gauge!("overture_raft_follower_matched_index", "follower" => follower.to_string())
+            .set(f.matched_index as f64);
+    }
+    metrics::gauge!("overture_rocksdb_sst_bytes").set(s.engine.replica().disk_bytes() as f64);
     let body = s.metrics.render();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

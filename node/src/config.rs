@@ -41,6 +41,10 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// Build a snapshot after this many log entries.
     pub snapshot_every: Option<u64>,
+    /// Log entries kept behind a snapshot for followers that lag a little.
+    pub keep_after_snapshot: Option<u64>,
+    /// Never initialize a group: wait to be added to an existing one (`add-learner`).
+    pub join: Option<bool>,
     /// Passivate workflow actors idle this long, seconds.
     pub idle_actor_seconds: Option<u64>,
 }
@@ -55,6 +59,8 @@ pub struct Overrides {
     pub cluster_secret: Option<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
+    /// `id=address,id=address`.
+    pub members: Option<String>,
 }
 
 /// The validated configuration a node runs with.
@@ -69,7 +75,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
     pub snapshot_every: u64,
+    pub keep_after_snapshot: u64,
     pub idle_actor_seconds: u64,
+    pub join: bool,
 }
 
 const DEFAULT_MAX_BODY: usize = 8 << 20;
@@ -97,6 +105,7 @@ impl Overrides {
                 .map(|v| v.parse())
                 .transpose()
                 .context("OVERTURE_MAX_BODY_BYTES must be a number of bytes")?,
+            members: var("OVERTURE_MEMBERS"),
         })
     }
 
@@ -110,6 +119,7 @@ impl Overrides {
             cluster_secret: other.cluster_secret.or(self.cluster_secret),
             log_format: other.log_format.or(self.log_format),
             max_body_bytes: other.max_body_bytes.or(self.max_body_bytes),
+            members: other.members.or(self.members),
         }
     }
 }
@@ -132,34 +142,55 @@ impl Config {
             listen_text.parse().with_context(|| format!("listen address {listen_text:?} is not host:port"))?;
         let advertise = overrides.advertise.or(file.advertise).unwrap_or_else(|| listen.to_string());
         let mut members = BTreeMap::new();
-        for (id, addr) in file.members {
+        let listed: Vec<(String, String)> = match &overrides.members {
+            Some(list) => list
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|pair| {
+                    let (id, addr) = pair
+                        .split_once('=')
+                        .with_context(|| format!("OVERTURE_MEMBERS entry {pair:?} is not id=address"))?;
+                    Ok((id.trim().to_owned(), addr.trim().to_owned()))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            None => file.members.into_iter().collect(),
+        };
+        for (id, addr) in listed {
             let id: u64 = id.parse().with_context(|| format!("member id {id:?} must be a positive integer"))?;
+            if id == 0 {
+                bail!("member ids must be positive integers");
+            }
             members.insert(id, addr);
         }
-        if members.is_empty() {
+        let join = file.join.unwrap_or(false);
+        if members.is_empty() && !join {
             members.insert(node_id, advertise.clone());
         }
-        if !members.contains_key(&node_id) {
-            bail!("members must include this node's id {node_id}");
+        if !join && !members.contains_key(&node_id) {
+            bail!("members must include this node's id {node_id} (or set join = true to wait to be added)");
         }
-        if members.len() > 1 {
+        let cluster_secret = overrides.cluster_secret.or(file.cluster_secret).filter(|s| !s.is_empty());
+        if (members.len() > 1 || join) && cluster_secret.is_none() {
             bail!(
-                "this build runs single-member groups only ({} members configured); \
-                 multi-node clusters need the inter-node transport, which is not in this release",
-                members.len()
+                "cluster_secret is required when a group has more than one member: nodes authenticate each other with it"
             );
+        }
+        if members.len() > 1 && listen.port() == 0 {
+            bail!("listen needs a fixed port in a multi-node group: the other members reach this node at its address");
         }
         Ok(Config {
             node_id,
             listen,
             advertise,
             data_dir: overrides.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./overture-data")),
-            cluster_secret: overrides.cluster_secret.or(file.cluster_secret),
+            cluster_secret,
             members,
             log_format: overrides.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             max_body_bytes: overrides.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY),
             snapshot_every: file.snapshot_every.unwrap_or(20_000),
+            keep_after_snapshot: file.keep_after_snapshot.unwrap_or(1_000),
             idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),
+            join,
         })
     }
 }
@@ -181,6 +212,19 @@ mod tests {
     }
 
     #[test]
+    fn members_come_from_the_environment_when_set() {
+        let file: FileConfig =
+            toml::from_str("node_id = 2\ncluster_secret = \"s\"\nlisten = \"127.0.0.1:8081\"\n[members]\n9 = \"x:1\"")
+                .expect("parses");
+        let env = Overrides {
+            members: Some("1=127.0.0.1:8080, 2=127.0.0.1:8081,3=127.0.0.1:8082".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(file, env).expect("valid");
+        assert_eq!(c.members.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
     fn bad_settings_are_refused_with_a_reason() {
         let bad = |text: &str| {
             Config::resolve(toml::from_str(text).expect("parses"), Overrides::default())
@@ -189,7 +233,11 @@ mod tests {
         };
         assert!(bad("listen = \"nowhere\"").contains("not host:port"));
         assert!(bad("node_id = 2\n[members]\n1 = \"a:1\"").contains("must include"));
-        assert!(bad("node_id = 1\n[members]\n1 = \"a:1\"\n2 = \"b:1\"").contains("single-member"));
+        assert!(bad("node_id = 1\n[members]\n1 = \"a:1\"\n2 = \"b:1\"").contains("cluster_secret is required"));
+        assert!(
+            bad("node_id = 1\ncluster_secret = \"s\"\nlisten = \"127.0.0.1:0\"\n[members]\n1 = \"a:1\"\n2 = \"b:1\"")
+                .contains("fixed port")
+        );
         assert!(toml::from_str::<FileConfig>("nodeid = 1").is_err(), "unknown keys are refused");
     }
 }

@@ -4,8 +4,10 @@
 //! - `overture server --config FILE` runs a node from a configuration file.
 //! - `overture bench` drives a running node with HTTP-polling workers and reports throughput and
 //!   latency.
+//! - `overture cluster status|add-learner|promote|remove` administers a running group.
 
 mod bench;
+mod cluster_cli;
 mod config;
 
 use std::collections::BTreeMap;
@@ -62,6 +64,8 @@ enum Command {
     },
     /// Benchmark a running node with HTTP-polling workers.
     Bench(bench::BenchArgs),
+    /// Look at or change a running group.
+    Cluster(cluster_cli::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -99,11 +103,13 @@ fn main() -> anyhow::Result<()> {
                 log_format: common.log_format,
                 max_body_bytes: common.max_body_bytes,
                 cluster_secret: None,
+                members: None,
             };
             let config = Config::resolve(file, Overrides::from_env()?.then(flags))?;
             runtime.block_on(run_node(config))
         }
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Cluster(args) => runtime.block_on(cluster_cli::run(args)),
     }
 }
 
@@ -126,19 +132,33 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
 
     let mut options = ReplicaOptions::new(config.node_id, config.data_dir.clone());
     options.snapshot_every = config.snapshot_every;
+    options.keep_after_snapshot = config.keep_after_snapshot;
+    options.cluster_secret = config.cluster_secret.clone();
     let replica = Replica::open(options).await.with_context(|| format!("opening {}", config.data_dir.display()))?;
-    let members: BTreeMap<u64, Node> =
-        config.members.iter().map(|(id, addr)| (*id, Node { addr: addr.clone() })).collect();
-    if replica.initialize(members).await? {
-        tracing::info!(node_id = config.node_id, "initialized a new cluster");
-    }
-    let engine =
-        Engine::start(replica, EngineOptions { idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds) });
+    let engine = Engine::start(
+        replica.clone(),
+        EngineOptions { idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds) },
+    );
 
+    // Serve first: the other members reach this node's Raft through the same listener.
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    if !engine.wait_ready(Duration::from_secs(30)).await {
+    let state = AppState::new(engine.clone(), metrics, config.max_body_bytes);
+    let server = tokio::spawn(overture_api::serve(listener, state, shutdown_signal()));
+
+    if !config.join {
+        let mut members: BTreeMap<u64, Node> =
+            config.members.iter().map(|(id, a)| (*id, Node { addr: a.clone() })).collect();
+        // A one-member group listening on port 0 advertises the port it got.
+        if members.len() == 1 && config.listen.port() == 0 {
+            members.insert(config.node_id, Node { addr: addr.to_string() });
+        }
+        if replica.initialize(members).await? {
+            tracing::info!(node_id = config.node_id, "initialized a new group");
+        }
+    }
+    if config.members.len() <= 1 && !config.join && !engine.wait_ready(Duration::from_secs(30)).await {
         tracing::warn!("not serving writes yet: no leader after 30 s");
     }
     // Tests and scripts read this line to learn the port.
@@ -147,13 +167,12 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         %addr,
         node_id = config.node_id,
         advertise = %config.advertise,
+        members = config.members.len(),
         cluster_secret_set = config.cluster_secret.is_some(),
         data_dir = %config.data_dir.display(),
         "serving"
     );
-
-    let state = AppState { engine: engine.clone(), metrics, max_body_bytes: config.max_body_bytes };
-    overture_api::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+    server.await.context("the HTTP server task")?.context("serving HTTP")?;
     tracing::info!("shutting down");
     engine.shutdown().await;
     Ok(())

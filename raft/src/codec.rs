@@ -68,6 +68,29 @@ pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Format version of messages between nodes.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Encodes a message for another node: the wire version byte, then bincode.
+pub fn encode_message<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    if let Err(e) = bincode::serde::encode_into_std_write(value, &mut out, config()) {
+        unreachable!("encoding a Raft message cannot fail: {e}");
+    }
+    out
+}
+
+/// Decodes a message from another node.
+pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty("message"))?;
+    if version != WIRE_VERSION {
+        return Err(CodecError::UnknownVersion { name: "message", found: version, expected: WIRE_VERSION });
+    }
+    let (value, _) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| CodecError::Body { name: "message", message: e.to_string() })?;
+    Ok(value)
+}
+
 /// JSON text carried as bytes inside a bincode record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonBytes(#[serde(with = "overture_core::serde_util::bytes")] pub Vec<u8>);

@@ -10,7 +10,7 @@
 //! - [`state_machine`]: apply (version guard, evolve, one write batch), the apply listener.
 //! - [`snapshot`]: build and install snapshots as streamed row files.
 //! - [`read`]: the local read view; [`replica`]: opening it all, proposing, leadership.
-//! - [`network`]: Raft RPC between nodes.
+//! - [`network`] and [`rpc`]: Raft RPC between nodes, client and server halves.
 
 pub mod codec;
 mod defs;
@@ -19,6 +19,7 @@ pub mod log_store;
 pub mod network;
 pub mod read;
 pub mod replica;
+pub mod rpc;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

@@ -1,44 +1,140 @@
-//! Raft RPC between nodes.
+//! Raft RPC between nodes, over HTTP on each node's client address.
 //!
-//! A one-member group (the `overture dev` node) never sends an RPC: there is no one to send it to.
-//! The inter-node transport (append, vote and snapshot streaming over an authenticated internal
-//! listener) arrives with multi-node clusters; until then a node that is asked to reach a peer
-//! reports it unreachable, which openraft treats as a node that is down.
+//! Requests are `POST`s under `/internal/raft/` whose bodies are versioned bincode messages
+//! ([`crate::codec::encode_message`]); every request carries the cluster secret in
+//! [`SECRET_HEADER`], and a node refuses requests without the right one. A snapshot is streamed:
+//! a length-prefixed header (vote and metadata) followed by the snapshot file's bytes as they are
+//! read, so neither side holds it in memory whole.
+//!
+//! This module is the client half; [`crate::rpc`] is the server half the API mounts.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use futures::StreamExt;
 use openraft::RaftNetworkFactory;
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::network::v2::RaftNetworkV2;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use crate::codec::{decode_message, encode_message};
 use crate::snapshot::SnapshotFile;
-use crate::types::{Node, NodeId, TypeConfig, Vote};
+use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
+
+/// The header carrying the cluster secret.
+pub const SECRET_HEADER: &str = "x-overture-cluster-secret";
+
+/// Internal paths.
+pub mod paths {
+    /// Append entries (and heartbeats).
+    pub const APPEND: &str = "/internal/raft/append";
+    /// Request a vote.
+    pub const VOTE: &str = "/internal/raft/vote";
+    /// Request a pre-vote.
+    pub const PRE_VOTE: &str = "/internal/raft/pre-vote";
+    /// Stream a full snapshot.
+    pub const SNAPSHOT: &str = "/internal/raft/snapshot";
+}
+
+/// What the server half answers: the Raft response, or why the node could not handle it.
+pub(crate) type Answer<T> = Result<T, String>;
 
 /// Creates connections to peers.
-#[derive(Clone, Default)]
-pub struct Network;
+#[derive(Clone)]
+pub struct Network {
+    client: reqwest::Client,
+    secret: Option<Arc<str>>,
+}
+
+impl Network {
+    /// A network that authenticates with `secret` (a node without one can only be alone).
+    pub fn new(secret: Option<String>) -> Network {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap_or_default();
+        Network { client, secret: secret.map(Arc::from) }
+    }
+}
 
 /// A connection to one peer.
 pub struct PeerConnection {
     target: NodeId,
+    base: String,
+    client: reqwest::Client,
+    secret: Option<Arc<str>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
-    async fn new_client(&mut self, target: NodeId, _node: &Node) -> PeerConnection {
-        PeerConnection { target }
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
+        let addr = node.addr.trim_end_matches('/');
+        let base = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        PeerConnection { target, base, client: self.client.clone(), secret: self.secret.clone() }
     }
 }
 
 impl PeerConnection {
-    fn unreachable(&self) -> Unreachable<TypeConfig> {
-        Unreachable::from_string(format!(
-            "node {} cannot be reached: this build has no inter-node transport",
-            self.target
-        ))
+    fn request(&self, path: &str, ttl: Duration) -> reqwest::RequestBuilder {
+        let mut request = self.client.post(format!("{}{path}", self.base)).timeout(ttl);
+        if let Some(secret) = &self.secret {
+            request = request.header(SECRET_HEADER, secret.as_ref());
+        }
+        request
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let response = self
+            .request(path, option.hard_ttl())
+            .body(encode_message(req))
+            .send()
+            .await
+            .map_err(|e| self.failed(&e))?;
+        self.answer(response).await
+    }
+
+    async fn answer<Resp: DeserializeOwned>(&self, response: reqwest::Response) -> Result<Resp, RPCError<TypeConfig>> {
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.failed(&e))?;
+        if !status.is_success() {
+            let why = String::from_utf8_lossy(&body);
+            return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                "node {} refused: {status} {why}",
+                self.target
+            ))));
+        }
+        match decode_message::<Answer<Resp>>(&body) {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(why)) => {
+                Err(RPCError::Unreachable(Unreachable::from_string(format!("node {}: {why}", self.target))))
+            }
+            Err(e) => {
+                Err(RPCError::Network(NetworkError::from_string(format!("node {}: bad answer: {e}", self.target))))
+            }
+        }
+    }
+
+    /// A connection that cannot be made means the node is down: back off. Anything else
+    /// (a timeout, a reset) may be retried at once.
+    fn failed(&self, e: &reqwest::Error) -> RPCError<TypeConfig> {
+        if e.is_connect() {
+            RPCError::Unreachable(Unreachable::new(e))
+        } else {
+            RPCError::Network(NetworkError::new(e))
+        }
     }
 }
 
@@ -47,27 +143,58 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        self.call(paths::APPEND, &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        self.call(paths::VOTE, &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(paths::PRE_VOTE, &rpc, &option).await
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote,
-        _snapshot: openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        _option: RPCOption,
+        vote: Vote,
+        snapshot: openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(self.unreachable()))
+        let header = encode_message(&(vote, snapshot.meta.clone()));
+        let file = tokio::fs::File::open(&snapshot.snapshot.path)
+            .await
+            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+        let prefix = futures::stream::iter([
+            Ok::<Bytes, std::io::Error>(Bytes::from((header.len() as u32).to_be_bytes().to_vec())),
+            Ok(Bytes::from(header)),
+        ]);
+        let body = prefix.chain(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+        let send = self.request(paths::SNAPSHOT, option.hard_ttl()).body(reqwest::Body::wrap_stream(body)).send();
+        let response = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = send => r.map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?,
+        };
+        self.answer(response).await.map_err(|e| match e {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::Network(n) => StreamingError::Network(n),
+            other => StreamingError::Unreachable(Unreachable::from_string(other.to_string())),
+        })
     }
+}
+
+/// Decodes the snapshot stream's header: its length prefix has already been read.
+pub(crate) fn decode_snapshot_header(bytes: &[u8]) -> Result<(Vote, SnapshotMeta), String> {
+    decode_message(bytes).map_err(|e| e.to_string())
 }

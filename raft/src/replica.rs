@@ -18,6 +18,7 @@ use crate::keys::{self, CF_SM_META, meta};
 use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::read::ReadView;
+use crate::rpc::RpcServer;
 use crate::state_machine::{ApplyListener, Inner, Shared, StateMachine, WorkflowCache};
 use crate::types::{LogId, Node, NodeId, Raft, Request, Response, StoredMembership};
 use crate::{cf, io_err};
@@ -39,6 +40,8 @@ pub struct ReplicaOptions {
     pub heartbeat: Duration,
     /// Lower bound of the election timeout (the upper is twice that).
     pub election_timeout: Duration,
+    /// The secret nodes present to each other; without one a node talks to no peer.
+    pub cluster_secret: Option<String>,
 }
 
 impl ReplicaOptions {
@@ -52,6 +55,7 @@ impl ReplicaOptions {
             cache_capacity: 20_000,
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
+            cluster_secret: None,
         }
     }
 }
@@ -79,6 +83,9 @@ pub enum ProposeError {
     /// Leadership changed while the entry was in flight; it may or may not have been committed.
     #[error("leadership changed while the request was in flight; it may or may not have taken effect")]
     Unknown,
+    /// Raft refused the request (e.g. a membership change that is not allowed now).
+    #[error("{0}")]
+    Rejected(String),
     /// The Raft node stopped.
     #[error("raft stopped: {0}")]
     Fatal(String),
@@ -141,6 +148,7 @@ pub struct Replica {
     shared: Arc<Shared>,
     node_id: NodeId,
     db: Arc<DB>,
+    rpc: RpcServer,
     closed: Arc<Mutex<bool>>,
 }
 
@@ -171,36 +179,44 @@ impl Replica {
             election_timeout_max: election * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
             max_in_snapshot_log_to_keep: options.keep_after_snapshot,
+            install_snapshot_timeout: 120_000,
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| OpenError::Raft(e.to_string()))?);
         let Storage { db, log_store, state_machine, read } = storage;
         let shared = state_machine.shared.clone();
-        let raft = Raft::new(options.node_id, config, Network, log_store, state_machine)
+        let network = Network::new(options.cluster_secret.clone());
+        let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
-        Ok(Replica { raft, read, shared, node_id: options.node_id, db, closed: Arc::new(Mutex::new(false)) })
+        let rpc = RpcServer {
+            raft: raft.clone(),
+            secret: options.cluster_secret.as_deref().map(Arc::from),
+            incoming_dir: options.data_dir.join("incoming"),
+        };
+        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed: Arc::new(Mutex::new(false)) })
     }
 
     /// Initializes the group with these members, unless it already is (restarts never do).
+    /// Every initial member may call this with the same members, in any order: whichever starts
+    /// first, the group forms once. A node that already received the group's log (it joined, or
+    /// another member reached it first) is left as it is.
     pub async fn initialize(&self, members: BTreeMap<NodeId, Node>) -> Result<bool, OpenError> {
         if self.raft.is_initialized().await.map_err(|e| OpenError::Raft(e.to_string()))? {
             return Ok(false);
         }
-        self.raft.initialize(members).await.map_err(|e| OpenError::Raft(e.to_string()))?;
-        Ok(true)
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(openraft::errors::InitializeError::NotAllowed(_))) => Ok(false),
+            Err(e) => Err(OpenError::Raft(e.to_string())),
+        }
     }
 
     /// Proposes a change and waits until it is committed and applied here.
     pub async fn propose(&self, request: Request) -> Result<Response, ProposeError> {
         match self.raft.client_write(request).await {
             Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ProposeError::NotLeader { leader: f.leader_id })
-            }
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(ProposeError::Unknown),
-            Err(RaftError::APIError(other)) => Err(ProposeError::Fatal(other.to_string())),
-            Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+            Err(e) => Err(write_error(e)),
         }
     }
 
@@ -222,6 +238,115 @@ impl Replica {
     /// Where this node stands, from the latest Raft metrics.
     pub fn leadership(&self) -> Leadership {
         leadership_of(&self.raft.metrics().borrow_watched())
+    }
+
+    /// The server half of Raft RPC, for the API to mount.
+    pub fn rpc(&self) -> &RpcServer {
+        &self.rpc
+    }
+
+    /// The address of a member, from the current membership.
+    pub fn node_addr(&self, id: NodeId) -> Option<String> {
+        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        m.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// Where the group stands, as this node sees it.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberStatus { id: *id, address: node.addr.clone(), voter: voters.contains(id) })
+            .collect();
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let replication = m.replication.as_ref().map(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != self.node_id)
+                .map(|(id, matched)| {
+                    let matched = matched.as_ref().map_or(0, |l| l.index);
+                    (*id, FollowerStatus { matched_index: matched, lag: last_log_index.saturating_sub(matched) })
+                })
+                .collect()
+        });
+        ClusterStatus {
+            node_id: self.node_id,
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            members,
+            last_log_index,
+            commit_index: m.local_committed.as_ref().map_or(0, |l| l.index),
+            applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
+            snapshot_index: m.snapshot.as_ref().map(|l| l.index),
+            purged_index: m.purged.as_ref().map(|l| l.index),
+            replication,
+        }
+    }
+
+    /// Adds a learner that receives the log but does not vote; waits until it has caught up.
+    pub async fn add_learner(&self, id: NodeId, address: String) -> Result<(), ProposeError> {
+        self.raft.add_learner(id, Node { addr: address }, true).await.map(|_| ()).map_err(write_error)
+    }
+
+    /// Makes a learner a voter.
+    pub async fn promote(&self, id: NodeId) -> Result<(), ProposeError> {
+        let change = openraft::ChangeMembers::AddVoterIds(std::collections::BTreeSet::from([id]));
+        self.raft.change_membership(change, true).await.map(|_| ()).map_err(write_error)
+    }
+
+    /// Removes a member (voter or learner) from the group.
+    pub async fn remove(&self, id: NodeId) -> Result<(), ProposeError> {
+        let ids = std::collections::BTreeSet::from([id]);
+        let is_voter = self.status().members.iter().any(|m| m.id == id && m.voter);
+        if is_voter {
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
+                .await
+                .map_err(write_error)?;
+        }
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Waits until this node's state includes every write committed before the call: a
+    /// linearizable read may follow. Only the leader can do this.
+    pub async fn ensure_linearizable(&self) -> Result<(), ProposeError> {
+        match self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { leader: f.leader_id })
+            }
+            Err(RaftError::APIError(openraft::errors::LinearizableReadError::QuorumNotEnough(_))) => {
+                Err(ProposeError::NotLeader { leader: None })
+            }
+            Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// A digest of the whole state machine and the applied index it was taken at, to compare
+    /// replicas. Holds apply off while it reads.
+    pub fn digest(&self) -> Result<(u64, String), io::Error> {
+        use sha2::{Digest, Sha256};
+        let inner = self.shared.inner.lock();
+        let mut hasher = Sha256::new();
+        for family in keys::STATE_MACHINE.iter().filter(|f| **f != CF_SM_META) {
+            hasher.update(family.as_bytes());
+            for item in self.db.iterator_cf(cf(&self.db, family), rocksdb::IteratorMode::Start) {
+                let (k, v) = item.map_err(io_err)?;
+                hasher.update((k.len() as u32).to_be_bytes());
+                hasher.update(&k);
+                hasher.update((v.len() as u32).to_be_bytes());
+                hasher.update(&v);
+            }
+        }
+        let applied = inner.applied.as_ref().map_or(0, |l| l.index);
+        let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok((applied, hex))
     }
 
     /// Raft is running (it has not stopped on a fatal error or a shutdown).
@@ -299,6 +424,65 @@ impl Replica {
         drop(db);
         Ok(())
     }
+}
+
+fn write_error(e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: f.leader_id },
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ProposeError::Unknown,
+        RaftError::APIError(other) => ProposeError::Rejected(other.to_string()),
+        RaftError::Fatal(f) => ProposeError::Fatal(f.to_string()),
+    }
+}
+
+/// The group as one node sees it (`overture cluster status`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    #[allow(missing_docs)]
+    pub node_id: NodeId,
+    /// Leader, Follower, Candidate, Learner.
+    pub state: String,
+    #[allow(missing_docs)]
+    pub term: u64,
+    #[allow(missing_docs)]
+    pub leader: Option<NodeId>,
+    #[allow(missing_docs)]
+    pub members: Vec<MemberStatus>,
+    #[allow(missing_docs)]
+    pub last_log_index: u64,
+    #[allow(missing_docs)]
+    pub commit_index: u64,
+    #[allow(missing_docs)]
+    pub applied_index: u64,
+    #[allow(missing_docs)]
+    pub snapshot_index: Option<u64>,
+    #[allow(missing_docs)]
+    pub purged_index: Option<u64>,
+    /// Per follower, on the leader only.
+    pub replication: Option<BTreeMap<NodeId, FollowerStatus>>,
+}
+
+/// One member of the group.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    #[allow(missing_docs)]
+    pub id: NodeId,
+    #[allow(missing_docs)]
+    pub address: String,
+    /// A voter, or a learner.
+    pub voter: bool,
+}
+
+/// How far a follower is behind the leader.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowerStatus {
+    /// Last log index known to be on the follower.
+    pub matched_index: u64,
+    /// Entries the follower is behind the leader's log.
+    pub lag: u64,
 }
 
 /// Follows a node's [`Leadership`] as Raft metrics change.

@@ -113,6 +113,7 @@ fn build(shared: &Shared) -> Result<openraft::alias::SnapshotOf<TypeConfig, Snap
     record_current(shared, &meta, &name, false)?;
     remove_other_snapshots(&shared.snapshot_dir, &name);
     metrics::histogram!("overture_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("overture_snapshots_built_total").increment(1);
     tracing::info!(term, index, rows, file = %path.display(), "built snapshot");
     Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> { meta, snapshot: SnapshotFile { path } })
 }
@@ -265,6 +266,7 @@ fn load(shared: &Shared, path: &Path, meta: &SnapshotMeta) -> Result<(), io::Err
     inner.membership = meta.last_membership.clone();
     inner.cache.clear();
     shared.plans.lock().clear();
+    metrics::counter!("overture_snapshots_installed_total").increment(1);
     tracing::info!(?meta.last_log_id, "installed snapshot");
     Ok(())
 }

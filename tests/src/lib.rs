@@ -50,8 +50,16 @@ impl Node {
     }
 
     /// Starts `overture` with these arguments and extra environment, logging next to `data_dir`,
-    /// and waits until it serves writes.
+    /// and waits until it serves requests.
     pub async fn spawn(args: &[std::ffi::OsString], env: &[(&str, &str)], data_dir: &Path) -> Node {
+        let node = Node::launch(args, env, data_dir).await;
+        node.wait_ready().await;
+        node
+    }
+
+    /// Starts `overture` and waits only until it listens (a cluster member cannot be ready
+    /// before a quorum of its peers runs).
+    pub async fn launch(args: &[std::ffi::OsString], env: &[(&str, &str)], data_dir: &Path) -> Node {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
         let mut child = Command::new(overture_bin())
@@ -77,9 +85,7 @@ impl Node {
         .expect("overture reports its address within 60 s");
         // Keep draining stdout so the node never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let node = Node { child: Some(child), url, data_dir: data_dir.to_path_buf() };
-        node.wait_ready().await;
-        node
+        Node { child: Some(child), url, data_dir: data_dir.to_path_buf() }
     }
 
     /// `url` + `/api` + `path`.
@@ -103,6 +109,27 @@ impl Node {
             child.start_kill().expect("SIGKILL");
             child.wait().await.expect("reaped");
         }
+    }
+
+    /// Freezes the process (SIGSTOP): to its peers it is partitioned away.
+    pub fn sigstop(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen process (SIGCONT).
+    pub fn sigcont(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("a running process");
+        let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill runs");
+        assert!(ok.success(), "kill {sig} {pid}");
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Stops the process with SIGTERM (graceful) and waits for it to exit.
@@ -198,4 +225,318 @@ pub async fn wait_status(node: &Node, workflow_id: &str, status: &str, timeout: 
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
+}
+
+/// A group of `overture server` processes, node N on `127.0.0.N` at a port picked free.
+pub struct Cluster {
+    /// Index `i` holds node `i + 1`.
+    pub nodes: Vec<Node>,
+    configs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// Starts `size` members under `dir` and waits until a leader serves writes and every member
+    /// knows it. `extra` is appended to every node's configuration file.
+    pub async fn start(dir: &Path, size: usize, extra: &str) -> Cluster {
+        let addrs: Vec<String> = (1..=size)
+            .map(|n| {
+                let ip = format!("127.0.0.{n}");
+                let listener = std::net::TcpListener::bind((ip.as_str(), 0)).expect("a free port");
+                format!("{ip}:{}", listener.local_addr().expect("addr").port())
+            })
+            .collect();
+        let members: String = addrs.iter().enumerate().map(|(i, a)| format!("{} = \"{a}\"\n", i + 1)).collect();
+        let mut configs = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let n = i + 1;
+            let data = dir.join(format!("node-{n}"));
+            let config = dir.join(format!("node-{n}.toml"));
+            let text = format!(
+                "node_id = {n}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\ncluster_secret = \"test-secret\"\n{extra}\n[members]\n{members}",
+                data.display()
+            );
+            std::fs::write(&config, text).expect("config written");
+            configs.push(config);
+        }
+        let mut nodes = Vec::new();
+        for (i, config) in configs.iter().enumerate() {
+            nodes.push(Node::launch(&server_args(config), &[], &dir.join(format!("node-{}", i + 1))).await);
+        }
+        let cluster = Cluster { nodes, configs };
+        cluster.wait_leader(Duration::from_secs(60)).await;
+        for node in &cluster.nodes {
+            node.wait_ready().await;
+        }
+        cluster
+    }
+
+    /// `url` of node `n` (1-based) + `/api` + `path`.
+    pub fn api(&self, n: usize, path: &str) -> String {
+        self.nodes[n - 1].api(path)
+    }
+
+    /// The node (1-based) that leads and serves writes, among running nodes, once there is one.
+    pub async fn wait_leader(&self, timeout: Duration) -> usize {
+        let client = client();
+        let deadline = Instant::now() + timeout;
+        loop {
+            for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.is_running()) {
+                let url = format!("{}/api/cluster/status", node.url);
+                if let Ok(r) = client.get(url).timeout(Duration::from_millis(500)).send().await
+                    && let Ok(v) = r.json::<Value>().await
+                    && v["state"] == "Leader"
+                    && v["ready"] == true
+                {
+                    return i + 1;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A running node (1-based) other than `not`.
+    pub fn other_than(&self, not: usize) -> usize {
+        (1..=self.nodes.len()).find(|n| *n != not && self.nodes[n - 1].is_running()).expect("another running node")
+    }
+
+    /// Restarts node `n` (1-based) on its data, without waiting for readiness.
+    pub async fn restart(&mut self, n: usize) {
+        let config = self.configs[n - 1].clone();
+        let data = self.nodes[n - 1].data_dir.clone();
+        self.nodes[n - 1] = Node::launch(&server_args(&config), &[], &data).await;
+    }
+
+    /// This node's status (`/api/cluster/status`).
+    pub async fn status(&self, n: usize) -> Value {
+        send(client().get(self.api(n, "/cluster/status"))).await.json()
+    }
+}
+
+fn server_args(config: &Path) -> Vec<std::ffi::OsString> {
+    vec!["server".into(), "--config".into(), config.into()]
+}
+
+/// What clients were told succeeded, during a workload that may see faults.
+#[derive(Default)]
+pub struct Ledger {
+    /// Workflows whose start was acknowledged.
+    pub started: std::sync::Mutex<Vec<String>>,
+    /// Task results acknowledged: (task id, workflow id, output sent).
+    pub updated: std::sync::Mutex<Vec<(String, String, Value)>>,
+    /// When the first write after a fault was acknowledged.
+    pub first_write_after: std::sync::Mutex<Option<Instant>>,
+}
+
+/// A workload of linear workflows (`steps` SIMPLE tasks named `{prefix}_{i}`) against any of a
+/// set of node URLs, recording only acknowledged work, until stopped.
+pub struct Workload {
+    /// What was acknowledged.
+    pub ledger: std::sync::Arc<Ledger>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    /// The workflow definition name.
+    pub name: String,
+    /// Tasks per workflow.
+    pub steps: usize,
+}
+
+impl Workload {
+    /// Registers the definitions through `url`: each step is retried after its response timeout
+    /// (10 s, longer than a failover plus a client's retry, so only tasks nobody holds any more
+    /// come back that way; a result arriving after it is a no-op, as in Conductor).
+    pub async fn register(url: &str, prefix: &str, steps: usize) -> String {
+        let c = client();
+        let defs: Vec<Value> = (0..steps)
+            .map(|i| serde_json::json!({"name": format!("{prefix}_{i}"), "retryCount": 10, "retryDelaySeconds": 0, "responseTimeoutSeconds": 10}))
+            .collect();
+        let r = send(c.post(format!("{url}/api/metadata/taskdefs")).json(&defs)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let tasks: Vec<Value> = (0..steps)
+            .map(|i| serde_json::json!({"name": format!("{prefix}_{i}"), "taskReferenceName": format!("s{i}"), "inputParameters": {"n": "${workflow.input.n}"}}))
+            .collect();
+        let name = format!("{prefix}_flow");
+        let def = serde_json::json!({"name": name, "version": 1, "tasks": tasks});
+        let r = send(c.post(format!("{url}/api/metadata/workflow?overwrite=true")).json(&def)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        name
+    }
+
+    /// Starts `starters` loops starting workflows (up to `max_starts` in all) and `workers`
+    /// worker loops, spread over `urls`.
+    pub fn run(
+        urls: Vec<String>,
+        prefix: &str,
+        steps: usize,
+        starters: usize,
+        workers: usize,
+        max_starts: usize,
+    ) -> Workload {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let ledger = std::sync::Arc::new(Ledger::default());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let started = std::sync::Arc::new(AtomicUsize::new(0));
+        let name = format!("{prefix}_flow");
+        let mut handles = Vec::new();
+        for s in 0..starters {
+            let (urls, ledger, stop, started, name) =
+                (urls.clone(), ledger.clone(), stop.clone(), started.clone(), name.clone());
+            handles.push(tokio::spawn(async move {
+                let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+                let mut k = s;
+                while !stop.load(Ordering::Relaxed) {
+                    k += 1;
+                    if started.load(Ordering::Relaxed) >= max_starts {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    let url = &urls[k % urls.len()];
+                    let body = serde_json::json!({"name": name, "input": {"n": k}});
+                    match c.post(format!("{url}/api/workflow")).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            if let Ok(id) = r.text().await {
+                                started.fetch_add(1, Ordering::Relaxed);
+                                ledger.started.lock().expect("lock").push(id);
+                                ledger.first_write_after.lock().expect("lock").get_or_insert_with(Instant::now);
+                            }
+                        }
+                        // 503 during an election, connection errors to a dead node: try elsewhere.
+                        _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+            }));
+        }
+        for w in 0..workers {
+            let (urls, ledger, stop) = (urls.clone(), ledger.clone(), stop.clone());
+            let prefix = prefix.to_owned();
+            handles.push(tokio::spawn(async move {
+                let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+                let mut k = w;
+                while !stop.load(Ordering::Relaxed) {
+                    k += 1;
+                    let url = &urls[k % urls.len()];
+                    let step = k % steps;
+                    let poll = format!("{url}/api/tasks/poll/batch/{prefix}_{step}?count=5&timeout=200&workerid=w{w}");
+                    let Ok(r) = c.get(poll).send().await else { continue };
+                    let Ok(tasks) = r.json::<Vec<Value>>().await else { continue };
+                    for t in tasks {
+                        let task_id = t["taskId"].as_str().unwrap_or_default().to_owned();
+                        let wf = t["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
+                        let output = serde_json::json!({"doneBy": format!("w{w}"), "task": task_id});
+                        let result = serde_json::json!({"workflowInstanceId": wf, "taskId": task_id, "status": "COMPLETED", "outputData": output});
+                        // Report through any node; on failure try the next one a few times.
+                        for attempt in 0..urls.len() * 3 {
+                            let target = &urls[(k + attempt) % urls.len()];
+                            if let Ok(r) = c.post(format!("{target}/api/tasks")).json(&result).send().await
+                                && r.status().is_success()
+                            {
+                                ledger.updated.lock().expect("lock").push((task_id.clone(), wf.clone(), output.clone()));
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Workload { ledger, stop, handles, name, steps }
+    }
+
+    /// Acknowledged starts so far.
+    pub fn started(&self) -> usize {
+        self.ledger.started.lock().expect("lock").len()
+    }
+
+    /// Acknowledged results so far.
+    pub fn updated(&self) -> usize {
+        self.ledger.updated.lock().expect("lock").len()
+    }
+
+    /// Stops every loop.
+    pub async fn stop(self) -> std::sync::Arc<Ledger> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.handles {
+            let _ = h.await;
+        }
+        self.ledger
+    }
+}
+
+/// Checks what a faulty run must still guarantee, through the node at `url`: every acknowledged
+/// workflow exists and completes, every acknowledged result is stored as sent, no task was
+/// acknowledged twice, and each step of each workflow completed exactly once.
+pub async fn check_ledger(url: &str, ledger: &Ledger, steps: usize, timeout: Duration) {
+    let c = client();
+    let started = ledger.started.lock().expect("lock").clone();
+    let updated = ledger.updated.lock().expect("lock").clone();
+    for (task_id, wf, output) in &updated {
+        let t = send(c.get(format!("{url}/api/tasks/{task_id}"))).await.json();
+        assert_eq!(t["status"], "COMPLETED", "acknowledged result of {task_id} survives: {t}");
+        assert_eq!(&t["outputData"], output, "with its output");
+        assert_eq!(t["workflowInstanceId"].as_str(), Some(wf.as_str()));
+    }
+    let distinct: std::collections::HashSet<&String> = updated.iter().map(|(t, _, _)| t).collect();
+    assert_eq!(distinct.len(), updated.len(), "no task was completed by two workers");
+    for id in &started {
+        let wf = wait_status_at(url, id, "COMPLETED", timeout).await;
+        let mut completed: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for t in wf["tasks"].as_array().cloned().unwrap_or_default() {
+            if t["status"] == "COMPLETED" {
+                *completed.entry(t["referenceTaskName"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+            }
+        }
+        assert_eq!(completed.len(), steps, "{id}: {completed:?}");
+        assert!(completed.values().all(|&n| n == 1), "{id}: a step completed twice: {completed:?}");
+    }
+}
+
+/// Like [`wait_status`], by URL.
+pub async fn wait_status_at(url: &str, workflow_id: &str, status: &str, timeout: Duration) -> Value {
+    let client = client();
+    let url = format!("{url}/api/workflow/{workflow_id}");
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    loop {
+        if let Ok(r) = client.get(&url).send().await
+            && let Ok(v) = r.json::<Value>().await
+        {
+            if v["status"] == status {
+                return v;
+            }
+            last = v;
+        }
+        assert!(Instant::now() < deadline, "workflow {workflow_id} did not reach {status}; last seen: {last:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs the official Python SDK workload (`tests/python/sdk_workload.py`) against `url`.
+pub async fn run_python_sdk_workload(url: &str) {
+    let python = std::env::var("OVERTURE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python).args(["-c", "import conductor.client"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "{python} cannot import the Conductor SDK. Run the suite with tests/run.sh, which installs it, \
+         or `pip install -r tests/python/requirements.txt` and set OVERTURE_PYTHON. ({probe:?})"
+    );
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python");
+    let child = Command::new(&python)
+        .arg(scripts.join("sdk_workload.py"))
+        .arg(url)
+        .current_dir(&scripts)
+        .env("PYTHONPATH", &scripts)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("the SDK workload finishes within 300 s")
+        .expect("python ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "SDK workload failed ({}):\n{stdout}\n--- stderr ---\n{stderr}", output.status);
+    assert!(stdout.contains("\"failures\": []"), "{stdout}");
 }

@@ -1,0 +1,133 @@
+//! Any node accepts any request. A node that is not the ready leader serves reads from its own
+//! state and forwards everything else — writes and polls, long polls included — to the leader,
+//! passing its answer back unchanged. `?consistent=true` (or `X-Overture-Consistent: true`) makes
+//! a read linearizable: it is served by the leader after confirming it still leads.
+//!
+//! Forwarding is one hop: a forwarded request that reaches a node that is not the leader (the
+//! leadership moved meanwhile) gets a retryable 503, as does any request while no leader is known.
+//! A forwarded write whose answer is lost in transit may have taken effect; updates are idempotent,
+//! a retried start creates a second workflow.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Marks a request forwarded by another node.
+pub const FORWARDED_HEADER: &str = "x-overture-forwarded-by";
+/// Asks for a linearizable read.
+pub const CONSISTENT_HEADER: &str = "x-overture-consistent";
+
+/// Long polls last up to 5 s; leave room for them.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(65);
+
+fn consistent(request: &Request) -> bool {
+    let in_query = request.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "consistent" && v.eq_ignore_ascii_case("true"))
+    });
+    let in_header = request
+        .headers()
+        .get(CONSISTENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    in_query || in_header
+}
+
+/// Whether the request must be handled by the leader.
+fn needs_leader(request: &Request) -> bool {
+    let path = request.uri().path();
+    if path.starts_with("/internal/") || !path.starts_with("/api/") || path == "/api/health" {
+        return false;
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return true;
+    }
+    path.starts_with("/api/tasks/poll/") || consistent(request)
+}
+
+/// The forwarding middleware.
+pub async fn forward(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    if !needs_leader(&request) {
+        return next.run(request).await;
+    }
+    if s.engine.is_ready() {
+        if consistent(&request)
+            && let Err(e) = s.engine.ensure_linearizable().await
+        {
+            return ApiError::from(e).into_response();
+        }
+        return next.run(request).await;
+    }
+    if request.headers().contains_key(FORWARDED_HEADER) {
+        return unavailable("leadership moved while the request was forwarded; retry");
+    }
+    let Some(leader) = s.engine.leader_address() else {
+        return unavailable("no leader is serving yet (an election may be in progress); retry shortly");
+    };
+    match proxy(&s, &leader, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn unavailable(message: &str) -> Response {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+}
+
+const HOP_BY_HOP: [HeaderName; 5] =
+    [header::HOST, header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::UPGRADE];
+
+async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, s.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than the limit of {} bytes", s.max_body_bytes),
+        )
+    })?;
+    let base = if leader.contains("://") { leader.to_owned() } else { format!("http://{leader}") };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let node = s.engine.cluster_status().node_id.to_string();
+    let forwarded = s
+        .forward_client
+        .request(parts.method.clone(), format!("{base}{path}"))
+        .headers(headers)
+        .header(FORWARDED_HEADER, node)
+        .timeout(FORWARD_TIMEOUT)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the leader at {leader} did not answer ({e}); retry"),
+            )
+        })?;
+    metrics::counter!("overture_http_forwarded_total", "method" => parts.method.to_string()).increment(1);
+    let status = forwarded.status();
+    let mut out_headers = HeaderMap::new();
+    for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
+        if let Some(v) = forwarded.headers().get(&name) {
+            out_headers.insert(name, v.clone());
+        }
+    }
+    let bytes = forwarded.bytes().await.map_err(|e| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the leader's answer was cut off ({e}); retry"))
+    })?;
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    Ok(response)
+}

@@ -1,0 +1,57 @@
+//! `/internal/raft/*`: Raft RPC from peer nodes. Every request must carry the cluster secret;
+//! anything else is refused with 403 before its body is read.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use overture_raft::network::SECRET_HEADER;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Appends from the leader carry up to a few hundred entries, each up to the request body
+/// limit; peers are authenticated, so the bound is generous.
+const MAX_RPC_BYTES: usize = 1 << 30;
+
+/// Refuses callers without the cluster secret.
+pub async fn authenticate(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
+    if !s.engine.rpc().authorized(presented) {
+        metrics::counter!("overture_internal_rejected_total").increment(1);
+        return ApiError::new(StatusCode::FORBIDDEN, "internal endpoints need the cluster secret").into_response();
+    }
+    next.run(request).await
+}
+
+async fn body_bytes(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_RPC_BYTES)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading an RPC body: {e}")))
+}
+
+fn binary(bytes: Vec<u8>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+}
+
+/// `POST /internal/raft/append`.
+pub async fn append(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.rpc().append(&body_bytes(body).await?).await))
+}
+
+/// `POST /internal/raft/vote`.
+pub async fn vote(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.rpc().vote(&body_bytes(body).await?).await))
+}
+
+/// `POST /internal/raft/pre-vote`.
+pub async fn pre_vote(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.rpc().pre_vote(&body_bytes(body).await?).await))
+}
+
+/// `POST /internal/raft/snapshot`: a streamed snapshot, written to disk as it arrives.
+pub async fn snapshot(State(s): State<AppState>, body: Body) -> Response {
+    let stream = body.into_data_stream();
+    binary(s.engine.rpc().install_snapshot(Box::pin(stream)).await)
+}

@@ -1,0 +1,140 @@
+//! `overture cluster ...`: look at and change a running group through any node's HTTP API.
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+/// Cluster administration.
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    /// Any node of the group.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "OVERTURE_URL")]
+    url: String,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ClusterCommand {
+    /// Members, leader, term, commit and applied index, lag per follower.
+    Status {
+        /// Print the leader's status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a node as a learner (it receives the log but does not vote) and wait until it caught up.
+    AddLearner {
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// The new node's API address (host:port).
+        #[arg(long)]
+        address: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// The learner's id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Remove a member from the group.
+    Remove {
+        /// The member's id.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+fn base(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.contains("://") { url.to_owned() } else { format!("http://{url}") }
+}
+
+async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let body: Value = response.json().await.context("the node's answer is not JSON")?;
+    if !status.is_success() {
+        bail!("{status}: {}", body["message"].as_str().unwrap_or("request failed"));
+    }
+    Ok(body)
+}
+
+/// Runs a cluster command.
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = base(&args.url);
+    match args.command {
+        ClusterCommand::Status { json } => {
+            let mine = answer(
+                client
+                    .get(format!("{url}/api/cluster/status"))
+                    .send()
+                    .await
+                    .with_context(|| format!("reaching {url}"))?,
+            )
+            .await?;
+            // Lag is known to the leader only: ask it when this node is not it.
+            let leader_view = match mine["leaderAddress"].as_str() {
+                Some(addr) if mine["state"] != "Leader" => {
+                    answer(client.get(format!("{}/api/cluster/status", base(addr))).send().await?)
+                        .await
+                        .unwrap_or(mine.clone())
+                }
+                _ => mine.clone(),
+            };
+            if json {
+                println!("{leader_view}");
+            } else {
+                print_status(&leader_view);
+            }
+        }
+        ClusterCommand::AddLearner { id, address } => {
+            let r = client
+                .post(format!("{url}/api/cluster/learners"))
+                .json(&json!({"nodeId": id, "address": address}))
+                .send()
+                .await?;
+            print_status(&answer(r).await?);
+        }
+        ClusterCommand::Promote { id } => {
+            let r = client.post(format!("{url}/api/cluster/promote")).json(&json!({"nodeId": id})).send().await?;
+            print_status(&answer(r).await?);
+        }
+        ClusterCommand::Remove { id } => {
+            let r = client.delete(format!("{url}/api/cluster/members/{id}")).send().await?;
+            print_status(&answer(r).await?);
+        }
+    }
+    Ok(())
+}
+
+fn print_status(s: &Value) {
+    let leader = s["leader"].as_u64().map_or_else(|| "none".to_owned(), |l| l.to_string());
+    println!(
+        "leader {leader}  term {}  (as seen by node {}, {})",
+        s["term"],
+        s["nodeId"],
+        s["state"].as_str().unwrap_or("?")
+    );
+    println!(
+        "log: last {}  committed {}  applied {}  snapshot {}  purged {}",
+        s["lastLogIndex"], s["commitIndex"], s["appliedIndex"], s["snapshotIndex"], s["purgedIndex"]
+    );
+    println!("{:<6} {:<24} {:<8} {:>10} {:>8}", "id", "address", "role", "matched", "lag");
+    for m in s["members"].as_array().into_iter().flatten() {
+        let id = m["id"].as_u64().unwrap_or_default();
+        let role = if Some(id) == s["leader"].as_u64() {
+            "leader"
+        } else if m["voter"] == true {
+            "voter"
+        } else {
+            "learner"
+        };
+        let f = &s["replication"][id.to_string()];
+        let (matched, lag) = if f.is_object() {
+            (f["matchedIndex"].to_string(), f["lag"].to_string())
+        } else {
+            ("-".into(), "-".into())
+        };
+        println!("{:<6} {:<24} {:<8} {:>10} {:>8}", id, m["address"].as_str().unwrap_or(""), role, matched, lag);
+    }
+}

@@ -1,0 +1,221 @@
+//! Three `overture server` processes on loopback: forwarding, failover, partitions, snapshots,
+//! whole-cluster restarts, and the status the cluster reports.
+
+use std::time::{Duration, Instant};
+
+use overture_tests::{Cluster, Workload, check_ledger, client, run_python_sdk_workload, send, wait_for};
+use serde_json::{Value, json};
+
+async fn cluster(dir: &std::path::Path, extra: &str) -> Cluster {
+    Cluster::start(dir, 3, extra).await
+}
+
+fn urls(c: &Cluster) -> Vec<String> {
+    c.nodes.iter().map(|n| n.url.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_workers_on_a_follower_complete_everything() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "").await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let follower = c.other_than(leader);
+    run_python_sdk_workload(&c.nodes[follower - 1].url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_sigkill_mid_workload_loses_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = cluster(dir.path(), "").await;
+    Workload::register(&c.nodes[0].url, "kill", 3).await;
+    let load = Workload::run(urls(&c), "kill", 3, 4, 6, 240);
+    assert!(wait_for(Duration::from_secs(60), || async { load.started() >= 100 }).await, "the load made progress");
+
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let before = load.started();
+    *load.ledger.first_write_after.lock().expect("lock") = None;
+    let killed_at = Instant::now();
+    c.nodes[leader - 1].kill9().await;
+    // The first start acknowledged after the kill.
+    let recovered = wait_for(Duration::from_secs(30), || async {
+        load.ledger.first_write_after.lock().expect("lock").is_some_and(|t| t > killed_at) && load.started() > before
+    })
+    .await;
+    assert!(recovered, "writes resume after the leader dies");
+    let first = load.ledger.first_write_after.lock().expect("lock").unwrap_or(killed_at);
+    eprintln!("leader SIGKILL → first acknowledged write: {} ms", (first - killed_at).as_millis());
+    let new_leader = c.wait_leader(Duration::from_secs(10)).await;
+    assert_ne!(new_leader, leader);
+
+    assert!(wait_for(Duration::from_secs(90), || async { load.started() >= 240 }).await, "240 workflows acknowledged");
+    // Bring the old leader back while the workload finishes.
+    c.restart(leader).await;
+    let survivor = c.nodes[new_leader - 1].url.clone();
+    let finisher = Workload::run(urls(&c), "kill", 3, 0, 6, 0);
+    let ledger = load.stop().await;
+    check_ledger(&survivor, &ledger, 3, Duration::from_secs(90)).await;
+    finisher.stop().await;
+    assert!(ledger.started.lock().expect("lock").len() >= 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "").await;
+    Workload::register(&c.nodes[0].url, "stop", 2).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    // Clients talk to the other two: the frozen node would hang them.
+    let others: Vec<String> = (1..=3).filter(|n| *n != leader).map(|n| c.nodes[n - 1].url.clone()).collect();
+    let load = Workload::run(others.clone(), "stop", 2, 3, 4, 200);
+    assert!(wait_for(Duration::from_secs(60), || async { load.started() >= 50 }).await);
+
+    let frozen_at = Instant::now();
+    c.nodes[leader - 1].sigstop();
+    let took_over = wait_for(Duration::from_secs(30), || async {
+        for url in &others {
+            if let Ok(r) =
+                client().get(format!("{url}/api/cluster/status")).timeout(Duration::from_millis(300)).send().await
+                && let Ok(v) = r.json::<Value>().await
+                && v["state"] == "Leader"
+                && v["ready"] == true
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(took_over, "a new leader takes over from the frozen one");
+    eprintln!("leader SIGSTOP → new leader ready: {} ms", frozen_at.elapsed().as_millis());
+    let at_freeze = load.started();
+    assert!(wait_for(Duration::from_secs(30), || async { load.started() > at_freeze + 20 }).await, "work goes on");
+
+    c.nodes[leader - 1].sigcont();
+    let stepped_down = wait_for(Duration::from_secs(20), || async {
+        let s = c.status(leader).await;
+        s["state"] != "Leader" && s["leader"].as_u64().is_some_and(|l| l as usize != leader)
+    })
+    .await;
+    assert!(stepped_down, "the old leader follows the new one after it wakes: {}", c.status(leader).await);
+
+    assert!(wait_for(Duration::from_secs(60), || async { load.started() >= 200 }).await);
+    let ledger = load.stop().await;
+    let finisher = Workload::run(others.clone(), "stop", 2, 0, 4, 0);
+    check_ledger(&others[0], &ledger, 2, Duration::from_secs(90)).await;
+    finisher.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_a_purged_log_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = cluster(dir.path(), "snapshot_every = 100\nkeep_after_snapshot = 0").await;
+    Workload::register(&c.nodes[0].url, "lag", 2).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let follower = c.other_than(leader);
+    let lagged_at = c.status(follower).await["appliedIndex"].as_u64().unwrap_or_default();
+    c.nodes[follower - 1].kill9().await;
+
+    let live: Vec<String> = (1..=3).filter(|n| *n != follower).map(|n| c.nodes[n - 1].url.clone()).collect();
+    let load = Workload::run(live.clone(), "lag", 2, 2, 4, 120);
+    assert!(wait_for(Duration::from_secs(90), || async { load.started() >= 120 }).await);
+    let ledger = load.stop().await;
+    let finisher = Workload::run(live.clone(), "lag", 2, 0, 4, 0);
+    check_ledger(&live[0], &ledger, 2, Duration::from_secs(60)).await;
+    finisher.stop().await;
+    let purged = c.status(leader).await["purgedIndex"].as_u64().unwrap_or_default();
+    assert!(purged > lagged_at, "the leader purged past the follower's log ({purged} > {lagged_at})");
+
+    c.restart(follower).await;
+    let leader_applied = c.status(leader).await["appliedIndex"].as_u64().unwrap_or_default();
+    let caught_up = wait_for(Duration::from_secs(60), || async {
+        c.status(follower).await["appliedIndex"].as_u64().is_some_and(|a| a >= leader_applied)
+    })
+    .await;
+    assert!(caught_up, "the follower caught up");
+    let metrics = send(client().get(format!("{}/metrics", c.nodes[follower - 1].url))).await.text;
+    assert!(metrics.contains("overture_snapshots_installed_total"), "it installed a snapshot:\n{metrics}");
+
+    // Same applied index, same state machine, byte for byte.
+    let digests_match = wait_for(Duration::from_secs(30), || async {
+        let a = send(client().get(c.api(leader, "/cluster/digest"))).await.json();
+        let b = send(client().get(c.api(follower, "/cluster/digest"))).await.json();
+        a["appliedIndex"] == b["appliedIndex"] && a["digest"] == b["digest"]
+    })
+    .await;
+    assert!(digests_match, "the follower's state equals the leader's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_restarts_with_everything() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = cluster(dir.path(), "").await;
+    Workload::register(&c.nodes[0].url, "all", 2).await;
+    let load = Workload::run(urls(&c), "all", 2, 2, 2, 60);
+    assert!(wait_for(Duration::from_secs(60), || async { load.started() >= 60 }).await);
+    let ledger = load.stop().await;
+    // Some of them are mid-flight: tasks polled and not reported, tasks waiting in queues.
+    let r = send(client().get(c.api(1, "/tasks/poll/batch/all_0?count=3&timeout=500&workerid=abandoned"))).await;
+    assert_eq!(r.status, 200);
+
+    for n in 1..=3 {
+        c.nodes[n - 1].kill9().await;
+    }
+    for n in 1..=3 {
+        c.restart(n).await;
+    }
+    c.wait_leader(Duration::from_secs(30)).await;
+    let finisher = Workload::run(urls(&c), "all", 2, 0, 4, 0);
+    check_ledger(&c.nodes[0].url, &ledger, 2, Duration::from_secs(90)).await;
+    finisher.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_cluster_status_agree() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "").await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    Workload::register(&c.nodes[0].url, "obs", 1).await;
+    let status = c.status(leader).await;
+    let metrics = send(client().get(format!("{}/metrics", c.nodes[leader - 1].url))).await.text;
+    let gauge = |name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(gauge("overture_raft_term"), status["term"].as_f64());
+    assert_eq!(gauge("overture_raft_leader_id"), Some(leader as f64));
+    assert_eq!(gauge("overture_raft_is_leader"), Some(1.0));
+    assert_eq!(gauge("overture_raft_members"), Some(3.0));
+    assert!(gauge("overture_raft_commit_index").is_some_and(|i| i >= 1.0));
+    for follower in (1..=3).filter(|n| *n != leader) {
+        assert!(metrics.contains(&format!("overture_raft_follower_lag{{follower=\"{follower}\"}}")), "{metrics}");
+        assert!(status["replication"][follower.to_string()]["lag"].is_u64(), "{status}");
+    }
+
+    // The CLI shows the same picture, from any node.
+    let follower = c.other_than(leader);
+    let out = std::process::Command::new(overture_tests::overture_bin())
+        .args(["cluster", "status", "--json", "--url", &c.nodes[follower - 1].url])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((cli["leader"].as_u64(), cli["term"].clone()), (Some(leader as u64), status["term"].clone()));
+    assert_eq!(cli["members"].as_array().map(Vec::len), Some(3));
+    let human = std::process::Command::new(overture_tests::overture_bin())
+        .args(["cluster", "status", "--url", &c.nodes[follower - 1].url])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains(&format!("leader {leader}")) && text.contains("lag"), "{text}");
+
+    // Reads on a follower are local; ?consistent=true is answered by the leader.
+    let id = send(client().post(c.api(follower, "/workflow/obs_flow")).json(&json!({"n": 1}))).await.text;
+    let r = send(client().get(c.api(follower, &format!("/workflow/{id}?consistent=true")))).await;
+    assert_eq!((r.status, r.json()["workflowId"].as_str()), (200, Some(id.as_str())));
+    // Peers without the secret are refused.
+    let r = send(client().post(format!("{}/internal/raft/vote", c.nodes[follower - 1].url)).body("x")).await;
+    assert_eq!(r.status, 403);
+}
