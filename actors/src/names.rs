@@ -24,3 +24,11 @@ pub const DECIDE_CONFLICT: &str = "overture_decide_conflict_total";
 pub const ACTORS_ACTIVE: &str = "overture_workflow_actors";
 /// Gauge: 1 while this node is the ready leader.
 pub const LEADER_READY: &str = "overture_leader_ready";
+
+/// Makes the label-less counters and gauges exist from the start.
+pub fn register() {
+    metrics::counter!(TIMER_FIRED).increment(0);
+    metrics::counter!(DECIDE_CONFLICT).increment(0);
+    metrics::gauge!(ACTORS_ACTIVE).set(0.0);
+    metrics::gauge!(LEADER_READY).set(0.0);
+}

@@ -115,7 +115,7 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
                 format!("the leader at {leader} did not answer ({e}); retry"),
             )
         })?;
-    metrics::counter!("overture_http_forwarded_total", "method" => parts.method.to_string()).increment(1);
+    metrics::counter!(crate::HTTP_FORWARDED).increment(1);
     let status = forwarded.status();
     let mut out_headers = HeaderMap::new();
     for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {

@@ -19,7 +19,7 @@ const MAX_RPC_BYTES: usize = 1 << 30;
 pub async fn authenticate(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let presented = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
     if !s.engine.rpc().authorized(presented) {
-        metrics::counter!("overture_internal_rejected_total").increment(1);
+        metrics::counter!(crate::INTERNAL_REJECTED).increment(1);
         return ApiError::new(StatusCode::FORBIDDEN, "internal endpoints need the cluster secret").into_response();
     }
     next.run(request).await

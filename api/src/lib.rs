@@ -55,6 +55,17 @@ impl AppState {
 
 static INSTANCE: OnceLock<String> = OnceLock::new();
 
+/// Counter: requests a follower forwarded to the leader.
+pub const HTTP_FORWARDED: &str = "overture_http_forwarded_total";
+/// Counter: internal requests refused for a missing or wrong cluster secret.
+pub const INTERNAL_REJECTED: &str = "overture_internal_rejected_total";
+
+/// Makes the API's counters exist from the start.
+pub fn register_metrics() {
+    metrics::counter!(HTTP_FORWARDED).increment(0);
+    metrics::counter!(INTERNAL_REJECTED).increment(0);
+}
+
 /// Names this node in error bodies (`instance`).
 pub fn set_instance_name(name: String) {
     let _ = INSTANCE.set(name);

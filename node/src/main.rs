@@ -42,11 +42,12 @@ enum Command {
         #[command(flatten)]
         common: CommonFlags,
     },
-    /// Run a node from a configuration file (see the README for its keys).
+    /// Run a cluster member from a configuration file and/or `OVERTURE_*` environment variables
+    /// (see the README for every key).
     Server {
-        /// The configuration file.
+        /// The configuration file; without one, everything comes from the environment and flags.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Overrides `node_id`.
         #[arg(long)]
         node_id: Option<u64>,
@@ -94,7 +95,10 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(run_node(config))
         }
         Command::Server { config, node_id, listen, advertise, data_dir, common } => {
-            let file = Config::read_file(&config)?;
+            let file = match &config {
+                Some(path) => Config::read_file(path)?,
+                None => FileConfig::default(),
+            };
             let flags = Overrides {
                 node_id,
                 listen,
@@ -129,6 +133,9 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     overture_api::set_instance_name(format!("overture-node-{}", config.node_id));
+    overture_raft::register_metrics();
+    overture_actors::names::register();
+    overture_api::register_metrics();
 
     let mut options = ReplicaOptions::new(config.node_id, config.data_dir.clone());
     options.snapshot_every = config.snapshot_every;

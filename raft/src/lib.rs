@@ -38,3 +38,17 @@ pub(crate) fn cf<'a>(db: &'a rocksdb::DB, name: &str) -> &'a rocksdb::ColumnFami
 pub(crate) fn io_err(e: impl ToString) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
+
+/// Makes the storage counters exist from the start (at zero), so a dashboard or alert never
+/// sees a missing series before the first snapshot.
+pub fn register_metrics() {
+    for name in [
+        "overture_snapshots_built_total",
+        "overture_snapshots_installed_total",
+        "overture_snapshot_received_total",
+        "overture_raft_entries_appended_total",
+        "overture_raft_entries_applied_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+}
