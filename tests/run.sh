@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: the pure core, storage (with openraft's storage suite), the engine,
-# the HTTP API against real node processes, crash safety with SIGKILL, and the official Conductor
-# Python SDK against a real node. Installs what it needs: libclang, cargo-nextest, and a Python
-# virtualenv with conductor-python.
+# the HTTP API against real node processes, crash safety with SIGKILL, three-node clusters with
+# failover and snapshots, the deployment files, and the official Conductor Python SDK against a
+# real node and a cluster. Installs what it needs: libclang, cargo-nextest, and a Python
+# virtualenv with conductor-python and PyYAML.
 # Extra arguments go to `cargo nextest run` (e.g. -E 'test(crash)').
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lib.sh"
@@ -14,13 +15,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-# The official SDK, pinned, in a virtualenv outside the clone.
+# The official SDK (and PyYAML, to check deployment files), pinned, in a virtualenv outside the
+# clone. Pinned requirements that are already installed cost pip no download.
 venv="${OVERTURE_VENV:-$HOME/.cache/overture-python}"
-if ! "$venv/bin/python" -c 'import conductor.client' >/dev/null 2>&1; then
-  echo "creating $venv with the Conductor Python SDK" >&2
+if [ ! -x "$venv/bin/python" ]; then
+  echo "creating $venv" >&2
   python3 -m venv "$venv" 2>/dev/null || { as_root apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
 fi
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
 export OVERTURE_PYTHON="$venv/bin/python"
 
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.

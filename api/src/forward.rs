@@ -3,6 +3,11 @@
 //! passing its answer back unchanged. `?consistent=true` (or `X-Overture-Consistent: true`) makes
 //! a read linearizable: it is served by the leader after confirming it still leads.
 //!
+//! Reads on a follower see the writes forwarded through it: the leader reports its applied index
+//! with every forwarded answer, the follower keeps the highest it has seen, and serves a read
+//! itself only once it has applied that far — otherwise it forwards the read too. A client talking
+//! to one node always reads its own writes, as it would from Conductor.
+//!
 //! Forwarding is one hop: a forwarded request that reaches a node that is not the leader (the
 //! leadership moved meanwhile) gets a retryable 503, as does any request while no leader is known.
 //! A forwarded write whose answer is lost in transit may have taken effect; updates are idempotent,
@@ -23,6 +28,8 @@ use crate::error::ApiError;
 pub const FORWARDED_HEADER: &str = "x-overture-forwarded-by";
 /// Asks for a linearizable read.
 pub const CONSISTENT_HEADER: &str = "x-overture-consistent";
+/// On answers to forwarded requests: the leader's applied log index when it answered.
+pub const APPLIED_HEADER: &str = "x-overture-applied-index";
 
 /// Long polls last up to 5 s; leave room for them.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(65);
@@ -53,7 +60,8 @@ fn needs_leader(request: &Request) -> bool {
 
 /// The forwarding middleware.
 pub async fn forward(State(s): State<AppState>, request: Request, next: Next) -> Response {
-    if !needs_leader(&request) {
+    let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
+    if !needs_leader(&request) && !behind_own_writes(&s, &request) {
         return next.run(request).await;
     }
     if s.engine.is_ready() {
@@ -62,9 +70,16 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
         {
             return ApiError::from(e).into_response();
         }
-        return next.run(request).await;
+        let mut response = next.run(request).await;
+        if forwarded_here {
+            let applied = s.engine.replica().read().applied_index();
+            if let Ok(v) = applied.to_string().parse() {
+                response.headers_mut().insert(APPLIED_HEADER, v);
+            }
+        }
+        return response;
     }
-    if request.headers().contains_key(FORWARDED_HEADER) {
+    if forwarded_here {
         return unavailable("leadership moved while the request was forwarded; retry");
     }
     let Some(leader) = s.engine.leader_address() else {
@@ -74,6 +89,16 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
+}
+
+/// A read this follower cannot answer yet: it has not applied a write it forwarded.
+fn behind_own_writes(s: &AppState, request: &Request) -> bool {
+    let path = request.uri().path();
+    if !path.starts_with("/api/") || path.starts_with("/api/cluster/") {
+        return false;
+    }
+    let watermark = s.read_watermark.load(std::sync::atomic::Ordering::Acquire);
+    watermark > 0 && !s.engine.is_ready() && s.engine.replica().read().applied_index() < watermark
 }
 
 fn unavailable(message: &str) -> Response {
@@ -117,6 +142,11 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
         })?;
     metrics::counter!(crate::HTTP_FORWARDED).increment(1);
     let status = forwarded.status();
+    if let Some(index) =
+        forwarded.headers().get(APPLIED_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    {
+        s.read_watermark.fetch_max(index, std::sync::atomic::Ordering::AcqRel);
+    }
     let mut out_headers = HeaderMap::new();
     for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
         if let Some(v) = forwarded.headers().get(&name) {

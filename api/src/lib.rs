@@ -38,6 +38,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// HTTP client for forwarding requests to the leader.
     pub forward_client: reqwest::Client,
+    /// The highest log index a write forwarded through this node reached; local reads wait for it.
+    pub read_watermark: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppState {
@@ -49,7 +51,7 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(1))
             .build()
             .unwrap_or_default();
-        AppState { engine, metrics, max_body_bytes, forward_client }
+        AppState { engine, metrics, max_body_bytes, forward_client, read_watermark: Default::default() }
     }
 }
 

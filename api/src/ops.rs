@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::input::RawBody;
 
 /// `GET /health`, `GET /api/health`: Conductor's shape. Healthy while Raft runs.
 pub async fn health(State(s): State<AppState>) -> Json<Value> {
@@ -54,17 +55,14 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// Unknown paths.
-pub async fn not_found(uri: Uri) -> ApiError {
+/// Unknown paths. The body is read (and dropped) so the connection stays usable.
+pub async fn not_found(uri: Uri, _body: RawBody) -> ApiError {
     ApiError::not_found(format!("No resource found for path {}", uri.path()))
 }
 
-/// Known paths, wrong method.
-pub async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("Method {} is not supported for path {}", request.method(), request.uri().path()),
-    )
+/// Known paths, wrong method. The body is read (and dropped) so the connection stays usable.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri, _body: RawBody) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} is not supported for path {}", uri.path()))
 }
 
 /// Wraps each request in a span with a request id and records its duration by route.

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Slots per worker: tasks asked for per poll and run side by side.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Each task's `responseTimeoutSeconds`: a task handed out whose worker never reports (a
+    /// reply lost in a failover) is retried after this long.
+    #[arg(long, default_value_t = 10)]
+    response_timeout: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -86,7 +90,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let base = format!("{}/api", args.url.trim_end_matches('/'));
-    setup(&client, &base, args.tasks).await?;
+    setup(&client, &base, args.tasks, args.response_timeout).await?;
 
     let shared = Arc::new(Shared {
         client,
@@ -136,9 +140,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn setup(client: &reqwest::Client, base: &str, tasks: usize) -> anyhow::Result<()> {
+async fn setup(client: &reqwest::Client, base: &str, tasks: usize, response_timeout: u64) -> anyhow::Result<()> {
     let defs: Vec<Value> = (0..tasks)
-        .map(|i| json!({"name": task_name(i), "retryCount": 0, "responseTimeoutSeconds": 300, "ownerEmail": "bench@overture"}))
+        .map(|i| {
+            json!({"name": task_name(i), "retryCount": 3, "retryDelaySeconds": 0,
+                   "responseTimeoutSeconds": response_timeout, "ownerEmail": "bench@overture"})
+        })
         .collect();
     let r =
         client.post(format!("{base}/metadata/taskdefs")).json(&defs).send().await.context("is the node running?")?;
@@ -169,7 +176,7 @@ async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>) -> anyhow::Result<()> {
         s.in_flight.acquire().await?.forget();
         *s.starts[n].lock() = Some(Instant::now());
         let body = json!({"name": workflow_name(s.args.tasks), "version": 1, "correlationId": format!("bench-{n}"), "input": {"n": n}});
-        let mut attempt = 0;
+        let mut retry = Retry::new();
         loop {
             let r = s.client.post(format!("{}/workflow", s.base)).json(&body).send().await;
             match r {
@@ -178,14 +185,13 @@ async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>) -> anyhow::Result<()> {
                     s.ids.lock().push(id);
                     break;
                 }
-                Ok(r) if r.status().as_u16() == 503 && attempt < 50 => {}
+                // Retryable: an election (503) or a node that went away.
+                Ok(r) if r.status().as_u16() == 503 => {}
                 Ok(r) => bail!("starting a workflow: {} {}", r.status(), r.text().await.unwrap_or_default()),
-                Err(e) if attempt < 50 => tracing::debug!(error = %e, "start failed; retrying"),
-                Err(e) => return Err(e.into()),
+                Err(e) => tracing::debug!(error = %e, "start failed; retrying"),
             }
-            attempt += 1;
             s.errors.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            retry.wait("starting a workflow").await?;
         }
     }
 }
@@ -241,17 +247,13 @@ async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyh
         "workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED",
         "outputData": {"step": step}, "workerId": worker_id
     });
-    let mut attempt = 0;
+    let mut retry = Retry::new();
     let response = loop {
         match s.client.post(format!("{}/tasks/update-v2", s.base)).json(&result).send().await {
             Ok(r) if r.status().is_success() => break r,
-            other => {
-                attempt += 1;
+            _ => {
                 s.errors.fetch_add(1, Ordering::Relaxed);
-                if attempt > 50 {
-                    bail!("updating a task keeps failing: {other:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                retry.wait("updating a task").await?;
             }
         }
     };
@@ -274,6 +276,28 @@ async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyh
         record_dispatch(s, next, wall_ms());
     }
     Ok(next)
+}
+
+/// Backoff for retryable failures (elections, a node going away): 20 ms doubling to 500 ms, for
+/// up to 30 s, as a patient client would.
+struct Retry {
+    started: Instant,
+    pause: Duration,
+}
+
+impl Retry {
+    fn new() -> Retry {
+        Retry { started: Instant::now(), pause: Duration::from_millis(20) }
+    }
+
+    async fn wait(&mut self, what: &str) -> anyhow::Result<()> {
+        if self.started.elapsed() > Duration::from_secs(30) {
+            bail!("{what} kept failing for 30 s");
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(500));
+        Ok(())
+    }
 }
 
 /// Checks every workflow reports COMPLETED.

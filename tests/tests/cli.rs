@@ -30,7 +30,11 @@ async fn bad_configuration_is_refused_with_a_reason() {
     let cases = [
         ("listen = \"no-port\"\n", "is not host:port"),
         ("nodeid = 1\n", "unknown field `nodeid`"),
-        ("node_id = 1\n[members]\n1 = \"a:1\"\n2 = \"b:1\"\n", "single-member"),
+        ("node_id = 1\n[members]\n1 = \"a:1\"\n2 = \"b:1\"\n", "cluster_secret is required"),
+        (
+            "node_id = 1\ncluster_secret = \"s\"\nlisten = \"127.0.0.1:0\"\n[members]\n1 = \"a:1\"\n2 = \"b:1\"\n",
+            "fixed port",
+        ),
     ];
     for (text, expected) in cases {
         let config = dir.path().join("bad.toml");

@@ -219,3 +219,23 @@ async fn metrics_and_cluster_status_agree() {
     let r = send(client().post(format!("{}/internal/raft/vote", c.nodes[follower - 1].url)).body("x")).await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_a_follower_reads_its_own_writes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "").await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let follower = c.other_than(leader);
+    Workload::register(&c.nodes[follower - 1].url, "ryw", 1).await;
+    let http = client();
+    for n in 0..30 {
+        // Each write is forwarded to the leader; the read right after it, on the same follower,
+        // must see it, without asking for a consistent read.
+        let id = send(http.post(c.api(follower, "/workflow/ryw_flow")).json(&json!({"n": n}))).await.text;
+        let r = send(http.get(c.api(follower, &format!("/workflow/{id}")))).await;
+        assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("RUNNING")), "start {n}: {}", r.text);
+        assert_eq!(send(http.delete(c.api(follower, &format!("/workflow/{id}?reason=done")))).await.status, 200);
+        let r = send(http.get(c.api(follower, &format!("/workflow/{id}/status")))).await;
+        assert_eq!(r.json()["status"], "TERMINATED", "terminate {n}: {}", r.text);
+    }
+}
