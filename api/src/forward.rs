@@ -125,21 +125,36 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
         }
     }
     let node = s.engine.cluster_status().node_id.to_string();
-    let forwarded = s
+    let leader_id = s.engine.leadership().leader;
+    let send = s
         .forward_client
         .request(parts.method.clone(), format!("{base}{path}"))
         .headers(headers)
         .header(FORWARDED_HEADER, node)
         .timeout(FORWARD_TIMEOUT)
         .body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            ApiError::new(
+        .send();
+    // A leader that dies or freezes mid-request is replaced within an election; give up on it as
+    // soon as this node sees that, instead of waiting out the timeout.
+    let mut watch = s.engine.replica().leadership_watch();
+    let moved = async move {
+        while watch.current().leader == leader_id {
+            if !watch.changed().await {
+                break;
+            }
+        }
+    };
+    let forwarded = tokio::select! {
+        r = send => r.map_err(|e| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the leader at {leader} did not answer ({e}); retry"))
+        })?,
+        () = moved => {
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("the leader at {leader} did not answer ({e}); retry"),
-            )
-        })?;
+                "leadership moved while the request was forwarded; it may or may not have taken effect; retry",
+            ));
+        }
+    };
     metrics::counter!(crate::HTTP_FORWARDED).increment(1);
     let status = forwarded.status();
     if let Some(index) =

@@ -71,6 +71,15 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
 
     let frozen_at = Instant::now();
     c.nodes[leader - 1].sigstop();
+    // A request forwarded to the frozen leader is answered once leadership moves, not left to hang.
+    let probe = {
+        let url = format!("{}/api/metadata/taskdefs", others[0]);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = client().post(url).json(&json!([{"name": "probe"}])).timeout(Duration::from_secs(60)).send().await;
+            (r.map(|r| r.status().as_u16()), started.elapsed())
+        })
+    };
     let took_over = wait_for(Duration::from_secs(30), || async {
         for url in &others {
             if let Ok(r) =
@@ -87,6 +96,9 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
     .await;
     assert!(took_over, "a new leader takes over from the frozen one");
     eprintln!("leader SIGSTOP → new leader ready: {} ms", frozen_at.elapsed().as_millis());
+    let (status, waited) = probe.await.expect("probe");
+    assert!(matches!(status, Ok(200 | 503)), "{status:?}");
+    assert!(waited < Duration::from_secs(15), "a forwarded request did not hang: {waited:?}");
     let at_freeze = load.started();
     assert!(wait_for(Duration::from_secs(30), || async { load.started() > at_freeze + 20 }).await, "work goes on");
 
