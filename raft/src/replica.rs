@@ -103,6 +103,8 @@ pub struct Leadership {
     pub term: u64,
     #[allow(missing_docs)]
     pub leader: Option<NodeId>,
+    /// This node has applied everything the leader has told it is committed.
+    pub caught_up: bool,
 }
 
 /// The storage under a replica, before Raft runs on it.
@@ -507,7 +509,15 @@ impl LeadershipWatch {
 pub fn leadership_of(m: &openraft::RaftMetrics<crate::types::TypeConfig>) -> Leadership {
     let is_leader = m.state == ServerState::Leader && m.running_state.is_ok();
     let applied_own_term = m.last_applied.as_ref().is_some_and(|id| id.leader_id.term == m.current_term);
-    Leadership { is_leader, ready: is_leader && applied_own_term, term: m.current_term, leader: m.current_leader }
+    let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+    let committed = m.cluster_committed.as_ref().map_or(0, |l| l.index);
+    Leadership {
+        is_leader,
+        ready: is_leader && applied_own_term,
+        term: m.current_term,
+        leader: m.current_leader,
+        caught_up: m.current_leader.is_some() && applied >= committed,
+    }
 }
 
 fn get<T: crate::codec::Versioned>(db: &DB, key: &[u8]) -> Result<Option<T>, io::Error> {
