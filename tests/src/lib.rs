@@ -207,24 +207,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
 
 /// Waits until a workflow reaches `status`; returns the workflow JSON.
 pub async fn wait_status(node: &Node, workflow_id: &str, status: &str, timeout: Duration) -> Value {
-    let client = client();
-    let url = node.api(&format!("/workflow/{workflow_id}"));
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(5);
-    let mut last = Value::Null;
-    loop {
-        if let Ok(r) = client.get(&url).send().await
-            && let Ok(v) = r.json::<Value>().await
-        {
-            if v["status"] == status {
-                return v;
-            }
-            last = v;
-        }
-        assert!(Instant::now() < deadline, "workflow {workflow_id} did not reach {status}; last seen: {last:#}");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
+    wait_status_at(&node.url, workflow_id, status, timeout).await
 }
 
 /// A group of `overture server` processes, node N on `127.0.0.N` at a port picked free.
@@ -490,11 +473,12 @@ pub async fn check_ledger(url: &str, ledger: &Ledger, steps: usize, timeout: Dur
     }
 }
 
-/// Like [`wait_status`], by URL.
+/// Waits until the workflow, read through the node at `url`, reaches `status`; returns its JSON.
 pub async fn wait_status_at(url: &str, workflow_id: &str, status: &str, timeout: Duration) -> Value {
     let client = client();
     let url = format!("{url}/api/workflow/{workflow_id}");
     let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
     let mut last = Value::Null;
     loop {
         if let Ok(r) = client.get(&url).send().await
@@ -506,7 +490,8 @@ pub async fn wait_status_at(url: &str, workflow_id: &str, status: &str, timeout:
             last = v;
         }
         assert!(Instant::now() < deadline, "workflow {workflow_id} did not reach {status}; last seen: {last:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
 
