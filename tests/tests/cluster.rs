@@ -251,3 +251,52 @@ async fn a_client_on_a_follower_reads_its_own_writes() {
         assert_eq!(r.json()["status"], "TERMINATED", "terminate {n}: {}", r.text);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_joins_as_learner_is_promoted_and_removed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "").await;
+    Workload::register(&c.nodes[0].url, "grow", 1).await;
+    let listener = std::net::TcpListener::bind("127.0.0.4:0").expect("free port");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let data = dir.path().join("node-4");
+    let config = dir.path().join("node-4.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = 4\nlisten = \"{addr}\"\ndata_dir = \"{}\"\ncluster_secret = \"test-secret\"\njoin = true\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let _fourth = overture_tests::Node::launch(&["server".into(), "--config".into(), config.into()], &[], &data).await;
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(overture_tests::overture_bin())
+            .arg("cluster")
+            .args(args)
+            .args(["--url", &c.nodes[1].url])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = cli(&["add-learner", "--id", "4", "--address", &addr]);
+    assert!(out.contains("learner"), "{out}");
+    // The learner has the log: the definition written before it joined is there.
+    let r = send(client().get(format!("http://{addr}/api/metadata/taskdefs/grow_0"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    cli(&["promote", "--id", "4"]);
+    let status = c.status(c.wait_leader(Duration::from_secs(5)).await).await;
+    let voters = status["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count());
+    assert_eq!(voters, Some(4), "{status}");
+
+    cli(&["remove", "--id", "4"]);
+    let status = c.status(c.wait_leader(Duration::from_secs(5)).await).await;
+    assert_eq!(status["members"].as_array().map(Vec::len), Some(3), "{status}");
+    // Still serving with three.
+    let r = send(client().post(c.api(1, "/workflow/grow_flow")).json(&json!({"n": 1}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
