@@ -12,6 +12,12 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// This crate's directory, read when the test runs: a build cache shared between checkouts can
+/// hold a test binary compiled in another checkout, so the compile-time path may be stale.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The `overture` binary: `$OVERTURE_BIN`, or the one cargo built next to this test.
 pub fn overture_bin() -> PathBuf {
     if let Ok(path) = std::env::var("OVERTURE_BIN") {
@@ -504,7 +510,7 @@ pub async fn run_python_sdk_workload(url: &str) {
         "{python} cannot import the Conductor SDK. Run the suite with tests/run.sh, which installs it, \
          or `pip install -r tests/python/requirements.txt` and set OVERTURE_PYTHON. ({probe:?})"
     );
-    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python");
+    let scripts = crate_dir().join("python");
     let child = Command::new(&python)
         .arg(scripts.join("sdk_workload.py"))
         .arg(url)

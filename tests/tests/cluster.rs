@@ -270,7 +270,7 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_removed() {
         ),
     )
     .expect("config");
-    let _fourth = overture_tests::Node::launch(&["server".into(), "--config".into(), config.into()], &[], &data).await;
+    let fourth = overture_tests::Node::launch(&["server".into(), "--config".into(), config.into()], &[], &data).await;
 
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(overture_tests::overture_bin())
@@ -284,7 +284,8 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_removed() {
     };
     let out = cli(&["add-learner", "--id", "4", "--address", &addr]);
     assert!(out.contains("learner"), "{out}");
-    // The learner has the log: the definition written before it joined is there.
+    // Once ready (caught up), the learner serves what was written before it joined.
+    fourth.wait_ready().await;
     let r = send(client().get(format!("http://{addr}/api/metadata/taskdefs/grow_0"))).await;
     assert_eq!(r.status, 200, "{}", r.text);
 

@@ -10,7 +10,7 @@ use overture_tests::{Cluster, Workload, client, overture_bin, send};
 use serde_json::Value;
 
 fn deploy() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+    overture_tests::crate_dir().join("../deploy")
 }
 
 fn python() -> String {
