@@ -460,6 +460,15 @@ impl Engine {
         Ok(self.read().task_logs(task_id)?)
     }
 
+    /// Publishes the depth of every in-memory queue (on the leader), for a metrics scrape; the
+    /// queues change on every schedule and poll, so their gauges are set when read, not then.
+    pub fn publish_queue_depths(&self) {
+        let Some(ctx) = self.inner.leader.read().clone() else { return };
+        for (queue, depth) in ctx.queues.depths() {
+            metrics::gauge!(names::TASK_QUEUE_DEPTH, "queue" => queue).set(depth as f64);
+        }
+    }
+
     /// Tasks waiting per task type (domain-less queues), from the local replica.
     pub fn queue_sizes(&self, task_types: &[String]) -> Result<BTreeMap<String, usize>, Error> {
         let mut out = BTreeMap::new();

@@ -10,7 +10,7 @@ pub const WORKFLOW_FAILURE: &str = "workflow_failure_total";
 pub const TASK_POLL: &str = "task_poll_total";
 /// Counter: task updates accepted, by `taskType` and `status`.
 pub const TASK_UPDATE: &str = "task_update_total";
-/// Gauge: tasks waiting in a worker queue, by `queue`.
+/// Gauge: tasks waiting in a worker queue, by `queue`; set on the leader when metrics are scraped.
 pub const TASK_QUEUE_DEPTH: &str = "task_queue_depth";
 /// Histogram: seconds from a task becoming pollable to a worker receiving it.
 pub const TASK_QUEUE_WAIT: &str = "task_queue_wait_seconds";

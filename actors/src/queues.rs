@@ -18,8 +18,6 @@ use overture_core::rows::QueueItem;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::names;
-
 /// Ready order: priority (higher first), ready time, arrival.
 type ReadyKey = (Reverse<i32>, i64, u64);
 
@@ -84,11 +82,9 @@ impl TaskQueues {
             queue.ready.insert((key, item.task_id.clone()));
         }
         queue.entries.insert(item.task_id.clone(), Entry { workflow_id: item.workflow_id.clone(), key, ready });
-        let depth = queue.entries.len();
         let notify = queue.notify.clone();
         let delayed_earlier = !ready && earliest_before.is_none_or(|e| item.ready_at < e);
         drop(st);
-        gauge(&item.queue, depth);
         if ready {
             notify.notify_waiters();
         }
@@ -99,11 +95,7 @@ impl TaskQueues {
 
     /// Removes an entry, if present.
     pub fn remove(&self, queue: &str, task_id: &str) {
-        let mut st = self.state.lock();
-        remove_locked(&mut st, queue, task_id);
-        let depth = st.queues.get(queue).map_or(0, |q| q.entries.len());
-        drop(st);
-        gauge(queue, depth);
+        remove_locked(&mut self.state.lock(), queue, task_id);
     }
 
     /// Takes up to `count` ready tasks from a queue.
@@ -116,11 +108,6 @@ impl TaskQueues {
             if let Some(entry) = q.entries.remove(&task_id) {
                 out.push(Popped { task_id, workflow_id: entry.workflow_id, ready_at, priority });
             }
-        }
-        let depth = q.entries.len();
-        drop(st);
-        if !out.is_empty() {
-            gauge(queue, depth);
         }
         out
     }
@@ -135,6 +122,11 @@ impl TaskQueues {
         for q in self.state.lock().queues.values() {
             q.notify.notify_waiters();
         }
+    }
+
+    /// Tasks in every queue, ready or delayed.
+    pub fn depths(&self) -> Vec<(String, usize)> {
+        self.state.lock().queues.iter().map(|(name, q)| (name.clone(), q.entries.len())).collect()
     }
 
     /// Tasks in a queue, ready or delayed.
@@ -195,10 +187,6 @@ fn remove_locked(st: &mut State, queue: &str, task_id: &str) {
             st.delayed.remove(&(entry.key.1, queue.to_owned(), task_id.to_owned()));
         }
     }
-}
-
-fn gauge(queue: &str, depth: usize) {
-    metrics::gauge!(names::TASK_QUEUE_DEPTH, "queue" => queue.to_owned()).set(depth as f64);
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
             headers.append(name.clone(), value.clone());
         }
     }
-    let node = s.engine.cluster_status().node_id.to_string();
+    let node = s.engine.replica().node_id().to_string();
     let leader_id = s.engine.leadership().leader;
     let send = s
         .forward_client

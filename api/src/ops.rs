@@ -52,6 +52,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             .set(f.matched_index as f64);
     }
     metrics::gauge!("overture_rocksdb_sst_bytes").set(s.engine.replica().disk_bytes() as f64);
+    s.engine.publish_queue_depths();
     let body = s.metrics.render();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -284,14 +284,18 @@ impl Shared {
         };
         let rest: Vec<&Event> = events.collect();
         let ends = rest.iter().any(|e| matches!(e, Event::WorkflowEnded(_)));
-        let mut touched: BTreeSet<u32> = rest.iter().filter_map(|e| e.task_seq()).collect();
-        if ends {
-            touched.extend(1..=state.tasks.len() as u32);
-        }
-        let before: Vec<(u32, Option<QueueItem>, Option<TimerItem>)> = touched
+        // Tasks whose rows change are the ones events name. Their queue entries and timers depend
+        // on the workflow's status too, so when it ends every task's derived rows are re-derived.
+        let touched: BTreeSet<u32> = rest.iter().filter_map(|e| e.task_seq()).collect();
+        let rederive: BTreeSet<u32> = if ends {
+            (1..=state.tasks.len() as u32).chain(touched.iter().copied()).collect()
+        } else {
+            touched.clone()
+        };
+        let old_rows: HashMap<u32, (Option<QueueItem>, Option<TimerItem>)> = rederive
             .iter()
             .filter_map(|&seq| {
-                state.task(seq).map(|t| (seq, rows::queue_item(&state.header, t), rows::task_timer(&state.header, t)))
+                state.task(seq).map(|t| (seq, (rows::queue_item(&state.header, t), rows::task_timer(&state.header, t))))
             })
             .collect();
         let tasks_before = state.tasks.len();
@@ -306,9 +310,7 @@ impl Shared {
                 wb.put_cf(cf(db, keys::CF_TASK_LOGS), keys::task_log(&task.task_id, revision), encode(&row));
             }
         }
-        // Rows of touched tasks: new values, and the difference in queue entries and timers.
-        let old_rows: HashMap<u32, (Option<QueueItem>, Option<TimerItem>)> =
-            before.into_iter().map(|(seq, q, t)| (seq, (q, t))).collect();
+        // New task rows, and the difference in queue entries and timers.
         for &seq in &touched {
             let Some(task) = state.task(seq) else { continue };
             wb.put_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, seq), encode(task));
@@ -316,6 +318,9 @@ impl Shared {
                 let r = TaskRef { workflow_id: id.to_owned(), seq };
                 wb.put_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes(), encode(&r));
             }
+        }
+        for &seq in &rederive {
+            let Some(task) = state.task(seq) else { continue };
             let (old_q, old_t) = old_rows.get(&seq).cloned().unwrap_or((None, None));
             write_diff(db, wb, changes, old_q, rows::queue_item(&state.header, task));
             write_diff(db, wb, changes, old_t, rows::task_timer(&state.header, task));
