@@ -28,7 +28,25 @@ use crate::{cf, io_err};
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+    flusher: Arc<Flusher>,
+}
+
+/// The fsync thread and the channel to it. Dropping the last handle closes the channel and joins
+/// the thread, so the thread's database handle is released before the owner goes on: a database
+/// closed by a detached thread while the process exits aborts inside RocksDB.
+struct Flusher {
+    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            // A panic in the flusher has already been reported; nothing more to do with it here.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LogStore {
@@ -36,8 +54,9 @@ impl LogStore {
     pub fn new(db: Arc<DB>) -> io::Result<LogStore> {
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         let flush_db = db.clone();
-        std::thread::Builder::new().name("raft-log-fsync".into()).spawn(move || flusher_loop(&flush_db, &rx))?;
-        Ok(LogStore { db, flusher: tx })
+        let thread =
+            std::thread::Builder::new().name("raft-log-fsync".into()).spawn(move || flusher_loop(&flush_db, &rx))?;
+        Ok(LogStore { db, flusher: Arc::new(Flusher { tx: Some(tx), thread: Some(thread) }) })
     }
 
     fn get_meta<T: crate::codec::Versioned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
@@ -152,7 +171,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Written now so it is readable at once; durable once the flusher has fsynced the WAL.
         self.db.write(batch).map_err(io_err)?;
         metrics::counter!("overture_raft_entries_appended_total").increment(count);
-        self.flusher.send(callback).map_err(|_| io_err("the log flusher thread has stopped"))
+        let sender = self.flusher.tx.as_ref().ok_or_else(|| io_err("the log flusher thread has stopped"))?;
+        sender.send(callback).map_err(|_| io_err("the log flusher thread has stopped"))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
