@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use crate::env::LeaderEnv;
 use crate::error::Error;
 use crate::leader::LeaderContext;
 use crate::names;
@@ -195,7 +196,10 @@ impl ActorState {
             return Err(Error::Conflict(format!("Workflow {} already exists", self.id)));
         }
         let name = cmd.plan.def.name.clone();
-        let (state, events) = decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds });
+        let (state, events) = {
+            let env = LeaderEnv { read: self.ctx.replica.read() };
+            decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env })
+        };
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
         match self.ctx.replica.propose(Request::Workflow(batch)).await {
             Ok(Response::Applied { .. }) => {
@@ -212,9 +216,13 @@ impl ActorState {
     async fn execute(&mut self, cmd: Command) -> Result<usize, Error> {
         const ATTEMPTS: usize = 3;
         for _ in 0..ATTEMPTS {
+            let replica = self.ctx.replica.clone();
             let state = self.load()?;
             let expected_revision = state.header.revision;
-            let events = decide::decide(state, cmd.clone(), &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds })?;
+            let events = {
+                let env = LeaderEnv { read: replica.read() };
+                decide::decide(state, cmd.clone(), &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env })?
+            };
             if events.is_empty() {
                 return Ok(0);
             }

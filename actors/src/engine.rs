@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overture_core::dsl::{StartWorkflowRequest, TaskDef, WorkflowDef};
+use overture_core::dsl::{StartWorkflowRequest, TaskDef, WorkflowDef, WorkflowTask};
 use overture_core::rows::{QueueItem, queue_name};
 use overture_core::validate;
 use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
@@ -283,11 +283,7 @@ impl Engine {
             }
         };
         // Freeze the task definitions in the execution's snapshot, as Conductor does.
-        for task in &mut def.tasks {
-            if task.task_definition.is_none() {
-                task.task_definition = self.read().task_def(&task.name)?;
-            }
-        }
+        self.fill_task_defs(&mut def.tasks)?;
         let workflow_id = uuid::Uuid::new_v4().to_string();
         let cmd = StartWorkflow {
             workflow_id: workflow_id.clone(),
@@ -301,6 +297,24 @@ impl Engine {
         };
         ctx.start_workflow(cmd).await?;
         Ok(workflow_id)
+    }
+
+    /// Fills in the registered definition of every task, at any depth, that has none embedded.
+    fn fill_task_defs(&self, tasks: &mut [WorkflowTask]) -> Result<(), Error> {
+        for task in tasks {
+            if task.task_definition.is_none() {
+                task.task_definition = self.read().task_def(&task.name)?;
+            }
+            for case in task.decision_cases.values_mut() {
+                self.fill_task_defs(case)?;
+            }
+            self.fill_task_defs(&mut task.default_case)?;
+            for branch in &mut task.fork_tasks {
+                self.fill_task_defs(branch)?;
+            }
+            self.fill_task_defs(&mut task.loop_over)?;
+        }
+        Ok(())
     }
 
     /// An execution, from the local replica.

@@ -12,6 +12,7 @@
 
 pub mod actor;
 mod engine;
+mod env;
 pub mod error;
 mod leader;
 pub mod names;

@@ -25,6 +25,11 @@ pub const ACTORS_ACTIVE: &str = "overture_workflow_actors";
 /// Gauge: 1 while this node is the ready leader.
 pub const LEADER_READY: &str = "overture_leader_ready";
 
+/// Histogram: seconds one script evaluation took, by `engine` (`javascript`, `jq`).
+pub const SCRIPT_SECONDS: &str = "overture_script_seconds";
+/// Counter: script evaluations that failed (error, time or memory limit), by `engine`.
+pub const SCRIPT_ERRORS: &str = "overture_script_errors_total";
+
 /// Makes the label-less counters and gauges exist from the start.
 pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);

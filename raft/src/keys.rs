@@ -212,14 +212,14 @@ macro_rules! versioned {
 // and `def_blobs`, is `JsonBytes`.)
 versioned! {
     WorkflowRow => "workflow row", version 1;
-    TaskState => "task row", version 1;
-    Event => "event", version 1;
+    TaskState => "task row", version 2;
+    Event => "event", version 2;
     QueueItem => "queue entry", version 1;
     TimerItem => "timer", version 1;
     TaskRef => "task reference", version 1;
     TaskLogRow => "task log", version 1;
     JsonBytes => "definition", version 1;
-    crate::types::Entry => "raft log entry", version 1;
+    crate::types::Entry => "raft log entry", version 2;
     crate::types::Vote => "vote", version 1;
     crate::types::LogId => "log id", version 1;
     crate::types::StoredMembership => "membership", version 1;

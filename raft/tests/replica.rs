@@ -60,7 +60,7 @@ async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
         created_by: None,
         idempotency_key: None,
     };
-    let (state, events) = decide::start(cmd, &mut Ctx { now: 1_000, ids });
+    let (state, events) = decide::start(cmd, &mut Ctx::new(1_000, ids));
     let r = replica
         .propose(Request::Workflow(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events }))
         .await;
@@ -70,7 +70,7 @@ async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
 
 async fn step(replica: &Replica, state: &mut WorkflowState, cmd: Command, ids: &mut Ids, now: i64) -> Response {
     let expected_revision = state.header.revision;
-    let events = decide::decide(state, cmd, &mut Ctx { now, ids }).expect("accepted");
+    let events = decide::decide(state, cmd, &mut Ctx::new(now, ids)).expect("accepted");
     let batch = WorkflowBatch { workflow_id: state.header.workflow_id.clone(), expected_revision, events };
     replica.propose(Request::Workflow(batch)).await.expect("committed")
 }

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::Value;
+
+use crate::dsl::TaskDef;
 
 use crate::plan::Plan;
 use crate::rows::TimerKind;
@@ -15,6 +18,31 @@ pub trait IdSource {
     fn next_id(&mut self) -> String;
 }
 
+/// What a decision may consult besides the state: script engines and the registered task
+/// definitions. Whatever it answers is recorded in the events (a SWITCH's chosen case, an INLINE
+/// task's result, a DYNAMIC task's definition), so replaying them never asks again.
+pub trait Environment {
+    /// Evaluates JavaScript with `$` bound to `input`; the completion value is the result.
+    fn javascript(&self, script: &str, input: &Value) -> Result<Value, String> {
+        let _ = (script, input);
+        Err("JavaScript evaluation is not available".to_owned())
+    }
+    /// Runs a jq query on `input`; every output value.
+    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, String> {
+        let _ = (query, input);
+        Err("jq evaluation is not available".to_owned())
+    }
+    /// The registered task definition with this name.
+    fn task_def(&self, name: &str) -> Option<TaskDef> {
+        let _ = name;
+        None
+    }
+}
+
+/// An environment with no scripts and no registered definitions.
+pub struct NoEnvironment;
+impl Environment for NoEnvironment {}
+
 /// Everything a decision may depend on besides the state and the command. Chosen by the leader and
 /// recorded in the events, so replaying them never needs it again.
 pub struct Ctx<'a> {
@@ -22,6 +50,15 @@ pub struct Ctx<'a> {
     pub now: i64,
     #[allow(missing_docs)]
     pub ids: &'a mut dyn IdSource,
+    #[allow(missing_docs)]
+    pub env: &'a dyn Environment,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context without scripts or registered definitions.
+    pub fn new(now: i64, ids: &'a mut dyn IdSource) -> Ctx<'a> {
+        Ctx { now, ids, env: &NoEnvironment }
+    }
 }
 
 /// Start a new execution.

@@ -8,16 +8,24 @@
 use std::sync::Arc;
 
 use crate::command::{Command, Ctx, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate};
+use crate::dsl::WorkflowTask;
 use crate::event::{Event, TaskScheduled, TaskUpdated, WorkflowEnded, WorkflowStarted};
 use crate::evolve::{evolve, start as evolve_start};
 use crate::expr::{Scope, resolve_object};
-use crate::plan::{Plan, PlanTask, TaskKind};
+use crate::plan::{CaseChoice, Plan, PlanTask, Slot, TaskKind};
 use crate::retry;
 use crate::rows::{TimerKind, queue_name};
+use crate::system;
+use serde_json::{Value, json};
+
 use crate::state::{Object, TaskState, TaskStatus, WorkflowHeader, WorkflowState, WorkflowStatus};
 
 /// Conductor truncates `reasonForIncompletion` to this many characters.
 const MAX_REASON_CHARS: usize = 500;
+/// DO_WHILE iterations one decision starts at most. A loop of system tasks that never waits
+/// for a worker goes on in the next decision (through a timer due at once), so one decision, one
+/// Raft entry and one actor turn stay bounded even for `loopCondition: "true"`.
+const MAX_ITERATIONS_PER_DECISION: u32 = 100;
 /// Response timeout of a SIMPLE task without a definition.
 const DEFAULT_RESPONSE_TIMEOUT_SECONDS: i64 = 3600;
 
@@ -54,10 +62,10 @@ pub fn start(cmd: StartWorkflow, ctx: &mut Ctx<'_>) -> (WorkflowState, Vec<Event
     };
     let first = Event::WorkflowStarted(Box::new(WorkflowStarted { header, plan: cmd.plan.clone() }));
     let Some(mut state) = evolve_start(&first) else { unreachable!("a WorkflowStarted event starts a state") };
-    let mut d = Decider { state: &mut state, events: vec![first], ctx };
+    let mut d = Decider { state: &mut state, events: vec![first], ctx, iterations: 0 };
     match d.plan().first().cloned() {
         Some(task) => {
-            d.schedule(&task, None);
+            d.schedule(&task, 0, None);
             d.run();
         }
         None => d.end(WorkflowStatus::Completed, None),
@@ -68,7 +76,7 @@ pub fn start(cmd: StartWorkflow, ctx: &mut Ctx<'_>) -> (WorkflowState, Vec<Event
 
 /// Decides what a command does to an existing execution.
 pub fn decide(state: &mut WorkflowState, cmd: Command, ctx: &mut Ctx<'_>) -> Result<Vec<Event>, Rejection> {
-    let mut d = Decider { state, events: Vec::new(), ctx };
+    let mut d = Decider { state, events: Vec::new(), ctx, iterations: 0 };
     match cmd {
         Command::Poll { task_id, worker_id } => d.poll(&task_id, worker_id)?,
         Command::Update(update) => d.update(*update)?,
@@ -87,6 +95,8 @@ struct Decider<'s, 'c> {
     state: &'s mut WorkflowState,
     events: Vec<Event>,
     ctx: &'s mut Ctx<'c>,
+    /// DO_WHILE iterations started by this decision.
+    iterations: u32,
 }
 
 impl Decider<'_, '_> {
@@ -154,9 +164,16 @@ impl Decider<'_, '_> {
             return Ok(());
         }
         let reason = u.reason.map(|r| truncate_chars(r, MAX_REASON_CHARS));
+        // A worker's IN_PROGRESS puts its task back in the queue; a system task (WAIT, HUMAN, ...)
+        // simply stays IN_PROGRESS.
+        let worker_task = self.state.tasks[seq as usize - 1].queue.is_some();
+        let status = match u.status {
+            TaskResultStatus::InProgress if !worker_task => TaskStatus::InProgress,
+            other => other.resulting_status(),
+        };
         self.emit(Event::TaskUpdated(Box::new(TaskUpdated {
             seq,
-            status: u.status.resulting_status(),
+            status,
             output,
             reason,
             worker_id: u.worker_id,
@@ -200,15 +217,37 @@ impl Decider<'_, '_> {
                 self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::TimedOut, reason: Some(reason), time });
                 self.run();
             }
+            TimerKind::WaitTimeout => {
+                if task.status != TaskStatus::InProgress || task.wait_timeout != fire_at {
+                    return;
+                }
+                let time = self.ctx.now;
+                if task.task_type == "DO_WHILE" {
+                    // A loop paused between iterations goes on.
+                    let (iteration, output) = (task.iteration, task.output.clone());
+                    let plan = self.plan();
+                    self.emit(Event::TaskIterated { seq, iteration, output, resume_at: 0, time });
+                    if let Some(head) = plan
+                        .task(&self.state.tasks[seq as usize - 1].reference_task_name)
+                        .and_then(|n| plan.loop_head(n.index))
+                    {
+                        self.schedule(head, iteration, None);
+                    }
+                    self.run();
+                    return;
+                }
+                self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::Completed, reason: None, time });
+                self.run();
+            }
         }
     }
 
-    /// Acts on every task that reached a terminal status and was not acted on yet, until nothing
-    /// changes; then completes the workflow if nothing is left to do.
+    /// Acts on every task that reached a terminal status and was not acted on yet, and on every
+    /// JOIN that can complete, until nothing changes; then completes the workflow if nothing is
+    /// left to do.
     fn run(&mut self) {
         loop {
-            let status = self.state.header.status;
-            if status.is_terminal() || status == WorkflowStatus::Paused {
+            if !self.running() {
                 return;
             }
             let mut progressed = false;
@@ -220,16 +259,24 @@ impl Decider<'_, '_> {
                     continue;
                 }
                 progressed = true;
-                let (seq, reference) = (t.seq, t.reference_task_name.clone());
+                let seq = t.seq;
                 if t.status.is_successful() {
                     self.emit(Event::TaskExecuted { seq });
-                    if let Some(next) = self.plan().next_after(&reference).cloned() {
-                        self.schedule(&next, None);
+                    self.after(seq);
+                } else if self.handle_failure(seq) {
+                    // Tolerated (permissive): the flow goes on as if it had succeeded.
+                    if self.state.tasks[seq as usize - 1].status.is_terminal()
+                        && !self.state.tasks[seq as usize - 1].retried
+                    {
+                        self.emit(Event::TaskExecuted { seq });
+                        self.after(seq);
                     }
-                } else if !self.handle_failure(seq) {
+                }
+                if !self.running() {
                     return;
                 }
             }
+            progressed |= self.evaluate_joins();
             if !progressed {
                 break;
             }
@@ -237,29 +284,265 @@ impl Decider<'_, '_> {
         if self.state.header.status == WorkflowStatus::Running
             && self.state.tasks.iter().all(|t| t.status.is_terminal())
         {
-            self.end(WorkflowStatus::Completed, None);
+            let permissive_failure = self.state.tasks.iter().find(|t| {
+                !t.retried
+                    && !t.status.is_successful()
+                    && self.state.workflow_task(t).is_some_and(|(wt, _)| wt.permissive && !wt.optional)
+            });
+            match permissive_failure {
+                Some(t) => {
+                    let reason = failure_reason(t, WorkflowStatus::Failed);
+                    self.end(WorkflowStatus::Failed, Some(reason));
+                }
+                None => self.end(WorkflowStatus::Completed, None),
+            }
         }
+    }
+
+    fn running(&self) -> bool {
+        self.state.header.status == WorkflowStatus::Running
+    }
+
+    /// What follows a task that finished well: a SWITCH enters its case, a fork starts its
+    /// branches, a TERMINATE ends the workflow, anything else continues with the next task.
+    fn after(&mut self, seq: u32) {
+        let plan = self.plan();
+        let task = self.state.tasks[seq as usize - 1].clone();
+        let Some(node) = plan.task(task.base_reference()) else { return };
+        if task.workflow_task.is_some() && node.kind != TaskKind::Dynamic {
+            // A dynamically forked task: its branch ends here and the JOIN takes over.
+            return;
+        }
+        if task.workflow_task.is_none() && node.kind == TaskKind::Dynamic {
+            return;
+        }
+        let iteration = if node.kind == TaskKind::DoWhile { 0 } else { task.iteration };
+        if matches!(node.kind, TaskKind::ForkJoin | TaskKind::ForkJoinDynamic)
+            && plan.next_in_list(node.index).is_none_or(|n| n.kind != TaskKind::Join)
+        {
+            let reason = "Fork task definition is not followed by a join task.  Check the blueprint".to_owned();
+            self.end(WorkflowStatus::Failed, Some(reason));
+            return;
+        }
+        match node.kind {
+            TaskKind::Switch | TaskKind::Decision => {
+                let case = task.input.get("case").and_then(Value::as_str).unwrap_or("null");
+                match plan.case(node.index, case) {
+                    CaseChoice::Task(head) => self.schedule(plan.at(head), iteration, None),
+                    CaseChoice::Nothing => self.continue_after(node.index, iteration),
+                }
+            }
+            TaskKind::ForkJoin => {
+                for head in plan.branch_heads(node.index) {
+                    self.schedule(head, iteration, None);
+                }
+                self.continue_after(node.index, iteration);
+            }
+            TaskKind::ForkJoinDynamic => {
+                let forked: Vec<WorkflowTask> = task
+                    .input
+                    .get("forkedTaskDefs")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                for wt in &forked {
+                    self.schedule_dynamic(wt, iteration);
+                    if !self.running() {
+                        return;
+                    }
+                }
+                self.continue_after(node.index, iteration);
+            }
+            TaskKind::Terminate => {
+                let (status, reason) = match system::terminate(&task.input) {
+                    Ok((status, reason, _)) => (status, reason),
+                    Err(_) => (WorkflowStatus::Failed, None),
+                };
+                let reason = reason.or_else(|| {
+                    (status != WorkflowStatus::Completed)
+                        .then(|| format!("Workflow is {} by TERMINATE task: {}", status.as_str(), task.task_id))
+                });
+                self.end_with(status, reason, Some(task.output.clone()), true);
+            }
+            _ => self.continue_after(node.index, iteration),
+        }
+    }
+
+    /// Schedules what follows the plan task at `index` once it (and anything it contains) is done:
+    /// the next task in its list; at the end of a case, what follows the SWITCH; at the end of a
+    /// fork branch, nothing (the JOIN waits); at the end of a loop body, the loop's next step.
+    fn continue_after(&mut self, index: usize, iteration: i32) {
+        let plan = self.plan();
+        let mut at = index;
+        loop {
+            if let Some(next) = plan.next_in_list(at) {
+                self.schedule(next, iteration, None);
+                return;
+            }
+            match plan.at(at).slot {
+                Slot::Top | Slot::Branch(..) => return,
+                Slot::Case(owner, _) => at = owner,
+                Slot::Loop(owner) => {
+                    self.iteration_done(owner, iteration);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A DO_WHILE's body finished iteration `iteration`: record its outputs, then start the next
+    /// iteration or complete the loop.
+    fn iteration_done(&mut self, loop_index: usize, iteration: i32) {
+        let plan = self.plan();
+        let node = plan.at(loop_index);
+        let Some(dw) = self.state.latest(&node.task.task_reference_name).cloned() else { return };
+        if dw.status != TaskStatus::InProgress || dw.iteration != iteration {
+            return;
+        }
+        let mut outputs = Object::new();
+        let mut latest_by_ref = Object::new();
+        for t in &self.state.tasks {
+            if t.retried || t.iteration == 0 || t.seq == dw.seq {
+                continue;
+            }
+            let Some(n) = plan.task(t.base_reference()) else { continue };
+            if !plan.is_inside(n.index, loop_index) {
+                continue;
+            }
+            latest_by_ref.insert(t.base_reference().to_owned(), Value::Object(t.output.clone()));
+            if t.iteration == iteration {
+                outputs.insert(t.base_reference().to_owned(), Value::Object(t.output.clone()));
+            }
+        }
+        let mut output = dw.output.clone();
+        output.insert(iteration.to_string(), Value::Object(outputs));
+        output.insert("iteration".to_owned(), Value::from(iteration));
+        let time = self.ctx.now;
+
+        let items = dw.input.get("_items").and_then(Value::as_array).cloned();
+        let more_items = items.as_ref().is_none_or(|items| (iteration as usize) < items.len());
+        let wants_more = if !more_items {
+            Ok(false)
+        } else {
+            match node.task.loop_condition.as_deref().filter(|c| !c.trim().is_empty()) {
+                None => Ok(items.is_some()),
+                Some(condition) => {
+                    let scope =
+                        Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: Some(&dw.task_id) };
+                    let mut input = resolve_object(&node.task.input_parameters, &scope);
+                    input.insert(node.task.task_reference_name.clone(), Value::Object(output.clone()));
+                    for (k, v) in latest_by_ref {
+                        input.insert(k, v);
+                    }
+                    self.ctx.env.javascript(condition, &Value::Object(input)).map(|v| system::truthy(&v))
+                }
+            }
+        };
+        match wants_more {
+            Ok(true) => {
+                let next = iteration + 1;
+                output.insert("iteration".to_owned(), Value::from(next));
+                if let Some(items) = &items {
+                    output.insert("loopIndex".to_owned(), Value::from(next - 1));
+                    output.insert("loopItem".to_owned(), items[(next - 1) as usize].clone());
+                }
+                self.iterations += 1;
+                if self.iterations > MAX_ITERATIONS_PER_DECISION {
+                    // Pause here; the WaitTimeout timer resumes the loop in a fresh decision.
+                    self.emit(Event::TaskIterated { seq: dw.seq, iteration: next, output, resume_at: time, time });
+                    return;
+                }
+                self.emit(Event::TaskIterated { seq: dw.seq, iteration: next, output, resume_at: 0, time });
+                if let Some(head) = plan.loop_head(loop_index) {
+                    self.schedule(head, next, None);
+                }
+            }
+            Ok(false) => self.finish_system_task(dw.seq, TaskStatus::Completed, Some(output), None),
+            Err(e) => self.finish_system_task(
+                dw.seq,
+                TaskStatus::FailedWithTerminalError,
+                Some(output),
+                Some(format!("Unable to evaluate the loop condition: {e}")),
+            ),
+        }
+    }
+
+    /// Completes every open JOIN and EXCLUSIVE_JOIN whose tasks are done. Returns whether any did.
+    fn evaluate_joins(&mut self) -> bool {
+        let mut changed = false;
+        let open: Vec<u32> = self
+            .state
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.status == TaskStatus::InProgress && (t.task_type == "JOIN" || t.task_type == "EXCLUSIVE_JOIN")
+            })
+            .map(|t| t.seq)
+            .collect();
+        for seq in open {
+            let t = &self.state.tasks[seq as usize - 1];
+            let strings = |key: &str| -> Vec<String> {
+                t.input
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default()
+            };
+            let join_on = strings("joinOn");
+            let outcome = if t.task_type == "JOIN" {
+                let permissive = self.state.workflow_task(t).is_some_and(|(wt, _)| wt.permissive);
+                system::join_outcome(self.state, &join_on, permissive)
+            } else {
+                system::exclusive_join_outcome(self.state, &join_on, &strings("defaultExclusiveJoinTask"))
+            };
+            if let Some(outcome) = outcome {
+                self.finish_system_task(seq, outcome.status, Some(outcome.output), outcome.reason);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn finish_system_task(&mut self, seq: u32, status: TaskStatus, output: Option<Object>, reason: Option<String>) {
+        let time = self.ctx.now;
+        self.emit(Event::TaskUpdated(Box::new(TaskUpdated {
+            seq,
+            status,
+            output,
+            reason,
+            worker_id: None,
+            callback_after_seconds: 0,
+            time,
+        })));
     }
 
     /// Retries, tolerates or escalates a failed task. Returns `false` if the workflow ended.
     fn handle_failure(&mut self, seq: u32) -> bool {
-        let plan = self.plan();
         let task = self.state.tasks[seq as usize - 1].clone();
-        let Some(plan_task) = plan.task(&task.reference_task_name) else {
+        let Some((wt, node)) = self.state.workflow_task(&task).map(|(wt, n)| (wt.clone(), n.map(|n| n.index))) else {
             let reason = format!("Task {} has no definition in the workflow", task.reference_task_name);
             self.end(WorkflowStatus::Failed, Some(reason));
             return false;
         };
-        let expected_retries =
-            plan_task.task.retry_count.or_else(|| plan_task.task_def().map(|d| d.retry_count)).unwrap_or(0);
-        if task.status.is_retriable() && task.retry_count < expected_retries {
-            let delay = plan_task.task_def().map_or(0, |d| retry::delay_seconds(d, task.retry_count));
-            self.schedule(plan_task, Some((&task, delay)));
+        let kind = TaskKind::of(&wt.task_type);
+        let def = wt.task_definition.as_ref();
+        let expected_retries = wt.retry_count.or_else(|| def.map(|d| d.retry_count)).unwrap_or(0);
+        if task.status.is_retriable() && !kind.is_built_in() && task.retry_count < expected_retries {
+            let delay = def.map_or(0, |d| retry::delay_seconds(d, task.retry_count));
+            match node {
+                Some(index) if task.workflow_task.is_none() || kind == TaskKind::Dynamic => {
+                    let plan = self.plan();
+                    self.schedule(plan.at(index), task.iteration, Some((&task, delay)));
+                }
+                _ => self.schedule_task(&wt, task.iteration, Some((&task, delay))),
+            }
             return true;
         }
-        if plan_task.task.optional {
+        if wt.optional {
             let time = self.ctx.now;
             self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::CompletedWithErrors, reason: None, time });
+            return true;
+        }
+        if wt.permissive {
             return true;
         }
         let status = match task.status {
@@ -267,49 +550,326 @@ impl Decider<'_, '_> {
             TaskStatus::TimedOut => WorkflowStatus::TimedOut,
             _ => WorkflowStatus::Failed,
         };
-        let reason = format!(
-            "Task {} failed with status: {} and reason: '{}'",
-            task.task_id,
-            status.as_str(),
-            task.reason_for_incompletion.as_deref().unwrap_or("null")
-        );
-        self.end(status, Some(reason));
+        self.end(status, Some(failure_reason(&task, status)));
         false
     }
 
-    /// Schedules a task of the definition: a first attempt, or a retry of `retry` after a delay.
-    fn schedule(&mut self, plan_task: &PlanTask, retry: Option<(&TaskState, i64)>) {
-        match &plan_task.kind {
-            TaskKind::Simple => {
-                let task = self.new_simple_task(plan_task, retry);
-                let retry_of = retry.map(|(old, _)| old.seq);
-                self.emit(Event::TaskScheduled(Box::new(TaskScheduled { task, retry_of })));
+    /// Schedules a task of the definition in loop iteration `iteration` (0 outside loops): a
+    /// first attempt, or a retry of `retry` after a delay.
+    fn schedule(&mut self, node: &PlanTask, iteration: i32, retry: Option<(&TaskState, i64)>) {
+        if retry.is_none() {
+            let reference = with_iteration(&node.task.task_reference_name, iteration);
+            if self.state.tasks.iter().any(|t| t.reference_task_name == reference && !t.retried) {
+                return;
             }
-            TaskKind::Unsupported(kind) => {
-                let reason = format!(
-                    "Task {} has type {kind}, which this Overture release does not run",
-                    plan_task.task.task_reference_name
-                );
+        }
+        if node.kind == TaskKind::Dynamic {
+            let scope = Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: None };
+            let input = resolve_object(&node.task.input_parameters, &scope);
+            let param = node.task.dynamic_task_name_param.as_deref().unwrap_or("taskToExecute");
+            let name = input.get(param).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let def = (!name.is_empty()).then(|| self.ctx.env.task_def(&name)).flatten();
+            let Some(def) = def else {
+                let reason = format!("Invalid task specified. Cannot find task by name {name} in the task definitions");
                 self.end(WorkflowStatus::Failed, Some(reason));
+                return;
+            };
+            let mut wt = node.task.clone();
+            wt.name = name;
+            wt.task_definition = Some(def);
+            self.schedule_task(&wt, iteration, retry);
+            return;
+        }
+        let wt = node.task.clone();
+        self.schedule_task(&wt, iteration, retry);
+    }
+
+    /// Schedules a task that is not (only) the definition's: a dynamically forked task.
+    fn schedule_dynamic(&mut self, wt: &WorkflowTask, iteration: i32) {
+        let mut wt = wt.clone();
+        if wt.task_definition.is_none() {
+            wt.task_definition = self.ctx.env.task_def(&wt.name);
+        }
+        let kind = TaskKind::of(&wt.task_type);
+        if kind.is_built_in() || kind == TaskKind::Dynamic || matches!(kind, TaskKind::Unsupported(_)) {
+            let reason = format!(
+                "Task {} of type {} cannot be forked dynamically by this Overture release",
+                wt.task_reference_name, wt.task_type
+            );
+            self.end(WorkflowStatus::Failed, Some(reason));
+            return;
+        }
+        if self.plan().task(&wt.task_reference_name).is_some() {
+            let reason = format!(
+                "Dynamically forked task {} uses the reference name of a task of the definition",
+                wt.task_reference_name
+            );
+            self.end(WorkflowStatus::Failed, Some(reason));
+            return;
+        }
+        self.schedule_task_as(&wt, iteration, None, true);
+    }
+
+    fn schedule_task(&mut self, wt: &WorkflowTask, iteration: i32, retry: Option<(&TaskState, i64)>) {
+        let dynamic = retry.is_some_and(|(old, _)| old.workflow_task.is_some())
+            || TaskKind::of(&wt.task_type) == TaskKind::Dynamic;
+        self.schedule_task_as(wt, iteration, retry, dynamic);
+    }
+
+    /// Creates the task for `wt` and runs it as far as its type allows right now: worker tasks are
+    /// queued, WAIT, HUMAN and the joins wait, everything else completes or fails at once.
+    fn schedule_task_as(
+        &mut self,
+        wt: &WorkflowTask,
+        iteration: i32,
+        retry: Option<(&TaskState, i64)>,
+        keep_workflow_task: bool,
+    ) {
+        let kind = TaskKind::of(&wt.task_type);
+        if let TaskKind::Unsupported(t) = &kind {
+            let reason =
+                format!("Task {} has type {t}, which this Overture release does not run", wt.task_reference_name);
+            self.end(WorkflowStatus::Failed, Some(reason));
+            return;
+        }
+        if kind == TaskKind::UserDefined && wt.task_definition.is_none() {
+            let reason =
+                format!("Invalid task specified. Cannot find task by name {} in the task definitions", wt.name);
+            self.end(WorkflowStatus::Failed, Some(reason));
+            return;
+        }
+        let mut task = self.new_task(wt, &kind, iteration, retry);
+        if keep_workflow_task {
+            task.workflow_task = Some(Box::new(wt.clone()));
+        }
+        let now = self.ctx.now;
+        let mut variables: Option<Object> = None;
+        let outcome: Option<(TaskStatus, Object, Option<String>)> = match &kind {
+            TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic => None,
+            TaskKind::Noop | TaskKind::ForkJoin => Some((TaskStatus::Completed, Object::new(), None)),
+            TaskKind::Switch | TaskKind::Decision => {
+                let case = if kind == TaskKind::Switch {
+                    system::switch_case(wt, &task.input, self.ctx.env)
+                } else {
+                    system::decision_case(wt, &task.input, self.ctx.env)
+                };
+                match case {
+                    Ok(case) => {
+                        task.input.insert("case".to_owned(), Value::String(case.clone()));
+                        let mut output = Object::new();
+                        if kind == TaskKind::Switch {
+                            output.insert("evaluationResult".to_owned(), json!([case]));
+                            output.insert("selectedCase".to_owned(), Value::String(case));
+                        } else {
+                            output.insert("caseOutput".to_owned(), json!([case]));
+                        }
+                        Some((TaskStatus::Completed, output, None))
+                    }
+                    Err(f) => Some(match self.failure(f) {
+                        Some(r) => r,
+                        None => return,
+                    }),
+                }
+            }
+            TaskKind::ForkJoinDynamic => match system::dynamic_fork(wt, &task.input) {
+                Ok(forked) => {
+                    let refs: Vec<Value> = forked
+                        .iter()
+                        .map(|t| Value::String(with_iteration(&t.task_reference_name, iteration)))
+                        .collect();
+                    task.input.insert("forkedTasks".to_owned(), Value::Array(refs));
+                    let defs = serde_json::to_value(&forked).unwrap_or(Value::Null);
+                    task.input.insert("forkedTaskDefs".to_owned(), defs);
+                    Some((TaskStatus::Completed, Object::new(), None))
+                }
+                Err(f) => Some(match self.failure(f) {
+                    Some(r) => r,
+                    None => return,
+                }),
+            },
+            TaskKind::Join | TaskKind::ExclusiveJoin => {
+                let join_on = self.join_on(wt, iteration);
+                task.input.insert("joinOn".to_owned(), json!(join_on));
+                if kind == TaskKind::ExclusiveJoin {
+                    let defaults: Vec<String> =
+                        wt.default_exclusive_join_task.iter().map(|r| with_iteration(r, iteration)).collect();
+                    task.input.insert("defaultExclusiveJoinTask".to_owned(), json!(defaults));
+                }
+                task.status = TaskStatus::InProgress;
+                None
+            }
+            TaskKind::DoWhile => {
+                task.status = TaskStatus::InProgress;
+                task.iteration = 1;
+                task.output.insert("iteration".to_owned(), Value::from(1));
+                if let Some(expr) = wt.items.as_deref() {
+                    let scope = Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: None };
+                    let items = match crate::expr::resolve_value(&Value::String(expr.to_owned()), &scope) {
+                        Value::Array(items) => items,
+                        Value::Null => Vec::new(),
+                        other => vec![other],
+                    };
+                    if items.is_empty() {
+                        task.iteration = 0;
+                        task.output.insert("iteration".to_owned(), Value::from(0));
+                        task.input.insert("_items".to_owned(), Value::Array(items));
+                        Some((TaskStatus::Completed, task.output.clone(), None))
+                    } else {
+                        task.output.insert("loopIndex".to_owned(), Value::from(0));
+                        task.output.insert("loopItem".to_owned(), items[0].clone());
+                        task.input.insert("_items".to_owned(), Value::Array(items));
+                        None
+                    }
+                } else {
+                    None
+                }
+            }
+            TaskKind::Wait => match system::wait_until(&task.input, now) {
+                Ok(until) => {
+                    task.status = TaskStatus::InProgress;
+                    task.wait_timeout = until;
+                    if until > 0 {
+                        task.callback_after_seconds = (until - now).max(0) / 1000;
+                    }
+                    None
+                }
+                Err(f) => Some(match self.failure(f) {
+                    Some(r) => r,
+                    None => return,
+                }),
+            },
+            TaskKind::Human => {
+                task.status = TaskStatus::InProgress;
+                None
+            }
+            TaskKind::Terminate => match system::terminate(&task.input) {
+                Ok((_, _, output)) => Some((TaskStatus::Completed, output, None)),
+                Err(f) => Some(match self.failure(f) {
+                    Some(r) => r,
+                    None => return,
+                }),
+            },
+            TaskKind::SetVariable => {
+                let mut merged = self.state.header.variables.clone();
+                for (k, v) in &task.input {
+                    merged.insert(k.clone(), v.clone());
+                }
+                let size = serde_json::to_vec(&merged).map_or(usize::MAX, |b| b.len());
+                if size > system::MAX_VARIABLES_BYTES {
+                    let reason = format!(
+                        "The variables payload size: {size} of workflow: {} is greater than the permissible limit: {} bytes",
+                        self.state.header.workflow_id,
+                        system::MAX_VARIABLES_BYTES
+                    );
+                    Some((TaskStatus::FailedWithTerminalError, Object::new(), Some(reason)))
+                } else {
+                    variables = Some(merged);
+                    Some((TaskStatus::Completed, Object::new(), None))
+                }
+            }
+            TaskKind::Inline | TaskKind::Lambda | TaskKind::JsonJqTransform => {
+                let r = match kind {
+                    TaskKind::Inline => system::inline(&task.input, self.ctx.env),
+                    TaskKind::Lambda => system::lambda(wt, &task.input, self.ctx.env),
+                    _ => system::json_jq(&task.input, self.ctx.env),
+                };
+                match r {
+                    Ok(output) => Some((TaskStatus::Completed, output, None)),
+                    Err(f) => Some(match self.failure(f) {
+                        Some(r) => r,
+                        None => return,
+                    }),
+                }
+            }
+            TaskKind::Unsupported(_) => return,
+        };
+        if let Some((status, output, reason)) = outcome {
+            task.status = status;
+            if !output.is_empty() {
+                task.output = output;
+            }
+            task.reason_for_incompletion = reason;
+        }
+        if task.status != TaskStatus::Scheduled {
+            task.start_time = now;
+            task.callback_after_seconds = if task.wait_timeout > 0 { task.callback_after_seconds } else { 0 };
+            task.start_delay_in_seconds = 0;
+        }
+        if task.status.is_terminal() {
+            task.end_time = now;
+        }
+        let retry_of = retry.map(|(old, _)| old.seq);
+        let (seq, loop_head) = (task.seq, (kind == TaskKind::DoWhile && task.status == TaskStatus::InProgress));
+        self.emit(Event::TaskScheduled(Box::new(TaskScheduled { task, retry_of })));
+        if let Some(variables) = variables {
+            self.emit(Event::VariablesSet { variables, time: now });
+        }
+        if loop_head {
+            let plan = self.plan();
+            if let Some(node) = plan.task(&wt.task_reference_name) {
+                match plan.loop_head(node.index) {
+                    Some(head) => self.schedule(head, 1, None),
+                    None => self.finish_system_task(seq, TaskStatus::Completed, None, None),
+                }
             }
         }
     }
 
-    fn new_simple_task(&mut self, plan_task: &PlanTask, retry: Option<(&TaskState, i64)>) -> TaskState {
-        let wt = &plan_task.task;
-        let def = plan_task.task_def();
+    /// A system task's failure: the task's status, output and reason, or `None` when it ended
+    /// the workflow.
+    fn failure(&mut self, f: system::Failure) -> Option<(TaskStatus, Object, Option<String>)> {
+        match f {
+            system::Failure::Task(status, reason, output) => Some((status, output, Some(reason))),
+            system::Failure::Workflow(reason) => {
+                self.end(WorkflowStatus::Failed, Some(reason));
+                None
+            }
+        }
+    }
+
+    /// The reference names a JOIN waits on: its `joinOn`, or, after a dynamic fork, the tasks
+    /// that fork created. Inside a loop they carry the iteration suffix.
+    fn join_on(&self, wt: &WorkflowTask, iteration: i32) -> Vec<String> {
+        let plan = self.plan();
+        if let Some(node) = plan.task(&wt.task_reference_name) {
+            let previous = plan
+                .tasks()
+                .find(|p| p.slot == node.slot && plan.next_in_list(p.index).is_some_and(|n| n.index == node.index));
+            if let Some(fork) = previous.filter(|p| p.kind == TaskKind::ForkJoinDynamic) {
+                let fork_ref = with_iteration(&fork.task.task_reference_name, iteration);
+                return self
+                    .state
+                    .latest(&fork_ref)
+                    .and_then(|t| t.input.get("forkedTasks"))
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+            }
+        }
+        wt.join_on.iter().map(|r| with_iteration(r, iteration)).collect()
+    }
+
+    fn new_task(
+        &mut self,
+        wt: &WorkflowTask,
+        kind: &TaskKind,
+        iteration: i32,
+        retry: Option<(&TaskState, i64)>,
+    ) -> TaskState {
+        let def = wt.task_definition.as_ref();
         let task_id = self.ctx.ids.next_id();
         let now = self.ctx.now;
+        let worker = kind.is_worker_task();
 
         let mut params = wt.input_parameters.clone();
-        if let Some(def) = def {
+        if let Some(def) = def.filter(|_| worker) {
             for (k, v) in &def.input_template {
                 params.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
         let scope = Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: Some(&task_id) };
         let mut input = resolve_object(&params, &scope);
-        if let Some(def) = def {
+        if let Some(def) = def.filter(|_| worker) {
             for (k, v) in &def.input_template {
                 if input.get(k).is_none_or(|x| x.is_null()) {
                     input.insert(k.clone(), v.clone());
@@ -317,22 +877,33 @@ impl Decider<'_, '_> {
             }
         }
 
-        let domain = domain_for(&self.state.header.task_to_domain, &wt.name);
+        let (task_type, def_name) = match kind {
+            TaskKind::Simple | TaskKind::Dynamic => (wt.name.clone(), wt.name.clone()),
+            TaskKind::UserDefined => (wt.task_type.clone(), wt.name.clone()),
+            TaskKind::ForkJoin | TaskKind::ForkJoinDynamic => ("FORK".to_owned(), "FORK".to_owned()),
+            _ => (wt.task_type.clone(), wt.name.clone()),
+        };
+        let domain = if worker { domain_for(&self.state.header.task_to_domain, &wt.name) } else { None };
         let namespace = def.and_then(|d| d.execution_name_space.clone());
         let isolation = def.and_then(|d| d.isolation_group_id.clone());
         // Workers poll by type and domain only, so the queue name carries nothing else; execution
         // namespaces and isolation groups are recorded on the task but do not split its queue yet.
-        let queue = queue_name(&wt.name, domain.as_deref(), None, None);
+        let queue = worker.then(|| queue_name(&task_type, domain.as_deref(), None, None));
         let delay = match retry {
             Some((_, delay)) => delay,
             None => i64::from(wt.start_delay.max(0)),
         };
+        let response_timeout = match def {
+            Some(d) => d.response_timeout_seconds,
+            None if worker => DEFAULT_RESPONSE_TIMEOUT_SECONDS,
+            None => 0,
+        };
         TaskState {
             task_id,
             seq: self.state.tasks.len() as u32 + 1,
-            reference_task_name: wt.task_reference_name.clone(),
-            task_def_name: wt.name.clone(),
-            task_type: wt.name.clone(),
+            reference_task_name: with_iteration(&wt.task_reference_name, iteration),
+            task_def_name: def_name,
+            task_type,
             status: TaskStatus::Scheduled,
             input,
             output: Object::new(),
@@ -344,32 +915,41 @@ impl Decider<'_, '_> {
             update_time: now,
             start_delay_in_seconds: i32::try_from(delay).unwrap_or(i32::MAX),
             callback_after_seconds: delay,
-            response_timeout_seconds: def.map_or(DEFAULT_RESPONSE_TIMEOUT_SECONDS, |d| d.response_timeout_seconds),
+            response_timeout_seconds: response_timeout,
             retried_task_id: retry.map(|(old, _)| old.task_id.clone()),
             retried: false,
             executed: false,
             worker_id: None,
             reason_for_incompletion: None,
             domain,
-            queue: Some(queue),
+            queue,
             rate_limit_per_frequency: def.and_then(|d| d.rate_limit_per_frequency).unwrap_or(0),
             rate_limit_frequency_in_seconds: def.and_then(|d| d.rate_limit_frequency_in_seconds).unwrap_or(1),
             isolation_group_id: isolation,
             execution_name_space: namespace,
-            iteration: 0,
+            iteration,
+            workflow_task: retry.and_then(|(old, _)| old.workflow_task.clone()),
+            wait_timeout: 0,
+            sub_workflow_id: None,
+            first_scheduled_time: retry.map_or(now, |(old, _)| old.first_scheduled_time),
         }
     }
 
     /// Ends the workflow: cancels what is still open, computes the output, records the outcome.
     fn end(&mut self, status: WorkflowStatus, reason: Option<String>) {
+        self.end_with(status, reason, None, status != WorkflowStatus::Completed);
+    }
+
+    /// Ends the workflow with `output` (else the computed output), cancelling open tasks if asked.
+    fn end_with(&mut self, status: WorkflowStatus, reason: Option<String>, output: Option<Object>, cancel_open: bool) {
         let time = self.ctx.now;
         let open: Vec<u32> = self.state.tasks.iter().filter(|t| !t.status.is_terminal()).map(|t| t.seq).collect();
-        if status != WorkflowStatus::Completed {
+        if cancel_open {
             for seq in open {
                 self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::Canceled, reason: None, time });
             }
         }
-        let output = self.workflow_output();
+        let output = output.unwrap_or_else(|| self.workflow_output());
         let mut failed_refs: Vec<String> = Vec::new();
         let mut failed_names: Vec<String> = Vec::new();
         for t in &self.state.tasks {
@@ -410,6 +990,21 @@ fn domain_for(task_to_domain: &std::collections::BTreeMap<String, String>, name:
     let value = task_to_domain.get(name).or_else(|| task_to_domain.get("*"))?;
     let first = value.split(',').map(str::trim).find(|s| !s.is_empty())?;
     (first != "NO_DOMAIN").then(|| first.to_owned())
+}
+
+/// `ref` as scheduled in loop iteration `iteration` (`ref__N`; unchanged outside loops).
+fn with_iteration(reference: &str, iteration: i32) -> String {
+    if iteration > 0 { format!("{reference}__{iteration}") } else { reference.to_owned() }
+}
+
+/// Conductor's reason for a workflow ended by a task's failure.
+fn failure_reason(task: &TaskState, status: WorkflowStatus) -> String {
+    format!(
+        "Task {} failed with status: {} and reason: '{}'",
+        task.task_id,
+        status.as_str(),
+        task.reason_for_incompletion.as_deref().unwrap_or("null")
+    )
 }
 
 fn truncate_chars(s: String, max: usize) -> String {

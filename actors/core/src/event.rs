@@ -65,6 +65,28 @@ pub enum Event {
     },
     /// The workflow reached a terminal status.
     WorkflowEnded(Box<WorkflowEnded>),
+    /// `workflow.variables` now hold exactly these values (SET_VARIABLE).
+    VariablesSet {
+        #[serde(with = "json_bytes")]
+        #[allow(missing_docs)]
+        variables: Object,
+        #[allow(missing_docs)]
+        time: i64,
+    },
+    /// A DO_WHILE finished an iteration and starts the next one.
+    TaskIterated {
+        #[allow(missing_docs)]
+        seq: u32,
+        /// The iteration now running.
+        iteration: i32,
+        /// The DO_WHILE's output so far.
+        #[serde(with = "json_bytes")]
+        output: Object,
+        /// Epoch millis the iteration's first task is scheduled at, if not in this decision.
+        resume_at: i64,
+        #[allow(missing_docs)]
+        time: i64,
+    },
 }
 
 /// Payload of [`Event::WorkflowStarted`].
@@ -134,14 +156,15 @@ impl Event {
     /// The task this event touches, if any.
     pub fn task_seq(&self) -> Option<u32> {
         match self {
-            Event::WorkflowStarted(_) | Event::WorkflowEnded(_) => None,
+            Event::WorkflowStarted(_) | Event::WorkflowEnded(_) | Event::VariablesSet { .. } => None,
             Event::TaskScheduled(s) => Some(s.task.seq),
             Event::TaskUpdated(u) => Some(u.seq),
             Event::TaskPolled { seq, .. }
             | Event::TaskLeaseExtended { seq, .. }
             | Event::TaskStatusChanged { seq, .. }
             | Event::TaskExecuted { seq }
-            | Event::TaskLogged { seq, .. } => Some(*seq),
+            | Event::TaskLogged { seq, .. }
+            | Event::TaskIterated { seq, .. } => Some(*seq),
         }
     }
 
@@ -157,6 +180,8 @@ impl Event {
             Event::TaskExecuted { .. } => "TaskExecuted",
             Event::TaskLogged { .. } => "TaskLogged",
             Event::WorkflowEnded(_) => "WorkflowEnded",
+            Event::VariablesSet { .. } => "VariablesSet",
+            Event::TaskIterated { .. } => "TaskIterated",
         }
     }
 }

@@ -85,6 +85,18 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
             }
         }
         Event::TaskLogged { .. } => {}
+        Event::VariablesSet { variables, time } => {
+            state.header.variables = variables.clone();
+            state.header.update_time = *time;
+        }
+        Event::TaskIterated { seq, iteration, output, resume_at, time } => {
+            if let Some(t) = state.task_mut(*seq) {
+                t.iteration = *iteration;
+                t.wait_timeout = *resume_at;
+                t.output = output.clone();
+                t.update_time = *time;
+            }
+        }
         Event::WorkflowEnded(ended) => {
             let h = &mut state.header;
             h.status = ended.status;

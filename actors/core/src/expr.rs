@@ -231,8 +231,14 @@ fn walk_object(map: &Object, segments: &[Segment<'_>]) -> Option<Value> {
     walk(map.get(*k)?, rest).cloned()
 }
 
+/// The latest task with this reference name; inside loops, the base name (without `__N`) finds
+/// the latest iteration.
 fn latest_task<'a>(scope: &Scope<'a>, reference: &str) -> Option<&'a TaskState> {
-    scope.tasks.iter().rev().find(|t| t.reference_task_name == reference)
+    scope
+        .tasks
+        .iter()
+        .rev()
+        .find(|t| t.reference_task_name == reference || (t.iteration > 0 && t.base_reference() == reference))
 }
 
 /// Walks a plain path from a root without building the root's document when it can.

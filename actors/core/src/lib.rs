@@ -28,6 +28,7 @@ pub mod retry;
 pub mod rows;
 pub mod serde_util;
 pub mod state;
+pub mod system;
 pub mod validate;
 
 pub use command::{Command, Ctx, IdSource, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate};

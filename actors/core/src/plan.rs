@@ -1,12 +1,13 @@
-//! A workflow definition compiled for the decider: tasks indexed by reference name, each knowing
-//! what comes after it.
+//! A workflow definition compiled for the decider: every task of the definition, at any depth,
+//! indexed by reference name and placed in its list (top level, a SWITCH case, a fork branch or a
+//! DO_WHILE body), so the decider can ask "what follows this task" and "what contains it".
 //!
 //! Compiling never fails: rules live in [`crate::validate`], which runs when a definition is
 //! registered or submitted inline. A plan is also rebuilt from stored definitions, which must load
 //! even if a later release adds a rule they break; the decider fails such a workflow with a reason
 //! rather than refusing to load it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
 
@@ -15,16 +16,117 @@ use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
 pub enum TaskKind {
     /// A worker polls it by name (`SIMPLE`).
     Simple,
-    /// A type Overture does not run yet; the decider fails the workflow if it is reached.
+    /// A worker polls it by its type; the type is not a system type, and its task definition must
+    /// exist (Conductor's USER_DEFINED).
+    UserDefined,
+    /// A worker task whose name is read from the input (`dynamicTaskNameParam`).
+    Dynamic,
+    /// `SWITCH`.
+    Switch,
+    /// The legacy `DECISION`.
+    Decision,
+    /// `FORK_JOIN`: static branches.
+    ForkJoin,
+    /// `FORK_JOIN_DYNAMIC`: branches read from the input.
+    ForkJoinDynamic,
+    /// `JOIN`.
+    Join,
+    /// `EXCLUSIVE_JOIN`.
+    ExclusiveJoin,
+    /// `DO_WHILE`.
+    DoWhile,
+    /// `WAIT`.
+    Wait,
+    /// `HUMAN`.
+    Human,
+    /// `TERMINATE`.
+    Terminate,
+    /// `SET_VARIABLE`.
+    SetVariable,
+    /// `NOOP`.
+    Noop,
+    /// `INLINE`.
+    Inline,
+    /// The legacy `LAMBDA`.
+    Lambda,
+    /// `JSON_JQ_TRANSFORM`.
+    JsonJqTransform,
+    /// A system type Overture does not run yet; refused at registration, and the decider fails
+    /// the workflow if a stored definition reaches one.
     Unsupported(String),
 }
+
+/// System task types this release does not run. Anything else that is not a known type is a
+/// user-defined worker task.
+const NOT_YET: &[&str] = &["SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT", "KAFKA_PUBLISH", "USER_DEFINED"];
 
 impl TaskKind {
     /// Classifies a `type` string.
     pub fn of(task_type: &str) -> TaskKind {
         match task_type {
             "SIMPLE" => TaskKind::Simple,
-            other => TaskKind::Unsupported(other.to_owned()),
+            "DYNAMIC" => TaskKind::Dynamic,
+            "SWITCH" => TaskKind::Switch,
+            "DECISION" => TaskKind::Decision,
+            "FORK_JOIN" => TaskKind::ForkJoin,
+            "FORK_JOIN_DYNAMIC" => TaskKind::ForkJoinDynamic,
+            "JOIN" => TaskKind::Join,
+            "EXCLUSIVE_JOIN" => TaskKind::ExclusiveJoin,
+            "DO_WHILE" => TaskKind::DoWhile,
+            "WAIT" => TaskKind::Wait,
+            "HUMAN" => TaskKind::Human,
+            "TERMINATE" => TaskKind::Terminate,
+            "SET_VARIABLE" => TaskKind::SetVariable,
+            "NOOP" => TaskKind::Noop,
+            "INLINE" => TaskKind::Inline,
+            "LAMBDA" => TaskKind::Lambda,
+            "JSON_JQ_TRANSFORM" => TaskKind::JsonJqTransform,
+            other if NOT_YET.contains(&other) || other.starts_with("LLM_") || other.contains("MCP") => {
+                TaskKind::Unsupported(other.to_owned())
+            }
+            _ => TaskKind::UserDefined,
+        }
+    }
+
+    /// A task a worker executes (polled from a queue).
+    pub fn is_worker_task(&self) -> bool {
+        matches!(self, TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic)
+    }
+
+    /// Conductor's built-in control tasks, which are never retried.
+    pub fn is_built_in(&self) -> bool {
+        matches!(
+            self,
+            TaskKind::Switch
+                | TaskKind::Decision
+                | TaskKind::ForkJoin
+                | TaskKind::ForkJoinDynamic
+                | TaskKind::Join
+                | TaskKind::ExclusiveJoin
+                | TaskKind::DoWhile
+        )
+    }
+}
+
+/// The list a task sits in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// The definition's own task list.
+    Top,
+    /// A case of a SWITCH or DECISION (`None`: the default case).
+    Case(usize, Option<String>),
+    /// Branch `i` of a FORK_JOIN.
+    Branch(usize, usize),
+    /// The body of a DO_WHILE.
+    Loop(usize),
+}
+
+impl Slot {
+    /// The task that owns the list, if the list is not the top level.
+    pub fn owner(&self) -> Option<usize> {
+        match self {
+            Slot::Top => None,
+            Slot::Case(i, _) | Slot::Branch(i, _) | Slot::Loop(i) => Some(*i),
         }
     }
 }
@@ -36,8 +138,16 @@ pub struct PlanTask {
     pub task: WorkflowTask,
     #[allow(missing_docs)]
     pub kind: TaskKind,
-    /// Index of the task that follows it in the same list.
+    /// Position in the plan.
+    pub index: usize,
+    /// The list it is in.
+    pub slot: Slot,
     next: Option<usize>,
+    /// First task of each case (an empty case maps to `None`).
+    cases: BTreeMap<String, Option<usize>>,
+    default_case: Option<usize>,
+    branches: Vec<Option<usize>>,
+    loop_first: Option<usize>,
 }
 
 impl PlanTask {
@@ -47,6 +157,15 @@ impl PlanTask {
     }
 }
 
+/// Which list a SWITCH or DECISION continues into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseChoice {
+    /// The case (or default) exists and starts with this task.
+    Task(usize),
+    /// The case exists but is empty, or there is nothing to run: continue after the switch.
+    Nothing,
+}
+
 /// A compiled workflow definition.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -54,44 +173,154 @@ pub struct Plan {
     pub def: WorkflowDef,
     tasks: Vec<PlanTask>,
     by_ref: HashMap<String, usize>,
+    first: Option<usize>,
 }
 
 impl Plan {
     /// Compiles a definition. Duplicate reference names keep their first occurrence (validation
     /// rejects them before a definition is accepted).
-    pub fn new(def: WorkflowDef) -> Plan {
-        let mut tasks = Vec::with_capacity(def.tasks.len());
-        let mut by_ref = HashMap::with_capacity(def.tasks.len());
-        let count = def.tasks.len();
-        for (i, task) in def.tasks.iter().enumerate() {
-            by_ref.entry(task.task_reference_name.clone()).or_insert(i);
-            tasks.push(PlanTask {
+    pub fn new(mut def: WorkflowDef) -> Plan {
+        let list = std::mem::take(&mut def.tasks);
+        let mut plan = Plan { def, tasks: Vec::new(), by_ref: HashMap::new(), first: None };
+        plan.first = plan.add_list(&list, &Slot::Top);
+        plan.def.tasks = list;
+        plan
+    }
+
+    /// Adds a list of tasks; returns the index of its first task.
+    fn add_list(&mut self, list: &[WorkflowTask], slot: &Slot) -> Option<usize> {
+        let mut previous: Option<usize> = None;
+        let mut first = None;
+        for task in list {
+            let index = self.tasks.len();
+            self.by_ref.entry(task.task_reference_name.clone()).or_insert(index);
+            self.tasks.push(PlanTask {
                 task: task.clone(),
                 kind: TaskKind::of(&task.task_type),
-                next: (i + 1 < count).then_some(i + 1),
+                index,
+                slot: slot.clone(),
+                next: None,
+                cases: BTreeMap::new(),
+                default_case: None,
+                branches: Vec::new(),
+                loop_first: None,
             });
+            let mut cases = BTreeMap::new();
+            for (name, case) in &task.decision_cases {
+                cases.insert(name.clone(), self.add_list(case, &Slot::Case(index, Some(name.clone()))));
+            }
+            let default_case = self.add_list(&task.default_case, &Slot::Case(index, None));
+            let branches: Vec<Option<usize>> = task
+                .fork_tasks
+                .iter()
+                .enumerate()
+                .map(|(b, branch)| self.add_list(branch, &Slot::Branch(index, b)))
+                .collect();
+            let loop_first = self.add_list(&task.loop_over, &Slot::Loop(index));
+            let node = &mut self.tasks[index];
+            node.cases = cases;
+            node.default_case = default_case;
+            node.branches = branches;
+            node.loop_first = loop_first;
+            if let Some(p) = previous {
+                self.tasks[p].next = Some(index);
+            }
+            previous = Some(index);
+            first.get_or_insert(index);
         }
-        Plan { def, tasks, by_ref }
+        first
     }
 
     /// The first task to schedule, if the definition has any.
     pub fn first(&self) -> Option<&PlanTask> {
-        self.tasks.first()
+        self.first.map(|i| &self.tasks[i])
     }
 
-    /// The task with this reference name.
+    /// The task with this reference name (without any `__N` loop suffix).
     pub fn task(&self, reference_name: &str) -> Option<&PlanTask> {
         self.by_ref.get(reference_name).map(|&i| &self.tasks[i])
     }
 
-    /// The task scheduled after `reference_name` completes, or `None` at the end of the workflow.
-    pub fn next_after(&self, reference_name: &str) -> Option<&PlanTask> {
-        let i = *self.by_ref.get(reference_name)?;
-        self.tasks[i].next.map(|n| &self.tasks[n])
+    /// The task at this plan position.
+    pub fn at(&self, index: usize) -> &PlanTask {
+        &self.tasks[index]
     }
 
-    /// Every task, in definition order.
+    /// The task after this one in the same list.
+    pub fn next_in_list(&self, index: usize) -> Option<&PlanTask> {
+        self.tasks[index].next.map(|n| &self.tasks[n])
+    }
+
+    /// Where a SWITCH or DECISION goes for `case`. SWITCH takes the default case only when the
+    /// case is absent; DECISION also when it is empty.
+    pub fn case(&self, index: usize, case: &str) -> CaseChoice {
+        let node = &self.tasks[index];
+        let chosen = match node.cases.get(case) {
+            Some(Some(first)) => Some(*first),
+            Some(None) if node.kind == TaskKind::Switch => None,
+            _ => node.default_case,
+        };
+        chosen.map_or(CaseChoice::Nothing, CaseChoice::Task)
+    }
+
+    /// The first task of each non-empty branch of a FORK_JOIN.
+    pub fn branch_heads(&self, index: usize) -> Vec<&PlanTask> {
+        self.tasks[index].branches.iter().flatten().map(|&i| &self.tasks[i]).collect()
+    }
+
+    /// The last task of each branch of a FORK_JOIN (what a JOIN waits on by default).
+    pub fn branch_tails(&self, index: usize) -> Vec<&PlanTask> {
+        let mut out = Vec::new();
+        for head in self.tasks[index].branches.iter().flatten() {
+            let mut i = *head;
+            while let Some(n) = self.tasks[i].next {
+                i = n;
+            }
+            out.push(&self.tasks[i]);
+        }
+        out
+    }
+
+    /// The first task of a DO_WHILE's body.
+    pub fn loop_head(&self, index: usize) -> Option<&PlanTask> {
+        self.tasks[index].loop_first.map(|i| &self.tasks[i])
+    }
+
+    /// Whether `index` sits, at any depth, inside the task at `ancestor`.
+    pub fn is_inside(&self, mut index: usize, ancestor: usize) -> bool {
+        while let Some(owner) = self.tasks[index].slot.owner() {
+            if owner == ancestor {
+                return true;
+            }
+            index = owner;
+        }
+        false
+    }
+
+    /// The innermost DO_WHILE containing the task, if any.
+    pub fn enclosing_loop(&self, mut index: usize) -> Option<&PlanTask> {
+        while let Some(owner) = self.tasks[index].slot.owner() {
+            if self.tasks[owner].kind == TaskKind::DoWhile {
+                return Some(&self.tasks[owner]);
+            }
+            index = owner;
+        }
+        None
+    }
+
+    /// Every task, at any depth, in definition order (a task before the tasks it contains).
     pub fn tasks(&self) -> impl Iterator<Item = &PlanTask> {
         self.tasks.iter()
     }
+}
+
+/// `ref` without its DO_WHILE iteration suffix: `task__3` → `task`.
+pub fn base_reference(reference: &str, iteration: i32) -> &str {
+    if iteration > 0
+        && let Some((base, n)) = reference.rsplit_once("__")
+        && n == iteration.to_string()
+    {
+        return base;
+    }
+    reference
 }

@@ -67,7 +67,7 @@ pub struct TaskView<'a> {
 /// Renders one task of an execution. `now` (epoch millis) is for `queueWaitTime` of tasks not
 /// yet started.
 pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'a> {
-    let workflow_task = wf.plan.task(&t.reference_task_name).map(|p| &p.task);
+    let workflow_task = wf.workflow_task(t).map(|(wt, _)| wt);
     let queue_wait_time = if t.start_time > 0 {
         t.start_time - t.scheduled_time
     } else if t.status == TaskStatus::Scheduled {

@@ -29,6 +29,8 @@ pub struct QueueItem {
 pub enum TimerKind {
     /// An IN_PROGRESS task's `responseTimeoutSeconds` runs out.
     ResponseTimeout,
+    /// A WAIT task's `duration` or `until` is reached.
+    WaitTimeout,
 }
 
 impl TimerKind {
@@ -36,12 +38,14 @@ impl TimerKind {
     pub fn code(self) -> u8 {
         match self {
             TimerKind::ResponseTimeout => 1,
+            TimerKind::WaitTimeout => 2,
         }
     }
     /// Inverse of [`TimerKind::code`].
     pub fn from_code(code: u8) -> Option<TimerKind> {
         match code {
             1 => Some(TimerKind::ResponseTimeout),
+            2 => Some(TimerKind::WaitTimeout),
             _ => None,
         }
     }
@@ -79,12 +83,14 @@ pub fn task_timer(header: &WorkflowHeader, task: &TaskState) -> Option<TimerItem
     if header.status.is_terminal() {
         return None;
     }
-    task.response_deadline().map(|fire_at| TimerItem {
-        fire_at,
-        workflow_id: header.workflow_id.clone(),
-        kind: TimerKind::ResponseTimeout,
-        seq: task.seq,
-    })
+    let (kind, fire_at) = match task.response_deadline() {
+        Some(at) => (TimerKind::ResponseTimeout, at),
+        None if task.status == TaskStatus::InProgress && task.wait_timeout > 0 => {
+            (TimerKind::WaitTimeout, task.wait_timeout)
+        }
+        None => return None,
+    };
+    Some(TimerItem { fire_at, workflow_id: header.workflow_id.clone(), kind, seq: task.seq })
 }
 
 /// The name of the queue a worker task is polled from.

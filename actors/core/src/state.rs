@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::plan::Plan;
+use crate::dsl::WorkflowTask;
+use crate::plan::{Plan, PlanTask, base_reference};
 use crate::serde_util::json_bytes;
 
 /// A JSON object: task input and output, workflow input, output and variables.
@@ -209,14 +210,29 @@ pub struct TaskState {
     pub isolation_group_id: Option<String>,
     #[allow(missing_docs)]
     pub execution_name_space: Option<String>,
-    #[allow(missing_docs)]
+    /// DO_WHILE iteration this task belongs to (1-based), or, for a DO_WHILE, its current one.
     pub iteration: i32,
+    /// The task as it runs when it is not the definition's own: a dynamically forked task, or a
+    /// DYNAMIC task with its resolved name and definition.
+    #[serde(with = "json_bytes")]
+    pub workflow_task: Option<Box<WorkflowTask>>,
+    /// Epoch millis a WAIT task completes at; 0 if it waits for an update.
+    pub wait_timeout: i64,
+    /// The child execution of a SUB_WORKFLOW task.
+    pub sub_workflow_id: Option<String>,
+    /// Epoch millis the first attempt of this task was scheduled (for `totalTimeoutSeconds`).
+    pub first_scheduled_time: i64,
 }
 
 impl TaskState {
     /// When a SCHEDULED task may be handed to a worker.
     pub fn ready_at(&self) -> i64 {
         self.update_time.saturating_add(self.callback_after_seconds.saturating_mul(1000))
+    }
+
+    /// The reference name without a DO_WHILE iteration suffix.
+    pub fn base_reference(&self) -> &str {
+        base_reference(&self.reference_task_name, self.iteration)
     }
 
     /// When an IN_PROGRESS task times out for lack of a worker response, if it can.
@@ -249,6 +265,21 @@ impl WorkflowState {
     /// The task at this `seq`.
     pub fn task(&self, seq: u32) -> Option<&TaskState> {
         (seq as usize).checked_sub(1).and_then(|i| self.tasks.get(i))
+    }
+
+    /// The definition task this task runs, and its plan node when it has one (a dynamically
+    /// forked task has none).
+    pub fn workflow_task<'a>(&'a self, task: &'a TaskState) -> Option<(&'a WorkflowTask, Option<&'a PlanTask>)> {
+        let node = self.plan.task(task.base_reference());
+        match &task.workflow_task {
+            Some(wt) => Some((wt, node)),
+            None => node.map(|n| (&n.task, Some(n))),
+        }
+    }
+
+    /// The latest attempt of the task with this reference name (exact, with any loop suffix).
+    pub fn latest(&self, reference: &str) -> Option<&TaskState> {
+        self.tasks.iter().rev().find(|t| t.reference_task_name == reference)
     }
 
     pub(crate) fn task_mut(&mut self, seq: u32) -> Option<&mut TaskState> {

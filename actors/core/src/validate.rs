@@ -193,16 +193,7 @@ fn check_workflow_task(
             Some(task.task_reference_name.clone()),
         );
     }
-    if let TaskKind::Unsupported(kind) = TaskKind::of(&task.task_type) {
-        c.add(
-            format!("{path}.type"),
-            format!(
-                "task {}: type {kind} is not supported by this Overture release yet (supported: SIMPLE)",
-                task.task_reference_name
-            ),
-            Some(kind),
-        );
-    }
+    check_task_type(task, path, c);
     if task.start_delay < 0 {
         c.add(format!("{path}.startDelay"), "startDelay must be >= 0", Some(task.start_delay.to_string()));
     }
@@ -215,6 +206,133 @@ fn check_workflow_task(
     for (key, value) in &task.input_parameters {
         check_input_value(key, value, &task.name, def, path, c);
     }
+}
+
+/// The fields each system task type needs, with Conductor's messages.
+fn check_task_type(task: &WorkflowTask, path: &str, c: &mut Collector) {
+    let kind = TaskKind::of(&task.task_type);
+    let (t, name) = (task.task_type.as_str(), task.name.as_str());
+    let mut need = |field: &str, ok: bool| {
+        if !ok {
+            c.add(
+                format!("{path}.{field}"),
+                format!("{field} field is required for taskType: {t} taskName: {name}"),
+                None,
+            );
+        }
+    };
+    let has = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
+    match &kind {
+        TaskKind::Unsupported(kind) => {
+            c.add(
+                format!("{path}.type"),
+                format!("task {}: type {kind} is not supported by this Overture release yet", task.task_reference_name),
+                Some(kind.clone()),
+            );
+        }
+        TaskKind::Switch => {
+            need("evaluatorType", has(&task.evaluator_type));
+            need("expression", has(&task.expression));
+            if let Some(e) =
+                task.evaluator_type.as_deref().filter(|e| !["value-param", "javascript", "graaljs"].contains(e))
+            {
+                c.add(
+                    format!("{path}.evaluatorType"),
+                    format!("evaluatorType: {e} is not supported for taskType: SWITCH taskName: {name} (use value-param, javascript or graaljs)"),
+                    Some(e.to_owned()),
+                );
+            }
+        }
+        TaskKind::Decision if !has(&task.case_value_param) && !has(&task.case_expression) => {
+            c.add(
+                format!("{path}.caseValueParam"),
+                format!("caseValueParam or caseExpression field is required for taskType: DECISION taskName: {name}"),
+                None,
+            );
+        }
+        TaskKind::Dynamic => need("dynamicTaskNameParam", has(&task.dynamic_task_name_param)),
+        TaskKind::ForkJoin if task.fork_tasks.iter().all(Vec::is_empty) => {
+            c.add(
+                format!("{path}.forkTasks"),
+                format!("forkTasks should have atleast one task for taskType: FORK_JOIN taskName: {name}"),
+                None,
+            );
+        }
+        TaskKind::ForkJoinDynamic => {
+            let mode_a = has(&task.dynamic_fork_tasks_param) && has(&task.dynamic_fork_tasks_input_param_name);
+            let legacy = has(&task.dynamic_fork_join_tasks_param);
+            let mode_b = task.input_parameters.contains_key("forkTaskName");
+            if !(mode_a || legacy || mode_b) {
+                c.add(
+                    format!("{path}.dynamicForkTasksParam"),
+                    format!(
+                        "dynamicForkJoinTasksParam or combination of dynamicForkTasksInputParamName and dynamicForkTasksParam cam be used for taskType: FORK_JOIN_DYNAMIC taskName: {name}"
+                    ),
+                    None,
+                );
+            }
+        }
+        TaskKind::DoWhile => {
+            need("loopCondition", has(&task.loop_condition) || has(&task.items));
+            if task.loop_over.is_empty() {
+                c.add(
+                    format!("{path}.loopOver"),
+                    format!("loopOver field is required for taskType: DO_WHILE taskName: {name}"),
+                    None,
+                );
+            }
+            if task.loop_over.iter().any(|t| contains_type(t, "DO_WHILE")) {
+                c.add(
+                    format!("{path}.loopOver"),
+                    format!("taskType: DO_WHILE taskName: {name} cannot contain another DO_WHILE"),
+                    None,
+                );
+            }
+        }
+        TaskKind::JsonJqTransform => {
+            need("inputParameters.queryExpression", task.input_parameters.contains_key("queryExpression"));
+        }
+        TaskKind::Lambda => need("scriptExpression", has(&task.script_expression)),
+        TaskKind::Terminate => {
+            match task.input_parameters.get("terminationStatus").and_then(Value::as_str) {
+                Some("COMPLETED" | "FAILED" | "TERMINATED") => {}
+                Some(s) if s.contains("${") => {}
+                other => c.add(
+                    format!("{path}.inputParameters.terminationStatus"),
+                    format!(
+                        "terminationStatus: {} for taskType: TERMINATE taskName: {name} must be one of COMPLETED, FAILED, TERMINATED",
+                        other.unwrap_or("null")
+                    ),
+                    other.map(str::to_owned),
+                ),
+            }
+            if task.optional {
+                c.add(
+                    format!("{path}.optional"),
+                    format!("optional should be false for taskType: TERMINATE taskName: {name}"),
+                    None,
+                );
+            }
+        }
+        TaskKind::Wait
+            if task.input_parameters.contains_key("duration") && task.input_parameters.contains_key("until") =>
+        {
+            c.add(
+                    format!("{path}.inputParameters"),
+                    format!("Both 'duration' and 'until' specified for taskType: WAIT taskName: {name}. Please provide only one input"),
+                    None,
+                );
+        }
+        _ => {}
+    }
+}
+
+fn contains_type(task: &WorkflowTask, task_type: &str) -> bool {
+    task.task_type == task_type
+        || task.decision_cases.values().flatten().any(|t| contains_type(t, task_type))
+        || task.default_case.iter().any(|t| contains_type(t, task_type))
+        || task.fork_tasks.iter().flatten().any(|t| contains_type(t, task_type))
+        || task.loop_over.iter().any(|t| contains_type(t, task_type))
 }
 
 fn check_input_value(key: &str, value: &Value, task_name: &str, def: &WorkflowDef, path: &str, c: &mut Collector) {
@@ -235,7 +353,9 @@ fn check_input_value(key: &str, value: &Value, task_name: &str, def: &WorkflowDe
                 if root == "workflow" || env_like || root.is_empty() || root.contains("${") {
                     continue;
                 }
-                if !contains_ref(def, root) {
+                // Inside a loop, `${task__2.output}` names one iteration of `task`.
+                let base = root.rsplit_once("__").filter(|(_, n)| n.parse::<u32>().is_ok()).map_or(root, |(b, _)| b);
+                if !contains_ref(def, root) && !contains_ref(def, base) {
                     c.add(
                         format!("{path}.inputParameters.{key}"),
                         format!(

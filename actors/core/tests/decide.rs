@@ -2,123 +2,18 @@
 //! state and rejections. Every test also replays the events it produced from scratch and checks
 //! the replayed state equals the decided one, so `evolve` stays deterministic.
 
+mod common;
+
 use std::sync::Arc;
 
-use overture_core::command::{Command, Ctx, IdSource, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate};
+use common::*;
+use overture_core::command::{Command, Ctx, Rejection, TaskResultStatus};
 use overture_core::dsl::WorkflowDef;
-use overture_core::event::Event;
-use overture_core::evolve;
 use overture_core::rows::{self, TimerKind};
-use overture_core::state::{Object, TaskStatus, WorkflowState, WorkflowStatus};
-use overture_core::{Plan, decide};
+use overture_core::state::Object;
+use overture_core::state::{TaskStatus, WorkflowStatus};
+use overture_core::{Plan, StartWorkflow, decide};
 use serde_json::{Value, json};
-
-struct Counter(u32);
-impl IdSource for Counter {
-    fn next_id(&mut self) -> String {
-        self.0 += 1;
-        format!("t{}", self.0)
-    }
-}
-
-/// One execution under test, with a manual clock.
-struct Run {
-    state: WorkflowState,
-    history: Vec<Event>,
-    ids: Counter,
-    now: i64,
-}
-
-impl Run {
-    fn start(def: Value, input: Value) -> Run {
-        let def: WorkflowDef = serde_json::from_value(def).expect("test definition parses");
-        overture_core::validate::workflow_def(&def).expect("test definition is valid");
-        let mut ids = Counter(0);
-        let now = 1_000_000;
-        let cmd = StartWorkflow {
-            workflow_id: "wf1".into(),
-            plan: Arc::new(Plan::new(def)),
-            input: obj(input),
-            correlation_id: Some("corr".into()),
-            priority: 5,
-            task_to_domain: Default::default(),
-            created_by: None,
-            idempotency_key: None,
-        };
-        let (state, history) = decide::start(cmd, &mut Ctx { now, ids: &mut ids });
-        let run = Run { state, history, ids, now };
-        run.check_replay();
-        run
-    }
-
-    fn send(&mut self, cmd: Command) -> Result<Vec<Event>, Rejection> {
-        let before = self.state.clone();
-        let result = decide::decide(&mut self.state, cmd, &mut Ctx { now: self.now, ids: &mut self.ids });
-        match &result {
-            Ok(events) => self.history.extend(events.iter().cloned()),
-            Err(_) => assert_eq!(before.header, self.state.header, "a rejection leaves the state untouched"),
-        }
-        self.check_replay();
-        result
-    }
-
-    fn check_replay(&self) {
-        let mut replayed = evolve::start(&self.history[0]).expect("history starts with WorkflowStarted");
-        for e in &self.history[1..] {
-            evolve::evolve(&mut replayed, e);
-        }
-        assert_eq!(replayed.header, self.state.header);
-        assert_eq!(replayed.tasks, self.state.tasks);
-    }
-
-    fn poll(&mut self, reference: &str) -> String {
-        let id = self.open_task(reference).task_id.clone();
-        self.send(Command::Poll { task_id: id.clone(), worker_id: Some("w".into()) }).expect("poll accepted");
-        id
-    }
-
-    fn open_task(&self, reference: &str) -> &overture_core::TaskState {
-        self.state
-            .tasks
-            .iter()
-            .rev()
-            .find(|t| t.reference_task_name == reference && !t.status.is_terminal())
-            .unwrap_or_else(|| panic!("no open task {reference}: {:#?}", self.state.tasks))
-    }
-
-    fn report(&mut self, task_id: &str, status: TaskResultStatus, output: Value) -> Vec<Event> {
-        self.send(Command::Update(Box::new(update(task_id, status, output)))).expect("update accepted")
-    }
-
-    fn statuses(&self) -> Vec<(String, TaskStatus)> {
-        self.state.tasks.iter().map(|t| (t.reference_task_name.clone(), t.status)).collect()
-    }
-}
-
-fn update(task_id: &str, status: TaskResultStatus, output: Value) -> TaskUpdate {
-    TaskUpdate {
-        task_id: task_id.into(),
-        status,
-        output: Some(obj(output)),
-        merge_output: false,
-        reason: Some("boom".into()),
-        worker_id: Some("w".into()),
-        callback_after_seconds: 0,
-        extend_lease: false,
-        logs: vec![],
-    }
-}
-
-fn obj(v: Value) -> Object {
-    match v {
-        Value::Object(m) => m,
-        other => panic!("not an object: {other}"),
-    }
-}
-
-fn kinds(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(Event::kind).collect()
-}
 
 fn two_step(retry_count: i32, optional_first: bool) -> Value {
     json!({
@@ -388,7 +283,7 @@ fn domains_and_input_templates_shape_the_task() {
         created_by: None,
         idempotency_key: None,
     };
-    let (state, _) = decide::start(cmd, &mut Ctx { now: 5, ids: &mut ids });
+    let (state, _) = decide::start(cmd, &mut Ctx { now: 5, ids: &mut ids, env: &ScriptEnv });
     let t = &state.tasks[0];
     assert_eq!(Value::Object(t.input.clone()), json!({"a": "yes", "t": "default", "extra": "yes"}));
     assert_eq!(t.domain.as_deref(), Some("blue"));

@@ -30,8 +30,42 @@ fn workflow_rules() {
             ],
         ),
         (
-            json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r", "type": "FORK_JOIN"}]}),
-            vec!["task r: type FORK_JOIN is not supported by this Overture release yet (supported: SIMPLE)"],
+            json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r", "type": "KAFKA_PUBLISH"}]}),
+            vec!["task r: type KAFKA_PUBLISH is not supported by this Overture release yet"],
+        ),
+        (
+            json!({"name": "w", "tasks": [
+                {"name": "s", "taskReferenceName": "s", "type": "SWITCH", "decisionCases": {}},
+                {"name": "d", "taskReferenceName": "d", "type": "DECISION"},
+                {"name": "f", "taskReferenceName": "f", "type": "FORK_JOIN", "forkTasks": []},
+                {"name": "fd", "taskReferenceName": "fd", "type": "FORK_JOIN_DYNAMIC"},
+                {"name": "dy", "taskReferenceName": "dy", "type": "DYNAMIC"},
+                {"name": "t", "taskReferenceName": "t", "type": "TERMINATE", "inputParameters": {"terminationStatus": "DONE"}},
+                {"name": "j", "taskReferenceName": "j", "type": "JSON_JQ_TRANSFORM"},
+                {"name": "l", "taskReferenceName": "l", "type": "DO_WHILE", "loopCondition": "true", "loopOver": [
+                    {"name": "l2", "taskReferenceName": "l2", "type": "DO_WHILE", "loopCondition": "true",
+                     "loopOver": [{"name": "x", "taskReferenceName": "x"}]}
+                ]}
+            ]}),
+            vec![
+                "evaluatorType field is required for taskType: SWITCH taskName: s",
+                "expression field is required for taskType: SWITCH taskName: s",
+                "caseValueParam or caseExpression field is required for taskType: DECISION taskName: d",
+                "forkTasks should have atleast one task for taskType: FORK_JOIN taskName: f",
+                "dynamicForkJoinTasksParam or combination of dynamicForkTasksInputParamName and dynamicForkTasksParam cam be used for taskType: FORK_JOIN_DYNAMIC taskName: fd",
+                "dynamicTaskNameParam field is required for taskType: DYNAMIC taskName: dy",
+                "terminationStatus: DONE for taskType: TERMINATE taskName: t must be one of COMPLETED, FAILED, TERMINATED",
+                "inputParameters.queryExpression field is required for taskType: JSON_JQ_TRANSFORM taskName: j",
+                "taskType: DO_WHILE taskName: l cannot contain another DO_WHILE",
+            ],
+        ),
+        (
+            json!({"name": "w", "tasks": [
+                {"name": "l", "taskReferenceName": "l", "type": "DO_WHILE", "loopCondition": "false",
+                 "loopOver": [{"name": "x", "taskReferenceName": "x"}]},
+                {"name": "y", "taskReferenceName": "y", "inputParameters": {"v": "${x__1.output.v}"}}
+            ]}),
+            vec![],
         ),
         (
             json!({"name": "w", "schemaVersion": 1, "tasks": [{"name": "a", "taskReferenceName": "r"}]}),

@@ -159,14 +159,17 @@ mod tests {
     fn completion_values_and_input_binding() {
         assert_eq!(js("$.a + 1", json!({"a": 1})), Ok(json!(2)));
         assert_eq!(js("if ($.n < 3) { true; } else { false; }", json!({"n": 2})), Ok(json!(true)));
-        assert_eq!(js("function f() { return {x: $.s.toUpperCase()}; } f();", json!({"s": "hi"})), Ok(json!({"x": "HI"})));
+        assert_eq!(
+            js("function f() { return {x: $.s.toUpperCase()}; } f();", json!({"s": "hi"})),
+            Ok(json!({"x": "HI"}))
+        );
         assert_eq!(js("undefined", json!({})), Ok(Value::Null));
         assert_eq!(js("[1, 'a', null]", json!({})), Ok(json!([1, "a", null])));
     }
 
     #[test]
     fn errors_carry_the_message_and_leave_the_engine_usable() {
-        let err = js("throw new Error('boom')", json!({})).unwrap_err();
+        let err = js("throw new Error('boom')", json!({})).expect_err("the script fails");
         assert!(err.contains("boom"), "{err}");
         assert!(js("(", json!({})).is_err());
         assert_eq!(js("1 + 1", json!({})), Ok(json!(2)));
@@ -175,12 +178,13 @@ mod tests {
     #[test]
     fn infinite_loops_and_runaway_memory_fail_the_script_only() {
         let started = Instant::now();
-        let err = js("while (true) {}", json!({})).unwrap_err();
+        let err = js("while (true) {}", json!({})).expect_err("the script fails");
         assert!(err.contains("timed out"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(3));
-        let err = js("let a = []; while (true) { a.push('x'.repeat(1 << 16)); }", json!({})).unwrap_err();
+        let err =
+            js("let a = []; while (true) { a.push('x'.repeat(1 << 16)); }", json!({})).expect_err("the script fails");
         assert!(!err.is_empty());
-        let err = js("function r() { return r(); } r();", json!({})).unwrap_err();
+        let err = js("function r() { return r(); } r();", json!({})).expect_err("the script fails");
         assert!(!err.is_empty());
         assert_eq!(js("$.ok", json!({"ok": true})), Ok(json!(true)));
     }
@@ -196,7 +200,10 @@ mod tests {
         assert_eq!(jq(".a + 1", &json!({"a": 1})), Ok(vec![json!(2)]));
         assert_eq!(jq(".xs[] | {v: .}", &json!({"xs": [1, 2]})), Ok(vec![json!({"v": 1}), json!({"v": 2})]));
         assert_eq!(jq("[.xs[] | select(. > 1)] | length", &json!({"xs": [1, 2, 3]})), Ok(vec![json!(2)]));
-        assert_eq!(jq(".key1.value1 + .key2.value2", &json!({"key1": {"value1": ["a"]}, "key2": {"value2": ["b"]}})), Ok(vec![json!(["a", "b"])]));
+        assert_eq!(
+            jq(".key1.value1 + .key2.value2", &json!({"key1": {"value1": ["a"]}, "key2": {"value2": ["b"]}})),
+            Ok(vec![json!(["a", "b"])])
+        );
         assert!(jq(".a |||", &json!({})).is_err());
         assert!(jq("error(\"no\")", &json!({})).is_err());
     }

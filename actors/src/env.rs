@@ -1,0 +1,41 @@
+//! The leader's [`Environment`] for the decider: the sandboxed script engines and the
+//! registered task definitions of the local replica.
+
+use overture_core::command::Environment;
+use overture_core::dsl::TaskDef;
+use overture_raft::ReadView;
+use overture_script::Limits;
+use serde_json::Value;
+
+use crate::names;
+
+/// Scripts and definitions as the leader sees them.
+pub(crate) struct LeaderEnv<'a> {
+    pub read: &'a ReadView,
+}
+
+impl Environment for LeaderEnv<'_> {
+    fn javascript(&self, script: &str, input: &Value) -> Result<Value, String> {
+        let started = std::time::Instant::now();
+        let result = overture_script::javascript(script, input, Limits::default());
+        metrics::histogram!(names::SCRIPT_SECONDS, "engine" => "javascript").record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!(names::SCRIPT_ERRORS, "engine" => "javascript").increment(1);
+        }
+        result
+    }
+
+    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, String> {
+        let started = std::time::Instant::now();
+        let result = overture_script::jq(query, input);
+        metrics::histogram!(names::SCRIPT_SECONDS, "engine" => "jq").record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!(names::SCRIPT_ERRORS, "engine" => "jq").increment(1);
+        }
+        result
+    }
+
+    fn task_def(&self, name: &str) -> Option<TaskDef> {
+        self.read.task_def(name).ok().flatten()
+    }
+}

@@ -1,0 +1,220 @@
+//! Conductor's system tasks through the HTTP API of a real `overture dev` process: control flow
+//! (SWITCH, DECISION, FORK_JOIN, FORK_JOIN_DYNAMIC, DO_WHILE, DYNAMIC, TERMINATE), waiting tasks
+//! (WAIT, HUMAN) and inline computation (SET_VARIABLE, INLINE, JSON_JQ_TRANSFORM, NOOP), with
+//! workers that poll and update over HTTP like any SDK.
+
+use std::time::Duration;
+
+use overture_tests::{Node, client, send, wait_for, wait_status};
+use serde_json::{Value, json};
+
+async fn node() -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    (dir, node)
+}
+
+async fn register_and_start(node: &Node, def: &Value, input: Value) -> String {
+    let c = client();
+    let r = send(c.post(node.api("/metadata/workflow?overwrite=true")).json(def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r =
+        send(c.post(node.api(&format!("/workflow/{}", def["name"].as_str().unwrap_or_default()))).json(&input)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.text
+}
+
+/// Polls one task of `task_type`, completes it with `output(task)`; returns the task polled.
+async fn work_one(node: &Node, task_type: &str, output: impl Fn(&Value) -> Value) -> Value {
+    let c = client();
+    let r = send(c.get(node.api(&format!("/tasks/poll/batch/{task_type}?count=1&timeout=3000&workerid=e2e")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let tasks = r.json();
+    let task = tasks.get(0).cloned().unwrap_or_else(|| panic!("no {task_type} task to work on"));
+    let result = json!({
+        "workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"],
+        "status": "COMPLETED", "outputData": output(&task)
+    });
+    let r = send(c.post(node.api("/tasks")).json(&result)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    task
+}
+
+async fn workflow(node: &Node, id: &str) -> Value {
+    send(client().get(node.api(&format!("/workflow/{id}")))).await.json()
+}
+
+fn task_by_ref<'a>(wf: &'a Value, reference: &str) -> &'a Value {
+    wf["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().rev().find(|t| t["referenceTaskName"] == reference))
+        .unwrap_or_else(|| panic!("no task {reference} in {wf}"))
+}
+
+/// One definition that goes through every control-flow and inline system task.
+fn tour() -> Value {
+    json!({
+        "name": "system_tour", "version": 1, "schemaVersion": 2,
+        "tasks": [
+            {"name": "prepare", "taskReferenceName": "prepare", "inputParameters": {"n": "${workflow.input.n}"}},
+            {"name": "remember", "taskReferenceName": "remember", "type": "SET_VARIABLE",
+             "inputParameters": {"seen": "${prepare.output.items}"}},
+            {"name": "route", "taskReferenceName": "route", "type": "SWITCH", "evaluatorType": "javascript",
+             "expression": "$.count > 2 ? 'many' : 'few'", "inputParameters": {"count": "${prepare.output.count}"},
+             "decisionCases": {
+                "many": [
+                    {"name": "split", "taskReferenceName": "split", "type": "FORK_JOIN", "forkTasks": [
+                        [{"name": "left", "taskReferenceName": "left"}],
+                        [{"name": "double", "taskReferenceName": "double", "type": "INLINE", "inputParameters": {
+                            "evaluatorType": "javascript", "n": "${prepare.output.count}",
+                            "expression": "function f() { return $.n * 2; } f();"}},
+                         {"name": "shape", "taskReferenceName": "shape", "type": "JSON_JQ_TRANSFORM", "inputParameters": {
+                            "v": "${double.output.result}", "queryExpression": "{doubled: .v}"}}]
+                    ]},
+                    {"name": "split_join", "taskReferenceName": "split_join", "type": "JOIN", "joinOn": ["left", "shape"]}
+                ]
+             },
+             "defaultCase": [{"name": "nothing", "taskReferenceName": "nothing", "type": "NOOP"}]},
+            {"name": "fan", "taskReferenceName": "fan", "type": "FORK_JOIN_DYNAMIC",
+             "dynamicForkTasksParam": "tasks", "dynamicForkTasksInputParamName": "inputs",
+             "inputParameters": {"tasks": "${prepare.output.forks}", "inputs": "${prepare.output.forkInputs}"}},
+            {"name": "fan_join", "taskReferenceName": "fan_join", "type": "JOIN"},
+            {"name": "again", "taskReferenceName": "again", "type": "DO_WHILE",
+             "loopCondition": "if ($.again['iteration'] < 3) { true; } else { false; }",
+             "loopOver": [{"name": "step", "taskReferenceName": "step", "inputParameters": {"i": "${again.output.iteration}"}}]},
+            {"name": "pick", "taskReferenceName": "pick", "type": "DYNAMIC", "dynamicTaskNameParam": "which",
+             "inputParameters": {"which": "${workflow.input.which}"}},
+            {"name": "pause", "taskReferenceName": "pause", "type": "WAIT", "inputParameters": {"duration": "1 second"}},
+            {"name": "approve", "taskReferenceName": "approve", "type": "HUMAN"},
+            {"name": "finish", "taskReferenceName": "finish", "type": "TERMINATE", "inputParameters": {
+                "terminationStatus": "COMPLETED",
+                "workflowOutput": {"seen": "${workflow.variables.seen}", "shape": "${shape.output.result}",
+                                   "fan": "${fan_join.output}", "approvedBy": "${approve.output.by}"}}},
+            {"name": "never", "taskReferenceName": "never"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn every_control_flow_task_runs_through_the_api() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let r = send(c.post(node.api("/metadata/taskdefs")).json(&json!([
+        {"name": "picked", "retryCount": 0, "responseTimeoutSeconds": 30}
+    ])))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = register_and_start(&node, &tour(), json!({"n": 3, "which": "picked"})).await;
+
+    work_one(&node, "prepare", |_| {
+        json!({
+            "count": 3, "items": ["a", "b", "c"],
+            "forks": [{"name": "leaf", "taskReferenceName": "leaf_0"}, {"name": "leaf", "taskReferenceName": "leaf_1"}],
+            "forkInputs": {"leaf_0": {"k": 0}, "leaf_1": {"k": 1}}
+        })
+    })
+    .await;
+    let wf = workflow(&node, &id).await;
+    assert_eq!(wf["variables"]["seen"], json!(["a", "b", "c"]));
+    assert_eq!(task_by_ref(&wf, "route")["outputData"]["selectedCase"], "many");
+    assert_eq!(task_by_ref(&wf, "split")["taskType"], "FORK");
+    assert_eq!(task_by_ref(&wf, "shape")["outputData"]["result"], json!({"doubled": 6}));
+    assert_eq!(task_by_ref(&wf, "split_join")["status"], "IN_PROGRESS");
+
+    work_one(&node, "left", |_| json!({"side": "left"})).await;
+    let wf = workflow(&node, &id).await;
+    assert_eq!(task_by_ref(&wf, "split_join")["status"], "COMPLETED");
+    assert_eq!(task_by_ref(&wf, "split_join")["outputData"]["left"], json!({"side": "left"}));
+    assert_eq!(task_by_ref(&wf, "fan")["inputData"]["forkedTasks"], json!(["leaf_0", "leaf_1"]));
+
+    for _ in 0..2 {
+        work_one(&node, "leaf", |t| json!({"k": t["inputData"]["k"]})).await;
+    }
+    for i in 1..=3 {
+        let t = work_one(&node, "step", |t| json!({"i": t["inputData"]["i"]})).await;
+        assert_eq!(t["referenceTaskName"], format!("step__{i}"));
+        assert_eq!(t["iteration"], i);
+        assert_eq!(t["inputData"]["i"], i);
+    }
+    let picked = work_one(&node, "picked", |_| json!({})).await;
+    assert_eq!(picked["referenceTaskName"], "pick");
+
+    // WAIT ends on its own after its duration; HUMAN waits for a person.
+    let waited = wait_for(Duration::from_secs(10), || async {
+        let wf = workflow(&node, &id).await;
+        wf["tasks"].as_array().is_some_and(|ts| ts.iter().any(|t| t["referenceTaskName"] == "approve"))
+    })
+    .await;
+    assert!(waited, "the WAIT task completed on its timer");
+    let wf = workflow(&node, &id).await;
+    assert_eq!(task_by_ref(&wf, "pause")["status"], "COMPLETED");
+    assert_eq!(task_by_ref(&wf, "approve")["status"], "IN_PROGRESS");
+    let r = send(c.get(node.api("/tasks/poll/HUMAN?workerid=nobody"))).await;
+    assert_eq!(r.status, 204, "nobody polls a HUMAN task");
+    let r = send(c.post(node.api(&format!("/tasks/{id}/approve/COMPLETED"))).json(&json!({"by": "ada"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let wf = wait_status(&node, &id, "COMPLETED", Duration::from_secs(10)).await;
+    assert_eq!(wf["output"]["seen"], json!(["a", "b", "c"]));
+    assert_eq!(wf["output"]["shape"], json!({"doubled": 6}));
+    assert_eq!(wf["output"]["fan"], json!({"leaf_0": {"k": 0}, "leaf_1": {"k": 1}}));
+    assert_eq!(wf["output"]["approvedBy"], "ada");
+    assert!(wf["tasks"].as_array().is_some_and(|ts| ts.iter().all(|t| t["referenceTaskName"] != "never")));
+    let again = task_by_ref(&wf, "again");
+    assert_eq!((again["status"].as_str(), again["outputData"]["iteration"].as_i64()), (Some("COMPLETED"), Some(3)));
+    assert_eq!(again["outputData"]["2"]["step"], json!({"i": 2}));
+}
+
+#[tokio::test]
+async fn a_wait_timer_fires_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::start(&dir.path().join("node")).await;
+    let def = json!({"name": "waits", "version": 1, "tasks": [
+        {"name": "pause", "taskReferenceName": "pause", "type": "WAIT", "inputParameters": {"duration": "2s"}}
+    ]});
+    let id = register_and_start(&node, &def, json!({})).await;
+    assert_eq!(workflow(&node, &id).await["status"], "RUNNING");
+    node.terminate().await;
+    let node = Node::start(&dir.path().join("node")).await;
+    let wf = wait_status(&node, &id, "COMPLETED", Duration::from_secs(15)).await;
+    let pause = task_by_ref(&wf, "pause");
+    assert!(pause["endTime"].as_i64() >= pause["startTime"].as_i64().map(|s| s + 2_000), "{pause}");
+}
+
+#[tokio::test]
+async fn scripts_that_misbehave_fail_their_task_not_the_node() {
+    let (_dir, node) = node().await;
+    let def = json!({"name": "bad_scripts", "version": 1, "tasks": [
+        {"name": "spin", "taskReferenceName": "spin", "type": "INLINE",
+         "inputParameters": {"evaluatorType": "javascript", "expression": "while (true) {}"}}
+    ]});
+    let id = register_and_start(&node, &def, json!({})).await;
+    let wf = wait_status(&node, &id, "FAILED", Duration::from_secs(15)).await;
+    let spin = task_by_ref(&wf, "spin");
+    assert_eq!(spin["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert!(spin["reasonForIncompletion"].as_str().is_some_and(|r| r.contains("timed out")), "{spin}");
+    let r = send(client().get(node.api("/health"))).await;
+    assert_eq!(r.status, 200);
+    let metrics = send(client().get(format!("{}/metrics", node.url))).await.text;
+    assert!(metrics.contains("overture_script_errors_total{engine=\"javascript\"}"), "script errors are counted");
+}
+
+#[tokio::test]
+async fn system_task_definitions_are_checked_at_registration() {
+    let (_dir, node) = node().await;
+    let def = json!({"name": "broken", "version": 1, "tasks": [
+        {"name": "s", "taskReferenceName": "s", "type": "SWITCH", "decisionCases": {}},
+        {"name": "k", "taskReferenceName": "k", "type": "KAFKA_PUBLISH"}
+    ]});
+    let r = send(client().post(node.api("/metadata/workflow")).json(&def)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let messages: Vec<String> = r.json()["validationErrors"]
+        .as_array()
+        .map(|es| es.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    assert!(
+        messages.contains(&"evaluatorType field is required for taskType: SWITCH taskName: s".to_owned()),
+        "{messages:?}"
+    );
+    assert!(messages.contains(&"task k: type KAFKA_PUBLISH is not supported by this Overture release yet".to_owned()));
+}
