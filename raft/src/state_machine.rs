@@ -161,7 +161,7 @@ impl Shared {
             }
             tasks.push(decode(&value).map_err(io_err)?);
         }
-        Ok(Some((WorkflowState { header: row.header, plan, tasks }, row.def_hash)))
+        Ok(Some((WorkflowState::new(row.header, plan, tasks), row.def_hash)))
     }
 
     /// The compiled definition with this hash.

@@ -426,8 +426,7 @@ impl Decider<'_, '_> {
             match node.task.loop_condition.as_deref().filter(|c| !c.trim().is_empty()) {
                 None => Ok(items.is_some()),
                 Some(condition) => {
-                    let scope =
-                        Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: Some(&dw.task_id) };
+                    let scope = Scope { state: self.state, task_id: Some(&dw.task_id) };
                     let mut input = resolve_object(&node.task.input_parameters, &scope);
                     input.insert(node.task.task_reference_name.clone(), Value::Object(output.clone()));
                     for (k, v) in latest_by_ref {
@@ -564,7 +563,7 @@ impl Decider<'_, '_> {
             }
         }
         if node.kind == TaskKind::Dynamic {
-            let scope = Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: None };
+            let scope = Scope { state: self.state, task_id: None };
             let input = resolve_object(&node.task.input_parameters, &scope);
             let param = node.task.dynamic_task_name_param.as_deref().unwrap_or("taskToExecute");
             let name = input.get(param).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -703,7 +702,7 @@ impl Decider<'_, '_> {
                 task.iteration = 1;
                 task.output.insert("iteration".to_owned(), Value::from(1));
                 if let Some(expr) = wt.items.as_deref() {
-                    let scope = Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: None };
+                    let scope = Scope { state: self.state, task_id: None };
                     let items = match crate::expr::resolve_value(&Value::String(expr.to_owned()), &scope) {
                         Value::Array(items) => items,
                         Value::Null => Vec::new(),
@@ -867,7 +866,7 @@ impl Decider<'_, '_> {
                 params.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-        let scope = Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: Some(&task_id) };
+        let scope = Scope { state: self.state, task_id: Some(&task_id) };
         let mut input = resolve_object(&params, &scope);
         if let Some(def) = def.filter(|_| worker) {
             for (k, v) in &def.input_template {
@@ -978,7 +977,7 @@ impl Decider<'_, '_> {
         if params.is_empty() {
             return self.state.tasks.last().map(|t| t.output.clone()).unwrap_or_default();
         }
-        let scope = Scope { header: &self.state.header, tasks: &self.state.tasks, task_id: None };
+        let scope = Scope { state: self.state, task_id: None };
         resolve_object(params, &scope)
     }
 }

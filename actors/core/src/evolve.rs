@@ -12,7 +12,7 @@ pub fn start(event: &Event) -> Option<WorkflowState> {
     let Event::WorkflowStarted(started) = event else { return None };
     let mut header = started.header.clone();
     header.revision = 1;
-    Some(WorkflowState { header, plan: started.plan.clone(), tasks: Vec::new() })
+    Some(WorkflowState::new(header, started.plan.clone(), Vec::new()))
 }
 
 /// Applies one event to the state.
@@ -27,7 +27,7 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
             let mut task = scheduled.task.clone();
             task.seq = state.tasks.len() as u32 + 1;
             state.header.update_time = task.scheduled_time;
-            state.tasks.push(task);
+            state.push(task);
         }
         Event::TaskPolled { seq, worker_id, time } => {
             if let Some(t) = state.task_mut(*seq) {

@@ -16,14 +16,12 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::state::{Object, TaskState, WorkflowHeader};
+use crate::state::{Object, TaskState, WorkflowState};
 
 /// What expressions can see.
 pub struct Scope<'a> {
-    /// The workflow being decided.
-    pub header: &'a WorkflowHeader,
-    /// Its tasks so far, in `seq` order.
-    pub tasks: &'a [TaskState],
+    /// The workflow being decided, with its tasks so far.
+    pub state: &'a WorkflowState,
     /// The id of the task whose input is being resolved, for `${CPEWF_TASK_ID}`.
     pub task_id: Option<&'a str>,
 }
@@ -234,11 +232,7 @@ fn walk_object(map: &Object, segments: &[Segment<'_>]) -> Option<Value> {
 /// The latest task with this reference name; inside loops, the base name (without `__N`) finds
 /// the latest iteration.
 fn latest_task<'a>(scope: &Scope<'a>, reference: &str) -> Option<&'a TaskState> {
-    scope
-        .tasks
-        .iter()
-        .rev()
-        .find(|t| t.reference_task_name == reference || (t.iteration > 0 && t.base_reference() == reference))
+    scope.state.latest(reference)
 }
 
 /// Walks a plain path from a root without building the root's document when it can.
@@ -248,7 +242,7 @@ fn walk_root(root: &str, segments: &[Segment<'_>], scope: &Scope<'_>) -> Option<
         _ => None,
     };
     if root == "workflow" {
-        let h = scope.header;
+        let h = &scope.state.header;
         match first {
             Some("input") => return walk_object(&h.input, &segments[1..]).or_else(|| whole(&h.input, segments)),
             Some("output") => return walk_object(&h.output, &segments[1..]).or_else(|| whole(&h.output, segments)),
@@ -278,7 +272,7 @@ fn whole(map: &Object, segments: &[Segment<'_>]) -> Option<Value> {
 /// The full document for one root: `workflow` or a task reference name.
 fn root_document(root: &str, scope: &Scope<'_>) -> Option<Value> {
     if root == "workflow" {
-        let h = scope.header;
+        let h = &scope.state.header;
         let mut m = Map::new();
         m.insert("input".into(), Value::Object(h.input.clone()));
         m.insert("output".into(), Value::Object(h.output.clone()));
@@ -304,13 +298,13 @@ fn root_document(root: &str, scope: &Scope<'_>) -> Option<Value> {
     m.insert("status".into(), Value::String(t.status.as_str().into()));
     m.insert("referenceTaskName".into(), Value::String(t.reference_task_name.clone()));
     m.insert("retryCount".into(), Value::Number(t.retry_count.into()));
-    m.insert("correlationId".into(), opt_str(&scope.header.correlation_id));
+    m.insert("correlationId".into(), opt_str(&scope.state.header.correlation_id));
     m.insert("pollCount".into(), Value::Number(t.poll_count.into()));
     m.insert("taskDefName".into(), Value::String(t.task_def_name.clone()));
     m.insert("scheduledTime".into(), Value::Number(t.scheduled_time.into()));
     m.insert("startTime".into(), Value::Number(t.start_time.into()));
     m.insert("endTime".into(), Value::Number(t.end_time.into()));
-    m.insert("workflowInstanceId".into(), Value::String(scope.header.workflow_id.clone()));
+    m.insert("workflowInstanceId".into(), Value::String(scope.state.header.workflow_id.clone()));
     m.insert("taskId".into(), Value::String(t.task_id.clone()));
     m.insert("reasonForIncompletion".into(), opt_str(&t.reason_for_incompletion));
     m.insert("callbackAfterSeconds".into(), Value::Number(t.callback_after_seconds.into()));

@@ -4,7 +4,7 @@
 //! stores (bincode; JSON payloads as JSON bytes). Changing a field means a new row format version in
 //! the storage codec. Enum variants are encoded by position: append new ones, never reorder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -252,14 +252,44 @@ pub struct WorkflowState {
     pub header: WorkflowHeader,
     /// The definition snapshot this execution runs.
     pub plan: Arc<Plan>,
-    /// `tasks[i].seq == i + 1`.
+    /// `tasks[i].seq == i + 1`. Only [`crate::evolve`] adds tasks, keeping the indexes below.
     pub tasks: Vec<TaskState>,
+    /// Task id → seq.
+    by_id: HashMap<String, u32>,
+    /// Reference name → seq of its latest attempt; a loop task is also found by its base name.
+    by_ref: HashMap<String, u32>,
 }
 
 impl WorkflowState {
+    /// An execution from its parts (as loaded from storage).
+    pub fn new(header: WorkflowHeader, plan: Arc<Plan>, tasks: Vec<TaskState>) -> WorkflowState {
+        let mut state = WorkflowState {
+            header,
+            plan,
+            tasks: Vec::with_capacity(tasks.len()),
+            by_id: HashMap::new(),
+            by_ref: HashMap::new(),
+        };
+        for task in tasks {
+            state.push(task);
+        }
+        state
+    }
+
+    /// Appends a task and indexes it.
+    pub(crate) fn push(&mut self, task: TaskState) {
+        let seq = task.seq;
+        self.by_id.insert(task.task_id.clone(), seq);
+        if task.iteration > 0 && task.base_reference() != task.reference_task_name {
+            self.by_ref.insert(task.base_reference().to_owned(), seq);
+        }
+        self.by_ref.insert(task.reference_task_name.clone(), seq);
+        self.tasks.push(task);
+    }
+
     /// The task with this id.
     pub fn task_by_id(&self, task_id: &str) -> Option<&TaskState> {
-        self.tasks.iter().find(|t| t.task_id == task_id)
+        self.by_id.get(task_id).and_then(|&seq| self.task(seq))
     }
 
     /// The task at this `seq`.
@@ -277,9 +307,10 @@ impl WorkflowState {
         }
     }
 
-    /// The latest attempt of the task with this reference name (exact, with any loop suffix).
+    /// The latest attempt of the task with this reference name (`ref__N` for one loop
+    /// iteration; a loop task's base name finds its latest iteration).
     pub fn latest(&self, reference: &str) -> Option<&TaskState> {
-        self.tasks.iter().rev().find(|t| t.reference_task_name == reference)
+        self.by_ref.get(reference).and_then(|&seq| self.task(seq))
     }
 
     pub(crate) fn task_mut(&mut self, seq: u32) -> Option<&mut TaskState> {
