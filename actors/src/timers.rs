@@ -89,7 +89,7 @@ impl Timers {
 }
 
 async fn fire(ctx: Arc<LeaderContext>, timers: Arc<Timers>, timer: TimerItem) {
-    let kind = format!("{:?}", timer.kind);
+    let kind = timer.kind.name();
     match ctx.timer(&timer).await {
         Ok(true) => metrics::counter!(names::TIMER_FIRED, "kind" => kind).increment(1),
         // Not due by the actor's clock: wait for it again. (A stale timer's row is already gone.)

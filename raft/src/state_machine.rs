@@ -266,6 +266,7 @@ impl Shared {
         }
         let db = &self.db;
         let mut events = batch.events.iter();
+        let existed = current.is_some();
         let (mut state, def_hash) = match current {
             Some(found) => found,
             None => {
@@ -292,12 +293,15 @@ impl Shared {
         } else {
             touched.clone()
         };
-        let old_rows: HashMap<u32, (Option<QueueItem>, Option<TimerItem>)> = rederive
+        let old_rows: HashMap<u32, (Option<QueueItem>, Vec<TimerItem>)> = rederive
             .iter()
             .filter_map(|&seq| {
-                state.task(seq).map(|t| (seq, (rows::queue_item(&state.header, t), rows::task_timer(&state.header, t))))
+                state
+                    .task(seq)
+                    .map(|t| (seq, (rows::queue_item(&state.header, t), rows::task_timers(&state.header, t))))
             })
             .collect();
+        let old_workflow_timer = if existed { rows::workflow_timer(&state) } else { None };
         let tasks_before = state.tasks.len();
         for event in &rest {
             evolve::evolve(&mut state, event);
@@ -321,10 +325,11 @@ impl Shared {
         }
         for &seq in &rederive {
             let Some(task) = state.task(seq) else { continue };
-            let (old_q, old_t) = old_rows.get(&seq).cloned().unwrap_or((None, None));
+            let (old_q, old_t) = old_rows.get(&seq).cloned().unwrap_or_default();
             write_diff(db, wb, changes, old_q, rows::queue_item(&state.header, task));
-            write_diff(db, wb, changes, old_t, rows::task_timer(&state.header, task));
+            write_diff_all(db, wb, changes, old_t, rows::task_timers(&state.header, task));
         }
+        write_diff(db, wb, changes, old_workflow_timer, rows::workflow_timer(&state));
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
         }
@@ -385,6 +390,22 @@ fn write_diff<T: DerivedRow>(db: &DB, wb: &mut WriteBatch, changes: &mut Changes
     if let Some(new) = new {
         wb.put_cf(cf(db, T::FAMILY), new.key(), encode(&new));
         changes.rows.push(new.added());
+    }
+}
+
+/// [`write_diff`] for a set of rows of one kind.
+fn write_diff_all<T: DerivedRow + Clone>(
+    db: &DB,
+    wb: &mut WriteBatch,
+    changes: &mut Changes,
+    old: Vec<T>,
+    new: Vec<T>,
+) {
+    for gone in old.iter().filter(|o| !new.contains(o)) {
+        write_diff(db, wb, changes, Some(gone.clone()), None);
+    }
+    for added in new.into_iter().filter(|n| !old.contains(n)) {
+        write_diff(db, wb, changes, None, Some(added));
     }
 }
 

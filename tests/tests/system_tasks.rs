@@ -218,3 +218,26 @@ async fn system_task_definitions_are_checked_at_registration() {
     );
     assert!(messages.contains(&"task k: type KAFKA_PUBLISH is not supported by this Overture release yet".to_owned()));
 }
+
+#[tokio::test]
+async fn workflow_and_poll_timeouts_fire_on_durable_timers() {
+    let (_dir, node) = node().await;
+    let def = json!({"name": "slow_wf", "version": 1, "timeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF", "tasks": [
+        {"name": "nobody_polls", "taskReferenceName": "a"}
+    ]});
+    let id = register_and_start(&node, &def, json!({})).await;
+    let wf = wait_status(&node, &id, "TIMED_OUT", Duration::from_secs(10)).await;
+    assert!(wf["reasonForIncompletion"].as_str().is_some_and(|r| r.starts_with("Workflow timed out")), "{wf}");
+    assert_eq!(task_by_ref(&wf, "a")["status"], "CANCELED");
+
+    let def = json!({"name": "unpolled", "version": 1, "tasks": [
+        {"name": "lonely", "taskReferenceName": "a", "taskDefinition": {
+            "name": "lonely", "retryCount": 0, "pollTimeoutSeconds": 1, "timeoutSeconds": 60,
+            "responseTimeoutSeconds": 30, "timeoutPolicy": "TIME_OUT_WF"}}
+    ]});
+    let id = register_and_start(&node, &def, json!({})).await;
+    let wf = wait_status(&node, &id, "TIMED_OUT", Duration::from_secs(10)).await;
+    let a = task_by_ref(&wf, "a");
+    assert_eq!(a["status"], "TIMED_OUT");
+    assert!(a["reasonForIncompletion"].as_str().is_some_and(|r| r.starts_with("Task poll timed out")), "{a}");
+}

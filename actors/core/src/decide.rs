@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::command::{Command, Ctx, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate};
-use crate::dsl::WorkflowTask;
+use crate::dsl::{TaskTimeoutPolicy, WorkflowTask, WorkflowTimeoutPolicy};
 use crate::event::{Event, TaskScheduled, TaskUpdated, WorkflowEnded, WorkflowStarted};
 use crate::evolve::{evolve, start as evolve_start};
 use crate::expr::{Scope, resolve_object};
@@ -202,8 +202,57 @@ impl Decider<'_, '_> {
         if self.state.header.status.is_terminal() || self.ctx.now < fire_at {
             return;
         }
+        if kind == TimerKind::WorkflowTimeout {
+            self.workflow_timeout(fire_at);
+            return;
+        }
         let Some(task) = self.state.task(seq) else { return };
         match kind {
+            TimerKind::WorkflowTimeout => {}
+            TimerKind::TaskTimeout | TimerKind::PollTimeout | TimerKind::TotalTimeout => {
+                let (deadline, what, seconds) = match kind {
+                    TimerKind::TaskTimeout => (task.timeout_deadline(), "Task timed out", task.timeout_seconds),
+                    TimerKind::PollTimeout => (task.poll_deadline(), "Task poll timed out", task.poll_timeout_seconds),
+                    _ => (task.total_deadline(), "Task total timeout exceeded", task.total_timeout_seconds),
+                };
+                if deadline != Some(fire_at) {
+                    return;
+                }
+                let policy = self
+                    .state
+                    .workflow_task(task)
+                    .and_then(|(wt, _)| wt.task_definition.as_ref().map(|d| d.timeout_policy))
+                    .unwrap_or_default();
+                let reason = format!(
+                    "{what} after {seconds} seconds. Timeout configured as {seconds} seconds. Timeout policy configured to {}",
+                    policy.as_str()
+                );
+                let time = self.ctx.now;
+                match policy {
+                    TaskTimeoutPolicy::AlertOnly => {}
+                    TaskTimeoutPolicy::Retry if kind != TimerKind::TotalTimeout => {
+                        self.emit(Event::TaskStatusChanged {
+                            seq,
+                            status: TaskStatus::TimedOut,
+                            reason: Some(reason),
+                            time,
+                        });
+                        self.run();
+                    }
+                    _ => {
+                        // TIME_OUT_WF, or a total budget that is spent: no more attempts.
+                        let task_id = task.task_id.clone();
+                        self.emit(Event::TaskStatusChanged {
+                            seq,
+                            status: TaskStatus::TimedOut,
+                            reason: Some(reason.clone()),
+                            time,
+                        });
+                        let reason = format!("Task {task_id} failed with status: TIMED_OUT and reason: '{reason}'");
+                        self.end(WorkflowStatus::TimedOut, Some(reason));
+                    }
+                }
+            }
             TimerKind::ResponseTimeout => {
                 // A timer that no longer matches the task's deadline is stale: the task moved on.
                 if task.response_deadline() != Some(fire_at) {
@@ -239,6 +288,22 @@ impl Decider<'_, '_> {
                 self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::Completed, reason: None, time });
                 self.run();
             }
+        }
+    }
+
+    /// The workflow's `timeoutSeconds` ran out.
+    fn workflow_timeout(&mut self, fire_at: i64) {
+        if self.state.timeout_deadline() != Some(fire_at) {
+            return;
+        }
+        let def = &self.state.plan.def;
+        if def.timeout_policy == WorkflowTimeoutPolicy::TimeOutWf {
+            let reason = format!(
+                "Workflow timed out after {} seconds. Timeout configured as {} seconds. Timeout policy configured to TIME_OUT_WF",
+                (self.ctx.now - self.state.header.create_time) / 1000,
+                def.timeout_seconds
+            );
+            self.end(WorkflowStatus::TimedOut, Some(reason));
         }
     }
 
@@ -525,7 +590,10 @@ impl Decider<'_, '_> {
         let kind = TaskKind::of(&wt.task_type);
         let def = wt.task_definition.as_ref();
         let expected_retries = wt.retry_count.or_else(|| def.map(|d| d.retry_count)).unwrap_or(0);
-        if task.status.is_retriable() && !kind.is_built_in() && task.retry_count < expected_retries {
+        // `totalTimeoutSeconds` bounds all attempts together: once spent, no more retries.
+        let total = task.total_timeout_seconds.saturating_mul(1000);
+        let budget_spent = total > 0 && self.ctx.now >= task.first_scheduled_time.saturating_add(total);
+        if task.status.is_retriable() && !kind.is_built_in() && task.retry_count < expected_retries && !budget_spent {
             let delay = def.map_or(0, |d| retry::delay_seconds(d, task.retry_count));
             match node {
                 Some(index) if task.workflow_task.is_none() || kind == TaskKind::Dynamic => {
@@ -931,6 +999,9 @@ impl Decider<'_, '_> {
             wait_timeout: 0,
             sub_workflow_id: None,
             first_scheduled_time: retry.map_or(now, |(old, _)| old.first_scheduled_time),
+            timeout_seconds: def.map_or(0, |d| d.timeout_seconds),
+            poll_timeout_seconds: def.and_then(|d| d.poll_timeout_seconds).map_or(0, i64::from),
+            total_timeout_seconds: def.map_or(0, |d| d.total_timeout_seconds),
         }
     }
 

@@ -40,6 +40,17 @@ pub enum TaskTimeoutPolicy {
     AlertOnly,
 }
 
+impl TaskTimeoutPolicy {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskTimeoutPolicy::Retry => "RETRY",
+            TaskTimeoutPolicy::TimeOutWf => "TIME_OUT_WF",
+            TaskTimeoutPolicy::AlertOnly => "ALERT_ONLY",
+        }
+    }
+}
+
 /// What happens when a workflow exceeds its `timeoutSeconds`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

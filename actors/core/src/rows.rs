@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{TaskState, TaskStatus, WorkflowHeader};
+use crate::state::{TaskState, TaskStatus, WorkflowHeader, WorkflowState};
 
 /// A task waiting in a worker queue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -29,24 +29,52 @@ pub struct QueueItem {
 pub enum TimerKind {
     /// An IN_PROGRESS task's `responseTimeoutSeconds` runs out.
     ResponseTimeout,
-    /// A WAIT task's `duration` or `until` is reached.
+    /// A WAIT task's `duration` or `until` is reached, or a paused DO_WHILE resumes.
     WaitTimeout,
+    /// A started task's `timeoutSeconds` runs out.
+    TaskTimeout,
+    /// A pollable task's `pollTimeoutSeconds` runs out.
+    PollTimeout,
+    /// A task's `totalTimeoutSeconds` (all attempts) runs out.
+    TotalTimeout,
+    /// The workflow's `timeoutSeconds` runs out (timer `seq` 0).
+    WorkflowTimeout,
 }
 
 impl TimerKind {
+    const ALL: [TimerKind; 6] = [
+        TimerKind::ResponseTimeout,
+        TimerKind::WaitTimeout,
+        TimerKind::TaskTimeout,
+        TimerKind::PollTimeout,
+        TimerKind::TotalTimeout,
+        TimerKind::WorkflowTimeout,
+    ];
+
     /// Stable byte for storage keys.
     pub fn code(self) -> u8 {
         match self {
             TimerKind::ResponseTimeout => 1,
             TimerKind::WaitTimeout => 2,
+            TimerKind::TaskTimeout => 3,
+            TimerKind::PollTimeout => 4,
+            TimerKind::TotalTimeout => 5,
+            TimerKind::WorkflowTimeout => 6,
         }
     }
     /// Inverse of [`TimerKind::code`].
     pub fn from_code(code: u8) -> Option<TimerKind> {
-        match code {
-            1 => Some(TimerKind::ResponseTimeout),
-            2 => Some(TimerKind::WaitTimeout),
-            _ => None,
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+    /// A name for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimerKind::ResponseTimeout => "response_timeout",
+            TimerKind::WaitTimeout => "wait",
+            TimerKind::TaskTimeout => "task_timeout",
+            TimerKind::PollTimeout => "poll_timeout",
+            TimerKind::TotalTimeout => "total_timeout",
+            TimerKind::WorkflowTimeout => "workflow_timeout",
         }
     }
 }
@@ -78,19 +106,34 @@ pub fn queue_item(header: &WorkflowHeader, task: &TaskState) -> Option<QueueItem
     })
 }
 
-/// The timer a task implies, if any.
-pub fn task_timer(header: &WorkflowHeader, task: &TaskState) -> Option<TimerItem> {
+/// The timers a task implies: each deadline it has, at most one of each kind.
+pub fn task_timers(header: &WorkflowHeader, task: &TaskState) -> Vec<TimerItem> {
     if header.status.is_terminal() {
-        return None;
+        return Vec::new();
     }
-    let (kind, fire_at) = match task.response_deadline() {
-        Some(at) => (TimerKind::ResponseTimeout, at),
-        None if task.status == TaskStatus::InProgress && task.wait_timeout > 0 => {
-            (TimerKind::WaitTimeout, task.wait_timeout)
-        }
-        None => return None,
-    };
-    Some(TimerItem { fire_at, workflow_id: header.workflow_id.clone(), kind, seq: task.seq })
+    let wait = (task.status == TaskStatus::InProgress && task.wait_timeout > 0).then_some(task.wait_timeout);
+    [
+        (TimerKind::ResponseTimeout, task.response_deadline()),
+        (TimerKind::WaitTimeout, wait),
+        (TimerKind::TaskTimeout, task.timeout_deadline()),
+        (TimerKind::PollTimeout, task.poll_deadline()),
+        (TimerKind::TotalTimeout, task.total_deadline()),
+    ]
+    .into_iter()
+    .filter_map(|(kind, at)| {
+        at.map(|fire_at| TimerItem { fire_at, workflow_id: header.workflow_id.clone(), kind, seq: task.seq })
+    })
+    .collect()
+}
+
+/// The workflow-level timer a state implies (`seq` 0), if any.
+pub fn workflow_timer(state: &WorkflowState) -> Option<TimerItem> {
+    state.timeout_deadline().map(|fire_at| TimerItem {
+        fire_at,
+        workflow_id: state.header.workflow_id.clone(),
+        kind: TimerKind::WorkflowTimeout,
+        seq: 0,
+    })
 }
 
 /// The name of the queue a worker task is polled from.

@@ -222,12 +222,36 @@ pub struct TaskState {
     pub sub_workflow_id: Option<String>,
     /// Epoch millis the first attempt of this task was scheduled (for `totalTimeoutSeconds`).
     pub first_scheduled_time: i64,
+    /// The definition's `timeoutSeconds`: how long an attempt may run after its first poll.
+    pub timeout_seconds: i64,
+    /// The definition's `pollTimeoutSeconds`: how long a pollable task may wait for a worker.
+    pub poll_timeout_seconds: i64,
+    /// The definition's `totalTimeoutSeconds`: how long all attempts together may take.
+    pub total_timeout_seconds: i64,
 }
 
 impl TaskState {
     /// When a SCHEDULED task may be handed to a worker.
     pub fn ready_at(&self) -> i64 {
         self.update_time.saturating_add(self.callback_after_seconds.saturating_mul(1000))
+    }
+
+    /// When a started attempt runs out of `timeoutSeconds`.
+    pub fn timeout_deadline(&self) -> Option<i64> {
+        (!self.status.is_terminal() && self.start_time > 0 && self.timeout_seconds > 0)
+            .then(|| self.start_time.saturating_add(self.timeout_seconds.saturating_mul(1000)))
+    }
+
+    /// When a pollable task has waited `pollTimeoutSeconds` for a worker.
+    pub fn poll_deadline(&self) -> Option<i64> {
+        (self.status == TaskStatus::Scheduled && self.queue.is_some() && self.poll_timeout_seconds > 0)
+            .then(|| self.ready_at().saturating_add(self.poll_timeout_seconds.saturating_mul(1000)))
+    }
+
+    /// When all attempts together run out of `totalTimeoutSeconds`.
+    pub fn total_deadline(&self) -> Option<i64> {
+        (!self.status.is_terminal() && self.total_timeout_seconds > 0)
+            .then(|| self.first_scheduled_time.saturating_add(self.total_timeout_seconds.saturating_mul(1000)))
     }
 
     /// The reference name without a DO_WHILE iteration suffix.
@@ -290,6 +314,18 @@ impl WorkflowState {
     /// The task with this id.
     pub fn task_by_id(&self, task_id: &str) -> Option<&TaskState> {
         self.by_id.get(task_id).and_then(|&seq| self.task(seq))
+    }
+
+    /// When the workflow runs out of its definition's `timeoutSeconds`, counted from its start or
+    /// its last retry or resume.
+    pub fn timeout_deadline(&self) -> Option<i64> {
+        let seconds = self.plan.def.timeout_seconds;
+        let h = &self.header;
+        let counting = matches!(h.status, WorkflowStatus::Running | WorkflowStatus::Paused);
+        (counting && seconds > 0).then(|| {
+            let from = if h.last_retried_time > 0 { h.last_retried_time } else { h.create_time };
+            from.saturating_add(seconds.saturating_mul(1000))
+        })
     }
 
     /// The task at this `seq`.

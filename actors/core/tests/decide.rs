@@ -171,7 +171,10 @@ fn lease_extension_moves_the_response_deadline_only() {
 fn response_timeout_times_out_and_retries_or_ends() {
     let mut run = Run::start(two_step(1, false), json!({}));
     run.poll("a");
-    let timer = rows::task_timer(&run.state.header, &run.state.tasks[0]).expect("an IN_PROGRESS task has a timer");
+    let timer = rows::task_timers(&run.state.header, &run.state.tasks[0])
+        .into_iter()
+        .next()
+        .expect("an IN_PROGRESS task has a timer");
     assert_eq!(timer.kind, TimerKind::ResponseTimeout);
 
     // Early or stale timers change nothing.
@@ -187,7 +190,7 @@ fn response_timeout_times_out_and_retries_or_ends() {
 
     run.now += 5_000;
     run.poll("a");
-    let timer = rows::task_timer(&run.state.header, &run.state.tasks[1]).expect("timer");
+    let timer = rows::task_timers(&run.state.header, &run.state.tasks[1]).into_iter().next().expect("timer");
     run.now = timer.fire_at;
     run.send(Command::Timer { kind: timer.kind, seq: timer.seq, fire_at: timer.fire_at }).expect("ok");
     assert_eq!(run.state.header.status, WorkflowStatus::TimedOut);

@@ -384,7 +384,7 @@ fn an_endless_loop_of_system_tasks_pauses_between_decisions() {
     let l = run.task("loop").clone();
     assert_eq!(l.status, TaskStatus::InProgress);
     assert_eq!(l.iteration, 102, "one decision starts a bounded number of iterations");
-    let timer = rows::task_timer(&run.state.header, &l).expect("a paused loop has a timer due now");
+    let timer = rows::task_timers(&run.state.header, &l).into_iter().next().expect("a paused loop has a timer due now");
     assert_eq!((timer.kind, timer.fire_at), (TimerKind::WaitTimeout, run.now));
     run.send(Command::Timer { kind: timer.kind, seq: l.seq, fire_at: timer.fire_at }).expect("accepted");
     assert_eq!(run.task("loop").iteration, 203);
@@ -398,7 +398,8 @@ fn wait_ends_on_its_timer_or_an_update_and_human_on_an_update() {
     let mut run = Run::start(wf(json!([wait(json!({"duration": "5 seconds"})), simple("after")])), json!({}));
     let w = run.task("wait").clone();
     assert_eq!((w.status, w.wait_timeout), (TaskStatus::InProgress, run.now + 5_000));
-    let timer = rows::task_timer(&run.state.header, &w).expect("a WAIT with a duration has a timer");
+    let timer =
+        rows::task_timers(&run.state.header, &w).into_iter().next().expect("a WAIT with a duration has a timer");
     assert_eq!((timer.kind, timer.fire_at), (TimerKind::WaitTimeout, run.now + 5_000));
     run.send(Command::Timer { kind: TimerKind::WaitTimeout, seq: w.seq, fire_at: timer.fire_at }).expect("accepted");
     assert_eq!(run.task("wait").status, TaskStatus::InProgress, "an early timer changes nothing");
@@ -497,5 +498,86 @@ fn exclusive_join_takes_the_branch_that_ran() {
         assert_eq!(run.task("ej").status, TaskStatus::Completed);
         assert_eq!(run.task("ej").output.get("from"), Some(&json!(reference)));
         assert_eq!(run.state.header.status, WorkflowStatus::Completed);
+    }
+}
+
+fn timed(def: Value) -> Value {
+    json!({"name": "timed", "tasks": [{"name": "t", "taskReferenceName": "t", "taskDefinition": def}, simple("after")]})
+}
+
+fn fire(run: &mut Run, kind: TimerKind, seq: u32) {
+    let task_timers = run.state.task(seq).map(|t| rows::task_timers(&run.state.header, t)).unwrap_or_default();
+    let timer = task_timers
+        .into_iter()
+        .chain(rows::workflow_timer(&run.state))
+        .find(|t| t.kind == kind && t.seq == seq)
+        .unwrap_or_else(|| panic!("no {kind:?} timer for seq {seq}"));
+    run.now = timer.fire_at;
+    run.send(Command::Timer { kind, seq, fire_at: timer.fire_at }).expect("accepted");
+}
+
+#[test]
+fn task_timeouts_follow_their_policy() {
+    let def = |policy: &str| json!({"name": "t", "retryCount": 1, "retryDelaySeconds": 0, "timeoutSeconds": 60, "responseTimeoutSeconds": 30, "timeoutPolicy": policy});
+    // RETRY: the attempt times out and a new one is scheduled.
+    let mut run = Run::start(timed(def("RETRY")), json!({}));
+    run.poll("t");
+    let started = run.task("t").start_time;
+    let timer =
+        rows::task_timers(&run.state.header, run.task("t")).into_iter().find(|t| t.kind == TimerKind::TaskTimeout);
+    assert_eq!(timer.map(|t| t.fire_at), Some(started + 60_000));
+    fire(&mut run, TimerKind::TaskTimeout, 1);
+    assert_eq!(run.state.tasks[0].status, TaskStatus::TimedOut);
+    assert!(run.state.tasks[0].reason_for_incompletion.as_deref().unwrap_or_default().contains("RETRY"));
+    assert_eq!((run.task("t").retry_count, run.task("t").status), (1, TaskStatus::Scheduled));
+    // TIME_OUT_WF: the workflow times out.
+    let mut run = Run::start(timed(def("TIME_OUT_WF")), json!({}));
+    run.poll("t");
+    fire(&mut run, TimerKind::TaskTimeout, 1);
+    assert_eq!(run.state.header.status, WorkflowStatus::TimedOut);
+    // ALERT_ONLY: nothing changes.
+    let mut run = Run::start(timed(def("ALERT_ONLY")), json!({}));
+    run.poll("t");
+    fire(&mut run, TimerKind::TaskTimeout, 1);
+    assert_eq!(run.task("t").status, TaskStatus::InProgress);
+    // A timer from an earlier deadline is stale once the task moved on.
+    let mut run = Run::start(timed(def("RETRY")), json!({}));
+    let id = run.poll("t");
+    let at = run.now + 60_000;
+    run.report(&id, TaskResultStatus::Completed, json!({}));
+    run.now = at;
+    let events = run.send(Command::Timer { kind: TimerKind::TaskTimeout, seq: 1, fire_at: at }).expect("accepted");
+    assert!(events.is_empty());
+}
+
+#[test]
+fn poll_and_total_timeouts() {
+    let def = json!({"name": "t", "retryCount": 5, "retryDelaySeconds": 10, "pollTimeoutSeconds": 30, "totalTimeoutSeconds": 35, "timeoutPolicy": "RETRY"});
+    let mut run = Run::start(timed(def), json!({}));
+    fire(&mut run, TimerKind::PollTimeout, 1);
+    assert_eq!(run.state.tasks[0].status, TaskStatus::TimedOut);
+    assert!(
+        run.state.tasks[0].reason_for_incompletion.as_deref().unwrap_or_default().starts_with("Task poll timed out")
+    );
+    assert_eq!(run.task("t").retry_count, 1, "retried after a poll timeout");
+    // The retry waits 10 s; the 35 s budget ends first and takes the workflow down.
+    fire(&mut run, TimerKind::TotalTimeout, 2);
+    assert_eq!(run.state.header.status, WorkflowStatus::TimedOut);
+    assert_eq!(run.task("t").status, TaskStatus::TimedOut);
+}
+
+#[test]
+fn workflow_timeout_times_the_workflow_out_or_only_alerts() {
+    for (policy, status) in [("TIME_OUT_WF", WorkflowStatus::TimedOut), ("ALERT_ONLY", WorkflowStatus::Running)] {
+        let def = json!({"name": "wt", "timeoutSeconds": 100, "timeoutPolicy": policy, "tasks": [simple("a")]});
+        let mut run = Run::start(def, json!({}));
+        let timer = rows::workflow_timer(&run.state).expect("a workflow with timeoutSeconds has a timer");
+        assert_eq!((timer.seq, timer.fire_at), (0, run.state.header.create_time + 100_000));
+        fire(&mut run, TimerKind::WorkflowTimeout, 0);
+        assert_eq!(run.state.header.status, status);
+        if status == WorkflowStatus::TimedOut {
+            assert_eq!(run.task("a").status, TaskStatus::Canceled);
+            assert!(rows::workflow_timer(&run.state).is_none(), "an ended workflow has no timer");
+        }
     }
 }
