@@ -51,7 +51,8 @@ pub(crate) enum WorkflowMsg {
     },
     Update(Box<TaskUpdate>, Reply<UpdateOutcome>),
     UpdateByRef {
-        reference: String,
+        /// `None`: the task a signal completes (see `WorkflowState::blocking_task`).
+        reference: Option<String>,
         status: TaskResultStatus,
         output: Object,
         worker_id: Option<String>,
@@ -170,7 +171,7 @@ impl ActorState {
                 let _ = reply.send(result.and_then(|_| self.outcome(&task_id)));
             }
             WorkflowMsg::UpdateByRef { reference, status, output, worker_id, reply } => {
-                let _ = reply.send(self.update_by_ref(&reference, status, output, worker_id).await);
+                let _ = reply.send(self.update_by_ref(reference.as_deref(), status, output, worker_id).await);
             }
             WorkflowMsg::Terminate { reason, reply } => {
                 let _ = reply.send(self.execute(Command::Terminate { reason }).await.map(|_| ()));
@@ -264,15 +265,21 @@ impl ActorState {
 
     async fn update_by_ref(
         &mut self,
-        reference: &str,
+        reference: Option<&str>,
         status: TaskResultStatus,
         output: Object,
         worker_id: Option<String>,
     ) -> Result<Option<String>, Error> {
         let state = self.load()?;
-        let open = |r: &str| state.tasks.iter().find(|t| t.reference_task_name == r && !t.status.is_terminal());
-        let base = reference.rsplit_once("__").map_or(reference, |(b, _)| b);
-        let Some(task) = open(reference).or_else(|| open(base)) else { return Ok(None) };
+        let task = match reference {
+            None => state.blocking_task(),
+            Some(reference) => {
+                let open = |r: &str| state.latest(r).filter(|t| !t.status.is_terminal());
+                let base = reference.rsplit_once("__").map_or(reference, |(b, _)| b);
+                open(reference).or_else(|| open(base))
+            }
+        };
+        let Some(task) = task else { return Ok(None) };
         let task_id = task.task_id.clone();
         let update = TaskUpdate {
             task_id: task_id.clone(),

@@ -443,7 +443,20 @@ impl Engine {
         worker_id: Option<String>,
     ) -> Result<Option<String>, Error> {
         self.workflow(workflow_id)?;
-        self.leader()?.update_by_ref(workflow_id, reference.to_owned(), status, output, worker_id).await
+        self.leader()?.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
+    }
+
+    /// Signals a workflow: updates the task it is blocked on (its first open WAIT or HUMAN task,
+    /// else its first open worker task) with `status` and `output`. Returns the task's id, or
+    /// `None` if nothing was waiting.
+    pub async fn signal(
+        &self,
+        workflow_id: &str,
+        status: TaskResultStatus,
+        output: Object,
+    ) -> Result<Option<String>, Error> {
+        self.workflow(workflow_id)?;
+        self.leader()?.update_by_ref(workflow_id, None, status, output, None).await
     }
 
     /// Appends a line to a task's execution log.

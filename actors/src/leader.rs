@@ -131,7 +131,7 @@ impl LeaderContext {
     pub async fn update_by_ref(
         self: &Arc<Self>,
         workflow_id: &str,
-        reference: String,
+        reference: Option<String>,
         status: TaskResultStatus,
         output: Object,
         worker_id: Option<String>,

@@ -114,6 +114,9 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{task_id}", get(tasks::get))
         .route("/tasks/{task_id}/log", post(tasks::add_log).get(tasks::logs))
         .route("/tasks/{workflow_id}/{reference}/{status}", post(tasks::update_by_ref))
+        // `/tasks/{workflowId}/{status}/signal/sync`; the path shares its shape with update by
+        // reference, so the segments keep that route's names.
+        .route("/tasks/{workflow_id}/{reference}/{status}/sync", post(tasks::signal_sync))
         .route("/health", get(ops::health))
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/digest", get(cluster::digest))

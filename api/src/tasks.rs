@@ -132,15 +132,85 @@ pub async fn update_by_ref(
     q: Params,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let status = TaskResultStatus::parse(&status).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "Unknown task status {status:?}: use IN_PROGRESS, FAILED, FAILED_WITH_TERMINAL_ERROR, COMPLETED or CANCELED"
-        ))
-    })?;
+    if status == "signal" {
+        // `/tasks/{workflowId}/{status}/signal`: the reference segment is the status.
+        return signal(s, workflow_id, &reference, body).await;
+    }
+    let status = signal_status(&status)?;
     let output: Object = body.json(Some(Object::new()))?;
     let worker = q.str("workerid").map(str::to_owned);
     let updated = s.engine.update_task_by_ref(&workflow_id, &reference, status, output, worker).await?;
     Ok(text_response(updated.unwrap_or_default()))
+}
+
+fn signal_status(status: &str) -> Result<TaskResultStatus, ApiError> {
+    TaskResultStatus::parse(status).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Unknown task status {status:?}: use IN_PROGRESS, FAILED, FAILED_WITH_TERMINAL_ERROR, COMPLETED or CANCELED"
+        ))
+    })
+}
+
+/// `POST /tasks/{workflowId}/{status}/signal` (routed through [`update_by_ref`]): updates the task the workflow is blocked on (its
+/// first open WAIT or HUMAN task, else its first open worker task), merging the body into its
+/// output. 200 with no body, also when nothing was waiting.
+async fn signal(s: AppState, workflow_id: String, status: &str, body: RawBody) -> Result<Response, ApiError> {
+    let status = signal_status(status)?;
+    let output: Object = body.json(Some(Object::new()))?;
+    s.engine.signal(&workflow_id, status, output).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /tasks/{workflowId}/{status}/signal/sync?returnStrategy=`: as `signal`, then answers
+/// Conductor's `SignalResponse`: the workflow (`TARGET_WORKFLOW`, `BLOCKING_WORKFLOW`), or the
+/// task it now waits on (`BLOCKING_TASK`) or that task's input (`BLOCKING_TASK_INPUT`). The
+/// decision the signal triggers is committed before the answer, so the workflow has already
+/// moved on to its next wait. 404 if nothing was waiting.
+pub async fn signal_sync(
+    State(s): State<AppState>,
+    Path((workflow_id, status, signal)): Path<(String, String, String)>,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    if signal != "signal" {
+        return Err(ApiError::not_found(format!(
+            "No resource found for /api/tasks/{workflow_id}/{status}/{signal}/sync"
+        )));
+    }
+    let status = signal_status(&status)?;
+    let strategy = q.str("returnStrategy").unwrap_or("TARGET_WORKFLOW");
+    if !["TARGET_WORKFLOW", "BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT"].contains(&strategy) {
+        return Err(ApiError::bad_request(format!(
+            "Unknown returnStrategy {strategy:?}: use TARGET_WORKFLOW, BLOCKING_WORKFLOW, BLOCKING_TASK or BLOCKING_TASK_INPUT"
+        )));
+    }
+    let output: Object = body.json(Some(Object::new()))?;
+    let Some(_) = s.engine.signal(&workflow_id, status, output).await? else {
+        return Err(ApiError::not_found(format!("No pending task found in workflow {workflow_id} to signal")));
+    };
+    // Answered on the leader, after the signal's decision was applied here.
+    let wf = s.engine.workflow(&workflow_id)?;
+    let now = overture_actors::now_ms();
+    let mut response = serde_json::Map::new();
+    response.insert("responseType".into(), strategy.into());
+    response.insert("targetWorkflowId".into(), wf.header.workflow_id.clone().into());
+    response.insert("targetWorkflowStatus".into(), wf.header.status.as_str().into());
+    let blocking = wf.blocking_task();
+    let body = match (strategy, blocking) {
+        ("BLOCKING_TASK", Some(task)) => serde_json::to_value(render::task(&wf, task, now)),
+        ("BLOCKING_TASK_INPUT", Some(task)) => Ok(serde_json::json!({
+            "workflowId": wf.header.workflow_id, "taskId": task.task_id,
+            "referenceTaskName": task.reference_task_name, "input": task.input
+        })),
+        _ => serde_json::to_value(render::workflow(&wf, true, now)),
+    }
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the signal response: {e}")))?;
+    if let serde_json::Value::Object(fields) = body {
+        for (k, v) in fields {
+            response.entry(k).or_insert(v);
+        }
+    }
+    json_response(&response)
 }
 
 /// `GET /tasks/{taskId}`.

@@ -241,3 +241,46 @@ async fn workflow_and_poll_timeouts_fire_on_durable_timers() {
     assert_eq!(a["status"], "TIMED_OUT");
     assert!(a["reasonForIncompletion"].as_str().is_some_and(|r| r.starts_with("Task poll timed out")), "{a}");
 }
+
+#[tokio::test]
+async fn signals_complete_the_task_a_workflow_waits_on() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let def = json!({"name": "signalled", "version": 1, "tasks": [
+        {"name": "hold", "taskReferenceName": "hold", "type": "WAIT"},
+        {"name": "review", "taskReferenceName": "review", "type": "HUMAN"},
+        {"name": "after_review", "taskReferenceName": "after", "inputParameters": {"verdict": "${review.output.verdict}"}}
+    ]});
+    let id = register_and_start(&node, &def, json!({})).await;
+
+    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal"))).json(&json!({"why": "go"}))).await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""), "async signal");
+    let wf = workflow(&node, &id).await;
+    assert_eq!(task_by_ref(&wf, "hold")["status"], "COMPLETED");
+    assert_eq!(task_by_ref(&wf, "hold")["outputData"]["why"], "go");
+    assert_eq!(task_by_ref(&wf, "review")["status"], "IN_PROGRESS");
+
+    let r = send(
+        c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK")))
+            .json(&json!({"verdict": "ship it"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let answer = r.json();
+    assert_eq!(answer["responseType"], "BLOCKING_TASK");
+    assert_eq!(answer["targetWorkflowId"], id.as_str());
+    assert_eq!(answer["targetWorkflowStatus"], "RUNNING");
+    assert_eq!(answer["referenceTaskName"], "after", "the task the workflow waits on now: {answer}");
+    assert_eq!(answer["inputData"]["verdict"], "ship it");
+
+    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync"))).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "the worker task is the next one a signal completes: {}", r.text);
+    assert_eq!(r.json()["responseType"], "TARGET_WORKFLOW");
+    assert_eq!(r.json()["status"], "COMPLETED");
+    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync"))).json(&json!({}))).await;
+    assert_eq!(r.status, 404, "nothing left to signal: {}", r.text);
+    let r = send(c.post(node.api("/tasks/no-such-workflow/COMPLETED/signal")).json(&json!({}))).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = send(c.post(node.api(&format!("/tasks/{id}/DONE/signal"))).json(&json!({}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}

@@ -328,6 +328,13 @@ impl WorkflowState {
         })
     }
 
+    /// The task a signal completes: the first open WAIT or HUMAN task, else the first open task
+    /// a worker runs.
+    pub fn blocking_task(&self) -> Option<&TaskState> {
+        let open = || self.tasks.iter().filter(|t| !t.status.is_terminal() && !t.retried);
+        open().find(|t| matches!(t.task_type.as_str(), "WAIT" | "HUMAN")).or_else(|| open().find(|t| t.queue.is_some()))
+    }
+
     /// The task at this `seq`.
     pub fn task(&self, seq: u32) -> Option<&TaskState> {
         (seq as usize).checked_sub(1).and_then(|i| self.tasks.get(i))
