@@ -73,6 +73,8 @@ pub(crate) enum WorkflowMsg {
         fire_at: i64,
         reply: Reply<bool>,
     },
+    /// Work is waiting in the actor's inbox.
+    Drain,
 }
 
 impl WorkflowMsg {
@@ -93,6 +95,7 @@ impl WorkflowMsg {
             WorkflowMsg::Terminate { .. } => "terminate",
             WorkflowMsg::AddLog { .. } => "add_log",
             WorkflowMsg::Timer { .. } => "timer",
+            WorkflowMsg::Drain => "drain",
         }
     }
 }
@@ -111,6 +114,28 @@ pub(crate) struct ActorArgs {
     pub workflow_id: String,
     pub ctx: Arc<LeaderContext>,
     pub last_active: Arc<AtomicI64>,
+    pub inbox: Arc<Inbox>,
+}
+
+/// Messages waiting for a workflow's actor. Senders push here and wake the actor only when the
+/// inbox was empty; the actor takes everything at once, so commands that arrive while it waits for
+/// a commit are decided together and proposed as one Raft entry.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    queue: Mutex<Vec<WorkflowMsg>>,
+}
+
+impl Inbox {
+    /// Adds a message; true if the actor needs waking.
+    fn push(&self, msg: WorkflowMsg) -> bool {
+        let mut queue = self.queue.lock();
+        queue.push(msg);
+        queue.len() == 1
+    }
+
+    fn take(&self) -> Vec<WorkflowMsg> {
+        std::mem::take(&mut *self.queue.lock())
+    }
 }
 
 pub(crate) struct ActorState {
@@ -118,6 +143,7 @@ pub(crate) struct ActorState {
     state: Option<WorkflowState>,
     ctx: Arc<LeaderContext>,
     last_active: Arc<AtomicI64>,
+    inbox: Arc<Inbox>,
 }
 
 impl Actor for WorkflowActor {
@@ -130,7 +156,13 @@ impl Actor for WorkflowActor {
         _myself: ActorRef<WorkflowMsg>,
         args: ActorArgs,
     ) -> Result<ActorState, ActorProcessingErr> {
-        Ok(ActorState { id: args.workflow_id, state: None, ctx: args.ctx, last_active: args.last_active })
+        Ok(ActorState {
+            id: args.workflow_id,
+            state: None,
+            ctx: args.ctx,
+            last_active: args.last_active,
+            inbox: args.inbox,
+        })
     }
 
     async fn handle(
@@ -139,13 +171,22 @@ impl Actor for WorkflowActor {
         msg: WorkflowMsg,
         st: &mut ActorState,
     ) -> Result<(), ActorProcessingErr> {
+        let mut batch = vec![msg];
+        batch.extend(st.inbox.take());
+        batch.retain(|m| !matches!(m, WorkflowMsg::Drain));
+        if batch.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
-        let command = msg.name();
-        let span = tracing::info_span!("workflow", workflow_id = %st.id, command, term = st.ctx.term, task_id = tracing::field::Empty);
-        if let Some(task_id) = msg.task_id() {
+        let command = if batch.len() == 1 { batch[0].name() } else { "batch" };
+        let span = tracing::info_span!("workflow", workflow_id = %st.id, command, messages = batch.len(), term = st.ctx.term, task_id = tracing::field::Empty);
+        if let [only] = batch.as_slice()
+            && let Some(task_id) = only.task_id()
+        {
             span.record("task_id", task_id);
         }
-        st.handle(msg).instrument(span).await;
+        metrics::histogram!(names::DECIDE_BATCH_SIZE).record(batch.len() as f64);
+        st.handle_batch(batch).instrument(span).await;
         metrics::histogram!(names::DECIDE_SECONDS, "command" => command).record(started.elapsed().as_secs_f64());
         st.last_active.store(crate::now_ms(), Ordering::Relaxed);
         if st.state.as_ref().is_some_and(|s| s.header.status.is_terminal()) {
@@ -155,32 +196,90 @@ impl Actor for WorkflowActor {
     }
 }
 
+/// One command of a batch, and how to answer its sender once the batch is committed.
+enum Pending {
+    Poll { task_id: String, reply: Reply<Box<RawValue>> },
+    Update { task_id: String, reply: Reply<UpdateOutcome> },
+    UpdateByRef { reply: Reply<Option<String>> },
+    Done { reply: Reply<()> },
+    Timer { reply: Reply<bool> },
+}
+
+/// A command to decide: a plain one, or an update of a task found by reference (or the task a
+/// signal completes) in the state as the batch has left it.
+enum Job {
+    Command(Command),
+    ByRef { reference: Option<String>, status: TaskResultStatus, output: Object, worker_id: Option<String> },
+}
+
+/// What one job did: events it produced and, for a by-reference update, the task it updated.
+struct JobOutcome {
+    events: usize,
+    task_id: Option<String>,
+}
+
 impl ActorState {
-    async fn handle(&mut self, msg: WorkflowMsg) {
-        match msg {
-            WorkflowMsg::Start(cmd, reply) => {
-                let _ = reply.send(self.start(*cmd).await);
-            }
-            WorkflowMsg::Poll { task_id, worker_id, reply } => {
-                let result = self.execute(Command::Poll { task_id: task_id.clone(), worker_id }).await;
-                let _ = reply.send(result.and_then(|_| self.render_task(&task_id)));
-            }
-            WorkflowMsg::Update(update, reply) => {
-                let task_id = update.task_id.clone();
-                let result = self.execute(Command::Update(update)).await;
-                let _ = reply.send(result.and_then(|_| self.outcome(&task_id)));
-            }
-            WorkflowMsg::UpdateByRef { reference, status, output, worker_id, reply } => {
-                let _ = reply.send(self.update_by_ref(reference.as_deref(), status, output, worker_id).await);
-            }
-            WorkflowMsg::Terminate { reason, reply } => {
-                let _ = reply.send(self.execute(Command::Terminate { reason }).await.map(|_| ()));
-            }
-            WorkflowMsg::AddLog { task_id, log, reply } => {
-                let _ = reply.send(self.execute(Command::AddLog { task_id, log }).await.map(|_| ()));
-            }
-            WorkflowMsg::Timer { kind, seq, fire_at, reply } => {
-                let _ = reply.send(self.execute(Command::Timer { kind, seq, fire_at }).await.map(|n| n > 0));
+    /// Decides every message of a batch in order on the same state and commits their events as
+    /// one Raft entry; then answers each sender. A start is committed on its own.
+    async fn handle_batch(&mut self, batch: Vec<WorkflowMsg>) {
+        let mut jobs: Vec<(Job, Pending)> = Vec::new();
+        for msg in batch {
+            let job = match msg {
+                WorkflowMsg::Start(cmd, reply) => {
+                    self.run_jobs(std::mem::take(&mut jobs)).await;
+                    let _ = reply.send(self.start(*cmd).await);
+                    continue;
+                }
+                WorkflowMsg::Drain => continue,
+                WorkflowMsg::Poll { task_id, worker_id, reply } => (
+                    Job::Command(Command::Poll { task_id: task_id.clone(), worker_id }),
+                    Pending::Poll { task_id, reply },
+                ),
+                WorkflowMsg::Update(update, reply) => {
+                    let task_id = update.task_id.clone();
+                    (Job::Command(Command::Update(update)), Pending::Update { task_id, reply })
+                }
+                WorkflowMsg::UpdateByRef { reference, status, output, worker_id, reply } => {
+                    (Job::ByRef { reference, status, output, worker_id }, Pending::UpdateByRef { reply })
+                }
+                WorkflowMsg::Terminate { reason, reply } => {
+                    (Job::Command(Command::Terminate { reason }), Pending::Done { reply })
+                }
+                WorkflowMsg::AddLog { task_id, log, reply } => {
+                    (Job::Command(Command::AddLog { task_id, log }), Pending::Done { reply })
+                }
+                WorkflowMsg::Timer { kind, seq, fire_at, reply } => {
+                    (Job::Command(Command::Timer { kind, seq, fire_at }), Pending::Timer { reply })
+                }
+            };
+            jobs.push(job);
+        }
+        self.run_jobs(jobs).await;
+    }
+
+    async fn run_jobs(&mut self, jobs: Vec<(Job, Pending)>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let (jobs, pending): (Vec<Job>, Vec<Pending>) = jobs.into_iter().unzip();
+        let results = self.execute_all(&jobs).await;
+        for (result, pending) in results.into_iter().zip(pending) {
+            match pending {
+                Pending::Poll { task_id, reply } => {
+                    let _ = reply.send(result.and_then(|_| self.render_task(&task_id)));
+                }
+                Pending::Update { task_id, reply } => {
+                    let _ = reply.send(result.and_then(|_| self.outcome(&task_id)));
+                }
+                Pending::UpdateByRef { reply } => {
+                    let _ = reply.send(result.map(|o| o.task_id));
+                }
+                Pending::Done { reply } => {
+                    let _ = reply.send(result.map(|_| ()));
+                }
+                Pending::Timer { reply } => {
+                    let _ = reply.send(result.map(|o| o.events > 0));
+                }
             }
         }
     }
@@ -213,39 +312,73 @@ impl ActorState {
         }
     }
 
-    /// Decides and commits one command; returns how many events it produced.
-    async fn execute(&mut self, cmd: Command) -> Result<usize, Error> {
+    /// Decides the jobs in order and commits all their events in one proposal. A job the
+    /// decider refuses gets its rejection and changes nothing; the others go on. If the workflow
+    /// changed underneath (the version guard), everything is decided again on fresh state.
+    async fn execute_all(&mut self, jobs: &[Job]) -> Vec<Result<JobOutcome, Error>> {
         const ATTEMPTS: usize = 3;
         for _ in 0..ATTEMPTS {
             let replica = self.ctx.replica.clone();
-            let state = self.load()?;
-            let expected_revision = state.header.revision;
-            let events = {
-                let env = LeaderEnv { read: replica.read() };
-                decide::decide(state, cmd.clone(), &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env })?
+            let state = match self.load() {
+                Ok(state) => state,
+                Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
             };
-            if events.is_empty() {
-                return Ok(0);
+            let expected_revision = state.header.revision;
+            let mut events = Vec::new();
+            let mut results = Vec::with_capacity(jobs.len());
+            {
+                let env = LeaderEnv { read: replica.read() };
+                for job in jobs {
+                    let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
+                    let (cmd, task_id) = match job {
+                        Job::Command(cmd) => (Some(cmd.clone()), None),
+                        Job::ByRef { reference, status, output, worker_id } => {
+                            match by_ref_update(state, reference.as_deref(), *status, output, worker_id) {
+                                Some(update) => {
+                                    let id = update.task_id.clone();
+                                    (Some(Command::Update(Box::new(update))), Some(id))
+                                }
+                                None => (None, None),
+                            }
+                        }
+                    };
+                    let Some(cmd) = cmd else {
+                        results.push(Ok(JobOutcome { events: 0, task_id: None }));
+                        continue;
+                    };
+                    match decide::decide(state, cmd, &mut ctx) {
+                        Ok(new) => {
+                            results.push(Ok(JobOutcome { events: new.len(), task_id }));
+                            events.extend(new);
+                        }
+                        Err(rejection) => results.push(Err(rejection.into())),
+                    }
+                }
             }
-            let count = events.len();
+            if events.is_empty() {
+                return results;
+            }
             let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision, events };
             match self.ctx.replica.propose(Request::Workflow(batch)).await {
-                Ok(Response::Applied { .. }) => return Ok(count),
+                Ok(Response::Applied { .. }) => return results,
                 Ok(Response::RevisionConflict { .. }) => {
                     metrics::counter!(names::DECIDE_CONFLICT).increment(1);
                     self.state = None;
                 }
                 Ok(other) => {
                     self.state = None;
-                    return Err(Error::Internal(format!("unexpected reply to a workflow batch: {other}")));
+                    let e = Error::Internal(format!("unexpected reply to a workflow batch: {other}"));
+                    return jobs.iter().map(|_| Err(e.clone())).collect();
                 }
                 Err(e) => {
                     self.state = None;
-                    return Err(e.into());
+                    let e: Error = e.into();
+                    return jobs.iter().map(|_| Err(e.clone())).collect();
                 }
             }
         }
-        Err(Error::Unavailable(format!("workflow {} kept changing while deciding; retry", self.id)))
+        let e = Error::Unavailable(format!("workflow {} kept changing while deciding; retry", self.id));
+        jobs.iter().map(|_| Err(e.clone())).collect()
     }
 
     fn render_task(&mut self, task_id: &str) -> Result<Box<RawValue>, Error> {
@@ -262,39 +395,37 @@ impl ActorState {
             state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
         Ok(UpdateOutcome { queue: task.queue.clone(), terminal: task.status.is_terminal() })
     }
+}
 
-    async fn update_by_ref(
-        &mut self,
-        reference: Option<&str>,
-        status: TaskResultStatus,
-        output: Object,
-        worker_id: Option<String>,
-    ) -> Result<Option<String>, Error> {
-        let state = self.load()?;
-        let task = match reference {
-            None => state.blocking_task(),
-            Some(reference) => {
-                let open = |r: &str| state.latest(r).filter(|t| !t.status.is_terminal());
-                let base = reference.rsplit_once("__").map_or(reference, |(b, _)| b);
-                open(reference).or_else(|| open(base))
-            }
-        };
-        let Some(task) = task else { return Ok(None) };
-        let task_id = task.task_id.clone();
-        let update = TaskUpdate {
-            task_id: task_id.clone(),
-            status,
-            output: Some(output),
-            merge_output: true,
-            reason: None,
-            worker_id,
-            callback_after_seconds: 0,
-            extend_lease: false,
-            logs: Vec::new(),
-        };
-        self.execute(Command::Update(Box::new(update))).await?;
-        Ok(Some(task_id))
-    }
+/// The update a by-reference report (or a signal, without a reference) makes: of the open task
+/// with that reference name (a loop task also by its base name), or of the task the workflow is
+/// blocked on. `None` if there is no such task.
+fn by_ref_update(
+    state: &WorkflowState,
+    reference: Option<&str>,
+    status: TaskResultStatus,
+    output: &Object,
+    worker_id: &Option<String>,
+) -> Option<TaskUpdate> {
+    let task = match reference {
+        None => state.blocking_task(),
+        Some(reference) => {
+            let open = |r: &str| state.latest(r).filter(|t| !t.status.is_terminal());
+            let base = reference.rsplit_once("__").map_or(reference, |(b, _)| b);
+            open(reference).or_else(|| open(base))
+        }
+    }?;
+    Some(TaskUpdate {
+        task_id: task.task_id.clone(),
+        status,
+        output: Some(output.clone()),
+        merge_output: true,
+        reason: None,
+        worker_id: worker_id.clone(),
+        callback_after_seconds: 0,
+        extend_lease: false,
+        logs: Vec::new(),
+    })
 }
 
 /// The leader's live workflow actors.
@@ -307,6 +438,7 @@ pub(crate) struct Registry {
 struct Slot {
     actor: ActorRef<WorkflowMsg>,
     last_active: Arc<AtomicI64>,
+    inbox: Arc<Inbox>,
 }
 
 impl Registry {
@@ -315,7 +447,13 @@ impl Registry {
             return Ok(slot.clone());
         }
         let last_active = Arc::new(AtomicI64::new(crate::now_ms()));
-        let args = ActorArgs { workflow_id: id.to_owned(), ctx: ctx.clone(), last_active: last_active.clone() };
+        let inbox = Arc::new(Inbox::default());
+        let args = ActorArgs {
+            workflow_id: id.to_owned(),
+            ctx: ctx.clone(),
+            last_active: last_active.clone(),
+            inbox: inbox.clone(),
+        };
         let (actor, _join) = Actor::spawn(None, WorkflowActor, args)
             .await
             .map_err(|e| Error::Internal(format!("cannot start a workflow actor: {e}")))?;
@@ -325,7 +463,7 @@ impl Registry {
             actor.stop(None);
             return Ok(existing.clone());
         }
-        let slot = Slot { actor, last_active };
+        let slot = Slot { actor, last_active, inbox };
         actors.insert(id.to_owned(), slot.clone());
         metrics::gauge!(names::ACTORS_ACTIVE).set(actors.len() as f64);
         Ok(slot)
@@ -344,13 +482,19 @@ impl Registry {
         for _ in 0..3 {
             let slot = self.slot(ctx, id).await?;
             let (tx, rx) = oneshot::channel();
-            if slot.actor.cast(wrap(payload.clone(), tx)).is_err() {
+            // Queued in the inbox; the actor is woken only if it was idle. If the actor has
+            // stopped, the inbox (and the reply sender in it) is dropped with it, and the closed
+            // channel sends us round again.
+            if slot.inbox.push(wrap(payload.clone(), tx)) && slot.actor.cast(WorkflowMsg::Drain).is_err() {
                 self.forget(id, &slot.actor);
+                drop(slot.inbox.take());
                 continue;
             }
+            let actor = slot.actor.clone();
+            drop(slot);
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(result)) => return result,
-                Ok(Err(_closed)) => self.forget(id, &slot.actor),
+                Ok(Err(_closed)) => self.forget(id, &actor),
                 Err(_) => return Err(Error::Unavailable(format!("workflow {id} did not answer within {timeout:?}"))),
             }
         }

@@ -18,6 +18,8 @@ pub const TASK_QUEUE_WAIT: &str = "task_queue_wait_seconds";
 pub const TIMER_FIRED: &str = "overture_timer_fired_total";
 /// Histogram: seconds one workflow decision took (decide + commit + apply), by `command`.
 pub const DECIDE_SECONDS: &str = "workflow_decision_seconds";
+/// Histogram: messages one workflow actor decided together and committed as one entry.
+pub const DECIDE_BATCH_SIZE: &str = "overture_decide_batch_size";
 /// Counter: decisions retried because the workflow changed underneath (version guard).
 pub const DECIDE_CONFLICT: &str = "overture_decide_conflict_total";
 /// Gauge: workflow actors alive on this node.

@@ -1,7 +1,7 @@
 //! `overture bench`: drives a running node the way production workers do and reports what it saw.
 //!
-//! Workflows of K SIMPLE tasks (one task type per step) are started with at most `concurrency`
-//! in flight. For each task type, `workers` workers batch-poll with a long-poll timeout and report
+//! Workflows of K SIMPLE tasks (one task type per step), or of one task type forked `width` ways
+//! or looped `width` times, are started with at most `concurrency` in flight. For each task type, `workers` workers batch-poll with a long-poll timeout and report
 //! each result with `update-v2`, which hands back the next task of their type when there is one.
 //!
 //! Each worker has `batch` slots, like an SDK worker with that many threads: it polls for as
@@ -47,9 +47,51 @@ pub struct BenchArgs {
     /// reply lost in a failover) is retried after this long.
     #[arg(long, default_value_t = 10)]
     response_timeout: u64,
+    /// Workflow shape: `linear` runs `--tasks` SIMPLE tasks in a row; `fork` forks `--width`
+    /// tasks at once (FORK_JOIN_DYNAMIC + JOIN); `loop` runs one task `--width` times (DO_WHILE).
+    #[arg(long, value_enum, default_value_t = Shape::Linear)]
+    shape: Shape,
+    /// Branches of a `fork`, iterations of a `loop`.
+    #[arg(long, default_value_t = 1000)]
+    width: usize,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// What each benchmark workflow looks like.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// SIMPLE tasks one after another.
+    Linear,
+    /// A dynamic fork of `--width` SIMPLE tasks and their JOIN.
+    Fork,
+    /// A DO_WHILE of `--width` iterations of one SIMPLE task.
+    Loop,
+}
+
+impl BenchArgs {
+    /// Worker tasks each workflow runs.
+    fn tasks_per_workflow(&self) -> usize {
+        match self.shape {
+            Shape::Linear => self.tasks,
+            Shape::Fork | Shape::Loop => self.width,
+        }
+    }
+    /// Task types (one per linear step; one for the other shapes).
+    fn task_types(&self) -> usize {
+        match self.shape {
+            Shape::Linear => self.tasks,
+            Shape::Fork | Shape::Loop => 1,
+        }
+    }
+    fn workflow_name(&self) -> String {
+        match self.shape {
+            Shape::Linear => format!("bench_linear_{}", self.tasks),
+            Shape::Fork => format!("bench_fork_{}", self.width),
+            Shape::Loop => format!("bench_loop_{}", self.width),
+        }
+    }
 }
 
 struct Shared {
@@ -57,6 +99,8 @@ struct Shared {
     base: String,
     args: BenchArgs,
     starts: Vec<Mutex<Option<Instant>>>,
+    /// Worker tasks finished, per workflow.
+    finished: Vec<AtomicUsize>,
     ids: Mutex<Vec<String>>,
     dispatch_ms: Mutex<Vec<f64>>,
     workflow_ms: Mutex<Vec<f64>>,
@@ -71,18 +115,14 @@ fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
-fn workflow_name(tasks: usize) -> String {
-    format!("bench_linear_{tasks}")
-}
-
 fn task_name(i: usize) -> String {
     format!("bench_task_{i}")
 }
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers == 0 {
-        bail!("--workflows, --tasks, --concurrency and --workers must be at least 1");
+    if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers == 0 || args.width == 0 {
+        bail!("--workflows, --tasks, --width, --concurrency and --workers must be at least 1");
     }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
@@ -90,14 +130,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let base = format!("{}/api", args.url.trim_end_matches('/'));
-    setup(&client, &base, args.tasks, args.response_timeout).await?;
+    setup(&client, &base, &args).await?;
 
     let shared = Arc::new(Shared {
         client,
         base,
         starts: (0..args.workflows).map(|_| Mutex::new(None)).collect(),
+        finished: (0..args.workflows).map(|_| AtomicUsize::new(0)).collect(),
         ids: Mutex::new(Vec::with_capacity(args.workflows)),
-        dispatch_ms: Mutex::new(Vec::with_capacity(args.workflows * args.tasks)),
+        dispatch_ms: Mutex::new(Vec::with_capacity(args.workflows * args.tasks_per_workflow())),
         workflow_ms: Mutex::new(Vec::with_capacity(args.workflows)),
         in_flight: Semaphore::new(args.concurrency),
         completed: AtomicUsize::new(0),
@@ -109,7 +150,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let mut handles = Vec::new();
-    for step in 0..args.tasks {
+    for step in 0..args.task_types() {
         for w in 0..args.workers {
             handles.push(tokio::spawn(worker(shared.clone(), step, format!("bench-{step}-{w}"))));
         }
@@ -140,11 +181,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn setup(client: &reqwest::Client, base: &str, tasks: usize, response_timeout: u64) -> anyhow::Result<()> {
-    let defs: Vec<Value> = (0..tasks)
+async fn setup(client: &reqwest::Client, base: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    let defs: Vec<Value> = (0..args.task_types())
         .map(|i| {
             json!({"name": task_name(i), "retryCount": 3, "retryDelaySeconds": 0,
-                   "responseTimeoutSeconds": response_timeout, "ownerEmail": "bench@overture"})
+                   "responseTimeoutSeconds": args.response_timeout, "ownerEmail": "bench@overture"})
         })
         .collect();
     let r =
@@ -152,14 +193,37 @@ async fn setup(client: &reqwest::Client, base: &str, tasks: usize, response_time
     if !r.status().is_success() {
         bail!("registering task definitions: {} {}", r.status(), r.text().await.unwrap_or_default());
     }
-    let steps: Vec<Value> = (0..tasks)
-        .map(|i| {
-            let input = if i == 0 { json!({"n": "${workflow.input.n}"}) } else { json!({"prev": format!("${{t{}.output.step}}", i - 1)}) };
-            json!({"name": task_name(i), "taskReferenceName": format!("t{i}"), "type": "SIMPLE", "inputParameters": input})
-        })
-        .collect();
-    let def = json!([{"name": workflow_name(tasks), "version": 1, "tasks": steps, "schemaVersion": 2,
-                      "outputParameters": {"last": format!("${{t{}.output.step}}", tasks - 1)}}]);
+    let tasks = args.tasks;
+    let (steps, output) = match args.shape {
+        Shape::Linear => {
+            let steps: Vec<Value> = (0..tasks)
+                .map(|i| {
+                    let input = if i == 0 { json!({"n": "${workflow.input.n}"}) } else { json!({"prev": format!("${{t{}.output.step}}", i - 1)}) };
+                    json!({"name": task_name(i), "taskReferenceName": format!("t{i}"), "type": "SIMPLE", "inputParameters": input})
+                })
+                .collect();
+            (json!(steps), json!({"last": format!("${{t{}.output.step}}", tasks - 1)}))
+        }
+        Shape::Fork => (
+            json!([
+                {"name": "fan_out", "taskReferenceName": "fan_out", "type": "FORK_JOIN_DYNAMIC",
+                 "inputParameters": {"forkTaskName": task_name(0), "forkTaskInputs": "${workflow.input.items}"}},
+                {"name": "fan_in", "taskReferenceName": "fan_in", "type": "JOIN"}
+            ]),
+            json!({}),
+        ),
+        Shape::Loop => (
+            json!([
+                {"name": "repeat", "taskReferenceName": "repeat", "type": "DO_WHILE",
+                 "loopCondition": format!("$.repeat['iteration'] < {}", args.width),
+                 "loopOver": [{"name": task_name(0), "taskReferenceName": "t0", "type": "SIMPLE",
+                               "inputParameters": {"i": "${repeat.output.iteration}"}}]}
+            ]),
+            json!({"iterations": "${repeat.output.iteration}"}),
+        ),
+    };
+    let def = json!([{"name": args.workflow_name(), "version": 1, "tasks": steps, "schemaVersion": 2,
+                      "outputParameters": output}]);
     let r = client.put(format!("{base}/metadata/workflow")).json(&def).send().await?;
     if !r.status().is_success() {
         bail!("registering the workflow definition: {} {}", r.status(), r.text().await.unwrap_or_default());
@@ -175,7 +239,11 @@ async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>) -> anyhow::Result<()> {
         }
         s.in_flight.acquire().await?.forget();
         *s.starts[n].lock() = Some(Instant::now());
-        let body = json!({"name": workflow_name(s.args.tasks), "version": 1, "correlationId": format!("bench-{n}"), "input": {"n": n}});
+        let mut input = json!({"n": n});
+        if s.args.shape == Shape::Fork {
+            input["items"] = (0..s.args.width).map(|i| json!({"i": i})).collect();
+        }
+        let body = json!({"name": s.args.workflow_name(), "version": 1, "correlationId": format!("bench-{n}"), "input": input});
         let mut retry = Retry::new();
         loop {
             let r = s.client.post(format!("{}/workflow", s.base)).json(&body).send().await;
@@ -258,9 +326,16 @@ async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyh
         }
     };
     s.tasks_done.fetch_add(1, Ordering::Relaxed);
-    if step + 1 == s.args.tasks {
-        let n =
-            task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok());
+    let n = task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok());
+    // The update of a workflow's last task commits its completion (the JOIN or the loop's last
+    // condition is decided with it).
+    let last = match s.args.shape {
+        Shape::Linear => step + 1 == s.args.tasks,
+        Shape::Fork | Shape::Loop => {
+            n.and_then(|n| s.finished.get(n)).is_some_and(|f| f.fetch_add(1, Ordering::AcqRel) + 1 == s.args.width)
+        }
+    };
+    if last {
         if let Some(start) = n.and_then(|n| s.starts.get(n)).and_then(|m| *m.lock()) {
             s.workflow_ms.lock().push(start.elapsed().as_secs_f64() * 1000.0);
         }
@@ -334,7 +409,8 @@ fn report(s: &Shared, elapsed: Duration, verified: usize) {
     let secs = elapsed.as_secs_f64();
     let a = &s.args;
     let report = json!({
-        "workflows": a.workflows, "tasksPerWorkflow": a.tasks, "concurrency": a.concurrency,
+        "shape": format!("{:?}", a.shape).to_lowercase(),
+        "workflows": a.workflows, "tasksPerWorkflow": a.tasks_per_workflow(), "concurrency": a.concurrency,
         "workersPerTaskType": a.workers, "pollBatch": a.batch,
         "seconds": secs,
         "workflowsPerSecond": a.workflows as f64 / secs,
@@ -351,8 +427,13 @@ fn report(s: &Shared, elapsed: Duration, verified: usize) {
     let d = &report["taskDispatchMs"];
     let w = &report["workflowLatencyMs"];
     println!(
-        "overture bench: {} workflows × {} tasks, {} in flight, {} workers per task type, poll batch {}",
-        a.workflows, a.tasks, a.concurrency, a.workers, a.batch
+        "overture bench: {} {} workflows × {} tasks, {} in flight, {} workers per task type, poll batch {}",
+        a.workflows,
+        report["shape"].as_str().unwrap_or_default(),
+        a.tasks_per_workflow(),
+        a.concurrency,
+        a.workers,
+        a.batch
     );
     println!("  elapsed          {secs:.2} s");
     println!("  workflows/s      {:.1}", report["workflowsPerSecond"].as_f64().unwrap_or_default());
