@@ -463,24 +463,16 @@ impl Decider<'_, '_> {
         if dw.status != TaskStatus::InProgress || dw.iteration != iteration {
             return;
         }
-        let mut outputs = Object::new();
+        // The latest output of each task of the body, by reference name, for the condition.
         let mut latest_by_ref = Object::new();
-        for t in &self.state.tasks {
-            if t.retried || t.iteration == 0 || t.seq == dw.seq {
-                continue;
-            }
-            let Some(n) = plan.task(t.base_reference()) else { continue };
-            if !plan.is_inside(n.index, loop_index) {
-                continue;
-            }
-            latest_by_ref.insert(t.base_reference().to_owned(), Value::Object(t.output.clone()));
-            if t.iteration == iteration {
-                outputs.insert(t.base_reference().to_owned(), Value::Object(t.output.clone()));
+        for n in plan.tasks().filter(|p| plan.is_inside(p.index, loop_index)) {
+            if let Some(t) = self.state.latest(&n.task.task_reference_name).filter(|t| t.iteration > 0) {
+                latest_by_ref.insert(n.task.task_reference_name.clone(), Value::Object(t.output.clone()));
             }
         }
         let mut output = dw.output.clone();
-        output.insert(iteration.to_string(), Value::Object(outputs));
         output.insert("iteration".to_owned(), Value::from(iteration));
+        let full = self.state.loop_output(&dw);
         let time = self.ctx.now;
 
         let items = dw.input.get("_items").and_then(Value::as_array).cloned();
@@ -493,7 +485,7 @@ impl Decider<'_, '_> {
                 Some(condition) => {
                     let scope = Scope { state: self.state, task_id: Some(&dw.task_id) };
                     let mut input = resolve_object(&node.task.input_parameters, &scope);
-                    input.insert(node.task.task_reference_name.clone(), Value::Object(output.clone()));
+                    input.insert(node.task.task_reference_name.clone(), Value::Object(full.clone()));
                     for (k, v) in latest_by_ref {
                         input.insert(k, v);
                     }
@@ -520,11 +512,11 @@ impl Decider<'_, '_> {
                     self.schedule(head, next, None);
                 }
             }
-            Ok(false) => self.finish_system_task(dw.seq, TaskStatus::Completed, Some(output), None),
+            Ok(false) => self.finish_system_task(dw.seq, TaskStatus::Completed, Some(full), None),
             Err(e) => self.finish_system_task(
                 dw.seq,
                 TaskStatus::FailedWithTerminalError,
-                Some(output),
+                Some(full),
                 Some(format!("Unable to evaluate the loop condition: {e}")),
             ),
         }

@@ -255,13 +255,27 @@ fn walk_root(root: &str, segments: &[Segment<'_>], scope: &Scope<'_>) -> Option<
         match first {
             Some("input") => return walk_object(&task.input, &segments[1..]).or_else(|| whole(&task.input, segments)),
             Some("output") => {
-                return walk_object(&task.output, &segments[1..]).or_else(|| whole(&task.output, segments));
+                // A running DO_WHILE's stored fields (`iteration`) need no derivation.
+                if let Some(found) = walk_object(&task.output, &segments[1..]) {
+                    return Some(found);
+                }
+                let output = task_output(scope, task);
+                return walk_object(&output, &segments[1..]).or_else(|| whole(&output, segments));
             }
             _ => {}
         }
     }
     let doc = root_document(root, scope)?;
     walk(&doc, segments).cloned()
+}
+
+/// A task's output; for a running DO_WHILE, with its iterations' outputs filled in.
+fn task_output<'a>(scope: &Scope<'a>, task: &'a TaskState) -> std::borrow::Cow<'a, Object> {
+    if task.task_type == "DO_WHILE" && !task.status.is_terminal() {
+        std::borrow::Cow::Owned(scope.state.loop_output(task))
+    } else {
+        std::borrow::Cow::Borrowed(&task.output)
+    }
 }
 
 /// `input` with no further steps is the whole map.
@@ -293,7 +307,7 @@ fn root_document(root: &str, scope: &Scope<'_>) -> Option<Value> {
     let t = latest_task(scope, root)?;
     let mut m = Map::new();
     m.insert("input".into(), Value::Object(t.input.clone()));
-    m.insert("output".into(), Value::Object(t.output.clone()));
+    m.insert("output".into(), Value::Object(task_output(scope, t).into_owned()));
     m.insert("taskType".into(), Value::String(t.task_type.clone()));
     m.insert("status".into(), Value::String(t.status.as_str().into()));
     m.insert("referenceTaskName".into(), Value::String(t.reference_task_name.clone()));

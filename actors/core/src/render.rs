@@ -44,7 +44,7 @@ pub struct TaskView<'a> {
     callback_after_seconds: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     worker_id: Option<&'a str>,
-    output_data: &'a Object,
+    output_data: std::borrow::Cow<'a, Object>,
     #[serde(skip_serializing_if = "Option::is_none")]
     workflow_task: Option<&'a WorkflowTask>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,7 +101,11 @@ pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'
         reason_for_incompletion: t.reason_for_incompletion.as_deref(),
         callback_after_seconds: t.callback_after_seconds,
         worker_id: t.worker_id.as_deref(),
-        output_data: &t.output,
+        output_data: if t.task_type == "DO_WHILE" && !t.status.is_terminal() {
+            std::borrow::Cow::Owned(wf.loop_output(t))
+        } else {
+            std::borrow::Cow::Borrowed(&t.output)
+        },
         workflow_task,
         domain: t.domain.as_deref(),
         rate_limit_per_frequency: t.rate_limit_per_frequency,

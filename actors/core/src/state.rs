@@ -328,6 +328,32 @@ impl WorkflowState {
         })
     }
 
+    /// A DO_WHILE's output as Conductor shows it. While the loop runs, only `iteration` (and
+    /// `loopIndex`/`loopItem` over items) is stored, so an iteration costs the same however many
+    /// came before; the outputs of each iteration's tasks, under the iteration number and by
+    /// reference name, are filled in from the tasks themselves. A finished loop stores them all.
+    pub fn loop_output(&self, dw: &TaskState) -> Object {
+        let mut out = dw.output.clone();
+        if dw.task_type != "DO_WHILE" || dw.status.is_terminal() {
+            return out;
+        }
+        let Some(node) = self.plan.task(&dw.reference_task_name) else { return out };
+        for t in &self.tasks {
+            if t.retried || t.iteration == 0 || t.seq == dw.seq {
+                continue;
+            }
+            let Some(n) = self.plan.task(t.base_reference()) else { continue };
+            if !self.plan.is_inside(n.index, node.index) {
+                continue;
+            }
+            let entry = out.entry(t.iteration.to_string()).or_insert_with(|| Value::Object(Object::new()));
+            if let Value::Object(m) = entry {
+                m.insert(t.base_reference().to_owned(), Value::Object(t.output.clone()));
+            }
+        }
+        out
+    }
+
     /// The task a signal completes: the first open WAIT or HUMAN task, else the first open task
     /// a worker runs.
     pub fn blocking_task(&self) -> Option<&TaskState> {

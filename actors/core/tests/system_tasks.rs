@@ -312,6 +312,13 @@ fn do_while_iterates_with_suffixed_references_until_the_condition_fails() {
         run.complete(&format!("body__{i}"), json!({"n": i}));
         assert_eq!(run.task(&format!("next__{i}")).input.get("prev"), Some(&json!(i)), "base refs see this iteration");
         run.complete(&format!("next__{i}"), json!({}));
+        if i == 2 {
+            let running = run.task("loop").clone();
+            assert_eq!(running.output.get("1"), None, "a running loop stores only its iteration");
+            let shown = run.state.loop_output(&running);
+            assert_eq!(shown.get("1"), Some(&json!({"body": {"n": 1}, "next": {}})), "but shows every iteration");
+            assert_eq!(shown.get("iteration"), Some(&json!(3)));
+        }
     }
     let l = run.task("loop");
     assert_eq!(l.status, TaskStatus::Completed);
