@@ -473,6 +473,11 @@ impl Decider<'_, '_> {
         let mut output = dw.output.clone();
         output.insert("iteration".to_owned(), Value::from(iteration));
         let full = self.state.loop_output(&dw);
+        let condition_sees_iterations = node
+            .task
+            .loop_condition
+            .as_deref()
+            .is_some_and(|c| system::reads_loop_iterations(c, &node.task.task_reference_name));
         let time = self.ctx.now;
 
         let items = dw.input.get("_items").and_then(Value::as_array).cloned();
@@ -485,7 +490,10 @@ impl Decider<'_, '_> {
                 Some(condition) => {
                     let scope = Scope { state: self.state, task_id: Some(&dw.task_id) };
                     let mut input = resolve_object(&node.task.input_parameters, &scope);
-                    input.insert(node.task.task_reference_name.clone(), Value::Object(full.clone()));
+                    // The loop's own output, with every iteration's outputs only if the condition
+                    // can read them (copying them all each iteration would make a long loop slow).
+                    let own = if condition_sees_iterations { full.clone() } else { output.clone() };
+                    input.insert(node.task.task_reference_name.clone(), Value::Object(own));
                     for (k, v) in latest_by_ref {
                         input.insert(k, v);
                     }

@@ -65,6 +65,29 @@ pub fn truthy(value: &Value) -> bool {
     }
 }
 
+/// Whether a loop condition may read a DO_WHILE's per-iteration outputs (`$.loop['2']`), rather
+/// than only its `iteration` (`$.loop['iteration']`, `$.loop.iteration`) and its body's latest
+/// outputs. Computed access on `$` counts as reading everything.
+pub fn reads_loop_iterations(condition: &str, loop_ref: &str) -> bool {
+    if condition.contains("$[") || loop_ref.is_empty() {
+        return true;
+    }
+    let mut rest = condition;
+    while let Some(at) = rest.find(loop_ref) {
+        let after = &rest[at + loop_ref.len()..];
+        let before_ok = rest[..at].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let is_word = after.chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if before_ok && is_word {
+            let accessor = ["['iteration']", "[\"iteration\"]", ".iteration"].iter().any(|a| after.starts_with(a));
+            if !accessor {
+                return true;
+            }
+        }
+        rest = &after[..];
+    }
+    false
+}
+
 /// When a WAIT task ends (epoch millis), from its `duration` or `until` input; `Ok(0)` waits for
 /// an update or signal.
 pub fn wait_until(input: &Object, now: i64) -> Result<i64, Failure> {
@@ -453,6 +476,16 @@ mod tests {
         assert_eq!(parse_until("2026-11-21 12:30 +02:00"), Some(1_795_257_000_000));
         assert_eq!(parse_until("2026-13-01"), None);
         assert_eq!(parse_until("tomorrow"), None);
+    }
+
+    #[test]
+    fn loop_conditions_that_read_iterations() {
+        assert!(!reads_loop_iterations("$.loop['iteration'] < 3", "loop"));
+        assert!(!reads_loop_iterations("if ($.loop.iteration < $.max && $.body.ok) { true; }", "loop"));
+        assert!(!reads_loop_iterations("$.looper.x > 1 && $.loop[\"iteration\"] < 2", "loop"));
+        assert!(reads_loop_iterations("$.loop['2'].body.ok", "loop"));
+        assert!(reads_loop_iterations("Object.keys($.loop).length < 5", "loop"));
+        assert!(reads_loop_iterations("$[name].iteration < 3", "loop"));
     }
 
     #[test]

@@ -588,3 +588,13 @@ fn workflow_timeout_times_the_workflow_out_or_only_alerts() {
         }
     }
 }
+
+#[test]
+fn a_loop_condition_can_read_earlier_iterations() {
+    let def = wf(json!([do_while("$.loop['1'].body.n == 7 && $.loop['iteration'] < 2", json!([simple("body")]))]));
+    let mut run = Run::start(def, json!({}));
+    run.complete("body__1", json!({"n": 7}));
+    assert_eq!(run.scheduled(), ["body__2"], "the condition saw iteration 1's output");
+    run.complete("body__2", json!({"n": 0}));
+    assert_eq!(run.state.header.status, WorkflowStatus::Completed);
+}
