@@ -83,7 +83,7 @@ pub fn reads_loop_iterations(condition: &str, loop_ref: &str) -> bool {
                 return true;
             }
         }
-        rest = &after[..];
+        rest = after;
     }
     false
 }
