@@ -73,6 +73,8 @@ pub(crate) enum WorkflowMsg {
         fire_at: i64,
         reply: Reply<bool>,
     },
+    /// Any other command; answers how many events it produced.
+    Command(Box<Command>, Reply<usize>),
     /// Work is waiting in the actor's inbox.
     Drain,
 }
@@ -95,6 +97,7 @@ impl WorkflowMsg {
             WorkflowMsg::Terminate { .. } => "terminate",
             WorkflowMsg::AddLog { .. } => "add_log",
             WorkflowMsg::Timer { .. } => "timer",
+            WorkflowMsg::Command(..) => "command",
             WorkflowMsg::Drain => "drain",
         }
     }
@@ -203,6 +206,7 @@ enum Pending {
     UpdateByRef { reply: Reply<Option<String>> },
     Done { reply: Reply<()> },
     Timer { reply: Reply<bool> },
+    Count { reply: Reply<usize> },
 }
 
 /// A command to decide: a plain one, or an update of a task found by reference (or the task a
@@ -251,6 +255,7 @@ impl ActorState {
                 WorkflowMsg::Timer { kind, seq, fire_at, reply } => {
                     (Job::Command(Command::Timer { kind, seq, fire_at }), Pending::Timer { reply })
                 }
+                WorkflowMsg::Command(cmd, reply) => (Job::Command(*cmd), Pending::Count { reply }),
             };
             jobs.push(job);
         }
@@ -279,6 +284,9 @@ impl ActorState {
                 }
                 Pending::Timer { reply } => {
                     let _ = reply.send(result.map(|o| o.events > 0));
+                }
+                Pending::Count { reply } => {
+                    let _ = reply.send(result.map(|o| o.events));
                 }
             }
         }

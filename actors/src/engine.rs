@@ -80,7 +80,11 @@ impl Engine {
                         now.term,
                         self.inner.options.idle_actor_timeout,
                     ) {
-                        Ok(ctx) => *self.inner.leader.write() = Some(ctx),
+                        Ok(ctx) => {
+                            let stopped = ctx.stopped();
+                            *self.inner.leader.write() = Some(ctx);
+                            crate::executor::spawn(&self, &stopped);
+                        }
                         Err(e) => tracing::error!(error = %e, "cannot start leader services"),
                     }
                 }
@@ -267,54 +271,29 @@ impl Engine {
     /// Starts a workflow and returns its id once the start is committed.
     pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
         let ctx = self.leader()?;
-        let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
-        if !(0..=99).contains(&request.priority) {
-            return Err(Error::BadRequest(format!("priority: {} should be between 0 and 99", request.priority)));
-        }
-        let mut def = match request.workflow_def {
-            Some(def) => {
-                validate::workflow_def(&def).map_err(Error::Invalid)?;
-                def
-            }
-            None => {
-                let name = request.name.filter(|n| !n.trim().is_empty());
-                let name = name.ok_or_else(|| Error::BadRequest("Workflow name cannot be null or empty".into()))?;
-                self.workflow_def(&name, request.version)?
-            }
-        };
-        // Freeze the task definitions in the execution's snapshot, as Conductor does.
-        self.fill_task_defs(&mut def.tasks)?;
         let workflow_id = uuid::Uuid::new_v4().to_string();
-        let cmd = StartWorkflow {
-            workflow_id: workflow_id.clone(),
-            plan: Arc::new(Plan::new(def)),
-            input,
-            correlation_id: request.correlation_id,
-            priority: request.priority,
-            task_to_domain: request.task_to_domain,
-            created_by: request.created_by,
-            idempotency_key: request.idempotency_key,
-        };
+        let cmd = prepare_start(self.read(), request, workflow_id.clone(), None)?;
         ctx.start_workflow(cmd).await?;
         Ok(workflow_id)
     }
 
-    /// Fills in the registered definition of every task, at any depth, that has none embedded.
-    fn fill_task_defs(&self, tasks: &mut [WorkflowTask]) -> Result<(), Error> {
-        for task in tasks {
-            if task.task_definition.is_none() {
-                task.task_definition = self.read().task_def(&task.name)?;
-            }
-            for case in task.decision_cases.values_mut() {
-                self.fill_task_defs(case)?;
-            }
-            self.fill_task_defs(&mut task.default_case)?;
-            for branch in &mut task.fork_tasks {
-                self.fill_task_defs(branch)?;
-            }
-            self.fill_task_defs(&mut task.loop_over)?;
+    /// Starts a workflow under a given id (derived from the task that starts it); starting it
+    /// again is a no-op.
+    pub(crate) async fn start_child(
+        &self,
+        request: StartWorkflowRequest,
+        workflow_id: String,
+        parent: Option<(String, String)>,
+    ) -> Result<(), Error> {
+        let ctx = self.leader()?;
+        if self.read().workflow(&workflow_id)?.is_some() {
+            return Ok(());
         }
-        Ok(())
+        let cmd = prepare_start(self.read(), request, workflow_id, parent)?;
+        match ctx.start_workflow(cmd).await {
+            Ok(()) | Err(Error::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// An execution, from the local replica.
@@ -340,10 +319,16 @@ impl Engine {
         count: usize,
         wait: Duration,
     ) -> Result<Vec<Box<RawValue>>, Error> {
-        self.poll_queue(&queue_name(task_type, domain, None, None), task_type, worker_id, count, wait).await
+        let queue = queue_name(task_type, domain, None, None);
+        if queue.starts_with(overture_core::rows::SYSTEM_QUEUE_PREFIX) {
+            return Err(Error::BadRequest(format!(
+                "{queue} is an internal queue of the server; workers cannot poll it"
+            )));
+        }
+        self.poll_queue(&queue, task_type, worker_id, count, wait).await
     }
 
-    async fn poll_queue(
+    pub(crate) async fn poll_queue(
         &self,
         queue: &str,
         task_type: &str,
@@ -515,4 +500,64 @@ impl Engine {
         }
         self.is_ready()
     }
+}
+
+/// Turns a start request into the command that starts `workflow_id`: validates it, finds its
+/// definition (version absent or 0: the latest) and freezes the task definitions in the
+/// execution's snapshot, as Conductor does.
+pub(crate) fn prepare_start(
+    read: &ReadView,
+    request: StartWorkflowRequest,
+    workflow_id: String,
+    parent: Option<(String, String)>,
+) -> Result<StartWorkflow, Error> {
+    let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
+    if !(0..=99).contains(&request.priority) {
+        return Err(Error::BadRequest(format!("priority: {} should be between 0 and 99", request.priority)));
+    }
+    let mut def = match request.workflow_def {
+        Some(def) => {
+            validate::workflow_def(&def).map_err(Error::Invalid)?;
+            def
+        }
+        None => {
+            let name = request.name.filter(|n| !n.trim().is_empty());
+            let name = name.ok_or_else(|| Error::BadRequest("Workflow name cannot be null or empty".into()))?;
+            let version = request.version.filter(|v| *v > 0);
+            read.workflow_def(&name, version)?.ok_or_else(|| {
+                let v = version.map_or_else(|| "null".to_owned(), |v| v.to_string());
+                Error::NotFound(format!("No such workflow found by name: {name}, version: {v}"))
+            })?
+        }
+    };
+    fill_task_defs(read, &mut def.tasks)?;
+    Ok(StartWorkflow {
+        workflow_id,
+        plan: Arc::new(Plan::new(def)),
+        input,
+        correlation_id: request.correlation_id,
+        priority: request.priority,
+        task_to_domain: request.task_to_domain,
+        created_by: request.created_by,
+        idempotency_key: request.idempotency_key,
+        parent,
+    })
+}
+
+/// Fills in the registered definition of every task, at any depth, that has none embedded.
+fn fill_task_defs(read: &ReadView, tasks: &mut [WorkflowTask]) -> Result<(), Error> {
+    for task in tasks {
+        if task.task_definition.is_none() {
+            task.task_definition = read.task_def(&task.name)?;
+        }
+        for case in task.decision_cases.values_mut() {
+            fill_task_defs(read, case)?;
+        }
+        fill_task_defs(read, &mut task.default_case)?;
+        for branch in &mut task.fork_tasks {
+            fill_task_defs(read, branch)?;
+        }
+        fill_task_defs(read, &mut task.loop_over)?;
+    }
+    Ok(())
 }

@@ -11,8 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use overture_core::rows::TimerItem;
-use overture_core::{Object, TaskResultStatus, TaskUpdate, WorkflowStatus};
+use overture_core::command::{ChildEnded, Command};
+use overture_core::dsl::StartWorkflowRequest;
+use overture_core::rows::{TimerItem, TimerKind};
+use overture_core::{Object, TaskResultStatus, TaskUpdate, WorkflowState, WorkflowStatus, render};
 use overture_raft::{ApplyListener, Changes, Replica, RowChange};
 use serde_json::value::RawValue;
 use tokio::sync::watch;
@@ -151,9 +153,90 @@ impl LeaderContext {
             .await
     }
 
+    /// Sends any command to a workflow; answers how many events it produced.
+    pub async fn command(self: &Arc<Self>, workflow_id: &str, cmd: Command) -> Result<usize, Error> {
+        self.send(workflow_id, Box::new(cmd), WorkflowMsg::Command).await
+    }
+
+    /// Fires a durable timer: a deadline goes to its workflow's decider; a follow-up that
+    /// involves another workflow (telling a parent, starting a failure workflow, terminating a
+    /// child) is carried out here, then acknowledged to the workflow, which removes the timer.
+    /// Each step is idempotent, so a follow-up cut short by a failover is simply done again.
     pub async fn timer(self: &Arc<Self>, timer: &TimerItem) -> Result<bool, Error> {
         let (kind, seq, fire_at) = (timer.kind, timer.seq, timer.fire_at);
-        self.send(&timer.workflow_id, (), move |(), reply| WorkflowMsg::Timer { kind, seq, fire_at, reply }).await
+        let id = timer.workflow_id.as_str();
+        match kind {
+            TimerKind::NotifyParent => self.notify_parent(id).await.map(|_| true),
+            TimerKind::StartFailureWorkflow => self.start_failure_workflow(id).await.map(|_| true),
+            TimerKind::CancelChild => self.cancel_child(id, seq).await.map(|_| true),
+            _ => self.send(id, (), move |(), reply| WorkflowMsg::Timer { kind, seq, fire_at, reply }).await,
+        }
+    }
+
+    fn load(&self, workflow_id: &str) -> Result<WorkflowState, Error> {
+        self.replica
+            .read()
+            .workflow(workflow_id)?
+            .ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {workflow_id}")))
+    }
+
+    async fn notify_parent(self: &Arc<Self>, child_id: &str) -> Result<(), Error> {
+        let child = self.load(child_id)?;
+        let h = &child.header;
+        if let (Some(parent), Some(task_id)) = (&h.parent_workflow_id, &h.parent_workflow_task_id) {
+            let ended = ChildEnded {
+                task_id: task_id.clone(),
+                child_id: child_id.to_owned(),
+                status: h.status,
+                output: h.output.clone(),
+                reason: h.reason_for_incompletion.clone(),
+            };
+            match self.command(parent, Command::ChildEnded(Box::new(ended))).await {
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.command(child_id, Command::ParentNotified).await.map(|_| ())
+    }
+
+    async fn start_failure_workflow(self: &Arc<Self>, workflow_id: &str) -> Result<(), Error> {
+        let failed = self.load(workflow_id)?;
+        let started = match failure_workflow_request(&failed) {
+            Some(request) => {
+                let id = derived_id("failure-workflow", workflow_id);
+                match crate::engine::prepare_start(self.replica.read(), request, id.clone(), None) {
+                    Ok(cmd) => match self.start_workflow(cmd).await {
+                        Ok(()) | Err(Error::Conflict(_)) => Ok(id),
+                        Err(e @ Error::Unavailable(_)) => return Err(e),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => Err("failureWorkflow names no workflow".to_owned()),
+        };
+        let (workflow_id_started, error) = match started {
+            Ok(id) => (Some(id), None),
+            Err(e) => {
+                tracing::warn!(workflow_id, error = %e, "cannot start the failure workflow");
+                (None, Some(e))
+            }
+        };
+        let cmd = Command::FailureWorkflowStarted { workflow_id: workflow_id_started, error };
+        self.command(workflow_id, cmd).await.map(|_| ())
+    }
+
+    async fn cancel_child(self: &Arc<Self>, workflow_id: &str, seq: u32) -> Result<(), Error> {
+        let parent = self.load(workflow_id)?;
+        if let Some(child) = parent.task(seq).and_then(|t| t.sub_workflow_id.clone()) {
+            let reason = Some(format!("Parent workflow {workflow_id} has been terminated"));
+            match self.terminate(&child, reason).await {
+                // Already ended (a COMPLETED child cannot be terminated) or gone: nothing to do.
+                Ok(()) | Err(Error::Conflict(_) | Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.command(workflow_id, Command::ChildCanceled { seq }).await.map(|_| ())
     }
 }
 
@@ -170,4 +253,55 @@ async fn passivation_loop(ctx: std::sync::Weak<LeaderContext>, idle: Duration, m
             tracing::debug!(stopped, "passivated idle workflow actors");
         }
     }
+}
+
+/// An id derived from what an effect is for, so doing the effect twice (after a failover) finds
+/// the first one instead of making a second.
+pub(crate) fn derived_id(purpose: &str, key: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("overture:{purpose}:{key}").as_bytes()).to_string()
+}
+
+/// The start request of a failed workflow's `failureWorkflow`: its input plus `workflowId`,
+/// `reason`, `failureStatus`, `failureTaskId` and the whole `failedWorkflow`; the same
+/// correlation id and task domains. `$workflow.input.x` or `${workflow.input.x}` names are
+/// resolved against the failed workflow.
+fn failure_workflow_request(failed: &WorkflowState) -> Option<StartWorkflowRequest> {
+    let def = &failed.plan.def;
+    let raw = def.failure_workflow.as_deref()?.trim();
+    let name = if let Some(path) = raw.strip_prefix('$') {
+        let expression = if path.starts_with('{') { raw.to_owned() } else { format!("${{{path}}}") };
+        let scope = overture_core::expr::Scope { state: failed, task_id: None };
+        match overture_core::expr::resolve_value(&serde_json::Value::String(expression), &scope) {
+            serde_json::Value::String(s) => s,
+            _ => return None,
+        }
+    } else {
+        raw.to_owned()
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let h = &failed.header;
+    let mut input = h.input.clone();
+    input.insert("workflowId".into(), h.workflow_id.clone().into());
+    input.insert("reason".into(), h.reason_for_incompletion.clone().into());
+    input.insert("failureStatus".into(), h.status.as_str().into());
+    let failed_task = failed.tasks.iter().rev().find(|t| !t.status.is_successful());
+    if let Some(t) = failed_task {
+        input.insert("failureTaskId".into(), t.task_id.clone().into());
+    }
+    let view = serde_json::to_value(render::workflow(failed, true, crate::now_ms())).unwrap_or_default();
+    input.insert("failedWorkflow".into(), view);
+    Some(StartWorkflowRequest {
+        name: Some(name),
+        version: def.failure_workflow_version,
+        correlation_id: h.correlation_id.clone(),
+        input: Some(input),
+        task_to_domain: h.task_to_domain.clone(),
+        workflow_def: None,
+        priority: h.priority,
+        created_by: None,
+        idempotency_key: None,
+        external_input_payload_storage_path: None,
+    })
 }

@@ -14,6 +14,7 @@ pub mod actor;
 mod engine;
 mod env;
 pub mod error;
+mod executor;
 mod leader;
 pub mod names;
 pub mod queues;

@@ -32,6 +32,9 @@ pub const SCRIPT_SECONDS: &str = "overture_script_seconds";
 /// Counter: script evaluations that failed (error, time or memory limit), by `engine`.
 pub const SCRIPT_ERRORS: &str = "overture_script_errors_total";
 
+/// Histogram: seconds the leader's executor spent on one system task, by `taskType`.
+pub const SYSTEM_TASK_SECONDS: &str = "overture_system_task_seconds";
+
 /// Makes the label-less counters and gauges exist from the start.
 pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);

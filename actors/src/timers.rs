@@ -96,7 +96,7 @@ async fn fire(ctx: Arc<LeaderContext>, timers: Arc<Timers>, timer: TimerItem) {
         Ok(false) if crate::now_ms() < timer.fire_at => timers.add(timer),
         Ok(false) | Err(Error::NotFound(_)) => {}
         // Leadership is ending; the next leader fires it.
-        Err(Error::Unavailable(_)) => {}
+        Err(Error::Unavailable(_)) if *ctx.stopped().borrow() => {}
         Err(e) => {
             tracing::warn!(workflow_id = %timer.workflow_id, error = %e, "timer failed; retrying in 1s");
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -211,7 +211,7 @@ macro_rules! versioned {
 // Every stored type, with its current format version. (A definition's JSON, as stored in `defs`
 // and `def_blobs`, is `JsonBytes`.)
 versioned! {
-    WorkflowRow => "workflow row", version 1;
+    WorkflowRow => "workflow row", version 2;
     TaskState => "task row", version 2;
     Event => "event", version 2;
     QueueItem => "queue entry", version 1;

@@ -301,7 +301,7 @@ impl Shared {
                     .map(|t| (seq, (rows::queue_item(&state.header, t), rows::task_timers(&state.header, t))))
             })
             .collect();
-        let old_workflow_timer = if existed { rows::workflow_timer(&state) } else { None };
+        let old_workflow_timers = if existed { rows::workflow_timers(&state) } else { Vec::new() };
         let tasks_before = state.tasks.len();
         for event in &rest {
             evolve::evolve(&mut state, event);
@@ -329,7 +329,7 @@ impl Shared {
             write_diff(db, wb, changes, old_q, rows::queue_item(&state.header, task));
             write_diff_all(db, wb, changes, old_t, rows::task_timers(&state.header, task));
         }
-        write_diff(db, wb, changes, old_workflow_timer, rows::workflow_timer(&state));
+        write_diff_all(db, wb, changes, old_workflow_timers, rows::workflow_timers(&state));
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
         }

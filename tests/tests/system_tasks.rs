@@ -284,3 +284,162 @@ async fn signals_complete_the_task_a_workflow_waits_on() {
     let r = send(c.post(node.api(&format!("/tasks/{id}/DONE/signal"))).json(&json!({}))).await;
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+/// A one-route HTTP server on a free loopback port: answers every request with a JSON echo of
+/// its method, path and body (status 200, or 503 for paths under `/fail`).
+async fn echo_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let Ok(n) = stream.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0usize);
+                        while buf.len() < end + 4 + length {
+                            let Ok(n) = stream.read(&mut chunk).await else { return };
+                            if n == 0 {
+                                break;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        break (head, String::from_utf8_lossy(&buf[end + 4..]).into_owned());
+                    }
+                };
+                let mut first = head.lines().next().unwrap_or_default().split(' ');
+                let (method, path) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
+                let reply = json!({"method": method, "path": path, "body": body}).to_string();
+                let status = if path.starts_with("/fail") { "503 Service Unavailable" } else { "200 OK" };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn sub_workflows_started_workflows_and_http_calls() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let server = echo_server().await;
+    let child = json!({"name": "kid", "version": 1, "tasks": [
+        {"name": "kid_step", "taskReferenceName": "kid_step", "inputParameters": {"v": "${workflow.input.v}"}}
+    ], "outputParameters": {"doubled": "${kid_step.output.doubled}"}});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&child)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let other =
+        json!({"name": "side_job", "version": 1, "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&other)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let parent = json!({"name": "family", "version": 1, "tasks": [
+        {"name": "kid", "taskReferenceName": "kid", "type": "SUB_WORKFLOW",
+         "subWorkflowParam": {"name": "kid"}, "inputParameters": {"v": "${workflow.input.v}"}},
+        {"name": "spawn", "taskReferenceName": "spawn", "type": "START_WORKFLOW",
+         "inputParameters": {"startWorkflow": {"name": "side_job", "input": {"from": "family"}}}},
+        {"name": "call", "taskReferenceName": "call", "type": "HTTP",
+         "inputParameters": {"http_request": {"uri": format!("{server}/echo"), "method": "POST",
+                                              "body": {"doubled": "${kid.output.doubled}"}}}},
+        {"name": "call_fails", "taskReferenceName": "call_fails", "type": "HTTP", "optional": true,
+         "inputParameters": {"http_request": {"uri": format!("{server}/fail"), "method": "GET"}}}
+    ]});
+    let id = register_and_start(&node, &parent, json!({"v": 21, "correlation": "x"})).await;
+
+    let kid_task =
+        work_one(&node, "kid_step", |t| json!({"doubled": t["inputData"]["v"].as_i64().unwrap_or(0) * 2})).await;
+    let child_id = kid_task["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(child_id, id);
+    let wf = wait_status(&node, &id, "COMPLETED", Duration::from_secs(15)).await;
+    let kid = task_by_ref(&wf, "kid");
+    assert_eq!(kid["subWorkflowId"], child_id.as_str(), "{kid}");
+    assert_eq!(kid["outputData"]["doubled"], 42);
+    let child = workflow(&node, &child_id).await;
+    assert_eq!((child["parentWorkflowId"].as_str(), child["status"].as_str()), (Some(id.as_str()), Some("COMPLETED")));
+
+    let spawned = task_by_ref(&wf, "spawn")["outputData"]["workflowId"].as_str().unwrap_or_default().to_owned();
+    let side = wait_status(&node, &spawned, "COMPLETED", Duration::from_secs(10)).await;
+    assert_eq!(side["input"]["from"], "family");
+
+    let call = task_by_ref(&wf, "call");
+    assert_eq!(call["outputData"]["response"]["statusCode"], 200);
+    assert_eq!(call["outputData"]["response"]["body"]["method"], "POST");
+    assert_eq!(call["outputData"]["response"]["body"]["body"], r#"{"doubled":42}"#);
+    let fails = task_by_ref(&wf, "call_fails");
+    assert_eq!(fails["status"], "COMPLETED_WITH_ERRORS");
+    assert_eq!(fails["outputData"]["response"]["statusCode"], 503);
+    assert!(fails["reasonForIncompletion"].as_str().is_some_and(|r| r.starts_with("Failed to invoke HTTP task")));
+}
+
+#[tokio::test]
+async fn terminating_a_parent_terminates_its_child_and_failures_start_the_failure_workflow() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let child = json!({"name": "slow_kid", "version": 1, "tasks": [{"name": "never_done", "taskReferenceName": "w", "type": "WAIT"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&child)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let parent = json!({"name": "impatient", "version": 1, "tasks": [
+        {"name": "slow_kid", "taskReferenceName": "kid", "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "slow_kid", "version": 1}}
+    ]});
+    let id = register_and_start(&node, &parent, json!({})).await;
+    let child_id =
+        wait_for_value(&node, &id, |wf| task_by_ref(wf, "kid")["subWorkflowId"].as_str().map(str::to_owned)).await;
+    let r = send(c.delete(node.api(&format!("/workflow/{id}?reason=enough")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let child = wait_status(&node, &child_id, "TERMINATED", Duration::from_secs(10)).await;
+    assert!(child["reasonForIncompletion"].as_str().is_some_and(|r| r.contains(&id)), "{child}");
+
+    let cleanup =
+        json!({"name": "cleanup", "version": 1, "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&cleanup)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let doomed = json!({"name": "doomed", "version": 1, "failureWorkflow": "cleanup", "tasks": [
+        {"name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+         "inputParameters": {"terminationStatus": "FAILED", "terminationReason": "on purpose"}}
+    ]});
+    let id = register_and_start(&node, &doomed, json!({"k": "v"})).await;
+    let failed = wait_status(&node, &id, "FAILED", Duration::from_secs(10)).await;
+    let cleanup_id = match failed["output"]["conductor.failure_workflow"].as_str() {
+        Some(cid) => cid.to_owned(),
+        None => {
+            wait_for_value(&node, &id, |wf| wf["output"]["conductor.failure_workflow"].as_str().map(str::to_owned))
+                .await
+        }
+    };
+    let run = wait_status(&node, &cleanup_id, "COMPLETED", Duration::from_secs(10)).await;
+    assert_eq!(run["input"]["workflowId"], id.as_str());
+    assert_eq!(run["input"]["failureStatus"], "FAILED");
+    assert_eq!(run["input"]["reason"], "on purpose");
+    assert_eq!(run["input"]["k"], "v");
+    assert_eq!(run["input"]["failedWorkflow"]["workflowId"], id.as_str());
+}
+
+/// Waits until `pick` finds something in the workflow.
+async fn wait_for_value(node: &Node, id: &str, pick: impl Fn(&Value) -> Option<String>) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = pick(&workflow(node, id).await) {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing found in workflow {id}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -80,6 +80,8 @@ pub struct StartWorkflow {
     pub created_by: Option<String>,
     #[allow(missing_docs)]
     pub idempotency_key: Option<String>,
+    /// The parent workflow and its SUB_WORKFLOW task, for a child.
+    pub parent: Option<(String, String)>,
 }
 
 /// The statuses a worker may report (Conductor `TaskResult.Status`).
@@ -181,6 +183,22 @@ pub enum Command {
         #[allow(missing_docs)]
         reason: Option<String>,
     },
+    /// A child workflow of a SUB_WORKFLOW task ended.
+    ChildEnded(Box<ChildEnded>),
+    /// This (child) workflow's parent has been told how it ended.
+    ParentNotified,
+    /// The failure workflow was started, or could not be.
+    FailureWorkflowStarted {
+        #[allow(missing_docs)]
+        workflow_id: Option<String>,
+        #[allow(missing_docs)]
+        error: Option<String>,
+    },
+    /// The child of this canceled SUB_WORKFLOW task has been terminated (or had ended).
+    ChildCanceled {
+        #[allow(missing_docs)]
+        seq: u32,
+    },
     /// A durable timer is due.
     Timer {
         #[allow(missing_docs)]
@@ -190,6 +208,21 @@ pub enum Command {
         #[allow(missing_docs)]
         fire_at: i64,
     },
+}
+
+/// How a child workflow ended, for its parent's SUB_WORKFLOW task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildEnded {
+    /// The parent's SUB_WORKFLOW task.
+    pub task_id: String,
+    #[allow(missing_docs)]
+    pub child_id: String,
+    /// The child's terminal status.
+    pub status: crate::state::WorkflowStatus,
+    /// The child's output.
+    pub output: Object,
+    /// The child's `reasonForIncompletion`.
+    pub reason: Option<String>,
 }
 
 /// Why a command was refused. Each maps to a Conductor status code.

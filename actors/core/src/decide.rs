@@ -26,6 +26,9 @@ const MAX_REASON_CHARS: usize = 500;
 /// for a worker goes on in the next decision (through a timer due at once), so one decision, one
 /// Raft entry and one actor turn stay bounded even for `loopCondition: "true"`.
 const MAX_ITERATIONS_PER_DECISION: u32 = 100;
+/// How long the leader's executor may hold a task (an HTTP call, starting a child) before it is
+/// handed out again; covers an executor lost in a failover.
+const EXECUTOR_RESPONSE_TIMEOUT_SECONDS: i64 = 60;
 /// Response timeout of a SIMPLE task without a definition.
 const DEFAULT_RESPONSE_TIMEOUT_SECONDS: i64 = 3600;
 
@@ -53,16 +56,18 @@ pub fn start(cmd: StartWorkflow, ctx: &mut Ctx<'_>) -> (WorkflowState, Vec<Event
         reason_for_incompletion: None,
         failed_reference_task_names: Vec::new(),
         failed_task_names: Vec::new(),
-        parent_workflow_id: None,
-        parent_workflow_task_id: None,
+        parent_workflow_id: cmd.parent.as_ref().map(|(w, _)| w.clone()),
+        parent_workflow_task_id: cmd.parent.as_ref().map(|(_, t)| t.clone()),
         last_retried_time: 0,
         created_by: cmd.created_by,
         idempotency_key: cmd.idempotency_key,
         revision: 0,
+        parent_notified: false,
+        failure_workflow_pending: false,
     };
     let first = Event::WorkflowStarted(Box::new(WorkflowStarted { header, plan: cmd.plan.clone() }));
     let Some(mut state) = evolve_start(&first) else { unreachable!("a WorkflowStarted event starts a state") };
-    let mut d = Decider { state: &mut state, events: vec![first], ctx, iterations: 0 };
+    let mut d = Decider { state: &mut state, events: vec![first], ctx, iterations: 0, by_api: false };
     match d.plan().first().cloned() {
         Some(task) => {
             d.schedule(&task, 0, None);
@@ -76,7 +81,7 @@ pub fn start(cmd: StartWorkflow, ctx: &mut Ctx<'_>) -> (WorkflowState, Vec<Event
 
 /// Decides what a command does to an existing execution.
 pub fn decide(state: &mut WorkflowState, cmd: Command, ctx: &mut Ctx<'_>) -> Result<Vec<Event>, Rejection> {
-    let mut d = Decider { state, events: Vec::new(), ctx, iterations: 0 };
+    let mut d = Decider { state, events: Vec::new(), ctx, iterations: 0, by_api: false };
     match cmd {
         Command::Poll { task_id, worker_id } => d.poll(&task_id, worker_id)?,
         Command::Update(update) => d.update(*update)?,
@@ -85,7 +90,26 @@ pub fn decide(state: &mut WorkflowState, cmd: Command, ctx: &mut Ctx<'_>) -> Res
             let time = d.ctx.now;
             d.emit(Event::TaskLogged { seq, log, time });
         }
-        Command::Terminate { reason } => d.terminate(reason)?,
+        Command::Terminate { reason } => {
+            d.by_api = true;
+            d.terminate(reason)?
+        }
+        Command::ChildEnded(child) => d.child_ended(*child),
+        Command::ParentNotified => {
+            if d.state.header.status.is_terminal() && !d.state.header.parent_notified {
+                d.emit(Event::ParentNotified);
+            }
+        }
+        Command::FailureWorkflowStarted { workflow_id, error } => {
+            if d.state.header.failure_workflow_pending {
+                d.emit(Event::FailureWorkflowStarted { workflow_id, error });
+            }
+        }
+        Command::ChildCanceled { seq } => {
+            if d.state.task(seq).is_some_and(TaskState::child_to_cancel) {
+                d.emit(Event::TaskExecuted { seq });
+            }
+        }
         Command::Timer { kind, seq, fire_at } => d.timer(kind, seq, fire_at),
     }
     Ok(d.events)
@@ -97,6 +121,8 @@ struct Decider<'s, 'c> {
     ctx: &'s mut Ctx<'c>,
     /// DO_WHILE iterations started by this decision.
     iterations: u32,
+    /// The workflow is being terminated through the API (which starts no failure workflow).
+    by_api: bool,
 }
 
 impl Decider<'_, '_> {
@@ -166,7 +192,7 @@ impl Decider<'_, '_> {
         let reason = u.reason.map(|r| truncate_chars(r, MAX_REASON_CHARS));
         // A worker's IN_PROGRESS puts its task back in the queue; a system task (WAIT, HUMAN, ...)
         // simply stays IN_PROGRESS.
-        let worker_task = self.state.tasks[seq as usize - 1].queue.is_some();
+        let worker_task = self.state.tasks[seq as usize - 1].is_worker_task();
         let status = match u.status {
             TaskResultStatus::InProgress if !worker_task => TaskStatus::InProgress,
             other => other.resulting_status(),
@@ -198,6 +224,38 @@ impl Decider<'_, '_> {
         }
     }
 
+    /// A SUB_WORKFLOW task's child ended: the task ends the same way, with the child's output.
+    fn child_ended(&mut self, child: crate::command::ChildEnded) {
+        let Some(task) = self.state.task_by_id(&child.task_id) else { return };
+        if task.task_type != "SUB_WORKFLOW" || task.status.is_terminal() || self.state.header.status.is_terminal() {
+            return;
+        }
+        let status = match child.status {
+            WorkflowStatus::Completed => TaskStatus::Completed,
+            WorkflowStatus::Terminated => TaskStatus::Canceled,
+            WorkflowStatus::TimedOut => TaskStatus::TimedOut,
+            WorkflowStatus::Failed => TaskStatus::Failed,
+            WorkflowStatus::Running | WorkflowStatus::Paused => return,
+        };
+        let mut output = task.output.clone();
+        output.extend(child.output);
+        output.insert("subWorkflowId".to_owned(), Value::String(child.child_id.clone()));
+        let reason = (status != TaskStatus::Completed).then(|| {
+            format!("Sub workflow {} failure reason: {}", child.child_id, child.reason.as_deref().unwrap_or("null"))
+        });
+        let (seq, time) = (task.seq, self.ctx.now);
+        self.emit(Event::TaskUpdated(Box::new(TaskUpdated {
+            seq,
+            status,
+            output: Some(output),
+            reason,
+            worker_id: None,
+            callback_after_seconds: 0,
+            time,
+        })));
+        self.run();
+    }
+
     fn timer(&mut self, kind: TimerKind, seq: u32, fire_at: i64) {
         if self.state.header.status.is_terminal() || self.ctx.now < fire_at {
             return;
@@ -208,7 +266,11 @@ impl Decider<'_, '_> {
         }
         let Some(task) = self.state.task(seq) else { return };
         match kind {
-            TimerKind::WorkflowTimeout => {}
+            // Handled by the leader, which reports back with their own commands.
+            TimerKind::WorkflowTimeout
+            | TimerKind::NotifyParent
+            | TimerKind::StartFailureWorkflow
+            | TimerKind::CancelChild => {}
             TimerKind::TaskTimeout | TimerKind::PollTimeout | TimerKind::TotalTimeout => {
                 let (deadline, what, seconds) = match kind {
                     TimerKind::TaskTimeout => (task.timeout_deadline(), "Task timed out", task.timeout_seconds),
@@ -256,6 +318,20 @@ impl Decider<'_, '_> {
             TimerKind::ResponseTimeout => {
                 // A timer that no longer matches the task's deadline is stale: the task moved on.
                 if task.response_deadline() != Some(fire_at) {
+                    return;
+                }
+                if !task.is_worker_task() {
+                    // The leader's executor lost it (a failover): hand it out again.
+                    let time = self.ctx.now;
+                    self.emit(Event::TaskUpdated(Box::new(TaskUpdated {
+                        seq,
+                        status: TaskStatus::Scheduled,
+                        output: None,
+                        reason: None,
+                        worker_id: None,
+                        callback_after_seconds: 0,
+                        time,
+                    })));
                     return;
                 }
                 let reason = format!(
@@ -713,6 +789,8 @@ impl Decider<'_, '_> {
         let mut variables: Option<Object> = None;
         let outcome: Option<(TaskStatus, Object, Option<String>)> = match &kind {
             TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic => None,
+            // Queued for the leader's executor.
+            TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http => None,
             TaskKind::Noop | TaskKind::ForkJoin => Some((TaskStatus::Completed, Object::new(), None)),
             TaskKind::Switch | TaskKind::Decision => {
                 let case = if kind == TaskKind::Switch {
@@ -955,7 +1033,16 @@ impl Decider<'_, '_> {
         let isolation = def.and_then(|d| d.isolation_group_id.clone());
         // Workers poll by type and domain only, so the queue name carries nothing else; execution
         // namespaces and isolation groups are recorded on the task but do not split its queue yet.
-        let queue = worker.then(|| queue_name(&task_type, domain.as_deref(), None, None));
+        let queue = if worker {
+            Some(queue_name(&task_type, domain.as_deref(), None, None))
+        } else if kind.is_executed_by_leader() {
+            Some(crate::rows::system_queue(&task_type))
+        } else {
+            None
+        };
+        if *kind == TaskKind::SubWorkflow {
+            sub_workflow_input(wt, &mut input, &scope);
+        }
         let delay = match retry {
             Some((_, delay)) => delay,
             None => i64::from(wt.start_delay.max(0)),
@@ -963,6 +1050,7 @@ impl Decider<'_, '_> {
         let response_timeout = match def {
             Some(d) => d.response_timeout_seconds,
             None if worker => DEFAULT_RESPONSE_TIMEOUT_SECONDS,
+            None if kind.is_executed_by_leader() => EXECUTOR_RESPONSE_TIMEOUT_SECONDS,
             None => 0,
         };
         TaskState {
@@ -1032,6 +1120,9 @@ impl Decider<'_, '_> {
         failed_refs.dedup();
         failed_names.sort();
         failed_names.dedup();
+        let failure_workflow = !self.by_api
+            && status != WorkflowStatus::Completed
+            && self.state.plan.def.failure_workflow.as_deref().is_some_and(|f| !f.trim().is_empty());
         self.emit(Event::WorkflowEnded(Box::new(WorkflowEnded {
             status,
             reason,
@@ -1039,6 +1130,7 @@ impl Decider<'_, '_> {
             failed_reference_task_names: failed_refs,
             failed_task_names: failed_names,
             time,
+            failure_workflow,
         })));
     }
 
@@ -1060,6 +1152,22 @@ fn domain_for(task_to_domain: &std::collections::BTreeMap<String, String>, name:
     let value = task_to_domain.get(name).or_else(|| task_to_domain.get("*"))?;
     let first = value.split(',').map(str::trim).find(|s| !s.is_empty())?;
     (first != "NO_DOMAIN").then(|| first.to_owned())
+}
+
+/// A SUB_WORKFLOW task's input: its resolved `inputParameters` (the child's input, also as
+/// `workflowInput`) and its resolved `subWorkflowParam` spelled out as Conductor does.
+fn sub_workflow_input(wt: &WorkflowTask, input: &mut Object, scope: &Scope<'_>) {
+    let param = wt.sub_workflow_param.as_ref().map(|p| crate::expr::resolve_value(p, scope)).unwrap_or(Value::Null);
+    let field = |k: &str| param.get(k).cloned().unwrap_or(Value::Null);
+    let workflow_input = Value::Object(input.clone());
+    input.insert("subWorkflowName".to_owned(), field("name"));
+    input.insert("subWorkflowVersion".to_owned(), field("version"));
+    input.insert("subWorkflowTaskToDomain".to_owned(), field("taskToDomain"));
+    input.insert("subWorkflowDefinition".to_owned(), field("workflowDefinition"));
+    input.insert("priority".to_owned(), field("priority"));
+    input.insert("idempotencyKey".to_owned(), field("idempotencyKey"));
+    input.insert("idempotencyStrategy".to_owned(), field("idempotencyStrategy"));
+    input.insert("workflowInput".to_owned(), workflow_input);
 }
 
 /// `ref` as scheduled in loop iteration `iteration` (`ref__N`; unchanged outside loops).

@@ -87,6 +87,15 @@ pub enum Event {
         #[allow(missing_docs)]
         time: i64,
     },
+    /// The parent workflow has been told how this child ended.
+    ParentNotified,
+    /// The failure workflow was started (its id), or could not be (why).
+    FailureWorkflowStarted {
+        #[allow(missing_docs)]
+        workflow_id: Option<String>,
+        #[allow(missing_docs)]
+        error: Option<String>,
+    },
 }
 
 /// Payload of [`Event::WorkflowStarted`].
@@ -150,13 +159,19 @@ pub struct WorkflowEnded {
     pub failed_task_names: Vec<String>,
     #[allow(missing_docs)]
     pub time: i64,
+    /// The end starts the definition's `failureWorkflow`.
+    pub failure_workflow: bool,
 }
 
 impl Event {
     /// The task this event touches, if any.
     pub fn task_seq(&self) -> Option<u32> {
         match self {
-            Event::WorkflowStarted(_) | Event::WorkflowEnded(_) | Event::VariablesSet { .. } => None,
+            Event::WorkflowStarted(_)
+            | Event::WorkflowEnded(_)
+            | Event::VariablesSet { .. }
+            | Event::ParentNotified
+            | Event::FailureWorkflowStarted { .. } => None,
             Event::TaskScheduled(s) => Some(s.task.seq),
             Event::TaskUpdated(u) => Some(u.seq),
             Event::TaskPolled { seq, .. }
@@ -182,6 +197,8 @@ impl Event {
             Event::WorkflowEnded(_) => "WorkflowEnded",
             Event::VariablesSet { .. } => "VariablesSet",
             Event::TaskIterated { .. } => "TaskIterated",
+            Event::ParentNotified => "ParentNotified",
+            Event::FailureWorkflowStarted { .. } => "FailureWorkflowStarted",
         }
     }
 }

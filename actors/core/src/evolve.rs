@@ -46,6 +46,11 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
                 t.status = u.status;
                 if let Some(output) = &u.output {
                     t.output = output.clone();
+                    if t.task_type == "SUB_WORKFLOW"
+                        && let Some(id) = output.get("subWorkflowId").and_then(|v| v.as_str())
+                    {
+                        t.sub_workflow_id = Some(id.to_owned());
+                    }
                 }
                 if u.reason.is_some() {
                     t.reason_for_incompletion = u.reason.clone();
@@ -106,6 +111,14 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
             h.failed_task_names = ended.failed_task_names.clone();
             h.end_time = ended.time;
             h.update_time = ended.time;
+            h.failure_workflow_pending = ended.failure_workflow;
+        }
+        Event::ParentNotified => state.header.parent_notified = true,
+        Event::FailureWorkflowStarted { workflow_id, error } => {
+            let h = &mut state.header;
+            h.failure_workflow_pending = false;
+            let note = workflow_id.clone().or_else(|| error.clone()).unwrap_or_default();
+            h.output.insert("conductor.failure_workflow".to_owned(), serde_json::Value::String(note));
         }
     }
 }

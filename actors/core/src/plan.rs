@@ -51,6 +51,12 @@ pub enum TaskKind {
     Lambda,
     /// `JSON_JQ_TRANSFORM`.
     JsonJqTransform,
+    /// `SUB_WORKFLOW`: runs a child workflow (the leader's executor starts it).
+    SubWorkflow,
+    /// `START_WORKFLOW`: starts another workflow and does not wait for it.
+    StartWorkflow,
+    /// `HTTP`: the leader's executor makes the call.
+    Http,
     /// A system type Overture does not run yet; refused at registration, and the decider fails
     /// the workflow if a stored definition reaches one.
     Unsupported(String),
@@ -58,7 +64,7 @@ pub enum TaskKind {
 
 /// System task types this release does not run. Anything else that is not a known type is a
 /// user-defined worker task.
-const NOT_YET: &[&str] = &["SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT", "KAFKA_PUBLISH", "USER_DEFINED"];
+const NOT_YET: &[&str] = &["EVENT", "KAFKA_PUBLISH", "USER_DEFINED"];
 
 impl TaskKind {
     /// Classifies a `type` string.
@@ -81,6 +87,9 @@ impl TaskKind {
             "INLINE" => TaskKind::Inline,
             "LAMBDA" => TaskKind::Lambda,
             "JSON_JQ_TRANSFORM" => TaskKind::JsonJqTransform,
+            "SUB_WORKFLOW" => TaskKind::SubWorkflow,
+            "START_WORKFLOW" => TaskKind::StartWorkflow,
+            "HTTP" => TaskKind::Http,
             other if NOT_YET.contains(&other) || other.starts_with("LLM_") || other.contains("MCP") => {
                 TaskKind::Unsupported(other.to_owned())
             }
@@ -91,6 +100,12 @@ impl TaskKind {
     /// A task a worker executes (polled from a queue).
     pub fn is_worker_task(&self) -> bool {
         matches!(self, TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic)
+    }
+
+    /// A system task the leader's executor runs (it does I/O or starts workflows), handed to it
+    /// through an internal queue like a worker task.
+    pub fn is_executed_by_leader(&self) -> bool {
+        matches!(self, TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http)
     }
 
     /// Conductor's built-in control tasks, which are never retried.

@@ -58,6 +58,8 @@ pub struct TaskView<'a> {
     isolation_group_id: Option<&'a str>,
     iteration: i32,
     subworkflow_changed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub_workflow_id: Option<&'a str>,
     loop_over_task: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     task_definition: Option<&'a TaskDef>,
@@ -115,6 +117,7 @@ pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'
         isolation_group_id: t.isolation_group_id.as_deref(),
         iteration: t.iteration,
         subworkflow_changed: false,
+        sub_workflow_id: t.sub_workflow_id.as_deref(),
         loop_over_task: t.iteration > 0,
         task_definition: workflow_task.and_then(|w| w.task_definition.as_ref()),
         queue_wait_time,

@@ -39,16 +39,25 @@ pub enum TimerKind {
     TotalTimeout,
     /// The workflow's `timeoutSeconds` runs out (timer `seq` 0).
     WorkflowTimeout,
+    /// A finished child workflow has not told its parent yet (`seq` 0, due at once).
+    NotifyParent,
+    /// A failed workflow's `failureWorkflow` has not been started yet (`seq` 0, due at once).
+    StartFailureWorkflow,
+    /// A canceled SUB_WORKFLOW task's child has not been terminated yet (due at once).
+    CancelChild,
 }
 
 impl TimerKind {
-    const ALL: [TimerKind; 6] = [
+    const ALL: [TimerKind; 9] = [
         TimerKind::ResponseTimeout,
         TimerKind::WaitTimeout,
         TimerKind::TaskTimeout,
         TimerKind::PollTimeout,
         TimerKind::TotalTimeout,
         TimerKind::WorkflowTimeout,
+        TimerKind::NotifyParent,
+        TimerKind::StartFailureWorkflow,
+        TimerKind::CancelChild,
     ];
 
     /// Stable byte for storage keys.
@@ -60,6 +69,9 @@ impl TimerKind {
             TimerKind::PollTimeout => 4,
             TimerKind::TotalTimeout => 5,
             TimerKind::WorkflowTimeout => 6,
+            TimerKind::NotifyParent => 7,
+            TimerKind::StartFailureWorkflow => 8,
+            TimerKind::CancelChild => 9,
         }
     }
     /// Inverse of [`TimerKind::code`].
@@ -75,6 +87,9 @@ impl TimerKind {
             TimerKind::PollTimeout => "poll_timeout",
             TimerKind::TotalTimeout => "total_timeout",
             TimerKind::WorkflowTimeout => "workflow_timeout",
+            TimerKind::NotifyParent => "notify_parent",
+            TimerKind::StartFailureWorkflow => "start_failure_workflow",
+            TimerKind::CancelChild => "cancel_child",
         }
     }
 }
@@ -109,7 +124,17 @@ pub fn queue_item(header: &WorkflowHeader, task: &TaskState) -> Option<QueueItem
 /// The timers a task implies: each deadline it has, at most one of each kind.
 pub fn task_timers(header: &WorkflowHeader, task: &TaskState) -> Vec<TimerItem> {
     if header.status.is_terminal() {
-        return Vec::new();
+        // Only the follow-up of a canceled child remains.
+        let cancel = task.child_to_cancel().then_some(task.end_time);
+        return cancel
+            .map(|fire_at| TimerItem {
+                fire_at,
+                workflow_id: header.workflow_id.clone(),
+                kind: TimerKind::CancelChild,
+                seq: task.seq,
+            })
+            .into_iter()
+            .collect();
     }
     let wait = (task.status == TaskStatus::InProgress && task.wait_timeout > 0).then_some(task.wait_timeout);
     [
@@ -126,14 +151,30 @@ pub fn task_timers(header: &WorkflowHeader, task: &TaskState) -> Vec<TimerItem> 
     .collect()
 }
 
-/// The workflow-level timer a state implies (`seq` 0), if any.
-pub fn workflow_timer(state: &WorkflowState) -> Option<TimerItem> {
-    state.timeout_deadline().map(|fire_at| TimerItem {
-        fire_at,
-        workflow_id: state.header.workflow_id.clone(),
-        kind: TimerKind::WorkflowTimeout,
-        seq: 0,
-    })
+/// The workflow-level timers a state implies (`seq` 0): its timeout while it runs; once it has
+/// ended, telling its parent and starting its failure workflow, until done.
+pub fn workflow_timers(state: &WorkflowState) -> Vec<TimerItem> {
+    let h = &state.header;
+    let ended = h.status.is_terminal();
+    [
+        (TimerKind::WorkflowTimeout, state.timeout_deadline()),
+        (
+            TimerKind::NotifyParent,
+            (ended && h.parent_workflow_id.is_some() && !h.parent_notified).then_some(h.end_time),
+        ),
+        (TimerKind::StartFailureWorkflow, (ended && h.failure_workflow_pending).then_some(h.end_time)),
+    ]
+    .into_iter()
+    .filter_map(|(kind, at)| at.map(|fire_at| TimerItem { fire_at, workflow_id: h.workflow_id.clone(), kind, seq: 0 }))
+    .collect()
+}
+
+/// Queues the leader's own executor polls (`_system:HTTP`, ...); no worker can poll them.
+pub const SYSTEM_QUEUE_PREFIX: &str = "_system:";
+
+/// The internal queue of a system task type the leader executes.
+pub fn system_queue(task_type: &str) -> String {
+    format!("{SYSTEM_QUEUE_PREFIX}{task_type}")
 }
 
 /// The name of the queue a worker task is polled from.

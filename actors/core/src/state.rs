@@ -147,6 +147,10 @@ pub struct WorkflowHeader {
     pub idempotency_key: Option<String>,
     /// Number of events applied so far; the version guard compares it.
     pub revision: u64,
+    /// A child workflow has told its parent how it ended.
+    pub parent_notified: bool,
+    /// The workflow ended in a way that starts its `failureWorkflow`, which has not started yet.
+    pub failure_workflow_pending: bool,
 }
 
 /// One task execution (one attempt of one workflow task).
@@ -259,9 +263,27 @@ impl TaskState {
         base_reference(&self.reference_task_name, self.iteration)
     }
 
-    /// When an IN_PROGRESS task times out for lack of a worker response, if it can.
+    /// A worker polls it (not the leader's executor, not nobody).
+    pub fn is_worker_task(&self) -> bool {
+        self.queue.as_deref().is_some_and(|q| !q.starts_with(crate::rows::SYSTEM_QUEUE_PREFIX))
+    }
+
+    /// A SUB_WORKFLOW task canceled with its workflow, whose child still needs terminating.
+    pub fn child_to_cancel(&self) -> bool {
+        self.task_type == "SUB_WORKFLOW"
+            && self.status == TaskStatus::Canceled
+            && self.sub_workflow_id.is_some()
+            && !self.executed
+    }
+
+    /// When an IN_PROGRESS task times out for lack of a worker response, if it can. A
+    /// SUB_WORKFLOW task that started its child waits for the child instead.
     pub fn response_deadline(&self) -> Option<i64> {
-        if self.status != TaskStatus::InProgress || self.response_timeout_seconds <= 0 || self.queue.is_none() {
+        if self.status != TaskStatus::InProgress
+            || self.response_timeout_seconds <= 0
+            || self.queue.is_none()
+            || self.sub_workflow_id.is_some()
+        {
             return None;
         }
         let seconds = self.response_timeout_seconds.saturating_add(self.callback_after_seconds);

@@ -285,6 +285,7 @@ fn domains_and_input_templates_shape_the_task() {
         task_to_domain: tt,
         created_by: None,
         idempotency_key: None,
+        parent: None,
     };
     let (state, _) = decide::start(cmd, &mut Ctx { now: 5, ids: &mut ids, env: &ScriptEnv });
     let t = &state.tasks[0];

@@ -516,7 +516,7 @@ fn fire(run: &mut Run, kind: TimerKind, seq: u32) {
     let task_timers = run.state.task(seq).map(|t| rows::task_timers(&run.state.header, t)).unwrap_or_default();
     let timer = task_timers
         .into_iter()
-        .chain(rows::workflow_timer(&run.state))
+        .chain(rows::workflow_timers(&run.state))
         .find(|t| t.kind == kind && t.seq == seq)
         .unwrap_or_else(|| panic!("no {kind:?} timer for seq {seq}"));
     run.now = timer.fire_at;
@@ -578,13 +578,14 @@ fn workflow_timeout_times_the_workflow_out_or_only_alerts() {
     for (policy, status) in [("TIME_OUT_WF", WorkflowStatus::TimedOut), ("ALERT_ONLY", WorkflowStatus::Running)] {
         let def = json!({"name": "wt", "timeoutSeconds": 100, "timeoutPolicy": policy, "tasks": [simple("a")]});
         let mut run = Run::start(def, json!({}));
-        let timer = rows::workflow_timer(&run.state).expect("a workflow with timeoutSeconds has a timer");
+        let timer =
+            rows::workflow_timers(&run.state).into_iter().next().expect("a workflow with timeoutSeconds has a timer");
         assert_eq!((timer.seq, timer.fire_at), (0, run.state.header.create_time + 100_000));
         fire(&mut run, TimerKind::WorkflowTimeout, 0);
         assert_eq!(run.state.header.status, status);
         if status == WorkflowStatus::TimedOut {
             assert_eq!(run.task("a").status, TaskStatus::Canceled);
-            assert!(rows::workflow_timer(&run.state).is_none(), "an ended workflow has no timer");
+            assert!(rows::workflow_timers(&run.state).is_empty(), "an ended workflow has no timer");
         }
     }
 }
@@ -597,4 +598,128 @@ fn a_loop_condition_can_read_earlier_iterations() {
     assert_eq!(run.scheduled(), ["body__2"], "the condition saw iteration 1's output");
     run.complete("body__2", json!({"n": 0}));
     assert_eq!(run.state.header.status, WorkflowStatus::Completed);
+}
+
+fn sub_workflow_def() -> Value {
+    wf(json!([
+        {"name": "child", "taskReferenceName": "sub", "type": "SUB_WORKFLOW",
+         "subWorkflowParam": {"name": "${workflow.input.child}", "version": 2},
+         "inputParameters": {"x": "${workflow.input.x}"}},
+        simple("after")
+    ]))
+}
+
+#[test]
+fn a_sub_workflow_task_waits_for_its_child() {
+    let mut run = Run::start(sub_workflow_def(), json!({"child": "kid", "x": 1}));
+    let sub = run.task("sub").clone();
+    assert_eq!(sub.queue.as_deref(), Some("_system:SUB_WORKFLOW"), "the leader's executor runs it");
+    assert!(!sub.is_worker_task());
+    assert_eq!(sub.input.get("subWorkflowName"), Some(&json!("kid")));
+    assert_eq!(sub.input.get("subWorkflowVersion"), Some(&json!(2)));
+    assert_eq!(sub.input.get("workflowInput"), Some(&json!({"x": 1})));
+    // The executor takes it and starts the child.
+    run.poll("sub");
+    run.report(&sub.task_id, TaskResultStatus::InProgress, json!({"subWorkflowId": "child-1"}));
+    let waiting = run.task("sub").clone();
+    assert_eq!((waiting.status, waiting.sub_workflow_id.as_deref()), (TaskStatus::InProgress, Some("child-1")));
+    assert!(waiting.response_deadline().is_none(), "a running child is waited for, not timed out");
+    // The child ends: the task ends the same way.
+    let ended = overture_core::command::ChildEnded {
+        task_id: sub.task_id.clone(),
+        child_id: "child-1".into(),
+        status: WorkflowStatus::Completed,
+        output: obj(json!({"result": 42})),
+        reason: None,
+    };
+    run.send(Command::ChildEnded(Box::new(ended))).expect("accepted");
+    let done = run.task("sub");
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert_eq!(done.output.get("result"), Some(&json!(42)));
+    assert_eq!(run.scheduled(), ["after"]);
+}
+
+#[test]
+fn a_failed_child_fails_its_parent_and_a_terminated_parent_cancels_its_child() {
+    let mut run = Run::start(sub_workflow_def(), json!({"child": "kid"}));
+    let sub = run.task("sub").clone();
+    let ended = overture_core::command::ChildEnded {
+        task_id: sub.task_id.clone(),
+        child_id: "c".into(),
+        status: WorkflowStatus::Failed,
+        output: obj(json!({})),
+        reason: Some("broke".into()),
+    };
+    run.send(Command::ChildEnded(Box::new(ended))).expect("accepted");
+    assert_eq!(run.task("sub").reason_for_incompletion.as_deref(), Some("Sub workflow c failure reason: broke"));
+    assert_eq!(run.state.header.status, WorkflowStatus::Failed);
+
+    let mut run = Run::start(sub_workflow_def(), json!({"child": "kid"}));
+    let id = run.poll("sub");
+    run.report(&id, TaskResultStatus::InProgress, json!({"subWorkflowId": "c2"}));
+    run.send(Command::Terminate { reason: Some("stop".into()) }).expect("accepted");
+    let sub = run.task("sub").clone();
+    assert_eq!(sub.status, TaskStatus::Canceled);
+    let timers = rows::task_timers(&run.state.header, &sub);
+    assert_eq!(
+        timers.iter().map(|t| t.kind).collect::<Vec<_>>(),
+        [TimerKind::CancelChild],
+        "the child must be stopped"
+    );
+    run.send(Command::ChildCanceled { seq: sub.seq }).expect("accepted");
+    assert!(rows::task_timers(&run.state.header, run.task("sub")).is_empty(), "done once acknowledged");
+}
+
+#[test]
+fn a_child_tells_its_parent_and_a_failed_workflow_starts_its_failure_workflow() {
+    let def: overture_core::dsl::WorkflowDef = serde_json::from_value(wf(json!([simple("a")]))).expect("definition");
+    let mut ids = Counter(0);
+    let cmd = overture_core::StartWorkflow {
+        workflow_id: "child".into(),
+        plan: std::sync::Arc::new(overture_core::Plan::new(def)),
+        input: obj(json!({})),
+        correlation_id: None,
+        priority: 0,
+        task_to_domain: Default::default(),
+        created_by: None,
+        idempotency_key: None,
+        parent: Some(("parent".into(), "task-9".into())),
+    };
+    let ctx = &mut overture_core::Ctx::new(5, &mut ids);
+    let (mut child, _) = overture_core::decide::start(cmd, ctx);
+    assert_eq!(child.header.parent_workflow_id.as_deref(), Some("parent"));
+    overture_core::decide::decide(&mut child, Command::Terminate { reason: None }, ctx).expect("terminated");
+    let timers = rows::workflow_timers(&child);
+    assert_eq!(timers.iter().map(|t| t.kind).collect::<Vec<_>>(), [TimerKind::NotifyParent]);
+    overture_core::decide::decide(&mut child, Command::ParentNotified, ctx).expect("acknowledged");
+    assert!(rows::workflow_timers(&child).is_empty());
+
+    let mut def =
+        wf(json!([{"name": "a", "taskReferenceName": "a", "taskDefinition": {"name": "a", "retryCount": 0}}]));
+    def["failureWorkflow"] = json!("cleanup");
+    let mut run = Run::start(def.clone(), json!({}));
+    run.fail("a");
+    assert_eq!(run.state.header.status, WorkflowStatus::Failed);
+    assert!(run.state.header.failure_workflow_pending);
+    let timers = rows::workflow_timers(&run.state);
+    assert_eq!(timers.iter().map(|t| t.kind).collect::<Vec<_>>(), [TimerKind::StartFailureWorkflow]);
+    run.send(Command::FailureWorkflowStarted { workflow_id: Some("f-1".into()), error: None }).expect("accepted");
+    assert_eq!(run.state.header.output.get("conductor.failure_workflow"), Some(&json!("f-1")));
+    assert!(rows::workflow_timers(&run.state).is_empty());
+    // Terminating through the API starts no failure workflow.
+    let mut run = Run::start(def, json!({}));
+    run.send(Command::Terminate { reason: None }).expect("accepted");
+    assert!(!run.state.header.failure_workflow_pending);
+}
+
+#[test]
+fn a_system_task_its_executor_lost_is_handed_out_again() {
+    let http = json!({"name": "call", "taskReferenceName": "call", "type": "HTTP",
+        "inputParameters": {"http_request": {"uri": "http://127.0.0.1:1/x", "method": "GET"}}});
+    let mut run = Run::start(wf(json!([http])), json!({}));
+    run.poll("call");
+    fire(&mut run, TimerKind::ResponseTimeout, 1);
+    let call = run.task("call");
+    assert_eq!((call.status, call.retry_count), (TaskStatus::Scheduled, 0), "queued again, not failed");
+    assert!(rows::queue_item(&run.state.header, call).is_some());
 }

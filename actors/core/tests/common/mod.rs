@@ -62,6 +62,7 @@ impl Run {
             task_to_domain: Default::default(),
             created_by: None,
             idempotency_key: None,
+            parent: None,
         };
         let (state, history) = decide::start(cmd, &mut Ctx { now, ids: &mut ids, env: &ScriptEnv });
         let run = Run { state, history, ids, now };

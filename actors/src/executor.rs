@@ -1,0 +1,276 @@
+//! The leader's executor for system tasks that reach outside their workflow: SUB_WORKFLOW and
+//! START_WORKFLOW start workflows, HTTP calls a service.
+//!
+//! Such a task is queued like a worker task, on an internal queue (`_system:HTTP`, ...) that no
+//! worker can poll, and the executor polls it the way a worker does: the poll commits the hand-off
+//! (`TaskPolled`), then the executor does the work and reports the result as a task update. So
+//! the work survives a failover: a task still SCHEDULED is queued again by the next leader; one
+//! handed out by a leader that died is handed out again once its response timeout passes. The
+//! work is done at least once; starting a workflow is done exactly once, because the started
+//! workflow's id is derived from the task, so a second start finds the first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use overture_core::dsl::{StartWorkflowRequest, WorkflowDef};
+use overture_core::rows::system_queue;
+use overture_core::{Object, TaskResultStatus, TaskUpdate};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, watch};
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::leader::derived_id;
+use crate::names;
+
+/// Task types the executor runs.
+pub(crate) const TYPES: [&str; 3] = ["SUB_WORKFLOW", "START_WORKFLOW", "HTTP"];
+/// Tasks of one type run at once.
+const CONCURRENCY: usize = 64;
+/// The `workerId` the executor's tasks show.
+const WORKER_ID: &str = "overture-leader";
+
+/// Runs one executor loop per type until `stop` says leadership ended.
+pub(crate) fn spawn(engine: &Engine, stop: &watch::Receiver<bool>) {
+    let http = reqwest::Client::builder().build().unwrap_or_default();
+    for task_type in TYPES {
+        tokio::spawn(run(engine.clone(), http.clone(), task_type, stop.clone()));
+    }
+}
+
+async fn run(engine: Engine, http: reqwest::Client, task_type: &'static str, mut stop: watch::Receiver<bool>) {
+    let queue = system_queue(task_type);
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Ok(permit) = slots.clone().acquire_many_owned(1).await else { return };
+        let free = slots.available_permits() + 1;
+        let polled = tokio::select! {
+            r = engine.poll_queue(&queue, task_type, Some(WORKER_ID.to_owned()), free.min(32), Duration::from_secs(1)) => r,
+            _ = stop.changed() => return,
+        };
+        drop(permit);
+        match polled {
+            Ok(tasks) => {
+                for raw in tasks {
+                    let Ok(task) = serde_json::from_str::<Value>(raw.get()) else { continue };
+                    let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                    let (engine, http) = (engine.clone(), http.clone());
+                    tokio::spawn(async move {
+                        execute(&engine, &http, task_type, &task).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                if !matches!(e, Error::Unavailable(_)) {
+                    tracing::warn!(task_type, error = %e, "system task poll failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// A system task's result.
+struct Outcome {
+    status: TaskResultStatus,
+    output: Object,
+    reason: Option<String>,
+}
+
+impl Outcome {
+    fn failed(reason: impl Into<String>) -> Outcome {
+        Outcome { status: TaskResultStatus::Failed, output: Object::new(), reason: Some(reason.into()) }
+    }
+}
+
+async fn execute(engine: &Engine, http: &reqwest::Client, task_type: &str, task: &Value) {
+    let task_id = task["taskId"].as_str().unwrap_or_default().to_owned();
+    let workflow_id = task["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
+    let span = tracing::info_span!("system_task", task_type, %task_id, %workflow_id);
+    let _enter = span.enter();
+    let started = std::time::Instant::now();
+    let outcome = match task_type {
+        "SUB_WORKFLOW" => sub_workflow(engine, task).await,
+        "START_WORKFLOW" => start_workflow(engine, task).await,
+        "HTTP" => http_call(http, task).await,
+        other => Outcome::failed(format!("no executor for {other}")),
+    };
+    metrics::histogram!(names::SYSTEM_TASK_SECONDS, "taskType" => task_type.to_owned())
+        .record(started.elapsed().as_secs_f64());
+    let update = TaskUpdate {
+        task_id,
+        status: outcome.status,
+        output: Some(outcome.output),
+        merge_output: false,
+        reason: outcome.reason,
+        worker_id: Some(WORKER_ID.to_owned()),
+        callback_after_seconds: 0,
+        extend_lease: false,
+        logs: Vec::new(),
+    };
+    // A report lost here (leadership moved) is made good by the task's response timeout.
+    if let Err(e) = engine.update_task(update).await {
+        tracing::warn!(error = %e, "could not report a system task's result");
+    }
+}
+
+fn object(v: &Value) -> Object {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// Starts the child (idempotently: its id is derived from the task) and reports the task
+/// IN_PROGRESS with `subWorkflowId`; the child's end completes the task later.
+async fn sub_workflow(engine: &Engine, task: &Value) -> Outcome {
+    let input = &task["inputData"];
+    let parent_id = task["workflowInstanceId"].as_str().unwrap_or_default();
+    let task_id = task["taskId"].as_str().unwrap_or_default();
+    let parent = match engine.workflow(parent_id) {
+        Ok(p) => p,
+        Err(e) => return Outcome::failed(e.to_string()),
+    };
+    let definition = match &input["subWorkflowDefinition"] {
+        Value::Null => None,
+        v => match serde_json::from_value::<WorkflowDef>(v.clone()) {
+            Ok(def) => Some(def),
+            Err(e) => return Outcome::failed(format!("subWorkflowDefinition is not a workflow definition: {e}")),
+        },
+    };
+    let mut child_input = object(&input["workflowInput"]);
+    if child_input.is_empty() {
+        child_input = object(input);
+    }
+    let task_to_domain = match &input["subWorkflowTaskToDomain"] {
+        Value::Object(m) => m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect(),
+        _ => parent.header.task_to_domain.clone(),
+    };
+    let request = StartWorkflowRequest {
+        name: text(&input["subWorkflowName"]).or_else(|| definition.as_ref().map(|d| d.name.clone())),
+        version: input["subWorkflowVersion"].as_i64().and_then(|v| i32::try_from(v).ok()),
+        correlation_id: parent.header.correlation_id.clone(),
+        input: Some(child_input),
+        task_to_domain,
+        workflow_def: definition,
+        priority: input["priority"].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(parent.header.priority),
+        created_by: None,
+        idempotency_key: text(&input["idempotencyKey"]),
+        external_input_payload_storage_path: None,
+    };
+    let child_id = derived_id("sub-workflow", task_id);
+    match engine.start_child(request, child_id.clone(), Some((parent_id.to_owned(), task_id.to_owned()))).await {
+        Ok(()) => Outcome {
+            status: TaskResultStatus::InProgress,
+            output: Map::from_iter([("subWorkflowId".to_owned(), Value::String(child_id))]),
+            reason: None,
+        },
+        Err(e) => Outcome::failed(format!("Unable to start the sub workflow: {e}")),
+    }
+}
+
+/// Starts the workflow in `startWorkflow` (its id derived from the task) and completes.
+async fn start_workflow(engine: &Engine, task: &Value) -> Outcome {
+    let input = &task["inputData"];
+    let Some(spec) = input.get("startWorkflow").filter(|v| v.is_object()) else {
+        return Outcome::failed("Missing or invalid 'startWorkflow' in the task input");
+    };
+    let mut request: StartWorkflowRequest = match serde_json::from_value(spec.clone()) {
+        Ok(r) => r,
+        Err(e) => return Outcome::failed(format!("Invalid startWorkflow request: {e}")),
+    };
+    let caller_id = task["workflowInstanceId"].as_str().unwrap_or_default();
+    if let Ok(caller) = engine.workflow(caller_id) {
+        if request.correlation_id.is_none() {
+            request.correlation_id = caller.header.correlation_id.clone();
+        }
+        if request.task_to_domain.is_empty() {
+            request.task_to_domain = caller.header.task_to_domain.clone();
+        }
+    }
+    let id = derived_id("start-workflow", task["taskId"].as_str().unwrap_or_default());
+    match engine.start_child(request, id.clone(), None).await {
+        Ok(()) => Outcome {
+            status: TaskResultStatus::Completed,
+            output: Map::from_iter([("workflowId".to_owned(), Value::String(id))]),
+            reason: None,
+        },
+        Err(e) => Outcome::failed(format!("Unable to start the workflow: {e}")),
+    }
+}
+
+/// Makes the call in `http_request` (or the same keys at the top of the input).
+async fn http_call(client: &reqwest::Client, task: &Value) -> Outcome {
+    let input = &task["inputData"];
+    let spec = input.get("http_request").filter(|v| v.is_object()).unwrap_or(input);
+    let (Some(uri), Some(method)) = (text(&spec["uri"]), text(&spec["method"])) else {
+        return Outcome::failed("Missing HTTP URI or method in the task input (http_request.uri, http_request.method)");
+    };
+    let Ok(method) = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+        return Outcome::failed(format!("Invalid HTTP method: {method}"));
+    };
+    let millis = |key: &str, default: u64| spec[key].as_u64().filter(|m| *m > 0).unwrap_or(default);
+    let timeout = Duration::from_millis(millis("connectionTimeOut", 3_000) + millis("readTimeOut", 3_000));
+    let mut request = client.request(method, &uri).timeout(timeout);
+    let accept = match &spec["accept"] {
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+        v => v.as_str().unwrap_or("application/json").to_owned(),
+    };
+    request = request.header("Accept", accept);
+    if let Value::Object(headers) = &spec["headers"] {
+        for (k, v) in headers {
+            let value = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            request = request.header(k.as_str(), value);
+        }
+    }
+    match &spec["body"] {
+        Value::Null => {}
+        Value::String(s) => request = request.body(s.clone()),
+        body => {
+            let content_type = spec["contentType"].as_str().unwrap_or("application/json");
+            request = request.header("Content-Type", content_type).body(body.to_string());
+        }
+    }
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = format!("Failed to invoke HTTP task due to: {e}");
+            let output = Map::from_iter([("response".to_owned(), Value::String(e.to_string()))]);
+            return Outcome { status: TaskResultStatus::Failed, output, reason: Some(reason) };
+        }
+    };
+    let status = response.status();
+    let mut headers = Map::new();
+    for (name, value) in response.headers() {
+        let entry = headers.entry(name.as_str().to_owned()).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(values) = entry {
+            values.push(Value::String(value.to_str().unwrap_or_default().to_owned()));
+        }
+    }
+    let bytes = response.bytes().await.unwrap_or_default();
+    let body = serde_json::from_slice::<Value>(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let result = json!({
+        "statusCode": status.as_u16(), "headers": headers, "body": body,
+        "reasonPhrase": status.canonical_reason().unwrap_or_default()
+    });
+    let output = Map::from_iter([("response".to_owned(), result)]);
+    if status.is_success() {
+        Outcome { status: TaskResultStatus::Completed, output, reason: None }
+    } else {
+        let reason = format!(
+            "Failed to invoke HTTP task due to: status code: {} {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
+        );
+        Outcome { status: TaskResultStatus::Failed, output, reason: Some(reason) }
+    }
+}
