@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overture_core::dsl::{StartWorkflowRequest, TaskDef, WorkflowDef, WorkflowTask};
+use overture_core::dsl::{EventHandler, StartWorkflowRequest, TaskDef, WorkflowDef, WorkflowTask};
 use overture_core::rows::{QueueItem, queue_name};
 use overture_core::validate;
 use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
@@ -229,6 +229,22 @@ impl Engine {
         self.propose(Request::DeleteTaskDef { name: name.to_owned() }).await
     }
 
+    /// Adds an event handler (`create`), or replaces an existing one.
+    pub async fn put_event_handler(&self, handler: EventHandler, create: bool) -> Result<(), Error> {
+        validate::event_handler(&handler).map_err(Error::Invalid)?;
+        self.propose(Request::PutEventHandler { handler: JsonBytes::of(&handler), create }).await
+    }
+
+    /// Removes an event handler.
+    pub async fn delete_event_handler(&self, name: &str) -> Result<(), Error> {
+        self.propose(Request::DeleteEventHandler { name: name.to_owned() }).await
+    }
+
+    /// Every event handler.
+    pub fn event_handlers(&self) -> Result<Vec<EventHandler>, Error> {
+        Ok(self.read().event_handlers()?)
+    }
+
     /// A task definition.
     pub fn task_def(&self, name: &str) -> Result<TaskDef, Error> {
         self.read().task_def(name)?.ok_or_else(|| Error::NotFound(format!("No such taskType found by name: {name}")))
@@ -294,6 +310,18 @@ impl Engine {
             Ok(()) | Err(Error::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Merges variables into a running workflow's `workflow.variables`.
+    pub(crate) async fn update_variables(
+        &self,
+        workflow_id: &str,
+        variables: Object,
+        append: bool,
+    ) -> Result<(), Error> {
+        self.workflow(workflow_id)?;
+        let cmd = overture_core::Command::UpdateVariables { variables, append_array: append };
+        self.leader()?.command(workflow_id, cmd).await.map(|_| ())
     }
 
     /// An execution, from the local replica.

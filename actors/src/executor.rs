@@ -1,5 +1,6 @@
 //! The leader's executor for system tasks that reach outside their workflow: SUB_WORKFLOW and
-//! START_WORKFLOW start workflows, HTTP calls a service.
+//! START_WORKFLOW start workflows, HTTP calls a service, EVENT publishes a message to the event
+//! handlers ([`crate::events`]).
 //!
 //! Such a task is queued like a worker task, on an internal queue (`_system:HTTP`, ...) that no
 //! worker can poll, and the executor polls it the way a worker does: the poll commits the hand-off
@@ -24,7 +25,7 @@ use crate::leader::derived_id;
 use crate::names;
 
 /// Task types the executor runs.
-pub(crate) const TYPES: [&str; 3] = ["SUB_WORKFLOW", "START_WORKFLOW", "HTTP"];
+pub(crate) const TYPES: [&str; 4] = ["SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT"];
 /// Tasks of one type run at once.
 const CONCURRENCY: usize = 64;
 /// The `workerId` the executor's tasks show.
@@ -78,14 +79,14 @@ async fn run(engine: Engine, http: reqwest::Client, task_type: &'static str, mut
 }
 
 /// A system task's result.
-struct Outcome {
-    status: TaskResultStatus,
-    output: Object,
-    reason: Option<String>,
+pub(crate) struct Outcome {
+    pub status: TaskResultStatus,
+    pub output: Object,
+    pub reason: Option<String>,
 }
 
 impl Outcome {
-    fn failed(reason: impl Into<String>) -> Outcome {
+    pub(crate) fn failed(reason: impl Into<String>) -> Outcome {
         Outcome { status: TaskResultStatus::Failed, output: Object::new(), reason: Some(reason.into()) }
     }
 }
@@ -100,6 +101,7 @@ async fn execute(engine: &Engine, http: &reqwest::Client, task_type: &str, task:
         "SUB_WORKFLOW" => sub_workflow(engine, task).await,
         "START_WORKFLOW" => start_workflow(engine, task).await,
         "HTTP" => http_call(http, task).await,
+        "EVENT" => crate::events::publish(engine, task).await,
         other => Outcome::failed(format!("no executor for {other}")),
     };
     metrics::histogram!(names::SYSTEM_TASK_SECONDS, "taskType" => task_type.to_owned())

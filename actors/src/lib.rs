@@ -14,6 +14,7 @@ pub mod actor;
 mod engine;
 mod env;
 pub mod error;
+mod events;
 mod executor;
 mod leader;
 pub mod names;

@@ -35,6 +35,9 @@ pub const SCRIPT_ERRORS: &str = "overture_script_errors_total";
 /// Histogram: seconds the leader's executor spent on one system task, by `taskType`.
 pub const SYSTEM_TASK_SECONDS: &str = "overture_system_task_seconds";
 
+/// Counter: event handler actions run, by `outcome` (`completed`, `failed`, `skipped`).
+pub const EVENT_ACTIONS: &str = "overture_event_actions_total";
+
 /// Makes the label-less counters and gauges exist from the start.
 pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);

@@ -102,6 +102,12 @@ pub fn router(state: AppState) -> Router {
             post(metadata::create_workflow_def).put(metadata::update_workflow_defs).get(metadata::workflow_defs),
         )
         .route("/metadata/workflow/{name}", get(metadata::workflow_def))
+        .route(
+            "/event",
+            post(metadata::create_event_handler).put(metadata::update_event_handler).get(metadata::event_handlers),
+        )
+        // GET takes an event, DELETE a handler name; the route shares one parameter name.
+        .route("/event/{name}", get(metadata::event_handlers_for).delete(metadata::delete_event_handler))
         .route("/metadata/workflow/{name}/{version}", axum::routing::delete(metadata::delete_workflow_def))
         .route("/workflow", post(workflows::start))
         .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))

@@ -1,8 +1,8 @@
-//! `/api/metadata`: task and workflow definitions.
+//! `/api/metadata`: task and workflow definitions; `/api/event`: event handlers.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use overture_core::dsl::{TaskDef, WorkflowDef};
+use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -78,4 +78,36 @@ pub async fn delete_workflow_def(
     let version: i32 =
         version.parse().map_err(|_| ApiError::bad_request(format!("version must be an integer, not {version:?}")))?;
     Ok(s.engine.delete_workflow_def(&name, version).await?)
+}
+
+/// `POST /event`: adds an event handler; 409 if the name is taken.
+pub async fn create_event_handler(State(s): State<AppState>, body: RawBody) -> Result<(), ApiError> {
+    Ok(s.engine.put_event_handler(body.json(None)?, true).await?)
+}
+
+/// `PUT /event`: replaces an event handler; 404 if there is none by that name.
+pub async fn update_event_handler(State(s): State<AppState>, body: RawBody) -> Result<(), ApiError> {
+    Ok(s.engine.put_event_handler(body.json(None)?, false).await?)
+}
+
+/// `GET /event`: every event handler.
+pub async fn event_handlers(State(s): State<AppState>) -> Result<Json<Vec<EventHandler>>, ApiError> {
+    Ok(Json(s.engine.event_handlers()?))
+}
+
+/// `GET /event/{event}?activeOnly=`: the handlers listening on exactly that event (active ones
+/// only unless `activeOnly=false`).
+pub async fn event_handlers_for(
+    State(s): State<AppState>,
+    Path(event): Path<String>,
+    q: Params,
+) -> Result<Json<Vec<EventHandler>>, ApiError> {
+    let active_only = q.bool("activeOnly", true)?;
+    let handlers = s.engine.event_handlers()?;
+    Ok(Json(handlers.into_iter().filter(|h| h.event == event && (h.active || !active_only)).collect()))
+}
+
+/// `DELETE /event/{name}`.
+pub async fn delete_event_handler(State(s): State<AppState>, Path(name): Path<String>) -> Result<(), ApiError> {
+    Ok(s.engine.delete_event_handler(&name).await?)
 }

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use overture_core::dsl::{TaskDef, WorkflowDef};
+use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
 use rocksdb::{DB, WriteBatch};
 
 use crate::codec::{JsonBytes, decode, encode};
@@ -88,6 +88,28 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
             let key = keys::workflow_def(&name, version);
             if db.get_cf(defs_cf, &key).map_err(io_err)?.is_none() {
                 Response::NotFound(format!("No such workflow definition: {name} version: {version}"))
+            } else {
+                wb.delete_cf(defs_cf, key);
+                Response::Ok
+            }
+        }
+        Request::PutEventHandler { handler, create } => {
+            let parsed: EventHandler = handler.parse().map_err(io_err)?;
+            let key = keys::event_handler(&parsed.name);
+            let exists = db.get_cf(defs_cf, &key).map_err(io_err)?.is_some();
+            match (create, exists) {
+                (true, true) => Response::Conflict(format!("EventHandler with name {} already exists!", parsed.name)),
+                (false, false) => Response::NotFound(format!("EventHandler with name {} not found!", parsed.name)),
+                _ => {
+                    wb.put_cf(defs_cf, key, encode(&handler));
+                    Response::Ok
+                }
+            }
+        }
+        Request::DeleteEventHandler { name } => {
+            let key = keys::event_handler(&name);
+            if db.get_cf(defs_cf, &key).map_err(io_err)?.is_none() {
+                Response::NotFound(format!("EventHandler with name {name} not found!"))
             } else {
                 wb.delete_cf(defs_cf, key);
                 Response::Ok

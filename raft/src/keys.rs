@@ -120,6 +120,15 @@ pub fn task_def(name: &str) -> Vec<u8> {
 
 /// Prefix of all task definitions.
 pub const TASK_DEF_PREFIX: &[u8] = b"t";
+/// Key of an event handler.
+pub fn event_handler(name: &str) -> Vec<u8> {
+    let mut out = EVENT_HANDLER_PREFIX.to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// Prefix of all event handlers.
+pub const EVENT_HANDLER_PREFIX: &[u8] = b"e";
 /// Prefix of all workflow definitions.
 pub const WORKFLOW_DEF_PREFIX: &[u8] = b"w";
 

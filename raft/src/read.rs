@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use overture_core::WorkflowState;
-use overture_core::dsl::{TaskDef, WorkflowDef};
+use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
 use overture_core::rows::{QueueItem, TimerItem};
 use rocksdb::{Direction, IteratorMode};
 
@@ -74,6 +74,11 @@ impl ReadView {
     /// Every version of every workflow definition, by name then version.
     pub fn workflow_defs(&self) -> Result<Vec<WorkflowDef>, io::Error> {
         self.defs(keys::WORKFLOW_DEF_PREFIX)
+    }
+
+    /// Every event handler, by name.
+    pub fn event_handlers(&self) -> Result<Vec<EventHandler>, io::Error> {
+        self.defs(keys::EVENT_HANDLER_PREFIX)
     }
 
     /// A task's execution log, oldest first.

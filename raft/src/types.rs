@@ -71,6 +71,19 @@ pub enum Request {
         #[allow(missing_docs)]
         version: i32,
     },
+    /// Store an event handler: a new one (`create`, conflicts if the name exists) or a
+    /// replacement (not found if it does not).
+    PutEventHandler {
+        /// An `EventHandler` as JSON.
+        handler: JsonBytes,
+        #[allow(missing_docs)]
+        create: bool,
+    },
+    /// Remove an event handler.
+    DeleteEventHandler {
+        #[allow(missing_docs)]
+        name: String,
+    },
 }
 
 /// The events one decision produced for one workflow.
@@ -118,6 +131,10 @@ impl std::fmt::Display for Request {
                 write!(f, "put {} workflow definitions (overwrite: {overwrite})", defs.len())
             }
             Request::DeleteWorkflowDef { name, version } => write!(f, "delete workflow definition {name} v{version}"),
+            Request::PutEventHandler { create, .. } => {
+                write!(f, "{} an event handler", if *create { "add" } else { "replace" })
+            }
+            Request::DeleteEventHandler { name } => write!(f, "delete event handler {name}"),
         }
     }
 }

@@ -443,3 +443,71 @@ async fn wait_for_value(node: &Node, id: &str, pick: impl Fn(&Value) -> Option<S
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn event_tasks_drive_event_handlers() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let listener = json!({"name": "listener", "version": 1, "tasks": [
+        {"name": "hold", "taskReferenceName": "hold", "type": "WAIT"},
+        {"name": "after_hold", "taskReferenceName": "after", "type": "NOOP"}
+    ]});
+    let listener_id = register_and_start(&node, &listener, json!({})).await;
+    let started = json!({"name": "started_by_event", "version": 1, "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&started)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let handler = json!({
+        "name": "on_ping", "event": "conductor:pinger:ping", "active": true,
+        "condition": "$.level > 1",
+        "actions": [
+            {"action": "start_workflow", "start_workflow": {"name": "started_by_event", "input": {"level": "${level}"}}},
+            {"action": "complete_task", "complete_task": {"workflowId": "${target}", "taskRefName": "hold", "output": {"heard": "${level}"}}},
+            {"action": "update_workflow_variables", "update_workflow_variables": {"workflowId": "${target}", "variables": {"pinged": true}}}
+        ]
+    });
+    let r = send(c.post(node.api("/event")).json(&handler)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(c.post(node.api("/event")).json(&handler)).await;
+    assert_eq!(r.status, 409, "a second handler by the same name: {}", r.text);
+    let r = send(
+        c.put(node.api("/event")).json(&json!({"name": "nobody", "event": "x", "actions": [{"action": "fail_task"}]})),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = send(c.post(node.api("/event")).json(&json!({"name": "bad", "event": "", "actions": []}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let listed = send(c.get(node.api("/event/conductor:pinger:ping"))).await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    let pinger = json!({"name": "pinger", "version": 1, "tasks": [
+        {"name": "quiet", "taskReferenceName": "quiet", "type": "EVENT", "sink": "conductor:ping",
+         "inputParameters": {"level": 1, "target": "${workflow.input.target}"}},
+        {"name": "ping", "taskReferenceName": "ping", "type": "EVENT", "sink": "conductor",
+         "inputParameters": {"level": 5, "target": "${workflow.input.target}"}}
+    ]});
+    let pinger_id = register_and_start(&node, &pinger, json!({"target": listener_id})).await;
+    let wf = wait_status(&node, &pinger_id, "COMPLETED", Duration::from_secs(10)).await;
+    let ping = task_by_ref(&wf, "ping");
+    assert_eq!(ping["outputData"]["event_produced"], "conductor:pinger:ping");
+    assert_eq!(ping["outputData"]["workflowInstanceId"], pinger_id.as_str());
+
+    let heard = wait_status(&node, &listener_id, "COMPLETED", Duration::from_secs(10)).await;
+    assert_eq!(task_by_ref(&heard, "hold")["outputData"]["heard"], 5, "only the level-5 message passed the condition");
+    assert_eq!(task_by_ref(&heard, "hold")["outputData"]["conductor.event.name"], "conductor:pinger:ping");
+    assert_eq!(heard["variables"]["pinged"], true);
+    let metrics = send(c.get(format!("{}/metrics", node.url))).await.text;
+    assert!(metrics.contains("overture_event_actions_total{outcome=\"completed\"} 3"), "three actions ran once each");
+
+    let r = send(c.delete(node.api("/event/on_ping"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(c.delete(node.api("/event/on_ping"))).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    let elsewhere = json!({"name": "sqs_sink", "version": 1, "tasks": [
+        {"name": "out", "taskReferenceName": "out", "type": "EVENT", "sink": "sqs:queue"}
+    ]});
+    let id = register_and_start(&node, &elsewhere, json!({})).await;
+    let wf = wait_status(&node, &id, "FAILED", Duration::from_secs(10)).await;
+    assert!(task_by_ref(&wf, "out")["reasonForIncompletion"].as_str().is_some_and(|r| r.contains("not supported")));
+}

@@ -194,6 +194,14 @@ pub enum Command {
         #[allow(missing_docs)]
         error: Option<String>,
     },
+    /// Merge these into `workflow.variables` (an event handler's `update_workflow_variables`);
+    /// with `append_array`, lists are appended to existing lists.
+    UpdateVariables {
+        #[allow(missing_docs)]
+        variables: Object,
+        #[allow(missing_docs)]
+        append_array: bool,
+    },
     /// The child of this canceled SUB_WORKFLOW task has been terminated (or had ended).
     ChildCanceled {
         #[allow(missing_docs)]

@@ -105,6 +105,22 @@ pub fn decide(state: &mut WorkflowState, cmd: Command, ctx: &mut Ctx<'_>) -> Res
                 d.emit(Event::FailureWorkflowStarted { workflow_id, error });
             }
         }
+        Command::UpdateVariables { variables, append_array } => {
+            // As in Conductor, also on a finished workflow (its record is updated).
+            {
+                let mut merged = d.state.header.variables.clone();
+                for (k, v) in variables {
+                    match (merged.get_mut(&k), v) {
+                        (Some(Value::Array(old)), Value::Array(new)) if append_array => old.extend(new),
+                        (_, v) => {
+                            merged.insert(k, v);
+                        }
+                    }
+                }
+                let time = d.ctx.now;
+                d.emit(Event::VariablesSet { variables: merged, time });
+            }
+        }
         Command::ChildCanceled { seq } => {
             if d.state.task(seq).is_some_and(TaskState::child_to_cancel) {
                 d.emit(Event::TaskExecuted { seq });
@@ -790,7 +806,7 @@ impl Decider<'_, '_> {
         let outcome: Option<(TaskStatus, Object, Option<String>)> = match &kind {
             TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic => None,
             // Queued for the leader's executor.
-            TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http => None,
+            TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http | TaskKind::Event => None,
             TaskKind::Noop | TaskKind::ForkJoin => Some((TaskStatus::Completed, Object::new(), None)),
             TaskKind::Switch | TaskKind::Decision => {
                 let case = if kind == TaskKind::Switch {
@@ -1042,6 +1058,12 @@ impl Decider<'_, '_> {
         };
         if *kind == TaskKind::SubWorkflow {
             sub_workflow_input(wt, &mut input, &scope);
+        }
+        if *kind == TaskKind::Event {
+            input.insert("sink".to_owned(), wt.sink.clone().map_or(Value::Null, Value::String));
+            if wt.async_complete {
+                input.insert("asyncComplete".to_owned(), Value::Bool(true));
+            }
         }
         let delay = match retry {
             Some((_, delay)) => delay,

@@ -472,3 +472,60 @@ pub struct StartWorkflowRequest {
 fn absent_input() -> Option<Map<String, Value>> {
     Some(Map::new())
 }
+
+/// An event handler (Conductor `EventHandler`): when a message arrives on `event` and
+/// `condition` holds, run `actions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventHandler {
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub name: String,
+    /// The queue it listens on, e.g. `conductor:workflow:task`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub event: String,
+    /// JavaScript over the message (`$`); absent means always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub evaluator_type: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub active: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub actions: Vec<EventAction>,
+}
+
+/// One action of an event handler. Parameters may hold `${...}` paths into the message. The
+/// action keys are snake_case on the wire, as in Conductor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventAction {
+    /// `start_workflow`, `complete_task`, `fail_task`, `terminate_workflow` or
+    /// `update_workflow_variables`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub start_workflow: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub complete_task: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub fail_task: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub terminate_workflow: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub update_workflow_variables: Option<Value>,
+    #[serde(rename = "expandInlineJSON", default, deserialize_with = "null_as_default")]
+    #[allow(missing_docs)]
+    pub expand_inline_json: bool,
+}
+
+/// The actions Overture runs.
+pub const EVENT_ACTIONS: [&str; 5] =
+    ["start_workflow", "complete_task", "fail_task", "terminate_workflow", "update_workflow_variables"];

@@ -26,13 +26,39 @@ pub struct Scope<'a> {
     pub task_id: Option<&'a str>,
 }
 
+/// Where `${path}` expressions find their values.
+pub trait Lookup {
+    /// The value at `path`; `None` leaves the expression as written.
+    fn lookup(&self, path: &str) -> Option<Value>;
+}
+
+impl Lookup for Scope<'_> {
+    fn lookup(&self, path: &str) -> Option<Value> {
+        eval(path, self)
+    }
+}
+
+/// Expressions relative to one JSON document (an event's payload): `${a.b}` is `$.a.b`.
+pub struct Document<'a>(pub &'a Value);
+
+impl Lookup for Document<'_> {
+    fn lookup(&self, path: &str) -> Option<Value> {
+        let path = path.trim_start_matches("$.");
+        if path.is_empty() {
+            return Some(Value::String(String::new()));
+        }
+        let rest = if path.starts_with('[') { path.to_owned() } else { format!(".{path}") };
+        Some(json_path(self.0, &rest))
+    }
+}
+
 /// Resolves every expression in an input or output parameter map.
-pub fn resolve_object(params: &Object, scope: &Scope<'_>) -> Object {
+pub fn resolve_object<L: Lookup + ?Sized>(params: &Object, scope: &L) -> Object {
     params.iter().map(|(k, v)| (k.clone(), resolve_value(v, scope))).collect()
 }
 
 /// Resolves every expression in a value, at any depth.
-pub fn resolve_value(value: &Value, scope: &Scope<'_>) -> Value {
+pub fn resolve_value<L: Lookup + ?Sized>(value: &Value, scope: &L) -> Value {
     match value {
         Value::String(s) => resolve_string(s, scope),
         Value::Object(map) => Value::Object(resolve_object(map, scope)),
@@ -86,20 +112,20 @@ fn matching_close(s: &str, start: usize) -> Option<usize> {
     None
 }
 
-fn resolve_string(s: &str, scope: &Scope<'_>) -> Value {
+fn resolve_string<L: Lookup + ?Sized>(s: &str, scope: &L) -> Value {
     if !s.contains("${") {
         return Value::String(s.to_owned());
     }
     // The whole string is one expression: keep the value's type.
     if s.starts_with("${") && matching_close(s, 2) == Some(s.len() - 1) {
         let inner = interpolate(&s[2..s.len() - 1], scope);
-        return eval(&inner, scope).unwrap_or_else(|| Value::String(s.to_owned()));
+        return scope.lookup(&inner).unwrap_or_else(|| Value::String(s.to_owned()));
     }
     Value::String(interpolate(s, scope))
 }
 
 /// Replaces each expression in `s` by its string form.
-fn interpolate(s: &str, scope: &Scope<'_>) -> String {
+fn interpolate<L: Lookup + ?Sized>(s: &str, scope: &L) -> String {
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -123,7 +149,7 @@ fn interpolate(s: &str, scope: &Scope<'_>) -> String {
             match matching_close(s, i + 2) {
                 Some(end) => {
                     let inner = interpolate(&s[i + 2..end], scope);
-                    match eval(&inner, scope) {
+                    match scope.lookup(&inner) {
                         Some(v) => out.push_str(&to_java_string(&v)),
                         None => out.push_str(&s[i..=end]),
                     }

@@ -57,6 +57,8 @@ pub enum TaskKind {
     StartWorkflow,
     /// `HTTP`: the leader's executor makes the call.
     Http,
+    /// `EVENT`: the leader's executor publishes the task's input as a message.
+    Event,
     /// A system type Overture does not run yet; refused at registration, and the decider fails
     /// the workflow if a stored definition reaches one.
     Unsupported(String),
@@ -64,7 +66,7 @@ pub enum TaskKind {
 
 /// System task types this release does not run. Anything else that is not a known type is a
 /// user-defined worker task.
-const NOT_YET: &[&str] = &["EVENT", "KAFKA_PUBLISH", "USER_DEFINED"];
+const NOT_YET: &[&str] = &["KAFKA_PUBLISH", "USER_DEFINED"];
 
 impl TaskKind {
     /// Classifies a `type` string.
@@ -90,6 +92,7 @@ impl TaskKind {
             "SUB_WORKFLOW" => TaskKind::SubWorkflow,
             "START_WORKFLOW" => TaskKind::StartWorkflow,
             "HTTP" => TaskKind::Http,
+            "EVENT" => TaskKind::Event,
             other if NOT_YET.contains(&other) || other.starts_with("LLM_") || other.contains("MCP") => {
                 TaskKind::Unsupported(other.to_owned())
             }
@@ -105,7 +108,7 @@ impl TaskKind {
     /// A system task the leader's executor runs (it does I/O or starts workflows), handed to it
     /// through an internal queue like a worker task.
     pub fn is_executed_by_leader(&self) -> bool {
-        matches!(self, TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http)
+        matches!(self, TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http | TaskKind::Event)
     }
 
     /// Conductor's built-in control tasks, which are never retried.

@@ -279,10 +279,14 @@ impl TaskState {
     /// When an IN_PROGRESS task times out for lack of a worker response, if it can. A
     /// SUB_WORKFLOW task that started its child waits for the child instead.
     pub fn response_deadline(&self) -> Option<i64> {
+        // A system task whose executor already reported on it (a SUB_WORKFLOW waiting for its
+        // child, an asyncComplete EVENT) waits for someone else, not for the executor.
+        let reported_by_executor = !self.is_worker_task() && !self.output.is_empty();
         if self.status != TaskStatus::InProgress
             || self.response_timeout_seconds <= 0
             || self.queue.is_none()
             || self.sub_workflow_id.is_some()
+            || reported_by_executor
         {
             return None;
         }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
+use crate::dsl::{EVENT_ACTIONS, EventHandler, TaskDef, WorkflowDef, WorkflowTask};
 use crate::plan::TaskKind;
 
 /// One broken rule.
@@ -112,6 +112,33 @@ fn check_task_def(def: &TaskDef, prefix: &str, c: &mut Collector) {
     if def.name.contains('\0') {
         c.add(format!("{prefix}name"), "TaskDef name cannot contain a NUL character", None);
     }
+}
+
+/// Checks an event handler.
+pub fn event_handler(handler: &EventHandler) -> Result<(), Violations> {
+    let mut c = Collector(Vec::new());
+    if handler.name.trim().is_empty() {
+        c.add("name", "Missing event handler name", None);
+    }
+    if handler.name.contains('\0') {
+        c.add("name", "Event handler name cannot contain a NUL character", None);
+    }
+    if handler.event.trim().is_empty() {
+        c.add("event", "Missing event location", None);
+    }
+    if handler.actions.is_empty() {
+        c.add("actions", "No actions specified. Please specify at-least one action", None);
+    }
+    for (i, action) in handler.actions.iter().enumerate() {
+        if !EVENT_ACTIONS.contains(&action.action.as_str()) {
+            c.add(
+                format!("actions[{i}].action"),
+                format!("action {:?} is not supported (use one of {})", action.action, EVENT_ACTIONS.join(", ")),
+                Some(action.action.clone()),
+            );
+        }
+    }
+    c.finish()
 }
 
 /// Checks a workflow definition.
@@ -293,6 +320,14 @@ fn check_task_type(task: &WorkflowTask, path: &str, c: &mut Collector) {
             need("inputParameters.queryExpression", task.input_parameters.contains_key("queryExpression"));
         }
         TaskKind::Lambda => need("scriptExpression", has(&task.script_expression)),
+        TaskKind::Event => need("sink", has(&task.sink)),
+        TaskKind::SubWorkflow => {
+            let named = task.sub_workflow_param.as_ref().is_some_and(|p| {
+                p.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+                    || p.get("workflowDefinition").is_some_and(|d| !d.is_null())
+            });
+            need("subWorkflowParam", named);
+        }
         TaskKind::Terminate => {
             match task.input_parameters.get("terminationStatus").and_then(Value::as_str) {
                 Some("COMPLETED" | "FAILED" | "TERMINATED") => {}

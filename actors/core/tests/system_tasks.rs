@@ -723,3 +723,21 @@ fn a_system_task_its_executor_lost_is_handed_out_again() {
     assert_eq!((call.status, call.retry_count), (TaskStatus::Scheduled, 0), "queued again, not failed");
     assert!(rows::queue_item(&run.state.header, call).is_some());
 }
+
+#[test]
+fn event_tasks_go_to_the_executor_and_variables_can_be_updated_from_outside() {
+    let event = json!({"name": "e", "taskReferenceName": "e", "type": "EVENT", "sink": "conductor", "asyncComplete": true,
+        "inputParameters": {"k": "${workflow.input.k}"}});
+    let mut run = Run::start(wf(json!([event])), json!({"k": 1}));
+    let e = run.task("e").clone();
+    assert_eq!(e.queue.as_deref(), Some("_system:EVENT"));
+    assert_eq!(serde_json::to_value(&e.input).ok(), Some(json!({"k": 1, "sink": "conductor", "asyncComplete": true})));
+    run.poll("e");
+    run.report(&e.task_id, TaskResultStatus::InProgress, json!({"event_produced": "conductor:sys:e"}));
+    assert!(run.task("e").response_deadline().is_none(), "an asyncComplete EVENT waits for its completion");
+
+    run.send(Command::UpdateVariables { variables: obj(json!({"xs": [1]})), append_array: true }).expect("accepted");
+    run.send(Command::UpdateVariables { variables: obj(json!({"xs": [2], "y": 3})), append_array: true })
+        .expect("accepted");
+    assert_eq!(serde_json::to_value(&run.state.header.variables).ok(), Some(json!({"xs": [1, 2], "y": 3})));
+}

@@ -1,0 +1,198 @@
+//! EVENT tasks and event handlers, on the `conductor` sink.
+//!
+//! An EVENT task publishes its input (with the workflow's id, name, version and correlation id)
+//! as a message on `conductor:<workflow name>:<task reference>` (sink `conductor`) or
+//! `conductor:<workflow name>:<queue>` (sink `conductor:<queue>`). Every active handler listening
+//! on that event whose `condition` holds runs its actions, with `${...}` in their parameters
+//! read from the message: start a workflow, complete or fail a task, terminate a workflow, or
+//! update a workflow's variables.
+//!
+//! The leader's executor publishes (see [`crate::executor`]), so a message is delivered at
+//! least once. A workflow an action starts has an id derived from the message and the action,
+//! so a second delivery finds it instead of starting another; updating a finished task or
+//! terminating a finished workflow changes nothing. Only the `conductor` sink exists here:
+//! others (`sqs:`, `kafka:`, ...) fail the task with a reason.
+
+use overture_core::dsl::{EventAction, StartWorkflowRequest};
+use overture_core::expr::{Document, resolve_value};
+use overture_core::{Object, TaskResultStatus, TaskUpdate};
+use serde_json::{Map, Value};
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::executor::Outcome;
+use crate::leader::derived_id;
+use crate::names;
+
+/// Publishes an EVENT task's message and completes the task (or leaves it IN_PROGRESS for an
+/// `asyncComplete` task, which something else completes).
+pub(crate) async fn publish(engine: &Engine, task: &Value) -> Outcome {
+    let input = task["inputData"].as_object().cloned().unwrap_or_default();
+    let workflow_name = task["workflowType"].as_str().unwrap_or_default();
+    let reference = task["referenceTaskName"].as_str().unwrap_or_default();
+    let sink = input.get("sink").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let event = match sink.as_str() {
+        "conductor" => format!("conductor:{workflow_name}:{reference}"),
+        s if s.starts_with("conductor:") => format!("conductor:{workflow_name}:{}", &s["conductor:".len()..]),
+        "" => return Outcome::failed("The EVENT task has no sink"),
+        other => {
+            return Outcome::failed(format!("Sink {other} is not supported: this server has only the conductor sink"));
+        }
+    };
+    let mut payload = input.clone();
+    payload.remove("sink");
+    payload.remove("asyncComplete");
+    let workflow_id = task["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
+    payload.insert("workflowInstanceId".into(), workflow_id.clone().into());
+    payload.insert("workflowType".into(), workflow_name.into());
+    if let Ok(wf) = engine.workflow(&workflow_id) {
+        payload.insert("workflowVersion".into(), wf.header.workflow_version.into());
+        payload.insert("correlationId".into(), wf.header.correlation_id.clone().into());
+    }
+    let message_id = task["taskId"].as_str().unwrap_or_default().to_owned();
+    deliver(engine, &event, &message_id, &Value::Object(payload.clone())).await;
+    let mut output = payload;
+    output.insert("event_produced".into(), event.into());
+    let async_complete = input.get("asyncComplete").and_then(Value::as_bool).unwrap_or(false);
+    let status = if async_complete { TaskResultStatus::InProgress } else { TaskResultStatus::Completed };
+    Outcome { status, output, reason: None }
+}
+
+/// Runs the handlers listening on `event` for one message.
+async fn deliver(engine: &Engine, event: &str, message_id: &str, payload: &Value) {
+    let handlers = match engine.event_handlers() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(event, error = %e, "cannot read event handlers");
+            return;
+        }
+    };
+    for handler in handlers.iter().filter(|h| h.active && h.event == event) {
+        if let Some(condition) = handler.condition.as_deref().filter(|c| !c.trim().is_empty()) {
+            let holds = overture_script::javascript(condition, payload, overture_script::Limits::default())
+                .map(|v| overture_core::system::truthy(&v) || v.as_str() == Some("true"));
+            match holds {
+                Ok(true) => {}
+                Ok(false) => {
+                    metrics::counter!(names::EVENT_ACTIONS, "outcome" => "skipped").increment(1);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(handler = %handler.name, error = %e, "event handler condition failed");
+                    metrics::counter!(names::EVENT_ACTIONS, "outcome" => "failed").increment(1);
+                    continue;
+                }
+            }
+        }
+        for (i, action) in handler.actions.iter().enumerate() {
+            let key = format!("{message_id}:{}:{i}", handler.name);
+            let outcome = match run_action(engine, action, event, message_id, payload, &key).await {
+                Ok(()) => "completed",
+                Err(e) => {
+                    tracing::warn!(handler = %handler.name, action = %action.action, error = %e, "event action failed");
+                    "failed"
+                }
+            };
+            metrics::counter!(names::EVENT_ACTIONS, "outcome" => outcome).increment(1);
+        }
+    }
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// The message's metadata, as Conductor adds it to what an action starts or completes.
+fn event_metadata(event: &str, message_id: &str) -> Object {
+    Map::from_iter([
+        ("conductor.event.messageId".to_owned(), Value::String(message_id.to_owned())),
+        ("conductor.event.name".to_owned(), Value::String(event.to_owned())),
+    ])
+}
+
+async fn run_action(
+    engine: &Engine,
+    action: &EventAction,
+    event: &str,
+    message_id: &str,
+    payload: &Value,
+    key: &str,
+) -> Result<(), Error> {
+    let resolve = |params: &Option<Value>| params.as_ref().map(|p| resolve_value(p, &Document(payload)));
+    match action.action.as_str() {
+        "start_workflow" => {
+            let params = resolve(&action.start_workflow).unwrap_or(Value::Null);
+            let mut input = params.get("input").and_then(Value::as_object).cloned().unwrap_or_default();
+            input.extend(event_metadata(event, message_id));
+            let request = StartWorkflowRequest {
+                name: text(&params, "name"),
+                version: params.get("version").and_then(Value::as_i64).and_then(|v| i32::try_from(v).ok()),
+                correlation_id: text(&params, "correlationId"),
+                input: Some(input),
+                task_to_domain: params
+                    .get("taskToDomain")
+                    .and_then(Value::as_object)
+                    .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect())
+                    .unwrap_or_default(),
+                workflow_def: None,
+                priority: 0,
+                created_by: None,
+                idempotency_key: None,
+                external_input_payload_storage_path: None,
+            };
+            engine.start_child(request, derived_id("event", key), None).await
+        }
+        "complete_task" | "fail_task" => {
+            let params = if action.action == "complete_task" {
+                resolve(&action.complete_task)
+            } else {
+                resolve(&action.fail_task)
+            }
+            .unwrap_or(Value::Null);
+            let status =
+                if action.action == "complete_task" { TaskResultStatus::Completed } else { TaskResultStatus::Failed };
+            let mut output = params.get("output").and_then(Value::as_object).cloned().unwrap_or_default();
+            output.extend(event_metadata(event, message_id));
+            if let Some(task_id) = text(&params, "taskId") {
+                let update = TaskUpdate {
+                    task_id,
+                    status,
+                    output: Some(output),
+                    merge_output: true,
+                    reason: text(&params, "reasonForIncompletion"),
+                    worker_id: None,
+                    callback_after_seconds: 0,
+                    extend_lease: false,
+                    logs: Vec::new(),
+                };
+                return engine.update_task(update).await.map(|_| ());
+            }
+            let (Some(workflow_id), Some(reference)) = (text(&params, "workflowId"), text(&params, "taskRefName"))
+            else {
+                return Err(Error::BadRequest(format!(
+                    "{} needs taskId, or workflowId and taskRefName",
+                    action.action
+                )));
+            };
+            engine.update_task_by_ref(&workflow_id, &reference, status, output, None).await.map(|_| ())
+        }
+        "terminate_workflow" => {
+            let params = resolve(&action.terminate_workflow).unwrap_or(Value::Null);
+            let workflow_id = text(&params, "workflowId")
+                .ok_or_else(|| Error::BadRequest("terminate_workflow needs workflowId".into()))?;
+            match engine.terminate(&workflow_id, text(&params, "terminationReason")).await {
+                Ok(()) | Err(Error::Conflict(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        "update_workflow_variables" => {
+            let params = resolve(&action.update_workflow_variables).unwrap_or(Value::Null);
+            let workflow_id = text(&params, "workflowId")
+                .ok_or_else(|| Error::BadRequest("update_workflow_variables needs workflowId".into()))?;
+            let variables = params.get("variables").and_then(Value::as_object).cloned().unwrap_or_default();
+            let append = params.get("appendArray").and_then(Value::as_bool).unwrap_or(false);
+            engine.update_variables(&workflow_id, variables, append).await
+        }
+        other => Err(Error::BadRequest(format!("event action {other} is not supported"))),
+    }
+}
