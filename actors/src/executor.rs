@@ -229,7 +229,16 @@ async fn http_call(client: &reqwest::Client, task: &Value) -> Outcome {
     request = request.header("Accept", accept);
     if let Value::Object(headers) = &spec["headers"] {
         for (k, v) in headers {
-            let value = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            // A header's value is a string, or a list of them (the SDKs' `HttpInput` sends lists).
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
             request = request.header(k.as_str(), value);
         }
     }

@@ -35,3 +35,41 @@ def slow(task: Task):
 @worker_task(task_definition_name="sdk_fatal")
 def fatal(reason: str) -> dict:
     raise NonRetryableException(reason)
+
+
+# Workers of the kitchensink workflow (sdk_kitchensink.py).
+
+@worker_task(task_definition_name="ks_prepare")
+def ks_prepare(n: int) -> dict:
+    forks = [{"name": "ks_leaf", "taskReferenceName": f"leaf_{i}", "type": "SIMPLE"} for i in range(3)]
+    return {
+        "oddEven": n % 2,
+        "taskToExecute": "ks_picked",
+        "forks": forks,
+        "forkInputs": {f"leaf_{i}": {"i": i} for i in range(3)},
+    }
+
+
+@worker_task(task_definition_name="ks_picked")
+def ks_picked(task: Task) -> dict:
+    return {"picked": task.task_def_name}
+
+
+@worker_task(task_definition_name="ks_leaf")
+def ks_leaf(i: int) -> dict:
+    return {"leaf": i}
+
+
+@worker_task(task_definition_name="ks_branch")
+def ks_branch(side: str) -> dict:
+    return {"side": side}
+
+
+@worker_task(task_definition_name="ks_child_step")
+def ks_child_step(n: int) -> dict:
+    return {"child_saw": n}
+
+
+@worker_task(task_definition_name="ks_final")
+def ks_final(method: str, shaped: dict) -> dict:
+    return {"method": method, "shaped": shaped}

@@ -501,8 +501,15 @@ pub async fn wait_status_at(url: &str, workflow_id: &str, status: &str, timeout:
     }
 }
 
-/// Runs the official Python SDK workload (`tests/python/sdk_workload.py`) against `url`.
+/// Runs `tests/python/sdk_workload.py` (the official Python SDK's workers and clients) against a
+/// node and asserts every check in it passed.
 pub async fn run_python_sdk_workload(url: &str) {
+    finish_python_sdk(spawn_python_sdk("sdk_workload.py", &[url])).await;
+}
+
+/// Starts one of the Python SDK scripts in `tests/python` with these arguments; its stdout is
+/// piped so the caller can follow its progress lines.
+pub fn spawn_python_sdk(script: &str, args: &[&str]) -> tokio::process::Child {
     let python = std::env::var("OVERTURE_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = std::process::Command::new(&python).args(["-c", "import conductor.client"]).output();
     assert!(
@@ -511,9 +518,9 @@ pub async fn run_python_sdk_workload(url: &str) {
          or `pip install -r tests/python/requirements.txt` and set OVERTURE_PYTHON. ({probe:?})"
     );
     let scripts = crate_dir().join("python");
-    let child = Command::new(&python)
-        .arg(scripts.join("sdk_workload.py"))
-        .arg(url)
+    Command::new(&python)
+        .arg(scripts.join(script))
+        .args(args)
         .current_dir(&scripts)
         .env("PYTHONPATH", &scripts)
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -521,13 +528,44 @@ pub async fn run_python_sdk_workload(url: &str) {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("python starts");
+        .expect("python starts")
+}
+
+/// Waits for a Python SDK script to print `line` (a progress marker) on its stdout; returns what
+/// it printed so far.
+pub async fn wait_for_python_line(child: &mut tokio::process::Child, line: &str, timeout: Duration) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.as_mut().expect("stdout is piped");
+    let mut reader = tokio::io::BufReader::new(stdout);
+    let mut seen = String::new();
+    let found = tokio::time::timeout(timeout, async {
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            match reader.read_line(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {
+                    seen.push_str(&buf);
+                    if buf.trim_end() == line {
+                        return true;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(matches!(found, Ok(true)), "the script never printed {line:?}; it printed:\n{seen}");
+    seen
+}
+
+/// Waits for a Python SDK script to end and asserts it reported no failures.
+pub async fn finish_python_sdk(child: tokio::process::Child) {
     let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
         .await
-        .expect("the SDK workload finishes within 300 s")
+        .expect("the SDK script finishes within 300 s")
         .expect("python ran");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "SDK workload failed ({}):\n{stdout}\n--- stderr ---\n{stderr}", output.status);
+    assert!(output.status.success(), "SDK script failed ({}):\n{stdout}\n--- stderr ---\n{stderr}", output.status);
     assert!(stdout.contains("\"failures\": []"), "{stdout}");
 }

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use overture_tests::{Cluster, Workload, check_ledger, client, run_python_sdk_workload, send, wait_for};
+use overture_tests::{
+    Cluster, Workload, check_ledger, client, finish_python_sdk, run_python_sdk_workload, send, spawn_python_sdk,
+    wait_for, wait_for_python_line,
+};
 use serde_json::{Value, json};
 
 async fn cluster(dir: &std::path::Path, extra: &str) -> Cluster {
@@ -21,6 +24,22 @@ async fn python_sdk_workers_on_a_follower_complete_everything() {
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let follower = c.other_than(leader);
     run_python_sdk_workload(&c.nodes[follower - 1].url).await;
+}
+
+/// The SDK kitchensink with its workers on a follower, while the leader is killed: every workflow
+/// still completes (system tasks the dead leader held are handed out again by the new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_kitchensink_completes_across_a_leader_kill() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = cluster(dir.path(), "").await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let follower = c.other_than(leader);
+    let mut script = spawn_python_sdk("sdk_kitchensink.py", &[&c.nodes[follower - 1].url, "12"]);
+    wait_for_python_line(&mut script, "STARTED", Duration::from_secs(120)).await;
+    c.nodes[leader - 1].kill9().await;
+    let new_leader = c.wait_leader(Duration::from_secs(15)).await;
+    assert_ne!(new_leader, leader);
+    finish_python_sdk(script).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
