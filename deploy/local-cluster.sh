@@ -80,6 +80,20 @@ wait_leader() {
   return 1
 }
 
+# Waits until every node knows who leads, so any of them forwards writes at once.
+wait_known() {
+  local deadline=$((SECONDS + ${1:-30})) n all
+  while [ $SECONDS -lt $deadline ]; do
+    all=1
+    for n in "${nodes[@]}"; do
+      curl -fsS --max-time 1 "$(url "$n")/api/cluster/status" 2>/dev/null | grep -q '"leaderAddress":"' || all=0
+    done
+    [ "$all" = 1 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 case "${1:-}" in
   up)
     bin="$(binary)"
@@ -87,6 +101,7 @@ case "${1:-}" in
     if ! leader="$(wait_leader 60)"; then
       echo "no leader after 60 s; see $root/node-*.log" >&2; exit 1
     fi
+    wait_known 30 || echo "warning: not every node knows the leader yet" >&2
     echo "cluster up; leader is node $leader"
     for n in "${nodes[@]}"; do echo "  node $n  $(url "$n")/api"; done
     ;;

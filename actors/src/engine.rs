@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use overture_core::dsl::{EventHandler, StartWorkflowRequest, TaskDef, WorkflowDef, WorkflowTask};
-use overture_core::rows::{QueueItem, queue_name};
+use overture_core::rows::queue_name;
 use overture_core::validate;
 use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
 use overture_raft::codec::JsonBytes;
@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use crate::actor::UpdateOutcome;
 use crate::error::Error;
 use crate::leader::LeaderContext;
+use crate::limits::{Admission, TaskLimits};
 use crate::names;
 
 /// Engine settings.
@@ -373,9 +374,28 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let popped = ctx.queues.pop(queue, count.max(1));
+            // Limits of the task definition: tasks over them go back to the queue, quietly.
+            let limits = if popped.is_empty() || queue.starts_with(overture_core::rows::SYSTEM_QUEUE_PREFIX) {
+                TaskLimits::default()
+            } else {
+                self.read().task_def(task_type)?.map(|d| TaskLimits::of(&d)).unwrap_or_default()
+            };
+            let now = crate::now_ms();
+            let mut admitted = Vec::with_capacity(popped.len());
+            for p in popped {
+                match ctx.limits.admit(task_type, limits, now) {
+                    Admission::Admit => admitted.push(p),
+                    Admission::Busy => ctx.queues.put_back(&p.item(queue), None),
+                    Admission::NotBefore(at) => ctx.queues.put_back(&p.item(queue), Some(at)),
+                }
+            }
+            let popped = admitted;
             if !popped.is_empty() {
                 let claims = popped.iter().map(|p| ctx.claim(p, worker_id.clone()));
                 let results = futures::future::join_all(claims).await;
+                for _ in &popped {
+                    ctx.limits.settle(task_type, limits);
+                }
                 let mut tasks = Vec::with_capacity(results.len());
                 let mut transient = None;
                 for (p, result) in popped.iter().zip(results) {
@@ -392,14 +412,7 @@ impl Engine {
                         // claim of a task already polled is refused by the decider.
                         Err(e) => {
                             tracing::warn!(task_id = %p.task_id, error = %e, "claim failed; re-queued");
-                            let item = QueueItem {
-                                queue: queue.to_owned(),
-                                task_id: p.task_id.clone(),
-                                workflow_id: p.workflow_id.clone(),
-                                priority: p.priority,
-                                ready_at: p.ready_at,
-                            };
-                            ctx.queues.add(&item, crate::now_ms());
+                            ctx.queues.add(&p.item(queue), crate::now_ms());
                             transient = Some(e);
                         }
                     }

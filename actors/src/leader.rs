@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::actor::{Registry, UpdateOutcome, WorkflowMsg};
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::names;
 use crate::queues::{Popped, TaskQueues};
 use crate::timers::Timers;
@@ -35,6 +36,7 @@ pub(crate) struct LeaderContext {
     pub registry: Registry,
     pub queues: Arc<TaskQueues>,
     pub timers: Arc<Timers>,
+    pub limits: Arc<Limits>,
     stop: watch::Sender<bool>,
 }
 
@@ -42,6 +44,7 @@ pub(crate) struct LeaderContext {
 struct Listener {
     queues: Arc<TaskQueues>,
     timers: Arc<Timers>,
+    limits: Arc<Limits>,
 }
 
 impl ApplyListener for Listener {
@@ -53,6 +56,12 @@ impl ApplyListener for Listener {
                 RowChange::QueueRemoved(q) => self.queues.remove(&q.queue, &q.task_id),
                 RowChange::TimerAdded(t) => self.timers.add(t.clone()),
                 RowChange::TimerRemoved(t) => self.timers.remove(t),
+                RowChange::RunningAdded(r) => self.limits.running_added(&r.task_def_name),
+                RowChange::RunningRemoved(r) => {
+                    self.limits.running_removed(&r.task_def_name);
+                    // A slot may have freed up for a task held back by concurrentExecLimit.
+                    self.queues.wake_task_type(&r.task_def_name);
+                }
             }
         }
         for (name, status) in &changes.ended {
@@ -72,21 +81,27 @@ impl LeaderContext {
     pub fn start(replica: Replica, term: u64, idle_actor_timeout: Duration) -> Result<Arc<LeaderContext>, Error> {
         let queues = Arc::new(TaskQueues::default());
         let timers = Arc::new(Timers::default());
-        let listener = Arc::new(Listener { queues: queues.clone(), timers: timers.clone() });
-        let (queue_rows, timer_rows) = replica.attach_listener(listener)?;
+        let limits = Arc::new(Limits::default());
+        let listener = Arc::new(Listener { queues: queues.clone(), timers: timers.clone(), limits: limits.clone() });
+        let rows = replica.attach_listener(listener)?;
         let now = crate::now_ms();
-        for q in &queue_rows {
+        for q in &rows.queue {
             queues.add(q, now);
         }
-        for t in timer_rows {
+        let queued = rows.queue.len();
+        for t in rows.timers {
             timers.add(t);
         }
+        for r in &rows.running {
+            limits.running_added(&r.task_def_name);
+        }
         let (stop, stop_rx) = watch::channel(false);
-        let ctx = Arc::new(LeaderContext { term, replica, registry: Registry::default(), queues, timers, stop });
+        let ctx =
+            Arc::new(LeaderContext { term, replica, registry: Registry::default(), queues, timers, limits, stop });
         tokio::spawn(ctx.queues.clone().run_delay_loop(stop_rx.clone()));
         tokio::spawn(ctx.timers.clone().run(Arc::downgrade(&ctx), stop_rx.clone()));
         tokio::spawn(passivation_loop(Arc::downgrade(&ctx), idle_actor_timeout, stop_rx));
-        tracing::info!(term, queued = queue_rows.len(), timers = ctx.timers.len(), "leader services started");
+        tracing::info!(term, queued, timers = ctx.timers.len(), "leader services started");
         metrics::gauge!(names::LEADER_READY).set(1.0);
         Ok(ctx)
     }

@@ -17,6 +17,7 @@ pub mod error;
 mod events;
 mod executor;
 mod leader;
+mod limits;
 pub mod names;
 pub mod queues;
 pub mod timers;

@@ -48,6 +48,19 @@ pub struct Popped {
     pub priority: i32,
 }
 
+impl Popped {
+    /// The queue entry it came from.
+    pub fn item(&self, queue: &str) -> QueueItem {
+        QueueItem {
+            queue: queue.to_owned(),
+            task_id: self.task_id.clone(),
+            workflow_id: self.workflow_id.clone(),
+            priority: self.priority,
+            ready_at: self.ready_at,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     queues: HashMap<String, Queue>,
@@ -65,8 +78,33 @@ pub struct TaskQueues {
 }
 
 impl TaskQueues {
+    /// Returns an entry a poll took but may not hand out (a task definition's limits), without
+    /// waking the queue's pollers: ready again at once (woken when a running task ends), or at
+    /// `not_before`.
+    pub(crate) fn put_back(&self, item: &QueueItem, not_before: Option<i64>) {
+        let mut item = item.clone();
+        if let Some(at) = not_before {
+            item.ready_at = item.ready_at.max(at);
+        }
+        self.insert(&item, crate::now_ms(), false);
+    }
+
+    /// Wakes the pollers of every queue of a task type (any domain).
+    pub(crate) fn wake_task_type(&self, task_type: &str) {
+        let suffix = format!(":{task_type}");
+        for (name, q) in &self.state.lock().queues {
+            if name == task_type || name.ends_with(&suffix) {
+                q.notify.notify_waiters();
+            }
+        }
+    }
+
     /// Adds or replaces an entry.
     pub fn add(&self, item: &QueueItem, now: i64) {
+        self.insert(item, now, true);
+    }
+
+    fn insert(&self, item: &QueueItem, now: i64, wake: bool) {
         let mut st = self.state.lock();
         st.arrivals += 1;
         let arrival = st.arrivals;
@@ -85,7 +123,7 @@ impl TaskQueues {
         let notify = queue.notify.clone();
         let delayed_earlier = !ready && earliest_before.is_none_or(|e| item.ready_at < e);
         drop(st);
-        if ready {
+        if ready && wake {
             notify.notify_waiters();
         }
         if delayed_earlier {

@@ -14,11 +14,12 @@
 //! | `queue` | queue name 0x00 task id | [`overture_core::rows::QueueItem`] |
 //! | `timers` | fire-at (u64 BE) workflow id 0x00 kind seq (u32 BE) | [`overture_core::rows::TimerItem`] |
 //! | `task_logs` | task id 0x00 revision (u64 BE) | [`TaskLogRow`] |
+//! | `running` | task def name 0x00 task id | [`overture_core::rows::RunningItem`] |
 //!
 //! Ids and names never contain 0x00 (validation rejects it), so 0x00 separates key parts and
 //! keeps prefix scans exact.
 
-use overture_core::rows::{QueueItem, TimerItem};
+use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use overture_core::{Event, TaskState, WorkflowHeader};
 use serde::{Deserialize, Serialize};
 
@@ -48,9 +49,11 @@ pub const CF_QUEUE: &str = "queue";
 pub const CF_TIMERS: &str = "timers";
 /// Task execution logs.
 pub const CF_TASK_LOGS: &str = "task_logs";
+/// IN_PROGRESS worker tasks by task definition: task def name 0x00 task id → `RunningItem`.
+pub const CF_RUNNING: &str = "running";
 
 /// The families that make up the state machine: what a snapshot holds and an install replaces.
-pub const STATE_MACHINE: [&str; 10] = [
+pub const STATE_MACHINE: [&str; 11] = [
     CF_SM_META,
     CF_DEFS,
     CF_DEF_BLOBS,
@@ -61,6 +64,7 @@ pub const STATE_MACHINE: [&str; 10] = [
     CF_QUEUE,
     CF_TIMERS,
     CF_TASK_LOGS,
+    CF_RUNNING,
 ];
 
 /// The families of the Raft log itself.
@@ -120,6 +124,13 @@ pub fn task_def(name: &str) -> Vec<u8> {
 
 /// Prefix of all task definitions.
 pub const TASK_DEF_PREFIX: &[u8] = b"t";
+/// Key of a running row.
+pub fn running(item: &RunningItem) -> Vec<u8> {
+    let mut out = prefix(&item.task_def_name);
+    out.extend_from_slice(item.task_id.as_bytes());
+    out
+}
+
 /// Key of an event handler.
 pub fn event_handler(name: &str) -> Vec<u8> {
     let mut out = EVENT_HANDLER_PREFIX.to_vec();
@@ -224,6 +235,7 @@ versioned! {
     TaskState => "task row", version 2;
     Event => "event", version 2;
     QueueItem => "queue entry", version 1;
+    RunningItem => "running task", version 1;
     TimerItem => "timer", version 1;
     TaskRef => "task reference", version 1;
     TaskLogRow => "task log", version 1;

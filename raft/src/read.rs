@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use overture_core::WorkflowState;
 use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
-use overture_core::rows::{QueueItem, TimerItem};
+use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use rocksdb::{Direction, IteratorMode};
 
 use crate::codec::{JsonBytes, Versioned, decode};
@@ -104,6 +104,11 @@ impl ReadView {
     /// Every queue entry, for rebuilding in-memory queues.
     pub fn queue_entries(&self) -> Result<Vec<QueueItem>, io::Error> {
         self.scan(keys::CF_QUEUE, &[])
+    }
+
+    /// Every IN_PROGRESS worker task, by task definition.
+    pub fn running_entries(&self) -> Result<Vec<RunningItem>, io::Error> {
+        self.scan(keys::CF_RUNNING, &[])
     }
 
     /// Every timer, in firing order.

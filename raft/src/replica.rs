@@ -9,7 +9,7 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
-use overture_core::rows::{QueueItem, TimerItem};
+use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
@@ -363,16 +363,16 @@ impl Replica {
 
     /// Starts sending changes to `listener`, and returns every queue entry and timer as of the
     /// same moment, so the listener's owner can rebuild its memory without missing a change.
-    pub fn attach_listener(
-        &self,
-        listener: Arc<dyn ApplyListener>,
-    ) -> Result<(Vec<QueueItem>, Vec<TimerItem>), io::Error> {
+    pub fn attach_listener(&self, listener: Arc<dyn ApplyListener>) -> Result<DerivedRows, io::Error> {
         // Holding the apply lock keeps apply out between the scan and the attach.
         let _inner = self.shared.inner.lock();
-        let queue = self.read.queue_entries()?;
-        let timers = self.read.timers()?;
+        let rows = DerivedRows {
+            queue: self.read.queue_entries()?,
+            timers: self.read.timers()?,
+            running: self.read.running_entries()?,
+        };
         *self.shared.listener.write() = Some(listener);
-        Ok((queue, timers))
+        Ok(rows)
     }
 
     /// Stops sending changes.
@@ -525,4 +525,15 @@ fn get<T: crate::codec::Versioned>(db: &DB, key: &[u8]) -> Result<Option<T>, io:
         None => Ok(None),
         Some(bytes) => decode(&bytes).map(Some).map_err(io_err),
     }
+}
+
+/// The rows derived from workflow state that the leader mirrors in memory.
+#[derive(Debug, Default)]
+pub struct DerivedRows {
+    /// Tasks waiting in queues.
+    pub queue: Vec<QueueItem>,
+    /// Durable timers.
+    pub timers: Vec<TimerItem>,
+    /// IN_PROGRESS worker tasks.
+    pub running: Vec<RunningItem>,
 }

@@ -24,7 +24,7 @@ use openraft::{EntryPayload, OptionalSend};
 use overture_core::dsl::WorkflowDef;
 use overture_core::event::Event;
 use overture_core::evolve;
-use overture_core::rows::{self, QueueItem, TimerItem};
+use overture_core::rows::{self, QueueItem, RunningItem, TimerItem};
 use overture_core::{Plan, WorkflowState, WorkflowStatus};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{DB, WriteBatch};
@@ -47,6 +47,10 @@ pub enum RowChange {
     TimerAdded(TimerItem),
     #[allow(missing_docs)]
     TimerRemoved(TimerItem),
+    #[allow(missing_docs)]
+    RunningAdded(RunningItem),
+    #[allow(missing_docs)]
+    RunningRemoved(RunningItem),
 }
 
 /// What one apply changed that leader-only services must mirror in memory.
@@ -293,14 +297,12 @@ impl Shared {
         } else {
             touched.clone()
         };
-        let old_rows: HashMap<u32, (Option<QueueItem>, Vec<TimerItem>)> = rederive
-            .iter()
-            .filter_map(|&seq| {
-                state
-                    .task(seq)
-                    .map(|t| (seq, (rows::queue_item(&state.header, t), rows::task_timers(&state.header, t))))
-            })
-            .collect();
+        type Derived = (Option<QueueItem>, Vec<TimerItem>, Option<RunningItem>);
+        let derive = |h: &overture_core::WorkflowHeader, t: &overture_core::TaskState| -> Derived {
+            (rows::queue_item(h, t), rows::task_timers(h, t), rows::running_item(h, t))
+        };
+        let old_rows: HashMap<u32, Derived> =
+            rederive.iter().filter_map(|&seq| state.task(seq).map(|t| (seq, derive(&state.header, t)))).collect();
         let old_workflow_timers = if existed { rows::workflow_timers(&state) } else { Vec::new() };
         let tasks_before = state.tasks.len();
         for event in &rest {
@@ -325,9 +327,11 @@ impl Shared {
         }
         for &seq in &rederive {
             let Some(task) = state.task(seq) else { continue };
-            let (old_q, old_t) = old_rows.get(&seq).cloned().unwrap_or_default();
-            write_diff(db, wb, changes, old_q, rows::queue_item(&state.header, task));
-            write_diff_all(db, wb, changes, old_t, rows::task_timers(&state.header, task));
+            let (old_q, old_t, old_r) = old_rows.get(&seq).cloned().unwrap_or_default();
+            let (new_q, new_t, new_r) = derive(&state.header, task);
+            write_diff(db, wb, changes, old_q, new_q);
+            write_diff_all(db, wb, changes, old_t, new_t);
+            write_diff(db, wb, changes, old_r, new_r);
         }
         write_diff_all(db, wb, changes, old_workflow_timers, rows::workflow_timers(&state));
         if ends {
@@ -361,6 +365,19 @@ impl DerivedRow for QueueItem {
     }
     fn removed(self) -> RowChange {
         RowChange::QueueRemoved(self)
+    }
+}
+
+impl DerivedRow for RunningItem {
+    const FAMILY: &'static str = keys::CF_RUNNING;
+    fn key(&self) -> Vec<u8> {
+        keys::running(self)
+    }
+    fn added(self) -> RowChange {
+        RowChange::RunningAdded(self)
+    }
+    fn removed(self) -> RowChange {
+        RowChange::RunningRemoved(self)
     }
 }
 

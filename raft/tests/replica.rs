@@ -103,8 +103,8 @@ async fn workflow_rows_follow_state_and_survive_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let replica = open(dir.path(), 100_000).await;
     let recorder = Arc::new(Recorder::default());
-    let (queue, timers) = replica.attach_listener(recorder.clone()).expect("attach");
-    assert!(queue.is_empty() && timers.is_empty());
+    let rows = replica.attach_listener(recorder.clone()).expect("attach");
+    assert!(rows.queue.is_empty() && rows.timers.is_empty() && rows.running.is_empty());
 
     let mut ids = Ids(0);
     let mut state = start(&replica, "w1", &mut ids).await;
@@ -128,6 +128,8 @@ async fn workflow_rows_follow_state_and_survive_restart() {
     assert!(replica.read().queue_entries().expect("scan").is_empty());
     let timers = replica.read().timers().expect("scan");
     assert_eq!(timers.iter().map(|t| t.fire_at).collect::<Vec<_>>(), [2_000 + 60_000]);
+    let running = replica.read().running_entries().expect("scan");
+    assert_eq!(running.iter().map(|r| r.task_id.as_str()).collect::<Vec<_>>(), ["task-1"], "a polled task runs");
 
     // A stale proposal (old revision) is skipped and reported as a conflict.
     let stale = WorkflowBatch { workflow_id: "w1".into(), expected_revision: 1, events: vec![] };
@@ -137,6 +139,7 @@ async fn workflow_rows_follow_state_and_survive_restart() {
     // Completing `a` schedules `b`: timer gone, `b` queued, log line stored.
     step(&replica, &mut state, complete("task-1"), &mut ids, 3_000).await;
     assert!(replica.read().timers().expect("scan").is_empty());
+    assert!(replica.read().running_entries().expect("scan").is_empty());
     assert_eq!(replica.read().queue_entries().expect("scan")[0].task_id, "task-2");
     assert_eq!(replica.read().task_logs("task-1").expect("logs")[0].log, "done");
     assert_eq!(replica.read().task_owner("task-2").expect("ref").map(|r| r.seq), Some(2));

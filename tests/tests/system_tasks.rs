@@ -511,3 +511,50 @@ async fn event_tasks_drive_event_handlers() {
     let wf = wait_status(&node, &id, "FAILED", Duration::from_secs(10)).await;
     assert!(task_by_ref(&wf, "out")["reasonForIncompletion"].as_str().is_some_and(|r| r.contains("not supported")));
 }
+
+async fn poll_batch(node: &Node, task_type: &str, count: usize, timeout_ms: u64) -> Vec<Value> {
+    let url = node.api(&format!("/tasks/poll/batch/{task_type}?count={count}&timeout={timeout_ms}&workerid=limits"));
+    let r = send(client().get(url)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json().as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn concurrency_and_rate_limits_hold_tasks_back() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let r = send(c.post(node.api("/metadata/taskdefs")).json(&json!([
+        {"name": "one_at_a_time", "concurrentExecLimit": 1, "retryCount": 0, "responseTimeoutSeconds": 30},
+        {"name": "two_a_minute", "rateLimitPerFrequency": 2, "rateLimitFrequencyInSeconds": 60, "retryCount": 0, "responseTimeoutSeconds": 30}
+    ])))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for name in ["one_at_a_time", "two_a_minute"] {
+        let def =
+            json!({"name": format!("wf_{name}"), "version": 1, "tasks": [{"name": name, "taskReferenceName": "t"}]});
+        for _ in 0..3 {
+            register_and_start(&node, &def, json!({})).await;
+        }
+    }
+
+    let first = poll_batch(&node, "one_at_a_time", 3, 100).await;
+    assert_eq!(first.len(), 1, "concurrentExecLimit 1 hands out one");
+    assert!(poll_batch(&node, "one_at_a_time", 3, 100).await.is_empty(), "nothing more while it runs");
+    // A long poll waiting for a slot is handed the next task as soon as the first finishes.
+    let waiting = tokio::spawn({
+        let url = node.api("/tasks/poll/batch/one_at_a_time?count=3&timeout=4000&workerid=limits");
+        async move { send(client().get(url)).await.json() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let done = json!({"workflowInstanceId": first[0]["workflowInstanceId"], "taskId": first[0]["taskId"], "status": "COMPLETED"});
+    let started = std::time::Instant::now();
+    assert_eq!(send(c.post(node.api("/tasks")).json(&done)).await.status, 200);
+    let next = waiting.await.expect("poll finished");
+    assert_eq!(next.as_array().map(Vec::len), Some(1), "{next}");
+    assert!(started.elapsed() < Duration::from_secs(3), "woken by the free slot, not by the timeout");
+
+    let rated = poll_batch(&node, "two_a_minute", 3, 100).await;
+    assert_eq!(rated.len(), 2, "two per minute");
+    assert!(poll_batch(&node, "two_a_minute", 3, 100).await.is_empty(), "the third waits for the window");
+    assert_eq!(poll_batch(&node, "one_at_a_time", 3, 100).await.len(), 0, "still one running");
+}

@@ -24,6 +24,28 @@ pub struct QueueItem {
     pub ready_at: i64,
 }
 
+/// A worker task that is IN_PROGRESS: what `concurrentExecLimit` counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunningItem {
+    #[allow(missing_docs)]
+    pub task_def_name: String,
+    #[allow(missing_docs)]
+    pub task_id: String,
+    #[allow(missing_docs)]
+    pub workflow_id: String,
+}
+
+/// The running row a task implies, if any.
+pub fn running_item(header: &WorkflowHeader, task: &TaskState) -> Option<RunningItem> {
+    (task.status == TaskStatus::InProgress && task.is_worker_task() && !header.status.is_terminal()).then(|| {
+        RunningItem {
+            task_def_name: task.task_def_name.clone(),
+            task_id: task.task_id.clone(),
+            workflow_id: header.workflow_id.clone(),
+        }
+    })
+}
+
 /// Why a timer exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TimerKind {
