@@ -305,7 +305,7 @@ impl ActorState {
         }
         let name = cmd.plan.def.name.clone();
         let (state, events) = {
-            let env = LeaderEnv { read: self.ctx.replica.read() };
+            let env = LeaderEnv { read: self.ctx.replica.read(), polls: &self.ctx.polls };
             decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env })
         };
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
@@ -327,6 +327,7 @@ impl ActorState {
         const ATTEMPTS: usize = 3;
         for _ in 0..ATTEMPTS {
             let replica = self.ctx.replica.clone();
+            let ctx = self.ctx.clone();
             let state = match self.load() {
                 Ok(state) => state,
                 Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
@@ -335,7 +336,7 @@ impl ActorState {
             let mut events = Vec::new();
             let mut results = Vec::with_capacity(jobs.len());
             {
-                let env = LeaderEnv { read: replica.read() };
+                let env = LeaderEnv { read: replica.read(), polls: &ctx.polls };
                 for job in jobs {
                     let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
                     let (cmd, task_id) = match job {

@@ -354,6 +354,7 @@ impl Engine {
                 "{queue} is an internal queue of the server; workers cannot poll it"
             )));
         }
+        self.leader()?.polls.record(&queue, crate::now_ms());
         self.poll_queue(&queue, task_type, worker_id, count, wait).await
     }
 

@@ -1,5 +1,5 @@
-//! The leader's [`Environment`] for the decider: the sandboxed script engines and the
-//! registered task definitions of the local replica.
+//! The leader's [`Environment`] for the decider: the sandboxed script engines, the registered
+//! task definitions of the local replica, and when workers last polled.
 
 use overture_core::command::Environment;
 use overture_core::dsl::TaskDef;
@@ -12,6 +12,8 @@ use crate::names;
 /// Scripts and definitions as the leader sees them.
 pub(crate) struct LeaderEnv<'a> {
     pub read: &'a ReadView,
+    /// When workers last polled each queue.
+    pub polls: &'a crate::queues::PollTimes,
 }
 
 impl Environment for LeaderEnv<'_> {
@@ -37,5 +39,9 @@ impl Environment for LeaderEnv<'_> {
 
     fn task_def(&self, name: &str) -> Option<TaskDef> {
         self.read.task_def(name).ok().flatten()
+    }
+
+    fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
+        self.polls.last(&overture_core::rows::queue_name(task_type, domain, None, None))
     }
 }

@@ -274,8 +274,12 @@ async fn http_call(client: &reqwest::Client, task: &Value) -> Outcome {
         "reasonPhrase": status.canonical_reason().unwrap_or_default()
     });
     let output = Map::from_iter([("response".to_owned(), result)]);
+    let async_complete = input.get("asyncComplete").and_then(Value::as_bool).unwrap_or(false)
+        || task["workflowTask"]["asyncComplete"].as_bool().unwrap_or(false);
     if status.is_success() {
-        Outcome { status: TaskResultStatus::Completed, output, reason: None }
+        // An asyncComplete call leaves the task IN_PROGRESS for someone else to complete.
+        let status = if async_complete { TaskResultStatus::InProgress } else { TaskResultStatus::Completed };
+        Outcome { status, output, reason: None }
     } else {
         let reason = format!(
             "Failed to invoke HTTP task due to: status code: {} {}",

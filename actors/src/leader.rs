@@ -23,7 +23,7 @@ use crate::actor::{Registry, UpdateOutcome, WorkflowMsg};
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::names;
-use crate::queues::{Popped, TaskQueues};
+use crate::queues::{PollTimes, Popped, TaskQueues};
 use crate::timers::Timers;
 
 /// How long a caller waits for a workflow actor's answer.
@@ -37,6 +37,7 @@ pub(crate) struct LeaderContext {
     pub queues: Arc<TaskQueues>,
     pub timers: Arc<Timers>,
     pub limits: Arc<Limits>,
+    pub polls: PollTimes,
     stop: watch::Sender<bool>,
 }
 
@@ -96,8 +97,16 @@ impl LeaderContext {
             limits.running_added(&r.task_def_name);
         }
         let (stop, stop_rx) = watch::channel(false);
-        let ctx =
-            Arc::new(LeaderContext { term, replica, registry: Registry::default(), queues, timers, limits, stop });
+        let ctx = Arc::new(LeaderContext {
+            term,
+            replica,
+            registry: Registry::default(),
+            queues,
+            timers,
+            limits,
+            polls: PollTimes::default(),
+            stop,
+        });
         tokio::spawn(ctx.queues.clone().run_delay_loop(stop_rx.clone()));
         tokio::spawn(ctx.timers.clone().run(Arc::downgrade(&ctx), stop_rx.clone()));
         tokio::spawn(passivation_loop(Arc::downgrade(&ctx), idle_actor_timeout, stop_rx));

@@ -288,3 +288,28 @@ mod tests {
         assert_eq!(ids(q.pop("a", 1)), ["t"]);
     }
 }
+
+/// When workers last polled each queue (Conductor's poll data), for choosing among a comma list
+/// of task domains. Kept by the leader in memory; it starts empty under a new leader.
+#[derive(Default)]
+pub struct PollTimes {
+    last: Mutex<HashMap<String, i64>>,
+}
+
+impl PollTimes {
+    /// Records a poll of `queue` at `now`.
+    pub fn record(&self, queue: &str, now: i64) {
+        let mut last = self.last.lock();
+        match last.get_mut(queue) {
+            Some(t) => *t = (*t).max(now),
+            None => {
+                last.insert(queue.to_owned(), now);
+            }
+        }
+    }
+
+    /// When `queue` was last polled.
+    pub fn last(&self, queue: &str) -> Option<i64> {
+        self.last.lock().get(queue).copied()
+    }
+}

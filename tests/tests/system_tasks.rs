@@ -558,3 +558,21 @@ async fn concurrency_and_rate_limits_hold_tasks_back() {
     assert!(poll_batch(&node, "two_a_minute", 3, 100).await.is_empty(), "the third waits for the window");
     assert_eq!(poll_batch(&node, "one_at_a_time", 3, 100).await.len(), 0, "still one running");
 }
+
+#[tokio::test]
+async fn a_domain_list_picks_the_domain_workers_poll() {
+    let (_dir, node) = node().await;
+    let c = client();
+    // A worker of `blue` is alive (it polled, finding nothing).
+    let r = send(c.get(node.api("/tasks/poll/dom_task?workerid=w&domain=blue"))).await;
+    assert_eq!(r.status, 204);
+    let def = json!({"name": "domains", "version": 1, "tasks": [{"name": "dom_task", "taskReferenceName": "t"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let start = json!({"name": "domains", "taskToDomain": {"dom_task": "red,blue,green"}});
+    let id = send(c.post(node.api("/workflow")).json(&start)).await.text;
+    let wf = workflow(&node, &id).await;
+    assert_eq!(task_by_ref(&wf, "t")["domain"], "blue", "{wf}");
+    let r = send(c.get(node.api("/tasks/poll/dom_task?workerid=w&domain=blue"))).await;
+    assert_eq!(r.status, 200, "the blue worker gets it: {}", r.text);
+}

@@ -37,6 +37,11 @@ pub trait Environment {
         let _ = name;
         None
     }
+    /// When a worker last polled for this task type in this domain (epoch millis).
+    fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
+        let _ = (task_type, domain);
+        None
+    }
 }
 
 /// An environment with no scripts and no registered definitions.

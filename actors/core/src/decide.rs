@@ -1044,7 +1044,8 @@ impl Decider<'_, '_> {
             TaskKind::ForkJoin | TaskKind::ForkJoinDynamic => ("FORK".to_owned(), "FORK".to_owned()),
             _ => (wt.task_type.clone(), wt.name.clone()),
         };
-        let domain = if worker { domain_for(&self.state.header.task_to_domain, &wt.name) } else { None };
+        let domain =
+            if worker { domain_for(&self.state.header.task_to_domain, &wt.name, self.ctx.env, now) } else { None };
         let namespace = def.and_then(|d| d.execution_name_space.clone());
         let isolation = def.and_then(|d| d.isolation_group_id.clone());
         // Workers poll by type and domain only, so the queue name carries nothing else; execution
@@ -1167,13 +1168,23 @@ impl Decider<'_, '_> {
     }
 }
 
-/// The domain a task of this name runs in: its own `taskToDomain` entry, else `*`. A comma list
-/// takes its first entry (choosing by recent worker activity is not implemented yet);
-/// `NO_DOMAIN` means none.
-fn domain_for(task_to_domain: &std::collections::BTreeMap<String, String>, name: &str) -> Option<String> {
+/// The domain a task of this name runs in: its own `taskToDomain` entry, else `*`. The value is
+/// a comma list: the first domain a worker polled in the last 10 s wins; if none did, the last
+/// entry; `NO_DOMAIN` means none.
+fn domain_for(
+    task_to_domain: &std::collections::BTreeMap<String, String>,
+    name: &str,
+    env: &dyn crate::command::Environment,
+    now: i64,
+) -> Option<String> {
+    const ACTIVE_WORKER_MS: i64 = 10_000;
     let value = task_to_domain.get(name).or_else(|| task_to_domain.get("*"))?;
-    let first = value.split(',').map(str::trim).find(|s| !s.is_empty())?;
-    (first != "NO_DOMAIN").then(|| first.to_owned())
+    let list: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let active = list
+        .iter()
+        .find(|d| **d != "NO_DOMAIN" && env.last_poll(name, Some(d)).is_some_and(|t| now - t <= ACTIVE_WORKER_MS));
+    let chosen = active.or(list.last())?;
+    (*chosen != "NO_DOMAIN").then(|| (*chosen).to_owned())
 }
 
 /// A SUB_WORKFLOW task's input: its resolved `inputParameters` (the child's input, also as

@@ -287,10 +287,26 @@ fn domains_and_input_templates_shape_the_task() {
         idempotency_key: None,
         parent: None,
     };
-    let (state, _) = decide::start(cmd, &mut Ctx { now: 5, ids: &mut ids, env: &ScriptEnv });
+    let (state, _) = decide::start(cmd.clone(), &mut Ctx { now: 5, ids: &mut ids, env: &ScriptEnv });
     let t = &state.tasks[0];
     assert_eq!(Value::Object(t.input.clone()), json!({"a": "yes", "t": "default", "extra": "yes"}));
-    assert_eq!(t.domain.as_deref(), Some("blue"));
-    assert_eq!(t.queue.as_deref(), Some("blue:x"));
+    assert_eq!(t.domain.as_deref(), Some("green"), "no worker polled any of them: the last one");
+    assert_eq!(t.queue.as_deref(), Some("green:x"));
     assert_eq!((t.execution_name_space.as_deref(), t.isolation_group_id.as_deref()), (Some("ns"), Some("iso")));
+
+    /// Workers of `x` polled domain `blue` at time 0.
+    struct BluePolled;
+    impl overture_core::command::Environment for BluePolled {
+        fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
+            (task_type == "x" && domain == Some("blue")).then_some(0)
+        }
+    }
+    let (state, _) = decide::start(cmd.clone(), &mut Ctx { now: 5_000, ids: &mut ids, env: &BluePolled });
+    assert_eq!(state.tasks[0].domain.as_deref(), Some("blue"), "the first domain with an active worker");
+    let (state, _) = decide::start(cmd.clone(), &mut Ctx { now: 60_000, ids: &mut ids, env: &BluePolled });
+    assert_eq!(state.tasks[0].domain.as_deref(), Some("green"), "a poll a minute ago is not activity");
+    let mut no_domain = cmd;
+    no_domain.task_to_domain.insert("x".into(), "blue,NO_DOMAIN".into());
+    let (state, _) = decide::start(no_domain, &mut Ctx { now: 60_000, ids: &mut ids, env: &BluePolled });
+    assert_eq!((state.tasks[0].domain.as_deref(), state.tasks[0].queue.as_deref()), (None, Some("x")));
 }
