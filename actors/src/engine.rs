@@ -53,6 +53,16 @@ struct Inner {
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// A handle to the engine that does not keep it alive (held by leader services).
+#[derive(Clone)]
+pub(crate) struct WeakEngine(std::sync::Weak<Inner>);
+
+impl WeakEngine {
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
+}
+
 impl Engine {
     /// Starts the engine on a replica: it follows Raft leadership from now on.
     pub fn start(replica: Replica, options: EngineOptions) -> Engine {
@@ -82,6 +92,7 @@ impl Engine {
                         self.inner.options.idle_actor_timeout,
                     ) {
                         Ok(ctx) => {
+                            ctx.set_engine(WeakEngine(Arc::downgrade(&self.inner)));
                             let stopped = ctx.stopped();
                             *self.inner.leader.write() = Some(ctx);
                             crate::executor::spawn(&self, &stopped);

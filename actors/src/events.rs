@@ -12,6 +12,10 @@
 //! so a second delivery finds it instead of starting another; updating a finished task or
 //! terminating a finished workflow changes nothing. Only the `conductor` sink exists here:
 //! others (`sqs:`, `kafka:`, ...) fail the task with a reason.
+//!
+//! A workflow with `workflowStatusListenerEnabled` publishes its summary when it ends, on
+//! `conductor:_callbackSuccessQueue` or `conductor:_callbackFailureQueue` and on
+//! `conductor:_callbackFinalizeQueue` (the queues of Conductor's queue publisher).
 
 use overture_core::dsl::{EventAction, StartWorkflowRequest};
 use overture_core::expr::{Document, resolve_value};
@@ -59,7 +63,7 @@ pub(crate) async fn publish(engine: &Engine, task: &Value) -> Outcome {
 }
 
 /// Runs the handlers listening on `event` for one message.
-async fn deliver(engine: &Engine, event: &str, message_id: &str, payload: &Value) {
+pub(crate) async fn deliver(engine: &Engine, event: &str, message_id: &str, payload: &Value) {
     let handlers = match engine.event_handlers() {
         Ok(h) => h,
         Err(e) => {
@@ -195,4 +199,24 @@ async fn run_action(
         }
         other => Err(Error::BadRequest(format!("event action {other} is not supported"))),
     }
+}
+
+/// Conductor's `WorkflowSummary` of an execution, as the status listener publishes it.
+pub(crate) fn workflow_summary(wf: &overture_core::WorkflowState) -> Value {
+    let h = &wf.header;
+    serde_json::json!({
+        "workflowType": h.workflow_name,
+        "version": h.workflow_version,
+        "workflowId": h.workflow_id,
+        "correlationId": h.correlation_id,
+        "status": h.status.as_str(),
+        "input": h.input,
+        "output": h.output,
+        "reasonForIncompletion": h.reason_for_incompletion,
+        "executionTime": (h.end_time - h.create_time).max(0),
+        "failedReferenceTaskNames": h.failed_reference_task_names.join(","),
+        "priority": h.priority,
+        "createdBy": h.created_by,
+        "parentWorkflowId": h.parent_workflow_id.clone().unwrap_or_default(),
+    })
 }

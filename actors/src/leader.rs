@@ -38,6 +38,8 @@ pub(crate) struct LeaderContext {
     pub timers: Arc<Timers>,
     pub limits: Arc<Limits>,
     pub polls: PollTimes,
+    /// The engine, for follow-ups that act like a client (publishing to event handlers).
+    engine: parking_lot::Mutex<Option<crate::engine::WeakEngine>>,
     stop: watch::Sender<bool>,
 }
 
@@ -105,6 +107,7 @@ impl LeaderContext {
             timers,
             limits,
             polls: PollTimes::default(),
+            engine: parking_lot::Mutex::new(None),
             stop,
         });
         tokio::spawn(ctx.queues.clone().run_delay_loop(stop_rx.clone()));
@@ -193,8 +196,31 @@ impl LeaderContext {
             TimerKind::NotifyParent => self.notify_parent(id).await.map(|_| true),
             TimerKind::StartFailureWorkflow => self.start_failure_workflow(id).await.map(|_| true),
             TimerKind::CancelChild => self.cancel_child(id, seq).await.map(|_| true),
+            TimerKind::PublishStatus => self.publish_status(id).await.map(|_| true),
             _ => self.send(id, (), move |(), reply| WorkflowMsg::Timer { kind, seq, fire_at, reply }).await,
         }
+    }
+
+    pub fn set_engine(&self, engine: crate::engine::WeakEngine) {
+        *self.engine.lock() = Some(engine);
+    }
+
+    /// Publishes an ended workflow's summary to Conductor's status listener queues:
+    /// `conductor:_callbackSuccessQueue` (COMPLETED) or `conductor:_callbackFailureQueue`, and
+    /// `conductor:_callbackFinalizeQueue`, where event handlers can pick it up.
+    async fn publish_status(self: &Arc<Self>, workflow_id: &str) -> Result<(), Error> {
+        let wf = self.load(workflow_id)?;
+        let engine = self.engine.lock().clone().and_then(|e| e.upgrade());
+        let Some(engine) = engine else {
+            return Err(Error::Unavailable("the engine is shutting down".into()));
+        };
+        let summary = crate::events::workflow_summary(&wf);
+        let outcome = if wf.header.status == WorkflowStatus::Completed { "Success" } else { "Failure" };
+        let message_id = format!("{workflow_id}:{}", wf.header.status.as_str());
+        for queue in [format!("_callback{outcome}Queue"), "_callbackFinalizeQueue".to_owned()] {
+            crate::events::deliver(&engine, &format!("conductor:{queue}"), &message_id, &summary).await;
+        }
+        self.command(workflow_id, Command::StatusPublished).await.map(|_| ())
     }
 
     fn load(&self, workflow_id: &str) -> Result<WorkflowState, Error> {

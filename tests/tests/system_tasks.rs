@@ -576,3 +576,26 @@ async fn a_domain_list_picks_the_domain_workers_poll() {
     let r = send(c.get(node.api("/tasks/poll/dom_task?workerid=w&domain=blue"))).await;
     assert_eq!(r.status, 200, "the blue worker gets it: {}", r.text);
 }
+
+#[tokio::test]
+async fn a_status_listener_workflow_publishes_its_end_to_event_handlers() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let waiter = json!({"name": "waiter", "version": 1, "tasks": [{"name": "hold", "taskReferenceName": "hold", "type": "WAIT"}]});
+    let waiter_id = register_and_start(&node, &waiter, json!({})).await;
+    let handler = json!({
+        "name": "on_success", "event": "conductor:_callbackSuccessQueue", "active": true,
+        "actions": [{"action": "complete_task", "complete_task": {
+            "workflowId": "${input.target}", "taskRefName": "hold",
+            "output": {"finished": "${workflowId}", "status": "${status}"}}}]
+    });
+    let r = send(c.post(node.api("/event")).json(&handler)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let announcer = json!({"name": "announcer", "version": 1, "workflowStatusListenerEnabled": true,
+        "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
+    let id = register_and_start(&node, &announcer, json!({"target": waiter_id})).await;
+    let done = wait_status(&node, &waiter_id, "COMPLETED", Duration::from_secs(10)).await;
+    let hold = task_by_ref(&done, "hold");
+    assert_eq!(hold["outputData"]["finished"], id.as_str());
+    assert_eq!(hold["outputData"]["status"], "COMPLETED");
+}

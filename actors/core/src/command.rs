@@ -192,6 +192,8 @@ pub enum Command {
     ChildEnded(Box<ChildEnded>),
     /// This (child) workflow's parent has been told how it ended.
     ParentNotified,
+    /// This workflow's end has been published to the status listener queues.
+    StatusPublished,
     /// The failure workflow was started, or could not be.
     FailureWorkflowStarted {
         #[allow(missing_docs)]

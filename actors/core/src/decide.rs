@@ -64,6 +64,7 @@ pub fn start(cmd: StartWorkflow, ctx: &mut Ctx<'_>) -> (WorkflowState, Vec<Event
         revision: 0,
         parent_notified: false,
         failure_workflow_pending: false,
+        status_listener_pending: false,
     };
     let first = Event::WorkflowStarted(Box::new(WorkflowStarted { header, plan: cmd.plan.clone() }));
     let Some(mut state) = evolve_start(&first) else { unreachable!("a WorkflowStarted event starts a state") };
@@ -95,6 +96,11 @@ pub fn decide(state: &mut WorkflowState, cmd: Command, ctx: &mut Ctx<'_>) -> Res
             d.terminate(reason)?
         }
         Command::ChildEnded(child) => d.child_ended(*child),
+        Command::StatusPublished => {
+            if d.state.header.status_listener_pending {
+                d.emit(Event::StatusPublished);
+            }
+        }
         Command::ParentNotified => {
             if d.state.header.status.is_terminal() && !d.state.header.parent_notified {
                 d.emit(Event::ParentNotified);
@@ -284,6 +290,7 @@ impl Decider<'_, '_> {
         match kind {
             // Handled by the leader, which reports back with their own commands.
             TimerKind::WorkflowTimeout
+            | TimerKind::PublishStatus
             | TimerKind::NotifyParent
             | TimerKind::StartFailureWorkflow
             | TimerKind::CancelChild => {}
@@ -1154,6 +1161,7 @@ impl Decider<'_, '_> {
             failed_task_names: failed_names,
             time,
             failure_workflow,
+            status_listener: self.state.plan.def.workflow_status_listener_enabled,
         })));
     }
 

@@ -89,6 +89,8 @@ pub enum Event {
     },
     /// The parent workflow has been told how this child ended.
     ParentNotified,
+    /// The workflow's end was published to the status listener queues.
+    StatusPublished,
     /// The failure workflow was started (its id), or could not be (why).
     FailureWorkflowStarted {
         #[allow(missing_docs)]
@@ -161,6 +163,8 @@ pub struct WorkflowEnded {
     pub time: i64,
     /// The end starts the definition's `failureWorkflow`.
     pub failure_workflow: bool,
+    /// The end is published to the status listener queues.
+    pub status_listener: bool,
 }
 
 impl Event {
@@ -171,6 +175,7 @@ impl Event {
             | Event::WorkflowEnded(_)
             | Event::VariablesSet { .. }
             | Event::ParentNotified
+            | Event::StatusPublished
             | Event::FailureWorkflowStarted { .. } => None,
             Event::TaskScheduled(s) => Some(s.task.seq),
             Event::TaskUpdated(u) => Some(u.seq),
@@ -198,6 +203,7 @@ impl Event {
             Event::VariablesSet { .. } => "VariablesSet",
             Event::TaskIterated { .. } => "TaskIterated",
             Event::ParentNotified => "ParentNotified",
+            Event::StatusPublished => "StatusPublished",
             Event::FailureWorkflowStarted { .. } => "FailureWorkflowStarted",
         }
     }

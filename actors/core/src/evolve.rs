@@ -112,8 +112,10 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
             h.end_time = ended.time;
             h.update_time = ended.time;
             h.failure_workflow_pending = ended.failure_workflow;
+            h.status_listener_pending = ended.status_listener;
         }
         Event::ParentNotified => state.header.parent_notified = true,
+        Event::StatusPublished => state.header.status_listener_pending = false,
         Event::FailureWorkflowStarted { workflow_id, error } => {
             let h = &mut state.header;
             h.failure_workflow_pending = false;

@@ -67,10 +67,13 @@ pub enum TimerKind {
     StartFailureWorkflow,
     /// A canceled SUB_WORKFLOW task's child has not been terminated yet (due at once).
     CancelChild,
+    /// An ended workflow with `workflowStatusListenerEnabled` has not published its status yet
+    /// (`seq` 0, due at once).
+    PublishStatus,
 }
 
 impl TimerKind {
-    const ALL: [TimerKind; 9] = [
+    const ALL: [TimerKind; 10] = [
         TimerKind::ResponseTimeout,
         TimerKind::WaitTimeout,
         TimerKind::TaskTimeout,
@@ -80,6 +83,7 @@ impl TimerKind {
         TimerKind::NotifyParent,
         TimerKind::StartFailureWorkflow,
         TimerKind::CancelChild,
+        TimerKind::PublishStatus,
     ];
 
     /// Stable byte for storage keys.
@@ -94,6 +98,7 @@ impl TimerKind {
             TimerKind::NotifyParent => 7,
             TimerKind::StartFailureWorkflow => 8,
             TimerKind::CancelChild => 9,
+            TimerKind::PublishStatus => 10,
         }
     }
     /// Inverse of [`TimerKind::code`].
@@ -112,6 +117,7 @@ impl TimerKind {
             TimerKind::NotifyParent => "notify_parent",
             TimerKind::StartFailureWorkflow => "start_failure_workflow",
             TimerKind::CancelChild => "cancel_child",
+            TimerKind::PublishStatus => "publish_status",
         }
     }
 }
@@ -185,6 +191,7 @@ pub fn workflow_timers(state: &WorkflowState) -> Vec<TimerItem> {
             (ended && h.parent_workflow_id.is_some() && !h.parent_notified).then_some(h.end_time),
         ),
         (TimerKind::StartFailureWorkflow, (ended && h.failure_workflow_pending).then_some(h.end_time)),
+        (TimerKind::PublishStatus, (ended && h.status_listener_pending).then_some(h.end_time)),
     ]
     .into_iter()
     .filter_map(|(kind, at)| at.map(|fire_at| TimerItem { fire_at, workflow_id: h.workflow_id.clone(), kind, seq: 0 }))

@@ -151,6 +151,9 @@ pub struct WorkflowHeader {
     pub parent_notified: bool,
     /// The workflow ended in a way that starts its `failureWorkflow`, which has not started yet.
     pub failure_workflow_pending: bool,
+    /// The workflow ended with `workflowStatusListenerEnabled` and its status has not been
+    /// published yet.
+    pub status_listener_pending: bool,
 }
 
 /// One task execution (one attempt of one workflow task).

@@ -741,3 +741,16 @@ fn event_tasks_go_to_the_executor_and_variables_can_be_updated_from_outside() {
         .expect("accepted");
     assert_eq!(serde_json::to_value(&run.state.header.variables).ok(), Some(json!({"xs": [1, 2], "y": 3})));
 }
+
+#[test]
+fn a_listened_workflow_publishes_its_end_once() {
+    let mut def = wf(json!([{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]));
+    def["workflowStatusListenerEnabled"] = json!(true);
+    let mut run = Run::start(def, json!({}));
+    assert_eq!(run.state.header.status, WorkflowStatus::Completed);
+    let kinds: Vec<_> = rows::workflow_timers(&run.state).iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TimerKind::PublishStatus]);
+    run.send(Command::StatusPublished).expect("accepted");
+    assert!(rows::workflow_timers(&run.state).is_empty());
+    assert!(run.send(Command::StatusPublished).expect("accepted").is_empty(), "a second ack changes nothing");
+}
