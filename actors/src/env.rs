@@ -41,6 +41,11 @@ impl Environment for LeaderEnv<'_> {
         self.read.task_def(name).ok().flatten()
     }
 
+    fn random(&self, bound: u64) -> u64 {
+        let r = uuid::Uuid::new_v4().as_u128() as u64;
+        r % bound.saturating_add(1).max(1)
+    }
+
     fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
         self.polls.last(&overture_core::rows::queue_name(task_type, domain, None, None))
     }

@@ -37,6 +37,11 @@ pub trait Environment {
         let _ = name;
         None
     }
+    /// A uniformly random number in `0..=bound` (retry jitter); 0 where there is no randomness.
+    fn random(&self, bound: u64) -> u64 {
+        let _ = bound;
+        0
+    }
     /// When a worker last polled for this task type in this domain (epoch millis).
     fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
         let _ = (task_type, domain);

@@ -1120,6 +1120,13 @@ impl Decider<'_, '_> {
             timeout_seconds: def.map_or(0, |d| d.timeout_seconds),
             poll_timeout_seconds: def.and_then(|d| d.poll_timeout_seconds).map_or(0, i64::from),
             total_timeout_seconds: def.map_or(0, |d| d.total_timeout_seconds),
+            // A retry waits its backoff plus up to `backoffJitterMs`, drawn now and recorded.
+            jitter_ms: match (retry, def) {
+                (Some(_), Some(d)) if d.backoff_jitter_ms > 0 => {
+                    i64::try_from(self.ctx.env.random(d.backoff_jitter_ms as u64)).unwrap_or(0)
+                }
+                _ => 0,
+            },
         }
     }
 

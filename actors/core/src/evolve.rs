@@ -36,6 +36,7 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
                     t.start_time = *time;
                 }
                 t.callback_after_seconds = 0;
+                t.jitter_ms = 0;
                 t.worker_id = worker_id.clone();
                 t.poll_count += 1;
                 t.update_time = *time;
@@ -59,6 +60,7 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
                     t.worker_id = u.worker_id.clone();
                 }
                 t.callback_after_seconds = u.callback_after_seconds;
+                t.jitter_ms = 0;
                 t.update_time = u.time;
                 if u.status.is_terminal() {
                     t.end_time = u.time;

@@ -235,12 +235,14 @@ pub struct TaskState {
     pub poll_timeout_seconds: i64,
     /// The definition's `totalTimeoutSeconds`: how long all attempts together may take.
     pub total_timeout_seconds: i64,
+    /// Extra millis before a retry may be polled (`backoffJitterMs`), on top of its delay.
+    pub jitter_ms: i64,
 }
 
 impl TaskState {
     /// When a SCHEDULED task may be handed to a worker.
     pub fn ready_at(&self) -> i64 {
-        self.update_time.saturating_add(self.callback_after_seconds.saturating_mul(1000))
+        self.update_time.saturating_add(self.callback_after_seconds.saturating_mul(1000)).saturating_add(self.jitter_ms)
     }
 
     /// When a started attempt runs out of `timeoutSeconds`.

@@ -754,3 +754,16 @@ fn a_listened_workflow_publishes_its_end_once() {
     assert!(rows::workflow_timers(&run.state).is_empty());
     assert!(run.send(Command::StatusPublished).expect("accepted").is_empty(), "a second ack changes nothing");
 }
+
+#[test]
+fn retries_wait_their_backoff_plus_jitter() {
+    let def = json!({"name": "t", "retryCount": 1, "retryLogic": "FIXED", "retryDelaySeconds": 2, "backoffJitterMs": 800, "responseTimeoutSeconds": 30});
+    let mut run = Run::start(timed(def), json!({}));
+    run.fail("t");
+    let retry = run.task("t");
+    assert_eq!((retry.retry_count, retry.jitter_ms), (1, 400), "the environment's draw is recorded");
+    assert_eq!(retry.ready_at(), run.now + 2_000 + 400);
+    let id = run.poll_at("t", run.now + 2_400);
+    assert!(!id.is_empty());
+    assert_eq!(run.task("t").jitter_ms, 0, "a handed-out task carries no more jitter");
+}

@@ -15,7 +15,8 @@ use overture_core::state::{Object, TaskStatus, WorkflowState};
 use overture_core::{Plan, decide};
 use serde_json::Value;
 
-/// Real script engines; task definitions exist for names starting with `known_`.
+/// Real script engines; task definitions exist for names starting with `known_`; `random`
+/// answers half its bound.
 pub struct ScriptEnv;
 
 impl Environment for ScriptEnv {
@@ -28,6 +29,10 @@ impl Environment for ScriptEnv {
     }
     fn task_def(&self, name: &str) -> Option<TaskDef> {
         name.starts_with("known_").then(|| TaskDef::with_defaults(name))
+    }
+    /// Deterministic "randomness": half the bound.
+    fn random(&self, bound: u64) -> u64 {
+        bound / 2
     }
 }
 
@@ -141,6 +146,16 @@ pub fn kinds(events: &[Event]) -> Vec<&'static str> {
 }
 
 impl Run {
+    /// Polls the open worker task `reference` at `now` (a poll before it is ready is refused).
+    pub fn poll_at(&mut self, reference: &str, now: i64) -> String {
+        let early = self.open_task(reference).task_id.clone();
+        self.now = now - 1;
+        let refused = self.send(Command::Poll { task_id: early.clone(), worker_id: None });
+        assert!(refused.is_err(), "not ready a millisecond early");
+        self.now = now;
+        self.poll(reference)
+    }
+
     /// Polls the open worker task `reference` and reports it COMPLETED with `output`.
     pub fn complete(&mut self, reference: &str, output: Value) -> Vec<Event> {
         let id = self.poll(reference);
