@@ -571,7 +571,8 @@ impl Decider<'_, '_> {
         }
         let mut output = dw.output.clone();
         output.insert("iteration".to_owned(), Value::from(iteration));
-        let full = self.state.loop_output(&dw);
+        // Every iteration's outputs: assembled only when the condition reads them or the loop ends.
+        let full = || self.state.loop_output(&dw);
         let condition_sees_iterations = node
             .task
             .loop_condition
@@ -591,7 +592,7 @@ impl Decider<'_, '_> {
                     let mut input = resolve_object(&node.task.input_parameters, &scope);
                     // The loop's own output, with every iteration's outputs only if the condition
                     // can read them (copying them all each iteration would make a long loop slow).
-                    let own = if condition_sees_iterations { full.clone() } else { output.clone() };
+                    let own = if condition_sees_iterations { full() } else { output.clone() };
                     input.insert(node.task.task_reference_name.clone(), Value::Object(own));
                     for (k, v) in latest_by_ref {
                         input.insert(k, v);
@@ -619,13 +620,15 @@ impl Decider<'_, '_> {
                     self.schedule(head, next, None);
                 }
             }
-            Ok(false) => self.finish_system_task(dw.seq, TaskStatus::Completed, Some(full), None),
-            Err(e) => self.finish_system_task(
-                dw.seq,
-                TaskStatus::FailedWithTerminalError,
-                Some(full),
-                Some(format!("Unable to evaluate the loop condition: {e}")),
-            ),
+            Ok(false) => {
+                let full = full();
+                self.finish_system_task(dw.seq, TaskStatus::Completed, Some(full), None);
+            }
+            Err(e) => {
+                let full = full();
+                let reason = format!("Unable to evaluate the loop condition: {e}");
+                self.finish_system_task(dw.seq, TaskStatus::FailedWithTerminalError, Some(full), Some(reason));
+            }
         }
     }
 

@@ -313,6 +313,11 @@ fn legacy_dynamic_tasks(value: Option<&Value>, fork: &str) -> Result<Vec<Workflo
 pub fn join_outcome(state: &WorkflowState, join_on: &[String], permissive_join: bool) -> Option<Outcome> {
     let latest: Vec<Option<&crate::state::TaskState>> = join_on.iter().map(|r| state.latest(r)).collect();
     let all_terminal = latest.iter().all(|t| t.is_some_and(|t| t.status.is_terminal()));
+    // Most evaluations of a wide join find it still waiting: decide that without copying outputs.
+    let any_failure = latest.iter().flatten().any(|t| !t.status.is_successful());
+    if !all_terminal && !any_failure {
+        return None;
+    }
     let mut output = Object::new();
     let mut reasons = String::new();
     let mut failed = false;
