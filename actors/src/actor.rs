@@ -304,10 +304,11 @@ impl ActorState {
             return Err(Error::Conflict(format!("Workflow {} already exists", self.id)));
         }
         let name = cmd.plan.def.name.clone();
-        let (state, events) = {
+        let scripts = cmd.plan.runs_scripts();
+        let (state, events) = blocking_if(scripts, || {
             let env = LeaderEnv { read: self.ctx.replica.read(), polls: &self.ctx.polls };
             decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env })
-        };
+        });
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
         match self.ctx.replica.propose(Request::Workflow(batch)).await {
             Ok(Response::Applied { .. }) => {
@@ -333,9 +334,10 @@ impl ActorState {
                 Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
             };
             let expected_revision = state.header.revision;
+            let scripts = state.plan.runs_scripts();
             let mut events = Vec::new();
             let mut results = Vec::with_capacity(jobs.len());
-            {
+            blocking_if(scripts, || {
                 let env = LeaderEnv { read: replica.read(), polls: &ctx.polls };
                 for job in jobs {
                     let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
@@ -363,7 +365,7 @@ impl ActorState {
                         Err(rejection) => results.push(Err(rejection.into())),
                     }
                 }
-            }
+            });
             if events.is_empty() {
                 return results;
             }
@@ -404,6 +406,15 @@ impl ActorState {
             state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
         Ok(UpdateOutcome { queue: task.queue.clone(), terminal: task.status.is_terminal() })
     }
+}
+
+/// Runs a decision that may evaluate scripts (up to their time limit) without stalling the other
+/// tasks of this runtime worker: on a multi-threaded runtime the worker hands its other tasks
+/// off first. Decisions without scripts run in place.
+fn blocking_if<T>(scripts: bool, decide: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if scripts && multi_thread { tokio::task::block_in_place(decide) } else { decide() }
 }
 
 /// The update a by-reference report (or a signal, without a reference) makes: of the open task

@@ -599,3 +599,42 @@ async fn a_status_listener_workflow_publishes_its_end_to_event_handlers() {
     assert_eq!(hold["outputData"]["finished"], id.as_str());
     assert_eq!(hold["outputData"]["status"], "COMPLETED");
 }
+
+#[tokio::test]
+async fn decision_exclusive_join_lambda_and_a_terminated_child() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let def = json!({"name": "legacy_flow", "version": 1, "tasks": [
+        {"name": "lambda", "taskReferenceName": "lambda", "type": "LAMBDA",
+         "scriptExpression": "return {kind: $.n > 5 ? 'big' : 'small'};", "inputParameters": {"n": "${workflow.input.n}"}},
+        {"name": "decide", "taskReferenceName": "decide", "type": "DECISION", "caseValueParam": "kind",
+         "inputParameters": {"kind": "${lambda.output.result.kind}"},
+         "decisionCases": {"big": [{"name": "big_one", "taskReferenceName": "big", "type": "SET_VARIABLE", "inputParameters": {"size": "big"}}]},
+         "defaultCase": [{"name": "small_one", "taskReferenceName": "small", "type": "SET_VARIABLE", "inputParameters": {"size": "small"}}]},
+        {"name": "either", "taskReferenceName": "either", "type": "EXCLUSIVE_JOIN", "joinOn": ["big"], "defaultExclusiveJoinTask": ["small"]}
+    ]});
+    for (n, size) in [(9, "big"), (1, "small")] {
+        let id = register_and_start(&node, &def, json!({"n": n})).await;
+        let wf = wait_status(&node, &id, "COMPLETED", Duration::from_secs(10)).await;
+        assert_eq!(task_by_ref(&wf, "decide")["outputData"]["caseOutput"], json!([size]));
+        assert_eq!(task_by_ref(&wf, "either")["status"], "COMPLETED");
+        assert_eq!(wf["variables"]["size"], size);
+    }
+
+    // Terminating a child ends its SUB_WORKFLOW task CANCELED, which terminates the parent.
+    let child = json!({"name": "stuck_child", "version": 1, "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&child)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let parent = json!({"name": "hopeful_parent", "version": 1, "tasks": [
+        {"name": "kid", "taskReferenceName": "kid", "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "stuck_child"}}
+    ]});
+    let id = register_and_start(&node, &parent, json!({})).await;
+    let child_id =
+        wait_for_value(&node, &id, |wf| task_by_ref(wf, "kid")["subWorkflowId"].as_str().map(str::to_owned)).await;
+    let r = send(c.delete(node.api(&format!("/workflow/{child_id}?reason=abandoned")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let wf = wait_status(&node, &id, "TERMINATED", Duration::from_secs(10)).await;
+    let kid = task_by_ref(&wf, "kid");
+    assert_eq!(kid["status"], "CANCELED");
+    assert!(kid["reasonForIncompletion"].as_str().is_some_and(|r| r.contains("abandoned")), "{kid}");
+}

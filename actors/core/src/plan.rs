@@ -326,6 +326,22 @@ impl Plan {
         None
     }
 
+    /// Whether deciding this workflow may run a script (JavaScript or jq), which can take up to
+    /// the script time limit: INLINE, LAMBDA, JSON_JQ_TRANSFORM, a JavaScript SWITCH, DECISION
+    /// or loop condition, or a dynamic fork (whose tasks could be any of those).
+    pub fn runs_scripts(&self) -> bool {
+        self.tasks.iter().any(|t| match t.kind {
+            TaskKind::Inline
+            | TaskKind::Lambda
+            | TaskKind::JsonJqTransform
+            | TaskKind::DoWhile
+            | TaskKind::Decision
+            | TaskKind::ForkJoinDynamic => true,
+            TaskKind::Switch => t.task.evaluator_type.as_deref().is_some_and(|e| e != "value-param"),
+            _ => false,
+        })
+    }
+
     /// Every task, at any depth, in definition order (a task before the tasks it contains).
     pub fn tasks(&self) -> impl Iterator<Item = &PlanTask> {
         self.tasks.iter()
