@@ -16,9 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conductor.client.automator.task_handler import TaskHandler
-from conductor.client.configuration.configuration import Configuration
 from conductor.client.http.models import StartWorkflowRequest, TaskDef
-from conductor.client.orkes_clients import OrkesClients
 from conductor.client.workflow.conductor_workflow import ConductorWorkflow
 from conductor.client.workflow.task.dynamic_fork_task import DynamicForkTask
 from conductor.client.workflow.task.dynamic_task import DynamicTask
@@ -32,6 +30,7 @@ from conductor.client.workflow.task.sub_workflow_task import SubWorkflowTask
 from conductor.client.workflow.task.switch_task import SwitchTask
 
 import sdk_workers  # noqa: F401  (registers the @worker_task functions)
+from sdk_common import Checks, connect
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -64,17 +63,9 @@ def main(base_url: str, count: int) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     echo_url = f"http://127.0.0.1:{server.server_address[1]}/status"
 
-    config = Configuration(server_api_url=f"{base_url}/api", debug=False)
-    clients = OrkesClients(configuration=config)
-    metadata = clients.get_metadata_client()
-    workflows = clients.get_workflow_client()
-    executor = clients.get_workflow_executor()
-    failures = []
-
-    def check(cond, what):
-        if not cond:
-            failures.append(what)
-            print(f"FAIL: {what}", flush=True)
+    config, metadata, workflows, executor = connect(base_url)
+    check = Checks()
+    failures = check.failures
 
     for name in ["ks_prepare", "ks_picked", "ks_leaf", "ks_branch", "ks_child_step", "ks_final"]:
         td = TaskDef(name=name, retry_count=2, retry_delay_seconds=0, response_timeout_seconds=10,

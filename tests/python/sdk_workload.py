@@ -9,29 +9,20 @@ import sys
 import time
 
 from conductor.client.automator.task_handler import TaskHandler
-from conductor.client.configuration.configuration import Configuration
 from conductor.client.http.models import StartWorkflowRequest, TaskDef
-from conductor.client.orkes_clients import OrkesClients
 from conductor.client.workflow.conductor_workflow import ConductorWorkflow
 from conductor.client.workflow.task.simple_task import SimpleTask
 
 import sdk_workers  # noqa: F401  (registers the @worker_task functions)
+from sdk_common import Checks, connect
 
 WORKFLOWS = 20
 
 
 def main(base_url: str) -> int:
-    config = Configuration(server_api_url=f"{base_url}/api", debug=False)
-    clients = OrkesClients(configuration=config)
-    metadata = clients.get_metadata_client()
-    workflows = clients.get_workflow_client()
-    executor = clients.get_workflow_executor()
-    failures = []
-
-    def check(cond, what):
-        if not cond:
-            failures.append(what)
-            print(f"FAIL: {what}", flush=True)
+    config, metadata, workflows, executor = connect(base_url)
+    check = Checks()
+    failures = check.failures
 
     # Task definitions, through the metadata client.
     for name, retries in [("sdk_greet", 0), ("sdk_flaky", 2), ("sdk_slow", 0), ("sdk_fatal", 3)]:
