@@ -387,12 +387,14 @@ impl Engine {
             notified.as_mut().enable();
             let popped = ctx.queues.pop(queue, count.max(1));
             // Limits of the task definition: tasks over them go back to the queue, quietly.
+            let now = crate::now_ms();
             let limits = if popped.is_empty() || queue.starts_with(overture_core::rows::SYSTEM_QUEUE_PREFIX) {
                 TaskLimits::default()
             } else {
-                self.read().task_def(task_type)?.map(|d| TaskLimits::of(&d)).unwrap_or_default()
+                ctx.limits.of(task_type, now, || {
+                    self.read().task_def(task_type).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default())
+                })?
             };
-            let now = crate::now_ms();
             let mut admitted = Vec::with_capacity(popped.len());
             for p in popped {
                 match ctx.limits.admit(task_type, limits, now) {

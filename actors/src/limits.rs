@@ -56,13 +56,30 @@ struct Counts {
     handed_out: VecDeque<i64>,
 }
 
+/// How long a task definition's limits are reused before they are read again, so a poll does
+/// not read and parse the definition each time; a changed limit applies within this long.
+const LIMITS_TTL_MS: i64 = 1_000;
+
 /// Counts per task definition name.
 #[derive(Default)]
 pub(crate) struct Limits {
     counts: Mutex<HashMap<String, Counts>>,
+    known: Mutex<HashMap<String, (TaskLimits, i64)>>,
 }
 
 impl Limits {
+    /// The limits of `def`, read through `read` at most once per [`LIMITS_TTL_MS`].
+    pub fn of<E>(&self, def: &str, now: i64, read: impl FnOnce() -> Result<TaskLimits, E>) -> Result<TaskLimits, E> {
+        if let Some((limits, at)) = self.known.lock().get(def)
+            && now - at < LIMITS_TTL_MS
+        {
+            return Ok(*limits);
+        }
+        let limits = read()?;
+        self.known.lock().insert(def.to_owned(), (limits, now));
+        Ok(limits)
+    }
+
     pub fn running_added(&self, def: &str) {
         self.counts.lock().entry(def.to_owned()).or_default().running += 1;
     }

@@ -192,6 +192,7 @@ pub struct Plan {
     tasks: Vec<PlanTask>,
     by_ref: HashMap<String, usize>,
     first: Option<usize>,
+    runs_scripts: bool,
 }
 
 impl Plan {
@@ -199,9 +200,19 @@ impl Plan {
     /// rejects them before a definition is accepted).
     pub fn new(mut def: WorkflowDef) -> Plan {
         let list = std::mem::take(&mut def.tasks);
-        let mut plan = Plan { def, tasks: Vec::new(), by_ref: HashMap::new(), first: None };
+        let mut plan = Plan { def, tasks: Vec::new(), by_ref: HashMap::new(), first: None, runs_scripts: false };
         plan.first = plan.add_list(&list, &Slot::Top);
         plan.def.tasks = list;
+        plan.runs_scripts = plan.tasks.iter().any(|t| match t.kind {
+            TaskKind::Inline
+            | TaskKind::Lambda
+            | TaskKind::JsonJqTransform
+            | TaskKind::DoWhile
+            | TaskKind::Decision
+            | TaskKind::ForkJoinDynamic => true,
+            TaskKind::Switch => t.task.evaluator_type.as_deref().is_some_and(|e| e != "value-param"),
+            _ => false,
+        });
         plan
     }
 
@@ -330,16 +341,7 @@ impl Plan {
     /// the script time limit: INLINE, LAMBDA, JSON_JQ_TRANSFORM, a JavaScript SWITCH, DECISION
     /// or loop condition, or a dynamic fork (whose tasks could be any of those).
     pub fn runs_scripts(&self) -> bool {
-        self.tasks.iter().any(|t| match t.kind {
-            TaskKind::Inline
-            | TaskKind::Lambda
-            | TaskKind::JsonJqTransform
-            | TaskKind::DoWhile
-            | TaskKind::Decision
-            | TaskKind::ForkJoinDynamic => true,
-            TaskKind::Switch => t.task.evaluator_type.as_deref().is_some_and(|e| e != "value-param"),
-            _ => false,
-        })
+        self.runs_scripts
     }
 
     /// Every task, at any depth, in definition order (a task before the tasks it contains).
