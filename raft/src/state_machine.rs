@@ -291,12 +291,19 @@ impl Shared {
         let ends = rest.iter().any(|e| matches!(e, Event::WorkflowEnded(_)));
         // Tasks whose rows change are the ones events name. Their queue entries and timers depend
         // on the workflow's status too, so when it ends every task's derived rows are re-derived.
+        // A reopened workflow (retry, restart, rerun) may drop tasks and runs again: every task's
+        // rows are re-derived, and dropped tasks' rows deleted.
+        let reopens = rest.iter().any(|e| matches!(e, Event::WorkflowReopened(_)));
         let touched: BTreeSet<u32> = rest.iter().filter_map(|e| e.task_seq()).collect();
-        let rederive: BTreeSet<u32> = if ends {
+        let created: BTreeSet<u32> =
+            rest.iter().filter_map(|e| if let Event::TaskScheduled(s) = e { Some(s.task.seq) } else { None }).collect();
+        let rederive: BTreeSet<u32> = if ends || reopens {
             (1..=state.tasks.len() as u32).chain(touched.iter().copied()).collect()
         } else {
             touched.clone()
         };
+        let old_task_ids: Vec<(u32, String)> =
+            if reopens { state.tasks.iter().map(|t| (t.seq, t.task_id.clone())).collect() } else { Vec::new() };
         type Derived = (Option<QueueItem>, Vec<TimerItem>, Option<RunningItem>);
         let derive = |h: &overture_core::WorkflowHeader, t: &overture_core::TaskState| -> Derived {
             (rows::queue_item(h, t), rows::task_timers(h, t), rows::running_item(h, t))
@@ -304,7 +311,7 @@ impl Shared {
         let old_rows: HashMap<u32, Derived> =
             rederive.iter().filter_map(|&seq| state.task(seq).map(|t| (seq, derive(&state.header, t)))).collect();
         let old_workflow_timers = if existed { rows::workflow_timers(&state) } else { Vec::new() };
-        let tasks_before = state.tasks.len();
+        let mut def_hash = def_hash;
         for event in &rest {
             evolve::evolve(&mut state, event);
             let revision = state.header.revision;
@@ -315,12 +322,35 @@ impl Shared {
                 let row = TaskLogRow { log: log.clone(), created_time: *time };
                 wb.put_cf(cf(db, keys::CF_TASK_LOGS), keys::task_log(&task.task_id, revision), encode(&row));
             }
+            if let Event::WorkflowReopened(r) = event
+                && let Some(plan) = &r.plan
+            {
+                // A restart on the latest definition: store its snapshot like a start does.
+                let def_json = JsonBytes::of(&plan.def);
+                let hash: [u8; 32] = Sha256::digest(&def_json.0).into();
+                wb.put_cf(cf(db, keys::CF_DEF_BLOBS), hash, encode(&def_json));
+                self.plans.lock().entry(hash).or_insert_with(|| plan.clone());
+                def_hash = hash;
+            }
+        }
+        // Tasks a reopen dropped: their rows, their id lookups and what they implied.
+        for (seq, task_id) in &old_task_ids {
+            if state.task(*seq).is_none_or(|t| &t.task_id != task_id) {
+                wb.delete_cf(cf(db, keys::CF_TASKS), task_id.as_bytes());
+            }
+            if state.task(*seq).is_none() {
+                wb.delete_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, *seq));
+                let (old_q, old_t, old_r) = old_rows.get(seq).cloned().unwrap_or_default();
+                write_diff(db, wb, changes, old_q, None);
+                write_diff_all(db, wb, changes, old_t, Vec::new());
+                write_diff(db, wb, changes, old_r, None);
+            }
         }
         // New task rows, and the difference in queue entries and timers.
         for &seq in &touched {
             let Some(task) = state.task(seq) else { continue };
             wb.put_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, seq), encode(task));
-            if seq as usize > tasks_before {
+            if created.contains(&seq) {
                 let r = TaskRef { workflow_id: id.to_owned(), seq };
                 wb.put_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes(), encode(&r));
             }

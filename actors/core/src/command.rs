@@ -170,7 +170,7 @@ pub struct TaskUpdate {
 }
 
 /// Something asked of an existing execution.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Hand the task to a worker.
     Poll {
@@ -219,6 +219,32 @@ pub enum Command {
         #[allow(missing_docs)]
         seq: u32,
     },
+    /// Stop scheduling new tasks until resumed (`PUT /workflow/{id}/pause`).
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// Run the decider now (`PUT /workflow/decide/{id}`).
+    Decide,
+    /// Make every SCHEDULED worker task waiting out a callback pollable now.
+    ResetCallbacks,
+    /// Mark a task of the definition that has not run yet as SKIPPED; the flow steps over it.
+    Skip {
+        #[allow(missing_docs)]
+        reference: String,
+        #[allow(missing_docs)]
+        input: Object,
+        #[allow(missing_docs)]
+        output: Object,
+    },
+    /// Run the failed (or canceled, or timed-out) tasks of a finished workflow again.
+    Retry,
+    /// Run a finished workflow again from the start, on this definition if given.
+    Restart {
+        #[allow(missing_docs)]
+        plan: Option<Arc<Plan>>,
+    },
+    /// Run a finished workflow again from the start, or from one of its tasks.
+    Rerun(Box<Rerun>),
     /// A durable timer is due.
     Timer {
         #[allow(missing_docs)]
@@ -228,6 +254,19 @@ pub enum Command {
         #[allow(missing_docs)]
         fire_at: i64,
     },
+}
+
+/// Conductor's `RerunWorkflowRequest`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rerun {
+    /// Rerun from this task (dropping it and everything after it); from the start if `None`.
+    pub from_task_id: Option<String>,
+    /// New input for that task.
+    pub task_input: Option<Object>,
+    /// New input for the workflow (a rerun from the start).
+    pub workflow_input: Option<Object>,
+    /// New correlation id.
+    pub correlation_id: Option<String>,
 }
 
 /// How a child workflow ended, for its parent's SUB_WORKFLOW task.

@@ -96,6 +96,14 @@ pub fn decide(state: &mut WorkflowState, cmd: Command, ctx: &mut Ctx<'_>) -> Res
             d.terminate(reason)?
         }
         Command::ChildEnded(child) => d.child_ended(*child),
+        Command::Pause => d.pause()?,
+        Command::Resume => d.resume()?,
+        Command::Decide => d.run(),
+        Command::ResetCallbacks => d.reset_callbacks()?,
+        Command::Skip { reference, input, output } => d.skip(&reference, input, output)?,
+        Command::Retry => d.retry()?,
+        Command::Restart { plan } => d.restart(plan)?,
+        Command::Rerun(rerun) => d.rerun(*rerun)?,
         Command::StatusPublished => {
             if d.state.header.status_listener_pending {
                 d.emit(Event::StatusPublished);
@@ -243,6 +251,227 @@ impl Decider<'_, '_> {
                 self.end(WorkflowStatus::Terminated, reason);
                 Ok(())
             }
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.state.header.workflow_id
+    }
+
+    fn pause(&mut self) -> Result<(), Rejection> {
+        match self.state.header.status {
+            WorkflowStatus::Paused => Ok(()),
+            s if s.is_terminal() => {
+                Err(Rejection::Conflict(format!("Workflow {} has ended, status cannot be updated.", self.id())))
+            }
+            _ => {
+                let time = self.ctx.now;
+                self.emit(Event::WorkflowPaused { time });
+                Ok(())
+            }
+        }
+    }
+
+    fn resume(&mut self) -> Result<(), Rejection> {
+        if self.state.header.status != WorkflowStatus::Paused {
+            return Err(Rejection::Conflict(format!(
+                "The workflow {} is not PAUSED so cannot resume. Current status is {}",
+                self.id(),
+                self.state.header.status.as_str()
+            )));
+        }
+        let time = self.ctx.now;
+        self.emit(Event::WorkflowResumed { time });
+        self.run();
+        Ok(())
+    }
+
+    fn reset_callbacks(&mut self) -> Result<(), Rejection> {
+        if self.state.header.status.is_terminal() {
+            return Err(Rejection::Conflict(format!(
+                "Workflow {} is in terminal state: {}",
+                self.id(),
+                self.state.header.status.as_str()
+            )));
+        }
+        let waiting: Vec<u32> = self
+            .state
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Scheduled && t.is_worker_task() && t.callback_after_seconds > 0)
+            .map(|t| t.seq)
+            .collect();
+        for seq in waiting {
+            self.emit(Event::TaskCallbackReset { seq });
+        }
+        Ok(())
+    }
+
+    /// Inserts a SKIPPED task for a task of the definition that has not run; the flow steps over
+    /// it when it gets there.
+    fn skip(&mut self, reference: &str, input: Object, output: Object) -> Result<(), Rejection> {
+        if self.state.header.status != WorkflowStatus::Running {
+            return Err(Rejection::Conflict(format!(
+                "The workflow {} is not RUNNING so cannot skip any task. Current status is {}",
+                self.id(),
+                self.state.header.status.as_str()
+            )));
+        }
+        let plan = self.plan();
+        let Some(node) = plan.task(reference) else {
+            return Err(Rejection::Conflict(format!(
+                "The task {reference} is not part of the workflow {}",
+                self.state.header.workflow_name
+            )));
+        };
+        if self.state.latest(reference).is_some() {
+            return Err(Rejection::Conflict(format!(
+                "The task {reference} in the workflow {} has already run, so it cannot be skipped",
+                self.id()
+            )));
+        }
+        let kind = node.kind.clone();
+        let mut task = self.new_task(&node.task, &kind, 0, None);
+        let now = self.ctx.now;
+        task.status = TaskStatus::Skipped;
+        task.input = input;
+        task.output = output;
+        task.start_time = now;
+        task.end_time = now;
+        task.callback_after_seconds = 0;
+        self.emit(Event::TaskScheduled(Box::new(TaskScheduled { task, retry_of: None })));
+        self.run();
+        Ok(())
+    }
+
+    /// Conductor's retry: each failed, canceled or timed-out task (its latest attempt) runs
+    /// again; joins and loops that failed wait again in place.
+    fn retry(&mut self) -> Result<(), Rejection> {
+        let h = &self.state.header;
+        if !h.status.is_terminal() {
+            return Err(Rejection::NotFound(format!("Workflow is still running.  status={}", h.status.as_str())));
+        }
+        if self.state.tasks.is_empty() {
+            return Err(Rejection::Conflict(format!("Workflow {} has not started any tasks", self.id())));
+        }
+        let retryable = |t: &TaskState| {
+            matches!(
+                t.status,
+                TaskStatus::Failed | TaskStatus::FailedWithTerminalError | TaskStatus::TimedOut | TaskStatus::Canceled
+            )
+        };
+        let failed: Vec<u32> = self.state.tasks.iter().filter(|t| !t.retried && retryable(t)).map(|t| t.seq).collect();
+        if failed.is_empty() && h.status != WorkflowStatus::TimedOut {
+            return Err(Rejection::Conflict(
+                "There are no retryable tasks! Use restart if you want to attempt entire workflow execution again."
+                    .to_owned(),
+            ));
+        }
+        let keep = self.state.tasks.len() as u32;
+        self.reopen(keep, false, None, None, None);
+        let plan = self.plan();
+        for seq in failed {
+            let task = self.state.tasks[seq as usize - 1].clone();
+            let time = self.ctx.now;
+            if matches!(task.task_type.as_str(), "JOIN" | "EXCLUSIVE_JOIN" | "DO_WHILE") {
+                self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::InProgress, reason: None, time });
+                continue;
+            }
+            let node = plan.task(task.base_reference());
+            match node {
+                Some(n) if task.workflow_task.is_none() || n.kind == TaskKind::Dynamic => {
+                    self.schedule(n, task.iteration, Some((&task, 0)));
+                }
+                _ => match &task.workflow_task {
+                    Some(wt) => {
+                        let wt = (**wt).clone();
+                        self.schedule_task(&wt, task.iteration, Some((&task, 0)));
+                    }
+                    None => {}
+                },
+            }
+            if !self.running() {
+                return Ok(());
+            }
+        }
+        self.run();
+        Ok(())
+    }
+
+    fn ensure_ended(&self) -> Result<(), Rejection> {
+        if self.state.header.status.is_terminal() {
+            Ok(())
+        } else {
+            Err(Rejection::Conflict(format!(
+                "Workflow {} is still {}; only a finished workflow can be restarted or rerun",
+                self.id(),
+                self.state.header.status.as_str()
+            )))
+        }
+    }
+
+    /// Conductor's restart: the same workflow id runs from the start again.
+    fn restart(&mut self, plan: Option<Arc<Plan>>) -> Result<(), Rejection> {
+        self.ensure_ended()?;
+        if self.state.header.status == WorkflowStatus::Completed && !self.state.plan.def.restartable {
+            return Err(Rejection::NotFound(format!(
+                "Workflow {} is COMPLETED and its definition is not restartable",
+                self.id()
+            )));
+        }
+        self.reopen(0, true, plan, None, None);
+        self.start_over();
+        Ok(())
+    }
+
+    /// Conductor's rerun: from the start with new input, or from one of its tasks.
+    fn rerun(&mut self, rerun: crate::command::Rerun) -> Result<(), Rejection> {
+        self.ensure_ended()?;
+        let Some(task_id) = rerun.from_task_id else {
+            self.reopen(0, false, None, rerun.workflow_input, rerun.correlation_id);
+            self.start_over();
+            return Ok(());
+        };
+        let Some(task) = self.state.task_by_id(&task_id).cloned() else {
+            return Err(Rejection::BadRequest(format!("Task {task_id} not found")));
+        };
+        let plan = self.plan();
+        let Some(node) = plan.task(task.base_reference()) else {
+            return Err(Rejection::BadRequest(format!(
+                "Task {task_id} is not a task of the definition and cannot be rerun from"
+            )));
+        };
+        self.reopen(task.seq - 1, false, None, rerun.workflow_input, rerun.correlation_id);
+        let mut wt = node.task.clone();
+        if let Some(input) = rerun.task_input {
+            // The given input is the task's input as is, not expressions.
+            wt.input_parameters = input.into_iter().map(|(k, v)| (k, escape_expressions(v))).collect();
+        }
+        self.schedule_task(&wt, task.iteration, None);
+        self.run();
+        Ok(())
+    }
+
+    fn reopen(
+        &mut self,
+        keep_tasks: u32,
+        restart: bool,
+        plan: Option<Arc<Plan>>,
+        input: Option<Object>,
+        correlation_id: Option<String>,
+    ) {
+        let time = self.ctx.now;
+        let reopened = crate::event::WorkflowReopened { keep_tasks, restart, plan, input, correlation_id, time };
+        self.emit(Event::WorkflowReopened(Box::new(reopened)));
+    }
+
+    fn start_over(&mut self) {
+        match self.plan().first().cloned() {
+            Some(task) => {
+                self.schedule(&task, 0, None);
+                self.run();
+            }
+            None => self.end(WorkflowStatus::Completed, None),
         }
     }
 
@@ -419,7 +648,8 @@ impl Decider<'_, '_> {
             while i < self.state.tasks.len() {
                 let t = &self.state.tasks[i];
                 i += 1;
-                if t.retried || t.executed || !t.status.is_terminal() {
+                // A SKIPPED task is stepped over where the flow reaches it, not acted on here.
+                if t.retried || t.executed || !t.status.is_terminal() || t.status == TaskStatus::Skipped {
                     continue;
                 }
                 progressed = true;
@@ -728,7 +958,11 @@ impl Decider<'_, '_> {
     fn schedule(&mut self, node: &PlanTask, iteration: i32, retry: Option<(&TaskState, i64)>) {
         if retry.is_none() {
             let reference = with_iteration(&node.task.task_reference_name, iteration);
-            if self.state.tasks.iter().any(|t| t.reference_task_name == reference && !t.retried) {
+            if let Some(existing) = self.state.latest(&reference).filter(|t| !t.retried) {
+                if existing.status == TaskStatus::Skipped {
+                    // Skipped through the API: the flow goes on after it.
+                    self.continue_after(node.index, iteration);
+                }
                 return;
             }
         }
@@ -1219,6 +1453,16 @@ fn sub_workflow_input(wt: &WorkflowTask, input: &mut Object, scope: &Scope<'_>) 
     input.insert("idempotencyKey".to_owned(), field("idempotencyKey"));
     input.insert("idempotencyStrategy".to_owned(), field("idempotencyStrategy"));
     input.insert("workflowInput".to_owned(), workflow_input);
+}
+
+/// A literal value as an input parameter: `${` becomes `$${`, so resolution gives it back as is.
+fn escape_expressions(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace("${", "$${")),
+        Value::Array(items) => Value::Array(items.into_iter().map(escape_expressions).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, escape_expressions(v))).collect()),
+        other => other,
+    }
 }
 
 /// `ref` as scheduled in loop iteration `iteration` (`ref__N`; unchanged outside loops).

@@ -98,6 +98,75 @@ pub enum Event {
         #[allow(missing_docs)]
         error: Option<String>,
     },
+    /// The workflow is PAUSED.
+    WorkflowPaused {
+        #[allow(missing_docs)]
+        time: i64,
+    },
+    /// The workflow is RUNNING again after a pause.
+    WorkflowResumed {
+        #[allow(missing_docs)]
+        time: i64,
+    },
+    /// A SCHEDULED task waiting out a callback may be polled now.
+    TaskCallbackReset {
+        #[allow(missing_docs)]
+        seq: u32,
+    },
+    /// A finished workflow runs again: RUNNING, its end cleared, `lastRetriedTime` set. Its
+    /// tasks from `keep_tasks` on are dropped (all of them for a restart, none for a retry),
+    /// and a new definition, input or correlation id replaces the old one if given.
+    WorkflowReopened(Box<WorkflowReopened>),
+}
+
+/// Payload of [`Event::WorkflowReopened`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowReopened {
+    /// How many tasks stay (by `seq` order).
+    pub keep_tasks: u32,
+    /// Whether this is a restart (`createTime` moves to now) rather than a retry or rerun.
+    pub restart: bool,
+    /// A new definition snapshot (`useLatestDefinitions`).
+    #[serde(with = "opt_plan_as_def_json")]
+    pub plan: Option<Arc<Plan>>,
+    /// New workflow input.
+    #[serde(with = "json_bytes")]
+    pub input: Option<Object>,
+    #[allow(missing_docs)]
+    pub correlation_id: Option<String>,
+    #[allow(missing_docs)]
+    pub time: i64,
+}
+
+impl PartialEq for WorkflowReopened {
+    fn eq(&self, other: &Self) -> bool {
+        self.keep_tasks == other.keep_tasks
+            && self.restart == other.restart
+            && self.plan.as_ref().map(|p| &p.def) == other.plan.as_ref().map(|p| &p.def)
+            && self.input == other.input
+            && self.correlation_id == other.correlation_id
+            && self.time == other.time
+    }
+}
+
+/// Stores an optional plan as the JSON of its definition.
+mod opt_plan_as_def_json {
+    use std::sync::Arc;
+
+    use serde::{Deserializer, Serializer};
+
+    use crate::dsl::WorkflowDef;
+    use crate::plan::Plan;
+    use crate::serde_util::json_bytes;
+
+    pub fn serialize<S: Serializer>(plan: &Option<Arc<Plan>>, serializer: S) -> Result<S::Ok, S::Error> {
+        json_bytes::serialize(&plan.as_ref().map(|p| &p.def), serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Arc<Plan>>, D::Error> {
+        let def: Option<WorkflowDef> = json_bytes::deserialize(deserializer)?;
+        Ok(def.map(|d| Arc::new(Plan::new(d))))
+    }
 }
 
 /// Payload of [`Event::WorkflowStarted`].
@@ -176,7 +245,11 @@ impl Event {
             | Event::VariablesSet { .. }
             | Event::ParentNotified
             | Event::StatusPublished
-            | Event::FailureWorkflowStarted { .. } => None,
+            | Event::FailureWorkflowStarted { .. }
+            | Event::WorkflowPaused { .. }
+            | Event::WorkflowResumed { .. }
+            | Event::WorkflowReopened(_) => None,
+            Event::TaskCallbackReset { seq } => Some(*seq),
             Event::TaskScheduled(s) => Some(s.task.seq),
             Event::TaskUpdated(u) => Some(u.seq),
             Event::TaskPolled { seq, .. }
@@ -204,6 +277,10 @@ impl Event {
             Event::TaskIterated { .. } => "TaskIterated",
             Event::ParentNotified => "ParentNotified",
             Event::StatusPublished => "StatusPublished",
+            Event::WorkflowPaused { .. } => "WorkflowPaused",
+            Event::WorkflowResumed { .. } => "WorkflowResumed",
+            Event::TaskCallbackReset { .. } => "TaskCallbackReset",
+            Event::WorkflowReopened(_) => "WorkflowReopened",
             Event::FailureWorkflowStarted { .. } => "FailureWorkflowStarted",
         }
     }

@@ -5,7 +5,7 @@
 //! so replaying any committed history always succeeds.
 
 use crate::event::Event;
-use crate::state::{TaskStatus, WorkflowState};
+use crate::state::{TaskStatus, WorkflowState, WorkflowStatus};
 
 /// Builds the state of a new execution from its first event; `None` if the event is not a start.
 pub fn start(event: &Event) -> Option<WorkflowState> {
@@ -76,6 +76,9 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
         Event::TaskStatusChanged { seq, status, reason, time } => {
             if let Some(t) = state.task_mut(*seq) {
                 t.status = *status;
+                if !status.is_terminal() {
+                    t.end_time = 0;
+                }
                 if reason.is_some() {
                     t.reason_for_incompletion = reason.clone();
                 }
@@ -118,6 +121,51 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
         }
         Event::ParentNotified => state.header.parent_notified = true,
         Event::StatusPublished => state.header.status_listener_pending = false,
+        Event::WorkflowPaused { time } => {
+            state.header.status = WorkflowStatus::Paused;
+            state.header.update_time = *time;
+        }
+        Event::WorkflowResumed { time } => {
+            state.header.status = WorkflowStatus::Running;
+            state.header.last_retried_time = *time;
+            state.header.update_time = *time;
+        }
+        Event::TaskCallbackReset { seq } => {
+            if let Some(t) = state.task_mut(*seq) {
+                t.callback_after_seconds = 0;
+                t.jitter_ms = 0;
+            }
+        }
+        Event::WorkflowReopened(r) => {
+            state.truncate_tasks(r.keep_tasks as usize);
+            if let Some(plan) = &r.plan {
+                state.plan = plan.clone();
+                state.header.workflow_version = plan.def.version;
+            }
+            let h = &mut state.header;
+            h.status = WorkflowStatus::Running;
+            h.reason_for_incompletion = None;
+            h.output = Default::default();
+            h.end_time = 0;
+            h.failed_reference_task_names.clear();
+            h.failed_task_names.clear();
+            h.parent_notified = false;
+            h.failure_workflow_pending = false;
+            h.status_listener_pending = false;
+            h.update_time = r.time;
+            if r.restart {
+                h.create_time = r.time;
+                h.last_retried_time = 0;
+            } else {
+                h.last_retried_time = r.time;
+            }
+            if let Some(input) = &r.input {
+                h.input = input.clone();
+            }
+            if r.correlation_id.is_some() {
+                h.correlation_id = r.correlation_id.clone();
+            }
+        }
         Event::FailureWorkflowStarted { workflow_id, error } => {
             let h = &mut state.header;
             h.failure_workflow_pending = false;

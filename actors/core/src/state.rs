@@ -331,6 +331,16 @@ impl WorkflowState {
         state
     }
 
+    /// Drops the tasks from position `keep` on and indexes the rest again.
+    pub(crate) fn truncate_tasks(&mut self, keep: usize) {
+        let tasks = std::mem::take(&mut self.tasks);
+        self.by_id.clear();
+        self.by_ref.clear();
+        for task in tasks.into_iter().take(keep) {
+            self.push(task);
+        }
+    }
+
     /// Appends a task and indexes it.
     pub(crate) fn push(&mut self, task: TaskState) {
         let seq = task.seq;
