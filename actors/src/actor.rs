@@ -535,6 +535,14 @@ impl Registry {
         metrics::gauge!(names::ACTORS_ACTIVE).set(self.actors.lock().len() as f64);
     }
 
+    /// Stops the actor of a workflow, if it has one (before the workflow is removed).
+    pub fn stop(&self, id: &str) {
+        if let Some(slot) = self.actors.lock().remove(id) {
+            slot.actor.stop(None);
+        }
+        metrics::gauge!(names::ACTORS_ACTIVE).set(self.actors.lock().len() as f64);
+    }
+
     /// Stops actors idle for longer than `idle`.
     pub fn passivate_idle(&self, idle: Duration) -> usize {
         let cutoff = crate::now_ms() - idle.as_millis() as i64;

@@ -336,6 +336,42 @@ impl Engine {
         self.leader()?.command(workflow_id, cmd).await.map(|_| ())
     }
 
+    /// Sends an operation (pause, resume, retry, skip, ...) to a workflow.
+    pub async fn operate(&self, workflow_id: &str, command: overture_core::Command) -> Result<(), Error> {
+        self.workflow(workflow_id)?;
+        self.leader()?.command(workflow_id, command).await.map(|_| ())
+    }
+
+    /// Restarts a finished workflow, on the latest version of its definition if asked.
+    pub async fn restart(&self, workflow_id: &str, use_latest_definitions: bool) -> Result<(), Error> {
+        let wf = self.workflow(workflow_id)?;
+        let plan = if use_latest_definitions {
+            let name = &wf.header.workflow_name;
+            let mut def = self
+                .read()
+                .workflow_def(name, None)?
+                .ok_or_else(|| Error::NotFound(format!("No such workflow found by name: {name}, version: null")))?;
+            fill_task_defs(self.read(), &mut def.tasks)?;
+            Some(Arc::new(Plan::new(def)))
+        } else {
+            None
+        };
+        self.operate(workflow_id, overture_core::Command::Restart { plan }).await
+    }
+
+    /// Deletes a workflow execution. With `archive` (Conductor's default) only a finished one.
+    pub async fn remove_workflow(&self, workflow_id: &str, archive: bool) -> Result<(), Error> {
+        let wf = self.workflow(workflow_id)?;
+        if archive && !wf.header.status.is_terminal() {
+            return Err(Error::BadRequest(format!(
+                "Workflow {workflow_id} is {}: only a finished workflow can be archived",
+                wf.header.status.as_str()
+            )));
+        }
+        self.leader()?.registry.stop(workflow_id);
+        self.propose(Request::RemoveWorkflow { workflow_id: workflow_id.to_owned() }).await
+    }
+
     /// An execution, from the local replica.
     pub fn workflow(&self, id: &str) -> Result<WorkflowState, Error> {
         self.read().workflow(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))

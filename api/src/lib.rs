@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use overture_actors::Engine;
 use overture_raft::network::paths;
@@ -112,6 +112,22 @@ pub fn router(state: AppState) -> Router {
         .route("/workflow", post(workflows::start))
         .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))
         .route("/workflow/{id}/status", get(workflows::status))
+        .route("/workflow/{id}/pause", put(workflows::pause))
+        .route("/workflow/{id}/resume", put(workflows::resume))
+        .route("/workflow/decide/{id}", put(workflows::decide))
+        .route("/workflow/{id}/resetcallbacks", post(workflows::reset_callbacks))
+        .route("/workflow/{id}/skiptask/{reference}", put(workflows::skip_task))
+        .route("/workflow/{id}/retry", post(workflows::retry))
+        .route("/workflow/{id}/restart", post(workflows::restart))
+        .route("/workflow/{id}/rerun", post(workflows::rerun))
+        .route("/workflow/{id}/remove", axum::routing::delete(workflows::remove))
+        .route("/workflow/{id}/terminate-remove", axum::routing::delete(workflows::terminate_remove))
+        .route("/workflow/bulk/pause", put(workflows::bulk_pause))
+        .route("/workflow/bulk/resume", put(workflows::bulk_resume))
+        .route("/workflow/bulk/retry", post(workflows::bulk_retry))
+        .route("/workflow/bulk/restart", post(workflows::bulk_restart))
+        .route("/workflow/bulk/terminate", post(workflows::bulk_terminate))
+        .route("/workflow/bulk/remove", axum::routing::delete(workflows::bulk_remove))
         .route("/tasks", post(tasks::update))
         .route("/tasks/update-v2", post(tasks::update_v2))
         .route("/tasks/poll/{task_type}", get(tasks::poll_one))

@@ -1,9 +1,12 @@
-//! `/api/workflow`: start, read and terminate executions.
+//! `/api/workflow`: start, read, operate on and terminate executions; `/api/workflow/bulk`.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
+use overture_core::command::Rerun;
 use overture_core::dsl::StartWorkflowRequest;
-use overture_core::{Object, render};
+use overture_core::{Command, Object, render};
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -56,4 +59,206 @@ pub async fn status(State(s): State<AppState>, Path(id): Path<String>, q: Params
 /// `DELETE /workflow/{id}?reason=`: terminate.
 pub async fn terminate(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<(), ApiError> {
     Ok(s.engine.terminate(&id, q.str("reason").map(str::to_owned)).await?)
+}
+
+// ---- operations (Conductor's WorkflowResource and WorkflowBulkResource) ----
+
+/// `PUT /workflow/{id}/pause`: 200; 409 if the workflow has ended; pausing twice is a no-op.
+pub async fn pause(State(s): State<AppState>, Path(id): Path<String>) -> Result<(), ApiError> {
+    Ok(s.engine.operate(&id, Command::Pause).await?)
+}
+
+/// `PUT /workflow/{id}/resume`: 200; 409 if it is not PAUSED (Conductor answers 500).
+pub async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> Result<(), ApiError> {
+    Ok(s.engine.operate(&id, Command::Resume).await?)
+}
+
+/// `PUT /workflow/decide/{id}`: run the decider now.
+pub async fn decide(State(s): State<AppState>, Path(id): Path<String>) -> Result<(), ApiError> {
+    Ok(s.engine.operate(&id, Command::Decide).await?)
+}
+
+/// `POST /workflow/{id}/resetcallbacks`: 204; 409 if the workflow has ended.
+pub async fn reset_callbacks(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    s.engine.operate(&id, Command::ResetCallbacks).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Conductor's `SkipTaskRequest`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SkipTaskRequest {
+    #[serde(default)]
+    task_input: Option<Object>,
+    #[serde(default)]
+    task_output: Option<Object>,
+}
+
+/// `PUT /workflow/{id}/skiptask/{taskReferenceName}`: 200; 409 if the workflow is not RUNNING,
+/// the task is not in its definition or has run already (Conductor answers 500). The task's
+/// input and output may come as a JSON body (`taskInput`, `taskOutput`).
+pub async fn skip_task(
+    State(s): State<AppState>,
+    Path((id, reference)): Path<(String, String)>,
+    body: RawBody,
+) -> Result<(), ApiError> {
+    let request: SkipTaskRequest = body.json(Some(SkipTaskRequest::default()))?;
+    let command = Command::Skip {
+        reference,
+        input: request.task_input.unwrap_or_default(),
+        output: request.task_output.unwrap_or_default(),
+    };
+    Ok(s.engine.operate(&id, command).await?)
+}
+
+/// `POST /workflow/{id}/retry?resumeSubworkflowTasks=`: 204; **404** if it is still running
+/// (as Conductor), 409 if nothing can be retried.
+pub async fn retry(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<StatusCode, ApiError> {
+    q.bool("resumeSubworkflowTasks", false)?;
+    s.engine.operate(&id, Command::Retry).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /workflow/{id}/restart?useLatestDefinitions=`: 204; 409 if it is still running; 404 if
+/// it COMPLETED and its definition is not restartable.
+pub async fn restart(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<StatusCode, ApiError> {
+    let latest = q.bool("useLatestDefinitions", false)?;
+    s.engine.restart(&id, latest).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Conductor's `RerunWorkflowRequest`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RerunRequest {
+    #[serde(default)]
+    re_run_from_task_id: Option<String>,
+    #[serde(default)]
+    task_input: Option<Object>,
+    #[serde(default)]
+    workflow_input: Option<Object>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+/// `POST /workflow/{id}/rerun`: the id as text; 409 if it is still running; 400 for an unknown
+/// task.
+pub async fn rerun(State(s): State<AppState>, Path(id): Path<String>, body: RawBody) -> Result<Response, ApiError> {
+    let request: RerunRequest = body.json(Some(RerunRequest::default()))?;
+    let rerun = Rerun {
+        from_task_id: request.re_run_from_task_id.filter(|t| !t.is_empty()),
+        task_input: request.task_input,
+        workflow_input: request.workflow_input,
+        correlation_id: request.correlation_id,
+    };
+    s.engine.operate(&id, Command::Rerun(Box::new(rerun))).await?;
+    Ok(text_response(id))
+}
+
+/// `DELETE /workflow/{id}/remove?archiveWorkflow=true`: delete an execution; archiving (the
+/// default) needs a finished one (400 otherwise).
+pub async fn remove(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<(), ApiError> {
+    let archive = q.bool("archiveWorkflow", true)?;
+    Ok(s.engine.remove_workflow(&id, archive).await?)
+}
+
+/// `DELETE /workflow/{id}/terminate-remove?reason=&archiveWorkflow=true`.
+pub async fn terminate_remove(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<(), ApiError> {
+    let archive = q.bool("archiveWorkflow", true)?;
+    match s.engine.terminate(&id, q.str("reason").map(str::to_owned)).await {
+        Ok(()) | Err(overture_actors::Error::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(s.engine.remove_workflow(&id, archive).await?)
+}
+
+/// Conductor's `BulkResponse`.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct BulkResponse {
+    bulk_error_results: std::collections::BTreeMap<String, String>,
+    bulk_successful_results: Vec<String>,
+}
+
+/// Runs `op` for each id of a bulk request (1 to 1,000 ids), each on its own.
+async fn bulk<F, Fut>(body: RawBody, op: F) -> Result<Response, ApiError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), overture_actors::Error>>,
+{
+    let ids: Vec<String> = body.json(None)?;
+    if ids.is_empty() || ids.len() > 1000 {
+        return Err(ApiError::bad_request(format!(
+            "Cannot process more than 1000 workflows. Please use multiple requests. (got {})",
+            ids.len()
+        )));
+    }
+    let results = futures::future::join_all(ids.iter().map(|id| op(id.clone()))).await;
+    let mut response = BulkResponse::default();
+    for (id, result) in ids.into_iter().zip(results) {
+        match result {
+            Ok(()) => response.bulk_successful_results.push(id),
+            Err(e) => {
+                response.bulk_error_results.insert(id, e.to_string());
+            }
+        }
+    }
+    json_response(&response)
+}
+
+/// `PUT /workflow/bulk/pause`.
+pub async fn bulk_pause(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    bulk(body, |id| {
+        let s = s.clone();
+        async move { s.engine.operate(&id, Command::Pause).await }
+    })
+    .await
+}
+
+/// `PUT /workflow/bulk/resume`.
+pub async fn bulk_resume(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    bulk(body, |id| {
+        let s = s.clone();
+        async move { s.engine.operate(&id, Command::Resume).await }
+    })
+    .await
+}
+
+/// `POST /workflow/bulk/retry`.
+pub async fn bulk_retry(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    bulk(body, |id| {
+        let s = s.clone();
+        async move { s.engine.operate(&id, Command::Retry).await }
+    })
+    .await
+}
+
+/// `POST /workflow/bulk/restart?useLatestDefinitions=`.
+pub async fn bulk_restart(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+    let latest = q.bool("useLatestDefinitions", false)?;
+    bulk(body, |id| {
+        let s = s.clone();
+        async move { s.engine.restart(&id, latest).await }
+    })
+    .await
+}
+
+/// `POST /workflow/bulk/terminate?reason=`.
+pub async fn bulk_terminate(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+    let reason = q.str("reason").map(str::to_owned);
+    bulk(body, |id| {
+        let (s, reason) = (s.clone(), reason.clone());
+        async move { s.engine.terminate(&id, reason).await }
+    })
+    .await
+}
+
+/// `DELETE /workflow/bulk/remove?archiveWorkflow=true`.
+pub async fn bulk_remove(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+    let archive = q.bool("archiveWorkflow", true)?;
+    bulk(body, |id| {
+        let s = s.clone();
+        async move { s.engine.remove_workflow(&id, archive).await }
+    })
+    .await
 }

@@ -25,7 +25,9 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
     let defs_cf = cf(db, CF_DEFS);
     let mut wb = WriteBatch::default();
     let response = match request {
-        Request::Workflow(_) => unreachable!("workflow batches are applied by the state machine"),
+        Request::Workflow(_) | Request::RemoveWorkflow { .. } => {
+            unreachable!("workflow requests are applied by the state machine")
+        }
         Request::PutTaskDefs { defs } => {
             for json in defs {
                 let def: TaskDef = json.parse().map_err(io_err)?;

@@ -124,6 +124,14 @@ pub fn task_def(name: &str) -> Vec<u8> {
 
 /// Prefix of all task definitions.
 pub const TASK_DEF_PREFIX: &[u8] = b"t";
+/// The key range `[id 0x00, id 0x01)` of every row keyed by `id 0x00 ...`.
+pub fn prefix_range(id: &str) -> (Vec<u8>, Vec<u8>) {
+    let from = prefix(id);
+    let mut to = id.as_bytes().to_vec();
+    to.push(1);
+    (from, to)
+}
+
 /// Key of a running row.
 pub fn running(item: &RunningItem) -> Vec<u8> {
     let mut out = prefix(&item.task_def_name);

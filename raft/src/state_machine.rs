@@ -236,6 +236,7 @@ impl Shared {
     ) -> Result<Response, io::Error> {
         match request {
             Request::Workflow(batch) => self.apply_workflow(inner, wb, changes, batch),
+            Request::RemoveWorkflow { workflow_id } => self.apply_remove(inner, wb, changes, &workflow_id),
             other => {
                 // Definition changes read what is stored; write out what this group has pending
                 // first so they see it.
@@ -243,6 +244,38 @@ impl Shared {
                 crate::defs::apply(&self.db, other)
             }
         }
+    }
+
+    /// Deletes an execution and everything derived from it, in the batch.
+    fn apply_remove(
+        &self,
+        inner: &mut Inner,
+        wb: &mut WriteBatch,
+        changes: &mut Changes,
+        id: &str,
+    ) -> Result<Response, io::Error> {
+        let current = match inner.cache.take(id) {
+            Some(c) => Some(c.state),
+            None => self.load_from_disk(id)?.map(|(state, _)| state),
+        };
+        let Some(state) = current else {
+            return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
+        };
+        let db = &self.db;
+        for task in &state.tasks {
+            write_diff(db, wb, changes, rows::queue_item(&state.header, task), None);
+            write_diff_all(db, wb, changes, rows::task_timers(&state.header, task), Vec::new());
+            write_diff(db, wb, changes, rows::running_item(&state.header, task), None);
+            wb.delete_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes());
+            let (from, to) = keys::prefix_range(&task.task_id);
+            wb.delete_range_cf(cf(db, keys::CF_TASK_LOGS), from, to);
+        }
+        write_diff_all(db, wb, changes, rows::workflow_timers(&state), Vec::new());
+        let (from, to) = keys::prefix_range(id);
+        wb.delete_range_cf(cf(db, keys::CF_WF_TASKS), &from, &to);
+        wb.delete_range_cf(cf(db, keys::CF_EVENTS), &from, &to);
+        wb.delete_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes());
+        Ok(Response::Ok)
     }
 
     fn apply_workflow(

@@ -84,6 +84,11 @@ pub enum Request {
         #[allow(missing_docs)]
         name: String,
     },
+    /// Delete a workflow execution: its state, tasks, events, logs and derived rows.
+    RemoveWorkflow {
+        #[allow(missing_docs)]
+        workflow_id: String,
+    },
 }
 
 /// The events one decision produced for one workflow.
@@ -135,6 +140,7 @@ impl std::fmt::Display for Request {
                 write!(f, "{} an event handler", if *create { "add" } else { "replace" })
             }
             Request::DeleteEventHandler { name } => write!(f, "delete event handler {name}"),
+            Request::RemoveWorkflow { workflow_id } => write!(f, "remove workflow {workflow_id}"),
         }
     }
 }

@@ -382,13 +382,12 @@ impl Decider<'_, '_> {
                 Some(n) if task.workflow_task.is_none() || n.kind == TaskKind::Dynamic => {
                     self.schedule(n, task.iteration, Some((&task, 0)));
                 }
-                _ => match &task.workflow_task {
-                    Some(wt) => {
+                _ => {
+                    if let Some(wt) = &task.workflow_task {
                         let wt = (**wt).clone();
                         self.schedule_task(&wt, task.iteration, Some((&task, 0)));
                     }
-                    None => {}
-                },
+                }
             }
             if !self.running() {
                 return Ok(());

@@ -1,0 +1,175 @@
+//! Operating workflows through the HTTP API of a real node (issue 5): pause, resume, skip,
+//! retry, restart, rerun, reset callbacks, decide, remove and the bulk forms, with Conductor's
+//! codes.
+
+use std::time::Duration;
+
+use overture_tests::{Node, client, send, wait_status};
+use serde_json::{Value, json};
+
+async fn node() -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    (dir, node)
+}
+
+async fn setup(node: &Node) {
+    let c = client();
+    let defs = json!([
+        {"name": "op_a", "retryCount": 0, "responseTimeoutSeconds": 30},
+        {"name": "op_b", "retryCount": 0, "responseTimeoutSeconds": 30},
+        {"name": "op_c", "retryCount": 0, "responseTimeoutSeconds": 30}
+    ]);
+    assert_eq!(send(c.post(node.api("/metadata/taskdefs")).json(&defs)).await.status, 200);
+    let def = json!({"name": "ops", "version": 1, "tasks": [
+        {"name": "op_a", "taskReferenceName": "a", "inputParameters": {"x": "${workflow.input.x}"}},
+        {"name": "op_b", "taskReferenceName": "b"},
+        {"name": "op_c", "taskReferenceName": "c"}
+    ]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+async fn start(node: &Node, input: Value) -> String {
+    let r = send(client().post(node.api("/workflow/ops")).json(&input)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.text
+}
+
+async fn workflow(node: &Node, id: &str) -> Value {
+    send(client().get(node.api(&format!("/workflow/{id}")))).await.json()
+}
+
+/// Polls `task_type` and reports it with `status`.
+async fn finish(node: &Node, task_type: &str, status: &str) {
+    let c = client();
+    let r = send(c.get(node.api(&format!("/tasks/poll/batch/{task_type}?count=1&timeout=2000&workerid=ops")))).await;
+    let tasks = r.json();
+    let task = tasks.get(0).cloned().unwrap_or_else(|| panic!("no {task_type} task"));
+    let result = json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": status,
+                        "reasonForIncompletion": "on purpose"});
+    assert_eq!(send(c.post(node.api("/tasks")).json(&result)).await.status, 200);
+}
+
+fn refs(wf: &Value) -> Vec<(String, String)> {
+    wf["tasks"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["referenceTaskName"].as_str().unwrap_or("").to_owned(),
+                        t["status"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn pause_resume_skip_and_decide() {
+    let (_dir, node) = node().await;
+    setup(&node).await;
+    let c = client();
+    let id = start(&node, json!({})).await;
+    let r = send(c.put(node.api(&format!("/workflow/{id}/pause")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(workflow(&node, &id).await["status"], "PAUSED");
+    let r = send(c.put(node.api(&format!("/workflow/{id}/skiptask/b")))).await;
+    assert_eq!(r.status, 409, "only a RUNNING workflow skips: {}", r.text);
+    finish(&node, "op_a", "COMPLETED").await;
+    assert_eq!(refs(&workflow(&node, &id).await).len(), 1, "nothing new while paused");
+    let r = send(c.put(node.api(&format!("/workflow/{id}/resume")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(refs(&workflow(&node, &id).await).last().map(|r| r.0.clone()), Some("b".to_owned()));
+    let r = send(c.put(node.api(&format!("/workflow/{id}/resume")))).await;
+    assert_eq!(r.status, 409, "not paused: {}", r.text);
+
+    let id = start(&node, json!({})).await;
+    let body = json!({"taskOutput": {"skipped": true}});
+    let r = send(c.put(node.api(&format!("/workflow/{id}/skiptask/b"))).json(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    finish(&node, "op_a", "COMPLETED").await;
+    let wf = workflow(&node, &id).await;
+    assert_eq!(
+        refs(&wf),
+        [("a".into(), "COMPLETED".into()), ("b".into(), "SKIPPED".into()), ("c".into(), "SCHEDULED".into())]
+    );
+    let r = send(c.put(node.api(&format!("/workflow/decide/{id}")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(c.put(node.api("/workflow/nope/pause"))).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
+#[tokio::test]
+async fn retry_restart_rerun_and_remove() {
+    let (_dir, node) = node().await;
+    setup(&node).await;
+    let c = client();
+    let id = start(&node, json!({"x": 1})).await;
+    let r = send(c.post(node.api(&format!("/workflow/{id}/retry")))).await;
+    assert_eq!(r.status, 404, "Conductor answers 404 for a running workflow: {}", r.text);
+    finish(&node, "op_a", "COMPLETED").await;
+    finish(&node, "op_b", "FAILED").await;
+    wait_status(&node, &id, "FAILED", Duration::from_secs(5)).await;
+
+    let r = send(c.post(node.api(&format!("/workflow/{id}/retry")))).await;
+    assert_eq!((r.status, r.text.as_str()), (204, ""));
+    assert_eq!(workflow(&node, &id).await["status"], "RUNNING");
+    finish(&node, "op_b", "COMPLETED").await;
+    finish(&node, "op_c", "COMPLETED").await;
+    let done = wait_status(&node, &id, "COMPLETED", Duration::from_secs(5)).await;
+    assert_eq!(refs(&done).iter().filter(|r| r.0 == "b").count(), 2, "the failed attempt and the retry");
+
+    let r = send(c.post(node.api(&format!("/workflow/{id}/rerun"))).json(&json!({"workflowInput": {"x": 2}}))).await;
+    assert_eq!((r.status, r.text.as_str()), (200, id.as_str()));
+    let wf = workflow(&node, &id).await;
+    assert_eq!(refs(&wf), [("a".into(), "SCHEDULED".into())]);
+    assert_eq!(wf["tasks"][0]["inputData"]["x"], 2);
+
+    let r = send(c.post(node.api(&format!("/workflow/{id}/restart")))).await;
+    assert_eq!(r.status, 409, "still running: {}", r.text);
+    let r = send(c.delete(node.api(&format!("/workflow/{id}/remove")))).await;
+    assert_eq!(r.status, 400, "archiving a running workflow: {}", r.text);
+    let r = send(c.delete(node.api(&format!("/workflow/{id}?reason=stop")))).await;
+    assert_eq!(r.status, 200);
+    let r = send(c.post(node.api(&format!("/workflow/{id}/restart?useLatestDefinitions=true")))).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(refs(&workflow(&node, &id).await), [("a".into(), "SCHEDULED".into())]);
+    let task_id = workflow(&node, &id).await["tasks"][0]["taskId"].as_str().unwrap_or_default().to_owned();
+    let r = send(c.delete(node.api(&format!("/workflow/{id}/remove?archiveWorkflow=false")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(send(c.get(node.api(&format!("/workflow/{id}")))).await.status, 404);
+    assert_eq!(send(c.get(node.api(&format!("/tasks/{task_id}")))).await.status, 404, "its tasks are gone");
+    assert_eq!(
+        send(c.get(node.api("/tasks/queue/sizes?taskType=op_a"))).await.json()["op_a"],
+        0,
+        "and its queue entry"
+    );
+}
+
+#[tokio::test]
+async fn bulk_operations_answer_per_id() {
+    let (_dir, node) = node().await;
+    setup(&node).await;
+    let c = client();
+    let a = start(&node, json!({})).await;
+    let b = start(&node, json!({})).await;
+    let r = send(c.put(node.api("/workflow/bulk/pause")).json(&json!([a, b, "ghost"]))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["bulkSuccessfulResults"], json!([a, b]));
+    assert!(body["bulkErrorResults"]["ghost"].as_str().is_some_and(|m| m.contains("No such workflow")), "{body}");
+    let r = send(c.put(node.api("/workflow/bulk/resume")).json(&json!([a, b]))).await;
+    assert_eq!(r.json()["bulkSuccessfulResults"], json!([a, b]));
+    let r = send(c.post(node.api("/workflow/bulk/terminate?reason=bulk")).json(&json!([a, b]))).await;
+    assert_eq!(r.json()["bulkSuccessfulResults"], json!([a, b]));
+    assert_eq!(workflow(&node, &a).await["reasonForIncompletion"], "bulk");
+    let r = send(c.post(node.api("/workflow/bulk/restart")).json(&json!([a]))).await;
+    assert_eq!(r.json()["bulkSuccessfulResults"], json!([a]));
+    let r = send(c.delete(node.api("/workflow/bulk/remove")).json(&json!([b]))).await;
+    assert_eq!(r.json()["bulkSuccessfulResults"], json!([b]));
+    let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    assert_eq!(send(c.put(node.api("/workflow/bulk/pause")).json(&too_many)).await.status, 400);
+}
