@@ -401,7 +401,7 @@ impl Engine {
                 "{queue} is an internal queue of the server; workers cannot poll it"
             )));
         }
-        self.leader()?.polls.record(&queue, crate::now_ms());
+        self.leader()?.polls.record(&queue, worker_id.as_deref(), crate::now_ms());
         self.poll_queue(&queue, task_type, worker_id, count, wait).await
     }
 
@@ -579,6 +579,44 @@ impl Engine {
             out.insert(t.clone(), self.read().queue_size(t)?);
         }
         Ok(out)
+    }
+
+    /// Every worker queue and the tasks waiting in it, by queue name.
+    pub fn queue_all(&self) -> Result<BTreeMap<String, usize>, Error> {
+        let mut out = BTreeMap::new();
+        for item in self.read().queue_entries()? {
+            if !item.queue.starts_with(overture_core::rows::SYSTEM_QUEUE_PREFIX) {
+                *out.entry(item.queue).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Conductor's poll data: `(queue, domain, worker, last poll)` for every queue of
+    /// `task_type` (all queues if `None`), as the leader saw them.
+    pub fn poll_data(
+        &self,
+        task_type: Option<&str>,
+    ) -> Result<Vec<(String, Option<String>, Option<String>, i64)>, Error> {
+        let ctx = self.leader()?;
+        Ok(ctx
+            .polls
+            .all()
+            .into_iter()
+            .filter_map(|(queue, time, worker)| {
+                let (domain, name) = match queue.split_once(':') {
+                    Some((d, n)) => (Some(d.to_owned()), n.to_owned()),
+                    None => (None, queue.clone()),
+                };
+                task_type.is_none_or(|t| t == name).then_some((name, domain, worker, time))
+            })
+            .collect())
+    }
+
+    /// The events of an execution, oldest first, with their revisions.
+    pub fn history(&self, workflow_id: &str) -> Result<Vec<(u64, overture_core::Event)>, Error> {
+        self.workflow(workflow_id)?;
+        Ok(self.read().events(workflow_id)?)
     }
 
     /// Waits up to `timeout` for this node to serve writes.

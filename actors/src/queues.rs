@@ -290,26 +290,33 @@ mod tests {
 }
 
 /// When workers last polled each queue (Conductor's poll data), for choosing among a comma list
-/// of task domains. Kept by the leader in memory; it starts empty under a new leader.
+/// of task domains and for `/tasks/queue/polldata`. Kept by the leader in memory; it starts empty
+/// under a new leader.
 #[derive(Default)]
 pub struct PollTimes {
-    last: Mutex<HashMap<String, i64>>,
+    last: Mutex<HashMap<String, (i64, Option<String>)>>,
 }
 
 impl PollTimes {
-    /// Records a poll of `queue` at `now`.
-    pub fn record(&self, queue: &str, now: i64) {
+    /// Records a poll of `queue` by `worker` at `now`.
+    pub fn record(&self, queue: &str, worker: Option<&str>, now: i64) {
         let mut last = self.last.lock();
-        match last.get_mut(queue) {
-            Some(t) => *t = (*t).max(now),
-            None => {
-                last.insert(queue.to_owned(), now);
-            }
+        let entry = last.entry(queue.to_owned()).or_insert((now, None));
+        entry.0 = entry.0.max(now);
+        if worker.is_some() {
+            entry.1 = worker.map(str::to_owned);
         }
     }
 
     /// When `queue` was last polled.
     pub fn last(&self, queue: &str) -> Option<i64> {
-        self.last.lock().get(queue).copied()
+        self.last.lock().get(queue).map(|(t, _)| *t)
+    }
+
+    /// Every queue polled: name, last poll time, last worker.
+    pub fn all(&self) -> Vec<(String, i64, Option<String>)> {
+        let mut out: Vec<_> = self.last.lock().iter().map(|(q, (t, w))| (q.clone(), *t, w.clone())).collect();
+        out.sort();
+        out
     }
 }

@@ -55,7 +55,8 @@ fn needs_leader(request: &Request) -> bool {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return true;
     }
-    path.starts_with("/api/tasks/poll/") || consistent(request)
+    // Poll data lives in the leader's memory, like the queues.
+    path.starts_with("/api/tasks/poll/") || path.starts_with("/api/tasks/queue/polldata") || consistent(request)
 }
 
 /// The forwarding middleware.

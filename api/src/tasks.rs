@@ -173,9 +173,17 @@ pub async fn signal_sync(
     body: RawBody,
 ) -> Result<Response, ApiError> {
     if signal != "signal" {
-        return Err(ApiError::not_found(format!(
-            "No resource found for /api/tasks/{workflow_id}/{status}/{signal}/sync"
-        )));
+        // `/tasks/{workflowId}/{taskRefName}/{status}/sync`: update by reference, answer the
+        // workflow; 404 if no task with that reference is open.
+        let (reference, status) = (status, signal_status(&signal)?);
+        let output: Object = body.json(Some(Object::new()))?;
+        let worker = q.str("workerid").map(str::to_owned);
+        let updated = s.engine.update_task_by_ref(&workflow_id, &reference, status, output, worker).await?;
+        if updated.is_none() {
+            return Err(ApiError::not_found(format!("No open task {reference} in workflow {workflow_id}")));
+        }
+        let wf = s.engine.workflow(&workflow_id)?;
+        return json_response(&render::workflow(&wf, true, overture_actors::now_ms()));
     }
     let status = signal_status(&status)?;
     let strategy = q.str("returnStrategy").unwrap_or("TARGET_WORKFLOW");
@@ -252,4 +260,63 @@ pub async fn queue_sizes(
     q: Params,
 ) -> Result<Json<std::collections::BTreeMap<String, usize>>, ApiError> {
     Ok(Json(s.engine.queue_sizes(&q.all("taskType"))?))
+}
+
+/// `GET /tasks/queue/size?taskType=&domain=`: tasks waiting in one queue, as a number.
+pub async fn queue_size(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
+    let task_type = q.str("taskType").ok_or_else(|| ApiError::bad_request("taskType is required"))?;
+    let queue = overture_core::rows::queue_name(task_type, q.str("domain"), None, None);
+    let sizes = s.engine.queue_sizes(std::slice::from_ref(&queue))?;
+    json_response(&sizes.get(&queue).copied().unwrap_or(0))
+}
+
+/// `GET /tasks/queue/all`: every worker queue and its size, by name.
+pub async fn queue_all(State(s): State<AppState>) -> Result<Response, ApiError> {
+    json_response(&s.engine.queue_all()?)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PollData {
+    queue_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_id: Option<String>,
+    last_poll_time: i64,
+}
+
+fn poll_data(s: &AppState, task_type: Option<&str>) -> Result<Response, ApiError> {
+    let data: Vec<PollData> = s
+        .engine
+        .poll_data(task_type)?
+        .into_iter()
+        .map(|(queue_name, domain, worker_id, last_poll_time)| PollData {
+            queue_name,
+            domain,
+            worker_id,
+            last_poll_time,
+        })
+        .collect();
+    json_response(&data)
+}
+
+/// `GET /tasks/queue/polldata?taskType=`: who polled that task type last, per domain, and when
+/// (answered by the leader, which saw the polls).
+pub async fn queue_poll_data(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
+    let task_type = q.str("taskType").ok_or_else(|| ApiError::bad_request("taskType is required"))?;
+    poll_data(&s, Some(task_type))
+}
+
+/// `GET /tasks/queue/polldata/all`.
+pub async fn queue_poll_data_all(State(s): State<AppState>) -> Result<Response, ApiError> {
+    poll_data(&s, None)
+}
+
+/// `POST /tasks/queue/requeue/{taskType}`: Conductor re-pushes lost queue messages. Here queue
+/// entries are derived from the tasks' state and cannot be lost, so nothing needs pushing; the
+/// answer is the number of tasks queued for that type.
+pub async fn queue_requeue(State(s): State<AppState>, Path(task_type): Path<String>) -> Result<Response, ApiError> {
+    let sizes = s.engine.queue_sizes(std::slice::from_ref(&task_type))?;
+    Ok(text_response(sizes.get(&task_type).copied().unwrap_or(0).to_string()))
 }

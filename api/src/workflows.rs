@@ -262,3 +262,26 @@ pub async fn bulk_remove(State(s): State<AppState>, q: Params, body: RawBody) ->
     })
     .await
 }
+
+/// `GET /workflow/{id}/history`: every event of the execution, oldest first (Overture's own
+/// endpoint): what happened to it and why it is where it is.
+pub async fn history(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let wf = s.engine.workflow(&id)?;
+    let events = s.engine.history(&id)?;
+    let view: Vec<serde_json::Value> = events.iter().map(|(rev, e)| render::event(&wf, *rev, e)).collect();
+    json_response(&view)
+}
+
+/// `GET /workflow/{id}/tasks?start=0&count=15&status=`: a page of its tasks as
+/// `SearchResult<Task>`; `status` may repeat and is matched ignoring case.
+pub async fn tasks(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<Response, ApiError> {
+    let wf = s.engine.workflow(&id)?;
+    let start = q.int("start")?.unwrap_or(0).max(0) as usize;
+    let count = q.int("count")?.unwrap_or(15).max(0) as usize;
+    let statuses: Vec<String> = q.all("status").iter().map(|s| s.to_ascii_uppercase()).collect();
+    let matching: Vec<_> =
+        wf.tasks.iter().filter(|t| statuses.is_empty() || statuses.iter().any(|s| s == t.status.as_str())).collect();
+    let now = overture_actors::now_ms();
+    let results: Vec<_> = matching.iter().skip(start).take(count).map(|t| render::task(&wf, t, now)).collect();
+    json_response(&serde_json::json!({"totalHits": matching.len(), "results": results}))
+}

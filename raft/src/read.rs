@@ -6,9 +6,9 @@
 use std::io;
 use std::sync::Arc;
 
-use overture_core::WorkflowState;
 use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
+use overture_core::{Event, WorkflowState};
 use rocksdb::{Direction, IteratorMode};
 
 use crate::codec::{JsonBytes, Versioned, decode};
@@ -104,6 +104,22 @@ impl ReadView {
     /// Every queue entry, for rebuilding in-memory queues.
     pub fn queue_entries(&self) -> Result<Vec<QueueItem>, io::Error> {
         self.scan(keys::CF_QUEUE, &[])
+    }
+
+    /// A workflow's events with their revisions, oldest first.
+    pub fn events(&self, workflow_id: &str) -> Result<Vec<(u64, Event)>, io::Error> {
+        let db = &self.shared.db;
+        let prefix = keys::prefix(workflow_id);
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf(db, keys::CF_EVENTS), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let revision = key[prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
+            out.push((revision, decode(&value).map_err(io_err)?));
+        }
+        Ok(out)
     }
 
     /// Every IN_PROGRESS worker task, by task definition.

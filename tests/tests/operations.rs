@@ -173,3 +173,38 @@ async fn bulk_operations_answer_per_id() {
     let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
     assert_eq!(send(c.put(node.api("/workflow/bulk/pause")).json(&too_many)).await.status, 400);
 }
+
+#[tokio::test]
+async fn history_task_pages_and_queue_admin() {
+    let (_dir, node) = node().await;
+    setup(&node).await;
+    let c = client();
+    let id = start(&node, json!({})).await;
+    assert_eq!(send(c.get(node.api("/tasks/queue/size?taskType=op_a"))).await.json(), 1);
+    assert_eq!(send(c.get(node.api("/tasks/queue/all"))).await.json()["op_a"], 1);
+    finish(&node, "op_a", "COMPLETED").await;
+    let data = send(c.get(node.api("/tasks/queue/polldata?taskType=op_a"))).await.json();
+    assert_eq!((data[0]["queueName"].as_str(), data[0]["workerId"].as_str()), (Some("op_a"), Some("ops")), "{data}");
+    assert_eq!(send(c.post(node.api("/tasks/queue/requeue/op_b"))).await.text, "1");
+
+    // Update by reference, answered with the workflow.
+    let r = send(c.post(node.api(&format!("/tasks/{id}/b/COMPLETED/sync"))).json(&json!({"by": "ref"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["tasks"][1]["outputData"]["by"], "ref");
+    assert_eq!(send(c.post(node.api(&format!("/tasks/{id}/nope/COMPLETED/sync"))).json(&json!({}))).await.status, 404);
+
+    let page = send(c.get(node.api(&format!("/workflow/{id}/tasks?start=1&count=5&status=completed")))).await.json();
+    assert_eq!(page["totalHits"], 2, "{page}");
+    assert_eq!(page["results"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["results"][0]["referenceTaskName"], "b");
+
+    let history = send(c.get(node.api(&format!("/workflow/{id}/history")))).await.json();
+    let kinds: Vec<&str> =
+        history.as_array().map(|h| h.iter().filter_map(|e| e["type"].as_str()).collect()).unwrap_or_default();
+    assert_eq!(kinds[..4], ["WorkflowStarted", "TaskScheduled", "TaskPolled", "TaskUpdated"], "{history}");
+    assert!(
+        history.as_array().is_some_and(|h| h.windows(2).all(|w| w[0]["revision"].as_u64() < w[1]["revision"].as_u64()))
+    );
+    assert_eq!(history[2]["workerId"], "ops");
+    assert_eq!(history[2]["referenceTaskName"], "a");
+}

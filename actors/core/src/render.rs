@@ -215,3 +215,50 @@ pub fn status(wf: &WorkflowState, include_output: bool, include_variables: bool)
         status: wf.header.status,
     }
 }
+
+/// One event of an execution's history, for `GET /api/workflow/{id}/history` (Overture's own):
+/// its revision, its kind, the task it concerns and what changed.
+pub fn event(wf: &WorkflowState, revision: u64, e: &crate::event::Event) -> serde_json::Value {
+    use crate::event::Event;
+    use serde_json::json;
+    let task = |seq: u32| wf.task(seq).map(|t| (t.task_id.as_str(), t.reference_task_name.as_str()));
+    let mut v = json!({"revision": revision, "type": e.kind()});
+    if let Some(seq) = e.task_seq() {
+        v["seq"] = json!(seq);
+        if let Some((id, reference)) = task(seq) {
+            v["taskId"] = json!(id);
+            v["referenceTaskName"] = json!(reference);
+        }
+    }
+    let detail = match e {
+        Event::WorkflowStarted(s) => json!({"time": s.header.create_time, "version": s.plan.def.version}),
+        Event::TaskScheduled(s) => json!({"time": s.task.scheduled_time, "taskId": s.task.task_id,
+            "referenceTaskName": s.task.reference_task_name, "taskType": s.task.task_type,
+            "status": s.task.status.as_str(), "retryCount": s.task.retry_count}),
+        Event::TaskPolled { worker_id, time, .. } => json!({"time": time, "workerId": worker_id}),
+        Event::TaskUpdated(u) => {
+            json!({"time": u.time, "status": u.status.as_str(), "reason": u.reason, "workerId": u.worker_id})
+        }
+        Event::TaskLeaseExtended { time, .. } => json!({"time": time}),
+        Event::TaskStatusChanged { status, reason, time, .. } => {
+            json!({"time": time, "status": status.as_str(), "reason": reason})
+        }
+        Event::TaskLogged { log, time, .. } => json!({"time": time, "log": log}),
+        Event::WorkflowEnded(x) => json!({"time": x.time, "status": x.status.as_str(), "reason": x.reason}),
+        Event::VariablesSet { time, .. } => json!({"time": time}),
+        Event::TaskIterated { iteration, resume_at, time, .. } => {
+            json!({"time": time, "iteration": iteration, "resumeAt": resume_at})
+        }
+        Event::FailureWorkflowStarted { workflow_id, error } => json!({"workflowId": workflow_id, "error": error}),
+        Event::WorkflowPaused { time } | Event::WorkflowResumed { time } => json!({"time": time}),
+        Event::WorkflowReopened(r) => json!({"time": r.time, "keepTasks": r.keep_tasks, "restart": r.restart}),
+        Event::TaskExecuted { .. }
+        | Event::ParentNotified
+        | Event::StatusPublished
+        | Event::TaskCallbackReset { .. } => json!({}),
+    };
+    if let (Some(obj), serde_json::Value::Object(d)) = (v.as_object_mut(), detail) {
+        obj.extend(d);
+    }
+    v
+}
