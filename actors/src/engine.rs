@@ -53,6 +53,19 @@ struct Inner {
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// The last poll of one queue (Conductor's `PollData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollRecord {
+    /// The task type polled.
+    pub task_type: String,
+    #[allow(missing_docs)]
+    pub domain: Option<String>,
+    /// The worker that polled last.
+    pub worker_id: Option<String>,
+    /// Epoch millis.
+    pub last_poll_time: i64,
+}
+
 /// A handle to the engine that does not keep it alive (held by leader services).
 #[derive(Clone)]
 pub(crate) struct WeakEngine(std::sync::Weak<Inner>);
@@ -592,12 +605,9 @@ impl Engine {
         Ok(out)
     }
 
-    /// Conductor's poll data: `(queue, domain, worker, last poll)` for every queue of
-    /// `task_type` (all queues if `None`), as the leader saw them.
-    pub fn poll_data(
-        &self,
-        task_type: Option<&str>,
-    ) -> Result<Vec<(String, Option<String>, Option<String>, i64)>, Error> {
+    /// Conductor's poll data for every queue of `task_type` (all queues if `None`), as the
+    /// leader saw them.
+    pub fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
         let ctx = self.leader()?;
         Ok(ctx
             .polls
@@ -608,7 +618,12 @@ impl Engine {
                     Some((d, n)) => (Some(d.to_owned()), n.to_owned()),
                     None => (None, queue.clone()),
                 };
-                task_type.is_none_or(|t| t == name).then_some((name, domain, worker, time))
+                task_type.is_none_or(|t| t == name).then_some(PollRecord {
+                    task_type: name,
+                    domain,
+                    worker_id: worker,
+                    last_poll_time: time,
+                })
             })
             .collect())
     }

@@ -23,7 +23,7 @@ pub mod queues;
 pub mod timers;
 
 pub use actor::UpdateOutcome;
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Engine, EngineOptions, PollRecord};
 pub use error::Error;
 
 /// Wall-clock epoch millis: the leader's clock, recorded in the events it decides.
