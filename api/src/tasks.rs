@@ -291,11 +291,11 @@ fn poll_data(s: &AppState, task_type: Option<&str>) -> Result<Response, ApiError
         .engine
         .poll_data(task_type)?
         .into_iter()
-        .map(|(queue_name, domain, worker_id, last_poll_time)| PollData {
-            queue_name,
-            domain,
-            worker_id,
-            last_poll_time,
+        .map(|p| PollData {
+            queue_name: p.task_type,
+            domain: p.domain,
+            worker_id: p.worker_id,
+            last_poll_time: p.last_poll_time,
         })
         .collect();
     json_response(&data)
