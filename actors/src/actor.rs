@@ -43,7 +43,9 @@ pub struct UpdateOutcome {
 
 /// Messages a workflow actor handles.
 pub(crate) enum WorkflowMsg {
-    Start(Box<StartWorkflow>, Reply<()>),
+    /// Start; answers the id of the workflow that now runs for the request (another one's, if
+    /// its idempotency key says to return the existing workflow).
+    Start(Box<StartWorkflow>, Reply<String>),
     Poll {
         task_id: String,
         worker_id: Option<String>,
@@ -299,7 +301,7 @@ impl ActorState {
         self.state.as_mut().ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {}", self.id)))
     }
 
-    async fn start(&mut self, cmd: StartWorkflow) -> Result<(), Error> {
+    async fn start(&mut self, cmd: StartWorkflow) -> Result<String, Error> {
         if self.load().is_ok() {
             return Err(Error::Conflict(format!("Workflow {} already exists", self.id)));
         }
@@ -314,8 +316,10 @@ impl ActorState {
             Ok(Response::Applied { .. }) => {
                 self.state = Some(state);
                 metrics::counter!(names::WORKFLOW_START_SUCCESS, "workflowName" => name).increment(1);
-                Ok(())
+                Ok(self.id.clone())
             }
+            Ok(Response::Existing { workflow_id }) => Ok(workflow_id),
+            Ok(Response::Conflict(message)) => Err(Error::Conflict(message)),
             Ok(other) => Err(Error::Conflict(format!("Workflow {} could not be created: {other}", self.id))),
             Err(e) => Err(e.into()),
         }

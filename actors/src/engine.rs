@@ -175,7 +175,7 @@ impl Engine {
     async fn propose(&self, request: Request) -> Result<(), Error> {
         self.leader()?;
         match self.inner.replica.propose(request).await? {
-            Response::Ok | Response::Applied { .. } => Ok(()),
+            Response::Ok | Response::Applied { .. } | Response::Existing { .. } => Ok(()),
             Response::NotFound(m) => Err(Error::NotFound(m)),
             Response::Conflict(m) => Err(Error::Conflict(m)),
             Response::RevisionConflict { current } => Err(Error::Conflict(format!("conflicting revision {current}"))),
@@ -313,9 +313,8 @@ impl Engine {
     pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
         let ctx = self.leader()?;
         let workflow_id = uuid::Uuid::new_v4().to_string();
-        let cmd = prepare_start(self.read(), request, workflow_id.clone(), None)?;
-        ctx.start_workflow(cmd).await?;
-        Ok(workflow_id)
+        let cmd = prepare_start(self.read(), request, workflow_id, None)?;
+        ctx.start_workflow(cmd).await
     }
 
     /// Starts a workflow under a given id (derived from the task that starts it); starting it
@@ -330,9 +329,12 @@ impl Engine {
         if self.read().workflow(&workflow_id)?.is_some() {
             return Ok(());
         }
-        let cmd = prepare_start(self.read(), request, workflow_id, parent)?;
+        let cmd = prepare_start(self.read(), request, workflow_id.clone(), parent)?;
         match ctx.start_workflow(cmd).await {
-            Ok(()) | Err(Error::Conflict(_)) => Ok(()),
+            Ok(id) if id == workflow_id => Ok(()),
+            Ok(other) => Err(Error::Conflict(format!("its idempotency key already started workflow {other}"))),
+            // Started meanwhile (a second delivery of the same effect).
+            Err(Error::Conflict(_)) if self.read().workflow(&workflow_id)?.is_some() => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -656,6 +658,13 @@ pub(crate) fn prepare_start(
     parent: Option<(String, String)>,
 ) -> Result<StartWorkflow, Error> {
     let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
+    if let Some(strategy) = request.idempotency_strategy.as_deref()
+        && !["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"].contains(&strategy)
+    {
+        return Err(Error::BadRequest(format!(
+            "idempotencyStrategy {strategy} is not one of FAIL, RETURN_EXISTING, FAIL_ON_RUNNING"
+        )));
+    }
     if !(0..=99).contains(&request.priority) {
         return Err(Error::BadRequest(format!("priority: {} should be between 0 and 99", request.priority)));
     }
@@ -684,6 +693,7 @@ pub(crate) fn prepare_start(
         task_to_domain: request.task_to_domain,
         created_by: request.created_by,
         idempotency_key: request.idempotency_key,
+        idempotency_strategy: request.idempotency_strategy,
         parent,
     })
 }

@@ -142,6 +142,7 @@ async fn run_action(
                 priority: 0,
                 created_by: None,
                 idempotency_key: None,
+                idempotency_strategy: None,
                 external_input_payload_storage_path: None,
             };
             engine.start_child(request, derived_id("event", key), None).await

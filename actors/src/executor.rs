@@ -166,6 +166,7 @@ async fn sub_workflow(engine: &Engine, task: &Value) -> Outcome {
         priority: input["priority"].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(parent.header.priority),
         created_by: None,
         idempotency_key: text(&input["idempotencyKey"]),
+        idempotency_strategy: text(&input["idempotencyStrategy"]),
         external_input_payload_storage_path: None,
     };
     let child_id = derived_id("sub-workflow", task_id);

@@ -141,7 +141,7 @@ impl LeaderContext {
         self.registry.send(self, workflow_id, payload, wrap, ACTOR_TIMEOUT).await
     }
 
-    pub async fn start_workflow(self: &Arc<Self>, cmd: overture_core::StartWorkflow) -> Result<(), Error> {
+    pub async fn start_workflow(self: &Arc<Self>, cmd: overture_core::StartWorkflow) -> Result<String, Error> {
         let id = cmd.workflow_id.clone();
         self.send(&id, Box::new(cmd), WorkflowMsg::Start).await
     }
@@ -256,7 +256,7 @@ impl LeaderContext {
                 let id = derived_id("failure-workflow", workflow_id);
                 match crate::engine::prepare_start(self.replica.read(), request, id.clone(), None) {
                     Ok(cmd) => match self.start_workflow(cmd).await {
-                        Ok(()) | Err(Error::Conflict(_)) => Ok(id),
+                        Ok(_) | Err(Error::Conflict(_)) => Ok(id),
                         Err(e @ Error::Unavailable(_)) => return Err(e),
                         Err(e) => Err(e.to_string()),
                     },
@@ -352,6 +352,7 @@ fn failure_workflow_request(failed: &WorkflowState) -> Option<StartWorkflowReque
         priority: h.priority,
         created_by: None,
         idempotency_key: None,
+        idempotency_strategy: None,
         external_input_payload_storage_path: None,
     })
 }

@@ -37,6 +37,7 @@ pub async fn start_by_name(
         priority: q.int("priority")?.map_or(0, |p| i32::try_from(p).unwrap_or(i32::MAX)),
         created_by: None,
         idempotency_key: None,
+        idempotency_strategy: None,
         external_input_payload_storage_path: None,
     };
     Ok(text_response(s.engine.start_workflow(request).await?))

@@ -15,6 +15,7 @@
 //! | `timers` | fire-at (u64 BE) workflow id 0x00 kind seq (u32 BE) | [`overture_core::rows::TimerItem`] |
 //! | `task_logs` | task id 0x00 revision (u64 BE) | [`TaskLogRow`] |
 //! | `running` | task def name 0x00 task id | [`overture_core::rows::RunningItem`] |
+//! | `idempotency` | workflow name 0x00 idempotency key | [`IdempotencyRow`] |
 //!
 //! Ids and names never contain 0x00 (validation rejects it), so 0x00 separates key parts and
 //! keeps prefix scans exact.
@@ -51,9 +52,11 @@ pub const CF_TIMERS: &str = "timers";
 pub const CF_TASK_LOGS: &str = "task_logs";
 /// IN_PROGRESS worker tasks by task definition: task def name 0x00 task id → `RunningItem`.
 pub const CF_RUNNING: &str = "running";
+/// Idempotency keys: workflow name 0x00 key → [`IdempotencyRow`].
+pub const CF_IDEMPOTENCY: &str = "idempotency";
 
 /// The families that make up the state machine: what a snapshot holds and an install replaces.
-pub const STATE_MACHINE: [&str; 11] = [
+pub const STATE_MACHINE: [&str; 12] = [
     CF_SM_META,
     CF_DEFS,
     CF_DEF_BLOBS,
@@ -65,6 +68,7 @@ pub const STATE_MACHINE: [&str; 11] = [
     CF_TIMERS,
     CF_TASK_LOGS,
     CF_RUNNING,
+    CF_IDEMPOTENCY,
 ];
 
 /// The families of the Raft log itself.
@@ -208,6 +212,20 @@ pub struct WorkflowRow {
     pub task_count: u32,
 }
 
+/// The workflow an idempotency key started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRow {
+    #[allow(missing_docs)]
+    pub workflow_id: String,
+}
+
+/// Key of an idempotency row.
+pub fn idempotency(workflow_name: &str, key: &str) -> Vec<u8> {
+    let mut out = prefix(workflow_name);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
 /// Which workflow owns a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRef {
@@ -244,6 +262,7 @@ versioned! {
     Event => "event", version 2;
     QueueItem => "queue entry", version 1;
     RunningItem => "running task", version 1;
+    IdempotencyRow => "idempotency key", version 1;
     TimerItem => "timer", version 1;
     TaskRef => "task reference", version 1;
     TaskLogRow => "task log", version 1;

@@ -131,7 +131,12 @@ impl Storage {
         let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
         let shared = Arc::new(Shared {
             db: db.clone(),
-            inner: Mutex::new(Inner { applied, membership, cache: WorkflowCache::new(options.cache_capacity) }),
+            inner: Mutex::new(Inner {
+                applied,
+                membership,
+                cache: WorkflowCache::new(options.cache_capacity),
+                pending_keys: Default::default(),
+            }),
             listener: RwLock::new(None),
             plans: Mutex::new(Default::default()),
             snapshot_dir: options.data_dir.join("snapshots"),

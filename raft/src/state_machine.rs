@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
     pub cache: WorkflowCache,
+    /// Idempotency keys taken by this apply group and not written to disk yet.
+    pub pending_keys: HashMap<Vec<u8>, String>,
 }
 
 /// Recently applied executions, so a burst of events for one workflow does not reload it from
@@ -193,6 +195,7 @@ impl Shared {
     fn apply_group(&self, group: Vec<EntryResponder<TypeConfig>>) -> Result<Vec<Reply>, io::Error> {
         let started = Instant::now();
         let mut inner = self.inner.lock();
+        inner.pending_keys.clear();
         let mut wb = WriteBatch::default();
         let mut changes = Changes::default();
         let mut replies = Vec::with_capacity(group.len());
@@ -246,6 +249,48 @@ impl Shared {
         }
     }
 
+    /// Takes a start's idempotency key, or answers why the start may not happen: checked here,
+    /// in log order, so two concurrent starts with one key make one workflow.
+    fn claim_idempotency_key(
+        &self,
+        inner: &mut Inner,
+        wb: &mut WriteBatch,
+        header: &overture_core::WorkflowHeader,
+    ) -> Result<Option<Response>, io::Error> {
+        let Some(key) = header.idempotency_key.as_deref().filter(|k| !k.is_empty()) else { return Ok(None) };
+        let row_key = keys::idempotency(&header.workflow_name, key);
+        let existing = match inner.pending_keys.get(&row_key) {
+            Some(id) => Some(id.clone()),
+            None => match self.db.get_cf(cf(&self.db, keys::CF_IDEMPOTENCY), &row_key).map_err(io_err)? {
+                Some(bytes) => Some(decode::<keys::IdempotencyRow>(&bytes).map_err(io_err)?.workflow_id),
+                None => None,
+            },
+        };
+        if let Some(existing) = existing {
+            let running = || -> Result<bool, io::Error> {
+                if inner.pending_keys.values().any(|id| id == &existing) {
+                    return Ok(true);
+                }
+                Ok(self.load_from_disk(&existing)?.is_some_and(|(s, _)| !s.header.status.is_terminal()))
+            };
+            let strategy = header.idempotency_strategy.as_deref().unwrap_or("FAIL");
+            let refused = match strategy {
+                "RETURN_EXISTING" => Some(Response::Existing { workflow_id: existing.clone() }),
+                "FAIL_ON_RUNNING" if !running()? => None,
+                _ => Some(Response::Conflict(format!(
+                    "Workflow {existing} was already started with idempotencyKey {key} (idempotencyStrategy {strategy})"
+                ))),
+            };
+            if refused.is_some() {
+                return Ok(refused);
+            }
+        }
+        let row = keys::IdempotencyRow { workflow_id: header.workflow_id.clone() };
+        wb.put_cf(cf(&self.db, keys::CF_IDEMPOTENCY), &row_key, encode(&row));
+        inner.pending_keys.insert(row_key, header.workflow_id.clone());
+        Ok(None)
+    }
+
     /// Deletes an execution and everything derived from it, in the batch.
     fn apply_remove(
         &self,
@@ -275,6 +320,16 @@ impl Shared {
         wb.delete_range_cf(cf(db, keys::CF_WF_TASKS), &from, &to);
         wb.delete_range_cf(cf(db, keys::CF_EVENTS), &from, &to);
         wb.delete_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes());
+        if let Some(key) = state.header.idempotency_key.as_deref() {
+            let row_key = keys::idempotency(&state.header.workflow_name, key);
+            let owner = match db.get_cf(cf(db, keys::CF_IDEMPOTENCY), &row_key).map_err(io_err)? {
+                Some(bytes) => Some(decode::<keys::IdempotencyRow>(&bytes).map_err(io_err)?.workflow_id),
+                None => None,
+            };
+            if owner.as_deref() == Some(id) {
+                wb.delete_cf(cf(db, keys::CF_IDEMPOTENCY), row_key);
+            }
+        }
         Ok(Response::Ok)
     }
 
@@ -311,6 +366,9 @@ impl Shared {
                 let Some(state) = evolve::start(first) else {
                     return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
                 };
+                if let Some(refused) = self.claim_idempotency_key(inner, wb, &state.header)? {
+                    return Ok(refused);
+                }
                 let def_json = JsonBytes::of(&state.plan.def);
                 let hash: [u8; 32] = Sha256::digest(&def_json.0).into();
                 wb.put_cf(cf(db, keys::CF_DEF_BLOBS), hash, encode(&def_json));

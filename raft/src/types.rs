@@ -121,6 +121,11 @@ pub enum Response {
     NotFound(String),
     /// The request would overwrite something it may not.
     Conflict(String),
+    /// A start whose idempotency key (strategy `RETURN_EXISTING`) already started this workflow.
+    Existing {
+        #[allow(missing_docs)]
+        workflow_id: String,
+    },
 }
 
 impl std::fmt::Display for Request {

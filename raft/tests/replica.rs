@@ -59,6 +59,7 @@ async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
         task_to_domain: Default::default(),
         created_by: None,
         idempotency_key: None,
+        idempotency_strategy: None,
         parent: None,
     };
     let (state, events) = decide::start(cmd, &mut Ctx::new(1_000, ids));

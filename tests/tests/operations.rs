@@ -208,3 +208,32 @@ async fn history_task_pages_and_queue_admin() {
     assert_eq!(history[2]["workerId"], "ops");
     assert_eq!(history[2]["referenceTaskName"], "a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_keys_make_one_workflow() {
+    let (_dir, node) = node().await;
+    setup(&node).await;
+    let c = client();
+    let start_with = |key: &str, strategy: &str| json!({"name": "ops", "input": {}, "idempotencyKey": key, "idempotencyStrategy": strategy});
+    // Twenty concurrent starts with one key: one workflow, and everyone gets its id.
+    let starts = (0..20).map(|_| {
+        let (c, url, body) = (c.clone(), node.api("/workflow"), start_with("order-1", "RETURN_EXISTING"));
+        async move { send(c.post(url).json(&body)).await }
+    });
+    let replies = futures::future::join_all(starts).await;
+    assert!(replies.iter().all(|r| r.status == 200), "{:?}", replies.iter().map(|r| &r.text).collect::<Vec<_>>());
+    let first = replies[0].text.clone();
+    assert!(replies.iter().all(|r| r.text == first), "every start answered the same workflow");
+    assert_eq!(send(c.get(node.api("/tasks/queue/size?taskType=op_a"))).await.json(), 1, "one workflow ran");
+
+    let r = send(c.post(node.api("/workflow")).json(&start_with("order-1", "FAIL"))).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = send(c.post(node.api("/workflow")).json(&start_with("order-1", "FAIL_ON_RUNNING"))).await;
+    assert_eq!(r.status, 409, "the first is still running: {}", r.text);
+    assert_eq!(send(c.delete(node.api(&format!("/workflow/{first}")))).await.status, 200);
+    let r = send(c.post(node.api("/workflow")).json(&start_with("order-1", "FAIL_ON_RUNNING"))).await;
+    assert_eq!(r.status, 200, "the first has ended: {}", r.text);
+    assert_ne!(r.text, first);
+    let r = send(c.post(node.api("/workflow")).json(&start_with("order-2", "SOMETIMES"))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}

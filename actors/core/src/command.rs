@@ -90,6 +90,8 @@ pub struct StartWorkflow {
     pub created_by: Option<String>,
     #[allow(missing_docs)]
     pub idempotency_key: Option<String>,
+    /// `FAIL`, `RETURN_EXISTING` or `FAIL_ON_RUNNING`, when `idempotency_key` is set.
+    pub idempotency_strategy: Option<String>,
     /// The parent workflow and its SUB_WORKFLOW task, for a child.
     pub parent: Option<(String, String)>,
 }

@@ -61,6 +61,7 @@ pub fn start(cmd: StartWorkflow, ctx: &mut Ctx<'_>) -> (WorkflowState, Vec<Event
         last_retried_time: 0,
         created_by: cmd.created_by,
         idempotency_key: cmd.idempotency_key,
+        idempotency_strategy: cmd.idempotency_strategy,
         revision: 0,
         parent_notified: false,
         failure_workflow_pending: false,

@@ -464,6 +464,10 @@ pub struct StartWorkflowRequest {
     #[serde(default)]
     #[allow(missing_docs)]
     pub idempotency_key: Option<String>,
+    /// What a start does when `idempotency_key` is taken: `FAIL` (the default),
+    /// `RETURN_EXISTING` or `FAIL_ON_RUNNING`.
+    #[serde(default)]
+    pub idempotency_strategy: Option<String>,
     #[serde(default)]
     #[allow(missing_docs)]
     pub external_input_payload_storage_path: Option<String>,

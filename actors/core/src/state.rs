@@ -145,6 +145,8 @@ pub struct WorkflowHeader {
     pub created_by: Option<String>,
     #[allow(missing_docs)]
     pub idempotency_key: Option<String>,
+    /// What a second start with the same `idempotency_key` does (checked when the start applies).
+    pub idempotency_strategy: Option<String>,
     /// Number of events applied so far; the version guard compares it.
     pub revision: u64,
     /// A child workflow has told its parent how it ended.

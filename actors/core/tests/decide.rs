@@ -285,6 +285,7 @@ fn domains_and_input_templates_shape_the_task() {
         task_to_domain: tt,
         created_by: None,
         idempotency_key: None,
+        idempotency_strategy: None,
         parent: None,
     };
     let (state, _) = decide::start(cmd.clone(), &mut Ctx { now: 5, ids: &mut ids, env: &ScriptEnv });

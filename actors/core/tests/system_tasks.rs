@@ -683,6 +683,7 @@ fn a_child_tells_its_parent_and_a_failed_workflow_starts_its_failure_workflow() 
         task_to_domain: Default::default(),
         created_by: None,
         idempotency_key: None,
+        idempotency_strategy: None,
         parent: Some(("parent".into(), "task-9".into())),
     };
     let ctx = &mut overture_core::Ctx::new(5, &mut ids);

@@ -67,6 +67,7 @@ impl Run {
             task_to_domain: Default::default(),
             created_by: None,
             idempotency_key: None,
+            idempotency_strategy: None,
             parent: None,
         };
         let (state, history) = decide::start(cmd, &mut Ctx { now, ids: &mut ids, env: &ScriptEnv });
