@@ -351,6 +351,37 @@ impl Engine {
         self.leader()?.command(workflow_id, cmd).await.map(|_| ())
     }
 
+    /// Starts a workflow and waits, up to `wait`, until it ends, blocks on a WAIT without a
+    /// deadline, or finishes one of `wait_refs`. Woken by the commits that change it. Answers
+    /// the workflow and whether the wait ran out.
+    pub async fn execute_sync(
+        &self,
+        request: StartWorkflowRequest,
+        wait_refs: &[String],
+        wait: Duration,
+    ) -> Result<(WorkflowState, bool), Error> {
+        let id = self.start_workflow(request).await?;
+        let ctx = self.leader()?;
+        let notify = ctx.watchers.watch(&id);
+        let deadline = tokio::time::Instant::now() + wait;
+        let result = loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wf = self.workflow(&id)?;
+            if settled(&wf, wait_refs) {
+                break (wf, false);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => break (self.workflow(&id)?, true),
+            }
+        };
+        drop(notify);
+        ctx.watchers.unwatch(&id);
+        Ok(result)
+    }
+
     /// Sends an operation (pause, resume, retry, skip, ...) to a workflow.
     pub async fn operate(&self, workflow_id: &str, command: overture_core::Command) -> Result<(), Error> {
         self.workflow(workflow_id)?;
@@ -714,4 +745,15 @@ fn fill_task_defs(read: &ReadView, tasks: &mut [WorkflowTask]) -> Result<(), Err
         fill_task_defs(read, &mut task.loop_over)?;
     }
     Ok(())
+}
+
+/// Whether a synchronous execution can answer: the workflow ended, waits on a WAIT without a
+/// deadline, or finished one of `wait_refs` (a loop task also by its base name).
+fn settled(wf: &WorkflowState, wait_refs: &[String]) -> bool {
+    wf.header.status.is_terminal()
+        || wf
+            .tasks
+            .iter()
+            .any(|t| t.task_type == "WAIT" && t.status == overture_core::TaskStatus::InProgress && t.wait_timeout == 0)
+        || wait_refs.iter().any(|r| wf.latest(r).is_some_and(|t| t.status.is_terminal()))
 }

@@ -38,6 +38,7 @@ pub(crate) struct LeaderContext {
     pub timers: Arc<Timers>,
     pub limits: Arc<Limits>,
     pub polls: PollTimes,
+    pub watchers: Arc<Watchers>,
     /// The engine, for follow-ups that act like a client (publishing to event handlers).
     engine: parking_lot::Mutex<Option<crate::engine::WeakEngine>>,
     stop: watch::Sender<bool>,
@@ -48,6 +49,34 @@ struct Listener {
     queues: Arc<TaskQueues>,
     timers: Arc<Timers>,
     limits: Arc<Limits>,
+    watchers: Arc<Watchers>,
+}
+
+/// Waiters on a workflow's next committed change (synchronous execution).
+#[derive(Default)]
+pub(crate) struct Watchers {
+    waiting: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl Watchers {
+    /// The notifier woken whenever `workflow_id` changes; register before reading its state.
+    pub fn watch(&self, workflow_id: &str) -> Arc<tokio::sync::Notify> {
+        self.waiting.lock().entry(workflow_id.to_owned()).or_default().clone()
+    }
+
+    /// Stops watching once nobody else holds the notifier.
+    pub fn unwatch(&self, workflow_id: &str) {
+        let mut waiting = self.waiting.lock();
+        if waiting.get(workflow_id).is_some_and(|n| Arc::strong_count(n) == 1) {
+            waiting.remove(workflow_id);
+        }
+    }
+
+    fn changed(&self, workflow_id: &str) {
+        if let Some(n) = self.waiting.lock().get(workflow_id) {
+            n.notify_waiters();
+        }
+    }
 }
 
 impl ApplyListener for Listener {
@@ -67,6 +96,9 @@ impl ApplyListener for Listener {
                 }
             }
         }
+        for id in &changes.workflows {
+            self.watchers.changed(id);
+        }
         for (name, status) in &changes.ended {
             let status_label = status.as_str();
             metrics::counter!(names::WORKFLOW_COMPLETION, "workflowName" => name.clone(), "status" => status_label)
@@ -85,7 +117,13 @@ impl LeaderContext {
         let queues = Arc::new(TaskQueues::default());
         let timers = Arc::new(Timers::default());
         let limits = Arc::new(Limits::default());
-        let listener = Arc::new(Listener { queues: queues.clone(), timers: timers.clone(), limits: limits.clone() });
+        let watchers = Arc::new(Watchers::default());
+        let listener = Arc::new(Listener {
+            queues: queues.clone(),
+            timers: timers.clone(),
+            limits: limits.clone(),
+            watchers: watchers.clone(),
+        });
         let rows = replica.attach_listener(listener)?;
         let now = crate::now_ms();
         for q in &rows.queue {
@@ -107,6 +145,7 @@ impl LeaderContext {
             timers,
             limits,
             polls: PollTimes::default(),
+            watchers,
             engine: parking_lot::Mutex::new(None),
             stop,
         });

@@ -113,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))
         .route("/workflow/{id}/status", get(workflows::status))
         .route("/workflow/{id}/history", get(workflows::history))
+        .route("/workflow/execute/{name}/{version}", post(workflows::execute))
         .route("/workflow/{id}/tasks", get(workflows::tasks))
         .route("/workflow/{id}/pause", put(workflows::pause))
         .route("/workflow/{id}/resume", put(workflows::resume))

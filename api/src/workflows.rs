@@ -286,3 +286,40 @@ pub async fn tasks(State(s): State<AppState>, Path(id): Path<String>, q: Params)
     let results: Vec<_> = matching.iter().skip(start).take(count).map(|t| render::task(&wf, t, now)).collect();
     json_response(&serde_json::json!({"totalHits": matching.len(), "results": results}))
 }
+
+/// `POST /workflow/execute/{name}/{version}?waitUntilTaskRef=&waitForSeconds=10`: start, then
+/// answer once the workflow ends, waits on a WAIT without a deadline, or finishes one of the
+/// listed tasks — or when the wait runs out (`signalTimeout: true`). Version 0 is the latest.
+pub async fn execute(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let version: i32 =
+        version.parse().map_err(|_| ApiError::bad_request(format!("version must be an integer: {version}")))?;
+    let mut request: StartWorkflowRequest = body.json(None)?;
+    request.name = Some(name);
+    request.version = (version > 0).then_some(version);
+    let refs: Vec<String> = q
+        .all("waitUntilTaskRef")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let seconds = q.int("waitForSeconds")?.filter(|s| *s > 0).unwrap_or(10).min(300);
+    let (wf, timed_out) = s.engine.execute_sync(request, &refs, std::time::Duration::from_secs(seconds as u64)).await?;
+    let mut body = serde_json::to_value(render::workflow(&wf, true, overture_actors::now_ms()))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the workflow: {e}")))?;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("responseType".into(), "TARGET_WORKFLOW".into());
+        obj.insert("targetWorkflowId".into(), wf.header.workflow_id.clone().into());
+        obj.insert("targetWorkflowStatus".into(), wf.header.status.as_str().into());
+        if timed_out {
+            obj.insert("signalTimeout".into(), true.into());
+        }
+    }
+    json_response(&body)
+}

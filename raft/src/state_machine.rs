@@ -65,11 +65,13 @@ pub struct Changes {
     pub started: Vec<String>,
     /// Workflows that ended: definition name and final status.
     pub ended: Vec<(String, WorkflowStatus)>,
+    /// Workflows whose state changed, by id (for waiters on a workflow).
+    pub workflows: Vec<String>,
 }
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.started.is_empty() && self.ended.is_empty()
+        self.rows.is_empty() && self.started.is_empty() && self.ended.is_empty() && self.workflows.is_empty()
     }
 }
 
@@ -458,6 +460,7 @@ impl Shared {
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
         }
+        changes.workflows.push(id.to_owned());
         let row = WorkflowRow { header: state.header.clone(), def_hash, task_count: state.tasks.len() as u32 };
         wb.put_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes(), encode(&row));
         let revision = state.header.revision;

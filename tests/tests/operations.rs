@@ -237,3 +237,45 @@ async fn idempotency_keys_make_one_workflow() {
     let r = send(c.post(node.api("/workflow")).json(&start_with("order-2", "SOMETIMES"))).await;
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_execution_answers_when_the_workflow_gets_there() {
+    let (_dir, node) = node().await;
+    setup(&node).await;
+    let c = client();
+    let quick = json!({"name": "quick", "version": 1, "tasks": [
+        {"name": "calc", "taskReferenceName": "calc", "type": "INLINE",
+         "inputParameters": {"expression": "$.n * 2", "n": "${workflow.input.n}"}}
+    ], "outputParameters": {"doubled": "${calc.output.result}"}});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&quick)).await.status, 200);
+    let r = send(c.post(node.api("/workflow/execute/quick/0")).json(&json!({"input": {"n": 21}}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!((r.json()["status"].as_str(), r.json()["output"]["doubled"].as_i64()), (Some("COMPLETED"), Some(42)));
+
+    // Waits for a worker task, woken by its completion rather than by the timeout.
+    let worker = tokio::spawn({
+        let node_url = node.url.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let c = client();
+            let r = send(c.get(format!("{node_url}/api/tasks/poll/batch/op_a?count=1&timeout=3000&workerid=w"))).await;
+            let task = r.json()[0].clone();
+            let done = json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED"});
+            send(c.post(format!("{node_url}/api/tasks")).json(&done)).await.status
+        }
+    });
+    let started = std::time::Instant::now();
+    let r = send(
+        c.post(node.api("/workflow/execute/ops/1?waitUntilTaskRef=a&waitForSeconds=20")).json(&json!({"input": {}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered when `a` finished: {:?}", started.elapsed());
+    assert_eq!(r.json()["tasks"][0]["status"], "COMPLETED");
+    assert_eq!(r.json()["status"], "RUNNING");
+    assert_eq!(worker.await.expect("worker"), 200);
+
+    // Nobody works on it: the wait runs out.
+    let r = send(c.post(node.api("/workflow/execute/ops/1?waitForSeconds=1")).json(&json!({"input": {}}))).await;
+    assert_eq!((r.status, r.json()["signalTimeout"].as_bool()), (200, Some(true)));
+}
