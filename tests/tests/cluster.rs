@@ -320,3 +320,40 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_removed() {
     let r = send(client().post(c.api(1, "/workflow/grow_flow")).json(&json!({"n": 1}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// Retry, terminate, sync execution and idempotent starts through a follower of a three-node
+/// cluster: forwarded to the leader, answered as on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operations_through_a_follower() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "").await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let f = c.other_than(leader);
+    let http = client();
+    let url = |path: &str| c.api(f, path);
+    let r = send(http.post(url("/metadata/taskdefs")).json(&json!([{"name": "cl_op", "retryCount": 0}]))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let def = json!({"name": "cl_ops", "version": 1, "tasks": [{"name": "cl_op", "taskReferenceName": "t"},
+        {"name": "calc", "taskReferenceName": "calc", "type": "INLINE", "inputParameters": {"expression": "1 + 1"}}]});
+    assert_eq!(send(http.post(url("/metadata/workflow")).json(&def)).await.status, 200);
+
+    let start = json!({"name": "cl_ops", "input": {}, "idempotencyKey": "k", "idempotencyStrategy": "RETURN_EXISTING"});
+    let a = send(http.post(url("/workflow")).json(&start)).await.text;
+    let b = send(http.post(url("/workflow")).json(&start)).await.text;
+    assert_eq!(a, b, "one workflow per idempotency key, across nodes");
+
+    let task = send(http.get(url("/tasks/poll/batch/cl_op?count=1&timeout=3000&workerid=w"))).await.json()[0].clone();
+    let failed =
+        json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "FAILED"});
+    assert_eq!(send(http.post(url("/tasks")).json(&failed)).await.status, 200);
+    let consistent = |id: &str| url(&format!("/workflow/{id}?consistent=true"));
+    assert_eq!(send(http.get(consistent(&a))).await.json()["status"], "FAILED");
+    assert_eq!(send(http.post(url(&format!("/workflow/{a}/retry")))).await.status, 204);
+    assert_eq!(send(http.get(consistent(&a))).await.json()["status"], "RUNNING");
+    assert_eq!(send(http.delete(url(&format!("/workflow/{a}?reason=done")))).await.status, 200);
+    assert_eq!(send(http.get(consistent(&a))).await.json()["status"], "TERMINATED");
+
+    let sync = json!({"input": {}});
+    let r = send(http.post(url("/workflow/execute/cl_ops/1?waitUntilTaskRef=t&waitForSeconds=1")).json(&sync)).await;
+    assert_eq!((r.status, r.json()["signalTimeout"].as_bool()), (200, Some(true)), "{}", r.text);
+}
