@@ -967,10 +967,17 @@ impl Decider<'_, '_> {
             }
         }
         if node.kind == TaskKind::Dynamic {
+            // Only the parameter naming the task is needed here; the task's input is resolved
+            // once, when it is created.
             let scope = Scope { state: self.state, task_id: None };
-            let input = resolve_object(&node.task.input_parameters, &scope);
             let param = node.task.dynamic_task_name_param.as_deref().unwrap_or("taskToExecute");
-            let name = input.get(param).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let name = node
+                .task
+                .input_parameters
+                .get(param)
+                .map(|v| crate::expr::resolve_value(v, &scope))
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             let def = (!name.is_empty()).then(|| self.ctx.env.task_def(&name)).flatten();
             let Some(def) = def else {
                 let reason = format!("Invalid task specified. Cannot find task by name {name} in the task definitions");
