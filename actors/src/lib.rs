@@ -20,11 +20,13 @@ mod leader;
 mod limits;
 pub mod names;
 pub mod queues;
+pub mod search;
 pub mod timers;
 
 pub use actor::UpdateOutcome;
 pub use engine::{Engine, EngineOptions, PollRecord};
 pub use error::Error;
+pub use search::SearchRequest;
 
 /// Wall-clock epoch millis: the leader's clock, recorded in the events it decides.
 pub fn now_ms() -> i64 {

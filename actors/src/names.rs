@@ -38,6 +38,9 @@ pub const SYSTEM_TASK_SECONDS: &str = "overture_system_task_seconds";
 /// Counter: event handler actions run, by `outcome` (`completed`, `failed`, `skipped`).
 pub const EVENT_ACTIONS: &str = "overture_event_actions_total";
 
+/// Histogram: seconds one search or listing took, by `kind`.
+pub const SEARCH_SECONDS: &str = "overture_search_seconds";
+
 /// Makes the label-less counters and gauges exist from the start.
 pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);

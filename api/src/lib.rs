@@ -24,6 +24,7 @@ pub mod input;
 mod internal;
 mod metadata;
 mod ops;
+mod search;
 mod tasks;
 mod workflows;
 
@@ -112,6 +113,14 @@ pub fn router(state: AppState) -> Router {
         .route("/workflow", post(workflows::start))
         .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))
         .route("/workflow/{id}/status", get(workflows::status))
+        .route("/workflow/search", get(search::workflows))
+        .route("/workflow/search-v2", get(search::workflows_v2))
+        .route("/workflow/search-by-tasks", get(search::workflows_by_tasks))
+        .route("/workflow/search-by-tasks-v2", get(search::workflows_by_tasks_v2))
+        .route("/workflow/running/{name}", get(search::running))
+        // `{id}` here is the definition name; routes at one position share a parameter name.
+        .route("/workflow/{id}/correlated", post(search::correlated_many))
+        .route("/workflow/{id}/correlated/{correlation_id}", get(search::correlated))
         .route("/workflow/{id}/history", get(workflows::history))
         .route("/workflow/execute/{name}/{version}", post(workflows::execute))
         .route("/workflow/{id}/tasks", get(workflows::tasks))
@@ -135,6 +144,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/update-v2", post(tasks::update_v2))
         .route("/tasks/poll/{task_type}", get(tasks::poll_one))
         .route("/tasks/poll/batch/{task_type}", get(tasks::poll_batch))
+        .route("/tasks/search", get(search::tasks))
+        .route("/tasks/search-v2", get(search::tasks_v2))
         .route("/tasks/queue/sizes", get(tasks::queue_sizes))
         .route("/tasks/queue/size", get(tasks::queue_size))
         .route("/tasks/queue/all", get(tasks::queue_all))

@@ -16,6 +16,8 @@
 //! | `task_logs` | task id 0x00 revision (u64 BE) | [`TaskLogRow`] |
 //! | `running` | task def name 0x00 task id | [`overture_core::rows::RunningItem`] |
 //! | `idempotency` | workflow name 0x00 idempotency key | [`IdempotencyRow`] |
+//! | `wf_index` | kind, fields 0x00 …, start time (u64 BE), workflow id | empty (see [`workflow_index`]) |
+//! | `task_index` | task type 0x00 task id | [`TaskRef`] |
 //!
 //! Ids and names never contain 0x00 (validation rejects it), so 0x00 separates key parts and
 //! keeps prefix scans exact.
@@ -55,8 +57,14 @@ pub const CF_RUNNING: &str = "running";
 /// Idempotency keys: workflow name 0x00 key → [`IdempotencyRow`].
 pub const CF_IDEMPOTENCY: &str = "idempotency";
 
+/// Search index of workflows: see [`workflow_index`].
+pub const CF_WF_INDEX: &str = "wf_index";
+/// Search index of tasks by type: task type 0x00 task id → [`TaskRef`].
+pub const CF_TASK_INDEX: &str = "task_index";
+
 /// The families that make up the state machine: what a snapshot holds and an install replaces.
-pub const STATE_MACHINE: [&str; 12] = [
+/// (A snapshot names families by position: new ones go at the end.)
+pub const STATE_MACHINE: [&str; 14] = [
     CF_SM_META,
     CF_DEFS,
     CF_DEF_BLOBS,
@@ -69,6 +77,8 @@ pub const STATE_MACHINE: [&str; 12] = [
     CF_TASK_LOGS,
     CF_RUNNING,
     CF_IDEMPOTENCY,
+    CF_WF_INDEX,
+    CF_TASK_INDEX,
 ];
 
 /// The families of the Raft log itself.
@@ -224,6 +234,62 @@ pub fn idempotency(workflow_name: &str, key: &str) -> Vec<u8> {
     let mut out = prefix(workflow_name);
     out.extend_from_slice(key.as_bytes());
     out
+}
+
+/// The kinds of `wf_index` rows. Every key is the kind's prefix, then the start time (u64 BE),
+/// then the workflow id, so each prefix lists its workflows in start order.
+pub mod index {
+    /// All workflows.
+    pub const ALL: u8 = b'a';
+    /// By status: `s` status 0x00.
+    pub const STATUS: u8 = b's';
+    /// By definition name: `t` name 0x00.
+    pub const TYPE: u8 = b't';
+    /// By definition name and status: `n` name 0x00 status 0x00.
+    pub const TYPE_STATUS: u8 = b'n';
+    /// By correlation id: `c` correlation id 0x00.
+    pub const CORRELATION: u8 = b'c';
+}
+
+/// The prefix of one kind of `wf_index` row with its field values.
+pub fn workflow_index_prefix(kind: u8, fields: &[&str]) -> Vec<u8> {
+    let mut out = vec![kind];
+    for field in fields {
+        out.extend_from_slice(field.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Every `wf_index` key of a workflow, from its header.
+pub fn workflow_index(h: &WorkflowHeader) -> Vec<Vec<u8>> {
+    let (name, status) = (h.workflow_name.as_str(), h.status.as_str());
+    let mut prefixes = vec![
+        workflow_index_prefix(index::ALL, &[]),
+        workflow_index_prefix(index::STATUS, &[status]),
+        workflow_index_prefix(index::TYPE, &[name]),
+        workflow_index_prefix(index::TYPE_STATUS, &[name, status]),
+    ];
+    if let Some(correlation) = h.correlation_id.as_deref().filter(|c| !c.is_empty()) {
+        prefixes.push(workflow_index_prefix(index::CORRELATION, &[correlation]));
+    }
+    for key in &mut prefixes {
+        key.extend_from_slice(&(h.create_time.max(0) as u64).to_be_bytes());
+        key.extend_from_slice(h.workflow_id.as_bytes());
+    }
+    prefixes
+}
+
+/// The workflow id and start time of a `wf_index` key under `prefix`.
+pub fn parse_workflow_index<'k>(prefix: &[u8], key: &'k [u8]) -> Option<(i64, &'k str)> {
+    let rest = key.strip_prefix(prefix)?;
+    let start = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as i64;
+    Some((start, std::str::from_utf8(&rest[8..]).ok()?))
+}
+
+/// Key of a `task_index` row.
+pub fn task_index(task_type: &str, task_id: &str) -> Vec<u8> {
+    joined(&[task_type.as_bytes(), task_id.as_bytes()])
 }
 
 /// Which workflow owns a task.

@@ -20,6 +20,7 @@ pub mod network;
 pub mod read;
 pub mod replica;
 pub mod rpc;
+pub mod search;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

@@ -142,6 +142,7 @@ impl Storage {
             snapshot_dir: options.data_dir.join("snapshots"),
         });
         crate::snapshot::resume_interrupted_install(&shared)?;
+        shared.rebuild_indexes_if_missing()?;
         let log_store = LogStore::new(db.clone())?;
         Ok(Storage { db, log_store, state_machine: StateMachine { shared: shared.clone() }, read: ReadView { shared } })
     }

@@ -172,6 +172,38 @@ impl Shared {
         Ok(Some((WorkflowState::new(row.header, plan, tasks), row.def_hash)))
     }
 
+    /// Writes the search index rows of every stored workflow and task if the index is empty
+    /// while workflows exist: a data directory from a build before the index had none.
+    pub fn rebuild_indexes_if_missing(&self) -> Result<(), io::Error> {
+        let db = &self.db;
+        let empty = |family| db.iterator_cf(cf(db, family), rocksdb::IteratorMode::Start).next().is_none();
+        if !empty(keys::CF_WF_INDEX) || empty(keys::CF_WORKFLOWS) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut wb = WriteBatch::default();
+        let mut count = 0usize;
+        for item in db.iterator_cf(cf(db, keys::CF_WORKFLOWS), rocksdb::IteratorMode::Start) {
+            let (_, value) = item.map_err(io_err)?;
+            let row: WorkflowRow = decode(&value).map_err(io_err)?;
+            for key in keys::workflow_index(&row.header) {
+                wb.put_cf(cf(db, keys::CF_WF_INDEX), key, []);
+            }
+            count += 1;
+        }
+        for item in db.iterator_cf(cf(db, keys::CF_WF_TASKS), rocksdb::IteratorMode::Start) {
+            let (key, value) = item.map_err(io_err)?;
+            let task: overture_core::TaskState = decode(&value).map_err(io_err)?;
+            let Some(split) = key.iter().position(|b| *b == 0) else { continue };
+            let workflow_id = String::from_utf8_lossy(&key[..split]).into_owned();
+            let r = TaskRef { workflow_id, seq: task.seq };
+            wb.put_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id), encode(&r));
+        }
+        db.write(wb).map_err(io_err)?;
+        tracing::info!(workflows = count, elapsed_ms = started.elapsed().as_millis() as u64, "built the search index");
+        Ok(())
+    }
+
     /// The compiled definition with this hash.
     fn plan(&self, hash: &[u8; 32]) -> Result<Arc<Plan>, io::Error> {
         if let Some(plan) = self.plans.lock().get(hash) {
@@ -318,6 +350,12 @@ impl Shared {
             wb.delete_range_cf(cf(db, keys::CF_TASK_LOGS), from, to);
         }
         write_diff_all(db, wb, changes, rows::workflow_timers(&state), Vec::new());
+        for key in keys::workflow_index(&state.header) {
+            wb.delete_cf(cf(db, keys::CF_WF_INDEX), key);
+        }
+        for task in &state.tasks {
+            wb.delete_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id));
+        }
         let (from, to) = keys::prefix_range(id);
         wb.delete_range_cf(cf(db, keys::CF_WF_TASKS), &from, &to);
         wb.delete_range_cf(cf(db, keys::CF_EVENTS), &from, &to);
@@ -395,8 +433,12 @@ impl Shared {
         } else {
             touched.clone()
         };
-        let old_task_ids: Vec<(u32, String)> =
-            if reopens { state.tasks.iter().map(|t| (t.seq, t.task_id.clone())).collect() } else { Vec::new() };
+        let old_task_ids: Vec<(u32, String, String)> = if reopens {
+            state.tasks.iter().map(|t| (t.seq, t.task_id.clone(), t.task_type.clone())).collect()
+        } else {
+            Vec::new()
+        };
+        let old_index = if existed { keys::workflow_index(&state.header) } else { Vec::new() };
         type Derived = (Option<QueueItem>, Vec<TimerItem>, Option<RunningItem>);
         let derive = |h: &overture_core::WorkflowHeader, t: &overture_core::TaskState| -> Derived {
             (rows::queue_item(h, t), rows::task_timers(h, t), rows::running_item(h, t))
@@ -427,9 +469,10 @@ impl Shared {
             }
         }
         // Tasks a reopen dropped: their rows, their id lookups and what they implied.
-        for (seq, task_id) in &old_task_ids {
+        for (seq, task_id, task_type) in &old_task_ids {
             if state.task(*seq).is_none_or(|t| &t.task_id != task_id) {
                 wb.delete_cf(cf(db, keys::CF_TASKS), task_id.as_bytes());
+                wb.delete_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(task_type, task_id));
             }
             if state.task(*seq).is_none() {
                 wb.delete_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, *seq));
@@ -446,6 +489,7 @@ impl Shared {
             if created.contains(&seq) {
                 let r = TaskRef { workflow_id: id.to_owned(), seq };
                 wb.put_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes(), encode(&r));
+                wb.put_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id), encode(&r));
             }
         }
         for &seq in &rederive {
@@ -457,6 +501,13 @@ impl Shared {
             write_diff(db, wb, changes, old_r, new_r);
         }
         write_diff_all(db, wb, changes, old_workflow_timers, rows::workflow_timers(&state));
+        let new_index = keys::workflow_index(&state.header);
+        for gone in old_index.iter().filter(|k| !new_index.contains(k)) {
+            wb.delete_cf(cf(db, keys::CF_WF_INDEX), gone);
+        }
+        for added in new_index.iter().filter(|k| !old_index.contains(k)) {
+            wb.put_cf(cf(db, keys::CF_WF_INDEX), added, []);
+        }
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
         }

@@ -225,3 +225,45 @@ async fn snapshots_purge_the_log_and_install_elsewhere() {
     assert_eq!(other.read.queue_entries().expect("scan").len(), in_snapshot);
     replica.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_missing_search_index_is_rebuilt_when_the_replica_opens() {
+    use overture_core::search::{Query, Sort, TASK_FIELDS, WORKFLOW_FIELDS};
+    use overture_raft::search::Window;
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 100_000).await;
+    let mut ids = Ids(0);
+    let mut first = start(&replica, "w1", &mut ids).await;
+    start(&replica, "w2", &mut ids).await;
+    step(&replica, &mut first, Command::Poll { task_id: "task-1".into(), worker_id: None }, &mut ids, 2_000).await;
+    step(&replica, &mut first, complete("task-1"), &mut ids, 3_000).await;
+    let search = |replica: &Replica| {
+        let by_type = Query::parse("workflowType = 'wf'", "", WORKFLOW_FIELDS).expect("query");
+        let by_task = Query::parse("taskType = 'a' AND status = 'COMPLETED'", "", TASK_FIELDS).expect("query");
+        let sort = Sort::parse("startTime:ASC", WORKFLOW_FIELDS).expect("sort");
+        let workflows = replica.read().search_workflows(&by_type, &sort, Window::ALL).expect("search");
+        let tasks = replica.read().search_tasks(&by_task, &Sort::default(), Window::ALL).expect("search");
+        (
+            workflows.results.iter().map(|h| h.workflow_id.clone()).collect::<Vec<_>>(),
+            tasks.results.iter().map(|t| t.task.task_id.clone()).collect::<Vec<_>>(),
+        )
+    };
+    let expected = (vec!["w1".to_owned(), "w2".to_owned()], vec!["task-1".to_owned()]);
+    assert_eq!(search(&replica), expected);
+    let (_, digest) = replica.digest().expect("digest");
+    replica.close(Duration::from_secs(10)).await.expect("closes");
+
+    // A data directory written before the index existed: no index rows.
+    {
+        let storage = Storage::open(&ReplicaOptions::new(1, dir.path().to_path_buf())).expect("opens");
+        for family in [overture_raft::keys::CF_WF_INDEX, overture_raft::keys::CF_TASK_INDEX] {
+            let cf = storage.db.cf_handle(family).expect("family");
+            storage.db.delete_range_cf(cf, [0u8].as_slice(), [0xFFu8; 64].as_slice()).expect("wipe");
+            assert!(storage.db.iterator_cf(cf, rocksdb::IteratorMode::Start).next().is_none(), "{family} wiped");
+        }
+    }
+    let replica = open(dir.path(), 100_000).await;
+    assert_eq!(search(&replica), expected);
+    assert_eq!(replica.digest().expect("digest").1, digest, "the rebuilt index is the one apply wrote");
+    replica.shutdown().await;
+}

@@ -117,6 +117,20 @@ def main(base_url: str) -> int:
         workflows.terminate_workflow(running, reason="stopped by the SDK test")
         terminated = workflows.get_workflow(running, include_tasks=False)
         check(terminated.status == "TERMINATED", f"terminate: {terminated.status}")
+
+        # Search through the SDK: WorkflowSummary decodes, with its string-typed times and input.
+        found = workflows.search(start=0, size=10, free_text="*",
+                                 query=f"workflowType = 'sdk_pipeline' AND workflowId = '{running}'")
+        results = (found.results or []) if found is not None else []
+        check(len(results) == 1, f"search finds the terminated workflow: {found}")
+        if results:
+            summary = results[0]
+            check(summary.status == "TERMINATED" and summary.workflow_id == running, f"summary: {summary}")
+            check(isinstance(summary.start_time, str) and summary.start_time.endswith("Z"), f"startTime: {summary.start_time}")
+            check(summary.input == "{name=x}", f"input as Conductor prints a map: {summary.input}")
+        correlated = workflows.search(query="correlationId = 'sdk-0'")
+        check(correlated is not None and [w.correlation_id for w in correlated.results or []] == ["sdk-0"],
+              f"search by correlation id: {correlated}")
     finally:
         handler.stop_processes()
 

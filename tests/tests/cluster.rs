@@ -321,8 +321,8 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_removed() {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-/// Retry, terminate, sync execution and idempotent starts through a follower of a three-node
-/// cluster: forwarded to the leader, answered as on one node.
+/// Retry, terminate, search, sync execution and idempotent starts through a follower of a
+/// three-node cluster: writes forwarded to the leader, answered as on one node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operations_through_a_follower() {
     let dir = tempfile::tempdir().expect("dir");
@@ -352,6 +352,27 @@ async fn operations_through_a_follower() {
     assert_eq!(send(http.get(consistent(&a))).await.json()["status"], "RUNNING");
     assert_eq!(send(http.delete(url(&format!("/workflow/{a}?reason=done")))).await.status, 200);
     assert_eq!(send(http.get(consistent(&a))).await.json()["status"], "TERMINATED");
+
+    // Search on the follower that took the writes: its own index, caught up to them.
+    let search = |n: usize, query: &str| {
+        reqwest::Url::parse_with_params(&c.api(n, "/workflow/search"), [("query", query)]).expect("url")
+    };
+    let r = send(http.get(search(f, "workflowType = 'cl_ops' AND status = 'TERMINATED'"))).await;
+    assert_eq!(
+        (r.json()["totalHits"].as_u64(), r.json()["results"][0]["workflowId"].as_str()),
+        (Some(1), Some(a.as_str()))
+    );
+    let tasks = reqwest::Url::parse_with_params(&url("/tasks/search"), [("query", "taskType = 'cl_op'")]).expect("url");
+    let r = send(http.get(tasks)).await;
+    assert_eq!(r.json()["totalHits"], 2, "the failed attempt and its retry: {}", r.text);
+    // Every node's index says the same once it has applied as far.
+    for n in 1..=3 {
+        let same = overture_tests::wait_for(Duration::from_secs(10), || async {
+            send(http.get(search(n, "status = 'TERMINATED'"))).await.json()["totalHits"] == 1
+        })
+        .await;
+        assert!(same, "node {n} finds the terminated workflow");
+    }
 
     let sync = json!({"input": {}});
     let r = send(http.post(url("/workflow/execute/cl_ops/1?waitUntilTaskRef=t&waitForSeconds=1")).json(&sync)).await;

@@ -26,9 +26,11 @@ pub mod plan;
 pub mod render;
 pub mod retry;
 pub mod rows;
+pub mod search;
 pub mod serde_util;
 pub mod state;
 pub mod system;
+pub mod time;
 pub mod validate;
 
 pub use command::{Command, Ctx, IdSource, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate};

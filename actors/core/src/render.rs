@@ -262,3 +262,171 @@ pub fn event(wf: &WorkflowState, revision: u64, e: &crate::event::Event) -> serd
     }
     v
 }
+
+/// A JSON value as Java's `toString` of the map Jackson would read it into (`{a=1, b=[x, y]}`),
+/// the form of `input` and `output` in Conductor's summaries.
+pub fn java_string(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn write(out: &mut String, v: &Value) {
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => out.push_str(&i.to_string()),
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e7 => out.push_str(&format!("{f:.1}")),
+                _ => out.push_str(&n.to_string()),
+            },
+            Value::String(s) => out.push_str(s),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write(out, item);
+                }
+                out.push(']');
+            }
+            Value::Object(map) => {
+                out.push('{');
+                for (i, (k, item)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(k);
+                    out.push('=');
+                    write(out, item);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut out = String::new();
+    write(&mut out, value);
+    out
+}
+
+fn object_string(map: &Object) -> String {
+    java_string(&serde_json::Value::Object(map.clone()))
+}
+
+fn iso_if_set(ms: i64) -> Option<String> {
+    (ms > 0).then(|| crate::time::iso_millis(ms))
+}
+
+/// Conductor's `WorkflowSummary`: times as ISO strings, input and output as Java map strings,
+/// `failedReferenceTaskNames` as one comma-joined string.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowSummaryView<'a> {
+    workflow_type: &'a str,
+    version: i32,
+    workflow_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<String>,
+    status: WorkflowStatus,
+    input: String,
+    output: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_for_incompletion: Option<&'a str>,
+    execution_time: i64,
+    failed_reference_task_names: String,
+    failed_task_names: &'a [String],
+    priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_by: Option<&'a str>,
+    task_to_domain: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
+    parent_workflow_id: &'a str,
+    input_size: usize,
+    output_size: usize,
+}
+
+/// Renders a workflow's summary from its header alone.
+pub fn workflow_summary(h: &crate::state::WorkflowHeader) -> WorkflowSummaryView<'_> {
+    let (input, output) = (object_string(&h.input), object_string(&h.output));
+    WorkflowSummaryView {
+        workflow_type: &h.workflow_name,
+        version: h.workflow_version,
+        workflow_id: &h.workflow_id,
+        correlation_id: h.correlation_id.as_deref(),
+        start_time: crate::time::iso_millis(h.create_time),
+        update_time: iso_if_set(h.update_time),
+        end_time: iso_if_set(h.end_time),
+        status: h.status,
+        input_size: input.len(),
+        output_size: output.len(),
+        input,
+        output,
+        reason_for_incompletion: h.reason_for_incompletion.as_deref(),
+        execution_time: crate::search::execution_time(h.create_time, h.end_time),
+        failed_reference_task_names: h.failed_reference_task_names.join(","),
+        failed_task_names: &h.failed_task_names,
+        priority: h.priority,
+        created_by: h.created_by.as_deref(),
+        task_to_domain: &h.task_to_domain,
+        idempotency_key: h.idempotency_key.as_deref(),
+        parent_workflow_id: h.parent_workflow_id.as_deref().unwrap_or(""),
+    }
+}
+
+/// Conductor's `TaskSummary`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSummaryView<'a> {
+    workflow_id: &'a str,
+    workflow_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    scheduled_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<String>,
+    status: TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_for_incompletion: Option<&'a str>,
+    execution_time: i64,
+    queue_wait_time: i64,
+    task_def_name: &'a str,
+    task_type: &'a str,
+    input: String,
+    output: String,
+    task_id: &'a str,
+    workflow_priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+}
+
+/// Renders a task's summary.
+pub fn task_summary<'a>(h: &'a crate::state::WorkflowHeader, t: &'a TaskState) -> TaskSummaryView<'a> {
+    let doc = crate::search::TaskDoc { workflow: h, task: t };
+    TaskSummaryView {
+        workflow_id: &h.workflow_id,
+        workflow_type: &h.workflow_name,
+        correlation_id: h.correlation_id.as_deref(),
+        scheduled_time: crate::time::iso_millis(t.scheduled_time),
+        start_time: iso_if_set(t.start_time),
+        update_time: iso_if_set(t.update_time),
+        end_time: iso_if_set(t.end_time),
+        status: t.status,
+        reason_for_incompletion: t.reason_for_incompletion.as_deref(),
+        execution_time: crate::search::execution_time(t.start_time, t.end_time),
+        queue_wait_time: doc.queue_wait_time(),
+        task_def_name: &t.task_def_name,
+        task_type: &t.task_type,
+        input: object_string(&t.input),
+        output: object_string(&t.output),
+        task_id: &t.task_id,
+        workflow_priority: h.priority,
+        domain: t.domain.as_deref(),
+    }
+}

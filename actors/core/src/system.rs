@@ -190,19 +190,8 @@ pub fn parse_until(text: &str) -> Option<i64> {
             sign * (h.parse::<i64>().ok()? * 60 + mi.parse::<i64>().ok()?)
         }
     };
-    let days = days_from_civil(y, m, day);
+    let days = crate::time::days_from_civil(y, m, day);
     Some(((days * 24 + hh) * 60 + mm - offset_minutes) * 60_000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// The tasks a FORK_JOIN_DYNAMIC forks, each with its own input folded into its

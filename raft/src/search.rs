@@ -1,0 +1,277 @@
+//! Search over the replica's own rows: candidates from the index families, matching and order
+//! from the core's [`overture_core::search`].
+//!
+//! Index rows are written in the same batch as the state they describe, so a search on the
+//! leader sees every committed change, and one on a follower sees what it has applied.
+//!
+//! Workflows: the most selective of `workflowId`, `correlationId`, `workflowType` and `status`
+//! (each `=` or `IN`) picks the `wf_index` prefixes to read, bounded by the `startTime` range.
+//! When those rows answer the whole query and the order is by start time, the page is cut from
+//! the index keys alone and only its workflows are read; otherwise every candidate is read and
+//! matched. Tasks: by `taskId`, `workflowId`, `taskType` (the `task_index` family), or else
+//! every task.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+
+use overture_core::search::{Query, Sort, TaskDoc};
+use overture_core::{TaskState, WorkflowHeader};
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+
+use crate::codec::decode;
+use crate::keys::{self, TaskRef, WorkflowRow, index};
+use crate::read::ReadView;
+use crate::{cf, io_err};
+
+/// One page of results and how many matched in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// Matches in all, across pages.
+    pub total: u64,
+    #[allow(missing_docs)]
+    pub results: Vec<T>,
+}
+
+/// Where results start and how many to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    #[allow(missing_docs)]
+    pub start: usize,
+    #[allow(missing_docs)]
+    pub size: usize,
+}
+
+impl Window {
+    /// Every result.
+    pub const ALL: Window = Window { start: 0, size: usize::MAX };
+
+    fn cut<T>(&self, items: Vec<T>) -> Vec<T> {
+        items.into_iter().skip(self.start).take(self.size).collect()
+    }
+}
+
+/// A task found by a task search, with its workflow's header.
+#[derive(Debug, Clone)]
+pub struct FoundTask {
+    #[allow(missing_docs)]
+    pub workflow: std::sync::Arc<WorkflowHeader>,
+    #[allow(missing_docs)]
+    pub task: TaskState,
+}
+
+impl ReadView {
+    /// A workflow's header alone.
+    pub fn workflow_header(&self, id: &str) -> Result<Option<WorkflowHeader>, io::Error> {
+        let db = &self.shared.db;
+        match db.get_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes()).map_err(io_err)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(decode::<WorkflowRow>(&bytes).map_err(io_err)?.header)),
+        }
+    }
+
+    /// Workflows matching `query`, in `sort` order (ties by workflow id), one window of them.
+    pub fn search_workflows(
+        &self,
+        query: &Query,
+        sort: &Sort,
+        window: Window,
+    ) -> Result<Page<WorkflowHeader>, io::Error> {
+        let by_start = sort.by_only("startTime");
+        if let Some(ids) = query.equals("workflowId") {
+            let unique: HashSet<&str> = ids.into_iter().collect();
+            let mut found = Vec::new();
+            for id in unique {
+                if let Some(h) = self.workflow_header(id)?.filter(|h| query.matches(h)) {
+                    found.push(h);
+                }
+            }
+            return Ok(sorted_page(found, sort, window, |h| h.workflow_id.as_str()));
+        }
+        let (prefixes, indexed) = workflow_prefixes(query);
+        let range = query.range("startTime");
+        let mut keys: Vec<(i64, String)> = Vec::new();
+        for prefix in &prefixes {
+            self.scan_index(prefix, range, |start, id| keys.push((start, id.to_owned())))?;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        if let Some(descending) = by_start
+            && query.answered_by(&indexed, "startTime")
+        {
+            if descending {
+                keys.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            }
+            let total = keys.len() as u64;
+            let mut results = Vec::new();
+            for (_, id) in window.cut(keys) {
+                results.extend(self.workflow_header(&id)?);
+            }
+            return Ok(Page { total, results });
+        }
+        let mut found = Vec::new();
+        for (_, id) in keys {
+            if let Some(h) = self.workflow_header(&id)?.filter(|h| query.matches(h)) {
+                found.push(h);
+            }
+        }
+        Ok(sorted_page(found, sort, window, |h| h.workflow_id.as_str()))
+    }
+
+    /// Reads the `wf_index` keys under `prefix` whose start time is in `[lo, hi]`.
+    fn scan_index(&self, prefix: &[u8], (lo, hi): (i64, i64), mut visit: impl FnMut(i64, &str)) -> io::Result<()> {
+        if hi < 0 || lo > hi {
+            return Ok(());
+        }
+        let db = &self.shared.db;
+        let mut from = prefix.to_vec();
+        from.extend_from_slice(&(lo.max(0) as u64).to_be_bytes());
+        let mut to = prefix.to_vec();
+        match hi.checked_add(1) {
+            Some(end) => to.extend_from_slice(&(end as u64).to_be_bytes()),
+            None => to.extend_from_slice(&[0xFF; 9]),
+        }
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(to);
+        for item in
+            db.iterator_cf_opt(cf(db, keys::CF_WF_INDEX), options, IteratorMode::From(&from, Direction::Forward))
+        {
+            let (key, _) = item.map_err(io_err)?;
+            if let Some((start, id)) = keys::parse_workflow_index(prefix, &key) {
+                visit(start, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tasks matching `query`, in `sort` order (ties by task id), one window of them.
+    pub fn search_tasks(&self, query: &Query, sort: &Sort, window: Window) -> Result<Page<FoundTask>, io::Error> {
+        let found = self.matching_tasks(query)?;
+        Ok(sorted_page(found, sort, window, |t| t.task.task_id.as_str()))
+    }
+
+    /// Workflows with a task matching `task_query`, in `sort` order, one window of them.
+    pub fn search_workflows_by_tasks(
+        &self,
+        task_query: &Query,
+        sort: &Sort,
+        window: Window,
+    ) -> Result<Page<WorkflowHeader>, io::Error> {
+        let mut seen = HashSet::new();
+        let mut found = Vec::new();
+        for t in self.matching_tasks(task_query)? {
+            if seen.insert(t.workflow.workflow_id.clone()) {
+                found.push(WorkflowHeader::clone(&t.workflow));
+            }
+        }
+        Ok(sorted_page(found, sort, window, |h| h.workflow_id.as_str()))
+    }
+
+    fn matching_tasks(&self, query: &Query) -> Result<Vec<FoundTask>, io::Error> {
+        let db = &self.shared.db;
+        let mut refs: Vec<TaskRef> = Vec::new();
+        if let Some(ids) = query.equals("taskId") {
+            for id in ids.into_iter().collect::<HashSet<_>>() {
+                refs.extend(self.task_owner(id)?);
+            }
+        } else if let Some(ids) = query.equals("workflowId") {
+            for id in ids.into_iter().collect::<HashSet<_>>() {
+                let prefix = keys::prefix(id);
+                for item in db.iterator_cf(cf(db, keys::CF_WF_TASKS), IteratorMode::From(&prefix, Direction::Forward)) {
+                    let (key, value) = item.map_err(io_err)?;
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    let task: TaskState = decode(&value).map_err(io_err)?;
+                    refs.push(TaskRef { workflow_id: id.to_owned(), seq: task.seq });
+                }
+            }
+        } else if let Some(types) = query.equals("taskType") {
+            for task_type in types.into_iter().collect::<HashSet<_>>() {
+                refs.extend(self.scan_refs(keys::CF_TASK_INDEX, &keys::prefix(task_type))?);
+            }
+        } else {
+            refs = self.scan_refs(keys::CF_TASKS, &[])?;
+        }
+        let mut headers: HashMap<String, Option<std::sync::Arc<WorkflowHeader>>> = HashMap::new();
+        let mut found = Vec::new();
+        for r in refs {
+            let header = match headers.get(&r.workflow_id) {
+                Some(h) => h.clone(),
+                None => {
+                    let h = self.workflow_header(&r.workflow_id)?.map(std::sync::Arc::new);
+                    headers.insert(r.workflow_id.clone(), h.clone());
+                    h
+                }
+            };
+            let Some(workflow) = header else { continue };
+            let Some(bytes) =
+                db.get_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(&r.workflow_id, r.seq)).map_err(io_err)?
+            else {
+                continue;
+            };
+            let task: TaskState = decode(&bytes).map_err(io_err)?;
+            if query.matches(&TaskDoc { workflow: &workflow, task: &task }) {
+                found.push(FoundTask { workflow, task });
+            }
+        }
+        Ok(found)
+    }
+
+    fn scan_refs(&self, family: &str, prefix: &[u8]) -> Result<Vec<TaskRef>, io::Error> {
+        let db = &self.shared.db;
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf(db, family), IteratorMode::From(prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(decode(&value).map_err(io_err)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The `wf_index` prefixes that hold every match of `query`, and the fields they decide.
+fn workflow_prefixes(query: &Query) -> (Vec<Vec<u8>>, Vec<&'static str>) {
+    if let Some(ids) = query.equals("correlationId") {
+        let prefixes = ids.iter().map(|c| keys::workflow_index_prefix(index::CORRELATION, &[c])).collect();
+        return (prefixes, vec!["correlationId"]);
+    }
+    match (query.equals("workflowType"), query.equals("status")) {
+        (Some(types), Some(statuses)) => {
+            let prefixes = types
+                .iter()
+                .flat_map(|t| statuses.iter().map(move |s| keys::workflow_index_prefix(index::TYPE_STATUS, &[t, s])))
+                .collect();
+            (prefixes, vec!["workflowType", "status"])
+        }
+        (Some(types), None) => {
+            let prefixes = types.iter().map(|t| keys::workflow_index_prefix(index::TYPE, &[t])).collect();
+            (prefixes, vec!["workflowType"])
+        }
+        (None, Some(statuses)) => {
+            let prefixes = statuses.iter().map(|s| keys::workflow_index_prefix(index::STATUS, &[s])).collect();
+            (prefixes, vec!["status"])
+        }
+        (None, None) => (vec![keys::workflow_index_prefix(index::ALL, &[])], Vec::new()),
+    }
+}
+
+impl overture_core::search::Searchable for FoundTask {
+    fn field(&self, name: &str) -> overture_core::search::FieldValue<'_> {
+        TaskDoc { workflow: &self.workflow, task: &self.task }.value(name)
+    }
+    fn contains_text(&self, word: &str) -> bool {
+        TaskDoc { workflow: &self.workflow, task: &self.task }.contains_text(word)
+    }
+}
+
+fn sorted_page<T: overture_core::search::Searchable>(
+    mut items: Vec<T>,
+    sort: &Sort,
+    window: Window,
+    id: impl Fn(&T) -> &str,
+) -> Page<T> {
+    items.sort_by(|a, b| sort.compare(a, b).then_with(|| id(a).cmp(id(b))));
+    Page { total: items.len() as u64, results: window.cut(items) }
+}
