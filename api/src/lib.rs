@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use overture_actors::Engine;
 use overture_raft::network::paths;
 
+mod admin;
 mod cluster;
 pub mod error;
 pub mod forward;
@@ -159,6 +160,11 @@ pub fn router(state: AppState) -> Router {
         // reference, so the segments keep that route's names.
         .route("/tasks/{workflow_id}/{reference}/{status}/sync", post(tasks::signal_sync))
         .route("/health", get(ops::health))
+        .route("/version", get(admin::version))
+        .route("/admin/config", get(admin::config))
+        .route("/admin/task/{task_type}", get(admin::pending_tasks))
+        .route("/admin/sweep/requeue/{id}", post(admin::sweep))
+        .route("/admin/consistency/verifyAndRepair/{id}", post(admin::verify_and_repair))
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/digest", get(cluster::digest))
         .route("/cluster/learners", post(cluster::add_learner))

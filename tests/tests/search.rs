@@ -253,3 +253,44 @@ async fn correlation_and_running_listings_follow_changes() {
     let r = search(&node, "/tasks/search", &[("query", "taskType = 's_pay'")]).await;
     assert_eq!(r["totalHits"], 2, "the removed workflow's tasks are gone from the task index: {r}");
 }
+
+#[tokio::test]
+async fn admin_lists_pending_tasks_and_answers_its_checks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    setup(&node).await;
+    let c = client();
+    let first = start(&node, "s_orders", 1, "p-1", "Ada").await;
+    let second = start(&node, "s_orders", 1, "p-2", "Alan").await;
+    let third = start(&node, "s_orders", 1, "p-3", "Grace").await;
+    // One finished, one polled (IN_PROGRESS), one waiting (SCHEDULED): two are pending.
+    finish(&node, "s_pay", "COMPLETED").await;
+    let polled = send(c.get(node.api("/tasks/poll/s_pay?workerid=admin"))).await.json();
+    assert_eq!(polled["workflowInstanceId"], second.as_str());
+
+    let r = send(c.get(node.api("/admin/task/s_pay"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pending: Vec<(String, String)> = r
+        .json()
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|t| (t["workflowInstanceId"].as_str().unwrap_or("").into(), t["status"].as_str().unwrap_or("").into()))
+        .collect();
+    assert_eq!(pending, vec![(second.clone(), "IN_PROGRESS".into()), (third.clone(), "SCHEDULED".into())]);
+    let r = send(c.get(node.api("/admin/task/s_pay?start=1&count=5"))).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1));
+    assert_eq!(send(c.get(node.api("/admin/task/no_such_type"))).await.json(), json!([]));
+    assert_eq!(send(c.get(node.api("/admin/task/s_pay?count=-1"))).await.status, 400);
+
+    let r = send(c.post(node.api(&format!("/admin/sweep/requeue/{first}")))).await;
+    assert_eq!((r.status, r.text.as_str()), (200, format!("true.{first}").as_str()));
+    let r = send(c.post(node.api(&format!("/admin/consistency/verifyAndRepair/{third}")))).await;
+    assert_eq!((r.status, r.text.as_str()), (200, "true"));
+    assert_eq!(send(c.post(node.api("/admin/consistency/verifyAndRepair/nope"))).await.status, 404);
+    assert_eq!(send(c.post(node.api("/admin/sweep/requeue/nope"))).await.status, 404);
+    let r = send(c.get(node.api("/admin/config"))).await;
+    assert_eq!(r.json()["server"], "overture");
+    let r = send(c.get(node.api("/version"))).await;
+    assert_eq!((r.status, r.text.is_empty()), (200, false));
+}

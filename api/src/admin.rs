@@ -1,0 +1,83 @@
+//! `/api/admin`: pending tasks of a type, requeue (a decision now), the consistency check, the
+//! configuration; `/api/version`.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use overture_actors::SearchRequest;
+use overture_core::{Command, render};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::input::Params;
+use crate::{json_response, text_response};
+
+/// A text value quoted for a search query.
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `GET /admin/task/{type}?start=0&count=100`: the type's tasks that have not ended (SCHEDULED
+/// or IN_PROGRESS), oldest first, as `List<Task>`.
+pub async fn pending_tasks(
+    State(s): State<AppState>,
+    Path(task_type): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let number = |name: &str, default: i64| -> Result<usize, ApiError> {
+        let v = q.int(name)?.unwrap_or(default);
+        usize::try_from(v)
+            .map_err(|_| ApiError::bad_request(format!("query parameter {name} must not be negative, not {v}")))
+    };
+    let request = SearchRequest {
+        query: format!("taskType = {} AND status IN (SCHEDULED, IN_PROGRESS)", quoted(&task_type)),
+        free_text: String::new(),
+        sort: "scheduledTime:ASC".into(),
+        start: number("start", 0)?,
+        size: number("count", 100)?.min(overture_actors::search::MAX_PAGE_SIZE),
+    };
+    let page = s.engine.search_tasks(&request).await?;
+    let ids: Vec<String> = page.results.iter().map(|t| t.workflow.workflow_id.clone()).collect();
+    let workflows = s.engine.workflows(ids).await?;
+    let now = overture_actors::now_ms();
+    let tasks: Vec<_> = page
+        .results
+        .iter()
+        .filter_map(|found| {
+            let wf = workflows.iter().find(|w| w.header.workflow_id == found.workflow.workflow_id)?;
+            Some(render::task(wf, wf.tasks.iter().find(|t| t.task_id == found.task.task_id)?, now))
+        })
+        .collect();
+    json_response(&tasks)
+}
+
+/// `POST /admin/sweep/requeue/{workflowId}`: Conductor pushes the workflow to its decider queue;
+/// here the workflow decides now. Text `true.<id>`.
+pub async fn sweep(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    s.engine.operate(&id, Command::Decide).await?;
+    Ok(text_response(format!("true.{id}")))
+}
+
+/// `POST /admin/consistency/verifyAndRepair/{workflowId}`: queue entries and timers are derived
+/// from the state in the same write, so there is nothing to repair; `true` once the workflow is
+/// known to exist (404 otherwise).
+pub async fn verify_and_repair(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    s.engine.workflow(&id)?;
+    Ok(text_response("true".into()))
+}
+
+/// `GET /admin/config`: what this node runs.
+pub async fn config(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let status = s.engine.cluster_status();
+    json_response(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "server": "overture",
+        "nodeId": status.node_id,
+        "members": status.members.len(),
+        "maxBodyBytes": s.max_body_bytes,
+    }))
+}
+
+/// `GET /version`: text.
+pub async fn version() -> Response {
+    text_response(env!("CARGO_PKG_VERSION").into())
+}
