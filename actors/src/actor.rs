@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
 use overture_core::rows::TimerKind;
-use overture_core::{Object, WorkflowState, decide, render};
+use overture_core::{Object, TaskStatus, WorkflowState, decide, render};
 use overture_raft::{Request, Response, WorkflowBatch};
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -313,7 +313,11 @@ impl ActorState {
         });
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
         match self.ctx.replica.propose(Request::Workflow(batch)).await {
-            Ok(Response::Applied { .. }) => {
+            Ok(Response::Applied { revision }) => {
+                tracing::debug!(revision, workflow_name = %name, "started");
+                if state.header.status.is_terminal() {
+                    tracing::debug!(status = state.header.status.as_str(), "workflow ended");
+                }
                 self.state = Some(state);
                 metrics::counter!(names::WORKFLOW_START_SUCCESS, "workflowName" => name).increment(1);
                 Ok(self.id.clone())
@@ -373,9 +377,17 @@ impl ActorState {
             if events.is_empty() {
                 return results;
             }
+            let ended = Ended::of(state, &events);
             let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision, events };
             match self.ctx.replica.propose(Request::Workflow(batch)).await {
-                Ok(Response::Applied { .. }) => return results,
+                Ok(Response::Applied { revision }) => {
+                    tracing::debug!(revision, ended_tasks = ended.tasks.len(), "committed");
+                    if let Some((_, status, _)) = &ended.workflow {
+                        tracing::debug!(status, "workflow ended");
+                    }
+                    ended.record();
+                    return results;
+                }
                 Ok(Response::RevisionConflict { .. }) => {
                     metrics::counter!(names::DECIDE_CONFLICT).increment(1);
                     self.state = None;
@@ -409,6 +421,53 @@ impl ActorState {
         let task =
             state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
         Ok(UpdateOutcome { queue: task.queue.clone(), terminal: task.status.is_terminal() })
+    }
+}
+
+/// Tasks and the workflow that a decision ended, for the metrics recorded once it commits.
+struct Ended {
+    /// Task type, final status, seconds from start to end (none if it never started).
+    tasks: Vec<(String, &'static str, Option<f64>)>,
+    /// Definition name, final status, seconds from start to end.
+    workflow: Option<(String, &'static str, f64)>,
+}
+
+impl Ended {
+    fn of(state: &WorkflowState, events: &[overture_core::Event]) -> Ended {
+        use overture_core::Event;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut tasks = Vec::new();
+        for e in events {
+            let Some(seq) = e.task_seq() else { continue };
+            if !matches!(e, Event::TaskUpdated(_) | Event::TaskStatusChanged { .. }) || !seen.insert(seq) {
+                continue;
+            }
+            if let Some(t) = state.task(seq).filter(|t| t.status.is_terminal()) {
+                let ran = (t.start_time > 0 && t.end_time >= t.start_time)
+                    .then(|| (t.end_time - t.start_time) as f64 / 1000.0);
+                tasks.push((t.task_type.clone(), t.status.as_str(), ran));
+            }
+        }
+        let h = &state.header;
+        let workflow = events
+            .iter()
+            .any(|e| matches!(e, Event::WorkflowEnded(_)))
+            .then(|| (h.workflow_name.clone(), h.status.as_str(), (h.end_time - h.create_time).max(0) as f64 / 1000.0));
+        Ended { tasks, workflow }
+    }
+
+    fn record(self) {
+        for (task_type, status, ran) in self.tasks {
+            if status == TaskStatus::TimedOut.as_str() {
+                metrics::counter!(names::TASK_TIMEOUT, "taskType" => task_type.clone()).increment(1);
+            }
+            if let Some(seconds) = ran {
+                metrics::histogram!(names::TASK_EXECUTION, "taskType" => task_type, "status" => status).record(seconds);
+            }
+        }
+        if let Some((name, status, seconds)) = self.workflow {
+            metrics::histogram!(names::WORKFLOW_EXECUTION, "workflowName" => name, "status" => status).record(seconds);
+        }
     }
 }
 

@@ -313,8 +313,17 @@ impl Engine {
     pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
         let ctx = self.leader()?;
         let workflow_id = uuid::Uuid::new_v4().to_string();
-        let cmd = prepare_start(self.read(), request, workflow_id, None)?;
-        ctx.start_workflow(cmd).await
+        let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
+        let started = match prepare_start(self.read(), request, workflow_id, None) {
+            Ok(cmd) => ctx.start_workflow(cmd).await,
+            Err(e) => Err(e),
+        };
+        // Refusals that are the request's doing; a 503 during an election is not a start error.
+        if let Err(Error::NotFound(_) | Error::BadRequest(_) | Error::Invalid(_) | Error::Conflict(_)) = &started {
+            let name = name.unwrap_or_default();
+            metrics::counter!(names::WORKFLOW_START_ERROR, "workflowName" => name).increment(1);
+        }
+        started
     }
 
     /// Starts a workflow under a given id (derived from the task that starts it); starting it
@@ -481,8 +490,15 @@ impl Engine {
             for p in popped {
                 match ctx.limits.admit(task_type, limits, now) {
                     Admission::Admit => admitted.push(p),
-                    Admission::Busy => ctx.queues.put_back(&p.item(queue), None),
-                    Admission::NotBefore(at) => ctx.queues.put_back(&p.item(queue), Some(at)),
+                    Admission::Busy => {
+                        metrics::counter!(names::TASK_CONCURRENT_EXECUTION_LIMITED, "taskType" => task_type.to_owned())
+                            .increment(1);
+                        ctx.queues.put_back(&p.item(queue), None)
+                    }
+                    Admission::NotBefore(at) => {
+                        metrics::counter!(names::TASK_RATE_LIMITED, "taskType" => task_type.to_owned()).increment(1);
+                        ctx.queues.put_back(&p.item(queue), Some(at))
+                    }
                 }
             }
             let popped = admitted;
@@ -615,6 +631,19 @@ impl Engine {
         let Some(ctx) = self.inner.leader.read().clone() else { return };
         for (queue, depth) in ctx.queues.depths() {
             metrics::gauge!(names::TASK_QUEUE_DEPTH, "queue" => queue).set(depth as f64);
+        }
+    }
+
+    /// Publishes `workflow_running` per definition name from this node's index, for a metrics
+    /// scrape.
+    pub fn publish_running_counts(&self) {
+        match self.read().running_counts() {
+            Ok(counts) => {
+                for (name, count) in counts {
+                    metrics::gauge!(names::WORKFLOW_RUNNING, "workflowName" => name).set(count as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "counting running workflows"),
         }
     }
 

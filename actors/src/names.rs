@@ -14,6 +14,22 @@ pub const TASK_UPDATE: &str = "task_update_total";
 pub const TASK_QUEUE_DEPTH: &str = "task_queue_depth";
 /// Histogram: seconds from a task becoming pollable to a worker receiving it.
 pub const TASK_QUEUE_WAIT: &str = "task_queue_wait_seconds";
+/// Histogram: seconds a task ran, from its start to its end, by `taskType` and final `status`.
+pub const TASK_EXECUTION: &str = "task_execution_seconds";
+/// Counter: tasks that timed out (response, poll or total timeout), by `taskType`.
+pub const TASK_TIMEOUT: &str = "task_timeout_total";
+/// Counter: hand-offs held back by a task definition's rate limit, by `taskType`.
+pub const TASK_RATE_LIMITED: &str = "task_rate_limited_total";
+/// Counter: hand-offs held back by a task definition's `concurrentExecLimit`, by `taskType`.
+pub const TASK_CONCURRENT_EXECUTION_LIMITED: &str = "task_concurrent_execution_limited_total";
+/// Counter: workflow starts refused (unknown definition, bad input, idempotency key in use), by
+/// `workflowName`.
+pub const WORKFLOW_START_ERROR: &str = "workflow_start_error_total";
+/// Gauge: RUNNING workflows by `workflowName`, counted from this node's search index when
+/// metrics are scraped.
+pub const WORKFLOW_RUNNING: &str = "workflow_running";
+/// Histogram: seconds from a workflow's start to its end, by `workflowName` and `status`.
+pub const WORKFLOW_EXECUTION: &str = "workflow_execution_seconds";
 /// Counter: durable timers fired, by `kind`.
 pub const TIMER_FIRED: &str = "overture_timer_fired_total";
 /// Histogram: seconds one workflow decision took (decide + commit + apply), by `command`.

@@ -53,6 +53,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     }
     metrics::gauge!("overture_rocksdb_sst_bytes").set(s.engine.replica().disk_bytes() as f64);
     s.engine.publish_queue_depths();
+    s.engine.publish_running_counts();
     let body = s.metrics.render();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

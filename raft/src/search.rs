@@ -143,6 +143,34 @@ impl ReadView {
         Ok(())
     }
 
+    /// RUNNING workflows per definition name (zero for names with none running), from the
+    /// `wf_index` rows by name and status: one seek per name, then the running ones' keys.
+    pub fn running_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, io::Error> {
+        let db = &self.shared.db;
+        let mut out = std::collections::BTreeMap::new();
+        let mut it = db.raw_iterator_cf(cf(db, keys::CF_WF_INDEX));
+        it.seek([index::TYPE_STATUS]);
+        while let Some(key) = it.key() {
+            let Some(rest) = key.strip_prefix(&[index::TYPE_STATUS]) else { break };
+            let Some(end) = rest.iter().position(|b| *b == 0) else { break };
+            let name = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let running = keys::workflow_index_prefix(index::TYPE_STATUS, &[&name, "RUNNING"]);
+            it.seek(&running);
+            let mut count = 0;
+            while it.key().is_some_and(|k| k.starts_with(&running)) {
+                count += 1;
+                it.next();
+            }
+            let mut next_name = vec![index::TYPE_STATUS];
+            next_name.extend_from_slice(name.as_bytes());
+            next_name.push(1);
+            out.insert(name, count);
+            it.seek(&next_name);
+        }
+        it.status().map_err(io_err)?;
+        Ok(out)
+    }
+
     /// Tasks matching `query`, in `sort` order (ties by task id), one window of them.
     pub fn search_tasks(&self, query: &Query, sort: &Sort, window: Window) -> Result<Page<FoundTask>, io::Error> {
         let found = self.matching_tasks(query)?;

@@ -51,3 +51,34 @@ async fn bad_configuration_is_refused_with_a_reason() {
         assert!(stderr.contains(expected), "{text:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn json_logs_carry_workflow_and_request_spans() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("node");
+    let mut args: Vec<std::ffi::OsString> =
+        ["dev", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"].map(Into::into).to_vec();
+    args.push(data.clone().into());
+    let filter = "info,openraft=warn,overture_actors=debug,overture_api=debug";
+    let node = Node::spawn(&args, &[("RUST_LOG", filter)], &data).await;
+    let c = client();
+    let start = serde_json::json!({"name": "logged", "workflowDef": {"name": "logged", "version": 1,
+        "tasks": [{"name": "noop", "taskReferenceName": "noop", "type": "NOOP"}]}});
+    let id = send(c.post(node.api("/workflow")).header("x-request-id", "req-42").json(&start)).await.text;
+    let ended = overture_tests::wait_for(std::time::Duration::from_secs(10), || async {
+        let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+        log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|line| {
+            line["fields"]["message"] == "workflow ended"
+                && line["span"]["workflow_id"] == id.as_str()
+                && line["span"]["name"] == "workflow"
+        })
+    })
+    .await;
+    let log = std::fs::read_to_string(data.with_extension("log")).expect("log");
+    assert!(ended, "a JSON line in the workflow's span, with its id:\n{log}");
+    let request = log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|line| {
+        line["span"]["name"] == "http" && line["span"]["request_id"] == "req-42" && line["fields"]["status"] == 200
+    });
+    assert!(request, "a JSON line in the request's span, with the caller's request id:\n{log}");
+    assert!(log.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "every line is JSON:\n{log}");
+}

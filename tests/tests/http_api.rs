@@ -393,14 +393,21 @@ async fn metrics_and_health_are_served() {
     )
     .await;
     wait_status(&node, &id, "COMPLETED", Duration::from_secs(10)).await;
+    // One more that keeps running, and a start that is refused.
+    send(c.post(node.api("/workflow/two_steps")).json(&json!({"x": 2}))).await;
+    assert_eq!(send(c.post(node.api("/workflow/no_such_flow")).json(&json!({}))).await.status, 404);
 
     let text = send(c.get(format!("{}/metrics", node.url))).await.text;
     for needle in [
-        "workflow_start_success_total{workflowName=\"two_steps\"} 1",
+        "workflow_running{workflowName=\"two_steps\"} 1",
+        "workflow_start_error_total{workflowName=\"no_such_flow\"} 1",
+        "task_execution_seconds_count{taskType=\"step_a\",status=\"COMPLETED\"} 1",
+        "workflow_execution_seconds_count{workflowName=\"two_steps\",status=\"COMPLETED\"} 1",
+        "workflow_start_success_total{workflowName=\"two_steps\"} 2",
         "workflow_completion_total{workflowName=\"two_steps\",status=\"COMPLETED\"} 1",
         "task_poll_total{taskType=\"step_a\"} 1",
         "task_update_total{status=\"COMPLETED\"} 2",
-        "task_queue_depth{queue=\"step_a\"} 0",
+        "task_queue_depth{queue=\"step_a\"} 1",
         "workflow_decision_seconds",
         "overture_raft_apply_seconds",
         "overture_raft_fsync_seconds",

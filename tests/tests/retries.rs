@@ -99,6 +99,8 @@ async fn response_timeout_retries_and_survives_a_restart() {
         send(client().get(node.api(&format!("/tasks/{}", first["taskId"].as_str().unwrap_or_default())))).await.json();
     assert_eq!(old["status"], "TIMED_OUT");
     assert!(old["reasonForIncompletion"].as_str().is_some_and(|r| r.contains("responseTimeout")), "{old}");
+    let metrics = send(client().get(format!("{}/metrics", node.url))).await.text;
+    assert!(metrics.contains("task_timeout_total{taskType=\"silent\"} 1"), "the timeout is counted:\n{metrics}");
 }
 
 #[tokio::test]

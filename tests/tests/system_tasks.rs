@@ -557,6 +557,13 @@ async fn concurrency_and_rate_limits_hold_tasks_back() {
     assert_eq!(rated.len(), 2, "two per minute");
     assert!(poll_batch(&node, "two_a_minute", 3, 100).await.is_empty(), "the third waits for the window");
     assert_eq!(poll_batch(&node, "one_at_a_time", 3, 100).await.len(), 0, "still one running");
+    let metrics = send(c.get(format!("{}/metrics", node.url))).await.text;
+    for needle in [
+        "task_rate_limited_total{taskType=\"two_a_minute\"}",
+        "task_concurrent_execution_limited_total{taskType=\"one_at_a_time\"}",
+    ] {
+        assert!(metrics.contains(needle), "/metrics lacks {needle}");
+    }
 }
 
 #[tokio::test]
