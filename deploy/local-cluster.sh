@@ -71,7 +71,8 @@ wait_leader() {
   local deadline=$((SECONDS + ${1:-60})) n
   while [ $SECONDS -lt $deadline ]; do
     for n in "${nodes[@]}"; do
-      if curl -fsS --max-time 1 "$(url "$n")/api/cluster/status" 2>/dev/null | grep -q '"ready":true'; then
+      # /ready needs no token, so this works with authentication on too.
+      if curl -fsS --max-time 1 "$(url "$n")/ready" 2>/dev/null | grep -q '"isLeader":true'; then
         echo "$n"; return 0
       fi
     done
@@ -86,7 +87,8 @@ wait_known() {
   while [ $SECONDS -lt $deadline ]; do
     all=1
     for n in "${nodes[@]}"; do
-      curl -fsS --max-time 1 "$(url "$n")/api/cluster/status" 2>/dev/null | grep -q '"leaderAddress":"' || all=0
+      # 200 once the node is the ready leader or a caught-up follower that knows it.
+      curl -fsS --max-time 1 "$(url "$n")/ready" >/dev/null 2>&1 || all=0
     done
     [ "$all" = 1 ] && return 0
     sleep 0.2

@@ -49,7 +49,7 @@ fn consistent(request: &Request) -> bool {
 /// Whether the request must be handled by the leader.
 fn needs_leader(request: &Request) -> bool {
     let path = request.uri().path();
-    if path.starts_with("/internal/") || !path.starts_with("/api/") || path == "/api/health" {
+    if path.starts_with("/internal/") || !path.starts_with("/api/") || path == "/api/health" || path == "/api/token" {
         return false;
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {

@@ -18,6 +18,7 @@ use overture_actors::Engine;
 use overture_raft::network::paths;
 
 mod admin;
+pub mod auth;
 mod cluster;
 pub mod error;
 pub mod forward;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub forward_client: reqwest::Client,
     /// The highest log index a write forwarded through this node reached; local reads wait for it.
     pub read_watermark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// API keys, when authentication is on.
+    pub auth: Option<std::sync::Arc<auth::Auth>>,
 }
 
 impl AppState {
@@ -53,7 +56,13 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(1))
             .build()
             .unwrap_or_default();
-        AppState { engine, metrics, max_body_bytes, forward_client, read_watermark: Default::default() }
+        AppState { engine, metrics, max_body_bytes, forward_client, read_watermark: Default::default(), auth: None }
+    }
+
+    /// Turns authentication on with these keys (off if `None`).
+    pub fn with_auth(mut self, auth: Option<auth::Auth>) -> AppState {
+        self.auth = auth.map(std::sync::Arc::new);
+        self
     }
 }
 
@@ -68,6 +77,7 @@ pub const INTERNAL_REJECTED: &str = "overture_internal_rejected_total";
 pub fn register_metrics() {
     metrics::counter!(HTTP_FORWARDED).increment(0);
     metrics::counter!(INTERNAL_REJECTED).increment(0);
+    metrics::counter!(auth::AUTH_REFUSED, "reason" => "INVALID_TOKEN").increment(0);
 }
 
 /// Names this node in error bodies (`instance`).
@@ -160,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         // reference, so the segments keep that route's names.
         .route("/tasks/{workflow_id}/{reference}/{status}/sync", post(tasks::signal_sync))
         .route("/health", get(ops::health))
+        .route("/token", post(auth::token))
         .route("/version", get(admin::version))
         .route("/admin/config", get(admin::config))
         .route("/admin/task/{task_type}", get(admin::pending_tasks))
@@ -185,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(ops::observe))
         .with_state(state)
 }

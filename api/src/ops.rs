@@ -78,7 +78,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let span = tracing::info_span!("http", %method, %route, %request_id);
+    let span = tracing::info_span!("http", %method, %route, %request_id, key_id = tracing::field::Empty);
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();

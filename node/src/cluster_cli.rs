@@ -9,6 +9,9 @@ pub struct ClusterArgs {
     /// Any node of the group.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "OVERTURE_URL")]
     url: String,
+    /// With authentication on: an API key as `keyId:secret`, traded for a token first.
+    #[arg(long, global = true, env = "OVERTURE_API_KEY", value_name = "KEY_ID:SECRET")]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -60,8 +63,8 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
 
 /// Runs a cluster command.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
     let url = base(&args.url);
+    let client = client(&url, args.api_key.as_deref()).await?;
     match args.command {
         ClusterCommand::Status { json } => {
             let mine = answer(
@@ -105,6 +108,22 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An HTTP client, carrying a token for `api_key` if one is given.
+async fn client(url: &str, api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let Some(key) = api_key else { return Ok(reqwest::Client::new()) };
+    let (key_id, key_secret) = key.split_once(':').context("the API key must be keyId:secret")?;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/token"))
+        .json(&json!({"keyId": key_id, "keySecret": key_secret}))
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    let token = answer(r).await?["token"].as_str().context("no token in the answer")?.to_owned();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-authorization", token.parse().context("the token is not a header value")?);
+    Ok(reqwest::Client::builder().default_headers(headers).build()?)
 }
 
 fn print_status(s: &Value) {

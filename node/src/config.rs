@@ -47,6 +47,13 @@ pub struct FileConfig {
     pub join: Option<bool>,
     /// Passivate workflow actors idle this long, seconds.
     pub idle_actor_seconds: Option<u64>,
+    /// API keys, key id → secret. Any key turns authentication on.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, String>,
+    /// Paths served without a token when authentication is on: exact, or a prefix ending in `*`.
+    pub auth_exempt: Option<Vec<String>>,
+    /// How long a token from `POST /api/token` is valid, seconds.
+    pub token_ttl_seconds: Option<u64>,
 }
 
 /// Overrides from flags or the environment.
@@ -61,6 +68,8 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     /// `id=address,id=address`.
     pub members: Option<String>,
+    /// `id:secret`, each replacing the file's key of that id.
+    pub api_keys: Vec<String>,
 }
 
 /// The validated configuration a node runs with.
@@ -78,6 +87,9 @@ pub struct Config {
     pub keep_after_snapshot: u64,
     pub idle_actor_seconds: u64,
     pub join: bool,
+    pub api_keys: BTreeMap<String, String>,
+    pub auth_exempt: Vec<String>,
+    pub token_ttl_seconds: u64,
 }
 
 const DEFAULT_MAX_BODY: usize = 8 << 20;
@@ -106,6 +118,9 @@ impl Overrides {
                 .transpose()
                 .context("OVERTURE_MAX_BODY_BYTES must be a number of bytes")?,
             members: var("OVERTURE_MEMBERS"),
+            api_keys: var("OVERTURE_API_KEYS")
+                .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -120,6 +135,7 @@ impl Overrides {
             log_format: other.log_format.or(self.log_format),
             max_body_bytes: other.max_body_bytes.or(self.max_body_bytes),
             members: other.members.or(self.members),
+            api_keys: self.api_keys.into_iter().chain(other.api_keys).collect(),
         }
     }
 }
@@ -178,7 +194,20 @@ impl Config {
         if members.len() > 1 && listen.port() == 0 {
             bail!("listen needs a fixed port in a multi-node group: the other members reach this node at its address");
         }
+        let mut api_keys = file.api_keys;
+        for pair in &overrides.api_keys {
+            let (id, secret) = pair.split_once(':').with_context(|| format!("API key {pair:?} is not keyId:secret"))?;
+            api_keys.insert(id.trim().to_owned(), secret.to_owned());
+        }
+        if let Some((id, _)) = api_keys.iter().find(|(id, secret)| id.is_empty() || secret.len() < 8) {
+            bail!("API key {id:?}: key ids must not be empty and secrets need at least 8 characters");
+        }
         Ok(Config {
+            api_keys,
+            auth_exempt: file
+                .auth_exempt
+                .unwrap_or_else(|| overture_api::auth::DEFAULT_EXEMPT.iter().map(|p| (*p).to_owned()).collect()),
+            token_ttl_seconds: file.token_ttl_seconds.unwrap_or(3600).max(1),
             node_id,
             listen,
             advertise,
@@ -239,5 +268,34 @@ mod tests {
                 .contains("fixed port")
         );
         assert!(toml::from_str::<FileConfig>("nodeid = 1").is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn the_sample_files_are_valid_configurations() {
+        for name in ["cluster-node.toml", "single-node.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(name);
+            let file = Config::read_file(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let config = Config::resolve(file, Overrides::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            if name == "cluster-node.toml" {
+                assert_eq!(config.members.len(), 3);
+                assert_eq!(config.api_keys.len(), 1, "the sample shows an API key");
+                assert!(config.auth_exempt.iter().any(|p| p == "/ready"));
+            }
+        }
+    }
+
+    #[test]
+    fn api_keys_come_from_every_source() {
+        let file: FileConfig = toml::from_str("[api_keys]\nfile = \"file-secret\"").expect("parses");
+        let env = Overrides { api_keys: vec!["env:env-secret-1".into()], ..Default::default() };
+        let flags = Overrides { api_keys: vec!["file:flag-secret".into()], ..Default::default() };
+        let config = Config::resolve(file, env.then(flags)).expect("valid");
+        let keys: Vec<(&str, &str)> = config.api_keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(keys, [("env", "env-secret-1"), ("file", "flag-secret")]);
+        let short = Overrides { api_keys: vec!["k:short".into()], ..Default::default() };
+        let err = Config::resolve(FileConfig::default(), short).expect_err("too short").to_string();
+        assert!(err.contains("at least 8 characters"), "{err}");
+        let malformed = Overrides { api_keys: vec!["no-colon".into()], ..Default::default() };
+        assert!(Config::resolve(FileConfig::default(), malformed).is_err());
     }
 }

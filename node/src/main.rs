@@ -77,6 +77,9 @@ struct CommonFlags {
     /// Largest request body accepted, in bytes.
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// An API key as `keyId:secret`; repeat for more. Any key turns authentication on.
+    #[arg(long = "api-key", value_name = "KEY_ID:SECRET")]
+    api_keys: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
                 data_dir: Some(data_dir),
                 log_format: common.log_format,
                 max_body_bytes: common.max_body_bytes,
+                api_keys: common.api_keys,
                 ..Default::default()
             };
             let config = Config::resolve(FileConfig::default(), Overrides::from_env()?.then(flags))?;
@@ -108,6 +112,7 @@ fn main() -> anyhow::Result<()> {
                 max_body_bytes: common.max_body_bytes,
                 cluster_secret: None,
                 members: None,
+                api_keys: common.api_keys,
             };
             let config = Config::resolve(file, Overrides::from_env()?.then(flags))?;
             runtime.block_on(run_node(config))
@@ -151,7 +156,12 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(engine.clone(), metrics, config.max_body_bytes);
+    let auth = overture_api::auth::Auth::new(
+        config.api_keys.clone(),
+        config.auth_exempt.clone(),
+        Duration::from_secs(config.token_ttl_seconds),
+    );
+    let state = AppState::new(engine.clone(), metrics, config.max_body_bytes).with_auth(auth);
     let server = tokio::spawn(overture_api::serve(listener, state, shutdown_signal()));
 
     if !config.join {
@@ -176,6 +186,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         advertise = %config.advertise,
         members = config.members.len(),
         cluster_secret_set = config.cluster_secret.is_some(),
+        api_keys = config.api_keys.len(),
         data_dir = %config.data_dir.display(),
         "serving"
     );

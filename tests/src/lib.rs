@@ -270,10 +270,11 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.is_running()) {
-                let url = format!("{}/api/cluster/status", node.url);
+                // `/ready` needs no token, so this works with authentication on.
+                let url = format!("{}/ready", node.url);
                 if let Ok(r) = client.get(url).timeout(Duration::from_millis(500)).send().await
                     && let Ok(v) = r.json::<Value>().await
-                    && v["state"] == "Leader"
+                    && v["isLeader"] == true
                     && v["ready"] == true
                 {
                     return i + 1;

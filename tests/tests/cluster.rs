@@ -378,3 +378,43 @@ async fn operations_through_a_follower() {
     let r = send(http.post(url("/workflow/execute/cl_ops/1?waitUntilTaskRef=t&waitForSeconds=1")).json(&sync)).await;
     assert_eq!((r.status, r.json()["signalTimeout"].as_bool()), (200, Some(true)), "{}", r.text);
 }
+
+/// With API keys configured on every node: a token from one node opens every node, and a write
+/// through a follower is forwarded with it. The cluster CLI trades a key for a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_from_one_node_opens_every_node() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "[api_keys]\nops = \"cluster-key-secret\"\n").await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let f = c.other_than(leader);
+    let other = (1..=3).find(|n| *n != leader && *n != f).expect("a third node");
+    let http = client();
+    let r =
+        send(http.post(c.api(other, "/token")).json(&json!({"keyId": "ops", "keySecret": "cluster-key-secret"}))).await;
+    let token = r.json()["token"].as_str().expect("token").to_owned();
+    assert_eq!(send(http.get(c.api(f, "/metadata/taskdefs"))).await.status, 401);
+    let def =
+        json!({"name": "keyed", "version": 1, "tasks": [{"name": "noop", "taskReferenceName": "n", "type": "NOOP"}]});
+    let r = send(http.post(c.api(f, "/metadata/workflow")).header("X-Authorization", &token).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(http.post(c.api(f, "/workflow/keyed")).header("X-Authorization", &token).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.text;
+    let r = send(http.get(c.api(leader, &format!("/workflow/{id}?consistent=true"))).header("X-Authorization", &token))
+        .await;
+    assert_eq!(r.json()["status"], "COMPLETED", "{}", r.text);
+
+    let status = |key: &str| {
+        std::process::Command::new(overture_tests::overture_bin())
+            .args(["cluster", "status", "--json", "--url", &c.nodes[f - 1].url, "--api-key", key])
+            .output()
+            .expect("cli runs")
+    };
+    let ok = status("ops:cluster-key-secret");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let view: Value = serde_json::from_slice(&ok.stdout).expect("JSON status");
+    assert_eq!(view["leader"].as_u64(), Some(leader as u64));
+    let refused = status("ops:wrong");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", String::from_utf8_lossy(&refused.stderr));
+}

@@ -338,7 +338,7 @@ async fn bad_input_is_a_json_4xx_and_writes_nothing() {
         ("DELETE", "/metadata/workflow/two_steps/one", None, 400, "version must be an integer"),
         ("PATCH", "/workflow/x", None, 405, "Method PATCH is not supported"),
         ("GET", "/no/such/path", None, 404, "No resource found"),
-        ("POST", "/token", Some(json!({"keyId": "k", "keySecret": "s"})), 404, "No resource found"),
+        ("POST", "/token", Some(json!({"keyId": "k", "keySecret": "s"})), 404, "Authentication is off"),
     ];
     for (method, path, body, status, message) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");

@@ -1,0 +1,80 @@
+//! Authentication with API keys (issue 5): tokens from `POST /api/token`, `X-Authorization` on
+//! every other request, the exempt paths, the 404 that tells SDKs auth is off, and the official
+//! Python SDK with a key.
+
+use overture_tests::{Node, client, finish_python_sdk, run_python_sdk_workload, send, spawn_python_sdk};
+use serde_json::{Value, json};
+
+const SECRET: &str = "correct-horse-battery";
+
+async fn secured(dir: &std::path::Path) -> Node {
+    Node::start_with(&dir.join("node"), &["--api-key", &format!("ops:{SECRET}")]).await
+}
+
+async fn token(node: &Node, key_id: &str, secret: &str) -> (u16, Value) {
+    let r = send(client().post(node.api("/token")).json(&json!({"keyId": key_id, "keySecret": secret}))).await;
+    (r.status, r.json())
+}
+
+#[tokio::test]
+async fn requests_need_a_token_from_an_api_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = secured(dir.path()).await;
+    let c = client();
+
+    // Without a token: 401 with the reason the SDKs read; probes and metrics stay open.
+    let r = send(c.get(node.api("/metadata/taskdefs"))).await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("MISSING_TOKEN")), "{}", r.text);
+    let r = send(c.post(node.api("/workflow/x")).json(&json!({}))).await;
+    assert_eq!(r.status, 401);
+    for open in ["/health", "/ready", "/metrics", "/api/health"] {
+        assert_eq!(send(c.get(format!("{}{open}", node.url))).await.status, 200, "{open}");
+    }
+
+    // Wrong keys get no token.
+    assert_eq!(token(&node, "ops", "guess").await.0, 401);
+    assert_eq!(token(&node, "nobody", SECRET).await.0, 401);
+    let r = send(c.post(node.api("/token")).json(&json!({"keyId": 1}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // The right key does; the token opens everything.
+    let (status, body) = token(&node, "ops", SECRET).await;
+    assert_eq!(status, 200, "{body}");
+    let t = body["token"].as_str().expect("token").to_owned();
+    let def =
+        json!({"name": "guarded", "version": 1, "tasks": [{"name": "noop", "taskReferenceName": "n", "type": "NOOP"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).header("X-Authorization", &t).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(c.post(node.api("/workflow/guarded")).header("X-Authorization", &t).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(c.get(node.api(&format!("/workflow/{}", r.text))).header("X-Authorization", &t)).await;
+    assert_eq!(r.json()["status"], "COMPLETED");
+
+    // A tampered or foreign token is refused.
+    let last = if t.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &t[..t.len() - 1]);
+    let r = send(c.get(node.api("/metadata/taskdefs")).header("X-Authorization", forged)).await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("INVALID_TOKEN")));
+    let metrics = send(c.get(format!("{}/metrics", node.url))).await.text;
+    assert!(metrics.contains("overture_auth_refused_total{reason=\"MISSING_TOKEN\"} 2"), "{metrics}");
+}
+
+#[tokio::test]
+async fn without_keys_the_token_endpoint_says_auth_is_off() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    let (status, body) = token(&node, "ops", SECRET).await;
+    assert_eq!(status, 404, "SDKs read 404 on /token as 'no authentication': {body}");
+    assert_eq!(send(client().get(node.api("/metadata/taskdefs"))).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_authenticates_with_an_api_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = secured(dir.path()).await;
+    let host = node.url.trim_start_matches("http://");
+    // The whole workload (clients and TaskHandler workers) with the key...
+    run_python_sdk_workload(&format!("http://ops:{SECRET}@{host}")).await;
+    // ...and a wrong one is refused.
+    finish_python_sdk(spawn_python_sdk("sdk_auth_refused.py", &[&format!("http://ops:wrong-secret@{host}")])).await;
+}
