@@ -24,6 +24,7 @@ pub mod error;
 pub mod forward;
 pub mod input;
 mod internal;
+pub mod limits;
 mod metadata;
 mod ops;
 mod search;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub read_watermark: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// API keys, when authentication is on.
     pub auth: Option<std::sync::Arc<auth::Auth>>,
+    /// Requests in flight and payload sizes.
+    pub limits: limits::Limits,
 }
 
 impl AppState {
@@ -56,7 +59,21 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(1))
             .build()
             .unwrap_or_default();
-        AppState { engine, metrics, max_body_bytes, forward_client, read_watermark: Default::default(), auth: None }
+        AppState {
+            engine,
+            metrics,
+            max_body_bytes,
+            forward_client,
+            read_watermark: Default::default(),
+            auth: None,
+            limits: limits::Limits::defaults(),
+        }
+    }
+
+    /// Sets the node's limits.
+    pub fn with_limits(mut self, limits: limits::Limits) -> AppState {
+        self.limits = limits;
+        self
     }
 
     /// Turns authentication on with these keys (off if `None`).
@@ -78,6 +95,8 @@ pub fn register_metrics() {
     metrics::counter!(HTTP_FORWARDED).increment(0);
     metrics::counter!(INTERNAL_REJECTED).increment(0);
     metrics::counter!(auth::AUTH_REFUSED, "reason" => "INVALID_TOKEN").increment(0);
+    metrics::counter!(limits::ADMISSION_REFUSED).increment(0);
+    metrics::gauge!(limits::IN_FLIGHT).set(0.0);
 }
 
 /// Names this node in error bodies (`instance`).
@@ -197,6 +216,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit))
         .layer(axum::middleware::from_fn(ops::observe))
         .with_state(state)
 }

@@ -87,8 +87,9 @@ struct TaskResultBody {
     extend_lease: Option<bool>,
 }
 
-fn task_update(body: &RawBody) -> Result<TaskUpdate, ApiError> {
+fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
     let r: TaskResultBody = body.json(None)?;
+    s.limits.check_task_output(body, r.output_data.as_ref())?;
     if r.workflow_instance_id.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::bad_request("Workflow Id cannot be null or empty"));
     }
@@ -110,7 +111,7 @@ fn task_update(body: &RawBody) -> Result<TaskUpdate, ApiError> {
 
 /// `POST /tasks`: record a result; answers the task id as text.
 pub async fn update(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
-    let update = task_update(&body)?;
+    let update = task_update(&s, &body)?;
     let task_id = update.task_id.clone();
     s.engine.update_task(update).await?;
     Ok(text_response(task_id))
@@ -118,7 +119,7 @@ pub async fn update(State(s): State<AppState>, body: RawBody) -> Result<Response
 
 /// `POST /tasks/update-v2`: record a result and receive the next task of the same queue, or 204.
 pub async fn update_v2(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
-    match s.engine.update_task_and_poll(task_update(&body)?).await? {
+    match s.engine.update_task_and_poll(task_update(&s, &body)?).await? {
         Some(next) => json_response(&next),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -138,6 +139,7 @@ pub async fn update_by_ref(
     }
     let status = signal_status(&status)?;
     let output: Object = body.json(Some(Object::new()))?;
+    s.limits.check_task_output(&body, Some(&output))?;
     let worker = q.str("workerid").map(str::to_owned);
     let updated = s.engine.update_task_by_ref(&workflow_id, &reference, status, output, worker).await?;
     Ok(text_response(updated.unwrap_or_default()))
@@ -157,6 +159,7 @@ fn signal_status(status: &str) -> Result<TaskResultStatus, ApiError> {
 async fn signal(s: AppState, workflow_id: String, status: &str, body: RawBody) -> Result<Response, ApiError> {
     let status = signal_status(status)?;
     let output: Object = body.json(Some(Object::new()))?;
+    s.limits.check_task_output(&body, Some(&output))?;
     s.engine.signal(&workflow_id, status, output).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -177,6 +180,7 @@ pub async fn signal_sync(
         // workflow; 404 if no task with that reference is open.
         let (reference, status) = (status, signal_status(&signal)?);
         let output: Object = body.json(Some(Object::new()))?;
+        s.limits.check_task_output(&body, Some(&output))?;
         let worker = q.str("workerid").map(str::to_owned);
         let updated = s.engine.update_task_by_ref(&workflow_id, &reference, status, output, worker).await?;
         if updated.is_none() {
@@ -193,6 +197,7 @@ pub async fn signal_sync(
         )));
     }
     let output: Object = body.json(Some(Object::new()))?;
+    s.limits.check_task_output(&body, Some(&output))?;
     let Some(_) = s.engine.signal(&workflow_id, status, output).await? else {
         return Err(ApiError::not_found(format!("No pending task found in workflow {workflow_id} to signal")));
     };

@@ -16,6 +16,7 @@ use crate::{json_response, text_response};
 /// `POST /workflow`: start from a `StartWorkflowRequest`; answers the id as text.
 pub async fn start(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
     let request: StartWorkflowRequest = body.json(None)?;
+    s.limits.check_workflow_input(&body, request.input.as_ref())?;
     Ok(text_response(s.engine.start_workflow(request).await?))
 }
 
@@ -27,6 +28,7 @@ pub async fn start_by_name(
     body: RawBody,
 ) -> Result<Response, ApiError> {
     let input: Object = body.json(Some(Object::new()))?;
+    s.limits.check_workflow_input(&body, Some(&input))?;
     let request = StartWorkflowRequest {
         name: Some(name),
         version: q.int("version")?.map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
@@ -146,6 +148,7 @@ struct RerunRequest {
 /// task.
 pub async fn rerun(State(s): State<AppState>, Path(id): Path<String>, body: RawBody) -> Result<Response, ApiError> {
     let request: RerunRequest = body.json(Some(RerunRequest::default()))?;
+    s.limits.check_workflow_input(&body, request.workflow_input.as_ref())?;
     let rerun = Rerun {
         from_task_id: request.re_run_from_task_id.filter(|t| !t.is_empty()),
         task_input: request.task_input,
@@ -299,6 +302,7 @@ pub async fn execute(
     let version: i32 =
         version.parse().map_err(|_| ApiError::bad_request(format!("version must be an integer: {version}")))?;
     let mut request: StartWorkflowRequest = body.json(None)?;
+    s.limits.check_workflow_input(&body, request.input.as_ref())?;
     request.name = Some(name);
     request.version = (version > 0).then_some(version);
     let refs: Vec<String> = q

@@ -39,6 +39,12 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: Option<usize>,
+    /// Largest workflow input, bytes of JSON.
+    pub max_workflow_input_bytes: Option<usize>,
+    /// Largest task output, bytes of JSON.
+    pub max_task_output_bytes: Option<usize>,
+    /// Client requests in flight on this node before it answers 429.
+    pub max_in_flight: Option<usize>,
     /// Build a snapshot after this many log entries.
     pub snapshot_every: Option<u64>,
     /// Log entries kept behind a snapshot for followers that lag a little.
@@ -66,6 +72,9 @@ pub struct Overrides {
     pub cluster_secret: Option<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub max_workflow_input_bytes: Option<usize>,
+    pub max_task_output_bytes: Option<usize>,
     /// `id=address,id=address`.
     pub members: Option<String>,
     /// `id:secret`, each replacing the file's key of that id.
@@ -83,6 +92,9 @@ pub struct Config {
     pub members: BTreeMap<u64, String>,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
+    pub max_workflow_input_bytes: usize,
+    pub max_task_output_bytes: usize,
+    pub max_in_flight: usize,
     pub snapshot_every: u64,
     pub keep_after_snapshot: u64,
     pub idle_actor_seconds: u64,
@@ -117,6 +129,18 @@ impl Overrides {
                 .map(|v| v.parse())
                 .transpose()
                 .context("OVERTURE_MAX_BODY_BYTES must be a number of bytes")?,
+            max_in_flight: var("OVERTURE_MAX_IN_FLIGHT")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_MAX_IN_FLIGHT must be a number of requests")?,
+            max_workflow_input_bytes: var("OVERTURE_MAX_WORKFLOW_INPUT_BYTES")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_MAX_WORKFLOW_INPUT_BYTES must be a number of bytes")?,
+            max_task_output_bytes: var("OVERTURE_MAX_TASK_OUTPUT_BYTES")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_MAX_TASK_OUTPUT_BYTES must be a number of bytes")?,
             members: var("OVERTURE_MEMBERS"),
             api_keys: var("OVERTURE_API_KEYS")
                 .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
@@ -134,6 +158,9 @@ impl Overrides {
             cluster_secret: other.cluster_secret.or(self.cluster_secret),
             log_format: other.log_format.or(self.log_format),
             max_body_bytes: other.max_body_bytes.or(self.max_body_bytes),
+            max_in_flight: other.max_in_flight.or(self.max_in_flight),
+            max_workflow_input_bytes: other.max_workflow_input_bytes.or(self.max_workflow_input_bytes),
+            max_task_output_bytes: other.max_task_output_bytes.or(self.max_task_output_bytes),
             members: other.members.or(self.members),
             api_keys: self.api_keys.into_iter().chain(other.api_keys).collect(),
         }
@@ -216,6 +243,12 @@ impl Config {
             members,
             log_format: overrides.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             max_body_bytes: overrides.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY),
+            max_workflow_input_bytes: overrides
+                .max_workflow_input_bytes
+                .or(file.max_workflow_input_bytes)
+                .unwrap_or(5 << 20),
+            max_task_output_bytes: overrides.max_task_output_bytes.or(file.max_task_output_bytes).unwrap_or(3 << 20),
+            max_in_flight: overrides.max_in_flight.or(file.max_in_flight).unwrap_or(10_000).max(1),
             snapshot_every: file.snapshot_every.unwrap_or(20_000),
             keep_after_snapshot: file.keep_after_snapshot.unwrap_or(1_000),
             idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),

@@ -77,6 +77,9 @@ struct CommonFlags {
     /// Largest request body accepted, in bytes.
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// Client requests in flight on this node before it answers 429.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
     /// An API key as `keyId:secret`; repeat for more. Any key turns authentication on.
     #[arg(long = "api-key", value_name = "KEY_ID:SECRET")]
     api_keys: Vec<String>,
@@ -92,6 +95,7 @@ fn main() -> anyhow::Result<()> {
                 data_dir: Some(data_dir),
                 log_format: common.log_format,
                 max_body_bytes: common.max_body_bytes,
+                max_in_flight: common.max_in_flight,
                 api_keys: common.api_keys,
                 ..Default::default()
             };
@@ -110,9 +114,9 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 log_format: common.log_format,
                 max_body_bytes: common.max_body_bytes,
-                cluster_secret: None,
-                members: None,
+                max_in_flight: common.max_in_flight,
                 api_keys: common.api_keys,
+                ..Default::default()
             };
             let config = Config::resolve(file, Overrides::from_env()?.then(flags))?;
             runtime.block_on(run_node(config))
@@ -161,7 +165,12 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         config.auth_exempt.clone(),
         Duration::from_secs(config.token_ttl_seconds),
     );
-    let state = AppState::new(engine.clone(), metrics, config.max_body_bytes).with_auth(auth);
+    let limits = overture_api::limits::Limits::new(
+        config.max_in_flight,
+        config.max_workflow_input_bytes,
+        config.max_task_output_bytes,
+    );
+    let state = AppState::new(engine.clone(), metrics, config.max_body_bytes).with_auth(auth).with_limits(limits);
     let server = tokio::spawn(overture_api::serve(listener, state, shutdown_signal()));
 
     if !config.join {

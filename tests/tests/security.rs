@@ -78,3 +78,77 @@ async fn the_official_python_sdk_authenticates_with_an_api_key() {
     // ...and a wrong one is refused.
     finish_python_sdk(spawn_python_sdk("sdk_auth_refused.py", &[&format!("http://ops:wrong-secret@{host}")])).await;
 }
+
+#[tokio::test]
+async fn oversized_payloads_get_413_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("node");
+    let mut args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
+    args.push(data.clone().into());
+    let env = [("OVERTURE_MAX_WORKFLOW_INPUT_BYTES", "1000"), ("OVERTURE_MAX_TASK_OUTPUT_BYTES", "1000")];
+    let node = Node::spawn(&args, &env, &data).await;
+    let c = client();
+    let def = json!({"name": "sized", "version": 1, "tasks": [{"name": "sized_task", "taskReferenceName": "t"}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&def)).await.status, 200);
+    let big = "x".repeat(2000);
+
+    for (path, body) in [
+        ("/workflow/sized", json!({"blob": big})),
+        ("/workflow", json!({"name": "sized", "input": {"blob": big}})),
+        ("/workflow/execute/sized/1", json!({"input": {"blob": big}})),
+    ] {
+        let r = send(c.post(node.api(path)).json(&body)).await;
+        assert_eq!(r.status, 413, "{path}: {}", r.text);
+        let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("Workflow input of") && message.contains("max_workflow_input_bytes"), "{message}");
+    }
+    // A large body with a small input (a big inline definition, say) is fine.
+    let r =
+        send(c.post(node.api("/workflow")).json(&json!({"name": "sized", "input": {"n": 1}, "correlationId": big})))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.text;
+    let search = send(c.get(node.api("/workflow/search?query=workflowType%3D%27sized%27"))).await.json();
+    assert_eq!(search["totalHits"], 1, "the refused starts wrote nothing");
+
+    let task = send(c.get(node.api("/tasks/poll/sized_task?workerid=w"))).await.json();
+    let result = |output: Value| json!({"workflowInstanceId": id, "taskId": task["taskId"], "status": "COMPLETED", "outputData": output});
+    let r = send(c.post(node.api("/tasks")).json(&result(json!({"blob": big})))).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert!(r.json()["message"].as_str().is_some_and(|m| m.contains("Task output of")));
+    let r = send(c.post(node.api(&format!("/tasks/{id}/t/COMPLETED"))).json(&json!({"blob": big}))).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    let wf = send(c.get(node.api(&format!("/workflow/{id}")))).await.json();
+    assert_eq!(wf["tasks"][0]["status"], "IN_PROGRESS", "the refused update changed nothing");
+    let r = send(c.post(node.api("/tasks")).json(&result(json!({"ok": true})))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_overloaded_node_answers_429_and_keeps_its_probes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start_with(&dir.path().join("node"), &["--max-in-flight", "2"]).await;
+    let c = client();
+    // Two long polls on an empty queue hold both slots for up to 3 s.
+    let polls: Vec<_> = (0..2)
+        .map(|_| {
+            let url = node.api("/tasks/poll/batch/idle_type?count=1&timeout=3000");
+            tokio::spawn(async move { send(client().get(url)).await.status })
+        })
+        .collect();
+    let full = overture_tests::wait_for(std::time::Duration::from_secs(5), || async {
+        send(client().get(format!("{}/metrics", node.url))).await.text.contains("overture_http_in_flight 2")
+    })
+    .await;
+    assert!(full, "both polls are in flight");
+    let r = send(c.get(node.api("/metadata/taskdefs"))).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json()["retryable"], true);
+    assert_eq!(send(c.get(format!("{}/health", node.url))).await.status, 200, "probes are always answered");
+    for poll in polls {
+        assert_eq!(poll.await.expect("poll ran"), 200);
+    }
+    assert_eq!(send(c.get(node.api("/metadata/taskdefs"))).await.status, 200, "admitted again once they end");
+    let metrics = send(c.get(format!("{}/metrics", node.url))).await.text;
+    assert!(metrics.contains("overture_http_overloaded_total 1"), "{metrics}");
+}
