@@ -68,6 +68,30 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: Uri, _body: Raw
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} is not supported for path {}", uri.path()))
 }
 
+/// Turns an error answered in plain text (axum's own rejections: a path segment that is not
+/// UTF-8, say) into Conductor's JSON error with the same status and the text as its message.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let internal = request.uri().path().starts_with("/internal/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if internal || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let retry_after = response.headers().get(axum::http::header::RETRY_AFTER).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 64 << 10).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if message.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { message };
+    let mut converted = ApiError::new(status, message).into_response();
+    if let Some(v) = retry_after {
+        converted.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    converted
+}
+
 /// Wraps each request in a span with a request id and records its duration by route.
 pub async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
