@@ -32,11 +32,13 @@ use crate::names;
 pub struct EngineOptions {
     /// Passivate a workflow actor after this long without messages.
     pub idle_actor_timeout: Duration,
+    /// How long ended executions are kept, and how often the leader looks for expired ones.
+    pub retention: crate::retention::Retention,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { idle_actor_timeout: Duration::from_secs(30) }
+        EngineOptions { idle_actor_timeout: Duration::from_secs(30), retention: Default::default() }
     }
 }
 
@@ -107,6 +109,7 @@ impl Engine {
                         Ok(ctx) => {
                             ctx.set_engine(WeakEngine(Arc::downgrade(&self.inner)));
                             let stopped = ctx.stopped();
+                            crate::retention::spawn(&ctx, self.inner.options.retention, stopped.clone());
                             *self.inner.leader.write() = Some(ctx);
                             crate::executor::spawn(&self, &stopped);
                         }
@@ -175,7 +178,7 @@ impl Engine {
     async fn propose(&self, request: Request) -> Result<(), Error> {
         self.leader()?;
         match self.inner.replica.propose(request).await? {
-            Response::Ok | Response::Applied { .. } | Response::Existing { .. } => Ok(()),
+            Response::Ok | Response::Applied { .. } | Response::Existing { .. } | Response::Purged { .. } => Ok(()),
             Response::NotFound(m) => Err(Error::NotFound(m)),
             Response::Conflict(m) => Err(Error::Conflict(m)),
             Response::RevisionConflict { current } => Err(Error::Conflict(format!("conflicting revision {current}"))),

@@ -20,6 +20,7 @@ mod leader;
 mod limits;
 pub mod names;
 pub mod queues;
+pub mod retention;
 pub mod search;
 pub mod timers;
 

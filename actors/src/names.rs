@@ -54,6 +54,9 @@ pub const SYSTEM_TASK_SECONDS: &str = "overture_system_task_seconds";
 /// Counter: event handler actions run, by `outcome` (`completed`, `failed`, `skipped`).
 pub const EVENT_ACTIONS: &str = "overture_event_actions_total";
 
+/// Counter: ended workflows deleted by retention.
+pub const WORKFLOWS_PURGED: &str = "overture_workflows_purged_total";
+
 /// Histogram: seconds one search or listing took, by `kind`.
 pub const SEARCH_SECONDS: &str = "overture_search_seconds";
 
@@ -61,6 +64,7 @@ pub const SEARCH_SECONDS: &str = "overture_search_seconds";
 pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);
     metrics::counter!(DECIDE_CONFLICT).increment(0);
+    metrics::counter!(WORKFLOWS_PURGED).increment(0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(LEADER_READY).set(0.0);
 }

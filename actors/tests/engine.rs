@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 async fn engine(dir: &std::path::Path) -> Engine {
     let replica = Replica::open(ReplicaOptions::new(1, dir.to_path_buf())).await.expect("opens");
     replica.initialize(BTreeMap::from([(1, Node { addr: "127.0.0.1:0".into() })])).await.expect("initializes");
-    let engine = Engine::start(replica, EngineOptions { idle_actor_timeout: Duration::from_millis(200) });
+    let options = EngineOptions { idle_actor_timeout: Duration::from_millis(200), ..Default::default() };
+    let engine = Engine::start(replica, options);
     assert!(engine.wait_ready(Duration::from_secs(10)).await, "the single node becomes a ready leader");
     engine
 }

@@ -45,6 +45,11 @@ pub struct FileConfig {
     pub max_task_output_bytes: Option<usize>,
     /// Client requests in flight on this node before it answers 429.
     pub max_in_flight: Option<usize>,
+    /// Keep ended executions this long, seconds (0: forever); a definition's
+    /// `retentionSeconds` overrides it.
+    pub retention_seconds: Option<u64>,
+    /// Time between retention sweeps, seconds.
+    pub retention_sweep_seconds: Option<u64>,
     /// Build a snapshot after this many log entries.
     pub snapshot_every: Option<u64>,
     /// Log entries kept behind a snapshot for followers that lag a little.
@@ -75,6 +80,8 @@ pub struct Overrides {
     pub max_in_flight: Option<usize>,
     pub max_workflow_input_bytes: Option<usize>,
     pub max_task_output_bytes: Option<usize>,
+    pub retention_seconds: Option<u64>,
+    pub retention_sweep_seconds: Option<u64>,
     /// `id=address,id=address`.
     pub members: Option<String>,
     /// `id:secret`, each replacing the file's key of that id.
@@ -95,6 +102,8 @@ pub struct Config {
     pub max_workflow_input_bytes: usize,
     pub max_task_output_bytes: usize,
     pub max_in_flight: usize,
+    pub retention_seconds: u64,
+    pub retention_sweep_seconds: u64,
     pub snapshot_every: u64,
     pub keep_after_snapshot: u64,
     pub idle_actor_seconds: u64,
@@ -141,6 +150,14 @@ impl Overrides {
                 .map(|v| v.parse())
                 .transpose()
                 .context("OVERTURE_MAX_TASK_OUTPUT_BYTES must be a number of bytes")?,
+            retention_seconds: var("OVERTURE_RETENTION_SECONDS")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_RETENTION_SECONDS must be a number of seconds")?,
+            retention_sweep_seconds: var("OVERTURE_RETENTION_SWEEP_SECONDS")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_RETENTION_SWEEP_SECONDS must be a number of seconds")?,
             members: var("OVERTURE_MEMBERS"),
             api_keys: var("OVERTURE_API_KEYS")
                 .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
@@ -161,6 +178,8 @@ impl Overrides {
             max_in_flight: other.max_in_flight.or(self.max_in_flight),
             max_workflow_input_bytes: other.max_workflow_input_bytes.or(self.max_workflow_input_bytes),
             max_task_output_bytes: other.max_task_output_bytes.or(self.max_task_output_bytes),
+            retention_seconds: other.retention_seconds.or(self.retention_seconds),
+            retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             members: other.members.or(self.members),
             api_keys: self.api_keys.into_iter().chain(other.api_keys).collect(),
         }
@@ -249,6 +268,12 @@ impl Config {
                 .unwrap_or(5 << 20),
             max_task_output_bytes: overrides.max_task_output_bytes.or(file.max_task_output_bytes).unwrap_or(3 << 20),
             max_in_flight: overrides.max_in_flight.or(file.max_in_flight).unwrap_or(10_000).max(1),
+            retention_seconds: overrides.retention_seconds.or(file.retention_seconds).unwrap_or(7 * 24 * 3600),
+            retention_sweep_seconds: overrides
+                .retention_sweep_seconds
+                .or(file.retention_sweep_seconds)
+                .unwrap_or(60)
+                .max(1),
             snapshot_every: file.snapshot_every.unwrap_or(20_000),
             keep_after_snapshot: file.keep_after_snapshot.unwrap_or(1_000),
             idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),

@@ -153,7 +153,13 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let replica = Replica::open(options).await.with_context(|| format!("opening {}", config.data_dir.display()))?;
     let engine = Engine::start(
         replica.clone(),
-        EngineOptions { idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds) },
+        EngineOptions {
+            idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds),
+            retention: overture_actors::retention::Retention {
+                default: Duration::from_secs(config.retention_seconds),
+                sweep_every: Duration::from_secs(config.retention_sweep_seconds),
+            },
+        },
     );
 
     // Serve first: the other members reach this node's Raft through the same listener.

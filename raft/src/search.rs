@@ -19,7 +19,7 @@ use overture_core::{TaskState, WorkflowHeader};
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use crate::codec::decode;
-use crate::keys::{self, TaskRef, WorkflowRow, index};
+use crate::keys::{self, TaskRef, index};
 use crate::read::ReadView;
 use crate::{cf, io_err};
 
@@ -62,11 +62,7 @@ pub struct FoundTask {
 impl ReadView {
     /// A workflow's header alone.
     pub fn workflow_header(&self, id: &str) -> Result<Option<WorkflowHeader>, io::Error> {
-        let db = &self.shared.db;
-        match db.get_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes()).map_err(io_err)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(decode::<WorkflowRow>(&bytes).map_err(io_err)?.header)),
-        }
+        self.shared.load_header(id)
     }
 
     /// Workflows matching `query`, in `sort` order (ties by workflow id), one window of them.

@@ -152,6 +152,14 @@ impl WorkflowCache {
 }
 
 impl Shared {
+    /// A workflow's header from disk, without its tasks.
+    pub fn load_header(&self, id: &str) -> Result<Option<overture_core::WorkflowHeader>, io::Error> {
+        match self.db.get_cf(cf(&self.db, keys::CF_WORKFLOWS), id.as_bytes()).map_err(io_err)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(decode::<WorkflowRow>(&bytes).map_err(io_err)?.header)),
+        }
+    }
+
     /// Loads an execution from disk (not from the cache).
     pub fn load_from_disk(&self, id: &str) -> Result<Option<(WorkflowState, [u8; 32])>, io::Error> {
         let db = &self.db;
@@ -274,6 +282,28 @@ impl Shared {
         match request {
             Request::Workflow(batch) => self.apply_workflow(inner, wb, changes, batch),
             Request::RemoveWorkflow { workflow_id } => self.apply_remove(inner, wb, changes, &workflow_id),
+            Request::PurgeWorkflows { workflows } => {
+                let mut count = 0;
+                for (id, ended_before) in workflows {
+                    // Still ended, in time, and done with its follow-ups (telling its parent,
+                    // starting its failure workflow, publishing its status, cancelling children).
+                    let due = |state: &WorkflowState| {
+                        let h = &state.header;
+                        h.status.is_terminal()
+                            && h.end_time > 0
+                            && h.end_time <= ended_before
+                            && rows::workflow_timers(state).is_empty()
+                    };
+                    let purgeable = match inner.cache.get(&id) {
+                        Some(c) => due(&c.state),
+                        None => self.load_from_disk(&id)?.is_some_and(|(state, _)| due(&state)),
+                    };
+                    if purgeable && self.apply_remove(inner, wb, changes, &id)? == Response::Ok {
+                        count += 1;
+                    }
+                }
+                Ok(Response::Purged { count })
+            }
             other => {
                 // Definition changes read what is stored; write out what this group has pending
                 // first so they see it.

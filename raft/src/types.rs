@@ -89,6 +89,12 @@ pub enum Request {
         #[allow(missing_docs)]
         workflow_id: String,
     },
+    /// Retention: delete these executions, each only if it is still ended and ended at or
+    /// before its time (epoch millis), so one restarted or rerun meanwhile stays.
+    PurgeWorkflows {
+        #[allow(missing_docs)]
+        workflows: Vec<(String, i64)>,
+    },
 }
 
 /// The events one decision produced for one workflow.
@@ -126,6 +132,11 @@ pub enum Response {
         #[allow(missing_docs)]
         workflow_id: String,
     },
+    /// How many executions a purge deleted.
+    Purged {
+        #[allow(missing_docs)]
+        count: u64,
+    },
 }
 
 impl std::fmt::Display for Request {
@@ -146,6 +157,7 @@ impl std::fmt::Display for Request {
             }
             Request::DeleteEventHandler { name } => write!(f, "delete event handler {name}"),
             Request::RemoveWorkflow { workflow_id } => write!(f, "remove workflow {workflow_id}"),
+            Request::PurgeWorkflows { workflows } => write!(f, "purge {} ended workflows", workflows.len()),
         }
     }
 }

@@ -50,6 +50,10 @@ fn plan() -> Arc<Plan> {
 }
 
 async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
+    start_child(replica, id, ids, None).await
+}
+
+async fn start_child(replica: &Replica, id: &str, ids: &mut Ids, parent: Option<(String, String)>) -> WorkflowState {
     let cmd = StartWorkflow {
         workflow_id: id.into(),
         plan: plan(),
@@ -60,7 +64,7 @@ async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
         created_by: None,
         idempotency_key: None,
         idempotency_strategy: None,
-        parent: None,
+        parent,
     };
     let (state, events) = decide::start(cmd, &mut Ctx::new(1_000, ids));
     let r = replica
@@ -265,5 +269,36 @@ async fn a_missing_search_index_is_rebuilt_when_the_replica_opens() {
     let replica = open(dir.path(), 100_000).await;
     assert_eq!(search(&replica), expected);
     assert_eq!(replica.digest().expect("digest").1, digest, "the rebuilt index is the one apply wrote");
+    replica.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_purge_deletes_only_ended_workflows_done_with_their_follow_ups() {
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 100_000).await;
+    let mut ids = Ids(0);
+    let mut lone = start(&replica, "lone", &mut ids).await;
+    let mut child = start_child(&replica, "child", &mut ids, Some(("parent".into(), "sub".into()))).await;
+    let running = start(&replica, "running", &mut ids).await;
+    for state in [&mut lone, &mut child] {
+        let id = state.header.workflow_id.clone();
+        let reason = Some("stop".to_owned());
+        let r = step(&replica, state, Command::Terminate { reason }, &mut ids, 5_000).await;
+        assert!(matches!(r, Response::Applied { .. }), "{id}: {r:?}");
+    }
+    let purge = |workflows: Vec<(&str, i64)>| Request::PurgeWorkflows {
+        workflows: workflows.into_iter().map(|(id, t)| (id.to_owned(), t)).collect(),
+    };
+    // Ended after the cutoff: kept.
+    let r = replica.propose(purge(vec![("lone", 4_000)])).await.expect("committed");
+    assert_eq!(r, Response::Purged { count: 0 });
+    // A child that has not told its parent yet, a running workflow and an unknown id: kept.
+    let r =
+        replica.propose(purge(vec![("child", 9_000), ("running", 9_000), ("nobody", 9_000), ("lone", 9_000)])).await;
+    assert_eq!(r.expect("committed"), Response::Purged { count: 1 });
+    assert!(replica.read().workflow("lone").expect("read").is_none(), "purged");
+    assert!(replica.read().task_owner("task-1").expect("read").is_none(), "with its tasks");
+    assert!(replica.read().workflow("child").expect("read").is_some(), "its parent is still to be told");
+    assert_eq!(replica.read().workflow("running").expect("read").map(|s| s.header.status), Some(running.header.status));
     replica.shutdown().await;
 }

@@ -306,6 +306,10 @@ pub struct WorkflowDef {
     #[serde(default, deserialize_with = "null_as_default")]
     #[allow(missing_docs)]
     pub masked_fields: Vec<String>,
+    /// Overture's own: seconds an ended execution of this definition is kept before it is
+    /// purged; absent means the node's default, 0 means forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_seconds: Option<i64>,
     #[serde(flatten)]
     #[allow(missing_docs)]
     pub audit: Audit,
