@@ -106,7 +106,7 @@ impl WorkflowMsg {
 }
 
 /// Random UUIDs for new task ids.
-struct UuidIds;
+pub(crate) struct UuidIds;
 impl IdSource for UuidIds {
     fn next_id(&mut self) -> String {
         uuid::Uuid::new_v4().to_string()
@@ -474,7 +474,7 @@ impl Ended {
 /// Runs a decision that may evaluate scripts (up to their time limit) without stalling the other
 /// tasks of this runtime worker: on a multi-threaded runtime the worker hands its other tasks
 /// off first. Decisions without scripts run in place.
-fn blocking_if<T>(scripts: bool, decide: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking_if<T>(scripts: bool, decide: impl FnOnce() -> T) -> T {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if scripts && multi_thread { tokio::task::block_in_place(decide) } else { decide() }

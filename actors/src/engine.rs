@@ -34,11 +34,17 @@ pub struct EngineOptions {
     pub idle_actor_timeout: Duration,
     /// How long ended executions are kept, and how often the leader looks for expired ones.
     pub retention: crate::retention::Retention,
+    /// How late a schedule's fire may run when the schedule does not catch up.
+    pub schedule_grace: Duration,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { idle_actor_timeout: Duration::from_secs(30), retention: Default::default() }
+        EngineOptions {
+            idle_actor_timeout: Duration::from_secs(30),
+            retention: Default::default(),
+            schedule_grace: crate::scheduler::DEFAULT_GRACE,
+        }
     }
 }
 
@@ -110,6 +116,7 @@ impl Engine {
                             ctx.set_engine(WeakEngine(Arc::downgrade(&self.inner)));
                             let stopped = ctx.stopped();
                             crate::retention::spawn(&ctx, self.inner.options.retention, stopped.clone());
+                            crate::scheduler::spawn(&ctx, self.inner.options.schedule_grace, stopped.clone());
                             *self.inner.leader.write() = Some(ctx);
                             crate::executor::spawn(&self, &stopped);
                         }
@@ -161,7 +168,7 @@ impl Engine {
         self.inner.leader.read().is_some()
     }
 
-    fn leader(&self) -> Result<Arc<LeaderContext>, Error> {
+    pub(crate) fn leader(&self) -> Result<Arc<LeaderContext>, Error> {
         if let Some(ctx) = self.inner.leader.read().clone() {
             return Ok(ctx);
         }

@@ -41,6 +41,8 @@ pub(crate) struct LeaderContext {
     pub watchers: Arc<Watchers>,
     /// The engine, for follow-ups that act like a client (publishing to event handlers).
     engine: parking_lot::Mutex<Option<crate::engine::WeakEngine>>,
+    /// Held while schedules are read and changed or fired, so those never interleave.
+    pub schedules: tokio::sync::Mutex<()>,
     stop: watch::Sender<bool>,
 }
 
@@ -147,6 +149,7 @@ impl LeaderContext {
             polls: PollTimes::default(),
             watchers,
             engine: parking_lot::Mutex::new(None),
+            schedules: tokio::sync::Mutex::new(()),
             stop,
         });
         tokio::spawn(ctx.queues.clone().run_delay_loop(stop_rx.clone()));

@@ -21,6 +21,7 @@ mod limits;
 pub mod names;
 pub mod queues;
 pub mod retention;
+pub mod scheduler;
 pub mod search;
 pub mod timers;
 

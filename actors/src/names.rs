@@ -54,6 +54,9 @@ pub const SYSTEM_TASK_SECONDS: &str = "overture_system_task_seconds";
 /// Counter: event handler actions run, by `outcome` (`completed`, `failed`, `skipped`).
 pub const EVENT_ACTIONS: &str = "overture_event_actions_total";
 
+/// Counter: schedule fires, by `outcome` (`started`, `failed`, `skipped`).
+pub const SCHEDULE_FIRES: &str = "overture_schedule_fires_total";
+
 /// Counter: ended workflows deleted by retention.
 pub const WORKFLOWS_PURGED: &str = "overture_workflows_purged_total";
 

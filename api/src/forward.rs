@@ -55,8 +55,14 @@ fn needs_leader(request: &Request) -> bool {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return true;
     }
-    // Poll data lives in the leader's memory, like the queues.
-    path.starts_with("/api/tasks/poll/") || path.starts_with("/api/tasks/queue/polldata") || consistent(request)
+    // Poll data lives in the leader's memory, like the queues. Some scheduler GETs change
+    // schedules (Conductor maps them so).
+    let scheduler_write = path.starts_with("/api/scheduler/admin/")
+        || (path.starts_with("/api/scheduler/schedules/") && (path.ends_with("/pause") || path.ends_with("/resume")));
+    path.starts_with("/api/tasks/poll/")
+        || path.starts_with("/api/tasks/queue/polldata")
+        || scheduler_write
+        || consistent(request)
 }
 
 /// The forwarding middleware.

@@ -27,6 +27,7 @@ mod internal;
 pub mod limits;
 mod metadata;
 mod ops;
+mod scheduler;
 mod search;
 mod tasks;
 mod workflows;
@@ -195,6 +196,15 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/task/{task_type}", get(admin::pending_tasks))
         .route("/admin/sweep/requeue/{id}", post(admin::sweep))
         .route("/admin/consistency/verifyAndRepair/{id}", post(admin::verify_and_repair))
+        .route("/scheduler/schedules", post(scheduler::save).get(scheduler::list))
+        .route("/scheduler/schedules/{name}", get(scheduler::get).delete(scheduler::delete))
+        .route("/scheduler/schedules/{name}/pause", put(scheduler::pause).get(scheduler::pause))
+        .route("/scheduler/schedules/{name}/resume", put(scheduler::resume).get(scheduler::resume))
+        .route("/scheduler/admin/pause", get(scheduler::pause_all))
+        .route("/scheduler/admin/resume", get(scheduler::resume_all))
+        .route("/scheduler/admin/requeue", get(scheduler::requeue_all))
+        .route("/scheduler/nextFewSchedules", get(scheduler::next_few))
+        .route("/scheduler/search/executions", get(scheduler::executions))
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/digest", get(cluster::digest))
         .route("/cluster/learners", post(cluster::add_learner))

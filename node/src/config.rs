@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub retention_seconds: Option<u64>,
     /// Time between retention sweeps, seconds.
     pub retention_sweep_seconds: Option<u64>,
+    /// How late a schedule's fire may still run when the schedule does not catch up, seconds.
+    pub schedule_grace_seconds: Option<u64>,
     /// Build a snapshot after this many log entries.
     pub snapshot_every: Option<u64>,
     /// Log entries kept behind a snapshot for followers that lag a little.
@@ -82,6 +84,7 @@ pub struct Overrides {
     pub max_task_output_bytes: Option<usize>,
     pub retention_seconds: Option<u64>,
     pub retention_sweep_seconds: Option<u64>,
+    pub schedule_grace_seconds: Option<u64>,
     /// `id=address,id=address`.
     pub members: Option<String>,
     /// `id:secret`, each replacing the file's key of that id.
@@ -104,6 +107,7 @@ pub struct Config {
     pub max_in_flight: usize,
     pub retention_seconds: u64,
     pub retention_sweep_seconds: u64,
+    pub schedule_grace_seconds: u64,
     pub snapshot_every: u64,
     pub keep_after_snapshot: u64,
     pub idle_actor_seconds: u64,
@@ -158,6 +162,10 @@ impl Overrides {
                 .map(|v| v.parse())
                 .transpose()
                 .context("OVERTURE_RETENTION_SWEEP_SECONDS must be a number of seconds")?,
+            schedule_grace_seconds: var("OVERTURE_SCHEDULE_GRACE_SECONDS")
+                .map(|v| v.parse())
+                .transpose()
+                .context("OVERTURE_SCHEDULE_GRACE_SECONDS must be a number of seconds")?,
             members: var("OVERTURE_MEMBERS"),
             api_keys: var("OVERTURE_API_KEYS")
                 .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
@@ -180,6 +188,7 @@ impl Overrides {
             max_task_output_bytes: other.max_task_output_bytes.or(self.max_task_output_bytes),
             retention_seconds: other.retention_seconds.or(self.retention_seconds),
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
+            schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
             members: other.members.or(self.members),
             api_keys: self.api_keys.into_iter().chain(other.api_keys).collect(),
         }
@@ -274,6 +283,7 @@ impl Config {
                 .or(file.retention_sweep_seconds)
                 .unwrap_or(60)
                 .max(1),
+            schedule_grace_seconds: overrides.schedule_grace_seconds.or(file.schedule_grace_seconds).unwrap_or(60),
             snapshot_every: file.snapshot_every.unwrap_or(20_000),
             keep_after_snapshot: file.keep_after_snapshot.unwrap_or(1_000),
             idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),

@@ -159,6 +159,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
                 default: Duration::from_secs(config.retention_seconds),
                 sweep_every: Duration::from_secs(config.retention_sweep_seconds),
             },
+            schedule_grace: Duration::from_secs(config.schedule_grace_seconds),
         },
     );
 

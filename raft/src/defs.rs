@@ -25,7 +25,12 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
     let defs_cf = cf(db, CF_DEFS);
     let mut wb = WriteBatch::default();
     let response = match request {
-        Request::Workflow(_) | Request::RemoveWorkflow { .. } | Request::PurgeWorkflows { .. } => {
+        Request::Workflow(_)
+        | Request::RemoveWorkflow { .. }
+        | Request::PurgeWorkflows { .. }
+        | Request::PutSchedule { .. }
+        | Request::DeleteSchedule { .. }
+        | Request::FireSchedule { .. } => {
             unreachable!("workflow requests are applied by the state machine")
         }
         Request::PutTaskDefs { defs } => {

@@ -18,6 +18,8 @@
 //! | `idempotency` | workflow name 0x00 idempotency key | [`IdempotencyRow`] |
 //! | `wf_index` | kind, fields 0x00 …, start time (u64 BE), workflow id | empty (see [`workflow_index`]) |
 //! | `task_index` | task type 0x00 task id | [`TaskRef`] |
+//! | `schedules` | schedule name | schedule JSON (`WorkflowSchedule`, with its next fire) |
+//! | `schedule_runs` | schedule name 0x00 scheduled time (u64 BE) | execution JSON (`ScheduleExecution`) |
 //!
 //! Ids and names never contain 0x00 (validation rejects it), so 0x00 separates key parts and
 //! keeps prefix scans exact.
@@ -62,9 +64,14 @@ pub const CF_WF_INDEX: &str = "wf_index";
 /// Search index of tasks by type: task type 0x00 task id → [`TaskRef`].
 pub const CF_TASK_INDEX: &str = "task_index";
 
+/// Workflow schedules: name → `WorkflowSchedule` JSON.
+pub const CF_SCHEDULES: &str = "schedules";
+/// Recent fires of each schedule: name 0x00 scheduled time → `ScheduleExecution` JSON.
+pub const CF_SCHEDULE_RUNS: &str = "schedule_runs";
+
 /// The families that make up the state machine: what a snapshot holds and an install replaces.
 /// (A snapshot names families by position: new ones go at the end.)
-pub const STATE_MACHINE: [&str; 14] = [
+pub const STATE_MACHINE: [&str; 16] = [
     CF_SM_META,
     CF_DEFS,
     CF_DEF_BLOBS,
@@ -79,6 +86,8 @@ pub const STATE_MACHINE: [&str; 14] = [
     CF_IDEMPOTENCY,
     CF_WF_INDEX,
     CF_TASK_INDEX,
+    CF_SCHEDULES,
+    CF_SCHEDULE_RUNS,
 ];
 
 /// The families of the Raft log itself.
@@ -285,6 +294,11 @@ pub fn parse_workflow_index<'k>(prefix: &[u8], key: &'k [u8]) -> Option<(i64, &'
     let rest = key.strip_prefix(prefix)?;
     let start = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as i64;
     Some((start, std::str::from_utf8(&rest[8..]).ok()?))
+}
+
+/// Key of a schedule execution row.
+pub fn schedule_run(name: &str, scheduled_time: i64) -> Vec<u8> {
+    joined(&[name.as_bytes(), &(scheduled_time.max(0) as u64).to_be_bytes()])
 }
 
 /// Key of a `task_index` row.

@@ -132,6 +132,24 @@ impl ReadView {
         self.scan(keys::CF_TIMERS, &[])
     }
 
+    /// Every schedule, by name.
+    pub fn schedules(&self) -> Result<Vec<overture_core::schedule::WorkflowSchedule>, io::Error> {
+        self.scan::<JsonBytes>(keys::CF_SCHEDULES, &[])?.iter().map(|j| j.parse().map_err(io_err)).collect()
+    }
+
+    /// One schedule.
+    pub fn schedule(&self, name: &str) -> Result<Option<overture_core::schedule::WorkflowSchedule>, io::Error> {
+        match self.get::<JsonBytes>(keys::CF_SCHEDULES, name.as_bytes())? {
+            None => Ok(None),
+            Some(json) => json.parse().map(Some).map_err(io_err),
+        }
+    }
+
+    /// The recorded fires of every schedule, by schedule then time.
+    pub fn schedule_runs(&self) -> Result<Vec<overture_core::schedule::ScheduleExecution>, io::Error> {
+        self.scan::<JsonBytes>(keys::CF_SCHEDULE_RUNS, &[])?.iter().map(|j| j.parse().map_err(io_err)).collect()
+    }
+
     /// Index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
         self.shared.inner.lock().applied.as_ref().map_or(0, |id| id.index)

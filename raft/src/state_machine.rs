@@ -282,6 +282,39 @@ impl Shared {
         match request {
             Request::Workflow(batch) => self.apply_workflow(inner, wb, changes, batch),
             Request::RemoveWorkflow { workflow_id } => self.apply_remove(inner, wb, changes, &workflow_id),
+            Request::PutSchedule { schedule } => {
+                use overture_core::schedule::WorkflowSchedule;
+                self.db.write(std::mem::take(wb)).map_err(io_err)?;
+                let mut parsed: WorkflowSchedule = schedule.parse().map_err(io_err)?;
+                let key = parsed.name.clone().into_bytes();
+                // A schedule never fires twice for one time: whatever the new definition says, it
+                // keeps its last fire and moves its next one past it.
+                if let Some(bytes) = self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), &key).map_err(io_err)? {
+                    let existing: WorkflowSchedule =
+                        decode::<JsonBytes>(&bytes).map_err(io_err)?.parse().map_err(io_err)?;
+                    parsed.last_run_time = existing.last_run_time.max(parsed.last_run_time);
+                    if let (Some(last), Some(next)) = (parsed.last_run_time, parsed.next_run_time)
+                        && next <= last
+                    {
+                        parsed.next_run_time = parsed.next_from(next);
+                    }
+                }
+                wb.put_cf(cf(&self.db, keys::CF_SCHEDULES), key, encode(&JsonBytes::of(&parsed)));
+                Ok(Response::Ok)
+            }
+            Request::DeleteSchedule { name } => {
+                self.db.write(std::mem::take(wb)).map_err(io_err)?;
+                if self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), name.as_bytes()).map_err(io_err)?.is_none() {
+                    return Ok(Response::NotFound(format!("Schedule {name} not found")));
+                }
+                wb.delete_cf(cf(&self.db, keys::CF_SCHEDULES), name.as_bytes());
+                let (from, to) = keys::prefix_range(&name);
+                wb.delete_range_cf(cf(&self.db, keys::CF_SCHEDULE_RUNS), from, to);
+                Ok(Response::Ok)
+            }
+            Request::FireSchedule { name, scheduled_time, next_run_time, execution, start } => {
+                self.apply_fire(inner, wb, changes, &name, scheduled_time, next_run_time, execution, start)
+            }
             Request::PurgeWorkflows { workflows } => {
                 let mut count = 0;
                 for (id, ended_before) in workflows {
@@ -353,6 +386,63 @@ impl Shared {
         wb.put_cf(cf(&self.db, keys::CF_IDEMPOTENCY), &row_key, encode(&row));
         inner.pending_keys.insert(row_key, header.workflow_id.clone());
         Ok(None)
+    }
+
+    /// One fire of a schedule: only if it is still due at `scheduled_time` and not paused.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_fire(
+        &self,
+        inner: &mut Inner,
+        wb: &mut WriteBatch,
+        changes: &mut Changes,
+        name: &str,
+        scheduled_time: i64,
+        next_run_time: Option<i64>,
+        execution: Option<JsonBytes>,
+        start: Option<WorkflowBatch>,
+    ) -> Result<Response, io::Error> {
+        use overture_core::schedule::{ScheduleExecution, WorkflowSchedule};
+        // Read what earlier entries of this group wrote.
+        self.db.write(std::mem::take(wb)).map_err(io_err)?;
+        let schedules = cf(&self.db, keys::CF_SCHEDULES);
+        let Some(bytes) = self.db.get_cf(schedules, name.as_bytes()).map_err(io_err)? else {
+            return Ok(Response::NotFound(format!("Schedule {name} not found")));
+        };
+        let mut schedule: WorkflowSchedule = decode::<JsonBytes>(&bytes).map_err(io_err)?.parse().map_err(io_err)?;
+        let fired_already = schedule.last_run_time.is_some_and(|last| scheduled_time <= last);
+        if schedule.paused || schedule.next_run_time != Some(scheduled_time) || fired_already {
+            return Ok(Response::Conflict(format!("Schedule {name} is not due at {scheduled_time}")));
+        }
+        schedule.next_run_time = next_run_time;
+        schedule.last_run_time = Some(scheduled_time);
+        wb.put_cf(schedules, name.as_bytes(), encode(&JsonBytes::of(&schedule)));
+        if let Some(execution) = execution {
+            let mut record: ScheduleExecution = execution.parse().map_err(io_err)?;
+            if let Some(batch) = start {
+                match self.apply_workflow(inner, wb, changes, batch)? {
+                    Response::Applied { .. } => {}
+                    other => {
+                        record.state = "FAILED".into();
+                        record.reason = Some(format!("The workflow did not start: {other}"));
+                        record.workflow_id = None;
+                    }
+                }
+            }
+            let runs = cf(&self.db, keys::CF_SCHEDULE_RUNS);
+            wb.put_cf(runs, keys::schedule_run(name, scheduled_time), encode(&JsonBytes::of(&record)));
+            // Keep the most recent records of each schedule.
+            const KEEP: usize = 100;
+            let prefix = keys::prefix(name);
+            let stored: Vec<Box<[u8]>> = self
+                .db
+                .prefix_iterator_cf(runs, &prefix)
+                .map_while(|item| item.ok().map(|(k, _)| k).filter(|k| k.starts_with(&prefix)))
+                .collect();
+            for old in stored.iter().take((stored.len() + 1).saturating_sub(KEEP)) {
+                wb.delete_cf(runs, old);
+            }
+        }
+        Ok(Response::Ok)
     }
 
     /// Deletes an execution and everything derived from it, in the batch.

@@ -89,6 +89,31 @@ pub enum Request {
         #[allow(missing_docs)]
         workflow_id: String,
     },
+    /// Create or replace a schedule (its JSON carries its next fire).
+    PutSchedule {
+        /// A `WorkflowSchedule` as JSON.
+        schedule: JsonBytes,
+    },
+    /// Delete a schedule and its execution records.
+    DeleteSchedule {
+        #[allow(missing_docs)]
+        name: String,
+    },
+    /// One fire of a schedule, applied only if the schedule is still due at `scheduled_time`
+    /// and not paused: it moves to `next_run_time`, records `execution` (if any) and starts
+    /// `start` (if any) in the same write, so a fire happens once.
+    FireSchedule {
+        #[allow(missing_docs)]
+        name: String,
+        #[allow(missing_docs)]
+        scheduled_time: i64,
+        #[allow(missing_docs)]
+        next_run_time: Option<i64>,
+        /// A `ScheduleExecution` as JSON; none when a missed fire is skipped.
+        execution: Option<JsonBytes>,
+        /// The start of the workflow the fire runs.
+        start: Option<WorkflowBatch>,
+    },
     /// Retention: delete these executions, each only if it is still ended and ended at or
     /// before its time (epoch millis), so one restarted or rerun meanwhile stays.
     PurgeWorkflows {
@@ -158,6 +183,9 @@ impl std::fmt::Display for Request {
             Request::DeleteEventHandler { name } => write!(f, "delete event handler {name}"),
             Request::RemoveWorkflow { workflow_id } => write!(f, "remove workflow {workflow_id}"),
             Request::PurgeWorkflows { workflows } => write!(f, "purge {} ended workflows", workflows.len()),
+            Request::PutSchedule { .. } => write!(f, "put a schedule"),
+            Request::DeleteSchedule { name } => write!(f, "delete schedule {name}"),
+            Request::FireSchedule { name, scheduled_time, .. } => write!(f, "fire schedule {name} at {scheduled_time}"),
         }
     }
 }

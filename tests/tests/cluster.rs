@@ -418,3 +418,58 @@ async fn a_token_from_one_node_opens_every_node() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", String::from_utf8_lossy(&refused.stderr));
 }
+
+/// A schedule firing every second keeps firing across a leader SIGKILL: the new leader reads
+/// where the last committed fire left it, runs the seconds the election took (late, within the
+/// grace period), and no second fires twice or starts two workflows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_fires_once_per_second_across_a_leader_kill() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = cluster(dir.path(), "").await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let f = c.other_than(leader);
+    let http = client();
+    let def =
+        json!({"name": "cron_tick", "version": 1, "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
+    assert_eq!(send(http.post(c.api(f, "/metadata/workflow")).json(&def)).await.status, 200);
+    let schedule =
+        json!({"name": "ha_tick", "cronExpression": "* * * * * *", "startWorkflowRequest": {"name": "cron_tick"}});
+    let r = send(http.post(c.api(f, "/scheduler/schedules")).json(&schedule)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bases = urls(&c);
+    let runs = |n: usize| {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/scheduler/search/executions", bases[n - 1]),
+            [
+                ("query", "scheduleName = 'ha_tick'"),
+                ("size", "1000"),
+                ("sort", "scheduledTime:ASC"),
+                ("consistent", "true"),
+            ],
+        )
+        .expect("url");
+        let http = http.clone();
+        async move { send(http.get(url)).await.json()["results"].as_array().cloned().unwrap_or_default() }
+    };
+    assert!(wait_for(Duration::from_secs(10), || async { runs(f).await.len() >= 2 }).await);
+    c.nodes[leader - 1].kill9().await;
+    let killed_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let survivor = c.other_than(leader);
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            runs(survivor).await.iter().filter_map(|r| r["scheduledTime"].as_i64()).any(|t| t > killed_at + 2000)
+        })
+        .await,
+        "the new leader fires the schedule"
+    );
+    let records = runs(survivor).await;
+    let times: Vec<i64> = records.iter().filter_map(|r| r["scheduledTime"].as_i64()).collect();
+    assert!(times.windows(2).all(|w| w[1] - w[0] == 1000), "every second once, the election included: {times:?}");
+    let ids: std::collections::BTreeSet<&str> = records.iter().filter_map(|r| r["workflowId"].as_str()).collect();
+    assert_eq!(ids.len(), records.len(), "one workflow per fire");
+    for id in ids {
+        let r = send(http.get(c.api(survivor, &format!("/workflow/{id}?consistent=true")))).await;
+        assert_eq!(r.status, 200, "the fire's workflow exists: {}", r.text);
+    }
+}

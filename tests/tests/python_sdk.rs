@@ -22,3 +22,11 @@ async fn official_python_sdk_runs_the_kitchensink() {
     let node = Node::start(&dir.path().join("node")).await;
     finish_python_sdk(spawn_python_sdk("sdk_kitchensink.py", &[&node.url, "10"])).await;
 }
+
+/// The SDK's scheduler client: save, get, list, next times, executions, pause, resume, delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_manages_schedules() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    finish_python_sdk(spawn_python_sdk("sdk_scheduler.py", &[&node.url])).await;
+}

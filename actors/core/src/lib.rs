@@ -26,6 +26,7 @@ pub mod plan;
 pub mod render;
 pub mod retry;
 pub mod rows;
+pub mod schedule;
 pub mod search;
 pub mod serde_util;
 pub mod state;

@@ -1,0 +1,278 @@
+//! Workflow schedules, in the shape of the Conductor scheduler API the official SDKs speak
+//! (`/api/scheduler/...`): a cron expression with seconds, evaluated in a time zone, that
+//! starts a workflow from a `StartWorkflowRequest`.
+//!
+//! Cron expressions are Spring's: six fields, `second minute hour day-of-month month
+//! day-of-week`, with ranges, lists, steps, names (`MON`, `JAN`), `?`, `L`, `W` and `#`; Sunday is
+//! 0 or 7. Zones are IANA names (`UTC`, `Europe/Paris`). Everything here is a pure function of
+//! its arguments: the leader decides each fire's time, and the log records it.
+
+use std::str::FromStr;
+
+use chrono::{TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::search::{FieldValue, Fields, Kind, Searchable};
+
+/// A schedule as stored and as `GET /scheduler/schedules` answers it (`WorkflowSchedule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowSchedule {
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub name: String,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub cron_expression: String,
+    /// After downtime, run every fire that was missed (else only the next one to come).
+    #[serde(default)]
+    pub run_catchup_schedule_instances: bool,
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub paused_reason: Option<String>,
+    /// The workflow each fire starts, as a `StartWorkflowRequest`.
+    #[serde(default)]
+    pub start_workflow_request: Option<Value>,
+    /// Epoch millis before which it does not fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_start_time: Option<i64>,
+    /// Epoch millis after which it does not fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_end_time: Option<i64>,
+    /// IANA zone the expression is read in; UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub updated_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub create_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub updated_time: Option<i64>,
+    /// Overture's own: when it fires next (epoch millis), absent when it never will again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time: Option<i64>,
+    /// Overture's own: the scheduled time of its last fire (epoch millis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_time: Option<i64>,
+}
+
+/// A schedule's expression and zone, parsed.
+pub struct Cadence {
+    cron: croner::Cron,
+    zone: chrono_tz::Tz,
+}
+
+impl Cadence {
+    /// Parses a Spring cron expression (six fields) and an IANA zone (UTC if none).
+    pub fn parse(expression: &str, zone: Option<&str>) -> Result<Cadence, String> {
+        let fields = expression.split_whitespace().count();
+        if fields != 6 {
+            return Err(format!(
+                "cronExpression '{expression}' has {fields} fields; it needs six: second minute hour day-of-month month day-of-week"
+            ));
+        }
+        let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Required).build();
+        let cron = parser.parse(expression).map_err(|e| format!("cronExpression '{expression}' is not valid: {e}"))?;
+        let zone = match zone.map(str::trim).filter(|z| !z.is_empty()) {
+            None => chrono_tz::UTC,
+            Some(z) => chrono_tz::Tz::from_str(z).map_err(|_| format!("zoneId '{z}' is not a known time zone"))?,
+        };
+        Ok(Cadence { cron, zone })
+    }
+
+    /// The first fire strictly after `after` (epoch millis), or none.
+    pub fn next_after(&self, after: i64) -> Option<i64> {
+        // Fires fall on whole seconds: search from the second `after` falls in.
+        let after = Utc.timestamp_opt(after.div_euclid(1000), 0).single()?.with_timezone(&self.zone);
+        self.cron.find_next_occurrence(&after, false).ok().map(|t| t.timestamp() * 1000)
+    }
+
+    /// The first fire at or after `from` that lies inside `[start, end]`, or none.
+    pub fn next_within(&self, from: i64, start: Option<i64>, end: Option<i64>) -> Option<i64> {
+        let from = from.max(start.unwrap_or(i64::MIN));
+        let next = self.next_after(from.saturating_sub(1))?;
+        end.is_none_or(|end| next <= end).then_some(next)
+    }
+
+    /// Up to `limit` fires after `from`, inside `[start, end]`.
+    pub fn upcoming(&self, from: i64, start: Option<i64>, end: Option<i64>, limit: usize) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while out.len() < limit {
+            let Some(next) = self.next_within(at, start, end) else { break };
+            out.push(next);
+            at = next + 1;
+        }
+        out
+    }
+}
+
+impl WorkflowSchedule {
+    /// Checks a schedule a client saves; the error says what to fix.
+    pub fn validate(&self) -> Result<Cadence, String> {
+        if self.name.trim().is_empty() {
+            return Err("Schedule name cannot be null or empty".into());
+        }
+        if self.name.contains('\0') || self.name.chars().any(char::is_whitespace) {
+            return Err(format!("Schedule name '{}' must not contain spaces or NUL", self.name.escape_debug()));
+        }
+        let cadence = Cadence::parse(&self.cron_expression, self.zone_id.as_deref())?;
+        let request = self.start_workflow_request.as_ref().filter(|r| r.is_object()).ok_or_else(|| {
+            "startWorkflowRequest is required: the workflow each fire starts, with its name".to_owned()
+        })?;
+        if request.get("name").and_then(Value::as_str).is_none_or(|n| n.trim().is_empty()) {
+            return Err("startWorkflowRequest.name cannot be null or empty".into());
+        }
+        if let (Some(start), Some(end)) = (self.schedule_start_time, self.schedule_end_time)
+            && end < start
+        {
+            return Err(format!("scheduleEndTime {end} is before scheduleStartTime {start}"));
+        }
+        Ok(cadence)
+    }
+
+    /// Its next fire at or after `from`, within its start and end times. `None` if it has
+    /// none (or its expression no longer parses).
+    pub fn next_from(&self, from: i64) -> Option<i64> {
+        let cadence = Cadence::parse(&self.cron_expression, self.zone_id.as_deref()).ok()?;
+        let after_last = self.last_run_time.map_or(from, |last| from.max(last.saturating_add(1)));
+        cadence.next_within(after_last, self.schedule_start_time, self.schedule_end_time)
+    }
+
+    /// Definition name of the workflow it starts.
+    pub fn workflow_name(&self) -> &str {
+        self.start_workflow_request.as_ref().and_then(|r| r.get("name")).and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+/// One fire of a schedule, as `GET /scheduler/search/executions` lists it
+/// (`WorkflowScheduleExecutionModel`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleExecution {
+    #[allow(missing_docs)]
+    pub execution_id: String,
+    #[allow(missing_docs)]
+    pub schedule_name: String,
+    /// When it was due (epoch millis).
+    pub scheduled_time: i64,
+    /// When it fired (epoch millis).
+    pub execution_time: i64,
+    #[allow(missing_docs)]
+    pub workflow_name: String,
+    /// The workflow it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    /// Why it could not start its workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `EXECUTED` or `FAILED`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub zone_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub start_workflow_request: Option<Value>,
+}
+
+/// Fields of a schedule execution search.
+pub const EXECUTION_FIELDS: Fields = &[
+    ("executionId", Kind::Text),
+    ("scheduleName", Kind::Text),
+    ("workflowName", Kind::Text),
+    ("workflowId", Kind::Text),
+    ("state", Kind::Text),
+    ("scheduledTime", Kind::Number),
+    ("executionTime", Kind::Number),
+];
+
+impl Searchable for ScheduleExecution {
+    fn field(&self, name: &str) -> FieldValue<'_> {
+        match name {
+            "executionId" => FieldValue::Text(&self.execution_id),
+            "scheduleName" => FieldValue::Text(&self.schedule_name),
+            "workflowName" => FieldValue::Text(&self.workflow_name),
+            "workflowId" => self.workflow_id.as_deref().map_or(FieldValue::Missing, FieldValue::Text),
+            "state" => FieldValue::Text(&self.state),
+            "scheduledTime" => FieldValue::Number(self.scheduled_time),
+            "executionTime" => FieldValue::Number(self.execution_time),
+            _ => FieldValue::Missing,
+        }
+    }
+
+    fn contains_text(&self, word: &str) -> bool {
+        [
+            Some(self.schedule_name.as_str()),
+            Some(self.workflow_name.as_str()),
+            self.workflow_id.as_deref(),
+            self.reason.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|t| t.to_lowercase().contains(word))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_795_257_000_000; // 2026-11-21T10:30:00Z, a Saturday
+
+    #[test]
+    fn spring_expressions_with_seconds() {
+        let every_ten = Cadence::parse("*/10 * * * * *", None).expect("valid");
+        assert_eq!(every_ten.next_after(T0), Some(T0 + 10_000));
+        assert_eq!(every_ten.next_after(T0 + 1), Some(T0 + 10_000));
+        assert_eq!(every_ten.upcoming(T0, None, None, 3), vec![T0, T0 + 10_000, T0 + 20_000]);
+        // Weekdays at 09:00: the next is Monday the 23rd. `?` and names as Spring writes them.
+        let weekdays = Cadence::parse("0 0 9 ? * MON-FRI", None).expect("valid");
+        assert_eq!(weekdays.next_after(T0), Some(1_795_424_400_000));
+        // Sunday is 0 (and 7), as in Spring, not 1 as in Quartz.
+        let sunday = Cadence::parse("0 0 0 * * 0", None).expect("valid");
+        assert_eq!(sunday.next_after(T0), Some(1_795_305_600_000));
+        // Zones: 09:00 in Paris is 08:00 UTC in November.
+        let paris = Cadence::parse("0 0 9 * * *", Some("Europe/Paris")).expect("valid");
+        assert_eq!(paris.next_after(T0), Some(1_795_334_400_000));
+    }
+
+    #[test]
+    fn windows_and_refusals() {
+        let minutely = Cadence::parse("0 * * * * *", None).expect("valid");
+        assert_eq!(minutely.next_within(T0, Some(T0 + 90_000), None), Some(T0 + 120_000));
+        assert_eq!(minutely.next_within(T0 + 1, None, Some(T0 + 30_000)), None);
+        for (expression, zone, says) in [
+            ("* * * * *", None, "six"),
+            ("0 0 25 * * *", None, "not valid"),
+            ("0 0 0 * * *", Some("Mars/Olympus"), "not a known time zone"),
+        ] {
+            let err = Cadence::parse(expression, zone).err().unwrap_or_default();
+            assert!(err.contains(says), "{expression}: {err}");
+        }
+        let mut s =
+            WorkflowSchedule { name: "nightly".into(), cron_expression: "0 0 0 * * *".into(), ..Default::default() };
+        assert!(s.validate().err().unwrap_or_default().contains("startWorkflowRequest is required"));
+        s.start_workflow_request = Some(serde_json::json!({"name": "cleanup"}));
+        assert!(s.validate().is_ok());
+        assert_eq!(s.workflow_name(), "cleanup");
+        s.schedule_start_time = Some(10);
+        s.schedule_end_time = Some(5);
+        assert!(s.validate().err().unwrap_or_default().contains("before scheduleStartTime"));
+        s.name = "with space".into();
+        assert!(s.validate().is_err());
+    }
+}
