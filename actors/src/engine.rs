@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use overture_core::dsl::{EventHandler, StartWorkflowRequest, TaskDef, WorkflowDef, WorkflowTask};
 use overture_core::rows::queue_name;
 use overture_core::validate;
-use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
+use overture_core::{
+    Command, Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskStatus, TaskUpdate, WorkflowState,
+    WorkflowStatus,
+};
 use overture_raft::codec::JsonBytes;
 use overture_raft::keys::TaskLogRow;
 use overture_raft::replica::ClusterStatus;
@@ -407,6 +410,58 @@ impl Engine {
         self.leader()?.command(workflow_id, command).await.map(|_| ())
     }
 
+    /// `POST /workflow/{id}/retry?resumeSubworkflowTasks=`: runs the failed tasks again. With
+    /// `resume_subworkflows`, a failed SUB_WORKFLOW task whose child can be retried is not run
+    /// again with a new child: the child is retried (the same way, recursively) and the task
+    /// waits for it.
+    pub async fn retry(&self, workflow_id: &str, resume_subworkflows: bool) -> Result<(), Error> {
+        let mut resume = Vec::new();
+        let mut children = Vec::new();
+        if resume_subworkflows {
+            let wf = self.workflow(workflow_id)?;
+            for t in wf.tasks.iter().filter(|t| t.task_type == "SUB_WORKFLOW" && !t.retried && t.status.is_terminal()) {
+                let Some(child_id) = t.sub_workflow_id.as_deref() else { continue };
+                let Ok(child) = self.workflow(child_id) else { continue };
+                let retryable = matches!(
+                    child.header.status,
+                    WorkflowStatus::Failed | WorkflowStatus::TimedOut | WorkflowStatus::Terminated
+                ) && (child.header.status == WorkflowStatus::TimedOut
+                    || child.tasks.iter().any(|c| {
+                        !c.retried
+                            && matches!(
+                                c.status,
+                                TaskStatus::Failed
+                                    | TaskStatus::FailedWithTerminalError
+                                    | TaskStatus::TimedOut
+                                    | TaskStatus::Canceled
+                            )
+                    }));
+                if retryable {
+                    resume.push(t.task_id.clone());
+                    children.push((t.task_id.clone(), child_id.to_owned()));
+                }
+            }
+        }
+        // The parent first, so it waits for its children before they can end again.
+        self.operate(workflow_id, Command::Retry { resume }).await?;
+        for (task_id, child_id) in children {
+            if let Err(e) = Box::pin(self.retry(&child_id, true)).await {
+                // The child could not be retried after all: tell the waiting task how it ended.
+                tracing::warn!(workflow_id, child_id, error = %e, "retrying a sub-workflow failed");
+                let child = self.workflow(&child_id)?;
+                let ended = overture_core::command::ChildEnded {
+                    task_id,
+                    child_id: child_id.clone(),
+                    status: child.header.status,
+                    output: child.header.output.clone(),
+                    reason: child.header.reason_for_incompletion.clone(),
+                };
+                self.operate(workflow_id, Command::ChildEnded(Box::new(ended))).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Restarts a finished workflow, on the latest version of its definition if asked.
     pub async fn restart(&self, workflow_id: &str, use_latest_definitions: bool) -> Result<(), Error> {
         let wf = self.workflow(workflow_id)?;
@@ -603,8 +658,29 @@ impl Engine {
         status: TaskResultStatus,
         output: Object,
     ) -> Result<Option<String>, Error> {
-        self.workflow(workflow_id)?;
-        self.leader()?.update_by_ref(workflow_id, None, status, output, None).await
+        let target = self.signal_target(workflow_id, 0)?.unwrap_or_else(|| workflow_id.to_owned());
+        self.leader()?.update_by_ref(&target, None, status, output, None).await
+    }
+
+    /// The workflow a signal lands in: the first with an open WAIT or HUMAN task, looking at
+    /// this workflow and then, depth first, its running sub-workflows; `None` if there is none
+    /// (the signal then completes this workflow's open worker task, if any).
+    fn signal_target(&self, workflow_id: &str, depth: usize) -> Result<Option<String>, Error> {
+        let wf = self.workflow(workflow_id)?;
+        let open = |t: &&TaskState| !t.status.is_terminal() && !t.retried;
+        if wf.tasks.iter().filter(open).any(|t| matches!(t.task_type.as_str(), "WAIT" | "HUMAN")) {
+            return Ok(Some(workflow_id.to_owned()));
+        }
+        if depth >= 16 {
+            return Ok(None);
+        }
+        for task in wf.tasks.iter().filter(open).filter(|t| t.task_type == "SUB_WORKFLOW") {
+            let Some(child) = task.sub_workflow_id.as_deref() else { continue };
+            if let Ok(Some(found)) = self.signal_target(child, depth + 1) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     /// Appends a line to a task's execution log.

@@ -117,8 +117,8 @@ pub async fn skip_task(
 /// `POST /workflow/{id}/retry?resumeSubworkflowTasks=`: 204; **404** if it is still running
 /// (as Conductor), 409 if nothing can be retried.
 pub async fn retry(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<StatusCode, ApiError> {
-    q.bool("resumeSubworkflowTasks", false)?;
-    s.engine.operate(&id, Command::Retry).await?;
+    let resume = q.bool("resumeSubworkflowTasks", false)?;
+    s.engine.retry(&id, resume).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -232,7 +232,7 @@ pub async fn bulk_resume(State(s): State<AppState>, body: RawBody) -> Result<Res
 pub async fn bulk_retry(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
     bulk(body, |id| {
         let s = s.clone();
-        async move { s.engine.operate(&id, Command::Retry).await }
+        async move { s.engine.retry(&id, false).await }
     })
     .await
 }

@@ -279,3 +279,61 @@ async fn sync_execution_answers_when_the_workflow_gets_there() {
     let r = send(c.post(node.api("/workflow/execute/ops/1?waitForSeconds=1")).json(&json!({"input": {}}))).await;
     assert_eq!((r.status, r.json()["signalTimeout"].as_bool()), (200, Some(true)));
 }
+
+/// `retry?resumeSubworkflowTasks=true` retries a failed child in place and the parent's
+/// SUB_WORKFLOW task waits for it; without the flag the parent runs a new child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_resumes_sub_workflows_when_asked() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let r = send(c.post(node.api("/metadata/taskdefs")).json(&json!([{"name": "rs_step", "retryCount": 0}]))).await;
+    assert_eq!(r.status, 200);
+    for def in [
+        json!({"name": "rs_child", "version": 1, "tasks": [{"name": "rs_step", "taskReferenceName": "step"}]}),
+        json!({"name": "rs_parent", "version": 1, "tasks": [{"name": "kid", "taskReferenceName": "kid",
+            "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "rs_child", "version": 1}}]}),
+    ] {
+        assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&def)).await.status, 200);
+    }
+    let sub_tasks = |wf: &Value| -> Vec<(String, String)> {
+        wf["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["taskType"] == "SUB_WORKFLOW")
+            .map(|t| {
+                (t["status"].as_str().unwrap_or("").to_owned(), t["subWorkflowId"].as_str().unwrap_or("").to_owned())
+            })
+            .collect()
+    };
+
+    // Resuming: the same child is retried, the parent's task waits for it.
+    let parent = send(c.post(node.api("/workflow/rs_parent")).json(&json!({}))).await.text;
+    finish(&node, "rs_step", "FAILED").await;
+    let failed = wait_status(&node, &parent, "FAILED", Duration::from_secs(10)).await;
+    let [(_, child)] = sub_tasks(&failed).try_into().expect("one SUB_WORKFLOW task");
+    let r = send(c.post(node.api(&format!("/workflow/{parent}/retry?resumeSubworkflowTasks=true")))).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let resumed = workflow(&node, &parent).await;
+    assert_eq!(resumed["status"], "RUNNING");
+    assert_eq!(sub_tasks(&resumed), vec![("IN_PROGRESS".to_owned(), child.clone())], "the same task, the same child");
+    assert_eq!(workflow(&node, &child).await["status"], "RUNNING", "the child was retried");
+    finish(&node, "rs_step", "COMPLETED").await;
+    let done = wait_status(&node, &parent, "COMPLETED", Duration::from_secs(10)).await;
+    assert_eq!(sub_tasks(&done), vec![("COMPLETED".to_owned(), child.clone())]);
+
+    // Without the flag: a new attempt with a new child.
+    let parent = send(c.post(node.api("/workflow/rs_parent")).json(&json!({}))).await.text;
+    finish(&node, "rs_step", "FAILED").await;
+    let failed = wait_status(&node, &parent, "FAILED", Duration::from_secs(10)).await;
+    let [(_, first_child)] = sub_tasks(&failed).try_into().expect("one SUB_WORKFLOW task");
+    assert_eq!(send(c.post(node.api(&format!("/workflow/{parent}/retry")))).await.status, 204);
+    assert!(
+        overture_tests::wait_for(Duration::from_secs(10), || async {
+            sub_tasks(&workflow(&node, &parent).await).iter().any(|(_, id)| !id.is_empty() && *id != first_child)
+        })
+        .await,
+        "a new child for the new attempt"
+    );
+    assert_eq!(workflow(&node, &first_child).await["status"], "FAILED", "the old child stays as it was");
+}

@@ -285,6 +285,30 @@ async fn signals_complete_the_task_a_workflow_waits_on() {
     assert_eq!(r.status, 400, "{}", r.text);
 }
 
+#[tokio::test]
+async fn a_signal_reaches_the_wait_of_a_running_sub_workflow() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let child = json!({"name": "waiting_child", "version": 1, "tasks": [
+        {"name": "hold", "taskReferenceName": "hold", "type": "WAIT"}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&child)).await.status, 200);
+    let parent = json!({"name": "signal_parent", "version": 1, "tasks": [
+        {"name": "kid", "taskReferenceName": "kid", "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "waiting_child"}}]});
+    let id = register_and_start(&node, &parent, json!({})).await;
+    // The child starts on the leader's executor; wait until it waits.
+    let started = overture_tests::wait_for(Duration::from_secs(10), || async {
+        task_by_ref(&workflow(&node, &id).await, "kid")["subWorkflowId"].is_string()
+    })
+    .await;
+    assert!(started, "the child started");
+    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal"))).json(&json!({"from": "outside"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let done = wait_status(&node, &id, "COMPLETED", Duration::from_secs(10)).await;
+    let child_id = task_by_ref(&done, "kid")["subWorkflowId"].as_str().unwrap_or_default().to_owned();
+    let child = workflow(&node, &child_id).await;
+    assert_eq!(task_by_ref(&child, "hold")["outputData"]["from"], "outside", "the signal completed the child's WAIT");
+}
+
 /// A one-route HTTP server on a free loopback port: answers every request with a JSON echo of
 /// its method, path and body (status 200, or 503 for paths under `/fail`).
 async fn echo_server() -> String {

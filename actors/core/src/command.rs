@@ -239,7 +239,11 @@ pub enum Command {
         output: Object,
     },
     /// Run the failed (or canceled, or timed-out) tasks of a finished workflow again.
-    Retry,
+    Retry {
+        /// SUB_WORKFLOW tasks (by id) to resume rather than run again: their child is being
+        /// retried, and the task waits for it (`resumeSubworkflowTasks`).
+        resume: Vec<String>,
+    },
     /// Run a finished workflow again from the start, on this definition if given.
     Restart {
         #[allow(missing_docs)]

@@ -102,7 +102,7 @@ pub fn decide(state: &mut WorkflowState, cmd: Command, ctx: &mut Ctx<'_>) -> Res
         Command::Decide => d.run(),
         Command::ResetCallbacks => d.reset_callbacks()?,
         Command::Skip { reference, input, output } => d.skip(&reference, input, output)?,
-        Command::Retry => d.retry()?,
+        Command::Retry { resume } => d.retry(&resume)?,
         Command::Restart { plan } => d.restart(plan)?,
         Command::Rerun(rerun) => d.rerun(*rerun)?,
         Command::StatusPublished => {
@@ -347,7 +347,7 @@ impl Decider<'_, '_> {
 
     /// Conductor's retry: each failed, canceled or timed-out task (its latest attempt) runs
     /// again; joins and loops that failed wait again in place.
-    fn retry(&mut self) -> Result<(), Rejection> {
+    fn retry(&mut self, resume: &[String]) -> Result<(), Rejection> {
         let h = &self.state.header;
         if !h.status.is_terminal() {
             return Err(Rejection::NotFound(format!("Workflow is still running.  status={}", h.status.as_str())));
@@ -374,7 +374,10 @@ impl Decider<'_, '_> {
         for seq in failed {
             let task = self.state.tasks[seq as usize - 1].clone();
             let time = self.ctx.now;
-            if matches!(task.task_type.as_str(), "JOIN" | "EXCLUSIVE_JOIN" | "DO_WHILE") {
+            let resumed =
+                task.task_type == "SUB_WORKFLOW" && task.sub_workflow_id.is_some() && resume.contains(&task.task_id);
+            if resumed || matches!(task.task_type.as_str(), "JOIN" | "EXCLUSIVE_JOIN" | "DO_WHILE") {
+                // Waits again: for its child, which is retried too, or for the tasks it joins.
                 self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::InProgress, reason: None, time });
                 continue;
             }

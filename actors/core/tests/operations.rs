@@ -50,12 +50,15 @@ fn a_skipped_task_is_stepped_over() {
 #[test]
 fn retry_runs_the_failed_task_again_and_the_workflow_goes_on() {
     let mut run = Run::start(three_steps(), json!({}));
-    assert!(matches!(run.send(Command::Retry), Err(Rejection::NotFound(_))), "a running workflow: Conductor's 404");
+    assert!(
+        matches!(run.send(Command::Retry { resume: Vec::new() }), Err(Rejection::NotFound(_))),
+        "a running workflow: Conductor's 404"
+    );
     run.complete("a", json!({}));
     run.fail("b");
     assert_eq!(run.state.header.status, WorkflowStatus::Failed);
     run.now += 1_000;
-    run.send(Command::Retry).expect("retried");
+    run.send(Command::Retry { resume: Vec::new() }).expect("retried");
     assert_eq!(run.state.header.status, WorkflowStatus::Running);
     assert_eq!(run.state.header.reason_for_incompletion, None);
     assert_eq!(run.state.header.last_retried_time, run.now);
@@ -64,7 +67,10 @@ fn retry_runs_the_failed_task_again_and_the_workflow_goes_on() {
     run.complete("b", json!({}));
     run.complete("c", json!({}));
     assert_eq!(run.state.header.status, WorkflowStatus::Completed);
-    assert!(matches!(run.send(Command::Retry), Err(Rejection::Conflict(_))), "nothing failed: nothing to retry");
+    assert!(
+        matches!(run.send(Command::Retry { resume: Vec::new() }), Err(Rejection::Conflict(_))),
+        "nothing failed: nothing to retry"
+    );
 }
 
 #[test]
@@ -78,7 +84,7 @@ fn retry_reopens_a_failed_join_and_its_branches() {
     let mut run = Run::start(def, json!({}));
     run.fail("x");
     assert_eq!((run.task("y").status, run.task("j").status), (TaskStatus::Canceled, TaskStatus::Canceled));
-    run.send(Command::Retry).expect("retried");
+    run.send(Command::Retry { resume: Vec::new() }).expect("retried");
     assert_eq!(run.task("j").status, TaskStatus::InProgress, "the join waits again in place");
     let mut scheduled = run.scheduled();
     scheduled.sort();
