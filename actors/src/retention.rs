@@ -11,8 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use overture_core::search::{Condition, Literal, Op, Query, Sort, WORKFLOW_FIELDS};
-use overture_raft::search::Window;
 use overture_raft::{ReadView, Request, Response};
 use tokio::sync::watch;
 
@@ -93,27 +91,14 @@ fn expired(read: &ReadView, default: Duration, now: i64) -> Result<Vec<(String, 
     let Some(shortest) = by_def.values().copied().chain([default_ms]).filter(|ms| *ms > 0).min() else {
         return Ok(Vec::new());
     };
-    let ended = ["COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"].map(|s| Literal::Text(s.to_owned())).to_vec();
-    let query = Query::all_of(vec![
-        Condition { field: "status", op: Op::Eq, values: ended },
-        Condition { field: "startTime", op: Op::Le, values: vec![Literal::Number(now - shortest)] },
-    ]);
-    let sort = Sort::parse("startTime:ASC", WORKFLOW_FIELDS).map_err(Error::Internal)?;
+    let ended = ["COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"];
     let mut out = Vec::new();
-    let mut start = 0;
-    while start < SCAN_LIMIT {
-        let page = read.search_workflows(&query, &sort, Window { start, size: 1000 })?;
-        let seen = page.results.len();
-        for h in page.results {
-            let keep = by_def.get(&(h.workflow_name.clone(), h.workflow_version)).copied().unwrap_or(default_ms);
-            if keep > 0 && h.end_time > 0 && h.end_time + keep <= now {
-                out.push((h.workflow_id, now - keep));
-            }
+    for id in read.workflows_started_between(&ended, (0, now - shortest), SCAN_LIMIT)? {
+        let Some(h) = read.workflow_header(&id)? else { continue };
+        let keep = by_def.get(&(h.workflow_name.clone(), h.workflow_version)).copied().unwrap_or(default_ms);
+        if keep > 0 && h.end_time > 0 && h.end_time + keep <= now {
+            out.push((h.workflow_id, now - keep));
         }
-        if seen < 1000 {
-            break;
-        }
-        start += seen;
     }
     Ok(out)
 }

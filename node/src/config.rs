@@ -123,11 +123,12 @@ impl Overrides {
     /// `OVERTURE_*` environment variables.
     pub fn from_env() -> anyhow::Result<Overrides> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        fn number<T: std::str::FromStr>(name: &str, message: &'static str) -> anyhow::Result<Option<T>> {
+            let value = std::env::var(name).ok().filter(|v| !v.is_empty());
+            value.map(|v| v.parse::<T>().map_err(|_| anyhow::anyhow!(message))).transpose()
+        }
         Ok(Overrides {
-            node_id: var("OVERTURE_NODE_ID")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_NODE_ID must be a positive integer")?,
+            node_id: number("OVERTURE_NODE_ID", "OVERTURE_NODE_ID must be a positive integer")?,
             listen: var("OVERTURE_LISTEN"),
             advertise: var("OVERTURE_ADVERTISE"),
             data_dir: var("OVERTURE_DATA_DIR").map(PathBuf::from),
@@ -138,34 +139,28 @@ impl Overrides {
                 Some("json") => Some(LogFormat::Json),
                 Some(other) => bail!("OVERTURE_LOG_FORMAT must be text or json, not {other:?}"),
             },
-            max_body_bytes: var("OVERTURE_MAX_BODY_BYTES")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_MAX_BODY_BYTES must be a number of bytes")?,
-            max_in_flight: var("OVERTURE_MAX_IN_FLIGHT")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_MAX_IN_FLIGHT must be a number of requests")?,
-            max_workflow_input_bytes: var("OVERTURE_MAX_WORKFLOW_INPUT_BYTES")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_MAX_WORKFLOW_INPUT_BYTES must be a number of bytes")?,
-            max_task_output_bytes: var("OVERTURE_MAX_TASK_OUTPUT_BYTES")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_MAX_TASK_OUTPUT_BYTES must be a number of bytes")?,
-            retention_seconds: var("OVERTURE_RETENTION_SECONDS")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_RETENTION_SECONDS must be a number of seconds")?,
-            retention_sweep_seconds: var("OVERTURE_RETENTION_SWEEP_SECONDS")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_RETENTION_SWEEP_SECONDS must be a number of seconds")?,
-            schedule_grace_seconds: var("OVERTURE_SCHEDULE_GRACE_SECONDS")
-                .map(|v| v.parse())
-                .transpose()
-                .context("OVERTURE_SCHEDULE_GRACE_SECONDS must be a number of seconds")?,
+            max_body_bytes: number("OVERTURE_MAX_BODY_BYTES", "OVERTURE_MAX_BODY_BYTES must be a number of bytes")?,
+            max_in_flight: number("OVERTURE_MAX_IN_FLIGHT", "OVERTURE_MAX_IN_FLIGHT must be a number of requests")?,
+            max_workflow_input_bytes: number(
+                "OVERTURE_MAX_WORKFLOW_INPUT_BYTES",
+                "OVERTURE_MAX_WORKFLOW_INPUT_BYTES must be a number of bytes",
+            )?,
+            max_task_output_bytes: number(
+                "OVERTURE_MAX_TASK_OUTPUT_BYTES",
+                "OVERTURE_MAX_TASK_OUTPUT_BYTES must be a number of bytes",
+            )?,
+            retention_seconds: number(
+                "OVERTURE_RETENTION_SECONDS",
+                "OVERTURE_RETENTION_SECONDS must be a number of seconds",
+            )?,
+            retention_sweep_seconds: number(
+                "OVERTURE_RETENTION_SWEEP_SECONDS",
+                "OVERTURE_RETENTION_SWEEP_SECONDS must be a number of seconds",
+            )?,
+            schedule_grace_seconds: number(
+                "OVERTURE_SCHEDULE_GRACE_SECONDS",
+                "OVERTURE_SCHEDULE_GRACE_SECONDS must be a number of seconds",
+            )?,
             members: var("OVERTURE_MEMBERS"),
             api_keys: var("OVERTURE_API_KEYS")
                 .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())

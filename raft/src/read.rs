@@ -134,7 +134,7 @@ impl ReadView {
 
     /// Every schedule, by name.
     pub fn schedules(&self) -> Result<Vec<overture_core::schedule::WorkflowSchedule>, io::Error> {
-        self.scan::<JsonBytes>(keys::CF_SCHEDULES, &[])?.iter().map(|j| j.parse().map_err(io_err)).collect()
+        self.json_rows(keys::CF_SCHEDULES, &[])
     }
 
     /// One schedule.
@@ -147,7 +147,7 @@ impl ReadView {
 
     /// The recorded fires of every schedule, by schedule then time.
     pub fn schedule_runs(&self) -> Result<Vec<overture_core::schedule::ScheduleExecution>, io::Error> {
-        self.scan::<JsonBytes>(keys::CF_SCHEDULE_RUNS, &[])?.iter().map(|j| j.parse().map_err(io_err)).collect()
+        self.json_rows(keys::CF_SCHEDULE_RUNS, &[])
     }
 
     /// Index of the last applied entry.
@@ -171,10 +171,16 @@ impl ReadView {
     }
 
     fn defs<T: serde::de::DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, io::Error> {
-        self.scan::<JsonBytes>(CF_DEFS, prefix)?.iter().map(|j| j.parse().map_err(io_err)).collect()
+        self.json_rows(CF_DEFS, prefix)
     }
 
-    fn scan<T: Versioned>(&self, family: &str, prefix: &[u8]) -> Result<Vec<T>, io::Error> {
+    /// Rows of JSON values under `prefix`, parsed.
+    fn json_rows<T: serde::de::DeserializeOwned>(&self, family: &str, prefix: &[u8]) -> Result<Vec<T>, io::Error> {
+        self.scan::<JsonBytes>(family, prefix)?.iter().map(|j| j.parse().map_err(io_err)).collect()
+    }
+
+    /// Rows of one stored type under `prefix`, in key order.
+    pub(crate) fn scan<T: Versioned>(&self, family: &str, prefix: &[u8]) -> Result<Vec<T>, io::Error> {
         let db = &self.shared.db;
         let mut out = Vec::new();
         for item in db.iterator_cf(cf(db, family), IteratorMode::From(prefix, Direction::Forward)) {

@@ -87,7 +87,10 @@ impl ReadView {
         let range = query.range("startTime");
         let mut keys: Vec<(i64, String)> = Vec::new();
         for prefix in &prefixes {
-            self.scan_index(prefix, range, |start, id| keys.push((start, id.to_owned())))?;
+            self.scan_index(prefix, range, |start, id| {
+                keys.push((start, id.to_owned()));
+                true
+            })?;
         }
         keys.sort_unstable();
         keys.dedup();
@@ -113,8 +116,36 @@ impl ReadView {
         Ok(sorted_page(found, sort, window, |h| h.workflow_id.as_str()))
     }
 
-    /// Reads the `wf_index` keys under `prefix` whose start time is in `[lo, hi]`.
-    fn scan_index(&self, prefix: &[u8], (lo, hi): (i64, i64), mut visit: impl FnMut(i64, &str)) -> io::Result<()> {
+    /// Up to `limit` workflows with one of `statuses`, oldest start first among those started in
+    /// `[lo, hi]`: a walk of the index rows alone (retention uses it).
+    pub fn workflows_started_between(
+        &self,
+        statuses: &[&str],
+        (lo, hi): (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<String>, io::Error> {
+        let mut keys: Vec<(i64, String)> = Vec::new();
+        for status in statuses {
+            let prefix = keys::workflow_index_prefix(index::STATUS, &[status]);
+            let mut taken = 0;
+            self.scan_index(&prefix, (lo, hi), |start, id| {
+                keys.push((start, id.to_owned()));
+                taken += 1;
+                taken < limit
+            })?;
+        }
+        keys.sort_unstable();
+        Ok(keys.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
+    /// Reads the `wf_index` keys under `prefix` whose start time is in `[lo, hi]`, in start
+    /// order, while `visit` answers true.
+    fn scan_index(
+        &self,
+        prefix: &[u8],
+        (lo, hi): (i64, i64),
+        mut visit: impl FnMut(i64, &str) -> bool,
+    ) -> io::Result<()> {
         if hi < 0 || lo > hi {
             return Ok(());
         }
@@ -132,8 +163,10 @@ impl ReadView {
             db.iterator_cf_opt(cf(db, keys::CF_WF_INDEX), options, IteratorMode::From(&from, Direction::Forward))
         {
             let (key, _) = item.map_err(io_err)?;
-            if let Some((start, id)) = keys::parse_workflow_index(prefix, &key) {
-                visit(start, id);
+            if let Some((start, id)) = keys::parse_workflow_index(prefix, &key)
+                && !visit(start, id)
+            {
+                break;
             }
         }
         Ok(())
@@ -211,10 +244,10 @@ impl ReadView {
             }
         } else if let Some(types) = query.equals("taskType") {
             for task_type in types.into_iter().collect::<HashSet<_>>() {
-                refs.extend(self.scan_refs(keys::CF_TASK_INDEX, &keys::prefix(task_type))?);
+                refs.extend(self.scan::<TaskRef>(keys::CF_TASK_INDEX, &keys::prefix(task_type))?);
             }
         } else {
-            refs = self.scan_refs(keys::CF_TASKS, &[])?;
+            refs = self.scan::<TaskRef>(keys::CF_TASKS, &[])?;
         }
         let mut headers: HashMap<String, Option<std::sync::Arc<WorkflowHeader>>> = HashMap::new();
         let mut found = Vec::new();
@@ -239,19 +272,6 @@ impl ReadView {
             }
         }
         Ok(found)
-    }
-
-    fn scan_refs(&self, family: &str, prefix: &[u8]) -> Result<Vec<TaskRef>, io::Error> {
-        let db = &self.shared.db;
-        let mut out = Vec::new();
-        for item in db.iterator_cf(cf(db, family), IteratorMode::From(prefix, Direction::Forward)) {
-            let (key, value) = item.map_err(io_err)?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push(decode(&value).map_err(io_err)?);
-        }
-        Ok(out)
     }
 }
 
