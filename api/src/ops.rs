@@ -52,6 +52,12 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             .set(f.matched_index as f64);
     }
     metrics::gauge!("overture_rocksdb_sst_bytes").set(s.engine.replica().disk_bytes() as f64);
+    metrics::gauge!("overture_data_dir_bytes").set(s.engine.replica().data_dir_bytes() as f64);
+    if let Some(p) = process_stats() {
+        metrics::gauge!("process_cpu_seconds_total").set(p.cpu_seconds);
+        metrics::gauge!("process_resident_memory_bytes").set(p.rss_bytes as f64);
+        metrics::gauge!("process_resident_memory_max_bytes").set(p.peak_rss_bytes as f64);
+    }
     s.engine.publish_queue_depths();
     s.engine.publish_running_counts();
     let body = s.metrics.render();
@@ -66,6 +72,28 @@ pub async fn not_found(uri: Uri, _body: RawBody) -> ApiError {
 /// Known paths, wrong method. The body is read (and dropped) so the connection stays usable.
 pub async fn method_not_allowed(method: axum::http::Method, uri: Uri, _body: RawBody) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} is not supported for path {}", uri.path()))
+}
+
+/// This process's CPU time and memory, from `/proc` (Linux).
+struct ProcessStats {
+    cpu_seconds: f64,
+    rss_bytes: u64,
+    peak_rss_bytes: u64,
+}
+
+fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) are space-separated; utime and
+    // stime are the 14th and 15th fields, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|k| k * 1024)
+    };
+    Some(ProcessStats { cpu_seconds: ticks / 100.0, rss_bytes: kb("VmRSS:")?, peak_rss_bytes: kb("VmHWM:")? })
 }
 
 /// Turns an error answered in plain text (axum's own rejections: a path segment that is not

@@ -14,7 +14,7 @@
 //! update, which commits the workflow's completion).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -25,7 +25,8 @@ use tokio::sync::Semaphore;
 /// Benchmark settings.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Base URL of the node.
+    /// Base URL of the node, or of every node of a cluster separated by commas: starters and
+    /// workers spread over them, and a request that cannot reach one node moves to the next.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Workflows to run.
@@ -54,6 +55,17 @@ pub struct BenchArgs {
     /// Branches of a `fork`, iterations of a `loop`.
     #[arg(long, default_value_t = 1000)]
     width: usize,
+    /// Open loop: start this many workflows per second, whatever is in flight (instead of
+    /// keeping `--concurrency` in flight), to see latency under a given load.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Write a chart of throughput and p99 workflow latency over time (SVG) to this file.
+    #[arg(long)]
+    chart: Option<std::path::PathBuf>,
+    /// Measure the machine's ceilings first: synced writes per second in this directory (put
+    /// it on the nodes' data disk) and loopback HTTP requests per second to the first node.
+    #[arg(long)]
+    ceilings: Option<std::path::PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -68,6 +80,9 @@ pub enum Shape {
     Fork,
     /// A DO_WHILE of `--width` iterations of one SIMPLE task.
     Loop,
+    /// Start rate: each workflow is one NOOP task, so a start is the whole workflow (one
+    /// decision, one commit) and no worker runs.
+    StartOnly,
 }
 
 impl BenchArgs {
@@ -76,6 +91,7 @@ impl BenchArgs {
         match self.shape {
             Shape::Linear => self.tasks,
             Shape::Fork | Shape::Loop => self.width,
+            Shape::StartOnly => 0,
         }
     }
     /// Task types (one per linear step; one for the other shapes).
@@ -83,6 +99,7 @@ impl BenchArgs {
         match self.shape {
             Shape::Linear => self.tasks,
             Shape::Fork | Shape::Loop => 1,
+            Shape::StartOnly => 0,
         }
     }
     fn workflow_name(&self) -> String {
@@ -90,25 +107,58 @@ impl BenchArgs {
             Shape::Linear => format!("bench_linear_{}", self.tasks),
             Shape::Fork => format!("bench_fork_{}", self.width),
             Shape::Loop => format!("bench_loop_{}", self.width),
+            Shape::StartOnly => "bench_start_only".to_owned(),
         }
+    }
+    fn urls(&self) -> Vec<String> {
+        self.url.split(',').map(|u| u.trim().trim_end_matches('/').to_owned()).filter(|u| !u.is_empty()).collect()
     }
 }
 
 struct Shared {
     client: reqwest::Client,
-    base: String,
+    /// `{url}/api` of each node.
+    bases: Vec<String>,
+    /// When a request to each node last failed to connect (wall ms).
+    unreachable: Vec<AtomicI64>,
     args: BenchArgs,
+    began: Instant,
     starts: Vec<Mutex<Option<Instant>>>,
     /// Worker tasks finished, per workflow.
     finished: Vec<AtomicUsize>,
+    /// When the last update of each workflow was sent (wall clock, ms), for update → pollable.
+    last_update: Vec<AtomicI64>,
     ids: Mutex<Vec<String>>,
     dispatch_ms: Mutex<Vec<f64>>,
-    workflow_ms: Mutex<Vec<f64>>,
+    pollable_ms: Mutex<Vec<f64>>,
+    start_ms: Mutex<Vec<f64>>,
+    /// Seconds since the run began when each workflow completed, and its latency.
+    workflow_ms: Mutex<Vec<(f64, f64)>>,
     in_flight: Semaphore,
     completed: AtomicUsize,
     tasks_done: AtomicUsize,
     errors: AtomicUsize,
     done: AtomicBool,
+}
+
+impl Shared {
+    /// The node a request goes to: spread by `n`, moved on by `attempt` after a failure, and
+    /// past nodes that could not be reached in the last second.
+    fn base(&self, n: usize, attempt: usize) -> &str {
+        let len = self.bases.len();
+        let now = wall_ms();
+        let up = |i: usize| now - self.unreachable[i].load(Ordering::Relaxed) > 1000;
+        let first = (n + attempt) % len;
+        let pick = (0..len).map(|k| (first + k) % len).find(|&i| up(i)).unwrap_or(first);
+        &self.bases[pick]
+    }
+
+    /// A request to `base` could not be sent: avoid that node for a second.
+    fn unreachable(&self, base: &str) {
+        if let Some(i) = self.bases.iter().position(|b| b == base) {
+            self.unreachable[i].store(wall_ms(), Ordering::Relaxed);
+        }
+    }
 }
 
 fn wall_ms() -> i64 {
@@ -124,21 +174,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers == 0 || args.width == 0 {
         bail!("--workflows, --tasks, --width, --concurrency and --workers must be at least 1");
     }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of workflows per second");
+    }
+    let urls = args.urls();
+    if urls.is_empty() {
+        bail!("--url names no node");
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
         .build()?;
-    let base = format!("{}/api", args.url.trim_end_matches('/'));
-    setup(&client, &base, &args).await?;
+    let ceilings = match &args.ceilings {
+        Some(dir) => Some(measure_ceilings(&client, &urls[0], dir).await?),
+        None => None,
+    };
+    let bases: Vec<String> = urls.iter().map(|u| format!("{u}/api")).collect();
+    setup(&client, &bases[0], &args).await?;
+    let nodes_before = node_stats(&client, &urls).await;
 
     let shared = Arc::new(Shared {
         client,
-        base,
+        unreachable: bases.iter().map(|_| AtomicI64::new(0)).collect(),
+        bases,
+        began: Instant::now(),
         starts: (0..args.workflows).map(|_| Mutex::new(None)).collect(),
         finished: (0..args.workflows).map(|_| AtomicUsize::new(0)).collect(),
+        last_update: (0..args.workflows).map(|_| AtomicI64::new(0)).collect(),
         ids: Mutex::new(Vec::with_capacity(args.workflows)),
         dispatch_ms: Mutex::new(Vec::with_capacity(args.workflows * args.tasks_per_workflow())),
+        pollable_ms: Mutex::new(Vec::with_capacity(args.workflows * args.tasks_per_workflow())),
+        start_ms: Mutex::new(Vec::with_capacity(args.workflows)),
         workflow_ms: Mutex::new(Vec::with_capacity(args.workflows)),
         in_flight: Semaphore::new(args.concurrency),
         completed: AtomicUsize::new(0),
@@ -148,21 +215,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args: args.clone(),
     });
 
-    let started = Instant::now();
     let mut handles = Vec::new();
     for step in 0..args.task_types() {
         for w in 0..args.workers {
-            handles.push(tokio::spawn(worker(shared.clone(), step, format!("bench-{step}-{w}"))));
+            handles.push(tokio::spawn(worker(shared.clone(), step, w, format!("bench-{step}-{w}"))));
         }
     }
+    let sampler = tokio::spawn(sample(shared.clone()));
     let next = Arc::new(AtomicUsize::new(0));
-    let starters: Vec<_> =
-        (0..args.concurrency.min(16)).map(|_| tokio::spawn(starter(shared.clone(), next.clone()))).collect();
-    for s in starters {
-        s.await??;
+    match args.rate {
+        Some(rate) => open_loop(shared.clone(), rate).await?,
+        None => {
+            let starters: Vec<_> =
+                (0..args.concurrency.min(16)).map(|i| tokio::spawn(starter(shared.clone(), next.clone(), i))).collect();
+            for s in starters {
+                s.await??;
+            }
+        }
     }
     while shared.completed.load(Ordering::Acquire) < args.workflows {
-        if started.elapsed() > Duration::from_secs(600) {
+        if shared.began.elapsed() > Duration::from_secs(600) {
             bail!(
                 "gave up after 600 s: {} of {} workflows completed",
                 shared.completed.load(Ordering::Acquire),
@@ -171,18 +243,56 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let elapsed = started.elapsed();
+    let elapsed = shared.began.elapsed();
     shared.done.store(true, Ordering::Release);
     for h in handles {
         h.await??;
     }
+    let timeline = sampler.await?;
+    let nodes_after = node_stats(&shared.client, &urls).await;
     let verified = verify(&shared).await?;
-    report(&shared, elapsed, verified);
+    let nodes = node_report(&urls, &nodes_before, &nodes_after, args.workflows);
+    let report = report(&shared, elapsed, verified, timeline, nodes, ceilings);
+    if let Some(path) = &args.chart {
+        std::fs::write(path, chart(&report)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    print_report(&args, &report);
     Ok(())
 }
 
+/// Starts `rate` workflows per second, each in its own task, whatever is in flight.
+async fn open_loop(s: Arc<Shared>, rate: f64) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut starts = Vec::with_capacity(s.args.workflows);
+    for n in 0..s.args.workflows {
+        tick.tick().await;
+        starts.push(tokio::spawn(start_one(s.clone(), n)));
+    }
+    for h in starts {
+        h.await??;
+    }
+    Ok(())
+}
+
+/// Once a second until the run ends: tasks finished so far, workflows completed so far.
+async fn sample(s: Arc<Shared>) -> Vec<(f64, usize, usize)> {
+    let mut out = vec![(0.0, 0, 0)];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while !s.done.load(Ordering::Acquire) {
+        tick.tick().await;
+        out.push((
+            s.began.elapsed().as_secs_f64(),
+            s.tasks_done.load(Ordering::Relaxed),
+            s.completed.load(Ordering::Relaxed),
+        ));
+    }
+    out
+}
+
 async fn setup(client: &reqwest::Client, base: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    let defs: Vec<Value> = (0..args.task_types())
+    let defs: Vec<Value> = (0..args.task_types().max(1))
         .map(|i| {
             json!({"name": task_name(i), "retryCount": 3, "retryDelaySeconds": 0,
                    "responseTimeoutSeconds": args.response_timeout, "ownerEmail": "bench@overture"})
@@ -212,6 +322,7 @@ async fn setup(client: &reqwest::Client, base: &str, args: &BenchArgs) -> anyhow
             ]),
             json!({}),
         ),
+        Shape::StartOnly => (json!([{"name": "noop", "taskReferenceName": "noop", "type": "NOOP"}]), json!({})),
         Shape::Loop => (
             json!([
                 {"name": "repeat", "taskReferenceName": "repeat", "type": "DO_WHILE",
@@ -231,53 +342,89 @@ async fn setup(client: &reqwest::Client, base: &str, args: &BenchArgs) -> anyhow
     Ok(())
 }
 
-async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>) -> anyhow::Result<()> {
+async fn starter(s: Arc<Shared>, next: Arc<AtomicUsize>, _lane: usize) -> anyhow::Result<()> {
     loop {
         let n = next.fetch_add(1, Ordering::AcqRel);
         if n >= s.args.workflows {
             return Ok(());
         }
         s.in_flight.acquire().await?.forget();
-        *s.starts[n].lock() = Some(Instant::now());
-        let mut input = json!({"n": n});
-        if s.args.shape == Shape::Fork {
-            input["items"] = (0..s.args.width).map(|i| json!({"i": i})).collect();
-        }
-        let body = json!({"name": s.args.workflow_name(), "version": 1, "correlationId": format!("bench-{n}"), "input": input});
-        let mut retry = Retry::new();
-        loop {
-            let r = s.client.post(format!("{}/workflow", s.base)).json(&body).send().await;
-            match r {
-                Ok(r) if r.status().is_success() => {
-                    let id = r.text().await?;
-                    s.ids.lock().push(id);
-                    break;
-                }
-                // Retryable: an election (503) or a node that went away.
-                Ok(r) if r.status().as_u16() == 503 => {}
-                Ok(r) => bail!("starting a workflow: {} {}", r.status(), r.text().await.unwrap_or_default()),
-                Err(e) => tracing::debug!(error = %e, "start failed; retrying"),
+        start_one(s.clone(), n).await?;
+    }
+}
+
+/// Starts workflow `n` (retrying through elections and lost nodes) and records how long the
+/// start took; a start-only workflow is complete once started.
+async fn start_one(s: Arc<Shared>, n: usize) -> anyhow::Result<()> {
+    let began = Instant::now();
+    *s.starts[n].lock() = Some(began);
+    let mut input = json!({"n": n});
+    if s.args.shape == Shape::Fork {
+        input["items"] = (0..s.args.width).map(|i| json!({"i": i})).collect();
+    }
+    let body =
+        json!({"name": s.args.workflow_name(), "version": 1, "correlationId": format!("bench-{n}"), "input": input});
+    let mut retry = Retry::new();
+    let mut attempt = 0;
+    loop {
+        let base = s.base(n, attempt).to_owned();
+        let r = s.client.post(format!("{base}/workflow")).json(&body).send().await;
+        match r {
+            Ok(r) if r.status().is_success() => {
+                let id = r.text().await?;
+                s.ids.lock().push(id);
+                break;
             }
-            s.errors.fetch_add(1, Ordering::Relaxed);
-            retry.wait("starting a workflow").await?;
+            // Retryable: an election (503), an overloaded node (429) or a node that went away.
+            Ok(r) if matches!(r.status().as_u16(), 503 | 429) => {}
+            Ok(r) => bail!("starting a workflow: {} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => {
+                tracing::debug!(error = %e, "start failed; retrying");
+                s.unreachable(&base);
+                attempt += 1;
+            }
         }
+        s.errors.fetch_add(1, Ordering::Relaxed);
+        retry.wait("starting a workflow").await?;
+    }
+    s.start_ms.lock().push(began.elapsed().as_secs_f64() * 1000.0);
+    if s.args.shape == Shape::StartOnly {
+        complete(&s, n);
+    }
+    Ok(())
+}
+
+/// Workflow `n` completed.
+fn complete(s: &Shared, n: usize) {
+    if let Some(start) = s.starts.get(n).and_then(|m| *m.lock()) {
+        s.workflow_ms.lock().push((s.began.elapsed().as_secs_f64(), start.elapsed().as_secs_f64() * 1000.0));
+    }
+    s.completed.fetch_add(1, Ordering::AcqRel);
+    // A closed loop frees a slot for the next start; an open loop has none to free.
+    if s.args.rate.is_none() {
+        s.in_flight.add_permits(1);
     }
 }
 
 /// One worker with `batch` slots, like an SDK worker with that many threads: it asks for as many
 /// tasks as it has slots, runs each in its own slot (following `update-v2` hand-offs), and polls
 /// again once the slots are free.
-async fn worker(s: Arc<Shared>, step: usize, worker_id: String) -> anyhow::Result<()> {
-    let poll_url = format!(
-        "{}/tasks/poll/batch/{}?count={}&timeout=1000&workerid={worker_id}",
-        s.base,
-        task_name(step),
-        s.args.batch
-    );
+async fn worker(s: Arc<Shared>, step: usize, index: usize, worker_id: String) -> anyhow::Result<()> {
+    let mut attempt = 0;
     while !s.done.load(Ordering::Acquire) {
+        let base = s.base(index, attempt).to_owned();
+        let poll_url = format!(
+            "{base}/tasks/poll/batch/{}?count={}&timeout=1000&workerid={worker_id}",
+            task_name(step),
+            s.args.batch
+        );
         let tasks: Vec<Value> = match s.client.get(&poll_url).send().await {
             Ok(r) if r.status().is_success() => r.json().await?,
-            Ok(_) | Err(_) => {
+            failed => {
+                if failed.is_err() {
+                    s.unreachable(&base);
+                    attempt += 1;
+                }
                 s.errors.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
@@ -290,7 +437,7 @@ async fn worker(s: Arc<Shared>, step: usize, worker_id: String) -> anyhow::Resul
             async move {
                 let mut current = Some(task);
                 while let Some(task) = current.take() {
-                    current = execute(s, step, worker_id, &task).await?;
+                    current = execute(s, step, index, worker_id, &task).await?;
                 }
                 anyhow::Ok(())
             }
@@ -302,31 +449,54 @@ async fn worker(s: Arc<Shared>, step: usize, worker_id: String) -> anyhow::Resul
     Ok(())
 }
 
-/// Task dispatch latency: from the server's `scheduledTime` to the worker holding the task.
+fn workflow_number(task: &Value) -> Option<usize> {
+    task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok())
+}
+
+/// Task dispatch latency: from the server's `scheduledTime` to the worker holding the task; and
+/// for a task that follows another of its workflow, from that one's update being sent to this
+/// one being pollable (its `scheduledTime`).
 fn record_dispatch(s: &Shared, task: &Value, received: i64) {
-    if let Some(scheduled) = task["scheduledTime"].as_i64() {
-        s.dispatch_ms.lock().push((received - scheduled).max(0) as f64);
+    let Some(scheduled) = task["scheduledTime"].as_i64() else { return };
+    s.dispatch_ms.lock().push((received - scheduled).max(0) as f64);
+    let updated = workflow_number(task).and_then(|n| s.last_update.get(n)).map_or(0, |u| u.load(Ordering::Acquire));
+    if updated > 0 && s.args.shape != Shape::Fork {
+        s.pollable_ms.lock().push((scheduled - updated).max(0) as f64);
     }
 }
 
 /// "Runs" one task and reports it with update-v2; returns the next task handed back.
-async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyhow::Result<Option<Value>> {
+async fn execute(
+    s: &Shared,
+    step: usize,
+    index: usize,
+    worker_id: &str,
+    task: &Value,
+) -> anyhow::Result<Option<Value>> {
     let result = json!({
         "workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED",
         "outputData": {"step": step}, "workerId": worker_id
     });
+    let n = workflow_number(task);
     let mut retry = Retry::new();
+    let mut attempt = 0;
     let response = loop {
-        match s.client.post(format!("{}/tasks/update-v2", s.base)).json(&result).send().await {
+        if let Some(u) = n.and_then(|n| s.last_update.get(n)) {
+            u.store(wall_ms(), Ordering::Release);
+        }
+        let base = s.base(index, attempt).to_owned();
+        match s.client.post(format!("{base}/tasks/update-v2")).json(&result).send().await {
             Ok(r) if r.status().is_success() => break r,
-            _ => {
-                s.errors.fetch_add(1, Ordering::Relaxed);
-                retry.wait("updating a task").await?;
+            Ok(_) => {}
+            Err(_) => {
+                s.unreachable(&base);
+                attempt += 1;
             }
         }
+        s.errors.fetch_add(1, Ordering::Relaxed);
+        retry.wait("updating a task").await?;
     };
     s.tasks_done.fetch_add(1, Ordering::Relaxed);
-    let n = task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok());
     // The update of a workflow's last task commits its completion (the JOIN or the loop's last
     // condition is decided with it).
     let last = match s.args.shape {
@@ -334,13 +504,10 @@ async fn execute(s: &Shared, step: usize, worker_id: &str, task: &Value) -> anyh
         Shape::Fork | Shape::Loop => {
             n.and_then(|n| s.finished.get(n)).is_some_and(|f| f.fetch_add(1, Ordering::AcqRel) + 1 == s.args.width)
         }
+        Shape::StartOnly => false,
     };
-    if last {
-        if let Some(start) = n.and_then(|n| s.starts.get(n)).and_then(|m| *m.lock()) {
-            s.workflow_ms.lock().push(start.elapsed().as_secs_f64() * 1000.0);
-        }
-        s.completed.fetch_add(1, Ordering::AcqRel);
-        s.in_flight.add_permits(1);
+    if last && let Some(n) = n {
+        complete(s, n);
     }
     if response.status().as_u16() == 204 {
         return Ok(None);
@@ -380,7 +547,7 @@ async fn verify(s: &Shared) -> anyhow::Result<usize> {
     let ids = s.ids.lock().clone();
     let mut completed = 0;
     for chunk in ids.chunks(64) {
-        let checks = chunk.iter().map(|id| s.client.get(format!("{}/workflow/{id}/status", s.base)).send());
+        let checks = chunk.iter().map(|id| s.client.get(format!("{}/workflow/{id}/status", s.base(0, 0))).send());
         for r in futures::future::join_all(checks).await {
             let v: Value = r?.json().await?;
             if v["status"] == "COMPLETED" {
@@ -399,52 +566,272 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn summary(values: &Mutex<Vec<f64>>) -> Value {
-    let mut v = values.lock().clone();
+fn summary(values: &[f64]) -> Value {
+    let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     json!({"count": v.len(), "p50": percentile(&v, 50.0), "p90": percentile(&v, 90.0), "p99": percentile(&v, 99.0), "max": v.last()})
 }
 
-fn report(s: &Shared, elapsed: Duration, verified: usize) {
+/// What a node's `/metrics` says about its process and data directory.
+#[derive(Debug, Clone, Copy, Default)]
+struct NodeStats {
+    cpu_seconds: f64,
+    peak_rss_bytes: f64,
+    data_bytes: f64,
+}
+
+async fn node_stats(client: &reqwest::Client, urls: &[String]) -> Vec<Option<NodeStats>> {
+    let mut out = Vec::new();
+    for url in urls {
+        let text = match client.get(format!("{url}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let value = |name: &str| -> Option<f64> {
+            text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        };
+        out.push((|| {
+            Some(NodeStats {
+                cpu_seconds: value("process_cpu_seconds_total")?,
+                peak_rss_bytes: value("process_resident_memory_max_bytes")?,
+                data_bytes: value("overture_data_dir_bytes")?,
+            })
+        })());
+    }
+    out
+}
+
+/// Per node: CPU seconds the run cost it, its peak RSS, and bytes its data directory grew per
+/// workflow. A node that did not answer (killed during the run) has no figures.
+fn node_report(urls: &[String], before: &[Option<NodeStats>], after: &[Option<NodeStats>], workflows: usize) -> Value {
+    let nodes: Vec<Value> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| match (before.get(i).copied().flatten(), after.get(i).copied().flatten()) {
+            (Some(b), Some(a)) => json!({
+                "url": url,
+                "cpuSeconds": a.cpu_seconds - b.cpu_seconds,
+                "peakRssBytes": a.peak_rss_bytes,
+                "dataBytesPerWorkflow": (a.data_bytes - b.data_bytes) / workflows as f64,
+            }),
+            _ => json!({"url": url}),
+        })
+        .collect();
+    Value::Array(nodes)
+}
+
+/// The machine's ceilings: synced 4 KiB writes per second in `dir`, and GET `/health` requests
+/// per second over loopback (64 at a time), each for two seconds.
+async fn measure_ceilings(client: &reqwest::Client, url: &str, dir: &std::path::Path) -> anyhow::Result<Value> {
+    let path = dir.join(format!(".overture-bench-fsync-{}", std::process::id()));
+    let synced = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let block = [7u8; 4096];
+        let began = Instant::now();
+        let mut n = 0u64;
+        while began.elapsed() < Duration::from_secs(2) {
+            file.write_all(&block)?;
+            file.sync_data()?;
+            n += 1;
+        }
+        let rate = n as f64 / began.elapsed().as_secs_f64();
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        Ok(rate)
+    })
+    .await??;
+    let count = Arc::new(AtomicUsize::new(0));
+    let began = Instant::now();
+    let lanes: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, url, count) = (client.clone(), format!("{url}/health"), count.clone());
+            tokio::spawn(async move {
+                while began.elapsed() < Duration::from_secs(2) {
+                    if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for lane in lanes {
+        lane.await?;
+    }
+    let http = count.load(Ordering::Relaxed) as f64 / began.elapsed().as_secs_f64();
+    Ok(json!({"syncedWritesPerSecond": synced, "loopbackHttpPerSecond": http}))
+}
+
+/// Tasks per second and p99 workflow latency of the workflows completed in each second.
+fn timeline(samples: &[(f64, usize, usize)], completions: &[(f64, f64)]) -> Value {
+    let points: Vec<Value> = samples
+        .windows(2)
+        .map(|w| {
+            let ((t0, tasks0, wf0), (t1, tasks1, wf1)) = (w[0], w[1]);
+            let secs = (t1 - t0).max(1e-9);
+            let mut latencies: Vec<f64> =
+                completions.iter().filter(|(at, _)| *at > t0 && *at <= t1).map(|(_, ms)| *ms).collect();
+            latencies.sort_by(f64::total_cmp);
+            json!({
+                "second": t1,
+                "tasksPerSecond": (tasks1 - tasks0) as f64 / secs,
+                "workflowsPerSecond": (wf1 - wf0) as f64 / secs,
+                "workflowP99Ms": if latencies.is_empty() { Value::Null } else { json!(percentile(&latencies, 99.0)) },
+            })
+        })
+        .collect();
+    Value::Array(points)
+}
+
+fn report(
+    s: &Shared,
+    elapsed: Duration,
+    verified: usize,
+    samples: Vec<(f64, usize, usize)>,
+    nodes: Value,
+    ceilings: Option<Value>,
+) -> Value {
     let secs = elapsed.as_secs_f64();
     let a = &s.args;
-    let report = json!({
+    let completions = s.workflow_ms.lock().clone();
+    let latencies: Vec<f64> = completions.iter().map(|(_, ms)| *ms).collect();
+    json!({
         "shape": format!("{:?}", a.shape).to_lowercase(),
+        "nodes": a.urls().len(),
         "workflows": a.workflows, "tasksPerWorkflow": a.tasks_per_workflow(), "concurrency": a.concurrency,
+        "rate": a.rate,
         "workersPerTaskType": a.workers, "pollBatch": a.batch,
         "seconds": secs,
         "workflowsPerSecond": a.workflows as f64 / secs,
         "tasksPerSecond": s.tasks_done.load(Ordering::Relaxed) as f64 / secs,
-        "taskDispatchMs": summary(&s.dispatch_ms),
-        "workflowLatencyMs": summary(&s.workflow_ms),
+        "startMs": summary(&s.start_ms.lock()),
+        "taskDispatchMs": summary(&s.dispatch_ms.lock()),
+        "updateToPollableMs": summary(&s.pollable_ms.lock()),
+        "workflowLatencyMs": summary(&latencies),
         "verifiedCompleted": verified,
         "retriedRequests": s.errors.load(Ordering::Relaxed),
-    });
+        "perNode": nodes,
+        "ceilings": ceilings,
+        "timeline": timeline(&samples, &completions),
+    })
+}
+
+fn print_report(a: &BenchArgs, report: &Value) {
     if a.json {
         println!("{report}");
         return;
     }
-    let d = &report["taskDispatchMs"];
-    let w = &report["workflowLatencyMs"];
+    let load = match a.rate {
+        Some(rate) => format!("{rate} started per second"),
+        None => format!("{} in flight", a.concurrency),
+    };
     println!(
-        "overture bench: {} {} workflows × {} tasks, {} in flight, {} workers per task type, poll batch {}",
+        "overture bench: {} {} workflows × {} tasks on {} node(s), {load}, {} workers per task type, poll batch {}",
         a.workflows,
         report["shape"].as_str().unwrap_or_default(),
         a.tasks_per_workflow(),
-        a.concurrency,
+        report["nodes"],
         a.workers,
         a.batch
     );
-    println!("  elapsed          {secs:.2} s");
+    if let Some(c) = report["ceilings"].as_object() {
+        println!(
+            "  machine          {:.0} synced writes/s, {:.0} loopback HTTP requests/s",
+            c["syncedWritesPerSecond"].as_f64().unwrap_or_default(),
+            c["loopbackHttpPerSecond"].as_f64().unwrap_or_default()
+        );
+    }
+    println!("  elapsed          {:.2} s", report["seconds"].as_f64().unwrap_or_default());
     println!("  workflows/s      {:.1}", report["workflowsPerSecond"].as_f64().unwrap_or_default());
     println!("  tasks/s          {:.1}", report["tasksPerSecond"].as_f64().unwrap_or_default());
-    println!("  task dispatch    p50 {} ms  p90 {} ms  p99 {} ms  max {} ms", d["p50"], d["p90"], d["p99"], d["max"]);
+    let line = |label: &str, v: &Value| {
+        if v["count"].as_u64().unwrap_or(0) > 0 {
+            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "  {label:<16} p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                f("p50"),
+                f("p90"),
+                f("p99"),
+                f("max")
+            );
+        }
+    };
+    line("start", &report["startMs"]);
+    line("task dispatch", &report["taskDispatchMs"]);
+    line("update→pollable", &report["updateToPollableMs"]);
+    line("workflow latency", &report["workflowLatencyMs"]);
+    for node in report["perNode"].as_array().into_iter().flatten() {
+        match node["cpuSeconds"].as_f64() {
+            Some(cpu) => println!(
+                "  node {:<22} cpu {:.1} s  peak RSS {:.0} MB  data {:.0} bytes/workflow",
+                node["url"].as_str().unwrap_or_default(),
+                cpu,
+                node["peakRssBytes"].as_f64().unwrap_or_default() / 1e6,
+                node["dataBytesPerWorkflow"].as_f64().unwrap_or_default()
+            ),
+            None => println!(
+                "  node {:<22} (no figures: not reachable at the start or the end)",
+                node["url"].as_str().unwrap_or_default()
+            ),
+        }
+    }
     println!(
-        "  workflow latency p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        w["p50"].as_f64().unwrap_or(f64::NAN),
-        w["p90"].as_f64().unwrap_or(f64::NAN),
-        w["p99"].as_f64().unwrap_or(f64::NAN),
-        w["max"].as_f64().unwrap_or(f64::NAN)
+        "  verified COMPLETED {}/{}   retried requests {}",
+        report["verifiedCompleted"], a.workflows, report["retriedRequests"]
     );
-    println!("  verified COMPLETED {verified}/{}   retried requests {}", a.workflows, report["retriedRequests"]);
+}
+
+/// An SVG chart of a report's timeline: tasks per second (solid) and p99 workflow latency of the
+/// workflows completed in each second (dashed, right axis), so a failover shows as a dip and a
+/// spike.
+fn chart(report: &Value) -> String {
+    let points: Vec<(f64, f64, Option<f64>)> = report["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["second"].as_f64().unwrap_or(0.0),
+                p["tasksPerSecond"].as_f64().unwrap_or(0.0),
+                p["workflowP99Ms"].as_f64(),
+            )
+        })
+        .collect();
+    let (w, h, left, right, top, bottom) = (800.0, 360.0, 70.0, 70.0, 40.0, 40.0);
+    let max_t = points.iter().map(|p| p.0).fold(1.0, f64::max);
+    let max_rate = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let max_p99 = points.iter().filter_map(|p| p.2).fold(1.0, f64::max) * 1.1;
+    let x = |t: f64| left + (w - left - right) * t / max_t;
+    let y = |v: f64, max: f64| top + (h - top - bottom) * (1.0 - v / max);
+    let rate_line: Vec<String> = points.iter().map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1, max_rate))).collect();
+    let p99_line: Vec<String> =
+        points.iter().filter_map(|p| p.2.map(|v| format!("{:.1},{:.1}", x(p.0), y(v, max_p99)))).collect();
+    let title = format!(
+        "overture bench: {} workflows ({}), {} node(s)",
+        report["workflows"],
+        report["shape"].as_str().unwrap_or_default(),
+        report["nodes"]
+    );
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{left}" y="24" font-size="14">{title}</text>
+<line x1="{left}" y1="{bottom_y}" x2="{right_x}" y2="{bottom_y}" stroke="#444"/>
+<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom_y}" stroke="#444"/>
+<line x1="{right_x}" y1="{top}" x2="{right_x}" y2="{bottom_y}" stroke="#444"/>
+<text x="8" y="{top}" fill="#1f5fbf">{max_rate:.0} tasks/s</text>
+<text x="{right_label}" y="{top}" fill="#c0392b">{max_p99:.0} ms p99</text>
+<text x="{right_x}" y="{time_y}" text-anchor="end">{max_t:.0} s</text>
+<text x="{left}" y="{time_y}">0 s</text>
+<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{rate}"/>
+<polyline fill="none" stroke="#c0392b" stroke-width="1.5" stroke-dasharray="5,3" points="{p99}"/>
+</svg>
+"##,
+        bottom_y = h - bottom,
+        right_x = w - right,
+        right_label = w - right + 4.0,
+        time_y = h - bottom + 18.0,
+        rate = rate_line.join(" "),
+        p99 = p99_line.join(" "),
+    )
 }

@@ -386,7 +386,24 @@ impl Replica {
         *self.shared.listener.write() = None;
     }
 
-    /// Approximate bytes on disk of the live data (SST files and memtables).
+    /// Bytes of every file under the data directory: database (SST files, WAL, Raft log) and
+    /// snapshots.
+    pub fn data_dir_bytes(&self) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        self.shared.snapshot_dir.parent().map_or(0, walk)
+    }
+
+    /// Approximate bytes on disk of the live data (SST files).
     pub fn disk_bytes(&self) -> u64 {
         keys::all()
             .filter_map(|name| {

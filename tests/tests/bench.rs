@@ -1,0 +1,69 @@
+//! The benchmark in CI (issue 6): `overture bench` against a real node, small enough to take
+//! seconds. It checks the report is whole (figures per node, a timeline, a chart) and fails only
+//! on a gross regression: five times slower than the baseline committed in
+//! `docs/bench-baseline.json` (measured with this same debug build and these same runs).
+
+use overture_tests::{Node, crate_dir, overture_bin};
+use serde_json::Value;
+
+fn bench(node: &Node, args: &[&str]) -> Value {
+    let output = std::process::Command::new(overture_bin())
+        .args(["bench", "--json", "--url", &node.url])
+        .args(args)
+        .output()
+        .expect("overture bench runs");
+    assert!(output.status.success(), "bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("a JSON report")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    let baseline: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate_dir().join("../docs/bench-baseline.json")).expect("the committed baseline"),
+    )
+    .expect("baseline JSON");
+
+    let chart = dir.path().join("chart.svg");
+    let linear = bench(
+        &node,
+        &[
+            "--workflows",
+            "200",
+            "--chart",
+            chart.to_str().expect("utf-8"),
+            "--ceilings",
+            dir.path().to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(linear["verifiedCompleted"], 200, "{linear}");
+    for figure in ["taskDispatchMs", "updateToPollableMs", "workflowLatencyMs", "startMs"] {
+        assert!(linear[figure]["count"].as_u64().is_some_and(|n| n > 0), "{figure}: {linear}");
+        assert!(linear[figure]["p99"].as_f64().is_some(), "{figure}: {linear}");
+    }
+    let node_figures = &linear["perNode"][0];
+    assert!(node_figures["cpuSeconds"].as_f64().is_some_and(|c| c > 0.0), "{node_figures}");
+    assert!(node_figures["peakRssBytes"].as_f64().is_some_and(|b| b > 1e6), "{node_figures}");
+    assert!(node_figures["dataBytesPerWorkflow"].as_f64().is_some(), "{node_figures}");
+    assert!(linear["ceilings"]["syncedWritesPerSecond"].as_f64().is_some_and(|r| r > 0.0), "{linear}");
+    assert!(linear["timeline"].as_array().is_some_and(|t| !t.is_empty()), "{linear}");
+    let svg = std::fs::read_to_string(&chart).expect("the chart was written");
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
+
+    let starts = bench(&node, &["--workflows", "300", "--shape", "start-only"]);
+    assert_eq!(starts["verifiedCompleted"], 300, "{starts}");
+
+    let tasks = linear["tasksPerSecond"].as_f64().unwrap_or(0.0);
+    let started = starts["workflowsPerSecond"].as_f64().unwrap_or(0.0);
+    let floor = |key: &str| baseline[key].as_f64().expect("baseline figure") / 5.0;
+    println!(
+        "linear {tasks:.0} tasks/s (baseline {}), start-only {started:.0} workflows/s (baseline {})",
+        baseline["linearTasksPerSecond"], baseline["startOnlyWorkflowsPerSecond"]
+    );
+    assert!(tasks >= floor("linearTasksPerSecond"), "linear: {tasks:.0} tasks/s is 5× under the baseline {baseline}");
+    assert!(
+        started >= floor("startOnlyWorkflowsPerSecond"),
+        "start-only: {started:.0}/s is 5× under the baseline {baseline}"
+    );
+}
