@@ -10,6 +10,11 @@ mod bench;
 mod cluster_cli;
 mod config;
 
+/// mimalloc instead of the system allocator: in a profile of the linear benchmark, glibc's malloc
+/// and free took about 14% of the node's CPU (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
