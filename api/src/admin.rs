@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use overture_actors::SearchRequest;
-use overture_core::{Command, render};
+use overture_core::Command;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -23,30 +23,15 @@ pub async fn pending_tasks(
     Path(task_type): Path<String>,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let number = |name: &str, default: i64| -> Result<usize, ApiError> {
-        let v = q.int(name)?.unwrap_or(default);
-        usize::try_from(v)
-            .map_err(|_| ApiError::bad_request(format!("query parameter {name} must not be negative, not {v}")))
-    };
     let request = SearchRequest {
         query: format!("taskType = {} AND status IN (SCHEDULED, IN_PROGRESS)", quoted(&task_type)),
         free_text: String::new(),
         sort: "scheduledTime:ASC".into(),
-        start: number("start", 0)?,
-        size: number("count", 100)?.min(overture_actors::search::MAX_PAGE_SIZE),
+        start: q.count("start", 0)?,
+        size: q.count("count", 100)?.min(overture_actors::search::MAX_PAGE_SIZE),
     };
     let page = s.engine.search_tasks(&request).await?;
-    let ids: Vec<String> = page.results.iter().map(|t| t.workflow.workflow_id.clone()).collect();
-    let workflows = s.engine.workflows(ids).await?;
-    let now = overture_actors::now_ms();
-    let tasks: Vec<_> = page
-        .results
-        .iter()
-        .filter_map(|found| {
-            let wf = workflows.iter().find(|w| w.header.workflow_id == found.workflow.workflow_id)?;
-            Some(render::task(wf, wf.tasks.iter().find(|t| t.task_id == found.task.task_id)?, now))
-        })
-        .collect();
+    let tasks = crate::search::task_models(&s, &page.results).await?;
     json_response(&tasks)
 }
 

@@ -62,6 +62,15 @@ impl Params {
         }
     }
 
+    /// A count or offset: a non-negative integer, `default` when absent.
+    pub fn count(&self, name: &str, default: usize) -> Result<usize, ApiError> {
+        match self.int(name)? {
+            None => Ok(default),
+            Some(v) => usize::try_from(v)
+                .map_err(|_| ApiError::bad_request(format!("query parameter {name} must not be negative, not {v}"))),
+        }
+    }
+
     /// An integer.
     pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.str(name)

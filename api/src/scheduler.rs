@@ -68,9 +68,7 @@ pub async fn requeue_all() -> Result<Response, ApiError> {
 /// the next fire times (epoch millis, UTC).
 pub async fn next_few(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
     let expression = q.str("cronExpression").ok_or_else(|| ApiError::bad_request("cronExpression is required"))?;
-    let limit = q.int("limit")?.unwrap_or(3);
-    let limit =
-        usize::try_from(limit).map_err(|_| ApiError::bad_request(format!("limit must not be negative: {limit}")))?;
+    let limit = q.count("limit", 3)?;
     let times =
         s.engine.next_few_schedules(expression, q.int("scheduleStartTime")?, q.int("scheduleEndTime")?, limit)?;
     json_response(&times)
@@ -87,17 +85,12 @@ struct SearchResult<T> {
 /// (`scheduleName`, `workflowName`, `workflowId`, `state`, `scheduledTime`, `executionTime`),
 /// newest first.
 pub async fn executions(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
-    let number = |name: &str, default: i64| -> Result<usize, ApiError> {
-        let v = q.int(name)?.unwrap_or(default);
-        usize::try_from(v)
-            .map_err(|_| ApiError::bad_request(format!("query parameter {name} must not be negative, not {v}")))
-    };
     let page = s.engine.search_schedule_executions(
         q.str("query").unwrap_or_default(),
         q.str("freeText").unwrap_or_default(),
         &q.all("sort").join("|"),
-        number("start", 0)?,
-        number("size", 100)?.min(5000),
+        q.count("start", 0)?,
+        q.count("size", 100)?.min(5000),
     )?;
     json_response(&SearchResult { total_hits: page.total, results: page.results })
 }

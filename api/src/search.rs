@@ -23,18 +23,33 @@ struct SearchResult<T> {
 }
 
 fn request(q: &Params) -> Result<SearchRequest, ApiError> {
-    let count = |name: &str, default: i64| -> Result<usize, ApiError> {
-        let value = q.int(name)?.unwrap_or(default);
-        usize::try_from(value)
-            .map_err(|_| ApiError::bad_request(format!("query parameter {name} must not be negative, not {value}")))
-    };
     Ok(SearchRequest {
         query: q.str("query").unwrap_or_default().to_owned(),
         free_text: q.str("freeText").unwrap_or_default().to_owned(),
         sort: q.all("sort").join("|"),
-        start: count("start", 0)?,
-        size: count("size", 100)?,
+        start: q.count("start", 0)?,
+        size: q.count("size", 100)?,
     })
+}
+
+/// Found tasks as Conductor's `Task` models, read with their workflows.
+pub(crate) async fn task_models(
+    s: &AppState,
+    found: &[overture_raft::search::FoundTask],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut ids: Vec<String> = found.iter().map(|t| t.workflow.workflow_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let workflows = s.engine.workflows(ids).await?;
+    let now = overture_actors::now_ms();
+    Ok(found
+        .iter()
+        .filter_map(|f| {
+            let wf = workflows.iter().find(|w| w.header.workflow_id == f.workflow.workflow_id)?;
+            let task = wf.tasks.iter().find(|t| t.task_id == f.task.task_id)?;
+            serde_json::to_value(render::task(wf, task, now)).ok()
+        })
+        .collect())
 }
 
 /// `GET /workflow/search`: `SearchResult<WorkflowSummary>`.
@@ -89,19 +104,7 @@ pub async fn tasks(State(s): State<AppState>, q: Params) -> Result<Response, Api
 /// `GET /tasks/search-v2`: `SearchResult<Task>`.
 pub async fn tasks_v2(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
     let page = s.engine.search_tasks(&request(&q)?).await?;
-    let mut ids: Vec<String> = page.results.iter().map(|t| t.workflow.workflow_id.clone()).collect();
-    ids.dedup();
-    let workflows = s.engine.workflows(ids).await?;
-    let now = overture_actors::now_ms();
-    let results: Vec<_> = page
-        .results
-        .iter()
-        .filter_map(|found| {
-            let wf = workflows.iter().find(|w| w.header.workflow_id == found.workflow.workflow_id)?;
-            let task = wf.tasks.iter().find(|t| t.task_id == found.task.task_id)?;
-            Some(render::task(wf, task, now))
-        })
-        .collect();
+    let results = task_models(&s, &page.results).await?;
     json_response(&SearchResult { total_hits: page.total, results })
 }
 
