@@ -24,6 +24,8 @@ pub const IN_FLIGHT: &str = "overture_http_in_flight";
 #[derive(Debug, Clone)]
 pub struct Limits {
     in_flight: Arc<Semaphore>,
+    /// The [`IN_FLIGHT`] gauge, looked up once.
+    gauge: metrics::Gauge,
     max_in_flight: usize,
     /// Largest workflow input (as JSON), bytes.
     pub workflow_input_bytes: usize,
@@ -32,11 +34,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Limits of `max_in_flight` requests, and payload sizes in bytes.
+    /// Limits of `max_in_flight` requests, and payload sizes in bytes. (Made after the metrics
+    /// recorder is installed, so its gauge reports.)
     pub fn new(max_in_flight: usize, workflow_input_bytes: usize, task_output_bytes: usize) -> Limits {
         let max_in_flight = max_in_flight.max(1);
         Limits {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            gauge: metrics::gauge!(IN_FLIGHT),
             max_in_flight,
             workflow_input_bytes,
             task_output_bytes,
@@ -98,9 +102,9 @@ pub async fn admit(State(s): State<AppState>, request: Request, next: Next) -> R
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    metrics::gauge!(IN_FLIGHT).increment(1.0);
+    s.limits.gauge.increment(1.0);
     let response = next.run(request).await;
-    metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    s.limits.gauge.decrement(1.0);
     drop(permit);
     response
 }

@@ -272,18 +272,29 @@ pub fn workflow_index_prefix(kind: u8, fields: &[&str]) -> Vec<u8> {
 
 /// Every `wf_index` key of a workflow, from its header.
 pub fn workflow_index(h: &WorkflowHeader) -> Vec<Vec<u8>> {
-    let (name, status) = (h.workflow_name.as_str(), h.status.as_str());
+    workflow_index_of(h, h.status, h.create_time, h.correlation_id.as_deref())
+}
+
+/// The `wf_index` keys of a workflow (whose id and name never change) had its status, start
+/// time and correlation id been these.
+pub fn workflow_index_of(
+    h: &WorkflowHeader,
+    status: overture_core::WorkflowStatus,
+    create_time: i64,
+    correlation_id: Option<&str>,
+) -> Vec<Vec<u8>> {
+    let (name, status) = (h.workflow_name.as_str(), status.as_str());
     let mut prefixes = vec![
         workflow_index_prefix(index::ALL, &[]),
         workflow_index_prefix(index::STATUS, &[status]),
         workflow_index_prefix(index::TYPE, &[name]),
         workflow_index_prefix(index::TYPE_STATUS, &[name, status]),
     ];
-    if let Some(correlation) = h.correlation_id.as_deref().filter(|c| !c.is_empty()) {
+    if let Some(correlation) = correlation_id.filter(|c| !c.is_empty()) {
         prefixes.push(workflow_index_prefix(index::CORRELATION, &[correlation]));
     }
     for key in &mut prefixes {
-        key.extend_from_slice(&(h.create_time.max(0) as u64).to_be_bytes());
+        key.extend_from_slice(&(create_time.max(0) as u64).to_be_bytes());
         key.extend_from_slice(h.workflow_id.as_bytes());
     }
     prefixes

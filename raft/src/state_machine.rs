@@ -558,7 +558,9 @@ impl Shared {
         } else {
             Vec::new()
         };
-        let old_index = if existed { keys::workflow_index(&state.header) } else { Vec::new() };
+        // What the search index rows are keyed by; most batches change none of it.
+        let indexed = |h: &overture_core::WorkflowHeader| (h.status, h.create_time, h.correlation_id.clone());
+        let indexed_before = existed.then(|| indexed(&state.header));
         type Derived = (Option<QueueItem>, Vec<TimerItem>, Option<RunningItem>);
         let derive = |h: &overture_core::WorkflowHeader, t: &overture_core::TaskState| -> Derived {
             (rows::queue_item(h, t), rows::task_timers(h, t), rows::running_item(h, t))
@@ -621,12 +623,20 @@ impl Shared {
             write_diff(db, wb, changes, old_r, new_r);
         }
         write_diff_all(db, wb, changes, old_workflow_timers, rows::workflow_timers(&state));
-        let new_index = keys::workflow_index(&state.header);
-        for gone in old_index.iter().filter(|k| !new_index.contains(k)) {
-            wb.delete_cf(cf(db, keys::CF_WF_INDEX), gone);
-        }
-        for added in new_index.iter().filter(|k| !old_index.contains(k)) {
-            wb.put_cf(cf(db, keys::CF_WF_INDEX), added, []);
+        if indexed_before != Some(indexed(&state.header)) {
+            let old_index = match &indexed_before {
+                Some((status, start, correlation)) => {
+                    keys::workflow_index_of(&state.header, *status, *start, correlation.as_deref())
+                }
+                None => Vec::new(),
+            };
+            let new_index = keys::workflow_index(&state.header);
+            for gone in old_index.iter().filter(|k| !new_index.contains(k)) {
+                wb.delete_cf(cf(db, keys::CF_WF_INDEX), gone);
+            }
+            for added in new_index.iter().filter(|k| !old_index.contains(k)) {
+                wb.put_cf(cf(db, keys::CF_WF_INDEX), added, []);
+            }
         }
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));

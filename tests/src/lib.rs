@@ -211,6 +211,19 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
     Reply { status, content_type, text }
 }
 
+/// Sends a request as a patient client does: a retryable 503 (an election, leadership moving
+/// while the request was forwarded) is retried for up to 10 s.
+pub async fn send_retrying(request: reqwest::RequestBuilder) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = send(request.try_clone().expect("a request with a buffered body")).await;
+        if r.status != 503 || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until a workflow reaches `status`; returns the workflow JSON.
 pub async fn wait_status(node: &Node, workflow_id: &str, status: &str, timeout: Duration) -> Value {
     wait_status_at(&node.url, workflow_id, status, timeout).await
@@ -340,14 +353,14 @@ impl Workload {
         let defs: Vec<Value> = (0..steps)
             .map(|i| serde_json::json!({"name": format!("{prefix}_{i}"), "retryCount": 10, "retryDelaySeconds": 0, "responseTimeoutSeconds": 10}))
             .collect();
-        let r = send(c.post(format!("{url}/api/metadata/taskdefs")).json(&defs)).await;
+        let r = send_retrying(c.post(format!("{url}/api/metadata/taskdefs")).json(&defs)).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let tasks: Vec<Value> = (0..steps)
             .map(|i| serde_json::json!({"name": format!("{prefix}_{i}"), "taskReferenceName": format!("s{i}"), "inputParameters": {"n": "${workflow.input.n}"}}))
             .collect();
         let name = format!("{prefix}_flow");
         let def = serde_json::json!({"name": name, "version": 1, "tasks": tasks});
-        let r = send(c.post(format!("{url}/api/metadata/workflow?overwrite=true")).json(&def)).await;
+        let r = send_retrying(c.post(format!("{url}/api/metadata/workflow?overwrite=true")).json(&def)).await;
         assert_eq!(r.status, 200, "{}", r.text);
         name
     }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use overture_tests::{
-    Cluster, Workload, check_ledger, client, finish_python_sdk, run_python_sdk_workload, send, spawn_python_sdk,
-    wait_for, wait_for_python_line,
+    Cluster, Workload, check_ledger, client, finish_python_sdk, run_python_sdk_workload, send, send_retrying,
+    spawn_python_sdk, wait_for, wait_for_python_line,
 };
 use serde_json::{Value, json};
 
@@ -331,11 +331,12 @@ async fn operations_through_a_follower() {
     let f = c.other_than(leader);
     let http = client();
     let url = |path: &str| c.api(f, path);
-    let r = send(http.post(url("/metadata/taskdefs")).json(&json!([{"name": "cl_op", "retryCount": 0}]))).await;
+    let r =
+        send_retrying(http.post(url("/metadata/taskdefs")).json(&json!([{"name": "cl_op", "retryCount": 0}]))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let def = json!({"name": "cl_ops", "version": 1, "tasks": [{"name": "cl_op", "taskReferenceName": "t"},
         {"name": "calc", "taskReferenceName": "calc", "type": "INLINE", "inputParameters": {"expression": "1 + 1"}}]});
-    assert_eq!(send(http.post(url("/metadata/workflow")).json(&def)).await.status, 200);
+    assert_eq!(send_retrying(http.post(url("/metadata/workflow")).json(&def)).await.status, 200);
 
     let start = json!({"name": "cl_ops", "input": {}, "idempotencyKey": "k", "idempotencyStrategy": "RETURN_EXISTING"});
     let a = send(http.post(url("/workflow")).json(&start)).await.text;
@@ -395,7 +396,7 @@ async fn a_token_from_one_node_opens_every_node() {
     assert_eq!(send(http.get(c.api(f, "/metadata/taskdefs"))).await.status, 401);
     let def =
         json!({"name": "keyed", "version": 1, "tasks": [{"name": "noop", "taskReferenceName": "n", "type": "NOOP"}]});
-    let r = send(http.post(c.api(f, "/metadata/workflow")).header("X-Authorization", &token).json(&def)).await;
+    let r = send_retrying(http.post(c.api(f, "/metadata/workflow")).header("X-Authorization", &token).json(&def)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = send(http.post(c.api(f, "/workflow/keyed")).header("X-Authorization", &token).json(&json!({}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -431,7 +432,7 @@ async fn a_schedule_fires_once_per_second_across_a_leader_kill() {
     let http = client();
     let def =
         json!({"name": "cron_tick", "version": 1, "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
-    assert_eq!(send(http.post(c.api(f, "/metadata/workflow")).json(&def)).await.status, 200);
+    assert_eq!(send_retrying(http.post(c.api(f, "/metadata/workflow")).json(&def)).await.status, 200);
     let schedule =
         json!({"name": "ha_tick", "cronExpression": "* * * * * *", "startWorkflowRequest": {"name": "cron_tick"}});
     let r = send(http.post(c.api(f, "/scheduler/schedules")).json(&schedule)).await;
