@@ -83,6 +83,9 @@ pub enum Shape {
     /// Start rate: each workflow is one NOOP task, so a start is the whole workflow (one
     /// decision, one commit) and no worker runs.
     StartOnly,
+    /// Workflows left waiting: each has one SIMPLE task that no worker polls, so they stay
+    /// RUNNING (for the memory of many waiting workflows).
+    Waiting,
 }
 
 impl BenchArgs {
@@ -91,7 +94,7 @@ impl BenchArgs {
         match self.shape {
             Shape::Linear => self.tasks,
             Shape::Fork | Shape::Loop => self.width,
-            Shape::StartOnly => 0,
+            Shape::StartOnly | Shape::Waiting => 0,
         }
     }
     /// Task types (one per linear step; one for the other shapes).
@@ -99,7 +102,7 @@ impl BenchArgs {
         match self.shape {
             Shape::Linear => self.tasks,
             Shape::Fork | Shape::Loop => 1,
-            Shape::StartOnly => 0,
+            Shape::StartOnly | Shape::Waiting => 0,
         }
     }
     fn workflow_name(&self) -> String {
@@ -108,6 +111,7 @@ impl BenchArgs {
             Shape::Fork => format!("bench_fork_{}", self.width),
             Shape::Loop => format!("bench_loop_{}", self.width),
             Shape::StartOnly => "bench_start_only".to_owned(),
+            Shape::Waiting => "bench_waiting".to_owned(),
         }
     }
     fn urls(&self) -> Vec<String> {
@@ -323,6 +327,7 @@ async fn setup(client: &reqwest::Client, base: &str, args: &BenchArgs) -> anyhow
             json!({}),
         ),
         Shape::StartOnly => (json!([{"name": "noop", "taskReferenceName": "noop", "type": "NOOP"}]), json!({})),
+        Shape::Waiting => (json!([{"name": task_name(0), "taskReferenceName": "t0", "type": "SIMPLE"}]), json!({})),
         Shape::Loop => (
             json!([
                 {"name": "repeat", "taskReferenceName": "repeat", "type": "DO_WHILE",
@@ -388,7 +393,7 @@ async fn start_one(s: Arc<Shared>, n: usize) -> anyhow::Result<()> {
         retry.wait("starting a workflow").await?;
     }
     s.start_ms.lock().push(began.elapsed().as_secs_f64() * 1000.0);
-    if s.args.shape == Shape::StartOnly {
+    if matches!(s.args.shape, Shape::StartOnly | Shape::Waiting) {
         complete(&s, n);
     }
     Ok(())
@@ -504,7 +509,7 @@ async fn execute(
         Shape::Fork | Shape::Loop => {
             n.and_then(|n| s.finished.get(n)).is_some_and(|f| f.fetch_add(1, Ordering::AcqRel) + 1 == s.args.width)
         }
-        Shape::StartOnly => false,
+        Shape::StartOnly | Shape::Waiting => false,
     };
     if last && let Some(n) = n {
         complete(s, n);
@@ -542,15 +547,16 @@ impl Retry {
     }
 }
 
-/// Checks every workflow reports COMPLETED.
+/// Checks every workflow reports COMPLETED (RUNNING for the waiting shape).
 async fn verify(s: &Shared) -> anyhow::Result<usize> {
+    let expected = if s.args.shape == Shape::Waiting { "RUNNING" } else { "COMPLETED" };
     let ids = s.ids.lock().clone();
     let mut completed = 0;
     for chunk in ids.chunks(64) {
         let checks = chunk.iter().map(|id| s.client.get(format!("{}/workflow/{id}/status", s.base(0, 0))).send());
         for r in futures::future::join_all(checks).await {
             let v: Value = r?.json().await?;
-            if v["status"] == "COMPLETED" {
+            if v["status"] == expected {
                 completed += 1;
             }
         }
@@ -775,8 +781,9 @@ fn print_report(a: &BenchArgs, report: &Value) {
             ),
         }
     }
+    let expected = if a.shape == Shape::Waiting { "RUNNING" } else { "COMPLETED" };
     println!(
-        "  verified COMPLETED {}/{}   retried requests {}",
+        "  verified {expected} {}/{}   retried requests {}",
         report["verifiedCompleted"], a.workflows, report["retriedRequests"]
     );
 }
