@@ -327,12 +327,17 @@ impl Shared {
                             && h.end_time <= ended_before
                             && rows::workflow_timers(state).is_empty()
                     };
-                    let purgeable = match inner.cache.get(&id) {
-                        Some(c) => due(&c.state),
-                        None => self.load_from_disk(&id)?.is_some_and(|(state, _)| due(&state)),
+                    let cached = inner.cache.take(&id).map(|c| (c.state, c.def_hash));
+                    let from_cache = cached.is_some();
+                    let Some((state, def_hash)) = cached.map_or_else(|| self.load_from_disk(&id), |c| Ok(Some(c)))?
+                    else {
+                        continue;
                     };
-                    if purgeable && self.apply_remove(inner, wb, changes, &id)? == Response::Ok {
+                    if due(&state) {
+                        self.remove_state(wb, changes, &state)?;
                         count += 1;
+                    } else if from_cache {
+                        inner.cache.put(state, def_hash);
                     }
                 }
                 Ok(Response::Purged { count })
@@ -460,6 +465,13 @@ impl Shared {
         let Some(state) = current else {
             return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
         };
+        self.remove_state(wb, changes, &state)?;
+        Ok(Response::Ok)
+    }
+
+    /// Deletes a loaded execution and everything derived from it, in the batch.
+    fn remove_state(&self, wb: &mut WriteBatch, changes: &mut Changes, state: &WorkflowState) -> Result<(), io::Error> {
+        let id = state.header.workflow_id.as_str();
         let db = &self.db;
         for task in &state.tasks {
             write_diff(db, wb, changes, rows::queue_item(&state.header, task), None);
@@ -469,7 +481,7 @@ impl Shared {
             let (from, to) = keys::prefix_range(&task.task_id);
             wb.delete_range_cf(cf(db, keys::CF_TASK_LOGS), from, to);
         }
-        write_diff_all(db, wb, changes, rows::workflow_timers(&state), Vec::new());
+        write_diff_all(db, wb, changes, rows::workflow_timers(state), Vec::new());
         for key in keys::workflow_index(&state.header) {
             wb.delete_cf(cf(db, keys::CF_WF_INDEX), key);
         }
@@ -490,7 +502,7 @@ impl Shared {
                 wb.delete_cf(cf(db, keys::CF_IDEMPOTENCY), row_key);
             }
         }
-        Ok(Response::Ok)
+        Ok(())
     }
 
     fn apply_workflow(
