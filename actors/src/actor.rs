@@ -182,6 +182,8 @@ impl Actor for WorkflowActor {
         if batch.is_empty() {
             return Ok(());
         }
+        // Busy counts as active: the eviction of least recently active actors passes it over.
+        st.last_active.store(crate::now_ms(), Ordering::Relaxed);
         let started = Instant::now();
         let command = if batch.len() == 1 { batch[0].name() } else { "batch" };
         let span = tracing::info_span!("workflow", workflow_id = %st.id, command, messages = batch.len(), term = st.ctx.term, task_id = tracing::field::Empty);
@@ -513,10 +515,15 @@ fn by_ref_update(
     })
 }
 
+/// Live workflow actors at most, by default. A live actor costs about 20 KB (its task, mailboxes
+/// and its copy of the state), so 100,000 waiting workflows must not all keep one.
+pub const DEFAULT_MAX_LIVE: usize = 1_000;
+
 /// The leader's live workflow actors.
-#[derive(Default)]
 pub(crate) struct Registry {
     actors: Mutex<HashMap<String, Slot>>,
+    /// Beyond this many, the least recently active actors are passivated.
+    max_live: usize,
 }
 
 #[derive(Clone)]
@@ -527,6 +534,15 @@ struct Slot {
 }
 
 impl Registry {
+    pub fn new(max_live: usize) -> Registry {
+        Registry { actors: Mutex::default(), max_live: max_live.max(1) }
+    }
+
+    /// Actors live now.
+    pub fn len(&self) -> usize {
+        self.actors.lock().len()
+    }
+
     async fn slot(&self, ctx: &Arc<LeaderContext>, id: &str) -> Result<Slot, Error> {
         if let Some(slot) = self.actors.lock().get(id) {
             return Ok(slot.clone());
@@ -550,6 +566,10 @@ impl Registry {
         }
         let slot = Slot { actor, last_active, inbox };
         actors.insert(id.to_owned(), slot.clone());
+        if actors.len() > self.max_live {
+            let stopped = Self::passivate_least_recent(&mut actors, id, self.max_live);
+            metrics::counter!(names::ACTORS_EVICTED).increment(stopped as u64);
+        }
         metrics::gauge!(names::ACTORS_ACTIVE).set(actors.len() as f64);
         Ok(slot)
     }
@@ -624,6 +644,29 @@ impl Registry {
         }
         metrics::gauge!(names::ACTORS_ACTIVE).set(actors.len() as f64);
         idle_ids.len()
+    }
+
+    /// Over the limit: stops the least recently active tenth of the actors (not `keep`, just
+    /// activated), so the next evictions are that many activations away. An actor stopped in the
+    /// middle of a message finishes it; a message for it afterwards activates a fresh one.
+    fn passivate_least_recent(actors: &mut HashMap<String, Slot>, keep: &str, max_live: usize) -> usize {
+        let count = (max_live / 10).max(1).min(actors.len() - 1);
+        let mut ages: Vec<(i64, &String)> = actors
+            .iter()
+            .filter(|(id, _)| id.as_str() != keep)
+            .map(|(id, s)| (s.last_active.load(Ordering::Relaxed), id))
+            .collect();
+        if count < ages.len() {
+            ages.select_nth_unstable(count);
+            ages.truncate(count);
+        }
+        let evict: Vec<String> = ages.into_iter().map(|(_, id)| id.clone()).collect();
+        for id in &evict {
+            if let Some(slot) = actors.remove(id) {
+                slot.actor.stop(None);
+            }
+        }
+        evict.len()
     }
 
     /// Stops every actor (leadership ended).

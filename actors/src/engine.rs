@@ -35,6 +35,8 @@ use crate::names;
 pub struct EngineOptions {
     /// Passivate a workflow actor after this long without messages.
     pub idle_actor_timeout: Duration,
+    /// Live workflow actors at most: beyond, the least recently active are passivated.
+    pub max_live_actors: usize,
     /// How long ended executions are kept, and how often the leader looks for expired ones.
     pub retention: crate::retention::Retention,
     /// How late a schedule's fire may run when the schedule does not catch up.
@@ -45,6 +47,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             idle_actor_timeout: Duration::from_secs(30),
+            max_live_actors: crate::actor::DEFAULT_MAX_LIVE,
             retention: Default::default(),
             schedule_grace: crate::scheduler::DEFAULT_GRACE,
         }
@@ -114,6 +117,7 @@ impl Engine {
                         self.inner.replica.clone(),
                         now.term,
                         self.inner.options.idle_actor_timeout,
+                        self.inner.options.max_live_actors,
                     ) {
                         Ok(ctx) => {
                             ctx.set_engine(WeakEngine(Arc::downgrade(&self.inner)));
@@ -492,6 +496,11 @@ impl Engine {
         self.propose(Request::RemoveWorkflow { workflow_id: workflow_id.to_owned() }).await
     }
 
+    /// Workflow actors live on this node (none unless it leads).
+    pub fn live_actors(&self) -> usize {
+        self.leader().map_or(0, |l| l.registry.len())
+    }
+
     /// An execution, from the local replica.
     pub fn workflow(&self, id: &str) -> Result<WorkflowState, Error> {
         self.read().workflow(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
@@ -814,25 +823,30 @@ pub(crate) fn prepare_start(
     if !(0..=99).contains(&request.priority) {
         return Err(Error::BadRequest(format!("priority: {} should be between 0 and 99", request.priority)));
     }
-    let mut def = match request.workflow_def {
-        Some(def) => {
+    let plan = match request.workflow_def {
+        Some(mut def) => {
             validate::workflow_def(&def).map_err(Error::Invalid)?;
-            def
+            fill_task_defs(read, &mut def.tasks)?;
+            Arc::new(Plan::new(def))
         }
         None => {
             let name = request.name.filter(|n| !n.trim().is_empty());
             let name = name.ok_or_else(|| Error::BadRequest("Workflow name cannot be null or empty".into()))?;
             let version = request.version.filter(|v| *v > 0);
-            read.workflow_def(&name, version)?.ok_or_else(|| {
+            let build = |read: &ReadView| -> Result<Option<Plan>, Error> {
+                let Some(mut def) = read.workflow_def(&name, version)? else { return Ok(None) };
+                fill_task_defs(read, &mut def.tasks)?;
+                Ok(Some(Plan::new(def)))
+            };
+            read.start_plan(&name, version, build)?.ok_or_else(|| {
                 let v = version.map_or_else(|| "null".to_owned(), |v| v.to_string());
                 Error::NotFound(format!("No such workflow found by name: {name}, version: {v}"))
             })?
         }
     };
-    fill_task_defs(read, &mut def.tasks)?;
     Ok(StartWorkflow {
         workflow_id,
-        plan: Arc::new(Plan::new(def)),
+        plan,
         input,
         correlation_id: request.correlation_id,
         priority: request.priority,

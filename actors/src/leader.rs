@@ -114,8 +114,15 @@ impl ApplyListener for Listener {
 }
 
 impl LeaderContext {
-    /// Builds the services for `term`. Fails only if the rebuild scan fails.
-    pub fn start(replica: Replica, term: u64, idle_actor_timeout: Duration) -> Result<Arc<LeaderContext>, Error> {
+    /// Builds the services for `term`; workflow actors are passivated after `idle_actor_timeout`
+    /// without messages, or when more than `max_live_actors` are live. Fails only if the rebuild
+    /// scan fails.
+    pub fn start(
+        replica: Replica,
+        term: u64,
+        idle_actor_timeout: Duration,
+        max_live_actors: usize,
+    ) -> Result<Arc<LeaderContext>, Error> {
         let queues = Arc::new(TaskQueues::default());
         let timers = Arc::new(Timers::default());
         let limits = Arc::new(Limits::default());
@@ -142,7 +149,7 @@ impl LeaderContext {
         let ctx = Arc::new(LeaderContext {
             term,
             replica,
-            registry: Registry::default(),
+            registry: Registry::new(max_live_actors),
             queues,
             timers,
             limits,

@@ -25,7 +25,7 @@ pub mod scheduler;
 pub mod search;
 pub mod timers;
 
-pub use actor::UpdateOutcome;
+pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};
 pub use engine::{Engine, EngineOptions, PollRecord};
 pub use error::Error;
 pub use search::SearchRequest;

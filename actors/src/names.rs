@@ -40,6 +40,8 @@ pub const DECIDE_BATCH_SIZE: &str = "overture_decide_batch_size";
 pub const DECIDE_CONFLICT: &str = "overture_decide_conflict_total";
 /// Gauge: workflow actors alive on this node.
 pub const ACTORS_ACTIVE: &str = "overture_workflow_actors";
+/// Counter: workflow actors passivated because more than `max_live_actors` were live.
+pub const ACTORS_EVICTED: &str = "overture_workflow_actors_evicted_total";
 /// Gauge: 1 while this node is the ready leader.
 pub const LEADER_READY: &str = "overture_leader_ready";
 
@@ -68,6 +70,7 @@ pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);
     metrics::counter!(DECIDE_CONFLICT).increment(0);
     metrics::counter!(WORKFLOWS_PURGED).increment(0);
+    metrics::counter!(ACTORS_EVICTED).increment(0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(LEADER_READY).set(0.0);
 }

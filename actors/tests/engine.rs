@@ -11,9 +11,12 @@ use overture_raft::{Replica, ReplicaOptions};
 use serde_json::{Value, json};
 
 async fn engine(dir: &std::path::Path) -> Engine {
+    engine_with(dir, EngineOptions { idle_actor_timeout: Duration::from_millis(200), ..Default::default() }).await
+}
+
+async fn engine_with(dir: &std::path::Path, options: EngineOptions) -> Engine {
     let replica = Replica::open(ReplicaOptions::new(1, dir.to_path_buf())).await.expect("opens");
     replica.initialize(BTreeMap::from([(1, Node { addr: "127.0.0.1:0".into() })])).await.expect("initializes");
-    let options = EngineOptions { idle_actor_timeout: Duration::from_millis(200), ..Default::default() };
     let engine = Engine::start(replica, options);
     assert!(engine.wait_ready(Duration::from_secs(10)).await, "the single node becomes a ready leader");
     engine
@@ -122,4 +125,98 @@ async fn errors_are_values() {
     assert!(empty.is_empty());
     engine.shutdown().await;
     assert!(matches!(engine.poll("x", None, None, 1, Duration::ZERO).await, Err(Error::Unavailable(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_actors_stay_under_the_cap_and_passivated_workflows_carry_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let options =
+        EngineOptions { idle_actor_timeout: Duration::from_secs(600), max_live_actors: 5, ..Default::default() };
+    let engine = engine_with(dir.path(), options).await;
+    let def: WorkflowDef = serde_json::from_value(json!({
+        "name": "two_steps",
+        "tasks": [
+            {"name": "first", "taskReferenceName": "first"},
+            {"name": "second", "taskReferenceName": "second", "inputParameters": {"n": "${first.output.n}"}}
+        ],
+        "outputParameters": {"n": "${second.output.n}"}
+    }))
+    .expect("def");
+    engine.put_workflow_defs(vec![def], false).await.expect("stored");
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let request: StartWorkflowRequest =
+            serde_json::from_value(json!({"name": "two_steps", "input": {}})).expect("request");
+        ids.push((engine.start_workflow(request).await.expect("started"), n));
+        assert!(engine.live_actors() <= 5, "{} live actors, over the cap of 5", engine.live_actors());
+    }
+    // Every workflow's actor but the last few was passivated while its task waited; each step
+    // brings one back, decides on the committed state, and the cap still holds.
+    for step in ["first", "second"] {
+        let mut done = 0;
+        while done < ids.len() {
+            let task = poll_one(&engine, step, Duration::from_secs(2)).await.expect("a task is waiting");
+            let n = ids.iter().find(|(id, _)| task["workflowInstanceId"] == json!(id)).expect("ours").1;
+            let output = if step == "first" { json!({"n": n}) } else { json!({"n": task["inputData"]["n"]}) };
+            engine.update_task(complete(&task, output)).await.expect("updated");
+            assert!(engine.live_actors() <= 5, "{} live actors, over the cap of 5", engine.live_actors());
+            done += 1;
+        }
+    }
+    for (id, n) in &ids {
+        let wf = engine.workflow(id).expect("workflow");
+        assert_eq!(wf.header.status, WorkflowStatus::Completed, "{id}");
+        assert_eq!(wf.header.output.get("n"), Some(&json!(n)), "{id} carried its own data through");
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_change_reaches_the_next_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = engine(dir.path()).await;
+    let task_def = |retries: i32| -> TaskDef {
+        serde_json::from_value(json!({"name": "step", "retryCount": retries})).expect("task def")
+    };
+    engine.put_task_defs(vec![task_def(1)]).await.expect("stored");
+    let def = |version: i32, reference: &str| -> WorkflowDef {
+        serde_json::from_value(json!({
+            "name": "changing", "version": version,
+            "tasks": [{"name": "step", "taskReferenceName": reference}]
+        }))
+        .expect("def")
+    };
+    engine.put_workflow_defs(vec![def(1, "a")], false).await.expect("stored");
+    let start = |version: Option<i32>| {
+        let engine = engine.clone();
+        async move {
+            let request: StartWorkflowRequest =
+                serde_json::from_value(json!({"name": "changing", "version": version, "input": {}})).expect("request");
+            let id = engine.start_workflow(request).await.expect("started");
+            engine.workflow(&id).expect("workflow")
+        }
+    };
+    let retries =
+        |wf: &overture_core::WorkflowState| wf.plan.def.tasks[0].task_definition.as_ref().map(|d| d.retry_count);
+    let first = start(None).await;
+    assert_eq!(retries(&first), Some(1));
+    // The compiled plan is shared by the starts of one definition...
+    let again = start(None).await;
+    assert!(std::sync::Arc::ptr_eq(&first.plan, &again.plan), "one plan for both executions");
+    // ...until a definition changes: a task definition,
+    engine.update_task_def(task_def(4)).await.expect("updated");
+    let second = start(None).await;
+    assert_eq!(retries(&second), Some(4), "the next start freezes the new task definition");
+    assert_eq!(
+        retries(&engine.workflow(&first.header.workflow_id).expect("first")),
+        Some(1),
+        "the first keeps its own"
+    );
+    // or a new version, which becomes the latest.
+    engine.put_workflow_defs(vec![def(2, "b")], false).await.expect("stored");
+    let third = start(None).await;
+    assert_eq!((third.header.workflow_version, third.plan.def.tasks[0].task_reference_name.as_str()), (2, "b"));
+    let pinned = start(Some(1)).await;
+    assert_eq!((pinned.header.workflow_version, retries(&pinned)), (1, Some(4)));
+    engine.shutdown().await;
 }

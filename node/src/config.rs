@@ -60,6 +60,8 @@ pub struct FileConfig {
     pub join: Option<bool>,
     /// Passivate workflow actors idle this long, seconds.
     pub idle_actor_seconds: Option<u64>,
+    /// Live workflow actors at most; beyond, the least recently active are passivated.
+    pub max_live_actors: Option<usize>,
     /// API keys, key id → secret. Any key turns authentication on.
     #[serde(default)]
     pub api_keys: BTreeMap<String, String>,
@@ -111,6 +113,7 @@ pub struct Config {
     pub snapshot_every: u64,
     pub keep_after_snapshot: u64,
     pub idle_actor_seconds: u64,
+    pub max_live_actors: usize,
     pub join: bool,
     pub api_keys: BTreeMap<String, String>,
     pub auth_exempt: Vec<String>,
@@ -282,6 +285,7 @@ impl Config {
             snapshot_every: file.snapshot_every.unwrap_or(20_000),
             keep_after_snapshot: file.keep_after_snapshot.unwrap_or(1_000),
             idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),
+            max_live_actors: file.max_live_actors.unwrap_or(overture_actors::DEFAULT_MAX_LIVE_ACTORS).max(1),
             join,
         })
     }

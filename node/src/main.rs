@@ -160,6 +160,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         replica.clone(),
         EngineOptions {
             idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds),
+            max_live_actors: config.max_live_actors,
             retention: overture_actors::retention::Retention {
                 default: Duration::from_secs(config.retention_seconds),
                 sweep_every: Duration::from_secs(config.retention_sweep_seconds),

@@ -7,7 +7,13 @@
 //!   everything that arrived since its last fsync: concurrent proposals share one disk flush.
 //! - A purge writes the purged marker before deleting entries, so a crash in between leaves
 //!   entries that are ignored, never a hole before the marker.
+//!
+//! Appended entries also stay in memory until they are applied: openraft reads what it applies
+//! back from the log, and handing it the entries as they were appended saves a read and a decode
+//! of every entry. Anything not found there (after a restart, or once it was trimmed) is read from
+//! the database; replication to followers always reads from the database.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
@@ -15,8 +21,10 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use futures::Stream;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
+use parking_lot::Mutex;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::codec::{decode, encode};
@@ -29,7 +37,12 @@ use crate::{cf, io_err};
 pub struct LogStore {
     db: Arc<DB>,
     flusher: Arc<Flusher>,
+    /// Appended entries not applied yet, by index.
+    unapplied: Arc<Mutex<BTreeMap<u64, Entry>>>,
 }
+
+/// Entries kept in memory for apply at most; the oldest beyond are read back from disk instead.
+const UNAPPLIED_KEPT: usize = 8192;
 
 /// The fsync thread and the channel to it. Dropping the last handle closes the channel and joins
 /// the thread, so the thread's database handle is released before the owner goes on: a database
@@ -56,7 +69,11 @@ impl LogStore {
         let flush_db = db.clone();
         let thread =
             std::thread::Builder::new().name("raft-log-fsync".into()).spawn(move || flusher_loop(&flush_db, &rx))?;
-        Ok(LogStore { db, flusher: Arc::new(Flusher { tx: Some(tx), thread: Some(thread) }) })
+        Ok(LogStore {
+            db,
+            flusher: Arc::new(Flusher { tx: Some(tx), thread: Some(thread) }),
+            unapplied: Arc::default(),
+        })
     }
 
     fn get_meta<T: crate::codec::Versioned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
@@ -86,16 +103,28 @@ fn flusher_loop(db: &DB, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
     }
 }
 
+/// A range of log indexes as `start..end`.
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    use std::ops::Bound;
+    let start = match range.start_bound() {
+        Bound::Included(x) => *x,
+        Bound::Excluded(x) => x.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(x) => x.saturating_add(1),
+        Bound::Excluded(x) => *x,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let start = match range.start_bound() {
-            std::ops::Bound::Included(x) => *x,
-            std::ops::Bound::Excluded(x) => x.saturating_add(1),
-            std::ops::Bound::Unbounded => 0,
-        };
+        let (start, _) = bounds(&range);
         let from = keys::log_index(start);
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::From(&from, Direction::Forward)) {
@@ -107,6 +136,37 @@ impl RaftLogReader<TypeConfig> for LogStore {
             out.push(decode::<Entry>(&value).map_err(io_err)?);
         }
         Ok(out)
+    }
+
+    /// What openraft applies: the entries as appended, if all are still in memory (taken out,
+    /// each is applied once), else read from the database.
+    async fn entries_stream<RB>(&mut self, range: RB) -> impl Stream<Item = Result<Entry, io::Error>> + OptionalSend
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        let (start, end) = bounds(&range);
+        let taken = {
+            let mut unapplied = self.unapplied.lock();
+            let mut later = unapplied.split_off(&start);
+            let rest = later.split_off(&end);
+            // Whatever precedes the range is applied already (or was never needed).
+            *unapplied = rest;
+            let whole = later.len() as u64 == end.saturating_sub(start)
+                && later.first_key_value().is_some_and(|(i, _)| *i == start);
+            whole.then_some(later)
+        };
+        let entries = match taken {
+            Some(entries) => Ok(entries.into_values().collect()),
+            None => {
+                metrics::counter!("overture_raft_apply_reads_total").increment(1);
+                self.try_get_log_entries(range).await
+            }
+        };
+        let items: Vec<Result<Entry, io::Error>> = match entries {
+            Ok(entries) => entries.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(items)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -163,20 +223,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let log_cf = cf(&self.db, CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
-        let mut count = 0u64;
-        for entry in entries {
-            batch.put_cf(log_cf, keys::log_index(entry.log_id.index), encode(&entry));
-            count += 1;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        for entry in &entries {
+            batch.put_cf(log_cf, keys::log_index(entry.log_id.index), encode(entry));
         }
         // Written now so it is readable at once; durable once the flusher has fsynced the WAL.
         self.db.write(batch).map_err(io_err)?;
-        metrics::counter!("overture_raft_entries_appended_total").increment(count);
+        metrics::counter!("overture_raft_entries_appended_total").increment(entries.len() as u64);
+        {
+            let mut unapplied = self.unapplied.lock();
+            for entry in entries {
+                unapplied.insert(entry.log_id.index, entry);
+            }
+            while unapplied.len() > UNAPPLIED_KEPT {
+                unapplied.pop_first();
+            }
+        }
         let sender = self.flusher.tx.as_ref().ok_or_else(|| io_err("the log flusher thread has stopped"))?;
         sender.send(callback).map_err(|_| io_err("the log flusher thread has stopped"))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
+        drop(self.unapplied.lock().split_off(&from));
         self.db
             .delete_range_cf(cf(&self.db, CF_RAFT_LOG), keys::log_index(from), keys::log_index(u64::MAX))
             .map_err(io_err)
@@ -187,6 +256,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.db.put_cf_opt(cf(&self.db, CF_RAFT_META), meta::PURGED, encode(&log_id), &opts).map_err(io_err)?;
+        {
+            let mut unapplied = self.unapplied.lock();
+            *unapplied = unapplied.split_off(&(log_id.index + 1));
+        }
         self.db
             .delete_range_cf(cf(&self.db, CF_RAFT_LOG), keys::log_index(0), keys::log_index(log_id.index + 1))
             .map_err(io_err)

@@ -8,13 +8,16 @@ use std::sync::Arc;
 
 use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
-use overture_core::{Event, WorkflowState};
+use overture_core::{Event, Plan, WorkflowState};
 use rocksdb::{Direction, IteratorMode};
 
 use crate::codec::{JsonBytes, Versioned, decode};
 use crate::keys::{self, CF_DEFS, TaskLogRow, TaskRef};
 use crate::state_machine::Shared;
 use crate::{cf, io_err};
+
+/// Start plans kept at most; beyond, the cache starts over.
+const START_PLANS_KEPT: usize = 1024;
 
 /// A cheap, cloneable reader of the replica's state.
 #[derive(Clone)]
@@ -29,6 +32,36 @@ impl ReadView {
             return Ok(Some(cached.state.clone()));
         }
         Ok(self.shared.load_from_disk(id)?.map(|(state, _)| state))
+    }
+
+    /// The plan a start of `name` runs (`version`, or the latest with `None`): compiled by
+    /// `build` from the stored definitions on first use, then shared by every start until a
+    /// definition changes. `build` answers `None` when there is no such definition.
+    pub fn start_plan<E>(
+        &self,
+        name: &str,
+        version: Option<i32>,
+        build: impl FnOnce(&ReadView) -> Result<Option<Plan>, E>,
+    ) -> Result<Option<Arc<Plan>>, E> {
+        let key = (name.to_owned(), version);
+        let generation = {
+            let plans = self.shared.start_plans.lock();
+            if let Some(plan) = plans.plans.get(&key) {
+                return Ok(Some(plan.clone()));
+            }
+            plans.generation
+        };
+        let Some(plan) = build(self)?.map(Arc::new) else { return Ok(None) };
+        let mut plans = self.shared.start_plans.lock();
+        // Built from reads made before a definition changed: good for this start, which raced
+        // the change, but not to keep.
+        if plans.generation == generation {
+            if plans.plans.len() >= START_PLANS_KEPT {
+                plans.plans.clear();
+            }
+            plans.plans.insert(key, plan.clone());
+        }
+        Ok(Some(plan))
     }
 
     /// Which workflow owns a task.

@@ -11,7 +11,7 @@ use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use parking_lot::{Mutex, RwLock};
-use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 
 use crate::codec::decode;
 use crate::keys::{self, CF_SM_META, meta};
@@ -52,7 +52,7 @@ impl ReplicaOptions {
             data_dir,
             snapshot_every: 20_000,
             keep_after_snapshot: 1_000,
-            cache_capacity: 20_000,
+            cache_capacity: 4_096,
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             cluster_secret: None,
@@ -125,8 +125,9 @@ impl Storage {
     pub fn open(options: &ReplicaOptions) -> Result<Storage, OpenError> {
         std::fs::create_dir_all(&options.data_dir)?;
         let db_path = options.data_dir.join("db");
-        let families = keys::all().map(|name| ColumnFamilyDescriptor::new(name, db_options()));
-        let db = Arc::new(DB::open_cf_descriptors(&db_options(), &db_path, families).map_err(io_err)?);
+        let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let families = keys::all().map(|name| ColumnFamilyDescriptor::new(name, db_options(&block_cache)));
+        let db = Arc::new(DB::open_cf_descriptors(&db_options(&block_cache), &db_path, families).map_err(io_err)?);
         let applied: Option<LogId> = get(&db, meta::APPLIED)?;
         let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
         let shared = Arc::new(Shared {
@@ -139,6 +140,7 @@ impl Storage {
             }),
             listener: RwLock::new(None),
             plans: Mutex::new(Default::default()),
+            start_plans: Mutex::new(Default::default()),
             snapshot_dir: options.data_dir.join("snapshots"),
         });
         crate::snapshot::resume_interrupted_install(&shared)?;
@@ -160,8 +162,15 @@ pub struct Replica {
     closed: Arc<Mutex<bool>>,
 }
 
-fn db_options() -> Options {
+/// The block cache all column families share. Without one, each family's table factory makes
+/// its own 32 MB cache.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+
+fn db_options(block_cache: &Cache) -> Options {
     let mut opts = Options::default();
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(block_cache);
+    opts.set_block_based_table_factory(&table);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.increase_parallelism(2);

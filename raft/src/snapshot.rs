@@ -266,6 +266,7 @@ fn load(shared: &Shared, path: &Path, meta: &SnapshotMeta) -> Result<(), io::Err
     inner.membership = meta.last_membership.clone();
     inner.cache.clear();
     shared.plans.lock().clear();
+    shared.start_plans.lock().invalidate();
     metrics::counter!("overture_snapshots_installed_total").increment(1);
     tracing::info!(?meta.last_log_id, "installed snapshot");
     Ok(())

@@ -91,7 +91,27 @@ pub(crate) struct Shared {
     pub inner: Mutex<Inner>,
     pub listener: RwLock<Option<Arc<dyn ApplyListener>>>,
     pub plans: Mutex<HashMap<[u8; 32], Arc<Plan>>>,
+    /// Plans of the stored definitions that starts use, by name and version asked for.
+    pub start_plans: Mutex<StartPlans>,
     pub snapshot_dir: PathBuf,
+}
+
+/// Compiled plans of stored definitions, as starts ask for them (`None`: the latest version),
+/// so a start neither reads and parses its definition nor compiles it again, and every execution
+/// of a definition shares one plan. Any change to the definitions empties it.
+#[derive(Default)]
+pub(crate) struct StartPlans {
+    /// Bumped by every definition change; a plan built from reads before a bump is not kept.
+    pub generation: u64,
+    pub plans: HashMap<(String, Option<i32>), Arc<Plan>>,
+}
+
+impl StartPlans {
+    /// Forgets every plan: the definitions changed.
+    pub fn invalidate(&mut self) {
+        self.generation += 1;
+        self.plans.clear();
+    }
 }
 
 pub(crate) struct Inner {
@@ -346,7 +366,9 @@ impl Shared {
                 // Definition changes read what is stored; write out what this group has pending
                 // first so they see it.
                 self.db.write(std::mem::take(wb)).map_err(io_err)?;
-                crate::defs::apply(&self.db, other)
+                let response = crate::defs::apply(&self.db, other);
+                self.start_plans.lock().invalidate();
+                response
             }
         }
     }
@@ -545,7 +567,10 @@ impl Shared {
                 let hash: [u8; 32] = Sha256::digest(&def_json.0).into();
                 wb.put_cf(cf(db, keys::CF_DEF_BLOBS), hash, encode(&def_json));
                 wb.put_cf(cf(db, keys::CF_EVENTS), keys::event(id, 1), encode(first));
-                self.plans.lock().entry(hash).or_insert_with(|| state.plan.clone());
+                // Every execution of one definition shares its plan (an entry read back from the
+                // log, or received by a follower, brings a copy of its own).
+                let mut state = state;
+                state.plan = self.plans.lock().entry(hash).or_insert_with(|| state.plan.clone()).clone();
                 changes.started.push(state.header.workflow_name.clone());
                 (state, hash)
             }

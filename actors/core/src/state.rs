@@ -351,6 +351,11 @@ impl WorkflowState {
             self.by_ref.insert(task.base_reference().to_owned(), seq);
         }
         self.by_ref.insert(task.reference_task_name.clone(), seq);
+        // A task is large: most executions are short and many wait, so a short one grows
+        // exactly rather than to four tasks at once.
+        if self.tasks.len() < 8 {
+            self.tasks.reserve_exact(1);
+        }
         self.tasks.push(task);
     }
 
