@@ -23,16 +23,42 @@ type ReadyKey = (Reverse<i32>, i64, u64);
 
 #[derive(Default)]
 struct Queue {
-    ready: BTreeSet<(ReadyKey, String)>,
+    ready: BTreeSet<(ReadyKey, Id)>,
     /// task id → its place and owner.
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Id, Entry>,
     notify: Arc<Notify>,
 }
 
 struct Entry {
-    workflow_id: String,
+    workflow_id: Id,
     key: ReadyKey,
     ready: bool,
+}
+
+/// A task or workflow id as the queues keep it: an id in the form this node generates (a
+/// lowercase hyphenated UUID) in 16 bytes, anything else as text. A waiting task costs its
+/// queue entry only, so the entry is kept small.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Id {
+    Uuid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl Id {
+    fn new(id: &str) -> Id {
+        let canonical = id.len() == 36 && !id.bytes().any(|b| b.is_ascii_uppercase());
+        match uuid::Uuid::try_parse(id) {
+            Ok(uuid) if canonical => Id::Uuid(uuid.into_bytes()),
+            _ => Id::Text(id.into()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Id::Uuid(bytes) => uuid::Uuid::from_bytes(*bytes).hyphenated().to_string(),
+            Id::Text(text) => text.to_string(),
+        }
+    }
 }
 
 /// A task taken from a queue, to be claimed from its workflow.
@@ -65,7 +91,7 @@ impl Popped {
 struct State {
     queues: HashMap<String, Queue>,
     /// Not yet ready: (ready at, queue, task id).
-    delayed: BTreeSet<(i64, String, String)>,
+    delayed: BTreeSet<(i64, String, Id)>,
     arrivals: u64,
 }
 
@@ -105,21 +131,26 @@ impl TaskQueues {
     }
 
     fn insert(&self, item: &QueueItem, now: i64, wake: bool) {
+        let task_id = Id::new(&item.task_id);
+        let workflow_id = Id::new(&item.workflow_id);
         let mut st = self.state.lock();
         st.arrivals += 1;
         let arrival = st.arrivals;
-        remove_locked(&mut st, &item.queue, &item.task_id);
+        remove_locked(&mut st, &item.queue, &task_id);
         let ready = item.ready_at <= now;
         let key = (Reverse(item.priority), item.ready_at, arrival);
         let earliest_before = st.delayed.first().map(|d| d.0);
         if !ready {
-            st.delayed.insert((item.ready_at, item.queue.clone(), item.task_id.clone()));
+            st.delayed.insert((item.ready_at, item.queue.clone(), task_id.clone()));
         }
-        let queue = st.queues.entry(item.queue.clone()).or_default();
+        let queue = match st.queues.get_mut(&item.queue) {
+            Some(queue) => queue,
+            None => st.queues.entry(item.queue.clone()).or_default(),
+        };
         if ready {
-            queue.ready.insert((key, item.task_id.clone()));
+            queue.ready.insert((key, task_id.clone()));
         }
-        queue.entries.insert(item.task_id.clone(), Entry { workflow_id: item.workflow_id.clone(), key, ready });
+        queue.entries.insert(task_id, Entry { workflow_id, key, ready });
         let notify = queue.notify.clone();
         let delayed_earlier = !ready && earliest_before.is_none_or(|e| item.ready_at < e);
         drop(st);
@@ -133,7 +164,8 @@ impl TaskQueues {
 
     /// Removes an entry, if present.
     pub fn remove(&self, queue: &str, task_id: &str) {
-        remove_locked(&mut self.state.lock(), queue, task_id);
+        let task_id = Id::new(task_id);
+        remove_locked(&mut self.state.lock(), queue, &task_id);
     }
 
     /// Takes up to `count` ready tasks from a queue.
@@ -144,7 +176,7 @@ impl TaskQueues {
         while out.len() < count {
             let Some(((Reverse(priority), ready_at, _), task_id)) = q.ready.pop_first() else { break };
             if let Some(entry) = q.entries.remove(&task_id) {
-                out.push(Popped { task_id, workflow_id: entry.workflow_id, ready_at, priority });
+                out.push(Popped { task_id: task_id.text(), workflow_id: entry.workflow_id.text(), ready_at, priority });
             }
         }
         out
@@ -216,13 +248,13 @@ impl TaskQueues {
     }
 }
 
-fn remove_locked(st: &mut State, queue: &str, task_id: &str) {
+fn remove_locked(st: &mut State, queue: &str, task_id: &Id) {
     let Some(q) = st.queues.get_mut(queue) else { return };
     if let Some(entry) = q.entries.remove(task_id) {
         if entry.ready {
-            q.ready.remove(&(entry.key, task_id.to_owned()));
+            q.ready.remove(&(entry.key, task_id.clone()));
         } else {
-            st.delayed.remove(&(entry.key.1, queue.to_owned(), task_id.to_owned()));
+            st.delayed.remove(&(entry.key.1, queue.to_owned(), task_id.clone()));
         }
     }
 }
@@ -273,6 +305,23 @@ mod tests {
         assert_eq!(ids(q.pop("a", 10)), ["t"]);
         assert_eq!(q.promote_due(1_000), None, "the delayed copy is gone");
         assert!(q.pop("a", 10).is_empty());
+    }
+
+    #[test]
+    fn ids_come_back_exactly_as_given() {
+        let generated = uuid::Uuid::new_v4().to_string();
+        for id in [generated.as_str(), "A0B1C2D3-0000-4000-8000-000000000000", "my-workflow-7", "", "{x}"] {
+            assert_eq!(Id::new(id).text(), id);
+        }
+        assert!(matches!(Id::new(&generated), Id::Uuid(_)), "a generated id is kept in 16 bytes");
+        let q = TaskQueues::default();
+        q.add(&item("a", &generated, 0, 0), 100);
+        q.add(&item("a", "Custom-ID", 0, 0), 100);
+        q.remove("a", &generated);
+        assert_eq!(
+            q.pop("a", 10),
+            [Popped { task_id: "Custom-ID".into(), workflow_id: "wf-Custom-ID".into(), ready_at: 0, priority: 0 }]
+        );
     }
 
     #[tokio::test]

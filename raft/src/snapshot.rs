@@ -94,6 +94,8 @@ fn build(shared: &Shared) -> Result<openraft::alias::SnapshotOf<TypeConfig, Snap
     for family in STATE_MACHINE.iter().filter(|f| **f != CF_SM_META) {
         let mut opts = ReadOptions::default();
         opts.set_snapshot(&snap);
+        // A whole-state scan: its blocks would only push the working set out of the cache.
+        opts.fill_cache(false);
         for item in db.iterator_cf_opt(cf(db, family), opts, IteratorMode::Start) {
             let (key, value) = item.map_err(io_err)?;
             out.write_all(&[family_index(family)])?;
