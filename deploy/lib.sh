@@ -22,3 +22,16 @@ ensure_build_deps() {
     exit 1
   fi
 }
+
+# A virtualenv outside the clone with the official Conductor Python SDK (and PyYAML), pinned in
+# tests/python/requirements.txt; sets OVERTURE_PYTHON to its interpreter. Pinned requirements
+# that are already installed cost pip no download.
+ensure_python_sdk() {
+  local venv="${OVERTURE_VENV:-$HOME/.cache/overture-python}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "creating $venv" >&2
+    python3 -m venv "$venv" 2>/dev/null || { as_root apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$overture_root/tests/python/requirements.txt"
+  export OVERTURE_PYTHON="$venv/bin/python"
+}

@@ -16,14 +16,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # The official SDK (and PyYAML, to check deployment files), pinned, in a virtualenv outside the
-# clone. Pinned requirements that are already installed cost pip no download.
-venv="${OVERTURE_VENV:-$HOME/.cache/overture-python}"
-if [ ! -x "$venv/bin/python" ]; then
-  echo "creating $venv" >&2
-  python3 -m venv "$venv" 2>/dev/null || { as_root apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
-fi
-"$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
-export OVERTURE_PYTHON="$venv/bin/python"
+# clone.
+ensure_python_sdk
 
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.
 cargo build --workspace --bins

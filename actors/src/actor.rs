@@ -105,11 +105,11 @@ impl WorkflowMsg {
     }
 }
 
-/// Random UUIDs for new task ids.
+/// New task ids: see [`crate::new_id`].
 pub(crate) struct UuidIds;
 impl IdSource for UuidIds {
     fn next_id(&mut self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        crate::new_id()
     }
 }
 

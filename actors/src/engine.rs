@@ -329,7 +329,7 @@ impl Engine {
     /// Starts a workflow and returns its id once the start is committed.
     pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
         let ctx = self.leader()?;
-        let workflow_id = uuid::Uuid::new_v4().to_string();
+        let workflow_id = crate::new_id();
         let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
         let started = match prepare_start(self.read(), request, workflow_id, None) {
             Ok(cmd) => ctx.start_workflow(cmd).await,

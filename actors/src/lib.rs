@@ -30,6 +30,13 @@ pub use engine::{Engine, EngineOptions, PollRecord};
 pub use error::Error;
 pub use search::SearchRequest;
 
+/// A new workflow or task id: a UUID in Conductor's form, version 7 (time-ordered) where
+/// Conductor uses version 4 (random). Clients see the same kind of id; the store sees new rows
+/// land at the end of each id-keyed family, so it does not rewrite its old data as it grows.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Wall-clock epoch millis: the leader's clock, recorded in the events it decides.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()

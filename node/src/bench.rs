@@ -49,7 +49,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     response_timeout: u64,
     /// Workflow shape: `linear` runs `--tasks` SIMPLE tasks in a row; `fork` forks `--width`
-    /// tasks at once (FORK_JOIN_DYNAMIC + JOIN); `loop` runs one task `--width` times (DO_WHILE).
+    /// tasks at once (FORK_JOIN_DYNAMIC + JOIN); `loop` runs one task `--width` times (DO_WHILE);
+    /// `mix` switches between a sub-workflow and an inline task.
     #[arg(long, value_enum, default_value_t = Shape::Linear)]
     shape: Shape,
     /// Branches of a `fork`, iterations of a `loop`.
@@ -69,6 +70,12 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Run no workers: someone else's poll the tasks (`deploy/bench-python-sdk.sh` runs the
+    /// official Python SDK's). Each workflow starts with the synchronous execute call, which
+    /// answers once the workflow completes; dispatch latencies are the workers' to see. Linear
+    /// shape only.
+    #[arg(long)]
+    external_workers: bool,
 }
 
 /// What each benchmark workflow looks like.
@@ -86,7 +93,14 @@ pub enum Shape {
     /// Workflows left waiting: each has one SIMPLE task that no worker polls, so they stay
     /// RUNNING (for the memory of many waiting workflows).
     Waiting,
+    /// A task, then a SWITCH: every other workflow runs a SUB_WORKFLOW of two tasks, the others
+    /// one inline task; then a last task (3 or 4 worker tasks, 2 system tasks, and a child
+    /// workflow for half of them).
+    Mix,
 }
+
+/// Worker task types of the mix: first, inline, the child's second, last.
+const MIX_TASK_TYPES: usize = 4;
 
 impl BenchArgs {
     /// Worker tasks each workflow runs.
@@ -94,6 +108,7 @@ impl BenchArgs {
         match self.shape {
             Shape::Linear => self.tasks,
             Shape::Fork | Shape::Loop => self.width,
+            Shape::Mix => MIX_TASK_TYPES,
             Shape::StartOnly | Shape::Waiting => 0,
         }
     }
@@ -102,6 +117,7 @@ impl BenchArgs {
         match self.shape {
             Shape::Linear => self.tasks,
             Shape::Fork | Shape::Loop => 1,
+            Shape::Mix => MIX_TASK_TYPES,
             Shape::StartOnly | Shape::Waiting => 0,
         }
     }
@@ -112,6 +128,7 @@ impl BenchArgs {
             Shape::Loop => format!("bench_loop_{}", self.width),
             Shape::StartOnly => "bench_start_only".to_owned(),
             Shape::Waiting => "bench_waiting".to_owned(),
+            Shape::Mix => "bench_mix".to_owned(),
         }
     }
     fn urls(&self) -> Vec<String> {
@@ -178,6 +195,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers == 0 || args.width == 0 {
         bail!("--workflows, --tasks, --width, --concurrency and --workers must be at least 1");
     }
+    if args.external_workers && (args.shape != Shape::Linear || args.rate.is_some()) {
+        bail!("--external-workers runs the linear shape in a closed loop only");
+    }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of workflows per second");
     }
@@ -220,7 +240,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
 
     let mut handles = Vec::new();
-    for step in 0..args.task_types() {
+    let own_workers = if args.external_workers { 0 } else { args.task_types() };
+    for step in 0..own_workers {
         for w in 0..args.workers {
             handles.push(tokio::spawn(worker(shared.clone(), step, w, format!("bench-{step}-{w}"))));
         }
@@ -328,6 +349,39 @@ async fn setup(client: &reqwest::Client, base: &str, args: &BenchArgs) -> anyhow
         ),
         Shape::StartOnly => (json!([{"name": "noop", "taskReferenceName": "noop", "type": "NOOP"}]), json!({})),
         Shape::Waiting => (json!([{"name": task_name(0), "taskReferenceName": "t0", "type": "SIMPLE"}]), json!({})),
+        Shape::Mix => {
+            let child = json!([{"name": "bench_mix_child", "version": 1, "schemaVersion": 2,
+                "tasks": [
+                    {"name": task_name(1), "taskReferenceName": "c1", "type": "SIMPLE", "inputParameters": {"n": "${workflow.input.n}"}},
+                    {"name": task_name(2), "taskReferenceName": "c2", "type": "SIMPLE", "inputParameters": {"prev": "${c1.output.step}"}}
+                ],
+                "outputParameters": {"step": "${c2.output.step}"}}]);
+            let r = client.put(format!("{base}/metadata/workflow")).json(&child).send().await?;
+            if !r.status().is_success() {
+                bail!(
+                    "registering the child workflow definition: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
+            }
+            (
+                json!([
+                    {"name": task_name(0), "taskReferenceName": "first", "type": "SIMPLE", "inputParameters": {"n": "${workflow.input.n}"}},
+                    {"name": "route", "taskReferenceName": "route", "type": "SWITCH", "evaluatorType": "value-param",
+                     "expression": "route", "inputParameters": {"route": "${workflow.input.route}"},
+                     "decisionCases": {"child": [
+                         {"name": "bench_mix_child", "taskReferenceName": "child", "type": "SUB_WORKFLOW",
+                          "subWorkflowParam": {"name": "bench_mix_child", "version": 1},
+                          "inputParameters": {"n": "${workflow.input.n}"}}
+                     ]},
+                     "defaultCase": [
+                         {"name": task_name(1), "taskReferenceName": "inline", "type": "SIMPLE", "inputParameters": {"prev": "${first.output.step}"}}
+                     ]},
+                    {"name": task_name(3), "taskReferenceName": "last", "type": "SIMPLE", "inputParameters": {"route": "${workflow.input.route}"}}
+                ]),
+                json!({"last": "${last.output.step}"}),
+            )
+        }
         Shape::Loop => (
             json!([
                 {"name": "repeat", "taskReferenceName": "repeat", "type": "DO_WHILE",
@@ -367,8 +421,14 @@ async fn start_one(s: Arc<Shared>, n: usize) -> anyhow::Result<()> {
     if s.args.shape == Shape::Fork {
         input["items"] = (0..s.args.width).map(|i| json!({"i": i})).collect();
     }
+    if s.args.shape == Shape::Mix {
+        input["route"] = json!(if n.is_multiple_of(2) { "child" } else { "inline" });
+    }
     let body =
         json!({"name": s.args.workflow_name(), "version": 1, "correlationId": format!("bench-{n}"), "input": input});
+    if s.args.external_workers {
+        return execute_one(&s, n, &body, began).await;
+    }
     let mut retry = Retry::new();
     let mut attempt = 0;
     loop {
@@ -396,6 +456,29 @@ async fn start_one(s: Arc<Shared>, n: usize) -> anyhow::Result<()> {
     if matches!(s.args.shape, Shape::StartOnly | Shape::Waiting) {
         complete(&s, n);
     }
+    Ok(())
+}
+
+/// Runs workflow `n` with the synchronous execute call (external workers run its tasks).
+async fn execute_one(s: &Shared, n: usize, body: &Value, began: Instant) -> anyhow::Result<()> {
+    let base = s.base(n, 0);
+    let url = format!("{base}/workflow/execute/{}/1?waitForSeconds=300", s.args.workflow_name());
+    let r = s.client.post(url).json(body).send().await.context("executing a workflow")?;
+    if !r.status().is_success() {
+        bail!("executing a workflow: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let run: Value = r.json().await?;
+    if run["status"] != "COMPLETED" {
+        bail!(
+            "workflow {} is {} after {:?}: are the workers running?",
+            run["workflowId"],
+            run["status"],
+            began.elapsed()
+        );
+    }
+    s.ids.lock().push(run["workflowId"].as_str().unwrap_or_default().to_owned());
+    s.tasks_done.fetch_add(s.args.tasks, Ordering::Relaxed);
+    complete(s, n);
     Ok(())
 }
 
@@ -509,6 +592,7 @@ async fn execute(
         Shape::Fork | Shape::Loop => {
             n.and_then(|n| s.finished.get(n)).is_some_and(|f| f.fetch_add(1, Ordering::AcqRel) + 1 == s.args.width)
         }
+        Shape::Mix => step + 1 == MIX_TASK_TYPES,
         Shape::StartOnly | Shape::Waiting => false,
     };
     if last && let Some(n) = n {
@@ -706,7 +790,8 @@ fn report(
         "nodes": a.urls().len(),
         "workflows": a.workflows, "tasksPerWorkflow": a.tasks_per_workflow(), "concurrency": a.concurrency,
         "rate": a.rate,
-        "workersPerTaskType": a.workers, "pollBatch": a.batch,
+        "workersPerTaskType": (!a.external_workers).then_some(a.workers), "pollBatch": a.batch,
+        "externalWorkers": a.external_workers,
         "seconds": secs,
         "workflowsPerSecond": a.workflows as f64 / secs,
         "tasksPerSecond": s.tasks_done.load(Ordering::Relaxed) as f64 / secs,
@@ -731,14 +816,20 @@ fn print_report(a: &BenchArgs, report: &Value) {
         Some(rate) => format!("{rate} started per second"),
         None => format!("{} in flight", a.concurrency),
     };
+    let tasks = match a.shape {
+        Shape::Mix => format!("{}–{}", MIX_TASK_TYPES - 1, MIX_TASK_TYPES),
+        _ => a.tasks_per_workflow().to_string(),
+    };
+    let workers = if a.external_workers {
+        "external workers".to_owned()
+    } else {
+        format!("{} workers per task type, poll batch {}", a.workers, a.batch)
+    };
     println!(
-        "overture bench: {} {} workflows × {} tasks on {} node(s), {load}, {} workers per task type, poll batch {}",
+        "overture bench: {} {} workflows × {tasks} tasks on {} node(s), {load}, {workers}",
         a.workflows,
         report["shape"].as_str().unwrap_or_default(),
-        a.tasks_per_workflow(),
         report["nodes"],
-        a.workers,
-        a.batch
     );
     if let Some(c) = report["ceilings"].as_object() {
         println!(

@@ -18,6 +18,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -39,10 +40,15 @@ pub struct LogStore {
     flusher: Arc<Flusher>,
     /// Appended entries not applied yet, by index.
     unapplied: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    /// Bytes appended since the store opened (for the snapshot policy).
+    appended: Arc<AtomicU64>,
 }
 
 /// Entries kept in memory for apply at most; the oldest beyond are read back from disk instead.
 const UNAPPLIED_KEPT: usize = 8192;
+
+/// Entries sent to a follower in one request at most.
+const REPLICATION_BATCH: usize = 1024;
 
 /// The fsync thread and the channel to it. Dropping the last handle closes the channel and joins
 /// the thread, so the thread's database handle is released before the owner goes on: a database
@@ -73,7 +79,14 @@ impl LogStore {
             db,
             flusher: Arc::new(Flusher { tx: Some(tx), thread: Some(thread) }),
             unapplied: Arc::default(),
+            appended: Arc::default(),
         })
+    }
+
+    /// Bytes appended to the log since it opened; shared, so it can be read after the store is
+    /// handed to openraft.
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
     }
 
     fn get_meta<T: crate::codec::Versioned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
@@ -136,6 +149,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
             out.push(decode::<Entry>(&value).map_err(io_err)?);
         }
         Ok(out)
+    }
+
+    /// What replication sends to a follower: from memory while the entries are there (a follower
+    /// keeping up asks for what was just appended), else from the database. Either may be a
+    /// prefix of the range, as openraft allows.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
+        let from_memory: Vec<Entry> = {
+            let unapplied = self.unapplied.lock();
+            unapplied
+                .range(start..end)
+                .zip(start..)
+                .take_while(|((index, _), expected)| *index == expected)
+                .take(REPLICATION_BATCH)
+                .map(|((_, entry), _)| entry.clone())
+                .collect()
+        };
+        if !from_memory.is_empty() {
+            return Ok(from_memory);
+        }
+        self.try_get_log_entries(start..end.min(start.saturating_add(REPLICATION_BATCH as u64))).await
     }
 
     /// What openraft applies: the entries as appended, if all are still in memory (taken out,
@@ -228,6 +261,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(log_cf, keys::log_index(entry.log_id.index), encode(entry));
         }
         // Written now so it is readable at once; durable once the flusher has fsynced the WAL.
+        self.appended.fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
         self.db.write(batch).map_err(io_err)?;
         metrics::counter!("overture_raft_entries_appended_total").increment(entries.len() as u64);
         {

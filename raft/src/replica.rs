@@ -162,6 +162,69 @@ pub struct Replica {
     closed: Arc<Mutex<bool>>,
 }
 
+/// When to snapshot. A snapshot writes the whole state, so openraft's own policy (every N
+/// entries) costs more the larger the state grows: with a million executions stored, writing
+/// one every 20,000 entries was most of the node's work. This one waits for `every` entries and
+/// for the log since the last snapshot to reach half the size of that snapshot, so snapshots
+/// write at most about twice what the log does, and the log kept on disk stays under about half
+/// the state. Runs until the replica closes.
+async fn snapshot_policy(
+    raft: Raft,
+    appended: Arc<std::sync::atomic::AtomicU64>,
+    dir: std::path::PathBuf,
+    every: u64,
+    closed: Arc<Mutex<bool>>,
+) {
+    use std::sync::atomic::Ordering;
+    let metrics = raft.metrics();
+    let snapshot_index = || metrics.borrow_watched().snapshot.map_or(0, |id| id.index);
+    let mut last = snapshot_index();
+    let mut log_at_last = appended.load(Ordering::Relaxed);
+    let mut requested: Option<std::time::Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if *closed.lock() {
+            return;
+        }
+        let (applied, running) = {
+            let m = metrics.borrow_watched();
+            (m.last_applied.map_or(0, |id| id.index), m.running_state.is_ok())
+        };
+        if !running {
+            return;
+        }
+        let current = snapshot_index();
+        if current != last {
+            // Built, or installed from the leader.
+            last = current;
+            log_at_last = appended.load(Ordering::Relaxed);
+            requested = None;
+        }
+        if requested.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+            continue;
+        }
+        let log_bytes = appended.load(Ordering::Relaxed).saturating_sub(log_at_last);
+        if applied.saturating_sub(last) >= every && log_bytes >= snapshot_bytes(&dir) / 2 {
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            requested = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// Bytes of the snapshot files in `dir` (there is one, once the first is built).
+fn snapshot_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// The block cache all column families share. Without one, each family's table factory makes
 /// its own 32 MB cache.
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
@@ -197,7 +260,8 @@ impl Replica {
             heartbeat_interval: heartbeat,
             election_timeout_min: election,
             election_timeout_max: election * 2,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+            // Snapshots are triggered by `snapshot_policy` below.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: options.keep_after_snapshot,
             install_snapshot_timeout: 120_000,
             ..Default::default()
@@ -205,6 +269,7 @@ impl Replica {
         let config = Arc::new(config.validate().map_err(|e| OpenError::Raft(e.to_string()))?);
         let Storage { db, log_store, state_machine, read } = storage;
         let shared = state_machine.shared.clone();
+        let appended = log_store.appended_bytes();
         let network = Network::new(options.cluster_secret.clone());
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
@@ -214,7 +279,15 @@ impl Replica {
             secret: options.cluster_secret.as_deref().map(Arc::from),
             incoming_dir: options.data_dir.join("incoming"),
         };
-        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed: Arc::new(Mutex::new(false)) })
+        let closed = Arc::new(Mutex::new(false));
+        tokio::spawn(snapshot_policy(
+            raft.clone(),
+            appended,
+            shared.snapshot_dir.clone(),
+            options.snapshot_every,
+            closed.clone(),
+        ));
+        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed })
     }
 
     /// Initializes the group with these members, unless it already is (restarts never do).

@@ -49,10 +49,15 @@ async fn entries_to_apply_are_the_log_as_it_now_is() {
 
     let second: Vec<_> = (5..=7).map(|i| blank_ent::<TypeConfig>(2, 2, i)).collect();
     log.append(second, IOFlushed::noop()).await.expect("appended");
+    // Replication reads them too (from memory, a prefix at most as long as asked).
+    let sent = reader.limited_get_log_entries(3, 7).await.expect("read");
+    assert_eq!(terms(sent.into_iter().map(Ok).collect()), vec![(1, 3), (1, 4), (2, 5), (2, 6)]);
     let applied = terms(reader.entries_stream(3..7).await.collect().await);
     assert_eq!(applied, vec![(1, 3), (1, 4), (2, 5), (2, 6)]);
     // Read again (from disk now): the same entries.
     assert_eq!(terms(reader.entries_stream(3..7).await.collect().await), applied);
+    let sent = reader.limited_get_log_entries(3, 7).await.expect("read");
+    assert_eq!(terms(sent.into_iter().map(Ok).collect()), applied);
     assert_eq!(terms(reader.entries_stream(7..8).await.collect().await), vec![(2, 7)]);
     // A purge drops what it covers from memory too.
     log.purge(openraft::testing::log_id::<TypeConfig>(2, 2, 7)).await.expect("purged");

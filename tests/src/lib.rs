@@ -538,6 +538,9 @@ pub fn spawn_python_sdk(script: &str, args: &[&str]) -> tokio::process::Child {
         .current_dir(&scripts)
         .env("PYTHONPATH", &scripts)
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        // Held open for the script's life; a script that runs until told (bench_workers.py)
+        // ends when it closes.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -3,7 +3,7 @@
 //! on a gross regression: five times slower than the baseline committed in
 //! `docs/bench-baseline.json` (measured with this same debug build and these same runs).
 
-use overture_tests::{Node, crate_dir, overture_bin};
+use overture_tests::{Node, crate_dir, overture_bin, spawn_python_sdk, wait_for_python_line};
 use serde_json::Value;
 
 fn bench(node: &Node, args: &[&str]) -> Value {
@@ -53,6 +53,10 @@ async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
 
     let starts = bench(&node, &["--workflows", "300", "--shape", "start-only"]);
     assert_eq!(starts["verifiedCompleted"], 300, "{starts}");
+    // The mix: a SWITCH, and a sub-workflow for every other workflow.
+    let mix = bench(&node, &["--workflows", "60", "--shape", "mix"]);
+    assert_eq!(mix["verifiedCompleted"], 60, "{mix}");
+    assert_eq!(mix["workflowLatencyMs"]["count"], 60, "{mix}");
 
     let tasks = linear["tasksPerSecond"].as_f64().unwrap_or(0.0);
     let started = starts["workflowsPerSecond"].as_f64().unwrap_or(0.0);
@@ -66,4 +70,24 @@ async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
         started >= floor("startOnlyWorkflowsPerSecond"),
         "start-only: {started:.0}/s is 5× under the baseline {baseline}"
     );
+}
+
+/// The like-for-like variant: the official Python SDK's TaskHandler workers run the tasks, and
+/// the benchmark times each workflow from its synchronous execute call to completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_runs_with_the_python_sdk_workers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    let mut workers = spawn_python_sdk("bench_workers.py", &["--url", &node.url, "--tasks", "3", "--threads", "4"]);
+    wait_for_python_line(&mut workers, "SDK workers polling", std::time::Duration::from_secs(60)).await;
+    let report = bench(&node, &["--workflows", "60", "--tasks", "3", "--external-workers"]);
+    assert_eq!(report["verifiedCompleted"], 60, "{report}");
+    assert_eq!(report["workflowLatencyMs"]["count"], 60, "{report}");
+    assert!(report["tasksPerSecond"].as_f64().is_some_and(|t| t > 0.0), "{report}");
+    // Closing the workers' stdin stops them; they must stop cleanly.
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), workers.wait_with_output())
+        .await
+        .expect("the SDK workers stop within 60 s")
+        .expect("python ran");
+    assert!(output.status.success(), "SDK workers: {}", String::from_utf8_lossy(&output.stderr));
 }
