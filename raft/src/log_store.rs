@@ -9,9 +9,9 @@
 //!   entries that are ignored, never a hole before the marker.
 //!
 //! Appended entries also stay in memory until they are applied: openraft reads what it applies
-//! back from the log, and handing it the entries as they were appended saves a read and a decode
-//! of every entry. Anything not found there (after a restart, or once it was trimmed) is read from
-//! the database; replication to followers always reads from the database.
+//! and what it replicates back from the log, and handing it the entries as they were appended
+//! saves a read and a decode of each. Anything not found there (after a restart, once applied,
+//! or once trimmed) is read from the database.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
