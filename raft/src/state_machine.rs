@@ -232,6 +232,21 @@ impl Shared {
         Ok(())
     }
 
+    /// The hash an execution references its definition by, and the plan every execution of it
+    /// shares (an entry read back from the log, or received by a follower, brings a copy of its
+    /// own). The definition's blob is written the first time its hash is seen: a known hash was
+    /// read from disk or written with an earlier batch, and blobs are never deleted.
+    fn store_plan(&self, wb: &mut WriteBatch, plan: &Arc<Plan>) -> ([u8; 32], Arc<Plan>) {
+        let hash: [u8; 32] = Sha256::digest(plan.def_json()).into();
+        let mut plans = self.plans.lock();
+        if let Some(known) = plans.get(&hash) {
+            return (hash, known.clone());
+        }
+        wb.put_cf(cf(&self.db, keys::CF_DEF_BLOBS), hash, encode(&JsonBytes(plan.def_json().to_vec())));
+        plans.insert(hash, plan.clone());
+        (hash, plan.clone())
+    }
+
     /// The compiled definition with this hash.
     fn plan(&self, hash: &[u8; 32]) -> Result<Arc<Plan>, io::Error> {
         if let Some(plan) = self.plans.lock().get(hash) {
@@ -563,14 +578,10 @@ impl Shared {
                 if let Some(refused) = self.claim_idempotency_key(inner, wb, &state.header)? {
                     return Ok(refused);
                 }
-                let def_json = JsonBytes::of(&state.plan.def);
-                let hash: [u8; 32] = Sha256::digest(&def_json.0).into();
-                wb.put_cf(cf(db, keys::CF_DEF_BLOBS), hash, encode(&def_json));
-                wb.put_cf(cf(db, keys::CF_EVENTS), keys::event(id, 1), encode(first));
-                // Every execution of one definition shares its plan (an entry read back from the
-                // log, or received by a follower, brings a copy of its own).
                 let mut state = state;
-                state.plan = self.plans.lock().entry(hash).or_insert_with(|| state.plan.clone()).clone();
+                let (hash, plan) = self.store_plan(wb, &state.plan);
+                state.plan = plan;
+                wb.put_cf(cf(db, keys::CF_EVENTS), keys::event(id, 1), encode(first));
                 changes.started.push(state.header.workflow_name.clone());
                 (state, hash)
             }
@@ -620,11 +631,7 @@ impl Shared {
                 && let Some(plan) = &r.plan
             {
                 // A restart on the latest definition: store its snapshot like a start does.
-                let def_json = JsonBytes::of(&plan.def);
-                let hash: [u8; 32] = Sha256::digest(&def_json.0).into();
-                wb.put_cf(cf(db, keys::CF_DEF_BLOBS), hash, encode(&def_json));
-                self.plans.lock().entry(hash).or_insert_with(|| plan.clone());
-                def_hash = hash;
+                def_hash = self.store_plan(wb, plan).0;
             }
         }
         // Tasks a reopen dropped: their rows, their id lookups and what they implied.

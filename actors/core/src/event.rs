@@ -160,7 +160,8 @@ mod opt_plan_as_def_json {
     use crate::serde_util::json_bytes;
 
     pub fn serialize<S: Serializer>(plan: &Option<Arc<Plan>>, serializer: S) -> Result<S::Ok, S::Error> {
-        json_bytes::serialize(&plan.as_ref().map(|p| &p.def), serializer)
+        // The bytes of the JSON of `Option<WorkflowDef>`, as `json_bytes` writes them.
+        serializer.serialize_bytes(plan.as_ref().map_or(b"null".as_slice(), |p| p.def_json()))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Arc<Plan>>, D::Error> {
@@ -297,7 +298,7 @@ mod plan_as_def_json {
     use crate::serde_util::json_bytes;
 
     pub fn serialize<S: Serializer>(plan: &Arc<Plan>, serializer: S) -> Result<S::Ok, S::Error> {
-        json_bytes::serialize(&plan.def, serializer)
+        serializer.serialize_bytes(plan.def_json())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<Plan>, D::Error> {

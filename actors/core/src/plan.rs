@@ -189,6 +189,9 @@ pub enum CaseChoice {
 pub struct Plan {
     /// The definition, as the execution's snapshot.
     pub def: WorkflowDef,
+    /// `def` as JSON, made once: every execution of a definition shares its plan, and its JSON
+    /// is what the log and the definition blob store.
+    def_json: std::sync::OnceLock<Vec<u8>>,
     tasks: Vec<PlanTask>,
     by_ref: HashMap<String, usize>,
     first: Option<usize>,
@@ -196,11 +199,25 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The definition as JSON (encoded on first use).
+    pub fn def_json(&self) -> &[u8] {
+        self.def_json.get_or_init(|| {
+            serde_json::to_vec(&self.def).unwrap_or_else(|e| unreachable!("JSON encoding of a model cannot fail: {e}"))
+        })
+    }
+
     /// Compiles a definition. Duplicate reference names keep their first occurrence (validation
     /// rejects them before a definition is accepted).
     pub fn new(mut def: WorkflowDef) -> Plan {
         let list = std::mem::take(&mut def.tasks);
-        let mut plan = Plan { def, tasks: Vec::new(), by_ref: HashMap::new(), first: None, runs_scripts: false };
+        let mut plan = Plan {
+            def,
+            def_json: std::sync::OnceLock::new(),
+            tasks: Vec::new(),
+            by_ref: HashMap::new(),
+            first: None,
+            runs_scripts: false,
+        };
         plan.first = plan.add_list(&list, &Slot::Top);
         plan.def.tasks = list;
         plan.runs_scripts = plan.tasks.iter().any(|t| match t.kind {
