@@ -35,3 +35,22 @@ ensure_python_sdk() {
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$overture_root/tests/python/requirements.txt"
   export OVERTURE_PYTHON="$venv/bin/python"
 }
+
+# The browser tests' tools: Debian's Chromium (no browser download) and playwright-core, pinned in
+# tests/browser/package-lock.json, installed again only when the lock file changes.
+ensure_browser() {
+  if [ -z "${OVERTURE_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
+    echo "installing chromium (for the web UI's browser tests)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "npm is missing: install Node.js 18 or later with npm (the web UI and its tests need it)" >&2
+    exit 1
+  fi
+  local dir="$overture_root/tests/browser"
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null; then
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+      && cp package-lock.json node_modules/.installed-lock.json)
+  fi
+}

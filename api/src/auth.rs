@@ -5,6 +5,9 @@
 //! every node that has the same keys configured accepts it, without shared state; removing a key
 //! from the configuration revokes its tokens. With no keys configured authentication is off and
 //! `POST /api/token` answers 404, which the SDKs read as "no authentication here".
+//!
+//! The web UI's page and files (`/`, `/ui/*`) hold no data and are always served without a token;
+//! the page signs in with a key through `POST /api/token` like an SDK.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -107,6 +110,7 @@ impl Auth {
     fn is_exempt(&self, path: &str) -> bool {
         path == "/api/token"
             || path.starts_with("/internal/")
+            || crate::ui::is_ui_path(path)
             || self.exempt.iter().any(|e| match e.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),
                 None => e == path,
@@ -221,7 +225,7 @@ mod tests {
     #[test]
     fn exempt_paths() {
         let a = auth();
-        for path in ["/api/token", "/metrics", "/ui/index.html", "/internal/raft/append"] {
+        for path in ["/api/token", "/metrics", "/ui/index.html", "/internal/raft/append", "/", "/ui/app.js"] {
             assert!(a.is_exempt(path), "{path}");
         }
         for path in ["/api/workflow", "/metricsx", "/health"] {

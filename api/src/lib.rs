@@ -1,4 +1,4 @@
-//! Overture's HTTP surface: Conductor's REST API, health, readiness and metrics.
+//! Overture's HTTP surface: Conductor's REST API, health, readiness, metrics and the web UI.
 //!
 //! Handlers turn requests into engine calls and engine results into Conductor's responses: JSON
 //! models, bare ids as `text/plain`, 204s where Conductor has them, and Conductor-style JSON
@@ -30,6 +30,7 @@ mod ops;
 mod scheduler;
 mod search;
 mod tasks;
+pub mod ui;
 mod workflows;
 
 /// What every handler can reach.
@@ -222,6 +223,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::asset))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))

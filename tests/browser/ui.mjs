@@ -1,0 +1,239 @@
+// Browser tests of the web UI in a real headless Chromium (Debian's `chromium`), driven by
+// playwright-core. Run by tests/tests/ui.rs, which starts the node and seeds it:
+//
+//   node ui.mjs <scenario> <base url> <artifacts dir> [scenario arguments...]
+//
+// Scenarios:
+//   tour <forkSwitchId> <runningId> <bigDefName>  list, execution diagram with statuses and the
+//       taken switch case, terminate, retry, skip, pause and resume from the UI, the definition
+//       editor both ways, a thousand-task diagram, and the operations views;
+//   cluster <nodes>  the cluster view, from whichever node serves the page;
+//   signin <keyId> <secret>  with authentication on: sign-in, then the list.
+//
+// Prints one line per check; any failed check exits non-zero with the reason and a screenshot.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [scenario, base, artifacts, ...args] = process.argv.slice(2);
+const executablePath = process.env.OVERTURE_CHROMIUM || '/usr/bin/chromium';
+if (!existsSync(executablePath)) {
+  console.error(`${executablePath} not found: install Debian's chromium (apt-get install chromium), or set OVERTURE_CHROMIUM`);
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+const problems = [];
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+page.setDefaultTimeout(15000);
+
+const shot = async (name, fullPage = true) => {
+  const path = join(artifacts, `${name}.png`);
+  await page.screenshot({ path, fullPage });
+  console.log(`screenshot ${path}`);
+};
+const ok = (what) => console.log(`ok - ${what}`);
+const open = async (hash) => { await page.goto(`${base}/${hash}`); };
+const statusOf = (ref) => page.locator(`svg g.node[data-ref="${ref}"]`).getAttribute('data-status');
+
+async function tour(forkSwitchId, runningId, bigDef) {
+  // The list: both seeded workflows, counts by status, a status filter in the URL.
+  await open('#/executions');
+  await page.locator(`tr[data-workflow-id="${forkSwitchId}"]`).waitFor();
+  await page.locator(`tr[data-workflow-id="${runningId}"]`).waitFor();
+  await page.waitForFunction(() => Number(document.querySelector('[data-count-status="RUNNING"] strong')?.textContent) >= 2);
+  ok('the list shows the executions and counts by status');
+  await shot('executions');
+  await page.locator('[data-count-status="COMPLETED"]').click();
+  await page.waitForFunction(() => location.hash.includes('status=COMPLETED'));
+  await page.locator(`tr[data-workflow-id="${forkSwitchId}"]`).waitFor({ state: 'detached' });
+  ok('filtering by status changes the URL and the rows');
+  await page.locator('[data-count-status="COMPLETED"]').click();
+  await page.locator(`tr[data-workflow-id="${forkSwitchId}"]`).waitFor();
+
+  // The execution: diagram nodes with their statuses; the taken switch case highlighted.
+  await page.locator(`tr[data-workflow-id="${forkSwitchId}"] a`).click();
+  await page.locator('svg g.node[data-ref="sx"]').waitFor();
+  const expected = { a: 'COMPLETED', fork: 'COMPLETED', b1: 'COMPLETED', b2: 'COMPLETED', join: 'COMPLETED', decide: 'COMPLETED', sx: 'SCHEDULED', sd: 'NOT_RUN', after: 'NOT_RUN' };
+  for (const [ref, status] of Object.entries(expected)) assert.equal(await statusOf(ref), status, `node ${ref}`);
+  ok(`diagram statuses: ${Object.entries(expected).map(([r, s]) => `${r}=${s}`).join(' ')}`);
+  assert.equal(await page.locator('polyline[data-case="x"][data-taken="true"]').count(), 2, 'the x case is drawn taken');
+  assert.ok(await page.locator('polyline[data-taken="false"]').count() >= 2, 'the default case is drawn not taken');
+  ok('the switch shows the case it took');
+  await shot('execution-fork-switch');
+
+  // Task detail from the diagram (by keyboard), its URL shared, and the timeline.
+  await page.locator('svg g.node[data-ref="b1"]').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('[data-task-panel="b1"]').waitFor();
+  assert.match(page.url(), /task=b1/);
+  assert.match(await page.locator('[data-task-panel="b1"]').innerText(), /worker-ui-test/);
+  ok('Enter on a node opens its task, with the worker id, in a shareable URL');
+  await page.locator('#tab-timeline').click();
+  await page.locator('.gantt-row[data-task-id]').first().waitFor();
+  assert.equal(await page.locator('.gantt-row[data-task-id]').count(), 7, 'one timeline row per task attempt');
+  ok('the timeline has a row per task attempt');
+  await page.locator('#tab-events').click();
+  await page.locator('table.events tbody tr').first().waitFor();
+  assert.match(await page.locator('table.events').innerText(), /WorkflowStarted/);
+  ok('the event history is shown');
+
+  // Terminate a running workflow from the UI, confirmed in a dialog; the page shows the change.
+  await open(`#/execution/${runningId}`);
+  await page.locator('.execution[data-workflow-status="RUNNING"]').waitFor();
+  await page.getByRole('button', { name: 'Terminate' }).click();
+  const dialog = page.locator('dialog.confirm[open]');
+  await dialog.waitFor();
+  await dialog.locator('input[name="reason"]').fill('stopped from the UI test');
+  await shot('terminate-confirm', false);
+  await dialog.getByRole('button', { name: 'Terminate' }).click();
+  await page.locator('.execution[data-workflow-status="TERMINATED"]').waitFor();
+  await page.getByText('stopped from the UI test').waitFor();
+  ok('terminate, confirmed, turns the page TERMINATED');
+  await page.getByRole('button', { name: 'Retry' }).click();
+  await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Retry' }).click();
+  await page.locator('.execution[data-workflow-status="RUNNING"]').waitFor();
+  ok('retry, confirmed, runs it again');
+  await page.waitForFunction(() => document.querySelector('svg g.node[data-ref="a"]')?.dataset.status === 'SCHEDULED');
+  await page.locator('svg g.node[data-ref="after"]').click();
+  await page.getByRole('button', { name: 'Skip this task' }).click();
+  await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Skip' }).click();
+  await page.waitForFunction(() => document.querySelector('svg g.node[data-ref="after"]')?.dataset.status === 'SKIPPED');
+  ok('a task not reached yet is skipped from the diagram');
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Pause' }).click();
+  await page.locator('.execution[data-workflow-status="PAUSED"]').waitFor();
+  await page.getByRole('button', { name: 'Resume' }).click();
+  await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Resume' }).click();
+  await page.locator('.execution[data-workflow-status="RUNNING"]').waitFor();
+  ok('pause and resume');
+
+  // The definition: its diagram, then the visual editor and the JSON kept in sync both ways.
+  await open('#/definitions/ui_fork_switch?version=1');
+  await page.locator('svg g.node[data-ref="decide"]').waitFor();
+  assert.equal(await page.locator('svg g.node[data-ref="decide"]').getAttribute('data-status'), null, 'no statuses on a definition');
+  await shot('definition');
+  await page.locator('#tab-edit').click();
+  const json = page.locator('#definition-json');
+  await json.waitFor();
+  await page.locator('svg g.node[data-ref="a"]').click();
+  await page.locator('[data-action="add-after"]').click();
+  await page.locator('svg g.node[data-ref="simple_1"]').waitFor();
+  assert.match(await json.inputValue(), /"taskReferenceName": "simple_1"/);
+  ok('adding a task on the diagram writes it into the JSON');
+  // The JSON before the move: the edits below start from it.
+  const text = await json.inputValue();
+  await page.locator('svg g.node[data-ref="b2"]').click();
+  await page.getByRole('button', { name: 'Move to…' }).click();
+  await page.locator('svg g.node[data-ref="b1"]').click();
+  const moved = JSON.parse(await json.inputValue());
+  const fork = moved.tasks.find((t) => t.taskReferenceName === 'fork');
+  assert.deepEqual(fork.forkTasks.map((b) => b.map((t) => t.taskReferenceName)), [['b1', 'b2'], []]);
+  assert.deepEqual(moved.tasks.find((t) => t.type === 'JOIN').joinOn, ['b2'], 'the join follows the branches');
+  ok('moving a task into another branch updates the fork and its join');
+  await json.fill(text.replace('"name": "ui_fork_switch",', '"name": "ui_fork_switch"'));
+  const error = page.locator('[data-json-error]');
+  await error.waitFor();
+  assert.match(await error.innerText(), /Line \d+, column \d+/);
+  assert.ok(await page.getByRole('button', { name: 'Save definition' }).isDisabled(), 'no saving invalid JSON');
+  ok('invalid JSON is reported inline with its line and column, and cannot be saved');
+  await shot('editor-json-error', false);
+  await json.fill(text.replace('"taskReferenceName": "sd"', '"taskReferenceName": "sd_renamed"'));
+  await page.locator('svg g.node[data-ref="sd_renamed"]').waitFor();
+  ok('editing the JSON redraws the diagram');
+  await json.fill(text.replace('"taskReferenceName": "sd"', '"taskReferenceName": "a"'));
+  await page.getByText('is used twice').waitFor();
+  ok('a duplicate reference name is flagged before saving');
+  await json.fill(text.replace('"taskReferenceName": "sd"', '"taskReferenceName": "sd_renamed"'));
+  await shot('editor');
+  await page.getByRole('button', { name: 'Save definition' }).click();
+  await page.waitForFunction(() => !location.hash.includes('tab=edit'));
+  await page.locator('svg g.node[data-ref="sd_renamed"]').waitFor();
+  ok('saving stores the edited definition');
+
+  // Start a workflow from its definition's input form.
+  await page.locator('#tab-start').click();
+  await page.locator('input[name="input-k"]').fill('y');
+  await page.getByRole('button', { name: /^Start ui_fork_switch/ }).click();
+  await page.locator('.execution[data-workflow-status="RUNNING"]').waitFor();
+  assert.match(page.url(), /#\/execution\//);
+  ok('the start form starts a workflow and opens it');
+
+  // A thousand-task workflow: every node drawn.
+  const started = Date.now();
+  await open(`#/definitions/${bigDef}`);
+  await page.waitForFunction(() => document.querySelectorAll('svg g.node').length >= 1000);
+  console.log(`info - a 1,000-task diagram rendered in ${Date.now() - started} ms (page load included)`);
+  ok('a thousand-task definition is drawn');
+
+  // Operations.
+  await open('#/queues');
+  await page.locator('tr[data-queue="ui_task"] [data-size]').waitFor();
+  assert.ok(Number(await page.locator('tr[data-queue="ui_task"] [data-size]').innerText()) >= 1);
+  ok('queues show depth per task type');
+  await shot('queues');
+  await open('#/schedules');
+  await page.locator('tr[data-schedule="ui_nightly"]').waitFor();
+  await page.locator('tr[data-schedule="ui_nightly"]').getByRole('button', { name: 'Pause' }).click();
+  await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Pause' }).click();
+  await page.locator('tr[data-schedule="ui_nightly"]').getByText('PAUSED').waitFor();
+  ok('a schedule is paused from the UI');
+  await open('#/cluster');
+  await page.locator('tr[data-node="1"]').waitFor();
+  assert.match(await page.locator('tr[data-node="1"]').innerText(), /leader/);
+  ok('the cluster view names the leader');
+  await shot('cluster');
+}
+
+async function cluster(nodes) {
+  await open('#/cluster');
+  await page.locator('tr[data-node]').nth(Number(nodes) - 1).waitFor();
+  const rows = await page.locator('tr[data-node]').allInnerTexts();
+  assert.equal(rows.length, Number(nodes), rows.join('\n'));
+  assert.equal(rows.filter((r) => /leader/.test(r)).length, 1, rows.join('\n'));
+  assert.equal(rows.filter((r) => /\d+ entries/.test(r)).length, Number(nodes) - 1, `a lag per follower: ${rows.join('\n')}`);
+  ok(`the cluster view lists ${nodes} nodes, the leader, and each follower's lag`);
+  await shot('cluster');
+}
+
+async function signin(keyId, secret) {
+  await open('#/executions');
+  await page.waitForFunction(() => location.hash.startsWith('#/signin'));
+  await page.locator('input[name="keyId"]').fill(keyId);
+  await page.locator('input[name="keySecret"]').fill('not the secret');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('Unknown key id or wrong secret').waitFor();
+  ok('a wrong secret is refused');
+  await page.locator('input[name="keySecret"]').fill(secret);
+  await shot('signin', false);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForFunction(() => location.hash.startsWith('#/executions'));
+  await page.locator('table.executions caption').getByText(/matching execution/).waitFor();
+  ok('signing in with the API key opens the list');
+  const failed = problems.filter((p) => !p.includes('401'));
+  problems.length = 0;
+  problems.push(...failed);
+}
+
+try {
+  if (scenario === 'tour') await tour(...args);
+  else if (scenario === 'signin') await signin(...args);
+  else if (scenario === 'cluster') await cluster(...args);
+  else throw new Error(`unknown scenario ${scenario}`);
+  assert.deepEqual(problems, [], 'no errors in the page');
+  ok('no errors in the page');
+} catch (e) {
+  console.error(`not ok - ${e.message}`);
+  await shot('failure').catch(() => {});
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();

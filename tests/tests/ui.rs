@@ -1,0 +1,209 @@
+//! The web UI in a real headless Chromium (Debian's `chromium`, driven by playwright-core from
+//! `tests/browser`): a node is started and seeded over the API, `tests/browser/ui.mjs` clicks
+//! through the UI, and the effects of its actions are checked here over the API again.
+//!
+//! Screenshots land in `<target>/tmp/ui-screenshots/`. A missing browser or missing
+//! playwright-core is a failure with instructions, never a skip: `./tests/run.sh` installs both.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use overture_tests::{Cluster, Node, client, crate_dir, send, wait_for, wait_status};
+use serde_json::{Value, json};
+
+fn artifacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots")
+}
+
+/// Runs a scenario of `ui.mjs`; panics with its output unless every check passed.
+async fn browse(scenario: &str, url: &str, args: &[&str]) -> String {
+    let dir = crate_dir().join("browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed in {}: run ./tests/run.sh (or `npm ci` there)",
+        dir.display()
+    );
+    let out = artifacts().join(scenario);
+    let run = tokio::process::Command::new("node")
+        .arg("ui.mjs")
+        .arg(scenario)
+        .arg(url)
+        .arg(&out)
+        .args(args)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the browser test finished within 4 minutes")
+        .expect("node runs (Node.js 18 or later is needed)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "the browser test failed ({}):\n{stdout}\n{stderr}", output.status);
+    stdout
+}
+
+async fn post(node: &Node, path: &str, body: Value) -> String {
+    let r = send(client().post(node.api(path)).json(&body)).await;
+    assert!(r.status < 300, "POST {path}: {} {}", r.status, r.text);
+    r.text
+}
+
+/// Polls one `ui_task` for the worker the UI should show, and completes it.
+async fn work_one(node: &Node, expect_ref: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let task = loop {
+        let r = send(client().get(node.api("/tasks/poll/ui_task?workerid=worker-ui-test"))).await;
+        if r.status == 200 && !r.text.is_empty() {
+            break r.json();
+        }
+        assert!(std::time::Instant::now() < deadline, "no ui_task to poll: {} {}", r.status, r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reference = task["referenceTaskName"].as_str().expect("ref");
+    assert!(expect_ref.contains(&reference), "polled {reference}, expected one of {expect_ref:?}");
+    post(
+        node,
+        "/tasks",
+        json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED",
+               "outputData": {"by": "ui test"}}),
+    )
+    .await;
+}
+
+fn simple(reference: &str) -> Value {
+    json!({"name": "ui_task", "taskReferenceName": reference, "type": "SIMPLE"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_shows_and_steers_workflows_in_chromium() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    post(&node, "/metadata/taskdefs", json!([{"name": "ui_task", "retryCount": 0}])).await;
+    let definition = json!({
+        "name": "ui_fork_switch", "version": 1, "schemaVersion": 2, "inputParameters": ["k"],
+        "tasks": [
+            simple("a"),
+            {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": [[simple("b1")], [simple("b2")]]},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["b1", "b2"]},
+            {"name": "decide", "taskReferenceName": "decide", "type": "SWITCH", "evaluatorType": "value-param",
+             "expression": "k", "inputParameters": {"k": "${workflow.input.k}"},
+             "decisionCases": {"x": [simple("sx")]}, "defaultCase": [simple("sd")]},
+            simple("after"),
+        ]
+    });
+    post(&node, "/metadata/workflow", definition).await;
+    let big: Vec<Value> = (0..1000).map(|i| simple(&format!("step_{i}"))).collect();
+    post(&node, "/metadata/workflow", json!({"name": "ui_big", "version": 1, "tasks": big})).await;
+    post(
+        &node,
+        "/scheduler/schedules",
+        json!({"name": "ui_nightly", "cronExpression": "0 0 2 * * ?",
+               "startWorkflowRequest": {"name": "ui_fork_switch", "version": 1, "input": {"k": "x"}}}),
+    )
+    .await;
+
+    // One workflow through its fork and switch (taking case x), stopped at `sx`; a second one
+    // left running, for the UI to terminate.
+    let forked = post(&node, "/workflow/ui_fork_switch", json!({"k": "x"})).await;
+    work_one(&node, &["a"]).await;
+    work_one(&node, &["b1", "b2"]).await;
+    work_one(&node, &["b1", "b2"]).await;
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            let wf = send(client().get(node.api(&format!("/workflow/{forked}?includeTasks=true")))).await.json();
+            wf["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["referenceTaskName"] == "sx"))
+        })
+        .await,
+        "the switch scheduled sx"
+    );
+    let running = post(&node, "/workflow/ui_fork_switch", json!({"k": "x"})).await;
+
+    let report = browse("tour", &node.url, &[&forked, &running, "ui_big"]).await;
+    assert!(report.contains("ok - no errors in the page"), "{report}");
+
+    // What the UI did, seen through the API.
+    // The second workflow was terminated (with the reason typed in the dialog), retried, had
+    // `after` skipped in advance, was paused and resumed: it runs on, waiting at `a`.
+    let history = send(client().get(node.api(&format!("/workflow/{running}/history")))).await.text;
+    assert!(history.contains("stopped from the UI test"), "the termination and its reason: {history}");
+    let wf = wait_status(&node, &running, "RUNNING", Duration::from_secs(5)).await;
+    let tasks = wf["tasks"].as_array().expect("tasks");
+    assert!(tasks.iter().any(|t| t["referenceTaskName"] == "after" && t["status"] == "SKIPPED"), "{wf}");
+    assert!(tasks.iter().any(|t| t["referenceTaskName"] == "a" && t["status"] == "SCHEDULED"), "{wf}");
+    let saved = send(client().get(node.api("/metadata/workflow/ui_fork_switch?version=1"))).await.json();
+    let refs = saved.to_string();
+    assert!(
+        refs.contains("\"simple_1\"") && refs.contains("\"sd_renamed\""),
+        "the editor's changes were saved: {saved}"
+    );
+    let schedule = send(client().get(node.api("/scheduler/schedules/ui_nightly"))).await.json();
+    assert_eq!(schedule["paused"], true, "{schedule}");
+    let started =
+        send(client().get(node.api("/workflow/search?query=workflowType%3Dui_fork_switch&size=10"))).await.json();
+    assert_eq!(started["totalHits"], 3, "the start form started a third workflow: {started}");
+    for shot in ["executions", "execution-fork-switch", "definition", "editor", "cluster"] {
+        assert!(artifacts().join("tour").join(format!("{shot}.png")).is_file(), "screenshot {shot}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_on_the_ui_signs_in_with_an_api_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start_with(&dir.path().join("node"), &["--api-key", "ui-admin:ui-secret-123"]).await;
+    // The page itself is served without a token; the API is not.
+    let page = send(client().get(format!("{}/", node.url))).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("/ui/app.js"), "{}", page.text);
+    assert_eq!(send(client().get(node.api("/workflow/search"))).await.status, 401);
+    browse("signin", &node.url, &["ui-admin", "ui-secret-123"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_files_are_served_with_caching_and_a_strict_policy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    let http = client();
+    let index = http.get(format!("{}/", node.url)).send().await.expect("index");
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = index.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe"), "{policy}");
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+        ("/ui/vendor/preact.mjs", "text/javascript"),
+        ("/ui/vendor/LICENSES.txt", "text/plain"),
+    ] {
+        let r = http.get(format!("{}{path}", node.url)).send().await.expect("asset");
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers()["content-type"].to_str().expect("ascii").starts_with(kind), "{path}");
+        let etag = r.headers()["etag"].clone();
+        let again = http.get(format!("{}{path}", node.url)).header("if-none-match", etag).send().await.expect("again");
+        assert_eq!(again.status(), 304, "{path} revalidates");
+    }
+    let missing = send(http.get(format!("{}/ui/nope.js", node.url))).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["message"].as_str().is_some_and(|m| m.contains("nope.js")), "{}", missing.text);
+    let metrics = send(http.get(format!("{}/metrics", node.url))).await.text;
+    assert!(metrics.contains("route=\"/ui/{*path}\""), "UI requests are measured like any other route");
+}
+
+/// Every node serves the UI; through a follower, the cluster view shows the leader's view of
+/// replication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_of_a_cluster_serves_the_ui() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = Cluster::start(dir.path(), 3, "").await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let follower = cluster.other_than(leader);
+    for n in 0..3 {
+        let page = send(client().get(format!("{}/", cluster.nodes[n].url))).await;
+        assert_eq!(page.status, 200, "node {}", n + 1);
+    }
+    browse("cluster", &cluster.nodes[follower].url, &["3"]).await;
+}
