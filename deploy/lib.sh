@@ -10,12 +10,18 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# libclang: bindgen needs it to generate RocksDB's bindings.
+# libclang: bindgen needs it to generate RocksDB's bindings. npm: the web UI's libraries.
 ensure_build_deps() {
   if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.]'; then
     echo "installing libclang-dev (needed to build RocksDB's bindings)" >&2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
+  fi
+  # npm: the web UI's libraries are installed from the npm registry when the api crate builds.
+  if ! command -v npm >/dev/null; then
+    echo "installing nodejs and npm (the web UI's libraries come from the npm registry)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
   fi
   if ! command -v cargo >/dev/null; then
     echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
@@ -37,16 +43,13 @@ ensure_python_sdk() {
 }
 
 # The browser tests' tools: Debian's Chromium (no browser download) and playwright-core, pinned in
-# tests/browser/package-lock.json, installed again only when the lock file changes.
+# tests/browser/package-lock.json, installed again only when the lock file changes. Needs npm
+# (ensure_build_deps installs it).
 ensure_browser() {
   if [ -z "${OVERTURE_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
     echo "installing chromium (for the web UI's browser tests)" >&2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  fi
-  if ! command -v npm >/dev/null; then
-    echo "npm is missing: install Node.js 18 or later with npm (the web UI and its tests need it)" >&2
-    exit 1
   fi
   local dir="$overture_root/tests/browser"
   if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null; then

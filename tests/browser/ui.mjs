@@ -4,9 +4,10 @@
 //   node ui.mjs <scenario> <base url> <artifacts dir> [scenario arguments...]
 //
 // Scenarios:
-//   tour <forkSwitchId> <runningId> <bigDefName>  list, execution diagram with statuses and the
-//       taken switch case, terminate, retry, skip, pause and resume from the UI, the definition
-//       editor both ways, a thousand-task diagram, and the operations views;
+//   tour <forkSwitchId> <runningId> <bigDefName> <loopSubId>  the list (thousands of executions),
+//       an execution's diagram with statuses and the taken switch case, a loop's iterations and a
+//       sub-workflow's link, terminate, retry, skip, pause and resume from the UI, the definition
+//       editor both ways, a thousand-task diagram, the operations views, shared URLs and contrast;
 //   cluster <nodes>  the cluster view, from whichever node serves the page;
 //   signin <keyId> <secret>  with authentication on: sign-in, then the list.
 //
@@ -42,16 +43,68 @@ const shot = async (name, fullPage = true) => {
 };
 const ok = (what) => console.log(`ok - ${what}`);
 const open = async (hash) => { await page.goto(`${base}/${hash}`); };
+/** Text whose contrast with its background is under WCAG AA (4.5:1, or 3:1 for large text). */
+async function contrast(where) {
+  const bad = await page.evaluate(() => {
+    const parse = (c) => {
+      const m = /rgba?\(([^)]+)\)/.exec(c);
+      if (!m) return null;
+      const [r, g, b, a = 1] = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+      return { r, g, b, a };
+    };
+    const channel = (v) => { const x = v / 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; };
+    const luminance = ({ r, g, b }) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c && c.a > 0.5) return c;
+      }
+      return { r: 255, g: 255, b: 255 };
+    };
+    const found = [];
+    for (const el of document.querySelectorAll('main *, header *')) {
+      if (el.closest('svg') || !el.getClientRects().length || el.closest('button:disabled')) continue;
+      if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+      const style = getComputedStyle(el);
+      const fg = parse(style.color);
+      if (!fg) continue;
+      const [hi, lo] = [luminance(fg), luminance(background(el))].sort((x, y) => y - x);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) found.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}:1`);
+    }
+    return found;
+  });
+  assert.deepEqual(bad, [], `text under AA contrast on ${where}`);
+}
+
 const statusOf = (ref) => page.locator(`svg g.node[data-ref="${ref}"]`).getAttribute('data-status');
 
-async function tour(forkSwitchId, runningId, bigDef) {
+async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   // The list: both seeded workflows, counts by status, a status filter in the URL.
   await open('#/executions');
   await page.locator(`tr[data-workflow-id="${forkSwitchId}"]`).waitFor();
   await page.locator(`tr[data-workflow-id="${runningId}"]`).waitFor();
   await page.waitForFunction(() => Number(document.querySelector('[data-count-status="RUNNING"] strong')?.textContent) >= 2);
-  ok('the list shows the executions and counts by status');
+  const caption = await page.locator('table.executions caption').innerText();
+  assert.ok(Number(caption.replace(/\D/g, '')) >= 2000, caption);
+  assert.equal(await page.locator('table.executions tbody tr').count(), 25, 'one page of 25 rows');
+  ok(`the list shows the executions and counts by status (${caption})`);
+  await contrast('the executions list');
   await shot('executions');
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await page.waitForFunction(() => location.hash.includes('page=2'));
+  await page.getByText(/^Page 2 of \d+$/).waitFor();
+  await page.goBack();
+  await page.getByText(/^Page 1 of \d+$/).waitFor();
+  ok('paging is in the URL, and Back returns');
+  await page.locator('input[name="type"]').fill('ui_fork_switch');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.waitForFunction(() => document.querySelector('table.executions caption')?.textContent.startsWith('2 matching'));
+  ok('searching by workflow type');
+  await page.getByRole('button', { name: 'Clear' }).click();
+  await page.waitForFunction(() => !location.hash.includes('type='));
   await page.locator('[data-count-status="COMPLETED"]').click();
   await page.waitForFunction(() => location.hash.includes('status=COMPLETED'));
   await page.locator(`tr[data-workflow-id="${forkSwitchId}"]`).waitFor({ state: 'detached' });
@@ -86,6 +139,27 @@ async function tour(forkSwitchId, runningId, bigDef) {
   assert.match(await page.locator('table.events').innerText(), /WorkflowStarted/);
   ok('the event history is shown');
 
+  // A shared URL opens the same view: tab and selected task included.
+  const shared = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await shared.goto(`${base}/#/execution/${forkSwitchId}?tab=timeline&task=b1`);
+  await shared.locator('[data-task-panel="b1"]').waitFor();
+  assert.equal(await shared.locator('#tab-timeline').getAttribute('aria-selected'), 'true');
+  await shared.close();
+  ok('a shared URL opens the same tab and task');
+  await contrast('an execution');
+
+  // A loop shows its iterations, a sub-workflow links to its child.
+  await open(`#/execution/${loopSubId}`);
+  await page.locator('svg g.node[data-ref="loop"] [data-iteration]').waitFor();
+  assert.equal(await page.locator('svg g.node[data-ref="loop"] [data-iteration]').getAttribute('data-iteration'), '2');
+  assert.equal(await statusOf('step'), 'COMPLETED');
+  ok('the loop shows its two iterations');
+  await page.locator('svg g.node[data-ref="child"] a.child').click();
+  await page.waitForFunction((id) => !location.hash.includes(id), loopSubId);
+  await page.locator('h1').getByText('ui_child').waitFor();
+  await page.locator('svg g.node[data-ref="child_step"][data-status="COMPLETED"]').waitFor();
+  ok('the sub-workflow node opens the child execution');
+
   // Terminate a running workflow from the UI, confirmed in a dialog; the page shows the change.
   await open(`#/execution/${runningId}`);
   await page.locator('.execution[data-workflow-status="RUNNING"]').waitFor();
@@ -116,8 +190,17 @@ async function tour(forkSwitchId, runningId, bigDef) {
   await page.locator('.execution[data-workflow-status="RUNNING"]').waitFor();
   ok('pause and resume');
 
-  // The definition: its diagram, then the visual editor and the JSON kept in sync both ways.
-  await open('#/definitions/ui_fork_switch?version=1');
+  // The definitions, filtered as one types; then one definition's diagram, the visual editor and
+  // the JSON kept in sync both ways.
+  await open('#/definitions');
+  await page.locator('table.grid tbody tr').nth(3).waitFor();
+  await page.locator('label.filter input').fill('fork_sw');
+  await page.waitForFunction(() => document.querySelectorAll('table.grid tbody tr').length === 1);
+  await page.locator('label.filter input').fill('fork_swi');
+  assert.equal(await page.locator('label.filter input').inputValue(), 'fork_swi', 'the filter keeps its focus and text');
+  ok('the definitions filter as one types');
+  await page.getByRole('link', { name: 'ui_fork_switch' }).click();
+  await page.waitForFunction(() => location.hash.includes('version=1'));
   await page.locator('svg g.node[data-ref="decide"]').waitFor();
   assert.equal(await page.locator('svg g.node[data-ref="decide"]').getAttribute('data-status'), null, 'no statuses on a definition');
   await shot('definition');
@@ -145,6 +228,7 @@ async function tour(forkSwitchId, runningId, bigDef) {
   assert.match(await error.innerText(), /Line \d+, column \d+/);
   assert.ok(await page.getByRole('button', { name: 'Save definition' }).isDisabled(), 'no saving invalid JSON');
   ok('invalid JSON is reported inline with its line and column, and cannot be saved');
+  await contrast('the editor with an error');
   await shot('editor-json-error', false);
   await json.fill(text.replace('"taskReferenceName": "sd"', '"taskReferenceName": "sd_renamed"'));
   await page.locator('svg g.node[data-ref="sd_renamed"]').waitFor();
@@ -153,6 +237,8 @@ async function tour(forkSwitchId, runningId, bigDef) {
   await page.getByText('is used twice').waitFor();
   ok('a duplicate reference name is flagged before saving');
   await json.fill(text.replace('"taskReferenceName": "sd"', '"taskReferenceName": "sd_renamed"'));
+  await page.locator('svg g.node[data-ref="decide"]').click();
+  await page.getByRole('button', { name: 'Add case' }).waitFor();
   await shot('editor');
   await page.getByRole('button', { name: 'Save definition' }).click();
   await page.waitForFunction(() => !location.hash.includes('tab=edit'));
@@ -190,6 +276,7 @@ async function tour(forkSwitchId, runningId, bigDef) {
   await page.locator('tr[data-node="1"]').waitFor();
   assert.match(await page.locator('tr[data-node="1"]').innerText(), /leader/);
   ok('the cluster view names the leader');
+  await contrast('the cluster view');
   await shot('cluster');
 }
 

@@ -25,6 +25,8 @@ async fn browse(scenario: &str, url: &str, args: &[&str]) -> String {
         dir.display()
     );
     let out = artifacts().join(scenario);
+    // Screenshots of this run only, not a failure left by an earlier one.
+    let _ = std::fs::remove_dir_all(&out);
     let run = tokio::process::Command::new("node")
         .arg("ui.mjs")
         .arg(scenario)
@@ -83,7 +85,7 @@ fn simple(reference: &str) -> Value {
 async fn the_ui_shows_and_steers_workflows_in_chromium() {
     let dir = tempfile::tempdir().expect("dir");
     let node = Node::start(&dir.path().join("node")).await;
-    post(&node, "/metadata/taskdefs", json!([{"name": "ui_task", "retryCount": 0}])).await;
+    post(&node, "/metadata/taskdefs", json!([{"name": "ui_task", "retryCount": 0}, {"name": "ui_bulk"}])).await;
     let definition = json!({
         "name": "ui_fork_switch", "version": 1, "schemaVersion": 2, "inputParameters": ["k"],
         "tasks": [
@@ -107,6 +109,19 @@ async fn the_ui_shows_and_steers_workflows_in_chromium() {
     )
     .await;
 
+    // Thousands of executions for the list to page through, older than the ones below.
+    post(
+        &node,
+        "/metadata/workflow",
+        json!({"name": "ui_many", "version": 1,
+        "tasks": [{"name": "ui_bulk", "taskReferenceName": "only", "type": "SIMPLE"}]}),
+    )
+    .await;
+    for _ in 0..40 {
+        let starts = (0..50).map(|_| post(&node, "/workflow/ui_many", json!({})));
+        futures::future::join_all(starts).await;
+    }
+
     // One workflow through its fork and switch (taking case x), stopped at `sx`; a second one
     // left running, for the UI to terminate.
     let forked = post(&node, "/workflow/ui_fork_switch", json!({"k": "x"})).await;
@@ -123,7 +138,27 @@ async fn the_ui_shows_and_steers_workflows_in_chromium() {
     );
     let running = post(&node, "/workflow/ui_fork_switch", json!({"k": "x"})).await;
 
-    let report = browse("tour", &node.url, &[&forked, &running, "ui_big"]).await;
+    // A loop of two iterations, then a sub-workflow; system tasks only, so it completes alone.
+    let inline = |reference: &str| {
+        json!({"name": "inline", "taskReferenceName": reference, "type": "INLINE",
+               "inputParameters": {"evaluatorType": "javascript", "expression": "1 + 1"}})
+    };
+    post(&node, "/metadata/workflow", json!({"name": "ui_child", "version": 1, "tasks": [inline("child_step")]})).await;
+    post(
+        &node,
+        "/metadata/workflow",
+        json!({"name": "ui_loop_sub", "version": 1, "tasks": [
+            {"name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE",
+             "loopCondition": "if ($.loop['iteration'] < 2) { true; } else { false; }", "loopOver": [inline("step")]},
+            {"name": "child", "taskReferenceName": "child", "type": "SUB_WORKFLOW",
+             "subWorkflowParam": {"name": "ui_child", "version": 1}},
+        ]}),
+    )
+    .await;
+    let looped = post(&node, "/workflow/ui_loop_sub", json!({})).await;
+    wait_status(&node, &looped, "COMPLETED", Duration::from_secs(10)).await;
+
+    let report = browse("tour", &node.url, &[&forked, &running, "ui_big", &looped]).await;
     assert!(report.contains("ok - no errors in the page"), "{report}");
 
     // What the UI did, seen through the API.

@@ -22,7 +22,7 @@ export function Definitions({ query: q }) {
   const shown = byName.filter((x) => !filter || x.latest.name.toLowerCase().includes(filter) || (x.latest.description || '').toLowerCase().includes(filter));
   return html`<section>
     <div class="title-row"><h1>Workflow definitions</h1><a class="button primary" href="#/new-definition">New definition</a></div>
-    <label class="filter">Filter <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value })} /></label>
+    <label class="filter">Filter <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value }, { replace: true })} /></label>
     <${Failure} error=${defs.error} />
     <table class="grid">
       <caption>${shown.length} of ${byName.length} definitions</caption>
@@ -138,7 +138,7 @@ export function TaskDefinitions({ query: q }) {
     <div class="title-row"><h1>Task definitions</h1><button class="primary" onClick=${() => setQuery({ edit: '+' })}>New task definition</button></div>
     ${editing === '+' ? html`<${TaskDefEditor} initial=${TASK_BLANK} creating=${true} onSaved=${(n) => { defs.reload(); setQuery({ edit: n }); }} />` : null}
     ${current ? html`<${TaskDefEditor} key=${current.name} initial=${current} onSaved=${() => defs.reload()} />` : null}
-    <label class="filter">Filter <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value })} /></label>
+    <label class="filter">Filter <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value }, { replace: true })} /></label>
     <${Failure} error=${defs.error} />
     <table class="grid">
       <thead><tr><th scope="col">Name</th><th scope="col">Retries</th><th scope="col">Timeout</th><th scope="col">Response timeout</th><th scope="col">Rate limit</th><th scope="col">Concurrency</th><th scope="col">Description</th></tr></thead>

@@ -65,7 +65,7 @@ function branching(task, path, branches, ctx) {
   for (const p of parts) {
     const cx = x + p.f.w / 2;
     out.edges.push({ points: [[w / 2, H], [cx, H + GAP / 2], [cx, top]], owner, branch: p.key });
-    if (p.label !== undefined) out.labels.push({ x: cx, y: H + GAP / 2 + 4, text: p.label, owner, branch: p.key });
+    if (p.label !== undefined) out.labels.push({ x: cx + 7, y: top - 4, text: p.label, owner, branch: p.key });
     add(out, p.f, x, top);
     out.edges.push({ points: [[cx, top + p.f.h], [cx, exit - GAP / 4], [w / 2, exit]], owner, branch: p.key, arrow: false });
     x += p.f.w + SIDE;
@@ -223,14 +223,14 @@ export function Diagram({ def, tasks, selected, onSelect, editable = false }) {
     </div>
     <div class="canvas">
       <svg role="group" aria-label="Workflow diagram" width=${width * scale} height=${height * scale} viewBox=${`0 0 ${width} ${height}`}>
-        <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+        <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
           <path d="M0,0 L10,5 L0,10 z" /></marker></defs>
         <g transform=${`translate(${MARGIN},${MARGIN})`}>
           ${g.boxes.map((b) => html`<g class="loop-box" data-loop=${b.ref}><rect x=${b.x} y=${b.y} width=${b.w} height=${b.h} rx="10" /></g>`)}
           ${g.edges.map((e) => html`<polyline class=${`${edgeClass(e)}${e.back ? ' back' : ''}`} data-case=${e.branch} data-owner=${e.owner}
             data-taken=${e.owner && taken.has(e.owner) ? String(taken.get(e.owner) === e.branch) : undefined}
             points=${e.points.map((p) => p.join(',')).join(' ')} marker-end=${e.arrow === false ? undefined : 'url(#arrow)'} />`)}
-          ${g.labels.map((l) => html`<text class=${`case-label ${taken.has(l.owner) && taken.get(l.owner) === l.branch ? 'taken' : ''}`} x=${l.x} y=${l.y} text-anchor="middle">${short(l.text, 18)}</text>`)}
+          ${g.labels.map((l) => html`<text class=${`case-label ${taken.has(l.owner) && taken.get(l.owner) === l.branch ? 'taken' : ''}`} x=${l.x} y=${l.y}>${short(l.text, 18)}</text>`)}
           ${g.nodes.map((n) => html`<${Node} key=${n.key} n=${n} run=${runOf(n)} selected=${selected === n.key} onSelect=${onSelect} />`)}
         </g>
       </svg>

@@ -55,7 +55,7 @@ function StatusCounts({ q }) {
     setQuery({ status: next.join(','), page: '' });
   };
   return html`<div class="counts" role="group" aria-label="Filter by status">
-    ${WORKFLOW_STATUSES.map((s, i) => html`<button type="button" class=${`count tone-${s}`} aria-pressed=${selected.includes(s)}
+    ${WORKFLOW_STATUSES.map((s, i) => html`<button type="button" class="count" aria-pressed=${selected.includes(s)}
       onClick=${() => toggle(s)} data-count-status=${s}><${Status} status=${s} /> <strong>${counts.data?.[i] ?? '…'}</strong></button>`)}
   </div>`;
 }

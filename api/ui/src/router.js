@@ -17,13 +17,19 @@ export function href(parts, query) {
 
 export function go(parts, query) { location.hash = href(parts, query); }
 
-/** Changes some query parameters of the current view (a new history entry, so Back works). */
-export function setQuery(updates) {
+/**
+ * Changes some query parameters of the current view: a new history entry, so Back works, or with
+ * `replace` (typing in a filter) the current one.
+ */
+export function setQuery(updates, { replace = false } = {}) {
   const { parts, query } = parse();
   for (const [k, v] of Object.entries(updates)) {
     if (v === undefined || v === null || v === '') query.delete(k); else query.set(k, String(v));
   }
-  go(parts, Object.fromEntries(query));
+  const next = href(parts, Object.fromEntries(query));
+  if (!replace) { location.hash = next; return; }
+  history.replaceState(null, '', next);
+  dispatchEvent(new HashChangeEvent('hashchange'));
 }
 
 export function useRoute() {
