@@ -83,8 +83,10 @@ const statusOf = (ref) => page.locator(`svg g.node[data-ref="${ref}"]`).getAttri
 
 async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   // The list: both seeded workflows, counts by status, a status filter in the URL.
+  const listed = Date.now();
   await open('#/executions');
   await page.locator(`tr[data-workflow-id="${forkSwitchId}"]`).waitFor();
+  console.log(`info - the first page of the list showed in ${Date.now() - listed} ms (page load included)`);
   await page.locator(`tr[data-workflow-id="${runningId}"]`).waitFor();
   await page.waitForFunction(() => Number(document.querySelector('[data-count-status="RUNNING"] strong')?.textContent) >= 2);
   const caption = await page.locator('table.executions caption').innerText();
@@ -159,6 +161,18 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   await page.locator('h1').getByText('ui_child').waitFor();
   await page.locator('svg g.node[data-ref="child_step"][data-status="COMPLETED"]').waitFor();
   ok('the sub-workflow node opens the child execution');
+  await page.goBack();
+  await page.locator('.execution[data-workflow-status="COMPLETED"] svg g.node[data-ref="child"]').waitFor();
+  await page.locator('svg g.node[data-ref="child"] rect').click({ position: { x: 20, y: 10 } });
+  await page.getByRole('button', { name: 'Rerun from this task' }).click();
+  await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Rerun' }).click();
+  await page.locator('dialog.confirm[open]').waitFor({ state: 'detached' });
+  await page.locator('.execution[data-workflow-status="COMPLETED"]').waitFor();
+  await page.getByRole('button', { name: 'Restart' }).click();
+  await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Restart' }).click();
+  await page.locator('dialog.confirm[open]').waitFor({ state: 'detached' });
+  await page.locator('.execution[data-workflow-status="COMPLETED"]').waitFor();
+  ok('rerun from a task and restart, each confirmed');
 
   // Terminate a running workflow from the UI, confirmed in a dialog; the page shows the change.
   await open(`#/execution/${runningId}`);
@@ -222,6 +236,16 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   assert.deepEqual(fork.forkTasks.map((b) => b.map((t) => t.taskReferenceName)), [['b1', 'b2'], []]);
   assert.deepEqual(moved.tasks.find((t) => t.type === 'JOIN').joinOn, ['b2'], 'the join follows the branches');
   ok('moving a task into another branch updates the fork and its join');
+  await page.locator('svg g.node[data-ref="fork"]').click();
+  await page.getByRole('button', { name: 'Add branch' }).click();
+  await page.locator('svg g.node[data-ref="decide"]').click();
+  await page.locator('.toolbar form.inline input').fill('y');
+  await page.getByRole('button', { name: 'Add case' }).click();
+  const grown = JSON.parse(await json.inputValue());
+  assert.equal(grown.tasks.find((t) => t.taskReferenceName === 'fork').forkTasks.length, 3, 'a third branch');
+  assert.deepEqual(Object.keys(grown.tasks.find((t) => t.taskReferenceName === 'decide').decisionCases), ['x', 'y']);
+  await page.locator('polyline[data-case="y"]').first().waitFor({ state: 'attached' });
+  ok('a fork branch and a switch case added on the diagram');
   await json.fill(text.replace('"name": "ui_fork_switch",', '"name": "ui_fork_switch"'));
   const error = page.locator('[data-json-error]');
   await error.waitFor();

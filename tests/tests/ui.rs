@@ -170,6 +170,14 @@ async fn the_ui_shows_and_steers_workflows_in_chromium() {
     let tasks = wf["tasks"].as_array().expect("tasks");
     assert!(tasks.iter().any(|t| t["referenceTaskName"] == "after" && t["status"] == "SKIPPED"), "{wf}");
     assert!(tasks.iter().any(|t| t["referenceTaskName"] == "a" && t["status"] == "SCHEDULED"), "{wf}");
+    // The loop and sub-workflow one was rerun from its `child` task, then restarted.
+    let history = send(client().get(node.api(&format!("/workflow/{looped}/history")))).await.json();
+    let reopened: Vec<&Value> =
+        history.as_array().expect("events").iter().filter(|e| e["type"] == "WorkflowReopened").collect();
+    assert_eq!(reopened.len(), 2, "{history}");
+    assert_eq!((reopened[0]["restart"].as_bool(), reopened[1]["restart"].as_bool()), (Some(false), Some(true)));
+    assert!(reopened[0]["keepTasks"].as_u64().is_some_and(|k| k > 0), "a rerun from `child` keeps the loop");
+    wait_status(&node, &looped, "COMPLETED", Duration::from_secs(10)).await;
     let saved = send(client().get(node.api("/metadata/workflow/ui_fork_switch?version=1"))).await.json();
     let refs = saved.to_string();
     assert!(
