@@ -8,7 +8,7 @@
 //       an execution's diagram with statuses and the taken switch case, a loop's iterations and a
 //       sub-workflow's link, terminate, retry, skip, pause and resume from the UI, the definition
 //       editor both ways, a thousand-task diagram, the operations views, shared URLs and contrast;
-//   cluster <nodes>  the cluster view, from whichever node serves the page;
+//   cluster <nodes> <role>  the cluster view (as the leader sees it) from a node in that role;
 //   signin <keyId> <secret>  with authentication on: sign-in, then the list.
 //
 // Prints one line per check; any failed check exits non-zero with the reason and a screenshot.
@@ -304,7 +304,7 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   await shot('cluster');
 }
 
-async function cluster(nodes) {
+async function cluster(nodes, role) {
   await open('#/cluster');
   await page.locator('tr[data-node]').nth(Number(nodes) - 1).waitFor();
   const rows = await page.locator('tr[data-node]').allInnerTexts();
@@ -312,6 +312,8 @@ async function cluster(nodes) {
   assert.equal(rows.filter((r) => /leader/.test(r)).length, 1, rows.join('\n'));
   assert.equal(rows.filter((r) => /\d+ entries/.test(r)).length, Number(nodes) - 1, `a lag per follower: ${rows.join('\n')}`);
   ok(`the cluster view lists ${nodes} nodes, the leader, and each follower's lag`);
+  await page.locator('dd').getByText(`(${role})`).waitFor();
+  ok(`served by a node that is a ${role}`);
   await shot('cluster');
 }
 

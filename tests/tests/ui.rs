@@ -248,5 +248,5 @@ async fn every_node_of_a_cluster_serves_the_ui() {
         let page = send(client().get(format!("{}/", cluster.nodes[n].url))).await;
         assert_eq!(page.status, 200, "node {}", n + 1);
     }
-    browse("cluster", &cluster.nodes[follower].url, &["3"]).await;
+    browse("cluster", &cluster.nodes[follower - 1].url, &["3", "Follower"]).await;
 }
