@@ -19,14 +19,14 @@ export class ApiError extends Error {
 }
 
 /** `request('GET', '/workflow/x')` → parsed JSON, text, or null for an empty answer. */
-export async function request(method, path, body, { text = false } = {}) {
+export async function request(method, path, body) {
   const headers = { Accept: 'application/json, text/plain' };
   const t = token();
   if (t) headers['X-Authorization'] = t;
   let payload;
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
-    payload = typeof body === 'string' && text ? body : JSON.stringify(body);
+    payload = JSON.stringify(body);
   }
   const response = await fetch(`/api${path}`, { method, headers, body: payload });
   const raw = await response.text();

@@ -7,9 +7,6 @@ import { Failure, html, pretty } from './lib.js';
 import { Diagram, pathKey } from './diagram.js';
 import { go } from './router.js';
 
-export const TASK_TYPES = ['SIMPLE', 'HTTP', 'INLINE', 'JSON_JQ_TRANSFORM', 'SET_VARIABLE', 'WAIT', 'HUMAN', 'EVENT',
-  'SUB_WORKFLOW', 'FORK_JOIN', 'JOIN', 'FORK_JOIN_DYNAMIC', 'SWITCH', 'DECISION', 'DO_WHILE', 'DYNAMIC', 'TERMINATE',
-  'START_WORKFLOW', 'NOOP', 'KAFKA_PUBLISH', 'LAMBDA', 'TERMINATE_WORKFLOW', 'EXCLUSIVE_JOIN'];
 const INSERTABLE = ['SIMPLE', 'HTTP', 'INLINE', 'JSON_JQ_TRANSFORM', 'SET_VARIABLE', 'WAIT', 'SUB_WORKFLOW', 'FORK_JOIN', 'SWITCH', 'DO_WHILE', 'TERMINATE'];
 
 /** `JSON.parse` with the line and column of an error. */
@@ -59,7 +56,6 @@ export function validate(def) {
     else if (refs.has(task.taskReferenceName)) errors.push({ path: `${at}.taskReferenceName`, key, message: `taskReferenceName "${task.taskReferenceName}" is used twice` });
     else refs.set(task.taskReferenceName, key);
     const type = task.type || 'SIMPLE';
-    if (!TASK_TYPES.includes(type)) errors.push({ path: `${at}.type`, key, message: `unknown task type ${type}` });
     if (type === 'FORK_JOIN' && siblings[index + 1]?.type !== 'JOIN') errors.push({ path: at, key, message: 'a FORK_JOIN must be followed by a JOIN' });
     if (type === 'SWITCH' && !task.expression) errors.push({ path: `${at}.expression`, key, message: 'a SWITCH needs an expression' });
     if (type === 'DO_WHILE' && !task.loopCondition) errors.push({ path: `${at}.loopCondition`, key, message: 'a DO_WHILE needs a loopCondition' });
@@ -181,7 +177,15 @@ export const edits = {
   },
 };
 
-const taskAt = (def, path) => { try { return listAt(clone(def), path)[path[path.length - 1]]; } catch { return undefined; } };
+/** The task at `path`, if there is one (reads only). */
+function taskAt(def, path) {
+  let here = def;
+  for (const step of path) {
+    if (here === null || typeof here !== 'object') return undefined;
+    here = here[step];
+  }
+  return here && typeof here === 'object' ? here : undefined;
+}
 
 function Properties({ def, node, onChange }) {
   const task = taskAt(def, node.path);
