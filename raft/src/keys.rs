@@ -270,6 +270,23 @@ pub fn workflow_index_prefix(kind: u8, fields: &[&str]) -> Vec<u8> {
     out
 }
 
+/// The `wf_index` prefixes a workflow with this name and status is counted under: the whole
+/// index, by status, by name, by name and status (not by correlation id: those are many and
+/// selective).
+pub fn counted_prefixes(name: &str, status: &str) -> [Vec<u8>; 4] {
+    [
+        workflow_index_prefix(index::ALL, &[]),
+        workflow_index_prefix(index::STATUS, &[status]),
+        workflow_index_prefix(index::TYPE, &[name]),
+        workflow_index_prefix(index::TYPE_STATUS, &[name, status]),
+    ]
+}
+
+/// Whether the sizes of `wf_index` rows under this prefix are counted (see [`counted_prefixes`]).
+pub fn is_counted_prefix(prefix: &[u8]) -> bool {
+    matches!(prefix.first(), Some(&(index::ALL | index::STATUS | index::TYPE | index::TYPE_STATUS)))
+}
+
 /// Every `wf_index` key of a workflow, from its header.
 pub fn workflow_index(h: &WorkflowHeader) -> Vec<Vec<u8>> {
     workflow_index_of(h, h.status, h.create_time, h.correlation_id.as_deref())

@@ -137,10 +137,12 @@ impl Storage {
                 membership,
                 cache: WorkflowCache::new(options.cache_capacity),
                 pending_keys: Default::default(),
+                count_deltas: Default::default(),
             }),
             listener: RwLock::new(None),
             plans: Mutex::new(Default::default()),
             start_plans: Mutex::new(Default::default()),
+            index_counts: Mutex::new(Default::default()),
             snapshot_dir: options.data_dir.join("snapshots"),
         });
         crate::snapshot::resume_interrupted_install(&shared)?;

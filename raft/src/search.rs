@@ -83,30 +83,22 @@ impl ReadView {
             }
             return Ok(sorted_page(found, sort, window, |h| h.workflow_id.as_str()));
         }
-        let (prefixes, indexed) = workflow_prefixes(query);
+        let (mut prefixes, indexed) = workflow_prefixes(query);
         let range = query.range("startTime");
+        if let Some(descending) = by_start
+            && query.answered_by(&indexed, "startTime")
+        {
+            return self.index_page(&mut prefixes, range, descending, window);
+        }
         let mut keys: Vec<(i64, String)> = Vec::new();
         for prefix in &prefixes {
-            self.scan_index(prefix, range, |start, id| {
+            self.scan_index(prefix, range, false, |start, id| {
                 keys.push((start, id.to_owned()));
                 true
             })?;
         }
         keys.sort_unstable();
         keys.dedup();
-        if let Some(descending) = by_start
-            && query.answered_by(&indexed, "startTime")
-        {
-            if descending {
-                keys.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-            }
-            let total = keys.len() as u64;
-            let mut results = Vec::new();
-            for (_, id) in window.cut(keys) {
-                results.extend(self.workflow_header(&id)?);
-            }
-            return Ok(Page { total, results });
-        }
         let mut found = Vec::new();
         for (_, id) in keys {
             if let Some(h) = self.workflow_header(&id)?.filter(|h| query.matches(h)) {
@@ -114,6 +106,52 @@ impl ReadView {
             }
         }
         Ok(sorted_page(found, sort, window, |h| h.workflow_id.as_str()))
+    }
+
+    /// A page in start order cut from index keys alone. The prefixes' sets are disjoint (one
+    /// status, type or correlation id per workflow), so the total is the count of their keys;
+    /// of each only the first `start + size` in the page's order are kept (with any ties at the
+    /// cut, so ties order by id as a full sort would), and only the page's workflows are read.
+    fn index_page(
+        &self,
+        prefixes: &mut Vec<Vec<u8>>,
+        range: (i64, i64),
+        descending: bool,
+        window: Window,
+    ) -> Result<Page<WorkflowHeader>, io::Error> {
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        let wanted = window.start.saturating_add(window.size);
+        // Over all time, a counted prefix's size is known without a scan.
+        let counted = if range == (i64::MIN, i64::MAX) { self.index_count(prefixes)? } else { None };
+        let mut total = 0u64;
+        let mut keys: Vec<(i64, String)> = Vec::new();
+        for prefix in prefixes.iter() {
+            let mut kept = 0usize;
+            let mut last_start = None;
+            self.scan_index(prefix, range, descending, |start, id| {
+                total += 1;
+                if kept < wanted || last_start == Some(start) {
+                    keys.push((start, id.to_owned()));
+                    kept += 1;
+                    last_start = Some(start);
+                    true
+                } else {
+                    counted.is_none()
+                }
+            })?;
+        }
+        let total = counted.unwrap_or(total);
+        if descending {
+            keys.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        } else {
+            keys.sort_unstable();
+        }
+        let mut results = Vec::new();
+        for (_, id) in window.cut(keys) {
+            results.extend(self.workflow_header(&id)?);
+        }
+        Ok(Page { total, results })
     }
 
     /// Up to `limit` workflows with one of `statuses`, oldest start first among those started in
@@ -128,7 +166,7 @@ impl ReadView {
         for status in statuses {
             let prefix = keys::workflow_index_prefix(index::STATUS, &[status]);
             let mut taken = 0;
-            self.scan_index(&prefix, (lo, hi), |start, id| {
+            self.scan_index(&prefix, (lo, hi), false, |start, id| {
                 keys.push((start, id.to_owned()));
                 taken += 1;
                 taken < limit
@@ -138,12 +176,67 @@ impl ReadView {
         Ok(keys.into_iter().take(limit).map(|(_, id)| id).collect())
     }
 
+    /// How many `wf_index` rows the prefixes hold together, if all are counted ones (see
+    /// [`keys::counted_prefixes`]). The first call counts the rows, holding off apply meanwhile.
+    fn index_count(&self, prefixes: &[Vec<u8>]) -> Result<Option<u64>, io::Error> {
+        if !prefixes.iter().all(|p| keys::is_counted_prefix(p)) {
+            return Ok(None);
+        }
+        let sum = |counts: &std::collections::HashMap<Vec<u8>, u64>| {
+            prefixes.iter().map(|p| counts.get(p).copied().unwrap_or(0)).sum::<u64>()
+        };
+        if let Some(counts) = &self.shared.index_counts.lock().0 {
+            return Ok(Some(sum(counts)));
+        }
+        // Apply holds `inner` from its first write to adding its counts: with it held, the rows
+        // are exactly what the counts must say.
+        let _inner = self.shared.inner.lock();
+        let mut state = self.shared.index_counts.lock();
+        if state.0.is_none() {
+            state.0 = Some(self.count_index_rows()?);
+        }
+        Ok(state.0.as_ref().map(sum))
+    }
+
+    /// Counts every workflow's rows from the by-name-and-status rows (one per workflow).
+    fn count_index_rows(&self) -> Result<std::collections::HashMap<Vec<u8>, u64>, io::Error> {
+        let started = std::time::Instant::now();
+        let db = &self.shared.db;
+        let mut deltas: std::collections::HashMap<Vec<u8>, i64> = Default::default();
+        let mut by_name_status: std::collections::HashMap<Vec<u8>, i64> = Default::default();
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound([index::TYPE_STATUS + 1]);
+        options.fill_cache(false);
+        let mut it = db.raw_iterator_cf_opt(cf(db, keys::CF_WF_INDEX), options);
+        it.seek([index::TYPE_STATUS]);
+        while let Some(key) = it.key() {
+            // `n` name 0x00 status 0x00 start(8) id: count by everything up to the second 0x00.
+            let fields = key.iter().enumerate().filter(|(_, b)| **b == 0).nth(1).map(|(at, _)| at + 1);
+            if let Some(end) = fields {
+                *by_name_status.entry(key[..end].to_vec()).or_default() += 1;
+            }
+            it.next();
+        }
+        it.status().map_err(io_err)?;
+        for (prefix, count) in by_name_status {
+            let mut parts = prefix[1..].split(|b| *b == 0);
+            let (Some(name), Some(status)) = (parts.next(), parts.next()) else { continue };
+            let (name, status) = (String::from_utf8_lossy(name), String::from_utf8_lossy(status));
+            for counted in keys::counted_prefixes(&name, &status) {
+                *deltas.entry(counted).or_default() += count;
+            }
+        }
+        tracing::debug!(prefixes = deltas.len(), seconds = started.elapsed().as_secs_f64(), "counted the search index");
+        Ok(deltas.into_iter().map(|(k, v)| (k, v.max(0) as u64)).collect())
+    }
+
     /// Reads the `wf_index` keys under `prefix` whose start time is in `[lo, hi]`, in start
-    /// order, while `visit` answers true.
+    /// order (newest first if `descending`), while `visit` answers true.
     fn scan_index(
         &self,
         prefix: &[u8],
         (lo, hi): (i64, i64),
+        descending: bool,
         mut visit: impl FnMut(i64, &str) -> bool,
     ) -> io::Result<()> {
         if hi < 0 || lo > hi {
@@ -158,10 +251,14 @@ impl ReadView {
             None => to.extend_from_slice(&[0xFF; 9]),
         }
         let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(to);
-        for item in
-            db.iterator_cf_opt(cf(db, keys::CF_WF_INDEX), options, IteratorMode::From(&from, Direction::Forward))
-        {
+        options.set_iterate_lower_bound(from.clone());
+        options.set_iterate_upper_bound(to.clone());
+        let mode = if descending {
+            IteratorMode::From(&to, Direction::Reverse)
+        } else {
+            IteratorMode::From(&from, Direction::Forward)
+        };
+        for item in db.iterator_cf_opt(cf(db, keys::CF_WF_INDEX), options, mode) {
             let (key, _) = item.map_err(io_err)?;
             if let Some((start, id)) = keys::parse_workflow_index(prefix, &key)
                 && !visit(start, id)

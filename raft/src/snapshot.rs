@@ -267,6 +267,7 @@ fn load(shared: &Shared, path: &Path, meta: &SnapshotMeta) -> Result<(), io::Err
     inner.applied = meta.last_log_id;
     inner.membership = meta.last_membership.clone();
     inner.cache.clear();
+    shared.index_counts.lock().reset();
     shared.plans.lock().clear();
     shared.start_plans.lock().invalidate();
     metrics::counter!("overture_snapshots_installed_total").increment(1);

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub plans: Mutex<HashMap<[u8; 32], Arc<Plan>>>,
     /// Plans of the stored definitions that starts use, by name and version asked for.
     pub start_plans: Mutex<StartPlans>,
+    /// Sizes of the counted search index prefixes. Locked after `inner` when both are.
+    pub index_counts: Mutex<IndexCounts>,
     pub snapshot_dir: PathBuf,
 }
 
@@ -120,6 +122,40 @@ pub(crate) struct Inner {
     pub cache: WorkflowCache,
     /// Idempotency keys taken by this apply group and not written to disk yet.
     pub pending_keys: HashMap<Vec<u8>, String>,
+    /// How this apply group changes the counted `wf_index` prefixes' sizes; added to
+    /// [`Shared::index_counts`] once its batch is written.
+    pub count_deltas: HashMap<Vec<u8>, i64>,
+}
+
+/// The number of `wf_index` rows under each counted prefix (see [`keys::counted_prefixes`]), so
+/// a search's total needs no scan. Counted from the rows the first time a search asks, then
+/// kept by apply; forgotten when a snapshot replaces the rows.
+#[derive(Default)]
+pub(crate) struct IndexCounts(pub Option<HashMap<Vec<u8>, u64>>);
+
+impl IndexCounts {
+    /// Adds an apply group's changes, if counting has begun.
+    fn add(&mut self, deltas: &mut HashMap<Vec<u8>, i64>) {
+        if let Some(counts) = &mut self.0 {
+            for (prefix, delta) in deltas.drain() {
+                let count = counts.entry(prefix).or_default();
+                *count = count.saturating_add_signed(delta);
+            }
+        }
+        deltas.clear();
+    }
+
+    /// Forgets the counts (the rows were replaced).
+    pub fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Counts a workflow's `wf_index` rows in or out of the counted prefixes.
+fn count_index(deltas: &mut HashMap<Vec<u8>, i64>, name: &str, status: &str, delta: i64) {
+    for prefix in keys::counted_prefixes(name, status) {
+        *deltas.entry(prefix).or_default() += delta;
+    }
 }
 
 /// Recently applied executions, so a burst of events for one workflow does not reload it from
@@ -295,6 +331,7 @@ impl Shared {
             wb.put_cf(cf(&self.db, keys::CF_SM_META), meta::APPLIED, encode(applied));
         }
         self.db.write(wb).map_err(io_err)?;
+        self.index_counts.lock().add(&mut inner.count_deltas);
         inner.cache.trim();
         if !changes.is_empty()
             && let Some(listener) = self.listener.read().as_ref()
@@ -369,7 +406,7 @@ impl Shared {
                         continue;
                     };
                     if due(&state) {
-                        self.remove_state(wb, changes, &state)?;
+                        self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
                         count += 1;
                     } else if from_cache {
                         inner.cache.put(state, def_hash);
@@ -502,12 +539,18 @@ impl Shared {
         let Some(state) = current else {
             return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
         };
-        self.remove_state(wb, changes, &state)?;
+        self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
         Ok(Response::Ok)
     }
 
     /// Deletes a loaded execution and everything derived from it, in the batch.
-    fn remove_state(&self, wb: &mut WriteBatch, changes: &mut Changes, state: &WorkflowState) -> Result<(), io::Error> {
+    fn remove_state(
+        &self,
+        wb: &mut WriteBatch,
+        changes: &mut Changes,
+        deltas: &mut HashMap<Vec<u8>, i64>,
+        state: &WorkflowState,
+    ) -> Result<(), io::Error> {
         let id = state.header.workflow_id.as_str();
         let db = &self.db;
         for task in &state.tasks {
@@ -522,6 +565,7 @@ impl Shared {
         for key in keys::workflow_index(&state.header) {
             wb.delete_cf(cf(db, keys::CF_WF_INDEX), key);
         }
+        count_index(deltas, &state.header.workflow_name, state.header.status.as_str(), -1);
         for task in &state.tasks {
             wb.delete_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id));
         }
@@ -680,6 +724,16 @@ impl Shared {
             }
             for added in new_index.iter().filter(|k| !old_index.contains(k)) {
                 wb.put_cf(cf(db, keys::CF_WF_INDEX), added, []);
+            }
+            let name = state.header.workflow_name.as_str();
+            let status = state.header.status;
+            match &indexed_before {
+                None => count_index(&mut inner.count_deltas, name, status.as_str(), 1),
+                Some((before, ..)) if *before != status => {
+                    count_index(&mut inner.count_deltas, name, before.as_str(), -1);
+                    count_index(&mut inner.count_deltas, name, status.as_str(), 1);
+                }
+                Some(_) => {}
             }
         }
         if ends {

@@ -54,6 +54,16 @@ async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
 }
 
 async fn start_child(replica: &Replica, id: &str, ids: &mut Ids, parent: Option<(String, String)>) -> WorkflowState {
+    start_at(replica, id, ids, parent, 1_000).await
+}
+
+async fn start_at(
+    replica: &Replica,
+    id: &str,
+    ids: &mut Ids,
+    parent: Option<(String, String)>,
+    now: i64,
+) -> WorkflowState {
     let cmd = StartWorkflow {
         workflow_id: id.into(),
         plan: plan(),
@@ -66,7 +76,7 @@ async fn start_child(replica: &Replica, id: &str, ids: &mut Ids, parent: Option<
         idempotency_strategy: None,
         parent,
     };
-    let (state, events) = decide::start(cmd, &mut Ctx::new(1_000, ids));
+    let (state, events) = decide::start(cmd, &mut Ctx::new(now, ids));
     let r = replica
         .propose(Request::Workflow(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events }))
         .await;
@@ -220,14 +230,80 @@ async fn snapshots_purge_the_log_and_install_elsewhere() {
     let snap = replica.raft().get_snapshot().await.expect("raft").expect("a current snapshot");
     let other_dir = tempfile::tempdir().expect("dir");
     let mut other = Storage::open(&ReplicaOptions::new(2, other_dir.path().to_path_buf())).expect("opens");
+    let everything = overture_core::search::Query::all_of(Vec::new());
+    let by_start =
+        overture_core::search::Sort::parse("startTime:ASC", overture_core::search::WORKFLOW_FIELDS).expect("sort");
+    let total = |read: &overture_raft::read::ReadView| {
+        read.search_workflows(&everything, &by_start, overture_raft::search::Window::ALL).expect("search").total
+    };
+    assert_eq!(total(&other.read), 0, "an empty store counts nothing");
     use openraft::storage::RaftStateMachine;
     other.state_machine.install_snapshot(&snap.meta, snap.snapshot).await.expect("installs");
     let (applied, _) = other.state_machine.applied_state().await.expect("state");
     assert_eq!(applied, snap.meta.last_log_id);
     let in_snapshot = (0..30).filter(|i| other.read.workflow(&format!("w{i}")).expect("read").is_some()).count();
     assert!(in_snapshot >= 18, "workflows in the snapshot: {in_snapshot}");
+    assert_eq!(total(&other.read), in_snapshot as u64, "the installed rows are counted anew");
     assert_eq!(other.read.queue_entries().expect("scan").len(), in_snapshot);
     replica.shutdown().await;
+}
+
+/// Every window of a search answered from the index (a page cut from each prefix's first keys,
+/// the total from the kept counts) equals the page a full read and sort gives: both orders, ties
+/// in start time at the cut, and the counts after status changes, a purge and a restart.
+#[tokio::test]
+async fn index_pages_and_counts_equal_a_full_scan() {
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 100_000).await;
+    let mut ids = Ids(0);
+    let mut states = Vec::new();
+    for i in 0..12 {
+        states.push(start_at(&replica, &format!("w{:02}", 11 - i), &mut ids, None, 1_000 * (1 + i % 3)).await);
+    }
+    compare_index_pages(&replica, &[("RUNNING", 12)]);
+    for state in states.iter_mut().take(2) {
+        let r = step(&replica, state, Command::Terminate { reason: None }, &mut ids, 5_000).await;
+        assert!(matches!(r, Response::Applied { .. }), "{r:?}");
+    }
+    let purge = Request::PurgeWorkflows { workflows: vec![(states[0].header.workflow_id.clone(), 10_000)] };
+    assert_eq!(replica.propose(purge).await.expect("committed"), Response::Purged { count: 1 });
+    compare_index_pages(&replica, &[("RUNNING", 10), ("TERMINATED", 1)]);
+    replica.close(Duration::from_secs(10)).await.expect("closes");
+    let replica = open(dir.path(), 100_000).await;
+    compare_index_pages(&replica, &[("RUNNING", 10), ("TERMINATED", 1)]);
+    replica.shutdown().await;
+}
+
+fn compare_index_pages(replica: &Replica, statuses: &[(&str, u64)]) {
+    use overture_core::search::{Query, Sort, WORKFLOW_FIELDS};
+    use overture_raft::search::{Page, Window};
+    let read = replica.read();
+    let all: u64 = statuses.iter().map(|(_, n)| n).sum();
+    let mut queries = vec![
+        ("status IN (RUNNING, COMPLETED, RUNNING, TERMINATED)".to_owned(), all),
+        ("workflowType = 'wf'".to_owned(), all),
+        (String::new(), all),
+    ];
+    queries.extend(statuses.iter().map(|(s, n)| (format!("status = {s} AND workflowType = 'wf'"), *n)));
+    let names =
+        |p: &Page<overture_core::WorkflowHeader>| p.results.iter().map(|h| h.workflow_id.clone()).collect::<Vec<_>>();
+    for order in ["startTime:DESC", "startTime:ASC"] {
+        let sort = Sort::parse(order, WORKFLOW_FIELDS).expect("sort");
+        for (query, total) in &queries {
+            let indexed = Query::parse(query, "", WORKFLOW_FIELDS).expect("query");
+            // Free text matching every workflow takes the path that reads and sorts them all.
+            let full = Query::parse(query, "wf", WORKFLOW_FIELDS).expect("query");
+            for start in 0..14 {
+                for size in 0..14 {
+                    let window = Window { start, size };
+                    let a = read.search_workflows(&indexed, &sort, window).expect("search");
+                    let b = read.search_workflows(&full, &sort, window).expect("search");
+                    assert_eq!((a.total, names(&a)), (b.total, names(&b)), "{order} {query:?} {start}+{size}");
+                    assert_eq!(a.total, *total, "{query:?}");
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test]
