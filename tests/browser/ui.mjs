@@ -290,8 +290,17 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   assert.ok(Number(await page.locator('tr[data-queue="ui_task"] [data-size]').innerText()) >= 1);
   ok('queues show depth per task type');
   await shot('queues');
+  await open('#/taskdefs');
+  await page.getByRole('button', { name: 'New task definition' }).click();
+  const taskDef = page.locator('#taskdef-json');
+  await taskDef.fill((await taskDef.inputValue()).replace('"new_task"', '"ui_made_here"'));
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('link', { name: 'ui_made_here' }).waitFor();
+  ok('a task definition created from its JSON');
   await open('#/schedules');
   await page.locator('tr[data-schedule="ui_nightly"]').waitFor();
+  await page.locator('tr[data-schedule="ui_nightly"] ul.times li').nth(2).waitFor();
+  ok('a schedule shows its next three fire times');
   await page.locator('tr[data-schedule="ui_nightly"]').getByRole('button', { name: 'Pause' }).click();
   await page.locator('dialog.confirm[open]').getByRole('button', { name: 'Pause' }).click();
   await page.locator('tr[data-schedule="ui_nightly"]').getByText('PAUSED').waitFor();

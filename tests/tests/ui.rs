@@ -184,6 +184,8 @@ async fn the_ui_shows_and_steers_workflows_in_chromium() {
         refs.contains("\"simple_1\"") && refs.contains("\"sd_renamed\""),
         "the editor's changes were saved: {saved}"
     );
+    let made = send(client().get(node.api("/metadata/taskdefs/ui_made_here"))).await;
+    assert_eq!(made.status, 200, "the task definition created in the UI: {}", made.text);
     let schedule = send(client().get(node.api("/scheduler/schedules/ui_nightly"))).await.json();
     assert_eq!(schedule["paused"], true, "{schedule}");
     let started =
