@@ -202,8 +202,8 @@ impl ReadView {
     fn count_index_rows(&self) -> Result<std::collections::HashMap<Vec<u8>, u64>, io::Error> {
         let started = std::time::Instant::now();
         let db = &self.shared.db;
-        let mut deltas: std::collections::HashMap<Vec<u8>, i64> = Default::default();
-        let mut by_name_status: std::collections::HashMap<Vec<u8>, i64> = Default::default();
+        let mut counts: std::collections::HashMap<Vec<u8>, u64> = Default::default();
+        let mut by_name_status: std::collections::HashMap<Vec<u8>, u64> = Default::default();
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound([index::TYPE_STATUS + 1]);
         options.fill_cache(false);
@@ -213,7 +213,12 @@ impl ReadView {
             // `n` name 0x00 status 0x00 start(8) id: count by everything up to the second 0x00.
             let fields = key.iter().enumerate().filter(|(_, b)| **b == 0).nth(1).map(|(at, _)| at + 1);
             if let Some(end) = fields {
-                *by_name_status.entry(key[..end].to_vec()).or_default() += 1;
+                match by_name_status.get_mut(&key[..end]) {
+                    Some(count) => *count += 1,
+                    None => {
+                        by_name_status.insert(key[..end].to_vec(), 1);
+                    }
+                }
             }
             it.next();
         }
@@ -223,11 +228,11 @@ impl ReadView {
             let (Some(name), Some(status)) = (parts.next(), parts.next()) else { continue };
             let (name, status) = (String::from_utf8_lossy(name), String::from_utf8_lossy(status));
             for counted in keys::counted_prefixes(&name, &status) {
-                *deltas.entry(counted).or_default() += count;
+                *counts.entry(counted).or_default() += count;
             }
         }
-        tracing::debug!(prefixes = deltas.len(), seconds = started.elapsed().as_secs_f64(), "counted the search index");
-        Ok(deltas.into_iter().map(|(k, v)| (k, v.max(0) as u64)).collect())
+        tracing::debug!(prefixes = counts.len(), seconds = started.elapsed().as_secs_f64(), "counted the search index");
+        Ok(counts)
     }
 
     /// Reads the `wf_index` keys under `prefix` whose start time is in `[lo, hi]`, in start
