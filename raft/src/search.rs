@@ -190,10 +190,11 @@ impl ReadView {
         }
         // Apply holds `inner` from its first write to adding its counts: with it held, the rows
         // are exactly what the counts must say.
-        let _inner = self.shared.inner.lock();
+        let mut inner = self.shared.inner.lock();
         let mut state = self.shared.index_counts.lock();
         if state.0.is_none() {
             state.0 = Some(self.count_index_rows()?);
+            inner.count_deltas = Some(Default::default());
         }
         Ok(state.0.as_ref().map(sum))
     }

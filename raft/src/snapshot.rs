@@ -307,7 +307,8 @@ fn load(shared: &Shared, path: &Path, meta: &SnapshotMeta) -> Result<(), io::Err
     inner.applied = meta.last_log_id;
     inner.membership = meta.last_membership.clone();
     inner.cache.clear();
-    shared.index_counts.lock().reset();
+    inner.count_deltas = None;
+    shared.index_counts.lock().0 = None;
     shared.plans.lock().clear();
     shared.start_plans.lock().invalidate();
     metrics::counter!("overture_snapshots_installed_total").increment(1);

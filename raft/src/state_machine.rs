@@ -123,8 +123,10 @@ pub(crate) struct Inner {
     /// Idempotency keys taken by this apply group and not written to disk yet.
     pub pending_keys: HashMap<Vec<u8>, String>,
     /// How this apply group changes the counted `wf_index` prefixes' sizes; added to
-    /// [`Shared::index_counts`] once its batch is written.
-    pub count_deltas: HashMap<Vec<u8>, i64>,
+    /// [`Shared::index_counts`] once its batch is written. `None` while nothing is counted (no
+    /// search has asked yet, or a snapshot replaced the rows), so apply keeps no deltas then.
+    /// Switched only with this lock held, so it holds for a whole apply group.
+    pub count_deltas: Option<HashMap<Vec<u8>, i64>>,
 }
 
 /// The number of `wf_index` rows under each counted prefix (see [`keys::counted_prefixes`]), so
@@ -134,7 +136,7 @@ pub(crate) struct Inner {
 pub(crate) struct IndexCounts(pub Option<HashMap<Vec<u8>, u64>>);
 
 impl IndexCounts {
-    /// Adds an apply group's changes, if counting has begun.
+    /// Adds an apply group's changes.
     fn add(&mut self, deltas: &mut HashMap<Vec<u8>, i64>) {
         if let Some(counts) = &mut self.0 {
             for (prefix, delta) in deltas.drain() {
@@ -142,17 +144,12 @@ impl IndexCounts {
                 *count = count.saturating_add_signed(delta);
             }
         }
-        deltas.clear();
-    }
-
-    /// Forgets the counts (the rows were replaced).
-    pub fn reset(&mut self) {
-        self.0 = None;
     }
 }
 
-/// Counts a workflow's `wf_index` rows in or out of the counted prefixes.
-fn count_index(deltas: &mut HashMap<Vec<u8>, i64>, name: &str, status: &str, delta: i64) {
+/// Counts a workflow's `wf_index` rows in or out of the counted prefixes, if counting.
+fn count_index(deltas: &mut Option<HashMap<Vec<u8>, i64>>, name: &str, status: &str, delta: i64) {
+    let Some(deltas) = deltas else { return };
     for prefix in keys::counted_prefixes(name, status) {
         *deltas.entry(prefix).or_default() += delta;
     }
@@ -331,7 +328,9 @@ impl Shared {
             wb.put_cf(cf(&self.db, keys::CF_SM_META), meta::APPLIED, encode(applied));
         }
         self.db.write(wb).map_err(io_err)?;
-        self.index_counts.lock().add(&mut inner.count_deltas);
+        if let Some(deltas) = inner.count_deltas.as_mut().filter(|d| !d.is_empty()) {
+            self.index_counts.lock().add(deltas);
+        }
         inner.cache.trim();
         if !changes.is_empty()
             && let Some(listener) = self.listener.read().as_ref()
@@ -548,7 +547,7 @@ impl Shared {
         &self,
         wb: &mut WriteBatch,
         changes: &mut Changes,
-        deltas: &mut HashMap<Vec<u8>, i64>,
+        deltas: &mut Option<HashMap<Vec<u8>, i64>>,
         state: &WorkflowState,
     ) -> Result<(), io::Error> {
         let id = state.header.workflow_id.as_str();
