@@ -134,18 +134,39 @@ fn main() -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: a log file or journal gets plain text, and styling each span
+    // field cost a measurable share of the node's instructions (docs/BENCHMARKS.md).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
     }
 }
 
+/// Histogram buckets: durations in seconds from half a millisecond to an hour, and sizes (of
+/// groups and batches) in powers of two.
+const SECONDS_BUCKETS: [f64; 20] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
+    1800.0, 3600.0,
+];
+const SIZE_BUCKETS: [f64; 12] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+
+/// The Prometheus recorder. Every histogram is exported as a Prometheus histogram (buckets,
+/// `_sum`, `_count`), which a cluster's nodes can be aggregated over, rather than a summary of
+/// quantiles, which cannot and which costs more to keep.
+fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusBuilder> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    Ok(PrometheusBuilder::new()
+        .set_buckets(&SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_size".into()), &SIZE_BUCKETS)?)
+}
+
 async fn run_node(config: Config) -> anyhow::Result<()> {
     init_tracing(config.log_format);
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = metrics_recorder()?.install_recorder().context("installing the metrics recorder")?;
     overture_api::set_instance_name(format!("overture-node-{}", config.node_id));
     overture_raft::register_metrics();
     overture_actors::names::register();

@@ -123,6 +123,6 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
             }
         }
     };
-    db.write(wb).map_err(io_err)?;
+    crate::write_state(db, wb)?;
     Ok(response)
 }

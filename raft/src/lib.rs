@@ -36,6 +36,28 @@ pub(crate) fn cf<'a>(db: &'a rocksdb::DB, name: &str) -> &'a rocksdb::ColumnFami
     db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is created at open"))
 }
 
+/// Writes what applying entries changed in the state machine, without RocksDB's write-ahead log.
+///
+/// The Raft log is the state machine's write-ahead log: it is fsynced before an entry commits,
+/// so logging the state a second time in RocksDB's WAL only made every fsync carry it too. A
+/// crash loses the state applied since the last memtable flush, and the restart rebuilds it:
+/// openraft installs the last snapshot if the state on disk is older, then applies the log
+/// after it. Flushes take all column families at once (`atomic_flush`), so what a crash leaves
+/// is the state as of one applied index, never families from different points.
+pub(crate) fn write_state(db: &rocksdb::DB, batch: rocksdb::WriteBatch) -> Result<(), std::io::Error> {
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.disable_wal(true);
+    db.write_opt(batch, &opts).map_err(io_err)
+}
+
+/// Flushes every column family's memtable to disk, atomically, and waits for it.
+pub(crate) fn flush_all(db: &rocksdb::DB) -> Result<(), rocksdb::Error> {
+    let families: Vec<&rocksdb::ColumnFamily> = keys::all().map(|name| cf(db, name)).collect();
+    let mut opts = rocksdb::FlushOptions::default();
+    opts.set_wait(true);
+    db.flush_cfs_opt(&families, &opts)
+}
+
 pub(crate) fn io_err(e: impl ToString) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }

@@ -5,8 +5,13 @@
 //! - An append is written at once (so it can be read back) and acknowledged to openraft only after
 //!   the write-ahead log is fsynced. Appends are handed to one flusher thread, which fsyncs once for
 //!   everything that arrived since its last fsync: concurrent proposals share one disk flush.
-//! - A purge writes the purged marker before deleting entries, so a crash in between leaves
-//!   entries that are ignored, never a hole before the marker.
+//! - A purge follows a snapshot and runs on a thread of its own, so openraft's core does not
+//!   wait for it. It flushes the memtables first: state-machine writes skip RocksDB's WAL
+//!   (`crate::write_state`), and with the state on disk at least as new as the snapshot, a
+//!   restart after a crash applies the entries since then instead of installing the snapshot
+//!   again. Then it writes the purged marker and deletes the entries, so a crash in between
+//!   leaves entries that are ignored, never a hole before the marker. Readers stop seeing the
+//!   entries as soon as openraft purges.
 //!
 //! Appended entries also stay in memory until they are applied: openraft reads what it applies
 //! and what it replicates back from the log, and handing it the entries as they were appended
@@ -37,7 +42,11 @@ use crate::{cf, io_err};
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    flusher: Arc<Flusher>,
+    flusher: Arc<Worker<IOFlushed<TypeConfig>>>,
+    purger: Arc<Worker<LogId>>,
+    /// The newest purge asked for: entries up to it are gone for readers at once, though the
+    /// purge thread deletes them later.
+    purged: Arc<Mutex<Option<LogId>>>,
     /// Appended entries not applied yet, by index.
     unapplied: Arc<Mutex<BTreeMap<u64, Entry>>>,
     /// Bytes appended since the store opened (for the snapshot policy).
@@ -50,19 +59,33 @@ const UNAPPLIED_KEPT: usize = 8192;
 /// Entries sent to a follower in one request at most.
 const REPLICATION_BATCH: usize = 1024;
 
-/// The fsync thread and the channel to it. Dropping the last handle closes the channel and joins
-/// the thread, so the thread's database handle is released before the owner goes on: a database
-/// closed by a detached thread while the process exits aborts inside RocksDB.
-struct Flusher {
-    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+/// A thread fed by a channel (the fsync thread, the purge thread). Dropping the last handle
+/// closes the channel and joins the thread, so the thread's database handle is released before
+/// the owner goes on: a database closed by a detached thread while the process exits aborts
+/// inside RocksDB.
+struct Worker<T> {
+    tx: Option<mpsc::Sender<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for Flusher {
+impl<T: Send + 'static> Worker<T> {
+    fn spawn(name: &str, db: Arc<DB>, run: fn(&DB, &mpsc::Receiver<T>)) -> io::Result<Worker<T>> {
+        let (tx, rx) = mpsc::channel::<T>();
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(&db, &rx))?;
+        Ok(Worker { tx: Some(tx), thread: Some(thread) })
+    }
+
+    fn send(&self, item: T) -> io::Result<()> {
+        let stopped = || io_err("a log store thread has stopped");
+        self.tx.as_ref().ok_or_else(stopped)?.send(item).map_err(|_| stopped())
+    }
+}
+
+impl<T> Drop for Worker<T> {
     fn drop(&mut self) {
         drop(self.tx.take());
         if let Some(thread) = self.thread.take() {
-            // A panic in the flusher has already been reported; nothing more to do with it here.
+            // A panic in the thread has already been reported; nothing more to do with it here.
             let _ = thread.join();
         }
     }
@@ -71,13 +94,11 @@ impl Drop for Flusher {
 impl LogStore {
     /// Opens the log store on a database that has the Raft column families.
     pub fn new(db: Arc<DB>) -> io::Result<LogStore> {
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        let flush_db = db.clone();
-        let thread =
-            std::thread::Builder::new().name("raft-log-fsync".into()).spawn(move || flusher_loop(&flush_db, &rx))?;
         Ok(LogStore {
+            flusher: Arc::new(Worker::spawn("raft-log-fsync", db.clone(), flusher_loop)?),
+            purger: Arc::new(Worker::spawn("raft-log-purge", db.clone(), purger_loop)?),
+            purged: Arc::default(),
             db,
-            flusher: Arc::new(Flusher { tx: Some(tx), thread: Some(thread) }),
             unapplied: Arc::default(),
             appended: Arc::default(),
         })
@@ -116,6 +137,32 @@ fn flusher_loop(db: &DB, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
     }
 }
 
+/// Purges the log up to the newest index asked for: flushes the memtables (so the state on disk
+/// is at least as new as the snapshot that allowed the purge), writes the purged marker,
+/// deletes the entries. A failure leaves the entries in place, to go with the next purge.
+fn purger_loop(db: &DB, rx: &mpsc::Receiver<LogId>) {
+    while let Ok(first) = rx.recv() {
+        let mut upto = first;
+        while let Ok(more) = rx.try_recv() {
+            if more.index > upto.index {
+                upto = more;
+            }
+        }
+        let started = Instant::now();
+        let result = crate::flush_all(db).map_err(io_err).and_then(|()| {
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            db.put_cf_opt(cf(db, CF_RAFT_META), meta::PURGED, encode(&upto), &opts).map_err(io_err)?;
+            db.delete_range_cf(cf(db, CF_RAFT_LOG), keys::log_index(0), keys::log_index(upto.index + 1)).map_err(io_err)
+        });
+        metrics::histogram!("overture_raft_purge_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => tracing::debug!(index = upto.index, "purged the log"),
+            Err(e) => tracing::warn!(error = %e, index = upto.index, "purging the log failed; the entries stay"),
+        }
+    }
+}
+
 /// A range of log indexes as `start..end`.
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     use std::ops::Bound;
@@ -138,7 +185,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, _) = bounds(&range);
-        let from = keys::log_index(start);
+        let first_kept = self.purged.lock().map_or(0, |id| id.index + 1);
+        let from = keys::log_index(start.max(first_kept));
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::From(&from, Direction::Forward)) {
             let (key, value) = item.map_err(io_err)?;
@@ -218,8 +266,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Some(decode::<Entry>(&value).map_err(io_err)?.log_id)
             }
         };
-        let last_purged_log_id: Option<LogId> = self.get_meta(meta::PURGED)?;
-        let last_log_id = last.or(last_purged_log_id);
+        let on_disk: Option<LogId> = self.get_meta(meta::PURGED)?;
+        let last_purged_log_id = on_disk.max(*self.purged.lock());
+        let last_log_id = last.max(last_purged_log_id);
         Ok(LogState { last_purged_log_id, last_log_id })
     }
 
@@ -273,8 +322,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 unapplied.pop_first();
             }
         }
-        let sender = self.flusher.tx.as_ref().ok_or_else(|| io_err("the log flusher thread has stopped"))?;
-        sender.send(callback).map_err(|_| io_err("the log flusher thread has stopped"))
+        self.flusher.send(callback)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -286,16 +334,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        // The marker first: entries at or before it are ignored from now on.
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.put_cf_opt(cf(&self.db, CF_RAFT_META), meta::PURGED, encode(&log_id), &opts).map_err(io_err)?;
         {
             let mut unapplied = self.unapplied.lock();
             *unapplied = unapplied.split_off(&(log_id.index + 1));
         }
-        self.db
-            .delete_range_cf(cf(&self.db, CF_RAFT_LOG), keys::log_index(0), keys::log_index(log_id.index + 1))
-            .map_err(io_err)
+        *self.purged.lock() = Some(log_id);
+        // Flushing the memtables takes a while; openraft's core does not wait for it.
+        self.purger.send(log_id)
     }
 }

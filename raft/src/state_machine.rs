@@ -270,7 +270,7 @@ impl Shared {
     /// own). The definition's blob is written the first time its hash is seen: a known hash was
     /// read from disk or written with an earlier batch, and blobs are never deleted.
     fn store_plan(&self, wb: &mut WriteBatch, plan: &Arc<Plan>) -> ([u8; 32], Arc<Plan>) {
-        let hash: [u8; 32] = Sha256::digest(plan.def_json()).into();
+        let hash = plan.def_hash(|json| Sha256::digest(json).into());
         let mut plans = self.plans.lock();
         if let Some(known) = plans.get(&hash) {
             return (hash, known.clone());
@@ -327,7 +327,7 @@ impl Shared {
         if let Some(applied) = &inner.applied {
             wb.put_cf(cf(&self.db, keys::CF_SM_META), meta::APPLIED, encode(applied));
         }
-        self.db.write(wb).map_err(io_err)?;
+        crate::write_state(&self.db, wb)?;
         if let Some(deltas) = inner.count_deltas.as_mut().filter(|d| !d.is_empty()) {
             self.index_counts.lock().add(deltas);
         }
@@ -355,7 +355,7 @@ impl Shared {
             Request::RemoveWorkflow { workflow_id } => self.apply_remove(inner, wb, changes, &workflow_id),
             Request::PutSchedule { schedule } => {
                 use overture_core::schedule::WorkflowSchedule;
-                self.db.write(std::mem::take(wb)).map_err(io_err)?;
+                crate::write_state(&self.db, std::mem::take(wb))?;
                 let mut parsed: WorkflowSchedule = schedule.parse().map_err(io_err)?;
                 let key = parsed.name.clone().into_bytes();
                 // A schedule never fires twice for one time: whatever the new definition says, it
@@ -374,7 +374,7 @@ impl Shared {
                 Ok(Response::Ok)
             }
             Request::DeleteSchedule { name } => {
-                self.db.write(std::mem::take(wb)).map_err(io_err)?;
+                crate::write_state(&self.db, std::mem::take(wb))?;
                 if self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), name.as_bytes()).map_err(io_err)?.is_none() {
                     return Ok(Response::NotFound(format!("Schedule {name} not found")));
                 }
@@ -416,7 +416,7 @@ impl Shared {
             other => {
                 // Definition changes read what is stored; write out what this group has pending
                 // first so they see it.
-                self.db.write(std::mem::take(wb)).map_err(io_err)?;
+                crate::write_state(&self.db, std::mem::take(wb))?;
                 let response = crate::defs::apply(&self.db, other);
                 self.start_plans.lock().invalidate();
                 response
@@ -481,7 +481,7 @@ impl Shared {
     ) -> Result<Response, io::Error> {
         use overture_core::schedule::{ScheduleExecution, WorkflowSchedule};
         // Read what earlier entries of this group wrote.
-        self.db.write(std::mem::take(wb)).map_err(io_err)?;
+        crate::write_state(&self.db, std::mem::take(wb))?;
         let schedules = cf(&self.db, keys::CF_SCHEDULES);
         let Some(bytes) = self.db.get_cf(schedules, name.as_bytes()).map_err(io_err)? else {
             return Ok(Response::NotFound(format!("Schedule {name} not found")));

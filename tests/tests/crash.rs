@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use overture_tests::{Node, Workload, check_ledger, client, send, wait_for, wait_status};
+use overture_tests::{Cluster, Node, Workload, check_ledger, client, send, wait_for, wait_status};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -30,6 +30,33 @@ async fn sigkill_mid_workload_loses_nothing_acknowledged() {
         ledger.started.lock().expect("lock").len(),
         ledger.updated.lock().expect("lock").len()
     );
+}
+
+/// State-machine writes skip RocksDB's WAL, so a crash loses the state applied since the last
+/// flush and the restart rebuilds it from the last snapshot and the Raft log after it.
+/// Snapshots every few dozen entries purge the log all through the load, and the SIGKILL lands
+/// among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_while_the_log_is_purged_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = Cluster::start(dir.path(), 1, "snapshot_every = 50\nkeep_after_snapshot = 0").await;
+    let url = c.nodes[0].url.clone();
+    Workload::register(&url, "purged", 3).await;
+    let load = Workload::run(vec![url.clone()], "purged", 3, 4, 4, usize::MAX);
+    let purged = || async { c.status(1).await["purgedIndex"].as_u64().unwrap_or_default() };
+    assert!(wait_for(Duration::from_secs(60), || async { purged().await > 0 }).await, "a first purge");
+    let first = purged().await;
+    let again = wait_for(Duration::from_secs(60), || async { purged().await > first && load.updated() >= 80 }).await;
+    assert!(again, "the log was purged again under load");
+    c.nodes[0].kill9().await;
+    let ledger = load.stop().await;
+
+    c.restart(1).await;
+    c.wait_leader(Duration::from_secs(60)).await;
+    let url = c.nodes[0].url.clone();
+    let after = Workload::run(vec![url.clone()], "purged", 3, 0, 4, 0);
+    check_ledger(&url, &ledger, 3, Duration::from_secs(60)).await;
+    after.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,7 +140,8 @@ fn metric_names(expr: &str) -> Vec<String> {
         }
     }
     kept.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|t| !t.is_empty() && !["sum", "max", "rate", "or"].contains(t))
+        .filter(|t| !t.is_empty() && !t.starts_with(|c: char| c.is_ascii_digit()))
+        .filter(|t| !["sum", "max", "rate", "or", "histogram_quantile"].contains(t))
         .map(str::to_owned)
         .collect()
 }
@@ -150,6 +151,8 @@ fn metric_names_are_read_from_promql() {
     let expr =
         "max by (node) (overture_raft_commit_index) or sum by (status) (rate(workflow_completion_total{a=\"b\"}[1m]))";
     assert_eq!(metric_names(expr), ["overture_raft_commit_index", "workflow_completion_total"]);
+    let expr = "histogram_quantile(0.99, sum by (le, route) (rate(http_server_requests_seconds_bucket[1m])))";
+    assert_eq!(metric_names(expr), ["http_server_requests_seconds_bucket"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

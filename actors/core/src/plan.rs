@@ -8,6 +8,9 @@
 //! rather than refusing to load it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+use serde_json::value::RawValue;
 
 use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
 
@@ -166,6 +169,9 @@ pub struct PlanTask {
     default_case: Option<usize>,
     branches: Vec<Option<usize>>,
     loop_first: Option<usize>,
+    /// `task` and its `taskDefinition` as JSON, made on first use: every task an execution of
+    /// this plan renders (each poll response) embeds both.
+    json: OnceLock<(Box<RawValue>, Option<Box<RawValue>>)>,
 }
 
 impl PlanTask {
@@ -173,6 +179,17 @@ impl PlanTask {
     pub fn task_def(&self) -> Option<&TaskDef> {
         self.task.task_definition.as_ref()
     }
+
+    /// `task` as JSON, and its `taskDefinition` if it has one.
+    pub fn json(&self) -> (&RawValue, Option<&RawValue>) {
+        let (task, def) =
+            self.json.get_or_init(|| (raw_json(&self.task), self.task.task_definition.as_ref().map(raw_json)));
+        (task, def.as_deref())
+    }
+}
+
+fn raw_json(value: &impl serde::Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|e| unreachable!("JSON encoding of a model cannot fail: {e}"))
 }
 
 /// Which list a SWITCH or DECISION continues into.
@@ -191,7 +208,9 @@ pub struct Plan {
     pub def: WorkflowDef,
     /// `def` as JSON, made once: every execution of a definition shares its plan, and its JSON
     /// is what the log and the definition blob store.
-    def_json: std::sync::OnceLock<Vec<u8>>,
+    def_json: OnceLock<Vec<u8>>,
+    /// The hash of `def_json` the store keys the definition by, made once.
+    def_hash: OnceLock<[u8; 32]>,
     tasks: Vec<PlanTask>,
     by_ref: HashMap<String, usize>,
     first: Option<usize>,
@@ -206,13 +225,20 @@ impl Plan {
         })
     }
 
+    /// The hash of [`Plan::def_json`], computed by `hash` on first use. The core does not pick
+    /// the hash function; its one caller, the store, always passes the same.
+    pub fn def_hash(&self, hash: impl FnOnce(&[u8]) -> [u8; 32]) -> [u8; 32] {
+        *self.def_hash.get_or_init(|| hash(self.def_json()))
+    }
+
     /// Compiles a definition. Duplicate reference names keep their first occurrence (validation
     /// rejects them before a definition is accepted).
     pub fn new(mut def: WorkflowDef) -> Plan {
         let list = std::mem::take(&mut def.tasks);
         let mut plan = Plan {
             def,
-            def_json: std::sync::OnceLock::new(),
+            def_json: OnceLock::new(),
+            def_hash: OnceLock::new(),
             tasks: Vec::new(),
             by_ref: HashMap::new(),
             first: None,
@@ -250,6 +276,7 @@ impl Plan {
                 default_case: None,
                 branches: Vec::new(),
                 loop_first: None,
+                json: OnceLock::new(),
             });
             let mut cases = BTreeMap::new();
             for (name, case) in &task.decision_cases {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
 use crate::state::{Object, TaskState, TaskStatus, WorkflowState, WorkflowStatus};
@@ -46,7 +47,7 @@ pub struct TaskView<'a> {
     worker_id: Option<&'a str>,
     output_data: std::borrow::Cow<'a, Object>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    workflow_task: Option<&'a WorkflowTask>,
+    workflow_task: Option<Embedded<'a, WorkflowTask>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     domain: Option<&'a str>,
     rate_limit_per_frequency: i32,
@@ -62,14 +63,38 @@ pub struct TaskView<'a> {
     sub_workflow_id: Option<&'a str>,
     loop_over_task: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    task_definition: Option<&'a TaskDef>,
+    task_definition: Option<Embedded<'a, TaskDef>>,
     queue_wait_time: i64,
+}
+
+/// A part of the definition inside a rendered task: the plan's JSON of it for a task of the
+/// plan (made once per definition, not per response), else the model itself (a task a dynamic
+/// fork or DYNAMIC task made up).
+enum Embedded<'a, T> {
+    Json(&'a RawValue),
+    Model(&'a T),
+}
+
+impl<T: Serialize> Serialize for Embedded<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Embedded::Json(json) => json.serialize(serializer),
+            Embedded::Model(model) => model.serialize(serializer),
+        }
+    }
 }
 
 /// Renders one task of an execution. `now` (epoch millis) is for `queueWaitTime` of tasks not
 /// yet started.
 pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'a> {
-    let workflow_task = wf.workflow_task(t).map(|(wt, _)| wt);
+    let (workflow_task, task_definition) = match wf.workflow_task(t) {
+        Some((_, Some(node))) if t.workflow_task.is_none() => {
+            let (task, def) = node.json();
+            (Some(Embedded::Json(task)), def.map(Embedded::Json))
+        }
+        Some((task, _)) => (Some(Embedded::Model(task)), task.task_definition.as_ref().map(Embedded::Model)),
+        None => (None, None),
+    };
     let queue_wait_time = if t.start_time > 0 {
         t.start_time - t.scheduled_time
     } else if t.status == TaskStatus::Scheduled {
@@ -119,7 +144,7 @@ pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'
         subworkflow_changed: false,
         sub_workflow_id: t.sub_workflow_id.as_deref(),
         loop_over_task: t.iteration > 0,
-        task_definition: workflow_task.and_then(|w| w.task_definition.as_ref()),
+        task_definition,
         queue_wait_time,
     }
 }
