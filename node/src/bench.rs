@@ -710,25 +710,41 @@ fn node_report(urls: &[String], before: &[Option<NodeStats>], after: &[Option<No
     Value::Array(nodes)
 }
 
-/// The machine's ceilings: synced 4 KiB writes per second in `dir`, and GET `/health` requests
-/// per second over loopback (64 at a time), each for two seconds.
+/// How long the synced-write probe runs: long enough to meet the disk's occasional stalls.
+const FSYNC_PROBE: Duration = Duration::from_secs(4);
+
+/// The machine's ceilings: synced 4 KiB writes in `dir` one after another for [`FSYNC_PROBE`]
+/// (how many a second, how long the slowest take, and the share of the time a commit would
+/// wait more than 5 ms for one), and GET `/health` requests per second over loopback (64 at a
+/// time) for two seconds.
 async fn measure_ceilings(client: &reqwest::Client, url: &str, dir: &std::path::Path) -> anyhow::Result<Value> {
     let path = dir.join(format!(".overture-bench-fsync-{}", std::process::id()));
-    let synced = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+    let synced = tokio::task::spawn_blocking(move || -> anyhow::Result<Value> {
         use std::io::Write;
         let mut file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let block = [7u8; 4096];
         let began = Instant::now();
-        let mut n = 0u64;
-        while began.elapsed() < Duration::from_secs(2) {
+        let mut latencies = Vec::new();
+        while began.elapsed() < FSYNC_PROBE {
+            let one = Instant::now();
             file.write_all(&block)?;
             file.sync_data()?;
-            n += 1;
+            latencies.push(one.elapsed().as_secs_f64() * 1000.0);
         }
-        let rate = n as f64 / began.elapsed().as_secs_f64();
+        let wall_ms = began.elapsed().as_secs_f64() * 1000.0;
         drop(file);
         let _ = std::fs::remove_file(&path);
-        Ok(rate)
+        // A commit that starts while an fsync is stalled waits for the rest of it: the share of
+        // the time in which a commit would end more than 5 ms after it began.
+        let stalled_ms: f64 = latencies.iter().map(|ms| (ms - 5.0).max(0.0)).sum();
+        let rate = latencies.len() as f64 / (wall_ms / 1000.0);
+        latencies.sort_by(f64::total_cmp);
+        Ok(json!({
+            "perSecond": rate,
+            "p99Ms": percentile(&latencies, 99.0),
+            "maxMs": latencies.last(),
+            "stalledShare": stalled_ms / wall_ms,
+        }))
     })
     .await??;
     let count = Arc::new(AtomicUsize::new(0));
@@ -749,7 +765,13 @@ async fn measure_ceilings(client: &reqwest::Client, url: &str, dir: &std::path::
         lane.await?;
     }
     let http = count.load(Ordering::Relaxed) as f64 / began.elapsed().as_secs_f64();
-    Ok(json!({"syncedWritesPerSecond": synced, "loopbackHttpPerSecond": http}))
+    Ok(json!({
+        "syncedWritesPerSecond": synced["perSecond"],
+        "syncedWriteP99Ms": synced["p99Ms"],
+        "syncedWriteMaxMs": synced["maxMs"],
+        "syncStalledShare": synced["stalledShare"],
+        "loopbackHttpPerSecond": http,
+    }))
 }
 
 /// Tasks per second and p99 workflow latency of the workflows completed in each second.
@@ -832,10 +854,15 @@ fn print_report(a: &BenchArgs, report: &Value) {
         report["nodes"],
     );
     if let Some(c) = report["ceilings"].as_object() {
+        let f = |key: &str| c.get(key).and_then(Value::as_f64).unwrap_or_default();
         println!(
-            "  machine          {:.0} synced writes/s, {:.0} loopback HTTP requests/s",
-            c["syncedWritesPerSecond"].as_f64().unwrap_or_default(),
-            c["loopbackHttpPerSecond"].as_f64().unwrap_or_default()
+            "  machine          {:.0} synced writes/s (p99 {:.2} ms, max {:.1} ms; {:.2}% of the time a commit \
+             would wait over 5 ms), {:.0} loopback HTTP requests/s",
+            f("syncedWritesPerSecond"),
+            f("syncedWriteP99Ms"),
+            f("syncedWriteMaxMs"),
+            f("syncStalledShare") * 100.0,
+            f("loopbackHttpPerSecond"),
         );
     }
     println!("  elapsed          {:.2} s", report["seconds"].as_f64().unwrap_or_default());

@@ -46,7 +46,11 @@ async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
     assert!(node_figures["cpuSeconds"].as_f64().is_some_and(|c| c > 0.0), "{node_figures}");
     assert!(node_figures["peakRssBytes"].as_f64().is_some_and(|b| b > 1e6), "{node_figures}");
     assert!(node_figures["dataBytesPerWorkflow"].as_f64().is_some(), "{node_figures}");
-    assert!(linear["ceilings"]["syncedWritesPerSecond"].as_f64().is_some_and(|r| r > 0.0), "{linear}");
+    let ceilings = &linear["ceilings"];
+    assert!(ceilings["syncedWritesPerSecond"].as_f64().is_some_and(|r| r > 0.0), "{linear}");
+    let (p99, max) = (ceilings["syncedWriteP99Ms"].as_f64(), ceilings["syncedWriteMaxMs"].as_f64());
+    assert!(p99.zip(max).is_some_and(|(p99, max)| p99 > 0.0 && max >= p99), "{linear}");
+    assert!(ceilings["syncStalledShare"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{linear}");
     assert!(linear["timeline"].as_array().is_some_and(|t| !t.is_empty()), "{linear}");
     let svg = std::fs::read_to_string(&chart).expect("the chart was written");
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
