@@ -33,9 +33,21 @@ mod tasks;
 pub mod ui;
 mod workflows;
 
-/// What every handler can reach.
+/// What every handler can reach: cheap to clone, as every middleware layer and handler does
+/// per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// The engine.
     pub engine: Engine,
     /// Renders `/metrics`.
@@ -61,7 +73,7 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(1))
             .build()
             .unwrap_or_default();
-        AppState {
+        AppState(std::sync::Arc::new(Shared {
             engine,
             metrics,
             max_body_bytes,
@@ -69,18 +81,18 @@ impl AppState {
             read_watermark: Default::default(),
             auth: None,
             limits: limits::Limits::defaults(),
-        }
+        }))
     }
 
     /// Sets the node's limits.
     pub fn with_limits(mut self, limits: limits::Limits) -> AppState {
-        self.limits = limits;
+        std::sync::Arc::make_mut(&mut self.0).limits = limits;
         self
     }
 
     /// Turns authentication on with these keys (off if `None`).
     pub fn with_auth(mut self, auth: Option<auth::Auth>) -> AppState {
-        self.auth = auth.map(std::sync::Arc::new);
+        std::sync::Arc::make_mut(&mut self.0).auth = auth.map(std::sync::Arc::new);
         self
     }
 }
