@@ -50,9 +50,11 @@ pub(crate) fn write_state(db: &rocksdb::DB, batch: rocksdb::WriteBatch) -> Resul
     db.write_opt(batch, &opts).map_err(io_err)
 }
 
-/// Flushes every column family's memtable to disk, atomically, and waits for it.
-pub(crate) fn flush_all(db: &rocksdb::DB) -> Result<(), rocksdb::Error> {
-    let families: Vec<&rocksdb::ColumnFamily> = keys::all().map(|name| cf(db, name)).collect();
+/// Flushes the state machine's memtables to disk, atomically, and waits for it. The Raft log's
+/// families are left to RocksDB's WAL: entries flushed here would be deleted by the purge that
+/// follows.
+pub(crate) fn flush_state(db: &rocksdb::DB) -> Result<(), rocksdb::Error> {
+    let families: Vec<&rocksdb::ColumnFamily> = keys::STATE_MACHINE.iter().map(|name| cf(db, name)).collect();
     let mut opts = rocksdb::FlushOptions::default();
     opts.set_wait(true);
     db.flush_cfs_opt(&families, &opts)

@@ -6,7 +6,7 @@
 //!   the write-ahead log is fsynced. Appends are handed to one flusher thread, which fsyncs once for
 //!   everything that arrived since its last fsync: concurrent proposals share one disk flush.
 //! - A purge follows a snapshot and runs on a thread of its own, so openraft's core does not
-//!   wait for it. It flushes the memtables first: state-machine writes skip RocksDB's WAL
+//!   wait for it. It flushes the state machine's memtables first: its writes skip RocksDB's WAL
 //!   (`crate::write_state`), and with the state on disk at least as new as the snapshot, a
 //!   restart after a crash applies the entries since then instead of installing the snapshot
 //!   again. Then it writes the purged marker and deletes the entries, so a crash in between
@@ -137,7 +137,7 @@ fn flusher_loop(db: &DB, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
     }
 }
 
-/// Purges the log up to the newest index asked for: flushes the memtables (so the state on disk
+/// Purges the log up to the newest index asked for: flushes the state (so the state on disk
 /// is at least as new as the snapshot that allowed the purge), writes the purged marker,
 /// deletes the entries. A failure leaves the entries in place, to go with the next purge.
 fn purger_loop(db: &DB, rx: &mpsc::Receiver<LogId>) {
@@ -149,7 +149,7 @@ fn purger_loop(db: &DB, rx: &mpsc::Receiver<LogId>) {
             }
         }
         let started = Instant::now();
-        let result = crate::flush_all(db).map_err(io_err).and_then(|()| {
+        let result = crate::flush_state(db).map_err(io_err).and_then(|()| {
             let mut opts = WriteOptions::default();
             opts.set_sync(true);
             db.put_cf_opt(cf(db, CF_RAFT_META), meta::PURGED, encode(&upto), &opts).map_err(io_err)?;

@@ -522,7 +522,7 @@ impl Replica {
         }
         // The state since the last flush is in memtables only; written out now, a restart
         // does not apply those entries again.
-        if let Err(e) = crate::flush_all(&self.db) {
+        if let Err(e) = crate::flush_state(&self.db) {
             tracing::warn!(error = %e, "final flush failed");
         }
     }
