@@ -248,8 +248,8 @@ fn db_options(block_cache: &Cache) -> Options {
     opts.set_db_write_buffer_size(32 << 20);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
-    // State-machine writes skip the WAL (`crate::write_state`): every flush takes all families
-    // at one point, so what a crash leaves on disk is the state as of one applied index.
+    // State-machine writes skip the WAL (`crate::write_state`): the families a flush takes are
+    // all cut at one point, so what a crash leaves on disk is the state as of one applied index.
     opts.set_atomic_flush(true);
     opts
 }
