@@ -196,6 +196,7 @@ impl Engine {
             Response::NotFound(m) => Err(Error::NotFound(m)),
             Response::Conflict(m) => Err(Error::Conflict(m)),
             Response::RevisionConflict { current } => Err(Error::Conflict(format!("conflicting revision {current}"))),
+            Response::Many(_) => Err(Error::Internal("a single request was answered with many responses".into())),
         }
     }
 

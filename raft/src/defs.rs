@@ -26,6 +26,7 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
     let mut wb = WriteBatch::default();
     let response = match request {
         Request::Workflow(_)
+        | Request::Workflows(_)
         | Request::RemoveWorkflow { .. }
         | Request::PurgeWorkflows { .. }
         | Request::PutSchedule { .. }

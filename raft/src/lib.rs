@@ -17,6 +17,7 @@ mod defs;
 pub mod keys;
 pub mod log_store;
 pub mod network;
+pub mod proposer;
 pub mod read;
 pub mod replica;
 pub mod rpc;

@@ -17,6 +17,7 @@ use crate::codec::decode;
 use crate::keys::{self, CF_SM_META, meta};
 use crate::log_store::LogStore;
 use crate::network::Network;
+use crate::proposer::Proposer;
 use crate::read::ReadView;
 use crate::rpc::RpcServer;
 use crate::state_machine::{ApplyListener, Inner, Shared, StateMachine, WorkflowCache};
@@ -162,6 +163,7 @@ pub struct Replica {
     db: Arc<DB>,
     rpc: RpcServer,
     closed: Arc<Mutex<bool>>,
+    proposer: Proposer,
 }
 
 /// When to snapshot. A snapshot writes the whole state, so openraft's own policy (every N
@@ -292,7 +294,8 @@ impl Replica {
             options.snapshot_every,
             closed.clone(),
         ));
-        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed })
+        let proposer = Proposer::start(raft.clone());
+        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed, proposer })
     }
 
     /// Initializes the group with these members, unless it already is (restarts never do).
@@ -310,8 +313,12 @@ impl Replica {
         }
     }
 
-    /// Proposes a change and waits until it is committed and applied here.
+    /// Proposes a change and waits until it is committed and applied here. Workflow batches
+    /// proposed at about the same moment share an entry (`crate::proposer`).
     pub async fn propose(&self, request: Request) -> Result<Response, ProposeError> {
+        if let Request::Workflow(batch) = request {
+            return self.proposer.propose(batch).await;
+        }
         match self.raft.client_write(request).await {
             Ok(response) => Ok(response.data),
             Err(e) => Err(write_error(e)),
@@ -546,7 +553,9 @@ impl Replica {
     }
 }
 
-fn write_error(e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>) -> ProposeError {
+pub(crate) fn write_error(
+    e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>,
+) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: f.leader_id },
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ProposeError::Unknown,

@@ -352,6 +352,12 @@ impl Shared {
     ) -> Result<Response, io::Error> {
         match request {
             Request::Workflow(batch) => self.apply_workflow(inner, wb, changes, batch),
+            Request::Workflows(batches) => Ok(Response::Many(
+                batches
+                    .into_iter()
+                    .map(|batch| self.apply_workflow(inner, wb, changes, batch))
+                    .collect::<Result<_, _>>()?,
+            )),
             Request::RemoveWorkflow { workflow_id } => self.apply_remove(inner, wb, changes, &workflow_id),
             Request::PutSchedule { schedule } => {
                 use overture_core::schedule::WorkflowSchedule;

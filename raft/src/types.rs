@@ -120,6 +120,10 @@ pub enum Request {
         #[allow(missing_docs)]
         workflows: Vec<(String, i64)>,
     },
+    /// Batches of several workflows, proposed at about the same moment and written as one entry
+    /// (`crate::proposer`). Each is applied as a [`Request::Workflow`] would be, under its own
+    /// version guard, and gets its own response, in order, in a [`Response::Many`].
+    Workflows(Vec<WorkflowBatch>),
 }
 
 /// The events one decision produced for one workflow.
@@ -162,6 +166,8 @@ pub enum Response {
         #[allow(missing_docs)]
         count: u64,
     },
+    /// One response per batch of a [`Request::Workflows`] entry, in its order.
+    Many(Vec<Response>),
 }
 
 impl std::fmt::Display for Request {
@@ -183,6 +189,7 @@ impl std::fmt::Display for Request {
             Request::DeleteEventHandler { name } => write!(f, "delete event handler {name}"),
             Request::RemoveWorkflow { workflow_id } => write!(f, "remove workflow {workflow_id}"),
             Request::PurgeWorkflows { workflows } => write!(f, "purge {} ended workflows", workflows.len()),
+            Request::Workflows(batches) => write!(f, "{} workflow batches", batches.len()),
             Request::PutSchedule { .. } => write!(f, "put a schedule"),
             Request::DeleteSchedule { name } => write!(f, "delete schedule {name}"),
             Request::FireSchedule { name, scheduled_time, .. } => write!(f, "fire schedule {name} at {scheduled_time}"),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
 use overture_core::dsl::{TaskDef, WorkflowDef};
 use overture_core::{Plan, TaskStatus, WorkflowState, WorkflowStatus, decide};
@@ -174,6 +175,88 @@ async fn workflow_rows_follow_state_and_survive_restart() {
     let stored = replica.read().workflow("w1").expect("read").expect("exists");
     assert_eq!(stored.header.status, WorkflowStatus::Completed);
     assert!(stored.tasks.iter().all(|t| t.status == TaskStatus::Completed));
+    replica.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workflow_batches_share_entries_each_under_its_own_guard() {
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 100_000).await;
+    let mut ids = Ids(0);
+    let first = start(&replica, "first", &mut ids).await;
+    let applied = || replica.raft().metrics().borrow_watched().last_applied.map_or(0, |id| id.index);
+    let before = applied();
+
+    // Forty starts and one stale batch, proposed at once.
+    const STARTS: usize = 40;
+    let mut expected = Vec::new();
+    let mut proposals = Vec::new();
+    for i in 0..STARTS {
+        let id = format!("w{i}");
+        let cmd = StartWorkflow {
+            workflow_id: id.clone(),
+            plan: plan(),
+            input: Default::default(),
+            correlation_id: None,
+            priority: 0,
+            task_to_domain: Default::default(),
+            created_by: None,
+            idempotency_key: None,
+            idempotency_strategy: None,
+            parent: None,
+        };
+        let (state, events) = decide::start(cmd, &mut Ctx::new(1_000, &mut ids));
+        expected.push(Response::Applied { revision: state.header.revision });
+        proposals.push(WorkflowBatch { workflow_id: id, expected_revision: 0, events });
+    }
+    expected.push(Response::RevisionConflict { current: first.header.revision });
+    proposals.push(WorkflowBatch { workflow_id: "first".into(), expected_revision: 0, events: vec![] });
+    let responses = futures::future::join_all(proposals.into_iter().map(|b| replica.propose(Request::Workflow(b))))
+        .await
+        .into_iter()
+        .map(|r| r.expect("committed"))
+        .collect::<Vec<_>>();
+    assert_eq!(responses, expected, "each batch gets its own response");
+
+    let entries = applied() - before;
+    assert!(
+        entries <= (STARTS as u64 + 1) / 4,
+        "{} batches proposed together took {entries} entries; they should share a few",
+        STARTS + 1
+    );
+    assert_eq!(replica.read().queue_entries().expect("scan").len(), STARTS + 1, "every start queued its first task");
+    for i in 0..STARTS {
+        let stored = replica.read().workflow(&format!("w{i}")).expect("read").expect("stored");
+        assert_eq!(stored.header.status, WorkflowStatus::Running);
+    }
+
+    // An entry of several batches, proposed directly: a batch behind the guard changes nothing
+    // while the others in the same entry apply.
+    let mut state = replica.read().workflow("w0").expect("read").expect("stored");
+    let task = state.tasks[0].task_id.clone();
+    let revision = state.header.revision;
+    let events =
+        decide::decide(&mut state, Command::Poll { task_id: task, worker_id: None }, &mut Ctx::new(2_000, &mut ids))
+            .expect("accepted");
+    let r = replica
+        .propose(Request::Workflows(vec![
+            WorkflowBatch { workflow_id: "w1".into(), expected_revision: revision + 5, events: events.clone() },
+            WorkflowBatch { workflow_id: "w0".into(), expected_revision: revision, events },
+        ]))
+        .await
+        .expect("committed");
+    assert_eq!(
+        r,
+        Response::Many(vec![
+            Response::RevisionConflict { current: revision },
+            Response::Applied { revision: state.header.revision },
+        ])
+    );
+    let stored = replica.read().workflow("w0").expect("read").expect("stored");
+    assert_eq!(stored.tasks[0].status, TaskStatus::InProgress);
+    let untouched = replica.read().workflow("w1").expect("read").expect("stored");
+    assert_eq!(untouched.header.revision, revision);
+    assert_eq!(untouched.tasks[0].status, TaskStatus::Scheduled);
     replica.shutdown().await;
 }
 
