@@ -46,9 +46,14 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Bytes an encoding starts with room for: most rows fit, and a larger one grows from there in a
+/// few steps rather than from one byte in many (growing buffers was 2% of a task's instructions).
+const INITIAL_CAPACITY: usize = 256;
+
 /// Encodes a value with its version byte.
 pub fn encode<T: Versioned>(value: &T) -> Vec<u8> {
-    let mut out = vec![T::VERSION];
+    let mut out = Vec::with_capacity(INITIAL_CAPACITY);
+    out.push(T::VERSION);
     // Encoding into a Vec cannot fail for our types: they have no maps with non-string keys that
     // bincode rejects, and serde_json encoding of payloads cannot fail for `Value`.
     if let Err(e) = bincode::serde::encode_into_std_write(value, &mut out, config()) {
@@ -73,7 +78,8 @@ pub const WIRE_VERSION: u8 = 1;
 
 /// Encodes a message for another node: the wire version byte, then bincode.
 pub fn encode_message<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION];
+    let mut out = Vec::with_capacity(INITIAL_CAPACITY);
+    out.push(WIRE_VERSION);
     if let Err(e) = bincode::serde::encode_into_std_write(value, &mut out, config()) {
         unreachable!("encoding a Raft message cannot fail: {e}");
     }
