@@ -248,8 +248,11 @@ fn db_options(block_cache: &Cache) -> Options {
     // One memtable budget shared by all column families; by default each of the twelve would
     // grow its own 64 MB buffers. 32 MB ran the linear benchmark as fast as 64 MB.
     opts.set_db_write_buffer_size(32 << 20);
+    // LZ4 at every level, the last included. zstd there (level 3) spent 8% of the node's
+    // instructions in a 4,000-workflow run, as L0 compacts straight into the last level; with
+    // LZ4 the run cost 5.7% fewer instructions and the data directory was 21% larger. Files
+    // written by earlier builds stay readable: the zstd codec is still compiled in.
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
     // State-machine writes skip the WAL (`crate::write_state`): the families a flush takes are
     // all cut at one point, so what a crash leaves on disk is the state as of one applied index.
     opts.set_atomic_flush(true);
