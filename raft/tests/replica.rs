@@ -65,7 +65,16 @@ async fn start_at(
     parent: Option<(String, String)>,
     now: i64,
 ) -> WorkflowState {
-    let cmd = StartWorkflow {
+    let (state, events) = decide::start(start_command(id, parent), &mut Ctx::new(now, ids));
+    let r = replica
+        .propose(Request::Workflow(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events }))
+        .await;
+    assert_eq!(r.expect("committed"), Response::Applied { revision: state.header.revision });
+    state
+}
+
+fn start_command(id: &str, parent: Option<(String, String)>) -> StartWorkflow {
+    StartWorkflow {
         workflow_id: id.into(),
         plan: plan(),
         input: Default::default(),
@@ -76,13 +85,7 @@ async fn start_at(
         idempotency_key: None,
         idempotency_strategy: None,
         parent,
-    };
-    let (state, events) = decide::start(cmd, &mut Ctx::new(now, ids));
-    let r = replica
-        .propose(Request::Workflow(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events }))
-        .await;
-    assert_eq!(r.expect("committed"), Response::Applied { revision: state.header.revision });
-    state
+    }
 }
 
 async fn step(replica: &Replica, state: &mut WorkflowState, cmd: Command, ids: &mut Ids, now: i64) -> Response {
@@ -193,19 +196,7 @@ async fn concurrent_workflow_batches_share_entries_each_under_its_own_guard() {
     let mut proposals = Vec::new();
     for i in 0..STARTS {
         let id = format!("w{i}");
-        let cmd = StartWorkflow {
-            workflow_id: id.clone(),
-            plan: plan(),
-            input: Default::default(),
-            correlation_id: None,
-            priority: 0,
-            task_to_domain: Default::default(),
-            created_by: None,
-            idempotency_key: None,
-            idempotency_strategy: None,
-            parent: None,
-        };
-        let (state, events) = decide::start(cmd, &mut Ctx::new(1_000, &mut ids));
+        let (state, events) = decide::start(start_command(&id, None), &mut Ctx::new(1_000, &mut ids));
         expected.push(Response::Applied { revision: state.header.revision });
         proposals.push(WorkflowBatch { workflow_id: id, expected_revision: 0, events });
     }
