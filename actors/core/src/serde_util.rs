@@ -60,8 +60,7 @@ pub mod json_bytes {
 
     /// Writes `value` as the bytes of its JSON text.
     pub fn serialize<S: Serializer, T: Serialize>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(128);
-        serde_json::to_writer(&mut bytes, value).map_err(serde::ser::Error::custom)?;
+        let bytes = serde_json::to_vec(value).map_err(serde::ser::Error::custom)?;
         serializer.serialize_bytes(&bytes)
     }
 
