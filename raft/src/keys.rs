@@ -44,6 +44,8 @@ pub const CF_DEF_BLOBS: &str = "def_blobs";
 pub const CF_WORKFLOWS: &str = "workflows";
 /// Task rows, by workflow.
 pub const CF_WF_TASKS: &str = "wf_tasks";
+/// Families whose keys start with a workflow id.
+pub const WORKFLOW_KEYED: [&str; 3] = [CF_WORKFLOWS, CF_WF_TASKS, CF_EVENTS];
 /// Task id → owning workflow.
 pub const CF_TASKS: &str = "tasks";
 /// Every event of every execution.

@@ -127,7 +127,10 @@ impl Storage {
         std::fs::create_dir_all(&options.data_dir)?;
         let db_path = options.data_dir.join("db");
         let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let families = keys::all().map(|name| ColumnFamilyDescriptor::new(name, db_options(&block_cache)));
+        let families = keys::all()
+            .map(|name| Ok(ColumnFamilyDescriptor::new(name, family_options(name, &block_cache)?)))
+            .collect::<Result<Vec<_>, rocksdb::Error>>()
+            .map_err(io_err)?;
         let db = Arc::new(DB::open_cf_descriptors(&db_options(&block_cache), &db_path, families).map_err(io_err)?);
         let applied: Option<LogId> = get(&db, meta::APPLIED)?;
         let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
@@ -233,8 +236,28 @@ fn snapshot_bytes(dir: &std::path::Path) -> u64 {
 /// its own 32 MB cache.
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
 
+/// A family's options: the database's, and for the families keyed by workflow id a memtable
+/// insert hint per workflow (the first 36 bytes of a key: a generated id). A workflow writes
+/// rows next to its previous ones (its next event, a task row it rewrites, its header); with
+/// the hint RocksDB starts looking from where that workflow's last insert landed instead of
+/// from the top of the memtable's skip list. Callgrind, 1,000 linear workflows: memtable
+/// inserts 287 → 236 M instructions, the run 2.38 → 2.29 G (−3.7%). A workflow's first row
+/// costs a little more (a new hint), so 5,000 start-only workflows cost 2% more. Hints are
+/// only a starting point: ids of other lengths share or split them, and nothing else changes.
+fn family_options(name: &str, block_cache: &Cache) -> Result<Options, rocksdb::Error> {
+    if !keys::WORKFLOW_KEYED.contains(&name) {
+        return Ok(db_options(block_cache));
+    }
+    let hinted = Options::default()
+        .get_options_from_string("memtable_insert_with_hint_prefix_extractor=rocksdb.CappedPrefix.36")?;
+    Ok(with_db_options(hinted, block_cache))
+}
+
 fn db_options(block_cache: &Cache) -> Options {
-    let mut opts = Options::default();
+    with_db_options(Options::default(), block_cache)
+}
+
+fn with_db_options(mut opts: Options, block_cache: &Cache) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(block_cache);
     // Most point reads look for keys that are not there (a new workflow's id, an idempotency

@@ -452,3 +452,32 @@ async fn a_purge_deletes_only_ended_workflows_done_with_their_follow_ups() {
     assert_eq!(replica.read().workflow("running").expect("read").map(|s| s.header.status), Some(running.header.status));
     replica.shutdown().await;
 }
+
+/// The families keyed by workflow id are opened with a memtable insert hint per workflow, and
+/// no other family is (a hint per random key would only cost memory).
+#[test]
+fn only_workflow_keyed_families_hint_memtable_inserts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(&ReplicaOptions::new(1, dir.path().to_path_buf())).expect("opens");
+    drop(storage);
+    let options = std::fs::read_dir(dir.path().join("db"))
+        .expect("db directory")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
+        .max_by_key(|e| e.file_name())
+        .expect("an OPTIONS file");
+    let text = std::fs::read_to_string(options.path()).expect("reads");
+    let mut hinted = Vec::new();
+    let mut family = String::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("[CFOptions \"").and_then(|l| l.strip_suffix("\"]")) {
+            family = name.to_owned();
+        } else if line == "memtable_insert_with_hint_prefix_extractor=rocksdb.CappedPrefix.36" {
+            hinted.push(family.clone());
+        }
+    }
+    hinted.sort();
+    let mut expected: Vec<String> = overture_raft::keys::WORKFLOW_KEYED.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(hinted, expected);
+}
