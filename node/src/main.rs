@@ -9,6 +9,7 @@
 mod bench;
 mod cluster_cli;
 mod config;
+mod log_fields;
 
 /// mimalloc instead of the system allocator: in a profile of the linear benchmark, glibc's malloc
 /// and free took about 14% of the node's CPU (docs/BENCHMARKS.md).
@@ -135,13 +136,14 @@ fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     // Colours only for a terminal: a log file or journal gets plain text, and styling each span
-    // field cost a measurable share of the node's instructions (docs/BENCHMARKS.md).
+    // field cost a measurable share of the node's instructions (docs/BENCHMARKS.md). Plain text
+    // fields are written by `log_fields`, in the same format for less.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(log_fields::PlainFields).init(),
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
     }
 }
