@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -38,9 +39,11 @@ pub struct BenchArgs {
     /// Workflows in flight at once.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
-    /// Workers per task type.
-    #[arg(long, default_value_t = 4)]
-    workers: usize,
+    /// Workers per task type [default: enough slots for every workflow in flight, that is
+    /// `concurrency` ÷ `batch` rounded up, and at least 4]. With fewer slots than workflows in
+    /// flight, ready tasks wait for a free worker, and the figures measure the workers.
+    #[arg(long)]
+    workers: Option<usize>,
     /// Slots per worker: tasks asked for per poll and run side by side.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -111,6 +114,10 @@ impl BenchArgs {
             Shape::Mix => MIX_TASK_TYPES,
             Shape::StartOnly | Shape::Waiting => 0,
         }
+    }
+    /// Workers per task type.
+    fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| self.concurrency.div_ceil(self.batch.max(1)).max(4))
     }
     /// Task types (one per linear step; one for the other shapes).
     fn task_types(&self) -> usize {
@@ -192,8 +199,8 @@ fn task_name(i: usize) -> String {
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers == 0 || args.width == 0 {
-        bail!("--workflows, --tasks, --width, --concurrency and --workers must be at least 1");
+    if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers() == 0 || args.width == 0 || args.batch == 0 {
+        bail!("--workflows, --tasks, --width, --concurrency, --workers and --batch must be at least 1");
     }
     if args.external_workers && (args.shape != Shape::Linear || args.rate.is_some()) {
         bail!("--external-workers runs the linear shape in a closed loop only");
@@ -208,6 +215,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
+        // Conductor's API never redirects; following redirects costs a URL copy per request.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()?;
     let ceilings = match &args.ceilings {
@@ -242,7 +251,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut handles = Vec::new();
     let own_workers = if args.external_workers { 0 } else { args.task_types() };
     for step in 0..own_workers {
-        for w in 0..args.workers {
+        for w in 0..args.workers() {
             handles.push(tokio::spawn(worker(shared.clone(), step, w, format!("bench-{step}-{w}"))));
         }
     }
@@ -467,16 +476,11 @@ async fn execute_one(s: &Shared, n: usize, body: &Value, began: Instant) -> anyh
     if !r.status().is_success() {
         bail!("executing a workflow: {} {}", r.status(), r.text().await.unwrap_or_default());
     }
-    let run: Value = r.json().await?;
-    if run["status"] != "COMPLETED" {
-        bail!(
-            "workflow {} is {} after {:?}: are the workers running?",
-            run["workflowId"],
-            run["status"],
-            began.elapsed()
-        );
+    let run: Run = r.json().await?;
+    if run.status != "COMPLETED" {
+        bail!("workflow {} is {} after {:?}: are the workers running?", run.workflow_id, run.status, began.elapsed());
     }
-    s.ids.lock().push(run["workflowId"].as_str().unwrap_or_default().to_owned());
+    s.ids.lock().push(run.workflow_id);
     s.tasks_done.fetch_add(s.args.tasks, Ordering::Relaxed);
     complete(s, n);
     Ok(())
@@ -506,7 +510,7 @@ async fn worker(s: Arc<Shared>, step: usize, index: usize, worker_id: String) ->
             task_name(step),
             s.args.batch
         );
-        let tasks: Vec<Value> = match s.client.get(&poll_url).send().await {
+        let tasks: Vec<PolledTask> = match s.client.get(&poll_url).send().await {
             Ok(r) if r.status().is_success() => r.json().await?,
             failed => {
                 if failed.is_err() {
@@ -537,15 +541,50 @@ async fn worker(s: Arc<Shared>, step: usize, index: usize, worker_id: String) ->
     Ok(())
 }
 
-fn workflow_number(task: &Value) -> Option<usize> {
-    task["correlationId"].as_str().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok())
+/// What a workflow's execution reports that the benchmark checks.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Run {
+    workflow_id: String,
+    status: String,
+}
+
+/// The fields of a handed-out task that the workers use. Like a worker written against a typed
+/// client, they deserialize only these and skip the rest of Conductor's task JSON.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolledTask {
+    task_id: String,
+    workflow_instance_id: String,
+    correlation_id: Option<String>,
+    scheduled_time: Option<i64>,
+}
+
+/// A task result as `update-v2` takes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskResult<'a> {
+    workflow_instance_id: &'a str,
+    task_id: &'a str,
+    status: &'static str,
+    output_data: StepOutput,
+    worker_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct StepOutput {
+    step: usize,
+}
+
+fn workflow_number(task: &PolledTask) -> Option<usize> {
+    task.correlation_id.as_deref().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok())
 }
 
 /// Task dispatch latency: from the server's `scheduledTime` to the worker holding the task; and
 /// for a task that follows another of its workflow, from that one's update being sent to this
 /// one being pollable (its `scheduledTime`).
-fn record_dispatch(s: &Shared, task: &Value, received: i64) {
-    let Some(scheduled) = task["scheduledTime"].as_i64() else { return };
+fn record_dispatch(s: &Shared, task: &PolledTask, received: i64) {
+    let Some(scheduled) = task.scheduled_time else { return };
     s.dispatch_ms.lock().push((received - scheduled).max(0) as f64);
     let updated = workflow_number(task).and_then(|n| s.last_update.get(n)).map_or(0, |u| u.load(Ordering::Acquire));
     if updated > 0 && s.args.shape != Shape::Fork {
@@ -559,12 +598,15 @@ async fn execute(
     step: usize,
     index: usize,
     worker_id: &str,
-    task: &Value,
-) -> anyhow::Result<Option<Value>> {
-    let result = json!({
-        "workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED",
-        "outputData": {"step": step}, "workerId": worker_id
-    });
+    task: &PolledTask,
+) -> anyhow::Result<Option<PolledTask>> {
+    let result = TaskResult {
+        workflow_instance_id: &task.workflow_instance_id,
+        task_id: &task.task_id,
+        status: "COMPLETED",
+        output_data: StepOutput { step },
+        worker_id,
+    };
     let n = workflow_number(task);
     let mut retry = Retry::new();
     let mut attempt = 0;
@@ -602,7 +644,8 @@ async fn execute(
         return Ok(None);
     }
     let body = response.bytes().await?;
-    let next = serde_json::from_slice::<Value>(&body).ok().filter(Value::is_object);
+    // No next task: an empty body (or anything but a task).
+    let next = serde_json::from_slice::<PolledTask>(&body).ok();
     if let Some(next) = &next {
         record_dispatch(s, next, wall_ms());
     }
@@ -812,7 +855,7 @@ fn report(
         "nodes": a.urls().len(),
         "workflows": a.workflows, "tasksPerWorkflow": a.tasks_per_workflow(), "concurrency": a.concurrency,
         "rate": a.rate,
-        "workersPerTaskType": (!a.external_workers).then_some(a.workers), "pollBatch": a.batch,
+        "workersPerTaskType": (!a.external_workers).then_some(a.workers()), "pollBatch": a.batch,
         "externalWorkers": a.external_workers,
         "seconds": secs,
         "workflowsPerSecond": a.workflows as f64 / secs,
@@ -845,7 +888,7 @@ fn print_report(a: &BenchArgs, report: &Value) {
     let workers = if a.external_workers {
         "external workers".to_owned()
     } else {
-        format!("{} workers per task type, poll batch {}", a.workers, a.batch)
+        format!("{} workers per task type, poll batch {}", a.workers(), a.batch)
     };
     println!(
         "overture bench: {} {} workflows × {tasks} tasks on {} node(s), {load}, {workers}",

@@ -38,6 +38,9 @@ async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
         ],
     );
     assert_eq!(linear["verifiedCompleted"], 200, "{linear}");
+    // By default every workflow in flight has a worker slot: 50 in flight, 8 slots a worker.
+    assert_eq!((linear["concurrency"].as_u64(), linear["pollBatch"].as_u64()), (Some(50), Some(8)), "{linear}");
+    assert_eq!(linear["workersPerTaskType"], 7, "{linear}");
     for figure in ["taskDispatchMs", "updateToPollableMs", "workflowLatencyMs", "startMs"] {
         assert!(linear[figure]["count"].as_u64().is_some_and(|n| n > 0), "{figure}: {linear}");
         assert!(linear[figure]["p99"].as_f64().is_some(), "{figure}: {linear}");
