@@ -9,7 +9,9 @@
 //! `update-v2` hands back.
 //!
 //! Reported: workflows/s and tasks/s over the whole run; task dispatch latency (from the server's
-//! `scheduledTime` of a task to a worker receiving it, so it includes any wait for a free worker);
+//! `scheduledTime` of a task to a worker receiving it, so it includes any wait for a free worker;
+//! and of the tasks scheduled while the poll that received them was waiting: dispatch to a
+//! waiting long-poller);
 //! workflow latency (from sending the start request to the acknowledgement of its last task's
 //! update, which commits the workflow's completion).
 
@@ -158,6 +160,8 @@ struct Shared {
     last_update: Vec<AtomicI64>,
     ids: Mutex<Vec<String>>,
     dispatch_ms: Mutex<Vec<f64>>,
+    /// Dispatch of the tasks scheduled after the poll that received them was sent.
+    waiting_dispatch_ms: Mutex<Vec<f64>>,
     pollable_ms: Mutex<Vec<f64>>,
     start_ms: Mutex<Vec<f64>>,
     /// Seconds since the run began when each workflow completed, and its latency.
@@ -199,7 +203,13 @@ fn task_name(i: usize) -> String {
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.tasks == 0 || args.workflows == 0 || args.concurrency == 0 || args.workers() == 0 || args.width == 0 || args.batch == 0 {
+    if args.tasks == 0
+        || args.workflows == 0
+        || args.concurrency == 0
+        || args.workers() == 0
+        || args.width == 0
+        || args.batch == 0
+    {
         bail!("--workflows, --tasks, --width, --concurrency, --workers and --batch must be at least 1");
     }
     if args.external_workers && (args.shape != Shape::Linear || args.rate.is_some()) {
@@ -237,6 +247,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         last_update: (0..args.workflows).map(|_| AtomicI64::new(0)).collect(),
         ids: Mutex::new(Vec::with_capacity(args.workflows)),
         dispatch_ms: Mutex::new(Vec::with_capacity(args.workflows * args.tasks_per_workflow())),
+        waiting_dispatch_ms: Mutex::new(Vec::new()),
         pollable_ms: Mutex::new(Vec::with_capacity(args.workflows * args.tasks_per_workflow())),
         start_ms: Mutex::new(Vec::with_capacity(args.workflows)),
         workflow_ms: Mutex::new(Vec::with_capacity(args.workflows)),
@@ -510,6 +521,7 @@ async fn worker(s: Arc<Shared>, step: usize, index: usize, worker_id: String) ->
             task_name(step),
             s.args.batch
         );
+        let sent = wall_ms();
         let tasks: Vec<PolledTask> = match s.client.get(&poll_url).send().await {
             Ok(r) if r.status().is_success() => r.json().await?,
             failed => {
@@ -524,7 +536,7 @@ async fn worker(s: Arc<Shared>, step: usize, index: usize, worker_id: String) ->
         };
         let received = wall_ms();
         let slots = tasks.into_iter().map(|task| {
-            record_dispatch(&s, &task, received);
+            record_dispatch(&s, &task, received, Some(sent));
             let (s, worker_id) = (&s, worker_id.as_str());
             async move {
                 let mut current = Some(task);
@@ -580,12 +592,18 @@ fn workflow_number(task: &PolledTask) -> Option<usize> {
     task.correlation_id.as_deref().and_then(|c| c.strip_prefix("bench-")).and_then(|n| n.parse::<usize>().ok())
 }
 
-/// Task dispatch latency: from the server's `scheduledTime` to the worker holding the task; and
-/// for a task that follows another of its workflow, from that one's update being sent to this
-/// one being pollable (its `scheduledTime`).
-fn record_dispatch(s: &Shared, task: &PolledTask, received: i64) {
+/// Task dispatch latency: from the server's `scheduledTime` to the worker holding the task, and
+/// separately for a task scheduled after the poll that received it was sent (`poll_sent`; none
+/// for a task `update-v2` handed back): one a waiting long-poller received. And for a task that
+/// follows another of its workflow, from that one's update being sent to this one being
+/// pollable (its `scheduledTime`).
+fn record_dispatch(s: &Shared, task: &PolledTask, received: i64, poll_sent: Option<i64>) {
     let Some(scheduled) = task.scheduled_time else { return };
-    s.dispatch_ms.lock().push((received - scheduled).max(0) as f64);
+    let ms = (received - scheduled).max(0) as f64;
+    s.dispatch_ms.lock().push(ms);
+    if poll_sent.is_some_and(|sent| scheduled >= sent) {
+        s.waiting_dispatch_ms.lock().push(ms);
+    }
     let updated = workflow_number(task).and_then(|n| s.last_update.get(n)).map_or(0, |u| u.load(Ordering::Acquire));
     if updated > 0 && s.args.shape != Shape::Fork {
         s.pollable_ms.lock().push((scheduled - updated).max(0) as f64);
@@ -647,7 +665,7 @@ async fn execute(
     // No next task: an empty body (or anything but a task).
     let next = serde_json::from_slice::<PolledTask>(&body).ok();
     if let Some(next) = &next {
-        record_dispatch(s, next, wall_ms());
+        record_dispatch(s, next, wall_ms(), None);
     }
     Ok(next)
 }
@@ -862,6 +880,7 @@ fn report(
         "tasksPerSecond": s.tasks_done.load(Ordering::Relaxed) as f64 / secs,
         "startMs": summary(&s.start_ms.lock()),
         "taskDispatchMs": summary(&s.dispatch_ms.lock()),
+        "waitingPollerDispatchMs": summary(&s.waiting_dispatch_ms.lock()),
         "updateToPollableMs": summary(&s.pollable_ms.lock()),
         "workflowLatencyMs": summary(&latencies),
         "verifiedCompleted": verified,
@@ -915,7 +934,7 @@ fn print_report(a: &BenchArgs, report: &Value) {
         if v["count"].as_u64().unwrap_or(0) > 0 {
             let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             println!(
-                "  {label:<16} p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                "  {label:<18} p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
                 f("p50"),
                 f("p90"),
                 f("p99"),
@@ -925,6 +944,7 @@ fn print_report(a: &BenchArgs, report: &Value) {
     };
     line("start", &report["startMs"]);
     line("task dispatch", &report["taskDispatchMs"]);
+    line("  to waiting poll", &report["waitingPollerDispatchMs"]);
     line("update→pollable", &report["updateToPollableMs"]);
     line("workflow latency", &report["workflowLatencyMs"]);
     for node in report["perNode"].as_array().into_iter().flatten() {

@@ -41,10 +41,15 @@ async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
     // By default every workflow in flight has a worker slot: 50 in flight, 8 slots a worker.
     assert_eq!((linear["concurrency"].as_u64(), linear["pollBatch"].as_u64()), (Some(50), Some(8)), "{linear}");
     assert_eq!(linear["workersPerTaskType"], 7, "{linear}");
-    for figure in ["taskDispatchMs", "updateToPollableMs", "workflowLatencyMs", "startMs"] {
+    for figure in ["taskDispatchMs", "waitingPollerDispatchMs", "updateToPollableMs", "workflowLatencyMs", "startMs"] {
         assert!(linear[figure]["count"].as_u64().is_some_and(|n| n > 0), "{figure}: {linear}");
         assert!(linear[figure]["p99"].as_f64().is_some(), "{figure}: {linear}");
     }
+    // Dispatch to a waiting poll is a share of all dispatches.
+    assert!(
+        linear["waitingPollerDispatchMs"]["count"].as_u64() <= linear["taskDispatchMs"]["count"].as_u64(),
+        "{linear}"
+    );
     let node_figures = &linear["perNode"][0];
     assert!(node_figures["cpuSeconds"].as_f64().is_some_and(|c| c > 0.0), "{node_figures}");
     assert!(node_figures["peakRssBytes"].as_f64().is_some_and(|b| b > 1e6), "{node_figures}");
