@@ -115,11 +115,14 @@ impl TaskQueues {
         self.insert(&item, crate::now_ms(), false);
     }
 
-    /// Wakes the pollers of every queue of a task type (any domain).
+    /// Wakes the pollers of every queue of a task type (any domain) that holds ready tasks:
+    /// tasks a limit held back may be taken now. A queue with nothing ready has nothing to hand
+    /// out, so its pollers sleep on (this runs whenever a worker task of the type finishes).
     pub(crate) fn wake_task_type(&self, task_type: &str) {
-        let suffix = format!(":{task_type}");
-        for (name, q) in &self.state.lock().queues {
-            if name == task_type || name.ends_with(&suffix) {
+        let st = self.state.lock();
+        for (name, q) in &st.queues {
+            let of_type = name.strip_suffix(task_type).is_some_and(|rest| rest.is_empty() || rest.ends_with(':'));
+            if of_type && !q.ready.is_empty() {
                 q.notify.notify_waiters();
             }
         }
@@ -154,8 +157,10 @@ impl TaskQueues {
         let notify = queue.notify.clone();
         let delayed_earlier = !ready && earliest_before.is_none_or(|e| item.ready_at < e);
         drop(st);
+        // One task, one poller: waking every poller of the queue would have all but one find it
+        // empty. A woken poller that goes away without looking passes the wake-up on (`Notify`).
         if ready && wake {
-            notify.notify_waiters();
+            notify.notify_one();
         }
         if delayed_earlier {
             self.delayed_changed.notify_one();
@@ -225,8 +230,9 @@ impl TaskQueues {
         }
         let next = st.delayed.first().map(|d| d.0);
         drop(st);
+        // One poller per task that came due, as for an add.
         for n in woken {
-            n.notify_waiters();
+            n.notify_one();
         }
         next
     }
@@ -335,6 +341,49 @@ mod tests {
         q.add(&item("a", "t", 0, 0), 100);
         tokio::time::timeout(std::time::Duration::from_secs(1), notified).await.expect("woken");
         assert_eq!(ids(q.pop("a", 1)), ["t"]);
+    }
+
+    /// A ready task wakes one waiting poller, not all: the others would find the queue empty.
+    /// A poller that was woken but goes away without looking passes its wake-up on.
+    #[tokio::test]
+    async fn an_add_wakes_one_poller_and_a_dropped_one_passes_it_on() {
+        let q = Arc::new(TaskQueues::default());
+        let notify = q.notifier("a");
+        let mut first = Box::pin(notify.notified());
+        let mut second = Box::pin(notify.notified());
+        first.as_mut().enable();
+        second.as_mut().enable();
+        q.add(&item("a", "t1", 0, 0), 100);
+        let polled =
+            |n: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>| futures::FutureExt::now_or_never(n).is_some();
+        assert!(polled(first.as_mut()), "the first waiter is woken");
+        assert!(!polled(second.as_mut()), "the second sleeps on");
+
+        let mut third = Box::pin(notify.notified());
+        third.as_mut().enable();
+        q.add(&item("a", "t2", 0, 0), 100);
+        // The second waiter was woken for t2 but is dropped before it looks.
+        drop(second);
+        assert!(polled(third.as_mut()), "the wake-up passed on to the third");
+    }
+
+    /// Finishing a task wakes a type's pollers only where something is ready to take.
+    #[tokio::test]
+    async fn a_finished_task_wakes_pollers_only_of_queues_with_ready_tasks() {
+        let q = Arc::new(TaskQueues::default());
+        let (empty, held) = (q.notifier("work"), q.notifier("d1:work"));
+        let other = q.notifier("otherwork");
+        q.insert(&item("d1:work", "held-back", 0, 0), 100, false);
+        q.insert(&item("otherwork", "t", 0, 0), 100, false);
+        let (mut on_empty, mut on_held, mut on_other) =
+            (Box::pin(empty.notified()), Box::pin(held.notified()), Box::pin(other.notified()));
+        on_empty.as_mut().enable();
+        on_held.as_mut().enable();
+        on_other.as_mut().enable();
+        q.wake_task_type("work");
+        assert!(futures::FutureExt::now_or_never(on_held.as_mut()).is_some(), "d1:work has a task ready");
+        assert!(futures::FutureExt::now_or_never(on_empty.as_mut()).is_none(), "work has none");
+        assert!(futures::FutureExt::now_or_never(on_other.as_mut()).is_none(), "otherwork is another type");
     }
 }
 
