@@ -220,3 +220,68 @@ async fn a_definition_change_reaches_the_next_start() {
     assert_eq!((pinned.header.workflow_version, retries(&pinned)), (1, Some(4)));
     engine.shutdown().await;
 }
+
+/// A ready task wakes one waiting poll, not all of them. Whatever else polls meanwhile (here the
+/// zero-wait poll of an `update-v2`, racing the next task), no task may be left waiting for a
+/// poll to time out: each reaches a poll that was waiting, or the `update-v2` itself, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ready_task_reaches_a_waiting_poll_without_waiting_for_a_timeout() {
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = engine(dir.path()).await;
+    let def: WorkflowDef = serde_json::from_value(json!({
+        "name": "single", "tasks": [{"name": "job", "taskReferenceName": "job"}]
+    }))
+    .expect("def");
+    engine.put_workflow_defs(vec![def], false).await.expect("stored");
+    const POLL_WAIT: Duration = Duration::from_secs(3);
+
+    // Each poller waits for one task, hands it to the test and stops; the test keeps three
+    // waiting, spawning a new one (and letting it start waiting) before the next task is ready.
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let spawn_poller = |n: usize| {
+        let (engine, received_tx) = (engine.clone(), received_tx.clone());
+        tokio::spawn(async move {
+            if let Ok(tasks) = engine.poll("job", None, Some(format!("w{n}")), 1, POLL_WAIT).await
+                && let Some(task) = tasks.first()
+            {
+                let _ = received_tx.send(task_json(task));
+            }
+        })
+    };
+    let mut pollers: Vec<_> = (0..3).map(spawn_poller).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let start = |engine: Engine| async move {
+        let request: StartWorkflowRequest =
+            serde_json::from_value(json!({"name": "single", "input": {}})).expect("request");
+        engine.start_workflow(request).await.expect("started")
+    };
+
+    let mut id = start(engine.clone()).await;
+    let mut by_update = 0;
+    for n in 0..40 {
+        let task = tokio::time::timeout(POLL_WAIT / 3, received.recv())
+            .await
+            .unwrap_or_else(|_| panic!("task {n} waited for a poll to time out"))
+            .expect("pollers running");
+        assert_eq!(task["workflowInstanceId"].as_str(), Some(id.as_str()));
+        pollers.push(spawn_poller(n + 3));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The task's update-v2 (a zero-wait poll) races the next workflow's task.
+        let (handed, next) =
+            tokio::join!(engine.update_task_and_poll(complete(&task, json!({}))), start(engine.clone()));
+        id = next;
+        if let Some(handed) = handed.expect("updated") {
+            // The update-v2 took the new task itself: complete it and start another.
+            let handed = task_json(&handed);
+            assert_eq!(handed["workflowInstanceId"].as_str(), Some(id.as_str()));
+            engine.update_task(complete(&handed, json!({}))).await.expect("updated");
+            by_update += 1;
+            id = start(engine.clone()).await;
+        }
+    }
+    println!("{by_update} of the tasks went to update-v2's own poll");
+    for poller in pollers {
+        poller.abort();
+    }
+    engine.shutdown().await;
+}
