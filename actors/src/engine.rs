@@ -507,6 +507,11 @@ impl Engine {
         self.read().workflow(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
     }
 
+    /// A workflow's header (status, input, output, variables, times), without its tasks.
+    pub fn workflow_header(&self, id: &str) -> Result<overture_core::WorkflowHeader, Error> {
+        self.read().header(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
+    }
+
     /// Terminates a workflow.
     pub async fn terminate(&self, id: &str, reason: Option<String>) -> Result<(), Error> {
         self.workflow(id)?;

@@ -55,8 +55,8 @@ pub async fn get(State(s): State<AppState>, Path(id): Path<String>, q: Params) -
 /// `GET /workflow/{id}/status?includeOutput=&includeVariables=`.
 pub async fn status(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<Response, ApiError> {
     let (output, variables) = (q.bool("includeOutput", false)?, q.bool("includeVariables", false)?);
-    let wf = s.engine.workflow(&id)?;
-    json_response(&render::status(&wf, output, variables))
+    let header = s.engine.workflow_header(&id)?;
+    json_response(&render::status(&header, output, variables))
 }
 
 /// `DELETE /workflow/{id}?reason=`: terminate.

@@ -159,6 +159,11 @@ async fn a_workflow_runs_through_polls_and_updates() {
 
     let b = poll(&node, "step_b").await;
     assert_eq!(b["inputData"], json!({"fromA": 42, "msg": "got 42"}));
+    // The status of a running workflow (its header, from the apply cache), and of none.
+    let running = send(c.get(node.api(&format!("/workflow/{id}/status?includeVariables=true")))).await.json();
+    assert_eq!(running, json!({"workflowId": id, "correlationId": "c-1", "variables": {}, "status": "RUNNING"}));
+    let missing = send(c.get(node.api("/workflow/no-such-id/status"))).await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
     // Update by reference name: the Python TaskClient wraps the output as {"result": ...}.
     let r =
         send(c.post(node.api(&format!("/tasks/{id}/b/COMPLETED?workerid=host"))).json(&json!({"done": true}))).await;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
-use crate::state::{Object, TaskState, TaskStatus, WorkflowState, WorkflowStatus};
+use crate::state::{Object, TaskState, TaskStatus, WorkflowHeader, WorkflowState, WorkflowStatus};
 
 /// Conductor's `Task`.
 #[derive(Serialize)]
@@ -230,14 +230,14 @@ pub struct StatusView<'a> {
     status: WorkflowStatus,
 }
 
-/// Renders the status summary.
-pub fn status(wf: &WorkflowState, include_output: bool, include_variables: bool) -> StatusView<'_> {
+/// Renders the status summary, which the header alone has.
+pub fn status(header: &WorkflowHeader, include_output: bool, include_variables: bool) -> StatusView<'_> {
     StatusView {
-        workflow_id: &wf.header.workflow_id,
-        correlation_id: wf.header.correlation_id.as_deref(),
-        output: include_output.then_some(&wf.header.output),
-        variables: include_variables.then_some(&wf.header.variables),
-        status: wf.header.status,
+        workflow_id: &header.workflow_id,
+        correlation_id: header.correlation_id.as_deref(),
+        output: include_output.then_some(&header.output),
+        variables: include_variables.then_some(&header.variables),
+        status: header.status,
     }
 }
 
