@@ -225,7 +225,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
-        // Conductor's API never redirects; following redirects costs a URL copy per request.
+        // Conductor's API never redirects: a redirect is an answer to report, not to follow.
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()?;
