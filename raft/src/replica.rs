@@ -242,7 +242,7 @@ const BLOCK_CACHE_BYTES: usize = 32 << 20;
 /// the hint RocksDB starts looking from where that workflow's last insert landed instead of
 /// from the top of the memtable's skip list. Callgrind, 1,000 linear workflows: memtable
 /// inserts 287 → 236 M instructions, the run 2.38 → 2.29 G (−3.7%). A workflow's first row
-/// costs a little more (a new hint), so 5,000 start-only workflows cost 2% more. Hints are
+/// costs a little more (a new hint), so 5,000 start-only workflows cost 2.5% more. Hints are
 /// only a starting point: ids of other lengths share or split them, and nothing else changes.
 fn family_options(name: &str, block_cache: &Cache) -> Result<Options, rocksdb::Error> {
     if !keys::WORKFLOW_KEYED.contains(&name) {
