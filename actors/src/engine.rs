@@ -509,7 +509,7 @@ impl Engine {
 
     /// A workflow's header (status, input, output, variables, times), without its tasks.
     pub fn workflow_header(&self, id: &str) -> Result<overture_core::WorkflowHeader, Error> {
-        self.read().header(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
+        self.read().workflow_header(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
     }
 
     /// Terminates a workflow.

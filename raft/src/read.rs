@@ -34,15 +34,6 @@ impl ReadView {
         Ok(self.shared.load_from_disk(id)?.map(|(state, _)| state))
     }
 
-    /// A workflow's header: from the apply cache if it is there, else its row, without reading
-    /// its tasks.
-    pub fn header(&self, id: &str) -> Result<Option<overture_core::WorkflowHeader>, io::Error> {
-        if let Some(cached) = self.shared.inner.lock().cache.get(id) {
-            return Ok(Some(cached.state.header.clone()));
-        }
-        self.shared.load_header(id)
-    }
-
     /// The plan a start of `name` runs (`version`, or the latest with `None`): compiled by
     /// `build` from the stored definitions on first use, then shared by every start until a
     /// definition changes. `build` answers `None` when there is no such definition.

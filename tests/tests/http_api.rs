@@ -159,7 +159,7 @@ async fn a_workflow_runs_through_polls_and_updates() {
 
     let b = poll(&node, "step_b").await;
     assert_eq!(b["inputData"], json!({"fromA": 42, "msg": "got 42"}));
-    // The status of a running workflow (its header, from the apply cache), and of none.
+    // The status of a running workflow (its header row, current after every apply), and of none.
     let running = send(c.get(node.api(&format!("/workflow/{id}/status?includeVariables=true")))).await.json();
     assert_eq!(running, json!({"workflowId": id, "correlationId": "c-1", "variables": {}, "status": "RUNNING"}));
     let missing = send(c.get(node.api("/workflow/no-such-id/status"))).await;
