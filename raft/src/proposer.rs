@@ -90,26 +90,20 @@ async fn write(raft: Raft, mut items: Vec<Item>) {
     }
     let (batches, replies): (Vec<_>, Vec<_>) = items.into_iter().unzip();
     let count = replies.len();
-    match raft.client_write(Request::Workflows(batches)).await.map(|r| r.data) {
+    let failure = match raft.client_write(Request::Workflows(batches)).await.map(|r| r.data) {
         Ok(Response::Many(responses)) if responses.len() == count => {
             for (reply, response) in replies.into_iter().zip(responses) {
                 let _ = reply.send(Ok(response));
             }
+            return;
         }
-        Ok(other) => {
-            // The state machine answers a `Workflows` entry with one response per batch; anything
-            // else is a bug, reported to every caller rather than guessed at.
-            let e = ProposeError::Rejected(format!("unexpected reply to {count} workflow batches: {other}"));
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
-        Err(e) => {
-            let e = write_error(e);
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
+        // The state machine answers a `Workflows` entry with one response per batch; anything
+        // else is a bug, reported to every caller rather than guessed at.
+        Ok(other) => ProposeError::Rejected(format!("unexpected reply to {count} workflow batches: {other}")),
+        Err(e) => write_error(e),
+    };
+    for reply in replies {
+        let _ = reply.send(Err(failure.clone()));
     }
 }
 
