@@ -509,18 +509,24 @@ fn complete(s: &Shared, n: usize) {
     }
 }
 
-/// One worker with `batch` slots, like an SDK worker with that many threads: it asks for as many
-/// tasks as it has slots, runs each in its own slot (following `update-v2` hand-offs), and polls
-/// again once the slots are free.
+/// One worker with `batch` slots, like an SDK worker with that many threads: whenever a slot is
+/// free it long-polls for as many tasks as there are free slots, and runs each task in a slot of
+/// its own (following the tasks `update-v2` hands back). Until the seventh session it polled only
+/// once all its slots were free.
 async fn worker(s: Arc<Shared>, step: usize, index: usize, worker_id: String) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(s.args.batch.max(1)));
+    let worker_id: Arc<str> = worker_id.into();
+    let mut running = tokio::task::JoinSet::new();
     let mut attempt = 0;
     while !s.done.load(Ordering::Acquire) {
+        while let Some(ran) = running.try_join_next() {
+            ran??;
+        }
+        let first = slots.clone().acquire_owned().await?;
+        let free = 1 + slots.available_permits();
         let base = s.base(index, attempt).to_owned();
-        let poll_url = format!(
-            "{base}/tasks/poll/batch/{}?count={}&timeout=1000&workerid={worker_id}",
-            task_name(step),
-            s.args.batch
-        );
+        let poll_url =
+            format!("{base}/tasks/poll/batch/{}?count={free}&timeout=1000&workerid={worker_id}", task_name(step));
         let sent = wall_ms();
         let tasks: Vec<PolledTask> = match s.client.get(&poll_url).send().await {
             Ok(r) if r.status().is_success() => r.json().await?,
@@ -535,20 +541,24 @@ async fn worker(s: Arc<Shared>, step: usize, index: usize, worker_id: String) ->
             }
         };
         let received = wall_ms();
-        let slots = tasks.into_iter().map(|task| {
+        let mut permits = std::iter::once(first).chain(std::iter::from_fn(|| slots.clone().try_acquire_owned().ok()));
+        for task in tasks {
             record_dispatch(&s, &task, received, Some(sent));
-            let (s, worker_id) = (&s, worker_id.as_str());
-            async move {
+            // The node hands out at most `free` tasks, so each has a slot.
+            let slot = permits.next();
+            let (s, worker_id) = (s.clone(), worker_id.clone());
+            running.spawn(async move {
+                let _slot = slot;
                 let mut current = Some(task);
                 while let Some(task) = current.take() {
-                    current = execute(s, step, index, worker_id, &task).await?;
+                    current = execute(&s, step, index, &worker_id, &task).await?;
                 }
                 anyhow::Ok(())
-            }
-        });
-        for result in futures::future::join_all(slots).await {
-            result?;
+            });
         }
+    }
+    while let Some(ran) = running.join_next().await {
+        ran??;
     }
     Ok(())
 }
