@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
-use overture_core::rows::TimerKind;
-use overture_core::{Object, TaskStatus, WorkflowState, decide, render};
+use overture_core::rows::{SYSTEM_QUEUE_PREFIX, TimerKind};
+use overture_core::{Event, Object, TaskStatus, WorkflowState, decide, render};
 use overture_raft::{Request, Response, WorkflowBatch};
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -28,7 +28,9 @@ use tracing::Instrument;
 use crate::env::LeaderEnv;
 use crate::error::Error;
 use crate::leader::LeaderContext;
+use crate::limits::TaskLimits;
 use crate::names;
+use crate::queues::HandOff;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -309,9 +311,12 @@ impl ActorState {
         }
         let name = cmd.plan.def.name.clone();
         let scripts = cmd.plan.runs_scripts();
-        let (state, events) = blocking_if(scripts, || {
+        let (state, events, handed) = blocking_if(scripts, || {
             let env = LeaderEnv { read: self.ctx.replica.read(), polls: &self.ctx.polls };
-            decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env })
+            let (mut state, mut events) =
+                decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env });
+            let handed = hand_off(&self.ctx, &mut state, &mut events, &env);
+            (state, events, handed)
         });
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
         // Boxed: openraft's write future is large, and inline it would make every live actor's
@@ -323,6 +328,7 @@ impl ActorState {
                     tracing::debug!(status = state.header.status.as_str(), "workflow ended");
                 }
                 self.state = Some(state);
+                self.deliver(handed);
                 metrics::counter!(names::WORKFLOW_START_SUCCESS, "workflowName" => name).increment(1);
                 Ok(self.id.clone())
             }
@@ -349,7 +355,7 @@ impl ActorState {
             let scripts = state.plan.runs_scripts();
             let mut events = Vec::new();
             let mut results = Vec::with_capacity(jobs.len());
-            blocking_if(scripts, || {
+            let handed = blocking_if(scripts, || {
                 let env = LeaderEnv { read: replica.read(), polls: &ctx.polls };
                 for job in jobs {
                     let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
@@ -377,6 +383,7 @@ impl ActorState {
                         Err(rejection) => results.push(Err(rejection.into())),
                     }
                 }
+                hand_off(&ctx, state, &mut events, &env)
             });
             if events.is_empty() {
                 return results;
@@ -390,6 +397,7 @@ impl ActorState {
                         tracing::debug!(status, "workflow ended");
                     }
                     ended.record();
+                    self.deliver(handed);
                     return results;
                 }
                 Ok(Response::RevisionConflict { .. }) => {
@@ -412,6 +420,29 @@ impl ActorState {
         jobs.iter().map(|_| Err(e.clone())).collect()
     }
 
+    /// Sends each task handed to a waiting poll, now that the batch that polled it committed.
+    /// (A batch that fails drops its hand-offs instead, and those polls look again.)
+    fn deliver(&mut self, handed: Vec<HandedOff>) {
+        for h in handed {
+            let task = self.render_task(&h.task_id);
+            if let Err(e) = &task {
+                tracing::warn!(task_id = %h.task_id, error = %e, "rendering a handed-off task");
+            }
+            let sent = task.is_ok();
+            if h.reply.send(task.ok()).is_err() {
+                // As when a poll's request goes away while its claim commits: the task is
+                // IN_PROGRESS with nobody on it until its response timeout.
+                tracing::warn!(task_id = %h.task_id, "the poll a task was handed to went away");
+            } else if sent {
+                tracing::debug!(task_id = %h.task_id, "handed to a waiting poll");
+                let waited = (crate::now_ms() - h.ready_at).max(0) as f64 / 1000.0;
+                metrics::histogram!(names::TASK_QUEUE_WAIT).record(waited);
+                metrics::counter!(names::TASK_POLL, "taskType" => h.task_type.clone()).increment(1);
+                metrics::counter!(names::TASK_HANDED_OFF, "taskType" => h.task_type).increment(1);
+            }
+        }
+    }
+
     fn render_task(&mut self, task_id: &str) -> Result<Box<RawValue>, Error> {
         let state = self.load()?;
         let task =
@@ -426,6 +457,59 @@ impl ActorState {
             state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
         Ok(UpdateOutcome { queue: task.queue.clone(), terminal: task.status.is_terminal() })
     }
+}
+
+/// A task a decision handed to a waiting poll, sent to it once the batch commits.
+struct HandedOff {
+    task_id: String,
+    task_type: String,
+    ready_at: i64,
+    reply: HandOff,
+}
+
+/// Hands the worker tasks that `events` schedule straight to long polls waiting for them (see
+/// `queues.rs`): each is decided as polled by that poll's worker and its events join the batch,
+/// so the commit that schedules the task also dispatches it, where the queue would take a second
+/// commit (the poll's). Only tasks ready now, in a queue with nothing else ready, of a task type
+/// without `concurrentExecLimit` or rate limit (those go through the queue and its checks).
+fn hand_off(
+    ctx: &LeaderContext,
+    state: &mut WorkflowState,
+    events: &mut Vec<Event>,
+    env: &LeaderEnv<'_>,
+) -> Vec<HandedOff> {
+    let mut handed = Vec::new();
+    if state.header.status.is_terminal() {
+        return handed;
+    }
+    let scheduled: Vec<u32> =
+        events.iter().filter_map(|e| if let Event::TaskScheduled(s) = e { Some(s.task.seq) } else { None }).collect();
+    for seq in scheduled {
+        let now = crate::now_ms();
+        let Some(task) = state.task(seq) else { continue };
+        let Some(queue) = task.queue.as_deref() else { continue };
+        if task.status != TaskStatus::Scheduled || task.ready_at() > now || queue.starts_with(SYSTEM_QUEUE_PREFIX) {
+            continue;
+        }
+        let limits = ctx.limits.of(&task.task_type, now, || {
+            env.read.task_def(&task.task_type).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default())
+        });
+        if !limits.is_ok_and(|l| l.is_unlimited()) {
+            continue;
+        }
+        let Some((worker_id, reply)) = ctx.queues.take_waiter(queue) else { continue };
+        let (task_id, task_type, ready_at) = (task.task_id.clone(), task.task_type.clone(), task.ready_at());
+        let poll = Command::Poll { task_id: task_id.clone(), worker_id };
+        match decide::decide(state, poll, &mut Ctx { now, ids: &mut UuidIds, env }) {
+            Ok(new) => {
+                events.extend(new);
+                handed.push(HandedOff { task_id, task_type, ready_at, reply });
+            }
+            // The poll looks again.
+            Err(_) => drop(reply),
+        }
+    }
+    handed
 }
 
 /// Tasks and the workflow that a decision ended, for the metrics recorded once it commits.

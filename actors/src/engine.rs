@@ -622,10 +622,29 @@ impl Engine {
             if *stopped.borrow() || tokio::time::Instant::now() >= deadline {
                 return Ok(Vec::new());
             }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
-                _ = stopped.changed() => return Ok(Vec::new()),
+            // Wait for a task to enter the queue, or for a decision to hand one over directly.
+            let (waiter, mut incoming) = ctx.queues.wait_for_hand_off(queue, worker_id.clone());
+            let (woken, handed) = tokio::select! {
+                task = &mut incoming => (Wake::HandedOff, Some(task)),
+                _ = &mut notified => (Wake::Queue, None),
+                _ = tokio::time::sleep_until(deadline) => (Wake::Done, None),
+                _ = stopped.changed() => (Wake::Done, None),
+            };
+            // A decision that took this poll just before it left is committing its task: wait.
+            let handed = match handed {
+                Some(task) => task,
+                None if ctx.queues.leave(queue, &waiter) => Ok(None),
+                None => incoming.await,
+            };
+            if let Ok(Some(task)) = handed {
+                if woken == Wake::Queue {
+                    // The wake-up was for a queued task: another poll takes that one.
+                    notify.notify_one();
+                }
+                return Ok(vec![task]);
+            }
+            if woken == Wake::Done {
+                return Ok(Vec::new());
             }
         }
     }
@@ -726,12 +745,16 @@ impl Engine {
         Ok(self.read().task_logs(task_id)?)
     }
 
-    /// Publishes the depth of every in-memory queue (on the leader), for a metrics scrape; the
-    /// queues change on every schedule and poll, so their gauges are set when read, not then.
+    /// Publishes the depth of every in-memory queue and the long polls waiting on it (on the
+    /// leader), for a metrics scrape; both change on every schedule and poll, so their gauges
+    /// are set when read, not then.
     pub fn publish_queue_depths(&self) {
         let Some(ctx) = self.inner.leader.read().clone() else { return };
         for (queue, depth) in ctx.queues.depths() {
             metrics::gauge!(names::TASK_QUEUE_DEPTH, "queue" => queue).set(depth as f64);
+        }
+        for (queue, waiting) in ctx.queues.waiting_polls() {
+            metrics::gauge!(names::TASK_POLLS_WAITING, "queue" => queue).set(waiting as f64);
         }
     }
 
@@ -891,4 +914,15 @@ fn settled(wf: &WorkflowState, wait_refs: &[String]) -> bool {
             .iter()
             .any(|t| t.task_type == "WAIT" && t.status == overture_core::TaskStatus::InProgress && t.wait_timeout == 0)
         || wait_refs.iter().any(|r| wf.latest(r).is_some_and(|t| t.status.is_terminal()))
+}
+
+/// What ended a long poll's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// A decision handed it a task (or tried to: its batch failed).
+    HandedOff,
+    /// A task entered the queue.
+    Queue,
+    /// The poll's time is up, or leadership ended.
+    Done,
 }

@@ -8,10 +8,16 @@ pub const WORKFLOW_COMPLETION: &str = "workflow_completion_total";
 pub const WORKFLOW_FAILURE: &str = "workflow_failure_total";
 /// Counter: tasks handed to workers, by `taskType`.
 pub const TASK_POLL: &str = "task_poll_total";
+/// Counter: tasks the decision that scheduled them handed straight to a waiting long poll,
+/// committed as polled in the same batch (also counted in `task_poll_total`), by `taskType`.
+pub const TASK_HANDED_OFF: &str = "overture_task_handed_off_total";
 /// Counter: task updates accepted, by `taskType` and `status`.
 pub const TASK_UPDATE: &str = "task_update_total";
 /// Gauge: tasks waiting in a worker queue, by `queue`; set on the leader when metrics are scraped.
 pub const TASK_QUEUE_DEPTH: &str = "task_queue_depth";
+/// Gauge: long polls waiting on an empty queue, by `queue`; set on the leader when metrics are
+/// scraped.
+pub const TASK_POLLS_WAITING: &str = "overture_task_polls_waiting";
 /// Histogram: seconds from a task becoming pollable to a worker receiving it.
 pub const TASK_QUEUE_WAIT: &str = "task_queue_wait_seconds";
 /// Histogram: seconds a task ran, from its start to its end, by `taskType` and final `status`.

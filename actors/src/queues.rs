@@ -9,14 +9,20 @@
 //! Long polls register on the queue's [`Notify`] *before* looking, so a task that arrives between
 //! the look and the wait still wakes them: a scheduled task reaches a waiting worker as soon as
 //! its entry is applied, without any polling loop.
+//!
+//! A long poll that found nothing also offers itself as a [`Waiter`]. A decision that schedules a
+//! task of that queue while nothing else is ready there takes the waiter and commits the task as
+//! polled by it in the same batch (see `actor.rs`): the task never enters the queue, and reaches
+//! the worker one commit after it was scheduled instead of two.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use overture_core::rows::QueueItem;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, oneshot};
 
 /// Ready order: priority (higher first), ready time, arrival.
 type ReadyKey = (Reverse<i32>, i64, u64);
@@ -27,6 +33,19 @@ struct Queue {
     /// task id → its place and owner.
     entries: HashMap<Id, Entry>,
     notify: Arc<Notify>,
+    /// Long polls waiting here that a decision may hand a task to directly, oldest first.
+    waiting: VecDeque<Arc<Waiter>>,
+}
+
+/// Where a decision sends the task it handed to a waiting poll once the batch that polled it
+/// has committed; `None` if the batch did not commit (the poll looks again).
+pub(crate) type HandOff = oneshot::Sender<Option<Box<RawValue>>>;
+
+/// A long poll that found its queue empty and waits.
+pub(crate) struct Waiter {
+    worker_id: Option<String>,
+    /// Taken by whichever comes first: a decision handing a task over, or the poll leaving.
+    reply: Mutex<Option<HandOff>>,
 }
 
 struct Entry {
@@ -192,11 +211,60 @@ impl TaskQueues {
         self.state.lock().queues.entry(queue.to_owned()).or_default().notify.clone()
     }
 
+    /// Offers a long poll of `queue` that found nothing to decisions that schedule a task there;
+    /// the receiver gets the task such a decision committed as polled by `worker_id`. The poll
+    /// must [`leave`](Self::leave) before it stops waiting.
+    pub(crate) fn wait_for_hand_off(
+        &self,
+        queue: &str,
+        worker_id: Option<String>,
+    ) -> (Arc<Waiter>, oneshot::Receiver<Option<Box<RawValue>>>) {
+        let (tx, rx) = oneshot::channel();
+        let waiter = Arc::new(Waiter { worker_id, reply: Mutex::new(Some(tx)) });
+        self.state.lock().queues.entry(queue.to_owned()).or_default().waiting.push_back(waiter.clone());
+        (waiter, rx)
+    }
+
+    /// Withdraws a waiting poll. False if a decision took it first: its task is on the way
+    /// (or `None`, if that batch fails), and the poll must wait for it.
+    pub(crate) fn leave(&self, queue: &str, waiter: &Arc<Waiter>) -> bool {
+        let mut st = self.state.lock();
+        if let Some(q) = st.queues.get_mut(queue)
+            && let Some(at) = q.waiting.iter().position(|w| Arc::ptr_eq(w, waiter))
+        {
+            q.waiting.remove(at);
+        }
+        waiter.reply.lock().take().is_some()
+    }
+
+    /// Takes the longest-waiting poll of `queue` for a task just scheduled there: its worker id
+    /// and where to send the task. None if the queue holds ready tasks (they go first, in queue
+    /// order) or no poll still waits.
+    pub(crate) fn take_waiter(&self, queue: &str) -> Option<(Option<String>, HandOff)> {
+        let mut st = self.state.lock();
+        let q = st.queues.get_mut(queue)?;
+        if !q.ready.is_empty() {
+            return None;
+        }
+        while let Some(waiter) = q.waiting.pop_front() {
+            // A poll whose request went away has dropped its receiver.
+            if let Some(reply) = waiter.reply.lock().take().filter(|r| !r.is_closed()) {
+                return Some((waiter.worker_id.clone(), reply));
+            }
+        }
+        None
+    }
+
     /// Wakes every waiter of every queue (used when leadership ends).
     pub fn wake_all(&self) {
         for q in self.state.lock().queues.values() {
             q.notify.notify_waiters();
         }
+    }
+
+    /// Long polls waiting on each queue.
+    pub fn waiting_polls(&self) -> Vec<(String, usize)> {
+        self.state.lock().queues.iter().map(|(name, q)| (name.clone(), q.waiting.len())).collect()
     }
 
     /// Tasks in every queue, ready or delayed.
@@ -365,6 +433,39 @@ mod tests {
         // The second waiter was woken for t2 but is dropped before it looks.
         drop(second);
         assert!(polled(third.as_mut()), "the wake-up passed on to the third");
+    }
+
+    /// A decision takes the longest-waiting poll, and only while nothing is ready in the queue;
+    /// a poll that left, or whose request went away, is never taken.
+    #[tokio::test]
+    async fn a_decision_takes_the_oldest_live_waiter_of_an_empty_queue() {
+        let q = TaskQueues::default();
+        let (gone, gone_rx) = q.wait_for_hand_off("a", Some("gone".into()));
+        let (closed, closed_rx) = q.wait_for_hand_off("a", Some("closed".into()));
+        let (_oldest, mut oldest_rx) = q.wait_for_hand_off("a", Some("w1".into()));
+        let (newest, _newest_rx) = q.wait_for_hand_off("a", Some("w2".into()));
+        assert!(q.leave("a", &gone), "nobody took it");
+        drop(gone_rx);
+        drop(closed_rx);
+        assert!(q.take_waiter("b").is_none(), "another queue has no waiters");
+
+        q.add(&item("a", "queued", 0, 0), 100);
+        assert!(q.take_waiter("a").is_none(), "a queued task goes first");
+        assert_eq!(ids(q.pop("a", 1)), ["queued"]);
+
+        let (worker, reply) = q.take_waiter("a").expect("a live waiter");
+        assert_eq!(worker.as_deref(), Some("w1"), "the oldest live one; the closed one is skipped");
+        assert!(!q.leave("a", &closed), "the closed one was dropped from the line");
+        let task = RawValue::from_string("{\"taskId\":\"t\"}".into()).expect("json");
+        assert!(reply.send(Some(task)).is_ok(), "the oldest poll still waits");
+        let got = oldest_rx.try_recv().expect("sent").expect("a task");
+        assert_eq!(got.get(), "{\"taskId\":\"t\"}");
+
+        let (worker, reply) = q.take_waiter("a").expect("the second waiter");
+        assert_eq!(worker.as_deref(), Some("w2"));
+        assert!(!q.leave("a", &newest), "taken: it must wait for its task");
+        drop(reply);
+        assert!(q.take_waiter("a").is_none(), "nobody waits any more");
     }
 
     /// Finishing a task wakes a type's pollers only where something is ready to take.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use overture_tests::{Node, client, send, wait_status};
+use overture_tests::{Node, client, send, wait_for, wait_status};
 use serde_json::{Value, json};
 
 async fn node() -> (tempfile::TempDir, Node) {
@@ -237,6 +237,67 @@ async fn long_poll_is_woken_by_a_new_task() {
     let (tasks, waited) = waiter.await.expect("joined");
     assert_eq!(tasks[0]["workflowInstanceId"].as_str(), Some(r.text.as_str()));
     assert!(waited < Duration::from_millis(4_500), "returned when the task arrived, not at the timeout: {waited:?}");
+}
+
+/// A long poll waiting on an empty queue is handed the task that the next decision schedules
+/// there, committed as polled in the same batch: it never enters the queue, and what the worker
+/// got survives a kill -9 like any other poll.
+#[tokio::test]
+async fn a_waiting_poll_is_handed_the_next_task_in_the_commit_that_schedules_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("node");
+    let mut node = Node::start(&data).await;
+    let c = client();
+    register(&node).await;
+    let id = send(c.post(node.api("/workflow/two_steps")).json(&json!({"x": 1}))).await.text;
+    let a = poll(&node, "step_a").await;
+
+    let url = node.api("/tasks/poll/batch/step_b?count=4&timeout=5000&workerid=waiting-b");
+    let waiter = tokio::spawn(async move { send(client().get(url)).await });
+    let metrics = format!("{}/metrics", node.url);
+    let waiting = wait_for(Duration::from_secs(10), || {
+        let (c, metrics) = (c.clone(), metrics.clone());
+        async move { send(c.get(metrics)).await.text.contains("overture_task_polls_waiting{queue=\"step_b\"} 1") }
+    })
+    .await;
+    assert!(waiting, "the step_b poll waits on its empty queue");
+
+    let done_a =
+        json!({"workflowInstanceId": id, "taskId": a["taskId"], "status": "COMPLETED", "outputData": {"value": 5}});
+    assert_eq!(send(c.post(node.api("/tasks")).json(&done_a)).await.status, 200);
+    let r = waiter.await.expect("joined");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let tasks = r.json();
+    assert_eq!(tasks.as_array().map(Vec::len), Some(1), "{tasks}");
+    let b = &tasks[0];
+    assert_eq!(
+        (b["referenceTaskName"].as_str(), b["status"].as_str(), b["workerId"].as_str(), b["pollCount"].as_i64()),
+        (Some("b"), Some("IN_PROGRESS"), Some("waiting-b"), Some(1))
+    );
+    assert_eq!(b["inputData"], json!({"fromA": 5, "msg": "got 5"}));
+    let text = send(c.get(&metrics)).await.text;
+    for needle in [
+        "overture_task_handed_off_total{taskType=\"step_b\"} 1",
+        "task_poll_total{taskType=\"step_b\"} 1",
+        "task_queue_depth{queue=\"step_b\"} 0",
+        "overture_task_polls_waiting{queue=\"step_b\"} 0",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle:?}:\n{text}");
+    }
+
+    // The hand-off was committed before the poll answered.
+    node.kill9().await;
+    let node = Node::start(&data).await;
+    let task_id = b["taskId"].as_str().unwrap_or_default();
+    let got = send(c.get(node.api(&format!("/tasks/{task_id}")))).await.json();
+    assert_eq!((got["status"].as_str(), got["workerId"].as_str()), (Some("IN_PROGRESS"), Some("waiting-b")));
+    let sizes = send(c.get(node.api("/tasks/queue/sizes?taskType=step_b"))).await.json();
+    assert_eq!(sizes, json!({"step_b": 0}), "never queued, so nothing to hand out twice");
+    let done_b =
+        json!({"workflowInstanceId": id, "taskId": task_id, "status": "COMPLETED", "outputData": {"done": true}});
+    assert_eq!(send(c.post(node.api("/tasks")).json(&done_b)).await.status, 200);
+    let done = wait_status(&node, &id, "COMPLETED", Duration::from_secs(10)).await;
+    assert_eq!(done["output"], json!({"final": true, "a": 5}));
 }
 
 #[tokio::test]
