@@ -428,12 +428,12 @@ impl ActorState {
             if let Err(e) = &task {
                 tracing::warn!(task_id = %h.task_id, error = %e, "rendering a handed-off task");
             }
-            let sent = task.is_ok();
+            let rendered = task.is_ok();
             if h.reply.send(task.ok()).is_err() {
                 // As when a poll's request goes away while its claim commits: the task is
                 // IN_PROGRESS with nobody on it until its response timeout.
                 tracing::warn!(task_id = %h.task_id, "the poll a task was handed to went away");
-            } else if sent {
+            } else if rendered {
                 tracing::debug!(task_id = %h.task_id, "handed to a waiting poll");
                 let waited = (crate::now_ms() - h.ready_at).max(0) as f64 / 1000.0;
                 metrics::histogram!(names::TASK_QUEUE_WAIT).record(waited);

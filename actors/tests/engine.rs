@@ -224,15 +224,27 @@ async fn a_definition_change_reaches_the_next_start() {
 /// A ready task wakes one waiting poll, not all of them. Whatever else polls meanwhile (here the
 /// zero-wait poll of an `update-v2`, racing the next task), no task may be left waiting for a
 /// poll to time out: each reaches a poll that was waiting, or the `update-v2` itself, at once.
+/// `job` goes to waiting polls by hand-off; `limited_job` (a `concurrentExecLimit`) through the
+/// queue, whose add wakes a poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ready_task_reaches_a_waiting_poll_without_waiting_for_a_timeout() {
     let dir = tempfile::tempdir().expect("dir");
     let engine = engine(dir.path()).await;
-    let def: WorkflowDef = serde_json::from_value(json!({
-        "name": "single", "tasks": [{"name": "job", "taskReferenceName": "job"}]
-    }))
-    .expect("def");
-    engine.put_workflow_defs(vec![def], false).await.expect("stored");
+    let limited: TaskDef =
+        serde_json::from_value(json!({"name": "limited_job", "concurrentExecLimit": 1000})).expect("task def");
+    engine.put_task_defs(vec![limited]).await.expect("stored");
+    for task in ["job", "limited_job"] {
+        let def: WorkflowDef = serde_json::from_value(json!({
+            "name": format!("single_{task}"), "tasks": [{"name": task, "taskReferenceName": "job"}]
+        }))
+        .expect("def");
+        engine.put_workflow_defs(vec![def], false).await.expect("stored");
+        every_task_reaches_a_waiting_poll(&engine, task).await;
+    }
+    engine.shutdown().await;
+}
+
+async fn every_task_reaches_a_waiting_poll(engine: &Engine, task_type: &'static str) {
     const POLL_WAIT: Duration = Duration::from_secs(3);
 
     // Each poller waits for one task, hands it to the test and stops; the test keeps three
@@ -241,7 +253,7 @@ async fn every_ready_task_reaches_a_waiting_poll_without_waiting_for_a_timeout()
     let spawn_poller = |n: usize| {
         let (engine, received_tx) = (engine.clone(), received_tx.clone());
         tokio::spawn(async move {
-            if let Ok(tasks) = engine.poll("job", None, Some(format!("w{n}")), 1, POLL_WAIT).await
+            if let Ok(tasks) = engine.poll(task_type, None, Some(format!("w{n}")), 1, POLL_WAIT).await
                 && let Some(task) = tasks.first()
             {
                 let _ = received_tx.send(task_json(task));
@@ -252,7 +264,7 @@ async fn every_ready_task_reaches_a_waiting_poll_without_waiting_for_a_timeout()
     tokio::time::sleep(Duration::from_millis(50)).await;
     let start = |engine: Engine| async move {
         let request: StartWorkflowRequest =
-            serde_json::from_value(json!({"name": "single", "input": {}})).expect("request");
+            serde_json::from_value(json!({"name": format!("single_{task_type}"), "input": {}})).expect("request");
         engine.start_workflow(request).await.expect("started")
     };
 
@@ -279,9 +291,8 @@ async fn every_ready_task_reaches_a_waiting_poll_without_waiting_for_a_timeout()
             id = start(engine.clone()).await;
         }
     }
-    println!("{by_update} of the tasks went to update-v2's own poll");
+    println!("{task_type}: {by_update} of the tasks went to update-v2's own poll");
     for poller in pollers {
         poller.abort();
     }
-    engine.shutdown().await;
 }
