@@ -160,8 +160,9 @@ struct Shared {
     last_update: Vec<AtomicI64>,
     ids: Mutex<Vec<String>>,
     dispatch_ms: Mutex<Vec<f64>>,
-    /// Dispatch of the tasks scheduled after the poll that received them was sent.
-    waiting_dispatch_ms: Mutex<Vec<f64>>,
+    /// Dispatch of the tasks scheduled after the poll that received them was sent: seconds
+    /// since the run began when each was received, and its latency.
+    waiting_dispatch_ms: Mutex<Vec<(f64, f64)>>,
     pollable_ms: Mutex<Vec<f64>>,
     start_ms: Mutex<Vec<f64>>,
     /// Seconds since the run began when each workflow completed, and its latency.
@@ -320,18 +321,76 @@ async fn open_loop(s: Arc<Shared>, rate: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Once a second until the run ends: tasks finished so far, workflows completed so far.
-async fn sample(s: Arc<Shared>) -> Vec<(f64, usize, usize)> {
-    let mut out = vec![(0.0, 0, 0)];
+/// One sample of the run's progress, taken once a second.
+struct Sample {
+    /// Seconds since the run began.
+    at: f64,
+    tasks: usize,
+    workflows: usize,
+    /// The whole machine's CPU time so far (where the system reports it).
+    cpu: Option<MachineCpu>,
+    /// Each node's figures so far (none for a node that did not answer).
+    nodes: Vec<Option<NodeStats>>,
+}
+
+/// The machine's CPU time since boot, in clock ticks, from `/proc/stat` (Linux): all of it, the
+/// part spent idle (or waiting for I/O), and the part the hypervisor gave to other guests while
+/// this one had work ("steal"). On a shared virtual machine stolen time is the noise a run
+/// cannot see from inside its own processes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MachineCpu {
+    total: u64,
+    idle: u64,
+    stolen: u64,
+}
+
+impl MachineCpu {
+    fn read() -> Option<MachineCpu> {
+        MachineCpu::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// The first line of `/proc/stat`: `cpu user nice system idle iowait irq softirq steal ...`.
+    fn parse(stat: &str) -> Option<MachineCpu> {
+        let mut fields = stat.lines().next()?.split_whitespace();
+        if fields.next()? != "cpu" {
+            return None;
+        }
+        let ticks: Vec<u64> = fields.map(str::parse).collect::<Result<_, _>>().ok()?;
+        // guest and guest_nice (fields 9 and 10) are already counted in user and nice.
+        let counted = &ticks[..ticks.len().min(8)];
+        Some(MachineCpu {
+            total: counted.iter().sum(),
+            idle: counted.get(3)? + counted.get(4).copied().unwrap_or(0),
+            stolen: counted.get(7).copied().unwrap_or(0),
+        })
+    }
+
+    /// Shares of the CPU time between two readings that was busy and that was stolen.
+    fn shares(before: MachineCpu, after: MachineCpu) -> Option<(f64, f64)> {
+        let total = after.total.checked_sub(before.total).filter(|&t| t > 0)? as f64;
+        let idle = after.idle.saturating_sub(before.idle) as f64;
+        let stolen = after.stolen.saturating_sub(before.stolen) as f64;
+        Some((1.0 - idle / total, stolen / total))
+    }
+}
+
+/// Once a second until the run ends: tasks finished so far, workflows completed so far, the
+/// machine's CPU time and each node's figures (one `/metrics` request a node a second).
+async fn sample(s: Arc<Shared>) -> Vec<Sample> {
+    let urls = s.args.urls();
+    let take = async |s: &Shared| Sample {
+        at: s.began.elapsed().as_secs_f64(),
+        tasks: s.tasks_done.load(Ordering::Relaxed),
+        workflows: s.completed.load(Ordering::Relaxed),
+        cpu: MachineCpu::read(),
+        nodes: node_stats(&s.client, &urls).await,
+    };
+    let mut out = vec![Sample { at: 0.0, ..take(&s).await }];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     while !s.done.load(Ordering::Acquire) {
         tick.tick().await;
-        out.push((
-            s.began.elapsed().as_secs_f64(),
-            s.tasks_done.load(Ordering::Relaxed),
-            s.completed.load(Ordering::Relaxed),
-        ));
+        out.push(take(&s).await);
     }
     out
 }
@@ -612,7 +671,7 @@ fn record_dispatch(s: &Shared, task: &PolledTask, received: i64, poll_sent: Opti
     let ms = (received - scheduled).max(0) as f64;
     s.dispatch_ms.lock().push(ms);
     if poll_sent.is_some_and(|sent| scheduled >= sent) {
-        s.waiting_dispatch_ms.lock().push(ms);
+        s.waiting_dispatch_ms.lock().push((s.began.elapsed().as_secs_f64(), ms));
     }
     let updated = workflow_number(task).and_then(|n| s.last_update.get(n)).map_or(0, |u| u.load(Ordering::Acquire));
     if updated > 0 && s.args.shape != Shape::Fork {
@@ -733,12 +792,38 @@ fn summary(values: &[f64]) -> Value {
     json!({"count": v.len(), "p50": percentile(&v, 50.0), "p90": percentile(&v, 90.0), "p99": percentile(&v, 99.0), "max": v.last()})
 }
 
-/// What a node's `/metrics` says about its process and data directory.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a node's `/metrics` says about its process, its data directory and its log's fsyncs.
+#[derive(Debug, Clone, Default)]
 struct NodeStats {
     cpu_seconds: f64,
     peak_rss_bytes: f64,
     data_bytes: f64,
+    /// The Raft log's fsync histogram: (upper bound in seconds, fsyncs that took at most that
+    /// long), ascending, `+Inf` last. A commit waits for its fsync, so a slow one holds every
+    /// dispatch and update behind it.
+    fsyncs: Vec<(f64, f64)>,
+}
+
+impl NodeStats {
+    fn fsyncs(&self) -> f64 {
+        self.fsyncs.last().map_or(0.0, |b| b.1)
+    }
+
+    /// Fsyncs that took over 5 ms.
+    fn slow_fsyncs(&self) -> f64 {
+        self.fsyncs() - self.fsyncs.iter().find(|b| b.0 >= 0.005).map_or(0.0, |b| b.1)
+    }
+}
+
+/// Fsyncs between two readings of a histogram: how many took over 5 ms, and the upper bound of
+/// the slowest one's bucket in ms (none if there were none, infinite if past the last bound).
+fn fsyncs_between(before: &NodeStats, after: &NodeStats) -> (f64, Option<f64>) {
+    let count = |s: &NodeStats, le: f64| s.fsyncs.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+    let total = after.fsyncs() - before.fsyncs();
+    let slowest = (total > 0.0)
+        .then(|| after.fsyncs.iter().find(|b| b.1 - count(before, b.0) >= total).map(|b| b.0 * 1000.0))
+        .flatten();
+    (after.slow_fsyncs() - before.slow_fsyncs(), slowest)
 }
 
 async fn node_stats(client: &reqwest::Client, urls: &[String]) -> Vec<Option<NodeStats>> {
@@ -748,32 +833,45 @@ async fn node_stats(client: &reqwest::Client, urls: &[String]) -> Vec<Option<Nod
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        let value = |name: &str| -> Option<f64> {
-            text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        };
-        out.push((|| {
-            Some(NodeStats {
-                cpu_seconds: value("process_cpu_seconds_total")?,
-                peak_rss_bytes: value("process_resident_memory_max_bytes")?,
-                data_bytes: value("overture_data_dir_bytes")?,
-            })
-        })());
+        out.push(parse_node_stats(&text));
     }
     out
 }
 
-/// Per node: CPU seconds the run cost it, its peak RSS, and bytes its data directory grew per
-/// workflow. A node that did not answer (killed during the run) has no figures.
+fn parse_node_stats(text: &str) -> Option<NodeStats> {
+    let value = |name: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let fsyncs: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix("overture_raft_fsync_seconds_bucket{le=\"")?.split_once("\"} ")?;
+            Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, count.trim().parse().ok()?))
+        })
+        .collect();
+    Some(NodeStats {
+        cpu_seconds: value("process_cpu_seconds_total")?,
+        peak_rss_bytes: value("process_resident_memory_max_bytes")?,
+        data_bytes: value("overture_data_dir_bytes")?,
+        fsyncs,
+    })
+}
+
+/// Per node: CPU seconds the run cost it, its peak RSS, bytes its data directory grew per
+/// workflow, and its log's fsyncs (all, and those over 5 ms). A node that did not answer (killed during the run) has no figures.
 fn node_report(urls: &[String], before: &[Option<NodeStats>], after: &[Option<NodeStats>], workflows: usize) -> Value {
     let nodes: Vec<Value> = urls
         .iter()
         .enumerate()
-        .map(|(i, url)| match (before.get(i).copied().flatten(), after.get(i).copied().flatten()) {
+        .map(|(i, url)| match (before.get(i).and_then(Option::as_ref), after.get(i).and_then(Option::as_ref)) {
             (Some(b), Some(a)) => json!({
                 "url": url,
                 "cpuSeconds": a.cpu_seconds - b.cpu_seconds,
                 "peakRssBytes": a.peak_rss_bytes,
                 "dataBytesPerWorkflow": (a.data_bytes - b.data_bytes) / workflows as f64,
+                "logFsyncs": a.fsyncs() - b.fsyncs(),
+                "logFsyncsOver5Ms": fsyncs_between(b, a).0,
+                "slowestLogFsyncMs": fsyncs_between(b, a).1,
             }),
             _ => json!({"url": url}),
         })
@@ -845,21 +943,55 @@ async fn measure_ceilings(client: &reqwest::Client, url: &str, dir: &std::path::
     }))
 }
 
-/// Tasks per second and p99 workflow latency of the workflows completed in each second.
-fn timeline(samples: &[(f64, usize, usize)], completions: &[(f64, f64)]) -> Value {
+/// Per second of the run: tasks and workflows finished, p99 latency of the workflows completed
+/// and of the tasks a waiting poll received in it, how busy the machine was and how much of its
+/// CPU time the host took, and the log fsyncs over 5 ms on every node (a disk stall shows as a
+/// latency spike in a second that was not busy).
+/// Latencies received outside the seconds in which a node's log fsync took over 5 ms (and the
+/// second after each, which the stall's backlog spills into): what the software does when the
+/// disk does not stall. A figure next to the whole run's, never instead of it.
+fn outside_stalls(samples: &[Sample], values: &[(f64, f64)]) -> Vec<f64> {
+    let stalled: Vec<bool> = samples.windows(2).map(|w| fsyncs_in(&w[0], &w[1]).0 > 0.0).collect();
+    let calm: Vec<(f64, f64)> = samples
+        .windows(2)
+        .enumerate()
+        .filter(|&(i, _)| !stalled[i.saturating_sub(1)..=i].contains(&true))
+        .map(|(_, w)| (w[0].at, w[1].at))
+        .collect();
+    values.iter().filter(|(at, _)| calm.iter().any(|(t0, t1)| at > t0 && at <= t1)).map(|(_, ms)| *ms).collect()
+}
+
+/// Log fsyncs over 5 ms between two samples, summed over the nodes that answered both, and the
+/// slowest one's bucket bound (ms).
+fn fsyncs_in(a: &Sample, b: &Sample) -> (f64, Option<f64>) {
+    let per_node = a.nodes.iter().zip(&b.nodes).filter_map(|(x, y)| Some(fsyncs_between(x.as_ref()?, y.as_ref()?)));
+    per_node
+        .fold((0.0, None), |(slow, slowest), (s, m)| (slow + s, [slowest, m].into_iter().flatten().reduce(f64::max)))
+}
+
+fn timeline(samples: &[Sample], completions: &[(f64, f64)], dispatches: &[(f64, f64)]) -> Value {
+    let p99_within = |values: &[(f64, f64)], t0: f64, t1: f64| {
+        let mut within: Vec<f64> = values.iter().filter(|(at, _)| *at > t0 && *at <= t1).map(|(_, ms)| *ms).collect();
+        within.sort_by(f64::total_cmp);
+        if within.is_empty() { Value::Null } else { json!(percentile(&within, 99.0)) }
+    };
     let points: Vec<Value> = samples
         .windows(2)
         .map(|w| {
-            let ((t0, tasks0, wf0), (t1, tasks1, wf1)) = (w[0], w[1]);
-            let secs = (t1 - t0).max(1e-9);
-            let mut latencies: Vec<f64> =
-                completions.iter().filter(|(at, _)| *at > t0 && *at <= t1).map(|(_, ms)| *ms).collect();
-            latencies.sort_by(f64::total_cmp);
+            let (a, b) = (&w[0], &w[1]);
+            let secs = (b.at - a.at).max(1e-9);
+            let shares = a.cpu.zip(b.cpu).and_then(|(x, y)| MachineCpu::shares(x, y));
+            let fsyncs = fsyncs_in(a, b);
             json!({
-                "second": t1,
-                "tasksPerSecond": (tasks1 - tasks0) as f64 / secs,
-                "workflowsPerSecond": (wf1 - wf0) as f64 / secs,
-                "workflowP99Ms": if latencies.is_empty() { Value::Null } else { json!(percentile(&latencies, 99.0)) },
+                "second": b.at,
+                "tasksPerSecond": (b.tasks - a.tasks) as f64 / secs,
+                "workflowsPerSecond": (b.workflows - a.workflows) as f64 / secs,
+                "workflowP99Ms": p99_within(completions, a.at, b.at),
+                "waitingDispatchP99Ms": p99_within(dispatches, a.at, b.at),
+                "machineBusy": shares.map(|s| s.0),
+                "machineStolen": shares.map(|s| s.1),
+                "logFsyncsOver5Ms": fsyncs.0,
+                "slowestLogFsyncMs": fsyncs.1,
             })
         })
         .collect();
@@ -870,7 +1002,7 @@ fn report(
     s: &Shared,
     elapsed: Duration,
     verified: usize,
-    samples: Vec<(f64, usize, usize)>,
+    samples: Vec<Sample>,
     nodes: Value,
     ceilings: Option<Value>,
 ) -> Value {
@@ -878,6 +1010,14 @@ fn report(
     let a = &s.args;
     let completions = s.workflow_ms.lock().clone();
     let latencies: Vec<f64> = completions.iter().map(|(_, ms)| *ms).collect();
+    let dispatches = s.waiting_dispatch_ms.lock().clone();
+    let waiting: Vec<f64> = dispatches.iter().map(|(_, ms)| *ms).collect();
+    let calm = outside_stalls(&samples, &dispatches);
+    let machine = samples
+        .first()
+        .zip(samples.last())
+        .and_then(|(a, b)| MachineCpu::shares(a.cpu?, b.cpu?))
+        .map(|(busy, stolen)| json!({"busy": busy, "stolen": stolen}));
     json!({
         "shape": format!("{:?}", a.shape).to_lowercase(),
         "nodes": a.urls().len(),
@@ -890,14 +1030,16 @@ fn report(
         "tasksPerSecond": s.tasks_done.load(Ordering::Relaxed) as f64 / secs,
         "startMs": summary(&s.start_ms.lock()),
         "taskDispatchMs": summary(&s.dispatch_ms.lock()),
-        "waitingPollerDispatchMs": summary(&s.waiting_dispatch_ms.lock()),
+        "waitingPollerDispatchMs": summary(&waiting),
+        "waitingPollerDispatchOutsideStallsMs": summary(&calm),
         "updateToPollableMs": summary(&s.pollable_ms.lock()),
         "workflowLatencyMs": summary(&latencies),
         "verifiedCompleted": verified,
         "retriedRequests": s.errors.load(Ordering::Relaxed),
         "perNode": nodes,
         "ceilings": ceilings,
-        "timeline": timeline(&samples, &completions),
+        "machineCpu": machine,
+        "timeline": timeline(&samples, &completions, &dispatches),
     })
 }
 
@@ -955,16 +1097,23 @@ fn print_report(a: &BenchArgs, report: &Value) {
     line("start", &report["startMs"]);
     line("task dispatch", &report["taskDispatchMs"]);
     line("  to waiting poll", &report["waitingPollerDispatchMs"]);
+    line("  outside stalls", &report["waitingPollerDispatchOutsideStallsMs"]);
     line("update→pollable", &report["updateToPollableMs"]);
     line("workflow latency", &report["workflowLatencyMs"]);
+    if let Some(m) = report["machineCpu"].as_object() {
+        let f = |key: &str| m.get(key).and_then(Value::as_f64).unwrap_or_default() * 100.0;
+        println!("  machine CPU      {:.0}% busy, {:.1}% taken by the host (steal)", f("busy"), f("stolen"));
+    }
     for node in report["perNode"].as_array().into_iter().flatten() {
         match node["cpuSeconds"].as_f64() {
             Some(cpu) => println!(
-                "  node {:<22} cpu {:.1} s  peak RSS {:.0} MB  data {:.0} bytes/workflow",
+                "  node {:<22} cpu {:.1} s  peak RSS {:.0} MB  data {:.0} bytes/workflow  log fsyncs {:.0} ({:.0} over 5 ms)",
                 node["url"].as_str().unwrap_or_default(),
                 cpu,
                 node["peakRssBytes"].as_f64().unwrap_or_default() / 1e6,
-                node["dataBytesPerWorkflow"].as_f64().unwrap_or_default()
+                node["dataBytesPerWorkflow"].as_f64().unwrap_or_default(),
+                node["logFsyncs"].as_f64().unwrap_or_default(),
+                node["logFsyncsOver5Ms"].as_f64().unwrap_or_default(),
             ),
             None => println!(
                 "  node {:<22} (no figures: not reachable at the start or the end)",
@@ -1032,4 +1181,86 @@ fn chart(report: &Value) -> String {
         rate = rate_line.join(" "),
         p99 = p99_line.join(" "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_cpu_is_read_from_the_first_line_of_proc_stat() {
+        let stat = "cpu  5202086 163400 1076137 5016736 223714 0 120159 6586 40 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let cpu = MachineCpu::parse(stat).expect("a cpu line");
+        // guest time (40) is already part of user time, so it is not counted twice.
+        assert_eq!(
+            cpu,
+            MachineCpu {
+                total: 5202086 + 163400 + 1076137 + 5016736 + 223714 + 120159 + 6586,
+                idle: 5016736 + 223714,
+                stolen: 6586,
+            }
+        );
+        // Older kernels stop before steal.
+        let old = MachineCpu::parse("cpu 10 0 10 80\n").expect("four fields");
+        assert_eq!(old, MachineCpu { total: 100, idle: 80, stolen: 0 });
+        for bad in ["", "intr 1 2 3\n", "cpu 1 2 x 4\n", "cpu 1 2\n"] {
+            assert_eq!(MachineCpu::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn machine_shares_are_of_the_time_between_two_readings() {
+        let before = MachineCpu { total: 1000, idle: 400, stolen: 10 };
+        let after = MachineCpu { total: 1200, idle: 450, stolen: 30 };
+        assert_eq!(MachineCpu::shares(before, after), Some((0.75, 0.1)));
+        // No time passed (or the counters went back): no shares rather than a division by zero.
+        assert_eq!(MachineCpu::shares(after, after), None);
+        assert_eq!(MachineCpu::shares(after, before), None);
+    }
+
+    #[test]
+    fn log_fsyncs_come_from_the_nodes_histogram() {
+        let metrics = |buckets: [u32; 4]| {
+            format!(
+                "process_cpu_seconds_total 2.5\nprocess_resident_memory_max_bytes 1000\noverture_data_dir_bytes 7\n\
+                 overture_raft_fsync_seconds_bucket{{le=\"0.001\"}} {}\n\
+                 overture_raft_fsync_seconds_bucket{{le=\"0.005\"}} {}\n\
+                 overture_raft_fsync_seconds_bucket{{le=\"0.25\"}} {}\n\
+                 overture_raft_fsync_seconds_bucket{{le=\"+Inf\"}} {}\n\
+                 overture_raft_fsync_seconds_count {}\n",
+                buckets[0], buckets[1], buckets[2], buckets[3], buckets[3]
+            )
+        };
+        let before = parse_node_stats(&metrics([10, 12, 12, 12])).expect("figures");
+        assert_eq!((before.cpu_seconds, before.fsyncs(), before.slow_fsyncs()), (2.5, 12.0, 0.0));
+        // Five more fsyncs, one of them between 5 and 250 ms.
+        let after = parse_node_stats(&metrics([13, 16, 17, 17])).expect("figures");
+        assert_eq!(fsyncs_between(&before, &after), (1.0, Some(250.0)));
+        // Only fast ones: the slowest is under the first bound whose count took them all.
+        let fast = parse_node_stats(&metrics([12, 16, 16, 16])).expect("figures");
+        assert_eq!(fsyncs_between(&before, &fast), (0.0, Some(5.0)));
+        assert_eq!(fsyncs_between(&before, &before), (0.0, None));
+        // A node without the process figures (not Overture, or not up yet) has none.
+        assert!(parse_node_stats("overture_data_dir_bytes 7\n").is_none());
+    }
+
+    #[test]
+    fn latencies_outside_stalls_leave_out_the_stalled_second_and_the_next() {
+        // One node; its fsyncs over 5 ms so far at each second: a stall in the third second.
+        let sample = |at: f64, slow: f64| Sample {
+            at,
+            tasks: 0,
+            workflows: 0,
+            cpu: None,
+            nodes: vec![Some(NodeStats {
+                fsyncs: vec![(0.005, 100.0), (f64::INFINITY, 100.0 + slow)],
+                ..Default::default()
+            })],
+        };
+        let samples: Vec<Sample> =
+            [0.0, 0.0, 0.0, 1.0, 1.0, 1.0].iter().enumerate().map(|(i, &s)| sample(i as f64, s)).collect();
+        let values: Vec<(f64, f64)> = (0..10).map(|i| (0.5 * i as f64 + 0.25, i as f64)).collect();
+        // Seconds (0, 1] and (1, 2] are calm, (2, 3] stalled, (3, 4] after it, (4, 5] calm again.
+        assert_eq!(outside_stalls(&samples, &values), [0.0, 1.0, 2.0, 3.0, 8.0, 9.0]);
+    }
 }

@@ -45,6 +45,12 @@ async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
         assert!(linear[figure]["count"].as_u64().is_some_and(|n| n > 0), "{figure}: {linear}");
         assert!(linear[figure]["p99"].as_f64().is_some(), "{figure}: {linear}");
     }
+    // Outside the seconds with a slow log fsync: a part of the dispatches to a waiting poll.
+    assert!(
+        linear["waitingPollerDispatchOutsideStallsMs"]["count"].as_u64()
+            <= linear["waitingPollerDispatchMs"]["count"].as_u64(),
+        "{linear}"
+    );
     // Dispatch to a waiting poll is a share of all dispatches.
     assert!(
         linear["waitingPollerDispatchMs"]["count"].as_u64() <= linear["taskDispatchMs"]["count"].as_u64(),
@@ -54,12 +60,25 @@ async fn the_benchmark_runs_and_has_not_become_five_times_slower() {
     assert!(node_figures["cpuSeconds"].as_f64().is_some_and(|c| c > 0.0), "{node_figures}");
     assert!(node_figures["peakRssBytes"].as_f64().is_some_and(|b| b > 1e6), "{node_figures}");
     assert!(node_figures["dataBytesPerWorkflow"].as_f64().is_some(), "{node_figures}");
+    // Every task's poll and result are committed, so the log was fsynced; the slow ones are a
+    // part of them.
+    let fsyncs = node_figures["logFsyncs"].as_f64().unwrap_or(0.0);
+    assert!(fsyncs > 0.0, "{node_figures}");
+    assert!(node_figures["logFsyncsOver5Ms"].as_f64().is_some_and(|n| (0.0..=fsyncs).contains(&n)), "{node_figures}");
     let ceilings = &linear["ceilings"];
     assert!(ceilings["syncedWritesPerSecond"].as_f64().is_some_and(|r| r > 0.0), "{linear}");
     let (p99, max) = (ceilings["syncedWriteP99Ms"].as_f64(), ceilings["syncedWriteMaxMs"].as_f64());
     assert!(p99.zip(max).is_some_and(|(p99, max)| p99 > 0.0 && max >= p99), "{linear}");
     assert!(ceilings["syncStalledShare"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)), "{linear}");
     assert!(linear["timeline"].as_array().is_some_and(|t| !t.is_empty()), "{linear}");
+    // How busy the machine was, and how much the host took, over the run and per second.
+    let share = |v: &Value| v.as_f64().is_some_and(|s| (0.0..=1.0).contains(&s));
+    assert!(share(&linear["machineCpu"]["busy"]) && share(&linear["machineCpu"]["stolen"]), "{linear}");
+    for point in linear["timeline"].as_array().into_iter().flatten() {
+        assert!(share(&point["machineBusy"]) && share(&point["machineStolen"]), "{point}");
+        assert!(point["waitingDispatchP99Ms"].is_null() || point["waitingDispatchP99Ms"].as_f64().is_some(), "{point}");
+        assert!(point["logFsyncsOver5Ms"].as_f64().is_some_and(|n| n >= 0.0), "{point}");
+    }
     let svg = std::fs::read_to_string(&chart).expect("the chart was written");
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
 
