@@ -816,7 +816,8 @@ impl NodeStats {
 }
 
 /// Fsyncs between two readings of a histogram: how many took over 5 ms, and the upper bound of
-/// the slowest one's bucket in ms (none if there were none, infinite if past the last bound).
+/// the slowest one's bucket in ms (none if there were none; infinite, null in JSON, if it took
+/// longer than the last bound, an hour).
 fn fsyncs_between(before: &NodeStats, after: &NodeStats) -> (f64, Option<f64>) {
     let count = |s: &NodeStats, le: f64| s.fsyncs.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
     let total = after.fsyncs() - before.fsyncs();
@@ -838,6 +839,7 @@ async fn node_stats(client: &reqwest::Client, urls: &[String]) -> Vec<Option<Nod
     out
 }
 
+/// A node's figures from the text of its `/metrics`; none without the process and data ones.
 fn parse_node_stats(text: &str) -> Option<NodeStats> {
     let value = |name: &str| -> Option<f64> {
         text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
@@ -858,21 +860,25 @@ fn parse_node_stats(text: &str) -> Option<NodeStats> {
 }
 
 /// Per node: CPU seconds the run cost it, its peak RSS, bytes its data directory grew per
-/// workflow, and its log's fsyncs (all, and those over 5 ms). A node that did not answer (killed during the run) has no figures.
+/// workflow, and its log's fsyncs (all, and those over 5 ms). A node that did not answer (killed
+/// during the run) has no figures.
 fn node_report(urls: &[String], before: &[Option<NodeStats>], after: &[Option<NodeStats>], workflows: usize) -> Value {
     let nodes: Vec<Value> = urls
         .iter()
         .enumerate()
         .map(|(i, url)| match (before.get(i).and_then(Option::as_ref), after.get(i).and_then(Option::as_ref)) {
-            (Some(b), Some(a)) => json!({
+            (Some(b), Some(a)) => {
+                let (slow, slowest) = fsyncs_between(b, a);
+                json!({
                 "url": url,
                 "cpuSeconds": a.cpu_seconds - b.cpu_seconds,
                 "peakRssBytes": a.peak_rss_bytes,
                 "dataBytesPerWorkflow": (a.data_bytes - b.data_bytes) / workflows as f64,
                 "logFsyncs": a.fsyncs() - b.fsyncs(),
-                "logFsyncsOver5Ms": fsyncs_between(b, a).0,
-                "slowestLogFsyncMs": fsyncs_between(b, a).1,
-            }),
+                "logFsyncsOver5Ms": slow,
+                "slowestLogFsyncMs": slowest,
+                })
+            }
             _ => json!({"url": url}),
         })
         .collect();
@@ -943,10 +949,6 @@ async fn measure_ceilings(client: &reqwest::Client, url: &str, dir: &std::path::
     }))
 }
 
-/// Per second of the run: tasks and workflows finished, p99 latency of the workflows completed
-/// and of the tasks a waiting poll received in it, how busy the machine was and how much of its
-/// CPU time the host took, and the log fsyncs over 5 ms on every node (a disk stall shows as a
-/// latency spike in a second that was not busy).
 /// Latencies received outside the seconds in which a node's log fsync took over 5 ms (and the
 /// second after each, which the stall's backlog spills into): what the software does when the
 /// disk does not stall. A figure next to the whole run's, never instead of it.
@@ -969,6 +971,10 @@ fn fsyncs_in(a: &Sample, b: &Sample) -> (f64, Option<f64>) {
         .fold((0.0, None), |(slow, slowest), (s, m)| (slow + s, [slowest, m].into_iter().flatten().reduce(f64::max)))
 }
 
+/// Per second of the run: tasks and workflows finished, p99 latency of the workflows completed
+/// and of the tasks a waiting poll received in it, how busy the machine was and how much of its
+/// CPU time the host took, and the log fsyncs over 5 ms on every node (a disk stall shows as a
+/// latency spike in a second that was not busy).
 fn timeline(samples: &[Sample], completions: &[(f64, f64)], dispatches: &[(f64, f64)]) -> Value {
     let p99_within = |values: &[(f64, f64)], t0: f64, t1: f64| {
         let mut within: Vec<f64> = values.iter().filter(|(at, _)| *at > t0 && *at <= t1).map(|(_, ms)| *ms).collect();
