@@ -151,10 +151,11 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), started.recv()).await.expect("a write starts").expect("open")
     }
 
-    #[tokio::test]
-    async fn batches_wait_while_entries_are_in_flight_and_then_share_one() {
+    /// Starts gathering with writes that report what they started with and wait for their
+    /// switch; returns where to propose and where the writes are reported.
+    fn gathering() -> (mpsc::UnboundedSender<Item>, mpsc::UnboundedReceiver<Started>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (started_tx, mut started) = mpsc::unbounded_channel::<Started>();
+        let (started_tx, started) = mpsc::unbounded_channel::<Started>();
         tokio::spawn(gather(rx, move |items: Vec<Item>| {
             let (finish, finished) = oneshot::channel();
             let ids = items.iter().map(|(b, _)| b.workflow_id.clone()).collect();
@@ -164,6 +165,12 @@ mod tests {
                 drop(items);
             }
         }));
+        (tx, started)
+    }
+
+    #[tokio::test]
+    async fn batches_wait_while_entries_are_in_flight_and_then_share_one() {
+        let (tx, mut started) = gathering();
         let mut replies = Vec::new();
         let mut send = |id| {
             let (item, reply) = batch(id);
@@ -199,17 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_proposed_by_tasks_already_runnable_share_the_entry() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (started_tx, mut started) = mpsc::unbounded_channel::<Started>();
-        tokio::spawn(gather(rx, move |items: Vec<Item>| {
-            let (finish, finished) = oneshot::channel();
-            let ids = items.iter().map(|(b, _)| b.workflow_id.clone()).collect();
-            let _ = started_tx.send((ids, finish));
-            async move {
-                let _ = finished.await;
-                drop(items);
-            }
-        }));
+        let (tx, mut started) = gathering();
         // One batch arrives while four more tasks are runnable, each about to propose one; no
         // entry is in flight, so without the yields the first batch would go out alone.
         let mut replies = Vec::new();
