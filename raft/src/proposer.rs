@@ -6,11 +6,10 @@
 //! actors propose at once. The proposer keeps at most [`MAX_IN_FLIGHT`] entries of workflow
 //! batches in flight; while they are, new batches wait, and the next entry takes all that
 //! waited (at most [`MAX_PER_ENTRY`]) as one [`Request::Workflows`]. With fewer in flight a batch
-//! goes out at once, alone as a plain [`Request::Workflow`], so a quiet node's latency is what it
-//! was. Each batch keeps its own version guard and its own reply.
-//!
-//! Before an entry is cut, the proposer yields a few times ([`YIELDS_BEFORE_CUT`]), so that
-//! actors already runnable in the same wave of requests propose into it too.
+//! goes out almost at once: the proposer first yields a few times ([`YIELDS_BEFORE_CUT`]), so
+//! that actors already runnable in the same wave of requests propose into the same entry, and a
+//! batch nothing joined goes alone as a plain [`Request::Workflow`]. A quiet node's latency is
+//! what it was. Each batch keeps its own version guard and its own reply.
 //!
 //! Why two: one entry being made durable and one being applied keep the pipeline full, and
 //! whatever arrives meanwhile would have waited for that fsync anyway. On one node, linear
