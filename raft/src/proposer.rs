@@ -39,7 +39,7 @@ pub const MAX_IN_FLIGHT: usize = 2;
 /// fsynced 0.59–0.78 times per task against 0.43–0.59, and the node spent 0.40 ms of CPU per
 /// task against 0.42–0.46; at saturation entries carried 26 batches instead of 9.5. Eight
 /// yields grouped no more than three.
-const YIELDS_BEFORE_CUT: usize = 3;
+pub const YIELDS_BEFORE_CUT: usize = 3;
 
 type Reply = oneshot::Sender<Result<Response, ProposeError>>;
 type Item = (WorkflowBatch, Reply);
