@@ -792,6 +792,9 @@ fn summary(values: &[f64]) -> Value {
     json!({"count": v.len(), "p50": percentile(&v, 50.0), "p90": percentile(&v, 90.0), "p99": percentile(&v, 99.0), "max": v.last()})
 }
 
+/// How long a node's `/metrics` may take to answer the benchmark.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a node's `/metrics` says about its process, its data directory and its log's fsyncs.
 #[derive(Debug, Clone, Default)]
 struct NodeStats {
@@ -827,10 +830,12 @@ fn fsyncs_between(before: &NodeStats, after: &NodeStats) -> (f64, Option<f64>) {
     (after.slow_fsyncs() - before.slow_fsyncs(), slowest)
 }
 
+/// Each node's figures; none for a node that does not answer within [`STATS_TIMEOUT`] (killed, or
+/// frozen, which would otherwise hold the once-a-second sampling for the client's whole timeout).
 async fn node_stats(client: &reqwest::Client, urls: &[String]) -> Vec<Option<NodeStats>> {
     let mut out = Vec::new();
     for url in urls {
-        let text = match client.get(format!("{url}/metrics")).send().await {
+        let text = match client.get(format!("{url}/metrics")).timeout(STATS_TIMEOUT).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
