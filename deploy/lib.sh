@@ -10,9 +10,32 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Whether the C library libclang that bindgen loads (through clang-sys) is installed: a file
+# named libclang.so, libclang.so.N or libclang-N.so[.M] in LIBCLANG_PATH, an LLVM library
+# directory or a system library directory, or known to the dynamic linker. libclang-cpp (the C++
+# interface that Debian's LLVM packages bring) is a different library and does not count.
+# OVERTURE_SYSROOT prefixes the directories and OVERTURE_LDCONFIG replaces `ldconfig -p`, so a
+# test can point the check at a fake library layout.
+have_libclang() {
+  local root="${OVERTURE_SYSROOT:-}" dir file name
+  local dirs=(${LIBCLANG_PATH:+"$LIBCLANG_PATH"} "$root"/usr/lib/llvm-*/lib "$root"/usr/lib
+    "$root"/usr/lib/*-linux-gnu "$root"/usr/lib64 "$root"/usr/local/lib "$root"/lib/*-linux-gnu)
+  for dir in "${dirs[@]}"; do
+    for file in "$dir"/libclang*.so*; do
+      [ -e "$file" ] || continue
+      name="${file##*/}"
+      case "$name" in
+        libclang.so | libclang.so.* | libclang-[0-9]*.so | libclang-[0-9]*.so.*) return 0 ;;
+      esac
+    done
+  done
+  ${OVERTURE_LDCONFIG:-ldconfig -p} 2>/dev/null \
+    | grep -Eq '^[[:space:]]*libclang(-[0-9][0-9.]*)?\.so(\.[0-9.]+)?[[:space:]]'
+}
+
 # libclang: bindgen needs it to generate RocksDB's bindings. npm: the web UI's libraries.
 ensure_build_deps() {
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.]'; then
+  if ! have_libclang; then
     echo "installing libclang-dev (needed to build RocksDB's bindings)" >&2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
