@@ -132,12 +132,19 @@ pub(crate) struct Inbox {
     queue: Mutex<Vec<WorkflowMsg>>,
 }
 
+/// Messages one workflow's inbox holds at most. Past that, a sender is told to slow down (429):
+/// a client hammering one workflow gets push-back instead of a queue that grows with its rate.
+pub const MAX_INBOX: usize = 1_000;
+
 impl Inbox {
-    /// Adds a message; true if the actor needs waking.
-    fn push(&self, msg: WorkflowMsg) -> bool {
+    /// Adds a message; true if the actor needs waking. A full inbox hands the message back.
+    fn push(&self, msg: WorkflowMsg) -> Result<bool, WorkflowMsg> {
         let mut queue = self.queue.lock();
+        if queue.len() >= MAX_INBOX {
+            return Err(msg);
+        }
         queue.push(msg);
-        queue.len() == 1
+        Ok(queue.len() == 1)
     }
 
     fn take(&self) -> Vec<WorkflowMsg> {
@@ -312,7 +319,7 @@ impl ActorState {
         let name = cmd.plan.def.name.clone();
         let scripts = cmd.plan.runs_scripts();
         let (state, events, handed) = blocking_if(scripts, || {
-            let env = LeaderEnv { read: self.ctx.replica.read(), polls: &self.ctx.polls };
+            let env = LeaderEnv { read: self.ctx.replica.read(), polls: &self.ctx.polls, jq: &self.ctx.jq };
             let (mut state, mut events) =
                 decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env });
             let handed = hand_off(&self.ctx, &mut state, &mut events, &env);
@@ -329,11 +336,13 @@ impl ActorState {
                 }
                 self.state = Some(state);
                 self.deliver(handed);
-                metrics::counter!(names::WORKFLOW_START_SUCCESS, "workflowName" => name).increment(1);
+                metrics::counter!(names::WORKFLOW_START_SUCCESS, "workflowName" => names::workflow_label(&name))
+                    .increment(1);
                 Ok(self.id.clone())
             }
             Ok(Response::Existing { workflow_id }) => Ok(workflow_id),
             Ok(Response::Conflict(message)) => Err(Error::Conflict(message)),
+            Ok(Response::Rejected(message)) => Err(Error::BadRequest(message)),
             Ok(other) => Err(Error::Conflict(format!("Workflow {} could not be created: {other}", self.id))),
             Err(e) => Err(e.into()),
         }
@@ -356,7 +365,7 @@ impl ActorState {
             let mut events = Vec::new();
             let mut results = Vec::with_capacity(jobs.len());
             let handed = blocking_if(scripts, || {
-                let env = LeaderEnv { read: replica.read(), polls: &ctx.polls };
+                let env = LeaderEnv { read: replica.read(), polls: &ctx.polls, jq: &ctx.jq };
                 for job in jobs {
                     let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
                     let (cmd, task_id) = match job {
@@ -437,8 +446,9 @@ impl ActorState {
                 tracing::debug!(task_id = %h.task_id, "handed to a waiting poll");
                 let waited = (crate::now_ms() - h.ready_at).max(0) as f64 / 1000.0;
                 metrics::histogram!(names::TASK_QUEUE_WAIT).record(waited);
-                metrics::counter!(names::TASK_POLL, "taskType" => h.task_type.clone()).increment(1);
-                metrics::counter!(names::TASK_HANDED_OFF, "taskType" => h.task_type).increment(1);
+                metrics::counter!(names::TASK_POLL, "taskType" => names::task_type_label(&h.task_type)).increment(1);
+                metrics::counter!(names::TASK_HANDED_OFF, "taskType" => names::task_type_label(&h.task_type))
+                    .increment(1);
             }
         }
     }
@@ -547,14 +557,14 @@ impl Ended {
     fn record(self) {
         for (task_type, status, ran) in self.tasks {
             if status == TaskStatus::TimedOut.as_str() {
-                metrics::counter!(names::TASK_TIMEOUT, "taskType" => task_type.clone()).increment(1);
+                metrics::counter!(names::TASK_TIMEOUT, "taskType" => names::task_type_label(&task_type)).increment(1);
             }
             if let Some(seconds) = ran {
-                metrics::histogram!(names::TASK_EXECUTION, "taskType" => task_type, "status" => status).record(seconds);
+                metrics::histogram!(names::TASK_EXECUTION, "taskType" => names::task_type_label(&task_type), "status" => status).record(seconds);
             }
         }
         if let Some((name, status, seconds)) = self.workflow {
-            metrics::histogram!(names::WORKFLOW_EXECUTION, "workflowName" => name, "status" => status).record(seconds);
+            metrics::histogram!(names::WORKFLOW_EXECUTION, "workflowName" => names::workflow_label(&name), "status" => status).record(seconds);
         }
     }
 }
@@ -674,14 +684,32 @@ impl Registry {
             // Queued in the inbox; the actor is woken only if it was idle. If the actor has
             // stopped, the inbox (and the reply sender in it) is dropped with it, and the closed
             // channel sends us round again.
-            if slot.inbox.push(wrap(payload.clone(), tx)) && slot.actor.cast(WorkflowMsg::Drain).is_err() {
-                self.forget(id, &slot.actor);
-                drop(slot.inbox.take());
-                continue;
+            match slot.inbox.push(wrap(payload.clone(), tx)) {
+                Err(_refused) => {
+                    metrics::counter!(names::INBOX_FULL).increment(1);
+                    return Err(Error::Overloaded(format!(
+                        "workflow {id} has {MAX_INBOX} requests waiting; retry shortly"
+                    )));
+                }
+                Ok(true) if slot.actor.cast(WorkflowMsg::Drain).is_err() => {
+                    self.forget(id, &slot.actor);
+                    drop(slot.inbox.take());
+                    continue;
+                }
+                Ok(_) => {}
             }
             let actor = slot.actor.clone();
             drop(slot);
-            match tokio::time::timeout(timeout, rx).await {
+            // A leader that loses its lease answers nothing more: whatever it was committing may
+            // never commit, and another node may be leading. The caller retries there.
+            let mut lease = ctx.lease_watch();
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(timeout, rx) => answer,
+                _ = lease.wait_for(|held| !*held) => {
+                    return Err(Error::Unavailable(crate::error::LEASE_LOST.into()));
+                }
+            };
+            match answer {
                 Ok(Ok(result)) => return result,
                 Ok(Err(_closed)) => self.forget(id, &actor),
                 Err(_) => return Err(Error::Unavailable(format!("workflow {id} did not answer within {timeout:?}"))),
@@ -760,5 +788,29 @@ impl Registry {
             slot.actor.stop(None);
         }
         metrics::gauge!(names::ACTORS_ACTIVE).set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain() -> WorkflowMsg {
+        WorkflowMsg::Drain
+    }
+
+    /// An inbox takes [`MAX_INBOX`] messages and hands the next one back: a client hammering one
+    /// workflow is told to slow down instead of growing the queue. Only the first message of an
+    /// empty inbox wakes the actor.
+    #[test]
+    fn an_inbox_is_bounded_and_wakes_its_actor_once() {
+        let inbox = Inbox::default();
+        assert!(matches!(inbox.push(drain()), Ok(true)), "the first message wakes the actor");
+        for _ in 1..MAX_INBOX {
+            assert!(matches!(inbox.push(drain()), Ok(false)));
+        }
+        assert!(inbox.push(drain()).is_err(), "a full inbox refuses");
+        assert_eq!(inbox.take().len(), MAX_INBOX);
+        assert!(matches!(inbox.push(drain()), Ok(true)), "taken: room again, and a wake-up");
     }
 }

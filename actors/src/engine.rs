@@ -41,6 +41,12 @@ pub struct EngineOptions {
     pub retention: crate::retention::Retention,
     /// How late a schedule's fire may run when the schedule does not catch up.
     pub schedule_grace: Duration,
+    /// The largest output a task may have, in bytes: an HTTP task's response body over it
+    /// fails the task.
+    pub max_task_output_bytes: usize,
+    /// Where JSON_JQ_TRANSFORM queries run: sandbox processes under time and memory limits.
+    /// Without one (the default), jq tasks fail saying jq is not available.
+    pub jq: overture_script::Sandbox,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +56,8 @@ impl Default for EngineOptions {
             max_live_actors: crate::actor::DEFAULT_MAX_LIVE,
             retention: Default::default(),
             schedule_grace: crate::scheduler::DEFAULT_GRACE,
+            jq: overture_script::Sandbox::unavailable(),
+            max_task_output_bytes: 3 << 20,
         }
     }
 }
@@ -108,7 +116,7 @@ impl Engine {
             let now = watch.current();
             let current = self.inner.leader.read().clone();
             match (now.ready, current) {
-                (true, Some(ctx)) if ctx.term == now.term => {}
+                (true, Some(ctx)) if ctx.term == now.term => ctx.set_lease(now.lease),
                 (true, current) => {
                     if let Some(old) = current {
                         self.step_down(&old);
@@ -118,8 +126,10 @@ impl Engine {
                         now.term,
                         self.inner.options.idle_actor_timeout,
                         self.inner.options.max_live_actors,
+                        self.inner.options.jq.clone(),
                     ) {
                         Ok(ctx) => {
+                            ctx.set_lease(now.lease);
                             ctx.set_engine(WeakEngine(Arc::downgrade(&self.inner)));
                             let stopped = ctx.stopped();
                             crate::retention::spawn(&ctx, self.inner.options.retention, stopped.clone());
@@ -170,13 +180,21 @@ impl Engine {
         self.inner.replica.leadership()
     }
 
-    /// This node can serve writes now.
+    /// This node can serve writes now: it is the ready leader and holds its lease.
     pub fn is_ready(&self) -> bool {
-        self.inner.leader.read().is_some()
+        self.inner.leader.read().as_ref().is_some_and(|ctx| ctx.holds_lease())
+    }
+
+    /// Why this node cannot serve writes now, as the error a request gets; `None` if it can.
+    pub fn not_serving(&self) -> Option<Error> {
+        self.leader().err()
     }
 
     pub(crate) fn leader(&self) -> Result<Arc<LeaderContext>, Error> {
         if let Some(ctx) = self.inner.leader.read().clone() {
+            if !ctx.holds_lease() {
+                return Err(Error::Unavailable(crate::error::LEASE_LOST.into()));
+            }
             return Ok(ctx);
         }
         let l = self.leadership();
@@ -197,6 +215,7 @@ impl Engine {
             Response::Conflict(m) => Err(Error::Conflict(m)),
             Response::RevisionConflict { current } => Err(Error::Conflict(format!("conflicting revision {current}"))),
             Response::Many(_) => Err(Error::Internal("a single request was answered with many responses".into())),
+            Response::Rejected(m) => Err(Error::BadRequest(m)),
         }
     }
 
@@ -327,6 +346,11 @@ impl Engine {
 
     // ---- workflows ----
 
+    /// The largest output a task may have, in bytes.
+    pub(crate) fn max_task_output_bytes(&self) -> usize {
+        self.inner.options.max_task_output_bytes
+    }
+
     /// Starts a workflow and returns its id once the start is committed.
     pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
         let ctx = self.leader()?;
@@ -337,9 +361,16 @@ impl Engine {
             Err(e) => Err(e),
         };
         // Refusals that are the request's doing; a 503 during an election is not a start error.
-        if let Err(Error::NotFound(_) | Error::BadRequest(_) | Error::Invalid(_) | Error::Conflict(_)) = &started {
-            let name = name.unwrap_or_default();
-            metrics::counter!(names::WORKFLOW_START_ERROR, "workflowName" => name).increment(1);
+        // A name with no definition gets no series of its own: anyone can send any name.
+        let label = match &started {
+            Err(Error::NotFound(_)) => Some(names::UNKNOWN_LABEL.to_owned()),
+            Err(Error::BadRequest(_) | Error::Invalid(_) | Error::Conflict(_)) => {
+                Some(names::workflow_label(&name.unwrap_or_default()))
+            }
+            _ => None,
+        };
+        if let Some(label) = label {
+            metrics::counter!(names::WORKFLOW_START_ERROR, "workflowName" => label).increment(1);
         }
         started
     }
@@ -389,10 +420,10 @@ impl Engine {
     ) -> Result<(WorkflowState, bool), Error> {
         let id = self.start_workflow(request).await?;
         let ctx = self.leader()?;
-        let notify = ctx.watchers.watch(&id);
+        let watch = ctx.watchers.watch(&id);
         let deadline = tokio::time::Instant::now() + wait;
         let result = loop {
-            let notified = notify.notified();
+            let notified = watch.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let wf = self.workflow(&id)?;
@@ -404,8 +435,6 @@ impl Engine {
                 _ = tokio::time::sleep_until(deadline) => break (self.workflow(&id)?, true),
             }
         };
-        drop(notify);
-        ctx.watchers.unwatch(&id);
         Ok(result)
     }
 
@@ -571,12 +600,13 @@ impl Engine {
                 match ctx.limits.admit(task_type, limits, now) {
                     Admission::Admit => admitted.push(p),
                     Admission::Busy => {
-                        metrics::counter!(names::TASK_CONCURRENT_EXECUTION_LIMITED, "taskType" => task_type.to_owned())
+                        metrics::counter!(names::TASK_CONCURRENT_EXECUTION_LIMITED, "taskType" => names::task_type_label(task_type))
                             .increment(1);
                         ctx.queues.put_back(&p.item(queue), None)
                     }
                     Admission::NotBefore(at) => {
-                        metrics::counter!(names::TASK_RATE_LIMITED, "taskType" => task_type.to_owned()).increment(1);
+                        metrics::counter!(names::TASK_RATE_LIMITED, "taskType" => names::task_type_label(task_type))
+                            .increment(1);
                         ctx.queues.put_back(&p.item(queue), Some(at))
                     }
                 }
@@ -597,20 +627,34 @@ impl Engine {
                             metrics::histogram!(names::TASK_QUEUE_WAIT).record(waited);
                             tasks.push(task);
                         }
-                        // The task moved on (finished, canceled, polled): drop it.
-                        Err(Error::NotFound(_) | Error::Conflict(_) | Error::BadRequest(_) | Error::Invalid(_)) => {}
+                        // Refused: the task moved on (finished, canceled, polled), and its queue
+                        // entry goes with it; or it is not ready yet by this leader's clock (the
+                        // clock jumped back since it was queued), and it waits until it is.
+                        Err(Error::NotFound(_) | Error::Conflict(_) | Error::BadRequest(_) | Error::Invalid(_)) => {
+                            if self.task(&p.task_id).is_ok_and(|(wf, t)| {
+                                t.status == overture_core::TaskStatus::Scheduled && !wf.header.status.is_terminal()
+                            }) {
+                                ctx.queues.put_back(&p.item(queue), None);
+                            }
+                        }
                         // Not handed out, and its durable queue row is intact: put it back. A claim
                         // that did commit after all removes it again when applied, and a second
                         // claim of a task already polled is refused by the decider.
                         Err(e) => {
-                            tracing::warn!(task_id = %p.task_id, error = %e, "claim failed; re-queued");
+                            // A full disk or lost leadership refuses every claim alike; that is
+                            // reported once, where it is detected, not per task.
+                            if matches!(e, Error::DiskFull(_) | Error::Unavailable(_)) {
+                                tracing::debug!(task_id = %p.task_id, error = %e, "claim refused; re-queued");
+                            } else {
+                                tracing::warn!(task_id = %p.task_id, error = %e, "claim failed; re-queued");
+                            }
                             ctx.queues.add(&p.item(queue), crate::now_ms());
                             transient = Some(e);
                         }
                     }
                 }
                 if !tasks.is_empty() {
-                    metrics::counter!(names::TASK_POLL, "taskType" => task_type.to_owned())
+                    metrics::counter!(names::TASK_POLL, "taskType" => names::task_type_label(task_type))
                         .increment(tasks.len() as u64);
                     return Ok(tasks);
                 }
@@ -745,30 +789,38 @@ impl Engine {
         Ok(self.read().task_logs(task_id)?)
     }
 
-    /// Publishes the depth of every in-memory queue and the long polls waiting on it (on the
-    /// leader), for a metrics scrape; both change on every schedule and poll, so their gauges
-    /// are set when read, not then.
-    pub fn publish_queue_depths(&self) {
-        let Some(ctx) = self.inner.leader.read().clone() else { return };
-        for (queue, depth) in ctx.queues.depths() {
-            metrics::gauge!(names::TASK_QUEUE_DEPTH, "queue" => queue).set(depth as f64);
+    /// The gauges a metrics scrape computes on the spot (`task_queue_depth` and
+    /// `overture_task_polls_waiting` by queue on the leader, `workflow_running` by name from the
+    /// index), as `(metric, label name, label value, value)`. They are rendered from this list
+    /// rather than kept in the recorder, so a queue that is gone or a name with nothing running
+    /// leaves no series behind. Running counts past [`names::MAX_LABEL_VALUES`] names (the
+    /// smallest) are summed under [`names::OTHER_LABEL`].
+    pub fn scrape_gauges(&self) -> Vec<(&'static str, &'static str, String, f64)> {
+        let mut out = Vec::new();
+        if let Some(ctx) = self.inner.leader.read().clone() {
+            for (queue, depth) in ctx.queues.depths() {
+                out.push((names::TASK_QUEUE_DEPTH, "queue", queue, depth as f64));
+            }
+            for (queue, waiting) in ctx.queues.waiting_polls() {
+                out.push((names::TASK_POLLS_WAITING, "queue", queue, waiting as f64));
+            }
         }
-        for (queue, waiting) in ctx.queues.waiting_polls() {
-            metrics::gauge!(names::TASK_POLLS_WAITING, "queue" => queue).set(waiting as f64);
-        }
-    }
-
-    /// Publishes `workflow_running` per definition name from this node's index, for a metrics
-    /// scrape.
-    pub fn publish_running_counts(&self) {
         match self.read().running_counts() {
             Ok(counts) => {
+                let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+                counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let rest: u64 = counts.iter().skip(names::MAX_LABEL_VALUES).map(|(_, c)| c).sum();
+                counts.truncate(names::MAX_LABEL_VALUES);
+                if rest > 0 {
+                    counts.push((names::OTHER_LABEL.to_owned(), rest));
+                }
                 for (name, count) in counts {
-                    metrics::gauge!(names::WORKFLOW_RUNNING, "workflowName" => name).set(count as f64);
+                    out.push((names::WORKFLOW_RUNNING, "workflowName", name, count as f64));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "counting running workflows"),
         }
+        out
     }
 
     /// Tasks waiting per task type (domain-less queues), from the local replica.

@@ -1,7 +1,7 @@
 //! The leader's [`Environment`] for the decider: the sandboxed script engines, the registered
 //! task definitions of the local replica, and when workers last polled.
 
-use overture_core::command::Environment;
+use overture_core::command::{Environment, ScriptError};
 use overture_core::dsl::TaskDef;
 use overture_raft::ReadView;
 use overture_script::Limits;
@@ -14,12 +14,14 @@ pub(crate) struct LeaderEnv<'a> {
     pub read: &'a ReadView,
     /// When workers last polled each queue.
     pub polls: &'a crate::queues::PollTimes,
+    /// Where jq queries run.
+    pub jq: &'a overture_script::Sandbox,
 }
 
 impl Environment for LeaderEnv<'_> {
-    fn javascript(&self, script: &str, input: &Value) -> Result<Value, String> {
+    fn javascript(&self, script: &str, input: &Value) -> Result<Value, ScriptError> {
         let started = std::time::Instant::now();
-        let result = overture_script::javascript(script, input, Limits::default());
+        let result = overture_script::javascript(script, input, Limits::default()).map_err(script_error);
         metrics::histogram!(names::SCRIPT_SECONDS, "engine" => "javascript").record(started.elapsed().as_secs_f64());
         if result.is_err() {
             metrics::counter!(names::SCRIPT_ERRORS, "engine" => "javascript").increment(1);
@@ -27,9 +29,9 @@ impl Environment for LeaderEnv<'_> {
         result
     }
 
-    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, String> {
+    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, ScriptError> {
         let started = std::time::Instant::now();
-        let result = overture_script::jq(query, input);
+        let result = self.jq.jq(query, input).map_err(script_error);
         metrics::histogram!(names::SCRIPT_SECONDS, "engine" => "jq").record(started.elapsed().as_secs_f64());
         if result.is_err() {
             metrics::counter!(names::SCRIPT_ERRORS, "engine" => "jq").increment(1);
@@ -48,5 +50,13 @@ impl Environment for LeaderEnv<'_> {
 
     fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
         self.polls.last(&overture_core::rows::queue_name(task_type, domain, None, None))
+    }
+}
+
+/// A script engine's error as the decider takes it.
+fn script_error(e: overture_script::Error) -> ScriptError {
+    match e {
+        overture_script::Error::Failed(m) => ScriptError::Failed(m),
+        overture_script::Error::Limit(m) => ScriptError::Limit(m),
     }
 }

@@ -22,10 +22,21 @@ pub enum Error {
     /// 503, retryable: no leader yet, leadership moved, or the node is shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// 429, retryable: more requests are waiting (for one workflow, or on this node) than it
+    /// takes on; the caller should slow down.
+    #[error("{0}")]
+    Overloaded(String),
+    /// 507, retryable: this node's disk is too full to take writes; it takes them again once
+    /// space is freed.
+    #[error("{0}")]
+    DiskFull(String),
     /// 500: storage failed or a bug. Nothing acknowledged is lost.
     #[error("{0}")]
     Internal(String),
 }
+
+/// Why a leader that lost touch with the majority answers nothing that needs a leader.
+pub(crate) const LEASE_LOST: &str = "this node was the leader but has not heard from a majority of the cluster within its lease (it may be cut off while another node takes over); retry shortly";
 
 impl From<Rejection> for Error {
     fn from(r: Rejection) -> Error {
@@ -49,6 +60,8 @@ impl From<ProposeError> for Error {
             ),
             ProposeError::Rejected(m) => Error::Conflict(m),
             ProposeError::Fatal(m) => Error::Internal(m),
+            ProposeError::DiskFull(m) => Error::DiskFull(m),
+            ProposeError::LeaseExpired => Error::Unavailable(LEASE_LOST.into()),
         }
     }
 }

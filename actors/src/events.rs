@@ -73,8 +73,11 @@ pub(crate) async fn deliver(engine: &Engine, event: &str, message_id: &str, payl
     };
     for handler in handlers.iter().filter(|h| h.active && h.event == event) {
         if let Some(condition) = handler.condition.as_deref().filter(|c| !c.trim().is_empty()) {
-            let holds = overture_script::javascript(condition, payload, overture_script::Limits::default())
-                .map(|v| overture_core::system::truthy(&v) || v.as_str() == Some("true"));
+            // Up to the script's time limit: off this runtime worker, as a decision's scripts are.
+            let holds = crate::actor::blocking_if(true, || {
+                overture_script::javascript(condition, payload, overture_script::Limits::default())
+            })
+            .map(|v| overture_core::system::truthy(&v) || v.as_str() == Some("true"));
             match holds {
                 Ok(true) => {}
                 Ok(false) => {
@@ -122,10 +125,16 @@ async fn run_action(
     payload: &Value,
     key: &str,
 ) -> Result<(), Error> {
-    let resolve = |params: &Option<Value>| params.as_ref().map(|p| resolve_value(p, &Document(payload)));
+    let resolve = |params: &Option<Value>| -> Result<Option<Value>, Error> {
+        params
+            .as_ref()
+            .map(|p| resolve_value(p, &Document(payload)))
+            .transpose()
+            .map_err(|e| Error::BadRequest(format!("the parameters of {} {e}", action.action)))
+    };
     match action.action.as_str() {
         "start_workflow" => {
-            let params = resolve(&action.start_workflow).unwrap_or(Value::Null);
+            let params = resolve(&action.start_workflow)?.unwrap_or(Value::Null);
             let mut input = params.get("input").and_then(Value::as_object).cloned().unwrap_or_default();
             input.extend(event_metadata(event, message_id));
             let request = StartWorkflowRequest {
@@ -149,9 +158,9 @@ async fn run_action(
         }
         "complete_task" | "fail_task" => {
             let params = if action.action == "complete_task" {
-                resolve(&action.complete_task)
+                resolve(&action.complete_task)?
             } else {
-                resolve(&action.fail_task)
+                resolve(&action.fail_task)?
             }
             .unwrap_or(Value::Null);
             let status =
@@ -182,7 +191,7 @@ async fn run_action(
             engine.update_task_by_ref(&workflow_id, &reference, status, output, None).await.map(|_| ())
         }
         "terminate_workflow" => {
-            let params = resolve(&action.terminate_workflow).unwrap_or(Value::Null);
+            let params = resolve(&action.terminate_workflow)?.unwrap_or(Value::Null);
             let workflow_id = text(&params, "workflowId")
                 .ok_or_else(|| Error::BadRequest("terminate_workflow needs workflowId".into()))?;
             match engine.terminate(&workflow_id, text(&params, "terminationReason")).await {
@@ -191,7 +200,7 @@ async fn run_action(
             }
         }
         "update_workflow_variables" => {
-            let params = resolve(&action.update_workflow_variables).unwrap_or(Value::Null);
+            let params = resolve(&action.update_workflow_variables)?.unwrap_or(Value::Null);
             let workflow_id = text(&params, "workflowId")
                 .ok_or_else(|| Error::BadRequest("update_workflow_variables needs workflowId".into()))?;
             let variables = params.get("variables").and_then(Value::as_object).cloned().unwrap_or_default();

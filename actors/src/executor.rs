@@ -78,6 +78,32 @@ async fn run(engine: Engine, http: reqwest::Client, task_type: &'static str, mut
     }
 }
 
+/// Reads a response body of at most `limit` bytes. A larger one fails the task for good: the
+/// same call would answer the same way again.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, Outcome> {
+    let too_large = |size: String| Outcome {
+        status: TaskResultStatus::FailedWithTerminalError,
+        output: Object::new(),
+        reason: Some(format!(
+            "The HTTP response body ({size} bytes) is larger than the limit on a task's output ({limit} bytes)"
+        )),
+    };
+    if let Some(length) = response.content_length().filter(|l| *l > limit as u64) {
+        return Err(too_large(length.to_string()));
+    }
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() > limit => {
+                return Err(too_large(format!("over {}", bytes.len() + chunk.len())));
+            }
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => return Ok(bytes),
+            Err(e) => return Err(Outcome::failed(format!("Failed to read the HTTP response: {e}"))),
+        }
+    }
+}
+
 /// A system task's result.
 pub(crate) struct Outcome {
     pub status: TaskResultStatus,
@@ -100,7 +126,7 @@ async fn execute(engine: &Engine, http: &reqwest::Client, task_type: &str, task:
     let outcome = match task_type {
         "SUB_WORKFLOW" => sub_workflow(engine, task).await,
         "START_WORKFLOW" => start_workflow(engine, task).await,
-        "HTTP" => http_call(http, task).await,
+        "HTTP" => http_call(http, task, engine.max_task_output_bytes()).await,
         "EVENT" => crate::events::publish(engine, task).await,
         other => Outcome::failed(format!("no executor for {other}")),
     };
@@ -210,8 +236,10 @@ async fn start_workflow(engine: &Engine, task: &Value) -> Outcome {
     }
 }
 
-/// Makes the call in `http_request` (or the same keys at the top of the input).
-async fn http_call(client: &reqwest::Client, task: &Value) -> Outcome {
+/// Makes the call in `http_request` (or the same keys at the top of the input). A response body
+/// larger than `max_body` bytes (the limit on a task's output) fails the task, and is not read
+/// past the limit.
+async fn http_call(client: &reqwest::Client, task: &Value, max_body: usize) -> Outcome {
     let input = &task["inputData"];
     let spec = input.get("http_request").filter(|v| v.is_object()).unwrap_or(input);
     let (Some(uri), Some(method)) = (text(&spec["uri"]), text(&spec["method"])) else {
@@ -267,7 +295,10 @@ async fn http_call(client: &reqwest::Client, task: &Value) -> Outcome {
             values.push(Value::String(value.to_str().unwrap_or_default().to_owned()));
         }
     }
-    let bytes = response.bytes().await.unwrap_or_default();
+    let bytes = match read_body(response, max_body).await {
+        Ok(bytes) => bytes,
+        Err(outcome) => return outcome,
+    };
     let body = serde_json::from_slice::<Value>(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     let result = json!({

@@ -39,11 +39,16 @@ pub(crate) struct LeaderContext {
     pub limits: Arc<Limits>,
     pub polls: PollTimes,
     pub watchers: Arc<Watchers>,
+    /// The sandbox processes jq queries run in.
+    pub jq: overture_script::Sandbox,
     /// The engine, for follow-ups that act like a client (publishing to event handlers).
     engine: parking_lot::Mutex<Option<crate::engine::WeakEngine>>,
     /// Held while schedules are read and changed or fired, so those never interleave.
     pub schedules: tokio::sync::Mutex<()>,
     stop: watch::Sender<bool>,
+    /// Whether this leader holds its lease (a majority acknowledged it recently). Without it, it
+    /// takes no request and answers none waiting: another node may be leading meanwhile.
+    lease: watch::Sender<bool>,
 }
 
 /// Mirrors applied queue and timer rows into memory; counts finished workflows.
@@ -60,18 +65,39 @@ pub(crate) struct Watchers {
     waiting: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
-impl Watchers {
-    /// The notifier woken whenever `workflow_id` changes; register before reading its state.
-    pub fn watch(&self, workflow_id: &str) -> Arc<tokio::sync::Notify> {
-        self.waiting.lock().entry(workflow_id.to_owned()).or_default().clone()
-    }
+/// A watch on one workflow: its notifier is woken whenever the workflow changes. Dropping it
+/// stops watching, however the watcher ends (an answer, an error, or a client that went away
+/// and dropped the request), so no watch outlives its caller.
+pub(crate) struct Watch {
+    watchers: Arc<Watchers>,
+    workflow_id: String,
+    notify: Arc<tokio::sync::Notify>,
+}
 
-    /// Stops watching once nobody else holds the notifier.
-    pub fn unwatch(&self, workflow_id: &str) {
-        let mut waiting = self.waiting.lock();
-        if waiting.get(workflow_id).is_some_and(|n| Arc::strong_count(n) == 1) {
-            waiting.remove(workflow_id);
+impl Watch {
+    /// The notifier; register on it before reading the workflow's state.
+    pub fn notify(&self) -> &tokio::sync::Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        metrics::gauge!(names::SYNC_EXECUTIONS_WAITING).decrement(1.0);
+        let mut waiting = self.watchers.waiting.lock();
+        // Two counts left: this watch's and the map's. Others still watching keep it.
+        if waiting.get(&self.workflow_id).is_some_and(|n| Arc::strong_count(n) == 2) {
+            waiting.remove(&self.workflow_id);
         }
+    }
+}
+
+impl Watchers {
+    /// Watches `workflow_id` until the returned [`Watch`] is dropped.
+    pub fn watch(self: &Arc<Self>, workflow_id: &str) -> Watch {
+        let notify = self.waiting.lock().entry(workflow_id.to_owned()).or_default().clone();
+        metrics::gauge!(names::SYNC_EXECUTIONS_WAITING).increment(1.0);
+        Watch { watchers: self.clone(), workflow_id: workflow_id.to_owned(), notify }
     }
 
     fn changed(&self, workflow_id: &str) {
@@ -103,10 +129,11 @@ impl ApplyListener for Listener {
         }
         for (name, status) in &changes.ended {
             let status_label = status.as_str();
+            let name = names::workflow_label(name);
             metrics::counter!(names::WORKFLOW_COMPLETION, "workflowName" => name.clone(), "status" => status_label)
                 .increment(1);
             if *status != WorkflowStatus::Completed {
-                metrics::counter!(names::WORKFLOW_FAILURE, "workflowName" => name.clone(), "status" => status_label)
+                metrics::counter!(names::WORKFLOW_FAILURE, "workflowName" => name, "status" => status_label)
                     .increment(1);
             }
         }
@@ -122,6 +149,7 @@ impl LeaderContext {
         term: u64,
         idle_actor_timeout: Duration,
         max_live_actors: usize,
+        jq: overture_script::Sandbox,
     ) -> Result<Arc<LeaderContext>, Error> {
         let queues = Arc::new(TaskQueues::default());
         let timers = Arc::new(Timers::default());
@@ -155,9 +183,11 @@ impl LeaderContext {
             limits,
             polls: PollTimes::default(),
             watchers,
+            jq,
             engine: parking_lot::Mutex::new(None),
             schedules: tokio::sync::Mutex::new(()),
             stop,
+            lease: watch::Sender::new(true),
         });
         tokio::spawn(ctx.queues.clone().run_delay_loop(stop_rx.clone()));
         tokio::spawn(ctx.timers.clone().run(Arc::downgrade(&ctx), stop_rx.clone()));
@@ -179,6 +209,21 @@ impl LeaderContext {
 
     pub fn stopped(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
+    }
+
+    /// Records whether this leader holds its lease; requests waiting on it see a loss at once.
+    pub fn set_lease(&self, held: bool) {
+        self.lease.send_if_modified(|current| std::mem::replace(current, held) != held);
+    }
+
+    /// Whether this leader holds its lease now.
+    pub fn holds_lease(&self) -> bool {
+        *self.lease.borrow()
+    }
+
+    /// Follows the lease, for requests that wait on this leader.
+    pub fn lease_watch(&self) -> watch::Receiver<bool> {
+        self.lease.subscribe()
     }
 
     async fn send<T, P: Clone>(
@@ -339,6 +384,8 @@ impl LeaderContext {
     }
 }
 
+/// Periodically passivates idle actors, and forgets what clients made the leader remember but
+/// no longer use: queues with no tasks and no one polling, and poll records idle for a day.
 async fn passivation_loop(ctx: std::sync::Weak<LeaderContext>, idle: Duration, mut stop: watch::Receiver<bool>) {
     let period = (idle / 2).max(Duration::from_millis(100));
     loop {
@@ -350,6 +397,11 @@ async fn passivation_loop(ctx: std::sync::Weak<LeaderContext>, idle: Duration, m
         let stopped = ctx.registry.passivate_idle(idle);
         if stopped > 0 {
             tracing::debug!(stopped, "passivated idle workflow actors");
+        }
+        let queues = ctx.queues.forget_unused();
+        let polls = ctx.polls.forget_before(crate::now_ms() - crate::queues::POLL_RECORD_TTL_MS);
+        if queues + polls > 0 {
+            tracing::debug!(queues, polls, "forgot unused queues and poll records");
         }
     }
 }
@@ -371,7 +423,7 @@ fn failure_workflow_request(failed: &WorkflowState) -> Option<StartWorkflowReque
         let expression = if path.starts_with('{') { raw.to_owned() } else { format!("${{{path}}}") };
         let scope = overture_core::expr::Scope { state: failed, task_id: None };
         match overture_core::expr::resolve_value(&serde_json::Value::String(expression), &scope) {
-            serde_json::Value::String(s) => s,
+            Ok(serde_json::Value::String(s)) => s,
             _ => return None,
         }
     } else {

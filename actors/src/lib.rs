@@ -39,5 +39,18 @@ pub fn new_id() -> String {
 
 /// Wall-clock epoch millis: the leader's clock, recorded in the events it decides.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    wall.saturating_add(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
+
+/// Shifts this node's wall clock by `offset` milliseconds, as a clock jump would: the fault
+/// suite's clock fault (only reachable with fault injection on).
+pub fn set_clock_offset_ms(offset: i64) {
+    tracing::warn!(offset, "fault injection: the wall clock jumps");
+    CLOCK_OFFSET_MS.store(offset, std::sync::atomic::Ordering::Relaxed);
+}
+
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);

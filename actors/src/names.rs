@@ -1,4 +1,14 @@
 //! Metric names, in one place. Conductor's names where Conductor has one.
+//!
+//! Labels whose values clients choose (a workflow name, a task type) go through
+//! [`workflow_label`] and [`task_type_label`]: each takes at most [`MAX_LABEL_VALUES`] distinct
+//! values on a node, and every further value shares [`OTHER_LABEL`], so no client can grow
+//! `/metrics` (and the recorder's memory) without end by inventing names.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use parking_lot::Mutex;
 
 /// Counter: workflows started, by `workflowName`.
 pub const WORKFLOW_START_SUCCESS: &str = "workflow_start_success_total";
@@ -71,12 +81,57 @@ pub const WORKFLOWS_PURGED: &str = "overture_workflows_purged_total";
 /// Histogram: seconds one search or listing took, by `kind`.
 pub const SEARCH_SECONDS: &str = "overture_search_seconds";
 
+/// Gauge: synchronous executions waiting for their workflow on this node.
+pub const SYNC_EXECUTIONS_WAITING: &str = "overture_sync_executions_waiting";
+
+/// Counter: requests refused with 429 because a workflow's inbox was full.
+pub const INBOX_FULL: &str = "overture_workflow_inbox_full_total";
+
+/// Distinct values a client-chosen label takes per metric family kind on one node.
+pub const MAX_LABEL_VALUES: usize = 1_000;
+/// The label value every name past [`MAX_LABEL_VALUES`] shares.
+pub const OTHER_LABEL: &str = "_other";
+/// The label value of a start that named no known definition.
+pub const UNKNOWN_LABEL: &str = "_unknown";
+
+/// The label values handed out so far, first come first served.
+struct LabelValues(Mutex<HashSet<String>>);
+
+impl LabelValues {
+    fn label(&self, value: &str) -> String {
+        let mut seen = self.0.lock();
+        if seen.contains(value) {
+            return value.to_owned();
+        }
+        if seen.len() < MAX_LABEL_VALUES {
+            seen.insert(value.to_owned());
+            return value.to_owned();
+        }
+        OTHER_LABEL.to_owned()
+    }
+}
+
+static WORKFLOW_NAMES: LazyLock<LabelValues> = LazyLock::new(|| LabelValues(Mutex::default()));
+static TASK_TYPES: LazyLock<LabelValues> = LazyLock::new(|| LabelValues(Mutex::default()));
+
+/// The `workflowName` label for a workflow name.
+pub fn workflow_label(name: &str) -> String {
+    WORKFLOW_NAMES.label(name)
+}
+
+/// The `taskType` label for a task type.
+pub fn task_type_label(task_type: &str) -> String {
+    TASK_TYPES.label(task_type)
+}
+
 /// Makes the label-less counters and gauges exist from the start.
 pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);
     metrics::counter!(DECIDE_CONFLICT).increment(0);
     metrics::counter!(WORKFLOWS_PURGED).increment(0);
     metrics::counter!(ACTORS_EVICTED).increment(0);
+    metrics::counter!(INBOX_FULL).increment(0);
+    metrics::gauge!(SYNC_EXECUTIONS_WAITING).set(0.0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(LEADER_READY).set(0.0);
 }

@@ -255,6 +255,26 @@ impl TaskQueues {
         None
     }
 
+    /// Forgets queues that hold no task and that no poll waits on (a poll holds the notifier
+    /// while it waits), so polling many task types that never get tasks leaves nothing behind.
+    /// Returns how many it forgot.
+    pub fn forget_unused(&self) -> usize {
+        let mut st = self.state.lock();
+        let before = st.queues.len();
+        st.queues.retain(|_, q| !q.entries.is_empty() || !q.waiting.is_empty() || Arc::strong_count(&q.notify) > 1);
+        before - st.queues.len()
+    }
+
+    /// Queues held in memory.
+    pub fn len(&self) -> usize {
+        self.state.lock().queues.len()
+    }
+
+    /// No queue is held in memory.
+    pub fn is_empty(&self) -> bool {
+        self.state.lock().queues.is_empty()
+    }
+
     /// Wakes every waiter of every queue (used when leadership ends).
     pub fn wake_all(&self) {
         for q in self.state.lock().queues.values() {
@@ -309,9 +329,11 @@ impl TaskQueues {
     pub async fn run_delay_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let next = self.promote_due(crate::now_ms());
+            // Ready times are wall-clock times and the sleep is not: a sleep of at most a second
+            // keeps a forward jump of the wall clock from holding due tasks back for longer.
             let sleep = match next {
-                Some(at) => std::time::Duration::from_millis((at - crate::now_ms()).clamp(1, 60_000) as u64),
-                None => std::time::Duration::from_secs(60),
+                Some(at) => std::time::Duration::from_millis((at - crate::now_ms()).clamp(1, 1_000) as u64),
+                None => std::time::Duration::from_secs(1),
             };
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
@@ -468,6 +490,43 @@ mod tests {
         assert!(q.take_waiter("a").is_none(), "nobody waits any more");
     }
 
+    /// A queue polled once and never used again is forgotten; one with tasks, a waiting poll or
+    /// a poll holding its notifier is kept.
+    #[test]
+    fn queues_nobody_uses_are_forgotten() {
+        let q = TaskQueues::default();
+        drop(q.notifier("polled_once"));
+        let held = q.notifier("held");
+        q.add(&item("busy", "t", 0, 0), 100);
+        let (_waiter, _rx) = q.wait_for_hand_off("waited", None);
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.forget_unused(), 1);
+        assert_eq!(q.len(), 3);
+        drop(held);
+        assert_eq!(q.forget_unused(), 1, "its poll is over");
+        assert_eq!(ids(q.pop("busy", 1)), ["t"]);
+        assert_eq!(q.forget_unused(), 1, "emptied");
+        assert_eq!(q.len(), 1, "the waiting poll's queue stays");
+    }
+
+    /// Poll records are bounded: past [`MAX_POLL_RECORDS`] queues the least recently polled
+    /// tenth is forgotten, and records idle past the cut-off go.
+    #[test]
+    fn poll_records_are_bounded_and_expire() {
+        let polls = PollTimes::default();
+        for i in 0..MAX_POLL_RECORDS {
+            polls.record(&format!("q{i}"), Some("w"), i as i64);
+        }
+        assert_eq!(polls.len(), MAX_POLL_RECORDS);
+        polls.record("one_more", None, MAX_POLL_RECORDS as i64);
+        assert!(polls.len() <= MAX_POLL_RECORDS - MAX_POLL_RECORDS / 10 + 1, "{}", polls.len());
+        assert_eq!(polls.last("q0"), None, "the oldest went first");
+        assert_eq!(polls.last("one_more"), Some(MAX_POLL_RECORDS as i64));
+        let left = polls.len();
+        assert_eq!(polls.forget_before(MAX_POLL_RECORDS as i64), left - 1);
+        assert_eq!(polls.all(), [("one_more".to_owned(), MAX_POLL_RECORDS as i64, None)]);
+    }
+
     /// Finishing a task wakes a type's pollers only where something is ready to take.
     #[tokio::test]
     async fn a_finished_task_wakes_pollers_only_of_queues_with_ready_tasks() {
@@ -488,9 +547,16 @@ mod tests {
     }
 }
 
+/// How long a queue's last poll is remembered once nobody polls it: a day.
+pub const POLL_RECORD_TTL_MS: i64 = 24 * 3600 * 1000;
+/// Queues whose last poll is remembered at most; past that, the least recently polled tenth is
+/// forgotten.
+pub const MAX_POLL_RECORDS: usize = 10_000;
+
 /// When workers last polled each queue (Conductor's poll data), for choosing among a comma list
 /// of task domains and for `/tasks/queue/polldata`. Kept by the leader in memory; it starts empty
-/// under a new leader.
+/// under a new leader. Bounded: records idle for [`POLL_RECORD_TTL_MS`] are forgotten, and at
+/// most [`MAX_POLL_RECORDS`] are kept.
 #[derive(Default)]
 pub struct PollTimes {
     last: Mutex<HashMap<String, (i64, Option<String>)>>,
@@ -500,11 +566,36 @@ impl PollTimes {
     /// Records a poll of `queue` by `worker` at `now`.
     pub fn record(&self, queue: &str, worker: Option<&str>, now: i64) {
         let mut last = self.last.lock();
+        if !last.contains_key(queue) && last.len() >= MAX_POLL_RECORDS {
+            let mut times: Vec<i64> = last.values().map(|(t, _)| *t).collect();
+            let cut = MAX_POLL_RECORDS / 10;
+            times.select_nth_unstable(cut);
+            let cutoff = times[cut];
+            last.retain(|_, (t, _)| *t > cutoff);
+        }
         let entry = last.entry(queue.to_owned()).or_insert((now, None));
         entry.0 = entry.0.max(now);
         if worker.is_some() {
             entry.1 = worker.map(str::to_owned);
         }
+    }
+
+    /// Forgets queues last polled before `cutoff`; returns how many.
+    pub fn forget_before(&self, cutoff: i64) -> usize {
+        let mut last = self.last.lock();
+        let before = last.len();
+        last.retain(|_, (t, _)| *t >= cutoff);
+        before - last.len()
+    }
+
+    /// Queues whose last poll is remembered.
+    pub fn len(&self) -> usize {
+        self.last.lock().len()
+    }
+
+    /// No poll is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.last.lock().is_empty()
     }
 
     /// When `queue` was last polled.

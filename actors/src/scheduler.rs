@@ -149,7 +149,7 @@ fn start_batch(
     let cmd = crate::engine::prepare_start(read, request, workflow_id.to_owned(), None)?;
     let scripts = cmd.plan.runs_scripts();
     let (_, events) = blocking_if(scripts, || {
-        let env = LeaderEnv { read, polls: &ctx.polls };
+        let env = LeaderEnv { read, polls: &ctx.polls, jq: &ctx.jq };
         decide::start(cmd, &mut Ctx { now, ids: &mut UuidIds, env: &env })
     });
     Ok(WorkflowBatch { workflow_id: workflow_id.to_owned(), expected_revision: 0, events })

@@ -5,6 +5,10 @@
 //! decides whether it still matters (a timer whose task has moved on is stale and changes
 //! nothing). The row disappears when the state no longer implies it, in the same write that
 //! changes the state.
+//!
+//! At most [`MAX_FIRING`] timers are being fired at once: when a million timers come due
+//! together (a cluster back after an outage), they wait their turn in the heap instead of
+//! becoming a million tasks at once.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
@@ -17,6 +21,9 @@ use tokio::sync::{Notify, watch};
 use crate::error::Error;
 use crate::leader::LeaderContext;
 use crate::names;
+
+/// How many timers may be firing at once.
+pub const MAX_FIRING: usize = 256;
 
 /// The leader's timer heap.
 #[derive(Default)]
@@ -65,15 +72,25 @@ impl Timers {
 
     /// Fires due timers until `stop` changes.
     pub(crate) async fn run(self: Arc<Self>, ctx: Weak<LeaderContext>, mut stop: watch::Receiver<bool>) {
+        let firing = Arc::new(tokio::sync::Semaphore::new(MAX_FIRING));
         loop {
             let (due, next) = self.take_due(crate::now_ms());
             for timer in due {
-                let Some(ctx) = ctx.upgrade() else { return };
+                let permit = tokio::select! {
+                    permit = firing.clone().acquire_owned() => permit,
+                    _ = stop.changed() => return,
+                };
+                let (Ok(permit), Some(ctx)) = (permit, ctx.upgrade()) else { return };
                 let timers = self.clone();
-                tokio::spawn(async move { fire(ctx, timers, timer).await });
+                tokio::spawn(async move {
+                    fire(ctx, timers, timer).await;
+                    drop(permit);
+                });
             }
-            let wait = next.map_or(Duration::from_secs(60), |at| {
-                Duration::from_millis((at - crate::now_ms()).clamp(0, 60_000) as u64)
+            // Deadlines are wall-clock times and the sleep is not: a sleep of at most a second
+            // keeps a forward jump of the wall clock from holding due timers back for longer.
+            let wait = next.map_or(Duration::from_secs(1), |at| {
+                Duration::from_millis((at - crate::now_ms()).clamp(0, 1_000) as u64)
             });
             if wait.is_zero() {
                 tokio::task::yield_now().await;

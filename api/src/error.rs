@@ -1,7 +1,8 @@
 //! Conductor-style error responses.
 //!
 //! Every failure is JSON: `{"status", "message", "instance", "retryable"}` plus
-//! `validationErrors` for invalid definitions. 503s carry `Retry-After` and `retryable: true`.
+//! `validationErrors` for invalid definitions. 503s, 429s and 507s carry `Retry-After` and
+//! `retryable: true`.
 //!
 //! Where Conductor answers 500 for bad input (malformed JSON, an unknown enum value in a path),
 //! Overture answers 400: a client's input error should not look like a server fault. Clients
@@ -56,6 +57,8 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let violations = match &e {
@@ -71,7 +74,10 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retryable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let retryable = matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS | StatusCode::INSUFFICIENT_STORAGE
+        );
         let body = Body {
             status: self.status.as_u16(),
             message: &self.message,

@@ -68,6 +68,9 @@ fn needs_leader(request: &Request) -> bool {
 /// The forwarding middleware.
 pub async fn forward(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
+    if s.engine.rpc().faults().refuses(request.headers().get(FORWARDED_HEADER).map(|v| v.as_bytes())) {
+        return unavailable("cut off from the node that forwarded this request (fault injection)");
+    }
     if !needs_leader(&request) && !behind_own_writes(&s, &request) {
         return next.run(request).await;
     }
@@ -90,7 +93,11 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
         return unavailable("leadership moved while the request was forwarded; retry");
     }
     let Some(leader) = s.engine.leader_address() else {
-        return unavailable("no leader is serving yet (an election may be in progress); retry shortly");
+        // This node leads but may not serve (no lease, still catching up), or no leader is known.
+        return match s.engine.not_serving() {
+            Some(e) => ApiError::from(e).into_response(),
+            None => unavailable("no leader is serving yet (an election may be in progress); retry shortly"),
+        };
     };
     match proxy(&s, &leader, request).await {
         Ok(response) => response,
@@ -133,6 +140,12 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
     }
     let node = s.engine.replica().node_id().to_string();
     let leader_id = s.engine.leadership().leader;
+    if leader_id.is_some_and(|id| s.engine.rpc().faults().is_cut_off(id)) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node cannot reach the leader; retry (another node may serve)",
+        ));
+    }
     let send = s
         .forward_client
         .request(parts.method.clone(), format!("{base}{path}"))

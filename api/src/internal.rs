@@ -22,6 +22,11 @@ pub async fn authenticate(State(s): State<AppState>, request: Request, next: Nex
         metrics::counter!(crate::INTERNAL_REJECTED).increment(1);
         return ApiError::new(StatusCode::FORBIDDEN, "internal endpoints need the cluster secret").into_response();
     }
+    let from = request.headers().get(overture_raft::faults::FROM_HEADER).map(|v| v.as_bytes());
+    if s.engine.rpc().faults().refuses(from) {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cut off from the sender (fault injection)")
+            .into_response();
+    }
     next.run(request).await
 }
 

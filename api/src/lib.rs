@@ -21,6 +21,7 @@ mod admin;
 pub mod auth;
 mod cluster;
 pub mod error;
+mod faults;
 pub mod forward;
 pub mod input;
 mod internal;
@@ -229,9 +230,16 @@ pub fn router(state: AppState) -> Router {
         .route(paths::PRE_VOTE, post(internal::pre_vote))
         .route(paths::SNAPSHOT, post(internal::snapshot))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
+    let faults = Router::new()
+        .route("/internal/faults", get(faults::state))
+        .route("/internal/faults/partition", put(faults::partition))
+        .route("/internal/faults/clock", put(faults::clock))
+        .route("/internal/faults/unparseable-entry", post(faults::unparseable_entry))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), faults::guard));
     Router::new()
         .nest("/api", api)
         .merge(internal)
+        .merge(faults)
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
@@ -243,6 +251,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit))
         .layer(axum::middleware::from_fn(ops::json_errors))
+        .layer(axum::middleware::from_fn(ops::catch_panics))
         .layer(axum::middleware::from_fn(ops::observe))
         .with_state(state)
 }

@@ -58,10 +58,29 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         metrics::gauge!("process_resident_memory_bytes").set(p.rss_bytes as f64);
         metrics::gauge!("process_resident_memory_max_bytes").set(p.peak_rss_bytes as f64);
     }
-    s.engine.publish_queue_depths();
-    s.engine.publish_running_counts();
-    let body = s.metrics.render();
+    let mut body = s.metrics.render();
+    render_gauges(&mut body, s.engine.scrape_gauges());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Appends gauges computed for this scrape in Prometheus text format: `(metric, label name,
+/// label value, value)`, grouped by metric (each family's series together, after its type).
+fn render_gauges(out: &mut String, mut gauges: Vec<(&'static str, &'static str, String, f64)>) {
+    use std::fmt::Write;
+    gauges.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.2.cmp(&b.2)));
+    let mut family = "";
+    for (metric, label, value, number) in gauges {
+        if metric != family {
+            let _ = writeln!(out, "# TYPE {metric} gauge");
+            family = metric;
+        }
+        let _ = writeln!(out, "{metric}{{{label}=\"{}\"}} {number}", escape_label(&value));
+    }
+}
+
+/// A label value as Prometheus's text format writes it.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Unknown paths. The body is read (and dropped) so the connection stays usable.
@@ -120,6 +139,34 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     converted
 }
 
+/// Counts requests whose handling panicked, by route.
+pub const HTTP_PANICS: &str = "overture_http_panics_total";
+
+/// Answers a request whose handling panicked with a 500 that says so, instead of dropping the
+/// connection, and counts it in [`HTTP_PANICS`]. A panic is a bug in Overture, never the
+/// caller's fault: the node logs where it happened (the panic hook prints the location) and
+/// goes on serving.
+pub async fn catch_panics(request: Request, next: Next) -> Response {
+    use futures::FutureExt;
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            tracing::error!(%route, panic = %what, "a request handler panicked");
+            metrics::counter!(HTTP_PANICS, "route" => route).increment(1);
+            let message = format!(
+                "Overture failed on this request with an internal error ({what}); the node logged it and keeps serving. Please report it."
+            );
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
+        }
+    }
+}
+
 /// Wraps each request in a span with a request id and records its duration by route.
 pub async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -138,4 +185,59 @@ pub async fn observe(request: Request, next: Next) -> Response {
     metrics::histogram!("http_server_requests_seconds", "method" => method, "route" => route, "status" => status.to_string())
         .record(seconds);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// A handler that panics answers a 500 with a JSON error that says so; the next request on
+    /// the same router is served as usual.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_router_goes_on() {
+        async fn boom() -> &'static str {
+            let text = "订单";
+            // A byte index inside a multi-byte character: the kind of bug this layer is for.
+            let cut = text.len() - 1;
+            &text[..std::hint::black_box(cut)]
+        }
+        async fn fine() -> &'static str {
+            "ok"
+        }
+        let app = axum::Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route("/fine", axum::routing::get(fine))
+            .layer(axum::middleware::from_fn(catch_panics));
+        let request = |path: &str| axum::http::Request::get(path).body(axum::body::Body::empty()).expect("request");
+
+        let response = app.clone().oneshot(request("/boom")).await.expect("answered");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let json: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(json["status"], 500);
+        let message = json["message"].as_str().unwrap_or_default();
+        assert!(message.contains("internal error") && message.contains("char boundary"), "{message}");
+
+        let response = app.oneshot(request("/fine")).await.expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn gauges_computed_at_scrape_render_one_family_each() {
+        let mut out = String::new();
+        render_gauges(
+            &mut out,
+            vec![
+                ("task_queue_depth", "queue", "b".into(), 2.0),
+                ("workflow_running", "workflowName", "订单 \"x\"\\".into(), 1.0),
+                ("task_queue_depth", "queue", "a".into(), 0.0),
+            ],
+        );
+        assert_eq!(
+            out,
+            "# TYPE task_queue_depth gauge\ntask_queue_depth{queue=\"a\"} 0\ntask_queue_depth{queue=\"b\"} 2\n\
+             # TYPE workflow_running gauge\nworkflow_running{workflowName=\"订单 \\\"x\\\"\\\\\"} 1\n"
+        );
+    }
 }

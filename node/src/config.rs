@@ -69,6 +69,12 @@ pub struct FileConfig {
     pub auth_exempt: Option<Vec<String>>,
     /// How long a token from `POST /api/token` is valid, seconds.
     pub token_ttl_seconds: Option<u64>,
+    /// Below this many bytes free in the data directory the node refuses writes (507) until
+    /// space is freed.
+    pub min_free_disk_bytes: Option<u64>,
+    /// Let tests inject faults (`/internal/faults`): network partitions, clock jumps. Never in
+    /// production.
+    pub fault_injection: Option<bool>,
 }
 
 /// Overrides from flags or the environment.
@@ -91,6 +97,7 @@ pub struct Overrides {
     pub members: Option<String>,
     /// `id:secret`, each replacing the file's key of that id.
     pub api_keys: Vec<String>,
+    pub min_free_disk_bytes: Option<u64>,
 }
 
 /// The validated configuration a node runs with.
@@ -118,6 +125,8 @@ pub struct Config {
     pub api_keys: BTreeMap<String, String>,
     pub auth_exempt: Vec<String>,
     pub token_ttl_seconds: u64,
+    pub min_free_disk_bytes: u64,
+    pub fault_injection: bool,
 }
 
 const DEFAULT_MAX_BODY: usize = 8 << 20;
@@ -165,6 +174,10 @@ impl Overrides {
                 "OVERTURE_SCHEDULE_GRACE_SECONDS must be a number of seconds",
             )?,
             members: var("OVERTURE_MEMBERS"),
+            min_free_disk_bytes: number(
+                "OVERTURE_MIN_FREE_DISK_BYTES",
+                "OVERTURE_MIN_FREE_DISK_BYTES must be a number of bytes",
+            )?,
             api_keys: var("OVERTURE_API_KEYS")
                 .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default(),
@@ -188,6 +201,7 @@ impl Overrides {
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
             members: other.members.or(self.members),
+            min_free_disk_bytes: other.min_free_disk_bytes.or(self.min_free_disk_bytes),
             api_keys: self.api_keys.into_iter().chain(other.api_keys).collect(),
         }
     }
@@ -287,6 +301,11 @@ impl Config {
             idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),
             max_live_actors: file.max_live_actors.unwrap_or(overture_actors::DEFAULT_MAX_LIVE_ACTORS).max(1),
             join,
+            min_free_disk_bytes: overrides
+                .min_free_disk_bytes
+                .or(file.min_free_disk_bytes)
+                .unwrap_or(overture_raft::replica::DEFAULT_MIN_FREE_DISK_BYTES),
+            fault_injection: file.fault_injection.unwrap_or(false),
         })
     }
 }

@@ -73,7 +73,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Look at or change a running group.
     Cluster(cluster_cli::ClusterArgs),
+    /// Answer jq queries on standard input (the node starts these processes itself).
+    #[command(hide = true)]
+    Sandbox,
 }
+
+/// The hidden subcommand a node starts its jq sandbox processes with.
+const SANDBOX_SUBCOMMAND: &str = "sandbox";
 
 #[derive(clap::Args)]
 struct CommonFlags {
@@ -93,6 +99,10 @@ struct CommonFlags {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Sandbox = cli.command {
+        // No runtime, no logging: a sandbox process only runs queries.
+        return overture_script::sandbox::serve().context("serving jq queries");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     match cli.command {
         Command::Dev { listen, data_dir, common } => {
@@ -129,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Cluster(args) => runtime.block_on(cluster_cli::run(args)),
+        Command::Sandbox => Ok(()),
     }
 }
 
@@ -166,6 +177,15 @@ fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusB
         .set_buckets_for_metric(Matcher::Suffix("_size".into()), &SIZE_BUCKETS)?)
 }
 
+/// jq queries run in this same executable, started with [`SANDBOX_SUBCOMMAND`], one process per
+/// core at most, under the scripts' limits.
+fn jq_sandbox() -> anyhow::Result<overture_script::Sandbox> {
+    let program = std::env::current_exe().context("finding this executable, to run jq sandboxes")?;
+    let command = overture_script::SandboxCommand { program, args: vec![SANDBOX_SUBCOMMAND.into()] };
+    let processes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Ok(overture_script::Sandbox::new(command, processes, overture_script::Limits::default()))
+}
+
 async fn run_node(config: Config) -> anyhow::Result<()> {
     init_tracing(config.log_format);
     let metrics = metrics_recorder()?.install_recorder().context("installing the metrics recorder")?;
@@ -178,6 +198,11 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     options.snapshot_every = config.snapshot_every;
     options.keep_after_snapshot = config.keep_after_snapshot;
     options.cluster_secret = config.cluster_secret.clone();
+    options.min_free_disk_bytes = config.min_free_disk_bytes;
+    options.fault_injection = config.fault_injection;
+    if config.fault_injection {
+        tracing::warn!("fault injection is on: /internal/faults can cut this node off or move its clock");
+    }
     let replica = Replica::open(options).await.with_context(|| format!("opening {}", config.data_dir.display()))?;
     let engine = Engine::start(
         replica.clone(),
@@ -189,6 +214,8 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
                 sweep_every: Duration::from_secs(config.retention_sweep_seconds),
             },
             schedule_grace: Duration::from_secs(config.schedule_grace_seconds),
+            jq: jq_sandbox()?,
+            max_task_output_bytes: config.max_task_output_bytes,
         },
     );
 

@@ -110,7 +110,7 @@ impl JsonBytes {
     }
     /// Parses the JSON.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.0)
+        overture_core::payload::from_slice(&self.0)
     }
 }
 

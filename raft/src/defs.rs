@@ -10,18 +10,36 @@ use crate::keys::{self, CF_DEFS};
 use crate::types::{Request, Response};
 use crate::{cf, io_err};
 
-fn get_json<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, io::Error> {
+/// A stored definition: `Err` for a storage failure, `Ok(Err)` for stored JSON this build cannot
+/// read (a rejection, not a reason to stop).
+fn get_json<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Result<Option<T>, Response>, io::Error> {
     match db.get_cf(cf(db, CF_DEFS), key).map_err(io_err)? {
-        None => Ok(None),
+        None => Ok(Ok(None)),
         Some(bytes) => {
             let json: JsonBytes = decode(&bytes).map_err(io_err)?;
-            json.parse().map(Some).map_err(io_err)
+            Ok(parse(&json, "the stored definition").map(Some))
         }
     }
 }
 
-/// Applies one definition request. Each request is all-or-nothing.
-pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
+/// A definition carried by the entry, or the rejection that answers it.
+fn parse<T: serde::de::DeserializeOwned>(json: &JsonBytes, what: &str) -> Result<T, Response> {
+    json.parse().map_err(|e| crate::state_machine::rejected(what, e))
+}
+
+/// Applies one definition request. Each request is all-or-nothing: a payload that does not
+/// parse is answered with [`Response::Rejected`] and writes nothing.
+pub(crate) fn apply(db: &DB, disk: &crate::disk::DiskGuard, request: Request) -> Result<Response, io::Error> {
+    Ok(match apply_or_reject(db, disk, request)? {
+        Ok(response) | Err(response) => response,
+    })
+}
+
+fn apply_or_reject(
+    db: &DB,
+    disk: &crate::disk::DiskGuard,
+    request: Request,
+) -> Result<Result<Response, Response>, io::Error> {
     let defs_cf = cf(db, CF_DEFS);
     let mut wb = WriteBatch::default();
     let response = match request {
@@ -36,15 +54,25 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
         }
         Request::PutTaskDefs { defs } => {
             for json in defs {
-                let def: TaskDef = json.parse().map_err(io_err)?;
+                let def: TaskDef = match parse(&json, "a task definition") {
+                    Ok(def) => def,
+                    Err(rejection) => return Ok(Err(rejection)),
+                };
                 wb.put_cf(defs_cf, keys::task_def(&def.name), encode(&json));
             }
             Response::Ok
         }
         Request::UpdateTaskDef { def, time } => {
-            let mut def: TaskDef = def.parse().map_err(io_err)?;
+            let mut def: TaskDef = match parse(&def, "the task definition") {
+                Ok(def) => def,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
             let key = keys::task_def(&def.name);
-            match get_json::<TaskDef>(db, &key)? {
+            let existing = match get_json::<TaskDef>(db, &key)? {
+                Ok(existing) => existing,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
+            match existing {
                 None => Response::NotFound(format!("No such taskType found by name: {}", def.name)),
                 Some(existing) => {
                     def.audit.create_time = existing.audit.create_time;
@@ -67,9 +95,16 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
         Request::PutWorkflowDefs { defs, overwrite, time } => {
             let mut conflict = None;
             for json in defs {
-                let mut def: WorkflowDef = json.parse().map_err(io_err)?;
+                let mut def: WorkflowDef = match parse(&json, "a workflow definition") {
+                    Ok(def) => def,
+                    Err(rejection) => return Ok(Err(rejection)),
+                };
                 let key = keys::workflow_def(&def.name, def.version);
-                match get_json::<WorkflowDef>(db, &key)? {
+                let existing = match get_json::<WorkflowDef>(db, &key)? {
+                    Ok(existing) => existing,
+                    Err(rejection) => return Ok(Err(rejection)),
+                };
+                match existing {
                     Some(_) if !overwrite => {
                         conflict = Some(format!("Workflow with {}.{} already exists!", def.name, def.version));
                         break;
@@ -102,7 +137,10 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
             }
         }
         Request::PutEventHandler { handler, create } => {
-            let parsed: EventHandler = handler.parse().map_err(io_err)?;
+            let parsed: EventHandler = match parse(&handler, "the event handler") {
+                Ok(parsed) => parsed,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
             let key = keys::event_handler(&parsed.name);
             let exists = db.get_cf(defs_cf, &key).map_err(io_err)?.is_some();
             match (create, exists) {
@@ -124,6 +162,6 @@ pub(crate) fn apply(db: &DB, request: Request) -> Result<Response, io::Error> {
             }
         }
     };
-    crate::write_state(db, wb)?;
-    Ok(response)
+    crate::write_state(db, disk, wb)?;
+    Ok(Ok(response))
 }

@@ -14,6 +14,8 @@
 
 pub mod codec;
 mod defs;
+pub mod disk;
+pub mod faults;
 pub mod keys;
 pub mod log_store;
 pub mod network;
@@ -45,10 +47,23 @@ pub(crate) fn cf<'a>(db: &'a rocksdb::DB, name: &str) -> &'a rocksdb::ColumnFami
 /// openraft installs the last snapshot if the state on disk is older, then applies the log
 /// after it. Flushes take all column families at once (`atomic_flush`), so what a crash leaves
 /// is the state as of one applied index, never families from different points.
-pub(crate) fn write_state(db: &rocksdb::DB, batch: rocksdb::WriteBatch) -> Result<(), std::io::Error> {
+///
+/// A full disk is waited out ([`disk`]): the write is tried again, from a copy of the batch,
+/// until space returns.
+pub(crate) fn write_state(
+    db: &rocksdb::DB,
+    disk: &disk::DiskGuard,
+    batch: rocksdb::WriteBatch,
+) -> Result<(), std::io::Error> {
     let mut opts = rocksdb::WriteOptions::default();
     opts.disable_wal(true);
-    db.write_opt(batch, &opts).map_err(io_err)
+    let data = batch.data().to_vec();
+    let mut first = Some(batch);
+    disk::retry_in_place(disk, "a state machine write", || {
+        let batch = first.take().unwrap_or_else(|| rocksdb::WriteBatch::from_data(&data));
+        db.write_opt(batch, &opts)
+    })
+    .map_err(io_err)
 }
 
 /// Flushes the state machine's memtables to disk, atomically, and waits for it. The Raft log's
@@ -65,10 +80,15 @@ pub(crate) fn io_err(e: impl ToString) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// Entries whose content could not be applied (answered with `Response::Rejected`).
+pub const APPLY_REJECTED: &str = "overture_raft_apply_rejected_total";
+
 /// Makes the storage counters exist from the start (at zero), so a dashboard or alert never
 /// sees a missing series before the first snapshot.
 pub fn register_metrics() {
     for name in [
+        APPLY_REJECTED,
+        disk::FULL_RETRIES,
         "overture_snapshots_built_total",
         "overture_snapshots_installed_total",
         "overture_snapshot_received_total",

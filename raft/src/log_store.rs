@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::codec::{decode, encode};
+use crate::disk::DiskGuard;
 use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_META, meta};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 use crate::{cf, io_err};
@@ -42,6 +43,8 @@ use crate::{cf, io_err};
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// Free space: writes wait out a full disk rather than fail (see [`crate::disk`]).
+    disk: Arc<DiskGuard>,
     flusher: Arc<Worker<IOFlushed<TypeConfig>>>,
     purger: Arc<Worker<LogId>>,
     /// The newest purge asked for: entries up to it are gone for readers at once, though the
@@ -69,9 +72,14 @@ struct Worker<T> {
 }
 
 impl<T: Send + 'static> Worker<T> {
-    fn spawn(name: &str, db: Arc<DB>, run: fn(&DB, &mpsc::Receiver<T>)) -> io::Result<Worker<T>> {
+    fn spawn(
+        name: &str,
+        db: Arc<DB>,
+        disk: Arc<DiskGuard>,
+        run: fn(&DB, &DiskGuard, &mpsc::Receiver<T>),
+    ) -> io::Result<Worker<T>> {
         let (tx, rx) = mpsc::channel::<T>();
-        let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(&db, &rx))?;
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(&db, &disk, &rx))?;
         Ok(Worker { tx: Some(tx), thread: Some(thread) })
     }
 
@@ -93,12 +101,13 @@ impl<T> Drop for Worker<T> {
 
 impl LogStore {
     /// Opens the log store on a database that has the Raft column families.
-    pub fn new(db: Arc<DB>) -> io::Result<LogStore> {
+    pub fn new(db: Arc<DB>, disk: Arc<DiskGuard>) -> io::Result<LogStore> {
         Ok(LogStore {
-            flusher: Arc::new(Worker::spawn("raft-log-fsync", db.clone(), flusher_loop)?),
-            purger: Arc::new(Worker::spawn("raft-log-purge", db.clone(), purger_loop)?),
+            flusher: Arc::new(Worker::spawn("raft-log-fsync", db.clone(), disk.clone(), flusher_loop)?),
+            purger: Arc::new(Worker::spawn("raft-log-purge", db.clone(), disk.clone(), purger_loop)?),
             purged: Arc::default(),
             db,
+            disk,
             unapplied: Arc::default(),
             appended: Arc::default(),
         })
@@ -118,8 +127,9 @@ impl LogStore {
     }
 }
 
-/// Fsyncs the WAL once per group of appends and completes their callbacks.
-fn flusher_loop(db: &DB, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
+/// Fsyncs the WAL once per group of appends and completes their callbacks. An fsync that fails
+/// for lack of space is tried again until it succeeds: openraft would stop for good on the error.
+fn flusher_loop(db: &DB, disk: &DiskGuard, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
     let group_size = metrics::histogram!("overture_raft_fsync_group_size");
     let fsync_seconds = metrics::histogram!("overture_raft_fsync_seconds");
     while let Ok(first) = rx.recv() {
@@ -128,7 +138,7 @@ fn flusher_loop(db: &DB, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
             group.push(more);
         }
         let started = Instant::now();
-        let result = db.flush_wal(true);
+        let result = crate::disk::retry_blocking(disk, "an fsync of the Raft log", || db.flush_wal(true));
         fsync_seconds.record(started.elapsed().as_secs_f64());
         group_size.record(group.len() as f64);
         for callback in group {
@@ -140,7 +150,7 @@ fn flusher_loop(db: &DB, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
 /// Purges the log up to the newest index asked for: flushes the state (so the state on disk
 /// is at least as new as the snapshot that allowed the purge), writes the purged marker,
 /// deletes the entries. A failure leaves the entries in place, to go with the next purge.
-fn purger_loop(db: &DB, rx: &mpsc::Receiver<LogId>) {
+fn purger_loop(db: &DB, _disk: &DiskGuard, rx: &mpsc::Receiver<LogId>) {
     while let Ok(first) = rx.recv() {
         let mut upto = first;
         while let Ok(more) = rx.try_recv() {
@@ -279,18 +289,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(cf(&self.db, CF_RAFT_META), meta::VOTE, encode(vote));
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.write_opt(batch, &opts)).await.map_err(io_err)?.map_err(io_err)
+        let vote = encode(vote);
+        let (db, disk) = (self.db.clone(), self.disk.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::disk::retry_blocking(&disk, "saving the vote", || {
+                db.put_cf_opt(cf(&db, CF_RAFT_META), meta::VOTE, &vote, &opts)
+            })
+        })
+        .await
+        .map_err(io_err)?
+        .map_err(io_err)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let key_cf = cf(&self.db, CF_RAFT_META);
-        match committed {
+        crate::disk::retry(&self.disk, "saving the commit index", || match committed {
             Some(id) => self.db.put_cf(key_cf, meta::COMMITTED, encode(&id)),
             None => self.db.delete_cf(key_cf, meta::COMMITTED),
-        }
+        })
+        .await
         .map_err(io_err)
     }
 
@@ -304,14 +321,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let log_cf = cf(&self.db, CF_RAFT_LOG);
-        let mut batch = WriteBatch::default();
         let entries: Vec<Entry> = entries.into_iter().collect();
-        for entry in &entries {
-            batch.put_cf(log_cf, keys::log_index(entry.log_id.index), encode(entry));
-        }
+        let batch_of = |entries: &[Entry]| {
+            let mut batch = WriteBatch::default();
+            for entry in entries {
+                batch.put_cf(log_cf, keys::log_index(entry.log_id.index), encode(entry));
+            }
+            batch
+        };
         // Written now so it is readable at once; durable once the flusher has fsynced the WAL.
-        self.appended.fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
-        self.db.write(batch).map_err(io_err)?;
+        // A full disk is waited out, writing the batch anew each time (a write consumes it).
+        let mut size = 0;
+        crate::disk::retry(&self.disk, "a Raft log append", || {
+            let batch = batch_of(&entries);
+            size = batch.size_in_bytes();
+            self.db.write(batch)
+        })
+        .await
+        .map_err(io_err)?;
+        self.appended.fetch_add(size as u64, Ordering::Relaxed);
         metrics::counter!("overture_raft_entries_appended_total").increment(entries.len() as u64);
         {
             let mut unapplied = self.unapplied.lock();
@@ -328,9 +356,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
         drop(self.unapplied.lock().split_off(&from));
-        self.db
-            .delete_range_cf(cf(&self.db, CF_RAFT_LOG), keys::log_index(from), keys::log_index(u64::MAX))
-            .map_err(io_err)
+        crate::disk::retry(&self.disk, "truncating the Raft log", || {
+            self.db.delete_range_cf(cf(&self.db, CF_RAFT_LOG), keys::log_index(from), keys::log_index(u64::MAX))
+        })
+        .await
+        .map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {

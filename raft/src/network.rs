@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{decode_message, encode_message};
+use crate::faults::{FROM_HEADER, Faults};
 use crate::snapshot::SnapshotFile;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
@@ -49,18 +50,22 @@ pub(crate) type Answer<T> = Result<T, String>;
 pub struct Network {
     client: reqwest::Client,
     secret: Option<Arc<str>>,
+    /// This node, named on every request.
+    from: Arc<str>,
+    faults: Arc<Faults>,
 }
 
 impl Network {
-    /// A network that authenticates with `secret` (a node without one can only be alone).
-    pub fn new(secret: Option<String>) -> Network {
+    /// A network for node `from` that authenticates with `secret` (a node without one can only
+    /// be alone), subject to injected `faults`.
+    pub fn new(secret: Option<String>, from: NodeId, faults: Arc<Faults>) -> Network {
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(1))
             .build()
             .unwrap_or_default();
-        Network { client, secret: secret.map(Arc::from) }
+        Network { client, secret: secret.map(Arc::from), from: from.to_string().into(), faults }
     }
 }
 
@@ -70,6 +75,8 @@ pub struct PeerConnection {
     base: String,
     client: reqwest::Client,
     secret: Option<Arc<str>>,
+    from: Arc<str>,
+    faults: Arc<Faults>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -78,13 +85,21 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
         let addr = node.addr.trim_end_matches('/');
         let base = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-        PeerConnection { target, base, client: self.client.clone(), secret: self.secret.clone() }
+        PeerConnection {
+            target,
+            base,
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+            from: self.from.clone(),
+            faults: self.faults.clone(),
+        }
     }
 }
 
 impl PeerConnection {
     fn request(&self, path: &str, ttl: Duration) -> reqwest::RequestBuilder {
-        let mut request = self.client.post(format!("{}{path}", self.base)).timeout(ttl);
+        let mut request =
+            self.client.post(format!("{}{path}", self.base)).timeout(ttl).header(FROM_HEADER, self.from.as_ref());
         if let Some(secret) = &self.secret {
             request = request.header(SECRET_HEADER, secret.as_ref());
         }
@@ -97,6 +112,7 @@ impl PeerConnection {
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
+        self.reachable()?;
         let response = self
             .request(path, option.hard_ttl())
             .body(encode_message(req))
@@ -125,6 +141,17 @@ impl PeerConnection {
                 Err(RPCError::Network(NetworkError::from_string(format!("node {}: bad answer: {e}", self.target))))
             }
         }
+    }
+
+    /// Fails as an unreachable peer would while fault injection cuts this node off from it.
+    fn reachable(&self) -> Result<(), RPCError<TypeConfig>> {
+        if self.faults.is_cut_off(self.target) {
+            return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                "node {} is cut off (fault injection)",
+                self.target
+            ))));
+        }
+        Ok(())
     }
 
     /// A connection that cannot be made means the node is down: back off. Anything else
@@ -172,6 +199,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        self.reachable().map_err(|e| match e {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            other => StreamingError::Unreachable(Unreachable::from_string(other.to_string())),
+        })?;
         let header = encode_message(&(vote, snapshot.meta.clone()));
         let file = tokio::fs::File::open(&snapshot.snapshot.path)
             .await

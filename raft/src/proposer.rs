@@ -17,6 +17,11 @@
 //! less CPU per task; at half saturation the dispatch p99 was unchanged (docs/BENCHMARKS.md).
 //! With no limit entries carried 1.4 batches; with a limit of one, 9, but a poll's dispatch waited
 //! for an apply as well as an fsync.
+//!
+//! What waits is bounded by its senders, not by the channel: every batch comes from a workflow
+//! actor that waits for its reply before it decides again, so at most one batch per live actor
+//! waits, and live actors are capped (`max_live_actors`); requests beyond what the actors take
+//! are refused at their inboxes (429).
 
 use std::sync::Arc;
 

@@ -28,7 +28,7 @@ pub struct ReadView {
 impl ReadView {
     /// An execution with its tasks and definition.
     pub fn workflow(&self, id: &str) -> Result<Option<WorkflowState>, io::Error> {
-        if let Some(cached) = self.shared.inner.lock().cache.get(id) {
+        if let Some(cached) = self.shared.cache.lock().get(id) {
             return Ok(Some(cached.state.clone()));
         }
         Ok(self.shared.load_from_disk(id)?.map(|(state, _)| state))
@@ -185,7 +185,7 @@ impl ReadView {
 
     /// Index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
-        self.shared.inner.lock().applied.as_ref().map_or(0, |id| id.index)
+        self.shared.applied_index.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn get<T: Versioned>(&self, family: &str, key: &[u8]) -> Result<Option<T>, io::Error> {

@@ -43,6 +43,11 @@ pub struct ReplicaOptions {
     pub election_timeout: Duration,
     /// The secret nodes present to each other; without one a node talks to no peer.
     pub cluster_secret: Option<String>,
+    /// Below this many bytes free in the data directory the node refuses writes
+    /// ([`crate::disk`]).
+    pub min_free_disk_bytes: u64,
+    /// Whether tests may inject faults into this node ([`crate::faults`]).
+    pub fault_injection: bool,
 }
 
 impl ReplicaOptions {
@@ -57,9 +62,14 @@ impl ReplicaOptions {
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             cluster_secret: None,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            fault_injection: false,
         }
     }
 }
+
+/// Free space a node keeps in reserve by default: writes stop below it.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 256 << 20;
 
 /// Why the replica could not open.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +100,13 @@ pub enum ProposeError {
     /// The Raft node stopped.
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// This node's disk is too full to take writes ([`crate::disk`]); the message says how full.
+    #[error("{0}")]
+    DiskFull(String),
+    /// This node leads, but has not heard from a majority of the group within its lease: it may
+    /// be cut off, and another node may be leading. Retry (another node may be elected).
+    #[error("this node leads but has not heard from a majority of the cluster within its lease; retry shortly")]
+    LeaseExpired,
 }
 
 /// Where a node stands in its group.
@@ -106,6 +123,18 @@ pub struct Leadership {
     pub leader: Option<NodeId>,
     /// This node has applied everything the leader has told it is committed.
     pub caught_up: bool,
+    /// A leader that heard from a majority of its group within its lease (`election_timeout`
+    /// × 2), or leads a group of one. A leader without it may be cut off from the others while
+    /// they elect another: it answers nothing that depends on being the only leader.
+    pub lease: bool,
+}
+
+impl Leadership {
+    /// This node may serve writes and leader-only reads now: it is the ready leader and holds
+    /// its lease.
+    pub fn serving(&self) -> bool {
+        self.ready && self.lease
+    }
 }
 
 /// The storage under a replica, before Raft runs on it.
@@ -132,14 +161,16 @@ impl Storage {
             .collect::<Result<Vec<_>, rocksdb::Error>>()
             .map_err(io_err)?;
         let db = Arc::new(DB::open_cf_descriptors(&db_options(&block_cache), &db_path, families).map_err(io_err)?);
+        let disk = crate::disk::DiskGuard::new(&options.data_dir, options.min_free_disk_bytes);
         let applied: Option<LogId> = get(&db, meta::APPLIED)?;
         let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
         let shared = Arc::new(Shared {
             db: db.clone(),
+            cache: Mutex::new(WorkflowCache::new(options.cache_capacity)),
+            applied_index: std::sync::atomic::AtomicU64::new(applied.as_ref().map_or(0, |id| id.index)),
             inner: Mutex::new(Inner {
                 applied,
                 membership,
-                cache: WorkflowCache::new(options.cache_capacity),
                 pending_keys: Default::default(),
                 count_deltas: Default::default(),
             }),
@@ -148,10 +179,11 @@ impl Storage {
             start_plans: Mutex::new(Default::default()),
             index_counts: Mutex::new(Default::default()),
             snapshot_dir: options.data_dir.join("snapshots"),
+            disk: disk.clone(),
         });
         crate::snapshot::resume_interrupted_install(&shared)?;
         shared.rebuild_indexes_if_missing()?;
-        let log_store = LogStore::new(db.clone())?;
+        let log_store = LogStore::new(db.clone(), disk)?;
         Ok(Storage { db, log_store, state_machine: StateMachine { shared: shared.clone() }, read: ReadView { shared } })
     }
 }
@@ -167,6 +199,37 @@ pub struct Replica {
     rpc: RpcServer,
     closed: Arc<Mutex<bool>>,
     proposer: Proposer,
+    disk: Arc<crate::disk::DiskGuard>,
+}
+
+/// A node whose disk runs low stops standing for election and, if it leads, hands leadership to
+/// the follower furthest along; once it has space again it stands again.
+fn on_disk_low(raft: &Raft, node_id: NodeId, low: bool) {
+    raft.runtime_config().elect(!low);
+    if !low {
+        return;
+    }
+    let m = raft.metrics().borrow_watched().clone();
+    if m.state != ServerState::Leader {
+        return;
+    }
+    let voters: std::collections::BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+    let best = m
+        .replication
+        .iter()
+        .flatten()
+        .filter(|(id, _)| **id != node_id && voters.contains(*id))
+        .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
+        .map(|(id, _)| *id);
+    if let Some(to) = best {
+        tracing::warn!(to, "the disk is low: handing leadership over");
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            if let Err(e) = raft.trigger().transfer_leader(to).await {
+                tracing::warn!(error = %e, "could not hand leadership over");
+            }
+        });
+    }
 }
 
 /// When to snapshot. A snapshot writes the whole state, so openraft's own policy (every N
@@ -297,13 +360,18 @@ impl Replica {
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: options.keep_after_snapshot,
             install_snapshot_timeout: 120_000,
+            // A node that cannot win an election (cut off from the others) asks first, without
+            // raising its term, so when it comes back it does not depose a healthy leader.
+            enable_pre_vote: Some(true),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| OpenError::Raft(e.to_string()))?);
         let Storage { db, log_store, state_machine, read } = storage;
         let shared = state_machine.shared.clone();
+        let disk = shared.disk.clone();
         let appended = log_store.appended_bytes();
-        let network = Network::new(options.cluster_secret.clone());
+        let faults = crate::faults::Faults::new(options.fault_injection);
+        let network = Network::new(options.cluster_secret.clone(), options.node_id, faults.clone());
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
@@ -311,6 +379,7 @@ impl Replica {
             raft: raft.clone(),
             secret: options.cluster_secret.as_deref().map(Arc::from),
             incoming_dir: options.data_dir.join("incoming"),
+            faults,
         };
         let closed = Arc::new(Mutex::new(false));
         tokio::spawn(snapshot_policy(
@@ -321,7 +390,11 @@ impl Replica {
             closed.clone(),
         ));
         let proposer = Proposer::start(raft.clone());
-        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed, proposer })
+        tokio::spawn(crate::disk::monitor(disk.clone(), closed.clone(), {
+            let raft = raft.clone();
+            move |low| on_disk_low(&raft, options.node_id, low)
+        }));
+        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed, proposer, disk })
     }
 
     /// Initializes the group with these members, unless it already is (restarts never do).
@@ -342,6 +415,9 @@ impl Replica {
     /// Proposes a change and waits until it is committed and applied here. Workflow batches
     /// proposed at about the same moment share an entry (`crate::proposer`).
     pub async fn propose(&self, request: Request) -> Result<Response, ProposeError> {
+        if self.disk.is_low() {
+            return Err(ProposeError::DiskFull(self.disk.refusal()));
+        }
         if let Request::Workflow(batch) = request {
             return self.proposer.propose(batch).await;
         }
@@ -366,9 +442,21 @@ impl Replica {
         self.node_id
     }
 
+    /// The data directory's free space.
+    pub fn disk(&self) -> &crate::disk::DiskGuard {
+        &self.disk
+    }
+
     /// Where this node stands, from the latest Raft metrics.
     pub fn leadership(&self) -> Leadership {
-        leadership_of(&self.raft.metrics().borrow_watched())
+        leadership_of(&self.raft.metrics().borrow_watched(), self.lease())
+    }
+
+    /// How long a leader's lease lasts after a majority last acknowledged it: openraft's
+    /// `election_timeout_max`. Followers refuse to vote for anyone else for that long after they
+    /// last heard from the leader, so no other leader can be elected while it holds.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.raft.config().election_timeout_max)
     }
 
     /// The server half of Raft RPC, for the API to mount.
@@ -487,7 +575,7 @@ impl Replica {
 
     /// A watch on this node's [`Leadership`].
     pub fn leadership_watch(&self) -> LeadershipWatch {
-        LeadershipWatch { metrics: self.raft.metrics() }
+        LeadershipWatch { metrics: self.raft.metrics(), lease: self.lease() }
     }
 
     /// Starts sending changes to `listener`, and returns every queue entry and timer as of the
@@ -583,6 +671,11 @@ pub(crate) fn write_error(
     e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>,
 ) -> ProposeError {
     match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f))
+            if f.reason == openraft::errors::ForwardReason::LeaseExpired =>
+        {
+            ProposeError::LeaseExpired
+        }
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: f.leader_id },
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ProposeError::Unknown,
         RaftError::APIError(other) => ProposeError::Rejected(other.to_string()),
@@ -644,22 +737,33 @@ pub struct FollowerStatus {
 pub struct LeadershipWatch {
     metrics:
         openraft::alias::WatchReceiverOf<crate::types::TypeConfig, openraft::RaftMetrics<crate::types::TypeConfig>>,
+    lease: Duration,
 }
 
 impl LeadershipWatch {
     /// Where the node stands now.
     pub fn current(&self) -> Leadership {
-        leadership_of(&self.metrics.borrow_watched())
+        leadership_of(&self.metrics.borrow_watched(), self.lease)
     }
 
-    /// Waits for the next change of Raft state; `false` once Raft has stopped.
+    /// Waits for the next change of Raft state, or for the lease this node holds now to run
+    /// out (no metric changes when acknowledgements stop coming); `false` once Raft has stopped.
     pub async fn changed(&mut self) -> bool {
-        self.metrics.changed().await.is_ok()
+        let expires = {
+            let m = self.metrics.borrow_watched();
+            lease_expires(&m, self.lease).filter(|_| leadership_of(&m, self.lease).lease)
+        };
+        let Some(at) = expires else { return self.metrics.changed().await.is_ok() };
+        let left = at - <RaftInstant as openraft::Instant>::now();
+        tokio::select! {
+            changed = self.metrics.changed() => changed.is_ok(),
+            _ = tokio::time::sleep(left + Duration::from_millis(1)) => true,
+        }
     }
 }
 
 /// Computes [`Leadership`] from Raft metrics.
-pub fn leadership_of(m: &openraft::RaftMetrics<crate::types::TypeConfig>) -> Leadership {
+pub fn leadership_of(m: &openraft::RaftMetrics<crate::types::TypeConfig>, lease: Duration) -> Leadership {
     let is_leader = m.state == ServerState::Leader && m.running_state.is_ok();
     let applied_own_term = m.last_applied.as_ref().is_some_and(|id| id.leader_id.term == m.current_term);
     let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
@@ -670,7 +774,22 @@ pub fn leadership_of(m: &openraft::RaftMetrics<crate::types::TypeConfig>) -> Lea
         term: m.current_term,
         leader: m.current_leader,
         caught_up: m.current_leader.is_some() && applied >= committed,
+        lease: is_leader && lease_expires(m, lease).is_none_or(|at| <RaftInstant as openraft::Instant>::now() < at),
     }
+}
+
+/// openraft's clock, in which its metrics' times are.
+type RaftInstant = openraft::alias::InstantOf<crate::types::TypeConfig>;
+
+/// When a leader's lease ends: its last acknowledgement from a majority plus the lease. `None`
+/// for a leader that is a majority by itself (its lease never ends) and for a non-leader.
+fn lease_expires(m: &openraft::RaftMetrics<crate::types::TypeConfig>, lease: Duration) -> Option<RaftInstant> {
+    if m.state != ServerState::Leader || m.membership_config.membership().voter_ids().count() <= 1 {
+        return None;
+    }
+    // Never acknowledged yet: expired since the start.
+    let acked = m.last_quorum_acked.as_ref().map_or_else(<RaftInstant as openraft::Instant>::now, |t| **t);
+    Some(acked + lease)
 }
 
 fn get<T: crate::codec::Versioned>(db: &DB, key: &[u8]) -> Result<Option<T>, io::Error> {

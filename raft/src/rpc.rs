@@ -23,6 +23,7 @@ pub struct RpcServer {
     pub(crate) raft: Raft,
     pub(crate) secret: Option<Arc<str>>,
     pub(crate) incoming_dir: PathBuf,
+    pub(crate) faults: Arc<crate::faults::Faults>,
 }
 
 fn answer<T: Serialize>(a: Answer<T>) -> Vec<u8> {
@@ -30,6 +31,16 @@ fn answer<T: Serialize>(a: Answer<T>) -> Vec<u8> {
 }
 
 impl RpcServer {
+    /// Faults injected into this node.
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.faults
+    }
+
+    /// Whether this node has a cluster secret.
+    pub fn has_secret(&self) -> bool {
+        self.secret.is_some()
+    }
+
     /// Whether a request carrying this secret may talk Raft to this node. A node configured
     /// without a secret accepts no peer at all.
     pub fn authorized(&self, presented: Option<&[u8]>) -> bool {

@@ -189,8 +189,11 @@ impl ReadView {
             return Ok(Some(sum(counts)));
         }
         // Apply holds `inner` from its first write to adding its counts: with it held, the rows
-        // are exactly what the counts must say.
-        let mut inner = self.shared.inner.lock();
+        // are exactly what the counts must say. An apply that holds it long (waiting for disk
+        // space) makes this search count by scanning instead of waiting.
+        let Some(mut inner) = self.shared.inner.try_lock_for(std::time::Duration::from_millis(100)) else {
+            return Ok(None);
+        };
         let mut state = self.shared.index_counts.lock();
         if state.0.is_none() {
             state.0 = Some(self.count_index_rows()?);

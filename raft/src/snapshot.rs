@@ -305,8 +305,9 @@ fn load(shared: &Shared, path: &Path, meta: &SnapshotMeta) -> Result<(), io::Err
     opts.set_sync(true);
     db.write_opt(wb, &opts).map_err(io_err)?;
     inner.applied = meta.last_log_id;
+    shared.applied_index.store(meta.last_log_id.map_or(0, |id| id.index), std::sync::atomic::Ordering::Release);
     inner.membership = meta.last_membership.clone();
-    inner.cache.clear();
+    shared.cache.lock().clear();
     inner.count_deltas = None;
     shared.index_counts.lock().0 = None;
     shared.plans.lock().clear();

@@ -82,6 +82,14 @@ pub trait ApplyListener: Send + Sync {
     fn applied(&self, changes: &Changes);
 }
 
+/// The answer to an entry whose payload does not parse: the same on every replica, and nothing
+/// written.
+pub(crate) fn rejected(what: &str, error: serde_json::Error) -> Response {
+    tracing::warn!(%error, "refused to apply {what}: it does not parse");
+    metrics::counter!(crate::APPLY_REJECTED).increment(1);
+    Response::Rejected(format!("{what} could not be applied: {error}"))
+}
+
 /// A response to send once the group's write is done, and where to send it.
 type Reply = (Option<openraft::storage::ApplyResponder<TypeConfig>>, Response);
 
@@ -89,6 +97,11 @@ type Reply = (Option<openraft::storage::ApplyResponder<TypeConfig>>, Response);
 pub(crate) struct Shared {
     pub db: Arc<DB>,
     pub inner: Mutex<Inner>,
+    /// Recently applied executions. Apply changes it with `inner` held; readers take only this
+    /// lock, briefly, so a read never waits for an apply (which may be waiting for disk space).
+    pub cache: Mutex<WorkflowCache>,
+    /// The index of the last entry applied, for readers that must not wait on `inner`.
+    pub applied_index: std::sync::atomic::AtomicU64,
     pub listener: RwLock<Option<Arc<dyn ApplyListener>>>,
     pub plans: Mutex<HashMap<[u8; 32], Arc<Plan>>>,
     /// Plans of the stored definitions that starts use, by name and version asked for.
@@ -96,6 +109,8 @@ pub(crate) struct Shared {
     /// Sizes of the counted search index prefixes. Locked after `inner` when both are.
     pub index_counts: Mutex<IndexCounts>,
     pub snapshot_dir: PathBuf,
+    /// The data directory's free space; writes wait out a full disk.
+    pub disk: Arc<crate::disk::DiskGuard>,
 }
 
 /// Compiled plans of stored definitions, as starts ask for them (`None`: the latest version),
@@ -119,7 +134,6 @@ impl StartPlans {
 pub(crate) struct Inner {
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
-    pub cache: WorkflowCache,
     /// Idempotency keys taken by this apply group and not written to disk yet.
     pub pending_keys: HashMap<Vec<u8>, String>,
     /// How this apply group changes the counted `wf_index` prefixes' sizes; added to
@@ -327,11 +341,14 @@ impl Shared {
         if let Some(applied) = &inner.applied {
             wb.put_cf(cf(&self.db, keys::CF_SM_META), meta::APPLIED, encode(applied));
         }
-        crate::write_state(&self.db, wb)?;
+        crate::write_state(&self.db, &self.disk, wb)?;
+        if let Some(applied) = &inner.applied {
+            self.applied_index.store(applied.index, std::sync::atomic::Ordering::Release);
+        }
         if let Some(deltas) = inner.count_deltas.as_mut().filter(|d| !d.is_empty()) {
             self.index_counts.lock().add(deltas);
         }
-        inner.cache.trim();
+        self.cache.lock().trim();
         if !changes.is_empty()
             && let Some(listener) = self.listener.read().as_ref()
         {
@@ -361,14 +378,20 @@ impl Shared {
             Request::RemoveWorkflow { workflow_id } => self.apply_remove(inner, wb, changes, &workflow_id),
             Request::PutSchedule { schedule } => {
                 use overture_core::schedule::WorkflowSchedule;
-                crate::write_state(&self.db, std::mem::take(wb))?;
-                let mut parsed: WorkflowSchedule = schedule.parse().map_err(io_err)?;
+                let mut parsed: WorkflowSchedule = match schedule.parse() {
+                    Ok(parsed) => parsed,
+                    Err(e) => return Ok(rejected("the schedule", e)),
+                };
+                crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
                 let key = parsed.name.clone().into_bytes();
                 // A schedule never fires twice for one time: whatever the new definition says, it
                 // keeps its last fire and moves its next one past it.
-                if let Some(bytes) = self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), &key).map_err(io_err)? {
-                    let existing: WorkflowSchedule =
-                        decode::<JsonBytes>(&bytes).map_err(io_err)?.parse().map_err(io_err)?;
+                let stored = self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), &key).map_err(io_err)?;
+                if let Some(bytes) = stored {
+                    let existing: WorkflowSchedule = match decode::<JsonBytes>(&bytes).map_err(io_err)?.parse() {
+                        Ok(existing) => existing,
+                        Err(e) => return Ok(rejected("the stored schedule", e)),
+                    };
                     parsed.last_run_time = existing.last_run_time.max(parsed.last_run_time);
                     if let (Some(last), Some(next)) = (parsed.last_run_time, parsed.next_run_time)
                         && next <= last
@@ -380,7 +403,7 @@ impl Shared {
                 Ok(Response::Ok)
             }
             Request::DeleteSchedule { name } => {
-                crate::write_state(&self.db, std::mem::take(wb))?;
+                crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
                 if self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), name.as_bytes()).map_err(io_err)?.is_none() {
                     return Ok(Response::NotFound(format!("Schedule {name} not found")));
                 }
@@ -404,7 +427,7 @@ impl Shared {
                             && h.end_time <= ended_before
                             && rows::workflow_timers(state).is_empty()
                     };
-                    let cached = inner.cache.take(&id).map(|c| (c.state, c.def_hash));
+                    let cached = self.cache.lock().take(&id).map(|c| (c.state, c.def_hash));
                     let from_cache = cached.is_some();
                     let Some((state, def_hash)) = cached.map_or_else(|| self.load_from_disk(&id), |c| Ok(Some(c)))?
                     else {
@@ -414,7 +437,7 @@ impl Shared {
                         self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
                         count += 1;
                     } else if from_cache {
-                        inner.cache.put(state, def_hash);
+                        self.cache.lock().put(state, def_hash);
                     }
                 }
                 Ok(Response::Purged { count })
@@ -422,8 +445,8 @@ impl Shared {
             other => {
                 // Definition changes read what is stored; write out what this group has pending
                 // first so they see it.
-                crate::write_state(&self.db, std::mem::take(wb))?;
-                let response = crate::defs::apply(&self.db, other);
+                crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
+                let response = crate::defs::apply(&self.db, &self.disk, other);
                 self.start_plans.lock().invalidate();
                 response
             }
@@ -487,12 +510,20 @@ impl Shared {
     ) -> Result<Response, io::Error> {
         use overture_core::schedule::{ScheduleExecution, WorkflowSchedule};
         // Read what earlier entries of this group wrote.
-        crate::write_state(&self.db, std::mem::take(wb))?;
+        crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
         let schedules = cf(&self.db, keys::CF_SCHEDULES);
         let Some(bytes) = self.db.get_cf(schedules, name.as_bytes()).map_err(io_err)? else {
             return Ok(Response::NotFound(format!("Schedule {name} not found")));
         };
-        let mut schedule: WorkflowSchedule = decode::<JsonBytes>(&bytes).map_err(io_err)?.parse().map_err(io_err)?;
+        let mut schedule: WorkflowSchedule = match decode::<JsonBytes>(&bytes).map_err(io_err)?.parse() {
+            Ok(schedule) => schedule,
+            Err(e) => return Ok(rejected("the stored schedule", e)),
+        };
+        // Everything the fire writes is read first, so a rejection writes nothing.
+        let record: Option<ScheduleExecution> = match execution.map(|e| e.parse()).transpose() {
+            Ok(record) => record,
+            Err(e) => return Ok(rejected("the schedule's execution record", e)),
+        };
         let fired_already = schedule.last_run_time.is_some_and(|last| scheduled_time <= last);
         if schedule.paused || schedule.next_run_time != Some(scheduled_time) || fired_already {
             return Ok(Response::Conflict(format!("Schedule {name} is not due at {scheduled_time}")));
@@ -500,8 +531,7 @@ impl Shared {
         schedule.next_run_time = next_run_time;
         schedule.last_run_time = Some(scheduled_time);
         wb.put_cf(schedules, name.as_bytes(), encode(&JsonBytes::of(&schedule)));
-        if let Some(execution) = execution {
-            let mut record: ScheduleExecution = execution.parse().map_err(io_err)?;
+        if let Some(mut record) = record {
             if let Some(batch) = start {
                 match self.apply_workflow(inner, wb, changes, batch)? {
                     Response::Applied { .. } => {}
@@ -537,7 +567,7 @@ impl Shared {
         changes: &mut Changes,
         id: &str,
     ) -> Result<Response, io::Error> {
-        let current = match inner.cache.take(id) {
+        let current = match self.cache.lock().take(id) {
             Some(c) => Some(c.state),
             None => self.load_from_disk(id)?.map(|(state, _)| state),
         };
@@ -599,14 +629,14 @@ impl Shared {
         batch: WorkflowBatch,
     ) -> Result<Response, io::Error> {
         let id = batch.workflow_id.as_str();
-        let current = match inner.cache.take(id) {
+        let current = match self.cache.lock().take(id) {
             Some(c) => Some((c.state, c.def_hash)),
             None => self.load_from_disk(id)?,
         };
         let current_revision = current.as_ref().map_or(0, |(s, _)| s.header.revision);
         if current_revision != batch.expected_revision || batch.events.is_empty() {
             if let Some((state, hash)) = current {
-                inner.cache.put(state, hash);
+                self.cache.lock().put(state, hash);
             }
             return Ok(if current_revision == batch.expected_revision {
                 Response::Applied { revision: current_revision }
@@ -749,7 +779,7 @@ impl Shared {
         wb.put_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes(), encode(&row));
         let revision = state.header.revision;
         if !state.header.status.is_terminal() {
-            inner.cache.put(state, def_hash);
+            self.cache.lock().put(state, def_hash);
         }
         Ok(Response::Applied { revision })
     }

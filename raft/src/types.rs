@@ -168,6 +168,9 @@ pub enum Response {
     },
     /// One response per batch of a [`Request::Workflows`] entry, in its order.
     Many(Vec<Response>),
+    /// The entry's content could not be applied (a payload that does not parse): nothing was
+    /// written, on any replica. Only storage failures stop a replica; content never does.
+    Rejected(String),
 }
 
 impl std::fmt::Display for Request {

@@ -33,7 +33,7 @@ async fn open(dir: &std::path::Path, snapshot_every: u64) -> Replica {
     replica
         .raft()
         .wait(Some(Duration::from_secs(10)))
-        .metrics(|m| leadership_of(m).ready, "leader and ready")
+        .metrics(|m| leadership_of(m, Duration::from_secs(1)).ready, "leader and ready")
         .await
         .expect("becomes a ready leader");
     replica
@@ -272,6 +272,36 @@ async fn definitions_conflict_and_not_found_are_values() {
     assert_eq!(r, Response::NotFound("No such taskType found by name: nope".into()));
     let r = replica.propose(Request::DeleteWorkflowDef { name: "w".into(), version: 9 }).await.expect("ok");
     assert!(matches!(r, Response::NotFound(_)));
+    replica.shutdown().await;
+}
+
+/// An entry whose payload does not parse is answered with a rejection and writes nothing; the
+/// replica goes on applying what follows. (It used to become a storage error, which stops
+/// openraft for good on every replica at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparseable_payloads_are_rejected_and_apply_goes_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = open(dir.path(), 100_000).await;
+    let good = JsonBytes::of(&TaskDef::with_defaults("good"));
+    let cut_off = JsonBytes(br#"{"name": "cut"#.to_vec());
+    let (_, digest_before) = replica.digest().expect("digest");
+    for request in [
+        Request::PutTaskDefs { defs: vec![good.clone(), cut_off.clone()] },
+        Request::UpdateTaskDef { def: cut_off.clone(), time: 1 },
+        Request::PutWorkflowDefs { defs: vec![cut_off.clone()], overwrite: true, time: 1 },
+        Request::PutEventHandler { handler: cut_off.clone(), create: true },
+        Request::PutSchedule { schedule: JsonBytes(b"[1, 2".to_vec()) },
+    ] {
+        let what = request.to_string();
+        let r = replica.propose(request).await.expect("committed");
+        assert!(matches!(&r, Response::Rejected(m) if m.contains("could not be applied")), "{what}: {r:?}");
+    }
+    assert_eq!(replica.read().task_def("good").expect("read"), None, "a rejected request writes nothing");
+    let (_, digest_after) = replica.digest().expect("digest");
+    assert_eq!(digest_before, digest_after, "nothing but the applied index changed");
+    assert!(replica.is_running(), "Raft still runs");
+    assert_eq!(replica.propose(Request::PutTaskDefs { defs: vec![good] }).await.expect("ok"), Response::Ok);
+    assert!(replica.read().task_def("good").expect("read").is_some(), "what follows applies");
     replica.shutdown().await;
 }
 

@@ -4,6 +4,8 @@
 //! workflow status) with deadlines, never on fixed sleeps; every process is killed when its
 //! handle drops.
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -193,3 +193,49 @@ async fn the_dashboard_queries_metrics_the_nodes_export() {
         }
     }
 }
+
+/// Runs `have_libclang` from `deploy/lib.sh` against a fake library layout under `root` and a
+/// fake `ldconfig -p` printing `ldconfig`: whether the set-up scripts would see libclang there.
+fn sees_libclang(root: &Path, ldconfig: &str) -> bool {
+    let fake_ldconfig = root.join("fake-ldconfig");
+    std::fs::write(&fake_ldconfig, format!("#!/bin/sh\nprintf '%s\\n' '{ldconfig}'\n")).expect("script written");
+    let status = Command::new("chmod").arg("+x").arg(&fake_ldconfig).status().expect("chmod");
+    assert!(status.success());
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && have_libclang", deploy().join("lib.sh").display()))
+        .env("OVERTURE_SYSROOT", root)
+        .env("OVERTURE_LDCONFIG", &fake_ldconfig)
+        .env_remove("LIBCLANG_PATH")
+        .output()
+        .expect("bash runs");
+    out.status.success()
+}
+
+/// The set-up scripts install libclang-dev unless the C library bindgen loads is there. Debian's
+/// LLVM packages bring `libclang-cpp.so.N`, a different library: a fresh machine with only that
+/// must still get libclang installed (a build without it fails in librocksdb-sys).
+#[test]
+fn the_setup_scripts_tell_libclang_from_libclang_cpp() {
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path();
+    let llvm = root.join("usr/lib/llvm-14/lib");
+    let multiarch = root.join("usr/lib/x86_64-linux-gnu");
+    std::fs::create_dir_all(&llvm).expect("dirs");
+    std::fs::create_dir_all(&multiarch).expect("dirs");
+    std::fs::write(llvm.join("libclang-cpp.so.14"), b"").expect("file");
+    std::fs::write(multiarch.join("libclang-cpp.so.14"), b"").expect("file");
+    let cpp_only = "\tlibclang-cpp.so.14 (libc6,x86-64) => /lib/x86_64-linux-gnu/libclang-cpp.so.14";
+    assert!(!sees_libclang(root, cpp_only), "libclang-cpp is not libclang");
+    assert!(!sees_libclang(root, ""), "nothing installed");
+
+    // What libclang-dev installs, in each place bindgen looks.
+    std::fs::write(llvm.join("libclang-14.so.1"), b"").expect("file");
+    assert!(sees_libclang(root, cpp_only), "LLVM's own directory");
+    std::fs::remove_file(llvm.join("libclang-14.so.1")).expect("removed");
+    std::fs::write(multiarch.join("libclang.so.1"), b"").expect("file");
+    assert!(sees_libclang(root, cpp_only), "the multiarch directory");
+    std::fs::remove_file(multiarch.join("libclang.so.1")).expect("removed");
+    let known = "\tlibclang-14.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libclang-14.so.1";
+    assert!(sees_libclang(root, known), "known to the dynamic linker");
+}

@@ -466,7 +466,7 @@ async fn metrics_and_health_are_served() {
     let text = send(c.get(format!("{}/metrics", node.url))).await.text;
     for needle in [
         "workflow_running{workflowName=\"two_steps\"} 1",
-        "workflow_start_error_total{workflowName=\"no_such_flow\"} 1",
+        "workflow_start_error_total{workflowName=\"_unknown\"} 1",
         "task_execution_seconds_count{taskType=\"step_a\",status=\"COMPLETED\"} 1",
         "workflow_execution_seconds_count{workflowName=\"two_steps\",status=\"COMPLETED\"} 1",
         "workflow_start_success_total{workflowName=\"two_steps\"} 2",

@@ -18,19 +18,52 @@ pub trait IdSource {
     fn next_id(&mut self) -> String;
 }
 
+/// Why a script (JavaScript or jq) gave no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptError {
+    /// It failed: a syntax error, an exception, a query error. Its task fails; retries apply.
+    Failed(String),
+    /// It hit a limit (time, memory, stack): it would again, so its task fails for good
+    /// (`FAILED_WITH_TERMINAL_ERROR`).
+    Limit(String),
+}
+
+impl ScriptError {
+    /// What went wrong, for a task's reason.
+    pub fn message(&self) -> &str {
+        match self {
+            ScriptError::Failed(m) | ScriptError::Limit(m) => m,
+        }
+    }
+
+    /// The status a task that ran the script gets: `failed` for a failure, terminal for a limit.
+    pub fn task_status(&self, failed: crate::TaskStatus) -> crate::TaskStatus {
+        match self {
+            ScriptError::Failed(_) => failed,
+            ScriptError::Limit(_) => crate::TaskStatus::FailedWithTerminalError,
+        }
+    }
+}
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
 /// What a decision may consult besides the state: script engines and the registered task
 /// definitions. Whatever it answers is recorded in the events (a SWITCH's chosen case, an INLINE
 /// task's result, a DYNAMIC task's definition), so replaying them never asks again.
 pub trait Environment {
     /// Evaluates JavaScript with `$` bound to `input`; the completion value is the result.
-    fn javascript(&self, script: &str, input: &Value) -> Result<Value, String> {
+    fn javascript(&self, script: &str, input: &Value) -> Result<Value, ScriptError> {
         let _ = (script, input);
-        Err("JavaScript evaluation is not available".to_owned())
+        Err(ScriptError::Failed("JavaScript evaluation is not available".to_owned()))
     }
     /// Runs a jq query on `input`; every output value.
-    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, String> {
+    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, ScriptError> {
         let _ = (query, input);
-        Err("jq evaluation is not available".to_owned())
+        Err(ScriptError::Failed("jq evaluation is not available".to_owned()))
     }
     /// The registered task definition with this name.
     fn task_def(&self, name: &str) -> Option<TaskDef> {

@@ -332,7 +332,8 @@ impl Decider<'_, '_> {
             )));
         }
         let kind = node.kind.clone();
-        let mut task = self.new_task(&node.task, &kind, 0, None);
+        // The skipped task's input is the one given; whatever its parameters resolve to is unused.
+        let (mut task, _) = self.new_task(&node.task, &kind, 0, None);
         let now = self.ctx.now;
         task.status = TaskStatus::Skipped;
         task.input = input;
@@ -822,15 +823,24 @@ impl Decider<'_, '_> {
                 None => Ok(items.is_some()),
                 Some(condition) => {
                     let scope = Scope { state: self.state, task_id: Some(&dw.task_id) };
-                    let mut input = resolve_object(&node.task.input_parameters, &scope);
-                    // The loop's own output, with every iteration's outputs only if the condition
-                    // can read them (copying them all each iteration would make a long loop slow).
-                    let own = if condition_sees_iterations { full() } else { output.clone() };
-                    input.insert(node.task.task_reference_name.clone(), Value::Object(own));
-                    for (k, v) in latest_by_ref {
-                        input.insert(k, v);
+                    match resolve_object(&node.task.input_parameters, &scope) {
+                        Err(e) => Err(format!("the loop's input {e}")),
+                        Ok(mut input) => {
+                            // The loop's own output, with every iteration's outputs only if the
+                            // condition can read them (copying them all each iteration would make
+                            // a long loop slow).
+                            let own = if condition_sees_iterations { full() } else { output.clone() };
+                            input.insert(node.task.task_reference_name.clone(), Value::Object(own));
+                            for (k, v) in latest_by_ref {
+                                input.insert(k, v);
+                            }
+                            self.ctx
+                                .env
+                                .javascript(condition, &Value::Object(input))
+                                .map(|v| system::truthy(&v))
+                                .map_err(|e| e.to_string())
+                        }
                     }
-                    self.ctx.env.javascript(condition, &Value::Object(input)).map(|v| system::truthy(&v))
                 }
             }
         };
@@ -974,13 +984,15 @@ impl Decider<'_, '_> {
             // once, when it is created.
             let scope = Scope { state: self.state, task_id: None };
             let param = node.task.dynamic_task_name_param.as_deref().unwrap_or("taskToExecute");
-            let name = node
-                .task
-                .input_parameters
-                .get(param)
-                .map(|v| crate::expr::resolve_value(v, &scope))
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let name = match node.task.input_parameters.get(param).map(|v| crate::expr::resolve_value(v, &scope)) {
+                Some(Err(e)) => {
+                    let reason = format!("The name of the dynamic task {} {e}", node.task.task_reference_name);
+                    self.end(WorkflowStatus::Failed, Some(reason));
+                    return;
+                }
+                Some(Ok(v)) => v.as_str().map(str::to_owned).unwrap_or_default(),
+                None => String::new(),
+            };
             let def = (!name.is_empty()).then(|| self.ctx.env.task_def(&name)).flatten();
             let Some(def) = def else {
                 let reason = format!("Invalid task specified. Cannot find task by name {name} in the task definitions");
@@ -1051,13 +1063,15 @@ impl Decider<'_, '_> {
             self.end(WorkflowStatus::Failed, Some(reason));
             return;
         }
-        let mut task = self.new_task(wt, &kind, iteration, retry);
+        let (mut task, input_error) = self.new_task(wt, &kind, iteration, retry);
         if keep_workflow_task {
             task.workflow_task = Some(Box::new(wt.clone()));
         }
         let now = self.ctx.now;
         let mut variables: Option<Object> = None;
         let outcome: Option<(TaskStatus, Object, Option<String>)> = match &kind {
+            // Its input could not be resolved: it fails before it runs, whatever it is.
+            _ if input_error.is_some() => Some((TaskStatus::FailedWithTerminalError, Object::new(), input_error)),
             TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic => None,
             // Queued for the leader's executor.
             TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http | TaskKind::Event => None,
@@ -1120,20 +1134,25 @@ impl Decider<'_, '_> {
                 if let Some(expr) = wt.items.as_deref() {
                     let scope = Scope { state: self.state, task_id: None };
                     let items = match crate::expr::resolve_value(&Value::String(expr.to_owned()), &scope) {
-                        Value::Array(items) => items,
-                        Value::Null => Vec::new(),
-                        other => vec![other],
+                        Ok(Value::Array(items)) => Ok(items),
+                        Ok(Value::Null) => Ok(Vec::new()),
+                        Ok(other) => Ok(vec![other]),
+                        Err(e) => Err(format!("The loop's items {e}")),
                     };
-                    if items.is_empty() {
-                        task.iteration = 0;
-                        task.output.insert("iteration".to_owned(), Value::from(0));
-                        task.input.insert("_items".to_owned(), Value::Array(items));
-                        Some((TaskStatus::Completed, task.output.clone(), None))
-                    } else {
-                        task.output.insert("loopIndex".to_owned(), Value::from(0));
-                        task.output.insert("loopItem".to_owned(), items[0].clone());
-                        task.input.insert("_items".to_owned(), Value::Array(items));
-                        None
+                    match items {
+                        Err(reason) => Some((TaskStatus::FailedWithTerminalError, Object::new(), Some(reason))),
+                        Ok(items) if items.is_empty() => {
+                            task.iteration = 0;
+                            task.output.insert("iteration".to_owned(), Value::from(0));
+                            task.input.insert("_items".to_owned(), Value::Array(items));
+                            Some((TaskStatus::Completed, task.output.clone(), None))
+                        }
+                        Ok(items) => {
+                            task.output.insert("loopIndex".to_owned(), Value::from(0));
+                            task.output.insert("loopItem".to_owned(), items[0].clone());
+                            task.input.insert("_items".to_owned(), Value::Array(items));
+                            None
+                        }
                     }
                 } else {
                     None
@@ -1270,7 +1289,7 @@ impl Decider<'_, '_> {
         kind: &TaskKind,
         iteration: i32,
         retry: Option<(&TaskState, i64)>,
-    ) -> TaskState {
+    ) -> (TaskState, Option<String>) {
         let def = wt.task_definition.as_ref();
         let task_id = self.ctx.ids.next_id();
         let now = self.ctx.now;
@@ -1283,7 +1302,10 @@ impl Decider<'_, '_> {
             }
         }
         let scope = Scope { state: self.state, task_id: Some(&task_id) };
-        let mut input = resolve_object(&params, &scope);
+        let (mut input, mut input_error) = match resolve_object(&params, &scope) {
+            Ok(input) => (input, None),
+            Err(e) => (Object::new(), Some(format!("The task's input {e} once its expressions are resolved"))),
+        };
         if let Some(def) = def.filter(|_| worker) {
             for (k, v) in &def.input_template {
                 if input.get(k).is_none_or(|x| x.is_null()) {
@@ -1311,8 +1333,10 @@ impl Decider<'_, '_> {
         } else {
             None
         };
-        if *kind == TaskKind::SubWorkflow {
-            sub_workflow_input(wt, &mut input, &scope);
+        if *kind == TaskKind::SubWorkflow
+            && let Err(e) = sub_workflow_input(wt, &mut input, &scope)
+        {
+            input_error.get_or_insert(format!("The task's subWorkflowParam {e} once its expressions are resolved"));
         }
         if *kind == TaskKind::Event {
             input.insert("sink".to_owned(), wt.sink.clone().map_or(Value::Null, Value::String));
@@ -1330,7 +1354,7 @@ impl Decider<'_, '_> {
             None if kind.is_executed_by_leader() => EXECUTOR_RESPONSE_TIMEOUT_SECONDS,
             None => 0,
         };
-        TaskState {
+        let task = TaskState {
             task_id,
             seq: self.state.tasks.len() as u32 + 1,
             reference_task_name: with_iteration(&wt.task_reference_name, iteration),
@@ -1374,7 +1398,8 @@ impl Decider<'_, '_> {
                 }
                 _ => 0,
             },
-        }
+        };
+        (task, input_error)
     }
 
     /// Ends the workflow: cancels what is still open, computes the output, records the outcome.
@@ -1391,7 +1416,13 @@ impl Decider<'_, '_> {
                 self.emit(Event::TaskStatusChanged { seq, status: TaskStatus::Canceled, reason: None, time });
             }
         }
-        let output = output.unwrap_or_else(|| self.workflow_output());
+        let (status, reason, output) = match output.map_or_else(|| self.workflow_output(), Ok) {
+            Ok(output) => (status, reason, output),
+            Err(e) => {
+                let why = format!("The workflow's output {e} once its expressions are resolved");
+                (WorkflowStatus::Failed, Some(reason.map_or(why.clone(), |r| format!("{r}; {why}"))), Object::new())
+            }
+        };
         let mut failed_refs: Vec<String> = Vec::new();
         let mut failed_names: Vec<String> = Vec::new();
         for t in &self.state.tasks {
@@ -1420,10 +1451,10 @@ impl Decider<'_, '_> {
     }
 
     /// `outputParameters` resolved, or the last task's output when there are none.
-    fn workflow_output(&self) -> Object {
+    fn workflow_output(&self) -> Result<Object, crate::payload::Exceeded> {
         let params = &self.state.plan.def.output_parameters;
         if params.is_empty() {
-            return self.state.tasks.last().map(|t| t.output.clone()).unwrap_or_default();
+            return Ok(self.state.tasks.last().map(|t| t.output.clone()).unwrap_or_default());
         }
         let scope = Scope { state: self.state, task_id: None };
         resolve_object(params, &scope)
@@ -1451,8 +1482,13 @@ fn domain_for(
 
 /// A SUB_WORKFLOW task's input: its resolved `inputParameters` (the child's input, also as
 /// `workflowInput`) and its resolved `subWorkflowParam` spelled out as Conductor does.
-fn sub_workflow_input(wt: &WorkflowTask, input: &mut Object, scope: &Scope<'_>) {
-    let param = wt.sub_workflow_param.as_ref().map(|p| crate::expr::resolve_value(p, scope)).unwrap_or(Value::Null);
+fn sub_workflow_input(
+    wt: &WorkflowTask,
+    input: &mut Object,
+    scope: &Scope<'_>,
+) -> Result<(), crate::payload::Exceeded> {
+    let param = wt.sub_workflow_param.as_ref().map(|p| crate::expr::resolve_value(p, scope)).transpose()?;
+    let param = param.unwrap_or(Value::Null);
     let field = |k: &str| param.get(k).cloned().unwrap_or(Value::Null);
     let workflow_input = Value::Object(input.clone());
     input.insert("subWorkflowName".to_owned(), field("name"));
@@ -1463,6 +1499,7 @@ fn sub_workflow_input(wt: &WorkflowTask, input: &mut Object, scope: &Scope<'_>) 
     input.insert("idempotencyKey".to_owned(), field("idempotencyKey"));
     input.insert("idempotencyStrategy".to_owned(), field("idempotencyStrategy"));
     input.insert("workflowInput".to_owned(), workflow_input);
+    Ok(())
 }
 
 /// A literal value as an input parameter: `${` becomes `$${`, so resolution gives it back as is.

@@ -243,7 +243,7 @@ pub struct WorkflowDef {
     #[serde(default = "d_one", deserialize_with = "null_as_default")]
     #[allow(missing_docs)]
     pub version: i32,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "top_level_tasks")]
     #[allow(missing_docs)]
     pub tasks: Vec<WorkflowTask>,
     /// Documentation only.
@@ -350,7 +350,7 @@ pub struct WorkflowTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub script_expression: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "nested_cases")]
     #[allow(missing_docs)]
     pub decision_cases: BTreeMap<String, Vec<WorkflowTask>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,10 +362,10 @@ pub struct WorkflowTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub dynamic_fork_tasks_input_param_name: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "nested_list")]
     #[allow(missing_docs)]
     pub default_case: Vec<WorkflowTask>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "nested_branches")]
     #[allow(missing_docs)]
     pub fork_tasks: Vec<Vec<WorkflowTask>>,
     /// Seconds before the first poll may receive the task.
@@ -398,7 +398,7 @@ pub struct WorkflowTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub loop_condition: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "nested_list")]
     #[allow(missing_docs)]
     pub loop_over: Vec<WorkflowTask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -431,6 +431,113 @@ pub struct WorkflowTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub metadata: Option<Value>,
+}
+
+/// How deeply tasks may nest inside one another: a task in a SWITCH case, a FORK_JOIN branch or
+/// a DO_WHILE body is one level deeper than the task that holds it, and the definition's own
+/// tasks are at level 0. Reading a task is recursive and takes tens of kilobytes of stack per
+/// level in a debug build, so a definition nested deeper than this is refused while it is read,
+/// before it can overflow the stack. Real definitions nest a handful of levels.
+pub const MAX_TASK_NESTING: usize = 32;
+
+/// How many tasks one definition may hold, at every depth. A task takes over a kilobyte once
+/// read and again once planned, and `{}` is a task: an 8 MiB body of them would be gigabytes. So
+/// the count is checked while the definition is read, before that memory is taken.
+pub const MAX_TASKS: usize = 10_000;
+
+thread_local! {
+    /// How many nested tasks the deserializer on this thread is inside.
+    static TASK_NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Tasks read so far of the definition this thread is reading; `None` outside one.
+    static TASKS_READ: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Counts one more task of the definition being read, failing past [`MAX_TASKS`].
+fn count_task<E: serde::de::Error>() -> Result<(), E> {
+    let read = TASKS_READ.with(|n| {
+        let read = n.get().map(|c| c + 1);
+        n.set(read);
+        read
+    });
+    match read {
+        Some(read) if read > MAX_TASKS => {
+            Err(E::custom(format_args!("a workflow definition may hold at most {MAX_TASKS} tasks")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A task of a definition's own list, counted towards [`MAX_TASKS`].
+struct Counted(WorkflowTask);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        count_task()?;
+        WorkflowTask::deserialize(deserializer).map(Counted)
+    }
+}
+
+/// Reads a definition's `tasks` (`null` as none), counting every task at every depth within it
+/// towards [`MAX_TASKS`].
+fn top_level_tasks<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<WorkflowTask>, D::Error> {
+    /// Puts back the count of an enclosing read however this one ends.
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TASKS_READ.with(|n| n.set(self.0));
+        }
+    }
+    let _restore = Restore(TASKS_READ.with(|n| n.replace(Some(0))));
+    let tasks: Vec<Counted> = null_as_default(deserializer)?;
+    Ok(tasks.into_iter().map(|t| t.0).collect())
+}
+
+/// A task inside another task, read one nesting level deeper.
+struct Nested(WorkflowTask);
+
+impl<'de> Deserialize<'de> for Nested {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Leaves the level again however reading the task ends.
+        struct Level;
+        impl Drop for Level {
+            fn drop(&mut self) {
+                TASK_NESTING.with(|n| n.set(n.get().saturating_sub(1)));
+            }
+        }
+        let depth = TASK_NESTING.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        });
+        let _level = Level;
+        if depth > MAX_TASK_NESTING {
+            return Err(serde::de::Error::custom(format_args!("tasks nest deeper than {MAX_TASK_NESTING} levels")));
+        }
+        count_task()?;
+        WorkflowTask::deserialize(deserializer).map(Nested)
+    }
+}
+
+fn unwrap_nested(list: Vec<Nested>) -> Vec<WorkflowTask> {
+    list.into_iter().map(|n| n.0).collect()
+}
+
+/// Reads a list of child tasks (`null` as empty), within [`MAX_TASK_NESTING`].
+fn nested_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<WorkflowTask>, D::Error> {
+    null_as_default(deserializer).map(unwrap_nested)
+}
+
+/// Reads `decisionCases` (`null` as none), within [`MAX_TASK_NESTING`].
+fn nested_cases<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Vec<WorkflowTask>>, D::Error> {
+    let cases: BTreeMap<String, Vec<Nested>> = null_as_default(deserializer)?;
+    Ok(cases.into_iter().map(|(name, list)| (name, unwrap_nested(list))).collect())
+}
+
+/// Reads `forkTasks` (`null` as none), within [`MAX_TASK_NESTING`].
+fn nested_branches<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Vec<WorkflowTask>>, D::Error> {
+    let branches: Vec<Vec<Nested>> = null_as_default(deserializer)?;
+    Ok(branches.into_iter().map(unwrap_nested).collect())
 }
 
 fn de_task_type<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

@@ -16,6 +16,7 @@
 
 use serde_json::{Map, Number, Value};
 
+use crate::payload::{self, Exceeded};
 use crate::state::{Object, TaskState, WorkflowState};
 
 /// What expressions can see.
@@ -28,13 +29,16 @@ pub struct Scope<'a> {
 
 /// Where `${path}` expressions find their values.
 pub trait Lookup {
-    /// The value at `path`; `None` leaves the expression as written.
-    fn lookup(&self, path: &str) -> Option<Value>;
+    /// The value at `path`; `Ok(None)` leaves the expression as written. A JSONPath whose
+    /// result would be larger than [`payload::MAX_RESOLVED_BYTES`] is an error, found before
+    /// anything is copied. `scan` is how many bytes of documents the resolution may still walk
+    /// with the JSONPath engine; each run charges the size of the document it runs on.
+    fn lookup(&self, path: &str, scan: &mut usize) -> Result<Option<Value>, Exceeded>;
 }
 
 impl Lookup for Scope<'_> {
-    fn lookup(&self, path: &str) -> Option<Value> {
-        eval(path, self)
+    fn lookup(&self, path: &str, scan: &mut usize) -> Result<Option<Value>, Exceeded> {
+        eval(path, self, scan)
     }
 }
 
@@ -42,42 +46,122 @@ impl Lookup for Scope<'_> {
 pub struct Document<'a>(pub &'a Value);
 
 impl Lookup for Document<'_> {
-    fn lookup(&self, path: &str) -> Option<Value> {
+    fn lookup(&self, path: &str, scan: &mut usize) -> Result<Option<Value>, Exceeded> {
         let path = path.trim_start_matches("$.");
         if path.is_empty() {
-            return Some(Value::String(String::new()));
+            return Ok(Some(Value::String(String::new())));
         }
         let rest = if path.starts_with('[') { path.to_owned() } else { format!(".{path}") };
-        Some(json_path(self.0, &rest))
+        json_path(self.0, &rest, scan).map(Some)
     }
 }
 
-/// Resolves every expression in an input or output parameter map.
-pub fn resolve_object<L: Lookup + ?Sized>(params: &Object, scope: &L) -> Object {
-    params.iter().map(|(k, v)| (k.clone(), resolve_value(v, scope))).collect()
+/// Resolves every expression in an input or output parameter map. The result may not grow
+/// past [`payload::MAX_RESOLVED_BYTES`] or nest deeper than [`payload::MAX_DEPTH`]: resolving
+/// stops as soon as it would, with the limit it hit.
+pub fn resolve_object<L: Lookup + ?Sized>(params: &Object, scope: &L) -> Result<Object, Exceeded> {
+    Resolver::new(scope).object(params, 1)
 }
 
-/// Resolves every expression in a value, at any depth.
-pub fn resolve_value<L: Lookup + ?Sized>(value: &Value, scope: &L) -> Value {
-    match value {
-        Value::String(s) => resolve_string(s, scope),
-        Value::Object(map) => Value::Object(resolve_object(map, scope)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| resolve_value(v, scope)).collect()),
-        other => other.clone(),
+/// Resolves every expression in a value, at any depth, within the same limits.
+pub fn resolve_value<L: Lookup + ?Sized>(value: &Value, scope: &L) -> Result<Value, Exceeded> {
+    Resolver::new(scope).value(value, 0)
+}
+
+/// One resolution: what it may still produce.
+struct Resolver<'s, L: ?Sized> {
+    scope: &'s L,
+    /// Bytes the result may still grow by.
+    left: usize,
+    /// Bytes of documents JSONPath may still walk.
+    scan: usize,
+}
+
+impl<'s, L: Lookup + ?Sized> Resolver<'s, L> {
+    fn new(scope: &'s L) -> Self {
+        Resolver { scope, left: payload::MAX_RESOLVED_BYTES, scan: payload::MAX_SCANNED_BYTES }
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), Exceeded> {
+        self.left = self.left.checked_sub(bytes).ok_or(Exceeded::Size(payload::MAX_RESOLVED_BYTES))?;
+        Ok(())
+    }
+
+    /// Accounts for a looked-up value placed at `level`.
+    fn charge_value(&mut self, value: &Value, level: usize) -> Result<(), Exceeded> {
+        if level + payload::depth(value, payload::MAX_DEPTH) > payload::MAX_DEPTH {
+            return Err(Exceeded::Depth(payload::MAX_DEPTH));
+        }
+        let size = payload::approx_size(value, self.left);
+        self.charge(size)
+    }
+
+    /// `level` is the depth of the map itself.
+    fn object(&mut self, params: &Object, level: usize) -> Result<Object, Exceeded> {
+        if level > payload::MAX_DEPTH {
+            return Err(Exceeded::Depth(payload::MAX_DEPTH));
+        }
+        let mut out = Object::new();
+        for (k, v) in params {
+            self.charge(k.len() + 4)?;
+            out.insert(k.clone(), self.value(v, level)?);
+        }
+        Ok(out)
+    }
+
+    /// `level` is the depth of the container `value` sits in.
+    fn value(&mut self, value: &Value, level: usize) -> Result<Value, Exceeded> {
+        match value {
+            Value::String(s) => self.string(s, level),
+            Value::Object(map) => Ok(Value::Object(self.object(map, level + 1)?)),
+            Value::Array(items) => {
+                if level + 1 > payload::MAX_DEPTH {
+                    return Err(Exceeded::Depth(payload::MAX_DEPTH));
+                }
+                self.charge(2)?;
+                items.iter().map(|v| self.value(v, level + 1)).collect::<Result<_, _>>().map(Value::Array)
+            }
+            other => {
+                self.charge(8)?;
+                Ok(other.clone())
+            }
+        }
+    }
+
+    fn string(&mut self, s: &str, level: usize) -> Result<Value, Exceeded> {
+        if !s.contains("${") {
+            self.charge(s.len() + 2)?;
+            return Ok(Value::String(s.to_owned()));
+        }
+        // The whole string is one expression: keep the value's type.
+        if s.starts_with("${") && matching_close(s, 2) == Some(s.len() - 1) {
+            let inner = self.interpolate(&s[2..s.len() - 1])?;
+            let value = self.scope.lookup(&inner, &mut self.scan)?.unwrap_or_else(|| Value::String(s.to_owned()));
+            self.charge_value(&value, level)?;
+            return Ok(value);
+        }
+        Ok(Value::String(self.interpolate(s)?))
     }
 }
+
+/// How deeply `${...}` may nest inside one another (`${a.${b}}` is two). A deeper expression is
+/// left as written, so resolving a string costs at most this many passes over it.
+pub const MAX_NESTING: usize = 16;
 
 /// The contents of each top-level `${...}` in `s` (escaped `$${` excluded), for validation.
+///
+/// The scan works on bytes: `$`, `{` and `}` are ASCII, and no byte of a multi-byte UTF-8
+/// character equals an ASCII byte, so every index it slices at is a character boundary.
 pub fn expressions_in(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'$' && i + 1 < bytes.len() && bytes[i + 1] == b'$' && s[i + 1..].starts_with("${") {
+        if bytes[i..].starts_with(b"$${") {
             i += 3;
             continue;
         }
-        if s[i..].starts_with("${") {
+        if bytes[i..].starts_with(b"${") {
             if let Some(end) = matching_close(s, i + 2) {
                 out.push(&s[i + 2..end]);
                 i = end + 1;
@@ -90,14 +174,18 @@ pub fn expressions_in(s: &str) -> Vec<&str> {
     out
 }
 
-/// Index of the `}` closing an expression whose body starts at `start`, honouring nested `${`.
+/// Index of the `}` closing an expression whose body starts at `start`, honouring nested `${`;
+/// `None` if it is not closed or nests deeper than [`MAX_NESTING`].
 fn matching_close(s: &str, start: usize) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut depth = 1usize;
     let mut i = start;
     while i < bytes.len() {
-        if bytes[i] == b'$' && i + 1 < bytes.len() && bytes[i + 1] == b'{' {
+        if bytes[i..].starts_with(b"${") {
             depth += 1;
+            if depth > MAX_NESTING {
+                return None;
+            }
             i += 2;
             continue;
         }
@@ -112,81 +200,78 @@ fn matching_close(s: &str, start: usize) -> Option<usize> {
     None
 }
 
-fn resolve_string<L: Lookup + ?Sized>(s: &str, scope: &L) -> Value {
-    if !s.contains("${") {
-        return Value::String(s.to_owned());
-    }
-    // The whole string is one expression: keep the value's type.
-    if s.starts_with("${") && matching_close(s, 2) == Some(s.len() - 1) {
-        let inner = interpolate(&s[2..s.len() - 1], scope);
-        return scope.lookup(&inner).unwrap_or_else(|| Value::String(s.to_owned()));
-    }
-    Value::String(interpolate(s, scope))
-}
-
-/// Replaces each expression in `s` by its string form.
-fn interpolate<L: Lookup + ?Sized>(s: &str, scope: &L) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let rest = &s[i..];
-        if rest.starts_with("$${") {
-            // `$${x}` is the literal `${x}`: drop one `$`, copy the rest verbatim.
-            i += 1;
-            match matching_close(s, i + 2) {
-                Some(end) => {
-                    out.push_str(&s[i..=end]);
-                    i = end + 1;
-                }
-                None => {
-                    out.push_str(&s[i..]);
-                    break;
-                }
-            }
-            continue;
-        }
-        if rest.starts_with("${") {
-            match matching_close(s, i + 2) {
-                Some(end) => {
-                    let inner = interpolate(&s[i + 2..end], scope);
-                    match scope.lookup(&inner) {
-                        Some(v) => out.push_str(&to_java_string(&v)),
-                        None => out.push_str(&s[i..=end]),
+impl<L: Lookup + ?Sized> Resolver<'_, L> {
+    /// Replaces each expression in `s` by its string form.
+    fn interpolate(&mut self, s: &str) -> Result<String, Exceeded> {
+        let mut out = String::with_capacity(s.len());
+        self.charge(s.len())?;
+        let mut i = 0;
+        while i < s.len() {
+            let rest = &s[i..];
+            if rest.starts_with("$${") {
+                // `$${x}` is the literal `${x}`: drop one `$`, copy the rest verbatim.
+                i += 1;
+                match matching_close(s, i + 2) {
+                    Some(end) => {
+                        out.push_str(&s[i..=end]);
+                        i = end + 1;
                     }
-                    i = end + 1;
+                    None => {
+                        out.push_str(&s[i..]);
+                        break;
+                    }
                 }
-                None => {
-                    out.push_str(rest);
-                    break;
-                }
+                continue;
             }
-            continue;
+            if rest.starts_with("${") {
+                match matching_close(s, i + 2) {
+                    Some(end) => {
+                        let inner = self.interpolate(&s[i + 2..end])?;
+                        match self.scope.lookup(&inner, &mut self.scan)? {
+                            Some(v) => {
+                                self.charge(payload::approx_size(&v, self.left))?;
+                                out.push_str(&to_java_string(&v));
+                            }
+                            None => out.push_str(&s[i..=end]),
+                        }
+                        i = end + 1;
+                    }
+                    None => {
+                        out.push_str(rest);
+                        break;
+                    }
+                }
+                continue;
+            }
+            // Copy the first character and the text up to the next `$` (ASCII, so a character
+            // boundary) in one go.
+            let first = rest.chars().next().map_or(1, char::len_utf8);
+            let run = rest[first..].find('$').map_or(rest.len(), |n| n + first);
+            out.push_str(&rest[..run]);
+            i += run;
         }
-        let ch = rest.chars().next().unwrap_or_default();
-        out.push(ch);
-        i += ch.len_utf8().max(1);
+        Ok(out)
     }
-    out
 }
 
-/// Evaluates one path. `None` means "leave the expression as written" (only for
-/// `${CPEWF_TASK_ID}` without a task); a path that leads nowhere is `Some(Null)`.
-fn eval(path: &str, scope: &Scope<'_>) -> Option<Value> {
+/// Evaluates one path. `Ok(None)` means "leave the expression as written" (only for
+/// `${CPEWF_TASK_ID}` without a task); a path that leads nowhere is `Null`.
+fn eval(path: &str, scope: &Scope<'_>, scan: &mut usize) -> Result<Option<Value>, Exceeded> {
     let path = path.trim_start_matches("$.");
     if path.is_empty() {
-        return Some(Value::String(String::new()));
+        return Ok(Some(Value::String(String::new())));
     }
     if path == "CPEWF_TASK_ID" {
-        return scope.task_id.map(|id| Value::String(id.to_owned()));
+        return Ok(scope.task_id.map(|id| Value::String(id.to_owned())));
     }
     let root_end = path.find(['.', '[']).unwrap_or(path.len());
     let (root, rest) = path.split_at(root_end);
     if let Some(segments) = simple_segments(rest) {
-        return Some(walk_root(root, &segments, scope).unwrap_or(Value::Null));
+        return Ok(Some(walk_root(root, &segments, scope).unwrap_or(Value::Null)));
     }
     // Anything beyond plain steps: build the root object and run real JSONPath on it.
-    let Some(doc) = root_document(root, scope) else { return Some(Value::Null) };
-    Some(json_path(&doc, rest))
+    let Some(doc) = root_document(root, scope) else { return Ok(Some(Value::Null)) };
+    json_path(&doc, rest, scan).map(Some)
 }
 
 enum Segment<'p> {
@@ -357,18 +442,65 @@ fn opt_str(s: &Option<String>) -> Value {
     s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
 }
 
+/// The longest JSONPath handed to the engine, in bytes.
+const MAX_JSONPATH_LEN: usize = 4096;
+/// How deeply a JSONPath's brackets and filters may nest.
+const MAX_JSONPATH_NESTING: usize = 8;
+/// How many descendant segments (`..`) a JSONPath may have: each one inside a filter multiplies
+/// the work by the size of the document.
+const MAX_JSONPATH_DESCENDANTS: usize = 2;
+
+/// Whether a JSONPath is cheap enough to run: short, shallow, and with few descendant scans.
+/// The engine parses by recursive descent and evaluates filters per node, so a path of deeply
+/// nested filters could exhaust the stack and one of nested deep scans could run for hours.
+/// Such a path resolves to `null`.
+fn json_path_is_bounded(rest: &str) -> bool {
+    if rest.len() > MAX_JSONPATH_LEN || rest.matches("..").count() > MAX_JSONPATH_DESCENDANTS {
+        return false;
+    }
+    let mut level = 0usize;
+    for b in rest.bytes() {
+        match b {
+            b'[' | b'(' => {
+                level += 1;
+                if level > MAX_JSONPATH_NESTING {
+                    return false;
+                }
+            }
+            b']' | b')' => level = level.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Runs a JSONPath (relative to `doc`) through the engine. Indefinite paths (deep scan,
 /// wildcards, filters, slices, unions) give a list, as Jayway's do; definite ones one value.
-fn json_path(doc: &Value, rest: &str) -> Value {
+/// The nodes found are measured before they are copied: a deep scan of a large document lists
+/// every subtree, which together can be far larger than the document.
+fn json_path(doc: &Value, rest: &str, scan: &mut usize) -> Result<Value, Exceeded> {
+    if !json_path_is_bounded(rest) {
+        return Ok(Value::Null);
+    }
+    let walked = payload::approx_size(doc, *scan);
+    *scan = scan.checked_sub(walked).ok_or(Exceeded::Work(payload::MAX_SCANNED_BYTES))?;
     let query = format!("${rest}");
-    let Ok(path) = serde_json_path::JsonPath::parse(&query) else { return Value::Null };
+    let Ok(path) = serde_json_path::JsonPath::parse(&query) else { return Ok(Value::Null) };
     let nodes = path.query(doc);
     let indefinite =
         rest.contains("..") || rest.contains('*') || rest.contains('?') || rest.contains(':') || rest.contains(',');
     if indefinite {
-        Value::Array(nodes.all().into_iter().cloned().collect())
+        let found = nodes.all();
+        let mut size = 0usize;
+        for node in &found {
+            size += payload::approx_size(node, payload::MAX_RESOLVED_BYTES);
+            if size > payload::MAX_RESOLVED_BYTES {
+                return Err(Exceeded::Size(payload::MAX_RESOLVED_BYTES));
+            }
+        }
+        Ok(Value::Array(found.into_iter().cloned().collect()))
     } else {
-        nodes.at_most_one().ok().flatten().cloned().unwrap_or(Value::Null)
+        Ok(nodes.at_most_one().ok().flatten().cloned().unwrap_or(Value::Null))
     }
 }
 
@@ -390,11 +522,19 @@ pub fn to_java_string(value: &Value) -> String {
     }
 }
 
+/// Java's `Double.toString`: plain decimals from 10^-3 up to 10^7, scientific notation with at
+/// least one decimal digit outside that (`1.0E308`, `1.5E-7`), never hundreds of digits.
 fn java_number(n: &Number) -> String {
-    if n.is_f64() {
-        let f = n.as_f64().unwrap_or_default();
-        if f.fract() == 0.0 && f.abs() < 1e7 { format!("{f:.1}") } else { f.to_string() }
-    } else {
-        n.to_string()
+    if !n.is_f64() {
+        return n.to_string();
     }
+    let f = n.as_f64().unwrap_or_default();
+    let magnitude = f.abs();
+    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
+        return if f.fract() == 0.0 { format!("{f:.1}") } else { f.to_string() };
+    }
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let mantissa = if mantissa.contains('.') { mantissa.to_owned() } else { format!("{mantissa}.0") };
+    format!("{mantissa}E{exponent}")
 }

@@ -22,6 +22,7 @@ pub mod dsl;
 pub mod event;
 pub mod evolve;
 pub mod expr;
+pub mod payload;
 pub mod plan;
 pub mod render;
 pub mod retry;

@@ -69,10 +69,28 @@ pub struct WorkflowSchedule {
     pub last_run_time: Option<i64>,
 }
 
+/// The first instant fires are searched after: 0001-01-01T00:00:00Z, where the cron library's
+/// calendar starts. An earlier time searches from here.
+const FIRST_SEARCHED: i64 = -62_135_596_800_000;
+
+/// The instant from which no fire is found: 5000-01-01T00:00:00Z, where the cron library stops
+/// searching. Bounding the search on both sides also keeps every zone's local time inside the
+/// calendar, which panics when a time at its very ends is shifted into a zone.
+const LAST_SEARCHED: i64 = 95_617_584_000_000;
+
+/// 4599-01-01T00:00:00Z: from here to [`LAST_SEARCHED`] is a little over 400 years, after which
+/// the Gregorian calendar repeats itself, weekdays included. An expression that does not fire in
+/// that span never fires (`0 0 0 30 2 *`).
+const LAST_CYCLE: i64 = 82_963_267_200_000;
+
 /// A schedule's expression and zone, parsed.
 pub struct Cadence {
     cron: croner::Cron,
     zone: chrono_tz::Tz,
+    /// Whether the expression fires at all. The cron library looks for a fire of one that never
+    /// does until its last year, which takes about a second in a debug build on every call; this
+    /// is found once, over one 400-year cycle.
+    fires: bool,
 }
 
 impl Cadence {
@@ -90,11 +108,17 @@ impl Cadence {
             None => chrono_tz::UTC,
             Some(z) => chrono_tz::Tz::from_str(z).map_err(|_| format!("zoneId '{z}' is not a known time zone"))?,
         };
-        Ok(Cadence { cron, zone })
+        let mut cadence = Cadence { cron, zone, fires: true };
+        cadence.fires = cadence.next_after(LAST_CYCLE).is_some();
+        Ok(cadence)
     }
 
     /// The first fire strictly after `after` (epoch millis), or none.
     pub fn next_after(&self, after: i64) -> Option<i64> {
+        if !self.fires || after >= LAST_SEARCHED {
+            return None;
+        }
+        let after = after.max(FIRST_SEARCHED);
         // Fires fall on whole seconds: search from the second `after` falls in.
         let after = Utc.timestamp_opt(after.div_euclid(1000), 0).single()?.with_timezone(&self.zone);
         self.cron.find_next_occurrence(&after, false).ok().map(|t| t.timestamp() * 1000)

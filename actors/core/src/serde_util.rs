@@ -67,7 +67,7 @@ pub mod json_bytes {
     /// Reads a value written by [`serialize`].
     pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<T, D::Error> {
         let bytes = super::bytes::deserialize(deserializer)?;
-        serde_json::from_slice(&bytes).map_err(serde::de::Error::custom)
+        crate::payload::from_slice(&bytes).map_err(serde::de::Error::custom)
     }
 }
 

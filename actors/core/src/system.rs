@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::command::Environment;
+use crate::command::{Environment, ScriptError};
 use crate::dsl::WorkflowTask;
 use crate::expr::to_java_string;
 use crate::state::{Object, TaskStatus, WorkflowState, WorkflowStatus};
@@ -34,7 +34,7 @@ pub fn switch_case(wt: &WorkflowTask, input: &Object, env: &dyn Environment) -> 
         "javascript" | "graaljs" => env
             .javascript(expression, &Value::Object(input.clone()))
             .map(|v| to_java_string(&v))
-            .map_err(|e| task_failure(TaskStatus::Failed, e)),
+            .map_err(|e| task_failure(e.task_status(TaskStatus::Failed), e.to_string())),
         other => Err(Failure::Workflow(format!("No evaluator registered for type: {other}"))),
     }
 }
@@ -187,11 +187,17 @@ pub fn parse_until(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let (h, mi) = z[1..].split_once(':').unwrap_or((&z[1..], "0"));
-            sign * (h.parse::<i64>().ok()? * 60 + mi.parse::<i64>().ok()?)
+            let (h, mi) = (h.parse::<i64>().ok()?, mi.parse::<i64>().ok()?);
+            if !(0..=23).contains(&h) || !(0..=59).contains(&mi) {
+                return None;
+            }
+            sign * (h * 60 + mi)
         }
     };
+    // A year far outside what a clock can show (`9999999999999-01-01`) is no deadline at all.
     let days = crate::time::days_from_civil(y, m, day);
-    Some(((days * 24 + hh) * 60 + mm - offset_minutes) * 60_000)
+    let minutes = days.checked_mul(24)?.checked_add(hh)?.checked_mul(60)?.checked_add(mm - offset_minutes)?;
+    minutes.checked_mul(60_000)
 }
 
 /// The tasks a FORK_JOIN_DYNAMIC forks, each with its own input folded into its
@@ -416,8 +422,8 @@ pub fn inline(input: &Object, env: &dyn Environment) -> Result<Object, Failure> 
         Ok(value) => Ok(Map::from_iter([("result".to_owned(), value)])),
         Err(e) => Err(Failure::Task(
             TaskStatus::FailedWithTerminalError,
-            e.clone(),
-            Map::from_iter([("error".to_owned(), Value::String(e))]),
+            e.to_string(),
+            Map::from_iter([("error".to_owned(), Value::String(e.to_string()))]),
         )),
     }
 }
@@ -428,9 +434,7 @@ pub fn lambda(wt: &WorkflowTask, input: &Object, env: &dyn Environment) -> Resul
     let script = format!("(function () {{ {body} }})()");
     match env.javascript(&script, &Value::Object(input.clone())) {
         Ok(value) => Ok(Map::from_iter([("result".to_owned(), value)])),
-        Err(e) => {
-            Err(Failure::Task(TaskStatus::Failed, e.clone(), Map::from_iter([("error".to_owned(), Value::String(e))])))
-        }
+        Err(e) => Err(script_failure(&e)),
     }
 }
 
@@ -445,10 +449,19 @@ pub fn json_jq(input: &Object, env: &dyn Environment) -> Result<Object, Failure>
             let first = values.first().cloned().unwrap_or(Value::Null);
             Ok(Map::from_iter([("result".to_owned(), first), ("resultList".to_owned(), Value::Array(values))]))
         }
-        Err(e) => {
-            Err(Failure::Task(TaskStatus::Failed, e.clone(), Map::from_iter([("error".to_owned(), Value::String(e))])))
-        }
+        Err(e) => Err(script_failure(&e)),
     }
+}
+
+/// A LAMBDA's or a JSON_JQ_TRANSFORM's failure: the task fails (for good if a limit stopped it)
+/// with the script's message as its reason and its `error` output.
+fn script_failure(e: &ScriptError) -> Failure {
+    let message = e.to_string();
+    Failure::Task(
+        e.task_status(TaskStatus::Failed),
+        message.clone(),
+        Map::from_iter([("error".to_owned(), Value::String(message))]),
+    )
 }
 
 #[cfg(test)]

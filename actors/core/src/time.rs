@@ -1,19 +1,23 @@
 //! Calendar arithmetic for epoch millis, without a clock: UTC dates and Conductor's ISO form.
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
+/// Days since 1970-01-01 of a proleptic Gregorian date. The arithmetic is done in 128 bits, so
+/// no input overflows: a date too far out for an `i64` count of days saturates at `i64::MIN` or
+/// `i64::MAX`.
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let (y, m, d) = (i128::from(y), i128::from(m), i128::from(d));
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    saturate(era * 146_097 + doe - 719_468)
 }
 
-/// The date (year, month, day) of a day count since 1970-01-01.
+/// The date (year, month, day) of a day count since 1970-01-01. The arithmetic is done in 128
+/// bits, so every `i64` has its date (the year of `i64::MAX` days is far inside `i64`).
 pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
+    let z = i128::from(days) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -21,7 +25,12 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    (saturate(yoe + era * 400 + i128::from(m <= 2)), saturate(m), saturate(d))
+}
+
+/// `v` as an `i64`, or the nearest end of its range.
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Epoch millis as `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`, the form of Conductor's summaries.
@@ -79,7 +88,8 @@ pub fn parse_iso(text: &str) -> Option<i64> {
         };
         millis_of_day = ((h * 60 + mi) * 60 + s) * 1000 + fraction;
     }
-    Some(days_from_civil(y, m, day) * 86_400_000 + millis_of_day - offset_minutes * 60_000)
+    // A date so far out that its millis overflow an `i64` is refused.
+    days_from_civil(y, m, day).checked_mul(86_400_000)?.checked_add(millis_of_day)?.checked_sub(offset_minutes * 60_000)
 }
 
 #[cfg(test)]

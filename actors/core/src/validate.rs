@@ -29,15 +29,50 @@ pub struct Violation {
 #[error("{}", .0.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))]
 pub struct Violations(pub Vec<Violation>);
 
+/// The most violations one check reports: enough to show what to fix, and a bound on the work
+/// and memory a definition full of mistakes can cost (a string of a million `${...}` naming
+/// unknown tasks would otherwise make a million violations, each quoting the whole string).
+pub const MAX_VIOLATIONS: usize = 100;
+
+/// The most characters of a path, message or value one violation keeps; longer ones are cut and
+/// end with `…`.
+pub const MAX_SHOWN: usize = 1024;
+
+/// The most characters of a case name a task's path quotes. Every task inside the case repeats
+/// its path, so a long name is cut short there.
+const MAX_CASE_IN_PATH: usize = 64;
+
 struct Collector(Vec<Violation>);
 
 impl Collector {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>, value: Option<String>) {
-        self.0.push(Violation { path: path.into(), message: message.into(), invalid_value: value });
+        if self.is_full() {
+            return;
+        }
+        self.0.push(Violation {
+            path: shown(path.into()),
+            message: shown(message.into()),
+            invalid_value: value.map(shown),
+        });
+    }
+    /// Whether it holds [`MAX_VIOLATIONS`]: checking further would add nothing.
+    fn is_full(&self) -> bool {
+        self.0.len() >= MAX_VIOLATIONS
     }
     fn finish(self) -> Result<(), Violations> {
         if self.0.is_empty() { Ok(()) } else { Err(Violations(self.0)) }
     }
+}
+
+/// The first `chars` characters of `text`.
+fn first_chars(text: &str, chars: usize) -> &str {
+    text.char_indices().nth(chars).map_or(text, |(cut, _)| &text[..cut])
+}
+
+/// `text` cut to [`MAX_SHOWN`] characters, with `…` where it was cut.
+fn shown(text: String) -> String {
+    let kept = first_chars(&text, MAX_SHOWN);
+    if kept.len() == text.len() { text } else { format!("{kept}…") }
 }
 
 /// Checks a task definition.
@@ -166,10 +201,15 @@ pub fn workflow_def(def: &WorkflowDef) -> Result<(), Violations> {
     if def.timeout_seconds < 0 {
         c.add("timeoutSeconds", "timeoutSeconds must be >= 0", Some(def.timeout_seconds.to_string()));
     }
-    let mut refs = HashSet::new();
     let all = all_tasks(&def.tasks);
+    // Every reference name, collected once: each expression of each task is checked against it.
+    let defined: HashSet<&str> = all.iter().map(|(_, t)| t.task_reference_name.as_str()).collect();
+    let mut refs = HashSet::new();
     for (path, task) in &all {
-        check_workflow_task(task, path, def, &mut refs, &mut c);
+        if c.is_full() {
+            break;
+        }
+        check_workflow_task(task, path, def, &defined, &mut refs, &mut c);
     }
     c.finish()
 }
@@ -181,7 +221,7 @@ fn all_tasks(tasks: &[WorkflowTask]) -> Vec<(String, &WorkflowTask)> {
             let path = format!("{prefix}[{i}]");
             out.push((path.clone(), t));
             for (case, list) in &t.decision_cases {
-                walk(list, &format!("{path}.decisionCases.{case}"), out);
+                walk(list, &format!("{path}.decisionCases.{}", first_chars(case, MAX_CASE_IN_PATH)), out);
             }
             walk(&t.default_case, &format!("{path}.defaultCase"), out);
             for (b, branch) in t.fork_tasks.iter().enumerate() {
@@ -194,14 +234,11 @@ fn all_tasks(tasks: &[WorkflowTask]) -> Vec<(String, &WorkflowTask)> {
     out
 }
 
-fn contains_ref(def: &WorkflowDef, reference: &str) -> bool {
-    all_tasks(&def.tasks).iter().any(|(_, t)| t.task_reference_name == reference)
-}
-
 fn check_workflow_task(
     task: &WorkflowTask,
     path: &str,
     def: &WorkflowDef,
+    defined: &HashSet<&str>,
     refs: &mut HashSet<String>,
     c: &mut Collector,
 ) {
@@ -231,7 +268,7 @@ fn check_workflow_task(
         check_task_def(embedded, &format!("{path}.taskDefinition."), c);
     }
     for (key, value) in &task.input_parameters {
-        check_input_value(key, value, &task.name, def, path, c);
+        check_input_value(key, value, &task.name, defined, path, c);
     }
 }
 
@@ -370,10 +407,23 @@ fn contains_type(task: &WorkflowTask, task_type: &str) -> bool {
         || task.loop_over.iter().any(|t| contains_type(t, task_type))
 }
 
-fn check_input_value(key: &str, value: &Value, task_name: &str, def: &WorkflowDef, path: &str, c: &mut Collector) {
+fn check_input_value(
+    key: &str,
+    value: &Value,
+    task_name: &str,
+    defined: &HashSet<&str>,
+    path: &str,
+    c: &mut Collector,
+) {
+    if c.is_full() {
+        return;
+    }
     match value {
         Value::String(s) => {
             for expr in crate::expr::expressions_in(s) {
+                if c.is_full() {
+                    return;
+                }
                 if expr.chars().any(char::is_whitespace) {
                     c.add(
                         format!("{path}.inputParameters.{key}"),
@@ -390,7 +440,7 @@ fn check_input_value(key: &str, value: &Value, task_name: &str, def: &WorkflowDe
                 }
                 // Inside a loop, `${task__2.output}` names one iteration of `task`.
                 let base = root.rsplit_once("__").filter(|(_, n)| n.parse::<u32>().is_ok()).map_or(root, |(b, _)| b);
-                if !contains_ref(def, root) && !contains_ref(def, base) {
+                if !defined.contains(root) && !defined.contains(base) {
                     c.add(
                         format!("{path}.inputParameters.{key}"),
                         format!(
@@ -403,12 +453,12 @@ fn check_input_value(key: &str, value: &Value, task_name: &str, def: &WorkflowDe
         }
         Value::Object(map) => {
             for (k, v) in map {
-                check_input_value(k, v, task_name, def, path, c);
+                check_input_value(k, v, task_name, defined, path, c);
             }
         }
         Value::Array(items) => {
             for v in items {
-                check_input_value(key, v, task_name, def, path, c);
+                check_input_value(key, v, task_name, defined, path, c);
             }
         }
         _ => {}

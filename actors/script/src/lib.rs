@@ -9,6 +9,14 @@
 //! Values cross the boundary as JSON, the way Conductor's GraalJS bindings see them: `$` is the
 //! task input, and the script's completion value (the value of its last statement, as in
 //! `if ($.x > 1) { true; } else { false; }`) is the result.
+//!
+//! jq has no such limits of its own (jaq cannot be interrupted, and recurses on the native
+//! stack), so the node runs it in sandbox processes under the same time and memory limits
+//! ([`sandbox`]); [`jq`] itself is what such a process runs.
+
+pub mod sandbox;
+
+pub use sandbox::{Sandbox, SandboxCommand};
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -53,26 +61,55 @@ fn new_engine(limits: Limits) -> Result<Engine, String> {
     Ok(Engine { runtime, deadline, memory: limits.memory })
 }
 
+/// Why a script gave no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// It failed (a syntax error, an exception, a query error), with its message.
+    Failed(String),
+    /// It hit a limit: time, memory or stack.
+    Limit(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Failed(m) | Error::Limit(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Whether QuickJS's message says the script ran out of memory or stack.
+fn is_limit_message(message: &str) -> bool {
+    message.contains("out of memory")
+        || message.contains("stack overflow")
+        || message.contains("Maximum call stack size exceeded")
+}
+
 /// Evaluates `script` with `$` bound to `input` and returns its completion value as JSON
 /// (`undefined` and functions become `null`). Errors carry the script's message.
-pub fn javascript(script: &str, input: &Value, limits: Limits) -> Result<Value, String> {
+pub fn javascript(script: &str, input: &Value, limits: Limits) -> Result<Value, Error> {
     ENGINE.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|e| e.memory != limits.memory) {
-            *slot = Some(new_engine(limits)?);
+            *slot = Some(new_engine(limits).map_err(Error::Failed)?);
         }
-        let Some(engine) = slot.as_ref() else { return Err("the JavaScript engine is unavailable".to_owned()) };
+        let Some(engine) = slot.as_ref() else {
+            return Err(Error::Failed("the JavaScript engine is unavailable".to_owned()));
+        };
         let started = Instant::now();
         engine.deadline.set(started + limits.time);
         let result = run(engine, script, input);
-        if result.is_err() {
-            // Out of memory or interrupted: start the next evaluation on a fresh runtime.
-            *slot = None;
-            if started.elapsed() >= limits.time {
-                return Err(format!("script timed out after {} ms", limits.time.as_millis()));
+        match result {
+            Ok(value) => Ok(value),
+            Err(message) => {
+                // Out of memory or interrupted: start the next evaluation on a fresh runtime.
+                *slot = None;
+                if started.elapsed() >= limits.time {
+                    return Err(Error::Limit(format!("script timed out after {} ms", limits.time.as_millis())));
+                }
+                Err(if is_limit_message(&message) { Error::Limit(message) } else { Error::Failed(message) })
             }
         }
-        result
     })
 }
 
@@ -109,7 +146,9 @@ fn run(engine: &Engine, script: &str, input: &Value) -> Result<Value, String> {
     })
 }
 
-/// Runs a jq program on `input` and returns every output value.
+/// Runs a jq program on `input` and returns every output value, in this process and with no
+/// limits: a query can run forever, take all memory or overflow the stack. The node calls it
+/// only inside a sandbox process ([`Sandbox::jq`]).
 pub fn jq(program: &str, input: &Value) -> Result<Vec<Value>, String> {
     use jaq_core::load::{Arena, File, Loader};
     use jaq_core::{Compiler, Ctx, Vars, data};
@@ -124,7 +163,7 @@ pub fn jq(program: &str, input: &Value) -> Result<Vec<Value>, String> {
     let filter = Compiler::default()
         .with_funs(funs)
         .compile(modules)
-        .map_err(|errors| format!("cannot compile the jq query: {} undefined name(s)", errors.len()))?;
+        .map_err(|errors| format!("cannot compile the jq query: {}", describe_compile_errors(&errors)))?;
     let text = serde_json::to_string(input).map_err(|e| e.to_string())?;
     let value = jaq_json::read::parse_single(text.as_bytes()).map_err(|e| format!("input is not JSON: {e}"))?;
     let ctx = Ctx::<data::JustLut<jaq_json::Val>>::new(&filter.lut, Vars::new([]));
@@ -137,13 +176,59 @@ pub fn jq(program: &str, input: &Value) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-fn describe_load_errors<T: std::fmt::Debug>(errors: &[T]) -> String {
-    let first = errors.first().map(|e| format!("{e:?}")).unwrap_or_default();
-    let mut short: String = first.chars().take(200).collect();
-    if errors.len() > 1 {
-        short.push_str(&format!(" (and {} more)", errors.len() - 1));
+/// The start of the query text a parse error points at, in a person's words.
+fn near(rest: &str) -> String {
+    let shown: String = rest.chars().take(30).collect();
+    if shown.len() < rest.len() { format!("`{shown}…`") } else { format!("`{shown}`") }
+}
+
+/// What is wrong with a jq query that does not parse: where, and what was expected there.
+fn describe_load_errors<P>(errors: &[(jaq_core::load::File<&str, P>, jaq_core::load::Error<&str>)]) -> String {
+    use jaq_core::load::{Error, lex};
+    let Some((_, first)) = errors.first() else { return "no reason given".to_owned() };
+    let described = match first {
+        Error::Io(list) => list.first().map_or_else(String::new, |(path, why)| format!("cannot load {path}: {why}")),
+        Error::Lex(list) => list.first().map_or_else(String::new, |(expect, rest)| {
+            let what = match expect {
+                lex::Expect::Digit => "a digit",
+                lex::Expect::Ident => "an identifier",
+                lex::Expect::Delim("(") => "a closing parenthesis",
+                lex::Expect::Delim("[") => "a closing bracket",
+                lex::Expect::Delim("{") => "a closing brace",
+                lex::Expect::Delim("\"") => "a closing quote",
+                lex::Expect::Delim(_) => "a closing delimiter",
+                lex::Expect::Escape => "a string escape sequence",
+                lex::Expect::Unicode => "a 4-digit hexadecimal code point",
+                _ => "a token",
+            };
+            format!("expected {what} near {}", near(rest))
+        }),
+        Error::Parse(list) => list
+            .first()
+            .map_or_else(String::new, |(expect, rest)| format!("expected {} near {}", expect.as_str(), near(rest))),
+    };
+    let mut described =
+        if errors.len() > 1 { format!("{described} (and {} more errors)", errors.len() - 1) } else { described };
+    // jq's names are ASCII: a key such as `{订单: .x}` must be quoted, as in jq itself.
+    if matches!(first, Error::Lex(list) if list.iter().any(|(_, rest)| rest.chars().next().is_some_and(|c| !c.is_ascii())))
+    {
+        described.push_str("; names in jq are ASCII, so quote other keys, as in {\"订单\": .x}");
     }
-    short
+    described
+}
+
+/// Which names a jq query uses without defining them.
+fn describe_compile_errors<P>(errors: &jaq_core::compile::Errors<&str, P>) -> String {
+    let names: Vec<String> = errors
+        .iter()
+        .flat_map(|(_, list)| list.iter())
+        .take(5)
+        .map(|(name, undefined)| match undefined {
+            jaq_core::compile::Undefined::Filter(arity) => format!("{name}/{arity}"),
+            _ => (*name).to_owned(),
+        })
+        .collect();
+    format!("undefined: {}", names.join(", "))
 }
 
 #[cfg(test)]
@@ -151,7 +236,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn js(script: &str, input: Value) -> Result<Value, String> {
+    fn js(script: &str, input: Value) -> Result<Value, Error> {
         javascript(script, &input, Limits { time: Duration::from_millis(300), memory: 16 << 20 })
     }
 
@@ -170,8 +255,8 @@ mod tests {
     #[test]
     fn errors_carry_the_message_and_leave_the_engine_usable() {
         let err = js("throw new Error('boom')", json!({})).expect_err("the script fails");
-        assert!(err.contains("boom"), "{err}");
-        assert!(js("(", json!({})).is_err());
+        assert!(matches!(&err, Error::Failed(m) if m.contains("boom")), "{err}");
+        assert!(matches!(js("(", json!({})), Err(Error::Failed(_))));
         assert_eq!(js("1 + 1", json!({})), Ok(json!(2)));
     }
 
@@ -179,13 +264,13 @@ mod tests {
     fn infinite_loops_and_runaway_memory_fail_the_script_only() {
         let started = Instant::now();
         let err = js("while (true) {}", json!({})).expect_err("the script fails");
-        assert!(err.contains("timed out"), "{err}");
+        assert!(matches!(&err, Error::Limit(m) if m.contains("timed out")), "{err}");
         assert!(started.elapsed() < Duration::from_secs(3));
         let err =
             js("let a = []; while (true) { a.push('x'.repeat(1 << 16)); }", json!({})).expect_err("the script fails");
-        assert!(!err.is_empty());
+        assert!(matches!(&err, Error::Limit(m) if m.contains("out of memory")), "{err}");
         let err = js("function r() { return r(); } r();", json!({})).expect_err("the script fails");
-        assert!(!err.is_empty());
+        assert!(matches!(&err, Error::Limit(_)), "{err}");
         assert_eq!(js("$.ok", json!({"ok": true})), Ok(json!(true)));
     }
 
@@ -204,7 +289,13 @@ mod tests {
             jq(".key1.value1 + .key2.value2", &json!({"key1": {"value1": ["a"]}, "key2": {"value2": ["b"]}})),
             Ok(vec![json!(["a", "b"])])
         );
-        assert!(jq(".a |||", &json!({})).is_err());
+        let err = jq(".a |||", &json!({})).expect_err("does not parse");
+        assert!(err.starts_with("cannot parse the jq query: expected") && err.contains("near"), "{err}");
+        let err = jq("{结果: .v}", &json!({})).expect_err("keys need quotes");
+        assert!(err.contains("quote other keys"), "{err}");
+        assert_eq!(jq("{\"结果\": .v}", &json!({"v": "订单"})), Ok(vec![json!({"结果": "订单"})]));
+        let err = jq("nosuchfilter(1)", &json!({})).expect_err("undefined");
+        assert_eq!(err, "cannot compile the jq query: undefined: nosuchfilter/1");
         assert!(jq("error(\"no\")", &json!({})).is_err());
     }
 }

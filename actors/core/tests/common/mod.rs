@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use overture_core::command::{
-    Command, Ctx, Environment, IdSource, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate,
+    Command, Ctx, Environment, IdSource, Rejection, ScriptError, StartWorkflow, TaskResultStatus, TaskUpdate,
 };
 use overture_core::dsl::{TaskDef, WorkflowDef};
 use overture_core::event::Event;
@@ -20,12 +20,16 @@ use serde_json::Value;
 pub struct ScriptEnv;
 
 impl Environment for ScriptEnv {
-    fn javascript(&self, script: &str, input: &Value) -> Result<Value, String> {
+    fn javascript(&self, script: &str, input: &Value) -> Result<Value, ScriptError> {
         let limits = overture_script::Limits { time: std::time::Duration::from_millis(500), memory: 16 << 20 };
-        overture_script::javascript(script, input, limits)
+        overture_script::javascript(script, input, limits).map_err(|e| match e {
+            overture_script::Error::Failed(m) => ScriptError::Failed(m),
+            overture_script::Error::Limit(m) => ScriptError::Limit(m),
+        })
     }
-    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, String> {
-        overture_script::jq(query, input)
+    /// jq in this process, with no limits: the tests' queries are trusted.
+    fn jq(&self, query: &str, input: &Value) -> Result<Vec<Value>, ScriptError> {
+        overture_script::jq(query, input).map_err(ScriptError::Failed)
     }
     fn task_def(&self, name: &str) -> Option<TaskDef> {
         name.starts_with("known_").then(|| TaskDef::with_defaults(name))

@@ -1,0 +1,376 @@
+//! The fault suite (issue 18): a three-node cluster under a steady workload (starts, and workers
+//! polling and completing through every node) while one fault at a time is injected: network
+//! partitions (the leader cut off from both followers while clients still reach it; one follower
+//! cut off; a bridge, where two nodes see only the one between them), a full disk on one node, a
+//! clock jump, and an entry whose payload cannot be applied. Kill -9 and SIGSTOP are in
+//! `cluster.rs`; `soak.rs` mixes them all at random.
+//!
+//! After each fault heals, a checker proves what must hold: every acknowledged start completed
+//! exactly once, every acknowledged result is stored as sent, no task reference completed twice,
+//! never two leaders in one term, and every node's state digest equal. Around partitions it
+//! also measures what clients felt: no 404 for something that exists, and after healing no
+//! re-election and no write pause over 0.5 s.
+
+use std::time::{Duration, Instant};
+
+use overture_tests::faults::{self, Observer, SmallDisk};
+use overture_tests::{Cluster, Workload, check_ledger, client, send, wait_for};
+use serde_json::{Value, json};
+
+async fn cluster(dir: &std::path::Path) -> Cluster {
+    Cluster::start(dir, 3, faults::CONFIG).await
+}
+
+fn urls(c: &Cluster) -> Vec<String> {
+    c.nodes.iter().map(|n| n.url.clone()).collect()
+}
+
+/// Stops the load, lets workers on `finish_through` finish what it started, and checks the
+/// ledger, the leaders seen per term and the digests.
+async fn check_everything(c: &Cluster, load: Workload, observer: Observer, prefix: &str, steps: usize) {
+    let ledger = load.stop().await;
+    let finisher = Workload::run(urls(c), prefix, steps, 0, 4, 0);
+    // Read through the leader: a follower may be a few milliseconds behind what was acknowledged.
+    let leader = c.wait_leader(Duration::from_secs(30)).await;
+    check_ledger(&c.nodes[leader - 1].url, &ledger, steps, Duration::from_secs(90)).await;
+    finisher.stop().await;
+    let seen = observer.stop().await;
+    assert!(seen.split_terms().is_empty(), "two leaders in one term: {:?}", seen.split_terms());
+    assert!(faults::digests_agree(c, Duration::from_secs(30)).await, "every node's state is the same");
+    eprintln!(
+        "checked: {} starts and {} results acknowledged; leaders by term {:?}",
+        ledger.started.lock().expect("lock").len(),
+        ledger.updated.lock().expect("lock").len(),
+        seen.claims
+    );
+}
+
+async fn start_load(c: &Cluster, prefix: &str, steps: usize) -> Workload {
+    Workload::register(&c.nodes[0].url, prefix, steps).await;
+    let load = Workload::run(urls(c), prefix, steps, 3, 4, usize::MAX);
+    assert!(wait_for(Duration::from_secs(30), || async { load.started() >= 20 }).await, "the load runs");
+    load
+}
+
+/// The current term and leader as node `n` sees them.
+async fn term_and_leader(c: &Cluster, n: usize) -> (u64, Option<u64>) {
+    let s = faults::status(c, n).await.unwrap_or(Value::Null);
+    (s["term"].as_u64().unwrap_or(0), s["leader"].as_u64())
+}
+
+/// Starts a one-task workflow through node `via` and polls its task there; returns the task.
+async fn fresh_task(c: &Cluster, via: usize, prefix: &str) -> Value {
+    let r = send(client().post(c.api(via, &format!("/workflow/{prefix}_flow"))).json(&json!({"n": 0}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let wf = r.text;
+    let found = wait_for(Duration::from_secs(10), || async {
+        let r = send(client().get(c.api(via, &format!("/workflow/{wf}")))).await;
+        r.status == 200 && r.json()["tasks"].as_array().is_some_and(|t| !t.is_empty())
+    })
+    .await;
+    assert!(found, "the workflow's first task exists");
+    send(client().get(c.api(via, &format!("/workflow/{wf}")))).await.json()["tasks"][0].clone()
+}
+
+/// The leader cut off from both followers, while clients still reach it: within its lease it
+/// stops answering (503, `/ready` fails) instead of giving stale answers, the followers elect a
+/// leader among themselves, and a result sent to the old leader for a task the new one created
+/// gets a retryable 503, never a 404. When the partition heals, the old leader follows: no
+/// re-election, no write pause over 0.5 s, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_from_both_followers_steps_aside() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path()).await;
+    let observer = Observer::start(urls(&c));
+    let load = start_load(&c, "cutlead", 2).await;
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    let others: Vec<usize> = (1..=3).filter(|n| *n != old).collect();
+
+    let cut_at = Instant::now();
+    faults::isolate(&c, &[old]).await;
+    let stepped_aside = wait_for(Duration::from_secs(5), || async {
+        let r = client().get(format!("{}/ready", c.nodes[old - 1].url)).send().await;
+        r.is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    assert!(stepped_aside, "the cut-off leader's /ready fails within its lease");
+    eprintln!("cut-off leader stopped serving after {} ms", cut_at.elapsed().as_millis());
+    let new = loop {
+        let n = c.wait_leader(Duration::from_secs(10)).await;
+        if n != old {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("new leader {new} after {} ms", cut_at.elapsed().as_millis());
+    let (new_term, _) = term_and_leader(&c, new).await;
+
+    // A task the new leader made: the old one cannot know it, so it must not say it is missing.
+    let task = fresh_task(&c, new, "cutlead").await;
+    let result = json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"],
+                        "status": "IN_PROGRESS", "outputData": {"seen": "old leader"}});
+    let r = send(client().post(c.api(old, "/tasks")).json(&result)).await;
+    assert_eq!(r.status, 503, "the cut-off node answers a retryable 503: {}", r.text);
+    assert_eq!(r.json()["retryable"], true);
+    let r = send(
+        client().get(c.api(old, &format!("/tasks/{}?consistent=true", task["taskId"].as_str().unwrap_or_default()))),
+    )
+    .await;
+    assert_eq!(r.status, 503, "a consistent read there too: {}", r.text);
+    let r = send(client().post(c.api(old, "/workflow/cutlead_flow")).json(&json!({"n": 1}))).await;
+    assert_eq!(r.status, 503, "a start there is refused at once, not left to hang: {}", r.text);
+    let r = send(client().post(c.api(others[0], "/tasks")).json(&result)).await;
+    assert_eq!(r.status, 200, "the majority side takes it: {}", r.text);
+
+    let at_cut = load.started();
+    assert!(wait_for(Duration::from_secs(20), || async { load.started() > at_cut + 30 }).await, "work goes on");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    faults::heal(&c).await;
+    let healed_at = Instant::now();
+    let follows =
+        wait_for(Duration::from_secs(10), || async { term_and_leader(&c, old).await == (new_term, Some(new as u64)) })
+            .await;
+    assert!(follows, "the old leader follows the new one: {:?}", term_and_leader(&c, old).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 1..=3 {
+        assert_eq!(
+            term_and_leader(&c, n).await,
+            (new_term, Some(new as u64)),
+            "node {n}: no re-election after healing"
+        );
+    }
+    let pause = observer.seen().longest_pause(healed_at, Instant::now());
+    eprintln!("after healing: longest write pause {} ms", pause.as_millis());
+    assert!(pause < Duration::from_millis(500), "writes paused {pause:?} after healing");
+    check_everything(&c, load, observer, "cutlead", 2).await;
+}
+
+/// A follower cut off for 10 s does not raise its term (pre-vote), so when it comes back it
+/// deposes nobody: same term, same leader, no write pause over 0.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_cut_off_rejoins_without_an_election() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path()).await;
+    let observer = Observer::start(urls(&c));
+    let load = start_load(&c, "cutfollow", 2).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let follower = c.other_than(leader);
+    let (term, _) = term_and_leader(&c, leader).await;
+
+    let cut_at = Instant::now();
+    faults::isolate(&c, &[follower]).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (cut_term, _) = term_and_leader(&c, follower).await;
+    assert_eq!(cut_term, term, "the cut-off follower did not raise its term");
+    // Reads are served there, or refused with a retryable 503 once the node knows it is behind
+    // writes it forwarded (a client reads its own writes); writes are refused with a 503 too.
+    let r = send(client().get(c.api(follower, "/metadata/taskdefs"))).await;
+    assert!(r.status == 200 || (r.status == 503 && r.json()["retryable"] == true), "{}: {}", r.status, r.text);
+    let r = send(client().post(c.api(follower, "/workflow/cutfollow_flow")).json(&json!({"n": 1}))).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+
+    faults::heal(&c).await;
+    let healed_at = Instant::now();
+    let caught_up = wait_for(Duration::from_secs(10), || async {
+        term_and_leader(&c, follower).await == (term, Some(leader as u64))
+    })
+    .await;
+    assert!(caught_up, "the follower rejoins under the same leader: {:?}", term_and_leader(&c, follower).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(term_and_leader(&c, leader).await, (term, Some(leader as u64)), "no election");
+    let seen = observer.seen();
+    let during = seen.longest_pause(cut_at, healed_at);
+    let after = seen.longest_pause(healed_at, Instant::now());
+    eprintln!("longest write pause: {} ms cut off, {} ms after healing", during.as_millis(), after.as_millis());
+    assert!(after < Duration::from_millis(500), "writes paused {after:?} after healing");
+    check_everything(&c, load, observer, "cutfollow", 2).await;
+}
+
+/// A bridge: nodes 1 and 3 cannot reach each other, node 2 reaches both. A leader keeps
+/// serving (node 2 with either side, or an end node with node 2), and after healing nothing is
+/// re-elected and nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bridge_partition_keeps_a_leader() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path()).await;
+    let observer = Observer::start(urls(&c));
+    let load = start_load(&c, "bridge", 2).await;
+    faults::cut_link(&c, 1, 3).await;
+    let at_cut = load.started();
+    assert!(wait_for(Duration::from_secs(30), || async { load.started() > at_cut + 50 }).await, "work goes on");
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let (term, _) = term_and_leader(&c, leader).await;
+    faults::heal(&c).await;
+    let healed_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 1..=3 {
+        let seen = term_and_leader(&c, n).await;
+        assert_eq!(seen, (term, Some(leader as u64)), "node {n} after healing");
+    }
+    let pause = observer.seen().longest_pause(healed_at, Instant::now());
+    assert!(pause < Duration::from_millis(500), "writes paused {pause:?} after healing");
+    check_everything(&c, load, observer, "bridge", 2).await;
+}
+
+/// Every node's data directory is on a small file system of its own; one of them (the leader,
+/// or a follower) fills up under load. That node refuses what it cannot store with a clear error
+/// (or forwards it to a leader that can), keeps serving reads and does not lead; once space is
+/// freed it takes writes again and catches up. Nothing acknowledged is lost and every node ends
+/// with the same state.
+async fn a_full_disk(on_leader: bool) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut disks: Vec<SmallDisk> =
+        (1..=3).map(|n| SmallDisk::mount(&dir.path().join(format!("node-{n}")), 320)).collect();
+    let c = cluster(dir.path()).await;
+    let prefix = if on_leader { "fullleader" } else { "fullfollower" };
+    let observer = Observer::start(urls(&c));
+    let load = start_load(&c, prefix, 2).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let full = if on_leader { leader } else { c.other_than(leader) };
+
+    let filled = disks[full - 1].fill();
+    eprintln!("filled node {full}'s disk with {} MiB; {} bytes left", filled >> 20, disks[full - 1].free_bytes());
+    // RocksDB preallocates its log, so a node writes on for a while into space it already has:
+    // large starts through the others make it need more soon.
+    let heavy =
+        heavy_writes(urls(&c).into_iter().enumerate().filter(|(i, _)| i + 1 != full).map(|(_, u)| u).collect(), prefix);
+    let disk_low = |wanted: &'static str| {
+        let url = format!("{}/metrics", c.nodes[full - 1].url);
+        async move {
+            let text = send(client().get(url)).await.text;
+            text.lines().any(|l| l == format!("overture_disk_low {wanted}"))
+        }
+    };
+    assert!(wait_for(Duration::from_secs(10), || disk_low("1")).await, "node {full} sees its disk is full");
+    // A node with a full disk does not lead: it hands leadership over, or the others elect a
+    // leader once it stops answering.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut now_leading = c.wait_leader(Duration::from_secs(20)).await;
+    while now_leading == full && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now_leading = c.wait_leader(Duration::from_secs(20)).await;
+    }
+    if now_leading == full {
+        let log = std::fs::read_to_string(dir.path().join(format!("node-{full}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "node {full} still leads with a full disk; its log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    // Writes through it are forwarded to a leader that has space, or refused with a reason.
+    for i in 0..10 {
+        let started = Instant::now();
+        let r = send(client().post(c.api(full, &format!("/workflow/{prefix}_flow"))).json(&json!({"n": i}))).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "answered without hanging");
+        assert!(
+            r.status == 200 || (r.status == 507 && r.text.contains("data directory")) || r.status == 503,
+            "{}: {}",
+            r.status,
+            r.text
+        );
+    }
+    let r = send(client().get(c.api(full, &format!("/metadata/workflow/{prefix}_flow")))).await;
+    assert_eq!(r.status, 200, "reads still work: {}", r.text);
+    let at_full = load.started();
+    assert!(wait_for(Duration::from_secs(20), || async { load.started() > at_full + 30 }).await, "the others go on");
+    // The node's own writes now fail for lack of space and wait for it, instead of stopping Raft.
+    let retried = wait_for(Duration::from_secs(90), || async {
+        let text = send(client().get(format!("{}/metrics", c.nodes[full - 1].url))).await.text;
+        text.lines()
+            .find_map(|l| l.strip_prefix("overture_disk_full_retries_total "))
+            .is_some_and(|v| v.parse::<f64>().is_ok_and(|n| n > 0.0))
+    })
+    .await;
+    assert!(retried, "node {full}'s writes met the full disk");
+    heavy.abort();
+    let r = send(client().get(c.api(full, &format!("/metadata/workflow/{prefix}_flow")))).await;
+    assert_eq!(r.status, 200, "reads still work while writes wait for space: {}", r.text);
+    let health = send(client().get(c.api(full, "/health"))).await.json();
+    assert_eq!(health["healthy"], true, "its Raft still runs");
+
+    disks[full - 1].free();
+    let freed_at = Instant::now();
+    assert!(wait_for(Duration::from_secs(60), || disk_low("0")).await, "node {full} takes writes again");
+    let caught_up = wait_for(Duration::from_secs(60), || async {
+        let leading = faults::status(&c, now_leading).await.unwrap_or(Value::Null);
+        let victim = faults::status(&c, full).await.unwrap_or(Value::Null);
+        victim["appliedIndex"].as_u64().unwrap_or(0) + 50 >= leading["appliedIndex"].as_u64().unwrap_or(u64::MAX)
+    })
+    .await;
+    assert!(caught_up, "node {full} catches up");
+    eprintln!("node {full} recovered {} ms after space was freed", freed_at.elapsed().as_millis());
+    let log = std::fs::read_to_string(dir.path().join(format!("node-{full}.log"))).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("disk") || l.contains("data directory")) {
+        eprintln!("node {full}: {line}");
+    }
+    check_everything(&c, load, observer, prefix, 2).await;
+}
+
+/// Starts workflows with 256 KB inputs through `urls`, as fast as they are taken, until aborted.
+fn heavy_writes(urls: Vec<String>, prefix: &str) -> tokio::task::JoinHandle<()> {
+    let url = format!("{}/api/workflow/{prefix}_flow", urls[0]);
+    tokio::spawn(async move {
+        let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+        let pad = "x".repeat(256 << 10);
+        loop {
+            let _ = c.post(&url).json(&json!({"n": -1, "pad": pad})).send().await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_on_the_leader_moves_leadership_and_recovers() {
+    a_full_disk(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_on_a_follower_refuses_writes_and_recovers() {
+    a_full_disk(false).await;
+}
+
+/// The leader's clock jumps a minute back and then five seconds ahead. Deadlines move with it
+/// (that is what a clock is for), but nothing is lost or done twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clock_jump_on_the_leader_loses_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path()).await;
+    let observer = Observer::start(urls(&c));
+    let load = start_load(&c, "clock", 2).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    faults::jump_clock(&c, leader, -60_000).await;
+    let at = load.started();
+    assert!(wait_for(Duration::from_secs(20), || async { load.started() > at + 30 }).await, "work goes on");
+    faults::jump_clock(&c, leader, 5_000).await;
+    let at = load.started();
+    assert!(wait_for(Duration::from_secs(20), || async { load.started() > at + 30 }).await, "work goes on");
+    faults::jump_clock(&c, leader, 0).await;
+    check_everything(&c, load, observer, "clock", 2).await;
+}
+
+/// An entry whose payload does not parse, committed through the real log of a three-node
+/// cluster: every node answers it with a rejection and keeps serving, with equal state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_that_cannot_be_applied_stops_no_node() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path()).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let url = format!("{}/internal/faults/unparseable-entry", c.nodes[leader - 1].url);
+    let r = send(client().post(url).header("x-overture-cluster-secret", faults::SECRET)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("could not be applied"), "{}", r.text);
+    for n in 1..=3 {
+        let r =
+            send(client().post(c.api(n, "/metadata/taskdefs")).json(&json!([{"name": format!("after_{n}")}]))).await;
+        assert_eq!(r.status, 200, "node {n} still takes writes: {}", r.text);
+        let health = send(client().get(c.api(n, "/health"))).await.json();
+        assert_eq!(health["healthy"], true, "node {n}'s Raft still runs");
+        let metrics = send(client().get(format!("{}/metrics", c.nodes[n - 1].url))).await.text;
+        assert!(
+            metrics.lines().any(|l| l == "overture_raft_apply_rejected_total 1"),
+            "node {n} rejected the entry itself"
+        );
+    }
+    assert!(faults::digests_agree(&c, Duration::from_secs(30)).await);
+}
