@@ -172,6 +172,7 @@ impl Storage {
                 applied,
                 membership,
                 pending_keys: Default::default(),
+                written: Default::default(),
                 count_deltas: Default::default(),
             }),
             listener: RwLock::new(None),

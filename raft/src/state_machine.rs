@@ -136,11 +136,25 @@ pub(crate) struct Inner {
     pub membership: StoredMembership,
     /// Idempotency keys taken by this apply group and not written to disk yet.
     pub pending_keys: HashMap<Vec<u8>, String>,
+    /// Workflows this apply group ended or removed, which the disk shows only once the group's
+    /// batch is written. Later entries of the group see them as the group left them, wherever
+    /// the group boundaries fall: the leader and each follower group entries differently, and
+    /// reading the disk here made a batch apply on one replica and conflict on another.
+    pub written: HashMap<String, Written>,
     /// How this apply group changes the counted `wf_index` prefixes' sizes; added to
     /// [`Shared::index_counts`] once its batch is written. `None` while nothing is counted (no
     /// search has asked yet, or a snapshot replaced the rows), so apply keeps no deltas then.
     /// Switched only with this lock held, so it holds for a whole apply group.
     pub count_deltas: Option<HashMap<Vec<u8>, i64>>,
+}
+
+/// What an apply group did to a workflow that the disk does not show yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// It ended: its state is in the cache until the group is written, then evicted.
+    Ended,
+    /// It was removed (deleted or purged).
+    Removed,
 }
 
 /// The number of `wf_index` rows under each counted prefix (see [`keys::counted_prefixes`]), so
@@ -225,6 +239,29 @@ impl Shared {
             None => Ok(None),
             Some(bytes) => Ok(Some(decode::<WorkflowRow>(&bytes).map_err(io_err)?.header)),
         }
+    }
+
+    /// A workflow as this apply group has left it, taken out of the cache: `None` if the group
+    /// removed it, else the cached state, else the state on disk.
+    fn take_current(&self, inner: &Inner, id: &str) -> Result<Option<(WorkflowState, [u8; 32])>, io::Error> {
+        if inner.written.get(id) == Some(&Written::Removed) {
+            return Ok(None);
+        }
+        match self.cache.lock().take(id) {
+            Some(c) => Ok(Some((c.state, c.def_hash))),
+            None => self.load_from_disk(id),
+        }
+    }
+
+    /// Whether a workflow runs as this apply group has left it.
+    fn is_running(&self, inner: &Inner, id: &str) -> Result<bool, io::Error> {
+        if inner.written.contains_key(id) {
+            return Ok(false);
+        }
+        if let Some(cached) = self.cache.lock().get(id) {
+            return Ok(!cached.state.header.status.is_terminal());
+        }
+        Ok(self.load_from_disk(id)?.is_some_and(|(s, _)| !s.header.status.is_terminal()))
     }
 
     /// Loads an execution from disk (not from the cache).
@@ -320,6 +357,7 @@ impl Shared {
         let started = Instant::now();
         let mut inner = self.inner.lock();
         inner.pending_keys.clear();
+        inner.written.clear();
         let mut wb = WriteBatch::default();
         let mut changes = Changes::default();
         let mut replies = Vec::with_capacity(group.len());
@@ -344,6 +382,15 @@ impl Shared {
         crate::write_state(&self.db, &self.disk, wb)?;
         if let Some(applied) = &inner.applied {
             self.applied_index.store(applied.index, std::sync::atomic::Ordering::Release);
+        }
+        // Ended workflows stayed cached only for the rest of the group; the disk has them now.
+        {
+            let mut cache = self.cache.lock();
+            for (id, written) in inner.written.drain() {
+                if written == Written::Ended {
+                    cache.take(&id);
+                }
+            }
         }
         if let Some(deltas) = inner.count_deltas.as_mut().filter(|d| !d.is_empty()) {
             self.index_counts.lock().add(deltas);
@@ -427,16 +474,14 @@ impl Shared {
                             && h.end_time <= ended_before
                             && rows::workflow_timers(state).is_empty()
                     };
-                    let cached = self.cache.lock().take(&id).map(|c| (c.state, c.def_hash));
-                    let from_cache = cached.is_some();
-                    let Some((state, def_hash)) = cached.map_or_else(|| self.load_from_disk(&id), |c| Ok(Some(c)))?
-                    else {
+                    let Some((state, def_hash)) = self.take_current(inner, &id)? else {
                         continue;
                     };
                     if due(&state) {
                         self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
+                        inner.written.insert(id, Written::Removed);
                         count += 1;
-                    } else if from_cache {
+                    } else {
                         self.cache.lock().put(state, def_hash);
                     }
                 }
@@ -475,7 +520,7 @@ impl Shared {
                 if inner.pending_keys.values().any(|id| id == &existing) {
                     return Ok(true);
                 }
-                Ok(self.load_from_disk(&existing)?.is_some_and(|(s, _)| !s.header.status.is_terminal()))
+                self.is_running(inner, &existing)
             };
             let strategy = header.idempotency_strategy.as_deref().unwrap_or("FAIL");
             let refused = match strategy {
@@ -567,14 +612,11 @@ impl Shared {
         changes: &mut Changes,
         id: &str,
     ) -> Result<Response, io::Error> {
-        let current = match self.cache.lock().take(id) {
-            Some(c) => Some(c.state),
-            None => self.load_from_disk(id)?.map(|(state, _)| state),
-        };
-        let Some(state) = current else {
+        let Some((state, _)) = self.take_current(inner, id)? else {
             return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
         };
         self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
+        inner.written.insert(id.to_owned(), Written::Removed);
         Ok(Response::Ok)
     }
 
@@ -629,10 +671,7 @@ impl Shared {
         batch: WorkflowBatch,
     ) -> Result<Response, io::Error> {
         let id = batch.workflow_id.as_str();
-        let current = match self.cache.lock().take(id) {
-            Some(c) => Some((c.state, c.def_hash)),
-            None => self.load_from_disk(id)?,
-        };
+        let current = self.take_current(inner, id)?;
         let current_revision = current.as_ref().map_or(0, |(s, _)| s.header.revision);
         if current_revision != batch.expected_revision || batch.events.is_empty() {
             if let Some((state, hash)) = current {
@@ -778,9 +817,13 @@ impl Shared {
         let row = WorkflowRow { header: state.header.clone(), def_hash, task_count: state.tasks.len() as u32 };
         wb.put_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes(), encode(&row));
         let revision = state.header.revision;
-        if !state.header.status.is_terminal() {
-            self.cache.lock().put(state, def_hash);
+        // Cached even if it ended, for the rest of this group (see `Inner::written`).
+        if state.header.status.is_terminal() {
+            inner.written.insert(id.to_owned(), Written::Ended);
+        } else {
+            inner.written.remove(id);
         }
+        self.cache.lock().put(state, def_hash);
         Ok(Response::Applied { revision })
     }
 }
@@ -915,5 +958,98 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
         crate::snapshot::current(&self.shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use openraft::entry::RaftEntry;
+    use overture_core::command::{Command, Ctx, IdSource, StartWorkflow};
+
+    use super::*;
+    use crate::replica::{ReplicaOptions, Storage};
+    use crate::types::Entry;
+
+    struct Ids(u32);
+    impl IdSource for Ids {
+        fn next_id(&mut self) -> String {
+            self.0 += 1;
+            format!("task-{}", self.0)
+        }
+    }
+
+    /// A child workflow's life in three batches: it starts, it is terminated, and it records
+    /// that its parent was told (a follow-up an ended workflow acknowledges).
+    fn a_child_that_ends_and_tells_its_parent() -> Vec<Request> {
+        let def: WorkflowDef = serde_json::from_value(serde_json::json!({
+            "name": "child", "tasks": [{"name": "a", "taskReferenceName": "a"}]
+        }))
+        .expect("a definition");
+        let start = StartWorkflow {
+            workflow_id: "wf".into(),
+            plan: Arc::new(Plan::new(def)),
+            input: Default::default(),
+            correlation_id: None,
+            priority: 0,
+            task_to_domain: Default::default(),
+            created_by: None,
+            idempotency_key: None,
+            idempotency_strategy: None,
+            parent: Some(("parent".into(), "parent-task".into())),
+        };
+        let mut ids = Ids(0);
+        let (mut state, events) = overture_core::decide::start(start, &mut Ctx::new(1_000, &mut ids));
+        let started = WorkflowBatch { workflow_id: "wf".into(), expected_revision: 0, events };
+        let revision = state.header.revision;
+        let terminate = Command::Terminate { reason: Some("done".into()) };
+        let events =
+            overture_core::decide::decide(&mut state, terminate, &mut Ctx::new(2_000, &mut ids)).expect("ends");
+        let ended = WorkflowBatch { workflow_id: "wf".into(), expected_revision: revision, events };
+        let revision = state.header.revision;
+        let events = overture_core::decide::decide(&mut state, Command::ParentNotified, &mut Ctx::new(3_000, &mut ids))
+            .expect("acknowledged");
+        let notified = WorkflowBatch { workflow_id: "wf".into(), expected_revision: revision, events };
+        vec![Request::Workflow(started), Request::Workflow(ended), Request::Workflow(notified)]
+    }
+
+    /// Applies `requests` in groups of `sizes`; the responses and every state-machine row.
+    fn apply_in_groups(requests: &[Request], sizes: &[usize]) -> (Vec<Response>, BTreeMap<Vec<u8>, Vec<u8>>) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let storage = Storage::open(&ReplicaOptions::new(1, dir.path().to_path_buf())).expect("opens");
+        let shared = storage.state_machine.shared.clone();
+        let mut entries = requests.iter().enumerate().map(|(i, r)| {
+            (Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, i as u64 + 1), r.clone()), None)
+        });
+        let mut responses = Vec::new();
+        for size in sizes {
+            let group: Vec<_> = entries.by_ref().take(*size).collect();
+            responses.extend(shared.apply_group(group).expect("applies").into_iter().map(|(_, r)| r));
+        }
+        let mut rows = BTreeMap::new();
+        for family in keys::STATE_MACHINE.iter().filter(|f| **f != keys::CF_SM_META) {
+            for item in shared.db.iterator_cf(cf(&shared.db, family), rocksdb::IteratorMode::Start) {
+                let (k, v) = item.expect("a row");
+                rows.insert([family.as_bytes(), b"/", &k].concat(), v.to_vec());
+            }
+        }
+        (responses, rows)
+    }
+
+    /// Followers group entries differently from the leader. An ended workflow used to be read
+    /// back from disk by a later entry of the same group, before the group was written: the
+    /// entry conflicted on one replica and applied on another, and their states diverged (the
+    /// soak found it).
+    #[test]
+    fn entries_apply_the_same_however_they_are_grouped() {
+        let requests = a_child_that_ends_and_tells_its_parent();
+        let (one_by_one, rows) = apply_in_groups(&requests, &[1, 1, 1]);
+        assert!(one_by_one.iter().all(|r| matches!(r, Response::Applied { .. })), "{one_by_one:?}");
+        for sizes in [&[3][..], &[2, 1], &[1, 2]] {
+            let (grouped, grouped_rows) = apply_in_groups(&requests, sizes);
+            assert_eq!(grouped, one_by_one, "groups of {sizes:?}");
+            assert!(grouped_rows == rows, "groups of {sizes:?} wrote other rows");
+        }
     }
 }
