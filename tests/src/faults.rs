@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Cluster, client, send, wait_for};
+use crate::{Cluster, client, send};
 
 /// The cluster secret [`Cluster::start`] gives every node.
 pub const SECRET: &str = "test-secret";
@@ -75,25 +75,29 @@ pub async fn status(c: &Cluster, n: usize) -> Option<Value> {
     r.json().await.ok()
 }
 
-/// Waits until every running node has applied the same index and their state digests agree.
-pub async fn digests_agree(c: &Cluster, timeout: Duration) -> bool {
-    wait_for(timeout, || async {
-        let mut seen: Option<(Value, Value)> = None;
+/// Waits until every running node has applied the same index and their state digests agree;
+/// otherwise says what each node reported last.
+pub async fn digests_agree(c: &Cluster, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut seen = Vec::new();
         for n in (1..=c.nodes.len()).filter(|n| c.nodes[n - 1].is_running()) {
-            let Ok(r) = client().get(c.api(n, "/cluster/digest")).timeout(Duration::from_secs(5)).send().await else {
-                return false;
+            let reply = client().get(c.api(n, "/cluster/digest")).timeout(Duration::from_secs(5)).send().await;
+            let v = match reply {
+                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+                Err(e) => Value::String(e.to_string()),
             };
-            let Ok(v) = r.json::<Value>().await else { return false };
-            let pair = (v["appliedIndex"].clone(), v["digest"].clone());
-            match &seen {
-                None => seen = Some(pair),
-                Some(first) if *first == pair => {}
-                Some(_) => return false,
-            }
+            seen.push((n, v["appliedIndex"].clone(), v["digest"].clone()));
         }
-        seen.is_some()
-    })
-    .await
+        let first = seen.first().map(|(_, i, d)| (i.clone(), d.clone()));
+        if first.is_some_and(|f| !f.0.is_null() && seen.iter().all(|(_, i, d)| (i.clone(), d.clone()) == f)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("nodes report (node, applied index, digest): {seen:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Watches a cluster while faults happen: the leader each node reports for each term, and the

@@ -36,7 +36,9 @@ async fn check_everything(c: &Cluster, load: Workload, observer: Observer, prefi
     finisher.stop().await;
     let seen = observer.stop().await;
     assert!(seen.split_terms().is_empty(), "two leaders in one term: {:?}", seen.split_terms());
-    assert!(faults::digests_agree(c, Duration::from_secs(30)).await, "every node's state is the same");
+    if let Err(e) = faults::digests_agree(c, Duration::from_secs(30)).await {
+        panic!("every node's state is the same: {e}");
+    }
     eprintln!(
         "checked: {} starts and {} results acknowledged; leaders by term {:?}",
         ledger.started.lock().expect("lock").len(),
@@ -372,5 +374,7 @@ async fn an_entry_that_cannot_be_applied_stops_no_node() {
             "node {n} rejected the entry itself"
         );
     }
-    assert!(faults::digests_agree(&c, Duration::from_secs(30)).await);
+    if let Err(e) = faults::digests_agree(&c, Duration::from_secs(30)).await {
+        panic!("every node's state is the same: {e}");
+    }
 }
