@@ -129,18 +129,10 @@ pub(crate) fn retry_blocking<T>(
 ) -> Result<T, rocksdb::Error> {
     let mut waited = false;
     loop {
-        match write() {
-            Err(e) if is_no_space(&e) => {
-                note_full(guard, what, &e, &mut waited);
-                std::thread::sleep(RETRY_EVERY);
-            }
-            other => {
-                if waited {
-                    space_back(guard, what);
-                }
-                return other;
-            }
+        if let Some(done) = settle(guard, what, &mut waited, write()) {
+            return done;
         }
+        std::thread::sleep(RETRY_EVERY);
     }
 }
 
@@ -152,17 +144,37 @@ pub(crate) async fn retry<T>(
 ) -> Result<T, rocksdb::Error> {
     let mut waited = false;
     loop {
-        match write() {
-            Err(e) if is_no_space(&e) => {
-                note_full(guard, what, &e, &mut waited);
-                tokio::time::sleep(RETRY_EVERY).await;
+        if let Some(done) = settle(guard, what, &mut waited, write()) {
+            return done;
+        }
+        tokio::time::sleep(RETRY_EVERY).await;
+    }
+}
+
+/// One try's outcome: `None` to wait for space and try again, else what the write returns.
+fn settle<T>(
+    guard: &DiskGuard,
+    what: &str,
+    waited: &mut bool,
+    tried: Result<T, rocksdb::Error>,
+) -> Option<Result<T, rocksdb::Error>> {
+    match tried {
+        Err(e) if is_no_space(&e) => {
+            metrics::counter!(FULL_RETRIES).increment(1);
+            if !*waited {
+                tracing::warn!(error = %e, "the disk is full: {what} waits for space");
+                guard.waiting_for_space(true);
+                *waited = true;
             }
-            other => {
-                if waited {
-                    space_back(guard, what);
-                }
-                return other;
+            None
+        }
+        done => {
+            if *waited {
+                tracing::info!("the disk has space again: {what} went through");
+                guard.waiting_for_space(false);
+                guard.check();
             }
+            Some(done)
         }
     }
 }
@@ -187,21 +199,6 @@ pub(crate) fn retry_in_place<T>(
         }
         other => other,
     }
-}
-
-fn note_full(guard: &DiskGuard, what: &str, e: &rocksdb::Error, waited: &mut bool) {
-    metrics::counter!(FULL_RETRIES).increment(1);
-    if !*waited {
-        tracing::warn!(error = %e, "the disk is full: {what} waits for space");
-        guard.waiting_for_space(true);
-        *waited = true;
-    }
-}
-
-fn space_back(guard: &DiskGuard, what: &str) {
-    tracing::info!("the disk has space again: {what} went through");
-    guard.waiting_for_space(false);
-    guard.check();
 }
 
 /// Reads the free space every [`CHECK_EVERY`] until `closed` is set.

@@ -988,16 +988,8 @@ mod tests {
         }))
         .expect("a definition");
         let start = StartWorkflow {
-            workflow_id: "wf".into(),
-            plan: Arc::new(Plan::new(def)),
-            input: Default::default(),
-            correlation_id: None,
-            priority: 0,
-            task_to_domain: Default::default(),
-            created_by: None,
-            idempotency_key: None,
-            idempotency_strategy: None,
             parent: Some(("parent".into(), "parent-task".into())),
+            ..StartWorkflow::new("wf", Arc::new(Plan::new(def)))
         };
         let mut ids = Ids(0);
         let (mut state, events) = overture_core::decide::start(start, &mut Ctx::new(1_000, &mut ids));

@@ -74,18 +74,7 @@ async fn start_at(
 }
 
 fn start_command(id: &str, parent: Option<(String, String)>) -> StartWorkflow {
-    StartWorkflow {
-        workflow_id: id.into(),
-        plan: plan(),
-        input: Default::default(),
-        correlation_id: None,
-        priority: 0,
-        task_to_domain: Default::default(),
-        created_by: None,
-        idempotency_key: None,
-        idempotency_strategy: None,
-        parent,
-    }
+    StartWorkflow { parent, ..StartWorkflow::new(id, plan()) }
 }
 
 async fn step(replica: &Replica, state: &mut WorkflowState, cmd: Command, ids: &mut Ids, now: i64) -> Response {

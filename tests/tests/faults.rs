@@ -47,6 +47,39 @@ async fn check_everything(c: &Cluster, load: Workload, observer: Observer, prefi
     );
 }
 
+/// A three-node cluster with fault injection on, an observer, and a load of `prefix` running.
+async fn faulty_cluster(prefix: &str) -> (tempfile::TempDir, Cluster, Observer, Workload) {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path()).await;
+    let observer = Observer::start(urls(&c));
+    let load = start_load(&c, prefix, 2).await;
+    (dir, c, observer, load)
+}
+
+/// Checks the cluster is quiet after a partition healed at `healed_at`: every node follows
+/// `leader` in `term` within 10 s and still does 3 s later (no re-election), and no write paused
+/// 0.5 s or more since healing. Returns that longest pause.
+async fn quiet_after_healing(
+    c: &Cluster,
+    observer: &Observer,
+    healed_at: Instant,
+    term: u64,
+    leader: usize,
+) -> Duration {
+    let expected = (term, Some(leader as u64));
+    for n in 1..=3 {
+        let follows = wait_for(Duration::from_secs(10), || async { term_and_leader(c, n).await == expected }).await;
+        assert!(follows, "node {n} follows leader {leader} in term {term}: {:?}", term_and_leader(c, n).await);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 1..=3 {
+        assert_eq!(term_and_leader(c, n).await, expected, "node {n}: no re-election after healing");
+    }
+    let pause = observer.seen().longest_pause(healed_at, Instant::now());
+    assert!(pause < Duration::from_millis(500), "writes paused {pause:?} after healing");
+    pause
+}
+
 async fn start_load(c: &Cluster, prefix: &str, steps: usize) -> Workload {
     Workload::register(&c.nodes[0].url, prefix, steps).await;
     let load = Workload::run(urls(c), prefix, steps, 3, 4, usize::MAX);
@@ -81,10 +114,7 @@ async fn fresh_task(c: &Cluster, via: usize, prefix: &str) -> Value {
 /// re-election, no write pause over 0.5 s, nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_cut_off_from_both_followers_steps_aside() {
-    let dir = tempfile::tempdir().expect("dir");
-    let c = cluster(dir.path()).await;
-    let observer = Observer::start(urls(&c));
-    let load = start_load(&c, "cutlead", 2).await;
+    let (_dir, c, observer, load) = faulty_cluster("cutlead").await;
     let old = c.wait_leader(Duration::from_secs(5)).await;
     let others: Vec<usize> = (1..=3).filter(|n| *n != old).collect();
 
@@ -129,22 +159,8 @@ async fn a_leader_cut_off_from_both_followers_steps_aside() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     faults::heal(&c).await;
-    let healed_at = Instant::now();
-    let follows =
-        wait_for(Duration::from_secs(10), || async { term_and_leader(&c, old).await == (new_term, Some(new as u64)) })
-            .await;
-    assert!(follows, "the old leader follows the new one: {:?}", term_and_leader(&c, old).await);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for n in 1..=3 {
-        assert_eq!(
-            term_and_leader(&c, n).await,
-            (new_term, Some(new as u64)),
-            "node {n}: no re-election after healing"
-        );
-    }
-    let pause = observer.seen().longest_pause(healed_at, Instant::now());
+    let pause = quiet_after_healing(&c, &observer, Instant::now(), new_term, new).await;
     eprintln!("after healing: longest write pause {} ms", pause.as_millis());
-    assert!(pause < Duration::from_millis(500), "writes paused {pause:?} after healing");
     check_everything(&c, load, observer, "cutlead", 2).await;
 }
 
@@ -152,10 +168,7 @@ async fn a_leader_cut_off_from_both_followers_steps_aside() {
 /// deposes nobody: same term, same leader, no write pause over 0.5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_cut_off_rejoins_without_an_election() {
-    let dir = tempfile::tempdir().expect("dir");
-    let c = cluster(dir.path()).await;
-    let observer = Observer::start(urls(&c));
-    let load = start_load(&c, "cutfollow", 2).await;
+    let (_dir, c, observer, load) = faulty_cluster("cutfollow").await;
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let follower = c.other_than(leader);
     let (term, _) = term_and_leader(&c, leader).await;
@@ -174,18 +187,9 @@ async fn a_follower_cut_off_rejoins_without_an_election() {
 
     faults::heal(&c).await;
     let healed_at = Instant::now();
-    let caught_up = wait_for(Duration::from_secs(10), || async {
-        term_and_leader(&c, follower).await == (term, Some(leader as u64))
-    })
-    .await;
-    assert!(caught_up, "the follower rejoins under the same leader: {:?}", term_and_leader(&c, follower).await);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(term_and_leader(&c, leader).await, (term, Some(leader as u64)), "no election");
-    let seen = observer.seen();
-    let during = seen.longest_pause(cut_at, healed_at);
-    let after = seen.longest_pause(healed_at, Instant::now());
+    let after = quiet_after_healing(&c, &observer, healed_at, term, leader).await;
+    let during = observer.seen().longest_pause(cut_at, healed_at);
     eprintln!("longest write pause: {} ms cut off, {} ms after healing", during.as_millis(), after.as_millis());
-    assert!(after < Duration::from_millis(500), "writes paused {after:?} after healing");
     check_everything(&c, load, observer, "cutfollow", 2).await;
 }
 
@@ -194,24 +198,15 @@ async fn a_follower_cut_off_rejoins_without_an_election() {
 /// re-elected and nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bridge_partition_keeps_a_leader() {
-    let dir = tempfile::tempdir().expect("dir");
-    let c = cluster(dir.path()).await;
-    let observer = Observer::start(urls(&c));
-    let load = start_load(&c, "bridge", 2).await;
+    let (_dir, c, observer, load) = faulty_cluster("bridge").await;
     faults::cut_link(&c, 1, 3).await;
     let at_cut = load.started();
     assert!(wait_for(Duration::from_secs(30), || async { load.started() > at_cut + 50 }).await, "work goes on");
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let (term, _) = term_and_leader(&c, leader).await;
     faults::heal(&c).await;
-    let healed_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for n in 1..=3 {
-        let seen = term_and_leader(&c, n).await;
-        assert_eq!(seen, (term, Some(leader as u64)), "node {n} after healing");
-    }
-    let pause = observer.seen().longest_pause(healed_at, Instant::now());
-    assert!(pause < Duration::from_millis(500), "writes paused {pause:?} after healing");
+    let pause = quiet_after_healing(&c, &observer, Instant::now(), term, leader).await;
+    eprintln!("after healing: longest write pause {} ms", pause.as_millis());
     check_everything(&c, load, observer, "bridge", 2).await;
 }
 
@@ -336,10 +331,7 @@ async fn a_full_disk_on_a_follower_refuses_writes_and_recovers() {
 /// (that is what a clock is for), but nothing is lost or done twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clock_jump_on_the_leader_loses_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    let c = cluster(dir.path()).await;
-    let observer = Observer::start(urls(&c));
-    let load = start_load(&c, "clock", 2).await;
+    let (_dir, c, observer, load) = faulty_cluster("clock").await;
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     faults::jump_clock(&c, leader, -60_000).await;
     let at = load.started();

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use overture_tests::{Node, client, crate_dir};
+use overture_tests::{Node, Rng, client, crate_dir};
 use serde_json::{Value, json};
 
 /// Every `(method, path)` the router declares: the `/api` router's routes under `/api`, the
@@ -38,21 +38,6 @@ fn routes() -> Vec<(String, String)> {
         out.insert(("POST".to_owned(), internal.to_owned()));
     }
     out.into_iter().collect()
-}
-
-/// A small deterministic generator (xorshift), so runs repeat.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
 }
 
 const SEGMENTS: &[&str] = &[

@@ -15,25 +15,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use overture_tests::faults::{self, Observer, SmallDisk};
-use overture_tests::{Cluster, Workload, check_ledger, client, send_retrying, wait_status_at};
+use overture_tests::{Cluster, Rng, Workload, check_ledger, client, send_retrying, wait_status_at};
 use serde_json::json;
 
 const KINDS: [&str; 7] = ["kill", "freeze", "leader-cut-off", "follower-cut-off", "bridge", "full-disk", "clock-jump"];
-
-/// A small deterministic generator (xorshift), so a seed repeats a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn urls(c: &Cluster) -> Vec<String> {
     c.nodes.iter().map(|n| n.url.clone()).collect()

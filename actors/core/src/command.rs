@@ -129,6 +129,25 @@ pub struct StartWorkflow {
     pub parent: Option<(String, String)>,
 }
 
+impl StartWorkflow {
+    /// A start of `plan` under `workflow_id` with no input, correlation, priority, domains,
+    /// idempotency key or parent; set what else a start carries on the value.
+    pub fn new(workflow_id: impl Into<String>, plan: Arc<Plan>) -> StartWorkflow {
+        StartWorkflow {
+            workflow_id: workflow_id.into(),
+            plan,
+            input: Object::new(),
+            correlation_id: None,
+            priority: 0,
+            task_to_domain: BTreeMap::new(),
+            created_by: None,
+            idempotency_key: None,
+            idempotency_strategy: None,
+            parent: None,
+        }
+    }
+}
+
 /// The statuses a worker may report (Conductor `TaskResult.Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

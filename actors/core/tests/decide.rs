@@ -10,7 +10,6 @@ use common::*;
 use overture_core::command::{Command, Ctx, Rejection, TaskResultStatus};
 use overture_core::dsl::WorkflowDef;
 use overture_core::rows::{self, TimerKind};
-use overture_core::state::Object;
 use overture_core::state::{TaskStatus, WorkflowStatus};
 use overture_core::{Plan, StartWorkflow, decide};
 use serde_json::{Value, json};
@@ -276,18 +275,7 @@ fn domains_and_input_templates_shape_the_task() {
     let mut ids = Counter(0);
     let mut tt = std::collections::BTreeMap::new();
     tt.insert("*".to_string(), "blue,green".to_string());
-    let cmd = StartWorkflow {
-        workflow_id: "w".into(),
-        plan: Arc::new(Plan::new(def)),
-        input: Object::new(),
-        correlation_id: None,
-        priority: 0,
-        task_to_domain: tt,
-        created_by: None,
-        idempotency_key: None,
-        idempotency_strategy: None,
-        parent: None,
-    };
+    let cmd = StartWorkflow { task_to_domain: tt, ..StartWorkflow::new("w", Arc::new(Plan::new(def))) };
     let (state, _) = decide::start(cmd.clone(), &mut Ctx { now: 5, ids: &mut ids, env: &ScriptEnv });
     let t = &state.tasks[0];
     assert_eq!(Value::Object(t.input.clone()), json!({"a": "yes", "t": "default", "extra": "yes"}));

@@ -675,16 +675,8 @@ fn a_child_tells_its_parent_and_a_failed_workflow_starts_its_failure_workflow() 
     let def: overture_core::dsl::WorkflowDef = serde_json::from_value(wf(json!([simple("a")]))).expect("definition");
     let mut ids = Counter(0);
     let cmd = overture_core::StartWorkflow {
-        workflow_id: "child".into(),
-        plan: std::sync::Arc::new(overture_core::Plan::new(def)),
-        input: obj(json!({})),
-        correlation_id: None,
-        priority: 0,
-        task_to_domain: Default::default(),
-        created_by: None,
-        idempotency_key: None,
-        idempotency_strategy: None,
         parent: Some(("parent".into(), "task-9".into())),
+        ..overture_core::StartWorkflow::new("child", std::sync::Arc::new(overture_core::Plan::new(def)))
     };
     let ctx = &mut overture_core::Ctx::new(5, &mut ids);
     let (mut child, _) = overture_core::decide::start(cmd, ctx);

@@ -63,16 +63,10 @@ impl Run {
         let mut ids = Counter(0);
         let now = 1_000_000;
         let cmd = StartWorkflow {
-            workflow_id: "wf1".into(),
-            plan: Arc::new(Plan::new(def)),
             input: obj(input),
             correlation_id: Some("corr".into()),
             priority: 5,
-            task_to_domain: Default::default(),
-            created_by: None,
-            idempotency_key: None,
-            idempotency_strategy: None,
-            parent: None,
+            ..StartWorkflow::new("wf1", Arc::new(Plan::new(def)))
         };
         let (state, history) = decide::start(cmd, &mut Ctx { now, ids: &mut ids, env: &ScriptEnv });
         let run = Run { state, history, ids, now };
