@@ -9,7 +9,9 @@
 //       sub-workflow's link, terminate, retry, skip, pause and resume from the UI, the definition
 //       editor both ways, a thousand-task diagram, the operations views, shared URLs and contrast;
 //   cluster <nodes> <role>  the cluster view (as the leader sees it) from a node in that role;
-//   signin <keyId> <secret>  with authentication on: sign-in, then the list.
+//   signin <keyId> <secret>  with authentication on: sign-in, then the list;
+//   unicode <workflowId> <name> <taskRef> <text>  Chinese, accented and emoji text: found by free
+//       text, listed under its name, drawn in the diagram and shown in the task's output.
 //
 // Prints one line per check; any failed check exits non-zero with the reason and a screenshot.
 import assert from 'node:assert/strict';
@@ -345,8 +347,33 @@ async function signin(keyId, secret) {
   problems.push(...failed);
 }
 
+async function unicode(workflowId, name, taskRef, text) {
+  await open('#/executions');
+  await page.locator('input[name="text"]').fill('韩梅梅');
+  await page.getByRole('button', { name: 'Search' }).click();
+  const row = page.locator(`tr[data-workflow-id="${workflowId}"]`);
+  await row.waitFor();
+  assert.equal(await page.locator('table.executions tbody tr').count(), 1, 'only the workflow with that text');
+  assert.match(await row.innerText(), new RegExp(name));
+  ok(`free text in Chinese finds the execution, listed as ${name}`);
+  await shot('unicode-executions');
+  await row.locator('a').first().click();
+  const node = page.locator(`svg g.node[data-ref="${taskRef}"]`);
+  await node.waitFor();
+  assert.equal(await node.getAttribute('data-status'), 'COMPLETED');
+  assert.match(await node.locator('text.ref').textContent(), new RegExp(taskRef));
+  ok(`the diagram draws ${taskRef}`);
+  await node.click();
+  const panel = page.locator(`[data-task-panel="${taskRef}"]`);
+  await panel.waitFor();
+  await panel.getByText(text).first().waitFor();
+  ok(`the task's output shows ${text} unchanged`);
+  await shot('unicode-execution');
+}
+
 try {
   if (scenario === 'tour') await tour(...args);
+  else if (scenario === 'unicode') await unicode(...args);
   else if (scenario === 'signin') await signin(...args);
   else if (scenario === 'cluster') await cluster(...args);
   else throw new Error(`unknown scenario ${scenario}`);

@@ -238,6 +238,42 @@ async fn the_page_and_its_files_are_served_with_caching_and_a_strict_policy() {
     assert!(metrics.contains("route=\"/ui/{*path}\""), "UI requests are measured like any other route");
 }
 
+/// Chinese, accented and emoji text in a definition and its data reads back unchanged in the
+/// UI: found by free text, listed under its name, drawn in the diagram, shown in an output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chinese_accented_and_emoji_text_shows_in_the_ui() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    let name = "订单审批_café";
+    post(&node, "/metadata/taskdefs", json!([{"name": "审批_🚀", "description": "人工审批 ☕"}])).await;
+    post(
+        &node,
+        "/metadata/workflow",
+        json!({"name": name, "version": 1, "description": "处理订单 🚀",
+               "tasks": [{"name": "审批_🚀", "taskReferenceName": "审批", "inputParameters": {"who": "${workflow.input.客户}"}}]}),
+    )
+    .await;
+    let id = post(
+        &node,
+        &format!("/workflow/{}", "%E8%AE%A2%E5%8D%95%E5%AE%A1%E6%89%B9_caf%C3%A9"),
+        json!({"客户": "韩梅梅"}),
+    )
+    .await;
+    let r =
+        send(client().get(node.api("/tasks/poll/%E5%AE%A1%E6%89%B9_%F0%9F%9A%80?workerid=%E5%B7%A5%E4%BA%BA"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let task = r.json();
+    assert_eq!(task["inputData"]["who"], "韩梅梅");
+    post(
+        &node,
+        "/tasks",
+        json!({"workflowInstanceId": id, "taskId": task["taskId"], "status": "COMPLETED", "outputData": {"签名": "王 ✍️ é"}}),
+    )
+    .await;
+    wait_status(&node, &id, "COMPLETED", Duration::from_secs(10)).await;
+    browse("unicode", &node.url, &[&id, name, "审批", "王 ✍️ é"]).await;
+}
+
 /// Every node serves the UI; through a follower, the cluster view shows the leader's view of
 /// replication.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,7 +155,11 @@ function takenCase(run, task) {
   return Object.hasOwn(task.decisionCases || {}, value) ? value : DEFAULT;
 }
 
-function short(text, n = 26) { return text && text.length > n ? `${text.slice(0, n - 1)}…` : text || ''; }
+/** `text` cut to `n` characters (code points, so an emoji is never split in half) with `…`. */
+function short(text, n = 26) {
+  const chars = Array.from(text || '');
+  return chars.length > n ? `${chars.slice(0, n - 1).join('')}…` : text || '';
+}
 
 function Node({ n, run, selected, onSelect }) {
   if (n.kind === 'start' || n.kind === 'end') {
