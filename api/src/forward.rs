@@ -12,6 +12,11 @@
 //! leadership moved meanwhile) gets a retryable 503, as does any request while no leader is known.
 //! A forwarded write whose answer is lost in transit may have taken effect; updates are idempotent,
 //! a retried start creates a second workflow.
+//!
+//! A node that does not lead never says something does not exist on its own authority: a read it
+//! would answer with 404 (the workflow or task may have been created a moment ago, or while this
+//! node was cut off) is asked of the leader, whose answer it returns; with no leader to ask, it
+//! answers a retryable 503.
 
 use std::time::Duration;
 
@@ -72,7 +77,10 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
         return unavailable("cut off from the node that forwarded this request (fault injection)");
     }
     if !needs_leader(&request) && !behind_own_writes(&s, &request) {
-        return next.run(request).await;
+        if forwarded_here || s.engine.is_ready() || !is_api_read(&request) {
+            return next.run(request).await;
+        }
+        return read_confirming_misses(&s, request, next).await;
     }
     if s.engine.is_ready() {
         if consistent(&request)
@@ -101,6 +109,32 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
     };
     match proxy(&s, &leader, request).await {
         Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A read of the API's data (not the cluster's own status, nor the UI's files).
+fn is_api_read(request: &Request) -> bool {
+    let path = request.uri().path();
+    (request.method() == Method::GET || request.method() == Method::HEAD)
+        && path.starts_with("/api/")
+        && !path.starts_with("/api/cluster/")
+        && path != "/api/health"
+}
+
+/// Serves a read here; a 404 is asked of the leader again (see the module doc).
+async fn read_confirming_misses(s: &AppState, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let again = Request::from_parts(parts.clone(), Body::empty());
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if response.status() != StatusCode::NOT_FOUND {
+        return response;
+    }
+    let Some(leader) = s.engine.leader_address() else {
+        return unavailable("this node has not seen it and cannot ask a leader now (none is known); retry shortly");
+    };
+    match proxy(s, &leader, again).await {
+        Ok(confirmed) => confirmed,
         Err(e) => e.into_response(),
     }
 }

@@ -184,10 +184,20 @@ async fn a_follower_cut_off_rejoins_without_an_election() {
     assert!(r.status == 200 || (r.status == 503 && r.json()["retryable"] == true), "{}: {}", r.status, r.text);
     let r = send(client().post(c.api(follower, "/workflow/cutfollow_flow")).json(&json!({"n": 1}))).await;
     assert_eq!(r.status, 503, "{}", r.text);
+    // A workflow started on the leader meanwhile: the cut-off node has not seen it and cannot
+    // ask the leader, so it says so (503), never that it does not exist.
+    let r = send(client().post(c.api(leader, "/workflow/cutfollow_flow")).json(&json!({"n": 2}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let created = r.text;
+    let r = send(client().get(c.api(follower, &format!("/workflow/{created}")))).await;
+    assert_eq!(r.status, 503, "not a 404 for what exists: {}", r.text);
+    assert_eq!(r.json()["retryable"], true);
 
     faults::heal(&c).await;
     let healed_at = Instant::now();
     let after = quiet_after_healing(&c, &observer, healed_at, term, leader).await;
+    let r = send(client().get(c.api(follower, &format!("/workflow/{created}")))).await;
+    assert_eq!(r.status, 200, "once healed it is found: {}", r.text);
     let during = observer.seen().longest_pause(cut_at, healed_at);
     eprintln!("longest write pause: {} ms cut off, {} ms after healing", during.as_millis(), after.as_millis());
     check_everything(&c, load, observer, "cutfollow", 2).await;
