@@ -150,20 +150,9 @@ fn run(engine: &Engine, script: &str, input: &Value) -> Result<Value, String> {
 /// limits: a query can run forever, take all memory or overflow the stack. The node calls it
 /// only inside a sandbox process ([`Sandbox::jq`]).
 pub fn jq(program: &str, input: &Value) -> Result<Vec<Value>, String> {
-    use jaq_core::load::{Arena, File, Loader};
-    use jaq_core::{Compiler, Ctx, Vars, data};
+    use jaq_core::{Ctx, Vars, data};
 
-    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
-    let loader = Loader::new(defs);
-    let arena = Arena::default();
-    let modules = loader
-        .load(&arena, File { code: program, path: () })
-        .map_err(|errors| format!("cannot parse the jq query: {}", describe_load_errors(&errors)))?;
-    let filter = Compiler::default()
-        .with_funs(funs)
-        .compile(modules)
-        .map_err(|errors| format!("cannot compile the jq query: {}", describe_compile_errors(&errors)))?;
+    let filter = compile_jq(program)?;
     let text = serde_json::to_string(input).map_err(|e| e.to_string())?;
     let value = jaq_json::read::parse_single(text.as_bytes()).map_err(|e| format!("input is not JSON: {e}"))?;
     let ctx = Ctx::<data::JustLut<jaq_json::Val>>::new(&filter.lut, Vars::new([]));
@@ -174,6 +163,24 @@ pub fn jq(program: &str, input: &Value) -> Result<Vec<Value>, String> {
         out.push(serde_json::from_str(&json).map_err(|e| format!("jq produced a value that is not JSON ({e})"))?);
     }
     Ok(out)
+}
+
+/// A jq program parsed and compiled, or what is wrong with it.
+fn compile_jq(program: &str) -> Result<jaq_core::Filter<jaq_core::data::JustLut<jaq_json::Val>>, String> {
+    use jaq_core::Compiler;
+    use jaq_core::load::{Arena, File, Loader};
+
+    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let modules = loader
+        .load(&arena, File { code: program, path: () })
+        .map_err(|errors| format!("cannot parse the jq query: {}", describe_load_errors(&errors)))?;
+    Compiler::default()
+        .with_funs(funs)
+        .compile(modules)
+        .map_err(|errors| format!("cannot compile the jq query: {}", describe_compile_errors(&errors)))
 }
 
 /// The start of the query text a parse error points at, in a person's words.
@@ -298,5 +305,58 @@ mod tests {
         let err = jq("nosuchfilter(1)", &json!({})).expect_err("undefined");
         assert_eq!(err, "cannot compile the jq query: undefined: nosuchfilter/1");
         assert!(jq("error(\"no\")", &json!({})).is_err());
+    }
+
+    /// Sources built from the pieces scripts are made of, and any text at all: Chinese and emoji,
+    /// quotes and escapes, brackets that do not close, very long and empty.
+    fn source(pieces: &'static [&'static str]) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(proptest::sample::select(pieces), 0..40).prop_map(|p| p.concat()),
+            any::<String>(),
+            "\\PC{0,200}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any JavaScript source finishes or fails within its limits, and leaves the engine usable.
+        #[test]
+        fn any_javascript_source_finishes_or_fails_within_its_limits(
+            script in source(&["(", ")", "{", "}", "[", "]", "'", "\"", "`", "${", "\\", "/*", "//", ";", "=>",
+                "function f() {", "return", "while (true) {}", "$.a", "$", "订单", "🚀", "é", "1e308", "-0",
+                "new Array(1e9)", "'x'.repeat(1e7)", "JSON.parse(", "\n"])
+        ) {
+            let started = Instant::now();
+            let _ = js(&script, json!({"a": "订单"}));
+            proptest::prop_assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+            proptest::prop_assert_eq!(js("$.a", json!({"a": "订单"})), Ok(json!("订单")));
+        }
+
+        /// Any jq source parses and compiles, or is refused with a message that says where. (It
+        /// runs only in sandbox processes; this checks the front of the pipeline here.)
+        #[test]
+        fn any_jq_source_compiles_or_is_refused_with_a_reason(
+            program in source(&[".", "|", "[", "]", "{", "}", "(", ")", ",", ":", "\"", "$x", " as ", "def ", "if ",
+                " then ", " else ", " end", "reduce ", "foreach ", "length", "keys", "map(", "select(", "订单", "🚀",
+                "1", "-", "*", "+", "//", "?", ";", "@base64", "\\(", "..", "$__loc__", "label $out"])
+        ) {
+            if let Err(message) = compile_jq(&program).map(|_| ()) {
+                proptest::prop_assert!(message.starts_with("cannot parse the jq query") || message.starts_with("cannot compile the jq query"), "{}", message);
+            }
+        }
+    }
+
+    /// Deeply nested JavaScript fails on QuickJS's stack limit instead of overflowing the thread.
+    #[test]
+    fn deeply_nested_javascript_fails_on_the_stack_limit() {
+        for depth in [1_000, 100_000] {
+            let script = format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+            let result = js(&script, json!({}));
+            assert!(depth < 10_000 || matches!(result, Err(Error::Limit(_))), "{depth}: {result:?}");
+        }
+        let script = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(js(&script, json!({})).is_err());
     }
 }
