@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
+
 /// How often the free space is read.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -215,6 +217,37 @@ pub(crate) async fn monitor(guard: Arc<DiskGuard>, closed: Arc<parking_lot::Mute
             on_change(low);
             was_low = low;
         }
+    }
+}
+
+/// A node whose disk runs low stops standing for election and, if it leads, hands leadership to
+/// the follower furthest along; once it has space again it stands again.
+pub(crate) fn on_disk_low(raft: &crate::types::Raft, node_id: crate::types::NodeId, low: bool) {
+    raft.runtime_config().elect(!low);
+    if !low {
+        return;
+    }
+    let m = raft.metrics().borrow_watched().clone();
+    if m.state != openraft::ServerState::Leader {
+        return;
+    }
+    let voters: std::collections::BTreeSet<crate::types::NodeId> =
+        m.membership_config.membership().voter_ids().collect();
+    let best = m
+        .replication
+        .iter()
+        .flatten()
+        .filter(|(id, _)| **id != node_id && voters.contains(*id))
+        .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
+        .map(|(id, _)| *id);
+    if let Some(to) = best {
+        tracing::warn!(to, "the disk is low: handing leadership over");
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            if let Err(e) = raft.trigger().transfer_leader(to).await {
+                tracing::warn!(error = %e, "could not hand leadership over");
+            }
+        });
     }
 }
 

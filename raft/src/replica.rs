@@ -203,36 +203,6 @@ pub struct Replica {
     disk: Arc<crate::disk::DiskGuard>,
 }
 
-/// A node whose disk runs low stops standing for election and, if it leads, hands leadership to
-/// the follower furthest along; once it has space again it stands again.
-fn on_disk_low(raft: &Raft, node_id: NodeId, low: bool) {
-    raft.runtime_config().elect(!low);
-    if !low {
-        return;
-    }
-    let m = raft.metrics().borrow_watched().clone();
-    if m.state != ServerState::Leader {
-        return;
-    }
-    let voters: std::collections::BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-    let best = m
-        .replication
-        .iter()
-        .flatten()
-        .filter(|(id, _)| **id != node_id && voters.contains(*id))
-        .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
-        .map(|(id, _)| *id);
-    if let Some(to) = best {
-        tracing::warn!(to, "the disk is low: handing leadership over");
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            if let Err(e) = raft.trigger().transfer_leader(to).await {
-                tracing::warn!(error = %e, "could not hand leadership over");
-            }
-        });
-    }
-}
-
 /// When to snapshot. A snapshot writes the whole state, so openraft's own policy (every N
 /// entries) costs more the larger the state grows: with a million executions stored, writing
 /// one every 20,000 entries was most of the node's work. This one waits for `every` entries and
@@ -393,7 +363,7 @@ impl Replica {
         let proposer = Proposer::start(raft.clone());
         tokio::spawn(crate::disk::monitor(disk.clone(), closed.clone(), {
             let raft = raft.clone();
-            move |low| on_disk_low(&raft, options.node_id, low)
+            move |low| crate::disk::on_disk_low(&raft, options.node_id, low)
         }));
         Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed, proposer, disk })
     }
