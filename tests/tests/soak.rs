@@ -12,6 +12,8 @@
 //! follower cut off, a bridge, a full disk, a clock jump.
 
 use std::collections::BTreeMap;
+
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 use overture_tests::faults::{self, Observer, SmallDisk};
@@ -183,17 +185,20 @@ async fn a_mixed_load_survives_a_random_fault_every_30_seconds() {
     let leader = c.wait_leader(Duration::from_secs(60)).await;
     let via = c.nodes[leader - 1].url.clone();
     check_ledger(&via, &ledger, 3, Duration::from_secs(120)).await;
-    for (id, n) in &mixed_started {
-        let wf = wait_status_at(&via, id, "COMPLETED", Duration::from_secs(120)).await;
-        assert_eq!(wf["output"]["shape"], json!({"n": n, "doubled": n * 2}), "{id}");
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        for t in wf["tasks"].as_array().cloned().unwrap_or_default() {
-            if t["status"] == "COMPLETED" {
-                *seen.entry(t["referenceTaskName"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+    let via = &via;
+    futures::stream::iter(&mixed_started)
+        .for_each_concurrent(16, |(id, n)| async move {
+            let wf = wait_status_at(via, id, "COMPLETED", Duration::from_secs(120)).await;
+            assert_eq!(wf["output"]["shape"], json!({"n": n, "doubled": n * 2}), "{id}");
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            for t in wf["tasks"].as_array().cloned().unwrap_or_default() {
+                if t["status"] == "COMPLETED" {
+                    *seen.entry(t["referenceTaskName"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+                }
             }
-        }
-        assert!(seen.values().all(|&k| k == 1), "{id}: a task completed twice: {seen:?}");
-    }
+            assert!(seen.values().all(|&k| k == 1), "{id}: a task completed twice: {seen:?}");
+        })
+        .await;
     finisher.stop().await;
     let seen = observer.stop().await;
     assert!(seen.split_terms().is_empty(), "two leaders in one term: {:?}", seen.split_terms());
