@@ -134,7 +134,9 @@ pub(crate) struct Inbox {
 
 /// Messages one workflow's inbox holds at most. Past that, a sender is told to slow down (429):
 /// a client hammering one workflow gets push-back instead of a queue that grows with its rate.
-pub const MAX_INBOX: usize = 1_000;
+/// As many as a node takes requests in flight (`max_in_flight`), so the results of a fork of
+/// thousands of tasks finishing together all fit.
+pub const MAX_INBOX: usize = 10_000;
 
 impl Inbox {
     /// Adds a message; true if the actor needs waking. A full inbox hands the message back.

@@ -151,6 +151,7 @@ async fn runaway_jq_fails_its_task_and_never_the_node() {
         let reason = task["reasonForIncompletion"].as_str().unwrap_or_default();
         assert!(reason.starts_with("jq: ") && reason.contains(expected), "{name}: {reason}");
         let rss = metric(&node, "process_resident_memory_bytes").await;
+        eprintln!("{name}: failed in {took:.2?} with \"{reason}\", node RSS {:.1} MB", rss / 1048576.0);
         assert!(rss < 300.0 * 1024.0 * 1024.0, "the node grew to {rss} bytes");
     }
     register(
@@ -304,4 +305,44 @@ async fn a_sync_execution_whose_client_leaves_stops_watching() {
         }
     };
     assert!(wait_for(Duration::from_secs(10), || watching(&node)).await, "every watch ended with its client");
+}
+
+/// A single node whose disk fills up refuses writes with a 507 that names the directory (and
+/// `Retry-After`), goes on serving reads, and takes writes again once space is freed, keeping
+/// everything it had. (Its data directory is on a small tmpfs of the test's own: root only.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_507_and_recovers() {
+    use overture_tests::faults::SmallDisk;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("node");
+    let mut disk = SmallDisk::mount(&data, 160);
+    let args: Vec<std::ffi::OsString> =
+        vec!["dev".into(), "--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), data.clone().into()];
+    let node = Node::spawn(&args, &[("OVERTURE_MIN_FREE_DISK_BYTES", "16777216")], &data).await;
+    register(&node, &json!({"name": "kept", "version": 1, "tasks": [{"name": "k", "taskReferenceName": "k"}]})).await;
+    let before = start(&node, "kept", json!({"n": 1})).await;
+
+    disk.fill();
+    let low = |wanted: &'static str| {
+        let url = format!("{}/metrics", node.url);
+        async move { send(client().get(url)).await.text.lines().any(|l| l == format!("overture_disk_low {wanted}")) }
+    };
+    assert!(wait_for(Duration::from_secs(10), || low("1")).await, "the node sees its disk is full");
+    let r = client().post(node.api("/workflow/kept")).json(&json!({"n": 2})).send().await.expect("answered");
+    assert_eq!(r.status(), 507);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.expect("JSON");
+    assert_eq!(body["retryable"], true);
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("data directory") && message.contains("refuses writes"), "{message}");
+    let r = send(client().get(node.api(&format!("/workflow/{before}")))).await;
+    assert_eq!(r.status, 200, "reads go on: {}", r.text);
+
+    disk.free();
+    assert!(wait_for(Duration::from_secs(30), || low("0")).await, "space is back");
+    let after = start(&node, "kept", json!({"n": 3})).await;
+    for id in [&before, &after] {
+        let r = send(client().get(node.api(&format!("/workflow/{id}")))).await;
+        assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("RUNNING")), "{id}");
+    }
 }
