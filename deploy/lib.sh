@@ -38,7 +38,7 @@ ensure_build_deps() {
   if ! have_libclang; then
     echo "installing libclang-dev (needed to build RocksDB's bindings)" >&2
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libclang-dev >/dev/null
   fi
   # npm: the web UI's libraries are installed from the npm registry when the api crate builds.
   if ! command -v npm >/dev/null; then
@@ -72,7 +72,7 @@ ensure_browser() {
   if [ -z "${OVERTURE_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
     echo "installing chromium (for the web UI's browser tests)" >&2
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
   fi
   local dir="$overture_root/tests/browser"
   if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null; then

@@ -257,8 +257,12 @@ impl Engine {
     }
 
     /// A digest of the state machine and the applied index it was taken at.
-    pub fn digest(&self) -> Result<(u64, String), Error> {
-        Ok(self.inner.replica.digest()?)
+    pub async fn digest(&self) -> Result<(u64, String), Error> {
+        let replica = self.inner.replica.clone();
+        tokio::task::spawn_blocking(move || replica.digest())
+            .await
+            .map_err(|e| Error::Internal(format!("digest task: {e}")))?
+            .map_err(Error::from)
     }
 
     /// The server half of Raft RPC.

@@ -18,6 +18,7 @@ use overture_core::rows::system_queue;
 use overture_core::{Object, TaskResultStatus, TaskUpdate};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -121,7 +122,12 @@ async fn execute(engine: &Engine, http: &reqwest::Client, task_type: &str, task:
     let task_id = task["taskId"].as_str().unwrap_or_default().to_owned();
     let workflow_id = task["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
     let span = tracing::info_span!("system_task", task_type, %task_id, %workflow_id);
-    let _enter = span.enter();
+    run_and_report(engine, http, task_type, task, task_id).instrument(span).await;
+}
+
+/// Runs a system task and reports its result, inside the task's span (a span entered with a
+/// guard would follow the thread, not the future, across each await).
+async fn run_and_report(engine: &Engine, http: &reqwest::Client, task_type: &str, task: &Value, task_id: String) {
     let started = std::time::Instant::now();
     let outcome = match task_type {
         "SUB_WORKFLOW" => sub_workflow(engine, task).await,

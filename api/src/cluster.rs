@@ -65,6 +65,6 @@ pub async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result
 /// `GET /api/cluster/digest`: a digest of this node's state machine and the applied index it was
 /// taken at, to compare replicas.
 pub async fn digest(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let (applied, digest) = s.engine.digest()?;
+    let (applied, digest) = s.engine.digest().await?;
     Ok(Json(json!({"appliedIndex": applied, "digest": digest})))
 }

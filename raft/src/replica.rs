@@ -519,14 +519,19 @@ impl Replica {
     }
 
     /// A digest of the whole state machine and the applied index it was taken at, to compare
-    /// replicas. Holds apply off while it reads.
+    /// replicas. It reads a snapshot of the store, so apply is held off only while it takes one.
     pub fn digest(&self) -> Result<(u64, String), io::Error> {
         use sha2::{Digest, Sha256};
-        let inner = self.shared.inner.lock();
+        // A snapshot taken under the state machine's lock pairs the rows with the index they were
+        // applied up to; the scan then reads the snapshot, so apply goes on meanwhile.
+        let (applied, snapshot) = {
+            let inner = self.shared.inner.lock();
+            (inner.applied.as_ref().map_or(0, |l| l.index), self.db.snapshot())
+        };
         let mut hasher = Sha256::new();
         for family in keys::STATE_MACHINE.iter().filter(|f| **f != CF_SM_META) {
             hasher.update(family.as_bytes());
-            for item in self.db.iterator_cf(cf(&self.db, family), rocksdb::IteratorMode::Start) {
+            for item in snapshot.iterator_cf(cf(&self.db, family), rocksdb::IteratorMode::Start) {
                 let (k, v) = item.map_err(io_err)?;
                 hasher.update((k.len() as u32).to_be_bytes());
                 hasher.update(&k);
@@ -534,7 +539,6 @@ impl Replica {
                 hasher.update(&v);
             }
         }
-        let applied = inner.applied.as_ref().map_or(0, |l| l.index);
         let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok((applied, hex))
     }

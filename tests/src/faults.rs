@@ -82,7 +82,9 @@ pub async fn digests_agree(c: &Cluster, timeout: Duration) -> Result<(), String>
     loop {
         let mut seen = Vec::new();
         for n in (1..=c.nodes.len()).filter(|n| c.nodes[n - 1].is_running()) {
-            let reply = client().get(c.api(n, "/cluster/digest")).timeout(Duration::from_secs(5)).send().await;
+            // A digest reads the whole store: a long soak's takes seconds.
+            let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+            let reply = client().get(c.api(n, "/cluster/digest")).timeout(wait).send().await;
             let v = match reply {
                 Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
                 Err(e) => Value::String(e.to_string()),

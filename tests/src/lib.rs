@@ -392,7 +392,9 @@ impl Workload {
     }
 
     /// Starts `starters` loops starting workflows (up to `max_starts` in all) and `workers`
-    /// worker loops, spread over `urls`.
+    /// worker loops, spread over `urls`. The load is closed: starters wait while more than
+    /// [`Workload::BACKLOG`] tasks are started but not yet acknowledged, so a long run holds a
+    /// steady state instead of queueing work faster than the workers do it.
     pub fn run(
         urls: Vec<String>,
         prefix: &str,
@@ -405,17 +407,22 @@ impl Workload {
         let ledger = std::sync::Arc::new(Ledger::default());
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let started = std::sync::Arc::new(AtomicUsize::new(0));
+        let done = std::sync::Arc::new(AtomicUsize::new(0));
+        // This workload's own workflows: the workers also serve tasks of other workflows that use
+        // the same task types (a soak's mixed load), which must not count as this backlog's.
+        let own = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
         let name = format!("{prefix}_flow");
         let mut handles = Vec::new();
         for s in 0..starters {
-            let (urls, ledger, stop, started, name) =
-                (urls.clone(), ledger.clone(), stop.clone(), started.clone(), name.clone());
+            let (urls, ledger, stop, started, done, own, name) =
+                (urls.clone(), ledger.clone(), stop.clone(), started.clone(), done.clone(), own.clone(), name.clone());
             handles.push(tokio::spawn(async move {
                 let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
                 let mut k = s;
                 while !stop.load(Ordering::Relaxed) {
                     k += 1;
-                    if started.load(Ordering::Relaxed) >= max_starts {
+                    let so_far = started.load(Ordering::Relaxed);
+                    if so_far >= max_starts || so_far * steps > done.load(Ordering::Relaxed) + Self::BACKLOG {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }
@@ -424,6 +431,7 @@ impl Workload {
                     match c.post(format!("{url}/api/workflow")).json(&body).send().await {
                         Ok(r) if r.status().is_success() => {
                             if let Ok(id) = r.text().await {
+                                own.lock().expect("lock").insert(id.clone());
                                 started.fetch_add(1, Ordering::Relaxed);
                                 ledger.started.lock().expect("lock").push(id);
                                 ledger.first_write_after.lock().expect("lock").get_or_insert_with(Instant::now);
@@ -436,7 +444,8 @@ impl Workload {
             }));
         }
         for w in 0..workers {
-            let (urls, ledger, stop) = (urls.clone(), ledger.clone(), stop.clone());
+            let (urls, ledger, stop, done, own) =
+                (urls.clone(), ledger.clone(), stop.clone(), done.clone(), own.clone());
             let prefix = prefix.to_owned();
             handles.push(tokio::spawn(async move {
                 let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
@@ -460,6 +469,9 @@ impl Workload {
                                 && r.status().is_success()
                             {
                                 ledger.updated.lock().expect("lock").push((task_id.clone(), wf.clone(), output.clone()));
+                                if own.lock().expect("lock").contains(&wf) {
+                                    done.fetch_add(1, Ordering::Relaxed);
+                                }
                                 break;
                             }
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -470,6 +482,10 @@ impl Workload {
         }
         Workload { ledger, stop, handles, name, steps }
     }
+
+    /// Tasks a workload lets wait for its workers (started, not yet acknowledged) before its
+    /// starters pause.
+    pub const BACKLOG: usize = 1_000;
 
     /// Acknowledged starts so far.
     pub fn started(&self) -> usize {

@@ -82,6 +82,19 @@ fn start_mixed(
     })
 }
 
+/// Tasks waiting in the leader's worker queues, from its `/metrics` (0 if unreadable).
+async fn queued_tasks(url: &str) -> u64 {
+    let text = client().get(format!("{url}/metrics")).send().await.ok();
+    let text = match text {
+        Some(r) => r.text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    text.lines()
+        .filter(|l| l.starts_with("task_queue_depth{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Injects one fault of `kind` and heals it; returns a line describing it.
 async fn inject(c: &mut Cluster, disks: &mut [SmallDisk], kind: &str, rng: &mut Rng) -> String {
     let leader = c.wait_leader(Duration::from_secs(30)).await;
@@ -170,7 +183,13 @@ async fn a_mixed_load_survives_a_random_fault_every_30_seconds() {
         let kind = if round < order.len() { order[round] } else { KINDS[rng.below(KINDS.len())] };
         let what = inject(&mut c, &mut disks, kind, &mut rng).await;
         let leader = c.wait_leader(Duration::from_secs(60)).await;
-        eprintln!("soak {:>5} s: {what}; leader now {leader}", began.elapsed().as_secs());
+        let queued = queued_tasks(&c.nodes[leader - 1].url).await;
+        eprintln!(
+            "soak {:>5} s: {what}; leader now {leader}; so far {} starts and {} results acknowledged, {queued} tasks queued",
+            began.elapsed().as_secs(),
+            load.started(),
+            load.updated()
+        );
         *faults_by_kind.entry(kind).or_default() += 1;
         round += 1;
         let rest = Duration::from_secs(30).saturating_sub(round_began.elapsed());
@@ -202,7 +221,7 @@ async fn a_mixed_load_survives_a_random_fault_every_30_seconds() {
     finisher.stop().await;
     let seen = observer.stop().await;
     assert!(seen.split_terms().is_empty(), "two leaders in one term: {:?}", seen.split_terms());
-    if let Err(e) = faults::digests_agree(&c, Duration::from_secs(60)).await {
+    if let Err(e) = faults::digests_agree(&c, Duration::from_secs(300)).await {
         if std::env::var_os("OVERTURE_SOAK_KEEP").is_some() {
             drop(c);
             tokio::time::sleep(Duration::from_secs(2)).await;
