@@ -117,8 +117,53 @@ impl DiskGuard {
 
 /// Whether a RocksDB error means the disk is full.
 pub(crate) fn is_no_space(e: &rocksdb::Error) -> bool {
-    let text = e.as_ref();
+    says_no_space(e.as_ref())
+}
+
+/// Whether a file-system error (or a RocksDB error carried in one) means the disk is full.
+pub(crate) fn is_no_space_io(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || says_no_space(&e.to_string())
+}
+
+fn says_no_space(text: &str) -> bool {
     text.contains("No space left on device") || text.contains("Space limit reached")
+}
+
+/// Runs a file write that may meet a full disk (a snapshot's) until it succeeds or fails for
+/// another reason. After a failure for lack of space it waits until the free space is back
+/// above the reserve before trying again: a snapshot needs room for a copy of the state, so it
+/// is not started over and over on a full disk. `write` removes what a failed try left behind.
+/// Openraft stops a node on any error a snapshot build returns; this one only takes longer.
+pub(crate) fn retry_file_blocking<T>(
+    guard: &DiskGuard,
+    what: &str,
+    mut write: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let mut waited = false;
+    loop {
+        match write() {
+            Err(e) if is_no_space_io(&e) => {
+                metrics::counter!(FULL_RETRIES).increment(1);
+                if !waited {
+                    tracing::warn!(error = %e, "the disk is full: {what} waits for space");
+                    waited = true;
+                }
+                loop {
+                    std::thread::sleep(RETRY_EVERY);
+                    guard.check();
+                    if guard.free_bytes() >= guard.min_free {
+                        break;
+                    }
+                }
+            }
+            done => {
+                if waited {
+                    tracing::info!("the disk has space again: {what} went through");
+                }
+                return done;
+            }
+        }
+    }
 }
 
 /// Runs a blocking write until it succeeds or fails for another reason than a full disk,
@@ -266,6 +311,27 @@ mod tests {
         let refusal = strict.refusal();
         assert!(refusal.contains(&dir.path().display().to_string()), "{refusal}");
         assert!(refusal.contains("refuses writes"), "{refusal}");
+    }
+
+    #[test]
+    fn a_file_write_that_meets_a_full_disk_waits_and_tries_again() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let guard = DiskGuard::new(dir.path(), 0);
+        let mut tries = 0;
+        let result = retry_file_blocking(&guard, "a test file", || {
+            tries += 1;
+            if tries < 3 { Err(std::io::Error::from(std::io::ErrorKind::StorageFull)) } else { Ok(tries) }
+        });
+        assert_eq!(result.expect("went through"), 3);
+        let mut tries = 0;
+        let result: std::io::Result<()> = retry_file_blocking(&guard, "a test file", || {
+            tries += 1;
+            Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+        });
+        assert!(result.is_err());
+        assert_eq!(tries, 1, "another failure is returned at once");
+        let carried = std::io::Error::other("IO error: No space left on device: While appending to file");
+        assert!(is_no_space_io(&carried), "a RocksDB error carried in an io::Error counts");
     }
 
     #[test]

@@ -85,7 +85,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     /// Builds on a thread of its own at the lowest CPU priority: a snapshot is background work,
     /// and on a busy node it would otherwise take a core from the requests for a second or more.
-    /// Built later, it only keeps the log a little longer.
+    /// Built later, it only keeps the log a little longer. A build that meets a full disk removes
+    /// its partial file and waits for space (`crate::disk::retry_file_blocking`).
     async fn build_snapshot(&mut self) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
         let shared = self.shared.clone();
         let (done, result) = tokio::sync::oneshot::channel();
@@ -96,7 +97,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 if let Err(e) = rustix::process::setpriority_process(None, 19) {
                     tracing::debug!(error = %e, "could not lower the snapshot thread's priority");
                 }
-                let _ = done.send(build(&shared));
+                let _ = done.send(crate::disk::retry_file_blocking(&shared.disk, "a snapshot build", || {
+                    let built = build(&shared);
+                    if built.is_err() {
+                        remove_partial(&shared.snapshot_dir);
+                    }
+                    built
+                }));
             })
             .map_err(io_err)?;
         result.await.map_err(io_err)?
@@ -170,6 +177,16 @@ fn record_current(shared: &Shared, meta: &SnapshotMeta, file: &str, sync: bool) 
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Removes what a build that failed half-way wrote.
+fn remove_partial(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn remove_other_snapshots(dir: &Path, keep: &str) {

@@ -180,6 +180,7 @@ async fn hostile_requests_at_every_route_get_json_4xx_and_never_a_5xx() {
     for h in handles {
         failures.extend(h.await.expect("request task"));
     }
+    eprintln!("{total} hostile requests: {} bodies at each of {} routes", bodies.len(), routes.len());
     assert!(
         failures.is_empty(),
         "seed {seed:#x}: {} of {total} requests failed:\n{}",
