@@ -8,7 +8,8 @@
 //! - **Refusing early.** A [`DiskGuard`] reads the free space (`statvfs`) every
 //!   [`CHECK_EVERY`]. Below the node's `min_free_disk_bytes` it is *low*: proposals are refused
 //!   ([`crate::ProposeError::DiskFull`], a 507 to clients), the node does not stand for election
-//!   and hands leadership to a follower if it leads, and builds no snapshots. Reads go on.
+//!   and hands leadership to a follower if it leads. Reads go on. Snapshots are still built: one
+//!   that succeeds lets the log be purged, which may be what frees the space.
 //! - **Waiting out a full disk.** A write that fails for lack of space anyway (another process
 //!   filled the disk between two checks, or a burst outran them) is retried until it goes
 //!   through ([`retry_blocking`], [`retry`]): the log store and the state machine never pass

@@ -214,7 +214,6 @@ async fn snapshot_policy(
     appended: Arc<std::sync::atomic::AtomicU64>,
     dir: std::path::PathBuf,
     every: u64,
-    disk: Arc<crate::disk::DiskGuard>,
     closed: Arc<Mutex<bool>>,
 ) {
     use std::sync::atomic::Ordering;
@@ -243,8 +242,7 @@ async fn snapshot_policy(
             log_at_last = appended.load(Ordering::Relaxed);
             requested = None;
         }
-        // A snapshot needs room for a copy of the state: none is started while the disk is low.
-        if requested.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) || disk.is_low() {
+        if requested.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
             continue;
         }
         let log_bytes = appended.load(Ordering::Relaxed).saturating_sub(log_at_last);
@@ -360,7 +358,6 @@ impl Replica {
             appended,
             shared.snapshot_dir.clone(),
             options.snapshot_every,
-            disk.clone(),
             closed.clone(),
         ));
         let proposer = Proposer::start(raft.clone());
