@@ -797,31 +797,22 @@ impl Engine {
     /// `overture_task_polls_waiting` by queue on the leader, `workflow_running` by name from the
     /// index), as `(metric, label name, label value, value)`. They are rendered from this list
     /// rather than kept in the recorder, so a queue that is gone or a name with nothing running
-    /// leaves no series behind. Running counts past [`names::MAX_LABEL_VALUES`] names (the
-    /// smallest) are summed under [`names::OTHER_LABEL`].
+    /// leaves no series behind. Past [`names::MAX_LABEL_VALUES`] label values (queues polled once
+    /// and not yet forgotten, names), the smallest are summed under [`names::OTHER_LABEL`].
     pub fn scrape_gauges(&self) -> Vec<(&'static str, &'static str, String, f64)> {
         let mut out = Vec::new();
+        let mut add = |metric: &'static str, label: &'static str, values: Vec<(String, u64)>| {
+            for (value, n) in capped(values) {
+                out.push((metric, label, value, n as f64));
+            }
+        };
         if let Some(ctx) = self.inner.leader.read().clone() {
-            for (queue, depth) in ctx.queues.depths() {
-                out.push((names::TASK_QUEUE_DEPTH, "queue", queue, depth as f64));
-            }
-            for (queue, waiting) in ctx.queues.waiting_polls() {
-                out.push((names::TASK_POLLS_WAITING, "queue", queue, waiting as f64));
-            }
+            let widen = |v: Vec<(String, usize)>| v.into_iter().map(|(q, n)| (q, n as u64)).collect();
+            add(names::TASK_QUEUE_DEPTH, "queue", widen(ctx.queues.depths()));
+            add(names::TASK_POLLS_WAITING, "queue", widen(ctx.queues.waiting_polls()));
         }
         match self.read().running_counts() {
-            Ok(counts) => {
-                let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
-                counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                let rest: u64 = counts.iter().skip(names::MAX_LABEL_VALUES).map(|(_, c)| c).sum();
-                counts.truncate(names::MAX_LABEL_VALUES);
-                if rest > 0 {
-                    counts.push((names::OTHER_LABEL.to_owned(), rest));
-                }
-                for (name, count) in counts {
-                    out.push((names::WORKFLOW_RUNNING, "workflowName", name, count as f64));
-                }
-            }
+            Ok(counts) => add(names::WORKFLOW_RUNNING, "workflowName", counts.into_iter().collect()),
             Err(e) => tracing::warn!(error = %e, "counting running workflows"),
         }
         out
@@ -981,4 +972,19 @@ enum Wake {
     Queue,
     /// The poll's time is up, or leadership ended.
     Done,
+}
+
+/// A scrape-time gauge's values, at most [`names::MAX_LABEL_VALUES`] of them: the largest, and
+/// the rest summed under [`names::OTHER_LABEL`] (nothing there if they sum to 0).
+fn capped(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    if values.len() <= names::MAX_LABEL_VALUES {
+        return values;
+    }
+    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rest: u64 = values.iter().skip(names::MAX_LABEL_VALUES).map(|(_, n)| n).sum();
+    values.truncate(names::MAX_LABEL_VALUES);
+    if rest > 0 {
+        values.push((names::OTHER_LABEL.to_owned(), rest));
+    }
+    values
 }
