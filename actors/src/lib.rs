@@ -37,14 +37,39 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Wall-clock epoch millis: the leader's clock, recorded in the events it decides.
+/// This node's clock in epoch millis: the leader's clock, recorded in the events it decides.
+/// It follows the wall clock but never goes back: when the wall clock is stepped back, this
+/// clock holds at the latest time it gave until the wall clock passes it again. So a task
+/// started while the wall clock was behind is not stamped in the past, and its deadlines do not
+/// fall due the moment the wall clock is set right. A step forward moves it forward, deadlines
+/// with it, as in Conductor.
 pub fn now_ms() -> i64 {
     let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
-    wall.saturating_add(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
+        .unwrap_or_default()
+        .saturating_add(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed));
+    never_back(&LATEST_MS, &HOLDING, wall)
 }
+
+/// The later of `wall` and the latest time `latest` gave, which it then holds. Says once, when
+/// it starts and when it stops, that the wall clock is more than a second behind.
+fn never_back(latest: &std::sync::atomic::AtomicI64, holding: &std::sync::atomic::AtomicBool, wall: i64) -> i64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let before = latest.fetch_max(wall, Relaxed);
+    let behind = before - wall;
+    if behind > 1_000 {
+        if !holding.swap(true, Relaxed) {
+            tracing::warn!(behind_ms = behind, "the wall clock went back; this node's clock holds until it catches up");
+        }
+    } else if behind <= 0 && holding.load(Relaxed) && holding.swap(false, Relaxed) {
+        tracing::info!("the wall clock caught up; this node's clock follows it again");
+    }
+    before.max(wall)
+}
+
+static LATEST_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+static HOLDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Shifts this node's wall clock by `offset` milliseconds, as a clock jump would: the fault
 /// suite's clock fault (only reachable with fault injection on).
@@ -54,3 +79,24 @@ pub fn set_clock_offset_ms(offset: i64) {
 }
 
 static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicI64};
+
+    #[test]
+    fn the_clock_holds_while_the_wall_clock_is_behind_and_follows_it_after() {
+        let (latest, holding) = (AtomicI64::new(0), AtomicBool::new(false));
+        let never_back = |wall| super::never_back(&latest, &holding, wall);
+        assert_eq!(never_back(100_000), 100_000);
+        // Stepped back a minute: the clock holds.
+        assert_eq!(never_back(40_000), 100_000);
+        assert!(holding.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(never_back(45_000), 100_000);
+        // Set right again: the clock goes on from where the wall clock is.
+        assert_eq!(never_back(100_500), 100_500);
+        assert!(!holding.load(std::sync::atomic::Ordering::Relaxed));
+        // A step forward is followed.
+        assert_eq!(never_back(105_500), 105_500);
+    }
+}

@@ -7,6 +7,8 @@
 //! - `PUT /internal/faults/clock` `{"offsetMs": 60000}`: this node's wall clock jumps.
 //! - `POST /internal/faults/unparseable-entry`: commits an entry whose payload does not parse,
 //!   through the real log, to show every replica answers it with a rejection and goes on.
+//! - `POST /internal/faults/stop-raft`: this node's Raft stops, as it does on a fatal storage
+//!   error, while its HTTP server goes on answering.
 //! - `GET /internal/faults`: what is injected now.
 
 use std::collections::BTreeSet;
@@ -73,8 +75,15 @@ pub async fn unparseable_entry(State(s): State<AppState>) -> Result<Json<Value>,
     }
 }
 
+/// `POST /internal/faults/stop-raft`.
+pub async fn stop_raft(State(s): State<AppState>) -> Json<Value> {
+    tracing::warn!("fault injection: Raft stops");
+    s.engine.replica().shutdown().await;
+    state(State(s)).await
+}
+
 /// `GET /internal/faults`.
 pub async fn state(State(s): State<AppState>) -> Json<Value> {
     let cut_off: Vec<u64> = s.engine.rpc().faults().peers_cut_off().into_iter().collect();
-    Json(json!({"cutOffFrom": cut_off}))
+    Json(json!({"cutOffFrom": cut_off, "raftRunning": s.engine.replica().is_running()}))
 }

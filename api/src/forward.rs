@@ -13,6 +13,9 @@
 //! A forwarded write whose answer is lost in transit may have taken effect; updates are idempotent,
 //! a retried start creates a second workflow.
 //!
+//! A node whose Raft has stopped (a fatal storage error) answers every API request with a
+//! retryable 503 and fails `/ready` until it is restarted.
+//!
 //! A node that does not lead never says something does not exist on its own authority: a read it
 //! would answer with 404 (the workflow or task may have been created a moment ago, or while this
 //! node was cut off) is asked of the leader, whose answer it returns; with no leader to ask, it
@@ -73,6 +76,13 @@ fn needs_leader(request: &Request) -> bool {
 /// The forwarding middleware.
 pub async fn forward(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
+    if let Some(why) = s.engine.replica().stopped()
+        && is_api(&request)
+    {
+        // Its state no longer moves and it cannot follow a leader: any answer would be stale or
+        // lost on the way. A retryable 503 sends the client to another node at once.
+        return unavailable(&format!("this node's Raft has stopped ({why}); restart it; another node serves"));
+    }
     if s.engine.rpc().faults().refuses(request.headers().get(FORWARDED_HEADER).map(|v| v.as_bytes())) {
         return unavailable("cut off from the node that forwarded this request (fault injection)");
     }
@@ -113,13 +123,16 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
     }
 }
 
+/// A request for the API, but for `/api/health` and the cluster's own status, which say how
+/// this node is.
+fn is_api(request: &Request) -> bool {
+    let path = request.uri().path();
+    path.starts_with("/api/") && !path.starts_with("/api/cluster/") && path != "/api/health"
+}
+
 /// A read of the API's data (not the cluster's own status, nor the UI's files).
 fn is_api_read(request: &Request) -> bool {
-    let path = request.uri().path();
-    (request.method() == Method::GET || request.method() == Method::HEAD)
-        && path.starts_with("/api/")
-        && !path.starts_with("/api/cluster/")
-        && path != "/api/health"
+    (request.method() == Method::GET || request.method() == Method::HEAD) && is_api(request)
 }
 
 /// Serves a read here; a 404 is asked of the leader again (see the module doc).
@@ -141,8 +154,7 @@ async fn read_confirming_misses(s: &AppState, request: Request, next: Next) -> R
 
 /// A read this follower cannot answer yet: it has not applied a write it forwarded.
 fn behind_own_writes(s: &AppState, request: &Request) -> bool {
-    let path = request.uri().path();
-    if !path.starts_with("/api/") || path.starts_with("/api/cluster/") {
+    if !is_api(request) {
         return false;
     }
     let watermark = s.read_watermark.load(std::sync::atomic::Ordering::Acquire);

@@ -235,6 +235,7 @@ pub fn router(state: AppState) -> Router {
         .route("/internal/faults/partition", put(faults::partition))
         .route("/internal/faults/clock", put(faults::clock))
         .route("/internal/faults/unparseable-entry", post(faults::unparseable_entry))
+        .route("/internal/faults/stop-raft", post(faults::stop_raft))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), faults::guard));
     Router::new()
         .nest("/api", api)

@@ -22,12 +22,13 @@ pub async fn health(State(s): State<AppState>) -> Json<Value> {
 
 /// `GET /ready`: 200 when this node can serve client requests now — it is the ready leader, or
 /// a follower that knows a leader to forward to and has applied everything that leader reports
-/// committed (so its local reads are current) — and 503 otherwise. A readiness probe.
+/// committed (so its local reads are current) — and 503 otherwise, as always once its Raft has
+/// stopped. A readiness probe.
 pub async fn ready(State(s): State<AppState>) -> Response {
     let l = s.engine.leadership();
     let leader_here = s.engine.is_ready();
     let can_forward = !l.is_leader && l.caught_up && s.engine.leader_address().is_some();
-    let ready = leader_here || can_forward;
+    let ready = (leader_here || can_forward) && s.engine.replica().is_running();
     let role = if l.is_leader { "leader" } else { "follower" };
     let body = json!({"ready": ready, "role": role, "leader": l.leader, "term": l.term, "isLeader": l.is_leader, "caughtUp": l.caught_up});
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

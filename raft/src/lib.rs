@@ -92,6 +92,8 @@ pub fn register_metrics() {
         "overture_snapshots_built_total",
         "overture_snapshots_installed_total",
         "overture_snapshot_received_total",
+        "overture_snapshot_received_bytes_total",
+        "overture_snapshot_refused_total",
         "overture_raft_entries_appended_total",
         "overture_raft_entries_applied_total",
     ] {

@@ -548,6 +548,11 @@ impl Replica {
         self.raft.metrics().borrow_watched().running_state.is_ok()
     }
 
+    /// Why Raft stopped, if it has (a fatal error, or a shutdown).
+    pub fn stopped(&self) -> Option<String> {
+        self.raft.metrics().borrow_watched().running_state.as_ref().err().map(ToString::to_string)
+    }
+
     /// A watch on this node's [`Leadership`].
     pub fn leadership_watch(&self) -> LeadershipWatch {
         LeadershipWatch { metrics: self.raft.metrics(), lease: self.lease() }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -77,29 +78,46 @@ impl RpcServer {
         answer(result)
     }
 
-    /// Receives a streamed snapshot into a file, then installs it.
+    /// Receives a streamed snapshot into a file, then installs it. A node whose Raft has
+    /// stopped refuses it before reading any of it: the leader sends a snapshot again after each
+    /// failure, and receiving a large one over and over would take the others' disk and CPU. A
+    /// snapshot that is not installed leaves no file behind.
     pub async fn install_snapshot<S, E>(&self, body: S) -> Vec<u8>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        answer(self.receive_and_install(body).await)
+        if let Err(why) = self.raft.metrics().borrow_watched().running_state.as_ref() {
+            metrics::counter!("overture_snapshot_refused_total").increment(1);
+            return answer::<openraft::raft::SnapshotResponse<TypeConfig>>(Err(format!("Raft has stopped: {why}")));
+        }
+        let path = self.incoming_dir.join(format!("incoming-{}.snap", uuid_like()));
+        let result = self.receive_and_install(body, &path).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        answer(result)
     }
 
-    async fn receive_and_install<S, E>(&self, mut body: S) -> Answer<openraft::raft::SnapshotResponse<TypeConfig>>
+    async fn receive_and_install<S, E>(
+        &self,
+        mut body: S,
+        path: &std::path::Path,
+    ) -> Answer<openraft::raft::SnapshotResponse<TypeConfig>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let started = std::time::Instant::now();
         tokio::fs::create_dir_all(&self.incoming_dir).await.map_err(|e| e.to_string())?;
-        let path = self.incoming_dir.join(format!("incoming-{}.snap", uuid_like()));
-        let mut file = tokio::fs::File::create(&path).await.map_err(|e| e.to_string())?;
+        let mut file = tokio::fs::File::create(path).await.map_err(|e| e.to_string())?;
+        let received = metrics::counter!("overture_snapshot_received_bytes_total");
         let mut head: Vec<u8> = Vec::new();
         let mut header = None;
         let mut bytes = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| format!("snapshot stream broke: {e}"))?;
+            received.increment(chunk.len() as u64);
             if header.is_some() {
                 file.write_all(&chunk).await.map_err(|e| e.to_string())?;
                 bytes += chunk.len() as u64;
@@ -124,10 +142,10 @@ impl RpcServer {
         drop(file);
         let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
             meta,
-            snapshot: SnapshotFile { path: path.clone() },
+            snapshot: SnapshotFile { path: path.to_owned() },
         };
         let result = self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
-        let _ = tokio::fs::remove_file(&path).await;
+        let _ = tokio::fs::remove_file(path).await;
         metrics::counter!("overture_snapshot_received_total").increment(1);
         tracing::info!(bytes, seconds = started.elapsed().as_secs_f64(), "received a snapshot");
         result

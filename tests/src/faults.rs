@@ -252,6 +252,16 @@ impl SmallDisk {
         written
     }
 
+    /// Fills the file system but for about `leave` bytes. Returns the ballast's size.
+    pub fn fill_leaving(&mut self, leave: u64) -> u64 {
+        let written = self.fill().saturating_sub(leave);
+        if let Some(path) = &self.ballast {
+            let file = std::fs::OpenOptions::new().write(true).open(path).expect("ballast file");
+            file.set_len(written).expect("ballast shortened");
+        }
+        written
+    }
+
     /// Removes the ballast.
     pub fn free(&mut self) {
         if let Some(path) = self.ballast.take() {

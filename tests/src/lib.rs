@@ -557,6 +557,18 @@ pub async fn check_ledger(url: &str, ledger: &Ledger, steps: usize, timeout: Dur
         .await;
 }
 
+/// The sum of every series of the metric `name` on the node at `url`'s `/metrics` (all label
+/// values), or `None` if it has none or does not answer.
+pub async fn metric_sum(url: &str, name: &str) -> Option<f64> {
+    let text = client().get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// Waits until the workflow, read through the node at `url`, reaches `status`; returns its JSON.
 pub async fn wait_status_at(url: &str, workflow_id: &str, status: &str, timeout: Duration) -> Value {
     let client = client();

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use overture_tests::faults::{self, Observer, SmallDisk};
-use overture_tests::{Cluster, Workload, check_ledger, client, send, wait_for};
+use overture_tests::{Cluster, Workload, check_ledger, client, metric_sum, send, wait_for};
 use serde_json::{Value, json};
 
 async fn cluster(dir: &std::path::Path) -> Cluster {
@@ -351,6 +351,150 @@ async fn a_clock_jump_on_the_leader_loses_nothing() {
     assert!(wait_for(Duration::from_secs(20), || async { load.started() > at + 30 }).await, "work goes on");
     faults::jump_clock(&c, leader, 0).await;
     check_everything(&c, load, observer, "clock", 2).await;
+}
+
+/// Results acknowledged per second over `window`, sampled from the workload's ledger.
+async fn results_per_second(load: &Workload, window: Duration) -> f64 {
+    let (before, at) = (load.updated(), Instant::now());
+    tokio::time::sleep(window).await;
+    (load.updated() - before) as f64 / at.elapsed().as_secs_f64()
+}
+
+/// A follower whose Raft stops (as it does on a fatal storage error) while its HTTP server goes
+/// on: it says it is unhealthy, answers writes and polls at once instead of holding them, and the
+/// other two go on at the pace they had, although the workers still send a third of their
+/// requests to it, and although the leader has purged the log the stopped node would need (so it
+/// could only send it a snapshot). Restarted, it catches up and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_whose_raft_stops_slows_nobody() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!("{}snapshot_every = 500\nkeep_after_snapshot = 100\n", faults::CONFIG);
+    let mut c = Cluster::start(dir.path(), 3, &config).await;
+    let observer = Observer::start(urls(&c));
+    let load = start_load(&c, "stopraft", 2).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let stopped = c.other_than(leader);
+    let before = results_per_second(&load, Duration::from_secs(5)).await;
+
+    let url = format!("{}/internal/faults/stop-raft", c.nodes[stopped - 1].url);
+    let r = send(client().post(url).header("x-overture-cluster-secret", faults::SECRET)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["raftRunning"], false, "{}", r.text);
+    let health = send(client().get(c.api(stopped, "/health"))).await.json();
+    assert_eq!(health["healthy"], false, "{health}");
+    let ready = send(client().get(format!("{}/ready", c.nodes[stopped - 1].url))).await;
+    assert_eq!(ready.status, 503, "a load balancer stops sending it requests: {}", ready.text);
+    for (what, request) in [
+        ("a start", client().post(c.api(stopped, "/workflow/stopraft_flow")).json(&json!({"n": 1}))),
+        ("a poll", client().get(c.api(stopped, "/tasks/poll/batch/stopraft_0?count=5&timeout=200"))),
+        ("a read", client().get(c.api(stopped, "/metadata/workflow/stopraft_flow"))),
+    ] {
+        let asked = Instant::now();
+        let r = send(request).await;
+        let took = asked.elapsed();
+        eprintln!("{what} on the stopped node: {} in {} ms", r.status, took.as_millis());
+        assert!(took < Duration::from_secs(1), "{what} answered at once, not after {took:?}: {}", r.status);
+        assert_eq!(r.status, 503, "{what}: {}", r.text);
+        assert_eq!(r.json()["retryable"], true, "{what}: {}", r.text);
+    }
+    // The leader snapshots and purges its log past what the stopped node has.
+    let purged_past = wait_for(Duration::from_secs(60), || async {
+        let s = c.status(leader).await;
+        let matched = s["replication"][stopped.to_string()]["matchedIndex"].as_u64().unwrap_or(0);
+        s["purgedIndex"].as_u64().is_some_and(|p| p > matched)
+    })
+    .await;
+    assert!(purged_past, "the leader purged its log past node {stopped}: {}", c.status(leader).await);
+    // So it offers the stopped node snapshots, which that node refuses unread.
+    let stopped_url = c.nodes[stopped - 1].url.clone();
+    let refused = wait_for(Duration::from_secs(30), || async {
+        metric_sum(&stopped_url, "overture_snapshot_refused_total").await.is_some_and(|n| n > 0.0)
+    })
+    .await;
+    assert!(refused, "node {stopped} was offered a snapshot and refused it");
+    let after = results_per_second(&load, Duration::from_secs(10)).await;
+    eprintln!(
+        "results per second: {before:.0} before node {stopped}'s Raft stopped, {after:.0} after the log passed it"
+    );
+    assert!(after >= before / 4.0, "the others slowed from {before:.0} to {after:.0} results per second");
+    let offers = metric_sum(&stopped_url, "overture_snapshot_refused_total").await.unwrap_or(0.0);
+    let received = metric_sum(&stopped_url, "overture_snapshot_received_bytes_total").await;
+    eprintln!("node {stopped} refused {offers} snapshot offers and received {received:?} bytes of them");
+    assert_eq!(received, Some(0.0), "node {stopped} read none of the snapshots it could not install");
+
+    c.nodes[stopped - 1].kill9().await;
+    c.restart(stopped).await;
+    c.nodes[stopped - 1].wait_ready().await;
+    check_everything(&c, load, observer, "stopraft", 2).await;
+}
+
+/// A snapshot build that meets a full disk (a node alone, its data directory on a small tmpfs
+/// with room for its log to grow but not for a snapshot of its state) waits for space: Raft
+/// keeps running and the node keeps serving. Once space is freed the snapshot completes and
+/// leaves no partial file, and everything stored is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_build_on_a_full_disk_waits_for_space() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut disk = SmallDisk::mount(&dir.path().join("node-1"), 256);
+    let config = "min_free_disk_bytes = 0\nsnapshot_every = 300\nkeep_after_snapshot = 10\n";
+    let c = Cluster::start(dir.path(), 1, config).await;
+    let name = Workload::register(&c.nodes[0].url, "snapfull", 1).await;
+    // State a snapshot cannot fit in 2 MiB: a hundred workflows with 64 KiB of text that does
+    // not compress.
+    let mut rng = overture_tests::Rng(7);
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        let text: String = (0..65_536).map(|_| char::from(b'!' + rng.below(90) as u8)).collect();
+        let r = send(client().post(c.api(1, &format!("/workflow/{name}"))).json(&json!({"n": n, "text": text}))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(r.text);
+    }
+    let metric = |name: &'static str| {
+        let url = c.nodes[0].url.clone();
+        async move { metric_sum(&url, name).await.unwrap_or(0.0) }
+    };
+    assert_eq!(metric("overture_snapshots_built_total").await, 0.0, "no snapshot before the disk fills");
+
+    let filled = disk.fill_leaving(2 << 20);
+    eprintln!("ballast {} MiB, {} KiB free", filled >> 20, disk.free_bytes() >> 10);
+    // Small starts, enough entries to call for a snapshot; the log still has room for them.
+    for n in 0..250 {
+        let r = send(client().post(c.api(1, &format!("/workflow/{name}"))).json(&json!({"n": n}))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(r.text);
+    }
+    let log = dir.path().join("node-1.log");
+    let waiting = wait_for(Duration::from_secs(30), || async {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("a snapshot build waits for space")
+    })
+    .await;
+    assert!(waiting, "the snapshot build met the full disk; see {}", log.display());
+    assert!(metric("overture_disk_full_retries_total").await > 0.0);
+    assert_eq!(metric("overture_snapshots_built_total").await, 0.0);
+    let health = send(client().get(c.api(1, "/health"))).await.json();
+    assert_eq!(health["healthy"], true, "Raft still runs: {health}");
+    let r = send(client().get(c.api(1, &format!("/workflow/{}", ids[0])))).await;
+    assert_eq!(r.status, 200, "reads go on: {}", r.text);
+
+    let freed_at = Instant::now();
+    disk.free();
+    let built =
+        wait_for(Duration::from_secs(60), || async { metric("overture_snapshots_built_total").await >= 1.0 }).await;
+    assert!(built, "the snapshot is built once there is space");
+    eprintln!("snapshot built {} ms after the ballast was removed", freed_at.elapsed().as_millis());
+    let snapshots = dir.path().join("node-1").join("snapshots");
+    let files: Vec<String> = std::fs::read_dir(&snapshots)
+        .expect("snapshot directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!files.is_empty() && files.iter().all(|f| !f.ends_with(".tmp")), "no partial file: {files:?}");
+    for id in &ids {
+        let r = send(client().get(c.api(1, &format!("/workflow/{id}")))).await;
+        assert_eq!(r.status, 200, "{id}: {}", r.text);
+    }
+    let r = send(client().post(c.api(1, &format!("/workflow/{name}"))).json(&json!({"n": "after"}))).await;
+    assert_eq!(r.status, 200, "writes go on: {}", r.text);
 }
 
 /// An entry whose payload does not parse, committed through the real log of a three-node

@@ -39,12 +39,7 @@ fn urlencode(s: &str) -> String {
 
 /// One series of `/metrics` (the first line that starts with `series`), as a number.
 async fn metric(node: &Node, series: &str) -> f64 {
-    let text = send(client().get(format!("{}/metrics", node.url))).await.text;
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    overture_tests::metric_sum(&node.url, series).await.unwrap_or_else(|| panic!("no {series} in /metrics"))
 }
 
 /// Definitions written in Chinese, with accents and emoji, run and give their text back

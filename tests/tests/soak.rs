@@ -84,15 +84,7 @@ fn start_mixed(
 
 /// Tasks waiting in the leader's worker queues, from its `/metrics` (0 if unreadable).
 async fn queued_tasks(url: &str) -> u64 {
-    let text = client().get(format!("{url}/metrics")).send().await.ok();
-    let text = match text {
-        Some(r) => r.text().await.unwrap_or_default(),
-        None => String::new(),
-    };
-    text.lines()
-        .filter(|l| l.starts_with("task_queue_depth{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    overture_tests::metric_sum(url, "task_queue_depth").await.unwrap_or(0.0) as u64
 }
 
 /// Injects one fault of `kind` and heals it; returns a line describing it.

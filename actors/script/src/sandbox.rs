@@ -39,6 +39,13 @@ const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// The largest answer a query may give, as JSON: larger results fail the task.
 pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
 
+/// The first line a sandbox process writes, once it has started: the node measures its memory
+/// only from then on, so loading the program does not count against a query.
+const READY: &str = "ready";
+
+/// How long a new sandbox process may take to say it is [`READY`].
+const START_TIME: Duration = Duration::from_secs(10);
+
 /// How a sandbox says a result was over [`MAX_OUTPUT_BYTES`].
 const TOO_LARGE: &str = "jq: the result is larger than";
 
@@ -220,7 +227,19 @@ impl Pool {
                 }
             })
             .map_err(|e| format!("jq: cannot start a reader thread: {e}"))?;
-        Ok(Process { child, stdin, answers })
+        match answers.recv_timeout(START_TIME) {
+            Ok(line) if line == READY => Ok(Process { child, stdin, answers }),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let why = match other {
+                    Ok(line) => format!("said {:?} instead of {READY:?}", line.chars().take(80).collect::<String>()),
+                    Err(RecvTimeoutError::Timeout) => format!("did not start within {} s", START_TIME.as_secs()),
+                    Err(RecvTimeoutError::Disconnected) => "ended as it started".to_owned(),
+                };
+                Err(format!("jq: the sandbox process ({}) {why}", self.command.program.display()))
+            }
+        }
     }
 
     fn await_answer(&self, process: &mut Process, started: Instant) -> Result<Answer, Failure> {
@@ -325,6 +344,8 @@ fn resident_bytes(pid: u32) -> Option<usize> {
 pub fn serve() -> std::io::Result<()> {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{READY}")?;
+    stdout.flush()?;
     let mut line = String::new();
     loop {
         line.clear();
