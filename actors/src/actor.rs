@@ -39,6 +39,8 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub struct UpdateOutcome {
     /// The queue the task was polled from, if a worker runs it.
     pub queue: Option<String>,
+    /// The task's type (what workers poll for).
+    pub task_type: String,
     /// The task is now terminal.
     pub terminal: bool,
 }
@@ -467,7 +469,11 @@ impl ActorState {
         let state = self.load()?;
         let task =
             state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
-        Ok(UpdateOutcome { queue: task.queue.clone(), terminal: task.status.is_terminal() })
+        Ok(UpdateOutcome {
+            queue: task.queue.clone(),
+            task_type: task.task_type.clone(),
+            terminal: task.status.is_terminal(),
+        })
     }
 }
 

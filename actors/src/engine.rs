@@ -569,7 +569,7 @@ impl Engine {
                 "{queue} is an internal queue of the server; workers cannot poll it"
             )));
         }
-        self.leader()?.polls.record(&queue, worker_id.as_deref(), crate::now_ms());
+        self.leader()?.polls.record(task_type, domain, worker_id.as_deref(), crate::now_ms());
         self.poll_queue(&queue, task_type, worker_id, count, wait).await
     }
 
@@ -713,8 +713,7 @@ impl Engine {
         let worker_id = update.worker_id.clone();
         let outcome = self.update_task(update).await?;
         let Some(queue) = outcome.queue.filter(|_| outcome.terminal) else { return Ok(None) };
-        let task_type = queue.rsplit(':').next().unwrap_or(&queue).to_owned();
-        let mut next = self.poll_queue(&queue, &task_type, worker_id, 1, Duration::ZERO).await?;
+        let mut next = self.poll_queue(&queue, &outcome.task_type, worker_id, 1, Duration::ZERO).await?;
         Ok(next.pop())
     }
 
@@ -846,11 +845,7 @@ impl Engine {
             .polls
             .all()
             .into_iter()
-            .filter_map(|(queue, time, worker)| {
-                let (domain, name) = match queue.split_once(':') {
-                    Some((d, n)) => (Some(d.to_owned()), n.to_owned()),
-                    None => (None, queue.clone()),
-                };
+            .filter_map(|((domain, name), time, worker)| {
                 task_type.is_none_or(|t| t == name).then_some(PollRecord {
                     task_type: name,
                     domain,

@@ -49,7 +49,7 @@ impl Environment for LeaderEnv<'_> {
     }
 
     fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
-        self.polls.last(&overture_core::rows::queue_name(task_type, domain, None, None))
+        self.polls.last(task_type, domain)
     }
 }
 

@@ -515,16 +515,18 @@ mod tests {
     fn poll_records_are_bounded_and_expire() {
         let polls = PollTimes::default();
         for i in 0..MAX_POLL_RECORDS {
-            polls.record(&format!("q{i}"), Some("w"), i as i64);
+            polls.record(&format!("q{i}"), None, Some("w"), i as i64);
         }
         assert_eq!(polls.len(), MAX_POLL_RECORDS);
-        polls.record("one_more", None, MAX_POLL_RECORDS as i64);
+        polls.record("one:more", Some("d"), None, MAX_POLL_RECORDS as i64);
         assert!(polls.len() <= MAX_POLL_RECORDS - MAX_POLL_RECORDS / 10 + 1, "{}", polls.len());
-        assert_eq!(polls.last("q0"), None, "the oldest went first");
-        assert_eq!(polls.last("one_more"), Some(MAX_POLL_RECORDS as i64));
+        assert_eq!(polls.last("q0", None), None, "the oldest went first");
+        assert_eq!(polls.last("one:more", Some("d")), Some(MAX_POLL_RECORDS as i64));
+        assert_eq!(polls.last("more", Some("d:one")), None, "a type with a colon stays whole");
         let left = polls.len();
         assert_eq!(polls.forget_before(MAX_POLL_RECORDS as i64), left - 1);
-        assert_eq!(polls.all(), [("one_more".to_owned(), MAX_POLL_RECORDS as i64, None)]);
+        let kept = ((Some("d".to_owned()), "one:more".to_owned()), MAX_POLL_RECORDS as i64, None);
+        assert_eq!(polls.all(), [kept]);
     }
 
     /// Finishing a task wakes a type's pollers only where something is ready to take.
@@ -557,23 +559,33 @@ pub const MAX_POLL_RECORDS: usize = 10_000;
 /// of task domains and for `/tasks/queue/polldata`. Kept by the leader in memory; it starts empty
 /// under a new leader. Bounded: records idle for [`POLL_RECORD_TTL_MS`] are forgotten, and at
 /// most [`MAX_POLL_RECORDS`] are kept.
+/// Records are kept by domain and task type as polled, never parsed back from a queue name (a
+/// task type may contain `:`, the domain separator).
 #[derive(Default)]
 pub struct PollTimes {
-    last: Mutex<HashMap<String, (i64, Option<String>)>>,
+    last: Mutex<HashMap<PolledQueue, (i64, Option<String>)>>,
+}
+
+/// A queue as workers poll it: its domain, if any, and task type.
+pub type PolledQueue = (Option<String>, String);
+
+fn polled(task_type: &str, domain: Option<&str>) -> PolledQueue {
+    (domain.filter(|d| !d.is_empty()).map(str::to_owned), task_type.to_owned())
 }
 
 impl PollTimes {
-    /// Records a poll of `queue` by `worker` at `now`.
-    pub fn record(&self, queue: &str, worker: Option<&str>, now: i64) {
+    /// Records a poll of `task_type` in `domain` by `worker` at `now`.
+    pub fn record(&self, task_type: &str, domain: Option<&str>, worker: Option<&str>, now: i64) {
+        let key = polled(task_type, domain);
         let mut last = self.last.lock();
-        if !last.contains_key(queue) && last.len() >= MAX_POLL_RECORDS {
+        if !last.contains_key(&key) && last.len() >= MAX_POLL_RECORDS {
             let mut times: Vec<i64> = last.values().map(|(t, _)| *t).collect();
             let cut = MAX_POLL_RECORDS / 10;
             times.select_nth_unstable(cut);
             let cutoff = times[cut];
             last.retain(|_, (t, _)| *t > cutoff);
         }
-        let entry = last.entry(queue.to_owned()).or_insert((now, None));
+        let entry = last.entry(key).or_insert((now, None));
         entry.0 = entry.0.max(now);
         if worker.is_some() {
             entry.1 = worker.map(str::to_owned);
@@ -598,13 +610,13 @@ impl PollTimes {
         self.last.lock().is_empty()
     }
 
-    /// When `queue` was last polled.
-    pub fn last(&self, queue: &str) -> Option<i64> {
-        self.last.lock().get(queue).map(|(t, _)| *t)
+    /// When `task_type` was last polled in `domain`.
+    pub fn last(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
+        self.last.lock().get(&polled(task_type, domain)).map(|(t, _)| *t)
     }
 
-    /// Every queue polled: name, last poll time, last worker.
-    pub fn all(&self) -> Vec<(String, i64, Option<String>)> {
+    /// Every queue polled: domain and task type, last poll time, last worker.
+    pub fn all(&self) -> Vec<(PolledQueue, i64, Option<String>)> {
         let mut out: Vec<_> = self.last.lock().iter().map(|(q, (t, w))| (q.clone(), *t, w.clone())).collect();
         out.sort();
         out

@@ -337,3 +337,36 @@ async fn retry_resumes_sub_workflows_when_asked() {
     );
     assert_eq!(workflow(&node, &first_child).await["status"], "FAILED", "the old child stays as it was");
 }
+
+/// A task type with a colon in it (the separator of a domain in a queue name) stays whole:
+/// its poll data names it and no domain, and update-v2 hands out its next task under its own
+/// definition's limits (one poll a minute here, so the second task waits).
+#[tokio::test]
+async fn a_task_type_with_a_colon_keeps_its_name() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let defs = json!([{"name": "billing:charge", "retryCount": 0, "responseTimeoutSeconds": 30,
+                       "rateLimitPerFrequency": 1, "rateLimitFrequencyInSeconds": 60}]);
+    let r = send(c.post(node.api("/metadata/taskdefs")).json(&defs)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let def = json!({"name": "colon_flow", "version": 1, "tasks": [{"name": "billing:charge", "taskReferenceName": "charge"}]});
+    let r = send(c.post(node.api("/metadata/workflow")).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for n in 0..2 {
+        let r = send(c.post(node.api("/workflow/colon_flow")).json(&json!({"n": n}))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let r = send(c.get(node.api("/tasks/poll/batch/billing:charge?count=1&timeout=2000&workerid=biller"))).await;
+    let task = r.json()[0].clone();
+    assert_eq!(task["taskType"], "billing:charge", "{}", r.text);
+
+    let data = send(c.get(node.api("/tasks/queue/polldata?taskType=billing:charge"))).await.json();
+    assert_eq!(data.as_array().map(Vec::len), Some(1), "{data}");
+    assert_eq!((data[0]["queueName"].as_str(), data[0]["domain"].as_str()), (Some("billing:charge"), None), "{data}");
+
+    let result = json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"],
+                        "status": "COMPLETED", "workerId": "biller"});
+    let r = send(c.post(node.api("/tasks/update-v2")).json(&result)).await;
+    assert_eq!(r.status, 204, "the definition allows one task a minute: {}", r.text);
+    assert_eq!(send(c.get(node.api("/tasks/queue/size?taskType=billing:charge"))).await.json(), 1);
+}
