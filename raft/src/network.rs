@@ -113,12 +113,9 @@ impl PeerConnection {
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         self.reachable()?;
-        let response = self
-            .request(path, option.hard_ttl())
-            .body(encode_message(req))
-            .send()
-            .await
-            .map_err(|e| self.failed(&e))?;
+        let body = encode_message(req);
+        let ttl = option.hard_ttl() + transfer_allowance(body.len());
+        let response = self.request(path, ttl).body(body).send().await.map_err(|e| self.failed(&e))?;
         self.answer(response).await
     }
 
@@ -225,7 +222,31 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     }
 }
 
+/// The slowest transfer between peers a request still completes at, in bytes per second.
+const MIN_PEER_BYTES_PER_SECOND: usize = 4 << 20;
+
+/// Time a request of `bytes` is given on top of openraft's deadline for it. That deadline is the
+/// heartbeat interval (100 ms), which an empty heartbeat meets but a follower catching up does
+/// not: a batch of a few hundred large entries is tens of megabytes, and a request that times
+/// out is sent again, the same size, so a lagging follower could never catch up.
+fn transfer_allowance(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / MIN_PEER_BYTES_PER_SECOND as f64)
+}
+
 /// Decodes the snapshot stream's header: its length prefix has already been read.
 pub(crate) fn decode_snapshot_header(bytes: &[u8]) -> Result<(Vote, SnapshotMeta), String> {
     decode_message(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_requests_get_time_to_travel() {
+        assert!(transfer_allowance(0).is_zero(), "a heartbeat keeps openraft's deadline");
+        assert!(transfer_allowance(4 << 10) < Duration::from_millis(1));
+        // 300 entries of 256 KiB: what a follower back from a full disk is sent at once.
+        assert!(transfer_allowance(300 * (256 << 10)) >= Duration::from_secs(18));
+    }
 }

@@ -37,6 +37,14 @@ async fn check_everything(c: &Cluster, load: Workload, observer: Observer, prefi
     let seen = observer.stop().await;
     assert!(seen.split_terms().is_empty(), "two leaders in one term: {:?}", seen.split_terms());
     if let Err(e) = faults::digests_agree(c, Duration::from_secs(30)).await {
+        for node in &c.nodes {
+            let log = std::fs::read_to_string(node.data_dir.with_extension("log")).unwrap_or_default();
+            let notable: Vec<&str> = log.lines().filter(|l| !l.contains(" INFO ") || l.contains("disk")).collect();
+            eprintln!("{}: the last of its warnings and errors:", node.data_dir.display());
+            for line in &notable[notable.len().saturating_sub(30)..] {
+                eprintln!("  {line}");
+            }
+        }
         panic!("every node's state is the same: {e}");
     }
     eprintln!(
