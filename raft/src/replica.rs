@@ -550,7 +550,7 @@ impl Replica {
 
     /// Why Raft stopped, if it has (a fatal error, or a shutdown).
     pub fn stopped(&self) -> Option<String> {
-        self.raft.metrics().borrow_watched().running_state.as_ref().err().map(ToString::to_string)
+        why_stopped(&self.raft)
     }
 
     /// A watch on this node's [`Leadership`].
@@ -740,6 +740,11 @@ impl LeadershipWatch {
             _ = tokio::time::sleep(left + Duration::from_millis(1)) => true,
         }
     }
+}
+
+/// Why `raft` stopped, if it has (a fatal error, or a shutdown).
+pub(crate) fn why_stopped(raft: &Raft) -> Option<String> {
+    raft.metrics().borrow_watched().running_state.as_ref().err().map(ToString::to_string)
 }
 
 /// Computes [`Leadership`] from Raft metrics.

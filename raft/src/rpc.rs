@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -87,7 +86,7 @@ impl RpcServer {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        if let Err(why) = self.raft.metrics().borrow_watched().running_state.as_ref() {
+        if let Some(why) = crate::replica::why_stopped(&self.raft) {
             metrics::counter!("overture_snapshot_refused_total").increment(1);
             return answer::<openraft::raft::SnapshotResponse<TypeConfig>>(Err(format!("Raft has stopped: {why}")));
         }
