@@ -17,6 +17,7 @@
 use serde_json::{Map, Number, Value};
 
 use crate::payload::{self, Exceeded};
+use crate::plan::TaskKind;
 use crate::state::{Object, TaskState, WorkflowState};
 
 /// What expressions can see.
@@ -382,7 +383,7 @@ fn walk_root(root: &str, segments: &[Segment<'_>], scope: &Scope<'_>) -> Option<
 
 /// A task's output; for a running DO_WHILE, with its iterations' outputs filled in.
 fn task_output<'a>(scope: &Scope<'a>, task: &'a TaskState) -> std::borrow::Cow<'a, Object> {
-    if task.task_type == "DO_WHILE" && !task.status.is_terminal() {
+    if task.kind() == TaskKind::DoWhile && !task.status.is_terminal() {
         std::borrow::Cow::Owned(scope.state.loop_output(task))
     } else {
         std::borrow::Cow::Borrowed(&task.output)

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
+use crate::plan::TaskKind;
 use crate::state::{Object, TaskState, TaskStatus, WorkflowHeader, WorkflowState, WorkflowStatus};
 
 /// Conductor's `Task`.
@@ -128,7 +129,7 @@ pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'
         reason_for_incompletion: t.reason_for_incompletion.as_deref(),
         callback_after_seconds: t.callback_after_seconds,
         worker_id: t.worker_id.as_deref(),
-        output_data: if t.task_type == "DO_WHILE" && !t.status.is_terminal() {
+        output_data: if t.kind() == TaskKind::DoWhile && !t.status.is_terminal() {
             std::borrow::Cow::Owned(wf.loop_output(t))
         } else {
             std::borrow::Cow::Borrowed(&t.output)

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::dsl::WorkflowTask;
-use crate::plan::{Plan, PlanTask, base_reference};
+use crate::plan::{Plan, PlanTask, TaskKind, base_reference};
 use crate::serde_util::json_bytes;
 
 /// A JSON object: task input and output, workflow input, output and variables.
@@ -270,6 +270,11 @@ impl TaskState {
         base_reference(&self.reference_task_name, self.iteration)
     }
 
+    /// What kind of task it is, by its type.
+    pub fn kind(&self) -> TaskKind {
+        TaskKind::of(&self.task_type)
+    }
+
     /// A worker polls it (not the leader's executor, not nobody).
     pub fn is_worker_task(&self) -> bool {
         self.queue.as_deref().is_some_and(|q| !q.starts_with(crate::rows::SYSTEM_QUEUE_PREFIX))
@@ -277,7 +282,7 @@ impl TaskState {
 
     /// A SUB_WORKFLOW task canceled with its workflow, whose child still needs terminating.
     pub fn child_to_cancel(&self) -> bool {
-        self.task_type == "SUB_WORKFLOW"
+        self.kind() == TaskKind::SubWorkflow
             && self.status == TaskStatus::Canceled
             && self.sub_workflow_id.is_some()
             && !self.executed
@@ -382,7 +387,7 @@ impl WorkflowState {
     /// reference name, are filled in from the tasks themselves. A finished loop stores them all.
     pub fn loop_output(&self, dw: &TaskState) -> Object {
         let mut out = dw.output.clone();
-        if dw.task_type != "DO_WHILE" || dw.status.is_terminal() {
+        if dw.kind() != TaskKind::DoWhile || dw.status.is_terminal() {
             return out;
         }
         let Some(node) = self.plan.task(&dw.reference_task_name) else { return out };
@@ -406,7 +411,9 @@ impl WorkflowState {
     /// a worker runs.
     pub fn blocking_task(&self) -> Option<&TaskState> {
         let open = || self.tasks.iter().filter(|t| !t.status.is_terminal() && !t.retried);
-        open().find(|t| matches!(t.task_type.as_str(), "WAIT" | "HUMAN")).or_else(|| open().find(|t| t.queue.is_some()))
+        open()
+            .find(|t| matches!(t.kind(), TaskKind::Wait | TaskKind::Human))
+            .or_else(|| open().find(|t| t.queue.is_some()))
     }
 
     /// The task at this `seq`.

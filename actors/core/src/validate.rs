@@ -338,20 +338,7 @@ fn check_task_type(task: &WorkflowTask, path: &str, c: &mut Collector) {
         }
         TaskKind::DoWhile => {
             need("loopCondition", has(&task.loop_condition) || has(&task.items));
-            if task.loop_over.is_empty() {
-                c.add(
-                    format!("{path}.loopOver"),
-                    format!("loopOver field is required for taskType: DO_WHILE taskName: {name}"),
-                    None,
-                );
-            }
-            if task.loop_over.iter().any(|t| contains_type(t, "DO_WHILE")) {
-                c.add(
-                    format!("{path}.loopOver"),
-                    format!("taskType: DO_WHILE taskName: {name} cannot contain another DO_WHILE"),
-                    None,
-                );
-            }
+            check_do_while(task, path, c);
         }
         TaskKind::JsonJqTransform => {
             need("inputParameters.queryExpression", task.input_parameters.contains_key("queryExpression"));
@@ -365,27 +352,7 @@ fn check_task_type(task: &WorkflowTask, path: &str, c: &mut Collector) {
             });
             need("subWorkflowParam", named);
         }
-        TaskKind::Terminate => {
-            match task.input_parameters.get("terminationStatus").and_then(Value::as_str) {
-                Some("COMPLETED" | "FAILED" | "TERMINATED") => {}
-                Some(s) if s.contains("${") => {}
-                other => c.add(
-                    format!("{path}.inputParameters.terminationStatus"),
-                    format!(
-                        "terminationStatus: {} for taskType: TERMINATE taskName: {name} must be one of COMPLETED, FAILED, TERMINATED",
-                        other.unwrap_or("null")
-                    ),
-                    other.map(str::to_owned),
-                ),
-            }
-            if task.optional {
-                c.add(
-                    format!("{path}.optional"),
-                    format!("optional should be false for taskType: TERMINATE taskName: {name}"),
-                    None,
-                );
-            }
-        }
+        TaskKind::Terminate => check_terminate(task, path, c),
         TaskKind::Wait
             if task.input_parameters.contains_key("duration") && task.input_parameters.contains_key("until") =>
         {
@@ -396,6 +363,49 @@ fn check_task_type(task: &WorkflowTask, path: &str, c: &mut Collector) {
                 );
         }
         _ => {}
+    }
+}
+
+/// A DO_WHILE has a body, and no loop inside it.
+fn check_do_while(task: &WorkflowTask, path: &str, c: &mut Collector) {
+    let name = task.name.as_str();
+    if task.loop_over.is_empty() {
+        c.add(
+            format!("{path}.loopOver"),
+            format!("loopOver field is required for taskType: DO_WHILE taskName: {name}"),
+            None,
+        );
+    }
+    if task.loop_over.iter().any(|t| contains_type(t, "DO_WHILE")) {
+        c.add(
+            format!("{path}.loopOver"),
+            format!("taskType: DO_WHILE taskName: {name} cannot contain another DO_WHILE"),
+            None,
+        );
+    }
+}
+
+/// A TERMINATE names a final status (or an expression for one) and is not optional.
+fn check_terminate(task: &WorkflowTask, path: &str, c: &mut Collector) {
+    let name = task.name.as_str();
+    match task.input_parameters.get("terminationStatus").and_then(Value::as_str) {
+        Some("COMPLETED" | "FAILED" | "TERMINATED") => {}
+        Some(s) if s.contains("${") => {}
+        other => c.add(
+            format!("{path}.inputParameters.terminationStatus"),
+            format!(
+                "terminationStatus: {} for taskType: TERMINATE taskName: {name} must be one of COMPLETED, FAILED, TERMINATED",
+                other.unwrap_or("null")
+            ),
+            other.map(str::to_owned),
+        ),
+    }
+    if task.optional {
+        c.add(
+            format!("{path}.optional"),
+            format!("optional should be false for taskType: TERMINATE taskName: {name}"),
+            None,
+        );
     }
 }
 
