@@ -7,7 +7,7 @@
 //! read from the message: start a workflow, complete or fail a task, terminate a workflow, or
 //! update a workflow's variables.
 //!
-//! The leader's executor publishes (see [`crate::executor`]), so a message is delivered at
+//! The leader's executor publishes (see `executor`), so a message is delivered at
 //! least once. A workflow an action starts has an id derived from the message and the action,
 //! so a second delivery finds it instead of starting another; updating a finished task or
 //! terminating a finished workflow changes nothing. Only the `conductor` sink exists here:
@@ -22,15 +22,14 @@ use overture_core::expr::{Document, resolve_value};
 use overture_core::{Object, TaskResultStatus, TaskUpdate};
 use serde_json::{Map, Value};
 
-use crate::engine::Engine;
 use crate::error::Error;
-use crate::executor::Outcome;
-use crate::leader::derived_id;
 use crate::names;
+use crate::outcome::Outcome;
+use crate::workflows::Workflows;
 
 /// Publishes an EVENT task's message and completes the task (or leaves it IN_PROGRESS for an
 /// `asyncComplete` task, which something else completes).
-pub(crate) async fn publish(engine: &Engine, task: &Value) -> Outcome {
+pub(crate) async fn publish(workflows: &Workflows, task: &Value) -> Outcome {
     let input = task["inputData"].as_object().cloned().unwrap_or_default();
     let workflow_name = task["workflowType"].as_str().unwrap_or_default();
     let reference = task["referenceTaskName"].as_str().unwrap_or_default();
@@ -49,12 +48,12 @@ pub(crate) async fn publish(engine: &Engine, task: &Value) -> Outcome {
     let workflow_id = task["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
     payload.insert("workflowInstanceId".into(), workflow_id.clone().into());
     payload.insert("workflowType".into(), workflow_name.into());
-    if let Ok(wf) = engine.workflow(&workflow_id) {
+    if let Ok(wf) = workflows.workflow(&workflow_id) {
         payload.insert("workflowVersion".into(), wf.header.workflow_version.into());
         payload.insert("correlationId".into(), wf.header.correlation_id.clone().into());
     }
     let message_id = task["taskId"].as_str().unwrap_or_default().to_owned();
-    deliver(engine, &event, &message_id, &Value::Object(payload.clone())).await;
+    deliver(workflows, &event, &message_id, &Value::Object(payload.clone())).await;
     let mut output = payload;
     output.insert("event_produced".into(), event.into());
     let async_complete = input.get("asyncComplete").and_then(Value::as_bool).unwrap_or(false);
@@ -63,8 +62,8 @@ pub(crate) async fn publish(engine: &Engine, task: &Value) -> Outcome {
 }
 
 /// Runs the handlers listening on `event` for one message.
-pub(crate) async fn deliver(engine: &Engine, event: &str, message_id: &str, payload: &Value) {
-    let handlers = match engine.event_handlers() {
+pub(crate) async fn deliver(workflows: &Workflows, event: &str, message_id: &str, payload: &Value) {
+    let handlers = match workflows.read().event_handlers() {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(event, error = %e, "cannot read event handlers");
@@ -93,7 +92,7 @@ pub(crate) async fn deliver(engine: &Engine, event: &str, message_id: &str, payl
         }
         for (i, action) in handler.actions.iter().enumerate() {
             let key = format!("{message_id}:{}:{i}", handler.name);
-            let outcome = match run_action(engine, action, event, message_id, payload, &key).await {
+            let outcome = match run_action(workflows, action, event, message_id, payload, &key).await {
                 Ok(()) => "completed",
                 Err(e) => {
                     tracing::warn!(handler = %handler.name, action = %action.action, error = %e, "event action failed");
@@ -118,7 +117,7 @@ fn event_metadata(event: &str, message_id: &str) -> Object {
 }
 
 async fn run_action(
-    engine: &Engine,
+    workflows: &Workflows,
     action: &EventAction,
     event: &str,
     message_id: &str,
@@ -154,7 +153,7 @@ async fn run_action(
                 idempotency_strategy: None,
                 external_input_payload_storage_path: None,
             };
-            engine.start_child(request, derived_id("event", key), None).await
+            workflows.start_child(request, crate::derived_id("event", key), None).await
         }
         "complete_task" | "fail_task" => {
             let params = if action.action == "complete_task" {
@@ -179,7 +178,7 @@ async fn run_action(
                     extend_lease: false,
                     logs: Vec::new(),
                 };
-                return engine.update_task(update).await.map(|_| ());
+                return workflows.update_task(update).await.map(|_| ());
             }
             let (Some(workflow_id), Some(reference)) = (text(&params, "workflowId"), text(&params, "taskRefName"))
             else {
@@ -188,13 +187,15 @@ async fn run_action(
                     action.action
                 )));
             };
-            engine.update_task_by_ref(&workflow_id, &reference, status, output, None).await.map(|_| ())
+            workflows.workflow(&workflow_id)?;
+            workflows.update_by_ref(&workflow_id, Some(reference), status, output, None).await.map(|_| ())
         }
         "terminate_workflow" => {
             let params = resolve(&action.terminate_workflow)?.unwrap_or(Value::Null);
             let workflow_id = text(&params, "workflowId")
                 .ok_or_else(|| Error::BadRequest("terminate_workflow needs workflowId".into()))?;
-            match engine.terminate(&workflow_id, text(&params, "terminationReason")).await {
+            workflows.workflow(&workflow_id)?;
+            match workflows.terminate(&workflow_id, text(&params, "terminationReason")).await {
                 Ok(()) | Err(Error::Conflict(_)) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -205,7 +206,7 @@ async fn run_action(
                 .ok_or_else(|| Error::BadRequest("update_workflow_variables needs workflowId".into()))?;
             let variables = params.get("variables").and_then(Value::as_object).cloned().unwrap_or_default();
             let append = params.get("appendArray").and_then(Value::as_bool).unwrap_or(false);
-            engine.update_variables(&workflow_id, variables, append).await
+            workflows.update_variables(&workflow_id, variables, append).await
         }
         other => Err(Error::BadRequest(format!("event action {other} is not supported"))),
     }

@@ -20,10 +20,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
-use crate::engine::Engine;
 use crate::error::Error;
-use crate::leader::derived_id;
 use crate::names;
+use crate::outcome::Outcome;
+use crate::workflows::Workflows;
 
 /// Task types the executor runs.
 pub(crate) const TYPES: [&str; 4] = ["SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT"];
@@ -33,14 +33,24 @@ const CONCURRENCY: usize = 64;
 const WORKER_ID: &str = "overture-leader";
 
 /// Runs one executor loop per type until `stop` says leadership ended.
-pub(crate) fn spawn(engine: &Engine, stop: &watch::Receiver<bool>) {
+pub(crate) fn spawn(workflows: Workflows, max_output_bytes: usize, stop: &watch::Receiver<bool>) {
     let http = reqwest::Client::builder().build().unwrap_or_default();
+    let executor = Executor { workflows, http, max_output_bytes };
     for task_type in TYPES {
-        tokio::spawn(run(engine.clone(), http.clone(), task_type, stop.clone()));
+        tokio::spawn(run(executor.clone(), task_type, stop.clone()));
     }
 }
 
-async fn run(engine: Engine, http: reqwest::Client, task_type: &'static str, mut stop: watch::Receiver<bool>) {
+/// What the executor's loops share: the workflows they report to, the HTTP client, the limit on
+/// a task's output.
+#[derive(Clone)]
+struct Executor {
+    workflows: Workflows,
+    http: reqwest::Client,
+    max_output_bytes: usize,
+}
+
+async fn run(ex: Executor, task_type: &'static str, mut stop: watch::Receiver<bool>) {
     let queue = system_queue(task_type);
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     loop {
@@ -50,7 +60,7 @@ async fn run(engine: Engine, http: reqwest::Client, task_type: &'static str, mut
         let Ok(permit) = slots.clone().acquire_many_owned(1).await else { return };
         let free = slots.available_permits() + 1;
         let polled = tokio::select! {
-            r = engine.poll_queue(&queue, task_type, Some(WORKER_ID.to_owned()), free.min(32), Duration::from_secs(1)) => r,
+            r = ex.workflows.poll_queue(&queue, task_type, Some(WORKER_ID.to_owned()), free.min(32), Duration::from_secs(1)) => r,
             _ = stop.changed() => return,
         };
         drop(permit);
@@ -59,9 +69,9 @@ async fn run(engine: Engine, http: reqwest::Client, task_type: &'static str, mut
                 for raw in tasks {
                     let Ok(task) = serde_json::from_str::<Value>(raw.get()) else { continue };
                     let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                    let (engine, http) = (engine.clone(), http.clone());
+                    let ex = ex.clone();
                     tokio::spawn(async move {
-                        execute(&engine, &http, task_type, &task).await;
+                        execute(&ex, task_type, &task).await;
                         drop(permit);
                     });
                 }
@@ -105,35 +115,22 @@ async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<
     }
 }
 
-/// A system task's result.
-pub(crate) struct Outcome {
-    pub status: TaskResultStatus,
-    pub output: Object,
-    pub reason: Option<String>,
-}
-
-impl Outcome {
-    pub(crate) fn failed(reason: impl Into<String>) -> Outcome {
-        Outcome { status: TaskResultStatus::Failed, output: Object::new(), reason: Some(reason.into()) }
-    }
-}
-
-async fn execute(engine: &Engine, http: &reqwest::Client, task_type: &str, task: &Value) {
+async fn execute(ex: &Executor, task_type: &str, task: &Value) {
     let task_id = task["taskId"].as_str().unwrap_or_default().to_owned();
     let workflow_id = task["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
     let span = tracing::info_span!("system_task", task_type, %task_id, %workflow_id);
-    run_and_report(engine, http, task_type, task, task_id).instrument(span).await;
+    run_and_report(ex, task_type, task, task_id).instrument(span).await;
 }
 
 /// Runs a system task and reports its result, inside the task's span (a span entered with a
 /// guard would follow the thread, not the future, across each await).
-async fn run_and_report(engine: &Engine, http: &reqwest::Client, task_type: &str, task: &Value, task_id: String) {
+async fn run_and_report(ex: &Executor, task_type: &str, task: &Value, task_id: String) {
     let started = std::time::Instant::now();
     let outcome = match task_type {
-        "SUB_WORKFLOW" => sub_workflow(engine, task).await,
-        "START_WORKFLOW" => start_workflow(engine, task).await,
-        "HTTP" => http_call(http, task, engine.max_task_output_bytes()).await,
-        "EVENT" => crate::events::publish(engine, task).await,
+        "SUB_WORKFLOW" => sub_workflow(&ex.workflows, task).await,
+        "START_WORKFLOW" => start_workflow(&ex.workflows, task).await,
+        "HTTP" => http_call(&ex.http, task, ex.max_output_bytes).await,
+        "EVENT" => crate::events::publish(&ex.workflows, task).await,
         other => Outcome::failed(format!("no executor for {other}")),
     };
     metrics::histogram!(names::SYSTEM_TASK_SECONDS, "taskType" => task_type.to_owned())
@@ -150,7 +147,7 @@ async fn run_and_report(engine: &Engine, http: &reqwest::Client, task_type: &str
         logs: Vec::new(),
     };
     // A report lost here (leadership moved) is made good by the task's response timeout.
-    if let Err(e) = engine.update_task(update).await {
+    if let Err(e) = ex.workflows.update_task(update).await {
         tracing::warn!(error = %e, "could not report a system task's result");
     }
 }
@@ -165,11 +162,11 @@ fn text(v: &Value) -> Option<String> {
 
 /// Starts the child (idempotently: its id is derived from the task) and reports the task
 /// IN_PROGRESS with `subWorkflowId`; the child's end completes the task later.
-async fn sub_workflow(engine: &Engine, task: &Value) -> Outcome {
+async fn sub_workflow(workflows: &Workflows, task: &Value) -> Outcome {
     let input = &task["inputData"];
     let parent_id = task["workflowInstanceId"].as_str().unwrap_or_default();
     let task_id = task["taskId"].as_str().unwrap_or_default();
-    let parent = match engine.workflow(parent_id) {
+    let parent = match workflows.workflow(parent_id) {
         Ok(p) => p,
         Err(e) => return Outcome::failed(e.to_string()),
     };
@@ -201,8 +198,8 @@ async fn sub_workflow(engine: &Engine, task: &Value) -> Outcome {
         idempotency_strategy: text(&input["idempotencyStrategy"]),
         external_input_payload_storage_path: None,
     };
-    let child_id = derived_id("sub-workflow", task_id);
-    match engine.start_child(request, child_id.clone(), Some((parent_id.to_owned(), task_id.to_owned()))).await {
+    let child_id = crate::derived_id("sub-workflow", task_id);
+    match workflows.start_child(request, child_id.clone(), Some((parent_id.to_owned(), task_id.to_owned()))).await {
         Ok(()) => Outcome {
             status: TaskResultStatus::InProgress,
             output: Map::from_iter([("subWorkflowId".to_owned(), Value::String(child_id))]),
@@ -213,7 +210,7 @@ async fn sub_workflow(engine: &Engine, task: &Value) -> Outcome {
 }
 
 /// Starts the workflow in `startWorkflow` (its id derived from the task) and completes.
-async fn start_workflow(engine: &Engine, task: &Value) -> Outcome {
+async fn start_workflow(workflows: &Workflows, task: &Value) -> Outcome {
     let input = &task["inputData"];
     let Some(spec) = input.get("startWorkflow").filter(|v| v.is_object()) else {
         return Outcome::failed("Missing or invalid 'startWorkflow' in the task input");
@@ -223,7 +220,7 @@ async fn start_workflow(engine: &Engine, task: &Value) -> Outcome {
         Err(e) => return Outcome::failed(format!("Invalid startWorkflow request: {e}")),
     };
     let caller_id = task["workflowInstanceId"].as_str().unwrap_or_default();
-    if let Ok(caller) = engine.workflow(caller_id) {
+    if let Ok(caller) = workflows.workflow(caller_id) {
         if request.correlation_id.is_none() {
             request.correlation_id = caller.header.correlation_id.clone();
         }
@@ -231,8 +228,8 @@ async fn start_workflow(engine: &Engine, task: &Value) -> Outcome {
             request.task_to_domain = caller.header.task_to_domain.clone();
         }
     }
-    let id = derived_id("start-workflow", task["taskId"].as_str().unwrap_or_default());
-    match engine.start_child(request, id.clone(), None).await {
+    let id = crate::derived_id("start-workflow", task["taskId"].as_str().unwrap_or_default());
+    match workflows.start_child(request, id.clone(), None).await {
         Ok(()) => Outcome {
             status: TaskResultStatus::Completed,
             output: Map::from_iter([("workflowId".to_owned(), Value::String(id))]),

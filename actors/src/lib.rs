@@ -5,10 +5,15 @@
 //! truth: actors, queues and timer heaps are caches of the replicated state, rebuilt from it on
 //! every leadership change. The crate never writes storage directly; it proposes through Raft.
 //!
-//! - [`Engine`] is the handle the API uses.
+//! Layers, each module using only those below it (no module imports one above):
+//!
+//! - `engine`: [`Engine`], the facade the API calls; it follows leadership and routes requests.
+//! - `leader`: the one owner of the leader's services, built and dropped together.
+//! - the services: `executor` (system tasks), `followups` (timers that involve another
+//!   workflow), `events` (event handlers), [`scheduler`], [`retention`], [`timers`].
+//! - `workflows`: the narrow handle services act through (start, command, update, poll).
 //! - [`actor`]: one actor per active workflow serializes its decisions.
-//! - [`queues`]: in-memory worker queues woken by applied entries.
-//! - [`timers`]: the durable-timer heap.
+//! - `host`: what one term's actors and services share; [`queues`], `limits`, `env` below it.
 
 pub mod actor;
 mod engine;
@@ -16,17 +21,23 @@ mod env;
 pub mod error;
 mod events;
 mod executor;
+mod followups;
+mod host;
 mod leader;
 mod limits;
 pub mod names;
+mod options;
+mod outcome;
 pub mod queues;
 pub mod retention;
 pub mod scheduler;
 pub mod search;
 pub mod timers;
+mod workflows;
 
 pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};
-pub use engine::{Engine, EngineOptions, PollRecord};
+pub use engine::{Engine, PollRecord};
+pub use options::EngineOptions;
 pub use error::Error;
 pub use search::SearchRequest;
 
@@ -35,6 +46,12 @@ pub use search::SearchRequest;
 /// land at the end of each id-keyed family, so it does not rewrite its old data as it grows.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// An id derived from what an effect is for, so doing the effect twice (after a failover) finds
+/// the first one instead of making a second.
+pub(crate) fn derived_id(purpose: &str, key: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("overture:{purpose}:{key}").as_bytes()).to_string()
 }
 
 /// This node's clock in epoch millis: the leader's clock, recorded in the events it decides.

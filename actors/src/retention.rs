@@ -8,14 +8,12 @@
 //! stays.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use overture_raft::{ReadView, Request, Response};
+use overture_raft::{ReadView, Replica, Request, Response};
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::leader::LeaderContext;
 use crate::names;
 
 /// How long ended executions are kept, and how often to look.
@@ -41,16 +39,14 @@ const BATCH: usize = 256;
 const SCAN_LIMIT: usize = 20_000;
 
 /// Runs the sweeps while this leadership lasts.
-pub(crate) fn spawn(ctx: &Arc<LeaderContext>, retention: Retention, mut stop: watch::Receiver<bool>) {
-    let ctx = Arc::downgrade(ctx);
+pub(crate) fn spawn(replica: Replica, retention: Retention, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(retention.sweep_every.max(Duration::from_millis(100))) => {}
                 _ = stop.changed() => return,
             }
-            let Some(leader) = Weak::upgrade(&ctx) else { return };
-            match sweep(&leader, retention, crate::now_ms()).await {
+            match sweep(&replica, retention, crate::now_ms()).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::info!(purged, "retention purged ended workflows"),
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed; the next one retries"),
@@ -60,14 +56,14 @@ pub(crate) fn spawn(ctx: &Arc<LeaderContext>, retention: Retention, mut stop: wa
 }
 
 /// One sweep: finds expired executions and purges them. Answers how many were deleted.
-pub(crate) async fn sweep(ctx: &LeaderContext, retention: Retention, now: i64) -> Result<u64, Error> {
-    let read = ctx.replica.read().clone();
+pub(crate) async fn sweep(replica: &Replica, retention: Retention, now: i64) -> Result<u64, Error> {
+    let read = replica.read().clone();
     let expired = tokio::task::spawn_blocking(move || expired(&read, retention.default, now))
         .await
         .map_err(|e| Error::Internal(format!("retention scan: {e}")))??;
     let mut purged = 0;
     for batch in expired.chunks(BATCH) {
-        match ctx.replica.propose(Request::PurgeWorkflows { workflows: batch.to_vec() }).await? {
+        match replica.propose(Request::PurgeWorkflows { workflows: batch.to_vec() }).await? {
             Response::Purged { count } => purged += count,
             other => return Err(Error::Internal(format!("unexpected reply to a purge: {other}"))),
         }

@@ -11,7 +11,8 @@
 //! becoming a million tasks at once.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Weak};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use overture_core::rows::TimerItem;
@@ -19,7 +20,6 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
 use crate::error::Error;
-use crate::leader::LeaderContext;
 use crate::names;
 
 /// How many timers may be firing at once.
@@ -70,8 +70,13 @@ impl Timers {
         (due, set.first().map(|t| t.fire_at))
     }
 
-    /// Fires due timers until `stop` changes.
-    pub(crate) async fn run(self: Arc<Self>, ctx: Weak<LeaderContext>, mut stop: watch::Receiver<bool>) {
+    /// Fires due timers with `fire` until `stop` changes. `fire` answers whether the timer did
+    /// anything; `false` for one not due yet by its workflow's clock arms it again.
+    pub(crate) async fn run<F, Fut>(self: Arc<Self>, fire: F, mut stop: watch::Receiver<bool>)
+    where
+        F: Fn(TimerItem) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<bool, Error>> + Send + 'static,
+    {
         let firing = Arc::new(tokio::sync::Semaphore::new(MAX_FIRING));
         loop {
             let (due, next) = self.take_due(crate::now_ms());
@@ -80,10 +85,11 @@ impl Timers {
                     permit = firing.clone().acquire_owned() => permit,
                     _ = stop.changed() => return,
                 };
-                let (Ok(permit), Some(ctx)) = (permit, ctx.upgrade()) else { return };
-                let timers = self.clone();
+                let Ok(permit) = permit else { return };
+                let (timers, stopped) = (self.clone(), stop.clone());
+                let fired = fire(timer.clone());
                 tokio::spawn(async move {
-                    fire(ctx, timers, timer).await;
+                    settle(fired.await, timers, timer, &stopped).await;
                     drop(permit);
                 });
             }
@@ -105,15 +111,16 @@ impl Timers {
     }
 }
 
-async fn fire(ctx: Arc<LeaderContext>, timers: Arc<Timers>, timer: TimerItem) {
+/// What becomes of a fired timer: counted, armed again, or retried after an error.
+async fn settle(fired: Result<bool, Error>, timers: Arc<Timers>, timer: TimerItem, stopped: &watch::Receiver<bool>) {
     let kind = timer.kind.name();
-    match ctx.timer(&timer).await {
+    match fired {
         Ok(true) => metrics::counter!(names::TIMER_FIRED, "kind" => kind).increment(1),
         // Not due by the actor's clock: wait for it again. (A stale timer's row is already gone.)
         Ok(false) if crate::now_ms() < timer.fire_at => timers.add(timer),
         Ok(false) | Err(Error::NotFound(_)) => {}
         // Leadership is ending; the next leader fires it.
-        Err(Error::Unavailable(_)) if *ctx.stopped().borrow() => {}
+        Err(Error::Unavailable(_)) if *stopped.borrow() => {}
         Err(e) => {
             tracing::warn!(workflow_id = %timer.workflow_id, error = %e, "timer failed; retrying in 1s");
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -6,7 +6,6 @@
 //!   latency.
 //! - `overture cluster status|add-learner|promote|remove` administers a running group.
 
-mod bench;
 mod cluster_cli;
 mod config;
 mod log_fields;
@@ -70,7 +69,7 @@ enum Command {
         common: CommonFlags,
     },
     /// Benchmark a running node with HTTP-polling workers.
-    Bench(bench::BenchArgs),
+    Bench(overture_bench::BenchArgs),
     /// Look at or change a running group.
     Cluster(cluster_cli::ClusterArgs),
     /// Answer jq queries on standard input (the node starts these processes itself).
@@ -137,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             let config = Config::resolve(file, Overrides::from_env()?.then(flags))?;
             runtime.block_on(run_node(config))
         }
-        Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Bench(args) => runtime.block_on(overture_bench::run(args)),
         Command::Cluster(args) => runtime.block_on(cluster_cli::run(args)),
         Command::Sandbox => Ok(()),
     }

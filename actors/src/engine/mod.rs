@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overture_core::dsl::{EventHandler, StartWorkflowRequest, TaskDef, WorkflowDef, WorkflowTask};
+use overture_core::dsl::{EventHandler, StartWorkflowRequest, TaskDef, WorkflowDef};
 use overture_core::rows::queue_name;
 use overture_core::validate;
 use overture_core::{
-    Command, Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskStatus, TaskUpdate, WorkflowState,
+    Command, Object, Plan, TaskResultStatus, TaskState, TaskStatus, TaskUpdate, WorkflowState,
     WorkflowStatus,
 };
 use overture_raft::codec::JsonBytes;
@@ -26,41 +26,12 @@ use serde_json::value::RawValue;
 
 use crate::actor::UpdateOutcome;
 use crate::error::Error;
-use crate::leader::LeaderContext;
-use crate::limits::{Admission, TaskLimits};
+use crate::leader::Leader;
 use crate::names;
+use crate::options::EngineOptions;
+use crate::workflows::{fill_task_defs, prepare_start};
 
-/// Engine settings.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// Passivate a workflow actor after this long without messages.
-    pub idle_actor_timeout: Duration,
-    /// Live workflow actors at most: beyond, the least recently active are passivated.
-    pub max_live_actors: usize,
-    /// How long ended executions are kept, and how often the leader looks for expired ones.
-    pub retention: crate::retention::Retention,
-    /// How late a schedule's fire may run when the schedule does not catch up.
-    pub schedule_grace: Duration,
-    /// The largest output a task may have, in bytes: an HTTP task's response body over it
-    /// fails the task.
-    pub max_task_output_bytes: usize,
-    /// Where JSON_JQ_TRANSFORM queries run: sandbox processes under time and memory limits.
-    /// Without one (the default), jq tasks fail saying jq is not available.
-    pub jq: overture_script::Sandbox,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            idle_actor_timeout: Duration::from_secs(30),
-            max_live_actors: crate::actor::DEFAULT_MAX_LIVE,
-            retention: Default::default(),
-            schedule_grace: crate::scheduler::DEFAULT_GRACE,
-            jq: overture_script::Sandbox::unavailable(),
-            max_task_output_bytes: 3 << 20,
-        }
-    }
-}
+mod schedules;
 
 /// The engine handle: cheap to clone.
 #[derive(Clone)]
@@ -70,7 +41,7 @@ pub struct Engine {
 
 struct Inner {
     replica: Replica,
-    leader: RwLock<Option<Arc<LeaderContext>>>,
+    leader: RwLock<Option<Arc<Leader>>>,
     options: EngineOptions,
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -86,16 +57,6 @@ pub struct PollRecord {
     pub worker_id: Option<String>,
     /// Epoch millis.
     pub last_poll_time: i64,
-}
-
-/// A handle to the engine that does not keep it alive (held by leader services).
-#[derive(Clone)]
-pub(crate) struct WeakEngine(std::sync::Weak<Inner>);
-
-impl WeakEngine {
-    pub fn upgrade(&self) -> Option<Engine> {
-        self.0.upgrade().map(|inner| Engine { inner })
-    }
 }
 
 impl Engine {
@@ -116,27 +77,14 @@ impl Engine {
             let now = watch.current();
             let current = self.inner.leader.read().clone();
             match (now.ready, current) {
-                (true, Some(ctx)) if ctx.term == now.term => ctx.set_lease(now.lease),
+                (true, Some(leader)) if leader.term() == now.term => leader.host.set_lease(now.lease),
                 (true, current) => {
                     if let Some(old) = current {
                         self.step_down(&old);
                     }
-                    match LeaderContext::start(
-                        self.inner.replica.clone(),
-                        now.term,
-                        self.inner.options.idle_actor_timeout,
-                        self.inner.options.max_live_actors,
-                        self.inner.options.jq.clone(),
-                    ) {
-                        Ok(ctx) => {
-                            ctx.set_lease(now.lease);
-                            ctx.set_engine(WeakEngine(Arc::downgrade(&self.inner)));
-                            let stopped = ctx.stopped();
-                            crate::retention::spawn(&ctx, self.inner.options.retention, stopped.clone());
-                            crate::scheduler::spawn(&ctx, self.inner.options.schedule_grace, stopped.clone());
-                            *self.inner.leader.write() = Some(ctx);
-                            crate::executor::spawn(&self, &stopped);
-                        }
+                    let replica = self.inner.replica.clone();
+                    match Leader::start(replica, now.term, now.lease, &self.inner.options) {
+                        Ok(leader) => *self.inner.leader.write() = Some(Arc::new(leader)),
                         Err(e) => tracing::error!(error = %e, "cannot start leader services"),
                     }
                 }
@@ -149,9 +97,9 @@ impl Engine {
         }
     }
 
-    fn step_down(&self, ctx: &Arc<LeaderContext>) {
+    fn step_down(&self, leader: &Arc<Leader>) {
         *self.inner.leader.write() = None;
-        ctx.stop();
+        leader.stop();
     }
 
     /// Stops leader services and Raft. Reads keep working on what is stored.
@@ -182,7 +130,7 @@ impl Engine {
 
     /// This node can serve writes now: it is the ready leader and holds its lease.
     pub fn is_ready(&self) -> bool {
-        self.inner.leader.read().as_ref().is_some_and(|ctx| ctx.holds_lease())
+        self.inner.leader.read().as_ref().is_some_and(|leader| leader.host.holds_lease())
     }
 
     /// Why this node cannot serve writes now, as the error a request gets; `None` if it can.
@@ -190,12 +138,10 @@ impl Engine {
         self.leader().err()
     }
 
-    pub(crate) fn leader(&self) -> Result<Arc<LeaderContext>, Error> {
-        if let Some(ctx) = self.inner.leader.read().clone() {
-            if !ctx.holds_lease() {
-                return Err(Error::Unavailable(crate::error::LEASE_LOST.into()));
-            }
-            return Ok(ctx);
+    fn leader(&self) -> Result<Arc<Leader>, Error> {
+        if let Some(leader) = self.inner.leader.read().clone() {
+            leader.host.serving()?;
+            return Ok(leader);
         }
         let l = self.leadership();
         Err(Error::Unavailable(match (l.is_leader, l.leader) {
@@ -350,18 +296,13 @@ impl Engine {
 
     // ---- workflows ----
 
-    /// The largest output a task may have, in bytes.
-    pub(crate) fn max_task_output_bytes(&self) -> usize {
-        self.inner.options.max_task_output_bytes
-    }
-
     /// Starts a workflow and returns its id once the start is committed.
     pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
-        let ctx = self.leader()?;
+        let leader = self.leader()?;
         let workflow_id = crate::new_id();
         let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
         let started = match prepare_start(self.read(), request, workflow_id, None) {
-            Ok(cmd) => ctx.start_workflow(cmd).await,
+            Ok(cmd) => leader.workflows.start_workflow(cmd).await,
             Err(e) => Err(e),
         };
         // Refusals that are the request's doing; a 503 during an election is not a start error.
@@ -379,40 +320,6 @@ impl Engine {
         started
     }
 
-    /// Starts a workflow under a given id (derived from the task that starts it); starting it
-    /// again is a no-op.
-    pub(crate) async fn start_child(
-        &self,
-        request: StartWorkflowRequest,
-        workflow_id: String,
-        parent: Option<(String, String)>,
-    ) -> Result<(), Error> {
-        let ctx = self.leader()?;
-        if self.read().workflow(&workflow_id)?.is_some() {
-            return Ok(());
-        }
-        let cmd = prepare_start(self.read(), request, workflow_id.clone(), parent)?;
-        match ctx.start_workflow(cmd).await {
-            Ok(id) if id == workflow_id => Ok(()),
-            Ok(other) => Err(Error::Conflict(format!("its idempotency key already started workflow {other}"))),
-            // Started meanwhile (a second delivery of the same effect).
-            Err(Error::Conflict(_)) if self.read().workflow(&workflow_id)?.is_some() => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Merges variables into a running workflow's `workflow.variables`.
-    pub(crate) async fn update_variables(
-        &self,
-        workflow_id: &str,
-        variables: Object,
-        append: bool,
-    ) -> Result<(), Error> {
-        self.workflow(workflow_id)?;
-        let cmd = overture_core::Command::UpdateVariables { variables, append_array: append };
-        self.leader()?.command(workflow_id, cmd).await.map(|_| ())
-    }
-
     /// Starts a workflow and waits, up to `wait`, until it ends, blocks on a WAIT without a
     /// deadline, or finishes one of `wait_refs`. Woken by the commits that change it. Answers
     /// the workflow and whether the wait ran out.
@@ -423,8 +330,7 @@ impl Engine {
         wait: Duration,
     ) -> Result<(WorkflowState, bool), Error> {
         let id = self.start_workflow(request).await?;
-        let ctx = self.leader()?;
-        let watch = ctx.watchers.watch(&id);
+        let watch = self.leader()?.host.watchers.watch(&id);
         let deadline = tokio::time::Instant::now() + wait;
         let result = loop {
             let notified = watch.notify().notified();
@@ -445,7 +351,7 @@ impl Engine {
     /// Sends an operation (pause, resume, retry, skip, ...) to a workflow.
     pub async fn operate(&self, workflow_id: &str, command: overture_core::Command) -> Result<(), Error> {
         self.workflow(workflow_id)?;
-        self.leader()?.command(workflow_id, command).await.map(|_| ())
+        self.leader()?.workflows.command(workflow_id, command).await.map(|_| ())
     }
 
     /// `POST /workflow/{id}/retry?resumeSubworkflowTasks=`: runs the failed tasks again. With
@@ -526,18 +432,18 @@ impl Engine {
                 wf.header.status.as_str()
             )));
         }
-        self.leader()?.registry.stop(workflow_id);
+        self.leader()?.workflows.stop_actor(workflow_id);
         self.propose(Request::RemoveWorkflow { workflow_id: workflow_id.to_owned() }).await
     }
 
     /// Workflow actors live on this node (none unless it leads).
     pub fn live_actors(&self) -> usize {
-        self.leader().map_or(0, |l| l.registry.len())
+        self.leader().map_or(0, |l| l.workflows.live_actors())
     }
 
     /// An execution, from the local replica.
     pub fn workflow(&self, id: &str) -> Result<WorkflowState, Error> {
-        self.read().workflow(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
+        crate::workflows::workflow(self.read(), id)
     }
 
     /// A workflow's header (status, input, output, variables, times), without its tasks.
@@ -548,7 +454,7 @@ impl Engine {
     /// Terminates a workflow.
     pub async fn terminate(&self, id: &str, reason: Option<String>) -> Result<(), Error> {
         self.workflow(id)?;
-        self.leader()?.terminate(id, reason).await
+        self.leader()?.workflows.terminate(id, reason).await
     }
 
     // ---- tasks ----
@@ -569,151 +475,24 @@ impl Engine {
                 "{queue} is an internal queue of the server; workers cannot poll it"
             )));
         }
-        self.leader()?.polls.record(task_type, domain, worker_id.as_deref(), crate::now_ms());
-        self.poll_queue(&queue, task_type, worker_id, count, wait).await
-    }
-
-    pub(crate) async fn poll_queue(
-        &self,
-        queue: &str,
-        task_type: &str,
-        worker_id: Option<String>,
-        count: usize,
-        wait: Duration,
-    ) -> Result<Vec<Box<RawValue>>, Error> {
-        let ctx = self.leader()?;
-        let deadline = tokio::time::Instant::now() + wait;
-        let notify = ctx.queues.notifier(queue);
-        let mut stopped = ctx.stopped();
-        loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let popped = ctx.queues.pop(queue, count.max(1));
-            // Limits of the task definition: tasks over them go back to the queue, quietly.
-            let now = crate::now_ms();
-            let limits = if popped.is_empty() || queue.starts_with(overture_core::rows::SYSTEM_QUEUE_PREFIX) {
-                TaskLimits::default()
-            } else {
-                ctx.limits.of(task_type, now, || {
-                    self.read().task_def(task_type).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default())
-                })?
-            };
-            let mut admitted = Vec::with_capacity(popped.len());
-            for p in popped {
-                match ctx.limits.admit(task_type, limits, now) {
-                    Admission::Admit => admitted.push(p),
-                    Admission::Busy => {
-                        metrics::counter!(names::TASK_CONCURRENT_EXECUTION_LIMITED, "taskType" => names::task_type_label(task_type))
-                            .increment(1);
-                        ctx.queues.put_back(&p.item(queue), None)
-                    }
-                    Admission::NotBefore(at) => {
-                        metrics::counter!(names::TASK_RATE_LIMITED, "taskType" => names::task_type_label(task_type))
-                            .increment(1);
-                        ctx.queues.put_back(&p.item(queue), Some(at))
-                    }
-                }
-            }
-            let popped = admitted;
-            if !popped.is_empty() {
-                let claims = popped.iter().map(|p| ctx.claim(p, worker_id.clone()));
-                let results = futures::future::join_all(claims).await;
-                for _ in &popped {
-                    ctx.limits.settle(task_type, limits);
-                }
-                let mut tasks = Vec::with_capacity(results.len());
-                let mut transient = None;
-                for (p, result) in popped.iter().zip(results) {
-                    match result {
-                        Ok(task) => {
-                            let waited = (crate::now_ms() - p.ready_at).max(0) as f64 / 1000.0;
-                            metrics::histogram!(names::TASK_QUEUE_WAIT).record(waited);
-                            tasks.push(task);
-                        }
-                        // Refused: the task moved on (finished, canceled, polled), and its queue
-                        // entry goes with it; or it is not ready yet by this leader's clock (the
-                        // clock jumped back since it was queued), and it waits until it is.
-                        Err(Error::NotFound(_) | Error::Conflict(_) | Error::BadRequest(_) | Error::Invalid(_)) => {
-                            if self.task(&p.task_id).is_ok_and(|(wf, t)| {
-                                t.status == overture_core::TaskStatus::Scheduled && !wf.header.status.is_terminal()
-                            }) {
-                                ctx.queues.put_back(&p.item(queue), None);
-                            }
-                        }
-                        // Not handed out, and its durable queue row is intact: put it back. A claim
-                        // that did commit after all removes it again when applied, and a second
-                        // claim of a task already polled is refused by the decider.
-                        Err(e) => {
-                            // A full disk or lost leadership refuses every claim alike; that is
-                            // reported once, where it is detected, not per task.
-                            if matches!(e, Error::DiskFull(_) | Error::Unavailable(_)) {
-                                tracing::debug!(task_id = %p.task_id, error = %e, "claim refused; re-queued");
-                            } else {
-                                tracing::warn!(task_id = %p.task_id, error = %e, "claim failed; re-queued");
-                            }
-                            ctx.queues.add(&p.item(queue), crate::now_ms());
-                            transient = Some(e);
-                        }
-                    }
-                }
-                if !tasks.is_empty() {
-                    metrics::counter!(names::TASK_POLL, "taskType" => names::task_type_label(task_type))
-                        .increment(tasks.len() as u64);
-                    return Ok(tasks);
-                }
-                if let Some(e) = transient {
-                    return Err(e);
-                }
-                continue;
-            }
-            if *stopped.borrow() || tokio::time::Instant::now() >= deadline {
-                return Ok(Vec::new());
-            }
-            // Wait for a task to enter the queue, or for a decision to hand one over directly.
-            let (waiter, mut incoming) = ctx.queues.wait_for_hand_off(queue, worker_id.clone());
-            let (woken, handed) = tokio::select! {
-                task = &mut incoming => (Wake::HandedOff, Some(task)),
-                _ = &mut notified => (Wake::Queue, None),
-                _ = tokio::time::sleep_until(deadline) => (Wake::Done, None),
-                _ = stopped.changed() => (Wake::Done, None),
-            };
-            // A decision that took this poll just before it left is committing its task: wait.
-            let handed = match handed {
-                Some(task) => task,
-                None if ctx.queues.leave(queue, &waiter) => Ok(None),
-                None => incoming.await,
-            };
-            if let Ok(Some(task)) = handed {
-                if woken == Wake::Queue {
-                    // The wake-up was for a queued task: another poll takes that one.
-                    notify.notify_one();
-                }
-                return Ok(vec![task]);
-            }
-            if woken == Wake::Done {
-                return Ok(Vec::new());
-            }
-        }
+        let leader = self.leader()?;
+        leader.host.polls.record(task_type, domain, worker_id.as_deref(), crate::now_ms());
+        leader.workflows.poll_queue(&queue, task_type, worker_id, count, wait).await
     }
 
     /// Records a task result.
     pub async fn update_task(&self, update: TaskUpdate) -> Result<UpdateOutcome, Error> {
-        let ctx = self.leader()?;
-        let owner = self.task_owner(&update.task_id)?;
-        let status = update.status;
-        let outcome = ctx.update(&owner, update).await?;
-        metrics::counter!(names::TASK_UPDATE, "status" => status.as_str()).increment(1);
-        Ok(outcome)
+        self.leader()?.workflows.update_task(update).await
     }
 
     /// Records a task result, then hands the same worker the next task of that queue, if any
     /// (`POST /tasks/update-v2`).
     pub async fn update_task_and_poll(&self, update: TaskUpdate) -> Result<Option<Box<RawValue>>, Error> {
         let worker_id = update.worker_id.clone();
-        let outcome = self.update_task(update).await?;
+        let workflows = self.leader()?.workflows.clone();
+        let outcome = workflows.update_task(update).await?;
         let Some(queue) = outcome.queue.filter(|_| outcome.terminal) else { return Ok(None) };
-        let mut next = self.poll_queue(&queue, &outcome.task_type, worker_id, 1, Duration::ZERO).await?;
+        let mut next = workflows.poll_queue(&queue, &outcome.task_type, worker_id, 1, Duration::ZERO).await?;
         Ok(next.pop())
     }
 
@@ -727,7 +506,7 @@ impl Engine {
         worker_id: Option<String>,
     ) -> Result<Option<String>, Error> {
         self.workflow(workflow_id)?;
-        self.leader()?.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
+        self.leader()?.workflows.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
     }
 
     /// Signals a workflow: updates the task it is blocked on (its first open WAIT or HUMAN task,
@@ -740,7 +519,7 @@ impl Engine {
         output: Object,
     ) -> Result<Option<String>, Error> {
         let target = self.signal_target(workflow_id, 0)?.unwrap_or_else(|| workflow_id.to_owned());
-        self.leader()?.update_by_ref(&target, None, status, output, None).await
+        self.leader()?.workflows.update_by_ref(&target, None, status, output, None).await
     }
 
     /// The workflow a signal lands in: the first with an open WAIT or HUMAN task, looking at
@@ -766,25 +545,13 @@ impl Engine {
 
     /// Appends a line to a task's execution log.
     pub async fn add_task_log(&self, task_id: &str, log: String) -> Result<(), Error> {
-        let owner = self.task_owner(task_id)?;
-        self.leader()?.add_log(&owner, task_id.to_owned(), log).await
-    }
-
-    fn task_owner(&self, task_id: &str) -> Result<String, Error> {
-        Ok(self
-            .read()
-            .task_owner(task_id)?
-            .ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?
-            .workflow_id)
+        let owner = crate::workflows::task_owner(self.read(), task_id)?;
+        self.leader()?.workflows.add_log(&owner, task_id.to_owned(), log).await
     }
 
     /// A task and its workflow, from the local replica.
     pub fn task(&self, task_id: &str) -> Result<(WorkflowState, TaskState), Error> {
-        let not_found = || Error::NotFound(format!("Task not found for taskId: {task_id}"));
-        let owner = self.read().task_owner(task_id)?.ok_or_else(not_found)?;
-        let workflow = self.read().workflow(&owner.workflow_id)?.ok_or_else(not_found)?;
-        let task = workflow.task(owner.seq).cloned().ok_or_else(not_found)?;
-        Ok((workflow, task))
+        crate::workflows::task(self.read(), task_id)
     }
 
     /// A task's execution log.
@@ -805,10 +572,10 @@ impl Engine {
                 out.push((metric, label, value, n as f64));
             }
         };
-        if let Some(ctx) = self.inner.leader.read().clone() {
+        if let Some(leader) = self.inner.leader.read().clone() {
             let widen = |v: Vec<(String, usize)>| v.into_iter().map(|(q, n)| (q, n as u64)).collect();
-            add(names::TASK_QUEUE_DEPTH, "queue", widen(ctx.queues.depths()));
-            add(names::TASK_POLLS_WAITING, "queue", widen(ctx.queues.waiting_polls()));
+            add(names::TASK_QUEUE_DEPTH, "queue", widen(leader.host.queues.depths()));
+            add(names::TASK_POLLS_WAITING, "queue", widen(leader.host.queues.waiting_polls()));
         }
         match self.read().running_counts() {
             Ok(counts) => add(names::WORKFLOW_RUNNING, "workflowName", counts.into_iter().collect()),
@@ -840,8 +607,9 @@ impl Engine {
     /// Conductor's poll data for every queue of `task_type` (all queues if `None`), as the
     /// leader saw them.
     pub fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
-        let ctx = self.leader()?;
-        Ok(ctx
+        Ok(self
+            .leader()?
+            .host
             .polls
             .all()
             .into_iter()
@@ -874,79 +642,6 @@ impl Engine {
     }
 }
 
-/// Turns a start request into the command that starts `workflow_id`: validates it, finds its
-/// definition (version absent or 0: the latest) and freezes the task definitions in the
-/// execution's snapshot, as Conductor does.
-pub(crate) fn prepare_start(
-    read: &ReadView,
-    request: StartWorkflowRequest,
-    workflow_id: String,
-    parent: Option<(String, String)>,
-) -> Result<StartWorkflow, Error> {
-    let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
-    if let Some(strategy) = request.idempotency_strategy.as_deref()
-        && !["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"].contains(&strategy)
-    {
-        return Err(Error::BadRequest(format!(
-            "idempotencyStrategy {strategy} is not one of FAIL, RETURN_EXISTING, FAIL_ON_RUNNING"
-        )));
-    }
-    if !(0..=99).contains(&request.priority) {
-        return Err(Error::BadRequest(format!("priority: {} should be between 0 and 99", request.priority)));
-    }
-    let plan = match request.workflow_def {
-        Some(mut def) => {
-            validate::workflow_def(&def).map_err(Error::Invalid)?;
-            fill_task_defs(read, &mut def.tasks)?;
-            Arc::new(Plan::new(def))
-        }
-        None => {
-            let name = request.name.filter(|n| !n.trim().is_empty());
-            let name = name.ok_or_else(|| Error::BadRequest("Workflow name cannot be null or empty".into()))?;
-            let version = request.version.filter(|v| *v > 0);
-            let build = |read: &ReadView| -> Result<Option<Plan>, Error> {
-                let Some(mut def) = read.workflow_def(&name, version)? else { return Ok(None) };
-                fill_task_defs(read, &mut def.tasks)?;
-                Ok(Some(Plan::new(def)))
-            };
-            read.start_plan(&name, version, build)?.ok_or_else(|| {
-                let v = version.map_or_else(|| "null".to_owned(), |v| v.to_string());
-                Error::NotFound(format!("No such workflow found by name: {name}, version: {v}"))
-            })?
-        }
-    };
-    Ok(StartWorkflow {
-        workflow_id,
-        plan,
-        input,
-        correlation_id: request.correlation_id,
-        priority: request.priority,
-        task_to_domain: request.task_to_domain,
-        created_by: request.created_by,
-        idempotency_key: request.idempotency_key,
-        idempotency_strategy: request.idempotency_strategy,
-        parent,
-    })
-}
-
-/// Fills in the registered definition of every task, at any depth, that has none embedded.
-fn fill_task_defs(read: &ReadView, tasks: &mut [WorkflowTask]) -> Result<(), Error> {
-    for task in tasks {
-        if task.task_definition.is_none() {
-            task.task_definition = read.task_def(&task.name)?;
-        }
-        for case in task.decision_cases.values_mut() {
-            fill_task_defs(read, case)?;
-        }
-        fill_task_defs(read, &mut task.default_case)?;
-        for branch in &mut task.fork_tasks {
-            fill_task_defs(read, branch)?;
-        }
-        fill_task_defs(read, &mut task.loop_over)?;
-    }
-    Ok(())
-}
-
 /// Whether a synchronous execution can answer: the workflow ended, waits on a WAIT without a
 /// deadline, or finished one of `wait_refs` (a loop task also by its base name).
 fn settled(wf: &WorkflowState, wait_refs: &[String]) -> bool {
@@ -956,17 +651,6 @@ fn settled(wf: &WorkflowState, wait_refs: &[String]) -> bool {
             .iter()
             .any(|t| t.task_type == "WAIT" && t.status == overture_core::TaskStatus::InProgress && t.wait_timeout == 0)
         || wait_refs.iter().any(|r| wf.latest(r).is_some_and(|t| t.status.is_terminal()))
-}
-
-/// What ended a long poll's wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wake {
-    /// A decision handed it a task (or tried to: its batch failed).
-    HandedOff,
-    /// A task entered the queue.
-    Queue,
-    /// The poll's time is up, or leadership ended.
-    Done,
 }
 
 /// A scrape-time gauge's values, at most [`names::MAX_LABEL_VALUES`] of them: the largest, and

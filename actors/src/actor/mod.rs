@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::env::LeaderEnv;
 use crate::error::Error;
-use crate::leader::LeaderContext;
+use crate::host::Host;
 use crate::limits::TaskLimits;
 use crate::names;
 use crate::queues::HandOff;
@@ -121,7 +121,7 @@ pub(crate) struct WorkflowActor;
 
 pub(crate) struct ActorArgs {
     pub workflow_id: String,
-    pub ctx: Arc<LeaderContext>,
+    pub registry: Arc<Registry>,
     pub last_active: Arc<AtomicI64>,
     pub inbox: Arc<Inbox>,
 }
@@ -159,7 +159,9 @@ impl Inbox {
 pub(crate) struct ActorState {
     id: String,
     state: Option<WorkflowState>,
-    ctx: Arc<LeaderContext>,
+    host: Arc<Host>,
+    /// The registry that activated this actor, to leave it when the workflow ends.
+    registry: Arc<Registry>,
     last_active: Arc<AtomicI64>,
     inbox: Arc<Inbox>,
 }
@@ -177,7 +179,8 @@ impl Actor for WorkflowActor {
         Ok(ActorState {
             id: args.workflow_id,
             state: None,
-            ctx: args.ctx,
+            host: args.registry.host.clone(),
+            registry: args.registry,
             last_active: args.last_active,
             inbox: args.inbox,
         })
@@ -199,7 +202,7 @@ impl Actor for WorkflowActor {
         st.last_active.store(crate::now_ms(), Ordering::Relaxed);
         let started = Instant::now();
         let command = if batch.len() == 1 { batch[0].name() } else { "batch" };
-        let span = tracing::info_span!("workflow", workflow_id = %st.id, command, messages = batch.len(), term = st.ctx.term, task_id = tracing::field::Empty);
+        let span = tracing::info_span!("workflow", workflow_id = %st.id, command, messages = batch.len(), term = st.host.term, task_id = tracing::field::Empty);
         if let [only] = batch.as_slice()
             && let Some(task_id) = only.task_id()
         {
@@ -210,7 +213,7 @@ impl Actor for WorkflowActor {
         metrics::histogram!(names::DECIDE_SECONDS, "command" => command).record(started.elapsed().as_secs_f64());
         st.last_active.store(crate::now_ms(), Ordering::Relaxed);
         if st.state.as_ref().is_some_and(|s| s.header.status.is_terminal()) {
-            st.ctx.registry.passivate(&st.id, &myself);
+            st.registry.passivate(&st.id, &myself);
         }
         Ok(())
     }
@@ -311,7 +314,7 @@ impl ActorState {
 
     fn load(&mut self) -> Result<&mut WorkflowState, Error> {
         if self.state.is_none() {
-            self.state = self.ctx.replica.read().workflow(&self.id)?;
+            self.state = self.host.replica.read().workflow(&self.id)?;
         }
         self.state.as_mut().ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {}", self.id)))
     }
@@ -323,16 +326,16 @@ impl ActorState {
         let name = cmd.plan.def.name.clone();
         let scripts = cmd.plan.runs_scripts();
         let (state, events, handed) = blocking_if(scripts, || {
-            let env = LeaderEnv { read: self.ctx.replica.read(), polls: &self.ctx.polls, jq: &self.ctx.jq };
+            let env = LeaderEnv { read: self.host.replica.read(), polls: &self.host.polls, jq: &self.host.jq };
             let (mut state, mut events) =
                 decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env });
-            let handed = hand_off(&self.ctx, &mut state, &mut events, &env);
+            let handed = hand_off(&self.host, &mut state, &mut events, &env);
             (state, events, handed)
         });
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
         // Boxed: openraft's write future is large, and inline it would make every live actor's
         // task that much bigger (about 7 KB of the 30 KB a waiting workflow's actor cost).
-        match Box::pin(self.ctx.replica.propose(Request::Workflow(batch))).await {
+        match Box::pin(self.host.replica.propose(Request::Workflow(batch))).await {
             Ok(Response::Applied { revision }) => {
                 tracing::debug!(revision, workflow_name = %name, "started");
                 if state.header.status.is_terminal() {
@@ -358,8 +361,7 @@ impl ActorState {
     async fn execute_all(&mut self, jobs: &[Job]) -> Vec<Result<JobOutcome, Error>> {
         const ATTEMPTS: usize = 3;
         for _ in 0..ATTEMPTS {
-            let replica = self.ctx.replica.clone();
-            let ctx = self.ctx.clone();
+            let host = self.host.clone();
             let state = match self.load() {
                 Ok(state) => state,
                 Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
@@ -369,7 +371,7 @@ impl ActorState {
             let mut events = Vec::new();
             let mut results = Vec::with_capacity(jobs.len());
             let handed = blocking_if(scripts, || {
-                let env = LeaderEnv { read: replica.read(), polls: &ctx.polls, jq: &ctx.jq };
+                let env = LeaderEnv { read: host.replica.read(), polls: &host.polls, jq: &host.jq };
                 for job in jobs {
                     let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
                     let (cmd, task_id) = match job {
@@ -396,14 +398,14 @@ impl ActorState {
                         Err(rejection) => results.push(Err(rejection.into())),
                     }
                 }
-                hand_off(&ctx, state, &mut events, &env)
+                hand_off(&host, state, &mut events, &env)
             });
             if events.is_empty() {
                 return results;
             }
             let ended = Ended::of(state, &events);
             let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision, events };
-            match Box::pin(self.ctx.replica.propose(Request::Workflow(batch))).await {
+            match Box::pin(self.host.replica.propose(Request::Workflow(batch))).await {
                 Ok(Response::Applied { revision }) => {
                     tracing::debug!(revision, ended_tasks = ended.tasks.len(), "committed");
                     if let Some((_, status, _)) = &ended.workflow {
@@ -491,7 +493,7 @@ struct HandedOff {
 /// commit (the poll's). Only tasks ready now, in a queue with nothing else ready, of a task type
 /// without `concurrentExecLimit` or rate limit (those go through the queue and its checks).
 fn hand_off(
-    ctx: &LeaderContext,
+    host: &Host,
     state: &mut WorkflowState,
     events: &mut Vec<Event>,
     env: &LeaderEnv<'_>,
@@ -509,13 +511,13 @@ fn hand_off(
         if task.status != TaskStatus::Scheduled || task.ready_at() > now || queue.starts_with(SYSTEM_QUEUE_PREFIX) {
             continue;
         }
-        let limits = ctx.limits.of(&task.task_type, now, || {
+        let limits = host.limits.of(&task.task_type, now, || {
             env.read.task_def(&task.task_type).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default())
         });
         if !limits.is_ok_and(|l| l.is_unlimited()) {
             continue;
         }
-        let Some((worker_id, reply)) = ctx.queues.take_waiter(queue) else { continue };
+        let Some((worker_id, reply)) = host.queues.take_waiter(queue) else { continue };
         let (task_id, task_type, ready_at) = (task.task_id.clone(), task.task_type.clone(), task.ready_at());
         let poll = Command::Poll { task_id: task_id.clone(), worker_id };
         match decide::decide(state, poll, &mut Ctx { now, ids: &mut UuidIds, env }) {
@@ -623,6 +625,8 @@ pub const DEFAULT_MAX_LIVE: usize = 1_000;
 
 /// The leader's live workflow actors.
 pub(crate) struct Registry {
+    /// What the actors share for this term.
+    pub host: Arc<Host>,
     actors: Mutex<HashMap<String, Slot>>,
     /// Beyond this many, the least recently active actors are passivated.
     max_live: usize,
@@ -636,8 +640,8 @@ struct Slot {
 }
 
 impl Registry {
-    pub fn new(max_live: usize) -> Registry {
-        Registry { actors: Mutex::default(), max_live: max_live.max(1) }
+    pub fn new(host: Arc<Host>, max_live: usize) -> Arc<Registry> {
+        Arc::new(Registry { host, actors: Mutex::default(), max_live: max_live.max(1) })
     }
 
     /// Actors live now.
@@ -645,7 +649,7 @@ impl Registry {
         self.actors.lock().len()
     }
 
-    async fn slot(&self, ctx: &Arc<LeaderContext>, id: &str) -> Result<Slot, Error> {
+    async fn slot(self: &Arc<Self>, id: &str) -> Result<Slot, Error> {
         if let Some(slot) = self.actors.lock().get(id) {
             return Ok(slot.clone());
         }
@@ -653,7 +657,7 @@ impl Registry {
         let inbox = Arc::new(Inbox::default());
         let args = ActorArgs {
             workflow_id: id.to_owned(),
-            ctx: ctx.clone(),
+            registry: self.clone(),
             last_active: last_active.clone(),
             inbox: inbox.clone(),
         };
@@ -679,15 +683,14 @@ impl Registry {
     /// Sends a message to a workflow's actor (activating it) and waits for the reply. A message
     /// lost to an actor that stopped is retried on a fresh one: nothing was committed for it.
     pub async fn send<T, P: Clone>(
-        &self,
-        ctx: &Arc<LeaderContext>,
+        self: &Arc<Self>,
         id: &str,
         payload: P,
         wrap: impl Fn(P, Reply<T>) -> WorkflowMsg,
         timeout: Duration,
     ) -> Result<T, Error> {
         for _ in 0..3 {
-            let slot = self.slot(ctx, id).await?;
+            let slot = self.slot(id).await?;
             let (tx, rx) = oneshot::channel();
             // Queued in the inbox; the actor is woken only if it was idle. If the actor has
             // stopped, the inbox (and the reply sender in it) is dropped with it, and the closed
@@ -710,7 +713,7 @@ impl Registry {
             drop(slot);
             // A leader that loses its lease answers nothing more: whatever it was committing may
             // never commit, and another node may be leading. The caller retries there.
-            let mut lease = ctx.lease_watch();
+            let mut lease = self.host.lease_watch();
             let answer = tokio::select! {
                 answer = tokio::time::timeout(timeout, rx) => answer,
                 _ = lease.wait_for(|held| !*held) => {

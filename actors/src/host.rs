@@ -1,0 +1,148 @@
+//! What a leader's workflow actors and services share for one term: the replica they propose
+//! to, the in-memory queues, limits and poll times that the apply listener keeps current, the
+//! jq sandbox, the watchers of synchronous executions, and whether the term still serves.
+//!
+//! A [`Host`] belongs to one term. Once the term ends ([`Host::serving`] fails), anything that
+//! still holds it (an actor finishing a message, a follow-up in flight) gets a retryable error
+//! instead of acting for a leader that is gone.
+
+use std::sync::Arc;
+
+use overture_raft::Replica;
+use tokio::sync::{Notify, watch};
+
+use crate::error::Error;
+use crate::limits::Limits;
+use crate::names;
+use crate::queues::{PollTimes, TaskQueues};
+
+/// The state one leader term's actors and services share.
+pub(crate) struct Host {
+    /// The Raft term this leadership is in.
+    pub term: u64,
+    /// Where proposals go and reads come from.
+    pub replica: Replica,
+    /// Worker and executor queues, mirrored from the applied queue rows.
+    pub queues: Arc<TaskQueues>,
+    /// Concurrency and rate limits of task definitions.
+    pub limits: Arc<Limits>,
+    /// When workers last polled each (domain, task type).
+    pub polls: PollTimes,
+    /// Waiters on workflows' next committed change.
+    pub watchers: Arc<Watchers>,
+    /// The sandbox processes jq queries run in.
+    pub jq: overture_script::Sandbox,
+    stop: watch::Sender<bool>,
+    /// Whether this leader holds its lease (a majority acknowledged it recently). Without it, it
+    /// takes no request and answers none waiting: another node may be leading meanwhile.
+    lease: watch::Sender<bool>,
+}
+
+impl Host {
+    /// A host for `term`, serving until [`Host::stop`].
+    pub fn new(
+        term: u64,
+        replica: Replica,
+        queues: Arc<TaskQueues>,
+        limits: Arc<Limits>,
+        watchers: Arc<Watchers>,
+        jq: overture_script::Sandbox,
+    ) -> Host {
+        Host {
+            term,
+            replica,
+            queues,
+            limits,
+            polls: PollTimes::default(),
+            watchers,
+            jq,
+            stop: watch::Sender::new(false),
+            lease: watch::Sender::new(true),
+        }
+    }
+
+    /// Ok while this term's leader serves: not stopped, and holding its lease.
+    pub fn serving(&self) -> Result<(), Error> {
+        if *self.stop.borrow() {
+            return Err(Error::Unavailable("this node stopped leading; retry".into()));
+        }
+        if !self.holds_lease() {
+            return Err(Error::Unavailable(crate::error::LEASE_LOST.into()));
+        }
+        Ok(())
+    }
+
+    /// Ends the term: every loop watching [`Host::stopped`] returns.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Follows whether the term ended, for loops that run while it lasts.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Records whether this leader holds its lease; requests waiting on it see a loss at once.
+    pub fn set_lease(&self, held: bool) {
+        self.lease.send_if_modified(|current| std::mem::replace(current, held) != held);
+    }
+
+    /// Whether this leader holds its lease now.
+    pub fn holds_lease(&self) -> bool {
+        *self.lease.borrow()
+    }
+
+    /// Follows the lease, for requests that wait on this leader.
+    pub fn lease_watch(&self) -> watch::Receiver<bool> {
+        self.lease.subscribe()
+    }
+}
+
+/// Waiters on a workflow's next committed change (synchronous execution).
+#[derive(Default)]
+pub(crate) struct Watchers {
+    waiting: parking_lot::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
+}
+
+/// A watch on one workflow: its notifier is woken whenever the workflow changes. Dropping it
+/// stops watching, however the watcher ends (an answer, an error, or a client that went away
+/// and dropped the request), so no watch outlives its caller.
+pub(crate) struct Watch {
+    watchers: Arc<Watchers>,
+    workflow_id: String,
+    notify: Arc<Notify>,
+}
+
+impl Watch {
+    /// The notifier; register on it before reading the workflow's state.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        metrics::gauge!(names::SYNC_EXECUTIONS_WAITING).decrement(1.0);
+        let mut waiting = self.watchers.waiting.lock();
+        // Two counts left: this watch's and the map's. Others still watching keep it.
+        if waiting.get(&self.workflow_id).is_some_and(|n| Arc::strong_count(n) == 2) {
+            waiting.remove(&self.workflow_id);
+        }
+    }
+}
+
+impl Watchers {
+    /// Watches `workflow_id` until the returned [`Watch`] is dropped.
+    pub fn watch(self: &Arc<Self>, workflow_id: &str) -> Watch {
+        let notify = self.waiting.lock().entry(workflow_id.to_owned()).or_default().clone();
+        metrics::gauge!(names::SYNC_EXECUTIONS_WAITING).increment(1.0);
+        Watch { watchers: self.clone(), workflow_id: workflow_id.to_owned(), notify }
+    }
+
+    /// Wakes whoever watches `workflow_id`.
+    pub fn changed(&self, workflow_id: &str) {
+        if let Some(n) = self.waiting.lock().get(workflow_id) {
+            n.notify_waiters();
+        }
+    }
+}
