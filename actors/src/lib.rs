@@ -37,8 +37,8 @@ mod workflows;
 
 pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};
 pub use engine::{Engine, PollRecord};
-pub use options::EngineOptions;
 pub use error::Error;
+pub use options::EngineOptions;
 pub use search::SearchRequest;
 
 /// A new workflow or task id: a UUID in Conductor's form, version 7 (time-ordered) where

@@ -367,7 +367,7 @@ pub(crate) fn prepare_start(
 ) -> Result<StartWorkflow, Error> {
     let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
     if let Some(strategy) = request.idempotency_strategy.as_deref()
-        && !["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"].contains(&strategy)
+        && overture_core::idempotency::Strategy::parse(strategy).is_none()
     {
         return Err(Error::BadRequest(format!(
             "idempotencyStrategy {strategy} is not one of FAIL, RETURN_EXISTING, FAIL_ON_RUNNING"
@@ -439,4 +439,3 @@ enum Wake {
     /// The poll's time is up, or leadership ended.
     Done,
 }
-

@@ -268,7 +268,7 @@ pub(crate) async fn monitor(guard: Arc<DiskGuard>, closed: Arc<parking_lot::Mute
 
 /// A node whose disk runs low stops standing for election and, if it leads, hands leadership to
 /// the follower furthest along; once it has space again it stands again.
-pub(crate) fn on_disk_low(raft: &crate::types::Raft, node_id: crate::types::NodeId, low: bool) {
+pub(crate) fn on_disk_low(raft: &crate::Raft, node_id: crate::types::NodeId, low: bool) {
     raft.runtime_config().elect(!low);
     if !low {
         return;

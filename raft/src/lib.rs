@@ -7,7 +7,8 @@
 //! - [`types`]: the Raft type configuration and what an entry carries ([`types::Request`]).
 //! - [`codec`]: versioned bincode for every stored value; [`keys`]: column families and keys.
 //! - [`log_store`]: the Raft log, fsynced in groups.
-//! - [`state_machine`]: apply (version guard, evolve, one write batch), the apply listener.
+//! - [`state_machine`]: apply (version guard, evolve, one write batch), the apply listener;
+//!   [`machine`]: the state machine as openraft drives it.
 //! - [`snapshot`]: build and install snapshots as streamed row files.
 //! - [`read`]: the local read view; [`replica`]: opening it all, proposing, leadership.
 //! - [`network`] and [`rpc`]: Raft RPC between nodes, client and server halves.
@@ -15,9 +16,11 @@
 pub mod codec;
 mod defs;
 pub mod disk;
+pub mod errors;
 pub mod faults;
 pub mod keys;
 pub mod log_store;
+pub mod machine;
 pub mod network;
 pub mod proposer;
 pub mod read;
@@ -28,10 +31,15 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use errors::ProposeError;
+pub use machine::StateMachine;
 pub use read::ReadView;
-pub use replica::{Leadership, LeadershipWatch, ProposeError, Replica, ReplicaOptions};
+pub use replica::{Leadership, LeadershipWatch, Replica, ReplicaOptions};
 pub use state_machine::{ApplyListener, Changes, RowChange};
 pub use types::{Request, Response, WorkflowBatch};
+
+/// The Raft handle.
+pub type Raft = openraft::Raft<types::TypeConfig, machine::StateMachine>;
 
 /// A column family handle. The families are created when the database opens, so a missing one
 /// is a bug in this crate, not bad input.

@@ -27,8 +27,9 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::replica::{ProposeError, write_error};
-use crate::types::{Raft, Request, Response, WorkflowBatch};
+use crate::Raft;
+use crate::errors::{ProposeError, write_error};
+use crate::types::{Request, Response, WorkflowBatch};
 
 /// Batches one entry carries at most, so an entry stays small enough to replicate promptly.
 pub const MAX_PER_ENTRY: usize = 64;

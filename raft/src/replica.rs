@@ -7,21 +7,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, RaftError};
+use openraft::errors::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 
+use crate::Raft;
 use crate::codec::decode;
+use crate::errors::{ProposeError, why_stopped, write_error};
 use crate::keys::{self, CF_SM_META, meta};
 use crate::log_store::LogStore;
+use crate::machine::StateMachine;
 use crate::network::Network;
 use crate::proposer::Proposer;
 use crate::read::ReadView;
 use crate::rpc::RpcServer;
-use crate::state_machine::{ApplyListener, Inner, Shared, StateMachine, WorkflowCache};
-use crate::types::{LogId, Node, NodeId, Raft, Request, Response, StoredMembership};
+use crate::state_machine::{ApplyListener, Inner, Shared, WorkflowCache};
+use crate::types::{LogId, Node, NodeId, Request, Response, StoredMembership};
 use crate::{cf, io_err};
 
 /// How to open a replica.
@@ -80,33 +83,6 @@ pub enum OpenError {
     /// openraft refused the configuration or failed to start.
     #[error("raft: {0}")]
     Raft(String),
-}
-
-/// Why a proposal did not take effect.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProposeError {
-    /// This node is not the leader; retry there (or later, during an election).
-    #[error("this node is not the leader (leader: {leader:?})")]
-    NotLeader {
-        #[allow(missing_docs)]
-        leader: Option<NodeId>,
-    },
-    /// Leadership changed while the entry was in flight; it may or may not have been committed.
-    #[error("leadership changed while the request was in flight; it may or may not have taken effect")]
-    Unknown,
-    /// Raft refused the request (e.g. a membership change that is not allowed now).
-    #[error("{0}")]
-    Rejected(String),
-    /// The Raft node stopped.
-    #[error("raft stopped: {0}")]
-    Fatal(String),
-    /// This node's disk is too full to take writes ([`crate::disk`]); the message says how full.
-    #[error("{0}")]
-    DiskFull(String),
-    /// This node leads, but has not heard from a majority of the group within its lease: it may
-    /// be cut off, and another node may be leading. Retry (another node may be elected).
-    #[error("this node leads but has not heard from a majority of the cluster within its lease; retry shortly")]
-    LeaseExpired,
 }
 
 /// Where a node stands in its group.
@@ -647,22 +623,6 @@ impl Replica {
     }
 }
 
-pub(crate) fn write_error(
-    e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>,
-) -> ProposeError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f))
-            if f.reason == openraft::errors::ForwardReason::LeaseExpired =>
-        {
-            ProposeError::LeaseExpired
-        }
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: f.leader_id },
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ProposeError::Unknown,
-        RaftError::APIError(other) => ProposeError::Rejected(other.to_string()),
-        RaftError::Fatal(f) => ProposeError::Fatal(f.to_string()),
-    }
-}
-
 /// The group as one node sees it (`overture cluster status`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -740,11 +700,6 @@ impl LeadershipWatch {
             _ = tokio::time::sleep(left + Duration::from_millis(1)) => true,
         }
     }
-}
-
-/// Why `raft` stopped, if it has (a fatal error, or a shutdown).
-pub(crate) fn why_stopped(raft: &Raft) -> Option<String> {
-    raft.metrics().borrow_watched().running_state.as_ref().err().map(ToString::to_string)
 }
 
 /// Computes [`Leadership`] from Raft metrics.

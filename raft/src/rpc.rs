@@ -12,10 +12,11 @@ use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
+use crate::Raft;
 use crate::codec::{decode_message, encode_message};
 use crate::network::{Answer, decode_snapshot_header};
 use crate::snapshot::SnapshotFile;
-use crate::types::{Raft, TypeConfig};
+use crate::types::TypeConfig;
 
 /// Handles Raft RPCs for one node.
 #[derive(Clone)]
@@ -86,7 +87,7 @@ impl RpcServer {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        if let Some(why) = crate::replica::why_stopped(&self.raft) {
+        if let Some(why) = crate::errors::why_stopped(&self.raft) {
             metrics::counter!("overture_snapshot_refused_total").increment(1);
             return answer::<openraft::raft::SnapshotResponse<TypeConfig>>(Err(format!("Raft has stopped: {why}")));
         }

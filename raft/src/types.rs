@@ -16,8 +16,6 @@ openraft::declare_raft_types!(
         R = Response,
 );
 
-/// The Raft handle.
-pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
 /// A log id.
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 /// A stored membership.

@@ -5,7 +5,7 @@ use openraft::testing::log::{StoreBuilder, Suite};
 use overture_raft::ReplicaOptions;
 use overture_raft::log_store::LogStore;
 use overture_raft::replica::Storage;
-use overture_raft::state_machine::StateMachine;
+use overture_raft::StateMachine;
 use overture_raft::types::TypeConfig;
 
 struct Builder;

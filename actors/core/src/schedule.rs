@@ -176,6 +176,30 @@ impl WorkflowSchedule {
         cadence.next_within(after_last, self.schedule_start_time, self.schedule_end_time)
     }
 
+    /// This schedule saved over `existing`: it keeps the last fire, and its next fire moves past
+    /// it, so whatever the new definition says, a schedule never fires twice for one time.
+    pub fn saved_over(&mut self, existing: &WorkflowSchedule) {
+        self.last_run_time = existing.last_run_time.max(self.last_run_time);
+        if let (Some(last), Some(next)) = (self.last_run_time, self.next_run_time)
+            && next <= last
+        {
+            self.next_run_time = self.next_from(next);
+        }
+    }
+
+    /// Whether the fire due at `scheduled_time` may happen: the schedule is not paused, that is
+    /// its next time, and it has not fired for it (or a later time) already.
+    pub fn due_at(&self, scheduled_time: i64) -> bool {
+        let fired_already = self.last_run_time.is_some_and(|last| scheduled_time <= last);
+        !self.paused && self.next_run_time == Some(scheduled_time) && !fired_already
+    }
+
+    /// Records the fire due at `scheduled_time`; it fires next at `next_run_time`.
+    pub fn fired(&mut self, scheduled_time: i64, next_run_time: Option<i64>) {
+        self.next_run_time = next_run_time;
+        self.last_run_time = Some(scheduled_time);
+    }
+
     /// Definition name of the workflow it starts.
     pub fn workflow_name(&self) -> &str {
         self.start_workflow_request.as_ref().and_then(|r| r.get("name")).and_then(Value::as_str).unwrap_or("")

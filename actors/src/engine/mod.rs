@@ -11,11 +11,8 @@ use std::time::{Duration, Instant};
 
 use overture_core::dsl::{EventHandler, StartWorkflowRequest, TaskDef, WorkflowDef};
 use overture_core::rows::queue_name;
-use overture_core::validate;
-use overture_core::{
-    Command, Object, Plan, TaskResultStatus, TaskState, TaskStatus, TaskUpdate, WorkflowState,
-    WorkflowStatus,
-};
+use overture_core::{Command, Object, Plan, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
+use overture_core::{queries, validate};
 use overture_raft::codec::JsonBytes;
 use overture_raft::keys::TaskLogRow;
 use overture_raft::replica::ClusterStatus;
@@ -337,7 +334,7 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let wf = self.workflow(&id)?;
-            if settled(&wf, wait_refs) {
+            if queries::settled(&wf, wait_refs) {
                 break (wf, false);
             }
             tokio::select! {
@@ -363,24 +360,8 @@ impl Engine {
         let mut children = Vec::new();
         if resume_subworkflows {
             let wf = self.workflow(workflow_id)?;
-            for t in wf.tasks.iter().filter(|t| t.task_type == "SUB_WORKFLOW" && !t.retried && t.status.is_terminal()) {
-                let Some(child_id) = t.sub_workflow_id.as_deref() else { continue };
-                let Ok(child) = self.workflow(child_id) else { continue };
-                let retryable = matches!(
-                    child.header.status,
-                    WorkflowStatus::Failed | WorkflowStatus::TimedOut | WorkflowStatus::Terminated
-                ) && (child.header.status == WorkflowStatus::TimedOut
-                    || child.tasks.iter().any(|c| {
-                        !c.retried
-                            && matches!(
-                                c.status,
-                                TaskStatus::Failed
-                                    | TaskStatus::FailedWithTerminalError
-                                    | TaskStatus::TimedOut
-                                    | TaskStatus::Canceled
-                            )
-                    }));
-                if retryable {
+            for (t, child_id) in queries::ended_children(&wf) {
+                if self.workflow(child_id).is_ok_and(|child| queries::retryable(&child)) {
                     resume.push(t.task_id.clone());
                     children.push((t.task_id.clone(), child_id.to_owned()));
                 }
@@ -518,29 +499,10 @@ impl Engine {
         status: TaskResultStatus,
         output: Object,
     ) -> Result<Option<String>, Error> {
-        let target = self.signal_target(workflow_id, 0)?.unwrap_or_else(|| workflow_id.to_owned());
-        self.leader()?.workflows.update_by_ref(&target, None, status, output, None).await
-    }
-
-    /// The workflow a signal lands in: the first with an open WAIT or HUMAN task, looking at
-    /// this workflow and then, depth first, its running sub-workflows; `None` if there is none
-    /// (the signal then completes this workflow's open worker task, if any).
-    fn signal_target(&self, workflow_id: &str, depth: usize) -> Result<Option<String>, Error> {
         let wf = self.workflow(workflow_id)?;
-        let open = |t: &&TaskState| !t.status.is_terminal() && !t.retried;
-        if wf.tasks.iter().filter(open).any(|t| matches!(t.task_type.as_str(), "WAIT" | "HUMAN")) {
-            return Ok(Some(workflow_id.to_owned()));
-        }
-        if depth >= 16 {
-            return Ok(None);
-        }
-        for task in wf.tasks.iter().filter(open).filter(|t| t.task_type == "SUB_WORKFLOW") {
-            let Some(child) = task.sub_workflow_id.as_deref() else { continue };
-            if let Ok(Some(found)) = self.signal_target(child, depth + 1) {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
+        let load = |id: &str| self.workflow(id).ok();
+        let target = queries::signal_target(&wf, &load).unwrap_or_else(|| workflow_id.to_owned());
+        self.leader()?.workflows.update_by_ref(&target, None, status, output, None).await
     }
 
     /// Appends a line to a task's execution log.
@@ -640,17 +602,6 @@ impl Engine {
         }
         self.is_ready()
     }
-}
-
-/// Whether a synchronous execution can answer: the workflow ended, waits on a WAIT without a
-/// deadline, or finished one of `wait_refs` (a loop task also by its base name).
-fn settled(wf: &WorkflowState, wait_refs: &[String]) -> bool {
-    wf.header.status.is_terminal()
-        || wf
-            .tasks
-            .iter()
-            .any(|t| t.task_type == "WAIT" && t.status == overture_core::TaskStatus::InProgress && t.wait_timeout == 0)
-        || wait_refs.iter().any(|r| wf.latest(r).is_some_and(|t| t.status.is_terminal()))
 }
 
 /// A scrape-time gauge's values, at most [`names::MAX_LABEL_VALUES`] of them: the largest, and

@@ -12,28 +12,29 @@
 //! On the leader an [`ApplyListener`] learns about every queue entry and timer added or removed,
 //! after the write, so in-memory queues and timer heaps follow the durable rows.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{FutureExt, Stream, TryStreamExt};
-use openraft::storage::{EntryResponder, RaftStateMachine};
-use openraft::{EntryPayload, OptionalSend};
+use openraft::EntryPayload;
+use openraft::storage::EntryResponder;
 use overture_core::dsl::WorkflowDef;
-use overture_core::event::Event;
-use overture_core::evolve;
-use overture_core::rows::{self, QueueItem, RunningItem, TimerItem};
+use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use overture_core::{Plan, WorkflowState, WorkflowStatus};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{DB, WriteBatch};
 use sha2::{Digest, Sha256};
 
 use crate::codec::{JsonBytes, decode, encode};
-use crate::keys::{self, TaskLogRow, TaskRef, WorkflowRow, meta};
-use crate::snapshot::{SnapshotBuilder, SnapshotFile};
-use crate::types::{LogId, Request, Response, SnapshotMeta, StoredMembership, TypeConfig, WorkflowBatch};
+use crate::defs::Defs;
+use crate::keys::{self, TaskRef, WorkflowRow, meta};
+use crate::types::{LogId, Request, Response, StoredMembership, TypeConfig};
+
+mod derived;
+mod schedules;
+mod workflows;
 use crate::{cf, io_err};
 
 /// A change to a queue entry or timer row, in the order apply made it.
@@ -80,14 +81,6 @@ impl Changes {
 pub trait ApplyListener: Send + Sync {
     /// One apply's changes.
     fn applied(&self, changes: &Changes);
-}
-
-/// The answer to an entry whose payload does not parse: the same on every replica, and nothing
-/// written.
-pub(crate) fn rejected(what: &str, error: serde_json::Error) -> Response {
-    tracing::warn!(%error, "refused to apply {what}: it does not parse");
-    metrics::counter!(crate::APPLY_REJECTED).increment(1);
-    Response::Rejected(format!("{what} could not be applied: {error}"))
 }
 
 /// A response to send once the group's write is done, and where to send it.
@@ -353,7 +346,7 @@ impl Shared {
     }
 
     /// Applies a group of entries in one write.
-    fn apply_group(&self, group: Vec<EntryResponder<TypeConfig>>) -> Result<Vec<Reply>, io::Error> {
+    pub(crate) fn apply_group(&self, group: Vec<EntryResponder<TypeConfig>>) -> Result<Vec<Reply>, io::Error> {
         let started = Instant::now();
         let mut inner = self.inner.lock();
         inner.pending_keys.clear();
@@ -407,6 +400,7 @@ impl Shared {
         Ok(replies)
     }
 
+    /// Applies one request: the one place every [`Request`] variant is dispatched.
     fn apply_request(
         &self,
         inner: &mut Inner,
@@ -423,541 +417,40 @@ impl Shared {
                     .collect::<Result<_, _>>()?,
             )),
             Request::RemoveWorkflow { workflow_id } => self.apply_remove(inner, wb, changes, &workflow_id),
-            Request::PutSchedule { schedule } => {
-                use overture_core::schedule::WorkflowSchedule;
-                let mut parsed: WorkflowSchedule = match schedule.parse() {
-                    Ok(parsed) => parsed,
-                    Err(e) => return Ok(rejected("the schedule", e)),
-                };
-                crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
-                let key = parsed.name.clone().into_bytes();
-                // A schedule never fires twice for one time: whatever the new definition says, it
-                // keeps its last fire and moves its next one past it.
-                let stored = self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), &key).map_err(io_err)?;
-                if let Some(bytes) = stored {
-                    let existing: WorkflowSchedule = match decode::<JsonBytes>(&bytes).map_err(io_err)?.parse() {
-                        Ok(existing) => existing,
-                        Err(e) => return Ok(rejected("the stored schedule", e)),
-                    };
-                    parsed.last_run_time = existing.last_run_time.max(parsed.last_run_time);
-                    if let (Some(last), Some(next)) = (parsed.last_run_time, parsed.next_run_time)
-                        && next <= last
-                    {
-                        parsed.next_run_time = parsed.next_from(next);
-                    }
-                }
-                wb.put_cf(cf(&self.db, keys::CF_SCHEDULES), key, encode(&JsonBytes::of(&parsed)));
-                Ok(Response::Ok)
-            }
-            Request::DeleteSchedule { name } => {
-                crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
-                if self.db.get_cf(cf(&self.db, keys::CF_SCHEDULES), name.as_bytes()).map_err(io_err)?.is_none() {
-                    return Ok(Response::NotFound(format!("Schedule {name} not found")));
-                }
-                wb.delete_cf(cf(&self.db, keys::CF_SCHEDULES), name.as_bytes());
-                let (from, to) = keys::prefix_range(&name);
-                wb.delete_range_cf(cf(&self.db, keys::CF_SCHEDULE_RUNS), from, to);
-                Ok(Response::Ok)
-            }
+            Request::PurgeWorkflows { workflows } => self.apply_purge(inner, wb, changes, workflows),
+            Request::PutSchedule { schedule } => self.put_schedule(wb, schedule),
+            Request::DeleteSchedule { name } => self.delete_schedule(wb, &name),
             Request::FireSchedule { name, scheduled_time, next_run_time, execution, start } => {
-                self.apply_fire(inner, wb, changes, &name, scheduled_time, next_run_time, execution, start)
+                let fire = schedules::Fire { name, scheduled_time, next_run_time, execution, start };
+                self.apply_fire(inner, wb, changes, fire)
             }
-            Request::PurgeWorkflows { workflows } => {
-                let mut count = 0;
-                for (id, ended_before) in workflows {
-                    // Still ended, in time, and done with its follow-ups (telling its parent,
-                    // starting its failure workflow, publishing its status, cancelling children).
-                    let due = |state: &WorkflowState| {
-                        let h = &state.header;
-                        h.status.is_terminal()
-                            && h.end_time > 0
-                            && h.end_time <= ended_before
-                            && rows::workflow_timers(state).is_empty()
-                    };
-                    let Some((state, def_hash)) = self.take_current(inner, &id)? else {
-                        continue;
-                    };
-                    if due(&state) {
-                        self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
-                        inner.written.insert(id, Written::Removed);
-                        count += 1;
-                    } else {
-                        self.cache.lock().put(state, def_hash);
-                    }
-                }
-                Ok(Response::Purged { count })
+            Request::PutTaskDefs { defs } => self.apply_defs(wb, |d| d.put_task_defs(defs)),
+            Request::UpdateTaskDef { def, time } => self.apply_defs(wb, |d| d.update_task_def(def, time)),
+            Request::DeleteTaskDef { name } => self.apply_defs(wb, |d| d.delete_task_def(&name)),
+            Request::PutWorkflowDefs { defs, overwrite, time } => {
+                self.apply_defs(wb, |d| d.put_workflow_defs(defs, overwrite, time))
             }
-            other => {
-                // Definition changes read what is stored; write out what this group has pending
-                // first so they see it.
-                crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
-                let response = crate::defs::apply(&self.db, &self.disk, other);
-                self.start_plans.lock().invalidate();
-                response
+            Request::DeleteWorkflowDef { name, version } => {
+                self.apply_defs(wb, |d| d.delete_workflow_def(&name, version))
             }
+            Request::PutEventHandler { handler, create } => {
+                self.apply_defs(wb, |d| d.put_event_handler(handler, create))
+            }
+            Request::DeleteEventHandler { name } => self.apply_defs(wb, |d| d.delete_event_handler(&name)),
         }
     }
 
-    /// Takes a start's idempotency key, or answers why the start may not happen: checked here,
-    /// in log order, so two concurrent starts with one key make one workflow.
-    fn claim_idempotency_key(
+    /// Applies a definition change. It reads what is stored, so what this group has pending is
+    /// written first; the compiled plans of stored definitions are dropped after.
+    fn apply_defs(
         &self,
-        inner: &mut Inner,
         wb: &mut WriteBatch,
-        header: &overture_core::WorkflowHeader,
-    ) -> Result<Option<Response>, io::Error> {
-        let Some(key) = header.idempotency_key.as_deref().filter(|k| !k.is_empty()) else { return Ok(None) };
-        let row_key = keys::idempotency(&header.workflow_name, key);
-        let existing = match inner.pending_keys.get(&row_key) {
-            Some(id) => Some(id.clone()),
-            None => match self.db.get_cf(cf(&self.db, keys::CF_IDEMPOTENCY), &row_key).map_err(io_err)? {
-                Some(bytes) => Some(decode::<keys::IdempotencyRow>(&bytes).map_err(io_err)?.workflow_id),
-                None => None,
-            },
-        };
-        if let Some(existing) = existing {
-            let running = || -> Result<bool, io::Error> {
-                if inner.pending_keys.values().any(|id| id == &existing) {
-                    return Ok(true);
-                }
-                self.is_running(inner, &existing)
-            };
-            let strategy = header.idempotency_strategy.as_deref().unwrap_or("FAIL");
-            let refused = match strategy {
-                "RETURN_EXISTING" => Some(Response::Existing { workflow_id: existing.clone() }),
-                "FAIL_ON_RUNNING" if !running()? => None,
-                _ => Some(Response::Conflict(format!(
-                    "Workflow {existing} was already started with idempotencyKey {key} (idempotencyStrategy {strategy})"
-                ))),
-            };
-            if refused.is_some() {
-                return Ok(refused);
-            }
-        }
-        let row = keys::IdempotencyRow { workflow_id: header.workflow_id.clone() };
-        wb.put_cf(cf(&self.db, keys::CF_IDEMPOTENCY), &row_key, encode(&row));
-        inner.pending_keys.insert(row_key, header.workflow_id.clone());
-        Ok(None)
-    }
-
-    /// One fire of a schedule: only if it is still due at `scheduled_time` and not paused.
-    #[allow(clippy::too_many_arguments)]
-    fn apply_fire(
-        &self,
-        inner: &mut Inner,
-        wb: &mut WriteBatch,
-        changes: &mut Changes,
-        name: &str,
-        scheduled_time: i64,
-        next_run_time: Option<i64>,
-        execution: Option<JsonBytes>,
-        start: Option<WorkflowBatch>,
+        apply: impl FnOnce(&Defs<'_>) -> Result<Response, io::Error>,
     ) -> Result<Response, io::Error> {
-        use overture_core::schedule::{ScheduleExecution, WorkflowSchedule};
-        // Read what earlier entries of this group wrote.
         crate::write_state(&self.db, &self.disk, std::mem::take(wb))?;
-        let schedules = cf(&self.db, keys::CF_SCHEDULES);
-        let Some(bytes) = self.db.get_cf(schedules, name.as_bytes()).map_err(io_err)? else {
-            return Ok(Response::NotFound(format!("Schedule {name} not found")));
-        };
-        let mut schedule: WorkflowSchedule = match decode::<JsonBytes>(&bytes).map_err(io_err)?.parse() {
-            Ok(schedule) => schedule,
-            Err(e) => return Ok(rejected("the stored schedule", e)),
-        };
-        // Everything the fire writes is read first, so a rejection writes nothing.
-        let record: Option<ScheduleExecution> = match execution.map(|e| e.parse()).transpose() {
-            Ok(record) => record,
-            Err(e) => return Ok(rejected("the schedule's execution record", e)),
-        };
-        let fired_already = schedule.last_run_time.is_some_and(|last| scheduled_time <= last);
-        if schedule.paused || schedule.next_run_time != Some(scheduled_time) || fired_already {
-            return Ok(Response::Conflict(format!("Schedule {name} is not due at {scheduled_time}")));
-        }
-        schedule.next_run_time = next_run_time;
-        schedule.last_run_time = Some(scheduled_time);
-        wb.put_cf(schedules, name.as_bytes(), encode(&JsonBytes::of(&schedule)));
-        if let Some(mut record) = record {
-            if let Some(batch) = start {
-                match self.apply_workflow(inner, wb, changes, batch)? {
-                    Response::Applied { .. } => {}
-                    other => {
-                        record.state = "FAILED".into();
-                        record.reason = Some(format!("The workflow did not start: {other}"));
-                        record.workflow_id = None;
-                    }
-                }
-            }
-            let runs = cf(&self.db, keys::CF_SCHEDULE_RUNS);
-            wb.put_cf(runs, keys::schedule_run(name, scheduled_time), encode(&JsonBytes::of(&record)));
-            // Keep the most recent records of each schedule.
-            const KEEP: usize = 100;
-            let prefix = keys::prefix(name);
-            let stored: Vec<Box<[u8]>> = self
-                .db
-                .prefix_iterator_cf(runs, &prefix)
-                .map_while(|item| item.ok().map(|(k, _)| k).filter(|k| k.starts_with(&prefix)))
-                .collect();
-            for old in stored.iter().take((stored.len() + 1).saturating_sub(KEEP)) {
-                wb.delete_cf(runs, old);
-            }
-        }
-        Ok(Response::Ok)
-    }
-
-    /// Deletes an execution and everything derived from it, in the batch.
-    fn apply_remove(
-        &self,
-        inner: &mut Inner,
-        wb: &mut WriteBatch,
-        changes: &mut Changes,
-        id: &str,
-    ) -> Result<Response, io::Error> {
-        let Some((state, _)) = self.take_current(inner, id)? else {
-            return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
-        };
-        self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
-        inner.written.insert(id.to_owned(), Written::Removed);
-        Ok(Response::Ok)
-    }
-
-    /// Deletes a loaded execution and everything derived from it, in the batch.
-    fn remove_state(
-        &self,
-        wb: &mut WriteBatch,
-        changes: &mut Changes,
-        deltas: &mut Option<HashMap<Vec<u8>, i64>>,
-        state: &WorkflowState,
-    ) -> Result<(), io::Error> {
-        let id = state.header.workflow_id.as_str();
-        let db = &self.db;
-        for task in &state.tasks {
-            write_diff(db, wb, changes, rows::queue_item(&state.header, task), None);
-            write_diff_all(db, wb, changes, rows::task_timers(&state.header, task), Vec::new());
-            write_diff(db, wb, changes, rows::running_item(&state.header, task), None);
-            wb.delete_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes());
-            let (from, to) = keys::prefix_range(&task.task_id);
-            wb.delete_range_cf(cf(db, keys::CF_TASK_LOGS), from, to);
-        }
-        write_diff_all(db, wb, changes, rows::workflow_timers(state), Vec::new());
-        for key in keys::workflow_index(&state.header) {
-            wb.delete_cf(cf(db, keys::CF_WF_INDEX), key);
-        }
-        count_index(deltas, &state.header.workflow_name, state.header.status.as_str(), -1);
-        for task in &state.tasks {
-            wb.delete_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id));
-        }
-        let (from, to) = keys::prefix_range(id);
-        wb.delete_range_cf(cf(db, keys::CF_WF_TASKS), &from, &to);
-        wb.delete_range_cf(cf(db, keys::CF_EVENTS), &from, &to);
-        wb.delete_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes());
-        if let Some(key) = state.header.idempotency_key.as_deref() {
-            let row_key = keys::idempotency(&state.header.workflow_name, key);
-            let owner = match db.get_cf(cf(db, keys::CF_IDEMPOTENCY), &row_key).map_err(io_err)? {
-                Some(bytes) => Some(decode::<keys::IdempotencyRow>(&bytes).map_err(io_err)?.workflow_id),
-                None => None,
-            };
-            if owner.as_deref() == Some(id) {
-                wb.delete_cf(cf(db, keys::CF_IDEMPOTENCY), row_key);
-            }
-        }
-        Ok(())
-    }
-
-    fn apply_workflow(
-        &self,
-        inner: &mut Inner,
-        wb: &mut WriteBatch,
-        changes: &mut Changes,
-        batch: WorkflowBatch,
-    ) -> Result<Response, io::Error> {
-        let id = batch.workflow_id.as_str();
-        let current = self.take_current(inner, id)?;
-        let current_revision = current.as_ref().map_or(0, |(s, _)| s.header.revision);
-        if current_revision != batch.expected_revision || batch.events.is_empty() {
-            if let Some((state, hash)) = current {
-                self.cache.lock().put(state, hash);
-            }
-            return Ok(if current_revision == batch.expected_revision {
-                Response::Applied { revision: current_revision }
-            } else {
-                Response::RevisionConflict { current: current_revision }
-            });
-        }
-        let db = &self.db;
-        let mut events = batch.events.iter();
-        let existed = current.is_some();
-        let (mut state, def_hash) = match current {
-            Some(found) => found,
-            None => {
-                let Some(first) = events.next() else { unreachable!("checked non-empty above") };
-                let Some(state) = evolve::start(first) else {
-                    return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
-                };
-                if let Some(refused) = self.claim_idempotency_key(inner, wb, &state.header)? {
-                    return Ok(refused);
-                }
-                let mut state = state;
-                let (hash, plan) = self.store_plan(wb, &state.plan);
-                state.plan = plan;
-                wb.put_cf(cf(db, keys::CF_EVENTS), keys::event(id, 1), encode(first));
-                changes.started.push(state.header.workflow_name.clone());
-                (state, hash)
-            }
-        };
-        let rest: Vec<&Event> = events.collect();
-        let ends = rest.iter().any(|e| matches!(e, Event::WorkflowEnded(_)));
-        // Tasks whose rows change are the ones events name. Their queue entries and timers depend
-        // on the workflow's status too, so when it ends every task's derived rows are re-derived.
-        // A reopened workflow (retry, restart, rerun) may drop tasks and runs again: every task's
-        // rows are re-derived, and dropped tasks' rows deleted.
-        let reopens = rest.iter().any(|e| matches!(e, Event::WorkflowReopened(_)));
-        let touched: BTreeSet<u32> = rest.iter().filter_map(|e| e.task_seq()).collect();
-        let created: BTreeSet<u32> =
-            rest.iter().filter_map(|e| if let Event::TaskScheduled(s) = e { Some(s.task.seq) } else { None }).collect();
-        let rederive: BTreeSet<u32> = if ends || reopens {
-            (1..=state.tasks.len() as u32).chain(touched.iter().copied()).collect()
-        } else {
-            touched.clone()
-        };
-        let old_task_ids: Vec<(u32, String, String)> = if reopens {
-            state.tasks.iter().map(|t| (t.seq, t.task_id.clone(), t.task_type.clone())).collect()
-        } else {
-            Vec::new()
-        };
-        // What the search index rows are keyed by; most batches change none of it.
-        let indexed = |h: &overture_core::WorkflowHeader| (h.status, h.create_time, h.correlation_id.clone());
-        let indexed_before = existed.then(|| indexed(&state.header));
-        type Derived = (Option<QueueItem>, Vec<TimerItem>, Option<RunningItem>);
-        let derive = |h: &overture_core::WorkflowHeader, t: &overture_core::TaskState| -> Derived {
-            (rows::queue_item(h, t), rows::task_timers(h, t), rows::running_item(h, t))
-        };
-        let old_rows: HashMap<u32, Derived> =
-            rederive.iter().filter_map(|&seq| state.task(seq).map(|t| (seq, derive(&state.header, t)))).collect();
-        let old_workflow_timers = if existed { rows::workflow_timers(&state) } else { Vec::new() };
-        let mut def_hash = def_hash;
-        for event in &rest {
-            evolve::evolve(&mut state, event);
-            let revision = state.header.revision;
-            wb.put_cf(cf(db, keys::CF_EVENTS), keys::event(id, revision), encode(*event));
-            if let Event::TaskLogged { seq, log, time } = event
-                && let Some(task) = state.task(*seq)
-            {
-                let row = TaskLogRow { log: log.clone(), created_time: *time };
-                wb.put_cf(cf(db, keys::CF_TASK_LOGS), keys::task_log(&task.task_id, revision), encode(&row));
-            }
-            if let Event::WorkflowReopened(r) = event
-                && let Some(plan) = &r.plan
-            {
-                // A restart on the latest definition: store its snapshot like a start does.
-                def_hash = self.store_plan(wb, plan).0;
-            }
-        }
-        // Tasks a reopen dropped: their rows, their id lookups and what they implied.
-        for (seq, task_id, task_type) in &old_task_ids {
-            if state.task(*seq).is_none_or(|t| &t.task_id != task_id) {
-                wb.delete_cf(cf(db, keys::CF_TASKS), task_id.as_bytes());
-                wb.delete_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(task_type, task_id));
-            }
-            if state.task(*seq).is_none() {
-                wb.delete_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, *seq));
-                let (old_q, old_t, old_r) = old_rows.get(seq).cloned().unwrap_or_default();
-                write_diff(db, wb, changes, old_q, None);
-                write_diff_all(db, wb, changes, old_t, Vec::new());
-                write_diff(db, wb, changes, old_r, None);
-            }
-        }
-        // New task rows, and the difference in queue entries and timers.
-        for &seq in &touched {
-            let Some(task) = state.task(seq) else { continue };
-            wb.put_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, seq), encode(task));
-            if created.contains(&seq) {
-                let r = TaskRef { workflow_id: id.to_owned(), seq };
-                wb.put_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes(), encode(&r));
-                wb.put_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id), encode(&r));
-            }
-        }
-        for &seq in &rederive {
-            let Some(task) = state.task(seq) else { continue };
-            let (old_q, old_t, old_r) = old_rows.get(&seq).cloned().unwrap_or_default();
-            let (new_q, new_t, new_r) = derive(&state.header, task);
-            write_diff(db, wb, changes, old_q, new_q);
-            write_diff_all(db, wb, changes, old_t, new_t);
-            write_diff(db, wb, changes, old_r, new_r);
-        }
-        write_diff_all(db, wb, changes, old_workflow_timers, rows::workflow_timers(&state));
-        if indexed_before != Some(indexed(&state.header)) {
-            let old_index = match &indexed_before {
-                Some((status, start, correlation)) => {
-                    keys::workflow_index_of(&state.header, *status, *start, correlation.as_deref())
-                }
-                None => Vec::new(),
-            };
-            let new_index = keys::workflow_index(&state.header);
-            for gone in old_index.iter().filter(|k| !new_index.contains(k)) {
-                wb.delete_cf(cf(db, keys::CF_WF_INDEX), gone);
-            }
-            for added in new_index.iter().filter(|k| !old_index.contains(k)) {
-                wb.put_cf(cf(db, keys::CF_WF_INDEX), added, []);
-            }
-            let name = state.header.workflow_name.as_str();
-            let status = state.header.status;
-            match &indexed_before {
-                None => count_index(&mut inner.count_deltas, name, status.as_str(), 1),
-                Some((before, ..)) if *before != status => {
-                    count_index(&mut inner.count_deltas, name, before.as_str(), -1);
-                    count_index(&mut inner.count_deltas, name, status.as_str(), 1);
-                }
-                Some(_) => {}
-            }
-        }
-        if ends {
-            changes.ended.push((state.header.workflow_name.clone(), state.header.status));
-        }
-        changes.workflows.push(id.to_owned());
-        let row = WorkflowRow { header: state.header.clone(), def_hash, task_count: state.tasks.len() as u32 };
-        wb.put_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes(), encode(&row));
-        let revision = state.header.revision;
-        // Cached even if it ended, for the rest of this group (see `Inner::written`).
-        if state.header.status.is_terminal() {
-            inner.written.insert(id.to_owned(), Written::Ended);
-        } else {
-            inner.written.remove(id);
-        }
-        self.cache.lock().put(state, def_hash);
-        Ok(Response::Applied { revision })
-    }
-}
-
-/// A row derived from state: where it is stored and how its changes are reported.
-trait DerivedRow: PartialEq + crate::codec::Versioned + Sized {
-    const FAMILY: &'static str;
-    fn key(&self) -> Vec<u8>;
-    fn added(self) -> RowChange;
-    fn removed(self) -> RowChange;
-}
-
-impl DerivedRow for QueueItem {
-    const FAMILY: &'static str = keys::CF_QUEUE;
-    fn key(&self) -> Vec<u8> {
-        keys::queue(self)
-    }
-    fn added(self) -> RowChange {
-        RowChange::QueueAdded(self)
-    }
-    fn removed(self) -> RowChange {
-        RowChange::QueueRemoved(self)
-    }
-}
-
-impl DerivedRow for RunningItem {
-    const FAMILY: &'static str = keys::CF_RUNNING;
-    fn key(&self) -> Vec<u8> {
-        keys::running(self)
-    }
-    fn added(self) -> RowChange {
-        RowChange::RunningAdded(self)
-    }
-    fn removed(self) -> RowChange {
-        RowChange::RunningRemoved(self)
-    }
-}
-
-impl DerivedRow for TimerItem {
-    const FAMILY: &'static str = keys::CF_TIMERS;
-    fn key(&self) -> Vec<u8> {
-        keys::timer(self)
-    }
-    fn added(self) -> RowChange {
-        RowChange::TimerAdded(self)
-    }
-    fn removed(self) -> RowChange {
-        RowChange::TimerRemoved(self)
-    }
-}
-
-/// Writes the change from the row an old state implied to the row the new state implies, and
-/// records it for the listener.
-fn write_diff<T: DerivedRow>(db: &DB, wb: &mut WriteBatch, changes: &mut Changes, old: Option<T>, new: Option<T>) {
-    if old == new {
-        return;
-    }
-    if let Some(old) = old {
-        wb.delete_cf(cf(db, T::FAMILY), old.key());
-        changes.rows.push(old.removed());
-    }
-    if let Some(new) = new {
-        wb.put_cf(cf(db, T::FAMILY), new.key(), encode(&new));
-        changes.rows.push(new.added());
-    }
-}
-
-/// [`write_diff`] for a set of rows of one kind.
-fn write_diff_all<T: DerivedRow + Clone>(
-    db: &DB,
-    wb: &mut WriteBatch,
-    changes: &mut Changes,
-    old: Vec<T>,
-    new: Vec<T>,
-) {
-    for gone in old.iter().filter(|o| !new.contains(o)) {
-        write_diff(db, wb, changes, Some(gone.clone()), None);
-    }
-    for added in new.into_iter().filter(|n| !old.contains(n)) {
-        write_diff(db, wb, changes, None, Some(added));
-    }
-}
-
-/// The state machine openraft drives.
-pub struct StateMachine {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = SnapshotFile;
-    type SnapshotBuilder = SnapshotBuilder;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        let inner = self.shared.inner.lock();
-        Ok((inner.applied, inner.membership.clone()))
-    }
-
-    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
-    where
-        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
-    {
-        const MAX_GROUP: usize = 512;
-        while let Some(first) = entries.try_next().await? {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match entries.try_next().now_or_never() {
-                    Some(Ok(Some(next))) => group.push(next),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(None)) | None => break,
-                }
-            }
-            for (responder, response) in self.shared.apply_group(group)? {
-                if let Some(responder) = responder {
-                    responder.send(response);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { shared: self.shared.clone() }
-    }
-
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
-        let shared = self.shared.clone();
-        let meta = meta.clone();
-        tokio::task::spawn_blocking(move || crate::snapshot::install(&shared, &meta, snapshot)).await.map_err(io_err)?
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
-        crate::snapshot::current(&self.shared)
+        let response = apply(&Defs { db: &self.db, disk: &self.disk });
+        self.start_plans.lock().invalidate();
+        response
     }
 }
 
@@ -970,7 +463,7 @@ mod tests {
 
     use super::*;
     use crate::replica::{ReplicaOptions, Storage};
-    use crate::types::Entry;
+    use crate::types::{Entry, WorkflowBatch};
 
     struct Ids(u32);
     impl IdSource for Ids {

@@ -6,7 +6,7 @@
 //! as it was.
 
 //!
-//! One file per family of commands, each adding its part of [`Decider`]:
+//! One file per family of commands, each adding its part of `Decider`:
 //!
 //! - `task_result`: a worker's poll and update, a sub-workflow that ended, and what a failed task
 //!   leads to;
@@ -14,7 +14,7 @@
 //! - `timers`: task and workflow timeouts, a WAIT's end, a paused loop;
 //! - `flow`: stepping from finished tasks to what follows, loops and joins;
 //! - `schedule`: creating a task (its input, queue, timeouts, retries);
-//! - `system_tasks`: what a system task comes to when scheduled, as a [`system_tasks::Started`]
+//! - `system_tasks`: what a system task comes to when scheduled, as a `Started`
 //!   value; the one place a system task's failure becomes the task's outcome or the workflow's end;
 //! - `end`: ending the workflow.
 
