@@ -42,11 +42,12 @@ pub struct Auth {
 /// Why a token was not accepted; the `error` field the Python SDK reads to refresh its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    #[allow(missing_docs)]
+    /// No token in `X-Authorization` (`MISSING_TOKEN`).
     Missing,
-    #[allow(missing_docs)]
+    /// The token is malformed, names an unknown key or has a wrong signature, or `POST /api/token`
+    /// got an unknown key id or wrong secret (`INVALID_TOKEN`).
     Invalid,
-    #[allow(missing_docs)]
+    /// The token is genuine but past its expiry (`EXPIRED_TOKEN`).
     Expired,
 }
 

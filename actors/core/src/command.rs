@@ -91,9 +91,9 @@ impl Environment for NoEnvironment {}
 pub struct Ctx<'a> {
     /// Epoch millis, the leader's clock.
     pub now: i64,
-    #[allow(missing_docs)]
+    /// Where new task ids come from.
     pub ids: &'a mut dyn IdSource,
-    #[allow(missing_docs)]
+    /// Scripts and registered task definitions the decision may consult.
     pub env: &'a dyn Environment,
 }
 
@@ -107,21 +107,22 @@ impl<'a> Ctx<'a> {
 /// Start a new execution.
 #[derive(Debug, Clone)]
 pub struct StartWorkflow {
-    #[allow(missing_docs)]
+    /// Conductor's `workflowId`: the new execution's id, chosen by the caller.
     pub workflow_id: String,
     /// The definition to run, with task definitions filled in.
     pub plan: Arc<Plan>,
-    #[allow(missing_docs)]
+    /// The workflow input; the definition's `inputTemplate` defaults are merged in at start.
     pub input: Object,
-    #[allow(missing_docs)]
+    /// Conductor's `correlationId`: the caller's label for the execution.
     pub correlation_id: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `priority`, 0–99; copied to every task as its queue priority.
     pub priority: i32,
-    #[allow(missing_docs)]
+    /// Conductor's `taskToDomain`: task name (or `*`) → comma-separated domains its worker
+    /// tasks are queued in.
     pub task_to_domain: BTreeMap<String, String>,
-    #[allow(missing_docs)]
+    /// Conductor's `createdBy`, stored on the execution.
     pub created_by: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `idempotencyKey`: a later start with the same key does what `idempotency_strategy` says.
     pub idempotency_key: Option<String>,
     /// `FAIL`, `RETURN_EXISTING` or `FAIL_ON_RUNNING`, when `idempotency_key` is set.
     pub idempotency_strategy: Option<String>,
@@ -151,12 +152,17 @@ impl StartWorkflow {
 /// The statuses a worker may report (Conductor `TaskResult.Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[allow(missing_docs)]
 pub enum TaskResultStatus {
+    /// Still working: a worker task goes back to its queue (SCHEDULED, pollable again after
+    /// `callbackAfterSeconds`); a system task stays IN_PROGRESS.
     InProgress,
+    /// Failed; retried if the task's `retryCount` allows.
     Failed,
+    /// Failed for good; not retried.
     FailedWithTerminalError,
+    /// Done.
     Completed,
+    /// Canceled; not retried.
     Canceled,
 }
 
@@ -203,19 +209,21 @@ impl TaskResultStatus {
 /// A worker's (or an operator's) report on a task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskUpdate {
-    #[allow(missing_docs)]
+    /// Conductor's `taskId`: the task reported on.
     pub task_id: String,
-    #[allow(missing_docs)]
+    /// Conductor's `status`: the reported status.
     pub status: TaskResultStatus,
     /// `None` leaves the output as it is.
     pub output: Option<Object>,
     /// Merge `output` into the existing output instead of replacing it.
     pub merge_output: bool,
-    #[allow(missing_docs)]
+    /// Conductor's `reasonForIncompletion`, cut to 500 characters; `None` keeps the task's
+    /// current one.
     pub reason: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `workerId`; `None` keeps the task's current one.
     pub worker_id: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `callbackAfterSeconds`: with IN_PROGRESS, seconds before a worker task may
+    /// be polled again; negative counts as 0.
     pub callback_after_seconds: i64,
     /// A lease heartbeat: only push the response timeout back.
     pub extend_lease: bool,
@@ -228,23 +236,23 @@ pub struct TaskUpdate {
 pub enum Command {
     /// Hand the task to a worker.
     Poll {
-        #[allow(missing_docs)]
+        /// The task to hand out.
         task_id: String,
-        #[allow(missing_docs)]
+        /// The polling worker's id (the poll's `workerid`), if it gave one.
         worker_id: Option<String>,
     },
     /// Record a task result.
     Update(Box<TaskUpdate>),
     /// Append to a task's execution log.
     AddLog {
-        #[allow(missing_docs)]
+        /// The task the line is for.
         task_id: String,
-        #[allow(missing_docs)]
+        /// The log line.
         log: String,
     },
     /// Stop the workflow.
     Terminate {
-        #[allow(missing_docs)]
+        /// Why, as the workflow's `reasonForIncompletion`.
         reason: Option<String>,
     },
     /// A child workflow of a SUB_WORKFLOW task ended.
@@ -255,22 +263,22 @@ pub enum Command {
     StatusPublished,
     /// The failure workflow was started, or could not be.
     FailureWorkflowStarted {
-        #[allow(missing_docs)]
+        /// The failure workflow's id, if it started.
         workflow_id: Option<String>,
-        #[allow(missing_docs)]
+        /// Why it could not be started.
         error: Option<String>,
     },
     /// Merge these into `workflow.variables` (an event handler's `update_workflow_variables`);
     /// with `append_array`, lists are appended to existing lists.
     UpdateVariables {
-        #[allow(missing_docs)]
+        /// Variables to set, by name.
         variables: Object,
-        #[allow(missing_docs)]
+        /// Append a list value to an existing list instead of replacing it.
         append_array: bool,
     },
     /// The child of this canceled SUB_WORKFLOW task has been terminated (or had ended).
     ChildCanceled {
-        #[allow(missing_docs)]
+        /// The SUB_WORKFLOW task's `seq`.
         seq: u32,
     },
     /// Stop scheduling new tasks until resumed (`PUT /workflow/{id}/pause`).
@@ -283,11 +291,11 @@ pub enum Command {
     ResetCallbacks,
     /// Mark a task of the definition that has not run yet as SKIPPED; the flow steps over it.
     Skip {
-        #[allow(missing_docs)]
+        /// The task's `taskReferenceName` in the definition.
         reference: String,
-        #[allow(missing_docs)]
+        /// The skipped task's input (the request's `taskInput`).
         input: Object,
-        #[allow(missing_docs)]
+        /// The skipped task's output (the request's `taskOutput`).
         output: Object,
     },
     /// Run the failed (or canceled, or timed-out) tasks of a finished workflow again.
@@ -298,18 +306,18 @@ pub enum Command {
     },
     /// Run a finished workflow again from the start, on this definition if given.
     Restart {
-        #[allow(missing_docs)]
+        /// The latest definition (`useLatestDefinitions`); `None` keeps the execution's own.
         plan: Option<Arc<Plan>>,
     },
     /// Run a finished workflow again from the start, or from one of its tasks.
     Rerun(Box<Rerun>),
     /// A durable timer is due.
     Timer {
-        #[allow(missing_docs)]
+        /// Which deadline it is.
         kind: TimerKind,
-        #[allow(missing_docs)]
+        /// The task's `seq`, or 0 for a timer of the workflow itself.
         seq: u32,
-        #[allow(missing_docs)]
+        /// Epoch millis it is due; a timer whose deadline has since moved is stale and changes nothing.
         fire_at: i64,
     },
 }
@@ -332,7 +340,7 @@ pub struct Rerun {
 pub struct ChildEnded {
     /// The parent's SUB_WORKFLOW task.
     pub task_id: String,
-    #[allow(missing_docs)]
+    /// The child workflow's id; the task's output gets it as `subWorkflowId`.
     pub child_id: String,
     /// The child's terminal status.
     pub status: crate::state::WorkflowStatus,

@@ -85,8 +85,8 @@ pub struct TaskDef {
     /// Unique name; SIMPLE tasks are polled by this name.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
+    /// Conductor's `description`: free text for people; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub description: Option<String>,
     /// Retries after the first attempt.
     #[serde(default = "d_retry_count", deserialize_with = "null_as_default")]
@@ -103,71 +103,76 @@ pub struct TaskDef {
     /// Names resolved into `Task.runtimeMetadata` at poll.
     #[serde(default, deserialize_with = "null_as_default")]
     pub runtime_metadata: Vec<String>,
+    /// Conductor's `timeoutPolicy`: what running out of `timeoutSeconds`, `pollTimeoutSeconds` or
+    /// `totalTimeoutSeconds` does; default TIME_OUT_WF.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub timeout_policy: TaskTimeoutPolicy,
+    /// Conductor's `retryLogic`: how the retry delay grows; default FIXED.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub retry_logic: RetryLogic,
+    /// Conductor's `retryDelaySeconds`: base delay before a retry, in seconds; default 60.
     #[serde(default = "d_retry_delay", deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub retry_delay_seconds: i32,
     /// Time a worker may hold an IN_PROGRESS task without reporting.
     #[serde(default = "d_response_timeout", deserialize_with = "null_as_default")]
     pub response_timeout_seconds: i64,
+    /// Conductor's `concurrentExecLimit`: at most this many tasks of this definition IN_PROGRESS at
+    /// once; absent or 0 means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub concurrent_exec_limit: Option<i32>,
     /// Defaults merged into the task input.
     #[serde(default, deserialize_with = "null_as_default")]
     pub input_template: Map<String, Value>,
+    /// Conductor's `rateLimitPerFrequency`: at most this many tasks handed to workers per
+    /// `rateLimitFrequencyInSeconds` window; absent or 0 means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub rate_limit_per_frequency: Option<i32>,
+    /// Conductor's `rateLimitFrequencyInSeconds`: the rate-limit window in seconds; absent means 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub rate_limit_frequency_in_seconds: Option<i32>,
+    /// Conductor's `isolationGroupId`: copied onto each task; does not split its queue yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub isolation_group_id: Option<String>,
+    /// Conductor's `executionNameSpace`: copied onto each task; does not split its queue yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub execution_name_space: Option<String>,
+    /// Conductor's `ownerEmail`: stored and returned; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub owner_email: Option<String>,
+    /// Conductor's `pollTimeoutSeconds`: seconds a pollable task may wait for a worker before it
+    /// times out; absent or 0 means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub poll_timeout_seconds: Option<i32>,
+    /// Conductor's `backoffScaleFactor`: multiplier of LINEAR_BACKOFF delays; at least 1, default 1.
     #[serde(default = "d_one", deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub backoff_scale_factor: i32,
     /// Cap on the retry delay, 0 = none.
     #[serde(default, deserialize_with = "null_as_default")]
     pub max_retry_delay_seconds: i32,
+    /// Conductor's `backoffJitterMs`: up to this many random millis added to each retry's delay.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub backoff_jitter_ms: i32,
+    /// Conductor's `baseType`: stored and returned; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub base_type: Option<String>,
+    /// Conductor's `totalTimeoutSeconds`: time limit in seconds for all attempts together, from
+    /// the first one's scheduling; 0 = none.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub total_timeout_seconds: i64,
+    /// Conductor's `taskStatusListenerEnabled`: stored and returned; not used.
     #[serde(default = "default_true", deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub task_status_listener_enabled: bool,
+    /// Conductor's `inputSchema`, kept as raw JSON; not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub input_schema: Option<Value>,
+    /// Conductor's `outputSchema`, kept as raw JSON; not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub output_schema: Option<Value>,
+    /// Conductor's `enforceSchema`: stored and returned; schemas are not checked.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub enforce_schema: bool,
+    /// Conductor's audit fields (`createTime`, `updatedBy`, ...), inline in the definition's JSON.
     #[serde(flatten)]
-    #[allow(missing_docs)]
     pub audit: Audit,
 }
 
@@ -213,20 +218,20 @@ impl TaskDef {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Audit {
+    /// Conductor's `ownerApp`: stored as the client sends it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub owner_app: Option<String>,
+    /// Conductor's `createTime`: epoch millis the definition was first registered; set by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub create_time: Option<i64>,
+    /// Conductor's `updateTime`: epoch millis the definition was last replaced; set by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub update_time: Option<i64>,
+    /// Conductor's `createdBy`: who registered it, as the client says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub created_by: Option<String>,
+    /// Conductor's `updatedBy`: who last changed it, as the client says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub updated_by: Option<String>,
 }
 
@@ -234,17 +239,17 @@ pub struct Audit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowDef {
+    /// Conductor's `name`: what start requests and SUB_WORKFLOW tasks name; required.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub name: String,
+    /// Conductor's `description`: free text for people; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub description: Option<String>,
+    /// Conductor's `version`: 1 or more, default 1; a start that names no version runs the latest.
     #[serde(default = "d_one", deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub version: i32,
+    /// Conductor's `tasks`: the top-level task list, run in order; at most [`MAX_TASKS`] at all depths.
     #[serde(default, deserialize_with = "top_level_tasks")]
-    #[allow(missing_docs)]
     pub tasks: Vec<WorkflowTask>,
     /// Documentation only.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -252,32 +257,35 @@ pub struct WorkflowDef {
     /// Expressions evaluated into the workflow output.
     #[serde(default, deserialize_with = "null_as_default")]
     pub output_parameters: Map<String, Value>,
+    /// Conductor's `failureWorkflow`: the workflow started when an execution ends other than
+    /// COMPLETED (not when terminated through the API); may be a `${workflow.input.x}` expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub failure_workflow: Option<String>,
+    /// Conductor's `failureWorkflowVersion`: the failure workflow's version; latest when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub failure_workflow_version: Option<i32>,
+    /// Conductor's `schemaVersion`: only 2 is accepted.
     #[serde(default = "d_schema_version", deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub schema_version: i32,
+    /// Conductor's `restartable`: whether a COMPLETED execution may be restarted; default true.
     #[serde(default = "default_true", deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub restartable: bool,
+    /// Conductor's `workflowStatusListenerEnabled`: an ended execution publishes its summary
+    /// to the `conductor:_callback*Queue` queues.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub workflow_status_listener_enabled: bool,
+    /// Conductor's `workflowStatusListenerSink`: stored and returned; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub workflow_status_listener_sink: Option<String>,
+    /// Conductor's `ownerEmail`: stored and returned; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub owner_email: Option<String>,
+    /// Conductor's `timeoutPolicy`: what running out of `timeoutSeconds` does; default ALERT_ONLY.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub timeout_policy: WorkflowTimeoutPolicy,
+    /// Conductor's `timeoutSeconds`: time limit of an execution in seconds, from its start or
+    /// last retry or resume; 0 = none.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub timeout_seconds: i64,
     /// Initial `workflow.variables`.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -285,33 +293,33 @@ pub struct WorkflowDef {
     /// Defaults merged into the start input.
     #[serde(default, deserialize_with = "null_as_default")]
     pub input_template: Map<String, Value>,
+    /// Conductor's `rateLimitConfig`, kept as raw JSON; not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub rate_limit_config: Option<Value>,
+    /// Conductor's `inputSchema`, kept as raw JSON; not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub input_schema: Option<Value>,
+    /// Conductor's `outputSchema`, kept as raw JSON; not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub output_schema: Option<Value>,
+    /// Conductor's `enforceSchema`: stored and returned; schemas are not checked.
     #[serde(default = "default_true", deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub enforce_schema: bool,
+    /// Conductor's `metadata`, kept as raw JSON; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub metadata: Option<Value>,
+    /// Conductor's `cacheConfig`, kept as raw JSON; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub cache_config: Option<Value>,
+    /// Conductor's `maskedFields`: stored and returned; nothing is masked.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub masked_fields: Vec<String>,
     /// Overture's own: seconds an ended execution of this definition is kept before it is
     /// purged; absent means the node's default, 0 means forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_seconds: Option<i64>,
+    /// Conductor's audit fields (`createTime`, `updatedBy`, ...), inline in the definition's JSON.
     #[serde(flatten)]
-    #[allow(missing_docs)]
     pub audit: Audit,
 }
 
@@ -323,14 +331,15 @@ fn d_simple() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowTask {
+    /// Conductor's `name`: the task definition it runs; SIMPLE tasks are queued and polled by it.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub name: String,
+    /// Conductor's `taskReferenceName`: unique in the definition; expressions (`${ref.output}`)
+    /// and the API find the task by it.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub task_reference_name: String,
+    /// Conductor's `description`: free text for people; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub description: Option<String>,
     /// Expressions resolved into the task input when it is scheduled.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -338,47 +347,51 @@ pub struct WorkflowTask {
     /// The task type; any string that is not a system type is a worker task.
     #[serde(rename = "type", default = "d_simple", deserialize_with = "de_task_type")]
     pub task_type: String,
+    /// Conductor's `dynamicTaskNameParam`: for DYNAMIC, the input key naming the task to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub dynamic_task_name_param: Option<String>,
+    /// Conductor's `caseValueParam`: for DECISION, the input key whose value picks the case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub case_value_param: Option<String>,
+    /// Conductor's `caseExpression`: for DECISION without `caseValueParam`, JavaScript over the
+    /// input (`$`) whose result picks the case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub case_expression: Option<String>,
+    /// Conductor's `scriptExpression`: for LAMBDA, a JavaScript function body with `$` bound to the input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub script_expression: Option<String>,
+    /// Conductor's `decisionCases`: for SWITCH and DECISION, case value → the tasks it runs.
     #[serde(default, deserialize_with = "nested_cases")]
-    #[allow(missing_docs)]
     pub decision_cases: BTreeMap<String, Vec<WorkflowTask>>,
+    /// Conductor's `dynamicForkJoinTasksParam`: for FORK_JOIN_DYNAMIC (legacy form), the
+    /// input key holding `{dynamicTasks: [...]}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub dynamic_fork_join_tasks_param: Option<String>,
+    /// Conductor's `dynamicForkTasksParam`: for FORK_JOIN_DYNAMIC, the input key holding the tasks to fork.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub dynamic_fork_tasks_param: Option<String>,
+    /// Conductor's `dynamicForkTasksInputParamName`: for FORK_JOIN_DYNAMIC, the input key
+    /// holding each forked task's input, by reference name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub dynamic_fork_tasks_input_param_name: Option<String>,
+    /// Conductor's `defaultCase`: for SWITCH and DECISION, the tasks run when no case matches.
     #[serde(default, deserialize_with = "nested_list")]
-    #[allow(missing_docs)]
     pub default_case: Vec<WorkflowTask>,
+    /// Conductor's `forkTasks`: for FORK_JOIN, the branches run in parallel, each a task list.
     #[serde(default, deserialize_with = "nested_branches")]
-    #[allow(missing_docs)]
     pub fork_tasks: Vec<Vec<WorkflowTask>>,
     /// Seconds before the first poll may receive the task.
     #[serde(default, deserialize_with = "null_as_default")]
     pub start_delay: i32,
+    /// Conductor's `subWorkflowParam`: for SUB_WORKFLOW, the child's `name`, `version`,
+    /// `taskToDomain`, inline `workflowDefinition`, ...; raw JSON resolved when scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub sub_workflow_param: Option<Value>,
+    /// Conductor's `joinOn`: for JOIN and EXCLUSIVE_JOIN, the reference names it waits for.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub join_on: Vec<String>,
+    /// Conductor's `sink`: for EVENT, where the message goes: `conductor` or `conductor:<queue>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub sink: Option<String>,
     /// A failed optional task ends COMPLETED_WITH_ERRORS and the workflow goes on.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -386,50 +399,56 @@ pub struct WorkflowTask {
     /// An embedded task definition; overrides the registered one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<TaskDef>,
+    /// Conductor's `rateLimited`: stored and returned; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub rate_limited: Option<bool>,
+    /// Conductor's `defaultExclusiveJoinTask`: for EXCLUSIVE_JOIN, the references used when
+    /// none of `joinOn` ran.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub default_exclusive_join_task: Vec<String>,
+    /// Conductor's `asyncComplete`: an HTTP or EVENT task stays IN_PROGRESS after its call or
+    /// message, for something else to complete.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub async_complete: bool,
+    /// Conductor's `loopCondition`: for DO_WHILE, JavaScript evaluated after each iteration;
+    /// the loop goes on while it is true or a number above zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub loop_condition: Option<String>,
+    /// Conductor's `loopOver`: for DO_WHILE, the tasks of one iteration.
     #[serde(default, deserialize_with = "nested_list")]
-    #[allow(missing_docs)]
     pub loop_over: Vec<WorkflowTask>,
+    /// Conductor's `items`: for DO_WHILE, an expression giving a list; one iteration per item, with
+    /// `loopIndex` and `loopItem` in the loop's output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub items: Option<String>,
     /// Overrides the definition's `retryCount` when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_count: Option<i32>,
+    /// Conductor's `evaluatorType`: for SWITCH, `value-param` (the default), `javascript` or `graaljs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub evaluator_type: Option<String>,
+    /// Conductor's `expression`: for SWITCH, the input key (`value-param`) or the JavaScript whose
+    /// result picks the case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub expression: Option<String>,
+    /// Conductor's `onStateChange`, kept as raw JSON; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub on_state_change: Option<Value>,
+    /// Conductor's `joinStatus`: stored and returned; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub join_status: Option<String>,
+    /// Conductor's `cacheConfig`, kept as raw JSON; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub cache_config: Option<Value>,
+    /// Conductor's `permissive`: a failure lets the flow go on, and the workflow fails once all its
+    /// tasks have ended; a JOIN waits for all its tasks before failing.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub permissive: bool,
+    /// Conductor's `joinMode`: stored and returned; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub join_mode: Option<String>,
+    /// Conductor's `metadata`, kept as raw JSON; not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub metadata: Option<Value>,
 }
 
@@ -554,33 +573,34 @@ pub struct StartWorkflowRequest {
     /// Version to run; latest when absent.
     #[serde(default)]
     pub version: Option<i32>,
+    /// Conductor's `correlationId`: the caller's label for the execution; searchable.
     #[serde(default)]
-    #[allow(missing_docs)]
     pub correlation_id: Option<String>,
     /// Workflow input. Conductor rejects an explicit `null`; absent means `{}`.
     #[serde(default = "absent_input")]
     pub input: Option<Map<String, Value>>,
+    /// Conductor's `taskToDomain`: task name (or `*`) → comma-separated domains its worker
+    /// tasks are queued in.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub task_to_domain: BTreeMap<String, String>,
     /// An inline definition to run instead of a registered one.
     #[serde(default)]
     pub workflow_def: Option<WorkflowDef>,
+    /// Conductor's `priority`: 0–99, default 0; copied to every task as its queue priority.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub priority: i32,
+    /// Conductor's `createdBy`: stored on the execution.
     #[serde(default)]
-    #[allow(missing_docs)]
     pub created_by: Option<String>,
+    /// Conductor's `idempotencyKey`: a start reusing it does what `idempotency_strategy` says.
     #[serde(default)]
-    #[allow(missing_docs)]
     pub idempotency_key: Option<String>,
     /// What a start does when `idempotency_key` is taken: `FAIL` (the default),
     /// `RETURN_EXISTING` or `FAIL_ON_RUNNING`.
     #[serde(default)]
     pub idempotency_strategy: Option<String>,
+    /// Conductor's `externalInputPayloadStoragePath`: accepted; not used.
     #[serde(default)]
-    #[allow(missing_docs)]
     pub external_input_payload_storage_path: Option<String>,
 }
 
@@ -593,8 +613,8 @@ fn absent_input() -> Option<Map<String, Value>> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventHandler {
+    /// Conductor's `name`: the handler's unique name.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub name: String,
     /// The queue it listens on, e.g. `conductor:workflow:task`.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -602,14 +622,14 @@ pub struct EventHandler {
     /// JavaScript over the message (`$`); absent means always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// Conductor's `evaluatorType`: stored and returned; `condition` always runs as JavaScript.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub evaluator_type: Option<String>,
+    /// Conductor's `active`: only active handlers run.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub active: bool,
+    /// Conductor's `actions`: run in order for each message that matches.
     #[serde(default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub actions: Vec<EventAction>,
 }
 
@@ -621,23 +641,24 @@ pub struct EventAction {
     /// `update_workflow_variables`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub action: String,
+    /// For `start_workflow`: the workflow's `name`, `version`, `correlationId`, `input`, `taskToDomain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub start_workflow: Option<Value>,
+    /// For `complete_task`: `taskId` (or `workflowId` and `taskRefName`), `output` and
+    /// `reasonForIncompletion`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub complete_task: Option<Value>,
+    /// For `fail_task`: `taskId` (or `workflowId` and `taskRefName`), `output` and `reasonForIncompletion`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub fail_task: Option<Value>,
+    /// For `terminate_workflow`: `workflowId` and `terminationReason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub terminate_workflow: Option<Value>,
+    /// For `update_workflow_variables`: `workflowId`, `variables` and `appendArray`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub update_workflow_variables: Option<Value>,
+    /// Conductor's `expandInlineJSON`: stored and returned; not used.
     #[serde(rename = "expandInlineJSON", default, deserialize_with = "null_as_default")]
-    #[allow(missing_docs)]
     pub expand_inline_json: bool,
 }
 

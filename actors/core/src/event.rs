@@ -22,60 +22,60 @@ pub enum Event {
     TaskScheduled(Box<TaskScheduled>),
     /// A worker received the task; it is now IN_PROGRESS.
     TaskPolled {
-        #[allow(missing_docs)]
+        /// The task's `seq`.
         seq: u32,
-        #[allow(missing_docs)]
+        /// The polling worker's id (the poll's `workerid`), recorded as the task's `workerId`.
         worker_id: Option<String>,
-        #[allow(missing_docs)]
+        /// Epoch millis of the poll: the task's `updateTime`, and its `startTime` on the first poll.
         time: i64,
     },
     /// A worker (or the API) reported on the task.
     TaskUpdated(Box<TaskUpdated>),
     /// A worker extended its lease on an IN_PROGRESS task.
     TaskLeaseExtended {
-        #[allow(missing_docs)]
+        /// The task's `seq`.
         seq: u32,
-        #[allow(missing_docs)]
+        /// Epoch millis: the task's new `updateTime`, from which its response timeout counts again.
         time: i64,
     },
     /// The task changed status for a reason of the engine's own (timeout, cancel, optional failure).
     TaskStatusChanged {
-        #[allow(missing_docs)]
+        /// The task's `seq`.
         seq: u32,
-        #[allow(missing_docs)]
+        /// The task's new status.
         status: TaskStatus,
-        #[allow(missing_docs)]
+        /// The task's new `reasonForIncompletion`; `None` keeps the old one.
         reason: Option<String>,
-        #[allow(missing_docs)]
+        /// Epoch millis: the task's `updateTime`, and its `endTime` if the status is terminal.
         time: i64,
     },
     /// The decider has acted on the task's terminal status.
     TaskExecuted {
-        #[allow(missing_docs)]
+        /// The task's `seq`.
         seq: u32,
     },
     /// A line was added to the task's execution log.
     TaskLogged {
-        #[allow(missing_docs)]
+        /// The task's `seq`.
         seq: u32,
-        #[allow(missing_docs)]
+        /// The log line, as sent.
         log: String,
-        #[allow(missing_docs)]
+        /// Epoch millis the line was added.
         time: i64,
     },
     /// The workflow reached a terminal status.
     WorkflowEnded(Box<WorkflowEnded>),
     /// `workflow.variables` now hold exactly these values (SET_VARIABLE).
     VariablesSet {
+        /// The complete new `workflow.variables`, replacing the old ones.
         #[serde(with = "json_bytes")]
-        #[allow(missing_docs)]
         variables: Object,
-        #[allow(missing_docs)]
+        /// Epoch millis: the workflow's new `updateTime`.
         time: i64,
     },
     /// A DO_WHILE finished an iteration and starts the next one.
     TaskIterated {
-        #[allow(missing_docs)]
+        /// The DO_WHILE task's `seq`.
         seq: u32,
         /// The iteration now running.
         iteration: i32,
@@ -84,7 +84,7 @@ pub enum Event {
         output: Object,
         /// Epoch millis the iteration's first task is scheduled at, if not in this decision.
         resume_at: i64,
-        #[allow(missing_docs)]
+        /// Epoch millis: the DO_WHILE task's new `updateTime`.
         time: i64,
     },
     /// The parent workflow has been told how this child ended.
@@ -93,24 +93,24 @@ pub enum Event {
     StatusPublished,
     /// The failure workflow was started (its id), or could not be (why).
     FailureWorkflowStarted {
-        #[allow(missing_docs)]
+        /// The failure workflow's id, if it started.
         workflow_id: Option<String>,
-        #[allow(missing_docs)]
+        /// Why it could not be started.
         error: Option<String>,
     },
     /// The workflow is PAUSED.
     WorkflowPaused {
-        #[allow(missing_docs)]
+        /// Epoch millis: the workflow's new `updateTime`.
         time: i64,
     },
     /// The workflow is RUNNING again after a pause.
     WorkflowResumed {
-        #[allow(missing_docs)]
+        /// Epoch millis: the workflow's new `updateTime` and `lastRetriedTime`.
         time: i64,
     },
     /// A SCHEDULED task waiting out a callback may be polled now.
     TaskCallbackReset {
-        #[allow(missing_docs)]
+        /// The task's `seq`.
         seq: u32,
     },
     /// A finished workflow runs again: RUNNING, its end cleared, `lastRetriedTime` set. Its
@@ -132,9 +132,10 @@ pub struct WorkflowReopened {
     /// New workflow input.
     #[serde(with = "json_bytes")]
     pub input: Option<Object>,
-    #[allow(missing_docs)]
+    /// A new correlation id (a rerun's); `None` keeps the old one.
     pub correlation_id: Option<String>,
-    #[allow(missing_docs)]
+    /// Epoch millis: the workflow's new `updateTime`, and its `createTime` on a restart or its
+    /// `lastRetriedTime` otherwise.
     pub time: i64,
 }
 
@@ -198,20 +199,21 @@ pub struct TaskScheduled {
 /// Payload of [`Event::TaskUpdated`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskUpdated {
-    #[allow(missing_docs)]
+    /// The task's `seq`.
     pub seq: u32,
     /// The task's new status (a worker's IN_PROGRESS is stored as SCHEDULED, as in Conductor).
     pub status: TaskStatus,
     /// The new output, replacing the old one; `None` keeps it.
     #[serde(with = "json_bytes")]
     pub output: Option<Object>,
-    #[allow(missing_docs)]
+    /// The task's new `reasonForIncompletion`; `None` keeps the old one.
     pub reason: Option<String>,
-    #[allow(missing_docs)]
+    /// The reporting worker's id, as the task's `workerId`; `None` keeps the old one.
     pub worker_id: Option<String>,
-    #[allow(missing_docs)]
+    /// Seconds after `time` before a SCHEDULED task may be polled again (a worker's
+    /// `callbackAfterSeconds`); 0 for at once.
     pub callback_after_seconds: i64,
-    #[allow(missing_docs)]
+    /// Epoch millis: the task's `updateTime`, and its `endTime` if the status is terminal.
     pub time: i64,
 }
 
@@ -220,16 +222,17 @@ pub struct TaskUpdated {
 pub struct WorkflowEnded {
     /// COMPLETED, FAILED, TIMED_OUT or TERMINATED.
     pub status: WorkflowStatus,
-    #[allow(missing_docs)]
+    /// The workflow's `reasonForIncompletion`, if any.
     pub reason: Option<String>,
+    /// The workflow's final output.
     #[serde(with = "json_bytes")]
-    #[allow(missing_docs)]
     pub output: Object,
-    #[allow(missing_docs)]
+    /// Reference names of the tasks that ended FAILED or FAILED_WITH_TERMINAL_ERROR,
+    /// sorted, without duplicates.
     pub failed_reference_task_names: Vec<String>,
-    #[allow(missing_docs)]
+    /// The task definition names of those tasks, sorted, without duplicates.
     pub failed_task_names: Vec<String>,
-    #[allow(missing_docs)]
+    /// Epoch millis: the workflow's `endTime`.
     pub time: i64,
     /// The end starts the definition's `failureWorkflow`.
     pub failure_workflow: bool,

@@ -157,7 +157,7 @@ impl Slot {
 pub struct PlanTask {
     /// The task as written in the definition (with `taskDefinition` filled in at start).
     pub task: WorkflowTask,
-    #[allow(missing_docs)]
+    /// What kind of task it is, from `task.task_type`.
     pub kind: TaskKind,
     /// Position in the plan.
     pub index: usize,

@@ -76,42 +76,42 @@ pub enum Op {
     Eq,
     /// `!=` or `<>`.
     Ne,
-    #[allow(missing_docs)]
+    /// `>`.
     Gt,
-    #[allow(missing_docs)]
+    /// `>=`.
     Ge,
-    #[allow(missing_docs)]
+    /// `<`.
     Lt,
-    #[allow(missing_docs)]
+    /// `<=`.
     Le,
 }
 
 /// A value in a query, already in the kind of its field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Literal {
-    #[allow(missing_docs)]
+    /// A text field's value, as written (without its quotes).
     Text(String),
-    #[allow(missing_docs)]
+    /// A number field's value; an ISO-8601 time is read as epoch millis.
     Number(i64),
 }
 
 /// `field op value`, or `field IN (values)` (an [`Op::Eq`] with several values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
-    #[allow(missing_docs)]
+    /// The field's name, as the search declares it (`startTime`, `status`, ...).
     pub field: &'static str,
-    #[allow(missing_docs)]
+    /// How the field compares with the values.
     pub op: Op,
-    #[allow(missing_docs)]
+    /// One value, or several for `IN`.
     pub values: Vec<Literal>,
 }
 
 /// A field's value in one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldValue<'a> {
-    #[allow(missing_docs)]
+    /// A text field's value (ids, names, statuses).
     Text(&'a str),
-    #[allow(missing_docs)]
+    /// A number field's value; times are epoch millis.
     Number(i64),
     /// The document has no such value (no correlation id, say): only `!=` matches it.
     Missing,
@@ -528,9 +528,9 @@ pub fn execution_time(start: i64, end: i64) -> i64 {
 
 /// A task with the workflow it belongs to, as a task search sees it.
 pub struct TaskDoc<'a> {
-    #[allow(missing_docs)]
+    /// The header of the workflow the task belongs to.
     pub workflow: &'a WorkflowHeader,
-    #[allow(missing_docs)]
+    /// The task.
     pub task: &'a TaskState,
 }
 

@@ -20,13 +20,18 @@ pub type Object = Map<String, Value>;
 /// Conductor's `Workflow.WorkflowStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[allow(missing_docs)]
 pub enum WorkflowStatus {
+    /// Scheduling and running tasks.
     Running,
+    /// Ended successfully.
     Completed,
+    /// Ended by a failure: a task's, an unusable definition's, or a TERMINATE task's.
     Failed,
+    /// Ended by its own `timeoutSeconds`, or by a task that timed out and was not retried.
     TimedOut,
+    /// Stopped before its end: through the API, an event handler, a TERMINATE task or a canceled task.
     Terminated,
+    /// Schedules no new tasks until resumed.
     Paused,
 }
 
@@ -55,16 +60,24 @@ impl WorkflowStatus {
 /// Conductor's `Task.Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[allow(missing_docs)]
 pub enum TaskStatus {
+    /// Started: a worker or the leader's executor holds it, or a system task (WAIT, JOIN, ...) waits.
     InProgress,
+    /// Ended unfinished: its workflow ended first, it was reported CANCELED, or its child was terminated.
     Canceled,
+    /// Failed; may be retried.
     Failed,
+    /// Failed for good; never retried.
     FailedWithTerminalError,
+    /// Done.
     Completed,
+    /// Ended with tolerated errors: an optional task that failed, or a JOIN over one.
     CompletedWithErrors,
+    /// Created and waiting to be handed to a worker or the leader's executor.
     Scheduled,
+    /// One of its timeouts ran out, or its child workflow timed out.
     TimedOut,
+    /// Skipped through the API before it ran; the flow steps over it.
     Skipped,
 }
 
@@ -100,28 +113,30 @@ impl TaskStatus {
 /// The workflow-level part of an execution: everything but its tasks and definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowHeader {
-    #[allow(missing_docs)]
+    /// Conductor's `workflowId`: the execution's unique id.
     pub workflow_id: String,
     /// Definition name.
     pub workflow_name: String,
     /// Definition version.
     pub workflow_version: i32,
-    #[allow(missing_docs)]
+    /// Conductor's `status`.
     pub status: WorkflowStatus,
+    /// Conductor's `input`: the start input, with the definition's `inputTemplate` defaults merged in.
     #[serde(with = "json_bytes")]
-    #[allow(missing_docs)]
     pub input: Object,
+    /// Conductor's `output`: empty until the workflow ends.
     #[serde(with = "json_bytes")]
-    #[allow(missing_docs)]
     pub output: Object,
+    /// Conductor's `variables` (`workflow.variables`): the definition's `variables` at start, then
+    /// what SET_VARIABLE tasks and event handlers set.
     #[serde(with = "json_bytes")]
-    #[allow(missing_docs)]
     pub variables: Object,
-    #[allow(missing_docs)]
+    /// Conductor's `correlationId`: the caller's label from the start request; searchable.
     pub correlation_id: Option<String>,
     /// 0–99; copied to every task as its queue priority.
     pub priority: i32,
-    #[allow(missing_docs)]
+    /// Conductor's `taskToDomain`: task name (or `*`) → comma-separated domains its worker
+    /// tasks are queued in; from the start request.
     pub task_to_domain: BTreeMap<String, String>,
     /// Epoch millis; Conductor's `createTime` and `startTime`.
     pub create_time: i64,
@@ -129,21 +144,21 @@ pub struct WorkflowHeader {
     pub update_time: i64,
     /// Epoch millis, 0 while not terminal.
     pub end_time: i64,
-    #[allow(missing_docs)]
+    /// Conductor's `reasonForIncompletion`: why the workflow did not complete, if it did not.
     pub reason_for_incompletion: Option<String>,
     /// Sorted, without duplicates.
     pub failed_reference_task_names: Vec<String>,
     /// Sorted, without duplicates.
     pub failed_task_names: Vec<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `parentWorkflowId`: for a child, the workflow whose SUB_WORKFLOW task started it.
     pub parent_workflow_id: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `parentWorkflowTaskId`: for a child, that SUB_WORKFLOW task's id.
     pub parent_workflow_task_id: Option<String>,
     /// Epoch millis, 0 if never retried or resumed.
     pub last_retried_time: i64,
-    #[allow(missing_docs)]
+    /// Conductor's `createdBy`, from the start request.
     pub created_by: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `idempotencyKey`, from the start request.
     pub idempotency_key: Option<String>,
     /// What a second start with the same `idempotency_key` does (checked when the start applies).
     pub idempotency_strategy: Option<String>,
@@ -161,27 +176,29 @@ pub struct WorkflowHeader {
 /// One task execution (one attempt of one workflow task).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskState {
-    #[allow(missing_docs)]
+    /// Conductor's `taskId`: unique; new for every attempt.
     pub task_id: String,
     /// 1-based position in the workflow's task list; events address tasks by it.
     pub seq: u32,
-    #[allow(missing_docs)]
+    /// Conductor's `referenceTaskName`: the definition's `taskReferenceName`, with `__N` appended
+    /// inside DO_WHILE iteration N.
     pub reference_task_name: String,
-    #[allow(missing_docs)]
+    /// Conductor's `taskDefName`: the task definition's name (`FORK` for a fork).
     pub task_def_name: String,
     /// For SIMPLE tasks the task name, as in Conductor.
     pub task_type: String,
-    #[allow(missing_docs)]
+    /// Conductor's `status`.
     pub status: TaskStatus,
+    /// Conductor's `inputData`: the resolved `inputParameters`, plus the task definition's
+    /// `inputTemplate` defaults for a worker task.
     #[serde(with = "json_bytes")]
-    #[allow(missing_docs)]
     pub input: Object,
+    /// Conductor's `outputData`.
     #[serde(with = "json_bytes")]
-    #[allow(missing_docs)]
     pub output: Object,
-    #[allow(missing_docs)]
+    /// Conductor's `retryCount`: how many attempts came before this one; 0 for the first.
     pub retry_count: i32,
-    #[allow(missing_docs)]
+    /// Conductor's `pollCount`: how many times it has been handed to a worker.
     pub poll_count: i32,
     /// Epoch millis.
     pub scheduled_time: i64,
@@ -191,33 +208,36 @@ pub struct TaskState {
     pub end_time: i64,
     /// Epoch millis of the last change.
     pub update_time: i64,
-    #[allow(missing_docs)]
+    /// Conductor's `startDelayInSeconds`: seconds before it may first be polled: the workflow task's
+    /// `startDelay`, or a retry's delay; 0 for a system task that starts at once.
     pub start_delay_in_seconds: i32,
     /// A SCHEDULED task is pollable from `update_time + callback_after_seconds`.
     pub callback_after_seconds: i64,
-    #[allow(missing_docs)]
+    /// Conductor's `responseTimeoutSeconds`: how long it may stay IN_PROGRESS without an update: the
+    /// task definition's, else 3600 for a worker task or 60 for the leader's executor; 0 = none.
     pub response_timeout_seconds: i64,
-    #[allow(missing_docs)]
+    /// Conductor's `retriedTaskId`: the attempt this one retries.
     pub retried_task_id: Option<String>,
     /// A later attempt replaced this one.
     pub retried: bool,
     /// The decider has acted on this task's terminal status.
     pub executed: bool,
-    #[allow(missing_docs)]
+    /// Conductor's `workerId`: the worker that last polled or updated it.
     pub worker_id: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `reasonForIncompletion`: why it failed, timed out or was canceled.
     pub reason_for_incompletion: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `domain`: the domain a worker task is queued in, picked from the workflow's
+    /// `taskToDomain`.
     pub domain: Option<String>,
     /// The queue a worker polls for this task; `None` for tasks no worker executes.
     pub queue: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `rateLimitPerFrequency`, copied from the task definition; 0 if none.
     pub rate_limit_per_frequency: i32,
-    #[allow(missing_docs)]
+    /// Conductor's `rateLimitFrequencyInSeconds`, copied from the task definition; 1 if none.
     pub rate_limit_frequency_in_seconds: i32,
-    #[allow(missing_docs)]
+    /// Conductor's `isolationGroupId`, copied from the task definition.
     pub isolation_group_id: Option<String>,
-    #[allow(missing_docs)]
+    /// Conductor's `executionNameSpace`, copied from the task definition.
     pub execution_name_space: Option<String>,
     /// DO_WHILE iteration this task belongs to (1-based), or, for a DO_WHILE, its current one.
     pub iteration: i32,
@@ -310,7 +330,7 @@ impl TaskState {
 /// A whole execution: header, compiled definition and tasks in `seq` order.
 #[derive(Debug, Clone)]
 pub struct WorkflowState {
-    #[allow(missing_docs)]
+    /// The workflow-level fields: ids, status, input, output, times.
     pub header: WorkflowHeader,
     /// The definition snapshot this execution runs.
     pub plan: Arc<Plan>,

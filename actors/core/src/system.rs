@@ -374,11 +374,11 @@ pub fn exclusive_join_outcome(state: &WorkflowState, join_on: &[String], default
 /// A system task's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    #[allow(missing_docs)]
+    /// The status the task ends with.
     pub status: TaskStatus,
-    #[allow(missing_docs)]
+    /// The task's output (`outputData`).
     pub output: Object,
-    #[allow(missing_docs)]
+    /// The task's `reasonForIncompletion`, when it failed or was canceled.
     pub reason: Option<String>,
 }
 
