@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use overture_core::dsl::{StartWorkflowRequest, WorkflowDef};
-use overture_core::rows::system_queue;
+use overture_core::plan::TaskKind;
+use overture_core::queue::QueueName;
 use overture_core::{Object, TaskResultStatus, TaskUpdate};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, watch};
@@ -25,8 +26,8 @@ use crate::names;
 use crate::outcome::Outcome;
 use crate::workflows::Workflows;
 
-/// Task types the executor runs.
-pub(crate) const TYPES: [&str; 4] = ["SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT"];
+/// The system tasks the executor runs.
+const KINDS: [TaskKind; 4] = [TaskKind::SubWorkflow, TaskKind::StartWorkflow, TaskKind::Http, TaskKind::Event];
 /// Tasks of one type run at once.
 const CONCURRENCY: usize = 64;
 /// The `workerId` the executor's tasks show.
@@ -36,7 +37,7 @@ const WORKER_ID: &str = "overture-leader";
 pub(crate) fn spawn(workflows: Workflows, max_output_bytes: usize, stop: &watch::Receiver<bool>) {
     let http = reqwest::Client::builder().build().unwrap_or_default();
     let executor = Executor { workflows, http, max_output_bytes };
-    for task_type in TYPES {
+    for task_type in KINDS.iter().filter_map(TaskKind::system_type) {
         tokio::spawn(run(executor.clone(), task_type, stop.clone()));
     }
 }
@@ -51,7 +52,7 @@ struct Executor {
 }
 
 async fn run(ex: Executor, task_type: &'static str, mut stop: watch::Receiver<bool>) {
-    let queue = system_queue(task_type);
+    let queue = QueueName::system(task_type).into_string();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     loop {
         if *stop.borrow() {
@@ -126,12 +127,12 @@ async fn execute(ex: &Executor, task_type: &str, task: &Value) {
 /// guard would follow the thread, not the future, across each await).
 async fn run_and_report(ex: &Executor, task_type: &str, task: &Value, task_id: String) {
     let started = std::time::Instant::now();
-    let outcome = match task_type {
-        "SUB_WORKFLOW" => sub_workflow(&ex.workflows, task).await,
-        "START_WORKFLOW" => start_workflow(&ex.workflows, task).await,
-        "HTTP" => http_call(&ex.http, task, ex.max_output_bytes).await,
-        "EVENT" => crate::events::publish(&ex.workflows, task).await,
-        other => Outcome::failed(format!("no executor for {other}")),
+    let outcome = match TaskKind::of(task_type) {
+        TaskKind::SubWorkflow => sub_workflow(&ex.workflows, task).await,
+        TaskKind::StartWorkflow => start_workflow(&ex.workflows, task).await,
+        TaskKind::Http => http_call(&ex.http, task, ex.max_output_bytes).await,
+        TaskKind::Event => crate::events::publish(&ex.workflows, task).await,
+        _ => Outcome::failed(format!("no executor for {task_type}")),
     };
     metrics::histogram!(names::SYSTEM_TASK_SECONDS, "taskType" => task_type.to_owned())
         .record(started.elapsed().as_secs_f64());

@@ -10,7 +10,7 @@
 //! the look and the wait still wakes them: a scheduled task reaches a waiting worker as soon as
 //! its entry is applied, without any polling loop.
 //!
-//! A long poll that found nothing also offers itself as a [`Waiter`]. A decision that schedules a
+//! A long poll that found nothing also offers itself as a `Waiter`. A decision that schedules a
 //! task of that queue while nothing else is ready there takes the waiter and commits the task as
 //! polled by it in the same batch (see `actor.rs`): the task never enters the queue, and reaches
 //! the worker one commit after it was scheduled instead of two.
@@ -83,9 +83,9 @@ impl Id {
 /// A task taken from a queue, to be claimed from its workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Popped {
-    #[allow(missing_docs)]
+    /// Conductor's `taskId` of the popped task.
     pub task_id: String,
-    #[allow(missing_docs)]
+    /// Id of the workflow the task belongs to.
     pub workflow_id: String,
     /// When it became ready, epoch millis.
     pub ready_at: i64,
@@ -140,7 +140,7 @@ impl TaskQueues {
     pub(crate) fn wake_task_type(&self, task_type: &str) {
         let st = self.state.lock();
         for (name, q) in &st.queues {
-            let of_type = name.strip_suffix(task_type).is_some_and(|rest| rest.is_empty() || rest.ends_with(':'));
+            let of_type = overture_core::queue::QueueName::may_be_of(name, task_type);
             if of_type && !q.ready.is_empty() {
                 q.notify.notify_waiters();
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use overture_core::command::Command;
 use overture_core::dsl::{StartWorkflowRequest, WorkflowTask};
+use overture_core::queue::QueueName;
 use overture_core::validate;
 use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
 use overture_raft::ReadView;
@@ -244,7 +245,7 @@ impl Workflows {
         let host = self.host();
         let popped = host.queues.pop(queue, count.max(1));
         let now = crate::now_ms();
-        let limits = if popped.is_empty() || queue.starts_with(overture_core::rows::SYSTEM_QUEUE_PREFIX) {
+        let limits = if popped.is_empty() || QueueName::is_system_name(queue) {
             TaskLimits::default()
         } else {
             host.limits.of(task_type, now, || {

@@ -270,7 +270,7 @@ pub async fn queue_sizes(
 /// `GET /tasks/queue/size?taskType=&domain=`: tasks waiting in one queue, as a number.
 pub async fn queue_size(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
     let task_type = q.str("taskType").ok_or_else(|| ApiError::bad_request("taskType is required"))?;
-    let queue = overture_core::rows::queue_name(task_type, q.str("domain"), None, None);
+    let queue = overture_core::queue::QueueName::worker(task_type, q.str("domain")).into_string();
     let sizes = s.engine.queue_sizes(std::slice::from_ref(&queue))?;
     json_response(&sizes.get(&queue).copied().unwrap_or(0))
 }

@@ -25,19 +25,19 @@ pub enum CodecError {
     /// A version this build does not know (written by a newer release, or corrupt).
     #[error("{name}: unknown format version {found} (this build reads version {expected})")]
     UnknownVersion {
-        #[allow(missing_docs)]
+        /// The stored type's name ([`Versioned::NAME`]).
         name: &'static str,
-        #[allow(missing_docs)]
+        /// The version byte the stored value starts with.
         found: u8,
-        #[allow(missing_docs)]
+        /// The version this build writes and reads ([`Versioned::VERSION`]).
         expected: u8,
     },
     /// The body did not decode.
     #[error("{name}: {message}")]
     Body {
-        #[allow(missing_docs)]
+        /// The stored type's name ([`Versioned::NAME`]).
         name: &'static str,
-        #[allow(missing_docs)]
+        /// bincode's error, as text.
         message: String,
     },
 }

@@ -12,7 +12,7 @@
 //!   that succeeds lets the log be purged, which may be what frees the space.
 //! - **Waiting out a full disk.** A write that fails for lack of space anyway (another process
 //!   filled the disk between two checks, or a burst outran them) is retried until it goes
-//!   through ([`retry_blocking`], [`retry`]): the log store and the state machine never pass
+//!   through (`retry_blocking`, `retry`): the log store and the state machine never pass
 //!   such a failure to openraft, so Raft does not stop. RocksDB resumes by itself once enough
 //!   space is free again (it checks every few seconds and wants a write buffer's worth), and the
 //!   waiting write completes. Meanwhile this node's Raft waits on its disk, as if it were slow:

@@ -102,13 +102,20 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 
 /// `raft_meta` / `sm_meta` keys.
 pub mod meta {
-    #![allow(missing_docs)]
+    /// `raft_meta`: the `Vote` this node last saved (its term and whom it voted for).
     pub const VOTE: &[u8] = b"vote";
+    /// `raft_meta`: the `LogId` of the last entry known committed; absent if none is.
     pub const COMMITTED: &[u8] = b"committed";
+    /// `raft_meta`: the `LogId` of the last entry purged from the log.
     pub const PURGED: &[u8] = b"purged";
+    /// `sm_meta`: the `LogId` of the last entry applied to the state machine.
     pub const APPLIED: &[u8] = b"applied";
+    /// `sm_meta`: the `StoredMembership` as of the last applied entry.
     pub const MEMBERSHIP: &[u8] = b"membership";
+    /// `sm_meta`: JSON of the last snapshot built or installed: its metadata and file name.
     pub const SNAPSHOT: &[u8] = b"snapshot";
+    /// `sm_meta`: file name of a snapshot being installed, until the install ends (a crash
+    /// resumes it).
     pub const INSTALLING: &[u8] = b"installing";
 }
 
@@ -225,7 +232,7 @@ pub fn task_log(task_id: &str, revision: u64) -> Vec<u8> {
 /// A workflow header as stored: the definition is referenced by content hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkflowRow {
-    #[allow(missing_docs)]
+    /// The execution's header as of its latest applied event.
     pub header: WorkflowHeader,
     /// Key into `def_blobs`.
     pub def_hash: [u8; 32],
@@ -236,7 +243,7 @@ pub struct WorkflowRow {
 /// The workflow an idempotency key started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRow {
-    #[allow(missing_docs)]
+    /// Id of the workflow the idempotency key started.
     pub workflow_id: String,
 }
 
@@ -339,18 +346,18 @@ pub fn task_index(task_type: &str, task_id: &str) -> Vec<u8> {
 /// Which workflow owns a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRef {
-    #[allow(missing_docs)]
+    /// Id of the workflow that owns the task.
     pub workflow_id: String,
-    #[allow(missing_docs)]
+    /// The task's 1-based position in that workflow: its `wf_tasks` key is workflow id 0x00 seq.
     pub seq: u32,
 }
 
 /// One line of a task's execution log (Conductor `TaskExecLog`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskLogRow {
-    #[allow(missing_docs)]
+    /// The log line, as the worker sent it (`log` in Conductor's `TaskExecLog`).
     pub log: String,
-    #[allow(missing_docs)]
+    /// Epoch millis the line was added (`createdTime` in Conductor's `TaskExecLog`).
     pub created_time: i64,
 }
 

@@ -93,9 +93,9 @@ pub struct Leadership {
     /// It leads and has applied an entry of its own term (the readiness barrier): everything
     /// committed before it is applied, so its state is complete.
     pub ready: bool,
-    #[allow(missing_docs)]
+    /// The current Raft term, as this node knows it.
     pub term: u64,
-    #[allow(missing_docs)]
+    /// The current leader's node id, if this node knows one.
     pub leader: Option<NodeId>,
     /// This node has applied everything the leader has told it is committed.
     pub caught_up: bool,
@@ -627,25 +627,25 @@ impl Replica {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
-    #[allow(missing_docs)]
+    /// This node's id in the group.
     pub node_id: NodeId,
     /// Leader, Follower, Candidate, Learner.
     pub state: String,
-    #[allow(missing_docs)]
+    /// The current Raft term, as this node knows it.
     pub term: u64,
-    #[allow(missing_docs)]
+    /// The current leader's node id, if this node knows one.
     pub leader: Option<NodeId>,
-    #[allow(missing_docs)]
+    /// Every node in the group's membership: voters and learners.
     pub members: Vec<MemberStatus>,
-    #[allow(missing_docs)]
+    /// Raft log index of the last entry in this node's log (0 when empty).
     pub last_log_index: u64,
-    #[allow(missing_docs)]
+    /// Raft log index of the last entry this node knows is committed (0 if none).
     pub commit_index: u64,
-    #[allow(missing_docs)]
+    /// Raft log index of the last entry applied to this node's state machine (0 if none).
     pub applied_index: u64,
-    #[allow(missing_docs)]
+    /// Raft log index of the last entry covered by this node's latest snapshot, if it has one.
     pub snapshot_index: Option<u64>,
-    #[allow(missing_docs)]
+    /// Raft log index of the last entry purged from this node's log, if any was.
     pub purged_index: Option<u64>,
     /// Per follower, on the leader only.
     pub replication: Option<BTreeMap<NodeId, FollowerStatus>>,
@@ -655,9 +655,9 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberStatus {
-    #[allow(missing_docs)]
+    /// The member's node id.
     pub id: NodeId,
-    #[allow(missing_docs)]
+    /// Its client (HTTP) address, which Raft RPCs also go to: `host:port` or a URL.
     pub address: String,
     /// A voter, or a learner.
     pub voter: bool,

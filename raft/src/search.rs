@@ -28,16 +28,16 @@ use crate::{cf, io_err};
 pub struct Page<T> {
     /// Matches in all, across pages.
     pub total: u64,
-    #[allow(missing_docs)]
+    /// The matches in this window, in the search's sort order.
     pub results: Vec<T>,
 }
 
 /// Where results start and how many to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    #[allow(missing_docs)]
+    /// Number of matches to skip before the first one returned (Conductor's `start`).
     pub start: usize,
-    #[allow(missing_docs)]
+    /// Most matches to return (Conductor's `size`).
     pub size: usize,
 }
 
@@ -53,9 +53,9 @@ impl Window {
 /// A task found by a task search, with its workflow's header.
 #[derive(Debug, Clone)]
 pub struct FoundTask {
-    #[allow(missing_docs)]
+    /// Header of the workflow the task belongs to, shared by its tasks found in one search.
     pub workflow: std::sync::Arc<WorkflowHeader>,
-    #[allow(missing_docs)]
+    /// The task as stored in its `wf_tasks` row.
     pub task: TaskState,
 }
 

@@ -50,7 +50,7 @@ pub enum Request {
     },
     /// Remove a task definition.
     DeleteTaskDef {
-        #[allow(missing_docs)]
+        /// Name of the task definition to remove.
         name: String,
     },
     /// Store workflow definitions.
@@ -64,9 +64,9 @@ pub enum Request {
     },
     /// Remove one version of a workflow definition.
     DeleteWorkflowDef {
-        #[allow(missing_docs)]
+        /// Name of the workflow definition.
         name: String,
-        #[allow(missing_docs)]
+        /// The version to remove.
         version: i32,
     },
     /// Store an event handler: a new one (`create`, conflicts if the name exists) or a
@@ -74,17 +74,17 @@ pub enum Request {
     PutEventHandler {
         /// An `EventHandler` as JSON.
         handler: JsonBytes,
-        #[allow(missing_docs)]
+        /// `true` to add a new handler, `false` to replace an existing one.
         create: bool,
     },
     /// Remove an event handler.
     DeleteEventHandler {
-        #[allow(missing_docs)]
+        /// Name of the event handler to remove.
         name: String,
     },
     /// Delete a workflow execution: its state, tasks, events, logs and derived rows.
     RemoveWorkflow {
-        #[allow(missing_docs)]
+        /// Id of the execution to delete.
         workflow_id: String,
     },
     /// Create or replace a schedule (its JSON carries its next fire).
@@ -94,18 +94,18 @@ pub enum Request {
     },
     /// Delete a schedule and its execution records.
     DeleteSchedule {
-        #[allow(missing_docs)]
+        /// Name of the schedule to delete.
         name: String,
     },
     /// One fire of a schedule, applied only if the schedule is still due at `scheduled_time`
     /// and not paused: it moves to `next_run_time`, records `execution` (if any) and starts
     /// `start` (if any) in the same write, so a fire happens once.
     FireSchedule {
-        #[allow(missing_docs)]
+        /// Name of the schedule that fires.
         name: String,
-        #[allow(missing_docs)]
+        /// Epoch millis it is due at: the schedule's `nextRunTime`, else the fire conflicts.
         scheduled_time: i64,
-        #[allow(missing_docs)]
+        /// Epoch millis of its next fire after this one; none if it never fires again.
         next_run_time: Option<i64>,
         /// A `ScheduleExecution` as JSON; none when a missed fire is skipped.
         execution: Option<JsonBytes>,
@@ -115,7 +115,7 @@ pub enum Request {
     /// Retention: delete these executions, each only if it is still ended and ended at or
     /// before its time (epoch millis), so one restarted or rerun meanwhile stays.
     PurgeWorkflows {
-        #[allow(missing_docs)]
+        /// Each a workflow id and the latest end time (epoch millis) at which it may be purged.
         workflows: Vec<(String, i64)>,
     },
     /// Batches of several workflows, proposed at about the same moment and written as one entry
@@ -127,11 +127,11 @@ pub enum Request {
 /// The events one decision produced for one workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowBatch {
-    #[allow(missing_docs)]
+    /// Id of the workflow the events belong to.
     pub workflow_id: String,
     /// The revision the decision read; 0 for a start.
     pub expected_revision: u64,
-    #[allow(missing_docs)]
+    /// The events to apply, in order; each raises the workflow's revision by one.
     pub events: Vec<Event>,
 }
 
@@ -142,12 +142,12 @@ pub enum Response {
     Ok,
     /// A workflow batch was applied; the workflow is now at this revision.
     Applied {
-        #[allow(missing_docs)]
+        /// The workflow's revision now: the number of events applied to it.
         revision: u64,
     },
     /// A workflow batch was skipped: the workflow is at another revision (0 = absent).
     RevisionConflict {
-        #[allow(missing_docs)]
+        /// The workflow's current revision; 0 if it does not exist.
         current: u64,
     },
     /// The request refers to something that does not exist.
@@ -156,12 +156,12 @@ pub enum Response {
     Conflict(String),
     /// A start whose idempotency key (strategy `RETURN_EXISTING`) already started this workflow.
     Existing {
-        #[allow(missing_docs)]
+        /// Id of the workflow the idempotency key started earlier.
         workflow_id: String,
     },
     /// How many executions a purge deleted.
     Purged {
-        #[allow(missing_docs)]
+        /// Number of executions deleted.
         count: u64,
     },
     /// One response per batch of a [`Request::Workflows`] entry, in its order.

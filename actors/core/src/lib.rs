@@ -26,6 +26,7 @@ pub mod idempotency;
 pub mod payload;
 pub mod plan;
 pub mod queries;
+pub mod queue;
 pub mod render;
 pub mod retry;
 pub mod rows;

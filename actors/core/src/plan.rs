@@ -103,6 +103,34 @@ impl TaskKind {
         }
     }
 
+    /// The Conductor `type` of a system task kind; `None` for worker tasks (whose type is their
+    /// own name) and for types this release does not run.
+    pub fn system_type(&self) -> Option<&'static str> {
+        Some(match self {
+            TaskKind::Simple | TaskKind::UserDefined | TaskKind::Unsupported(_) => return None,
+            TaskKind::Dynamic => "DYNAMIC",
+            TaskKind::Switch => "SWITCH",
+            TaskKind::Decision => "DECISION",
+            TaskKind::ForkJoin => "FORK_JOIN",
+            TaskKind::ForkJoinDynamic => "FORK_JOIN_DYNAMIC",
+            TaskKind::Join => "JOIN",
+            TaskKind::ExclusiveJoin => "EXCLUSIVE_JOIN",
+            TaskKind::DoWhile => "DO_WHILE",
+            TaskKind::Wait => "WAIT",
+            TaskKind::Human => "HUMAN",
+            TaskKind::Terminate => "TERMINATE",
+            TaskKind::SetVariable => "SET_VARIABLE",
+            TaskKind::Noop => "NOOP",
+            TaskKind::Inline => "INLINE",
+            TaskKind::Lambda => "LAMBDA",
+            TaskKind::JsonJqTransform => "JSON_JQ_TRANSFORM",
+            TaskKind::SubWorkflow => "SUB_WORKFLOW",
+            TaskKind::StartWorkflow => "START_WORKFLOW",
+            TaskKind::Http => "HTTP",
+            TaskKind::Event => "EVENT",
+        })
+    }
+
     /// A task a worker executes (polled from a queue).
     pub fn is_worker_task(&self) -> bool {
         matches!(self, TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic)
@@ -403,4 +431,42 @@ pub fn base_reference(reference: &str, iteration: i32) -> &str {
         return base;
     }
     reference
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskKind;
+
+    /// A system kind's type name reads back as that kind: the two directions cannot drift apart.
+    #[test]
+    fn a_system_type_names_its_kind() {
+        let kinds = [
+            TaskKind::Dynamic,
+            TaskKind::Switch,
+            TaskKind::Decision,
+            TaskKind::ForkJoin,
+            TaskKind::ForkJoinDynamic,
+            TaskKind::Join,
+            TaskKind::ExclusiveJoin,
+            TaskKind::DoWhile,
+            TaskKind::Wait,
+            TaskKind::Human,
+            TaskKind::Terminate,
+            TaskKind::SetVariable,
+            TaskKind::Noop,
+            TaskKind::Inline,
+            TaskKind::Lambda,
+            TaskKind::JsonJqTransform,
+            TaskKind::SubWorkflow,
+            TaskKind::StartWorkflow,
+            TaskKind::Http,
+            TaskKind::Event,
+        ];
+        for kind in kinds {
+            let name = kind.system_type().expect("a system kind has a type name");
+            assert_eq!(TaskKind::of(name), kind, "{name}");
+        }
+        assert_eq!(TaskKind::of("SIMPLE").system_type(), None);
+        assert_eq!(TaskKind::of("my_worker_task").system_type(), None);
+    }
 }

@@ -14,9 +14,9 @@ use crate::state::{TaskState, TaskStatus, WorkflowHeader, WorkflowState};
 pub struct QueueItem {
     /// `[domain:]taskType[@executionNameSpace][-isolationGroupId]`.
     pub queue: String,
-    #[allow(missing_docs)]
+    /// Conductor's `taskId` of the queued task.
     pub task_id: String,
-    #[allow(missing_docs)]
+    /// Id of the workflow the task belongs to.
     pub workflow_id: String,
     /// Higher is served first.
     pub priority: i32,
@@ -27,11 +27,11 @@ pub struct QueueItem {
 /// A worker task that is IN_PROGRESS: what `concurrentExecLimit` counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RunningItem {
-    #[allow(missing_docs)]
+    /// Conductor's `taskDefName`: the definition whose `concurrentExecLimit` counts this task.
     pub task_def_name: String,
-    #[allow(missing_docs)]
+    /// Conductor's `taskId` of the running task.
     pub task_id: String,
-    #[allow(missing_docs)]
+    /// Id of the workflow the task belongs to.
     pub workflow_id: String,
 }
 
@@ -127,9 +127,9 @@ impl TimerKind {
 pub struct TimerItem {
     /// Epoch millis.
     pub fire_at: i64,
-    #[allow(missing_docs)]
+    /// Id of the workflow the deadline concerns.
     pub workflow_id: String,
-    #[allow(missing_docs)]
+    /// Why it exists: which deadline or follow-up it is.
     pub kind: TimerKind,
     /// The task it concerns.
     pub seq: u32,
@@ -198,34 +198,6 @@ pub fn workflow_timers(state: &WorkflowState) -> Vec<TimerItem> {
     .collect()
 }
 
-/// Queues the leader's own executor polls (`_system:HTTP`, ...); no worker can poll them.
-pub const SYSTEM_QUEUE_PREFIX: &str = "_system:";
 
-/// The internal queue of a system task type the leader executes.
-pub fn system_queue(task_type: &str) -> String {
-    format!("{SYSTEM_QUEUE_PREFIX}{task_type}")
-}
-
-/// The name of the queue a worker task is polled from.
-pub fn queue_name(
-    task_type: &str,
-    domain: Option<&str>,
-    namespace: Option<&str>,
-    isolation_group: Option<&str>,
-) -> String {
-    let mut name = String::with_capacity(task_type.len() + 16);
-    if let Some(d) = domain.filter(|d| !d.is_empty()) {
-        name.push_str(d);
-        name.push(':');
-    }
-    name.push_str(task_type);
-    if let Some(ns) = namespace.filter(|s| !s.is_empty()) {
-        name.push('@');
-        name.push_str(ns);
-    }
-    if let Some(iso) = isolation_group.filter(|s| !s.is_empty()) {
-        name.push('-');
-        name.push_str(iso);
-    }
-    name
-}
+/// Prefix of the leader's executor queues (see [`crate::queue`], where queue names are made).
+pub use crate::queue::SYSTEM_PREFIX as SYSTEM_QUEUE_PREFIX;

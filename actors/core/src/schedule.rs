@@ -19,20 +19,20 @@ use crate::search::{FieldValue, Fields, Kind, Searchable};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowSchedule {
+    /// The schedule's unique name (`name`), its storage key; no whitespace or NUL.
     #[serde(default)]
-    #[allow(missing_docs)]
     pub name: String,
+    /// Spring cron expression with seconds, six fields (`cronExpression`).
     #[serde(default)]
-    #[allow(missing_docs)]
     pub cron_expression: String,
     /// After downtime, run every fire that was missed (else only the next one to come).
     #[serde(default)]
     pub run_catchup_schedule_instances: bool,
+    /// Whether fires are suspended (`paused`); a resumed schedule fires next from now.
     #[serde(default)]
-    #[allow(missing_docs)]
     pub paused: bool,
+    /// Why it was paused (`pausedReason`); cleared when it is not paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub paused_reason: Option<String>,
     /// The workflow each fire starts, as a `StartWorkflowRequest`.
     #[serde(default)]
@@ -46,20 +46,20 @@ pub struct WorkflowSchedule {
     /// IANA zone the expression is read in; UTC when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_id: Option<String>,
+    /// Free text for people (`description`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub description: Option<String>,
+    /// Who created it (`createdBy`); once set, later saves keep it. Defaults to `updatedBy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub created_by: Option<String>,
+    /// Who saved it last (`updatedBy`), as the client sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub updated_by: Option<String>,
+    /// Epoch millis of its first save (`createTime`), set by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub create_time: Option<i64>,
+    /// Epoch millis of its last save, pause or resume (`updatedTime`), set by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub updated_time: Option<i64>,
     /// Overture's own: when it fires next (epoch millis), absent when it never will again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,15 +211,15 @@ impl WorkflowSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleExecution {
-    #[allow(missing_docs)]
+    /// Id of this fire (`executionId`), derived from the schedule name and scheduled time.
     pub execution_id: String,
-    #[allow(missing_docs)]
+    /// Name of the schedule that fired (`scheduleName`).
     pub schedule_name: String,
     /// When it was due (epoch millis).
     pub scheduled_time: i64,
     /// When it fired (epoch millis).
     pub execution_time: i64,
-    #[allow(missing_docs)]
+    /// Definition name of the workflow the fire starts (`workflowName`).
     pub workflow_name: String,
     /// The workflow it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,11 +229,11 @@ pub struct ScheduleExecution {
     pub reason: Option<String>,
     /// `EXECUTED` or `FAILED`.
     pub state: String,
+    /// The schedule's IANA zone when it fired (`zoneId`); UTC when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub zone_id: Option<String>,
+    /// A copy of the schedule's start request as it was when it fired (`startWorkflowRequest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub start_workflow_request: Option<Value>,
 }
 

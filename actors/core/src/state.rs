@@ -297,7 +297,7 @@ impl TaskState {
 
     /// A worker polls it (not the leader's executor, not nobody).
     pub fn is_worker_task(&self) -> bool {
-        self.queue.as_deref().is_some_and(|q| !q.starts_with(crate::rows::SYSTEM_QUEUE_PREFIX))
+        self.queue.as_deref().is_some_and(|q| !crate::queue::QueueName::is_system_name(q))
     }
 
     /// A SUB_WORKFLOW task canceled with its workflow, whose child still needs terminating.

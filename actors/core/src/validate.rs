@@ -376,7 +376,7 @@ fn check_do_while(task: &WorkflowTask, path: &str, c: &mut Collector) {
             None,
         );
     }
-    if task.loop_over.iter().any(|t| contains_type(t, "DO_WHILE")) {
+    if task.loop_over.iter().any(|t| contains_kind(t, &TaskKind::DoWhile)) {
         c.add(
             format!("{path}.loopOver"),
             format!("taskType: DO_WHILE taskName: {name} cannot contain another DO_WHILE"),
@@ -409,12 +409,13 @@ fn check_terminate(task: &WorkflowTask, path: &str, c: &mut Collector) {
     }
 }
 
-fn contains_type(task: &WorkflowTask, task_type: &str) -> bool {
-    task.task_type == task_type
-        || task.decision_cases.values().flatten().any(|t| contains_type(t, task_type))
-        || task.default_case.iter().any(|t| contains_type(t, task_type))
-        || task.fork_tasks.iter().flatten().any(|t| contains_type(t, task_type))
-        || task.loop_over.iter().any(|t| contains_type(t, task_type))
+/// Whether `task`, or a task anywhere inside it, is of `kind`.
+fn contains_kind(task: &WorkflowTask, kind: &TaskKind) -> bool {
+    TaskKind::of(&task.task_type) == *kind
+        || task.decision_cases.values().flatten().any(|t| contains_kind(t, kind))
+        || task.default_case.iter().any(|t| contains_kind(t, kind))
+        || task.fork_tasks.iter().flatten().any(|t| contains_kind(t, kind))
+        || task.loop_over.iter().any(|t| contains_kind(t, kind))
 }
 
 fn check_input_value(

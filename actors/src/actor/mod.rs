@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
-use overture_core::rows::{SYSTEM_QUEUE_PREFIX, TimerKind};
+use overture_core::queue::QueueName;
+use overture_core::rows::TimerKind;
 use overture_core::{Event, Object, TaskStatus, WorkflowState, decide, render};
 use overture_raft::{Request, Response, WorkflowBatch};
 use parking_lot::Mutex;
@@ -507,7 +508,7 @@ fn hand_off(host: &Host, state: &mut WorkflowState, events: &mut Vec<Event>, env
         let now = crate::now_ms();
         let Some(task) = state.task(seq) else { continue };
         let Some(queue) = task.queue.as_deref() else { continue };
-        if task.status != TaskStatus::Scheduled || task.ready_at() > now || queue.starts_with(SYSTEM_QUEUE_PREFIX) {
+        if task.status != TaskStatus::Scheduled || task.ready_at() > now || QueueName::is_system_name(queue) {
             continue;
         }
         let limits = host.limits.of(&task.task_type, now, || {

@@ -40,17 +40,17 @@ use crate::{cf, io_err};
 /// A change to a queue entry or timer row, in the order apply made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowChange {
-    #[allow(missing_docs)]
+    /// A task entered a worker queue: its `queue` row was written.
     QueueAdded(QueueItem),
-    #[allow(missing_docs)]
+    /// A task's `queue` row was deleted: it is no longer SCHEDULED, or its workflow ended.
     QueueRemoved(QueueItem),
-    #[allow(missing_docs)]
+    /// A durable timer was armed: its `timers` row was written.
     TimerAdded(TimerItem),
-    #[allow(missing_docs)]
+    /// A timer's `timers` row was deleted: it fired, or its deadline no longer applies.
     TimerRemoved(TimerItem),
-    #[allow(missing_docs)]
+    /// A worker task became IN_PROGRESS: its `running` row was written.
     RunningAdded(RunningItem),
-    #[allow(missing_docs)]
+    /// A worker task's `running` row was deleted: it left IN_PROGRESS, or its workflow ended.
     RunningRemoved(RunningItem),
 }
 

@@ -5,7 +5,7 @@ use crate::dsl::WorkflowTask;
 use crate::event::{Event, TaskScheduled};
 use crate::expr::{Scope, resolve_object};
 use crate::plan::{PlanTask, TaskKind};
-use crate::rows::queue_name;
+use crate::queue::QueueName;
 use crate::state::{Object, TaskState, TaskStatus, WorkflowStatus};
 use serde_json::Value;
 
@@ -229,9 +229,9 @@ impl Decider<'_, '_> {
         // Workers poll by type and domain only, so the queue name carries nothing else; execution
         // namespaces and isolation groups are recorded on the task but do not split its queue yet.
         let queue = if worker {
-            Some(queue_name(&task_type, domain.as_deref(), None, None))
+            Some(QueueName::worker(&task_type, domain.as_deref()).into_string())
         } else if kind.is_executed_by_leader() {
-            Some(crate::rows::system_queue(&task_type))
+            Some(QueueName::system(&task_type).into_string())
         } else {
             None
         };

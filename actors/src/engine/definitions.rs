@@ -1,0 +1,88 @@
+//! Task and workflow definitions and event handlers: changes proposed through Raft, reads from
+//! the local replica.
+
+use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
+use overture_core::validate;
+use overture_raft::Request;
+use overture_raft::codec::JsonBytes;
+
+use super::Engine;
+use crate::error::Error;
+
+impl Engine {
+    /// Creates or replaces task definitions.
+    pub async fn put_task_defs(&self, mut defs: Vec<TaskDef>) -> Result<(), Error> {
+        let now = crate::now_ms();
+        for def in &mut defs {
+            validate::task_def(def).map_err(Error::Invalid)?;
+            def.audit.create_time = Some(now);
+            def.audit.update_time = None;
+            def.audit.updated_by = None;
+        }
+        self.propose(Request::PutTaskDefs { defs: defs.iter().map(JsonBytes::of).collect() }).await
+    }
+
+    /// Replaces an existing task definition.
+    pub async fn update_task_def(&self, def: TaskDef) -> Result<(), Error> {
+        validate::task_def(&def).map_err(Error::Invalid)?;
+        self.propose(Request::UpdateTaskDef { def: JsonBytes::of(&def), time: crate::now_ms() }).await
+    }
+
+    /// Removes a task definition.
+    pub async fn delete_task_def(&self, name: &str) -> Result<(), Error> {
+        self.propose(Request::DeleteTaskDef { name: name.to_owned() }).await
+    }
+
+    /// Adds an event handler (`create`), or replaces an existing one.
+    pub async fn put_event_handler(&self, handler: EventHandler, create: bool) -> Result<(), Error> {
+        validate::event_handler(&handler).map_err(Error::Invalid)?;
+        self.propose(Request::PutEventHandler { handler: JsonBytes::of(&handler), create }).await
+    }
+
+    /// Removes an event handler.
+    pub async fn delete_event_handler(&self, name: &str) -> Result<(), Error> {
+        self.propose(Request::DeleteEventHandler { name: name.to_owned() }).await
+    }
+
+    /// Every event handler.
+    pub fn event_handlers(&self) -> Result<Vec<EventHandler>, Error> {
+        Ok(self.read().event_handlers()?)
+    }
+
+    /// A task definition.
+    pub fn task_def(&self, name: &str) -> Result<TaskDef, Error> {
+        self.read().task_def(name)?.ok_or_else(|| Error::NotFound(format!("No such taskType found by name: {name}")))
+    }
+
+    /// Every task definition.
+    pub fn task_defs(&self) -> Result<Vec<TaskDef>, Error> {
+        Ok(self.read().task_defs()?)
+    }
+
+    /// Stores workflow definitions; with `overwrite` false an existing `(name, version)` conflicts.
+    pub async fn put_workflow_defs(&self, defs: Vec<WorkflowDef>, overwrite: bool) -> Result<(), Error> {
+        for def in &defs {
+            validate::workflow_def(def).map_err(Error::Invalid)?;
+        }
+        let defs = defs.iter().map(JsonBytes::of).collect();
+        self.propose(Request::PutWorkflowDefs { defs, overwrite, time: crate::now_ms() }).await
+    }
+
+    /// Removes one version of a workflow definition.
+    pub async fn delete_workflow_def(&self, name: &str, version: i32) -> Result<(), Error> {
+        self.propose(Request::DeleteWorkflowDef { name: name.to_owned(), version }).await
+    }
+
+    /// A workflow definition: `version`, or the latest.
+    pub fn workflow_def(&self, name: &str, version: Option<i32>) -> Result<WorkflowDef, Error> {
+        self.read().workflow_def(name, version)?.ok_or_else(|| {
+            let v = version.map_or_else(|| "null".to_owned(), |v| v.to_string());
+            Error::NotFound(format!("No such workflow found by name: {name}, version: {v}"))
+        })
+    }
+
+    /// Every version of every workflow definition.
+    pub fn workflow_defs(&self) -> Result<Vec<WorkflowDef>, Error> {
+        Ok(self.read().workflow_defs()?)
+    }
+}

@@ -1,0 +1,161 @@
+//! Workflow executions: start, synchronous execution, operations, removal and reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use overture_core::dsl::StartWorkflowRequest;
+use overture_core::queries;
+use overture_core::{Command, Plan, WorkflowState};
+use overture_raft::Request;
+
+use super::Engine;
+use crate::error::Error;
+use crate::names;
+use crate::workflows::{fill_task_defs, prepare_start};
+
+impl Engine {
+    /// Starts a workflow and returns its id once the start is committed.
+    pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
+        let leader = self.leader()?;
+        let workflow_id = crate::new_id();
+        let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
+        let started = match prepare_start(self.read(), request, workflow_id, None) {
+            Ok(cmd) => leader.workflows.start_workflow(cmd).await,
+            Err(e) => Err(e),
+        };
+        // Refusals that are the request's doing; a 503 during an election is not a start error.
+        // A name with no definition gets no series of its own: anyone can send any name.
+        let label = match &started {
+            Err(Error::NotFound(_)) => Some(names::UNKNOWN_LABEL.to_owned()),
+            Err(Error::BadRequest(_) | Error::Invalid(_) | Error::Conflict(_)) => {
+                Some(names::workflow_label(&name.unwrap_or_default()))
+            }
+            _ => None,
+        };
+        if let Some(label) = label {
+            metrics::counter!(names::WORKFLOW_START_ERROR, "workflowName" => label).increment(1);
+        }
+        started
+    }
+
+    /// Starts a workflow and waits, up to `wait`, until it ends, blocks on a WAIT without a
+    /// deadline, or finishes one of `wait_refs`. Woken by the commits that change it. Answers
+    /// the workflow and whether the wait ran out.
+    pub async fn execute_sync(
+        &self,
+        request: StartWorkflowRequest,
+        wait_refs: &[String],
+        wait: Duration,
+    ) -> Result<(WorkflowState, bool), Error> {
+        let id = self.start_workflow(request).await?;
+        let watch = self.leader()?.host.watchers.watch(&id);
+        let deadline = tokio::time::Instant::now() + wait;
+        let result = loop {
+            let notified = watch.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wf = self.workflow(&id)?;
+            if queries::settled(&wf, wait_refs) {
+                break (wf, false);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => break (self.workflow(&id)?, true),
+            }
+        };
+        Ok(result)
+    }
+
+    /// Sends an operation (pause, resume, retry, skip, ...) to a workflow.
+    pub async fn operate(&self, workflow_id: &str, command: overture_core::Command) -> Result<(), Error> {
+        self.workflow(workflow_id)?;
+        self.leader()?.workflows.command(workflow_id, command).await.map(|_| ())
+    }
+
+    /// `POST /workflow/{id}/retry?resumeSubworkflowTasks=`: runs the failed tasks again. With
+    /// `resume_subworkflows`, a failed SUB_WORKFLOW task whose child can be retried is not run
+    /// again with a new child: the child is retried (the same way, recursively) and the task
+    /// waits for it.
+    pub async fn retry(&self, workflow_id: &str, resume_subworkflows: bool) -> Result<(), Error> {
+        let mut resume = Vec::new();
+        let mut children = Vec::new();
+        if resume_subworkflows {
+            let wf = self.workflow(workflow_id)?;
+            for (t, child_id) in queries::ended_children(&wf) {
+                if self.workflow(child_id).is_ok_and(|child| queries::retryable(&child)) {
+                    resume.push(t.task_id.clone());
+                    children.push((t.task_id.clone(), child_id.to_owned()));
+                }
+            }
+        }
+        // The parent first, so it waits for its children before they can end again.
+        self.operate(workflow_id, Command::Retry { resume }).await?;
+        for (task_id, child_id) in children {
+            if let Err(e) = Box::pin(self.retry(&child_id, true)).await {
+                // The child could not be retried after all: tell the waiting task how it ended.
+                tracing::warn!(workflow_id, child_id, error = %e, "retrying a sub-workflow failed");
+                let child = self.workflow(&child_id)?;
+                let ended = overture_core::command::ChildEnded {
+                    task_id,
+                    child_id: child_id.clone(),
+                    status: child.header.status,
+                    output: child.header.output.clone(),
+                    reason: child.header.reason_for_incompletion.clone(),
+                };
+                self.operate(workflow_id, Command::ChildEnded(Box::new(ended))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restarts a finished workflow, on the latest version of its definition if asked.
+    pub async fn restart(&self, workflow_id: &str, use_latest_definitions: bool) -> Result<(), Error> {
+        let wf = self.workflow(workflow_id)?;
+        let plan = if use_latest_definitions {
+            let name = &wf.header.workflow_name;
+            let mut def = self
+                .read()
+                .workflow_def(name, None)?
+                .ok_or_else(|| Error::NotFound(format!("No such workflow found by name: {name}, version: null")))?;
+            fill_task_defs(self.read(), &mut def.tasks)?;
+            Some(Arc::new(Plan::new(def)))
+        } else {
+            None
+        };
+        self.operate(workflow_id, overture_core::Command::Restart { plan }).await
+    }
+
+    /// Deletes a workflow execution. With `archive` (Conductor's default) only a finished one.
+    pub async fn remove_workflow(&self, workflow_id: &str, archive: bool) -> Result<(), Error> {
+        let wf = self.workflow(workflow_id)?;
+        if archive && !wf.header.status.is_terminal() {
+            return Err(Error::BadRequest(format!(
+                "Workflow {workflow_id} is {}: only a finished workflow can be archived",
+                wf.header.status.as_str()
+            )));
+        }
+        self.leader()?.workflows.stop_actor(workflow_id);
+        self.propose(Request::RemoveWorkflow { workflow_id: workflow_id.to_owned() }).await
+    }
+
+    /// Workflow actors live on this node (none unless it leads).
+    pub fn live_actors(&self) -> usize {
+        self.leader().map_or(0, |l| l.workflows.live_actors())
+    }
+
+    /// An execution, from the local replica.
+    pub fn workflow(&self, id: &str) -> Result<WorkflowState, Error> {
+        crate::workflows::workflow(self.read(), id)
+    }
+
+    /// A workflow's header (status, input, output, variables, times), without its tasks.
+    pub fn workflow_header(&self, id: &str) -> Result<overture_core::WorkflowHeader, Error> {
+        self.read().workflow_header(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
+    }
+
+    /// Terminates a workflow.
+    pub async fn terminate(&self, id: &str, reason: Option<String>) -> Result<(), Error> {
+        self.workflow(id)?;
+        self.leader()?.workflows.terminate(id, reason).await
+    }
+}

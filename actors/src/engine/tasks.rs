@@ -1,0 +1,195 @@
+//! Tasks: polls, results, signals, logs, queues and the gauges a scrape computes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use overture_core::queries;
+use overture_core::queue::QueueName;
+use overture_core::{Object, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
+use overture_raft::keys::TaskLogRow;
+use serde_json::value::RawValue;
+
+use super::{Engine, PollRecord};
+use crate::actor::UpdateOutcome;
+use crate::error::Error;
+use crate::names;
+
+impl Engine {
+    /// Hands up to `count` tasks of a type (and domain) to a worker, waiting up to `wait` for
+    /// the first one. Each is committed as polled before it is returned.
+    pub async fn poll(
+        &self,
+        task_type: &str,
+        domain: Option<&str>,
+        worker_id: Option<String>,
+        count: usize,
+        wait: Duration,
+    ) -> Result<Vec<Box<RawValue>>, Error> {
+        let queue = QueueName::worker(task_type, domain);
+        if queue.is_system() {
+            return Err(Error::BadRequest(format!(
+                "{queue} is an internal queue of the server; workers cannot poll it"
+            )));
+        }
+        let leader = self.leader()?;
+        leader.host.polls.record(task_type, domain, worker_id.as_deref(), crate::now_ms());
+        leader.workflows.poll_queue(queue.as_str(), task_type, worker_id, count, wait).await
+    }
+
+    /// Records a task result.
+    pub async fn update_task(&self, update: TaskUpdate) -> Result<UpdateOutcome, Error> {
+        self.leader()?.workflows.update_task(update).await
+    }
+
+    /// Records a task result, then hands the same worker the next task of that queue, if any
+    /// (`POST /tasks/update-v2`).
+    pub async fn update_task_and_poll(&self, update: TaskUpdate) -> Result<Option<Box<RawValue>>, Error> {
+        let worker_id = update.worker_id.clone();
+        let workflows = self.leader()?.workflows.clone();
+        let outcome = workflows.update_task(update).await?;
+        let Some(queue) = outcome.queue.filter(|_| outcome.terminal) else { return Ok(None) };
+        let mut next = workflows.poll_queue(&queue, &outcome.task_type, worker_id, 1, Duration::ZERO).await?;
+        Ok(next.pop())
+    }
+
+    /// Updates the first open task with this reference name; `None` if there is none.
+    pub async fn update_task_by_ref(
+        &self,
+        workflow_id: &str,
+        reference: &str,
+        status: TaskResultStatus,
+        output: Object,
+        worker_id: Option<String>,
+    ) -> Result<Option<String>, Error> {
+        self.workflow(workflow_id)?;
+        self.leader()?.workflows.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
+    }
+
+    /// Signals a workflow: updates the task it is blocked on (its first open WAIT or HUMAN task,
+    /// else its first open worker task) with `status` and `output`. Returns the task's id, or
+    /// `None` if nothing was waiting.
+    pub async fn signal(
+        &self,
+        workflow_id: &str,
+        status: TaskResultStatus,
+        output: Object,
+    ) -> Result<Option<String>, Error> {
+        let wf = self.workflow(workflow_id)?;
+        let load = |id: &str| self.workflow(id).ok();
+        let target = queries::signal_target(&wf, &load).unwrap_or_else(|| workflow_id.to_owned());
+        self.leader()?.workflows.update_by_ref(&target, None, status, output, None).await
+    }
+
+    /// Appends a line to a task's execution log.
+    pub async fn add_task_log(&self, task_id: &str, log: String) -> Result<(), Error> {
+        let owner = crate::workflows::task_owner(self.read(), task_id)?;
+        self.leader()?.workflows.add_log(&owner, task_id.to_owned(), log).await
+    }
+
+    /// A task and its workflow, from the local replica.
+    pub fn task(&self, task_id: &str) -> Result<(WorkflowState, TaskState), Error> {
+        crate::workflows::task(self.read(), task_id)
+    }
+
+    /// A task's execution log.
+    pub fn task_logs(&self, task_id: &str) -> Result<Vec<TaskLogRow>, Error> {
+        Ok(self.read().task_logs(task_id)?)
+    }
+
+    /// The gauges a metrics scrape computes on the spot (`task_queue_depth` and
+    /// `overture_task_polls_waiting` by queue on the leader, `workflow_running` by name from the
+    /// index), as `(metric, label name, label value, value)`. They are rendered from this list
+    /// rather than kept in the recorder, so a queue that is gone or a name with nothing running
+    /// leaves no series behind. Past [`names::MAX_LABEL_VALUES`] label values (queues polled once
+    /// and not yet forgotten, names), the smallest are summed under [`names::OTHER_LABEL`].
+    pub fn scrape_gauges(&self) -> Vec<(&'static str, &'static str, String, f64)> {
+        let mut out = Vec::new();
+        let mut add = |metric: &'static str, label: &'static str, values: Vec<(String, u64)>| {
+            for (value, n) in capped(values) {
+                out.push((metric, label, value, n as f64));
+            }
+        };
+        if let Some(leader) = self.inner.leader.read().clone() {
+            let widen = |v: Vec<(String, usize)>| v.into_iter().map(|(q, n)| (q, n as u64)).collect();
+            add(names::TASK_QUEUE_DEPTH, "queue", widen(leader.host.queues.depths()));
+            add(names::TASK_POLLS_WAITING, "queue", widen(leader.host.queues.waiting_polls()));
+        }
+        match self.read().running_counts() {
+            Ok(counts) => add(names::WORKFLOW_RUNNING, "workflowName", counts.into_iter().collect()),
+            Err(e) => tracing::warn!(error = %e, "counting running workflows"),
+        }
+        out
+    }
+
+    /// Tasks waiting per task type (domain-less queues), from the local replica.
+    pub fn queue_sizes(&self, task_types: &[String]) -> Result<BTreeMap<String, usize>, Error> {
+        let mut out = BTreeMap::new();
+        for t in task_types {
+            out.insert(t.clone(), self.read().queue_size(t)?);
+        }
+        Ok(out)
+    }
+
+    /// Every worker queue and the tasks waiting in it, by queue name.
+    pub fn queue_all(&self) -> Result<BTreeMap<String, usize>, Error> {
+        let mut out = BTreeMap::new();
+        for item in self.read().queue_entries()? {
+            if !QueueName::is_system_name(&item.queue) {
+                *out.entry(item.queue).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Conductor's poll data for every queue of `task_type` (all queues if `None`), as the
+    /// leader saw them.
+    pub fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
+        Ok(self
+            .leader()?
+            .host
+            .polls
+            .all()
+            .into_iter()
+            .filter_map(|((domain, name), time, worker)| {
+                task_type.is_none_or(|t| t == name).then_some(PollRecord {
+                    task_type: name,
+                    domain,
+                    worker_id: worker,
+                    last_poll_time: time,
+                })
+            })
+            .collect())
+    }
+
+    /// The events of an execution, oldest first, with their revisions.
+    pub fn history(&self, workflow_id: &str) -> Result<Vec<(u64, overture_core::Event)>, Error> {
+        self.workflow(workflow_id)?;
+        Ok(self.read().events(workflow_id)?)
+    }
+
+    /// Waits up to `timeout` for this node to serve writes.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        let mut watch = self.inner.replica.leadership_watch();
+        while started.elapsed() < timeout && !self.is_ready() {
+            // Leader services start right after the Raft state change this wakes on.
+            let _ = tokio::time::timeout(Duration::from_millis(20), watch.changed()).await;
+        }
+        self.is_ready()
+    }
+}
+
+/// A scrape-time gauge's values, at most [`names::MAX_LABEL_VALUES`] of them: the largest, and
+/// the rest summed under [`names::OTHER_LABEL`] (nothing there if they sum to 0).
+fn capped(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    if values.len() <= names::MAX_LABEL_VALUES {
+        return values;
+    }
+    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rest: u64 = values.iter().skip(names::MAX_LABEL_VALUES).map(|(_, n)| n).sum();
+    values.truncate(names::MAX_LABEL_VALUES);
+    if rest > 0 {
+        values.push((names::OTHER_LABEL.to_owned(), rest));
+    }
+    values
+}
