@@ -265,6 +265,17 @@ impl Event {
         }
     }
 
+    /// Every task whose state this event changes: its task, and for a retry's `TaskScheduled`
+    /// also the attempt it retries (marked retried). The state machine rewrites these tasks'
+    /// rows; a task this leaves out would keep a stale row on disk.
+    pub fn changed_tasks(&self) -> impl Iterator<Item = u32> {
+        let retried = match self {
+            Event::TaskScheduled(s) => s.retry_of,
+            _ => None,
+        };
+        self.task_seq().into_iter().chain(retried)
+    }
+
     /// A short name for logs, metrics and the history endpoint.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -70,9 +70,14 @@ pub fn settled(wf: &WorkflowState, wait_refs: &[String]) -> bool {
 }
 
 /// Whether retention may delete this execution, chosen for having ended by `ended_before`: it is
-/// still ended, by then, and done with its follow-ups (telling its parent, starting its failure
-/// workflow, publishing its status, cancelling its children), which keep timers while pending.
+/// still ended, by then, and done with its follow-ups, which keep timers while pending: telling
+/// its parent, starting its failure workflow and publishing its status (workflow timers), and
+/// terminating the children of its canceled SUB_WORKFLOW tasks (task timers).
 pub fn purgeable(wf: &WorkflowState, ended_before: i64) -> bool {
     let h = &wf.header;
-    h.status.is_terminal() && h.end_time > 0 && h.end_time <= ended_before && rows::workflow_timers(wf).is_empty()
+    h.status.is_terminal()
+        && h.end_time > 0
+        && h.end_time <= ended_before
+        && rows::workflow_timers(wf).is_empty()
+        && wf.tasks.iter().all(|t| rows::task_timers(h, t).is_empty())
 }

@@ -197,7 +197,3 @@ pub fn workflow_timers(state: &WorkflowState) -> Vec<TimerItem> {
     .filter_map(|(kind, at)| at.map(|fire_at| TimerItem { fire_at, workflow_id: h.workflow_id.clone(), kind, seq: 0 }))
     .collect()
 }
-
-
-/// Prefix of the leader's executor queues (see [`crate::queue`], where queue names are made).
-pub use crate::queue::SYSTEM_PREFIX as SYSTEM_QUEUE_PREFIX;

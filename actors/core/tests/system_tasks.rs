@@ -666,8 +666,14 @@ fn a_failed_child_fails_its_parent_and_a_terminated_parent_cancels_its_child() {
         [TimerKind::CancelChild],
         "the child must be stopped"
     );
+    let ended_at = run.state.header.end_time;
+    assert!(
+        !overture_core::queries::purgeable(&run.state, ended_at + 1),
+        "retention keeps the parent until its child is stopped, or the child would run on orphaned"
+    );
     run.send(Command::ChildCanceled { seq: sub.seq }).expect("accepted");
     assert!(rows::task_timers(&run.state.header, run.task("sub")).is_empty(), "done once acknowledged");
+    assert!(overture_core::queries::purgeable(&run.state, ended_at + 1), "and then it may go");
 }
 
 #[test]

@@ -40,7 +40,7 @@ fn indexed(h: &WorkflowHeader) -> Indexed {
 
 /// What a batch's rows are written against: the rows the state implied before its events.
 struct Before {
-    /// Tasks the events name; their task rows are written.
+    /// Tasks the events change (`Event::changed_tasks`); their task rows are written.
     touched: BTreeSet<u32>,
     /// Tasks the events create; their id lookups are written.
     created: BTreeSet<u32>,
@@ -62,7 +62,7 @@ impl Before {
         // A reopened workflow (retry, restart, rerun) may drop tasks and runs again: every
         // task's rows are re-derived, and dropped tasks' rows deleted.
         let reopens = events.iter().any(|e| matches!(e, Event::WorkflowReopened(_)));
-        let touched: BTreeSet<u32> = events.iter().filter_map(|e| e.task_seq()).collect();
+        let touched: BTreeSet<u32> = events.iter().flat_map(|e| e.changed_tasks()).collect();
         let created = events
             .iter()
             .filter_map(|e| if let Event::TaskScheduled(s) = e { Some(s.task.seq) } else { None })
