@@ -3,9 +3,9 @@
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 use overture_raft::ReplicaOptions;
+use overture_raft::StateMachine;
 use overture_raft::log_store::LogStore;
 use overture_raft::replica::Storage;
-use overture_raft::StateMachine;
 use overture_raft::types::TypeConfig;
 
 struct Builder;
