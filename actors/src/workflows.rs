@@ -146,6 +146,7 @@ impl Workflows {
 
     /// Records a task result, in whichever workflow the task belongs to.
     pub async fn update_task(&self, update: TaskUpdate) -> Result<UpdateOutcome, Error> {
+        // Not serving: say so, rather than whether the task exists on a stale view.
         self.host().serving()?;
         let owner = task_owner(self.read(), &update.task_id)?;
         let status = update.status;

@@ -111,8 +111,8 @@ fn task_updated(state: &mut WorkflowState, u: &TaskUpdated) {
         t.status = u.status;
         if let Some(output) = &u.output {
             t.output = output.clone();
-            if t.kind() == TaskKind::SubWorkflow
-                && let Some(id) = output.get("subWorkflowId").and_then(|v| v.as_str())
+            if let Some(id) = output.get("subWorkflowId").and_then(|v| v.as_str())
+                && t.kind() == TaskKind::SubWorkflow
             {
                 t.sub_workflow_id = Some(id.to_owned());
             }

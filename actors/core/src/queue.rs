@@ -28,11 +28,6 @@ impl QueueName {
         QueueName(format!("{SYSTEM_PREFIX}{task_type}"))
     }
 
-    /// A name as stored in a queue row or a task.
-    pub fn stored(name: &str) -> QueueName {
-        QueueName(name.to_owned())
-    }
-
     /// Whether `name` (as stored) is an internal queue of the leader's executor.
     pub fn is_system_name(name: &str) -> bool {
         name.starts_with(SYSTEM_PREFIX)

@@ -131,9 +131,10 @@ impl Shared {
             evolve::evolve(&mut state, event);
             def_hash = self.write_event(wb, &state, event, def_hash);
         }
-        self.write_rows(wb, changes, &state, &before);
+        let ends = before.ends;
         self.write_index(inner, wb, &state, &before.indexed);
-        if before.ends {
+        self.write_rows(wb, changes, &state, before);
+        if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
         }
         changes.workflows.push(id.to_owned());
@@ -192,7 +193,7 @@ impl Shared {
     }
 
     /// Task rows, id lookups and the difference in derived rows, against `before`.
-    fn write_rows(&self, wb: &mut WriteBatch, changes: &mut Changes, state: &WorkflowState, before: &Before) {
+    fn write_rows(&self, wb: &mut WriteBatch, changes: &mut Changes, state: &WorkflowState, before: Before) {
         let (db, id) = (&self.db, state.header.workflow_id.as_str());
         // Tasks a reopen dropped: their rows, their id lookups and what they implied.
         for (seq, task_id, task_type) in &before.before_reopen {
@@ -225,7 +226,7 @@ impl Shared {
             write_diff_all(db, wb, changes, old_t, new_t);
             write_diff(db, wb, changes, old_r, new_r);
         }
-        write_diff_all(db, wb, changes, before.workflow_timers.clone(), rows::workflow_timers(state));
+        write_diff_all(db, wb, changes, before.workflow_timers, rows::workflow_timers(state));
     }
 
     /// The search index rows and counts, if what they are keyed by changed.
