@@ -153,7 +153,7 @@ async fn run_action(
                 idempotency_strategy: None,
                 external_input_payload_storage_path: None,
             };
-            workflows.start_child(request, crate::derived_id("event", key), None).await
+            workflows.start_child(request, crate::derived_id("event", key).into(), None).await
         }
         "complete_task" | "fail_task" => {
             let params = if action.action == "complete_task" {

@@ -200,7 +200,7 @@ async fn sub_workflow(workflows: &Workflows, task: &Value) -> Outcome {
         external_input_payload_storage_path: None,
     };
     let child_id = crate::derived_id("sub-workflow", task_id);
-    match workflows.start_child(request, child_id.clone(), Some((parent_id.to_owned(), task_id.to_owned()))).await {
+    match workflows.start_child(request, child_id.clone().into(), Some((parent_id.into(), task_id.to_owned()))).await {
         Ok(()) => Outcome {
             status: TaskResultStatus::InProgress,
             output: Map::from_iter([("subWorkflowId".to_owned(), Value::String(child_id))]),
@@ -230,7 +230,7 @@ async fn start_workflow(workflows: &Workflows, task: &Value) -> Outcome {
         }
     }
     let id = crate::derived_id("start-workflow", task["taskId"].as_str().unwrap_or_default());
-    match workflows.start_child(request, id.clone(), None).await {
+    match workflows.start_child(request, id.clone().into(), None).await {
         Ok(()) => Outcome {
             status: TaskResultStatus::Completed,
             output: Map::from_iter([("workflowId".to_owned(), Value::String(id))]),

@@ -9,7 +9,7 @@
 use overture_core::command::{ChildEnded, Command};
 use overture_core::dsl::StartWorkflowRequest;
 use overture_core::rows::{TimerItem, TimerKind};
-use overture_core::{WorkflowState, WorkflowStatus, render};
+use overture_core::{WorkflowId, WorkflowState, WorkflowStatus, render};
 
 use crate::error::Error;
 use crate::workflows::{Workflows, prepare_start};
@@ -52,7 +52,7 @@ async fn notify_parent(workflows: &Workflows, child_id: &str) -> Result<(), Erro
     if let (Some(parent), Some(task_id)) = (&h.parent_workflow_id, &h.parent_workflow_task_id) {
         let ended = ChildEnded {
             task_id: task_id.clone(),
-            child_id: child_id.to_owned(),
+            child_id: child_id.into(),
             status: h.status,
             output: h.output.clone(),
             reason: h.reason_for_incompletion.clone(),
@@ -69,7 +69,7 @@ async fn start_failure_workflow(workflows: &Workflows, workflow_id: &str) -> Res
     let failed = workflows.workflow(workflow_id)?;
     let started = match failure_workflow_request(&failed) {
         Some(request) => {
-            let id = crate::derived_id("failure-workflow", workflow_id);
+            let id: WorkflowId = crate::derived_id("failure-workflow", workflow_id).into();
             match prepare_start(workflows.read(), request, id.clone(), None) {
                 Ok(cmd) => match workflows.start_workflow(cmd).await {
                     Ok(_) | Err(Error::Conflict(_)) => Ok(id),
@@ -127,7 +127,7 @@ fn failure_workflow_request(failed: &WorkflowState) -> Option<StartWorkflowReque
     }
     let h = &failed.header;
     let mut input = h.input.clone();
-    input.insert("workflowId".into(), h.workflow_id.clone().into());
+    input.insert("workflowId".into(), h.workflow_id.to_string().into());
     input.insert("reason".into(), h.reason_for_incompletion.clone().into());
     input.insert("failureStatus".into(), h.status.as_str().into());
     let failed_task = failed.tasks.iter().rev().find(|t| !t.status.is_successful());

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use overture_core::WorkflowId;
 use overture_raft::Replica;
 use tokio::sync::{Notify, watch};
 
@@ -101,7 +102,7 @@ impl Host {
 /// Waiters on a workflow's next committed change (synchronous execution).
 #[derive(Default)]
 pub(crate) struct Watchers {
-    waiting: parking_lot::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
+    waiting: parking_lot::Mutex<std::collections::HashMap<WorkflowId, Arc<Notify>>>,
 }
 
 /// A watch on one workflow: its notifier is woken whenever the workflow changes. Dropping it
@@ -109,7 +110,7 @@ pub(crate) struct Watchers {
 /// and dropped the request), so no watch outlives its caller.
 pub(crate) struct Watch {
     watchers: Arc<Watchers>,
-    workflow_id: String,
+    workflow_id: WorkflowId,
     notify: Arc<Notify>,
 }
 
@@ -134,9 +135,9 @@ impl Drop for Watch {
 impl Watchers {
     /// Watches `workflow_id` until the returned [`Watch`] is dropped.
     pub fn watch(self: &Arc<Self>, workflow_id: &str) -> Watch {
-        let notify = self.waiting.lock().entry(workflow_id.to_owned()).or_default().clone();
+        let notify = self.waiting.lock().entry(workflow_id.into()).or_default().clone();
         metrics::gauge!(names::SYNC_EXECUTIONS_WAITING).increment(1.0);
-        Watch { watchers: self.clone(), workflow_id: workflow_id.to_owned(), notify }
+        Watch { watchers: self.clone(), workflow_id: workflow_id.into(), notify }
     }
 
     /// Wakes whoever watches `workflow_id`.

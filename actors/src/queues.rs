@@ -19,6 +19,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use overture_core::WorkflowId;
 use overture_core::rows::QueueItem;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
@@ -86,7 +87,7 @@ pub struct Popped {
     /// Conductor's `taskId` of the popped task.
     pub task_id: String,
     /// Id of the workflow the task belongs to.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     /// When it became ready, epoch millis.
     pub ready_at: i64,
     /// Its workflow's priority.
@@ -200,7 +201,12 @@ impl TaskQueues {
         while out.len() < count {
             let Some(((Reverse(priority), ready_at, _), task_id)) = q.ready.pop_first() else { break };
             if let Some(entry) = q.entries.remove(&task_id) {
-                out.push(Popped { task_id: task_id.text(), workflow_id: entry.workflow_id.text(), ready_at, priority });
+                out.push(Popped {
+                    task_id: task_id.text(),
+                    workflow_id: entry.workflow_id.text().into(),
+                    ready_at,
+                    priority,
+                });
             }
         }
         out
@@ -360,7 +366,13 @@ mod tests {
     use super::*;
 
     fn item(queue: &str, task: &str, priority: i32, ready_at: i64) -> QueueItem {
-        QueueItem { queue: queue.into(), task_id: task.into(), workflow_id: format!("wf-{task}"), priority, ready_at }
+        QueueItem {
+            queue: queue.into(),
+            task_id: task.into(),
+            workflow_id: format!("wf-{task}").into(),
+            priority,
+            ready_at,
+        }
     }
 
     fn ids(popped: Vec<Popped>) -> Vec<String> {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use overture_core::WorkflowId;
 use overture_raft::{ReadView, Replica, Request, Response};
 use tokio::sync::watch;
 
@@ -73,7 +74,7 @@ pub(crate) async fn sweep(replica: &Replica, retention: Retention, now: i64) -> 
 }
 
 /// Ended executions past their retention, each with the latest end time that still makes it so.
-fn expired(read: &ReadView, default: Duration, now: i64) -> Result<Vec<(String, i64)>, Error> {
+fn expired(read: &ReadView, default: Duration, now: i64) -> Result<Vec<(WorkflowId, i64)>, Error> {
     let default_ms = default.as_millis() as i64;
     // Retention by definition (name, version), where one is set.
     let mut by_def: HashMap<(String, i32), i64> = HashMap::new();

@@ -105,7 +105,7 @@ async fn fire(scheduler: &Scheduler, s: &WorkflowSchedule, due: i64, now: i64) -
         scheduled_time: due,
         execution_time: now,
         workflow_name: s.workflow_name().to_owned(),
-        workflow_id: Some(workflow_id.clone()),
+        workflow_id: Some(workflow_id.clone().into()),
         reason: None,
         state: "EXECUTED".into(),
         zone_id: s.zone_id.clone(),
@@ -156,13 +156,13 @@ fn start_batch(
     input.insert("_scheduledTime".into(), due.into());
     input.insert("_executedTime".into(), now.into());
     let read = host.replica.read();
-    let cmd = crate::workflows::prepare_start(read, request, workflow_id.to_owned(), None)?;
+    let cmd = crate::workflows::prepare_start(read, request, workflow_id.into(), None)?;
     let scripts = cmd.plan.runs_scripts();
     let (_, events) = blocking_if(scripts, || {
         let env = LeaderEnv { read, polls: &host.polls, jq: &host.jq };
         decide::start(cmd, &mut Ctx { now, ids: &mut UuidIds, env: &env })
     });
-    Ok(WorkflowBatch { workflow_id: workflow_id.to_owned(), expected_revision: 0, events })
+    Ok(WorkflowBatch { workflow_id: workflow_id.into(), expected_revision: 0, events })
 }
 
 impl Scheduler {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use overture_core::search::{Condition, Fields, Literal, Op, Query, Sort, TASK_FIELDS, WORKFLOW_FIELDS};
-use overture_core::{WorkflowHeader, WorkflowState, WorkflowStatus};
+use overture_core::{WorkflowHeader, WorkflowId, WorkflowState, WorkflowStatus};
 use overture_raft::ReadView;
 use overture_raft::search::{FoundTask, Page, Window};
 use tracing::Instrument;
@@ -95,7 +95,7 @@ impl Engine {
     }
 
     /// Executions (with their tasks) for `ids`, in order, skipping any removed meanwhile.
-    pub async fn workflows(&self, ids: Vec<String>) -> Result<Vec<WorkflowState>, Error> {
+    pub async fn workflows(&self, ids: Vec<WorkflowId>) -> Result<Vec<WorkflowState>, Error> {
         self.read_blocking("load", move |read| {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
@@ -142,7 +142,7 @@ impl Engine {
         name: &str,
         version: i32,
         time_range: Option<(i64, i64)>,
-    ) -> Result<Vec<String>, Error> {
+    ) -> Result<Vec<WorkflowId>, Error> {
         let mut conditions = vec![text("workflowType", name), number("version", Op::Eq, i64::from(version))];
         match time_range {
             Some((from, to)) => {

@@ -10,7 +10,7 @@ use overture_core::command::Command;
 use overture_core::dsl::{StartWorkflowRequest, WorkflowTask};
 use overture_core::queue::QueueName;
 use overture_core::validate;
-use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
+use overture_core::{Object, Plan, StartWorkflow, TaskResultStatus, TaskState, TaskUpdate, WorkflowId, WorkflowState};
 use overture_raft::ReadView;
 use serde_json::value::RawValue;
 
@@ -77,7 +77,7 @@ impl Workflows {
     }
 
     /// Starts a workflow; answers the id of the workflow that runs for the request.
-    pub async fn start_workflow(&self, cmd: StartWorkflow) -> Result<String, Error> {
+    pub async fn start_workflow(&self, cmd: StartWorkflow) -> Result<WorkflowId, Error> {
         let id = cmd.workflow_id.clone();
         self.send(&id, Box::new(cmd), WorkflowMsg::Start).await
     }
@@ -160,8 +160,8 @@ impl Workflows {
     pub async fn start_child(
         &self,
         request: StartWorkflowRequest,
-        workflow_id: String,
-        parent: Option<(String, String)>,
+        workflow_id: WorkflowId,
+        parent: Option<(WorkflowId, String)>,
     ) -> Result<(), Error> {
         self.host().serving()?;
         if self.read().workflow(&workflow_id)?.is_some() {
@@ -342,7 +342,7 @@ pub(crate) fn workflow(read: &ReadView, id: &str) -> Result<WorkflowState, Error
 }
 
 /// The id of the workflow a task belongs to.
-pub(crate) fn task_owner(read: &ReadView, task_id: &str) -> Result<String, Error> {
+pub(crate) fn task_owner(read: &ReadView, task_id: &str) -> Result<WorkflowId, Error> {
     Ok(read
         .task_owner(task_id)?
         .ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?
@@ -364,8 +364,8 @@ pub(crate) fn task(read: &ReadView, task_id: &str) -> Result<(WorkflowState, Tas
 pub(crate) fn prepare_start(
     read: &ReadView,
     request: StartWorkflowRequest,
-    workflow_id: String,
-    parent: Option<(String, String)>,
+    workflow_id: WorkflowId,
+    parent: Option<(WorkflowId, String)>,
 ) -> Result<StartWorkflow, Error> {
     let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
     if let Some(strategy) = request.idempotency_strategy.as_deref()

@@ -7,7 +7,7 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use overture_actors::SearchRequest;
-use overture_core::render;
+use overture_core::{WorkflowId, render};
 use serde::Serialize;
 
 use crate::AppState;
@@ -37,7 +37,7 @@ pub(crate) async fn task_models(
     s: &AppState,
     found: &[overture_raft::search::FoundTask],
 ) -> Result<Vec<serde_json::Value>, ApiError> {
-    let mut ids: Vec<String> = found.iter().map(|t| t.workflow.workflow_id.clone()).collect();
+    let mut ids: Vec<WorkflowId> = found.iter().map(|t| t.workflow.workflow_id.clone()).collect();
     ids.sort();
     ids.dedup();
     let workflows = s.engine.workflows(ids).await?;
@@ -83,7 +83,7 @@ pub async fn workflows_by_tasks_v2(State(s): State<AppState>, q: Params) -> Resu
     full_workflows(&s, page.total, page.results.into_iter().map(|h| h.workflow_id).collect()).await
 }
 
-async fn full_workflows(s: &AppState, total: u64, ids: Vec<String>) -> Result<Response, ApiError> {
+async fn full_workflows(s: &AppState, total: u64, ids: Vec<WorkflowId>) -> Result<Response, ApiError> {
     let found = s.engine.workflows(ids).await?;
     let now = overture_actors::now_ms();
     json_response(&SearchResult {

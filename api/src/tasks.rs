@@ -206,7 +206,7 @@ pub async fn signal_sync(
     let now = overture_actors::now_ms();
     let mut response = serde_json::Map::new();
     response.insert("responseType".into(), strategy.into());
-    response.insert("targetWorkflowId".into(), wf.header.workflow_id.clone().into());
+    response.insert("targetWorkflowId".into(), wf.header.workflow_id.to_string().into());
     response.insert("targetWorkflowStatus".into(), wf.header.status.as_str().into());
     let blocking = wf.blocking_task();
     let body = match (strategy, blocking) {
@@ -297,7 +297,7 @@ fn poll_data(s: &AppState, task_type: Option<&str>) -> Result<Response, ApiError
         .poll_data(task_type)?
         .into_iter()
         .map(|p| PollData {
-            queue_name: p.task_type,
+            queue_name: p.task_type.into(),
             domain: p.domain,
             worker_id: p.worker_id,
             last_poll_time: p.last_poll_time,

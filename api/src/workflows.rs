@@ -17,7 +17,7 @@ use crate::{json_response, text_response};
 pub async fn start(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
     let request: StartWorkflowRequest = body.json(None)?;
     s.limits.check_workflow_input(&body, request.input.as_ref())?;
-    Ok(text_response(s.engine.start_workflow(request).await?))
+    Ok(text_response(s.engine.start_workflow(request).await?.into()))
 }
 
 /// `POST /workflow/{name}?version=&correlationId=&priority=`: start with the body as input.
@@ -42,7 +42,7 @@ pub async fn start_by_name(
         idempotency_strategy: None,
         external_input_payload_storage_path: None,
     };
-    Ok(text_response(s.engine.start_workflow(request).await?))
+    Ok(text_response(s.engine.start_workflow(request).await?.into()))
 }
 
 /// `GET /workflow/{id}?includeTasks=true`.
@@ -319,7 +319,7 @@ pub async fn execute(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the workflow: {e}")))?;
     if let Some(obj) = body.as_object_mut() {
         obj.insert("responseType".into(), "TARGET_WORKFLOW".into());
-        obj.insert("targetWorkflowId".into(), wf.header.workflow_id.clone().into());
+        obj.insert("targetWorkflowId".into(), wf.header.workflow_id.to_string().into());
         obj.insert("targetWorkflowStatus".into(), wf.header.status.as_str().into());
         if timed_out {
             obj.insert("signalTimeout".into(), true.into());

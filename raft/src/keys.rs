@@ -25,7 +25,7 @@
 //! keeps prefix scans exact.
 
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
-use overture_core::{Event, TaskState, WorkflowHeader};
+use overture_core::{Event, TaskState, WorkflowHeader, WorkflowId};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{JsonBytes, Versioned};
@@ -244,7 +244,7 @@ pub struct WorkflowRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRow {
     /// Id of the workflow the idempotency key started.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
 }
 
 /// Key of an idempotency row.
@@ -347,7 +347,7 @@ pub fn task_index(task_type: &str, task_id: &str) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRef {
     /// Id of the workflow that owns the task.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     /// The task's 1-based position in that workflow: its `wf_tasks` key is workflow id 0x00 seq.
     pub seq: u32,
 }

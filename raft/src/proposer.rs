@@ -146,7 +146,7 @@ mod tests {
 
     fn batch(id: usize) -> (Item, oneshot::Receiver<Result<Response, ProposeError>>) {
         let (reply, rx) = oneshot::channel();
-        ((WorkflowBatch { workflow_id: format!("w{id}"), expected_revision: 0, events: vec![] }, reply), rx)
+        ((WorkflowBatch { workflow_id: format!("w{id}").into(), expected_revision: 0, events: vec![] }, reply), rx)
     }
 
     /// What a write started with, and the switch that lets it finish.
@@ -163,7 +163,7 @@ mod tests {
         let (started_tx, started) = mpsc::unbounded_channel::<Started>();
         tokio::spawn(gather(rx, move |items: Vec<Item>| {
             let (finish, finished) = oneshot::channel();
-            let ids = items.iter().map(|(b, _)| b.workflow_id.clone()).collect();
+            let ids = items.iter().map(|(b, _)| b.workflow_id.to_string()).collect();
             let _ = started_tx.send((ids, finish));
             async move {
                 let _ = finished.await;

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 
 use overture_core::search::{Query, Sort, TaskDoc};
-use overture_core::{TaskState, WorkflowHeader};
+use overture_core::{TaskState, WorkflowHeader, WorkflowId};
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use crate::codec::decode;
@@ -345,7 +345,7 @@ impl ReadView {
                         break;
                     }
                     let task: TaskState = decode(&value).map_err(io_err)?;
-                    refs.push(TaskRef { workflow_id: id.to_owned(), seq: task.seq });
+                    refs.push(TaskRef { workflow_id: id.into(), seq: task.seq });
                 }
             }
         } else if let Some(types) = query.equals("taskType") {
@@ -355,7 +355,7 @@ impl ReadView {
         } else {
             refs = self.scan::<TaskRef>(keys::CF_TASKS, &[])?;
         }
-        let mut headers: HashMap<String, Option<std::sync::Arc<WorkflowHeader>>> = HashMap::new();
+        let mut headers: HashMap<WorkflowId, Option<std::sync::Arc<WorkflowHeader>>> = HashMap::new();
         let mut found = Vec::new();
         for r in refs {
             let header = match headers.get(&r.workflow_id) {

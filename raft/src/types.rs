@@ -4,7 +4,7 @@
 //! decision produced, guarded by the revision the decision was based on (the version guard); the
 //! state machine applies them only if the workflow is still at that revision.
 
-use overture_core::Event;
+use overture_core::{Event, WorkflowId};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::JsonBytes;
@@ -85,7 +85,7 @@ pub enum Request {
     /// Delete a workflow execution: its state, tasks, events, logs and derived rows.
     RemoveWorkflow {
         /// Id of the execution to delete.
-        workflow_id: String,
+        workflow_id: WorkflowId,
     },
     /// Create or replace a schedule (its JSON carries its next fire).
     PutSchedule {
@@ -116,7 +116,7 @@ pub enum Request {
     /// before its time (epoch millis), so one restarted or rerun meanwhile stays.
     PurgeWorkflows {
         /// Each a workflow id and the latest end time (epoch millis) at which it may be purged.
-        workflows: Vec<(String, i64)>,
+        workflows: Vec<(WorkflowId, i64)>,
     },
     /// Batches of several workflows, proposed at about the same moment and written as one entry
     /// (`crate::proposer`). Each is applied as a [`Request::Workflow`] would be, under its own
@@ -128,7 +128,7 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowBatch {
     /// Id of the workflow the events belong to.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     /// The revision the decision read; 0 for a start.
     pub expected_revision: u64,
     /// The events to apply, in order; each raises the workflow's revision by one.
@@ -157,7 +157,7 @@ pub enum Response {
     /// A start whose idempotency key (strategy `RETURN_EXISTING`) already started this workflow.
     Existing {
         /// Id of the workflow the idempotency key started earlier.
-        workflow_id: String,
+        workflow_id: WorkflowId,
     },
     /// How many executions a purge deleted.
     Purged {

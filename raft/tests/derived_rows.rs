@@ -26,7 +26,7 @@ use openraft::storage::RaftStateMachine;
 use overture_core::command::{ChildEnded, Command, Ctx, IdSource, Rerun, StartWorkflow, TaskResultStatus, TaskUpdate};
 use overture_core::dsl::WorkflowDef;
 use overture_core::rows::{self, TimerKind};
-use overture_core::{Event, Object, Plan, TaskState, TaskStatus, WorkflowState, WorkflowStatus, decide};
+use overture_core::{Event, Object, Plan, TaskState, TaskStatus, WorkflowId, WorkflowState, WorkflowStatus, decide};
 use overture_raft::replica::Storage;
 use overture_raft::types::{Entry, TypeConfig};
 use overture_raft::{ReadView, ReplicaOptions, Request, WorkflowBatch};
@@ -452,7 +452,7 @@ impl World {
     }
 
     /// Proposes a start (of an id that may exist: then it conflicts and changes nothing).
-    fn start(&mut self, id: &str, plan: Arc<Plan>, input: Object, variant: u8, parent: Option<(String, String)>) {
+    fn start(&mut self, id: &str, plan: Arc<Plan>, input: Object, variant: u8, parent: Option<(WorkflowId, String)>) {
         let mut task_to_domain = BTreeMap::new();
         if variant & 0x20 != 0 {
             task_to_domain.insert("*".to_owned(), "dom".to_owned());
@@ -473,7 +473,7 @@ impl World {
             if exists { " [exists: conflicts]" } else { "" },
             events_summary(&events)
         );
-        let batch = WorkflowBatch { workflow_id: id.to_owned(), expected_revision: 0, events };
+        let batch = WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events };
         self.push(Request::Workflow(batch), line);
         self.ever.insert(id.to_owned());
         if parent.is_none() {
@@ -491,7 +491,7 @@ impl World {
         match decide::decide(state, cmd, &mut Ctx::new(self.now, &mut self.ids)) {
             Ok(events) => {
                 let line = format!("{id}@{expected_revision} {what} -> {}", events_summary(&events));
-                let batch = WorkflowBatch { workflow_id: id.to_owned(), expected_revision, events };
+                let batch = WorkflowBatch { workflow_id: id.into(), expected_revision, events };
                 self.push(Request::Workflow(batch), line);
                 self.focus = Some(id.to_owned());
                 true
@@ -700,7 +700,7 @@ impl World {
                 };
                 let existed = self.workflows.remove(&id).is_some();
                 let line = format!("remove {id}{}", if existed { "" } else { " [not stored]" });
-                self.push(Request::RemoveWorkflow { workflow_id: id }, line);
+                self.push(Request::RemoveWorkflow { workflow_id: id.into() }, line);
             }
             Op::Purge { wf, all, back } => {
                 let ended_before = self.now - i64::from(back) * 1_000;
@@ -722,7 +722,7 @@ impl World {
                     }
                 }
                 let line = format!("purge {ids:?} ended before {ended_before}: purges {purged:?}");
-                let workflows = ids.into_iter().map(|id| (id, ended_before)).collect();
+                let workflows = ids.into_iter().map(|id| (id.into(), ended_before)).collect();
                 self.push(Request::PurgeWorkflows { workflows }, line);
             }
             Op::Stale { wf, ahead } => {
@@ -733,7 +733,7 @@ impl World {
                 let Ok(events) = decide::decide(&mut copy, cmd, &mut Ctx::new(self.now, &mut self.ids)) else { return };
                 let expected_revision = if ahead { revision + 1 } else { revision - 1 };
                 let line = format!("{id}@{expected_revision} (stored: @{revision}) stale terminate: conflicts");
-                let batch = WorkflowBatch { workflow_id: id, expected_revision, events };
+                let batch = WorkflowBatch { workflow_id: id.into(), expected_revision, events };
                 self.push(Request::Workflow(batch), line);
             }
             Op::Sleep { seconds } => {
@@ -777,7 +777,7 @@ impl World {
         let update = if t.task_type == "SUB_WORKFLOW" && outcome % 4 != 3 {
             let child = format!("child-{}", t.task_id);
             let plan = self.plans.first["child"].clone();
-            self.start(&child, plan, Object::new(), outcome, Some((id.clone(), t.task_id.clone())));
+            self.start(&child, plan, Object::new(), outcome, Some((id.clone().into(), t.task_id.clone())));
             report(TaskResultStatus::InProgress, Object::from_iter([("subWorkflowId".to_owned(), json!(child))]))
         } else {
             let status =
@@ -819,7 +819,7 @@ impl World {
                 if let (Some(parent), Some(task_id)) = (&h.parent_workflow_id, &h.parent_workflow_task_id) {
                     let ended = ChildEnded {
                         task_id: task_id.clone(),
-                        child_id: id.clone(),
+                        child_id: id.clone().into(),
                         status: h.status,
                         output: h.output.clone(),
                         reason: h.reason_for_incompletion.clone(),
@@ -839,14 +839,18 @@ impl World {
                     (None, Some("could not start it".to_owned()))
                 };
                 let what = format!("failure workflow started: {workflow_id:?} {error:?}");
-                self.decide(&id, Command::FailureWorkflowStarted { workflow_id, error }, what);
+                self.decide(
+                    &id,
+                    Command::FailureWorkflowStarted { workflow_id: workflow_id.map(Into::into), error },
+                    what,
+                );
             }
             TimerKind::PublishStatus => {
                 self.decide(&id, Command::StatusPublished, "status published".into());
             }
             TimerKind::CancelChild => {
                 let child = state.task(timer.seq).and_then(|t| t.sub_workflow_id.clone());
-                if let Some(child) = child.filter(|c| self.workflows.contains_key(c)) {
+                if let Some(child) = child.filter(|c| self.workflows.contains_key(c.as_str())) {
                     self.decide(
                         &child,
                         Command::Terminate { reason: Some("parent canceled".into()) },
@@ -874,7 +878,7 @@ type Row = (String, &'static str, String);
 /// Every row the state implies, from scratch.
 fn derive(state: &WorkflowState, out: &mut BTreeSet<Row>) {
     let h = &state.header;
-    let id = || h.workflow_id.clone();
+    let id = || h.workflow_id.to_string();
     for t in &state.tasks {
         if let Some(q) = rows::queue_item(h, t) {
             out.insert((id(), "queue", format!("{q:?}")));
@@ -895,13 +899,13 @@ fn derive(state: &WorkflowState, out: &mut BTreeSet<Row>) {
 fn stored_rows(read: &ReadView) -> BTreeSet<Row> {
     let mut out = BTreeSet::new();
     for q in read.queue_entries().expect("queue scan") {
-        out.insert((q.workflow_id.clone(), "queue", format!("{q:?}")));
+        out.insert((q.workflow_id.to_string(), "queue", format!("{q:?}")));
     }
     for t in read.timers().expect("timer scan") {
-        out.insert((t.workflow_id.clone(), "timer", format!("{t:?}")));
+        out.insert((t.workflow_id.to_string(), "timer", format!("{t:?}")));
     }
     for r in read.running_entries().expect("running scan") {
-        out.insert((r.workflow_id.clone(), "running", format!("{r:?}")));
+        out.insert((r.workflow_id.to_string(), "running", format!("{r:?}")));
     }
     out
 }

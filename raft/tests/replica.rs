@@ -8,7 +8,7 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
 use overture_core::dsl::{TaskDef, WorkflowDef};
-use overture_core::{Plan, TaskStatus, WorkflowState, WorkflowStatus, decide};
+use overture_core::{Plan, TaskStatus, WorkflowId, WorkflowState, WorkflowStatus, decide};
 use overture_raft::codec::JsonBytes;
 use overture_raft::replica::{Storage, leadership_of};
 use overture_raft::types::Node;
@@ -54,7 +54,12 @@ async fn start(replica: &Replica, id: &str, ids: &mut Ids) -> WorkflowState {
     start_child(replica, id, ids, None).await
 }
 
-async fn start_child(replica: &Replica, id: &str, ids: &mut Ids, parent: Option<(String, String)>) -> WorkflowState {
+async fn start_child(
+    replica: &Replica,
+    id: &str,
+    ids: &mut Ids,
+    parent: Option<(WorkflowId, String)>,
+) -> WorkflowState {
     start_at(replica, id, ids, parent, 1_000).await
 }
 
@@ -62,7 +67,7 @@ async fn start_at(
     replica: &Replica,
     id: &str,
     ids: &mut Ids,
-    parent: Option<(String, String)>,
+    parent: Option<(WorkflowId, String)>,
     now: i64,
 ) -> WorkflowState {
     let (state, events) = decide::start(start_command(id, parent), &mut Ctx::new(now, ids));
@@ -73,7 +78,7 @@ async fn start_at(
     state
 }
 
-fn start_command(id: &str, parent: Option<(String, String)>) -> StartWorkflow {
+fn start_command(id: &str, parent: Option<(WorkflowId, String)>) -> StartWorkflow {
     StartWorkflow { parent, ..StartWorkflow::new(id, plan()) }
 }
 
@@ -187,7 +192,7 @@ async fn concurrent_workflow_batches_share_entries_each_under_its_own_guard() {
         let id = format!("w{i}");
         let (state, events) = decide::start(start_command(&id, None), &mut Ctx::new(1_000, &mut ids));
         expected.push(Response::Applied { revision: state.header.revision });
-        proposals.push(WorkflowBatch { workflow_id: id, expected_revision: 0, events });
+        proposals.push(WorkflowBatch { workflow_id: id.into(), expected_revision: 0, events });
     }
     expected.push(Response::RevisionConflict { current: first.header.revision });
     proposals.push(WorkflowBatch { workflow_id: "first".into(), expected_revision: 0, events: vec![] });
@@ -417,7 +422,7 @@ async fn a_missing_search_index_is_rebuilt_when_the_replica_opens() {
         let workflows = replica.read().search_workflows(&by_type, &sort, Window::ALL).expect("search");
         let tasks = replica.read().search_tasks(&by_task, &Sort::default(), Window::ALL).expect("search");
         (
-            workflows.results.iter().map(|h| h.workflow_id.clone()).collect::<Vec<_>>(),
+            workflows.results.iter().map(|h| h.workflow_id.to_string()).collect::<Vec<_>>(),
             tasks.results.iter().map(|t| t.task.task_id.clone()).collect::<Vec<_>>(),
         )
     };
@@ -456,7 +461,7 @@ async fn a_purge_deletes_only_ended_workflows_done_with_their_follow_ups() {
         assert!(matches!(r, Response::Applied { .. }), "{id}: {r:?}");
     }
     let purge = |workflows: Vec<(&str, i64)>| Request::PurgeWorkflows {
-        workflows: workflows.into_iter().map(|(id, t)| (id.to_owned(), t)).collect(),
+        workflows: workflows.into_iter().map(|(id, t)| (id.into(), t)).collect(),
     };
     // Ended after the cutoff: kept.
     let r = replica.propose(purge(vec![("lone", 4_000)])).await.expect("committed");

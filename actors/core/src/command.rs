@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::dsl::TaskDef;
 
+use crate::ids::WorkflowId;
 use crate::plan::Plan;
 use crate::rows::TimerKind;
 use crate::state::{Object, TaskStatus};
@@ -108,7 +109,7 @@ impl<'a> Ctx<'a> {
 #[derive(Debug, Clone)]
 pub struct StartWorkflow {
     /// Conductor's `workflowId`: the new execution's id, chosen by the caller.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     /// The definition to run, with task definitions filled in.
     pub plan: Arc<Plan>,
     /// The workflow input; the definition's `inputTemplate` defaults are merged in at start.
@@ -127,13 +128,13 @@ pub struct StartWorkflow {
     /// `FAIL`, `RETURN_EXISTING` or `FAIL_ON_RUNNING`, when `idempotency_key` is set.
     pub idempotency_strategy: Option<String>,
     /// The parent workflow and its SUB_WORKFLOW task, for a child.
-    pub parent: Option<(String, String)>,
+    pub parent: Option<(WorkflowId, String)>,
 }
 
 impl StartWorkflow {
     /// A start of `plan` under `workflow_id` with no input, correlation, priority, domains,
     /// idempotency key or parent; set what else a start carries on the value.
-    pub fn new(workflow_id: impl Into<String>, plan: Arc<Plan>) -> StartWorkflow {
+    pub fn new(workflow_id: impl Into<WorkflowId>, plan: Arc<Plan>) -> StartWorkflow {
         StartWorkflow {
             workflow_id: workflow_id.into(),
             plan,
@@ -264,7 +265,7 @@ pub enum Command {
     /// The failure workflow was started, or could not be.
     FailureWorkflowStarted {
         /// The failure workflow's id, if it started.
-        workflow_id: Option<String>,
+        workflow_id: Option<WorkflowId>,
         /// Why it could not be started.
         error: Option<String>,
     },
@@ -341,7 +342,7 @@ pub struct ChildEnded {
     /// The parent's SUB_WORKFLOW task.
     pub task_id: String,
     /// The child workflow's id; the task's output gets it as `subWorkflowId`.
-    pub child_id: String,
+    pub child_id: WorkflowId,
     /// The child's terminal status.
     pub status: crate::state::WorkflowStatus,
     /// The child's output.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::WorkflowId;
 use crate::plan::Plan;
 use crate::serde_util::json_bytes;
 use crate::state::{Object, TaskState, TaskStatus, WorkflowHeader, WorkflowStatus};
@@ -94,7 +95,7 @@ pub enum Event {
     /// The failure workflow was started (its id), or could not be (why).
     FailureWorkflowStarted {
         /// The failure workflow's id, if it started.
-        workflow_id: Option<String>,
+        workflow_id: Option<WorkflowId>,
         /// Why it could not be started.
         error: Option<String>,
     },

@@ -78,7 +78,7 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
         Event::FailureWorkflowStarted { workflow_id, error } => {
             let h = &mut state.header;
             h.failure_workflow_pending = false;
-            let note = workflow_id.clone().or_else(|| error.clone()).unwrap_or_default();
+            let note = workflow_id.clone().map(String::from).or_else(|| error.clone()).unwrap_or_default();
             h.output.insert("conductor.failure_workflow".to_owned(), serde_json::Value::String(note));
         }
     }
@@ -114,7 +114,7 @@ fn task_updated(state: &mut WorkflowState, u: &TaskUpdated) {
             if let Some(id) = output.get("subWorkflowId").and_then(|v| v.as_str())
                 && t.kind() == TaskKind::SubWorkflow
             {
-                t.sub_workflow_id = Some(id.to_owned());
+                t.sub_workflow_id = Some(id.into());
             }
         }
         if u.reason.is_some() {

@@ -403,7 +403,7 @@ fn root_document(root: &str, scope: &Scope<'_>) -> Option<Value> {
         m.insert("input".into(), Value::Object(h.input.clone()));
         m.insert("output".into(), Value::Object(h.output.clone()));
         m.insert("status".into(), Value::String(h.status.as_str().into()));
-        m.insert("workflowId".into(), Value::String(h.workflow_id.clone()));
+        m.insert("workflowId".into(), Value::String(h.workflow_id.to_string()));
         m.insert("parentWorkflowId".into(), opt_str(&h.parent_workflow_id));
         m.insert("parentWorkflowTaskId".into(), opt_str(&h.parent_workflow_task_id));
         m.insert("workflowType".into(), Value::String(h.workflow_name.clone()));
@@ -420,7 +420,7 @@ fn root_document(root: &str, scope: &Scope<'_>) -> Option<Value> {
     let mut m = Map::new();
     m.insert("input".into(), Value::Object(t.input.clone()));
     m.insert("output".into(), Value::Object(task_output(scope, t).into_owned()));
-    m.insert("taskType".into(), Value::String(t.task_type.clone()));
+    m.insert("taskType".into(), Value::String(t.task_type.to_string()));
     m.insert("status".into(), Value::String(t.status.as_str().into()));
     m.insert("referenceTaskName".into(), Value::String(t.reference_task_name.clone()));
     m.insert("retryCount".into(), Value::Number(t.retry_count.into()));
@@ -430,7 +430,7 @@ fn root_document(root: &str, scope: &Scope<'_>) -> Option<Value> {
     m.insert("scheduledTime".into(), Value::Number(t.scheduled_time.into()));
     m.insert("startTime".into(), Value::Number(t.start_time.into()));
     m.insert("endTime".into(), Value::Number(t.end_time.into()));
-    m.insert("workflowInstanceId".into(), Value::String(scope.state.header.workflow_id.clone()));
+    m.insert("workflowInstanceId".into(), Value::String(scope.state.header.workflow_id.to_string()));
     m.insert("taskId".into(), Value::String(t.task_id.clone()));
     m.insert("reasonForIncompletion".into(), opt_str(&t.reason_for_incompletion));
     m.insert("callbackAfterSeconds".into(), Value::Number(t.callback_after_seconds.into()));
@@ -439,8 +439,8 @@ fn root_document(root: &str, scope: &Scope<'_>) -> Option<Value> {
     Some(Value::Object(m))
 }
 
-fn opt_str(s: &Option<String>) -> Value {
-    s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+fn opt_str<S: AsRef<str>>(s: &Option<S>) -> Value {
+    s.as_ref().map_or(Value::Null, |s| Value::String(s.as_ref().to_owned()))
 }
 
 /// The longest JSONPath handed to the engine, in bytes.

@@ -2,6 +2,8 @@
 //! the same name does what its `idempotencyStrategy` says. The rule is here; the state machine
 //! applies it in log order, so two concurrent starts with one key make one workflow.
 
+use crate::ids::WorkflowId;
+
 /// What a start does when its idempotency key was used before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -43,7 +45,7 @@ pub enum Claim {
     /// The start goes ahead and takes the key.
     Take,
     /// The start answers this existing workflow instead.
-    Existing(String),
+    Existing(WorkflowId),
     /// The start is refused, for this reason.
     Refused(String),
 }
@@ -57,7 +59,7 @@ pub fn claim<E>(
     running: impl FnOnce() -> Result<bool, E>,
 ) -> Result<Claim, E> {
     Ok(match strategy {
-        Strategy::ReturnExisting => Claim::Existing(existing.to_owned()),
+        Strategy::ReturnExisting => Claim::Existing(existing.into()),
         Strategy::FailOnRunning if !running()? => Claim::Take,
         Strategy::Fail | Strategy::FailOnRunning => Claim::Refused(format!(
             "Workflow {existing} was already started with idempotencyKey {key} (idempotencyStrategy {})",

@@ -23,6 +23,7 @@ pub mod event;
 pub mod evolve;
 pub mod expr;
 pub mod idempotency;
+pub mod ids;
 pub mod payload;
 pub mod plan;
 pub mod queries;
@@ -40,5 +41,6 @@ pub mod validate;
 
 pub use command::{Command, Ctx, IdSource, Rejection, StartWorkflow, TaskResultStatus, TaskUpdate};
 pub use event::Event;
+pub use ids::{TaskType, WorkflowId};
 pub use plan::Plan;
 pub use state::{Object, TaskState, TaskStatus, WorkflowHeader, WorkflowState, WorkflowStatus};

@@ -2,6 +2,7 @@
 //! retried in place, which workflow a signal lands in, whether a synchronous execution can
 //! answer. Pure rules over state, kept here with the decider rather than in the runtime.
 
+use crate::ids::WorkflowId;
 use crate::plan::TaskKind;
 use crate::rows;
 use crate::state::{TaskState, TaskStatus, WorkflowState, WorkflowStatus};
@@ -38,11 +39,11 @@ pub fn ended_children(wf: &WorkflowState) -> impl Iterator<Item = (&TaskState, &
 /// The workflow a signal lands in: the first with an open WAIT or HUMAN task, looking at `wf`
 /// and then, depth first, its running sub-workflows (read with `load`), at most
 /// [`MAX_SIGNAL_DEPTH`] levels down; `None` if there is none.
-pub fn signal_target(wf: &WorkflowState, load: &dyn Fn(&str) -> Option<WorkflowState>) -> Option<String> {
+pub fn signal_target(wf: &WorkflowState, load: &dyn Fn(&str) -> Option<WorkflowState>) -> Option<WorkflowId> {
     target_at(wf, load, 0)
 }
 
-fn target_at(wf: &WorkflowState, load: &dyn Fn(&str) -> Option<WorkflowState>, depth: usize) -> Option<String> {
+fn target_at(wf: &WorkflowState, load: &dyn Fn(&str) -> Option<WorkflowState>, depth: usize) -> Option<WorkflowId> {
     let open = |t: &&TaskState| !t.status.is_terminal() && !t.retried;
     if wf.tasks.iter().filter(open).any(|t| matches!(t.kind(), TaskKind::Wait | TaskKind::Human)) {
         return Some(wf.header.workflow_id.clone());

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::WorkflowId;
 use crate::state::{TaskState, TaskStatus, WorkflowHeader, WorkflowState};
 
 /// A task waiting in a worker queue.
@@ -17,7 +18,7 @@ pub struct QueueItem {
     /// Conductor's `taskId` of the queued task.
     pub task_id: String,
     /// Id of the workflow the task belongs to.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     /// Higher is served first.
     pub priority: i32,
     /// Epoch millis from which the task may be handed out.
@@ -32,7 +33,7 @@ pub struct RunningItem {
     /// Conductor's `taskId` of the running task.
     pub task_id: String,
     /// Id of the workflow the task belongs to.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
 }
 
 /// The running row a task implies, if any.
@@ -128,7 +129,7 @@ pub struct TimerItem {
     /// Epoch millis.
     pub fire_at: i64,
     /// Id of the workflow the deadline concerns.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     /// Why it exists: which deadline or follow-up it is.
     pub kind: TimerKind,
     /// The task it concerns.

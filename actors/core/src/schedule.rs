@@ -13,6 +13,7 @@ use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ids::WorkflowId;
 use crate::search::{FieldValue, Fields, Kind, Searchable};
 
 /// A schedule as stored and as `GET /scheduler/schedules` answers it (`WorkflowSchedule`).
@@ -223,7 +224,7 @@ pub struct ScheduleExecution {
     pub workflow_name: String,
     /// The workflow it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow_id: Option<String>,
+    pub workflow_id: Option<WorkflowId>,
     /// Why it could not start its workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::dsl::WorkflowTask;
+use crate::ids::{TaskType, WorkflowId};
 use crate::plan::{Plan, PlanTask, TaskKind, base_reference};
 use crate::serde_util::json_bytes;
 
@@ -114,7 +115,7 @@ impl TaskStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowHeader {
     /// Conductor's `workflowId`: the execution's unique id.
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     /// Definition name.
     pub workflow_name: String,
     /// Definition version.
@@ -151,7 +152,7 @@ pub struct WorkflowHeader {
     /// Sorted, without duplicates.
     pub failed_task_names: Vec<String>,
     /// Conductor's `parentWorkflowId`: for a child, the workflow whose SUB_WORKFLOW task started it.
-    pub parent_workflow_id: Option<String>,
+    pub parent_workflow_id: Option<WorkflowId>,
     /// Conductor's `parentWorkflowTaskId`: for a child, that SUB_WORKFLOW task's id.
     pub parent_workflow_task_id: Option<String>,
     /// Epoch millis, 0 if never retried or resumed.
@@ -186,7 +187,7 @@ pub struct TaskState {
     /// Conductor's `taskDefName`: the task definition's name (`FORK` for a fork).
     pub task_def_name: String,
     /// For SIMPLE tasks the task name, as in Conductor.
-    pub task_type: String,
+    pub task_type: TaskType,
     /// Conductor's `status`.
     pub status: TaskStatus,
     /// Conductor's `inputData`: the resolved `inputParameters`, plus the task definition's
@@ -248,7 +249,7 @@ pub struct TaskState {
     /// Epoch millis a WAIT task completes at; 0 if it waits for an update.
     pub wait_timeout: i64,
     /// The child execution of a SUB_WORKFLOW task.
-    pub sub_workflow_id: Option<String>,
+    pub sub_workflow_id: Option<WorkflowId>,
     /// Epoch millis the first attempt of this task was scheduled (for `totalTimeoutSeconds`).
     pub first_scheduled_time: i64,
     /// The definition's `timeoutSeconds`: how long an attempt may run after its first poll.
@@ -292,7 +293,7 @@ impl TaskState {
 
     /// What kind of task it is, by its type.
     pub fn kind(&self) -> TaskKind {
-        TaskKind::of(&self.task_type)
+        self.task_type.kind()
     }
 
     /// A worker polls it (not the leader's executor, not nobody).

@@ -17,7 +17,7 @@ use std::time::Instant;
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
 use overture_core::queue::QueueName;
 use overture_core::rows::TimerKind;
-use overture_core::{Event, Object, TaskStatus, WorkflowState, decide, render};
+use overture_core::{Event, Object, TaskStatus, TaskType, WorkflowId, WorkflowState, decide, render};
 use overture_raft::{Request, Response, WorkflowBatch};
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -45,7 +45,7 @@ pub struct UpdateOutcome {
     /// The queue the task was polled from, if a worker runs it.
     pub queue: Option<String>,
     /// The task's type (what workers poll for).
-    pub task_type: String,
+    pub task_type: TaskType,
     /// The task is now terminal.
     pub terminal: bool,
 }
@@ -54,7 +54,7 @@ pub struct UpdateOutcome {
 pub(crate) enum WorkflowMsg {
     /// Start; answers the id of the workflow that now runs for the request (another one's, if
     /// its idempotency key says to return the existing workflow).
-    Start(Box<StartWorkflow>, Reply<String>),
+    Start(Box<StartWorkflow>, Reply<WorkflowId>),
     Poll {
         task_id: String,
         worker_id: Option<String>,
@@ -125,7 +125,7 @@ impl IdSource for UuidIds {
 pub(crate) struct WorkflowActor;
 
 pub(crate) struct ActorArgs {
-    pub workflow_id: String,
+    pub workflow_id: WorkflowId,
     pub registry: Arc<Registry>,
     pub last_active: Arc<AtomicI64>,
     pub inbox: Arc<Inbox>,
@@ -162,7 +162,7 @@ impl Inbox {
 }
 
 pub(crate) struct ActorState {
-    id: String,
+    id: WorkflowId,
     state: Option<WorkflowState>,
     host: Arc<Host>,
     /// The registry that activated this actor, to leave it when the workflow ends.
@@ -324,7 +324,7 @@ impl ActorState {
         self.state.as_mut().ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {}", self.id)))
     }
 
-    async fn start(&mut self, cmd: StartWorkflow) -> Result<String, Error> {
+    async fn start(&mut self, cmd: StartWorkflow) -> Result<WorkflowId, Error> {
         if self.load().is_ok() {
             return Err(Error::Conflict(format!("Workflow {} already exists", self.id)));
         }
@@ -487,7 +487,7 @@ impl ActorState {
 /// A task a decision handed to a waiting poll, sent to it once the batch commits.
 struct HandedOff {
     task_id: String,
-    task_type: String,
+    task_type: TaskType,
     ready_at: i64,
     reply: HandOff,
 }
@@ -535,7 +535,7 @@ fn hand_off(host: &Host, state: &mut WorkflowState, events: &mut Vec<Event>, env
 /// Tasks and the workflow that a decision ended, for the metrics recorded once it commits.
 struct Ended {
     /// Task type, final status, seconds from start to end (none if it never started).
-    tasks: Vec<(String, &'static str, Option<f64>)>,
+    tasks: Vec<(TaskType, &'static str, Option<f64>)>,
     /// Definition name, final status, seconds from start to end.
     workflow: Option<(String, &'static str, f64)>,
 }

@@ -53,7 +53,7 @@ impl Registry {
         let last_active = Arc::new(AtomicI64::new(crate::now_ms()));
         let inbox = Arc::new(Inbox::default());
         let args = ActorArgs {
-            workflow_id: id.to_owned(),
+            workflow_id: id.into(),
             registry: self.clone(),
             last_active: last_active.clone(),
             inbox: inbox.clone(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use overture_core::dsl::StartWorkflowRequest;
 use overture_core::queries;
-use overture_core::{Command, Plan, WorkflowState};
+use overture_core::{Command, Plan, WorkflowId, WorkflowState};
 use overture_raft::Request;
 
 use super::Engine;
@@ -15,11 +15,11 @@ use crate::workflows::{fill_task_defs, prepare_start};
 
 impl Engine {
     /// Starts a workflow and returns its id once the start is committed.
-    pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<String, Error> {
+    pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<WorkflowId, Error> {
         let leader = self.leader()?;
         let workflow_id = crate::new_id();
         let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
-        let started = match prepare_start(self.read(), request, workflow_id, None) {
+        let started = match prepare_start(self.read(), request, workflow_id.into(), None) {
             Ok(cmd) => leader.workflows.start_workflow(cmd).await,
             Err(e) => Err(e),
         };
@@ -97,7 +97,7 @@ impl Engine {
                 let child = self.workflow(&child_id)?;
                 let ended = overture_core::command::ChildEnded {
                     task_id,
-                    child_id: child_id.clone(),
+                    child_id: child_id.as_str().into(),
                     status: child.header.status,
                     output: child.header.output.clone(),
                     reason: child.header.reason_for_incompletion.clone(),
@@ -135,7 +135,7 @@ impl Engine {
             )));
         }
         self.leader()?.workflows.stop_actor(workflow_id);
-        self.propose(Request::RemoveWorkflow { workflow_id: workflow_id.to_owned() }).await
+        self.propose(Request::RemoveWorkflow { workflow_id: workflow_id.into() }).await
     }
 
     /// Workflow actors live on this node (none unless it leads).

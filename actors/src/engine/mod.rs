@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use overture_core::TaskType;
 use overture_raft::replica::ClusterStatus;
 use overture_raft::rpc::RpcServer;
 use overture_raft::{Leadership, ReadView, Replica, Request, Response};
@@ -38,7 +39,7 @@ struct Inner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollRecord {
     /// The task type polled.
-    pub task_type: String,
+    pub task_type: TaskType,
     /// The task domain the worker polled with (`domain`); `None` for the domain-less queue.
     pub domain: Option<String>,
     /// The worker that polled last.

@@ -76,7 +76,7 @@ impl Engine {
     ) -> Result<Option<String>, Error> {
         let wf = self.workflow(workflow_id)?;
         let load = |id: &str| self.workflow(id).ok();
-        let target = queries::signal_target(&wf, &load).unwrap_or_else(|| workflow_id.to_owned());
+        let target = queries::signal_target(&wf, &load).unwrap_or_else(|| workflow_id.into());
         self.leader()?.workflows.update_by_ref(&target, None, status, output, None).await
     }
 
@@ -152,7 +152,7 @@ impl Engine {
             .into_iter()
             .filter_map(|((domain, name), time, worker)| {
                 task_type.is_none_or(|t| t == name).then_some(PollRecord {
-                    task_type: name,
+                    task_type: name.into(),
                     domain,
                     worker_id: worker,
                     last_poll_time: time,

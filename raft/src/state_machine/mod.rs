@@ -22,7 +22,7 @@ use openraft::EntryPayload;
 use openraft::storage::EntryResponder;
 use overture_core::dsl::WorkflowDef;
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
-use overture_core::{Plan, WorkflowState, WorkflowStatus};
+use overture_core::{Plan, WorkflowId, WorkflowState, WorkflowStatus};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{DB, WriteBatch};
 use sha2::{Digest, Sha256};
@@ -67,7 +67,7 @@ pub struct Changes {
     /// Workflows that ended: definition name and final status.
     pub ended: Vec<(String, WorkflowStatus)>,
     /// Workflows whose state changed, by id (for waiters on a workflow).
-    pub workflows: Vec<String>,
+    pub workflows: Vec<WorkflowId>,
 }
 
 impl Changes {
@@ -128,12 +128,12 @@ pub(crate) struct Inner {
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
     /// Idempotency keys taken by this apply group and not written to disk yet.
-    pub pending_keys: HashMap<Vec<u8>, String>,
+    pub pending_keys: HashMap<Vec<u8>, WorkflowId>,
     /// Workflows this apply group ended or removed, which the disk shows only once the group's
     /// batch is written. Later entries of the group see them as the group left them, wherever
     /// the group boundaries fall: the leader and each follower group entries differently, and
     /// reading the disk here made a batch apply on one replica and conflict on another.
-    pub written: HashMap<String, Written>,
+    pub written: HashMap<WorkflowId, Written>,
     /// How this apply group changes the counted `wf_index` prefixes' sizes; added to
     /// [`Shared::index_counts`] once its batch is written. `None` while nothing is counted (no
     /// search has asked yet, or a snapshot replaced the rows), so apply keeps no deltas then.
@@ -179,7 +179,7 @@ fn count_index(deltas: &mut Option<HashMap<Vec<u8>, i64>>, name: &str, status: &
 /// Recently applied executions, so a burst of events for one workflow does not reload it from
 /// disk each time. Filled only by apply (readers never insert), so it is never behind the disk.
 pub(crate) struct WorkflowCache {
-    entries: HashMap<String, Cached>,
+    entries: HashMap<WorkflowId, Cached>,
     clock: u64,
     capacity: usize,
 }
@@ -300,7 +300,7 @@ impl Shared {
             let (key, value) = item.map_err(io_err)?;
             let task: overture_core::TaskState = decode(&value).map_err(io_err)?;
             let Some(split) = key.iter().position(|b| *b == 0) else { continue };
-            let workflow_id = String::from_utf8_lossy(&key[..split]).into_owned();
+            let workflow_id = String::from_utf8_lossy(&key[..split]).into_owned().into();
             let r = TaskRef { workflow_id, seq: task.seq };
             wb.put_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id), encode(&r));
         }

@@ -14,7 +14,7 @@ use overture_core::evolve;
 use overture_core::idempotency::{self, Claim, Strategy};
 use overture_core::queries;
 use overture_core::rows::{self, QueueItem, RunningItem, TimerItem};
-use overture_core::{TaskState, WorkflowHeader, WorkflowState, WorkflowStatus};
+use overture_core::{TaskState, TaskType, WorkflowHeader, WorkflowId, WorkflowState, WorkflowStatus};
 use rocksdb::WriteBatch;
 
 use super::derived::{write_diff, write_diff_all};
@@ -47,7 +47,7 @@ struct Before {
     /// Tasks whose derived rows are recomputed.
     rederive: BTreeSet<u32>,
     /// Every task before a reopen, which may drop some: seq, id, type.
-    before_reopen: Vec<(u32, String, String)>,
+    before_reopen: Vec<(u32, String, TaskType)>,
     /// The derived rows of the tasks in `rederive`, before.
     rows: HashMap<u32, Derived>,
     workflow_timers: Vec<TimerItem>,
@@ -137,13 +137,13 @@ impl Shared {
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
         }
-        changes.workflows.push(id.to_owned());
+        changes.workflows.push(id.into());
         let row = WorkflowRow { header: state.header.clone(), def_hash, task_count: state.tasks.len() as u32 };
         wb.put_cf(cf(&self.db, keys::CF_WORKFLOWS), id.as_bytes(), encode(&row));
         let revision = state.header.revision;
         // Cached even if it ended, for the rest of this group (see `Inner::written`).
         if state.header.status.is_terminal() {
-            inner.written.insert(id.to_owned(), Written::Ended);
+            inner.written.insert(id.into(), Written::Ended);
         } else {
             inner.written.remove(id);
         }
@@ -213,7 +213,7 @@ impl Shared {
             let Some(task) = state.task(seq) else { continue };
             wb.put_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, seq), encode(task));
             if before.created.contains(&seq) {
-                let r = TaskRef { workflow_id: id.to_owned(), seq };
+                let r = TaskRef { workflow_id: id.into(), seq };
                 wb.put_cf(cf(db, keys::CF_TASKS), task.task_id.as_bytes(), encode(&r));
                 wb.put_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(&task.task_type, &task.task_id), encode(&r));
             }
@@ -304,7 +304,7 @@ impl Shared {
         inner: &mut Inner,
         wb: &mut WriteBatch,
         changes: &mut Changes,
-        workflows: Vec<(String, i64)>,
+        workflows: Vec<(WorkflowId, i64)>,
     ) -> Result<Response, io::Error> {
         let mut count = 0;
         for (id, ended_before) in workflows {
@@ -332,7 +332,7 @@ impl Shared {
             return Ok(Response::NotFound(format!("No such workflow found by id: {id}")));
         };
         self.remove_state(wb, changes, &mut inner.count_deltas, &state)?;
-        inner.written.insert(id.to_owned(), Written::Removed);
+        inner.written.insert(id.into(), Written::Removed);
         Ok(Response::Ok)
     }
 

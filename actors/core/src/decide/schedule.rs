@@ -261,7 +261,7 @@ impl Decider<'_, '_> {
             seq: self.state.tasks.len() as u32 + 1,
             reference_task_name: with_iteration(&wt.task_reference_name, iteration),
             task_def_name: def_name,
-            task_type,
+            task_type: task_type.into(),
             status: TaskStatus::Scheduled,
             input,
             output: Object::new(),

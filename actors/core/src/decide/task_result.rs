@@ -94,7 +94,7 @@ impl Decider<'_, '_> {
         };
         let mut output = task.output.clone();
         output.extend(child.output);
-        output.insert("subWorkflowId".to_owned(), Value::String(child.child_id.clone()));
+        output.insert("subWorkflowId".to_owned(), Value::String(child.child_id.to_string()));
         let reason = (status != TaskStatus::Completed).then(|| {
             format!("Sub workflow {} failure reason: {}", child.child_id, child.reason.as_deref().unwrap_or("null"))
         });
