@@ -34,8 +34,12 @@ const CONCURRENCY: usize = 64;
 const WORKER_ID: &str = "overture-leader";
 
 /// Runs one executor loop per type until `stop` says leadership ended.
-pub(crate) fn spawn(workflows: Workflows, max_output_bytes: usize, stop: &watch::Receiver<bool>) {
-    let http = reqwest::Client::builder().build().unwrap_or_default();
+pub(crate) fn spawn(
+    workflows: Workflows,
+    http: reqwest::Client,
+    max_output_bytes: usize,
+    stop: &watch::Receiver<bool>,
+) {
     let executor = Executor { workflows, http, max_output_bytes };
     for task_type in KINDS.iter().filter_map(TaskKind::system_type) {
         tokio::spawn(run(executor.clone(), task_type, stop.clone()));

@@ -125,7 +125,12 @@ impl Leader {
         tokio::spawn(passivation_loop(workflows.clone(), options.idle_actor_timeout, stop.clone()));
         crate::retention::spawn(replica, options.retention, stop.clone());
         let scheduler = crate::scheduler::spawn(host.clone(), options.schedule_grace, stop.clone());
-        crate::executor::spawn(workflows.clone(), options.max_task_output_bytes, &stop);
+        let http = options.http_tls.client().unwrap_or_else(|e| {
+            // The node checks its settings at start; this is a settings object made elsewhere.
+            tracing::error!(error = %e, "HTTP tasks use the system's certificate authorities only");
+            overture_raft::http::client().build().unwrap_or_default()
+        });
+        crate::executor::spawn(workflows.clone(), http, options.max_task_output_bytes, &stop);
 
         tracing::info!(term, queued, timers = timers.len(), "leader services started");
         metrics::gauge!(names::LEADER_READY).set(1.0);

@@ -38,7 +38,7 @@ mod workflows;
 pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};
 pub use engine::{Engine, PollRecord};
 pub use error::Error;
-pub use options::EngineOptions;
+pub use options::{EngineOptions, HttpTls};
 pub use search::SearchRequest;
 
 /// A new workflow or task id: a UUID in Conductor's form, version 7 (time-ordered) where

@@ -68,7 +68,7 @@ pub struct Shared {
 impl AppState {
     /// State for a node.
     pub fn new(engine: Engine, metrics: PrometheusHandle, max_body_bytes: usize) -> AppState {
-        let forward_client = reqwest::Client::builder()
+        let forward_client = overture_raft::http::client()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)
             .connect_timeout(std::time::Duration::from_secs(1))

@@ -112,9 +112,10 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
 /// An HTTP client, carrying a token for `api_key` if one is given.
 async fn client(url: &str, api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
-    let Some(key) = api_key else { return Ok(reqwest::Client::new()) };
+    let Some(key) = api_key else { return Ok(overture_raft::http::client().build()?) };
     let (key_id, key_secret) = key.split_once(':').context("the API key must be keyId:secret")?;
-    let r = reqwest::Client::new()
+    let r = overture_raft::http::client()
+        .build()?
         .post(format!("{url}/api/token"))
         .json(&json!({"keyId": key_id, "keySecret": key_secret}))
         .send()
@@ -123,7 +124,7 @@ async fn client(url: &str, api_key: Option<&str>) -> anyhow::Result<reqwest::Cli
     let token = answer(r).await?["token"].as_str().context("no token in the answer")?.to_owned();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-authorization", token.parse().context("the token is not a header value")?);
-    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    Ok(overture_raft::http::client().default_headers(headers).build()?)
 }
 
 fn print_status(s: &Value) {

@@ -75,6 +75,11 @@ pub struct FileConfig {
     /// Let tests inject faults (`/internal/faults`): network partitions, clock jumps. Never in
     /// production.
     pub fault_injection: Option<bool>,
+    /// HTTP tasks: a PEM file of certificate authorities trusted besides the system's.
+    pub http_ca_bundle: Option<PathBuf>,
+    /// HTTP tasks: a PEM file with the client certificate chain and its private key, presented
+    /// to servers that ask for one.
+    pub http_client_cert: Option<PathBuf>,
 }
 
 /// Overrides from flags or the environment.
@@ -98,6 +103,8 @@ pub struct Overrides {
     /// `id:secret`, each replacing the file's key of that id.
     pub api_keys: Vec<String>,
     pub min_free_disk_bytes: Option<u64>,
+    pub http_ca_bundle: Option<PathBuf>,
+    pub http_client_cert: Option<PathBuf>,
 }
 
 /// The validated configuration a node runs with.
@@ -127,6 +134,8 @@ pub struct Config {
     pub token_ttl_seconds: u64,
     pub min_free_disk_bytes: u64,
     pub fault_injection: bool,
+    pub http_ca_bundle: Option<PathBuf>,
+    pub http_client_cert: Option<PathBuf>,
 }
 
 const DEFAULT_MAX_BODY: usize = 8 << 20;
@@ -181,6 +190,8 @@ impl Overrides {
             api_keys: var("OVERTURE_API_KEYS")
                 .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default(),
+            http_ca_bundle: var("OVERTURE_HTTP_CA_BUNDLE").map(PathBuf::from),
+            http_client_cert: var("OVERTURE_HTTP_CLIENT_CERT").map(PathBuf::from),
         })
     }
 
@@ -203,6 +214,8 @@ impl Overrides {
             members: other.members.or(self.members),
             min_free_disk_bytes: other.min_free_disk_bytes.or(self.min_free_disk_bytes),
             api_keys: self.api_keys.into_iter().chain(other.api_keys).collect(),
+            http_ca_bundle: other.http_ca_bundle.or(self.http_ca_bundle),
+            http_client_cert: other.http_client_cert.or(self.http_client_cert),
         }
     }
 }
@@ -306,6 +319,8 @@ impl Config {
                 .or(file.min_free_disk_bytes)
                 .unwrap_or(overture_raft::replica::DEFAULT_MIN_FREE_DISK_BYTES),
             fault_injection: file.fault_injection.unwrap_or(false),
+            http_ca_bundle: overrides.http_ca_bundle.or(file.http_ca_bundle),
+            http_client_cert: overrides.http_client_cert.or(file.http_client_cert),
         })
     }
 }

@@ -176,6 +176,19 @@ fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusB
         .set_buckets_for_metric(Matcher::Suffix("_size".into()), &SIZE_BUCKETS)?)
 }
 
+/// The TLS settings of HTTP tasks, read and checked now, so a bad file stops the start.
+fn http_tls(config: &Config) -> anyhow::Result<overture_actors::HttpTls> {
+    let read = |path: &Option<std::path::PathBuf>| {
+        path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display()))).transpose()
+    };
+    let tls = overture_actors::HttpTls {
+        ca_bundle: read(&config.http_ca_bundle)?,
+        client_identity: read(&config.http_client_cert)?,
+    };
+    tls.client().map_err(|e| anyhow::anyhow!("HTTP task TLS settings (http_ca_bundle, http_client_cert): {e}"))?;
+    Ok(tls)
+}
+
 /// jq queries run in this same executable, started with [`SANDBOX_SUBCOMMAND`], one process per
 /// core at most, under the scripts' limits.
 fn jq_sandbox() -> anyhow::Result<overture_script::Sandbox> {
@@ -215,6 +228,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
             schedule_grace: Duration::from_secs(config.schedule_grace_seconds),
             jq: jq_sandbox()?,
             max_task_output_bytes: config.max_task_output_bytes,
+            http_tls: http_tls(&config)?,
         },
     );
 

@@ -11,13 +11,15 @@
 //!   [`machine`]: the state machine as openraft drives it.
 //! - [`snapshot`]: build and install snapshots as streamed row files.
 //! - [`read`]: the local read view; [`replica`]: opening it all, proposing, leadership.
-//! - [`network`] and [`rpc`]: Raft RPC between nodes, client and server halves.
+//! - [`network`] and [`rpc`]: Raft RPC between nodes, client and server halves; [`http`]: where
+//!   every outgoing HTTP client starts (the TLS crypto provider).
 
 pub mod codec;
 mod defs;
 pub mod disk;
 pub mod errors;
 pub mod faults;
+pub mod http;
 pub mod keys;
 pub mod log_store;
 pub mod machine;

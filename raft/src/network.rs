@@ -59,7 +59,7 @@ impl Network {
     /// A network for node `from` that authenticates with `secret` (a node without one can only
     /// be alone), subject to injected `faults`.
     pub fn new(secret: Option<String>, from: NodeId, faults: Arc<Faults>) -> Network {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(1))

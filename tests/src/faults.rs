@@ -154,7 +154,7 @@ impl Observer {
         for (i, url) in urls.iter().enumerate() {
             let (url, claims, stop) = (url.clone(), claims.clone(), stop.clone());
             handles.push(tokio::spawn(async move {
-                let c = reqwest::Client::builder().timeout(Duration::from_millis(400)).build().expect("client");
+                let c = crate::client_builder().timeout(Duration::from_millis(400)).build().expect("client");
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok(r) = c.get(format!("{url}/api/cluster/status")).send().await
                         && let Ok(v) = r.json::<Value>().await
@@ -170,7 +170,7 @@ impl Observer {
         {
             let (writes, stop) = (writes.clone(), stop.clone());
             handles.push(tokio::spawn(async move {
-                let c = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+                let c = crate::client_builder().timeout(Duration::from_secs(2)).build().expect("client");
                 let mut k = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     k += 1;

@@ -4,6 +4,7 @@
 //! workflow status) with deadlines, never on fixed sleeps; every process is killed when its
 //! handle drops.
 
+pub mod echo;
 pub mod faults;
 
 use std::path::{Path, PathBuf};
@@ -188,7 +189,17 @@ impl Rng {
 
 /// An HTTP client for tests.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    client_builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// A client builder for tests. reqwest is built with rustls and no crypto provider of its own
+/// (the node installs ring the same way), so a client can only be built once one is installed.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // Err: another test of this process installed it first. Deprecated only for lacking
+    // post-quantum key exchange (see overture_raft::http).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
@@ -417,7 +428,7 @@ impl Workload {
             let (urls, ledger, stop, started, done, own, name) =
                 (urls.clone(), ledger.clone(), stop.clone(), started.clone(), done.clone(), own.clone(), name.clone());
             handles.push(tokio::spawn(async move {
-                let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+                let c = client_builder().timeout(Duration::from_secs(3)).build().expect("client");
                 let mut k = s;
                 while !stop.load(Ordering::Relaxed) {
                     k += 1;
@@ -448,7 +459,7 @@ impl Workload {
                 (urls.clone(), ledger.clone(), stop.clone(), done.clone(), own.clone());
             let prefix = prefix.to_owned();
             handles.push(tokio::spawn(async move {
-                let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+                let c = client_builder().timeout(Duration::from_secs(3)).build().expect("client");
                 let mut k = w;
                 while !stop.load(Ordering::Relaxed) {
                     k += 1;

@@ -327,7 +327,7 @@ async fn a_full_disk(on_leader: bool) {
 fn heavy_writes(urls: Vec<String>, prefix: &str) -> tokio::task::JoinHandle<()> {
     let url = format!("{}/api/workflow/{prefix}_flow", urls[0]);
     tokio::spawn(async move {
-        let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+        let c = overture_tests::client_builder().timeout(Duration::from_secs(5)).build().expect("client");
         let pad = "x".repeat(256 << 10);
         loop {
             let _ = c.post(&url).json(&json!({"n": -1, "pad": pad})).send().await;

@@ -143,7 +143,7 @@ async fn hostile_requests_at_every_route_get_json_4xx_and_never_a_5xx() {
         }
     }
     // A fresh connection per request: a refused body never poisons a pooled connection.
-    let c = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let c = overture_tests::client_builder().pool_max_idle_per_host(0).build().expect("client");
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
     let mut handles = Vec::new();
     for (method, url, body) in requests {

@@ -283,7 +283,7 @@ async fn a_sync_execution_whose_client_leaves_stops_watching() {
         &json!({"name": "slow", "version": 1, "tasks": [{"name": "never_polled", "taskReferenceName": "t"}]}),
     )
     .await;
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().expect("client");
+    let impatient = overture_tests::client_builder().timeout(Duration::from_millis(300)).build().expect("client");
     for _ in 0..5 {
         let r = impatient
             .post(node.api("/workflow/execute/slow/1?waitForSeconds=30"))

@@ -62,7 +62,7 @@ fn start_mixed(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
     tokio::spawn(async move {
-        let c = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("client");
+        let c = overture_tests::client_builder().timeout(Duration::from_secs(3)).build().expect("client");
         let mut started = Vec::new();
         let mut n = 0i64;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {

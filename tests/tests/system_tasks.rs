@@ -309,63 +309,11 @@ async fn a_signal_reaches_the_wait_of_a_running_sub_workflow() {
     assert_eq!(task_by_ref(&child, "hold")["outputData"]["from"], "outside", "the signal completed the child's WAIT");
 }
 
-/// A one-route HTTP server on a free loopback port: answers every request with a JSON echo of
-/// its method, path and body (status 200, or 503 for paths under `/fail`).
-async fn echo_server() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head, body) = loop {
-                    let Ok(n) = stream.read(&mut chunk).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0usize);
-                        while buf.len() < end + 4 + length {
-                            let Ok(n) = stream.read(&mut chunk).await else { return };
-                            if n == 0 {
-                                break;
-                            }
-                            buf.extend_from_slice(&chunk[..n]);
-                        }
-                        break (head, String::from_utf8_lossy(&buf[end + 4..]).into_owned());
-                    }
-                };
-                let mut first = head.lines().next().unwrap_or_default().split(' ');
-                let (method, path) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
-                let reply = json!({"method": method, "path": path, "body": body}).to_string();
-                let status = if path.starts_with("/fail") { "503 Service Unavailable" } else { "200 OK" };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn sub_workflows_started_workflows_and_http_calls() {
     let (_dir, node) = node().await;
     let c = client();
-    let server = echo_server().await;
+    let server = overture_tests::echo::plain().await;
     let child = json!({"name": "kid", "version": 1, "tasks": [
         {"name": "kid_step", "taskReferenceName": "kid_step", "inputParameters": {"v": "${workflow.input.v}"}}
     ], "outputParameters": {"doubled": "${kid_step.output.doubled}"}});

@@ -43,6 +43,9 @@ use shared::Shared;
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     args.check()?;
     let urls = args.urls();
+    // reqwest has no crypto provider of its own (see overture_raft::http); Err: one is in place.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
