@@ -207,7 +207,7 @@ impl Scheduler {
         let read = self.host.replica.read();
         let targets = match name {
             Some(name) => {
-                vec![read.schedule(name)?.ok_or_else(|| Error::NotFound(format!("Schedule {name} not found")))?]
+                vec![read.schedule(name)?.ok_or_else(|| Error::NotFound(format!("Schedule '{name}' not found")))?]
             }
             None => read.schedules()?,
         };

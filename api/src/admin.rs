@@ -66,3 +66,32 @@ pub async fn config(State(s): State<AppState>) -> Result<Response, ApiError> {
 pub async fn version() -> Response {
     text_response(env!("CARGO_PKG_VERSION").into())
 }
+
+/// `GET /admin/queues?verbose=false`: the event queues of the active event handlers, event →
+/// queue name (`conductor:wf:ref` listens on queue `wf:ref`); with `verbose`, event → {queue:
+/// messages waiting}. A `conductor` message is handled as it is published, so none waits.
+pub async fn event_queues(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
+    let verbose = q.bool("verbose", false)?;
+    let mut out = serde_json::Map::new();
+    for handler in s.engine.event_handlers()?.into_iter().filter(|h| h.active) {
+        let queue = handler.event.split_once(':').map_or(handler.event.as_str(), |(_, rest)| rest).to_owned();
+        let value = if verbose { serde_json::json!({ queue: 0 }) } else { serde_json::Value::String(queue) };
+        out.insert(handler.event.clone(), value);
+    }
+    json_response(&out)
+}
+
+/// `GET /queue/size` and `GET /queue/`: the default event queues that task status messages
+/// arrive on (conductor-oss's QueueAdminResource). None is configured, as in a stock
+/// conductor-oss, so both are empty.
+pub async fn status_queues() -> Result<Response, ApiError> {
+    json_response(&serde_json::json!({}))
+}
+
+/// `POST /queue/update/{workflowId}/{taskRefName}/{status}` and
+/// `/queue/update/{workflowId}/task/{taskId}/{status}`: publish a task status message to the
+/// default event queue of that status; with none configured, 400 as a stock conductor-oss answers.
+pub async fn update_by_status_queue(Path(path): Path<Vec<(String, String)>>) -> Result<Response, ApiError> {
+    let status = path.iter().find(|(k, _)| k == "status").map_or("", |(_, v)| v.as_str());
+    Err(ApiError::bad_request(format!("There is no queue for handling {status} status")))
+}

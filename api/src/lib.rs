@@ -148,6 +148,12 @@ pub fn router(state: AppState) -> Router {
             post(metadata::create_workflow_def).put(metadata::update_workflow_defs).get(metadata::workflow_defs),
         )
         .route("/metadata/workflow/{name}", get(metadata::workflow_def))
+        // Literal segments win over `{name}`: these are never read as a workflow's name.
+        .route("/metadata/workflow/names", get(metadata::workflow_names))
+        .route("/metadata/workflow/names-and-versions", get(metadata::workflow_names_and_versions))
+        .route("/metadata/workflow/latest-versions", get(metadata::workflow_latest_versions))
+        .route("/metadata/workflow/validate", post(metadata::validate_workflow_def))
+        .route("/metadata/workflow/{name}/versions", get(metadata::workflow_versions))
         .route(
             "/event",
             post(metadata::create_event_handler).put(metadata::update_event_handler).get(metadata::event_handlers),
@@ -185,6 +191,8 @@ pub fn router(state: AppState) -> Router {
         .route("/workflow/bulk/restart", post(workflows::bulk_restart))
         .route("/workflow/bulk/terminate", post(workflows::bulk_terminate))
         .route("/workflow/bulk/remove", axum::routing::delete(workflows::bulk_remove))
+        .route("/workflow/bulk/terminate-remove", axum::routing::delete(workflows::bulk_terminate_remove))
+        .route("/workflow/bulk/search", post(workflows::bulk_search))
         .route("/tasks", post(tasks::update))
         .route("/tasks/update-v2", post(tasks::update_v2))
         .route("/tasks/poll/{task_type}", get(tasks::poll_one))
@@ -194,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/queue/sizes", get(tasks::queue_sizes))
         .route("/tasks/queue/size", get(tasks::queue_size))
         .route("/tasks/queue/all", get(tasks::queue_all))
+        .route("/tasks/queue/all/verbose", get(tasks::queue_all_verbose))
         .route("/tasks/queue/polldata", get(tasks::queue_poll_data))
         .route("/tasks/queue/polldata/all", get(tasks::queue_poll_data_all))
         .route("/tasks/queue/requeue/{task_type}", post(tasks::queue_requeue))
@@ -210,8 +219,16 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/task/{task_type}", get(admin::pending_tasks))
         .route("/admin/sweep/requeue/{id}", post(admin::sweep))
         .route("/admin/consistency/verifyAndRepair/{id}", post(admin::verify_and_repair))
+        .route("/admin/queues", get(admin::event_queues))
+        .route("/queue/size", get(admin::status_queues))
+        .route("/queue/", get(admin::status_queues))
+        .route("/queue/update/{workflowId}/{taskRefName}/{status}", post(admin::update_by_status_queue))
+        .route("/queue/update/{workflowId}/task/{taskId}/{status}", post(admin::update_by_status_queue))
         .route("/scheduler/schedules", post(scheduler::save).get(scheduler::list))
         .route("/scheduler/schedules/{name}", get(scheduler::get).delete(scheduler::delete))
+        .route("/scheduler/schedules/search", get(scheduler::search))
+        .route("/scheduler/bulk/pause", put(scheduler::bulk_pause))
+        .route("/scheduler/bulk/resume", put(scheduler::bulk_resume))
         .route("/scheduler/schedules/{name}/pause", put(scheduler::pause).get(scheduler::pause))
         .route("/scheduler/schedules/{name}/resume", put(scheduler::resume).get(scheduler::resume))
         .route("/scheduler/admin/pause", get(scheduler::pause_all))

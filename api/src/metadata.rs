@@ -1,13 +1,17 @@
 //! `/api/metadata`: task and workflow definitions; `/api/event`: event handlers.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::Response;
 use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::input::{Params, RawBody};
+use crate::{AppState, json_response};
 
 /// `POST /metadata/taskdefs`: create or replace each definition in the list.
 pub async fn create_task_defs(State(s): State<AppState>, body: RawBody) -> Result<(), ApiError> {
@@ -70,6 +74,77 @@ pub async fn workflow_defs(State(s): State<AppState>) -> Result<Json<Vec<Workflo
     Ok(Json(s.engine.workflow_defs()?))
 }
 
+/// Conductor's `WorkflowDefSummary`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary<'a> {
+    name: &'a str,
+    version: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update_time: Option<i64>,
+}
+
+impl<'a> Summary<'a> {
+    fn of(def: &'a WorkflowDef) -> Summary<'a> {
+        Summary {
+            name: &def.name,
+            version: def.version,
+            create_time: def.audit.create_time,
+            update_time: def.audit.update_time,
+        }
+    }
+}
+
+/// `GET /metadata/workflow/names`: every definition name, sorted, once.
+pub async fn workflow_names(State(s): State<AppState>) -> Result<Json<Vec<String>>, ApiError> {
+    let names: BTreeSet<String> = s.engine.workflow_defs()?.into_iter().map(|d| d.name).collect();
+    Ok(Json(names.into_iter().collect()))
+}
+
+/// `GET /metadata/workflow/names-and-versions`: name → the summaries of its versions, oldest first.
+pub async fn workflow_names_and_versions(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let defs = s.engine.workflow_defs()?;
+    let mut by_name: BTreeMap<&str, Vec<Summary<'_>>> = BTreeMap::new();
+    for def in &defs {
+        by_name.entry(&def.name).or_default().push(Summary::of(def));
+    }
+    for versions in by_name.values_mut() {
+        versions.sort_by_key(|s| s.version);
+    }
+    json_response(&by_name)
+}
+
+/// `GET /metadata/workflow/latest-versions`: the latest version of each definition, whole.
+pub async fn workflow_latest_versions(State(s): State<AppState>) -> Result<Json<Vec<WorkflowDef>>, ApiError> {
+    let mut latest: BTreeMap<String, WorkflowDef> = BTreeMap::new();
+    for def in s.engine.workflow_defs()? {
+        if latest.get(&def.name).is_none_or(|l| l.version < def.version) {
+            latest.insert(def.name.clone(), def);
+        }
+    }
+    Ok(Json(latest.into_values().collect()))
+}
+
+/// `GET /metadata/workflow/{name}/versions`: the summaries of its versions, oldest first; `[]`
+/// for a name nobody registered, as Conductor answers.
+pub async fn workflow_versions(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let mut defs: Vec<WorkflowDef> = s.engine.workflow_defs()?.into_iter().filter(|d| d.name == name).collect();
+    defs.sort_by_key(|d| d.version);
+    let summaries: Vec<Summary<'_>> = defs.iter().map(|d| Summary { update_time: None, ..Summary::of(d) }).collect();
+    json_response(&summaries)
+}
+
+/// `POST /metadata/workflow/validate`: checks a definition as registering it would, and stores
+/// nothing. 200 when it would be accepted, with `warnings` (what Overture checks beyond
+/// conductor-oss, which does not stop a registration); 400 with the violations otherwise.
+pub async fn validate_workflow_def(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    let def: WorkflowDef = body.json(None)?;
+    let warnings = s.engine.validate_workflow_def(&def)?;
+    json_response(&json!({ "warnings": warnings }))
+}
+
 /// `DELETE /metadata/workflow/{name}/{version}`.
 pub async fn delete_workflow_def(
     State(s): State<AppState>,
@@ -80,9 +155,22 @@ pub async fn delete_workflow_def(
     Ok(s.engine.delete_workflow_def(&name, version).await?)
 }
 
-/// `POST /event`: adds an event handler; 409 if the name is taken.
+/// `POST /event`: adds an event handler; 409 if the name is taken. The body is one handler, or a
+/// list of them (the JavaScript SDK's `addEventHandler` sends a list of one), added in order.
 pub async fn create_event_handler(State(s): State<AppState>, body: RawBody) -> Result<(), ApiError> {
-    Ok(s.engine.put_event_handler(body.json(None)?, true).await?)
+    let handlers = match body.json::<Value>(None)? {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    if handlers.is_empty() {
+        return Err(ApiError::bad_request("The event handler list is empty"));
+    }
+    for handler in handlers {
+        let handler: EventHandler = serde_json::from_value(handler)
+            .map_err(|e| ApiError::bad_request(format!("Invalid event handler: {e}")))?;
+        s.engine.put_event_handler(handler, true).await?;
+    }
+    Ok(())
 }
 
 /// `PUT /event`: replaces an event handler; 404 if there is none by that name.

@@ -280,6 +280,18 @@ pub async fn queue_all(State(s): State<AppState>) -> Result<Response, ApiError> 
     json_response(&s.engine.queue_all()?)
 }
 
+/// `GET /tasks/queue/all/verbose`: `{queue: {shard: {size, uacked}}}`, with the one shard `a`
+/// that conductor-oss's SQL backends answer: tasks waiting, and tasks handed out and not finished.
+pub async fn queue_all_verbose(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let verbose: std::collections::BTreeMap<String, serde_json::Value> = s
+        .engine
+        .queue_all_verbose()?
+        .into_iter()
+        .map(|(queue, (size, uacked))| (queue, serde_json::json!({"a": {"size": size, "uacked": uacked}})))
+        .collect();
+    json_response(&verbose)
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PollData {

@@ -169,11 +169,21 @@ pub async fn remove(State(s): State<AppState>, Path(id): Path<String>, q: Params
 /// `DELETE /workflow/{id}/terminate-remove?reason=&archiveWorkflow=true`.
 pub async fn terminate_remove(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<(), ApiError> {
     let archive = q.bool("archiveWorkflow", true)?;
-    match s.engine.terminate(&id, q.str("reason").map(str::to_owned)).await {
+    Ok(terminate_and_remove(&s, &id, q.str("reason").map(str::to_owned), archive).await?)
+}
+
+/// Terminates a workflow unless it has ended, then removes it.
+async fn terminate_and_remove(
+    s: &AppState,
+    id: &str,
+    reason: Option<String>,
+    archive: bool,
+) -> Result<(), overture_actors::Error> {
+    match s.engine.terminate(id, reason).await {
         Ok(()) | Err(overture_actors::Error::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
-    Ok(s.engine.remove_workflow(&id, archive).await?)
+    s.engine.remove_workflow(id, archive).await
 }
 
 /// Conductor's `BulkResponse`.
@@ -184,12 +194,8 @@ struct BulkResponse {
     bulk_successful_results: Vec<String>,
 }
 
-/// Runs `op` for each id of a bulk request (1 to 1,000 ids), each on its own.
-async fn bulk<F, Fut>(body: RawBody, op: F) -> Result<Response, ApiError>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(), overture_actors::Error>>,
-{
+/// The ids of a bulk request: 1 to 1,000.
+fn bulk_ids(body: &RawBody) -> Result<Vec<String>, ApiError> {
     let ids: Vec<String> = body.json(None)?;
     if ids.is_empty() || ids.len() > 1000 {
         return Err(ApiError::bad_request(format!(
@@ -197,6 +203,16 @@ where
             ids.len()
         )));
     }
+    Ok(ids)
+}
+
+/// Runs `op` for each id of a bulk request, each on its own.
+async fn bulk<F, Fut>(body: RawBody, op: F) -> Result<Response, ApiError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), overture_actors::Error>>,
+{
+    let ids = bulk_ids(&body)?;
     let results = futures::future::join_all(ids.iter().map(|id| op(id.clone()))).await;
     let mut response = BulkResponse::default();
     for (id, result) in ids.into_iter().zip(results) {
@@ -265,6 +281,39 @@ pub async fn bulk_remove(State(s): State<AppState>, q: Params, body: RawBody) ->
         async move { s.engine.remove_workflow(&id, archive).await }
     })
     .await
+}
+
+/// `DELETE /workflow/bulk/terminate-remove?reason=&archiveWorkflow=true`: terminates each
+/// workflow that has not ended, then removes it. Each id is listed once, as a success or with
+/// why it failed (conductor-oss lists a running workflow twice, once per step).
+pub async fn bulk_terminate_remove(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+    let (archive, reason) = (q.bool("archiveWorkflow", true)?, q.str("reason").map(str::to_owned));
+    bulk(body, |id| {
+        let (s, reason) = (s.clone(), reason.clone());
+        async move { terminate_and_remove(&s, &id, reason, archive).await }
+    })
+    .await
+}
+
+/// `POST /workflow/bulk/search?includeTasks=true` with a list of ids: `BulkResponse` whose
+/// successes are the workflows (Conductor's `Workflow` JSON), an unknown id listed with why.
+pub async fn bulk_search(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+    let include_tasks = q.bool("includeTasks", true)?;
+    let now = overture_actors::now_ms();
+    let mut errors = std::collections::BTreeMap::new();
+    let mut found = Vec::new();
+    for id in bulk_ids(&body)? {
+        match s.engine.workflow(&id) {
+            Ok(wf) => found.push(
+                serde_json::to_value(render::workflow(&wf, include_tasks, now))
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering {id}: {e}")))?,
+            ),
+            Err(e) => {
+                errors.insert(id, e.to_string());
+            }
+        }
+    }
+    json_response(&serde_json::json!({"bulkErrorResults": errors, "bulkSuccessfulResults": found}))
 }
 
 /// `GET /workflow/{id}/history`: every event of the execution, oldest first (Overture's own

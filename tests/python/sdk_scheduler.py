@@ -6,6 +6,7 @@ import sys
 import time
 
 from conductor.client.http.models import StartWorkflowRequest
+from conductor.client.http.rest import ApiException
 from conductor.client.http.models.save_schedule_request import SaveScheduleRequest
 from conductor.client.orkes_clients import OrkesClients
 from conductor.client.workflow.conductor_workflow import ConductorWorkflow
@@ -62,7 +63,12 @@ def main(base_url: str) -> int:
     resumed = scheduler.get_schedule("sdk_every_second")
     check(resumed is not None and not resumed.paused, f"resumed: {resumed}")
     scheduler.delete_schedule("sdk_every_second")
-    check(scheduler.get_schedule("sdk_every_second") is None, "deleted: get_schedule answers None")
+    # conductor-oss answers 404 for a schedule that does not exist, which the SDK raises.
+    try:
+        gone = scheduler.get_schedule("sdk_every_second")
+        check(False, f"deleted: get_schedule raises not found, not {gone}")
+    except ApiException as e:
+        check(e.status == 404, f"deleted: get_schedule raises 404, not {e.status}")
 
     print(json.dumps({"failures": check.failures}), flush=True)
     return 1 if check.failures else 0

@@ -68,6 +68,13 @@ impl Engine {
         self.propose(Request::PutWorkflowDefs { defs, overwrite, time: crate::now_ms() }).await
     }
 
+    /// Checks a workflow definition as [`Engine::put_workflow_defs`] would, storing nothing;
+    /// answers the warnings of what Overture checks beyond conductor-oss.
+    pub fn validate_workflow_def(&self, def: &WorkflowDef) -> Result<Vec<String>, Error> {
+        validate::workflow_def(def).map_err(Error::Invalid)?;
+        Ok(validate::workflow_def_warnings(def))
+    }
+
     /// Removes one version of a workflow definition.
     pub async fn delete_workflow_def(&self, name: &str, version: i32) -> Result<(), Error> {
         self.propose(Request::DeleteWorkflowDef { name: name.to_owned(), version }).await

@@ -141,6 +141,27 @@ impl Engine {
         Ok(out)
     }
 
+    /// Every worker queue with its tasks waiting (`size`) and handed out, not yet finished
+    /// (`uacked`: IN_PROGRESS worker tasks, by the queue they were polled from).
+    pub fn queue_all_verbose(&self) -> Result<BTreeMap<String, (usize, usize)>, Error> {
+        let mut out: BTreeMap<String, (usize, usize)> =
+            self.queue_all()?.into_iter().map(|(queue, size)| (queue, (size, 0))).collect();
+        let read = self.read();
+        let mut by_workflow: BTreeMap<overture_core::WorkflowId, Vec<String>> = BTreeMap::new();
+        for item in read.running_entries()? {
+            by_workflow.entry(item.workflow_id).or_default().push(item.task_id);
+        }
+        for (workflow_id, task_ids) in by_workflow {
+            let Some(wf) = read.workflow(&workflow_id)? else { continue };
+            for task in wf.tasks.iter().filter(|t| task_ids.contains(&t.task_id)) {
+                if let Some(queue) = task.queue.as_ref().filter(|q| !QueueName::is_system_name(q)) {
+                    out.entry(queue.clone()).or_default().1 += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Conductor's poll data for every queue of `task_type` (all queues if `None`), as the
     /// leader saw them.
     pub fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
