@@ -28,9 +28,10 @@ pub struct Retention {
 }
 
 impl Default for Retention {
-    /// A week, swept every minute.
+    /// Ended executions are kept, as Conductor keeps them (a definition's `retentionSeconds`
+    /// still purges its own); swept every minute.
     fn default() -> Self {
-        Retention { default: Duration::from_secs(7 * 24 * 3600), sweep_every: Duration::from_secs(60) }
+        Retention { default: Duration::ZERO, sweep_every: Duration::from_secs(60) }
     }
 }
 

@@ -302,7 +302,7 @@ impl Config {
                 .unwrap_or(5 << 20),
             max_task_output_bytes: overrides.max_task_output_bytes.or(file.max_task_output_bytes).unwrap_or(3 << 20),
             max_in_flight: overrides.max_in_flight.or(file.max_in_flight).unwrap_or(10_000).max(1),
-            retention_seconds: overrides.retention_seconds.or(file.retention_seconds).unwrap_or(7 * 24 * 3600),
+            retention_seconds: overrides.retention_seconds.or(file.retention_seconds).unwrap_or(0),
             retention_sweep_seconds: overrides
                 .retention_sweep_seconds
                 .or(file.retention_sweep_seconds)

@@ -112,3 +112,22 @@ async fn stored_executions_stay_flat_under_a_steady_load() {
     let settled = wait_for(Duration::from_secs(10), || async { stored(&node).await == 0 }).await;
     assert!(settled, "once the load stops, everything ended is purged");
 }
+
+#[tokio::test]
+async fn by_default_ended_workflows_are_kept_and_the_node_says_so() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("node");
+    let mut args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
+    args.push(data.clone().into());
+    // No retention set; sweeps every second, so a purge would show quickly.
+    let node = Node::spawn(&args, &[("OVERTURE_RETENTION_SWEEP_SECONDS", "1")], &data).await;
+    define(&node, "kept", None, "NOOP").await;
+    define(&node, "brief", Some(1), "NOOP").await;
+    let kept = start(&node, "kept").await;
+    let brief = start(&node, "brief").await;
+    let purged = wait_for(Duration::from_secs(15), || async { status(&node, &brief).await == 404 }).await;
+    assert!(purged, "a definition's own retentionSeconds still purges");
+    assert_eq!(status(&node, &kept).await, 200, "the node's default keeps ended executions, as Conductor does");
+    let log = std::fs::read_to_string(data.with_extension("log")).expect("node log");
+    assert!(log.contains("retention: ended executions are kept"), "the start says so: {log}");
+}
