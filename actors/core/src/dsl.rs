@@ -452,6 +452,22 @@ pub struct WorkflowTask {
     pub metadata: Option<Value>,
 }
 
+impl WorkflowTask {
+    /// Gives an embedded `taskDefinition` that has no name of its own the task's name.
+    ///
+    /// Conductor's Python SDK embeds definitions without a name, and conductor-oss accepts them:
+    /// it never validates an embedded definition, and the task's `name` is what the task runs
+    /// as. Wherever Overture shows or keys on the embedded definition's name (a polled task's
+    /// `taskDefinition`, its messages), it is the task's name.
+    pub fn name_embedded_definition(&mut self) {
+        if let Some(def) = self.task_definition.as_mut()
+            && def.name.trim().is_empty()
+        {
+            def.name.clone_from(&self.name);
+        }
+    }
+}
+
 /// How deeply tasks may nest inside one another: a task in a SWITCH case, a FORK_JOIN branch or
 /// a DO_WHILE body is one level deeper than the task that holds it, and the definition's own
 /// tasks are at level 0. Reading a task is recursive and takes tens of kilobytes of stack per

@@ -8,6 +8,11 @@
 //! - Paths are JSONPath relative to a document whose roots are `workflow` and every task reference
 //!   name. Plain paths (`a.b[0]['c']`) are walked directly, without building the document; anything
 //!   else (`..`, wildcards, filters) goes through a JSONPath engine on the root object.
+//! - A path may end in one of Jayway's functions (`${workflow.input.items.length()}`,
+//!   `${task.output.prices.sum()}`), applied to what the path before it finds (see
+//!   `functions`).
+//! - Spaces may appear inside brackets and parentheses (`${workflow.input.items[?(@.price > 1)]}`)
+//!   and at the ends of an expression; see [`path_is_well_formed`] for where they may not.
 //! - A path that leads nowhere resolves to `null`.
 //! - `${CPEWF_TASK_ID}` is the id of the task being scheduled.
 //!
@@ -19,6 +24,8 @@ use serde_json::{Map, Number, Value};
 use crate::payload::{self, Exceeded};
 use crate::plan::TaskKind;
 use crate::state::{Object, TaskState, WorkflowState};
+
+mod functions;
 
 /// What expressions can see.
 pub struct Scope<'a> {
@@ -48,11 +55,21 @@ pub struct Document<'a>(pub &'a Value);
 
 impl Lookup for Document<'_> {
     fn lookup(&self, path: &str, scan: &mut usize) -> Result<Option<Value>, Exceeded> {
-        let path = path.trim_start_matches("$.");
+        let path = trim_path(path).trim_start_matches("$.");
         if path.is_empty() {
             return Ok(Some(Value::String(String::new())));
         }
         let rest = if path.starts_with('[') { path.to_owned() } else { format!(".{path}") };
+        if let Some((prefix, call)) = functions::split_call(&rest) {
+            let found;
+            let model = if prefix.is_empty() {
+                self.0
+            } else {
+                found = json_path(self.0, prefix, scan)?;
+                &found
+            };
+            return functions::apply(call, model, scan).map(Some);
+        }
         json_path(self.0, &rest, scan).map(Some)
     }
 }
@@ -258,7 +275,7 @@ impl<L: Lookup + ?Sized> Resolver<'_, L> {
 /// Evaluates one path. `Ok(None)` means "leave the expression as written" (only for
 /// `${CPEWF_TASK_ID}` without a task); a path that leads nowhere is `Null`.
 fn eval(path: &str, scope: &Scope<'_>, scan: &mut usize) -> Result<Option<Value>, Exceeded> {
-    let path = path.trim_start_matches("$.");
+    let path = trim_path(path).trim_start_matches("$.");
     if path.is_empty() {
         return Ok(Some(Value::String(String::new())));
     }
@@ -267,12 +284,57 @@ fn eval(path: &str, scope: &Scope<'_>, scan: &mut usize) -> Result<Option<Value>
     }
     let root_end = path.find(['.', '[']).unwrap_or(path.len());
     let (root, rest) = path.split_at(root_end);
+    if let Some((prefix, call)) = functions::split_call(rest) {
+        let model = eval_from_root(root, prefix, scope, scan)?;
+        return functions::apply(call, &model, scan).map(Some);
+    }
+    eval_from_root(root, rest, scope, scan).map(Some)
+}
+
+/// The value at `rest` (`.a.b[0]`, or any JSONPath) below `root` (`workflow` or a task
+/// reference name); `Null` if it leads nowhere.
+fn eval_from_root(root: &str, rest: &str, scope: &Scope<'_>, scan: &mut usize) -> Result<Value, Exceeded> {
     if let Some(segments) = simple_segments(rest) {
-        return Ok(Some(walk_root(root, &segments, scope).unwrap_or(Value::Null)));
+        return Ok(walk_root(root, &segments, scope).unwrap_or(Value::Null));
     }
     // Anything beyond plain steps: build the root object and run real JSONPath on it.
-    let Some(doc) = root_document(root, scope) else { return Ok(Some(Value::Null)) };
-    json_path(&doc, rest, scan).map(Some)
+    let Some(doc) = root_document(root, scope) else { return Ok(Value::Null) };
+    json_path(&doc, rest, scan)
+}
+
+/// A path without the blanks around it, as Jayway reads it (it trims every character up to
+/// and including the space).
+pub fn trim_path(path: &str) -> &str {
+    path.trim_matches(|c: char| c <= ' ')
+}
+
+/// Whether Conductor would compile `path` (the inside of a `${...}`) as a JSONPath, as far as
+/// spaces go: Jayway allows them inside brackets and parentheses (filters, quoted keys,
+/// function arguments) and at the end, and refuses one between the steps of a dotted path or
+/// at the start of a path that does not start with `$`. Conductor refuses a definition with
+/// such a path (`key: k input parameter value: ... is not valid`).
+///
+/// One pass over the bytes; a space is ASCII, so no character is split.
+pub fn path_is_well_formed(path: &str) -> bool {
+    let path = path.trim_end_matches(|c: char| c <= ' ');
+    let path = if path.trim_start().starts_with(['$', '@']) { path.trim_start() } else { path };
+    let (mut depth, mut quote) = (0usize, None::<u8>);
+    for &b in path.as_bytes() {
+        if let Some(q) = quote {
+            if b == q {
+                quote = None;
+            }
+            continue;
+        }
+        match b {
+            b'\'' | b'"' if depth > 0 => quote = Some(b),
+            b'[' | b'(' => depth += 1,
+            b']' | b')' => depth = depth.saturating_sub(1),
+            b' ' if depth == 0 => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 enum Segment<'p> {

@@ -20,7 +20,9 @@ pub enum TaskKind {
     /// A worker polls it by name (`SIMPLE`).
     Simple,
     /// A worker polls it by its type; the type is not a system type, and its task definition must
-    /// exist (Conductor's USER_DEFINED).
+    /// exist (Conductor's USER_DEFINED). The literal type `USER_DEFINED` is one of these, as in
+    /// conductor-oss: its task definition is found by the task's `name`, and workers poll the
+    /// type `USER_DEFINED`.
     UserDefined,
     /// A worker task whose name is read from the input (`dynamicTaskNameParam`).
     Dynamic,
@@ -69,7 +71,7 @@ pub enum TaskKind {
 
 /// System task types this release does not run. Anything else that is not a known type is a
 /// user-defined worker task.
-const NOT_YET: &[&str] = &["KAFKA_PUBLISH", "USER_DEFINED"];
+const NOT_YET: &[&str] = &["KAFKA_PUBLISH"];
 
 impl TaskKind {
     /// Classifies a `type` string.
@@ -294,8 +296,10 @@ impl Plan {
         for task in list {
             let index = self.tasks.len();
             self.by_ref.entry(task.task_reference_name.clone()).or_insert(index);
+            let mut planned = task.clone();
+            planned.name_embedded_definition();
             self.tasks.push(PlanTask {
-                task: task.clone(),
+                task: planned,
                 kind: TaskKind::of(&task.task_type),
                 index,
                 slot: slot.clone(),

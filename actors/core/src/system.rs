@@ -2,11 +2,13 @@
 //! which case a SWITCH takes, when a WAIT ends, what a dynamic fork forks, when a JOIN is done.
 //! The decider ([`crate::decide`]) turns their answers into events.
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::command::{Environment, ScriptError};
 use crate::dsl::WorkflowTask;
 use crate::expr::to_java_string;
+use crate::plan::TaskKind;
 use crate::state::{Object, TaskStatus, WorkflowState, WorkflowStatus};
 
 /// Largest serialized size of `workflow.variables` (Conductor's 256 KB).
@@ -151,8 +153,9 @@ fn parse_units(text: &str, iso: bool) -> Option<i64> {
     any.then_some(total)
 }
 
-/// `yyyy-MM-dd HH:mm`, `yyyy-MM-dd HH:mm z` (UTC, GMT, Z or ±HH:mm) or `yyyy-MM-dd`: epoch
-/// millis. Times without a zone are UTC.
+/// `yyyy-MM-dd HH:mm`, `yyyy-MM-dd HH:mm z` or `yyyy-MM-dd`: epoch millis. The zone `z` is an
+/// abbreviation (`PST`, `CET`, `UTC`; see [`crate::time::ZONE_ABBREVIATIONS`]), an offset
+/// (`+02:00`, `GMT-8`) or an IANA name (`America/New_York`). Times without a zone are UTC.
 pub fn parse_until(text: &str) -> Option<i64> {
     let mut parts = text.split_whitespace();
     let date = parts.next()?;
@@ -177,82 +180,52 @@ pub fn parse_until(text: &str) -> Option<i64> {
             (h, mi)
         }
     };
-    let offset_minutes = match zone {
-        None => 0,
-        Some("UTC" | "GMT" | "Z" | "utc" | "gmt") => 0,
-        Some(z) => {
-            let sign = match z.chars().next()? {
-                '+' => 1,
-                '-' => -1,
-                _ => return None,
-            };
-            let (h, mi) = z[1..].split_once(':').unwrap_or((&z[1..], "0"));
-            let (h, mi) = (h.parse::<i64>().ok()?, mi.parse::<i64>().ok()?);
-            if !(0..=23).contains(&h) || !(0..=59).contains(&mi) {
-                return None;
-            }
-            sign * (h * 60 + mi)
-        }
-    };
     // A year far outside what a clock can show (`9999999999999-01-01`) is no deadline at all.
     let days = crate::time::days_from_civil(y, m, day);
-    let minutes = days.checked_mul(24)?.checked_add(hh)?.checked_mul(60)?.checked_add(mm - offset_minutes)?;
+    let local = days.checked_mul(24)?.checked_add(hh)?.checked_mul(60)?.checked_add(mm)?;
+    let minutes = match zone {
+        None => local,
+        Some(z) => crate::time::utc_minutes_in_zone(local, z)?,
+    };
     minutes.checked_mul(60_000)
 }
 
 /// The tasks a FORK_JOIN_DYNAMIC forks, each with its own input folded into its
-/// `inputParameters`.
+/// `inputParameters`, as in an execution with no dynamic fork before this one (see
+/// [`dynamic_fork_after`]).
 pub fn dynamic_fork(wt: &WorkflowTask, input: &Object) -> Result<Vec<WorkflowTask>, Failure> {
+    dynamic_fork_after(wt, input, false)
+}
+
+/// The input keys of the simple form of a dynamic fork.
+const SIMPLE_FORK_KEYS: [&str; 4] = ["forkTaskInputs", "forkTaskName", "forkTaskType", "forkTaskWorkflow"];
+
+/// The tasks a FORK_JOIN_DYNAMIC forks, each with its own input folded into its
+/// `inputParameters`. The forms, in the order conductor-oss tries them:
+///
+/// - the simple form: `forkTaskInputs` is a list, and each item becomes one task (see
+///   [`simple_fork`]);
+/// - `dynamicForkTasksParam` names the input holding a list of tasks, and
+///   `dynamicForkTasksInputParamName` the one holding each task's input by reference name;
+/// - the legacy `dynamicForkJoinTasksParam`, naming `{dynamicTasks: [...]}`.
+///
+/// A simple form whose `forkTaskInputs` is absent or `null` forks nothing (conductor-oss fails
+/// the workflow instead); one whose `forkTaskInputs` is not a list fails the workflow.
+/// `earlier_fork` says whether the execution already has a dynamic fork task, which changes
+/// how the simple form names its tasks, as in conductor-oss.
+pub fn dynamic_fork_after(wt: &WorkflowTask, input: &Object, earlier_fork: bool) -> Result<Vec<WorkflowTask>, Failure> {
     let fail = |m: String| Failure::Workflow(m);
-    let mut tasks: Vec<WorkflowTask> = if let Some(param) = wt.dynamic_fork_tasks_param.as_deref() {
-        let list = input.get(param).cloned().unwrap_or(Value::Null);
-        let list: Vec<WorkflowTask> = match list {
-            Value::Null => Vec::new(),
-            other => serde_json::from_value(other).map_err(|e| {
-                fail(format!("Input '{param}' of dynamic fork {} is not a list of tasks: {e}", wt.task_reference_name))
-            })?,
-        };
-        let inputs = match wt.dynamic_fork_tasks_input_param_name.as_deref().and_then(|k| input.get(k)) {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => {
-                return Err(fail(format!(
-                    "Input to the dynamically forked tasks is not a map -> expecting a map of K,V but found {}",
-                    wt.dynamic_fork_tasks_input_param_name.as_deref().unwrap_or_default()
-                )));
-            }
-        };
-        list.into_iter()
-            .map(|mut t| {
-                if let Some(Value::Object(extra)) = inputs.get(&t.task_reference_name) {
-                    for (k, v) in extra {
-                        t.input_parameters.insert(k.clone(), v.clone());
-                    }
-                }
-                t
-            })
-            .collect()
+    let mut tasks: Vec<WorkflowTask> = if let Some(Value::Array(items)) = input.get("forkTaskInputs") {
+        simple_fork(wt, input, items, earlier_fork)
+    } else if let Some(param) = wt.dynamic_fork_tasks_param.as_deref() {
+        listed_fork(wt, input, param)?
     } else if let Some(param) = wt.dynamic_fork_join_tasks_param.as_deref() {
         legacy_dynamic_tasks(input.get(param), &wt.task_reference_name)?
-    } else if let Some(name) = input.get("forkTaskName").and_then(Value::as_str) {
-        let task_type = input.get("forkTaskType").and_then(Value::as_str).unwrap_or("SIMPLE");
-        let inputs = match input.get("forkTaskInputs") {
+    } else if SIMPLE_FORK_KEYS.iter().any(|k| input.contains_key(*k)) {
+        match input.get("forkTaskInputs") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items.clone(),
             Some(_) => return Err(fail("forkTaskInputs must be a list".to_owned())),
-        };
-        inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let mut params = match item {
-                    Value::Object(m) => m,
-                    other => Map::from_iter([("input".to_owned(), other)]),
-                };
-                params.insert("__index".to_owned(), json!(i));
-                simple_task(name, &format!("_{name}_{i}"), task_type, params)
-            })
-            .collect::<Result<Vec<_>, _>>()?
+        }
     } else {
         return Err(fail(format!(
             "Dynamic fork {} names neither dynamicForkTasksParam nor forkTaskName",
@@ -276,8 +249,121 @@ pub fn dynamic_fork(wt: &WorkflowTask, input: &Object) -> Result<Vec<WorkflowTas
         if wt.optional {
             t.optional = true;
         }
+        t.name_embedded_definition();
     }
     Ok(tasks)
+}
+
+/// The `dynamicForkTasksParam` form: the listed tasks, each with its entry of the
+/// `dynamicForkTasksInputParamName` map added to its input.
+fn listed_fork(wt: &WorkflowTask, input: &Object, param: &str) -> Result<Vec<WorkflowTask>, Failure> {
+    let fail = |m: String| Failure::Workflow(m);
+    let list: Vec<WorkflowTask> = match input.get(param) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(other) => Vec::<WorkflowTask>::deserialize(other).map_err(|e| {
+            fail(format!("Input '{param}' of dynamic fork {} is not a list of tasks: {e}", wt.task_reference_name))
+        })?,
+    };
+    let inputs = match wt.dynamic_fork_tasks_input_param_name.as_deref().and_then(|k| input.get(k)) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            return Err(fail(format!(
+                "Input to the dynamically forked tasks is not a map -> expecting a map of K,V but found {}",
+                wt.dynamic_fork_tasks_input_param_name.as_deref().unwrap_or_default()
+            )));
+        }
+    };
+    Ok(list
+        .into_iter()
+        .map(|mut t| {
+            if let Some(Value::Object(extra)) = inputs.get(&t.task_reference_name) {
+                for (k, v) in extra {
+                    t.input_parameters.insert(k.clone(), v.clone());
+                }
+            }
+            t
+        })
+        .collect())
+}
+
+/// The simple form of a dynamic fork, as conductor-oss builds it: one task per item of
+/// `forkTaskInputs`.
+///
+/// - With `forkTaskWorkflow`, each task is a SUB_WORKFLOW of that workflow, at
+///   `forkTaskWorkflowVersion` (a number or a numeric string; the latest version otherwise),
+///   with the item's `taskToDomain`, if it has one, as the child's.
+/// - Otherwise each task is a `forkTaskType` task (SIMPLE by default) named `forkTaskName`.
+///
+/// The task's name for its reference is `forkTaskName`; failing that, `forkTaskType` if that is
+/// a system type; failing that, the fork's own reference name. The reference is
+/// `_{name}_{i}`, or `_{fork}_{name}_{i}` when the execution already has a dynamic fork task.
+/// An item that is an object is the task's input (and, as in conductor-oss, is also read as
+/// the task's other fields, such as `optional`); anything else is the input `input`. Each input
+/// also gets `__index`, the item's position.
+fn simple_fork(wt: &WorkflowTask, input: &Object, items: &[Value], earlier_fork: bool) -> Vec<WorkflowTask> {
+    let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let workflow = text("forkTaskWorkflow");
+    let version = match input.get("forkTaskWorkflowVersion") {
+        Some(Value::String(s)) => s.trim().parse::<i32>().ok(),
+        Some(Value::Number(n)) => n.as_i64().and_then(|v| i32::try_from(v).ok()),
+        _ => None,
+    };
+    let task_type = text("forkTaskType");
+    let system_type = task_type.filter(|t| TaskKind::of(t).system_type().is_some());
+    let name = text("forkTaskName").or(system_type).unwrap_or(&wt.task_reference_name);
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let mut task = item_as_task(item);
+        let mut params = match item {
+            Value::Object(m) => m.clone(),
+            other => Map::from_iter([("input".to_owned(), other.clone())]),
+        };
+        params.insert("__index".to_owned(), json!(i));
+        task.input_parameters = params;
+        match workflow {
+            Some(workflow) => {
+                task.name = workflow.to_owned();
+                task.task_type = "SUB_WORKFLOW".to_owned();
+                let mut param = Map::from_iter([("name".to_owned(), json!(workflow))]);
+                if let Some(version) = version {
+                    param.insert("version".to_owned(), json!(version));
+                }
+                if let Some(domains) = item.get("taskToDomain").filter(|d| d.is_object()) {
+                    param.insert("taskToDomain".to_owned(), domains.clone());
+                }
+                task.sub_workflow_param = Some(Value::Object(param));
+            }
+            None => {
+                task.name = name.to_owned();
+                task.task_type = task_type.unwrap_or("SIMPLE").to_owned();
+                // The registered definition of `name` applies, as in conductor-oss.
+                task.task_definition = None;
+            }
+        }
+        task.task_reference_name =
+            if earlier_fork { format!("_{}_{name}_{i}", wt.task_reference_name) } else { format!("_{name}_{i}") };
+        out.push(task);
+    }
+    out
+}
+
+/// An item of `forkTaskInputs` read as a task, as conductor-oss reads it (so `optional` or
+/// `startDelay` in an item apply to its task); a blank task if it does not read as one. Nested
+/// task lists are left out: they mean nothing to a worker or sub-workflow task, and reading
+/// them could turn a small input into a great many tasks.
+fn item_as_task(item: &Value) -> WorkflowTask {
+    const NESTED: [&str; 4] = ["decisionCases", "defaultCase", "forkTasks", "loopOver"];
+    let blank = || Value::Object(Map::new());
+    let fields = match item {
+        Value::Object(m) => Value::Object(
+            m.iter().filter(|(k, _)| !NESTED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ),
+        _ => blank(),
+    };
+    WorkflowTask::deserialize(&fields)
+        .or_else(|_| WorkflowTask::deserialize(&blank()))
+        .unwrap_or_else(|e| unreachable!("a blank task always reads: {e}"))
 }
 
 fn simple_task(name: &str, reference: &str, task_type: &str, params: Object) -> Result<WorkflowTask, Failure> {

@@ -1,4 +1,9 @@
-//! Calendar arithmetic for epoch millis, without a clock: UTC dates and Conductor's ISO form.
+//! Calendar arithmetic for epoch millis, without a clock: UTC dates, Conductor's ISO form, and
+//! wall-clock times in a named zone (WAIT's `until`).
+
+use std::str::FromStr;
+
+use chrono::{Offset, TimeZone};
 
 /// Days since 1970-01-01 of a proleptic Gregorian date. The arithmetic is done in 128 bits, so
 /// no input overflows: a date too far out for an `i64` count of days saturates at `i64::MIN` or
@@ -90,6 +95,121 @@ pub fn parse_iso(text: &str) -> Option<i64> {
     }
     // A date so far out that its millis overflow an `i64` is refused.
     days_from_civil(y, m, day).checked_mul(86_400_000)?.checked_add(millis_of_day)?.checked_sub(offset_minutes * 60_000)
+}
+
+/// Zone abbreviations a time may name, each a fixed offset in minutes east of UTC, as Java's
+/// `SimpleDateFormat` reads them (Conductor's WAIT `until` is parsed with the pattern
+/// `yyyy-MM-dd HH:mm z`, and the Java SDK sends e.g. `2026-12-05 14:30 PST`). A standard-time
+/// name is standard time all year and a daylight name daylight time: `PST` in July is still
+/// UTC−8. They are matched without regard to case.
+///
+/// Where an abbreviation means several zones, this list picks one: `CST` is US Central (not
+/// China), `IST` is India (not Israel or Ireland), `BST` is British Summer Time (not
+/// Bangladesh), `AST` is Atlantic (not Arabia). Any other zone can be named by its IANA name
+/// (`America/Los_Angeles`, `Asia/Shanghai`), which follows the zone's daylight-saving rules.
+pub const ZONE_ABBREVIATIONS: &[(&str, i32)] = &[
+    ("UTC", 0),
+    ("GMT", 0),
+    ("UT", 0),
+    ("Z", 0),
+    ("WET", 0),
+    ("WEST", 60),
+    ("BST", 60),
+    ("CET", 60),
+    ("CEST", 120),
+    ("MET", 60),
+    ("MEST", 120),
+    ("EET", 120),
+    ("EEST", 180),
+    ("MSK", 180),
+    ("GST", 240),
+    ("PKT", 300),
+    ("IST", 330),
+    ("ICT", 420),
+    ("WIB", 420),
+    ("SGT", 480),
+    ("HKT", 480),
+    ("AWST", 480),
+    ("JST", 540),
+    ("KST", 540),
+    ("ACST", 570),
+    ("ACDT", 630),
+    ("AEST", 600),
+    ("AEDT", 660),
+    ("NZST", 720),
+    ("NZDT", 780),
+    ("HST", -600),
+    ("AKST", -540),
+    ("AKDT", -480),
+    ("PST", -480),
+    ("PDT", -420),
+    ("MST", -420),
+    ("MDT", -360),
+    ("CST", -360),
+    ("CDT", -300),
+    ("EST", -300),
+    ("EDT", -240),
+    ("AST", -240),
+    ("ADT", -180),
+    ("NST", -210),
+    ("NDT", -150),
+];
+
+/// The instant (minutes since the epoch, UTC) of a wall-clock time in `zone`. `local` is the
+/// wall-clock time counted as if it were UTC, in minutes since the epoch.
+///
+/// `zone` is one of [`ZONE_ABBREVIATIONS`]; an offset (`+02:00`, `-0800`, `+5`, optionally after
+/// `GMT` or `UTC`: `GMT+05:30`); or an IANA name (`Europe/Paris`). In an IANA zone, a time
+/// that occurs twice (the hour clocks go back) is the earlier, and a time that does not occur
+/// (the hour clocks skip) is read with the offset before the skip, so `02:30` on a spring-forward
+/// night is `03:30` daylight time, as Java's lenient calendar reads it. `None` for anything
+/// else, or a time too far out to place.
+pub fn utc_minutes_in_zone(local: i64, zone: &str) -> Option<i64> {
+    let zone = zone.trim();
+    if let Some(&(_, offset)) = ZONE_ABBREVIATIONS.iter().find(|(name, _)| name.eq_ignore_ascii_case(zone)) {
+        return local.checked_sub(i64::from(offset));
+    }
+    let numeric = ["GMT", "UTC", "gmt", "utc"].iter().find_map(|p| zone.strip_prefix(p)).unwrap_or(zone);
+    if let Some(offset) = offset_minutes(numeric) {
+        return local.checked_sub(offset);
+    }
+    let tz = chrono_tz::Tz::from_str(zone).ok()?;
+    let naive = chrono::DateTime::from_timestamp(local.checked_mul(60)?, 0)?.naive_utc();
+    let offset_seconds = match tz.offset_from_local_datetime(&naive) {
+        chrono::LocalResult::Single(offset) | chrono::LocalResult::Ambiguous(offset, _) => {
+            offset.fix().local_minus_utc()
+        }
+        // In a gap: the offset in force a day earlier, before the clocks moved.
+        chrono::LocalResult::None => {
+            let before = naive.checked_sub_signed(chrono::TimeDelta::days(1))?;
+            tz.offset_from_utc_datetime(&before).fix().local_minus_utc()
+        }
+    };
+    local.checked_sub(i64::from(offset_seconds / 60))
+}
+
+/// `+02:00`, `-0800`, `+5`, `-05:30`: minutes east of UTC, at most 23:59 either way.
+fn offset_minutes(text: &str) -> Option<i64> {
+    let sign = match text.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let body = &text[1..];
+    if !body.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+        return None;
+    }
+    let (h, mi) = match body.split_once(':') {
+        Some((h, mi)) => (h, mi),
+        None if body.len() == 4 => body.split_at(2),
+        None => (body, "0"),
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(mi) {
+        return None;
+    }
+    let (h, mi) = (h.parse::<i64>().ok()?, mi.parse::<i64>().ok()?);
+    ((0..=23).contains(&h) && (0..=59).contains(&mi)).then_some(sign * (h * 60 + mi))
 }
 
 #[cfg(test)]

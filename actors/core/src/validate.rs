@@ -42,25 +42,50 @@ pub const MAX_SHOWN: usize = 1024;
 /// its path, so a long name is cut short there.
 const MAX_CASE_IN_PATH: usize = 64;
 
-struct Collector(Vec<Violation>);
+/// Violations found so far, up to a cap: [`MAX_VIOLATIONS`], or 0 for a kind nobody asked for
+/// (warnings while only checking), so finding them costs nothing.
+struct Collector {
+    found: Vec<Violation>,
+    cap: usize,
+}
 
 impl Collector {
+    fn new() -> Collector {
+        Collector { found: Vec::new(), cap: MAX_VIOLATIONS }
+    }
+    /// A collector that keeps nothing.
+    fn ignored() -> Collector {
+        Collector { found: Vec::new(), cap: 0 }
+    }
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>, value: Option<String>) {
         if self.is_full() {
             return;
         }
-        self.0.push(Violation {
+        self.found.push(Violation {
             path: shown(path.into()),
             message: shown(message.into()),
             invalid_value: value.map(shown),
         });
     }
-    /// Whether it holds [`MAX_VIOLATIONS`]: checking further would add nothing.
+    /// Whether it holds all it may: checking further would add nothing.
     fn is_full(&self) -> bool {
-        self.0.len() >= MAX_VIOLATIONS
+        self.found.len() >= self.cap
     }
     fn finish(self) -> Result<(), Violations> {
-        if self.0.is_empty() { Ok(()) } else { Err(Violations(self.0)) }
+        if self.found.is_empty() { Ok(()) } else { Err(Violations(self.found)) }
+    }
+}
+
+/// What checking a workflow definition found: violations conductor-oss also refuses, and
+/// warnings about what an earlier Overture refused beyond it.
+struct Findings {
+    errors: Collector,
+    warnings: Collector,
+}
+
+impl Findings {
+    fn is_full(&self) -> bool {
+        self.errors.is_full() && self.warnings.is_full()
     }
 }
 
@@ -77,7 +102,7 @@ fn shown(text: String) -> String {
 
 /// Checks a task definition.
 pub fn task_def(def: &TaskDef) -> Result<(), Violations> {
-    let mut c = Collector(Vec::new());
+    let mut c = Collector::new();
     check_task_def(def, "", &mut c);
     c.finish()
 }
@@ -151,7 +176,7 @@ fn check_task_def(def: &TaskDef, prefix: &str, c: &mut Collector) {
 
 /// Checks an event handler.
 pub fn event_handler(handler: &EventHandler) -> Result<(), Violations> {
-    let mut c = Collector(Vec::new());
+    let mut c = Collector::new();
     if handler.name.trim().is_empty() {
         c.add("name", "Missing event handler name", None);
     }
@@ -176,9 +201,40 @@ pub fn event_handler(handler: &EventHandler) -> Result<(), Violations> {
     c.finish()
 }
 
-/// Checks a workflow definition.
+/// Checks a workflow definition, refusing what conductor-oss 3.32 refuses (and the few
+/// things Overture cannot run at all, such as a task type it does not support yet).
+///
+/// Rules conductor-oss does not apply are [`workflow_def_warnings`] instead: the references
+/// and path syntax of expressions in nested tasks (conductor-oss checks only the top-level
+/// tasks' `inputParameters`) and the fields of an embedded `taskDefinition` (conductor-oss does
+/// not validate it).
 pub fn workflow_def(def: &WorkflowDef) -> Result<(), Violations> {
-    let mut c = Collector(Vec::new());
+    let mut found = Findings { errors: Collector::new(), warnings: Collector::ignored() };
+    check_workflow(def, &mut found);
+    found.errors.finish()
+}
+
+/// What a definition does that conductor-oss accepts but looks like a mistake, as
+/// human-readable lines (`path: message`), at most [`MAX_VIOLATIONS`] of them; empty when there
+/// is nothing to say. A definition can pass [`workflow_def`] and still have warnings; these
+/// never stop it from being registered or run.
+///
+/// They are the checks [`workflow_def`] leaves to conductor-oss's leniency:
+///
+/// - an expression in a nested task (inside a SWITCH or DECISION case, a FORK_JOIN branch or a
+///   DO_WHILE body) that names a task reference the definition does not have, or whose path is
+///   not well formed. At run time such an expression resolves to `null`.
+/// - an embedded `taskDefinition` that breaks a rule a registered task definition must follow
+///   (a negative `retryCount`, a `responseTimeoutSeconds` below 1 or above `timeoutSeconds`, ...).
+///   Overture runs it as written: a limit that is not positive is no limit.
+pub fn workflow_def_warnings(def: &WorkflowDef) -> Vec<String> {
+    let mut found = Findings { errors: Collector::ignored(), warnings: Collector::new() };
+    check_workflow(def, &mut found);
+    found.warnings.found.into_iter().map(|v| format!("{}: {}", v.path, v.message)).collect()
+}
+
+fn check_workflow(def: &WorkflowDef, found: &mut Findings) {
+    let c = &mut found.errors;
     if def.name.trim().is_empty() {
         c.add("name", "WorkflowDef name cannot be null or empty", None);
     }
@@ -203,45 +259,54 @@ pub fn workflow_def(def: &WorkflowDef) -> Result<(), Violations> {
     }
     let all = all_tasks(&def.tasks);
     // Every reference name, collected once: each expression of each task is checked against it.
-    let defined: HashSet<&str> = all.iter().map(|(_, t)| t.task_reference_name.as_str()).collect();
+    let defined: HashSet<&str> = all.iter().map(|t| t.task.task_reference_name.as_str()).collect();
     let mut refs = HashSet::new();
-    for (path, task) in &all {
-        if c.is_full() {
+    for placed in &all {
+        if found.is_full() {
             break;
         }
-        check_workflow_task(task, path, def, &defined, &mut refs, &mut c);
+        check_workflow_task(placed, def, &defined, &mut refs, found);
     }
-    c.finish()
 }
 
-fn all_tasks(tasks: &[WorkflowTask]) -> Vec<(String, &WorkflowTask)> {
+/// A task of the definition, with where it is.
+struct Placed<'a> {
+    /// Its path, e.g. `tasks[1].decisionCases.a[0]`.
+    path: String,
+    task: &'a WorkflowTask,
+    /// Whether it is one of the definition's own tasks, rather than inside another task.
+    top: bool,
+}
+
+fn all_tasks(tasks: &[WorkflowTask]) -> Vec<Placed<'_>> {
     let mut out = Vec::new();
-    fn walk<'a>(tasks: &'a [WorkflowTask], prefix: &str, out: &mut Vec<(String, &'a WorkflowTask)>) {
+    fn walk<'a>(tasks: &'a [WorkflowTask], prefix: &str, top: bool, out: &mut Vec<Placed<'a>>) {
         for (i, t) in tasks.iter().enumerate() {
             let path = format!("{prefix}[{i}]");
-            out.push((path.clone(), t));
+            out.push(Placed { path: path.clone(), task: t, top });
             for (case, list) in &t.decision_cases {
-                walk(list, &format!("{path}.decisionCases.{}", first_chars(case, MAX_CASE_IN_PATH)), out);
+                walk(list, &format!("{path}.decisionCases.{}", first_chars(case, MAX_CASE_IN_PATH)), false, out);
             }
-            walk(&t.default_case, &format!("{path}.defaultCase"), out);
+            walk(&t.default_case, &format!("{path}.defaultCase"), false, out);
             for (b, branch) in t.fork_tasks.iter().enumerate() {
-                walk(branch, &format!("{path}.forkTasks[{b}]"), out);
+                walk(branch, &format!("{path}.forkTasks[{b}]"), false, out);
             }
-            walk(&t.loop_over, &format!("{path}.loopOver"), out);
+            walk(&t.loop_over, &format!("{path}.loopOver"), false, out);
         }
     }
-    walk(tasks, "tasks", &mut out);
+    walk(tasks, "tasks", true, &mut out);
     out
 }
 
 fn check_workflow_task(
-    task: &WorkflowTask,
-    path: &str,
+    placed: &Placed<'_>,
     def: &WorkflowDef,
     defined: &HashSet<&str>,
     refs: &mut HashSet<String>,
-    c: &mut Collector,
+    found: &mut Findings,
 ) {
+    let (task, path) = (placed.task, placed.path.as_str());
+    let c = &mut found.errors;
     if task.name.trim().is_empty() {
         c.add(format!("{path}.name"), "WorkflowTask name cannot be empty or null", None);
     }
@@ -265,8 +330,16 @@ fn check_workflow_task(
         c.add(format!("{path}.retryCount"), "retryCount must be >= 0", None);
     }
     if let Some(embedded) = &task.task_definition {
-        check_task_def(embedded, &format!("{path}.taskDefinition."), c);
+        // conductor-oss does not validate an embedded definition; one without a name runs as
+        // the task's name.
+        let mut named = embedded.clone();
+        if named.name.trim().is_empty() && !task.name.trim().is_empty() {
+            named.name.clone_from(&task.name);
+        }
+        check_task_def(&named, &format!("{path}.taskDefinition."), &mut found.warnings);
     }
+    // conductor-oss checks the expressions of the top-level tasks only.
+    let c = if placed.top { &mut found.errors } else { &mut found.warnings };
     for (key, value) in &task.input_parameters {
         check_input_value(key, value, &task.name, defined, path, c);
     }
@@ -325,7 +398,11 @@ fn check_task_type(task: &WorkflowTask, path: &str, c: &mut Collector) {
         TaskKind::ForkJoinDynamic => {
             let mode_a = has(&task.dynamic_fork_tasks_param) && has(&task.dynamic_fork_tasks_input_param_name);
             let legacy = has(&task.dynamic_fork_join_tasks_param);
-            let mode_b = task.input_parameters.contains_key("forkTaskName");
+            // conductor-oss accepts `forkTaskInputs` alone (with `forkTaskName`, `forkTaskType` or
+            // `forkTaskWorkflow` naming what each input runs); Overture also takes the name alone.
+            let mode_b = ["forkTaskInputs", "forkTaskName", "forkTaskWorkflow"]
+                .iter()
+                .any(|k| task.input_parameters.contains_key(*k));
             if !(mode_a || legacy || mode_b) {
                 c.add(
                     format!("{path}.dynamicForkTasksParam"),
@@ -435,7 +512,7 @@ fn check_input_value(
                 if c.is_full() {
                     return;
                 }
-                if expr.chars().any(char::is_whitespace) {
+                if !crate::expr::path_is_well_formed(expr) {
                     c.add(
                         format!("{path}.inputParameters.{key}"),
                         format!("key: {key} input parameter value: {expr} is not valid"),
@@ -443,7 +520,7 @@ fn check_input_value(
                     );
                     continue;
                 }
-                let root = expr.split(['.', '[']).next().unwrap_or_default();
+                let root = crate::expr::trim_path(expr).split(['.', '[']).next().unwrap_or_default();
                 let env_like = !expr.contains('.')
                     && root.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit());
                 if root == "workflow" || env_like || root.is_empty() || root.contains("${") {

@@ -72,7 +72,7 @@ impl Decider<'_, '_> {
             TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http | TaskKind::Event => Started::Waits,
             TaskKind::Noop | TaskKind::ForkJoin => Started::completed(Object::new()),
             TaskKind::Switch | TaskKind::Decision => branch(kind, wt, task, env),
-            TaskKind::ForkJoinDynamic => dynamic_fork(wt, task, iteration),
+            TaskKind::ForkJoinDynamic => dynamic_fork(wt, task, iteration, self.has_dynamic_fork()),
             TaskKind::Join | TaskKind::ExclusiveJoin => {
                 let join_on = self.join_on(wt, iteration);
                 join(kind, wt, task, join_on, iteration)
@@ -98,6 +98,18 @@ impl Decider<'_, '_> {
             }
             TaskKind::Unsupported(t) => Started::FailsWorkflow(unsupported(wt, t)),
         }
+    }
+
+    /// Whether the execution already has a dynamic fork task (conductor-oss then names the
+    /// tasks of a simple-form dynamic fork after their fork too).
+    fn has_dynamic_fork(&self) -> bool {
+        self.state.tasks.iter().any(|t| {
+            t.task_type.as_str() == "FORK"
+                && self
+                    .state
+                    .workflow_task(t)
+                    .is_some_and(|(wt, _)| TaskKind::of(&wt.task_type) == TaskKind::ForkJoinDynamic)
+        })
     }
 
     /// A DO_WHILE starts its first iteration, or completes at once over an empty `items` list.
@@ -152,8 +164,8 @@ fn branch(kind: &TaskKind, wt: &WorkflowTask, task: &mut TaskState, env: &dyn En
 }
 
 /// A FORK_JOIN_DYNAMIC records the tasks it forks; they are scheduled once it is acted on.
-fn dynamic_fork(wt: &WorkflowTask, task: &mut TaskState, iteration: i32) -> Started {
-    let forked = match system::dynamic_fork(wt, &task.input) {
+fn dynamic_fork(wt: &WorkflowTask, task: &mut TaskState, iteration: i32, earlier_fork: bool) -> Started {
+    let forked = match system::dynamic_fork_after(wt, &task.input, earlier_fork) {
         Ok(forked) => forked,
         Err(f) => return f.into(),
     };
