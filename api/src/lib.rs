@@ -30,6 +30,7 @@ mod metadata;
 mod ops;
 mod scheduler;
 mod search;
+mod signal;
 mod tasks;
 pub mod ui;
 mod workflows;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::input::{Params, RawBody};
-use crate::{json_response, text_response};
+use crate::{json_response, signal, text_response};
 
 /// Conductor caps a batch poll's long-poll timeout at 5 s.
 const MAX_POLL_TIMEOUT_MS: i64 = 5_000;
@@ -164,11 +164,9 @@ async fn signal(s: AppState, workflow_id: String, status: &str, body: RawBody) -
     Ok(StatusCode::OK.into_response())
 }
 
-/// `POST /tasks/{workflowId}/{status}/signal/sync?returnStrategy=`: as `signal`, then answers
-/// Conductor's `SignalResponse`: the workflow (`TARGET_WORKFLOW`, `BLOCKING_WORKFLOW`), or the
-/// task it now waits on (`BLOCKING_TASK`) or that task's input (`BLOCKING_TASK_INPUT`). The
-/// decision the signal triggers is committed before the answer, so the workflow has already
-/// moved on to its next wait. 404 if nothing was waiting.
+/// `POST /tasks/{workflowId}/{status}/signal/sync?returnStrategy=&timeoutMillis=5000`: as
+/// `signal`, then waits, up to `timeoutMillis`, until the workflow ends or blocks again, and
+/// answers Conductor's `SignalResponse` (see [`crate::signal`]). 404 if no WAIT was open.
 pub async fn signal_sync(
     State(s): State<AppState>,
     Path((workflow_id, status, signal)): Path<(String, String, String)>,
@@ -190,40 +188,18 @@ pub async fn signal_sync(
         return json_response(&render::workflow(&wf, true, overture_actors::now_ms()));
     }
     let status = signal_status(&status)?;
-    let strategy = q.str("returnStrategy").unwrap_or("TARGET_WORKFLOW");
-    if !["TARGET_WORKFLOW", "BLOCKING_WORKFLOW", "BLOCKING_TASK", "BLOCKING_TASK_INPUT"].contains(&strategy) {
-        return Err(ApiError::bad_request(format!(
-            "Unknown returnStrategy {strategy:?}: use TARGET_WORKFLOW, BLOCKING_WORKFLOW, BLOCKING_TASK or BLOCKING_TASK_INPUT"
-        )));
-    }
+    let strategy = signal::Strategy::of(&q)?;
+    let wait = std::time::Duration::from_millis(
+        q.int("timeoutMillis")?.filter(|m| *m > 0).unwrap_or(5_000).min(300_000) as u64,
+    );
     let output: Object = body.json(Some(Object::new()))?;
     s.limits.check_task_output(&body, Some(&output))?;
-    let Some(_) = s.engine.signal(&workflow_id, status, output).await? else {
-        return Err(ApiError::not_found(format!("No pending task found in workflow {workflow_id} to signal")));
-    };
-    // Answered on the leader, after the signal's decision was applied here.
-    let wf = s.engine.workflow(&workflow_id)?;
-    let now = overture_actors::now_ms();
-    let mut response = serde_json::Map::new();
-    response.insert("responseType".into(), strategy.into());
-    response.insert("targetWorkflowId".into(), wf.header.workflow_id.to_string().into());
-    response.insert("targetWorkflowStatus".into(), wf.header.status.as_str().into());
-    let blocking = wf.blocking_task();
-    let body = match (strategy, blocking) {
-        ("BLOCKING_TASK", Some(task)) => serde_json::to_value(render::task(&wf, task, now)),
-        ("BLOCKING_TASK_INPUT", Some(task)) => Ok(serde_json::json!({
-            "workflowId": wf.header.workflow_id, "taskId": task.task_id,
-            "referenceTaskName": task.reference_task_name, "input": task.input
-        })),
-        _ => serde_json::to_value(render::workflow(&wf, true, now)),
+    if s.engine.signal(&workflow_id, status, output).await?.is_none() {
+        return Err(ApiError::not_found(format!("Found no blocked task in workflow {workflow_id} to signal")));
     }
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the signal response: {e}")))?;
-    if let serde_json::Value::Object(fields) = body {
-        for (k, v) in fields {
-            response.entry(k).or_insert(v);
-        }
-    }
-    json_response(&response)
+    // Answered on the leader: the wait starts from the state the signal's decision committed.
+    let run = s.engine.await_run(&workflow_id, &[], wait).await?;
+    signal::response(&run, strategy, &signal::request_id(None))
 }
 
 /// `GET /tasks/{taskId}`.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::input::{Params, RawBody};
-use crate::{json_response, text_response};
+use crate::{json_response, signal, text_response};
 
 /// `POST /workflow`: start from a `StartWorkflowRequest`; answers the id as text.
 pub async fn start(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
@@ -339,9 +339,12 @@ pub async fn tasks(State(s): State<AppState>, Path(id): Path<String>, q: Params)
     json_response(&serde_json::json!({"totalHits": matching.len(), "results": results}))
 }
 
-/// `POST /workflow/execute/{name}/{version}?waitUntilTaskRef=&waitForSeconds=10`: start, then
-/// answer once the workflow ends, waits on a WAIT without a deadline, or finishes one of the
-/// listed tasks — or when the wait runs out (`signalTimeout: true`). Version 0 is the latest.
+/// `POST /workflow/execute/{name}/{version}?requestId=&waitUntilTaskRef=&waitForSeconds=10&returnStrategy=&consistency=`:
+/// start, then answer once the workflow ends or blocks (an open WAIT without a deadline, or a
+/// finished task of `waitUntilTaskRef`, in it or in a running sub-workflow), or when the wait runs
+/// out (`signalTimeout: true`): Conductor's `SignalResponse` by `returnStrategy` (see
+/// [`crate::signal`]). Version 0 is the latest. Every start is committed through Raft before it is
+/// answered, so `consistency` (`SYNCHRONOUS`, `DURABLE`, `REGION_DURABLE`) changes nothing.
 pub async fn execute(
     State(s): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -350,6 +353,7 @@ pub async fn execute(
 ) -> Result<Response, ApiError> {
     let version: i32 =
         version.parse().map_err(|_| ApiError::bad_request(format!("version must be an integer: {version}")))?;
+    let strategy = signal::Strategy::of(&q)?;
     let mut request: StartWorkflowRequest = body.json(None)?;
     s.limits.check_workflow_input(&body, request.input.as_ref())?;
     request.name = Some(name);
@@ -363,16 +367,6 @@ pub async fn execute(
         .map(str::to_owned)
         .collect();
     let seconds = q.int("waitForSeconds")?.filter(|s| *s > 0).unwrap_or(10).min(300);
-    let (wf, timed_out) = s.engine.execute_sync(request, &refs, std::time::Duration::from_secs(seconds as u64)).await?;
-    let mut body = serde_json::to_value(render::workflow(&wf, true, overture_actors::now_ms()))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the workflow: {e}")))?;
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("responseType".into(), "TARGET_WORKFLOW".into());
-        obj.insert("targetWorkflowId".into(), wf.header.workflow_id.to_string().into());
-        obj.insert("targetWorkflowStatus".into(), wf.header.status.as_str().into());
-        if timed_out {
-            obj.insert("signalTimeout".into(), true.into());
-        }
-    }
-    json_response(&body)
+    let run = s.engine.execute_sync(request, &refs, std::time::Duration::from_secs(seconds as u64)).await?;
+    signal::response(&run, strategy, &signal::request_id(q.str("requestId")))
 }

@@ -243,25 +243,26 @@ async fn workflow_and_poll_timeouts_fire_on_durable_timers() {
 }
 
 #[tokio::test]
-async fn signals_complete_the_task_a_workflow_waits_on() {
+async fn signals_complete_the_wait_a_workflow_is_blocked_on() {
     let (_dir, node) = node().await;
     let c = client();
     let def = json!({"name": "signalled", "version": 1, "tasks": [
         {"name": "hold", "taskReferenceName": "hold", "type": "WAIT"},
-        {"name": "review", "taskReferenceName": "review", "type": "HUMAN"},
-        {"name": "after_review", "taskReferenceName": "after", "inputParameters": {"verdict": "${review.output.verdict}"}}
+        {"name": "again", "taskReferenceName": "again", "type": "WAIT", "inputParameters": {"why": "${hold.output.why}"}},
+        {"name": "review", "taskReferenceName": "review", "type": "HUMAN"}
     ]});
     let id = register_and_start(&node, &def, json!({})).await;
 
-    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal"))).json(&json!({"why": "go"}))).await;
+    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal"))).json(&json!({"why": "放行"}))).await;
     assert_eq!((r.status, r.text.as_str()), (200, ""), "async signal");
     let wf = workflow(&node, &id).await;
     assert_eq!(task_by_ref(&wf, "hold")["status"], "COMPLETED");
-    assert_eq!(task_by_ref(&wf, "hold")["outputData"]["why"], "go");
-    assert_eq!(task_by_ref(&wf, "review")["status"], "IN_PROGRESS");
+    assert_eq!(task_by_ref(&wf, "hold")["outputData"]["why"], "放行");
 
+    // This signal completes `again`; the workflow then waits on the HUMAN task, which does not
+    // block a synchronous wait, so the wait runs out and the target workflow answers.
     let r = send(
-        c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK")))
+        c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK&timeoutMillis=300")))
             .json(&json!({"verdict": "ship it"})),
     )
     .await;
@@ -270,19 +271,116 @@ async fn signals_complete_the_task_a_workflow_waits_on() {
     assert_eq!(answer["responseType"], "BLOCKING_TASK");
     assert_eq!(answer["targetWorkflowId"], id.as_str());
     assert_eq!(answer["targetWorkflowStatus"], "RUNNING");
-    assert_eq!(answer["referenceTaskName"], "after", "the task the workflow waits on now: {answer}");
-    assert_eq!(answer["inputData"]["verdict"], "ship it");
+    assert_eq!(answer["signalTimeout"], true, "{answer}");
+    assert!(answer["requestId"].is_string());
+    assert_eq!(answer["workflowId"], id.as_str(), "no task to show: the target's WorkflowRun");
+    assert_eq!(task_by_ref(&answer, "again")["outputData"]["verdict"], "ship it");
 
+    // HUMAN tasks are not signalled (conductor-oss signals WAIT only).
+    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal"))).json(&json!({}))).await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""), "async: 200 when nothing waits, as conductor-oss answers");
+    assert_eq!(task_by_ref(&workflow(&node, &id).await, "review")["status"], "IN_PROGRESS");
     let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync"))).json(&json!({}))).await;
-    assert_eq!(r.status, 200, "the worker task is the next one a signal completes: {}", r.text);
-    assert_eq!(r.json()["responseType"], "TARGET_WORKFLOW");
-    assert_eq!(r.json()["status"], "COMPLETED");
-    let r = send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync"))).json(&json!({}))).await;
-    assert_eq!(r.status, 404, "nothing left to signal: {}", r.text);
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["message"], format!("Found no blocked task in workflow {id} to signal"));
     let r = send(c.post(node.api("/tasks/no-such-workflow/COMPLETED/signal")).json(&json!({}))).await;
     assert_eq!(r.status, 404, "{}", r.text);
     let r = send(c.post(node.api(&format!("/tasks/{id}/DONE/signal"))).json(&json!({}))).await;
     assert_eq!(r.status, 400, "{}", r.text);
+    let r =
+        send(c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync?returnStrategy=SOMETHING"))).json(&json!({})))
+            .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_sync_signal_answers_the_next_wait_by_return_strategy() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let def = json!({"name": "two_waits", "version": 1, "tasks": [
+        {"name": "first", "taskReferenceName": "first", "type": "WAIT"},
+        {"name": "second", "taskReferenceName": "second", "type": "WAIT", "inputParameters": {"from": "${first.output.from}"}},
+        {"name": "third", "taskReferenceName": "third", "type": "WAIT"}
+    ]});
+    let id = register_and_start(&node, &def, json!({})).await;
+    let r = send(
+        c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK")))
+            .json(&json!({"from": "上海"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let run = r.json();
+    assert_eq!(run["responseType"], "BLOCKING_TASK");
+    assert_eq!(run["signalTimeout"], false);
+    assert_eq!(run["referenceTaskName"], "second", "the TaskRun of the WAIT it now blocks on: {run}");
+    assert_eq!(run["taskType"], "WAIT");
+    assert_eq!(run["workflowId"], id.as_str());
+    assert_eq!(run["input"]["from"], "上海");
+    assert_eq!(run["status"], "IN_PROGRESS");
+
+    let r = send(
+        c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync?returnStrategy=BLOCKING_TASK_INPUT")))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(
+        (r.json()["responseType"].clone(), r.json()["referenceTaskName"].clone()),
+        (json!("BLOCKING_TASK_INPUT"), json!("third"))
+    );
+    let r = send(
+        c.post(node.api(&format!("/tasks/{id}/COMPLETED/signal/sync?returnStrategy=TARGET_WORKFLOW"))).json(&json!({})),
+    )
+    .await;
+    let run = r.json();
+    assert_eq!(
+        (run["responseType"].clone(), run["status"].clone()),
+        (json!("TARGET_WORKFLOW"), json!("COMPLETED")),
+        "{run}"
+    );
+    assert_eq!(run["targetWorkflowStatus"], "COMPLETED");
+    assert!(run["tasks"].as_array().is_some_and(|t| t.len() == 3));
+}
+
+#[tokio::test]
+async fn sync_execution_answers_by_return_strategy_and_looks_into_sub_workflows() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let child = json!({"name": "blocked_child", "version": 1, "tasks": [
+        {"name": "hold", "taskReferenceName": "hold", "type": "WAIT", "inputParameters": {"城市": "${workflow.input.城市}"}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&child)).await.status, 200);
+    let parent = json!({"name": "sync_parent", "version": 1, "tasks": [
+        {"name": "kid", "taskReferenceName": "kid", "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "blocked_child"},
+         "inputParameters": {"城市": "${workflow.input.城市}"}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&parent)).await.status, 200);
+    let execute = |strategy: &str| {
+        c.post(node.api(&format!(
+            "/workflow/execute/sync_parent/1?requestId=请求-1&returnStrategy={strategy}&consistency=SYNCHRONOUS&waitForSeconds=20"
+        )))
+        .json(&json!({"input": {"城市": "杭州"}}))
+    };
+    let r = send(execute("BLOCKING_WORKFLOW")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let run = r.json();
+    assert_eq!((run["responseType"].clone(), run["requestId"].clone()), (json!("BLOCKING_WORKFLOW"), json!("请求-1")));
+    assert_eq!(run["signalTimeout"], false, "the child's WAIT blocks the parent's execution: {run}");
+    let parent_id = run["targetWorkflowId"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(run["targetWorkflowStatus"], "RUNNING");
+    assert_ne!(run["workflowId"], parent_id.as_str(), "the blocking workflow is the child");
+    assert_eq!(run["parentWorkflowId"], parent_id.as_str());
+
+    let r = send(execute("BLOCKING_TASK")).await;
+    let run = r.json();
+    assert_eq!(
+        (run["responseType"].clone(), run["referenceTaskName"].clone()),
+        (json!("BLOCKING_TASK"), json!("hold"))
+    );
+    assert_eq!(run["input"]["城市"], "杭州");
+    assert_ne!(run["workflowId"], run["targetWorkflowId"], "the task's own (child) workflow");
+
+    // The async signal of the parent reaches the child's WAIT; the parent then completes.
+    let r = send(c.post(node.api(&format!("/tasks/{parent_id}/COMPLETED/signal"))).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&node, &parent_id, "COMPLETED", Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

@@ -36,38 +36,70 @@ pub fn ended_children(wf: &WorkflowState) -> impl Iterator<Item = (&TaskState, &
         .filter_map(|t| t.sub_workflow_id.as_deref().map(|child| (t, child)))
 }
 
-/// The workflow a signal lands in: the first with an open WAIT or HUMAN task, looking at `wf`
-/// and then, depth first, its running sub-workflows (read with `load`), at most
-/// [`MAX_SIGNAL_DEPTH`] levels down; `None` if there is none.
+/// The workflow a signal lands in: the first with an open WAIT task (see
+/// [`WorkflowState::blocking_task`]), looking at `wf` and then, depth first, its running
+/// sub-workflows (read with `load`), at most [`MAX_SIGNAL_DEPTH`] levels down; `None` if no WAIT
+/// is open anywhere, as conductor-oss decides.
 pub fn signal_target(wf: &WorkflowState, load: &dyn Fn(&str) -> Option<WorkflowState>) -> Option<WorkflowId> {
     target_at(wf, load, 0)
 }
 
 fn target_at(wf: &WorkflowState, load: &dyn Fn(&str) -> Option<WorkflowState>, depth: usize) -> Option<WorkflowId> {
-    let open = |t: &&TaskState| !t.status.is_terminal() && !t.retried;
-    if wf.tasks.iter().filter(open).any(|t| matches!(t.kind(), TaskKind::Wait | TaskKind::Human)) {
+    if wf.blocking_task().is_some() {
         return Some(wf.header.workflow_id.clone());
     }
     if depth >= MAX_SIGNAL_DEPTH {
         return None;
     }
-    wf.tasks
-        .iter()
-        .filter(open)
-        .filter(|t| t.kind() == TaskKind::SubWorkflow)
-        .filter_map(|t| t.sub_workflow_id.as_deref().and_then(load))
-        .find_map(|child| target_at(&child, load, depth + 1))
+    running_children(wf).filter_map(load).find_map(|child| target_at(&child, load, depth + 1))
 }
 
-/// Whether a synchronous execution can answer: the workflow ended, waits on a WAIT without a
-/// deadline, or finished one of `wait_refs` (a loop task also by its base name).
-pub fn settled(wf: &WorkflowState, wait_refs: &[String]) -> bool {
-    wf.header.status.is_terminal()
-        || wf
-            .tasks
-            .iter()
-            .any(|t| t.kind() == TaskKind::Wait && t.status == TaskStatus::InProgress && t.wait_timeout == 0)
-        || wait_refs.iter().any(|r| wf.latest(r).is_some_and(|t| t.status.is_terminal()))
+/// The ids of `wf`'s SUB_WORKFLOW tasks still open, with a child started, in task order.
+fn running_children(wf: &WorkflowState) -> impl Iterator<Item = &str> {
+    wf.tasks
+        .iter()
+        .filter(|t| !t.status.is_terminal() && !t.retried && t.kind() == TaskKind::SubWorkflow)
+        .filter_map(|t| t.sub_workflow_id.as_deref())
+}
+
+/// Where a synchronous execution (or a synchronous signal) may answer: the first task, in task
+/// order and depth first into running sub-workflows, that is an open WAIT without a deadline or a
+/// finished task of `wait_refs` (a loop task also by its base name), with the workflow it is in.
+/// The workflow and the task's `seq` there; `None` while nothing blocks.
+pub fn blocking(
+    wf: &WorkflowState,
+    wait_refs: &[String],
+    load: &dyn Fn(&str) -> Option<WorkflowState>,
+) -> Option<(WorkflowState, u32)> {
+    blocking_at(wf, wait_refs, load, 0)
+}
+
+fn blocking_at(
+    wf: &WorkflowState,
+    wait_refs: &[String],
+    load: &dyn Fn(&str) -> Option<WorkflowState>,
+    depth: usize,
+) -> Option<(WorkflowState, u32)> {
+    for t in wf.tasks.iter().filter(|t| !t.retried) {
+        let waits = t.kind() == TaskKind::Wait && t.status == TaskStatus::InProgress && t.wait_timeout == 0;
+        let named = wait_refs.iter().any(|r| r == &t.reference_task_name || r == t.base_reference());
+        if waits || (named && t.status.is_terminal()) {
+            return Some((wf.clone(), t.seq));
+        }
+        let child = t
+            .sub_workflow_id
+            .as_deref()
+            .filter(|_| depth < MAX_SIGNAL_DEPTH && t.kind() == TaskKind::SubWorkflow && !t.status.is_terminal());
+        if let Some(found) = child.and_then(load).and_then(|c| blocking_at(&c, wait_refs, load, depth + 1)) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Whether `wf` runs sub-workflows now, whose changes a wait on `wf` alone would not see.
+pub fn has_running_children(wf: &WorkflowState) -> bool {
+    running_children(wf).next().is_some()
 }
 
 /// Whether retention may delete this execution, chosen for having ended by `ended_before`: it is

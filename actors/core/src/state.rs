@@ -428,13 +428,10 @@ impl WorkflowState {
         out
     }
 
-    /// The task a signal completes: the first open WAIT or HUMAN task, else the first open task
-    /// a worker runs.
+    /// The task a signal completes here, as in conductor-oss: the first open WAIT task (with a
+    /// deadline or without). HUMAN and worker tasks are completed by their own updates.
     pub fn blocking_task(&self) -> Option<&TaskState> {
-        let open = || self.tasks.iter().filter(|t| !t.status.is_terminal() && !t.retried);
-        open()
-            .find(|t| matches!(t.kind(), TaskKind::Wait | TaskKind::Human))
-            .or_else(|| open().find(|t| t.queue.is_some()))
+        self.tasks.iter().find(|t| !t.status.is_terminal() && !t.retried && t.kind() == TaskKind::Wait)
     }
 
     /// The task at this `seq`.

@@ -9,6 +9,21 @@ use overture_core::{Command, Plan, WorkflowId, WorkflowState};
 use overture_raft::Request;
 
 use super::Engine;
+
+/// How often a synchronous wait looks at a workflow again while it runs sub-workflows.
+const CHILD_RECHECK: Duration = Duration::from_millis(100);
+
+/// Where a synchronous execution or signal stands when it answers.
+#[derive(Debug, Clone)]
+pub struct SyncRun {
+    /// The workflow started or signalled.
+    pub target: WorkflowState,
+    /// The workflow (the target or one of its sub-workflows) and the `seq` of the task in it
+    /// that the wait stopped at, if it stopped at one.
+    pub blocking: Option<(WorkflowState, u32)>,
+    /// The wait ran out first.
+    pub timed_out: bool,
+}
 use crate::error::Error;
 use crate::names;
 use crate::workflows::{fill_task_defs, prepare_start};
@@ -38,32 +53,43 @@ impl Engine {
         started
     }
 
-    /// Starts a workflow and waits, up to `wait`, until it ends, blocks on a WAIT without a
-    /// deadline, or finishes one of `wait_refs`. Woken by the commits that change it. Answers
-    /// the workflow and whether the wait ran out.
+    /// Starts a workflow and waits for it as [`Engine::await_run`] does.
     pub async fn execute_sync(
         &self,
         request: StartWorkflowRequest,
         wait_refs: &[String],
         wait: Duration,
-    ) -> Result<(WorkflowState, bool), Error> {
+    ) -> Result<SyncRun, Error> {
         let id = self.start_workflow(request).await?;
-        let watch = self.leader()?.host.watchers.watch(&id);
+        self.await_run(&id, wait_refs, wait).await
+    }
+
+    /// Waits, up to `wait`, until workflow `id` ends or blocks ([`queries::blocking`]: an open
+    /// WAIT without a deadline, or a finished task of `wait_refs`, in it or in a running
+    /// sub-workflow). Woken by the commits that change it; while sub-workflows run, whose commits
+    /// do not, it also looks every 100 ms.
+    pub async fn await_run(&self, id: &str, wait_refs: &[String], wait: Duration) -> Result<SyncRun, Error> {
+        let watch = self.leader()?.host.watchers.watch(id);
         let deadline = tokio::time::Instant::now() + wait;
-        let result = loop {
+        let load = |child: &str| self.workflow(child).ok();
+        loop {
             let notified = watch.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let wf = self.workflow(&id)?;
-            if queries::settled(&wf, wait_refs) {
-                break (wf, false);
+            let target = self.workflow(id)?;
+            let blocking = queries::blocking(&target, wait_refs, &load);
+            if target.header.status.is_terminal() || blocking.is_some() {
+                return Ok(SyncRun { target, blocking, timed_out: false });
             }
+            let again = if queries::has_running_children(&target) { CHILD_RECHECK } else { wait };
             tokio::select! {
                 _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => break (self.workflow(&id)?, true),
+                _ = tokio::time::sleep(again) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(SyncRun { target: self.workflow(id)?, blocking: None, timed_out: true });
+                }
             }
-        };
-        Ok(result)
+        }
     }
 
     /// Sends an operation (pause, resume, retry, skip, ...) to a workflow.

@@ -19,6 +19,7 @@ use crate::options::EngineOptions;
 
 mod definitions;
 mod executions;
+pub use executions::SyncRun;
 mod schedules;
 mod tasks;
 

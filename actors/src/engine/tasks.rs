@@ -65,9 +65,9 @@ impl Engine {
         self.leader()?.workflows.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
     }
 
-    /// Signals a workflow: updates the task it is blocked on (its first open WAIT or HUMAN task,
-    /// else its first open worker task) with `status` and `output`. Returns the task's id, or
-    /// `None` if nothing was waiting.
+    /// Signals a workflow: updates its first open WAIT task, or the first in its running
+    /// sub-workflows, depth first ([`queries::signal_target`]), with `status` and `output`.
+    /// Returns the task's id, or `None` if no WAIT was open.
     pub async fn signal(
         &self,
         workflow_id: &str,
@@ -76,7 +76,7 @@ impl Engine {
     ) -> Result<Option<String>, Error> {
         let wf = self.workflow(workflow_id)?;
         let load = |id: &str| self.workflow(id).ok();
-        let target = queries::signal_target(&wf, &load).unwrap_or_else(|| workflow_id.into());
+        let Some(target) = queries::signal_target(&wf, &load) else { return Ok(None) };
         self.leader()?.workflows.update_by_ref(&target, None, status, output, None).await
     }
 
