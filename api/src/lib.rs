@@ -139,6 +139,47 @@ pub(crate) fn json_response<T: serde::Serialize + ?Sized>(value: &T) -> Result<R
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .merge(metadata_routes())
+        .merge(workflows_routes())
+        .merge(tasks_routes())
+        .merge(operations_routes())
+        .merge(scheduler_routes());
+    let internal = Router::new()
+        .route(paths::APPEND, post(internal::append))
+        .route(paths::VOTE, post(internal::vote))
+        .route(paths::PRE_VOTE, post(internal::pre_vote))
+        .route(paths::SNAPSHOT, post(internal::snapshot))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
+    let faults = Router::new()
+        .route("/internal/faults", get(faults::state))
+        .route("/internal/faults/partition", put(faults::partition))
+        .route("/internal/faults/clock", put(faults::clock))
+        .route("/internal/faults/unparseable-entry", post(faults::unparseable_entry))
+        .route("/internal/faults/stop-raft", post(faults::stop_raft))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), faults::guard));
+    Router::new()
+        .nest("/api", api)
+        .merge(internal)
+        .merge(faults)
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::asset))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit))
+        .layer(axum::middleware::from_fn(ops::json_errors))
+        .layer(axum::middleware::from_fn(ops::catch_panics))
+        .layer(axum::middleware::from_fn(ops::observe))
+        .with_state(state)
+}
+
+/// Definitions and event handlers (conductor-oss's MetadataResource and EventResource).
+fn metadata_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/metadata/taskdefs",
             post(metadata::create_task_defs).put(metadata::update_task_def).get(metadata::task_defs),
@@ -162,6 +203,11 @@ pub fn router(state: AppState) -> Router {
         // GET takes an event, DELETE a handler name; the route shares one parameter name.
         .route("/event/{name}", get(metadata::event_handlers_for).delete(metadata::delete_event_handler))
         .route("/metadata/workflow/{name}/{version}", axum::routing::delete(metadata::delete_workflow_def))
+}
+
+/// Executions: start, read, search, operate, in bulk (WorkflowResource, WorkflowBulkResource).
+fn workflows_routes() -> Router<AppState> {
+    Router::new()
         .route("/workflow", post(workflows::start))
         .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))
         .route("/workflow/{id}/status", get(workflows::status))
@@ -194,6 +240,11 @@ pub fn router(state: AppState) -> Router {
         .route("/workflow/bulk/remove", axum::routing::delete(workflows::bulk_remove))
         .route("/workflow/bulk/terminate-remove", axum::routing::delete(workflows::bulk_terminate_remove))
         .route("/workflow/bulk/search", post(workflows::bulk_search))
+}
+
+/// Tasks: poll, update, signal, queues, logs (TaskResource).
+fn tasks_routes() -> Router<AppState> {
+    Router::new()
         .route("/tasks", post(tasks::update))
         .route("/tasks/update-v2", post(tasks::update_v2))
         .route("/tasks/poll/{task_type}", get(tasks::poll_one))
@@ -213,6 +264,11 @@ pub fn router(state: AppState) -> Router {
         // `/tasks/{workflowId}/{status}/signal/sync`; the path shares its shape with update by
         // reference, so the segments keep that route's names.
         .route("/tasks/{workflow_id}/{reference}/{status}/sync", post(tasks::signal_sync))
+}
+
+/// The node and the cluster: health, tokens, admin, queue admin, cluster membership.
+fn operations_routes() -> Router<AppState> {
+    Router::new()
         .route("/health", get(ops::health))
         .route("/token", post(auth::token))
         .route("/version", get(admin::version))
@@ -225,6 +281,16 @@ pub fn router(state: AppState) -> Router {
         .route("/queue/", get(admin::status_queues))
         .route("/queue/update/{workflowId}/{taskRefName}/{status}", post(admin::update_by_status_queue))
         .route("/queue/update/{workflowId}/task/{taskId}/{status}", post(admin::update_by_status_queue))
+        .route("/cluster/status", get(cluster::status))
+        .route("/cluster/digest", get(cluster::digest))
+        .route("/cluster/learners", post(cluster::add_learner))
+        .route("/cluster/promote", post(cluster::promote))
+        .route("/cluster/members/{id}", axum::routing::delete(cluster::remove))
+}
+
+/// Schedules (SchedulerResource, SchedulerBulkResource).
+fn scheduler_routes() -> Router<AppState> {
+    Router::new()
         .route("/scheduler/schedules", post(scheduler::save).get(scheduler::list))
         .route("/scheduler/schedules/{name}", get(scheduler::get).delete(scheduler::delete))
         .route("/scheduler/schedules/search", get(scheduler::search))
@@ -237,42 +303,6 @@ pub fn router(state: AppState) -> Router {
         .route("/scheduler/admin/requeue", get(scheduler::requeue_all))
         .route("/scheduler/nextFewSchedules", get(scheduler::next_few))
         .route("/scheduler/search/executions", get(scheduler::executions))
-        .route("/cluster/status", get(cluster::status))
-        .route("/cluster/digest", get(cluster::digest))
-        .route("/cluster/learners", post(cluster::add_learner))
-        .route("/cluster/promote", post(cluster::promote))
-        .route("/cluster/members/{id}", axum::routing::delete(cluster::remove));
-    let internal = Router::new()
-        .route(paths::APPEND, post(internal::append))
-        .route(paths::VOTE, post(internal::vote))
-        .route(paths::PRE_VOTE, post(internal::pre_vote))
-        .route(paths::SNAPSHOT, post(internal::snapshot))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
-    let faults = Router::new()
-        .route("/internal/faults", get(faults::state))
-        .route("/internal/faults/partition", put(faults::partition))
-        .route("/internal/faults/clock", put(faults::clock))
-        .route("/internal/faults/unparseable-entry", post(faults::unparseable_entry))
-        .route("/internal/faults/stop-raft", post(faults::stop_raft))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), faults::guard));
-    Router::new()
-        .nest("/api", api)
-        .merge(internal)
-        .merge(faults)
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/", get(ui::index))
-        .route("/ui/{*path}", get(ui::asset))
-        .fallback(ops::not_found)
-        .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), forward::forward))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit))
-        .layer(axum::middleware::from_fn(ops::json_errors))
-        .layer(axum::middleware::from_fn(ops::catch_panics))
-        .layer(axum::middleware::from_fn(ops::observe))
-        .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

@@ -277,7 +277,9 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     );
     // Said at every start: whether ended executions are ever deleted is not a thing to discover.
     match config.retention_seconds {
-        0 => tracing::info!("retention: ended executions are kept (retention_seconds = 0); a definition's retentionSeconds purges its own"),
+        0 => tracing::info!(
+            "retention: ended executions are kept (retention_seconds = 0); a definition's retentionSeconds purges its own"
+        ),
         s => tracing::warn!(retention_seconds = s, "retention: ended executions are purged {s} s after they end"),
     }
     server.await.context("the HTTP server task")?.context("serving HTTP")?;
