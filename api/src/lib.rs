@@ -209,6 +209,8 @@ fn metadata_routes() -> Router<AppState> {
 fn workflows_routes() -> Router<AppState> {
     Router::new()
         .route("/workflow", post(workflows::start))
+        // A literal segment: never a start of a workflow named "test".
+        .route("/workflow/test", post(workflows::test))
         .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))
         .route("/workflow/{id}/status", get(workflows::status))
         .route("/workflow/search", get(search::workflows))

@@ -52,6 +52,19 @@ pub async fn get(State(s): State<AppState>, Path(id): Path<String>, q: Params) -
     json_response(&render::workflow(&wf, include_tasks, overture_actors::now_ms()))
 }
 
+/// `POST /workflow/test` with a `WorkflowTestRequest`: runs the workflow with mocked task
+/// results and no worker, and answers it as it stands once it ends or an open task has no mock
+/// left (see [`overture_actors::Engine::test_workflow`]). The run is a stored execution.
+pub async fn test(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    let request: overture_actors::WorkflowTestRequest = body.json(None)?;
+    s.limits.check_workflow_input(&body, request.start.input.as_ref())?;
+    if request.start.name.as_deref().is_none_or(str::is_empty) && request.start.workflow_def.is_none() {
+        return Err(ApiError::bad_request("The workflow test request needs a name (or a workflowDef)"));
+    }
+    let wf = s.engine.test_workflow(request).await?;
+    json_response(&render::workflow(&wf, true, overture_actors::now_ms()))
+}
+
 /// `GET /workflow/{id}/status?includeOutput=&includeVariables=`.
 pub async fn status(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> Result<Response, ApiError> {
     let (output, variables) = (q.bool("includeOutput", false)?, q.bool("includeVariables", false)?);

@@ -194,3 +194,74 @@ async fn scheduler_resource_searches_bulk_pauses_and_answers_404_for_a_missing_s
     let paused = send(c.get(node.api("/scheduler/schedules/search?paused=true"))).await.json();
     assert_eq!(paused["results"][0]["name"], "夜间_报表", "{paused}");
 }
+
+#[tokio::test]
+async fn workflow_test_runs_a_definition_on_mocks_with_no_worker() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let taskdefs =
+        json!([{"name": "charge", "retryCount": 1, "retryDelaySeconds": 0}, {"name": "step"}, {"name": "child_step"}]);
+    assert_eq!(send(c.post(node.api("/metadata/taskdefs")).json(&taskdefs)).await.status, 200);
+    let child = json!({"name": "test_child", "version": 1, "tasks": [{"name": "child_step", "taskReferenceName": "child_step"}]});
+    // A workflow named "test": the literal route is still the test route.
+    let named_test = json!({"name": "test", "version": 1, "tasks": [{"name": "step", "taskReferenceName": "only"}]});
+    let def = json!({"name": "checkout", "version": 1, "tasks": [
+        {"name": "charge", "taskReferenceName": "charge"},
+        {"name": "call", "taskReferenceName": "call", "type": "HTTP",
+         "inputParameters": {"http_request": {"uri": "http://127.0.0.1:1/never-called", "method": "GET"}}},
+        {"name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE",
+         "loopCondition": "$.loop['iteration'] < 2",
+         "loopOver": [{"name": "step", "taskReferenceName": "step"}]},
+        {"name": "kid", "taskReferenceName": "kid", "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "test_child", "version": 1}},
+        {"name": "hold", "taskReferenceName": "hold", "type": "WAIT"}
+    ], "outputParameters": {"paid": "${charge.output.paid}", "child": "${kid.output.ok}"}});
+    for d in [&child, &named_test, &def] {
+        let r = send(c.post(node.api("/metadata/workflow")).json(d)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let request = json!({"name": "checkout", "version": 1, "input": {"订单": 42},
+        "taskRefToMockOutput": {
+            "charge": [{"status": "FAILED", "output": {}}, {"status": "COMPLETED", "output": {"paid": "已付"}}],
+            "call": [{"status": "COMPLETED", "output": {"response": {"statusCode": 200}}}],
+            "step__1": [{"output": {"n": 1}}],
+            "step__2": [{"output": {"n": 2}}],
+            "hold": [{"output": {"released": true}}]
+        },
+        "subWorkflowTestRequest": {"kid": {"name": "test_child", "version": 1,
+            "taskRefToMockOutput": {"child_step": [{"output": {"ok": "孩子"}}]}}}
+    });
+    let r = send(c.post(node.api("/workflow/test")).json(&request)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let wf = r.json();
+    assert_eq!(wf["status"], "COMPLETED", "{wf}");
+    assert_eq!(wf["workflowName"], "checkout");
+    assert_eq!(wf["output"], json!({"paid": "已付", "child": "孩子"}));
+    let tasks = wf["tasks"].as_array().expect("tasks");
+    let attempts: Vec<&str> =
+        tasks.iter().filter(|t| t["referenceTaskName"] == "charge").filter_map(|t| t["status"].as_str()).collect();
+    assert_eq!(attempts, ["FAILED", "COMPLETED"], "the retry took the next mock");
+    let call = tasks.iter().find(|t| t["referenceTaskName"] == "call").expect("call");
+    assert_eq!(call["outputData"]["response"]["statusCode"], 200, "the HTTP task took its mock and was not run");
+    assert!(call["domain"].as_str().is_some_and(|d| d.starts_with("overture-test-")), "{call}");
+    assert_eq!(tasks.iter().filter(|t| t["taskDefName"] == "step").count(), 2, "two iterations");
+    // Nothing was queued where a real worker polls.
+    assert_eq!(send(c.get(node.api("/tasks/queue/sizes?taskType=charge"))).await.json()["charge"], 0);
+
+    // A task without a mock stops the run: the workflow answers as it stands.
+    let partial =
+        json!({"name": "checkout", "version": 1, "taskRefToMockOutput": {"charge": [{"output": {"paid": "部分"}}]}});
+    let r = send(c.post(node.api("/workflow/test")).json(&partial)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let wf = r.json();
+    assert_eq!(wf["status"], "RUNNING");
+    let open: Vec<&str> = wf["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["status"] == "SCHEDULED")
+        .filter_map(|t| t["referenceTaskName"].as_str())
+        .collect();
+    assert_eq!(open, ["call"], "it stopped at the HTTP task with no mock");
+    let r = send(c.post(node.api("/workflow/test")).json(&json!({"taskRefToMockOutput": {}}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}

@@ -97,6 +97,25 @@ fn blocking_at(
     None
 }
 
+/// Whether `POST /workflow/test` needs a mock for an open task of this kind before the workflow
+/// can move on: what a worker, a person or the leader's executor would do (HTTP, EVENT,
+/// START_WORKFLOW). The rest are conductor-oss's operators, which run by themselves; a
+/// SUB_WORKFLOW runs its child, which is driven with its own mocks.
+pub fn needs_mock(kind: &TaskKind) -> bool {
+    matches!(
+        kind,
+        TaskKind::Simple
+            | TaskKind::UserDefined
+            | TaskKind::Dynamic
+            | TaskKind::Wait
+            | TaskKind::Human
+            | TaskKind::Http
+            | TaskKind::Event
+            | TaskKind::StartWorkflow
+            | TaskKind::Unsupported(_)
+    )
+}
+
 /// Whether `wf` runs sub-workflows now, whose changes a wait on `wf` alone would not see.
 pub fn has_running_children(wf: &WorkflowState) -> bool {
     running_children(wf).next().is_some()

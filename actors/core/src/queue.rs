@@ -10,6 +10,11 @@ use std::fmt;
 /// Prefix of the queues the leader's own executor polls (`_system:HTTP`, ...).
 pub const SYSTEM_PREFIX: &str = "_system:";
 
+/// Prefix of the task domain `POST /workflow/test` runs a workflow in (as conductor-oss, a
+/// random domain no worker polls). Its HTTP, EVENT and START_WORKFLOW tasks wait in that domain's
+/// queues too, for their mocks, instead of being run by the leader.
+pub const TEST_DOMAIN_PREFIX: &str = "overture-test-";
+
 /// The name of a task queue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueName(String);
@@ -26,6 +31,11 @@ impl QueueName {
     /// The internal queue of a system task type the leader executes.
     pub fn system(task_type: &str) -> QueueName {
         QueueName(format!("{SYSTEM_PREFIX}{task_type}"))
+    }
+
+    /// Whether `domain` is one `POST /workflow/test` made.
+    pub fn is_test_domain(domain: &str) -> bool {
+        domain.starts_with(TEST_DOMAIN_PREFIX)
     }
 
     /// Whether `name` (as stored) is an internal queue of the leader's executor.

@@ -21,6 +21,8 @@ mod definitions;
 mod executions;
 pub use executions::SyncRun;
 mod schedules;
+mod testing;
+pub use testing::{TaskMock, WorkflowTestRequest};
 mod tasks;
 
 /// The engine handle: cheap to clone.

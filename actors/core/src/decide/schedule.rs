@@ -222,13 +222,20 @@ impl Decider<'_, '_> {
             TaskKind::ForkJoin | TaskKind::ForkJoinDynamic => ("FORK".to_owned(), "FORK".to_owned()),
             _ => (wt.task_type.clone(), wt.name.clone()),
         };
-        let domain =
-            if worker { domain_for(&self.state.header.task_to_domain, &wt.name, self.ctx.env, now) } else { None };
+        // A workflow under test (`POST /workflow/test`) keeps the tasks the leader would run (but
+        // for SUB_WORKFLOW, which runs the child under test) in its test domain, for their mocks.
+        let test_domain = self.state.header.task_to_domain.get("*").filter(|d| QueueName::is_test_domain(d));
+        let mocked = kind.is_executed_by_leader() && *kind != TaskKind::SubWorkflow && test_domain.is_some();
+        let domain = if worker {
+            domain_for(&self.state.header.task_to_domain, &wt.name, self.ctx.env, now)
+        } else {
+            test_domain.filter(|_| mocked).cloned()
+        };
         let namespace = def.and_then(|d| d.execution_name_space.clone());
         let isolation = def.and_then(|d| d.isolation_group_id.clone());
         // Workers poll by type and domain only, so the queue name carries nothing else; execution
         // namespaces and isolation groups are recorded on the task but do not split its queue yet.
-        let queue = if worker {
+        let queue = if worker || mocked {
             Some(QueueName::worker(&task_type, domain.as_deref()).into_string())
         } else if kind.is_executed_by_leader() {
             Some(QueueName::system(&task_type).into_string())
