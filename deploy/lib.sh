@@ -80,3 +80,14 @@ ensure_browser() {
       && cp package-lock.json node_modules/.installed-lock.json)
   fi
 }
+
+# The official Conductor JavaScript SDK for its tests (tests/js), pinned in
+# tests/js/package-lock.json, installed again only when the lock file changes. Needs npm
+# (ensure_build_deps installs it).
+ensure_js_sdk() {
+  local dir="$overture_root/tests/js"
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null; then
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+      && cp package-lock.json node_modules/.installed-lock.json)
+  fi
+}

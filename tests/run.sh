@@ -2,9 +2,10 @@
 # Runs the whole test suite: the pure core, storage (with openraft's storage suite), the engine,
 # the HTTP API against real node processes, crash safety with SIGKILL, three-node clusters with
 # failover and snapshots, the deployment files, the official Conductor Python SDK against a real
-# node and a cluster, and the web UI in headless Chromium. Installs what it needs: libclang,
-# cargo-nextest, a Python virtualenv with conductor-python and PyYAML, Debian's chromium and
-# playwright-core (npm). Building needs npm too: the UI's libraries come from the npm registry.
+# node and a cluster, the official JavaScript SDK against a real node, and the web UI in headless
+# Chromium. Installs what it needs: libclang, cargo-nextest, a Python virtualenv with
+# conductor-python and PyYAML, Debian's chromium, playwright-core and the JavaScript SDK (npm).
+# Building needs npm too: the UI's libraries come from the npm registry.
 # Extra arguments go to `cargo nextest run` (e.g. -E 'test(crash)').
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lib.sh"
@@ -21,6 +22,8 @@ fi
 ensure_python_sdk
 # Chromium and playwright-core for the web UI's browser tests.
 ensure_browser
+# The official JavaScript SDK (npm, pinned) for its tests.
+ensure_js_sdk
 
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.
 cargo build --workspace --bins

@@ -6,6 +6,7 @@
 
 pub mod echo;
 pub mod faults;
+pub mod js;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
