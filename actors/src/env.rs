@@ -51,6 +51,10 @@ impl Environment for LeaderEnv<'_> {
     fn last_poll(&self, task_type: &str, domain: Option<&str>) -> Option<i64> {
         self.polls.last(task_type, domain)
     }
+
+    fn env_var(&self, name: &str) -> Option<String> {
+        self.read.variable(overture_raft::types::VariableKind::Env, name).ok().flatten()
+    }
 }
 
 /// A script engine's error as the decider takes it.

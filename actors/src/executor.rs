@@ -290,6 +290,8 @@ async fn http_call(client: &reqwest::Client, task: &Value, max_body: usize) -> O
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
+            // Without the URL: it may hold a secret put in at hand-over, and the reason is stored.
+            let e = e.without_url();
             let reason = format!("Failed to invoke HTTP task due to: {e}");
             let output = Map::from_iter([("response".to_owned(), Value::String(e.to_string()))]);
             return Outcome { status: TaskResultStatus::Failed, output, reason: Some(reason) };

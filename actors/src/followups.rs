@@ -114,7 +114,8 @@ fn failure_workflow_request(failed: &WorkflowState) -> Option<StartWorkflowReque
     let raw = def.failure_workflow.as_deref()?.trim();
     let name = if let Some(path) = raw.strip_prefix('$') {
         let expression = if path.starts_with('{') { raw.to_owned() } else { format!("${{{path}}}") };
-        let scope = overture_core::expr::Scope { state: failed, task_id: None };
+        let scope =
+            overture_core::expr::Scope { state: failed, task_id: None, env: &overture_core::command::NoEnvironment };
         match overture_core::expr::resolve_value(&serde_json::Value::String(expression), &scope) {
             Ok(serde_json::Value::String(s)) => s,
             _ => return None,

@@ -87,6 +87,9 @@ pub const SYNC_EXECUTIONS_WAITING: &str = "overture_sync_executions_waiting";
 /// Counter: requests refused with 429 because a workflow's inbox was full.
 pub const INBOX_FULL: &str = "overture_workflow_inbox_full_total";
 
+/// Counter: `${workflow.secrets.NAME}` expressions replaced in tasks handed over.
+pub const SECRETS_SUBSTITUTED: &str = "overture_secrets_substituted_total";
+
 /// Distinct values a client-chosen label takes per metric family kind on one node.
 pub const MAX_LABEL_VALUES: usize = 1_000;
 /// The label value every name past [`MAX_LABEL_VALUES`] shares.
@@ -131,6 +134,7 @@ pub fn register() {
     metrics::counter!(WORKFLOWS_PURGED).increment(0);
     metrics::counter!(ACTORS_EVICTED).increment(0);
     metrics::counter!(INBOX_FULL).increment(0);
+    metrics::counter!(SECRETS_SUBSTITUTED).increment(0);
     metrics::gauge!(SYNC_EXECUTIONS_WAITING).set(0.0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(LEADER_READY).set(0.0);

@@ -33,6 +33,7 @@ mod search;
 mod signal;
 mod tasks;
 pub mod ui;
+mod variables;
 mod workflows;
 
 /// What every handler can reach: cheap to clone, as every middleware layer and handler does
@@ -143,7 +144,8 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows_routes())
         .merge(tasks_routes())
         .merge(operations_routes())
-        .merge(scheduler_routes());
+        .merge(scheduler_routes())
+        .merge(variables_routes());
     let internal = Router::new()
         .route(paths::APPEND, post(internal::append))
         .route(paths::VOTE, post(internal::vote))
@@ -288,6 +290,20 @@ fn operations_routes() -> Router<AppState> {
         .route("/cluster/learners", post(cluster::add_learner))
         .route("/cluster/promote", post(cluster::promote))
         .route("/cluster/members/{id}", axum::routing::delete(cluster::remove))
+}
+
+/// Environment variables and secrets (EnvironmentResource, SecretResource).
+fn variables_routes() -> Router<AppState> {
+    Router::new()
+        .route("/environment", get(variables::environment))
+        .route(
+            "/environment/{key}",
+            get(variables::env_var).put(variables::put_env_var).delete(variables::delete_env_var),
+        )
+        .route("/secrets", get(variables::secret_names).post(variables::secret_names))
+        .route("/secrets/v2", get(variables::secret_metadata))
+        .route("/secrets/{key}", get(variables::secret).put(variables::put_secret).delete(variables::delete_secret))
+        .route("/secrets/{key}/exists", get(variables::secret_exists))
 }
 
 /// Schedules (SchedulerResource, SchedulerBulkResource).

@@ -153,9 +153,9 @@ fn signal_status(status: &str) -> Result<TaskResultStatus, ApiError> {
     })
 }
 
-/// `POST /tasks/{workflowId}/{status}/signal` (routed through [`update_by_ref`]): updates the task the workflow is blocked on (its
-/// first open WAIT or HUMAN task, else its first open worker task), merging the body into its
-/// output. 200 with no body, also when nothing was waiting.
+/// `POST /tasks/{workflowId}/{status}/signal` (routed through [`update_by_ref`]): updates the
+/// first open WAIT task of the workflow or, depth first, of its running sub-workflows, merging
+/// the body into its output. 200 with no body, also when nothing was waiting.
 async fn signal(s: AppState, workflow_id: String, status: &str, body: RawBody) -> Result<Response, ApiError> {
     let status = signal_status(status)?;
     let output: Object = body.json(Some(Object::new()))?;

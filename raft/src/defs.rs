@@ -12,7 +12,7 @@ use rocksdb::{DB, WriteBatch};
 use crate::codec::{JsonBytes, decode, encode};
 use crate::disk::DiskGuard;
 use crate::keys::{self, CF_DEFS};
-use crate::types::Response;
+use crate::types::{Hidden, Response, VariableKind};
 use crate::{cf, io_err};
 
 /// The answer to an entry whose payload does not parse: the same on every replica, and nothing
@@ -150,6 +150,23 @@ impl Defs<'_> {
                 Ok(Response::Ok)
             }
         }
+    }
+
+    /// `PutVariable`: creates or replaces it.
+    pub fn put_variable(&self, kind: VariableKind, name: &str, value: &Hidden) -> Result<Response, io::Error> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(cf(self.db, CF_DEFS), keys::variable(kind, name), encode(value));
+        self.write(wb)?;
+        Ok(Response::Ok)
+    }
+
+    /// `DeleteVariable`.
+    pub fn delete_variable(&self, kind: VariableKind, name: &str) -> Result<Response, io::Error> {
+        let what = match kind {
+            VariableKind::Secret => "secret",
+            VariableKind::Env => "environment variable",
+        };
+        self.delete(&keys::variable(kind, name), format!("No {what} named {name}"))
     }
 
     /// `DeleteEventHandler`.

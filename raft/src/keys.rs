@@ -180,6 +180,25 @@ pub fn event_handler(name: &str) -> Vec<u8> {
 
 /// Prefix of all event handlers.
 pub const EVENT_HANDLER_PREFIX: &[u8] = b"e";
+/// Prefix of all secrets.
+pub const SECRET_PREFIX: &[u8] = b"s";
+/// Prefix of all environment variables.
+pub const ENV_PREFIX: &[u8] = b"v";
+
+/// Prefix of every variable of one kind.
+pub fn variable_prefix(kind: crate::types::VariableKind) -> &'static [u8] {
+    match kind {
+        crate::types::VariableKind::Secret => SECRET_PREFIX,
+        crate::types::VariableKind::Env => ENV_PREFIX,
+    }
+}
+
+/// Key of a secret or an environment variable.
+pub fn variable(kind: crate::types::VariableKind, name: &str) -> Vec<u8> {
+    let mut out = variable_prefix(kind).to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out
+}
 /// Prefix of all workflow definitions.
 pub const WORKFLOW_DEF_PREFIX: &[u8] = b"w";
 
@@ -384,6 +403,7 @@ versioned! {
     TaskRef => "task reference", version 1;
     TaskLogRow => "task log", version 1;
     JsonBytes => "definition", version 1;
+    crate::types::Hidden => "secret or environment variable", version 1;
     crate::types::Entry => "raft log entry", version 2;
     crate::types::Vote => "vote", version 1;
     crate::types::LogId => "log id", version 1;

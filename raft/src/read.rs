@@ -14,6 +14,7 @@ use rocksdb::{Direction, IteratorMode};
 use crate::codec::{JsonBytes, Versioned, decode};
 use crate::keys::{self, CF_DEFS, TaskLogRow, TaskRef};
 use crate::state_machine::Shared;
+use crate::types::{Hidden, VariableKind};
 use crate::{cf, io_err};
 
 /// Start plans kept at most; beyond, the cache starts over.
@@ -194,6 +195,30 @@ impl ReadView {
             None => Ok(None),
             Some(bytes) => decode(&bytes).map(Some).map_err(io_err),
         }
+    }
+
+    /// The names of every variable of `kind`, sorted.
+    pub fn variable_names(&self, kind: VariableKind) -> Result<Vec<String>, io::Error> {
+        Ok(self.variables(kind)?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Every variable of `kind` with its value, sorted by name.
+    pub fn variables(&self, kind: VariableKind) -> Result<Vec<(String, String)>, io::Error> {
+        let db = &self.shared.db;
+        let prefix = keys::variable_prefix(kind);
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf(db, CF_DEFS), IteratorMode::From(prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            let Some(name) = key.strip_prefix(prefix) else { break };
+            let value: Hidden = decode(&value).map_err(io_err)?;
+            out.push((String::from_utf8_lossy(name).into_owned(), value.0));
+        }
+        Ok(out)
+    }
+
+    /// The value of one variable of `kind`.
+    pub fn variable(&self, kind: VariableKind, name: &str) -> Result<Option<String>, io::Error> {
+        Ok(self.get::<Hidden>(CF_DEFS, &keys::variable(kind, name))?.map(|h| h.0))
     }
 
     fn def<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {

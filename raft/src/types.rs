@@ -122,6 +122,45 @@ pub enum Request {
     /// (`crate::proposer`). Each is applied as a [`Request::Workflow`] would be, under its own
     /// version guard, and gets its own response, in order, in a [`Response::Many`].
     Workflows(Vec<WorkflowBatch>),
+    /// Create or replace a secret or an environment variable (`PUT /secrets/{name}`,
+    /// `PUT /environment/{name}`).
+    PutVariable {
+        /// A secret or an environment variable.
+        kind: VariableKind,
+        /// Its name.
+        name: String,
+        /// Its value.
+        value: Hidden,
+    },
+    /// Remove a secret or an environment variable.
+    DeleteVariable {
+        /// A secret or an environment variable.
+        kind: VariableKind,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// What a named variable is: `${workflow.secrets.NAME}` or `${workflow.env.NAME}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VariableKind {
+    /// A secret: its value is substituted only when a task is handed to whoever runs it, and
+    /// no read answers it.
+    Secret,
+    /// An environment variable: resolved like any other expression when a task is scheduled.
+    Env,
+}
+
+/// A value that is never shown: its `Debug` prints no text, so a request or row that is logged
+/// never shows a secret. Encoded as the string it holds.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Hidden(pub String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<hidden, {} bytes>", self.0.len())
+    }
 }
 
 /// The events one decision produced for one workflow.
@@ -194,6 +233,8 @@ impl std::fmt::Display for Request {
             Request::PutSchedule { .. } => write!(f, "put a schedule"),
             Request::DeleteSchedule { name } => write!(f, "delete schedule {name}"),
             Request::FireSchedule { name, scheduled_time, .. } => write!(f, "fire schedule {name} at {scheduled_time}"),
+            Request::PutVariable { kind, name, .. } => write!(f, "put {kind:?} {name}"),
+            Request::DeleteVariable { kind, name } => write!(f, "delete {kind:?} {name}"),
         }
     }
 }

@@ -87,7 +87,9 @@ use overture_raft::codec::{self, CodecError, JsonBytes, Versioned};
 use overture_raft::keys::{self, IdempotencyRow, TaskLogRow, TaskRef, WorkflowRow};
 use overture_raft::replica::Storage;
 use overture_raft::snapshot::SnapshotFile;
-use overture_raft::types::{Entry, LogId, Node, NodeId, SnapshotMeta, StoredMembership, TypeConfig, Vote};
+use overture_raft::types::{
+    Entry, Hidden, LogId, Node, NodeId, SnapshotMeta, StoredMembership, TypeConfig, VariableKind, Vote,
+};
 use overture_raft::{ReplicaOptions, Request, WorkflowBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -389,6 +391,8 @@ fn request_covered_by(request: &Request) -> Covered {
         Request::FireSchedule { .. } => "normal_fire_schedule",
         Request::PurgeWorkflows { .. } => "normal_purge_workflows",
         Request::Workflows(_) => "normal_workflows",
+        Request::PutVariable { .. } => "normal_put_variable",
+        Request::DeleteVariable { .. } => "normal_delete_variable",
     )
 }
 
@@ -1120,7 +1124,26 @@ fn entries() -> Vec<(String, Entry)> {
             ),
         ),
         sample("normal_large_log_id", Entry::new_blank(log_id(u64::MAX, u64::MAX, u64::MAX))),
+        sample(
+            "normal_put_variable",
+            normal(
+                118,
+                Request::PutVariable {
+                    kind: VariableKind::Secret,
+                    name: "payment_api_key".into(),
+                    value: Hidden("密钥-s3cr3t".into()),
+                },
+            ),
+        ),
+        sample(
+            "normal_delete_variable",
+            normal(119, Request::DeleteVariable { kind: VariableKind::Env, name: "region".into() }),
+        ),
     ]
+}
+
+fn variables() -> Vec<(String, Hidden)> {
+    vec![sample("secret", Hidden("密钥-s3cr3t".into())), sample("empty", Hidden(String::new()))]
 }
 
 fn votes() -> Vec<(String, Vote)> {
@@ -1291,6 +1314,10 @@ fn small_rows_are_golden() {
     g.finish();
     let mut g = Golden::new("task_log_row.hex", "TaskLogRow (family `task_logs`).");
     g.check(task_log_rows(), stored(), eq);
+    g.finish();
+    let mut g =
+        Golden::new("variable.hex", "Hidden (family `defs`): the value of a secret or an environment variable.");
+    g.check(variables(), stored(), eq);
     g.finish();
 }
 

@@ -59,3 +59,30 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(String, S
         return Some((head, String::from_utf8_lossy(&buf[end + 4..]).into_owned()));
     }
 }
+
+/// A plain-HTTP server on a free loopback port that keeps the head of every request it gets
+/// (request line and headers) and answers `{"received": true}`, echoing nothing back. Returns
+/// its URL and the heads so far.
+pub async fn recording() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let kept = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let Some((head, _)) = read_request(&mut stream).await else { return };
+                kept.lock().expect("heads").push(head);
+                let reply = r#"{"received": true}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (format!("http://{addr}"), heads)
+}

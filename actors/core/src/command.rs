@@ -81,6 +81,11 @@ pub trait Environment {
         let _ = (task_type, domain);
         None
     }
+    /// The environment variable `${workflow.env.NAME}` reads (stored with `PUT /environment`).
+    fn env_var(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
 }
 
 /// An environment with no scripts and no registered definitions.

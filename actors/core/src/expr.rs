@@ -16,11 +16,18 @@
 //! - A path that leads nowhere resolves to `null`.
 //! - `${CPEWF_TASK_ID}` is the id of the task being scheduled.
 //!
-//! Environment and system-property lookups (`${NETFLIX_ENV}` and friends) are not supported: the
-//! core reads no environment, and they resolve to `null`.
+//! - `${workflow.env.NAME}` is the environment variable `NAME` (a string; `null` if there is
+//!   none), stored with `PUT /api/environment/NAME`; `${workflow.env.NAME.a.b}` reads the
+//!   variable's value as JSON. It resolves when the task is scheduled, as in conductor-oss.
+//! - `${workflow.secrets.NAME}` is left as written: the stored input keeps the expression, and
+//!   the value is put in only when the task is handed to whoever runs it ([`crate::secrets`]).
+//!
+//! Java system-property lookups (`${NETFLIX_ENV}` and friends) are not supported: they resolve to
+//! `null`.
 
 use serde_json::{Map, Number, Value};
 
+use crate::command::Environment;
 use crate::payload::{self, Exceeded};
 use crate::plan::TaskKind;
 use crate::state::{Object, TaskState, WorkflowState};
@@ -33,6 +40,8 @@ pub struct Scope<'a> {
     pub state: &'a WorkflowState,
     /// The id of the task whose input is being resolved, for `${CPEWF_TASK_ID}`.
     pub task_id: Option<&'a str>,
+    /// Where `${workflow.env.NAME}` is read.
+    pub env: &'a dyn Environment,
 }
 
 /// Where `${path}` expressions find their values.
@@ -284,6 +293,14 @@ fn eval(path: &str, scope: &Scope<'_>, scan: &mut usize) -> Result<Option<Value>
     }
     let root_end = path.find(['.', '[']).unwrap_or(path.len());
     let (root, rest) = path.split_at(root_end);
+    if root == "workflow" {
+        if rest == ".secrets" || rest.starts_with(".secrets.") {
+            return Ok(None);
+        }
+        if let Some(var) = rest.strip_prefix(".env.") {
+            return env_var(var, scope, scan).map(Some);
+        }
+    }
     if let Some((prefix, call)) = functions::split_call(rest) {
         let model = eval_from_root(root, prefix, scope, scan)?;
         return functions::apply(call, &model, scan).map(Some);
@@ -300,6 +317,21 @@ fn eval_from_root(root: &str, rest: &str, scope: &Scope<'_>, scan: &mut usize) -
     // Anything beyond plain steps: build the root object and run real JSONPath on it.
     let Some(doc) = root_document(root, scope) else { return Ok(Value::Null) };
     json_path(&doc, rest, scan)
+}
+
+/// `${workflow.env.NAME[.path]}`: the variable as text, or with a path, its value read as JSON
+/// and walked; `null` if there is none or the path leads nowhere.
+fn env_var(var: &str, scope: &Scope<'_>, scan: &mut usize) -> Result<Value, Exceeded> {
+    let name_end = var.find(['.', '[']).unwrap_or(var.len());
+    let (name, rest) = var.split_at(name_end);
+    let Some(text) = scope.env.env_var(name) else { return Ok(Value::Null) };
+    if rest.is_empty() {
+        return Ok(Value::String(text));
+    }
+    match serde_json::from_str::<Value>(&text) {
+        Ok(doc) => json_path(&doc, rest, scan),
+        Err(_) => Ok(Value::Null),
+    }
 }
 
 /// A path without the blanks around it, as Jayway reads it (it trims every character up to

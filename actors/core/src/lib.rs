@@ -33,6 +33,7 @@ pub mod retry;
 pub mod rows;
 pub mod schedule;
 pub mod search;
+pub mod secrets;
 pub mod serde_util;
 pub mod state;
 pub mod system;

@@ -299,3 +299,26 @@ fn domains_and_input_templates_shape_the_task() {
     let (state, _) = decide::start(no_domain, &mut Ctx { now: 60_000, ids: &mut ids, env: &BluePolled });
     assert_eq!((state.tasks[0].domain.as_deref(), state.tasks[0].queue.as_deref()), (None, Some("x")));
 }
+
+#[test]
+fn environment_variables_resolve_when_scheduled_and_secrets_stay_as_written() {
+    let def = json!({"name": "env_and_secrets", "version": 1, "tasks": [{
+        "name": "call", "taskReferenceName": "call",
+        "inputParameters": {
+            "region": "${workflow.env.region}",
+            "host": "${workflow.env.config.db.host}",
+            "missing": "${workflow.env.nope}",
+            "text": "in ${workflow.env.region}",
+            "key": "${workflow.secrets.api_key}",
+            "auth": "Bearer ${workflow.secrets.api_key}"
+        }
+    }]});
+    let run = Run::start(def, json!({}));
+    let input = &run.open_task("call").input;
+    assert_eq!(input["region"], "华东");
+    assert_eq!(input["host"], "h1", "a path below the variable reads its value as JSON");
+    assert_eq!(input["missing"], Value::Null);
+    assert_eq!(input["text"], "in 华东");
+    assert_eq!(input["key"], "${workflow.secrets.api_key}", "the stored input never holds a secret");
+    assert_eq!(input["auth"], "Bearer ${workflow.secrets.api_key}");
+}

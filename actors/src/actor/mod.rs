@@ -17,7 +17,7 @@ use std::time::Instant;
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
 use overture_core::queue::QueueName;
 use overture_core::rows::TimerKind;
-use overture_core::{Event, Object, TaskStatus, TaskType, WorkflowId, WorkflowState, decide, render};
+use overture_core::{Event, Object, TaskStatus, TaskType, WorkflowId, WorkflowState, decide, render, secrets};
 use overture_raft::{Request, Response, WorkflowBatch};
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -468,8 +468,21 @@ impl ActorState {
         let state = self.load()?;
         let task =
             state.task_by_id(task_id).ok_or_else(|| Error::NotFound(format!("No such task found by id: {task_id}")))?;
-        serde_json::value::to_raw_value(&render::task(state, task, crate::now_ms()))
-            .map_err(|e| Error::Internal(format!("rendering a task: {e}")))
+        let raw = serde_json::value::to_raw_value(&render::task(state, task, crate::now_ms()))
+            .map_err(|e| Error::Internal(format!("rendering a task: {e}")))?;
+        if !secrets::mentions_secrets(raw.get()) {
+            return Ok(raw);
+        }
+        // Handed over: the one place a secret's value is put in (see overture_core::secrets).
+        let mut value: serde_json::Value =
+            serde_json::from_str(raw.get()).map_err(|e| Error::Internal(format!("reading a rendered task: {e}")))?;
+        let read = self.host.replica.read();
+        let lookup = |name: &str| read.variable(overture_raft::types::VariableKind::Secret, name).ok().flatten();
+        if let Some(input) = value.get_mut("inputData") {
+            let count = secrets::substitute(input, &lookup);
+            metrics::counter!(names::SECRETS_SUBSTITUTED).increment(count as u64);
+        }
+        serde_json::value::to_raw_value(&value).map_err(|e| Error::Internal(format!("rendering a task: {e}")))
     }
 
     fn outcome(&mut self, task_id: &str) -> Result<UpdateOutcome, Error> {

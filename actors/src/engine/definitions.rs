@@ -5,6 +5,7 @@ use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
 use overture_core::validate;
 use overture_raft::Request;
 use overture_raft::codec::JsonBytes;
+use overture_raft::types::{Hidden, VariableKind};
 
 use super::Engine;
 use crate::error::Error;
@@ -75,6 +76,45 @@ impl Engine {
         Ok(validate::workflow_def_warnings(def))
     }
 
+    /// Creates or replaces a secret or an environment variable. Names are
+    /// `[A-Za-z0-9_-]`, 1 to 256 of them (they are read inside `${workflow.secrets.NAME}`);
+    /// values up to [`MAX_VARIABLE_BYTES`].
+    pub async fn put_variable(&self, kind: VariableKind, name: &str, value: String) -> Result<(), Error> {
+        check_variable_name(name)?;
+        if value.len() > MAX_VARIABLE_BYTES {
+            return Err(Error::BadRequest(format!("The value is larger than {MAX_VARIABLE_BYTES} bytes")));
+        }
+        self.propose(Request::PutVariable { kind, name: name.to_owned(), value: Hidden(value) }).await
+    }
+
+    /// Removes a secret or an environment variable.
+    pub async fn delete_variable(&self, kind: VariableKind, name: &str) -> Result<(), Error> {
+        check_variable_name(name)?;
+        self.propose(Request::DeleteVariable { kind, name: name.to_owned() }).await
+    }
+
+    /// The names of every secret or environment variable, sorted.
+    pub fn variable_names(&self, kind: VariableKind) -> Result<Vec<String>, Error> {
+        Ok(self.read().variable_names(kind)?)
+    }
+
+    /// Every environment variable with its value. Secrets have no such read.
+    pub fn environment(&self) -> Result<Vec<(String, String)>, Error> {
+        Ok(self.read().variables(VariableKind::Env)?)
+    }
+
+    /// One environment variable's value.
+    pub fn env_var(&self, name: &str) -> Result<Option<String>, Error> {
+        check_variable_name(name)?;
+        Ok(self.read().variable(VariableKind::Env, name)?)
+    }
+
+    /// Whether a secret exists (its value is never read out).
+    pub fn secret_exists(&self, name: &str) -> Result<bool, Error> {
+        check_variable_name(name)?;
+        Ok(self.read().variable(VariableKind::Secret, name)?.is_some())
+    }
+
     /// Removes one version of a workflow definition.
     pub async fn delete_workflow_def(&self, name: &str, version: i32) -> Result<(), Error> {
         self.propose(Request::DeleteWorkflowDef { name: name.to_owned(), version }).await
@@ -91,5 +131,20 @@ impl Engine {
     /// Every version of every workflow definition.
     pub fn workflow_defs(&self) -> Result<Vec<WorkflowDef>, Error> {
         Ok(self.read().workflow_defs()?)
+    }
+}
+
+/// The largest value of a secret or an environment variable, in bytes.
+pub const MAX_VARIABLE_BYTES: usize = 64 << 10;
+
+/// A variable's name: `[A-Za-z0-9_-]`, 1 to 256 of them, as conductor-oss checks secret names.
+fn check_variable_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!("Invalid name {name:?}: use 1 to 256 of A-Z, a-z, 0-9, '_' and '-'")))
     }
 }

@@ -425,6 +425,8 @@ impl Shared {
                 self.apply_fire(inner, wb, changes, fire)
             }
             Request::PutTaskDefs { defs } => self.apply_defs(wb, |d| d.put_task_defs(defs)),
+            Request::PutVariable { kind, name, value } => self.apply_defs(wb, |d| d.put_variable(kind, &name, &value)),
+            Request::DeleteVariable { kind, name } => self.apply_defs(wb, |d| d.delete_variable(kind, &name)),
             Request::UpdateTaskDef { def, time } => self.apply_defs(wb, |d| d.update_task_def(def, time)),
             Request::DeleteTaskDef { name } => self.apply_defs(wb, |d| d.delete_task_def(&name)),
             Request::PutWorkflowDefs { defs, overwrite, time } => {

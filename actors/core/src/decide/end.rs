@@ -67,7 +67,7 @@ impl Decider<'_, '_> {
         if params.is_empty() {
             return Ok(self.state.tasks.last().map(|t| t.output.clone()).unwrap_or_default());
         }
-        let scope = Scope { state: self.state, task_id: None };
+        let scope = Scope { state: self.state, task_id: None, env: self.ctx.env };
         resolve_object(params, &scope)
     }
 }

@@ -191,7 +191,7 @@ impl Decider<'_, '_> {
             match node.task.loop_condition.as_deref().filter(|c| !c.trim().is_empty()) {
                 None => Ok(items.is_some()),
                 Some(condition) => {
-                    let scope = Scope { state: self.state, task_id: Some(&dw.task_id) };
+                    let scope = Scope { state: self.state, task_id: Some(&dw.task_id), env: self.ctx.env };
                     match resolve_object(&node.task.input_parameters, &scope) {
                         Err(e) => Err(format!("the loop's input {e}")),
                         Ok(mut input) => {

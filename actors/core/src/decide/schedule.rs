@@ -29,7 +29,7 @@ impl Decider<'_, '_> {
         if node.kind == TaskKind::Dynamic {
             // Only the parameter naming the task is needed here; the task's input is resolved
             // once, when it is created.
-            let scope = Scope { state: self.state, task_id: None };
+            let scope = Scope { state: self.state, task_id: None, env: self.ctx.env };
             let param = node.task.dynamic_task_name_param.as_deref().unwrap_or("taskToExecute");
             let name = match node.task.input_parameters.get(param).map(|v| crate::expr::resolve_value(v, &scope)) {
                 Some(Err(e)) => {
@@ -203,7 +203,7 @@ impl Decider<'_, '_> {
                 params.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-        let scope = Scope { state: self.state, task_id: Some(&task_id) };
+        let scope = Scope { state: self.state, task_id: Some(&task_id), env: self.ctx.env };
         let (mut input, mut input_error) = match resolve_object(&params, &scope) {
             Ok(input) => (input, None),
             Err(e) => (Object::new(), Some(format!("The task's input {e} once its expressions are resolved"))),

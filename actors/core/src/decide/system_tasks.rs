@@ -118,7 +118,7 @@ impl Decider<'_, '_> {
         task.iteration = 1;
         task.output.insert("iteration".to_owned(), Value::from(1));
         let Some(expr) = wt.items.as_deref() else { return Started::Waits };
-        let scope = Scope { state: self.state, task_id: None };
+        let scope = Scope { state: self.state, task_id: None, env: self.ctx.env };
         let items = match crate::expr::resolve_value(&Value::String(expr.to_owned()), &scope) {
             Ok(Value::Array(items)) => items,
             Ok(Value::Null) => Vec::new(),
