@@ -345,8 +345,11 @@ pub async fn tasks(State(s): State<AppState>, Path(id): Path<String>, q: Params)
     let start = q.int("start")?.unwrap_or(0).max(0) as usize;
     let count = q.int("count")?.unwrap_or(15).max(0) as usize;
     let statuses: Vec<String> = q.all("status").iter().map(|s| s.to_ascii_uppercase()).collect();
-    let matching: Vec<_> =
-        wf.tasks.iter().filter(|t| statuses.is_empty() || statuses.iter().any(|s| s == t.status.as_str())).collect();
+    let matching: Vec<_> = wf
+        .tasks
+        .iter()
+        .filter(|t| !t.is_pruned() && (statuses.is_empty() || statuses.iter().any(|s| s == t.status.as_str())))
+        .collect();
     let now = overture_actors::now_ms();
     let results: Vec<_> = matching.iter().skip(start).take(count).map(|t| render::task(&wf, t, now)).collect();
     json_response(&serde_json::json!({"totalHits": matching.len(), "results": results}))

@@ -426,6 +426,7 @@ fn event_covered_by(event: &Event) -> Covered {
         Event::WorkflowResumed { .. } => "workflow_resumed",
         Event::TaskCallbackReset { .. } => "task_callback_reset",
         Event::WorkflowReopened(_) => "workflow_reopened",
+        Event::IterationsPruned { .. } => "iterations_pruned",
     )
 }
 
@@ -966,6 +967,7 @@ fn events() -> Vec<(String, Event)> {
                 time: T0 + 11_000,
             })),
         ),
+        sample("iterations_pruned", Event::IterationsPruned { seq: 2, through: 498, tasks: vec![3, 4, 300, 70_000] }),
     ]
 }
 

@@ -715,3 +715,52 @@ async fn decision_exclusive_join_lambda_and_a_terminated_child() {
     assert_eq!(kid["status"], "CANCELED");
     assert!(kid["reasonForIncompletion"].as_str().is_some_and(|r| r.contains("abandoned")), "{kid}");
 }
+
+/// A DO_WHILE of 1,000 iterations, with `keepLastN: 2` and without: the workflow keeps only the
+/// last two iterations' tasks, so it stays small; a dropped task is gone from every read.
+#[tokio::test]
+async fn a_thousand_iterations_with_keep_last_n_keep_the_workflow_small() {
+    let (_dir, node) = node().await;
+    let c = client();
+    let def = |name: &str, keep: Option<i64>| {
+        let mut input = json!({"i": "${loop.output.iteration}"});
+        if let Some(k) = keep {
+            input["keepLastN"] = json!(k);
+        }
+        json!({"name": name, "version": 1, "tasks": [{
+            "name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE", "inputParameters": input,
+            "loopCondition": "$.loop['iteration'] < 1000",
+            "loopOver": [{"name": "step", "taskReferenceName": "step", "type": "INLINE",
+                          "inputParameters": {"evaluatorType": "graaljs", "n": "${loop.output.iteration}",
+                                              "expression": "({n: $.n, 载荷: 'x'.repeat(200)})"}}]
+        }]})
+    };
+    let kept = register_and_start(&node, &def("kept_loop", Some(2)), json!({})).await;
+    let full = register_and_start(&node, &def("full_loop", None), json!({})).await;
+    let kept_wf = wait_status(&node, &kept, "COMPLETED", Duration::from_secs(120)).await;
+    let full_wf = wait_status(&node, &full, "COMPLETED", Duration::from_secs(120)).await;
+
+    let refs: Vec<&str> =
+        kept_wf["tasks"].as_array().expect("tasks").iter().filter_map(|t| t["referenceTaskName"].as_str()).collect();
+    assert_eq!(refs, ["loop", "step__999", "step__1000"], "only the last two iterations remain");
+    assert_eq!(task_by_ref(&kept_wf, "loop")["outputData"]["iteration"], 1000);
+    assert!(task_by_ref(&kept_wf, "loop")["outputData"].get("1").is_none());
+    assert_eq!(full_wf["tasks"].as_array().map(Vec::len), Some(1001));
+    let (kept_bytes, full_bytes) = (kept_wf.to_string().len(), full_wf.to_string().len());
+    eprintln!("workflow JSON after 1,000 iterations: keepLastN 2: {kept_bytes} bytes; without: {full_bytes} bytes");
+    assert!(kept_bytes * 50 < full_bytes, "{kept_bytes} vs {full_bytes}");
+
+    // A dropped task is gone from the task reads and the search.
+    let history = send(c.get(node.api(&format!("/workflow/{kept}/history")))).await.json();
+    let first = history
+        .as_array()
+        .and_then(|h| h.iter().find(|e| e["type"] == "TaskScheduled" && e["referenceTaskName"] == "step__1"))
+        .and_then(|e| e["taskId"].as_str())
+        .expect("the first iteration's task in the history")
+        .to_owned();
+    assert_eq!(send(c.get(node.api(&format!("/tasks/{first}")))).await.status, 404);
+    let found = send(c.get(node.api(&format!("/tasks/search?query=workflowId%3D%27{kept}%27")))).await.json();
+    assert_eq!(found["totalHits"], 3, "{found}");
+    let page = send(c.get(node.api(&format!("/workflow/{kept}/tasks?count=100")))).await.json();
+    assert_eq!(page["totalHits"], 3);
+}

@@ -118,6 +118,16 @@ pub enum Event {
     /// tasks from `keep_tasks` on are dropped (all of them for a restart, none for a retry),
     /// and a new definition, input or correlation id replaces the old one if given.
     WorkflowReopened(Box<WorkflowReopened>),
+    /// A DO_WHILE with `keepLastN` started an iteration: the tasks of its iterations up to
+    /// `through` are dropped (their places kept, see `TaskState::pruned`).
+    IterationsPruned {
+        /// The DO_WHILE task's `seq`.
+        seq: u32,
+        /// The last iteration dropped.
+        through: i32,
+        /// The `seq`s of the tasks dropped.
+        tasks: Vec<u32>,
+    },
 }
 
 /// Payload of [`Event::WorkflowReopened`].
@@ -262,19 +272,24 @@ impl Event {
             | Event::TaskStatusChanged { seq, .. }
             | Event::TaskExecuted { seq }
             | Event::TaskLogged { seq, .. }
-            | Event::TaskIterated { seq, .. } => Some(*seq),
+            | Event::TaskIterated { seq, .. }
+            | Event::IterationsPruned { seq, .. } => Some(*seq),
         }
     }
 
     /// Every task whose state this event changes: its task, and for a retry's `TaskScheduled`
     /// also the attempt it retries (marked retried). The state machine rewrites these tasks'
     /// rows; a task this leaves out would keep a stale row on disk.
-    pub fn changed_tasks(&self) -> impl Iterator<Item = u32> {
+    pub fn changed_tasks(&self) -> impl Iterator<Item = u32> + '_ {
         let retried = match self {
             Event::TaskScheduled(s) => s.retry_of,
             _ => None,
         };
-        self.task_seq().into_iter().chain(retried)
+        let pruned: &[u32] = match self {
+            Event::IterationsPruned { tasks, .. } => tasks,
+            _ => &[],
+        };
+        self.task_seq().into_iter().chain(retried).chain(pruned.iter().copied())
     }
 
     /// A short name for logs, metrics and the history endpoint.
@@ -298,6 +313,7 @@ impl Event {
             Event::TaskCallbackReset { .. } => "TaskCallbackReset",
             Event::WorkflowReopened(_) => "WorkflowReopened",
             Event::FailureWorkflowStarted { .. } => "FailureWorkflowStarted",
+            Event::IterationsPruned { .. } => "IterationsPruned",
         }
     }
 }

@@ -21,6 +21,7 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
     state.header.revision += 1;
     match event {
         Event::WorkflowStarted(_) | Event::TaskLogged { .. } => {}
+        Event::IterationsPruned { tasks, .. } => state.prune(tasks),
         Event::TaskScheduled(scheduled) => task_scheduled(state, scheduled),
         Event::TaskPolled { seq, worker_id, time } => {
             if let Some(t) = state.task_mut(*seq) {

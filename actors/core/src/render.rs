@@ -198,7 +198,11 @@ pub fn workflow(wf: &WorkflowState, include_tasks: bool, now: i64) -> WorkflowVi
         workflow_id: &h.workflow_id,
         parent_workflow_id: h.parent_workflow_id.as_deref(),
         parent_workflow_task_id: h.parent_workflow_task_id.as_deref(),
-        tasks: if include_tasks { wf.tasks.iter().map(|t| task(wf, t, now)).collect() } else { Vec::new() },
+        tasks: if include_tasks {
+            wf.tasks.iter().filter(|t| !t.is_pruned()).map(|t| task(wf, t, now)).collect()
+        } else {
+            Vec::new()
+        },
         input: &h.input,
         output: &h.output,
         correlation_id: h.correlation_id.as_deref(),
@@ -278,6 +282,7 @@ pub fn event(wf: &WorkflowState, revision: u64, e: &crate::event::Event) -> serd
         Event::FailureWorkflowStarted { workflow_id, error } => json!({"workflowId": workflow_id, "error": error}),
         Event::WorkflowPaused { time } | Event::WorkflowResumed { time } => json!({"time": time}),
         Event::WorkflowReopened(r) => json!({"time": r.time, "keepTasks": r.keep_tasks, "restart": r.restart}),
+        Event::IterationsPruned { through, tasks, .. } => json!({"through": through, "tasks": tasks.len()}),
         Event::TaskExecuted { .. }
         | Event::ParentNotified
         | Event::StatusPublished

@@ -263,6 +263,56 @@ pub struct TaskState {
 }
 
 impl TaskState {
+    /// What is left of a task a DO_WHILE's `keepLastN` dropped: its `seq` stays taken, so the
+    /// tasks after it keep theirs; nothing else is kept, nothing is stored for it, and no read
+    /// shows it ([`TaskState::is_pruned`]).
+    pub fn pruned(seq: u32) -> TaskState {
+        TaskState {
+            task_id: String::new(),
+            seq,
+            reference_task_name: String::new(),
+            task_def_name: String::new(),
+            task_type: TaskType::default(),
+            status: TaskStatus::Skipped,
+            input: Object::new(),
+            output: Object::new(),
+            retry_count: 0,
+            poll_count: 0,
+            scheduled_time: 0,
+            start_time: 0,
+            end_time: 0,
+            update_time: 0,
+            start_delay_in_seconds: 0,
+            callback_after_seconds: 0,
+            response_timeout_seconds: 0,
+            retried_task_id: None,
+            retried: false,
+            executed: true,
+            worker_id: None,
+            reason_for_incompletion: None,
+            domain: None,
+            queue: None,
+            rate_limit_per_frequency: 0,
+            rate_limit_frequency_in_seconds: 0,
+            isolation_group_id: None,
+            execution_name_space: None,
+            iteration: 0,
+            workflow_task: None,
+            wait_timeout: 0,
+            sub_workflow_id: None,
+            first_scheduled_time: 0,
+            timeout_seconds: 0,
+            poll_timeout_seconds: 0,
+            total_timeout_seconds: 0,
+            jitter_ms: 0,
+        }
+    }
+
+    /// A task `keepLastN` dropped (see [`TaskState::pruned`]): the only tasks without an id.
+    pub fn is_pruned(&self) -> bool {
+        self.task_id.is_empty()
+    }
+
     /// When a SCHEDULED task may be handed to a worker.
     pub fn ready_at(&self) -> i64 {
         self.update_time.saturating_add(self.callback_after_seconds.saturating_mul(1000)).saturating_add(self.jitter_ms)
@@ -354,9 +404,31 @@ impl WorkflowState {
             by_ref: HashMap::new(),
         };
         for task in tasks {
+            // Rows of pruned tasks are not stored: their places are kept.
+            while (state.tasks.len() as u32) + 1 < task.seq {
+                state.push(TaskState::pruned(state.tasks.len() as u32 + 1));
+            }
             state.push(task);
         }
         state
+    }
+
+    /// Fills the places of pruned tasks after the last stored one, up to `count` tasks.
+    pub fn pad_pruned(&mut self, count: u32) {
+        while (self.tasks.len() as u32) < count {
+            self.push(TaskState::pruned(self.tasks.len() as u32 + 1));
+        }
+    }
+
+    /// Replaces these tasks with what is left of a pruned task ([`TaskState::pruned`]),
+    /// forgetting their ids and reference names.
+    pub(crate) fn prune(&mut self, seqs: &[u32]) {
+        for &seq in seqs {
+            let Some(slot) = (seq as usize).checked_sub(1).and_then(|i| self.tasks.get_mut(i)) else { continue };
+            let old = std::mem::replace(slot, TaskState::pruned(seq));
+            self.by_id.remove(&old.task_id);
+            self.by_ref.retain(|_, s| *s != seq);
+        }
     }
 
     /// Drops the tasks from position `keep` on and indexes the rest again.
@@ -372,6 +444,10 @@ impl WorkflowState {
     /// Appends a task and indexes it.
     pub(crate) fn push(&mut self, task: TaskState) {
         let seq = task.seq;
+        if task.is_pruned() {
+            self.tasks.push(task);
+            return;
+        }
         self.by_id.insert(task.task_id.clone(), seq);
         if task.iteration > 0 && task.base_reference() != task.reference_task_name {
             self.by_ref.insert(task.base_reference().to_owned(), seq);

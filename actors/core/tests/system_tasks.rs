@@ -328,6 +328,29 @@ fn do_while_iterates_with_suffixed_references_until_the_condition_fails() {
 }
 
 #[test]
+fn do_while_keep_last_n_drops_older_iterations_and_keeps_their_places() {
+    let body = json!([simple("body")]);
+    let mut dw = do_while("$.loop['iteration'] < 5", body);
+    dw["inputParameters"]["keepLastN"] = json!(2);
+    let mut run = Run::start(wf(json!([dw, simple("after")])), json!({}));
+    for i in 1..=5 {
+        run.complete(&format!("body__{i}"), json!({"n": i, "载荷": "x".repeat(100)}));
+    }
+    let l = run.task("loop").clone();
+    assert_eq!(l.status, TaskStatus::Completed);
+    let kept: Vec<&str> =
+        run.state.tasks.iter().filter(|t| !t.is_pruned()).map(|t| t.reference_task_name.as_str()).collect();
+    assert_eq!(kept, ["loop", "body__4", "body__5", "after"], "the last two iterations remain");
+    assert_eq!(run.state.tasks.len(), 7, "the dropped tasks keep their places, so seqs do not move");
+    assert_eq!(run.state.tasks[1].seq, 2);
+    assert!(run.state.tasks[1].is_pruned() && run.state.tasks[1].input.is_empty());
+    assert_eq!(l.output.get("iteration"), Some(&json!(5)));
+    assert_eq!(l.output.get("1"), None, "a dropped iteration's output goes with it, as in conductor-oss");
+    assert_eq!(l.output.get("5").and_then(|o| o.get("body")).and_then(|b| b.get("n")), Some(&json!(5)));
+    assert_eq!(run.task("body").reference_task_name, "body__5", "the base name still finds the latest");
+}
+
+#[test]
 fn do_while_with_a_switch_and_a_fork_inside() {
     let sw = json!({
         "name": "sw", "taskReferenceName": "sw", "type": "SWITCH", "evaluatorType": "javascript",

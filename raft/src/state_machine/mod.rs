@@ -274,7 +274,9 @@ impl Shared {
             }
             tasks.push(decode(&value).map_err(io_err)?);
         }
-        Ok(Some((WorkflowState::new(row.header, plan, tasks), row.def_hash)))
+        let mut state = WorkflowState::new(row.header, plan, tasks);
+        state.pad_pruned(row.task_count);
+        Ok(Some((state, row.def_hash)))
     }
 
     /// Writes the search index rows of every stored workflow and task if the index is empty

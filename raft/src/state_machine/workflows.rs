@@ -48,6 +48,8 @@ struct Before {
     rederive: BTreeSet<u32>,
     /// Every task before a reopen, which may drop some: seq, id, type.
     before_reopen: Vec<(u32, String, TaskType)>,
+    /// Tasks `keepLastN` drops (`Event::IterationsPruned`): seq, id, type.
+    pruned: Vec<(u32, String, TaskType)>,
     /// The derived rows of the tasks in `rederive`, before.
     rows: HashMap<u32, Derived>,
     workflow_timers: Vec<TimerItem>,
@@ -79,6 +81,13 @@ impl Before {
         } else {
             Vec::new()
         };
+        let pruned = events
+            .iter()
+            .filter_map(|e| if let Event::IterationsPruned { tasks, .. } = e { Some(tasks) } else { None })
+            .flatten()
+            .filter_map(|&seq| state.task(seq).filter(|t| !t.is_pruned()))
+            .map(|t| (t.seq, t.task_id.clone(), t.task_type.clone()))
+            .collect();
         let rows =
             rederive.iter().filter_map(|&seq| state.task(seq).map(|t| (seq, derive(&state.header, t)))).collect();
         Before {
@@ -86,6 +95,7 @@ impl Before {
             created,
             rederive,
             before_reopen,
+            pruned,
             rows,
             workflow_timers: if existed { rows::workflow_timers(state) } else { Vec::new() },
             indexed: existed.then(|| indexed(&state.header)),
@@ -209,8 +219,16 @@ impl Shared {
                 write_diff(db, wb, changes, old_r, None);
             }
         }
+        // Tasks `keepLastN` dropped: nothing of them is stored (their places are kept in memory).
+        for (seq, task_id, task_type) in &before.pruned {
+            wb.delete_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, *seq));
+            wb.delete_cf(cf(db, keys::CF_TASKS), task_id.as_bytes());
+            wb.delete_cf(cf(db, keys::CF_TASK_INDEX), keys::task_index(task_type, task_id));
+            let (from, to) = keys::prefix_range(task_id);
+            wb.delete_range_cf(cf(db, keys::CF_TASK_LOGS), from, to);
+        }
         for &seq in &before.touched {
-            let Some(task) = state.task(seq) else { continue };
+            let Some(task) = state.task(seq).filter(|t| !t.is_pruned()) else { continue };
             wb.put_cf(cf(db, keys::CF_WF_TASKS), keys::wf_task(id, seq), encode(task));
             if before.created.contains(&seq) {
                 let r = TaskRef { workflow_id: id.into(), seq };

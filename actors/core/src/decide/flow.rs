@@ -5,7 +5,7 @@ use crate::dsl::WorkflowTask;
 use crate::event::Event;
 use crate::expr::{Scope, resolve_object};
 use crate::plan::{CaseChoice, Slot, TaskKind};
-use crate::state::{Object, TaskStatus, WorkflowStatus};
+use crate::state::{Object, TaskState, TaskStatus, WorkflowStatus};
 use crate::system;
 use serde_json::Value;
 
@@ -156,6 +156,33 @@ impl Decider<'_, '_> {
         }
     }
 
+    /// With `keepLastN` (a whole number among the loop's input parameters, as conductor-oss reads
+    /// it), starting iteration `next` drops the tasks of the iterations before the last
+    /// `keepLastN` (`next` among them), so a long loop keeps its workflow small.
+    fn prune_iterations(&mut self, dw: &TaskState, loop_index: usize, next: i32) {
+        let plan = self.plan();
+        let node = plan.at(loop_index);
+        let Some(keep) = node.task.input_parameters.get("keepLastN").and_then(Value::as_i64).filter(|k| *k >= 1) else {
+            return;
+        };
+        let through = i64::from(next) - keep;
+        if through < 1 {
+            return;
+        }
+        let inside = |t: &TaskState| plan.task(t.base_reference()).is_some_and(|n| plan.is_inside(n.index, loop_index));
+        let tasks: Vec<u32> = self
+            .state
+            .tasks
+            .iter()
+            .filter(|t| !t.is_pruned() && t.seq != dw.seq && t.iteration >= 1 && i64::from(t.iteration) <= through)
+            .filter(|t| inside(t))
+            .map(|t| t.seq)
+            .collect();
+        if !tasks.is_empty() {
+            self.emit(Event::IterationsPruned { seq: dw.seq, through: through as i32, tasks });
+        }
+    }
+
     /// A DO_WHILE's body finished iteration `iteration`: record its outputs, then start the next
     /// iteration or complete the loop.
     pub(super) fn iteration_done(&mut self, loop_index: usize, iteration: i32) {
@@ -216,6 +243,7 @@ impl Decider<'_, '_> {
         match wants_more {
             Ok(true) => {
                 let next = iteration + 1;
+                self.prune_iterations(&dw, loop_index, next);
                 output.insert("iteration".to_owned(), Value::from(next));
                 if let Some(items) = &items {
                     output.insert("loopIndex".to_owned(), Value::from(next - 1));
