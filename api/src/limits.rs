@@ -63,21 +63,31 @@ impl Limits {
     pub fn check_task_output(&self, body: &RawBody, output: Option<&Object>) -> Result<(), ApiError> {
         check("Task output", "max_task_output_bytes", self.task_output_bytes, body, output)
     }
+
+    /// The size of a task output over its limit, and the limit; `None` if it is within it.
+    pub fn task_output_excess(&self, body: &RawBody, output: Option<&Object>) -> Option<(usize, usize)> {
+        excess(self.task_output_bytes, body, output).map(|size| (size, self.task_output_bytes))
+    }
+}
+
+/// The size of `payload` if it is over `limit` bytes of JSON. `body` is the request it came in: a
+/// body no larger than the limit cannot hold a larger payload, so only larger ones are measured.
+fn excess(limit: usize, body: &RawBody, payload: Option<&Object>) -> Option<usize> {
+    if body.0.len() <= limit {
+        return None;
+    }
+    let size = serde_json::to_vec(payload?).map_or(usize::MAX, |v| v.len());
+    (size > limit).then_some(size)
 }
 
 fn check(what: &str, key: &str, limit: usize, body: &RawBody, payload: Option<&Object>) -> Result<(), ApiError> {
-    if body.0.len() <= limit {
-        return Ok(());
+    match excess(limit, body, payload) {
+        None => Ok(()),
+        Some(size) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} of {size} bytes is larger than the limit of {limit} bytes ({key})"),
+        )),
     }
-    let Some(payload) = payload else { return Ok(()) };
-    let size = serde_json::to_vec(payload).map_or(usize::MAX, |v| v.len());
-    if size <= limit {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("{what} of {size} bytes is larger than the limit of {limit} bytes ({key})"),
-    ))
 }
 
 /// Paths that are never refused for load: probes and metrics must answer an overloaded node.

@@ -87,21 +87,36 @@ struct TaskResultBody {
     extend_lease: Option<bool>,
 }
 
+///
+/// An output over `max_task_output_bytes` (in a body the node accepts) fails the task with
+/// FAILED_WITH_TERMINAL_ERROR and an empty output, as conductor-oss fails a task whose payload is
+/// over its maximum, rather than refusing the update: a worker that retried a refused update
+/// would leave the task running until its response timeout.
 fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
     let r: TaskResultBody = body.json(None)?;
-    s.limits.check_task_output(body, r.output_data.as_ref())?;
-    if r.workflow_instance_id.as_deref().is_none_or(str::is_empty) {
+    let workflow_id = r.workflow_instance_id.clone().filter(|w| !w.is_empty());
+    let Some(workflow_id) = workflow_id else {
         return Err(ApiError::bad_request("Workflow Id cannot be null or empty"));
-    }
+    };
     let task_id =
         r.task_id.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("Task ID cannot be null or empty"))?;
-    let status = r.status.ok_or_else(|| ApiError::bad_request("Task status cannot be null"))?;
+    let mut status = r.status.ok_or_else(|| ApiError::bad_request("Task status cannot be null"))?;
+    let mut output = r.output_data;
+    let mut reason = r.reason_for_incompletion;
+    if let Some((size, limit)) = s.limits.task_output_excess(body, output.as_ref()) {
+        tracing::warn!(%task_id, %workflow_id, size, limit, "a task output over max_task_output_bytes fails its task");
+        status = TaskResultStatus::FailedWithTerminalError;
+        output = None;
+        reason = Some(format!(
+            "The payload size: {size} of task: {task_id} in workflow: {workflow_id}  is greater than the permissible limit: {limit} bytes"
+        ));
+    }
     Ok(TaskUpdate {
         task_id,
         status,
-        output: Some(r.output_data.unwrap_or_default()),
+        output: Some(output.unwrap_or_default()),
         merge_output: false,
-        reason: r.reason_for_incompletion,
+        reason,
         worker_id: r.worker_id,
         callback_after_seconds: r.callback_after_seconds.unwrap_or(0),
         extend_lease: r.extend_lease.unwrap_or(false),

@@ -113,15 +113,22 @@ async fn oversized_payloads_get_413_and_change_nothing() {
 
     let task = send(c.get(node.api("/tasks/poll/sized_task?workerid=w"))).await.json();
     let result = |output: Value| json!({"workflowInstanceId": id, "taskId": task["taskId"], "status": "COMPLETED", "outputData": output});
-    let r = send(c.post(node.api("/tasks")).json(&result(json!({"blob": big})))).await;
-    assert_eq!(r.status, 413, "{}", r.text);
-    assert!(r.json()["message"].as_str().is_some_and(|m| m.contains("Task output of")));
     let r = send(c.post(node.api(&format!("/tasks/{id}/t/COMPLETED"))).json(&json!({"blob": big}))).await;
     assert_eq!(r.status, 413, "{}", r.text);
+    assert!(r.json()["message"].as_str().is_some_and(|m| m.contains("Task output of")));
     let wf = send(c.get(node.api(&format!("/workflow/{id}")))).await.json();
     assert_eq!(wf["tasks"][0]["status"], "IN_PROGRESS", "the refused update changed nothing");
-    let r = send(c.post(node.api("/tasks")).json(&result(json!({"ok": true})))).await;
+    // A worker's result over the limit fails its task for good, as conductor-oss fails a task
+    // whose payload is over its maximum; a refused update would leave it running.
+    let r = send(c.post(node.api("/tasks")).json(&result(json!({"blob": big})))).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    let wf = send(c.get(node.api(&format!("/workflow/{id}")))).await.json();
+    let t = &wf["tasks"][0];
+    assert_eq!(t["status"], "FAILED_WITH_TERMINAL_ERROR", "{t}");
+    assert_eq!(t["outputData"], json!({}));
+    let reason = t["reasonForIncompletion"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("The payload size: ") && reason.ends_with("permissible limit: 1000 bytes"), "{reason}");
+    assert_eq!(wf["status"], "FAILED");
 }
 
 #[tokio::test]

@@ -185,6 +185,29 @@ impl Decider<'_, '_> {
         wt.join_on.iter().map(|r| with_iteration(r, iteration)).collect()
     }
 
+    /// The domain and queue a new task of type `task_type` waits in. Workers poll by type and
+    /// domain only, so the queue name carries nothing else; execution namespaces and isolation
+    /// groups are recorded on the task but do not split its queue yet. A workflow under test
+    /// (`POST /workflow/test`) keeps the tasks the leader would run (but for SUB_WORKFLOW, which
+    /// runs the child under test) in its test domain, for their mocks.
+    fn placement(&self, wt: &WorkflowTask, kind: &TaskKind, task_type: &str) -> (Option<String>, Option<String>) {
+        let test_domain = self.state.header.task_to_domain.get("*").filter(|d| QueueName::is_test_domain(d));
+        let mocked = kind.is_executed_by_leader() && *kind != TaskKind::SubWorkflow && test_domain.is_some();
+        if kind.is_worker_task() || mocked {
+            let domain = if mocked {
+                test_domain.cloned()
+            } else {
+                domain_for(&self.state.header.task_to_domain, &wt.name, self.ctx.env, self.ctx.now)
+            };
+            let queue = QueueName::worker(task_type, domain.as_deref()).into_string();
+            (domain, Some(queue))
+        } else if kind.is_executed_by_leader() {
+            (None, Some(QueueName::system(task_type).into_string()))
+        } else {
+            (None, None)
+        }
+    }
+
     pub(super) fn new_task(
         &mut self,
         wt: &WorkflowTask,
@@ -222,26 +245,9 @@ impl Decider<'_, '_> {
             TaskKind::ForkJoin | TaskKind::ForkJoinDynamic => ("FORK".to_owned(), "FORK".to_owned()),
             _ => (wt.task_type.clone(), wt.name.clone()),
         };
-        // A workflow under test (`POST /workflow/test`) keeps the tasks the leader would run (but
-        // for SUB_WORKFLOW, which runs the child under test) in its test domain, for their mocks.
-        let test_domain = self.state.header.task_to_domain.get("*").filter(|d| QueueName::is_test_domain(d));
-        let mocked = kind.is_executed_by_leader() && *kind != TaskKind::SubWorkflow && test_domain.is_some();
-        let domain = if worker {
-            domain_for(&self.state.header.task_to_domain, &wt.name, self.ctx.env, now)
-        } else {
-            test_domain.filter(|_| mocked).cloned()
-        };
+        let (domain, queue) = self.placement(wt, kind, &task_type);
         let namespace = def.and_then(|d| d.execution_name_space.clone());
         let isolation = def.and_then(|d| d.isolation_group_id.clone());
-        // Workers poll by type and domain only, so the queue name carries nothing else; execution
-        // namespaces and isolation groups are recorded on the task but do not split its queue yet.
-        let queue = if worker || mocked {
-            Some(QueueName::worker(&task_type, domain.as_deref()).into_string())
-        } else if kind.is_executed_by_leader() {
-            Some(QueueName::system(&task_type).into_string())
-        } else {
-            None
-        };
         if *kind == TaskKind::SubWorkflow
             && let Err(e) = sub_workflow_input(wt, &mut input, &scope)
         {
