@@ -193,14 +193,22 @@ pub fn client() -> reqwest::Client {
     client_builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
-/// A client builder for tests. reqwest is built with rustls and no crypto provider of its own
-/// (the node installs ring the same way), so a client can only be built once one is installed.
+/// A client builder for tests, which talk plain HTTP to loopback. Its TLS settings are made once
+/// per process and trust nothing: reqwest's own would load the system's certificate store for
+/// every client, and tests build many.
 pub fn client_builder() -> reqwest::ClientBuilder {
-    // Err: another test of this process installed it first. Deprecated only for lacking
-    // post-quantum key exchange (see overture_raft::http).
-    #[allow(deprecated)]
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    static TLS: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
+    let tls = TLS.get_or_init(|| {
+        // ring, as the node uses (deprecated in rustls only for lacking post-quantum key exchange).
+        #[allow(deprecated)]
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    });
+    reqwest::Client::builder().tls_backend_preconfigured(tls.clone())
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.

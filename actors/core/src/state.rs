@@ -427,7 +427,11 @@ impl WorkflowState {
             let Some(slot) = (seq as usize).checked_sub(1).and_then(|i| self.tasks.get_mut(i)) else { continue };
             let old = std::mem::replace(slot, TaskState::pruned(seq));
             self.by_id.remove(&old.task_id);
-            self.by_ref.retain(|_, s| *s != seq);
+            for reference in [old.reference_task_name.as_str(), old.base_reference()] {
+                if self.by_ref.get(reference) == Some(&seq) {
+                    self.by_ref.remove(reference);
+                }
+            }
         }
     }
 
