@@ -101,9 +101,17 @@ async fn term_and_leader(c: &Cluster, n: usize) -> (u64, Option<u64>) {
     (s["term"].as_u64().unwrap_or(0), s["leader"].as_u64())
 }
 
-/// Starts a one-task workflow through node `via` and polls its task there; returns the task.
+/// Starts a one-task workflow through node `via` and returns its task, as that node shows it.
+/// The workflow is one of its own, whose task no worker of the load polls: a result the test
+/// sends for it (an IN_PROGRESS puts a worker task back in its queue) must not race a load
+/// worker holding the same task, which would then be handed to a second worker.
 async fn fresh_task(c: &Cluster, via: usize, prefix: &str) -> Value {
-    let r = send(client().post(c.api(via, &format!("/workflow/{prefix}_flow"))).json(&json!({"n": 0}))).await;
+    let name = format!("{prefix}_probe");
+    let def =
+        json!({"name": name, "version": 1, "tasks": [{"name": format!("{name}_task"), "taskReferenceName": "probe"}]});
+    let r = send(client().post(c.api(via, "/metadata/workflow?overwrite=true")).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(client().post(c.api(via, &format!("/workflow/{name}"))).json(&json!({"n": 0}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let wf = r.text;
     let found = wait_for(Duration::from_secs(10), || async {
