@@ -44,6 +44,13 @@ pub struct Node {
     pub data_dir: PathBuf,
 }
 
+/// `overture dev` on a free loopback port with its data in `data_dir`.
+fn dev_args(data_dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
+    args.push(data_dir.into());
+    args
+}
+
 impl Node {
     /// Starts `overture dev` on `data_dir` and waits until it serves writes.
     pub async fn start(data_dir: &Path) -> Node {
@@ -52,11 +59,14 @@ impl Node {
 
     /// Starts `overture dev` with extra flags.
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Node {
-        let mut args: Vec<std::ffi::OsString> =
-            ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
-        args.push(data_dir.into());
+        let mut args = dev_args(data_dir);
         args.extend(extra.iter().map(Into::into));
         Node::spawn(&args, &[], data_dir).await
+    }
+
+    /// Starts `overture dev` with extra environment (`OVERTURE_*` settings, `RUST_LOG`).
+    pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Node {
+        Node::spawn(&dev_args(data_dir), env, data_dir).await
     }
 
     /// Starts `overture` with these arguments and extra environment, logging next to `data_dir`,

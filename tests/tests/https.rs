@@ -102,17 +102,11 @@ async fn http_tasks_call_https_servers_the_node_trusts_and_only_those() {
     let unknown = tls_echo(&stranger, None).await;
     let mutual = tls_echo(&trusted, Some(&trusted)).await;
 
-    let data = dir.path().join("node");
-    let args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"]
-        .map(Into::into)
-        .into_iter()
-        .chain([data.clone().into()])
-        .collect();
     let env = [
         ("OVERTURE_HTTP_CA_BUNDLE", ca_path.to_str().expect("utf-8 path")),
         ("OVERTURE_HTTP_CLIENT_CERT", client_path.to_str().expect("utf-8 path")),
     ];
-    let node = Node::spawn(&args, &env, &data).await;
+    let node = Node::start_with_env(&dir.path().join("node"), &env).await;
     let c = client();
     let def = json!({"name": "tls_calls", "version": 1, "tasks": [
         call("trusted", format!("{served}/订单")),

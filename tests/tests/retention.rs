@@ -8,10 +8,8 @@ use overture_tests::{Node, client, send, wait_for};
 use serde_json::json;
 
 async fn node(dir: &std::path::Path) -> Node {
-    let data = dir.join("node");
-    let mut args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
-    args.push(data.clone().into());
-    Node::spawn(&args, &[("OVERTURE_RETENTION_SECONDS", "1"), ("OVERTURE_RETENTION_SWEEP_SECONDS", "1")], &data).await
+    let env = [("OVERTURE_RETENTION_SECONDS", "1"), ("OVERTURE_RETENTION_SWEEP_SECONDS", "1")];
+    Node::start_with_env(&dir.join("node"), &env).await
 }
 
 async fn define(node: &Node, name: &str, retention: Option<i64>, task_type: &str) {
@@ -117,10 +115,8 @@ async fn stored_executions_stay_flat_under_a_steady_load() {
 async fn by_default_ended_workflows_are_kept_and_the_node_says_so() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("node");
-    let mut args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
-    args.push(data.clone().into());
     // No retention set; sweeps every second, so a purge would show quickly.
-    let node = Node::spawn(&args, &[("OVERTURE_RETENTION_SWEEP_SECONDS", "1")], &data).await;
+    let node = Node::start_with_env(&data, &[("OVERTURE_RETENTION_SWEEP_SECONDS", "1")]).await;
     define(&node, "kept", None, "NOOP").await;
     define(&node, "brief", Some(1), "NOOP").await;
     let kept = start(&node, "kept").await;

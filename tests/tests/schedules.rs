@@ -8,12 +8,6 @@ use std::time::Duration;
 use overture_tests::{Node, client, send, wait_for};
 use serde_json::{Value, json};
 
-async fn node_with(data: &std::path::Path, env: &[(&str, &str)]) -> Node {
-    let mut args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
-    args.push(data.into());
-    Node::spawn(&args, env, data).await
-}
-
 async fn setup(node: &Node) {
     let def = json!({"name": "tick", "version": 1, "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}],
         "outputParameters": {"at": "${workflow.input._scheduledTime}"}});
@@ -46,7 +40,7 @@ fn times(runs: &[Value]) -> Vec<i64> {
 #[tokio::test]
 async fn a_schedule_fires_once_per_time_and_can_be_paused_resumed_and_deleted() {
     let dir = tempfile::tempdir().expect("dir");
-    let node = node_with(&dir.path().join("node"), &[]).await;
+    let node = Node::start(&dir.path().join("node")).await;
     setup(&node).await;
     let c = client();
     let schedule = json!({"name": "every_second", "cronExpression": "* * * * * *", "zoneId": "Europe/Paris",
@@ -102,7 +96,7 @@ async fn a_schedule_fires_once_per_time_and_can_be_paused_resumed_and_deleted() 
 #[tokio::test]
 async fn schedules_are_validated_and_failed_fires_are_recorded() {
     let dir = tempfile::tempdir().expect("dir");
-    let node = node_with(&dir.path().join("node"), &[]).await;
+    let node = Node::start(&dir.path().join("node")).await;
     setup(&node).await;
     let c = client();
     for (schedule, says) in [
@@ -164,7 +158,7 @@ async fn fires_missed_while_down_run_only_for_schedules_that_catch_up() {
     let data = dir.path().join("node");
     // A fire more than a second late counts as missed.
     let env = [("OVERTURE_SCHEDULE_GRACE_SECONDS", "1")];
-    let mut node = node_with(&data, &env).await;
+    let mut node = Node::start_with_env(&data, &env).await;
     setup(&node).await;
     for (name, catch_up) in [("skips", false), ("catches_up", true)] {
         let schedule = json!({"name": name, "cronExpression": "* * * * * *", "runCatchupScheduleInstances": catch_up,
@@ -174,7 +168,7 @@ async fn fires_missed_while_down_run_only_for_schedules_that_catch_up() {
     assert!(wait_for(Duration::from_secs(5), || async { executions(&node, "skips").await.len() >= 2 }).await);
     node.kill9().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let node = node_with(&data, &env).await;
+    let node = Node::start_with_env(&data, &env).await;
     assert!(
         wait_for(Duration::from_secs(10), || async {
             let last = |runs: Vec<Value>| times(&runs).last().copied().unwrap_or(0);

@@ -11,13 +11,8 @@ use serde_json::json;
 async fn a_secret_in_an_http_header_reaches_the_server_and_nothing_else() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("node");
-    let args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"]
-        .map(Into::into)
-        .into_iter()
-        .chain([data.clone().into()])
-        .collect();
     // Debug logs: the strictest check that no line carries the secret.
-    let node = Node::spawn(&args, &[("RUST_LOG", "debug,openraft=info,h2=info,hyper=info")], &data).await;
+    let node = Node::start_with_env(&data, &[("RUST_LOG", "debug,openraft=info,h2=info,hyper=info")]).await;
     let c = client();
     let secret = format!("sk-秘密-{}", std::process::id());
     let r = send(c.put(node.api("/secrets/payment_key")).body(secret.clone())).await;

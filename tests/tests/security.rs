@@ -82,11 +82,8 @@ async fn the_official_python_sdk_authenticates_with_an_api_key() {
 #[tokio::test]
 async fn oversized_payloads_get_413_and_change_nothing() {
     let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("node");
-    let mut args: Vec<std::ffi::OsString> = ["dev", "--listen", "127.0.0.1:0", "--data-dir"].map(Into::into).to_vec();
-    args.push(data.clone().into());
     let env = [("OVERTURE_MAX_WORKFLOW_INPUT_BYTES", "1000"), ("OVERTURE_MAX_TASK_OUTPUT_BYTES", "1000")];
-    let node = Node::spawn(&args, &env, &data).await;
+    let node = Node::start_with_env(&dir.path().join("node"), &env).await;
     let c = client();
     let def = json!({"name": "sized", "version": 1, "tasks": [{"name": "sized_task", "taskReferenceName": "t"}]});
     assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&def)).await.status, 200);

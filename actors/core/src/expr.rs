@@ -350,23 +350,36 @@ pub fn trim_path(path: &str) -> &str {
 pub fn path_is_well_formed(path: &str) -> bool {
     let path = path.trim_end_matches(|c: char| c <= ' ');
     let path = if path.trim_start().starts_with(['$', '@']) { path.trim_start() } else { path };
+    !top_level(path).any(|(_, b)| b == b' ')
+}
+
+/// The bytes of `path` outside brackets, parentheses and the quotes inside them, with their
+/// indexes: where a path's dotted steps and blanks are read.
+fn top_level(path: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
     let (mut depth, mut quote) = (0usize, None::<u8>);
-    for &b in path.as_bytes() {
+    path.bytes().enumerate().filter(move |&(_, b)| {
         if let Some(q) = quote {
             if b == q {
                 quote = None;
             }
-            continue;
+            return false;
         }
         match b {
-            b'\'' | b'"' if depth > 0 => quote = Some(b),
-            b'[' | b'(' => depth += 1,
-            b']' | b')' => depth = depth.saturating_sub(1),
-            b' ' if depth == 0 => return false,
-            _ => {}
+            b'\'' | b'"' if depth > 0 => {
+                quote = Some(b);
+                false
+            }
+            b'[' | b'(' => {
+                depth += 1;
+                false
+            }
+            b']' | b')' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            _ => depth == 0,
         }
-    }
-    true
+    })
 }
 
 enum Segment<'p> {

@@ -72,24 +72,7 @@ pub(super) fn split_call(rest: &str) -> Option<(&str, Call<'_>)> {
     if !rest.ends_with(')') {
         return None;
     }
-    let bytes = rest.as_bytes();
-    let (mut depth, mut quote, mut last_dot) = (0usize, None::<u8>, None::<usize>);
-    for (i, &b) in bytes.iter().enumerate() {
-        if let Some(q) = quote {
-            if b == q {
-                quote = None;
-            }
-            continue;
-        }
-        match b {
-            b'\'' | b'"' if depth > 0 => quote = Some(b),
-            b'[' | b'(' => depth += 1,
-            b']' | b')' => depth = depth.saturating_sub(1),
-            b'.' if depth == 0 => last_dot = Some(i),
-            _ => {}
-        }
-    }
-    let dot = last_dot?;
+    let dot = super::top_level(rest).filter(|&(_, b)| b == b'.').last()?.0;
     let call = &rest[dot + 1..];
     let open = call.find('(')?;
     let function = Function::named(&call[..open])?;
