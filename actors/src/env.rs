@@ -16,9 +16,14 @@ pub(crate) struct LeaderEnv<'a> {
     pub polls: &'a crate::queues::PollTimes,
     /// Where jq queries run.
     pub jq: &'a overture_script::Sandbox,
+    /// How many bytes one resolution may produce ([`crate::PayloadOptions::max_resolved`]).
+    pub max_resolved: usize,
 }
 
 impl Environment for LeaderEnv<'_> {
+    fn max_resolved_bytes(&self) -> usize {
+        self.max_resolved
+    }
     fn javascript(&self, script: &str, input: &Value) -> Result<Value, ScriptError> {
         let started = std::time::Instant::now();
         let result = overture_script::javascript(script, input, Limits::default()).map_err(script_error);

@@ -177,6 +177,7 @@ async fn run_action(
                     callback_after_seconds: 0,
                     extend_lease: false,
                     logs: Vec::new(),
+                    output_stored_at: None,
                 };
                 return workflows.update_task(update).await.map(|_| ());
             }

@@ -150,6 +150,7 @@ async fn run_and_report(ex: &Executor, task_type: &str, task: &Value, task_id: S
         callback_after_seconds: 0,
         extend_lease: false,
         logs: Vec::new(),
+        output_stored_at: None,
     };
     // A report lost here (leadership moved) is made good by the task's response timeout.
     if let Err(e) = ex.workflows.update_task(update).await {

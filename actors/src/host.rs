@@ -33,6 +33,8 @@ pub(crate) struct Host {
     pub watchers: Arc<Watchers>,
     /// The sandbox processes jq queries run in.
     pub jq: overture_script::Sandbox,
+    /// When payloads go to external payload storage.
+    pub payloads: crate::options::PayloadOptions,
     stop: watch::Sender<bool>,
     /// Whether this leader holds its lease (a majority acknowledged it recently). Without it, it
     /// takes no request and answers none waiting: another node may be leading meanwhile.
@@ -48,6 +50,7 @@ impl Host {
         limits: Arc<Limits>,
         watchers: Arc<Watchers>,
         jq: overture_script::Sandbox,
+        payloads: crate::options::PayloadOptions,
     ) -> Host {
         Host {
             term,
@@ -57,8 +60,19 @@ impl Host {
             polls: PollTimes::default(),
             watchers,
             jq,
+            payloads,
             stop: watch::Sender::new(false),
             lease: watch::Sender::new(true),
+        }
+    }
+
+    /// The decider's environment on this leader.
+    pub fn env(&self) -> crate::env::LeaderEnv<'_> {
+        crate::env::LeaderEnv {
+            read: self.replica.read(),
+            polls: &self.polls,
+            jq: &self.jq,
+            max_resolved: self.payloads.max_resolved(),
         }
     }
 

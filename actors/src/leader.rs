@@ -110,7 +110,15 @@ impl Leader {
         for r in &rows.running {
             limits.running_added(&r.task_def_name);
         }
-        let host = Arc::new(Host::new(term, replica.clone(), queues, limits, watchers, options.jq.clone()));
+        let host = Arc::new(Host::new(
+            term,
+            replica.clone(),
+            queues,
+            limits,
+            watchers,
+            options.jq.clone(),
+            options.payloads.clone(),
+        ));
         host.set_lease(lease);
         let workflows = Workflows::new(Registry::new(host.clone(), options.max_live_actors));
         let stop = host.stopped();

@@ -28,6 +28,7 @@ mod limits;
 pub mod names;
 mod options;
 mod outcome;
+pub mod payloads;
 pub mod queues;
 pub mod retention;
 pub mod scheduler;
@@ -38,7 +39,7 @@ mod workflows;
 pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};
 pub use engine::{Engine, PollRecord, SyncRun, TaskMock, WorkflowTestRequest};
 pub use error::Error;
-pub use options::{EngineOptions, HttpTls};
+pub use options::{EngineOptions, HttpTls, PayloadOptions};
 pub use search::SearchRequest;
 
 /// A new workflow or task id: a UUID in Conductor's form, version 7 (time-ordered) where

@@ -90,6 +90,16 @@ pub const INBOX_FULL: &str = "overture_workflow_inbox_full_total";
 /// Counter: `${workflow.secrets.NAME}` expressions replaced in tasks handed over.
 pub const SECRETS_SUBSTITUTED: &str = "overture_secrets_substituted_total";
 
+/// Counter: payloads over their threshold moved to external payload storage by the engine, by
+/// `payloadType`.
+pub const EXTERNAL_PAYLOADS_OFFLOADED: &str = "overture_external_payloads_offloaded_total";
+
+/// Counter: stored payloads loaded back into a workflow's state to decide on.
+pub const EXTERNAL_PAYLOADS_LOADED: &str = "overture_external_payloads_loaded_total";
+
+/// Counter: stored payloads that could not be read back (missing or not a JSON object).
+pub const EXTERNAL_PAYLOAD_ERRORS: &str = "overture_external_payload_errors_total";
+
 /// Distinct values a client-chosen label takes per metric family kind on one node.
 pub const MAX_LABEL_VALUES: usize = 1_000;
 /// The label value every name past [`MAX_LABEL_VALUES`] shares.
@@ -135,6 +145,11 @@ pub fn register() {
     metrics::counter!(ACTORS_EVICTED).increment(0);
     metrics::counter!(INBOX_FULL).increment(0);
     metrics::counter!(SECRETS_SUBSTITUTED).increment(0);
+    metrics::counter!(EXTERNAL_PAYLOADS_LOADED).increment(0);
+    metrics::counter!(EXTERNAL_PAYLOAD_ERRORS).increment(0);
+    for t in overture_core::external::PayloadType::ALL {
+        metrics::counter!(EXTERNAL_PAYLOADS_OFFLOADED, "payloadType" => t.as_str()).increment(0);
+    }
     metrics::gauge!(SYNC_EXECUTIONS_WAITING).set(0.0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(LEADER_READY).set(0.0);

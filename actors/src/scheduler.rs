@@ -24,7 +24,6 @@ use overture_raft::{Request, Response, WorkflowBatch};
 use tokio::sync::watch;
 
 use crate::actor::{UuidIds, blocking_if};
-use crate::env::LeaderEnv;
 use crate::error::Error;
 use crate::host::Host;
 use crate::names;
@@ -159,7 +158,7 @@ fn start_batch(
     let cmd = crate::workflows::prepare_start(read, request, workflow_id.into(), None)?;
     let scripts = cmd.plan.runs_scripts();
     let (_, events) = blocking_if(scripts, || {
-        let env = LeaderEnv { read, polls: &host.polls, jq: &host.jq };
+        let env = host.env();
         decide::start(cmd, &mut Ctx { now, ids: &mut UuidIds, env: &env })
     });
     Ok(WorkflowBatch { workflow_id: workflow_id.into(), expected_revision: 0, events })

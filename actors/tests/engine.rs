@@ -37,6 +37,7 @@ fn complete(task: &Value, output: Value) -> TaskUpdate {
         callback_after_seconds: 0,
         extend_lease: false,
         logs: vec![],
+        output_stored_at: None,
     }
 }
 

@@ -111,6 +111,8 @@ impl Auth {
     fn is_exempt(&self, path: &str) -> bool {
         path == "/api/token"
             || path.starts_with("/internal/")
+            // A payload URI carries its own signature (see `crate::payloads`).
+            || path.starts_with(crate::payloads::PAYLOADS_PREFIX)
             || crate::ui::is_ui_path(path)
             || self.exempt.iter().any(|e| match e.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),

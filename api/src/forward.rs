@@ -170,11 +170,14 @@ const HOP_BY_HOP: [HeaderName; 5] =
 
 async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, s.max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request body is larger than the limit of {} bytes", s.max_body_bytes),
-        )
+    // A payload upload's limit is the largest payload's (see `crate::payloads`).
+    let limit = if parts.uri.path().starts_with(crate::payloads::PAYLOADS_PREFIX) {
+        s.max_body_bytes.max(s.limits.max_payload_bytes())
+    } else {
+        s.max_body_bytes
+    };
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than the limit of {limit} bytes"))
     })?;
     let base = if leader.contains("://") { leader.to_owned() } else { format!("http://{leader}") };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());

@@ -28,6 +28,7 @@ mod internal;
 pub mod limits;
 mod metadata;
 mod ops;
+pub mod payloads;
 mod scheduler;
 mod search;
 mod signal;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub auth: Option<std::sync::Arc<auth::Auth>>,
     /// Requests in flight and payload sizes.
     pub limits: limits::Limits,
+    /// How external payload URIs are signed.
+    pub payload_urls: payloads::PayloadUrls,
 }
 
 impl AppState {
@@ -84,12 +87,19 @@ impl AppState {
             read_watermark: Default::default(),
             auth: None,
             limits: limits::Limits::defaults(),
+            payload_urls: payloads::PayloadUrls::new(None, None),
         }))
     }
 
     /// Sets the node's limits.
     pub fn with_limits(mut self, limits: limits::Limits) -> AppState {
         std::sync::Arc::make_mut(&mut self.0).limits = limits;
+        self
+    }
+
+    /// Signs external payload URIs as `urls` does.
+    pub fn with_payload_urls(mut self, urls: payloads::PayloadUrls) -> AppState {
+        std::sync::Arc::make_mut(&mut self.0).payload_urls = urls;
         self
     }
 
@@ -114,6 +124,10 @@ pub fn register_metrics() {
     metrics::counter!(auth::AUTH_REFUSED, "reason" => "INVALID_TOKEN").increment(0);
     metrics::counter!(limits::ADMISSION_REFUSED).increment(0);
     metrics::gauge!(limits::IN_FLIGHT).set(0.0);
+    for operation in ["READ", "WRITE"] {
+        metrics::counter!(payloads::PAYLOAD_TRANSFERS, "operation" => operation).increment(0);
+        metrics::counter!(payloads::PAYLOAD_TRANSFER_BYTES, "operation" => operation).increment(0);
+    }
 }
 
 /// Names this node in error bodies (`instance`).
@@ -213,6 +227,9 @@ fn workflows_routes() -> Router<AppState> {
         .route("/workflow", post(workflows::start))
         // A literal segment: never a start of a workflow named "test".
         .route("/workflow/test", post(workflows::test))
+        .route("/workflow/externalstoragelocation", get(payloads::location))
+        .route("/workflow/external-storage-location", get(payloads::location))
+        .route("/external-payloads/{*path}", get(payloads::download).put(payloads::upload))
         .route("/workflow/{id}", post(workflows::start_by_name).get(workflows::get).delete(workflows::terminate))
         .route("/workflow/{id}/status", get(workflows::status))
         .route("/workflow/search", get(search::workflows))
@@ -251,6 +268,8 @@ fn tasks_routes() -> Router<AppState> {
     Router::new()
         .route("/tasks", post(tasks::update))
         .route("/tasks/update-v2", post(tasks::update_v2))
+        .route("/tasks/externalstoragelocation", get(payloads::location))
+        .route("/tasks/external-storage-location", get(payloads::location))
         .route("/tasks/poll/{task_type}", get(tasks::poll_one))
         .route("/tasks/poll/batch/{task_type}", get(tasks::poll_batch))
         .route("/tasks/search", get(search::tasks))

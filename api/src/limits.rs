@@ -47,10 +47,16 @@ impl Limits {
         }
     }
 
-    /// Generous defaults: 10,000 requests in flight, 5 MiB of workflow input, 3 MiB of task
-    /// output (Conductor's default thresholds for external payload storage).
+    /// Generous defaults: 10,000 requests in flight, 10 MiB of workflow input and of task output
+    /// (conductor-oss's maximums; larger than their thresholds, payloads go to external payload
+    /// storage).
     pub fn defaults() -> Limits {
-        Limits::new(10_000, 5 << 20, 3 << 20)
+        Limits::new(10_000, 10 << 20, 10 << 20)
+    }
+
+    /// The largest payload uploaded to external payload storage: the larger maximum.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.workflow_input_bytes.max(self.task_output_bytes)
     }
 
     /// A 413 if a workflow input is over its limit. `body` is the request it came in: a body no

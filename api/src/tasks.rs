@@ -85,6 +85,8 @@ struct TaskResultBody {
     logs: Option<Vec<LogLine>>,
     #[serde(default)]
     extend_lease: Option<bool>,
+    #[serde(default)]
+    external_output_payload_storage_path: Option<String>,
 }
 
 ///
@@ -103,6 +105,20 @@ fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
     let mut status = r.status.ok_or_else(|| ApiError::bad_request("Task status cannot be null"))?;
     let mut output = r.output_data;
     let mut reason = r.reason_for_incompletion;
+    // A worker that uploaded its output (the Java SDK over its threshold) sends where it is; the
+    // engine decides on the content and the task refers to the stored payload.
+    // Entries sent inline as well are added to it, and the whole is then stored anew if large.
+    let mut stored_at = r.external_output_payload_storage_path.filter(|p| !p.trim().is_empty());
+    if let Some(path) = &stored_at {
+        let mut stored = s.engine.payload_object(path)?;
+        let inline = output.take().unwrap_or_default();
+        let mixed = !inline.is_empty();
+        stored.extend(inline);
+        output = Some(stored);
+        if mixed {
+            stored_at = None;
+        }
+    }
     if let Some((size, limit)) = s.limits.task_output_excess(body, output.as_ref()) {
         tracing::warn!(%task_id, %workflow_id, size, limit, "a task output over max_task_output_bytes fails its task");
         status = TaskResultStatus::FailedWithTerminalError;
@@ -121,6 +137,7 @@ fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
         callback_after_seconds: r.callback_after_seconds.unwrap_or(0),
         extend_lease: r.extend_lease.unwrap_or(false),
         logs: r.logs.unwrap_or_default().into_iter().filter_map(|l| l.log).collect(),
+        output_stored_at: stored_at,
     })
 }
 

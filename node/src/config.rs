@@ -43,6 +43,18 @@ pub struct FileConfig {
     pub max_workflow_input_bytes: Option<usize>,
     /// Largest task output, bytes of JSON.
     pub max_task_output_bytes: Option<usize>,
+    /// Largest task input an expression may produce, bytes of JSON.
+    pub max_task_input_bytes: Option<usize>,
+    /// Largest workflow output an expression may produce, bytes of JSON.
+    pub max_workflow_output_bytes: Option<usize>,
+    /// Payloads larger than these go to external payload storage, bytes of JSON.
+    pub task_input_threshold_bytes: Option<usize>,
+    pub task_output_threshold_bytes: Option<usize>,
+    pub workflow_input_threshold_bytes: Option<usize>,
+    pub workflow_output_threshold_bytes: Option<usize>,
+    /// Scheme, host and port the external payload URIs start with (default: `http://` and the
+    /// Host the request came to).
+    pub external_payload_url: Option<String>,
     /// Client requests in flight on this node before it answers 429.
     pub max_in_flight: Option<usize>,
     /// Keep ended executions this long, seconds (0: forever); a definition's
@@ -95,6 +107,8 @@ pub struct Overrides {
     pub max_in_flight: Option<usize>,
     pub max_workflow_input_bytes: Option<usize>,
     pub max_task_output_bytes: Option<usize>,
+    pub max_task_input_bytes: Option<usize>,
+    pub max_workflow_output_bytes: Option<usize>,
     pub retention_seconds: Option<u64>,
     pub retention_sweep_seconds: Option<u64>,
     pub schedule_grace_seconds: Option<u64>,
@@ -120,6 +134,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_workflow_input_bytes: usize,
     pub max_task_output_bytes: usize,
+    pub payloads: overture_actors::PayloadOptions,
+    pub external_payload_url: Option<String>,
     pub max_in_flight: usize,
     pub retention_seconds: u64,
     pub retention_sweep_seconds: u64,
@@ -138,6 +154,8 @@ pub struct Config {
     pub http_client_cert: Option<PathBuf>,
 }
 
+/// The request body limit when none is set: this, or 1 MiB more than the largest payload maximum
+/// if that is larger, so a payload up to its maximum always fits in a request.
 const DEFAULT_MAX_BODY: usize = 8 << 20;
 
 impl Overrides {
@@ -169,6 +187,14 @@ impl Overrides {
             max_task_output_bytes: number(
                 "OVERTURE_MAX_TASK_OUTPUT_BYTES",
                 "OVERTURE_MAX_TASK_OUTPUT_BYTES must be a number of bytes",
+            )?,
+            max_task_input_bytes: number(
+                "OVERTURE_MAX_TASK_INPUT_BYTES",
+                "OVERTURE_MAX_TASK_INPUT_BYTES must be a number of bytes",
+            )?,
+            max_workflow_output_bytes: number(
+                "OVERTURE_MAX_WORKFLOW_OUTPUT_BYTES",
+                "OVERTURE_MAX_WORKFLOW_OUTPUT_BYTES must be a number of bytes",
             )?,
             retention_seconds: number(
                 "OVERTURE_RETENTION_SECONDS",
@@ -208,6 +234,8 @@ impl Overrides {
             max_in_flight: other.max_in_flight.or(self.max_in_flight),
             max_workflow_input_bytes: other.max_workflow_input_bytes.or(self.max_workflow_input_bytes),
             max_task_output_bytes: other.max_task_output_bytes.or(self.max_task_output_bytes),
+            max_task_input_bytes: other.max_task_input_bytes.or(self.max_task_input_bytes),
+            max_workflow_output_bytes: other.max_workflow_output_bytes.or(self.max_workflow_output_bytes),
             retention_seconds: other.retention_seconds.or(self.retention_seconds),
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
@@ -282,6 +310,21 @@ impl Config {
         if let Some((id, _)) = api_keys.iter().find(|(id, secret)| id.is_empty() || secret.len() < 8) {
             bail!("API key {id:?}: key ids must not be empty and secrets need at least 8 characters");
         }
+        let max_workflow_input_bytes =
+            overrides.max_workflow_input_bytes.or(file.max_workflow_input_bytes).unwrap_or(10 << 20);
+        let max_task_output_bytes = overrides.max_task_output_bytes.or(file.max_task_output_bytes).unwrap_or(10 << 20);
+        let d = overture_actors::PayloadOptions::default();
+        let payloads = overture_actors::PayloadOptions {
+            task_input_threshold: file.task_input_threshold_bytes.unwrap_or(d.task_input_threshold),
+            task_output_threshold: file.task_output_threshold_bytes.unwrap_or(d.task_output_threshold),
+            workflow_input_threshold: file.workflow_input_threshold_bytes.unwrap_or(d.workflow_input_threshold),
+            workflow_output_threshold: file.workflow_output_threshold_bytes.unwrap_or(d.workflow_output_threshold),
+            max_task_input: overrides.max_task_input_bytes.or(file.max_task_input_bytes).unwrap_or(d.max_task_input),
+            max_workflow_output: overrides
+                .max_workflow_output_bytes
+                .or(file.max_workflow_output_bytes)
+                .unwrap_or(d.max_workflow_output),
+        };
         Ok(Config {
             api_keys,
             auth_exempt: file
@@ -295,12 +338,14 @@ impl Config {
             cluster_secret,
             members,
             log_format: overrides.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
-            max_body_bytes: overrides.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY),
-            max_workflow_input_bytes: overrides
-                .max_workflow_input_bytes
-                .or(file.max_workflow_input_bytes)
-                .unwrap_or(5 << 20),
-            max_task_output_bytes: overrides.max_task_output_bytes.or(file.max_task_output_bytes).unwrap_or(3 << 20),
+            max_body_bytes: overrides
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(DEFAULT_MAX_BODY.max(max_workflow_input_bytes.max(max_task_output_bytes) + (1 << 20))),
+            max_workflow_input_bytes,
+            max_task_output_bytes,
+            payloads,
+            external_payload_url: file.external_payload_url.filter(|u| !u.trim().is_empty()),
             max_in_flight: overrides.max_in_flight.or(file.max_in_flight).unwrap_or(10_000).max(1),
             retention_seconds: overrides.retention_seconds.or(file.retention_seconds).unwrap_or(0),
             retention_sweep_seconds: overrides

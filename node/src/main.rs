@@ -229,6 +229,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
             jq: jq_sandbox()?,
             max_task_output_bytes: config.max_task_output_bytes,
             http_tls: http_tls(&config)?,
+            payloads: config.payloads.clone(),
         },
     );
 
@@ -246,7 +247,12 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         config.max_workflow_input_bytes,
         config.max_task_output_bytes,
     );
-    let state = AppState::new(engine.clone(), metrics, config.max_body_bytes).with_auth(auth).with_limits(limits);
+    let payload_urls =
+        overture_api::payloads::PayloadUrls::new(config.cluster_secret.as_deref(), config.external_payload_url.clone());
+    let state = AppState::new(engine.clone(), metrics, config.max_body_bytes)
+        .with_auth(auth)
+        .with_limits(limits)
+        .with_payload_urls(payload_urls);
     let server = tokio::spawn(overture_api::serve(listener, state, shutdown_signal()));
 
     if !config.join {

@@ -45,7 +45,7 @@ pub const CF_WORKFLOWS: &str = "workflows";
 /// Task rows, by workflow.
 pub const CF_WF_TASKS: &str = "wf_tasks";
 /// Families whose keys start with a workflow id.
-pub const WORKFLOW_KEYED: [&str; 3] = [CF_WORKFLOWS, CF_WF_TASKS, CF_EVENTS];
+pub const WORKFLOW_KEYED: [&str; 4] = [CF_WORKFLOWS, CF_WF_TASKS, CF_EVENTS, CF_WF_EXTERNALS];
 /// Task id → owning workflow.
 pub const CF_TASKS: &str = "tasks";
 /// Every event of every execution.
@@ -70,10 +70,16 @@ pub const CF_TASK_INDEX: &str = "task_index";
 pub const CF_SCHEDULES: &str = "schedules";
 /// Recent fires of each schedule: name 0x00 scheduled time → `ScheduleExecution` JSON.
 pub const CF_SCHEDULE_RUNS: &str = "schedule_runs";
+/// Payloads of executions stored outside their rows: workflow id 0x00 target key
+/// ([`overture_core::external::PayloadTarget::key`]) → [`ExternalRow`].
+pub const CF_WF_EXTERNALS: &str = "wf_externals";
+/// External payload storage: `m` path → [`PayloadManifest`] once complete, `c` path 0x00 part
+/// number (u32, big-endian) → [`PayloadPart`].
+pub const CF_PAYLOADS: &str = "payloads";
 
 /// The families that make up the state machine: what a snapshot holds and an install replaces.
 /// (A snapshot names families by position: new ones go at the end.)
-pub const STATE_MACHINE: [&str; 16] = [
+pub const STATE_MACHINE: [&str; 18] = [
     CF_SM_META,
     CF_DEFS,
     CF_DEF_BLOBS,
@@ -90,6 +96,8 @@ pub const STATE_MACHINE: [&str; 16] = [
     CF_TASK_INDEX,
     CF_SCHEDULES,
     CF_SCHEDULE_RUNS,
+    CF_WF_EXTERNALS,
+    CF_PAYLOADS,
 ];
 
 /// The families of the Raft log itself.
@@ -380,6 +388,65 @@ pub struct TaskLogRow {
     pub created_time: i64,
 }
 
+/// Where one payload of an execution is stored ([`CF_WF_EXTERNALS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalRow {
+    /// The external payload storage path.
+    pub path: String,
+}
+
+/// A complete stored payload ([`CF_PAYLOADS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadManifest {
+    /// Its size in bytes.
+    pub size: u64,
+    /// How many parts it was written in.
+    pub parts: u32,
+}
+
+/// One part of a stored payload, in order ([`CF_PAYLOADS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadPart(#[serde(with = "overture_core::serde_util::bytes")] pub Vec<u8>);
+
+/// Key of an execution's external payload row.
+pub fn wf_external(workflow_id: &str, target: overture_core::external::PayloadTarget) -> Vec<u8> {
+    let mut out = prefix(workflow_id);
+    out.extend_from_slice(&target.key());
+    out
+}
+
+/// Key of a stored payload's manifest.
+pub fn payload_manifest(path: &str) -> Vec<u8> {
+    let mut out = b"m".to_vec();
+    out.extend_from_slice(path.as_bytes());
+    out
+}
+
+/// Key of one part of a stored payload.
+pub fn payload_part(path: &str, index: u32) -> Vec<u8> {
+    let mut out = payload_parts_prefix(path);
+    out.extend_from_slice(&index.to_be_bytes());
+    out
+}
+
+/// `c` path 0x00: the prefix of a payload's parts (a path holds no NUL).
+pub fn payload_parts_prefix(path: &str) -> Vec<u8> {
+    let mut out = b"c".to_vec();
+    out.extend_from_slice(path.as_bytes());
+    out.push(0);
+    out
+}
+
+/// The key range of every part of a payload.
+pub fn payload_parts_range(path: &str) -> (Vec<u8>, Vec<u8>) {
+    let from = payload_parts_prefix(path);
+    let mut to = from.clone();
+    if let Some(last) = to.last_mut() {
+        *last = 1;
+    }
+    (from, to)
+}
+
 /// Declares a stored type's name (for errors) and current format version.
 macro_rules! versioned {
     ($($ty:ty => $name:literal, version $version:literal;)*) => {
@@ -402,6 +469,9 @@ versioned! {
     TimerItem => "timer", version 1;
     TaskRef => "task reference", version 1;
     TaskLogRow => "task log", version 1;
+    ExternalRow => "external payload row", version 1;
+    PayloadManifest => "payload manifest", version 1;
+    PayloadPart => "payload part", version 1;
     JsonBytes => "definition", version 1;
     crate::types::Hidden => "secret or environment variable", version 1;
     crate::types::Entry => "raft log entry", version 2;

@@ -93,11 +93,21 @@ pub(crate) fn io_err(e: impl ToString) -> std::io::Error {
 /// Entries whose content could not be applied (answered with `Response::Rejected`).
 pub const APPLY_REJECTED: &str = "overture_raft_apply_rejected_total";
 
+/// Payloads stored in external payload storage (complete, all parts written).
+pub const PAYLOADS_STORED: &str = "overture_external_payloads_stored_total";
+/// Bytes of the payloads stored in external payload storage.
+pub const PAYLOAD_BYTES_STORED: &str = "overture_external_payload_bytes_stored_total";
+/// Payloads deleted from external payload storage (set again, or their execution removed).
+pub const PAYLOADS_DELETED: &str = "overture_external_payloads_deleted_total";
+
 /// Makes the storage counters exist from the start (at zero), so a dashboard or alert never
 /// sees a missing series before the first snapshot.
 pub fn register_metrics() {
     for name in [
         APPLY_REJECTED,
+        PAYLOADS_STORED,
+        PAYLOAD_BYTES_STORED,
+        PAYLOADS_DELETED,
         disk::FULL_RETRIES,
         "overture_snapshots_built_total",
         "overture_snapshots_installed_total",

@@ -216,6 +216,27 @@ impl ReadView {
         Ok(out)
     }
 
+    /// The size of the payload stored at `path`, if one is stored there completely.
+    pub fn payload_size(&self, path: &str) -> Result<Option<u64>, io::Error> {
+        Ok(self.get::<keys::PayloadManifest>(keys::CF_PAYLOADS, &keys::payload_manifest(path))?.map(|m| m.size))
+    }
+
+    /// The payload stored at `path`, if one is stored there completely.
+    pub fn payload(&self, path: &str) -> Result<Option<Vec<u8>>, io::Error> {
+        let Some(manifest) = self.get::<keys::PayloadManifest>(keys::CF_PAYLOADS, &keys::payload_manifest(path))?
+        else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(manifest.size as usize);
+        for index in 0..manifest.parts {
+            let part: keys::PayloadPart = self
+                .get(keys::CF_PAYLOADS, &keys::payload_part(path, index))?
+                .ok_or_else(|| io_err(format!("part {index} of the payload at {path} is missing")))?;
+            out.extend_from_slice(&part.0);
+        }
+        Ok(Some(out))
+    }
+
     /// The value of one variable of `kind`.
     pub fn variable(&self, kind: VariableKind, name: &str) -> Result<Option<String>, io::Error> {
         Ok(self.get::<Hidden>(CF_DEFS, &keys::variable(kind, name))?.map(|h| h.0))

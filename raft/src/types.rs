@@ -139,6 +139,20 @@ pub enum Request {
         /// Its name.
         name: String,
     },
+    /// One part of a payload for external payload storage. Parts are written in order from 0;
+    /// part 0 drops any earlier unfinished parts of the path, and the last part makes the
+    /// payload readable. A path is written once: a path already complete conflicts.
+    PutPayloadPart {
+        /// The storage path.
+        path: String,
+        /// This part's number, from 0.
+        index: u32,
+        /// How many parts the payload has.
+        parts: u32,
+        /// The part's bytes.
+        #[serde(with = "overture_core::serde_util::bytes")]
+        bytes: Vec<u8>,
+    },
 }
 
 /// What a named variable is: `${workflow.secrets.NAME}` or `${workflow.env.NAME}`.
@@ -235,6 +249,9 @@ impl std::fmt::Display for Request {
             Request::FireSchedule { name, scheduled_time, .. } => write!(f, "fire schedule {name} at {scheduled_time}"),
             Request::PutVariable { kind, name, .. } => write!(f, "put {kind:?} {name}"),
             Request::DeleteVariable { kind, name } => write!(f, "delete {kind:?} {name}"),
+            Request::PutPayloadPart { path, index, parts, bytes } => {
+                write!(f, "put part {index}/{parts} of payload {path} ({} bytes)", bytes.len())
+            }
         }
     }
 }

@@ -579,6 +579,7 @@ impl World {
                     callback_after_seconds: if callback { 30 } else { 0 },
                     extend_lease: extend,
                     logs: if status & 0x20 != 0 { vec!["a line".into()] } else { Vec::new() },
+                    output_stored_at: None,
                 };
                 let what = format!(
                     "update {} ({}) {}{}{}",
@@ -773,6 +774,7 @@ impl World {
             callback_after_seconds: 0,
             extend_lease: false,
             logs: Vec::new(),
+            output_stored_at: None,
         };
         let update = if t.task_type == "SUB_WORKFLOW" && outcome % 4 != 3 {
             let child = format!("child-{}", t.task_id);

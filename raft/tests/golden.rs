@@ -80,11 +80,14 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, Membership, RaftSnapshotBuilder};
 use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef, WorkflowTask};
 use overture_core::event::{TaskScheduled, TaskUpdated, WorkflowEnded, WorkflowReopened, WorkflowStarted};
+use overture_core::external::PayloadTarget;
 use overture_core::rows::{QueueItem, RunningItem, TimerItem, TimerKind};
 use overture_core::schedule::{ScheduleExecution, WorkflowSchedule};
 use overture_core::{Event, Object, Plan, TaskState, TaskStatus, WorkflowHeader, WorkflowStatus};
 use overture_raft::codec::{self, CodecError, JsonBytes, Versioned};
-use overture_raft::keys::{self, IdempotencyRow, TaskLogRow, TaskRef, WorkflowRow};
+use overture_raft::keys::{
+    self, ExternalRow, IdempotencyRow, PayloadManifest, PayloadPart, TaskLogRow, TaskRef, WorkflowRow,
+};
 use overture_raft::replica::Storage;
 use overture_raft::snapshot::SnapshotFile;
 use overture_raft::types::{
@@ -393,6 +396,7 @@ fn request_covered_by(request: &Request) -> Covered {
         Request::Workflows(_) => "normal_workflows",
         Request::PutVariable { .. } => "normal_put_variable",
         Request::DeleteVariable { .. } => "normal_delete_variable",
+        Request::PutPayloadPart { .. } => "normal_put_payload_part",
     )
 }
 
@@ -427,6 +431,7 @@ fn event_covered_by(event: &Event) -> Covered {
         Event::TaskCallbackReset { .. } => "task_callback_reset",
         Event::WorkflowReopened(_) => "workflow_reopened",
         Event::IterationsPruned { .. } => "iterations_pruned",
+        Event::PayloadExternalized { .. } => "payload_externalized",
     )
 }
 
@@ -968,6 +973,13 @@ fn events() -> Vec<(String, Event)> {
             })),
         ),
         sample("iterations_pruned", Event::IterationsPruned { seq: 2, through: 498, tasks: vec![3, 4, 300, 70_000] }),
+        sample(
+            "payload_externalized",
+            Event::PayloadExternalized {
+                target: PayloadTarget::TaskOutput(70_000),
+                path: "task/output/订单-6f1c.json".into(),
+            },
+        ),
     ]
 }
 
@@ -1141,7 +1153,31 @@ fn entries() -> Vec<(String, Entry)> {
             "normal_delete_variable",
             normal(119, Request::DeleteVariable { kind: VariableKind::Env, name: "region".into() }),
         ),
+        sample(
+            "normal_put_payload_part",
+            normal(
+                120,
+                Request::PutPayloadPart {
+                    path: "task/output/订单-6f1c.json".into(),
+                    index: 1,
+                    parts: 3,
+                    bytes: br#"{"k":"\u0000"}"#.to_vec(),
+                },
+            ),
+        ),
     ]
+}
+
+fn external_rows() -> Vec<(String, ExternalRow)> {
+    vec![sample("path", ExternalRow { path: "workflow/input/订单.json".into() })]
+}
+
+fn payload_manifests() -> Vec<(String, PayloadManifest)> {
+    vec![sample("three_parts", PayloadManifest { size: 2_097_153, parts: 3 })]
+}
+
+fn payload_parts() -> Vec<(String, PayloadPart)> {
+    vec![sample("json", PayloadPart(r#"{"名":"值"}"#.as_bytes().to_vec())), sample("empty", PayloadPart(Vec::new()))]
 }
 
 fn variables() -> Vec<(String, Hidden)> {
@@ -1321,6 +1357,15 @@ fn small_rows_are_golden() {
         Golden::new("variable.hex", "Hidden (family `defs`): the value of a secret or an environment variable.");
     g.check(variables(), stored(), eq);
     g.finish();
+    let mut g = Golden::new("external_row.hex", "ExternalRow (family `wf_externals`).");
+    g.check(external_rows(), stored(), eq);
+    g.finish();
+    let mut g = Golden::new("payload_manifest.hex", "PayloadManifest (family `payloads`).");
+    g.check(payload_manifests(), stored(), eq);
+    g.finish();
+    let mut g = Golden::new("payload_part.hex", "PayloadPart (family `payloads`).");
+    g.check(payload_parts(), stored(), eq);
+    g.finish();
 }
 
 #[test]
@@ -1441,6 +1486,15 @@ fn snapshot_rows() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     put(keys::CF_SCHEDULES, b"nightly_orders".to_vec(), codec::encode(&JsonBytes::of(&schedule())));
     let run = keys::schedule_run("nightly_orders", T0);
     put(keys::CF_SCHEDULE_RUNS, run, codec::encode(&JsonBytes::of(&schedule_execution())));
+    for (_, row) in external_rows() {
+        put(keys::CF_WF_EXTERNALS, keys::wf_external(WF, PayloadTarget::TaskOutput(2)), codec::encode(&row));
+    }
+    for (_, row) in payload_manifests() {
+        put(keys::CF_PAYLOADS, keys::payload_manifest("task/output/订单.json"), codec::encode(&row));
+    }
+    for (i, (_, row)) in (0..).zip(payload_parts()) {
+        put(keys::CF_PAYLOADS, keys::payload_part("task/output/订单.json", i), codec::encode(&row));
+    }
     // The order a snapshot is written in: by family, then by key.
     let position = |family: &str| keys::STATE_MACHINE.iter().position(|f| *f == family);
     rows.sort_by(|a, b| (position(a.0), &a.1).cmp(&(position(b.0), &b.1)));

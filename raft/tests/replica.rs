@@ -100,6 +100,7 @@ fn complete(task_id: &str) -> Command {
         callback_after_seconds: 0,
         extend_lease: false,
         logs: vec!["done".into()],
+        output_stored_at: None,
     }))
 }
 

@@ -66,6 +66,12 @@ pub trait Environment {
         let _ = (query, input);
         Err(ScriptError::Failed("jq evaluation is not available".to_owned()))
     }
+    /// How many bytes resolving one task's input or a workflow's output may produce: at least
+    /// [`crate::payload::MAX_RESOLVED_BYTES`], more where payloads may be larger (external
+    /// payload storage takes what is over its threshold).
+    fn max_resolved_bytes(&self) -> usize {
+        crate::payload::MAX_RESOLVED_BYTES
+    }
     /// The registered task definition with this name.
     fn task_def(&self, name: &str) -> Option<TaskDef> {
         let _ = name;
@@ -134,6 +140,9 @@ pub struct StartWorkflow {
     pub idempotency_strategy: Option<String>,
     /// The parent workflow and its SUB_WORKFLOW task, for a child.
     pub parent: Option<(WorkflowId, String)>,
+    /// Where `input` is stored already (the client uploaded it to external payload storage and
+    /// sent `externalInputPayloadStoragePath`): the execution refers to it there.
+    pub input_stored_at: Option<String>,
 }
 
 impl StartWorkflow {
@@ -151,6 +160,7 @@ impl StartWorkflow {
             idempotency_key: None,
             idempotency_strategy: None,
             parent: None,
+            input_stored_at: None,
         }
     }
 }
@@ -235,6 +245,10 @@ pub struct TaskUpdate {
     pub extend_lease: bool,
     /// Lines for the task's execution log.
     pub logs: Vec<String>,
+    /// Where `output` is stored already (the worker uploaded it to external payload storage and
+    /// sent `externalOutputPayloadStoragePath`): the task refers to it there instead of storing
+    /// it again.
+    pub output_stored_at: Option<String>,
 }
 
 /// Something asked of an existing execution.

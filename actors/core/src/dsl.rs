@@ -615,7 +615,8 @@ pub struct StartWorkflowRequest {
     /// `RETURN_EXISTING` or `FAIL_ON_RUNNING`.
     #[serde(default)]
     pub idempotency_strategy: Option<String>,
-    /// Conductor's `externalInputPayloadStoragePath`: accepted; not used.
+    /// Conductor's `externalInputPayloadStoragePath`: where the client stored the input in
+    /// external payload storage (the Java SDK does over its threshold); read at start.
     #[serde(default)]
     pub external_input_payload_storage_path: Option<String>,
 }

@@ -128,6 +128,14 @@ pub enum Event {
         /// The `seq`s of the tasks dropped.
         tasks: Vec<u32>,
     },
+    /// A payload is stored outside the execution's rows, at `path` (see [`crate::external`]);
+    /// the event before it that set the payload carries `{}` in its place.
+    PayloadExternalized {
+        /// Which payload.
+        target: crate::external::PayloadTarget,
+        /// Where it is stored.
+        path: String,
+    },
 }
 
 /// Payload of [`Event::WorkflowReopened`].
@@ -264,6 +272,7 @@ impl Event {
             | Event::WorkflowPaused { .. }
             | Event::WorkflowResumed { .. }
             | Event::WorkflowReopened(_) => None,
+            Event::PayloadExternalized { target, .. } => target.seq(),
             Event::TaskCallbackReset { seq } => Some(*seq),
             Event::TaskScheduled(s) => Some(s.task.seq),
             Event::TaskUpdated(u) => Some(u.seq),
@@ -314,6 +323,7 @@ impl Event {
             Event::WorkflowReopened(_) => "WorkflowReopened",
             Event::FailureWorkflowStarted { .. } => "FailureWorkflowStarted",
             Event::IterationsPruned { .. } => "IterationsPruned",
+            Event::PayloadExternalized { .. } => "PayloadExternalized",
         }
     }
 }

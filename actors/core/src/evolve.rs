@@ -5,6 +5,7 @@
 //! so replaying any committed history always succeeds.
 
 use crate::event::{Event, TaskScheduled, TaskUpdated, WorkflowEnded, WorkflowReopened};
+use crate::external::PayloadTarget;
 use crate::plan::TaskKind;
 use crate::state::{TaskState, TaskStatus, WorkflowHeader, WorkflowState, WorkflowStatus};
 
@@ -50,6 +51,7 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
             state.header.update_time = *time;
         }
         Event::TaskIterated { seq, iteration, output, resume_at, time } => {
+            state.forget_external(PayloadTarget::TaskOutput(*seq));
             if let Some(t) = state.task_mut(*seq) {
                 t.iteration = *iteration;
                 t.wait_timeout = *resume_at;
@@ -57,7 +59,10 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
                 t.update_time = *time;
             }
         }
-        Event::WorkflowEnded(ended) => workflow_ended(&mut state.header, ended),
+        Event::WorkflowEnded(ended) => {
+            state.forget_external(PayloadTarget::WorkflowOutput);
+            workflow_ended(&mut state.header, ended);
+        }
         Event::ParentNotified => state.header.parent_notified = true,
         Event::StatusPublished => state.header.status_listener_pending = false,
         Event::WorkflowPaused { time } => {
@@ -76,6 +81,7 @@ pub fn evolve(state: &mut WorkflowState, event: &Event) {
             }
         }
         Event::WorkflowReopened(r) => workflow_reopened(state, r),
+        Event::PayloadExternalized { target, path } => state.set_external(*target, path.clone(), false),
         Event::FailureWorkflowStarted { workflow_id, error } => {
             let h = &mut state.header;
             h.failure_workflow_pending = false;
@@ -108,6 +114,9 @@ fn task_polled(t: &mut TaskState, worker_id: &Option<String>, time: i64) {
 }
 
 fn task_updated(state: &mut WorkflowState, u: &TaskUpdated) {
+    if u.output.is_some() {
+        state.forget_external(PayloadTarget::TaskOutput(u.seq));
+    }
     if let Some(t) = state.task_mut(u.seq) {
         t.status = u.status;
         if let Some(output) = &u.output {
@@ -162,6 +171,10 @@ fn workflow_ended(h: &mut WorkflowHeader, ended: &WorkflowEnded) {
 
 fn workflow_reopened(state: &mut WorkflowState, r: &WorkflowReopened) {
     state.truncate_tasks(r.keep_tasks as usize);
+    state.forget_external(PayloadTarget::WorkflowOutput);
+    if r.input.is_some() {
+        state.forget_external(PayloadTarget::WorkflowInput);
+    }
     if let Some(plan) = &r.plan {
         state.plan = plan.clone();
         state.header.workflow_version = plan.def.version;

@@ -51,11 +51,18 @@ pub trait Lookup {
     /// anything is copied. `scan` is how many bytes of documents the resolution may still walk
     /// with the JSONPath engine; each run charges the size of the document it runs on.
     fn lookup(&self, path: &str, scan: &mut usize) -> Result<Option<Value>, Exceeded>;
+    /// How many bytes one resolution may produce.
+    fn budget(&self) -> usize {
+        payload::MAX_RESOLVED_BYTES
+    }
 }
 
 impl Lookup for Scope<'_> {
     fn lookup(&self, path: &str, scan: &mut usize) -> Result<Option<Value>, Exceeded> {
         eval(path, self, scan)
+    }
+    fn budget(&self) -> usize {
+        self.env.max_resolved_bytes()
     }
 }
 
@@ -100,17 +107,20 @@ struct Resolver<'s, L: ?Sized> {
     scope: &'s L,
     /// Bytes the result may still grow by.
     left: usize,
+    /// What it could grow by at the start, for the error.
+    budget: usize,
     /// Bytes of documents JSONPath may still walk.
     scan: usize,
 }
 
 impl<'s, L: Lookup + ?Sized> Resolver<'s, L> {
     fn new(scope: &'s L) -> Self {
-        Resolver { scope, left: payload::MAX_RESOLVED_BYTES, scan: payload::MAX_SCANNED_BYTES }
+        let budget = scope.budget();
+        Resolver { scope, left: budget, budget, scan: payload::MAX_SCANNED_BYTES }
     }
 
     fn charge(&mut self, bytes: usize) -> Result<(), Exceeded> {
-        self.left = self.left.checked_sub(bytes).ok_or(Exceeded::Size(payload::MAX_RESOLVED_BYTES))?;
+        self.left = self.left.checked_sub(bytes).ok_or(Exceeded::Size(self.budget))?;
         Ok(())
     }
 

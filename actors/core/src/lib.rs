@@ -22,6 +22,7 @@ pub mod dsl;
 pub mod event;
 pub mod evolve;
 pub mod expr;
+pub mod external;
 pub mod idempotency;
 pub mod ids;
 pub mod payload;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::dsl::{TaskDef, WorkflowDef, WorkflowTask};
+use crate::external::PayloadTarget;
 use crate::plan::TaskKind;
 use crate::state::{Object, TaskState, TaskStatus, WorkflowHeader, WorkflowState, WorkflowStatus};
 
@@ -47,6 +48,10 @@ pub struct TaskView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     worker_id: Option<&'a str>,
     output_data: std::borrow::Cow<'a, Object>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_input_payload_storage_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_output_payload_storage_path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     workflow_task: Option<Embedded<'a, WorkflowTask>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,6 +139,8 @@ pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'
         } else {
             std::borrow::Cow::Borrowed(&t.output)
         },
+        external_input_payload_storage_path: stored_at(wf, PayloadTarget::TaskInput(t.seq)),
+        external_output_payload_storage_path: stored_at(wf, PayloadTarget::TaskOutput(t.seq)),
         workflow_task,
         domain: t.domain.as_deref(),
         rate_limit_per_frequency: t.rate_limit_per_frequency,
@@ -148,6 +155,13 @@ pub fn task<'a>(wf: &'a WorkflowState, t: &'a TaskState, now: i64) -> TaskView<'
         task_definition,
         queue_wait_time,
     }
+}
+
+/// Conductor's `external…PayloadStoragePath` of a payload stored elsewhere whose content the
+/// state does not hold (what every read through the API sees; a worker's task carries the
+/// content the deciding actor loaded instead).
+fn stored_at(wf: &WorkflowState, target: PayloadTarget) -> Option<&str> {
+    wf.external(target).filter(|e| !e.loaded).map(|e| e.path.as_str())
 }
 
 /// Conductor's `Workflow`.
@@ -168,6 +182,10 @@ pub struct WorkflowView<'a> {
     tasks: Vec<TaskView<'a>>,
     input: &'a Object,
     output: &'a Object,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_input_payload_storage_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_output_payload_storage_path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +223,8 @@ pub fn workflow(wf: &WorkflowState, include_tasks: bool, now: i64) -> WorkflowVi
         },
         input: &h.input,
         output: &h.output,
+        external_input_payload_storage_path: stored_at(wf, PayloadTarget::WorkflowInput),
+        external_output_payload_storage_path: stored_at(wf, PayloadTarget::WorkflowOutput),
         correlation_id: h.correlation_id.as_deref(),
         reason_for_incompletion: h.reason_for_incompletion.as_deref(),
         task_to_domain: &h.task_to_domain,
@@ -283,6 +303,9 @@ pub fn event(wf: &WorkflowState, revision: u64, e: &crate::event::Event) -> serd
         Event::WorkflowPaused { time } | Event::WorkflowResumed { time } => json!({"time": time}),
         Event::WorkflowReopened(r) => json!({"time": r.time, "keepTasks": r.keep_tasks, "restart": r.restart}),
         Event::IterationsPruned { through, tasks, .. } => json!({"through": through, "tasks": tasks.len()}),
+        Event::PayloadExternalized { target, path } => {
+            json!({"payloadType": target.payload_type().as_str(), "path": path})
+        }
         Event::TaskExecuted { .. }
         | Event::ParentNotified
         | Event::StatusPublished

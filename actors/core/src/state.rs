@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::dsl::WorkflowTask;
+use crate::external::{External, PayloadTarget};
 use crate::ids::{TaskType, WorkflowId};
 use crate::plan::{Plan, PlanTask, TaskKind, base_reference};
 use crate::serde_util::json_bytes;
@@ -391,6 +392,8 @@ pub struct WorkflowState {
     by_id: HashMap<String, u32>,
     /// Reference name → seq of its latest attempt; a loop task is also found by its base name.
     by_ref: HashMap<String, u32>,
+    /// Payloads stored outside the rows ([`crate::external`]).
+    externals: BTreeMap<PayloadTarget, External>,
 }
 
 impl WorkflowState {
@@ -402,6 +405,7 @@ impl WorkflowState {
             tasks: Vec::with_capacity(tasks.len()),
             by_id: HashMap::new(),
             by_ref: HashMap::new(),
+            externals: BTreeMap::new(),
         };
         for task in tasks {
             // Rows of pruned tasks are not stored: their places are kept.
@@ -411,6 +415,36 @@ impl WorkflowState {
             state.push(task);
         }
         state
+    }
+
+    /// Payloads stored outside the rows, by target.
+    pub fn externals(&self) -> &BTreeMap<PayloadTarget, External> {
+        &self.externals
+    }
+
+    /// Where `target` is stored, if it is stored outside the rows.
+    pub fn external(&self, target: PayloadTarget) -> Option<&External> {
+        self.externals.get(&target)
+    }
+
+    /// Records that `target` is stored at `path`; `loaded` if the state holds its content too.
+    pub fn set_external(&mut self, target: PayloadTarget, path: String, loaded: bool) {
+        self.externals.insert(target, External { path, loaded });
+    }
+
+    /// The payload map `target` names, to fill in with the stored content.
+    pub fn payload_mut(&mut self, target: PayloadTarget) -> Option<&mut Object> {
+        match target {
+            PayloadTarget::WorkflowInput => Some(&mut self.header.input),
+            PayloadTarget::WorkflowOutput => Some(&mut self.header.output),
+            PayloadTarget::TaskInput(seq) => self.task_mut(seq).map(|t| &mut t.input),
+            PayloadTarget::TaskOutput(seq) => self.task_mut(seq).map(|t| &mut t.output),
+        }
+    }
+
+    /// Forgets that `target` is stored elsewhere: something set it again.
+    pub(crate) fn forget_external(&mut self, target: PayloadTarget) {
+        self.externals.remove(&target);
     }
 
     /// Fills the places of pruned tasks after the last stored one, up to `count` tasks.
@@ -426,6 +460,8 @@ impl WorkflowState {
         for &seq in seqs {
             let Some(slot) = (seq as usize).checked_sub(1).and_then(|i| self.tasks.get_mut(i)) else { continue };
             let old = std::mem::replace(slot, TaskState::pruned(seq));
+            self.externals.remove(&PayloadTarget::TaskInput(seq));
+            self.externals.remove(&PayloadTarget::TaskOutput(seq));
             self.by_id.remove(&old.task_id);
             for reference in [old.reference_task_name.as_str(), old.base_reference()] {
                 if self.by_ref.get(reference) == Some(&seq) {
@@ -438,6 +474,7 @@ impl WorkflowState {
     /// Drops the tasks from position `keep` on and indexes the rest again.
     pub(crate) fn truncate_tasks(&mut self, keep: usize) {
         let tasks = std::mem::take(&mut self.tasks);
+        self.externals.retain(|t, _| t.seq().is_none_or(|seq| seq as usize <= keep));
         self.by_id.clear();
         self.by_ref.clear();
         for task in tasks.into_iter().take(keep) {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
+use overture_core::external::PayloadTarget;
 use overture_core::queue::QueueName;
 use overture_core::rows::TimerKind;
 use overture_core::{Event, Object, TaskStatus, TaskType, WorkflowId, WorkflowState, decide, render, secrets};
@@ -319,7 +320,11 @@ impl ActorState {
 
     fn load(&mut self) -> Result<&mut WorkflowState, Error> {
         if self.state.is_none() {
-            self.state = self.host.replica.read().workflow(&self.id)?;
+            let read = self.host.replica.read();
+            self.state = read.workflow(&self.id)?;
+            if let Some(state) = self.state.as_mut().filter(|s| !s.externals().is_empty()) {
+                crate::payloads::load_into(read, state);
+            }
         }
         self.state.as_mut().ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {}", self.id)))
     }
@@ -330,13 +335,17 @@ impl ActorState {
         }
         let name = cmd.plan.def.name.clone();
         let scripts = cmd.plan.runs_scripts();
+        let input_stored_at = cmd.input_stored_at.clone();
         let (state, events, handed) = blocking_if(scripts, || {
-            let env = LeaderEnv { read: self.host.replica.read(), polls: &self.host.polls, jq: &self.host.jq };
+            let env = self.host.env();
             let (mut state, mut events) =
                 decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env });
             let handed = hand_off(&self.host, &mut state, &mut events, &env);
             (state, events, handed)
         });
+        let (mut state, mut events) = (state, events);
+        let stored = input_stored_at.map(|path| (PayloadTarget::WorkflowInput, path)).into_iter().collect();
+        crate::payloads::offload(&self.host.replica, &self.host.payloads, &mut state, &mut events, &stored).await?;
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
         // Boxed: openraft's write future is large, and inline it would make every live actor's
         // task that much bigger (about 7 KB of the 30 KB a waiting workflow's actor cost).
@@ -376,7 +385,7 @@ impl ActorState {
             let mut events = Vec::new();
             let mut results = Vec::with_capacity(jobs.len());
             let handed = blocking_if(scripts, || {
-                let env = LeaderEnv { read: host.replica.read(), polls: &host.polls, jq: &host.jq };
+                let env = host.env();
                 for job in jobs {
                     let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
                     let (cmd, task_id) = match job {
@@ -407,6 +416,11 @@ impl ActorState {
             });
             if events.is_empty() {
                 return results;
+            }
+            let stored = stored_outputs(state, jobs);
+            if let Err(e) = crate::payloads::offload(&host.replica, &host.payloads, state, &mut events, &stored).await {
+                self.state = None;
+                return jobs.iter().map(|_| Err(e.clone())).collect();
             }
             let ended = Ended::of(state, &events);
             let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision, events };
@@ -495,6 +509,19 @@ impl ActorState {
             terminal: task.status.is_terminal(),
         })
     }
+}
+
+/// The task outputs that results in `jobs` name as stored already (`externalOutputPayloadStoragePath`).
+fn stored_outputs(state: &WorkflowState, jobs: &[Job]) -> std::collections::HashMap<PayloadTarget, String> {
+    jobs.iter()
+        .filter_map(|job| match job {
+            Job::Command(Command::Update(u)) => {
+                let path = u.output_stored_at.clone()?;
+                Some((PayloadTarget::TaskOutput(state.task_by_id(&u.task_id)?.seq), path))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A task a decision handed to a waiting poll, sent to it once the batch commits.
@@ -629,6 +656,7 @@ fn by_ref_update(
         callback_after_seconds: 0,
         extend_lease: false,
         logs: Vec::new(),
+        output_stored_at: None,
     })
 }
 

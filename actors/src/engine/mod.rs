@@ -115,6 +115,22 @@ impl Engine {
         self.inner.replica.read()
     }
 
+    /// Stores a payload in external payload storage (on the leader).
+    pub async fn store_payload(&self, path: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.leader()?;
+        crate::payloads::store(&self.inner.replica, path, bytes).await
+    }
+
+    /// The payload stored at `path` in external payload storage, as this node has it.
+    pub fn payload(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.read().payload(path).map_err(|e| Error::Internal(format!("reading the payload at {path}: {e}")))
+    }
+
+    /// The payload stored at `path`, as the JSON object a task's output or a workflow's input is.
+    pub fn payload_object(&self, path: &str) -> Result<overture_core::Object, Error> {
+        crate::payloads::read_object(self.read(), path)
+    }
+
     /// Where this node stands in its group.
     pub fn leadership(&self) -> Leadership {
         self.inner.replica.leadership()

@@ -146,6 +146,7 @@ impl Engine {
                     callback_after_seconds: 0,
                     extend_lease: false,
                     logs: Vec::new(),
+                    output_stored_at: None,
                 };
                 self.update_task(update).await?;
                 moved = true;

@@ -33,6 +33,7 @@ use crate::keys::{self, TaskRef, WorkflowRow, meta};
 use crate::types::{LogId, Request, Response, StoredMembership, TypeConfig};
 
 mod derived;
+mod payloads;
 mod schedules;
 mod workflows;
 use crate::{cf, io_err};
@@ -276,6 +277,13 @@ impl Shared {
         }
         let mut state = WorkflowState::new(row.header, plan, tasks);
         state.pad_pruned(row.task_count);
+        for item in db.prefix_iterator_cf(cf(db, keys::CF_WF_EXTERNALS), &prefix) {
+            let (key, value) = item.map_err(io_err)?;
+            let Some(target) = key.strip_prefix(prefix.as_slice()) else { break };
+            let Some(target) = overture_core::external::PayloadTarget::from_key(target) else { continue };
+            let row: keys::ExternalRow = decode(&value).map_err(io_err)?;
+            state.set_external(target, row.path, false);
+        }
         Ok(Some((state, row.def_hash)))
     }
 
@@ -441,6 +449,9 @@ impl Shared {
                 self.apply_defs(wb, |d| d.put_event_handler(handler, create))
             }
             Request::DeleteEventHandler { name } => self.apply_defs(wb, |d| d.delete_event_handler(&name)),
+            Request::PutPayloadPart { path, index, parts, bytes } => {
+                self.apply_payload_part(wb, &path, index, parts, bytes)
+            }
         }
     }
 

@@ -137,6 +137,7 @@ impl Shared {
         };
         let rest: Vec<&Event> = events.collect();
         let before = Before::of(&state, &rest, existed);
+        let externals_before = state.externals().clone();
         for event in &rest {
             evolve::evolve(&mut state, event);
             def_hash = self.write_event(wb, &state, event, def_hash);
@@ -144,6 +145,7 @@ impl Shared {
         let ends = before.ends;
         self.write_index(inner, wb, &state, &before.indexed);
         self.write_rows(wb, changes, &state, before);
+        super::payloads::write_externals(&self.db, wb, &state, &externals_before);
         if ends {
             changes.ended.push((state.header.workflow_name.clone(), state.header.status));
         }
@@ -383,6 +385,8 @@ impl Shared {
         let (from, to) = keys::prefix_range(id);
         wb.delete_range_cf(cf(db, keys::CF_WF_TASKS), &from, &to);
         wb.delete_range_cf(cf(db, keys::CF_EVENTS), &from, &to);
+        wb.delete_range_cf(cf(db, keys::CF_WF_EXTERNALS), &from, &to);
+        super::payloads::delete_externals(db, wb, state);
         wb.delete_cf(cf(db, keys::CF_WORKFLOWS), id.as_bytes());
         if let Some(key) = state.header.idempotency_key.as_deref() {
             let row_key = keys::idempotency(&state.header.workflow_name, key);

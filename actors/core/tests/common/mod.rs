@@ -138,6 +138,7 @@ pub fn update(task_id: &str, status: TaskResultStatus, output: Value) -> TaskUpd
         callback_after_seconds: 0,
         extend_lease: false,
         logs: vec![],
+        output_stored_at: None,
     }
 }
 
