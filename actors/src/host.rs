@@ -34,7 +34,7 @@ pub(crate) struct Host {
     /// The sandbox processes jq queries run in.
     pub jq: overture_script::Sandbox,
     /// When payloads go to external payload storage.
-    pub payloads: crate::options::PayloadOptions,
+    pub payloads: crate::payloads::PayloadOptions,
     stop: watch::Sender<bool>,
     /// Whether this leader holds its lease (a majority acknowledged it recently). Without it, it
     /// takes no request and answers none waiting: another node may be leading meanwhile.
@@ -50,7 +50,7 @@ impl Host {
         limits: Arc<Limits>,
         watchers: Arc<Watchers>,
         jq: overture_script::Sandbox,
-        payloads: crate::options::PayloadOptions,
+        payloads: crate::payloads::PayloadOptions,
     ) -> Host {
         Host {
             term,

@@ -39,7 +39,8 @@ mod workflows;
 pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};
 pub use engine::{Engine, PollRecord, SyncRun, TaskMock, WorkflowTestRequest};
 pub use error::Error;
-pub use options::{EngineOptions, HttpTls, PayloadOptions};
+pub use options::{EngineOptions, HttpTls};
+pub use payloads::PayloadOptions;
 pub use search::SearchRequest;
 
 /// A new workflow or task id: a UUID in Conductor's form, version 7 (time-ordered) where

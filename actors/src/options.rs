@@ -22,58 +22,7 @@ pub struct EngineOptions {
     /// How HTTP tasks speak TLS.
     pub http_tls: HttpTls,
     /// When payloads go to external payload storage.
-    pub payloads: PayloadOptions,
-}
-
-/// When a payload goes to external payload storage, as conductor-oss's
-/// `conductor.app.*PayloadSizeThreshold` (in bytes here): a payload larger than its threshold
-/// is stored outside the execution's rows. The maximums of a workflow's input and a task's output
-/// are checked where they arrive (the API); the two here bound what expressions may produce.
-#[derive(Debug, Clone)]
-pub struct PayloadOptions {
-    /// `taskInputPayloadSizeThreshold`: 3072 KB.
-    pub task_input_threshold: usize,
-    /// `taskOutputPayloadSizeThreshold`: 3072 KB.
-    pub task_output_threshold: usize,
-    /// `workflowInputPayloadSizeThreshold`: 5120 KB.
-    pub workflow_input_threshold: usize,
-    /// `workflowOutputPayloadSizeThreshold`: 5120 KB.
-    pub workflow_output_threshold: usize,
-    /// `maxTaskInputPayloadSizeThreshold`: 10240 KB.
-    pub max_task_input: usize,
-    /// `maxWorkflowOutputPayloadSizeThreshold`: 10240 KB.
-    pub max_workflow_output: usize,
-}
-
-impl Default for PayloadOptions {
-    fn default() -> Self {
-        PayloadOptions {
-            task_input_threshold: 3072 << 10,
-            task_output_threshold: 3072 << 10,
-            workflow_input_threshold: 5120 << 10,
-            workflow_output_threshold: 5120 << 10,
-            max_task_input: 10240 << 10,
-            max_workflow_output: 10240 << 10,
-        }
-    }
-}
-
-impl PayloadOptions {
-    /// The threshold of one payload.
-    pub fn threshold(&self, target: overture_core::external::PayloadTarget) -> usize {
-        use overture_core::external::PayloadTarget as T;
-        match target {
-            T::WorkflowInput => self.workflow_input_threshold,
-            T::WorkflowOutput => self.workflow_output_threshold,
-            T::TaskInput(_) => self.task_input_threshold,
-            T::TaskOutput(_) => self.task_output_threshold,
-        }
-    }
-
-    /// How many bytes resolving a task's input or a workflow's output may produce.
-    pub fn max_resolved(&self) -> usize {
-        overture_core::payload::MAX_RESOLVED_BYTES.max(self.max_task_input).max(self.max_workflow_output)
-    }
+    pub payloads: crate::payloads::PayloadOptions,
 }
 
 /// How HTTP tasks speak TLS: `https://` URIs are verified against the system's certificate
@@ -119,7 +68,7 @@ impl Default for EngineOptions {
             jq: overture_script::Sandbox::unavailable(),
             max_task_output_bytes: 10 << 20,
             http_tls: HttpTls::default(),
-            payloads: PayloadOptions::default(),
+            payloads: crate::payloads::PayloadOptions::default(),
         }
     }
 }

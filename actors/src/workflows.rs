@@ -367,17 +367,7 @@ pub(crate) fn prepare_start(
     workflow_id: WorkflowId,
     parent: Option<(WorkflowId, String)>,
 ) -> Result<StartWorkflow, Error> {
-    let mut input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
-    let stored_at = request.external_input_payload_storage_path.filter(|p| !p.trim().is_empty());
-    let mut input_stored_at = None;
-    if let Some(path) = stored_at {
-        let mut stored = crate::payloads::read_object(read, &path)?;
-        let inline = std::mem::take(&mut input);
-        // Refer to the stored payload only if it is the whole input.
-        input_stored_at = inline.is_empty().then_some(path);
-        stored.extend(inline);
-        input = stored;
-    }
+    let input = request.input.ok_or_else(|| Error::BadRequest("Input payload cannot be null".into()))?;
     if let Some(strategy) = request.idempotency_strategy.as_deref()
         && overture_core::idempotency::Strategy::parse(strategy).is_none()
     {
@@ -409,7 +399,6 @@ pub(crate) fn prepare_start(
             })?
         }
     };
-    let input_stored_at = input_stored_at.filter(|_| plan.def.input_template.is_empty());
     Ok(StartWorkflow {
         workflow_id,
         plan,
@@ -421,7 +410,7 @@ pub(crate) fn prepare_start(
         idempotency_key: request.idempotency_key,
         idempotency_strategy: request.idempotency_strategy,
         parent,
-        input_stored_at,
+        input_stored_at: None,
     })
 }
 

@@ -59,6 +59,7 @@ pub async fn config(State(s): State<AppState>) -> Result<Response, ApiError> {
         "nodeId": status.node_id,
         "members": status.members.len(),
         "maxBodyBytes": s.max_body_bytes,
+        "externalPayloadStorage": s.engine.payload_storage().kind(),
     }))
 }
 

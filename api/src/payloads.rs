@@ -200,15 +200,22 @@ pub async fn location(State(s): State<AppState>, headers: HeaderMap, q: Params) 
     if let Some(problem) = path_problem(&path) {
         return Err(ApiError::bad_request(problem));
     }
-    crate::json_response(&Location { uri: s.payload_urls.uri(&headers, operation, &path), path })
+    let uri = match s.engine.payload_storage().client_url(&path, operation == Operation::Write, URI_TTL) {
+        Some(bucket_url) => bucket_url,
+        None => s.payload_urls.uri(&headers, operation, &path),
+    };
+    crate::json_response(&Location { uri, path })
 }
 
-/// `GET /api/external-payloads/{path}` with a READ URI's query: the payload, as JSON.
+/// `GET /api/external-payloads/{path}` with a READ URI's query: the payload, as JSON. (With a
+/// bucket, `externalstoragelocation` answers the bucket's URLs, and these are never made; one
+/// signed before a restart with a bucket reads from the bucket.)
 pub async fn download(State(s): State<AppState>, Path(path): Path<String>, q: Params) -> Result<Response, ApiError> {
     s.payload_urls.check(&q, Operation::Read, &path)?;
     let bytes = s
         .engine
-        .payload(&path)?
+        .payload(&path)
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No payload is stored at {path}")))?;
     metrics::counter!(PAYLOAD_TRANSFERS, "operation" => "READ").increment(1);
     metrics::counter!(PAYLOAD_TRANSFER_BYTES, "operation" => "READ").increment(bytes.len() as u64);

@@ -94,7 +94,7 @@ struct TaskResultBody {
 /// FAILED_WITH_TERMINAL_ERROR and an empty output, as conductor-oss fails a task whose payload is
 /// over its maximum, rather than refusing the update: a worker that retried a refused update
 /// would leave the task running until its response timeout.
-fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
+async fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
     let r: TaskResultBody = body.json(None)?;
     let workflow_id = r.workflow_instance_id.clone().filter(|w| !w.is_empty());
     let Some(workflow_id) = workflow_id else {
@@ -110,7 +110,7 @@ fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
     // Entries sent inline as well are added to it, and the whole is then stored anew if large.
     let mut stored_at = r.external_output_payload_storage_path.filter(|p| !p.trim().is_empty());
     if let Some(path) = &stored_at {
-        let mut stored = s.engine.payload_object(path)?;
+        let mut stored = s.engine.payload_object(path).await?;
         let inline = output.take().unwrap_or_default();
         let mixed = !inline.is_empty();
         stored.extend(inline);
@@ -143,7 +143,7 @@ fn task_update(s: &AppState, body: &RawBody) -> Result<TaskUpdate, ApiError> {
 
 /// `POST /tasks`: record a result; answers the task id as text.
 pub async fn update(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
-    let update = task_update(&s, &body)?;
+    let update = task_update(&s, &body).await?;
     let task_id = update.task_id.clone();
     s.engine.update_task(update).await?;
     Ok(text_response(task_id))
@@ -151,7 +151,7 @@ pub async fn update(State(s): State<AppState>, body: RawBody) -> Result<Response
 
 /// `POST /tasks/update-v2`: record a result and receive the next task of the same queue, or 204.
 pub async fn update_v2(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
-    match s.engine.update_task_and_poll(task_update(&s, &body)?).await? {
+    match s.engine.update_task_and_poll(task_update(&s, &body).await?).await? {
         Some(next) => json_response(&next),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -47,14 +47,9 @@ pub struct FileConfig {
     pub max_task_input_bytes: Option<usize>,
     /// Largest workflow output an expression may produce, bytes of JSON.
     pub max_workflow_output_bytes: Option<usize>,
-    /// Payloads larger than these go to external payload storage, bytes of JSON.
-    pub task_input_threshold_bytes: Option<usize>,
-    pub task_output_threshold_bytes: Option<usize>,
-    pub workflow_input_threshold_bytes: Option<usize>,
-    pub workflow_output_threshold_bytes: Option<usize>,
-    /// Scheme, host and port the external payload URIs start with (default: `http://` and the
-    /// Host the request came to).
-    pub external_payload_url: Option<String>,
+    /// External payload storage: thresholds and where payloads go.
+    #[serde(default)]
+    pub payloads: crate::payload_config::PayloadsFile,
     /// Client requests in flight on this node before it answers 429.
     pub max_in_flight: Option<usize>,
     /// Keep ended executions this long, seconds (0: forever); a definition's
@@ -109,6 +104,9 @@ pub struct Overrides {
     pub max_task_output_bytes: Option<usize>,
     pub max_task_input_bytes: Option<usize>,
     pub max_workflow_output_bytes: Option<usize>,
+    /// `embedded` or `s3`.
+    pub payload_storage: Option<String>,
+    pub s3: crate::payload_config::S3File,
     pub retention_seconds: Option<u64>,
     pub retention_sweep_seconds: Option<u64>,
     pub schedule_grace_seconds: Option<u64>,
@@ -196,6 +194,8 @@ impl Overrides {
                 "OVERTURE_MAX_WORKFLOW_OUTPUT_BYTES",
                 "OVERTURE_MAX_WORKFLOW_OUTPUT_BYTES must be a number of bytes",
             )?,
+            payload_storage: var("OVERTURE_PAYLOAD_STORAGE"),
+            s3: crate::payload_config::S3File::from_env(),
             retention_seconds: number(
                 "OVERTURE_RETENTION_SECONDS",
                 "OVERTURE_RETENTION_SECONDS must be a number of seconds",
@@ -236,6 +236,8 @@ impl Overrides {
             max_task_output_bytes: other.max_task_output_bytes.or(self.max_task_output_bytes),
             max_task_input_bytes: other.max_task_input_bytes.or(self.max_task_input_bytes),
             max_workflow_output_bytes: other.max_workflow_output_bytes.or(self.max_workflow_output_bytes),
+            payload_storage: other.payload_storage.or(self.payload_storage),
+            s3: self.s3.then(other.s3),
             retention_seconds: other.retention_seconds.or(self.retention_seconds),
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
@@ -313,18 +315,14 @@ impl Config {
         let max_workflow_input_bytes =
             overrides.max_workflow_input_bytes.or(file.max_workflow_input_bytes).unwrap_or(10 << 20);
         let max_task_output_bytes = overrides.max_task_output_bytes.or(file.max_task_output_bytes).unwrap_or(10 << 20);
-        let d = overture_actors::PayloadOptions::default();
-        let payloads = overture_actors::PayloadOptions {
-            task_input_threshold: file.task_input_threshold_bytes.unwrap_or(d.task_input_threshold),
-            task_output_threshold: file.task_output_threshold_bytes.unwrap_or(d.task_output_threshold),
-            workflow_input_threshold: file.workflow_input_threshold_bytes.unwrap_or(d.workflow_input_threshold),
-            workflow_output_threshold: file.workflow_output_threshold_bytes.unwrap_or(d.workflow_output_threshold),
-            max_task_input: overrides.max_task_input_bytes.or(file.max_task_input_bytes).unwrap_or(d.max_task_input),
-            max_workflow_output: overrides
-                .max_workflow_output_bytes
-                .or(file.max_workflow_output_bytes)
-                .unwrap_or(d.max_workflow_output),
-        };
+        let external_payload_url = file.payloads.url.clone().filter(|u| !u.trim().is_empty());
+        let payloads = crate::payload_config::resolve(
+            file.payloads,
+            overrides.payload_storage,
+            overrides.s3,
+            overrides.max_task_input_bytes.or(file.max_task_input_bytes),
+            overrides.max_workflow_output_bytes.or(file.max_workflow_output_bytes),
+        )?;
         Ok(Config {
             api_keys,
             auth_exempt: file
@@ -345,7 +343,7 @@ impl Config {
             max_workflow_input_bytes,
             max_task_output_bytes,
             payloads,
-            external_payload_url: file.external_payload_url.filter(|u| !u.trim().is_empty()),
+            external_payload_url,
             max_in_flight: overrides.max_in_flight.or(file.max_in_flight).unwrap_or(10_000).max(1),
             retention_seconds: overrides.retention_seconds.or(file.retention_seconds).unwrap_or(0),
             retention_sweep_seconds: overrides

@@ -9,6 +9,7 @@
 mod cluster_cli;
 mod config;
 mod log_fields;
+mod payload_config;
 
 /// mimalloc instead of the system allocator: in a profile of the linear benchmark, glibc's malloc
 /// and free took about 14% of the node's CPU (docs/BENCHMARKS.md).

@@ -7,6 +7,7 @@
 pub mod echo;
 pub mod faults;
 pub mod js;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -426,7 +426,7 @@ async fn bad_input_is_a_json_4xx_and_writes_nothing() {
 
     // Oversize bodies: 413 with a JSON error. The server stops reading and closes that
     // connection, so the request goes on a client of its own.
-    let big = vec![b' '; 9 << 20];
+    let big = vec![b' '; 12 << 20];
     let r = send(client().post(node.api("/workflow")).header("content-type", "application/json").body(big)).await;
     assert_eq!(r.status, 413, "{}", r.text);
     assert!(r.json()["message"].as_str().is_some_and(|m| m.contains("larger than the limit")));

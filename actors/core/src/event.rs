@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::external::PayloadTarget;
 use crate::ids::WorkflowId;
 use crate::plan::Plan;
 use crate::serde_util::json_bytes;
@@ -132,7 +133,7 @@ pub enum Event {
     /// the event before it that set the payload carries `{}` in its place.
     PayloadExternalized {
         /// Which payload.
-        target: crate::external::PayloadTarget,
+        target: PayloadTarget,
         /// Where it is stored.
         path: String,
     },
@@ -283,6 +284,37 @@ impl Event {
             | Event::TaskLogged { seq, .. }
             | Event::TaskIterated { seq, .. }
             | Event::IterationsPruned { seq, .. } => Some(*seq),
+        }
+    }
+
+    /// Each payload this event sets, with its map.
+    pub fn payloads_set(&self) -> Vec<(PayloadTarget, &Object)> {
+        match self {
+            Event::WorkflowStarted(s) => vec![(PayloadTarget::WorkflowInput, &s.header.input)],
+            Event::TaskScheduled(s) => vec![
+                (PayloadTarget::TaskInput(s.task.seq), &s.task.input),
+                (PayloadTarget::TaskOutput(s.task.seq), &s.task.output),
+            ],
+            Event::TaskUpdated(u) => u.output.iter().map(|o| (PayloadTarget::TaskOutput(u.seq), o)).collect(),
+            Event::WorkflowEnded(e) => vec![(PayloadTarget::WorkflowOutput, &e.output)],
+            Event::WorkflowReopened(r) => r.input.iter().map(|i| (PayloadTarget::WorkflowInput, i)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The map of `target` this event sets, to replace with `{}` once it is stored elsewhere.
+    pub fn payload_mut(&mut self, target: PayloadTarget) -> Option<&mut Object> {
+        match self {
+            Event::WorkflowStarted(s) if target == PayloadTarget::WorkflowInput => Some(&mut s.header.input),
+            Event::TaskScheduled(s) => match target {
+                PayloadTarget::TaskInput(seq) if seq == s.task.seq => Some(&mut s.task.input),
+                PayloadTarget::TaskOutput(seq) if seq == s.task.seq => Some(&mut s.task.output),
+                _ => None,
+            },
+            Event::TaskUpdated(u) if target == PayloadTarget::TaskOutput(u.seq) => u.output.as_mut(),
+            Event::WorkflowEnded(e) if target == PayloadTarget::WorkflowOutput => Some(&mut e.output),
+            Event::WorkflowReopened(r) if target == PayloadTarget::WorkflowInput => r.input.as_mut(),
+            _ => None,
         }
     }
 

@@ -3,17 +3,13 @@
 //! A workflow's input or output, or a task's input or output, larger than its threshold is
 //! stored as a blob under a path, and the execution keeps `{}` in its place plus the path, as
 //! conductor-oss's `externalInputPayloadStoragePath` and `externalOutputPayloadStoragePath`.
-//! [`Event::PayloadExternalized`](crate::event::Event::PayloadExternalized) records it; an event
-//! that sets the payload again ends it.
+//! `Event::PayloadExternalized` records it; an event that sets the payload again ends it.
 //!
 //! Stored state (every node's rows) holds the path only. The leader's actor, which decides, loads
 //! the content back ([`External::loaded`]), so expressions, JOINs and workers see the payload
 //! itself; reads through the API see `{}` and the path, as conductor-oss's clients do.
 
 use serde::{Deserialize, Serialize};
-
-use crate::event::Event;
-use crate::state::Object;
 
 /// Which payload of an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -148,37 +144,6 @@ pub struct External {
     /// The state holds the payload itself too (the deciding actor loaded it); rendered tasks
     /// then carry it inline and no path.
     pub loaded: bool,
-}
-
-/// The payload an event sets, for each payload it sets: the target and the map.
-pub fn payloads_set(event: &Event) -> Vec<(PayloadTarget, &Object)> {
-    match event {
-        Event::WorkflowStarted(s) => vec![(PayloadTarget::WorkflowInput, &s.header.input)],
-        Event::TaskScheduled(s) => vec![
-            (PayloadTarget::TaskInput(s.task.seq), &s.task.input),
-            (PayloadTarget::TaskOutput(s.task.seq), &s.task.output),
-        ],
-        Event::TaskUpdated(u) => u.output.iter().map(|o| (PayloadTarget::TaskOutput(u.seq), o)).collect(),
-        Event::WorkflowEnded(e) => vec![(PayloadTarget::WorkflowOutput, &e.output)],
-        Event::WorkflowReopened(r) => r.input.iter().map(|i| (PayloadTarget::WorkflowInput, i)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The map `target` names inside `event`, to replace with `{}` once it is stored elsewhere.
-pub fn payload_mut(event: &mut Event, target: PayloadTarget) -> Option<&mut Object> {
-    match event {
-        Event::WorkflowStarted(s) if target == PayloadTarget::WorkflowInput => Some(&mut s.header.input),
-        Event::TaskScheduled(s) => match target {
-            PayloadTarget::TaskInput(seq) if seq == s.task.seq => Some(&mut s.task.input),
-            PayloadTarget::TaskOutput(seq) if seq == s.task.seq => Some(&mut s.task.output),
-            _ => None,
-        },
-        Event::TaskUpdated(u) if target == PayloadTarget::TaskOutput(u.seq) => u.output.as_mut(),
-        Event::WorkflowEnded(e) if target == PayloadTarget::WorkflowOutput => Some(&mut e.output),
-        Event::WorkflowReopened(r) if target == PayloadTarget::WorkflowInput => r.input.as_mut(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

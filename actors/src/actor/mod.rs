@@ -320,13 +320,23 @@ impl ActorState {
 
     fn load(&mut self) -> Result<&mut WorkflowState, Error> {
         if self.state.is_none() {
-            let read = self.host.replica.read();
-            self.state = read.workflow(&self.id)?;
-            if let Some(state) = self.state.as_mut().filter(|s| !s.externals().is_empty()) {
-                crate::payloads::load_into(read, state);
-            }
+            self.state = self.host.replica.read().workflow(&self.id)?;
         }
         self.state.as_mut().ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {}", self.id)))
+    }
+
+    /// Loads the state with the content of its payloads stored elsewhere, to decide on.
+    async fn load_payloads(&mut self) -> Result<&mut WorkflowState, Error> {
+        let host = self.host.clone();
+        let state = self.load()?;
+        if state.externals().values().any(|e| !e.loaded) {
+            let loaded = crate::payloads::load_into(&host.payloads.storage, host.replica.read(), state).await;
+            if let Err(e) = loaded {
+                self.state = None;
+                return Err(e);
+            }
+        }
+        self.load()
     }
 
     async fn start(&mut self, cmd: StartWorkflow) -> Result<WorkflowId, Error> {
@@ -376,7 +386,7 @@ impl ActorState {
         const ATTEMPTS: usize = 3;
         for _ in 0..ATTEMPTS {
             let host = self.host.clone();
-            let state = match self.load() {
+            let state = match self.load_payloads().await {
                 Ok(state) => state,
                 Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
             };

@@ -30,12 +30,20 @@ use crate::workflows::{fill_task_defs, prepare_start};
 
 impl Engine {
     /// Starts a workflow and returns its id once the start is committed.
-    pub async fn start_workflow(&self, request: StartWorkflowRequest) -> Result<WorkflowId, Error> {
+    pub async fn start_workflow(&self, mut request: StartWorkflowRequest) -> Result<WorkflowId, Error> {
         let leader = self.leader()?;
         let workflow_id = crate::new_id();
         let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
-        let started = match prepare_start(self.read(), request, workflow_id.into(), None) {
-            Ok(cmd) => leader.workflows.start_workflow(cmd).await,
+        let storage = &leader.host.payloads.storage;
+        let started = match crate::payloads::take_stored_input(storage, self.read(), &mut request).await {
+            Ok(stored) => match prepare_start(self.read(), request, workflow_id.into(), None) {
+                Ok(mut cmd) => {
+                    // Referred to only if nothing was added to it (an `inputTemplate`'s defaults).
+                    cmd.input_stored_at = stored.filter(|_| cmd.plan.def.input_template.is_empty());
+                    leader.workflows.start_workflow(cmd).await
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         // Refusals that are the request's doing; a 503 during an election is not a start error.

@@ -117,18 +117,23 @@ impl Engine {
 
     /// Stores a payload in external payload storage (on the leader).
     pub async fn store_payload(&self, path: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.leader()?;
-        crate::payloads::store(&self.inner.replica, path, bytes).await
+        let leader = self.leader()?;
+        crate::payloads::store(&leader.host.payloads.storage, &self.inner.replica, path, bytes).await
     }
 
     /// The payload stored at `path` in external payload storage, as this node has it.
-    pub fn payload(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.read().payload(path).map_err(|e| Error::Internal(format!("reading the payload at {path}: {e}")))
+    pub async fn payload(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        crate::payloads::fetch(&self.inner.options.payloads.storage, self.read(), path).await
     }
 
     /// The payload stored at `path`, as the JSON object a task's output or a workflow's input is.
-    pub fn payload_object(&self, path: &str) -> Result<overture_core::Object, Error> {
-        crate::payloads::read_object(self.read(), path)
+    pub async fn payload_object(&self, path: &str) -> Result<overture_core::Object, Error> {
+        crate::payloads::read_object(&self.inner.options.payloads.storage, self.read(), path).await
+    }
+
+    /// Where payloads are stored.
+    pub fn payload_storage(&self) -> &crate::payloads::PayloadStorage {
+        &self.inner.options.payloads.storage
     }
 
     /// Where this node stands in its group.
