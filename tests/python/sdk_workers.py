@@ -37,6 +37,17 @@ def fatal(reason: str) -> dict:
     raise NonRetryableException(reason)
 
 
+@worker_task(task_definition_name="sdk_big_emit")
+def big_emit(size: int) -> dict:
+    # An output over the node's 3 MiB threshold: the node stores it as an external payload.
+    return {"blob": "大" * (size // 3), "size": size}
+
+
+@worker_task(task_definition_name="sdk_big_measure")
+def big_measure(blob: str) -> dict:
+    return {"length": len(blob), "head": blob[:3]}
+
+
 # Workers of the kitchensink workflow (sdk_kitchensink.py).
 
 @worker_task(task_definition_name="ks_prepare")

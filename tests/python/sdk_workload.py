@@ -7,8 +7,11 @@ Exits 0 when every check passes; prints what failed otherwise.
 import json
 import sys
 import time
+import urllib.request
 
 from conductor.client.automator.task_handler import TaskHandler
+from conductor.client.http.api.task_resource_api import TaskResourceApi
+from conductor.client.http.api_client import ApiClient
 from conductor.client.http.models import StartWorkflowRequest, TaskDef
 from conductor.client.workflow.conductor_workflow import ConductorWorkflow
 from conductor.client.workflow.task.simple_task import SimpleTask
@@ -19,13 +22,45 @@ from sdk_common import Checks, connect
 WORKFLOWS = 20
 
 
+BIG_PAYLOAD = 4_200_000
+
+
+def check_big_payload(config, workflows, wid, check):
+    """The large output went to external payload storage, the next worker read it, and the SDK's
+    own location API gives it back."""
+    deadline = time.time() + 120
+    wf = None
+    while time.time() < deadline:
+        wf = workflows.get_workflow(wid, include_tasks=True)
+        if wf is not None and wf.status != "RUNNING":
+            break
+        time.sleep(0.2)
+    check(wf is not None and wf.status == "COMPLETED", f"the large-payload workflow: {wf and wf.status}")
+    if wf is None or wf.status != "COMPLETED":
+        return
+    chars = BIG_PAYLOAD // 3
+    check(wf.output == {"length": chars, "head": "大大大"}, f"the next worker read the large output: {wf.output}")
+    emit, measure = wf.tasks
+    check(emit.output_data == {} and (emit.external_output_payload_storage_path or "").startswith("task/output/"),
+          f"the output is stored elsewhere: {emit.external_output_payload_storage_path}")
+    check(measure.input_data == {} and measure.external_input_payload_storage_path,
+          f"so is the next task's input: {measure.external_input_payload_storage_path}")
+    tasks_api = TaskResourceApi(ApiClient(config))
+    location = tasks_api.get_external_storage_location1(emit.external_output_payload_storage_path, "READ", "TASK_OUTPUT")
+    with urllib.request.urlopen(location.uri, timeout=60) as r:
+        stored = json.loads(r.read())
+    check(len(stored.get("blob", "")) == chars and stored.get("size") == BIG_PAYLOAD,
+          f"the stored output reads back through its location: {len(stored.get('blob', ''))} characters")
+
+
 def main(base_url: str) -> int:
     config, metadata, workflows, executor = connect(base_url)
     check = Checks()
     failures = check.failures
 
     # Task definitions, through the metadata client.
-    for name, retries in [("sdk_greet", 0), ("sdk_flaky", 2), ("sdk_slow", 0), ("sdk_fatal", 3)]:
+    for name, retries in [("sdk_greet", 0), ("sdk_flaky", 2), ("sdk_slow", 0), ("sdk_fatal", 3),
+                          ("sdk_big_emit", 0), ("sdk_big_measure", 0)]:
         td = TaskDef(name=name, retry_count=retries, retry_delay_seconds=0, response_timeout_seconds=30,
                      timeout_seconds=0, owner_email="sdk@overture.test")
         metadata.register_task_def(td)
@@ -51,6 +86,16 @@ def main(base_url: str) -> int:
     fatal_task.input_parameters.update({"reason": "cannot continue"})
     fatal_wf >> fatal_task
 
+    # A 4.2 MB output, over the 3 MiB threshold, read by the next worker.
+    big_wf = ConductorWorkflow(executor=executor, name="sdk_big_payload", version=1)
+    emit = SimpleTask("sdk_big_emit", "emit")
+    emit.input_parameters.update({"size": BIG_PAYLOAD})
+    measure = SimpleTask("sdk_big_measure", "measure")
+    measure.input_parameters.update({"blob": "${emit.output.blob}"})
+    big_wf >> emit >> measure
+    big_wf.output_parameters({"length": "${measure.output.length}", "head": "${measure.output.head}"})
+    big_wf.register(overwrite=True)
+
     handler = TaskHandler(workers=[], configuration=config, scan_for_annotated_workers=True,
                           import_modules=["sdk_workers"])
     handler.start_processes()
@@ -66,6 +111,7 @@ def main(base_url: str) -> int:
                                                                 version=1, correlationId=f"sdk-{i}")))
         # The builder's start embeds the definition in the request (an inline workflowDef).
         fatal_id = fatal_wf.start_workflow_with_input(workflow_input={})
+        big_id = workflows.start_workflow(StartWorkflowRequest(name="sdk_big_payload", version=1, input={}))
 
         deadline = time.time() + 120
         pending = dict(ids)
@@ -111,6 +157,8 @@ def main(base_url: str) -> int:
             check([t.status for t in fatal.tasks] == ["FAILED_WITH_TERMINAL_ERROR"],
                   f"terminal error is not retried: {[t.status for t in fatal.tasks]}")
             check("cannot continue" in (fatal.reason_for_incompletion or ""), f"reason: {fatal.reason_for_incompletion}")
+
+        check_big_payload(config, workflows, big_id, check)
 
         # Terminate through the client (the pipeline's slow step keeps it running for a second).
         running = workflows.start_workflow(StartWorkflowRequest(name="sdk_pipeline", version=1, input={"name": "x"}))

@@ -287,19 +287,20 @@ impl Event {
         }
     }
 
-    /// Each payload this event sets, with its map.
-    pub fn payloads_set(&self) -> Vec<(PayloadTarget, &Object)> {
-        match self {
-            Event::WorkflowStarted(s) => vec![(PayloadTarget::WorkflowInput, &s.header.input)],
-            Event::TaskScheduled(s) => vec![
-                (PayloadTarget::TaskInput(s.task.seq), &s.task.input),
-                (PayloadTarget::TaskOutput(s.task.seq), &s.task.output),
-            ],
-            Event::TaskUpdated(u) => u.output.iter().map(|o| (PayloadTarget::TaskOutput(u.seq), o)).collect(),
-            Event::WorkflowEnded(e) => vec![(PayloadTarget::WorkflowOutput, &e.output)],
-            Event::WorkflowReopened(r) => r.input.iter().map(|i| (PayloadTarget::WorkflowInput, i)).collect(),
-            _ => Vec::new(),
-        }
+    /// Each payload this event sets, with its map (at most two; none for most events).
+    pub fn payloads_set(&self) -> impl Iterator<Item = (PayloadTarget, &Object)> {
+        let (a, b) = match self {
+            Event::WorkflowStarted(s) => (Some((PayloadTarget::WorkflowInput, &s.header.input)), None),
+            Event::TaskScheduled(s) => (
+                Some((PayloadTarget::TaskInput(s.task.seq), &s.task.input)),
+                Some((PayloadTarget::TaskOutput(s.task.seq), &s.task.output)),
+            ),
+            Event::TaskUpdated(u) => (u.output.as_ref().map(|o| (PayloadTarget::TaskOutput(u.seq), o)), None),
+            Event::WorkflowEnded(e) => (Some((PayloadTarget::WorkflowOutput, &e.output)), None),
+            Event::WorkflowReopened(r) => (r.input.as_ref().map(|i| (PayloadTarget::WorkflowInput, i)), None),
+            _ => (None, None),
+        };
+        a.into_iter().chain(b)
     }
 
     /// The map of `target` this event sets, to replace with `{}` once it is stored elsewhere.
