@@ -286,6 +286,11 @@ impl ActorState {
             jobs.push(job);
         }
         self.run_jobs(jobs).await;
+        // Stored payloads are held only while deciding and answering: a live actor waiting for
+        // its next message keeps none, so memory does not grow with idle workflows' payloads.
+        if let Some(state) = self.state.as_mut() {
+            crate::payloads::unload(state);
+        }
     }
 
     async fn run_jobs(&mut self, jobs: Vec<(Job, Pending)>) {

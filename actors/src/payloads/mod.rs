@@ -198,8 +198,9 @@ pub async fn take_stored_input(
     Ok(whole.then_some(path))
 }
 
-/// Fills in the content of every payload of `state` stored elsewhere that it does not hold yet.
-/// One that is gone or not JSON is left empty and logged: the decision goes on with `{}`, as it
+/// Fills in the content of every payload of `state` stored elsewhere that it does not hold yet
+/// (the actor does before each decision, and [`unload`]s after). One that is gone or not JSON is
+/// left empty and logged: the decision goes on with `{}`, as it
 /// would in conductor-oss. One that cannot be read now (the bucket is unreachable) is an error:
 /// nothing is decided on a payload that may be there.
 pub async fn load_into(storage: &PayloadStorage, read: &ReadView, state: &mut WorkflowState) -> Result<(), Error> {
@@ -221,12 +222,26 @@ pub async fn load_into(storage: &PayloadStorage, read: &ReadView, state: &mut Wo
             Err(e) => {
                 metrics::counter!(names::EXTERNAL_PAYLOAD_ERRORS).increment(1);
                 tracing::error!(workflow_id = %state.header.workflow_id, path, error = %e, "loading a stored payload");
-                // Not asked for again while the actor lives.
+                // Decided on as `{}` this time; asked for again by the next decision.
                 state.set_external(target, path, true);
             }
         }
     }
     Ok(())
+}
+
+/// Drops the content of the stored payloads `state` holds, keeping where they are: the state is
+/// as a read of the stored rows gives it again, and [`load_into`] fills them in for the next
+/// decision.
+pub fn unload(state: &mut WorkflowState) {
+    let loaded: Vec<(PayloadTarget, String)> =
+        state.externals().iter().filter(|(_, e)| e.loaded).map(|(t, e)| (*t, e.path.clone())).collect();
+    for (target, path) in loaded {
+        if let Some(slot) = state.payload_mut(target) {
+            *slot = overture_core::state::Object::new();
+        }
+        state.set_external(target, path, false);
+    }
 }
 
 /// Moves the payloads over their thresholds out of `events` before they are proposed: each is
