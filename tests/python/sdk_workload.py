@@ -25,16 +25,22 @@ WORKFLOWS = 20
 BIG_PAYLOAD = 4_200_000
 
 
-def check_big_payload(config, workflows, wid, check):
-    """The large output went to external payload storage, the next worker read it, and the SDK's
-    own location API gives it back."""
-    deadline = time.time() + 120
+def wait_ended(workflows, wid, seconds):
+    """The workflow with its tasks once it is no longer RUNNING, or as it is after `seconds`."""
+    deadline = time.time() + seconds
     wf = None
     while time.time() < deadline:
         wf = workflows.get_workflow(wid, include_tasks=True)
         if wf is not None and wf.status != "RUNNING":
             break
         time.sleep(0.2)
+    return wf
+
+
+def check_big_payload(config, workflows, wid, check):
+    """The large output went to external payload storage, the next worker read it, and the SDK's
+    own location API gives it back."""
+    wf = wait_ended(workflows, wid, 120)
     check(wf is not None and wf.status == "COMPLETED", f"the large-payload workflow: {wf and wf.status}")
     if wf is None or wf.status != "COMPLETED":
         return
@@ -145,13 +151,7 @@ def main(base_url: str) -> int:
                   f"failure reason recorded: {flaky_attempts[0].reason_for_incompletion}")
             check(full.correlation_id == "sdk-0", f"correlation id: {full.correlation_id}")
 
-        deadline = time.time() + 60
-        fatal = None
-        while time.time() < deadline:
-            fatal = workflows.get_workflow(fatal_id, include_tasks=True)
-            if fatal is not None and fatal.status != "RUNNING":
-                break
-            time.sleep(0.2)
+        fatal = wait_ended(workflows, fatal_id, 60)
         check(fatal is not None and fatal.status == "FAILED", f"non-retryable failure fails the workflow: {fatal and fatal.status}")
         if fatal is not None:
             check([t.status for t in fatal.tasks] == ["FAILED_WITH_TERMINAL_ERROR"],
