@@ -4,7 +4,8 @@
 # failover and snapshots, the deployment files, the official Conductor Python SDK against a real
 # node and a cluster, the official JavaScript SDK against a real node, and the web UI in headless
 # Chromium. Installs what it needs: libclang, cargo-nextest, a Python virtualenv with
-# conductor-python and PyYAML, Debian's chromium, playwright-core and the JavaScript SDK (npm).
+# conductor-python and PyYAML, Debian's chromium, playwright-core, the JavaScript SDK and s3rver (an
+# S3-compatible server, for external payload storage) from npm.
 # Building needs npm too: the UI's libraries come from the npm registry.
 # Extra arguments go to `cargo nextest run` (e.g. -E 'test(crash)').
 set -euo pipefail
@@ -22,7 +23,7 @@ fi
 ensure_python_sdk
 # Chromium and playwright-core for the web UI's browser tests.
 ensure_browser
-# The official JavaScript SDK (npm, pinned) for its tests.
+# The official JavaScript SDK and s3rver (npm, pinned) for their tests.
 ensure_js_sdk
 
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.
