@@ -81,6 +81,15 @@ ensure_browser() {
   fi
 }
 
+# The message brokers the event queue tests start: Debian's nats-server (NATS with JetStream).
+ensure_brokers() {
+  if [ -z "${OVERTURE_NATS_SERVER:-}" ] && ! command -v nats-server >/dev/null 2>&1; then
+    echo "installing nats-server (for the event queue tests)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
+  fi
+}
+
 # The official Conductor JavaScript SDK for its tests (tests/js), pinned in
 # tests/js/package-lock.json, installed again only when the lock file changes. Needs npm
 # (ensure_build_deps installs it).

@@ -4,8 +4,9 @@
 # failover and snapshots, the deployment files, the official Conductor Python SDK against a real
 # node and a cluster, the official JavaScript SDK against a real node, and the web UI in headless
 # Chromium. Installs what it needs: libclang, cargo-nextest, a Python virtualenv with
-# conductor-python and PyYAML, Debian's chromium, playwright-core, the JavaScript SDK and s3rver (an
-# S3-compatible server, for external payload storage) from npm.
+# conductor-python, nats-py and PyYAML, Debian's chromium and nats-server, and from npm
+# playwright-core, the JavaScript SDK and s3rver (an S3-compatible server, for external payload
+# storage).
 # Building needs npm too: the UI's libraries come from the npm registry.
 # Extra arguments go to `cargo nextest run` (e.g. -E 'test(crash)').
 set -euo pipefail
@@ -25,6 +26,8 @@ ensure_python_sdk
 ensure_browser
 # The official JavaScript SDK and s3rver (npm, pinned) for their tests.
 ensure_js_sdk
+# Message brokers for the event queue tests.
+ensure_brokers
 
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.
 cargo build --workspace --bins

@@ -10,8 +10,9 @@
 //! The leader's executor publishes (see `executor`), so a message is delivered at
 //! least once. A workflow an action starts has an id derived from the message and the action,
 //! so a second delivery finds it instead of starting another; updating a finished task or
-//! terminating a finished workflow changes nothing. Only the `conductor` sink exists here:
-//! others (`sqs:`, `kafka:`, ...) fail the task with a reason.
+//! terminating a finished workflow changes nothing. Sinks on brokers (`nats:`, `jsm:`) publish
+//! there (`crate::brokers`); a queue type not served, or whose broker is not configured, fails
+//! the task with a reason.
 //!
 //! A workflow with `workflowStatusListenerEnabled` publishes its summary when it ends, on
 //! `conductor:_callbackSuccessQueue` or `conductor:_callbackFailureQueue` and on
@@ -22,6 +23,7 @@ use overture_core::expr::{Document, resolve_value};
 use overture_core::{Object, TaskResultStatus, TaskUpdate};
 use serde_json::{Map, Value};
 
+use crate::brokers::{BrokerQueue, Brokers};
 use crate::error::Error;
 use crate::names;
 use crate::outcome::Outcome;
@@ -29,18 +31,31 @@ use crate::workflows::Workflows;
 
 /// Publishes an EVENT task's message and completes the task (or leaves it IN_PROGRESS for an
 /// `asyncComplete` task, which something else completes).
-pub(crate) async fn publish(workflows: &Workflows, task: &Value) -> Outcome {
+pub(crate) async fn publish(workflows: &Workflows, brokers: &Brokers, task: &Value) -> Outcome {
     let input = task["inputData"].as_object().cloned().unwrap_or_default();
     let workflow_name = task["workflowType"].as_str().unwrap_or_default();
     let reference = task["referenceTaskName"].as_str().unwrap_or_default();
-    let sink = input.get("sink").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let sink = input.get("sink").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
+    let mut broker = None;
     let event = match sink.as_str() {
         "conductor" => format!("conductor:{workflow_name}:{reference}"),
         s if s.starts_with("conductor:") => format!("conductor:{workflow_name}:{}", &s["conductor:".len()..]),
         "" => return Outcome::failed("The EVENT task has no sink"),
-        other => {
-            return Outcome::failed(format!("Sink {other} is not supported: this server has only the conductor sink"));
-        }
+        other => match BrokerQueue::parse(other) {
+            Ok(Some(queue)) if brokers.serves(&queue) => {
+                let event = queue.event();
+                broker = Some(queue);
+                event
+            }
+            Ok(Some(queue)) => {
+                return Outcome::failed(format!(
+                    "Sink {other}: {} is not configured on this server ([event_queues] in its configuration)",
+                    queue.kind()
+                ));
+            }
+            Ok(None) => return Outcome::failed(format!("Sink {other} is not a queue")),
+            Err(why) => return Outcome::failed(format!("Sink {other}: {why}")),
+        },
     };
     let mut payload = input.clone();
     payload.remove("sink");
@@ -53,12 +68,46 @@ pub(crate) async fn publish(workflows: &Workflows, task: &Value) -> Outcome {
         payload.insert("correlationId".into(), wf.header.correlation_id.clone().into());
     }
     let message_id = task["taskId"].as_str().unwrap_or_default().to_owned();
-    deliver(workflows, &event, &message_id, &Value::Object(payload.clone())).await;
-    let mut output = payload;
+    let mut output = payload.clone();
+    match &broker {
+        None => deliver(workflows, &event, &message_id, &Value::Object(payload)).await,
+        Some(queue) => match publish_until_taken(brokers, queue, &message_id, &Value::Object(payload)).await {
+            Ok(receipt) => output.extend(receipt.fields),
+            Err(outcome) => return outcome,
+        },
+    }
     output.insert("event_produced".into(), event.into());
     let async_complete = input.get("asyncComplete").and_then(Value::as_bool).unwrap_or(false);
     let status = if async_complete { TaskResultStatus::InProgress } else { TaskResultStatus::Completed };
     Outcome { status, output, reason: None }
+}
+
+/// How long an EVENT task tries a broker before it fails (then its retry policy applies); under
+/// the executor's response timeout.
+const PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Publishes to a broker, trying again with backoff (0.5 s doubling to 8 s) until it takes the
+/// message or [`PUBLISH_DEADLINE`] passes; each failed attempt is logged.
+async fn publish_until_taken(
+    brokers: &Brokers,
+    queue: &BrokerQueue,
+    message_id: &str,
+    payload: &Value,
+) -> Result<crate::brokers::Receipt, Outcome> {
+    let bytes = serde_json::to_vec(payload).unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        match brokers.publish(queue, message_id, bytes.clone()).await {
+            Ok(receipt) => return Ok(receipt),
+            Err(e @ Error::Unavailable(_)) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(event = %queue.event(), error = %e, retry_in_ms = pause.as_millis() as u64, "publishing failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(8));
+            }
+            Err(e) => return Err(Outcome::failed(format!("Could not publish to {}: {e}", queue.event()))),
+        }
+    }
 }
 
 /// Runs the handlers listening on `event` for one message.

@@ -37,10 +37,11 @@ const WORKER_ID: &str = "overture-leader";
 pub(crate) fn spawn(
     workflows: Workflows,
     http: reqwest::Client,
+    brokers: crate::brokers::Brokers,
     max_output_bytes: usize,
     stop: &watch::Receiver<bool>,
 ) {
-    let executor = Executor { workflows, http, max_output_bytes };
+    let executor = Executor { workflows, http, brokers, max_output_bytes };
     for task_type in KINDS.iter().filter_map(TaskKind::system_type) {
         tokio::spawn(run(executor.clone(), task_type, stop.clone()));
     }
@@ -52,6 +53,7 @@ pub(crate) fn spawn(
 struct Executor {
     workflows: Workflows,
     http: reqwest::Client,
+    brokers: crate::brokers::Brokers,
     max_output_bytes: usize,
 }
 
@@ -135,7 +137,7 @@ async fn run_and_report(ex: &Executor, task_type: &str, task: &Value, task_id: S
         TaskKind::SubWorkflow => sub_workflow(&ex.workflows, task).await,
         TaskKind::StartWorkflow => start_workflow(&ex.workflows, task).await,
         TaskKind::Http => http_call(&ex.http, task, ex.max_output_bytes).await,
-        TaskKind::Event => crate::events::publish(&ex.workflows, task).await,
+        TaskKind::Event => crate::events::publish(&ex.workflows, &ex.brokers, task).await,
         _ => Outcome::failed(format!("no executor for {task_type}")),
     };
     metrics::histogram!(names::SYSTEM_TASK_SECONDS, "taskType" => task_type.to_owned())

@@ -16,6 +16,7 @@
 //! - `host`: what one term's actors and services share; [`queues`], `limits`, `env` below it.
 
 pub mod actor;
+pub mod brokers;
 mod engine;
 mod env;
 pub mod error;

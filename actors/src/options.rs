@@ -23,6 +23,8 @@ pub struct EngineOptions {
     pub http_tls: HttpTls,
     /// When payloads go to external payload storage.
     pub payloads: crate::payloads::PayloadOptions,
+    /// The message brokers event queues may be on.
+    pub brokers: crate::brokers::Brokers,
 }
 
 /// How HTTP tasks speak TLS: `https://` URIs are verified against the system's certificate
@@ -69,6 +71,7 @@ impl Default for EngineOptions {
             max_task_output_bytes: 10 << 20,
             http_tls: HttpTls::default(),
             payloads: crate::payloads::PayloadOptions::default(),
+            brokers: crate::brokers::Brokers::default(),
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct FileConfig {
     /// External payload storage: thresholds and where payloads go.
     #[serde(default)]
     pub payloads: crate::payload_config::PayloadsFile,
+    /// The message brokers event queues may be on.
+    #[serde(default)]
+    pub event_queues: crate::event_config::EventQueuesFile,
     /// Client requests in flight on this node before it answers 429.
     pub max_in_flight: Option<usize>,
     /// Keep ended executions this long, seconds (0: forever); a definition's
@@ -107,6 +110,8 @@ pub struct Overrides {
     /// `embedded` or `s3`.
     pub payload_storage: Option<String>,
     pub s3: crate::payload_config::S3File,
+    pub nats_url: Option<String>,
+    pub jsm_url: Option<String>,
     pub retention_seconds: Option<u64>,
     pub retention_sweep_seconds: Option<u64>,
     pub schedule_grace_seconds: Option<u64>,
@@ -134,6 +139,7 @@ pub struct Config {
     pub max_task_output_bytes: usize,
     pub payloads: overture_actors::PayloadOptions,
     pub external_payload_url: Option<String>,
+    pub brokers: overture_actors::brokers::BrokerOptions,
     pub max_in_flight: usize,
     pub retention_seconds: u64,
     pub retention_sweep_seconds: u64,
@@ -196,6 +202,8 @@ impl Overrides {
             )?,
             payload_storage: var("OVERTURE_PAYLOAD_STORAGE"),
             s3: crate::payload_config::S3File::from_env(),
+            nats_url: var("OVERTURE_NATS_URL"),
+            jsm_url: var("OVERTURE_JSM_URL"),
             retention_seconds: number(
                 "OVERTURE_RETENTION_SECONDS",
                 "OVERTURE_RETENTION_SECONDS must be a number of seconds",
@@ -238,6 +246,8 @@ impl Overrides {
             max_workflow_output_bytes: other.max_workflow_output_bytes.or(self.max_workflow_output_bytes),
             payload_storage: other.payload_storage.or(self.payload_storage),
             s3: self.s3.then(other.s3),
+            nats_url: other.nats_url.or(self.nats_url),
+            jsm_url: other.jsm_url.or(self.jsm_url),
             retention_seconds: other.retention_seconds.or(self.retention_seconds),
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
@@ -323,7 +333,9 @@ impl Config {
             overrides.max_task_input_bytes.or(file.max_task_input_bytes),
             overrides.max_workflow_output_bytes.or(file.max_workflow_output_bytes),
         )?;
+        let brokers = crate::event_config::resolve(file.event_queues, overrides.nats_url, overrides.jsm_url)?;
         Ok(Config {
+            brokers,
             api_keys,
             auth_exempt: file
                 .auth_exempt

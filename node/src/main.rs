@@ -8,6 +8,7 @@
 
 mod cluster_cli;
 mod config;
+mod event_config;
 mod log_fields;
 mod payload_config;
 
@@ -206,6 +207,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     overture_raft::register_metrics();
     overture_actors::names::register();
     overture_api::register_metrics();
+    overture_actors::brokers::register_metrics();
 
     let mut options = ReplicaOptions::new(config.node_id, config.data_dir.clone());
     options.snapshot_every = config.snapshot_every;
@@ -231,6 +233,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
             max_task_output_bytes: config.max_task_output_bytes,
             http_tls: http_tls(&config)?,
             payloads: config.payloads.clone(),
+            brokers: overture_actors::brokers::Brokers::new(config.brokers.clone()),
         },
     );
 

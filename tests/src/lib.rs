@@ -4,6 +4,7 @@
 //! workflow status) with deadlines, never on fixed sleeps; every process is killed when its
 //! handle drops.
 
+pub mod brokers;
 pub mod echo;
 pub mod faults;
 pub mod js;

@@ -541,7 +541,8 @@ async fn event_tasks_drive_event_handlers() {
     let r = send(c.post(node.api("/event")).json(&handler)).await;
     assert_eq!(r.status, 409, "a second handler by the same name: {}", r.text);
     let r = send(
-        c.put(node.api("/event")).json(&json!({"name": "nobody", "event": "x", "actions": [{"action": "fail_task"}]})),
+        c.put(node.api("/event"))
+            .json(&json!({"name": "nobody", "event": "conductor:x", "actions": [{"action": "fail_task"}]})),
     )
     .await;
     assert_eq!(r.status, 404, "{}", r.text);

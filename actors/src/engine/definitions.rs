@@ -37,6 +37,19 @@ impl Engine {
     /// Adds an event handler (`create`), or replaces an existing one.
     pub async fn put_event_handler(&self, handler: EventHandler, create: bool) -> Result<(), Error> {
         validate::event_handler(&handler).map_err(Error::Invalid)?;
+        // A handler on a queue this server cannot consume would never fire: refused, saying why.
+        match crate::brokers::BrokerQueue::parse(&handler.event) {
+            Ok(None) => {}
+            Ok(Some(queue)) if self.inner.options.brokers.serves(&queue) => {}
+            Ok(Some(queue)) => {
+                return Err(Error::BadRequest(format!(
+                    "Event {}: {} is not configured on this server (see [event_queues] in its configuration)",
+                    handler.event,
+                    queue.kind()
+                )));
+            }
+            Err(why) => return Err(Error::BadRequest(why)),
+        }
         self.propose(Request::PutEventHandler { handler: JsonBytes::of(&handler), create }).await
     }
 

@@ -1,0 +1,116 @@
+//! The leader's consumers: one per broker queue an active event handler listens on, started and
+//! stopped as handlers change.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::{BrokerQueue, Brokers, CONSUMERS, MESSAGES};
+use crate::workflows::Workflows;
+
+/// How often the set of queues to consume is looked at again.
+const RESCAN: Duration = Duration::from_secs(1);
+/// How long a consumer waits before opening its queue again after an error.
+const REOPEN: Duration = Duration::from_secs(2);
+
+/// Runs until `stop`: keeps one consumer per queue that active handlers listen on.
+pub(crate) async fn run(workflows: Workflows, brokers: Brokers, mut stop: watch::Receiver<bool>) {
+    let mut running: BTreeMap<BrokerQueue, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    loop {
+        let wanted = wanted(&workflows, &brokers);
+        running.retain(|queue, task| {
+            let keep = wanted.contains(queue) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for queue in wanted {
+            running
+                .entry(queue.clone())
+                .or_insert_with(|| tokio::spawn(consume(workflows.clone(), brokers.clone(), queue, stop.clone())));
+        }
+        for kind in ["nats", "jsm"] {
+            let n = running.keys().filter(|q| q.kind() == kind).count();
+            metrics::gauge!(CONSUMERS, "queueType" => kind).set(n as f64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RESCAN) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    for (_, task) in running {
+        task.abort();
+    }
+}
+
+/// The broker queues active handlers listen on, among those configured here.
+fn wanted(workflows: &Workflows, brokers: &Brokers) -> Vec<BrokerQueue> {
+    let Ok(handlers) = workflows.read().event_handlers() else { return Vec::new() };
+    let mut queues: Vec<BrokerQueue> = handlers
+        .iter()
+        .filter(|h| h.active)
+        .filter_map(|h| BrokerQueue::parse(&h.event).ok().flatten())
+        .filter(|q| brokers.serves(q))
+        .collect();
+    queues.sort();
+    queues.dedup();
+    queues
+}
+
+/// Consumes one queue until aborted or `stop`: each message's handlers run, then it is
+/// acknowledged.
+async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut stop: watch::Receiver<bool>) {
+    let event = queue.event();
+    let kind = queue.kind();
+    loop {
+        let mut messages = match brokers.subscribe(&queue).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(event, error = %e, "cannot consume the event queue; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(REOPEN) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        tracing::info!(event, "consuming the event queue");
+        loop {
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = stop.changed() => return,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    tracing::warn!(event, error = %e, "reading the event queue");
+                    break;
+                }
+                None => break,
+            };
+            let payload = match serde_json::from_slice::<Value>(&delivery.payload) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    // Never retried: the same bytes would fail the same way.
+                    tracing::warn!(event, message_id = %delivery.message_id, error = %e, "a message that is not JSON is dropped");
+                    metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "invalid").increment(1);
+                    None
+                }
+            };
+            if let Some(payload) = payload {
+                crate::events::deliver(&workflows, &event, &delivery.message_id, &payload).await;
+                metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "handled").increment(1);
+            }
+            if let Err(e) = (delivery.ack)().await {
+                tracing::warn!(event, message_id = %delivery.message_id, error = %e, "acknowledging a message");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REOPEN) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

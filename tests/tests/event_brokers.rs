@@ -1,0 +1,194 @@
+//! Event queues on real message brokers, driven by the brokers' own clients: NATS core and
+//! JetStream (Debian's nats-server; the official nats-py client publishes and subscribes).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use overture_tests::brokers::NatsServer;
+use overture_tests::{
+    Cluster, Node, client, metric_sum, send, send_retrying, spawn_python_sdk, wait_for, wait_for_python_line,
+};
+use serde_json::{Value, json};
+
+/// conductor-oss's prefix of `jsm:` subjects (app id `conductor`, stack `test`), Overture's default.
+const JSM_PREFIX: &str = "conductor_jsm_notify_test_";
+
+/// Waits until the leader consumes `n` queues of `kind`.
+async fn wait_consumers(node: &Node, kind: &str, n: f64) {
+    let url = node.url.clone();
+    let name = format!("overture_event_queue_consumers{{queueType=\"{kind}\"}}");
+    let ok = wait_for(Duration::from_secs(20), || {
+        let (url, name) = (url.clone(), name.clone());
+        async move { metric_sum(&url, &name).await == Some(n) }
+    })
+    .await;
+    assert!(ok, "the leader does not consume {n} {kind} queue(s)");
+}
+
+/// Workflows of `name` by correlation id, with their statuses (searched a page of 5,000 at a time).
+async fn by_correlation(node: &Node, name: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for page in 0.. {
+        let q = format!("/workflow/search?start={}&size=5000&query=workflowType%3D%27{name}%27", page * 5000);
+        let found = send(client().get(node.api(&q))).await.json();
+        let results = found["results"].as_array().cloned().unwrap_or_default();
+        for w in &results {
+            let cid = w["correlationId"].as_str().unwrap_or_default().to_owned();
+            out.entry(cid).or_default().push(w["status"].as_str().unwrap_or_default().to_owned());
+        }
+        if results.len() < 5000 {
+            break;
+        }
+    }
+    out
+}
+
+/// The `greeted` workflows by correlation id once `done` holds of them (or as they are after
+/// `timeout`).
+async fn until(
+    timeout: Duration,
+    node: &Node,
+    done: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+) -> BTreeMap<String, Vec<String>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = by_correlation(node, "greeted").await;
+        if done(&seen) || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn publish(url: &str, subject: &str, body: &str, extra: &[&str]) {
+    let mut args = vec!["publish", url, subject, body];
+    args.extend_from_slice(extra);
+    let mut child = spawn_python_sdk("nats_client.py", &args);
+    let status =
+        tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("publisher ends").expect("ran");
+    assert!(status.success(), "nats_client.py publish {subject} failed");
+}
+
+fn started_by(name: &str, event: &str) -> Value {
+    json!({"name": name, "event": event, "active": true, "actions": [{"action": "start_workflow",
+        "start_workflow": {"name": "greeted", "correlationId": "${id}", "input": {"who": "${who}"}}}]})
+}
+
+/// A message published with the broker's own client starts a workflow through an event handler,
+/// on NATS core and on JetStream; EVENT tasks publish to both, and the broker's client receives
+/// the message; a message that is not JSON is counted and dropped; queue types not served are
+/// refused at registration.
+#[tokio::test]
+async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(&dir.path().join("nats")).await;
+    let node = Node::start_with_env(
+        &dir.path().join("n"),
+        &[("OVERTURE_NATS_URL", nats.url.as_str()), ("OVERTURE_JSM_URL", nats.url.as_str())],
+    )
+    .await;
+    let c = client();
+    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
+        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}],
+        "outputParameters": {"who": "${workflow.variables.who}"}});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&greeted)).await.status, 200);
+    for (name, event) in [("from_nats", "nats:orders.new"), ("from_jsm", "jsm:payments.in")] {
+        let r = send(c.post(node.api("/event")).json(&started_by(name, event))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let r = send(c.post(node.api("/event")).json(&started_by("from_kafka", "kafka:payments"))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("kafka are not supported"), "{}", r.text);
+    wait_consumers(&node, "nats", 1.0).await;
+    wait_consumers(&node, "jsm", 1.0).await;
+
+    publish(&nats.url, "orders.new", "not json", &[]).await;
+    publish(&nats.url, "orders.new", r#"{"who": "张三", "id": "nats-1"}"#, &[]).await;
+    // conductor-oss's default prefix of JetStream subjects, as its producers publish them.
+    let payments = format!("{JSM_PREFIX}payments.in");
+    publish(&nats.url, &payments, r#"{"who": "李四", "id": "jsm-{i}"}"#, &["--jetstream", "--count", "20"]).await;
+    let seen =
+        until(Duration::from_secs(30), &node, |seen| seen.len() == 21 && seen.values().all(|s| s == &["COMPLETED"]))
+            .await;
+    assert!(
+        seen.len() == 21 && seen.values().all(|s| s == &["COMPLETED"]),
+        "one COMPLETED workflow per message: {seen:?}"
+    );
+    let wf = send(c.get(node.api("/workflow/greeted/correlated/nats-1?includeClosed=true"))).await.json();
+    assert_eq!(wf[0]["output"]["who"], "张三");
+    assert_eq!(wf[0]["input"]["conductor.event.name"], "nats:orders.new");
+    let invalid =
+        metric_sum(&node.url, "overture_event_queue_messages_processed_total{queueType=\"nats\",outcome=\"invalid\"}")
+            .await;
+    assert_eq!(invalid, Some(1.0), "the message that is not JSON was counted and dropped");
+
+    // EVENT tasks publish on both; a core subscriber of the subjects receives both messages.
+    let notify = json!({"name": "notify", "version": 1, "tasks": [
+        {"name": "to_nats", "taskReferenceName": "to_nats", "type": "EVENT", "sink": "nats:orders.done",
+         "inputParameters": {"订单": "${workflow.input.order}"}},
+        {"name": "to_jsm", "taskReferenceName": "to_jsm", "type": "EVENT", "sink": "jsm:orders.done",
+         "inputParameters": {"订单": "${workflow.input.order}", "again": true}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&notify)).await.status, 200);
+    let subjects = format!("orders.done,{JSM_PREFIX}orders.done");
+    let mut subscriber = spawn_python_sdk("nats_client.py", &["subscribe", &nats.url, &subjects, "2"]);
+    wait_for_python_line(&mut subscriber, "READY", Duration::from_secs(30)).await;
+    let id = send(c.post(node.api("/workflow/notify")).json(&json!({"order": "订单-42"}))).await.text;
+    let wf = overture_tests::wait_status(&node, &id, "COMPLETED", Duration::from_secs(30)).await;
+    let out =
+        tokio::time::timeout(Duration::from_secs(60), subscriber.wait_with_output()).await.expect("ends").expect("ran");
+    let received: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(received.iter().all(|m| m["订单"] == "订单-42" && m["workflowInstanceId"] == id.as_str()), "{received:?}");
+    let tasks = wf["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks[0]["outputData"]["event_produced"], "nats:orders.done");
+    assert_eq!(tasks[1]["outputData"]["event_produced"], "jsm:orders.done");
+    assert_eq!(tasks[1]["outputData"]["sequence"], 1, "JetStream's acknowledgement: {}", tasks[1]["outputData"]);
+}
+
+/// The leader of a three-node cluster is killed (-9) while JetStream messages flow through a
+/// handler that starts workflows: the new leader's consumer gets what the old one had not
+/// acknowledged, and every message starts its workflow exactly once. 2,000 messages here;
+/// `OVERTURE_BROKER_MESSAGES=10000` runs the long version.
+#[tokio::test]
+async fn leader_killed_while_jetstream_messages_flow_starts_each_workflow_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = NatsServer::start(&dir.path().join("nats")).await;
+    let config = format!("[event_queues.jsm]\nurl = \"{}\"\nack_wait_seconds = 3\nmax_deliver = -1\n", nats.url);
+    let mut cluster = Cluster::start(dir.path(), 3, &config).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let c = client();
+    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
+        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}]});
+    assert_eq!(send_retrying(c.post(cluster.api(leader, "/metadata/workflow")).json(&greeted)).await.status, 200);
+    let r = send_retrying(c.post(cluster.api(leader, "/event")).json(&started_by("from_jsm", "jsm:orders.in"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_consumers(&cluster.nodes[leader - 1], "jsm", 1.0).await;
+
+    let n: usize = std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let count = n.to_string();
+    let subject = format!("{JSM_PREFIX}orders.in");
+    let publisher = tokio::spawn({
+        let url = nats.url.clone();
+        async move { publish(&url, &subject, r#"{"who": "w", "id": "m-{i}"}"#, &["--jetstream", "--count", &count]).await }
+    });
+    let url = cluster.nodes[leader - 1].url.clone();
+    let handled = "overture_event_queue_messages_processed_total{queueType=\"jsm\",outcome=\"handled\"}";
+    let flowing = wait_for(Duration::from_secs(60), || {
+        let url = url.clone();
+        async move { metric_sum(&url, handled).await.unwrap_or(0.0) >= (n / 10) as f64 }
+    })
+    .await;
+    assert!(flowing, "the leader handles messages");
+    cluster.nodes[leader - 1].kill9().await;
+    let survivor = cluster.other_than(leader);
+    let next = cluster.wait_leader(Duration::from_secs(30)).await;
+    assert_ne!(next, leader);
+    publisher.await.expect("publisher");
+
+    let seen = until(Duration::from_secs(180), &cluster.nodes[survivor - 1], |seen| seen.len() == n).await;
+    assert_eq!(seen.len(), n, "every message started its workflow");
+    let twice: Vec<_> = seen.iter().filter(|(_, s)| s.len() != 1).collect();
+    assert!(twice.is_empty(), "messages whose workflow started more than once: {twice:?}");
+    cluster.restart(leader).await;
+}
