@@ -2,11 +2,12 @@
 //! stopped as handlers change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::{BrokerQueue, Brokers, CONSUMERS, MESSAGES};
 use crate::workflows::Workflows;
@@ -15,6 +16,8 @@ use crate::workflows::Workflows;
 const RESCAN: Duration = Duration::from_secs(1);
 /// How long a consumer waits before opening its queue again after an error.
 const REOPEN: Duration = Duration::from_secs(2);
+/// Messages of one queue handled at once.
+const IN_FLIGHT: usize = 128;
 
 /// Runs until `stop`: keeps one consumer per queue that active handlers listen on.
 pub(crate) async fn run(workflows: Workflows, brokers: Brokers, mut stop: watch::Receiver<bool>) {
@@ -61,11 +64,30 @@ fn wanted(workflows: &Workflows, brokers: &Brokers) -> Vec<BrokerQueue> {
     queues
 }
 
+/// Runs one message's handlers, then acknowledges it. A message that is not JSON is counted and
+/// acknowledged: the same bytes would fail the same way again.
+async fn handle(workflows: &Workflows, event: &str, kind: &'static str, delivery: super::Delivery) {
+    match serde_json::from_slice::<Value>(&delivery.payload) {
+        Ok(payload) => {
+            crate::events::deliver(workflows, event, &delivery.message_id, &payload).await;
+            metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "handled").increment(1);
+        }
+        Err(e) => {
+            tracing::warn!(event, message_id = %delivery.message_id, error = %e, "a message that is not JSON is dropped");
+            metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "invalid").increment(1);
+        }
+    }
+    if let Err(e) = (delivery.ack)().await {
+        tracing::warn!(event, message_id = %delivery.message_id, error = %e, "acknowledging a message");
+    }
+}
+
 /// Consumes one queue until aborted or `stop`: each message's handlers run, then it is
 /// acknowledged.
 async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut stop: watch::Receiver<bool>) {
     let event = queue.event();
     let kind = queue.kind();
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let mut messages = match brokers.subscribe(&queue).await {
             Ok(m) => m,
@@ -91,22 +113,14 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
                 }
                 None => break,
             };
-            let payload = match serde_json::from_slice::<Value>(&delivery.payload) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    // Never retried: the same bytes would fail the same way.
-                    tracing::warn!(event, message_id = %delivery.message_id, error = %e, "a message that is not JSON is dropped");
-                    metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "invalid").increment(1);
-                    None
-                }
-            };
-            if let Some(payload) = payload {
-                crate::events::deliver(&workflows, &event, &delivery.message_id, &payload).await;
-                metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "handled").increment(1);
-            }
-            if let Err(e) = (delivery.ack)().await {
-                tracing::warn!(event, message_id = %delivery.message_id, error = %e, "acknowledging a message");
-            }
+            // Messages are handled side by side (their effects are independent commits), up to
+            // IN_FLIGHT; each is acknowledged once its own actions are committed.
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let (workflows, event) = (workflows.clone(), event.clone());
+            tokio::spawn(async move {
+                handle(&workflows, &event, kind, delivery).await;
+                drop(permit);
+            });
         }
         tokio::select! {
             _ = tokio::time::sleep(REOPEN) => {}
