@@ -139,7 +139,7 @@ impl Leader {
             overture_raft::http::client().build().unwrap_or_default()
         });
         crate::executor::spawn(workflows.clone(), http, options.brokers.clone(), options.max_task_output_bytes, &stop);
-        tokio::spawn(crate::brokers::consume::run(workflows.clone(), options.brokers.clone(), stop.clone()));
+        tokio::spawn(crate::consumers::run(workflows.clone(), options.brokers.clone(), stop.clone()));
 
         tracing::info!(term, queued, timers = timers.len(), "leader services started");
         metrics::gauge!(names::LEADER_READY).set(1.0);

@@ -17,6 +17,7 @@
 
 pub mod actor;
 pub mod brokers;
+mod consumers;
 mod engine;
 mod env;
 pub mod error;

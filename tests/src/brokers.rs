@@ -15,10 +15,19 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// A free loopback port to start a server on later.
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port()
+    }
+
     /// Starts nats-server with JetStream, storing under `dir`; waits until it takes connections.
     pub async fn start(dir: &Path) -> NatsServer {
+        NatsServer::start_on(dir, NatsServer::free_port()).await
+    }
+
+    /// [`NatsServer::start`] on `port`.
+    pub async fn start_on(dir: &Path, port: u16) -> NatsServer {
         let bin = std::env::var("OVERTURE_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
         let child = Command::new(&bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir)

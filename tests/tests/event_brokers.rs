@@ -192,3 +192,40 @@ async fn leader_killed_while_jetstream_messages_flow_starts_each_workflow_once()
     assert!(twice.is_empty(), "messages whose workflow started more than once: {twice:?}");
     cluster.restart(leader).await;
 }
+
+/// An EVENT task whose broker is down waits and tries again (counted in
+/// `overture_event_queue_publish_failed_total`), and completes once the broker is back; the
+/// workflows that do not use it are not held up.
+#[tokio::test]
+async fn an_event_task_waits_for_a_broker_that_is_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = NatsServer::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let node = Node::start_with_env(&dir.path().join("n"), &[("OVERTURE_JSM_URL", url.as_str())]).await;
+    let c = client();
+    let def = json!({"name": "audit", "version": 1, "tasks": [{"name": "out", "taskReferenceName": "out",
+        "type": "EVENT", "sink": "jsm:audit.log", "inputParameters": {"what": "${workflow.input.what}"}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&def)).await.status, 200);
+    let id = send(c.post(node.api("/workflow/audit")).json(&json!({"what": "登录"}))).await.text;
+    let failed = "overture_event_queue_publish_failed_total{queueType=\"jsm\"}";
+    let node_url = node.url.clone();
+    let tried = wait_for(Duration::from_secs(30), || {
+        let node_url = node_url.clone();
+        async move { metric_sum(&node_url, failed).await.unwrap_or(0.0) >= 1.0 }
+    })
+    .await;
+    assert!(tried, "the publish was tried and failed");
+    let other = json!({"name": "plain", "version": 1, "tasks": [{"name": "v", "taskReferenceName": "v",
+        "type": "SET_VARIABLE", "inputParameters": {"x": 1}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&other)).await.status, 200);
+    let plain = send(c.post(node.api("/workflow/plain")).json(&json!({}))).await.text;
+    overture_tests::wait_status(&node, &plain, "COMPLETED", Duration::from_secs(10)).await;
+    let wf = send(c.get(node.api(&format!("/workflow/{id}")))).await.json();
+    assert_eq!(wf["status"], "RUNNING", "the EVENT task waits for its broker");
+
+    let _nats = NatsServer::start_on(&dir.path().join("nats"), port).await;
+    let wf = overture_tests::wait_status(&node, &id, "COMPLETED", Duration::from_secs(40)).await;
+    let out = &wf["tasks"][0]["outputData"];
+    assert_eq!(out["subject"], format!("{JSM_PREFIX}audit.log"));
+    assert_eq!(out["sequence"], 1, "{out}");
+}

@@ -6,7 +6,7 @@
 //! named as conductor-oss names it). A type is available when its broker is configured.
 //!
 //! Consuming: the leader runs one consumer per queue that an active event handler listens on
-//! ([`consume::run`]). Each message's actions run through `crate::events::deliver`, whose effects
+//! (`crate::consumers`). Each message's actions run through `crate::events::deliver`, whose effects
 //! are keyed by the message's identity (a workflow an action starts has an id derived from it),
 //! and the message is acknowledged only after they are committed. A broker that redelivers
 //! (JetStream) after a failover or crash therefore changes nothing twice. NATS core has no
@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-pub(crate) mod consume;
 mod nats;
 
 /// Counter: messages taken from a broker queue and handled, by `queue` type and `outcome`.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
-use super::{BrokerQueue, Brokers, CONSUMERS, MESSAGES};
+use crate::brokers::{BrokerQueue, Brokers, CONSUMERS, Delivery, MESSAGES};
 use crate::workflows::Workflows;
 
 /// How often the set of queues to consume is looked at again.
@@ -66,7 +66,7 @@ fn wanted(workflows: &Workflows, brokers: &Brokers) -> Vec<BrokerQueue> {
 
 /// Runs one message's handlers, then acknowledges it. A message that is not JSON is counted and
 /// acknowledged: the same bytes would fail the same way again.
-async fn handle(workflows: &Workflows, event: &str, kind: &'static str, delivery: super::Delivery) {
+async fn handle(workflows: &Workflows, event: &str, kind: &'static str, delivery: Delivery) {
     match serde_json::from_slice::<Value>(&delivery.payload) {
         Ok(payload) => {
             crate::events::deliver(workflows, event, &delivery.message_id, &payload).await;
