@@ -81,12 +81,16 @@ ensure_browser() {
   fi
 }
 
-# The message brokers the event queue tests start: Debian's nats-server (NATS with JetStream).
+# The message brokers the event queue tests start: Debian's nats-server (NATS with JetStream)
+# and rabbitmq-server.
 ensure_brokers() {
-  if [ -z "${OVERTURE_NATS_SERVER:-}" ] && ! command -v nats-server >/dev/null 2>&1; then
-    echo "installing nats-server (for the event queue tests)" >&2
+  local missing=()
+  if [ -z "${OVERTURE_NATS_SERVER:-}" ] && ! command -v nats-server >/dev/null 2>&1; then missing+=(nats-server); fi
+  if [ -z "${OVERTURE_RABBITMQ_SERVER:-}" ] && ! [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then missing+=(rabbitmq-server); fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (for the event queue tests)" >&2
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
 

@@ -36,7 +36,7 @@ pub(crate) async fn run(workflows: Workflows, brokers: Brokers, mut stop: watch:
                 .entry(queue.clone())
                 .or_insert_with(|| tokio::spawn(consume(workflows.clone(), brokers.clone(), queue, stop.clone())));
         }
-        for kind in ["nats", "jsm"] {
+        for kind in crate::brokers::QUEUE_TYPES {
             let n = running.keys().filter(|q| q.kind() == kind).count();
             metrics::gauge!(CONSUMERS, "queueType" => kind).set(n as f64);
         }

@@ -112,6 +112,7 @@ pub struct Overrides {
     pub s3: crate::payload_config::S3File,
     pub nats_url: Option<String>,
     pub jsm_url: Option<String>,
+    pub amqp_url: Option<String>,
     pub retention_seconds: Option<u64>,
     pub retention_sweep_seconds: Option<u64>,
     pub schedule_grace_seconds: Option<u64>,
@@ -204,6 +205,7 @@ impl Overrides {
             s3: crate::payload_config::S3File::from_env(),
             nats_url: var("OVERTURE_NATS_URL"),
             jsm_url: var("OVERTURE_JSM_URL"),
+            amqp_url: var("OVERTURE_AMQP_URL"),
             retention_seconds: number(
                 "OVERTURE_RETENTION_SECONDS",
                 "OVERTURE_RETENTION_SECONDS must be a number of seconds",
@@ -248,6 +250,7 @@ impl Overrides {
             s3: self.s3.then(other.s3),
             nats_url: other.nats_url.or(self.nats_url),
             jsm_url: other.jsm_url.or(self.jsm_url),
+            amqp_url: other.amqp_url.or(self.amqp_url),
             retention_seconds: other.retention_seconds.or(self.retention_seconds),
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
@@ -333,7 +336,8 @@ impl Config {
             overrides.max_task_input_bytes.or(file.max_task_input_bytes),
             overrides.max_workflow_output_bytes.or(file.max_workflow_output_bytes),
         )?;
-        let brokers = crate::event_config::resolve(file.event_queues, overrides.nats_url, overrides.jsm_url)?;
+        let brokers =
+            crate::event_config::resolve(file.event_queues, overrides.nats_url, overrides.jsm_url, overrides.amqp_url)?;
         Ok(Config {
             brokers,
             api_keys,

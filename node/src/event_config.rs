@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use overture_actors::brokers::{BrokerOptions, JetStreamOptions, NatsOptions};
+use overture_actors::brokers::{AmqpOptions, BrokerOptions, JetStreamOptions, NatsOptions};
 use serde::Deserialize;
 
 /// `[event_queues]` as written.
@@ -15,6 +15,76 @@ pub struct EventQueuesFile {
     pub nats: Option<NatsFile>,
     /// `[event_queues.jsm]`: NATS JetStream (`jsm:subject`).
     pub jsm: Option<JetStreamFile>,
+    /// `[event_queues.amqp]`: RabbitMQ (`amqp_queue:name`, `amqp_exchange:name`).
+    pub amqp: Option<AmqpFile>,
+}
+
+/// `[event_queues.amqp]` as written: conductor-oss's `conductor.event-queues.amqp.*` keys, or a
+/// whole `url`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpFile {
+    /// `amqp://user:password@host:port/vhost` (also `OVERTURE_AMQP_URL`); replaces the five below.
+    pub url: Option<String>,
+    pub hosts: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub virtual_host: Option<String>,
+    /// Messages handed to a consumer before it acknowledges (conductor-oss: 1; here 128).
+    pub batch_size: Option<u16>,
+    pub exchange_type: Option<String>,
+    pub durable: Option<bool>,
+    pub delivery_mode: Option<u8>,
+}
+
+/// Percent-encodes a URL component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn amqp(file: Option<AmqpFile>, url: Option<String>) -> anyhow::Result<Option<AmqpOptions>> {
+    if file.is_none() && url.is_none() {
+        return Ok(None);
+    }
+    let f = file.unwrap_or_default();
+    let d = AmqpOptions::default();
+    let url = match url.or(f.url) {
+        Some(url) => url,
+        None => {
+            let host =
+                f.hosts.as_deref().unwrap_or("localhost").split(',').next().unwrap_or("localhost").trim().to_owned();
+            let host = if host.contains(':') { host } else { format!("{host}:{}", f.port.unwrap_or(5672)) };
+            format!(
+                "amqp://{}:{}@{host}/{}",
+                encode(f.username.as_deref().unwrap_or("guest")),
+                encode(f.password.as_deref().unwrap_or("guest")),
+                encode(f.virtual_host.as_deref().unwrap_or("/"))
+            )
+        }
+    };
+    if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
+        bail!("[event_queues.amqp] url must be amqp://user:password@host:port/vhost (or amqps://)");
+    }
+    let delivery_mode = f.delivery_mode.unwrap_or(d.delivery_mode);
+    if !matches!(delivery_mode, 1 | 2) {
+        bail!("[event_queues.amqp] delivery_mode must be 1 or 2");
+    }
+    Ok(Some(AmqpOptions {
+        url,
+        prefetch: f.batch_size.unwrap_or(d.prefetch).max(1),
+        exchange_type: f.exchange_type.unwrap_or(d.exchange_type),
+        durable: f.durable.unwrap_or(d.durable),
+        delivery_mode,
+    }))
 }
 
 /// `[event_queues.nats]` as written.
@@ -47,12 +117,13 @@ fn check_url(table: &str, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The brokers from the file's tables, their addresses overridden by `nats_url` and `jsm_url`
-/// (either of which also turns its broker on).
+/// The brokers from the file's tables, their addresses overridden by `nats_url`, `jsm_url` and
+/// `amqp_url` (each of which also turns its broker on).
 pub fn resolve(
     file: EventQueuesFile,
     nats_url: Option<String>,
     jsm_url: Option<String>,
+    amqp_url: Option<String>,
 ) -> anyhow::Result<BrokerOptions> {
     let nats = match (file.nats, nats_url) {
         (None, None) => None,
@@ -86,7 +157,7 @@ pub fn resolve(
             })
         }
     };
-    Ok(BrokerOptions { nats, jsm })
+    Ok(BrokerOptions { nats, jsm, amqp: amqp(file.amqp, amqp_url)? })
 }
 
 #[cfg(test)]
@@ -95,18 +166,24 @@ mod tests {
 
     #[test]
     fn brokers_are_configured_by_their_tables_or_the_environment() {
-        let none = resolve(EventQueuesFile::default(), None, None).expect("none");
+        let none = resolve(EventQueuesFile::default(), None, None, None).expect("none");
         assert!(none.nats.is_none() && none.jsm.is_none());
-        let env = resolve(EventQueuesFile::default(), Some("nats://10.0.0.1:4222".into()), None).expect("env");
+        let env = resolve(EventQueuesFile::default(), Some("nats://10.0.0.1:4222".into()), None, None).expect("env");
         assert_eq!(env.nats.expect("nats").url, "nats://10.0.0.1:4222");
         assert!(env.jsm.is_none());
         let file: EventQueuesFile = toml::from_str("[jsm]\nlistener_queue_prefix = \"orders_\"").expect("parses");
-        let jsm = resolve(file, None, None).expect("file").jsm.expect("jsm");
+        let jsm = resolve(file, None, None, None).expect("file").jsm.expect("jsm");
         assert_eq!((jsm.url.as_str(), jsm.subject_prefix.as_str()), ("nats://127.0.0.1:4222", "orders_"));
         assert_eq!(jsm.durable_name, "defaultQueue");
         let bad: EventQueuesFile = toml::from_str("[nats]\nurl = \"http://x\"").expect("parses");
-        assert!(resolve(bad, None, None).is_err());
+        assert!(resolve(bad, None, None, None).is_err());
         let bad: EventQueuesFile = toml::from_str("[jsm]\ndurable_name = \"a.b\"").expect("parses");
-        assert!(resolve(bad, None, None).is_err());
+        assert!(resolve(bad, None, None, None).is_err());
+        let file: EventQueuesFile =
+            toml::from_str("[amqp]\nhosts = \"mq.internal\"\nusername = \"u\"\npassword = \"p@ss\"").expect("parses");
+        let amqp = resolve(file, None, None, None).expect("amqp").amqp.expect("on");
+        assert_eq!(amqp.url, "amqp://u:p%40ss@mq.internal:5672/%2F");
+        let bad: EventQueuesFile = toml::from_str("[amqp]\ndelivery_mode = 3").expect("parses");
+        assert!(resolve(bad, None, None, None).is_err());
     }
 }

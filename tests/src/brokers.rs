@@ -1,5 +1,6 @@
 //! Real message brokers for the event queue tests, started on free loopback ports and stopped
-//! when dropped: NATS with JetStream (Debian's `nats-server`, installed by `./tests/run.sh`).
+//! when dropped: NATS with JetStream (Debian's `nats-server`) and RabbitMQ (Debian's
+//! `rabbitmq-server`), both installed by `./tests/run.sh`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -43,5 +44,48 @@ impl NatsServer {
         .await;
         assert!(up, "nats-server did not listen on port {port}");
         NatsServer { url: format!("nats://127.0.0.1:{port}"), _child: child }
+    }
+}
+
+/// A running RabbitMQ node of its own (its own node name, ports, data and Erlang cookie).
+pub struct RabbitMq {
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub url: String,
+    _child: Child,
+}
+
+impl RabbitMq {
+    /// Starts a RabbitMQ node storing under `dir`; waits until it takes connections.
+    pub async fn start(dir: &Path) -> RabbitMq {
+        let bin = std::env::var("OVERTURE_RABBITMQ_SERVER")
+            .unwrap_or_else(|_| "/usr/lib/rabbitmq/bin/rabbitmq-server".into());
+        std::fs::create_dir_all(dir).expect("rabbitmq dir");
+        let plugins = dir.join("enabled_plugins");
+        std::fs::write(&plugins, "[].").expect("plugins file");
+        let port = NatsServer::free_port();
+        let dist = NatsServer::free_port();
+        let child = Command::new(&bin)
+            .env("RABBITMQ_NODENAME", format!("overture_test_{port}@localhost"))
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{bin} starts ({e}): run ./tests/run.sh, which installs Debian's rabbitmq-server")
+            });
+        let up = crate::wait_for(Duration::from_secs(60), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+        assert!(up, "rabbitmq-server did not listen on port {port}");
+        RabbitMq { url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"), _child: child }
     }
 }

@@ -1,10 +1,11 @@
 //! Event queues on real message brokers, driven by the brokers' own clients: NATS core and
-//! JetStream (Debian's nats-server; the official nats-py client publishes and subscribes).
+//! JetStream (Debian's nats-server; the official nats-py client publishes and subscribes) and
+//! RabbitMQ (Debian's rabbitmq-server; pika).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use overture_tests::brokers::NatsServer;
+use overture_tests::brokers::{NatsServer, RabbitMq};
 use overture_tests::{
     Cluster, Node, client, metric_sum, send, send_retrying, spawn_python_sdk, wait_for, wait_for_python_line,
 };
@@ -60,6 +61,13 @@ async fn until(
     }
 }
 
+/// Waits until `n` `greeted` workflows exist, one COMPLETED per correlation id.
+async fn one_completed_each(node: &Node, n: usize) {
+    let done = |seen: &BTreeMap<String, Vec<String>>| seen.len() == n && seen.values().all(|s| s == &["COMPLETED"]);
+    let seen = until(Duration::from_secs(30), node, done).await;
+    assert!(done(&seen), "one COMPLETED workflow per message: {seen:?}");
+}
+
 async fn publish(url: &str, subject: &str, body: &str, extra: &[&str]) {
     let mut args = vec!["publish", url, subject, body];
     args.extend_from_slice(extra);
@@ -107,13 +115,7 @@ async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_the
     // conductor-oss's default prefix of JetStream subjects, as its producers publish them.
     let payments = format!("{JSM_PREFIX}payments.in");
     publish(&nats.url, &payments, r#"{"who": "李四", "id": "jsm-{i}"}"#, &["--jetstream", "--count", "20"]).await;
-    let seen =
-        until(Duration::from_secs(30), &node, |seen| seen.len() == 21 && seen.values().all(|s| s == &["COMPLETED"]))
-            .await;
-    assert!(
-        seen.len() == 21 && seen.values().all(|s| s == &["COMPLETED"]),
-        "one COMPLETED workflow per message: {seen:?}"
-    );
+    one_completed_each(&node, 21).await;
     let wf = send(c.get(node.api("/workflow/greeted/correlated/nats-1?includeClosed=true"))).await.json();
     assert_eq!(wf[0]["output"]["who"], "张三");
     assert_eq!(wf[0]["input"]["conductor.event.name"], "nats:orders.new");
@@ -228,4 +230,65 @@ async fn an_event_task_waits_for_a_broker_that_is_down() {
     let out = &wf["tasks"][0]["outputData"];
     assert_eq!(out["subject"], format!("{JSM_PREFIX}audit.log"));
     assert_eq!(out["sequence"], 1, "{out}");
+}
+
+async fn run_client(script: &str, args: &[&str]) {
+    let mut child = spawn_python_sdk(script, args);
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("client ends").expect("ran");
+    assert!(status.success(), "{script} {} failed", args.first().copied().unwrap_or_default());
+}
+
+/// RabbitMQ: messages pika publishes to a queue and to a topic exchange start workflows through
+/// handlers on `amqp_queue:` and `amqp_exchange:` (each message once, by its message id); an
+/// EVENT task's message on `amqp_queue:` reaches a pika consumer, after the broker confirmed it.
+#[tokio::test]
+async fn amqp_queues_and_exchanges_start_workflows_and_event_tasks_publish_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rabbit = RabbitMq::start(&dir.path().join("rabbit")).await;
+    let node = Node::start_with_env(&dir.path().join("n"), &[("OVERTURE_AMQP_URL", rabbit.url.as_str())]).await;
+    let c = client();
+    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
+        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}],
+        "outputParameters": {"who": "${workflow.variables.who}"}});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&greeted)).await.status, 200);
+    for (name, event) in [
+        ("from_queue", "amqp_queue:orders.new"),
+        ("from_exchange", "amqp_exchange:events?exchangeType=topic&routingKey=payments.#"),
+    ] {
+        let r = send(c.post(node.api("/event")).json(&started_by(name, event))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    wait_consumers(&node, "amqp_queue", 1.0).await;
+    wait_consumers(&node, "amqp_exchange", 1.0).await;
+
+    run_client(
+        "amqp_client.py",
+        &["publish", &rabbit.url, "orders.new", r#"{"who": "王五", "id": "q-{i}"}"#, "--count", "5"],
+    )
+    .await;
+    let exchange_args =
+        ["publish-exchange", &rabbit.url, "events", "payments.eu", r#"{"who": "赵六", "id": "x-{i}"}"#, "--count", "5"];
+    run_client("amqp_client.py", &exchange_args).await;
+    one_completed_each(&node, 10).await;
+    let wf = send(c.get(node.api("/workflow/greeted/correlated/x-3?includeClosed=true"))).await.json();
+    assert_eq!(wf[0]["output"]["who"], "赵六");
+    assert_eq!(wf[0]["input"]["conductor.event.messageId"], "m-3");
+
+    let notify = json!({"name": "notify_mq", "version": 1, "tasks": [
+        {"name": "to_mq", "taskReferenceName": "to_mq", "type": "EVENT", "sink": "amqp_queue:orders.done",
+         "inputParameters": {"订单": "${workflow.input.order}"}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&notify)).await.status, 200);
+    let mut subscriber = spawn_python_sdk("amqp_client.py", &["subscribe", &rabbit.url, "orders.done", "1"]);
+    wait_for_python_line(&mut subscriber, "READY", Duration::from_secs(30)).await;
+    let id = send(c.post(node.api("/workflow/notify_mq")).json(&json!({"order": "订单-7"}))).await.text;
+    let wf = overture_tests::wait_status(&node, &id, "COMPLETED", Duration::from_secs(30)).await;
+    let out =
+        tokio::time::timeout(Duration::from_secs(60), subscriber.wait_with_output()).await.expect("ends").expect("ran");
+    let received: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["订单"], "订单-7");
+    let task = &wf["tasks"][0];
+    assert_eq!(task["outputData"]["event_produced"], "amqp_queue:orders.done");
+    assert_eq!(task["outputData"]["messageId"], task["taskId"]);
 }

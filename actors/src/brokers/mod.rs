@@ -3,7 +3,9 @@
 //!
 //! A queue is named as in conductor-oss, `type:name`: `nats:orders.new[:group]` (NATS core),
 //! `jsm:orders.new` (NATS JetStream, on the subject `{subject_prefix}orders.new`, in a stream
-//! named as conductor-oss names it). A type is available when its broker is configured.
+//! named as conductor-oss names it), `amqp_queue:orders[?params]` and
+//! `amqp_exchange:orders?exchangeType=topic&routingKey=new` (RabbitMQ). A type is available when
+//! its broker is configured.
 //!
 //! Consuming: the leader runs one consumer per queue that an active event handler listens on
 //! (`crate::consumers`). Each message's actions run through `crate::events::deliver`, whose effects
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+mod amqp;
 mod nats;
 
 /// Counter: messages taken from a broker queue and handled, by `queue` type and `outcome`.
@@ -40,6 +43,35 @@ pub struct BrokerOptions {
     pub nats: Option<NatsOptions>,
     /// NATS JetStream (`jsm:` queues), if configured.
     pub jsm: Option<JetStreamOptions>,
+    /// AMQP 0-9-1 (`amqp_queue:`, `amqp_exchange:` queues), if configured.
+    pub amqp: Option<AmqpOptions>,
+}
+
+/// How to reach an AMQP broker (conductor-oss: `conductor.event-queues.amqp.*`).
+#[derive(Debug, Clone)]
+pub struct AmqpOptions {
+    /// `amqp://user:password@host:port/vhost` (the vhost percent-encoded, `%2f` for `/`).
+    pub url: String,
+    /// Messages handed to a consumer before it acknowledges (`batch-size`).
+    pub prefetch: u16,
+    /// `exchangeType` when a name does not say (`exchange-type`).
+    pub exchange_type: String,
+    /// `durable` when a name does not say.
+    pub durable: bool,
+    /// `deliveryMode` when a name does not say: 2 persistent, 1 not (`delivery-mode`).
+    pub delivery_mode: u8,
+}
+
+impl Default for AmqpOptions {
+    fn default() -> Self {
+        AmqpOptions {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefetch: 128,
+            exchange_type: "topic".into(),
+            durable: true,
+            delivery_mode: 2,
+        }
+    }
 }
 
 /// How to reach NATS core (conductor-oss: `conductor.event-queues.nats.*`).
@@ -91,10 +123,14 @@ pub enum BrokerQueue {
     Nats(String),
     /// `jsm:subject[:group]`: a JetStream subject (after the configured prefix).
     JetStream(String),
+    /// `amqp_queue:name[?params]`: an AMQP queue.
+    AmqpQueue(String),
+    /// `amqp_exchange:name[?params]`: an AMQP exchange, consumed through a queue bound to it.
+    AmqpExchange(String),
 }
 
 /// The queue types conductor-oss has that Overture does not serve yet.
-const NOT_YET: [&str; 6] = ["sqs", "kafka", "amqp", "amqp_queue", "amqp_exchange", "nats_stream"];
+const NOT_YET: [&str; 3] = ["sqs", "kafka", "nats_stream"];
 
 impl BrokerQueue {
     /// The broker queue an event names; `Ok(None)` for a `conductor` event; an error for a type
@@ -106,13 +142,19 @@ impl BrokerQueue {
         let name = name.trim();
         match kind {
             "conductor" => Ok(None),
-            "nats" | "jsm" if name.is_empty() => Err(format!("Event {event:?} names no subject")),
+            "nats" | "jsm" | "amqp_queue" | "amqp_exchange" if name.is_empty() => {
+                Err(format!("Event {event:?} names no queue"))
+            }
             "nats" => Ok(Some(BrokerQueue::Nats(name.to_owned()))),
             "jsm" => Ok(Some(BrokerQueue::JetStream(name.to_owned()))),
+            "amqp_queue" => Ok(Some(BrokerQueue::AmqpQueue(name.to_owned()))),
+            "amqp_exchange" => Ok(Some(BrokerQueue::AmqpExchange(name.to_owned()))),
             k if NOT_YET.contains(&k) => Err(format!(
-                "Event queues of type {k} are not supported by this server yet (conductor, nats and jsm are)"
+                "Event queues of type {k} are not supported by this server yet (conductor, nats, jsm, amqp_queue and amqp_exchange are)"
             )),
-            k => Err(format!("Unknown event queue type {k:?} in {event:?}: use conductor, nats or jsm")),
+            k => Err(format!(
+                "Unknown event queue type {k:?} in {event:?}: use conductor, nats, jsm, amqp_queue or amqp_exchange"
+            )),
         }
     }
 
@@ -125,20 +167,29 @@ impl BrokerQueue {
         }
     }
 
+    /// The name after the type.
+    fn name(&self) -> &str {
+        match self {
+            BrokerQueue::Nats(s)
+            | BrokerQueue::JetStream(s)
+            | BrokerQueue::AmqpQueue(s)
+            | BrokerQueue::AmqpExchange(s) => s,
+        }
+    }
+
     /// The queue type, as in its name and in metric labels.
     pub fn kind(&self) -> &'static str {
         match self {
             BrokerQueue::Nats(_) => "nats",
             BrokerQueue::JetStream(_) => "jsm",
+            BrokerQueue::AmqpQueue(_) => "amqp_queue",
+            BrokerQueue::AmqpExchange(_) => "amqp_exchange",
         }
     }
 
     /// `type:name`.
     pub fn event(&self) -> String {
-        match self {
-            BrokerQueue::Nats(s) => format!("nats:{s}"),
-            BrokerQueue::JetStream(s) => format!("jsm:{s}"),
-        }
+        format!("{}:{}", self.kind(), self.name())
     }
 }
 
@@ -165,6 +216,7 @@ pub struct Brokers {
     options: BrokerOptions,
     nats: Arc<tokio::sync::OnceCell<nats::Nats>>,
     jsm: Arc<tokio::sync::OnceCell<nats::JetStream>>,
+    amqp: Arc<tokio::sync::OnceCell<amqp::Amqp>>,
 }
 
 /// How long a publish may take before the EVENT task tries again.
@@ -173,7 +225,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 impl Brokers {
     /// Brokers as configured.
     pub fn new(options: BrokerOptions) -> Brokers {
-        Brokers { options, nats: Default::default(), jsm: Default::default() }
+        Brokers { options, nats: Default::default(), jsm: Default::default(), amqp: Default::default() }
     }
 
     /// Whether `queue`'s broker is configured here.
@@ -181,7 +233,15 @@ impl Brokers {
         match queue {
             BrokerQueue::Nats(_) => self.options.nats.is_some(),
             BrokerQueue::JetStream(_) => self.options.jsm.is_some(),
+            BrokerQueue::AmqpQueue(_) | BrokerQueue::AmqpExchange(_) => self.options.amqp.is_some(),
         }
+    }
+
+    async fn amqp(&self) -> Result<&amqp::Amqp, Error> {
+        let Some(options) = &self.options.amqp else {
+            return Err(Error::BadRequest("AMQP is not configured on this server ([event_queues.amqp])".into()));
+        };
+        self.amqp.get_or_try_init(|| amqp::Amqp::connect(options.clone())).await
     }
 
     async fn nats(&self) -> Result<&nats::Nats, Error> {
@@ -210,6 +270,11 @@ impl Brokers {
                     let (subject, _) = BrokerQueue::subject_and_group(name);
                     self.jsm().await?.publish(subject, message_id, payload).await
                 }
+                BrokerQueue::AmqpQueue(spec) | BrokerQueue::AmqpExchange(spec) => {
+                    let amqp = self.amqp().await?;
+                    let target = amqp.target(matches!(queue, BrokerQueue::AmqpExchange(_)), spec)?;
+                    amqp.publish(&target, message_id, payload).await
+                }
             }
         })
         .await
@@ -236,13 +301,21 @@ impl Brokers {
                 let (subject, _) = BrokerQueue::subject_and_group(name);
                 self.jsm().await?.consume(subject).await
             }
+            BrokerQueue::AmqpQueue(spec) | BrokerQueue::AmqpExchange(spec) => {
+                let amqp = self.amqp().await?;
+                let target = amqp.target(matches!(queue, BrokerQueue::AmqpExchange(_)), spec)?;
+                amqp.consume(&target).await
+            }
         }
     }
 }
 
+/// The broker queue types, as metric labels.
+pub const QUEUE_TYPES: [&str; 4] = ["nats", "jsm", "amqp_queue", "amqp_exchange"];
+
 /// Registers the counters with every queue type at zero.
 pub fn register_metrics() {
-    for kind in ["nats", "jsm"] {
+    for kind in QUEUE_TYPES {
         metrics::counter!(PUBLISHED, "queueType" => kind).increment(0);
         metrics::counter!(PUBLISH_FAILED, "queueType" => kind).increment(0);
         metrics::gauge!(CONSUMERS, "queueType" => kind).set(0.0);
@@ -262,6 +335,11 @@ mod tests {
         assert_eq!(BrokerQueue::parse("nats:订单.new"), Ok(Some(BrokerQueue::Nats("订单.new".into()))));
         assert_eq!(BrokerQueue::parse("jsm:orders"), Ok(Some(BrokerQueue::JetStream("orders".into()))));
         assert!(BrokerQueue::parse("kafka:payments").expect_err("not yet").contains("not supported"));
+        assert_eq!(
+            BrokerQueue::parse("amqp_exchange:orders?routingKey=a").map(|q| q.map(|q| q.event())),
+            Ok(Some("amqp_exchange:orders?routingKey=a".into()))
+        );
+        assert!(BrokerQueue::parse("amqp:orders").expect_err("no plain amqp").contains("Unknown"));
         assert!(BrokerQueue::parse("mqtt:x").expect_err("unknown").contains("Unknown event queue type"));
         assert!(BrokerQueue::parse("nats:").is_err());
         assert!(BrokerQueue::parse("orders").is_err());
