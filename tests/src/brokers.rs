@@ -73,6 +73,8 @@ impl RabbitMq {
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
             .env("HOME", dir)
+            // Where Erlang writes its crash dumps when the test kills the node.
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
