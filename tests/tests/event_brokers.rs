@@ -61,6 +61,13 @@ async fn until(
     }
 }
 
+/// The JSON messages a subscriber script printed, once it has ended.
+async fn received(subscriber: tokio::process::Child) -> Vec<Value> {
+    let out =
+        tokio::time::timeout(Duration::from_secs(60), subscriber.wait_with_output()).await.expect("ends").expect("ran");
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
 /// Waits until `n` `greeted` workflows exist, one COMPLETED per correlation id.
 async fn one_completed_each(node: &Node, n: usize) {
     let done = |seen: &BTreeMap<String, Vec<String>>| seen.len() == n && seen.values().all(|s| s == &["COMPLETED"]);
@@ -136,10 +143,7 @@ async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_the
     wait_for_python_line(&mut subscriber, "READY", Duration::from_secs(30)).await;
     let id = send(c.post(node.api("/workflow/notify")).json(&json!({"order": "订单-42"}))).await.text;
     let wf = overture_tests::wait_status(&node, &id, "COMPLETED", Duration::from_secs(30)).await;
-    let out =
-        tokio::time::timeout(Duration::from_secs(60), subscriber.wait_with_output()).await.expect("ends").expect("ran");
-    let received: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let received = received(subscriber).await;
     assert_eq!(received.len(), 2, "{received:?}");
     assert!(received.iter().all(|m| m["订单"] == "订单-42" && m["workflowInstanceId"] == id.as_str()), "{received:?}");
     let tasks = wf["tasks"].as_array().expect("tasks");
@@ -282,10 +286,7 @@ async fn amqp_queues_and_exchanges_start_workflows_and_event_tasks_publish_there
     wait_for_python_line(&mut subscriber, "READY", Duration::from_secs(30)).await;
     let id = send(c.post(node.api("/workflow/notify_mq")).json(&json!({"order": "订单-7"}))).await.text;
     let wf = overture_tests::wait_status(&node, &id, "COMPLETED", Duration::from_secs(30)).await;
-    let out =
-        tokio::time::timeout(Duration::from_secs(60), subscriber.wait_with_output()).await.expect("ends").expect("ran");
-    let received: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let received = received(subscriber).await;
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(received[0]["订单"], "订单-7");
     let task = &wf["tasks"][0];
