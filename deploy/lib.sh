@@ -92,6 +92,14 @@ ensure_brokers() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  # Tansu, a Kafka-protocol broker written in Rust, from crates.io (with its in-memory storage).
+  local tansu="$HOME/.cache/overture-tools/tansu"
+  if [ -z "${OVERTURE_TANSU:-}" ] && ! [ -x "$tansu/bin/tansu" ] && ! command -v tansu >/dev/null 2>&1; then
+    echo "building tansu 0.6.0 from crates.io, once (a Kafka-protocol broker for the event queue tests; about 13 minutes on 2 cores)" >&2
+    cargo install tansu --version 0.6.0 --locked --features dynostore --quiet \
+      --root "$tansu" --target-dir "$tansu-build"
+    rm -rf "$tansu-build"
+  fi
 }
 
 # The official Conductor JavaScript SDK for its tests (tests/js), pinned in

@@ -9,8 +9,29 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
-use crate::brokers::{BrokerQueue, Brokers, CONSUMERS, Delivery, MESSAGES};
+use crate::brokers::{BrokerQueue, Brokers, CONSUMERS, Delivery, MESSAGES, PositionStore, QueueStatuses};
+use crate::error::Error;
 use crate::workflows::Workflows;
+
+/// Consumer positions kept in the replicated state, proposed by this term's leader.
+impl PositionStore for Workflows {
+    fn load(&self, queue: &str) -> Result<BTreeMap<u32, i64>, Error> {
+        self.read().queue_positions(queue).map_err(|e| Error::Internal(format!("reading positions of {queue}: {e}")))
+    }
+
+    fn save(
+        &self,
+        queue: String,
+        positions: Vec<(u32, i64)>,
+    ) -> futures::future::BoxFuture<'static, Result<(), Error>> {
+        let workflows = self.clone();
+        Box::pin(async move {
+            workflows.host().serving()?;
+            let request = overture_raft::Request::PutQueuePositions { queue, positions };
+            workflows.host().replica.propose(request).await.map(|_| ()).map_err(Error::from)
+        })
+    }
+}
 
 /// How often the set of queues to consume is looked at again.
 const RESCAN: Duration = Duration::from_secs(1);
@@ -24,6 +45,7 @@ pub(crate) async fn run(workflows: Workflows, brokers: Brokers, mut stop: watch:
     let mut running: BTreeMap<BrokerQueue, tokio::task::JoinHandle<()>> = BTreeMap::new();
     loop {
         let wanted = wanted(&workflows, &brokers);
+        brokers.statuses().keep_only(&wanted.iter().map(BrokerQueue::event).collect::<Vec<_>>());
         running.retain(|queue, task| {
             let keep = wanted.contains(queue) && !task.is_finished();
             if !keep {
@@ -66,19 +88,29 @@ fn wanted(workflows: &Workflows, brokers: &Brokers) -> Vec<BrokerQueue> {
 
 /// Runs one message's handlers, then acknowledges it. A message that is not JSON is counted and
 /// acknowledged: the same bytes would fail the same way again.
-async fn handle(workflows: &Workflows, event: &str, kind: &'static str, delivery: Delivery) {
+async fn handle(workflows: &Workflows, statuses: &QueueStatuses, event: &str, kind: &'static str, delivery: Delivery) {
     match serde_json::from_slice::<Value>(&delivery.payload) {
         Ok(payload) => {
-            crate::events::deliver(workflows, event, &delivery.message_id, &payload).await;
+            let failures = crate::events::deliver(workflows, event, &delivery.message_id, &payload).await;
             metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "handled").increment(1);
+            statuses.update(event, |s| {
+                s.handled += 1;
+                s.failed += failures.len() as u64;
+            });
+            if let Some(last) = failures.last() {
+                statuses.error(event, format!("message {}: {last}", delivery.message_id));
+            }
         }
         Err(e) => {
             tracing::warn!(event, message_id = %delivery.message_id, error = %e, "a message that is not JSON is dropped");
             metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "invalid").increment(1);
+            statuses.update(event, |s| s.invalid += 1);
+            statuses.error(event, format!("message {} is not JSON ({e}); dropped", delivery.message_id));
         }
     }
     if let Err(e) = (delivery.ack)().await {
         tracing::warn!(event, message_id = %delivery.message_id, error = %e, "acknowledging a message");
+        statuses.error(event, format!("acknowledging message {}: {e}", delivery.message_id));
     }
 }
 
@@ -88,11 +120,15 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
     let event = queue.event();
     let kind = queue.kind();
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let statuses = brokers.statuses().clone();
     loop {
-        let mut messages = match brokers.subscribe(&queue).await {
+        let positions: Arc<dyn PositionStore> = Arc::new(workflows.clone());
+        let mut messages = match brokers.subscribe(&queue, positions).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(event, error = %e, "cannot consume the event queue; trying again");
+                statuses.update(&event, |s| s.consuming = false);
+                statuses.error(&event, format!("opening the queue: {e}"));
                 tokio::select! {
                     _ = tokio::time::sleep(REOPEN) => continue,
                     _ = stop.changed() => return,
@@ -100,6 +136,7 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
             }
         };
         tracing::info!(event, "consuming the event queue");
+        statuses.update(&event, |s| s.consuming = true);
         loop {
             let next = tokio::select! {
                 m = messages.next() => m,
@@ -109,6 +146,7 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
                 Some(Ok(d)) => d,
                 Some(Err(e)) => {
                     tracing::warn!(event, error = %e, "reading the event queue");
+                    statuses.error(&event, format!("reading the queue: {e}"));
                     break;
                 }
                 None => break,
@@ -116,12 +154,13 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
             // Messages are handled side by side (their effects are independent commits), up to
             // IN_FLIGHT; each is acknowledged once its own actions are committed.
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            let (workflows, event) = (workflows.clone(), event.clone());
+            let (workflows, event, statuses) = (workflows.clone(), event.clone(), statuses.clone());
             tokio::spawn(async move {
-                handle(&workflows, &event, kind, delivery).await;
+                handle(&workflows, &statuses, &event, kind, delivery).await;
                 drop(permit);
             });
         }
+        statuses.update(&event, |s| s.consuming = false);
         tokio::select! {
             _ = tokio::time::sleep(REOPEN) => {}
             _ = stop.changed() => return,

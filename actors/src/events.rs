@@ -57,9 +57,9 @@ pub(crate) async fn publish(workflows: &Workflows, brokers: &Brokers, task: &Val
             Err(why) => return Outcome::failed(format!("Sink {other}: {why}")),
         },
     };
+    // As conductor-oss: the message is the task's whole output (its input with `sink` and
+    // `asyncComplete`, the workflow's identity and `event_produced`).
     let mut payload = input.clone();
-    payload.remove("sink");
-    payload.remove("asyncComplete");
     let workflow_id = task["workflowInstanceId"].as_str().unwrap_or_default().to_owned();
     payload.insert("workflowInstanceId".into(), workflow_id.clone().into());
     payload.insert("workflowType".into(), workflow_name.into());
@@ -67,16 +67,18 @@ pub(crate) async fn publish(workflows: &Workflows, brokers: &Brokers, task: &Val
         payload.insert("workflowVersion".into(), wf.header.workflow_version.into());
         payload.insert("correlationId".into(), wf.header.correlation_id.clone().into());
     }
+    payload.insert("event_produced".into(), event.clone().into());
     let message_id = task["taskId"].as_str().unwrap_or_default().to_owned();
     let mut output = payload.clone();
     match &broker {
-        None => deliver(workflows, &event, &message_id, &Value::Object(payload)).await,
+        None => {
+            deliver(workflows, &event, &message_id, &Value::Object(payload)).await;
+        }
         Some(queue) => match publish_until_taken(brokers, queue, &message_id, &Value::Object(payload)).await {
             Ok(receipt) => output.extend(receipt.fields),
             Err(outcome) => return outcome,
         },
     }
-    output.insert("event_produced".into(), event.into());
     let async_complete = input.get("asyncComplete").and_then(Value::as_bool).unwrap_or(false);
     let status = if async_complete { TaskResultStatus::InProgress } else { TaskResultStatus::Completed };
     Outcome { status, output, reason: None }
@@ -110,13 +112,15 @@ async fn publish_until_taken(
     }
 }
 
-/// Runs the handlers listening on `event` for one message.
-pub(crate) async fn deliver(workflows: &Workflows, event: &str, message_id: &str, payload: &Value) {
+/// Runs the handlers listening on `event` for one message; answers what failed (conditions
+/// that threw, actions that failed), each said for a person.
+pub(crate) async fn deliver(workflows: &Workflows, event: &str, message_id: &str, payload: &Value) -> Vec<String> {
+    let mut failures = Vec::new();
     let handlers = match workflows.read().event_handlers() {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(event, error = %e, "cannot read event handlers");
-            return;
+            return vec![format!("reading event handlers: {e}")];
         }
     };
     for handler in handlers.iter().filter(|h| h.active && h.event == event) {
@@ -135,6 +139,7 @@ pub(crate) async fn deliver(workflows: &Workflows, event: &str, message_id: &str
                 Err(e) => {
                     tracing::warn!(handler = %handler.name, error = %e, "event handler condition failed");
                     metrics::counter!(names::EVENT_ACTIONS, "outcome" => "failed").increment(1);
+                    failures.push(format!("handler {}: condition: {e}", handler.name));
                     continue;
                 }
             }
@@ -145,12 +150,14 @@ pub(crate) async fn deliver(workflows: &Workflows, event: &str, message_id: &str
                 Ok(()) => "completed",
                 Err(e) => {
                     tracing::warn!(handler = %handler.name, action = %action.action, error = %e, "event action failed");
+                    failures.push(format!("handler {}: {}: {e}", handler.name, action.action));
                     "failed"
                 }
             };
             metrics::counter!(names::EVENT_ACTIONS, "outcome" => outcome).increment(1);
         }
     }
+    failures
 }
 
 fn text(v: &Value, key: &str) -> Option<String> {

@@ -1,6 +1,7 @@
 //! The leader's executor for system tasks that reach outside their workflow: SUB_WORKFLOW and
 //! START_WORKFLOW start workflows, HTTP calls a service, EVENT publishes a message to the event
-//! handlers ([`crate::events`]).
+//! handlers ([`crate::events`]), KAFKA_PUBLISH appends a record to a Kafka topic
+//! ([`crate::kafka_publish`]).
 //!
 //! Such a task is queued like a worker task, on an internal queue (`_system:HTTP`, ...) that no
 //! worker can poll, and the executor polls it the way a worker does: the poll commits the hand-off
@@ -27,7 +28,8 @@ use crate::outcome::Outcome;
 use crate::workflows::Workflows;
 
 /// The system tasks the executor runs.
-const KINDS: [TaskKind; 4] = [TaskKind::SubWorkflow, TaskKind::StartWorkflow, TaskKind::Http, TaskKind::Event];
+const KINDS: [TaskKind; 5] =
+    [TaskKind::SubWorkflow, TaskKind::StartWorkflow, TaskKind::Http, TaskKind::Event, TaskKind::KafkaPublish];
 /// Tasks of one type run at once.
 const CONCURRENCY: usize = 64;
 /// The `workerId` the executor's tasks show.
@@ -138,6 +140,7 @@ async fn run_and_report(ex: &Executor, task_type: &str, task: &Value, task_id: S
         TaskKind::StartWorkflow => start_workflow(&ex.workflows, task).await,
         TaskKind::Http => http_call(&ex.http, task, ex.max_output_bytes).await,
         TaskKind::Event => crate::events::publish(&ex.workflows, &ex.brokers, task).await,
+        TaskKind::KafkaPublish => crate::kafka_publish::run(&ex.brokers, task).await,
         _ => Outcome::failed(format!("no executor for {task_type}")),
     };
     metrics::histogram!(names::SYSTEM_TASK_SECONDS, "taskType" => task_type.to_owned())

@@ -25,6 +25,7 @@ mod events;
 mod executor;
 mod followups;
 mod host;
+mod kafka_publish;
 mod leader;
 mod limits;
 pub mod names;

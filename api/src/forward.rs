@@ -69,6 +69,8 @@ fn needs_leader(request: &Request) -> bool {
         || (path.starts_with("/api/scheduler/schedules/") && (path.ends_with("/pause") || path.ends_with("/resume")));
     path.starts_with("/api/tasks/poll/")
         || path.starts_with("/api/tasks/queue/polldata")
+        // What the leader's consumers know.
+        || path == "/api/event/queues"
         || scheduler_write
         || consistent(request)
 }

@@ -218,6 +218,7 @@ fn metadata_routes() -> Router<AppState> {
         )
         // GET takes an event, DELETE a handler name; the route shares one parameter name.
         .route("/event/{name}", get(metadata::event_handlers_for).delete(metadata::delete_event_handler))
+        .route("/event/queues", get(metadata::event_handler_queues))
         .route("/metadata/workflow/{name}/{version}", axum::routing::delete(metadata::delete_workflow_def))
 }
 

@@ -183,6 +183,12 @@ pub async fn event_handlers(State(s): State<AppState>) -> Result<Json<Vec<EventH
     Ok(Json(s.engine.event_handlers()?))
 }
 
+/// `GET /event/queues` (Overture's own): every handler with its queue's state on the leader
+/// (`consuming`, `handled`, `invalid`, `failed`, `lag`, `lastError`, `lastErrorTime`).
+pub async fn event_handler_queues(State(s): State<AppState>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    Ok(Json(s.engine.event_handler_queues()?))
+}
+
 /// `GET /event/{event}?activeOnly=`: the handlers listening on exactly that event (active ones
 /// only unless `activeOnly=false`).
 pub async fn event_handlers_for(

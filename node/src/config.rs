@@ -113,6 +113,7 @@ pub struct Overrides {
     pub nats_url: Option<String>,
     pub jsm_url: Option<String>,
     pub amqp_url: Option<String>,
+    pub kafka_bootstrap_servers: Option<String>,
     pub retention_seconds: Option<u64>,
     pub retention_sweep_seconds: Option<u64>,
     pub schedule_grace_seconds: Option<u64>,
@@ -206,6 +207,7 @@ impl Overrides {
             nats_url: var("OVERTURE_NATS_URL"),
             jsm_url: var("OVERTURE_JSM_URL"),
             amqp_url: var("OVERTURE_AMQP_URL"),
+            kafka_bootstrap_servers: var("OVERTURE_KAFKA_BOOTSTRAP_SERVERS"),
             retention_seconds: number(
                 "OVERTURE_RETENTION_SECONDS",
                 "OVERTURE_RETENTION_SECONDS must be a number of seconds",
@@ -251,6 +253,7 @@ impl Overrides {
             nats_url: other.nats_url.or(self.nats_url),
             jsm_url: other.jsm_url.or(self.jsm_url),
             amqp_url: other.amqp_url.or(self.amqp_url),
+            kafka_bootstrap_servers: other.kafka_bootstrap_servers.or(self.kafka_bootstrap_servers),
             retention_seconds: other.retention_seconds.or(self.retention_seconds),
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
@@ -336,8 +339,15 @@ impl Config {
             overrides.max_task_input_bytes.or(file.max_task_input_bytes),
             overrides.max_workflow_output_bytes.or(file.max_workflow_output_bytes),
         )?;
-        let brokers =
-            crate::event_config::resolve(file.event_queues, overrides.nats_url, overrides.jsm_url, overrides.amqp_url)?;
+        let brokers = crate::event_config::resolve(
+            file.event_queues,
+            crate::event_config::BrokerAddresses {
+                nats: overrides.nats_url,
+                jsm: overrides.jsm_url,
+                amqp: overrides.amqp_url,
+                kafka: overrides.kafka_bootstrap_servers,
+            },
+        )?;
         Ok(Config {
             brokers,
             api_keys,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use overture_actors::brokers::{AmqpOptions, BrokerOptions, JetStreamOptions, NatsOptions};
+use overture_actors::brokers::{AmqpOptions, BrokerOptions, JetStreamOptions, KafkaOptions, NatsOptions, OffsetReset};
 use serde::Deserialize;
 
 /// `[event_queues]` as written.
@@ -17,6 +17,57 @@ pub struct EventQueuesFile {
     pub jsm: Option<JetStreamFile>,
     /// `[event_queues.amqp]`: RabbitMQ (`amqp_queue:name`, `amqp_exchange:name`).
     pub amqp: Option<AmqpFile>,
+    /// `[event_queues.kafka]`: Kafka (`kafka:topic`).
+    pub kafka: Option<KafkaFile>,
+}
+
+/// `[event_queues.kafka]` as written: conductor-oss's `conductor.event-queues.kafka.*` keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaFile {
+    /// `host:port`, several comma-separated (also `OVERTURE_KAFKA_BOOTSTRAP_SERVERS`).
+    pub bootstrap_servers: Option<String>,
+    pub client_id: Option<String>,
+    /// `latest` (the default) or `earliest`: where a queue never consumed before starts (the
+    /// consumer's `auto.offset.reset`).
+    pub auto_offset_reset: Option<String>,
+    /// Partitions and replicas of a topic Overture creates because it did not exist.
+    pub topic_partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub request_timeout_ms: Option<u64>,
+}
+
+fn kafka(file: Option<KafkaFile>, servers: Option<String>) -> anyhow::Result<Option<KafkaOptions>> {
+    if file.is_none() && servers.is_none() {
+        return Ok(None);
+    }
+    let f = file.unwrap_or_default();
+    let d = KafkaOptions::default();
+    let bootstrap_servers = servers.or(f.bootstrap_servers).unwrap_or(d.bootstrap_servers);
+    if bootstrap_servers
+        .split(',')
+        .any(|s| s.trim().is_empty() || s.contains("://") && !s.trim().starts_with("PLAINTEXT://"))
+    {
+        bail!("[event_queues.kafka] bootstrap_servers must be host:port, comma-separated; not {bootstrap_servers:?}");
+    }
+    let offset_reset = match f.auto_offset_reset.as_deref() {
+        None | Some("latest") => OffsetReset::Latest,
+        Some("earliest") => OffsetReset::Earliest,
+        Some(other) => bail!("[event_queues.kafka] auto_offset_reset must be latest or earliest, not {other:?}"),
+    };
+    let topic_partitions = f.topic_partitions.unwrap_or(d.topic_partitions);
+    let replication_factor = f.replication_factor.unwrap_or(d.replication_factor);
+    if topic_partitions < 1 || replication_factor < 1 {
+        bail!("[event_queues.kafka] topic_partitions and replication_factor must be at least 1");
+    }
+    Ok(Some(KafkaOptions {
+        bootstrap_servers,
+        client_id: f.client_id.unwrap_or(d.client_id),
+        offset_reset,
+        topic_partitions,
+        replication_factor,
+        request_timeout: f.request_timeout_ms.map_or(d.request_timeout, |ms| Duration::from_millis(ms.max(100))),
+    }))
 }
 
 /// `[event_queues.amqp]` as written: conductor-oss's `conductor.event-queues.amqp.*` keys, or a
@@ -117,15 +168,23 @@ fn check_url(table: &str, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The brokers from the file's tables, their addresses overridden by `nats_url`, `jsm_url` and
-/// `amqp_url` (each of which also turns its broker on).
-pub fn resolve(
-    file: EventQueuesFile,
-    nats_url: Option<String>,
-    jsm_url: Option<String>,
-    amqp_url: Option<String>,
-) -> anyhow::Result<BrokerOptions> {
-    let nats = match (file.nats, nats_url) {
+/// Broker addresses from the environment, each of which overrides its table and turns its broker
+/// on.
+#[derive(Debug, Default)]
+pub struct BrokerAddresses {
+    /// `OVERTURE_NATS_URL`.
+    pub nats: Option<String>,
+    /// `OVERTURE_JSM_URL`.
+    pub jsm: Option<String>,
+    /// `OVERTURE_AMQP_URL`.
+    pub amqp: Option<String>,
+    /// `OVERTURE_KAFKA_BOOTSTRAP_SERVERS`.
+    pub kafka: Option<String>,
+}
+
+/// The brokers from the file's tables and the addresses given apart.
+pub fn resolve(file: EventQueuesFile, addresses: BrokerAddresses) -> anyhow::Result<BrokerOptions> {
+    let nats = match (file.nats, addresses.nats) {
         (None, None) => None,
         (file, env) => {
             let url = env.or(file.and_then(|f| f.url)).unwrap_or_else(|| "nats://127.0.0.1:4222".into());
@@ -133,7 +192,7 @@ pub fn resolve(
             Some(NatsOptions { url })
         }
     };
-    let jsm = match (file.jsm, jsm_url) {
+    let jsm = match (file.jsm, addresses.jsm) {
         (None, None) => None,
         (file, env) => {
             let f = file.unwrap_or_default();
@@ -157,7 +216,7 @@ pub fn resolve(
             })
         }
     };
-    Ok(BrokerOptions { nats, jsm, amqp: amqp(file.amqp, amqp_url)? })
+    Ok(BrokerOptions { nats, jsm, amqp: amqp(file.amqp, addresses.amqp)?, kafka: kafka(file.kafka, addresses.kafka)? })
 }
 
 #[cfg(test)]
@@ -166,24 +225,44 @@ mod tests {
 
     #[test]
     fn brokers_are_configured_by_their_tables_or_the_environment() {
-        let none = resolve(EventQueuesFile::default(), None, None, None).expect("none");
+        let none = resolve(EventQueuesFile::default(), BrokerAddresses::default()).expect("none");
         assert!(none.nats.is_none() && none.jsm.is_none());
-        let env = resolve(EventQueuesFile::default(), Some("nats://10.0.0.1:4222".into()), None, None).expect("env");
+        let env = resolve(
+            EventQueuesFile::default(),
+            BrokerAddresses { nats: Some("nats://10.0.0.1:4222".into()), ..Default::default() },
+        )
+        .expect("env");
         assert_eq!(env.nats.expect("nats").url, "nats://10.0.0.1:4222");
         assert!(env.jsm.is_none());
         let file: EventQueuesFile = toml::from_str("[jsm]\nlistener_queue_prefix = \"orders_\"").expect("parses");
-        let jsm = resolve(file, None, None, None).expect("file").jsm.expect("jsm");
+        let jsm = resolve(file, BrokerAddresses::default()).expect("file").jsm.expect("jsm");
         assert_eq!((jsm.url.as_str(), jsm.subject_prefix.as_str()), ("nats://127.0.0.1:4222", "orders_"));
         assert_eq!(jsm.durable_name, "defaultQueue");
         let bad: EventQueuesFile = toml::from_str("[nats]\nurl = \"http://x\"").expect("parses");
-        assert!(resolve(bad, None, None, None).is_err());
+        assert!(resolve(bad, BrokerAddresses::default()).is_err());
         let bad: EventQueuesFile = toml::from_str("[jsm]\ndurable_name = \"a.b\"").expect("parses");
-        assert!(resolve(bad, None, None, None).is_err());
+        assert!(resolve(bad, BrokerAddresses::default()).is_err());
         let file: EventQueuesFile =
             toml::from_str("[amqp]\nhosts = \"mq.internal\"\nusername = \"u\"\npassword = \"p@ss\"").expect("parses");
-        let amqp = resolve(file, None, None, None).expect("amqp").amqp.expect("on");
+        let amqp = resolve(file, BrokerAddresses::default()).expect("amqp").amqp.expect("on");
         assert_eq!(amqp.url, "amqp://u:p%40ss@mq.internal:5672/%2F");
         let bad: EventQueuesFile = toml::from_str("[amqp]\ndelivery_mode = 3").expect("parses");
-        assert!(resolve(bad, None, None, None).is_err());
+        assert!(resolve(bad, BrokerAddresses::default()).is_err());
+        let file: EventQueuesFile = toml::from_str("[kafka]\nauto_offset_reset = \"earliest\"").expect("parses");
+        let kafka = resolve(file, BrokerAddresses::default()).expect("kafka").kafka.expect("on");
+        assert_eq!((kafka.bootstrap_servers.as_str(), kafka.offset_reset), ("127.0.0.1:9092", OffsetReset::Earliest));
+        let env = BrokerAddresses { kafka: Some("k1:9092,k2:9092".into()), ..Default::default() };
+        assert_eq!(
+            resolve(EventQueuesFile::default(), env).expect("env").kafka.expect("on").bootstrap_servers,
+            "k1:9092,k2:9092"
+        );
+        for bad in [
+            "[kafka]\nauto_offset_reset = \"none\"",
+            "[kafka]\nbootstrap_servers = \"http://k:9092\"",
+            "[kafka]\ntopic_partitions = 0",
+        ] {
+            let bad: EventQueuesFile = toml::from_str(bad).expect("parses");
+            assert!(resolve(bad, BrokerAddresses::default()).is_err());
+        }
     }
 }

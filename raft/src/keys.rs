@@ -6,6 +6,8 @@
 //! | `raft_meta` | `vote`, `committed`, `purged` | vote / log id |
 //! | `sm_meta` | `applied`, `membership`, `snapshot`, `installing` | log id, membership, snapshot info |
 //! | `defs` | `t` name · `w` name 0x00 version (u32 BE) | definition JSON |
+//! | `defs` | `e` name · `s` name · `v` name | event handler JSON · secret · environment variable |
+//! | `defs` | `p` queue 0x00 partition (u32 BE) | [`QueuePosition`] |
 //! | `def_blobs` | SHA-256 of a definition's JSON | that JSON (definitions of running executions) |
 //! | `workflows` | workflow id | [`WorkflowRow`] |
 //! | `wf_tasks` | workflow id 0x00 seq (u32 BE) | [`overture_core::TaskState`] |
@@ -192,6 +194,24 @@ pub const EVENT_HANDLER_PREFIX: &[u8] = b"e";
 pub const SECRET_PREFIX: &[u8] = b"s";
 /// Prefix of all environment variables.
 pub const ENV_PREFIX: &[u8] = b"v";
+
+/// Prefix of every consumer position kept here (for brokers that keep none for Overture).
+pub const QUEUE_POSITION_PREFIX: &[u8] = b"p";
+
+/// Prefix of the positions of one queue (`kafka:topic`).
+pub fn queue_positions(queue: &str) -> Vec<u8> {
+    let mut out = QUEUE_POSITION_PREFIX.to_vec();
+    out.extend_from_slice(queue.as_bytes());
+    out.push(0);
+    out
+}
+
+/// Key of one partition's position in a queue.
+pub fn queue_position(queue: &str, partition: u32) -> Vec<u8> {
+    let mut out = queue_positions(queue);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
 
 /// Prefix of every variable of one kind.
 pub fn variable_prefix(kind: crate::types::VariableKind) -> &'static [u8] {
@@ -404,6 +424,14 @@ pub struct PayloadManifest {
     pub parts: u32,
 }
 
+/// Where the leader's consumer of a queue goes on reading one partition: the offset of the first
+/// message whose effects are not known to be committed ([`CF_DEFS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePosition {
+    /// The offset to read next.
+    pub offset: i64,
+}
+
 /// One part of a stored payload, in order ([`CF_PAYLOADS`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayloadPart(#[serde(with = "overture_core::serde_util::bytes")] pub Vec<u8>);
@@ -472,6 +500,7 @@ versioned! {
     ExternalRow => "external payload row", version 1;
     PayloadManifest => "payload manifest", version 1;
     PayloadPart => "payload part", version 1;
+    QueuePosition => "queue position", version 1;
     JsonBytes => "definition", version 1;
     crate::types::Hidden => "secret or environment variable", version 1;
     crate::types::Entry => "raft log entry", version 2;

@@ -237,6 +237,22 @@ impl ReadView {
         Ok(Some(out))
     }
 
+    /// The positions kept for a broker queue's consumer (`kafka:topic`): partition → offset to
+    /// read next.
+    pub fn queue_positions(&self, queue: &str) -> Result<std::collections::BTreeMap<u32, i64>, io::Error> {
+        let db = &self.shared.db;
+        let prefix = keys::queue_positions(queue);
+        let mut out = std::collections::BTreeMap::new();
+        for item in db.iterator_cf(cf(db, CF_DEFS), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            let Some(partition) = key.strip_prefix(prefix.as_slice()) else { break };
+            let Ok(partition) = <[u8; 4]>::try_from(partition) else { continue };
+            let position: keys::QueuePosition = decode(&value).map_err(io_err)?;
+            out.insert(u32::from_be_bytes(partition), position.offset);
+        }
+        Ok(out)
+    }
+
     /// The value of one variable of `kind`.
     pub fn variable(&self, kind: VariableKind, name: &str) -> Result<Option<String>, io::Error> {
         Ok(self.get::<Hidden>(CF_DEFS, &keys::variable(kind, name))?.map(|h| h.0))

@@ -153,6 +153,15 @@ pub enum Request {
         #[serde(with = "overture_core::serde_util::bytes")]
         bytes: Vec<u8>,
     },
+    /// Where the leader's consumer of a broker queue goes on reading, for brokers that keep no
+    /// position for Overture (Kafka): per partition, the first offset whose message's effects
+    /// are not known to be committed. Replaces the partitions named; others stay.
+    PutQueuePositions {
+        /// The queue, as an event names it (`kafka:topic`).
+        queue: String,
+        /// Partition and offset to read next.
+        positions: Vec<(u32, i64)>,
+    },
 }
 
 /// What a named variable is: `${workflow.secrets.NAME}` or `${workflow.env.NAME}`.
@@ -251,6 +260,9 @@ impl std::fmt::Display for Request {
             Request::DeleteVariable { kind, name } => write!(f, "delete {kind:?} {name}"),
             Request::PutPayloadPart { path, index, parts, bytes } => {
                 write!(f, "put part {index}/{parts} of payload {path} ({} bytes)", bytes.len())
+            }
+            Request::PutQueuePositions { queue, positions } => {
+                write!(f, "put {} positions of {queue}", positions.len())
             }
         }
     }

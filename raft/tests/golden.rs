@@ -86,7 +86,7 @@ use overture_core::schedule::{ScheduleExecution, WorkflowSchedule};
 use overture_core::{Event, Object, Plan, TaskState, TaskStatus, WorkflowHeader, WorkflowStatus};
 use overture_raft::codec::{self, CodecError, JsonBytes, Versioned};
 use overture_raft::keys::{
-    self, ExternalRow, IdempotencyRow, PayloadManifest, PayloadPart, TaskLogRow, TaskRef, WorkflowRow,
+    self, ExternalRow, IdempotencyRow, PayloadManifest, PayloadPart, QueuePosition, TaskLogRow, TaskRef, WorkflowRow,
 };
 use overture_raft::replica::Storage;
 use overture_raft::snapshot::SnapshotFile;
@@ -397,6 +397,7 @@ fn request_covered_by(request: &Request) -> Covered {
         Request::PutVariable { .. } => "normal_put_variable",
         Request::DeleteVariable { .. } => "normal_delete_variable",
         Request::PutPayloadPart { .. } => "normal_put_payload_part",
+        Request::PutQueuePositions { .. } => "normal_put_queue_positions",
     )
 }
 
@@ -1165,6 +1166,15 @@ fn entries() -> Vec<(String, Entry)> {
                 },
             ),
         ),
+        sample(
+            "normal_put_queue_positions",
+            normal(
+                121,
+                Request::PutQueuePositions {
+                    queue: "kafka:订单".into(), positions: vec![(0, 0), (2, 7_000_000_000)]
+                },
+            ),
+        ),
     ]
 }
 
@@ -1178,6 +1188,10 @@ fn payload_manifests() -> Vec<(String, PayloadManifest)> {
 
 fn payload_parts() -> Vec<(String, PayloadPart)> {
     vec![sample("json", PayloadPart(r#"{"名":"值"}"#.as_bytes().to_vec())), sample("empty", PayloadPart(Vec::new()))]
+}
+
+fn queue_positions() -> Vec<(String, QueuePosition)> {
+    vec![sample("start", QueuePosition { offset: 0 }), sample("large", QueuePosition { offset: 7_000_000_000 })]
 }
 
 fn variables() -> Vec<(String, Hidden)> {
@@ -1366,6 +1380,9 @@ fn small_rows_are_golden() {
     let mut g = Golden::new("payload_part.hex", "PayloadPart (family `payloads`).");
     g.check(payload_parts(), stored(), eq);
     g.finish();
+    let mut g = Golden::new("queue_position.hex", "QueuePosition (family `defs`): a broker queue consumer's offset.");
+    g.check(queue_positions(), stored(), eq);
+    g.finish();
 }
 
 #[test]
@@ -1491,6 +1508,9 @@ fn snapshot_rows() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     }
     for (_, row) in payload_manifests() {
         put(keys::CF_PAYLOADS, keys::payload_manifest("task/output/订单.json"), codec::encode(&row));
+    }
+    for (i, (_, row)) in (0..).zip(queue_positions()) {
+        put(keys::CF_DEFS, keys::queue_position("kafka:订单", i), codec::encode(&row));
     }
     for (i, (_, row)) in (0..).zip(payload_parts()) {
         put(keys::CF_PAYLOADS, keys::payload_part("task/output/订单.json", i), codec::encode(&row));

@@ -292,6 +292,10 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   assert.ok(Number(await page.locator('tr[data-queue="ui_task"] [data-size]').innerText()) >= 1);
   ok('queues show depth per task type');
   await shot('queues');
+  await open('#/events');
+  await page.locator('tr[data-handler="ui_events"]').getByText('CONSUMING').waitFor();
+  assert.match(await page.locator('tr[data-handler="ui_events"]').innerText(), /conductor:ui_fork_switch:notify/);
+  ok('event handlers show their queue and whether it is consumed');
   await open('#/taskdefs');
   await page.getByRole('button', { name: 'New task definition' }).click();
   const taskDef = page.locator('#taskdef-json');

@@ -1,6 +1,7 @@
 //! Real message brokers for the event queue tests, started on free loopback ports and stopped
-//! when dropped: NATS with JetStream (Debian's `nats-server`) and RabbitMQ (Debian's
-//! `rabbitmq-server`), both installed by `./tests/run.sh`.
+//! when dropped: NATS with JetStream (Debian's `nats-server`), RabbitMQ (Debian's
+//! `rabbitmq-server`) and a Kafka-protocol broker (`tansu`, from crates.io), all installed by
+//! `./tests/run.sh`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -89,5 +90,39 @@ impl RabbitMq {
         .await;
         assert!(up, "rabbitmq-server did not listen on port {port}");
         RabbitMq { url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"), _child: child }
+    }
+}
+
+/// A running Tansu broker (Kafka's protocol), keeping its topics in memory.
+pub struct Tansu {
+    /// `127.0.0.1:<port>`, as Kafka clients take bootstrap servers.
+    pub bootstrap: String,
+    _child: Child,
+}
+
+impl Tansu {
+    /// Starts `tansu broker` on a free loopback port; waits until it takes connections.
+    pub async fn start() -> Tansu {
+        let bin = std::env::var("OVERTURE_TANSU").unwrap_or_else(|_| {
+            let installed = std::env::var("HOME").map(|h| format!("{h}/.cache/overture-tools/tansu/bin/tansu"));
+            installed.ok().filter(|p| Path::new(p).exists()).unwrap_or_else(|| "tansu".into())
+        });
+        let port = NatsServer::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "overture-test"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} starts ({e}): run ./tests/run.sh, which installs tansu from crates.io"));
+        let up = crate::wait_for(Duration::from_secs(20), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+        assert!(up, "tansu did not listen on port {port}");
+        Tansu { bootstrap: format!("127.0.0.1:{port}"), _child: child }
     }
 }

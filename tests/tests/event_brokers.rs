@@ -1,11 +1,12 @@
 //! Event queues on real message brokers, driven by the brokers' own clients: NATS core and
-//! JetStream (Debian's nats-server; the official nats-py client publishes and subscribes) and
-//! RabbitMQ (Debian's rabbitmq-server; pika).
+//! JetStream (Debian's nats-server; the official nats-py client publishes and subscribes),
+//! RabbitMQ (Debian's rabbitmq-server; pika) and Kafka (Tansu, a Kafka-protocol broker;
+//! Confluent's client, librdkafka, produces and consumes).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use overture_tests::brokers::{NatsServer, RabbitMq};
+use overture_tests::brokers::{NatsServer, RabbitMq, Tansu};
 use overture_tests::{
     Cluster, Node, client, metric_sum, send, send_retrying, spawn_python_sdk, wait_for, wait_for_python_line,
 };
@@ -113,7 +114,10 @@ async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_the
     }
     let r = send(c.post(node.api("/event")).json(&started_by("from_kafka", "kafka:payments"))).await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.text.contains("kafka are not supported"), "{}", r.text);
+    assert!(r.text.contains("kafka is not configured"), "{}", r.text);
+    let r = send(c.post(node.api("/event")).json(&started_by("from_sqs", "sqs:payments"))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("sqs are not supported"), "{}", r.text);
     wait_consumers(&node, "nats", 1.0).await;
     wait_consumers(&node, "jsm", 1.0).await;
 
@@ -130,6 +134,14 @@ async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_the
         metric_sum(&node.url, "overture_event_queue_messages_processed_total{queueType=\"nats\",outcome=\"invalid\"}")
             .await;
     assert_eq!(invalid, Some(1.0), "the message that is not JSON was counted and dropped");
+    let queues = send(c.get(node.api("/event/queues"))).await.json();
+    let row = queues.as_array().and_then(|q| q.iter().find(|h| h["name"] == "from_nats")).cloned().unwrap_or_default();
+    assert_eq!(
+        (row["consuming"].as_bool(), row["handled"].as_u64(), row["invalid"].as_u64()),
+        (Some(true), Some(1), Some(1)),
+        "{row}"
+    );
+    assert!(row["lastError"].as_str().is_some_and(|e| e.contains("is not JSON")), "{row}");
 
     // EVENT tasks publish on both; a core subscriber of the subjects receives both messages.
     let notify = json!({"name": "notify", "version": 1, "tasks": [
@@ -292,4 +304,173 @@ async fn amqp_queues_and_exchanges_start_workflows_and_event_tasks_publish_there
     let task = &wf["tasks"][0];
     assert_eq!(task["outputData"]["event_produced"], "amqp_queue:orders.done");
     assert_eq!(task["outputData"]["messageId"], task["taskId"]);
+}
+
+/// Waits until the leader at `url` consumes `queue` from saved positions (its lag is published),
+/// so what is produced from now on is read.
+async fn wait_kafka_consumer(url: &str, queue: &str) {
+    let name = format!("overture_event_queue_consumer_lag{{queue=\"{queue}\"}}");
+    let url = url.to_owned();
+    let ok = wait_for(Duration::from_secs(30), || {
+        let (url, name) = (url.clone(), name.clone());
+        async move { metric_sum(&url, &name).await.is_some() }
+    })
+    .await;
+    assert!(ok, "the leader does not consume {queue}");
+}
+
+/// Records a Kafka consumer (Confluent's client) read from `topic`'s beginning.
+async fn read_back(bootstrap: &str, topic: &str, count: usize) -> Vec<Value> {
+    let reader = spawn_python_sdk("kafka_client.py", &["consume", bootstrap, topic, &count.to_string()]);
+    received(reader).await
+}
+
+/// Kafka: records Confluent's client produces start workflows through a handler written for
+/// conductor-oss (its `{key, headers, payload}` wrapper, a condition that skips a record that is
+/// not JSON); an EVENT task's message and a KAFKA_PUBLISH task's record are read back by a Kafka
+/// consumer, and each task's output says where its record went; KAFKA_PUBLISH to a broker that
+/// is not there fails with conductor-oss's reason.
+#[tokio::test]
+async fn kafka_records_start_workflows_and_event_and_kafka_publish_tasks_reach_consumers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka = Tansu::start().await;
+    let node =
+        Node::start_with_env(&dir.path().join("n"), &[("OVERTURE_KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap.as_str())])
+            .await;
+    let c = client();
+    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
+        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}],
+        "outputParameters": {"who": "${workflow.variables.who}"}});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&greeted)).await.status, 200);
+    let handler = json!({"name": "from_kafka", "event": "kafka:订单", "active": true,
+        "condition": "$.payload.id !== undefined",
+        "actions": [{"action": "start_workflow", "start_workflow": {"name": "greeted",
+            "correlationId": "${payload.id}", "input": {"who": "${payload.who}", "key": "${key}"}}}]});
+    let r = send(c.post(node.api("/event")).json(&handler)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_kafka_consumer(&node.url, "kafka:订单").await;
+
+    run_client("kafka_client.py", &["produce", &kafka.bootstrap, "订单", "not json"]).await;
+    let produce =
+        ["produce", &kafka.bootstrap, "订单", r#"{"who": "王五", "id": "k-{i}"}"#, "--count", "5", "--key", "键-{i}"];
+    run_client("kafka_client.py", &produce).await;
+    one_completed_each(&node, 5).await;
+    let wf = send(c.get(node.api("/workflow/greeted/correlated/k-3?includeClosed=true"))).await.json();
+    assert_eq!(wf[0]["output"]["who"], "王五");
+    assert_eq!(wf[0]["input"]["key"], "键-3");
+    assert_eq!(wf[0]["input"]["conductor.event.name"], "kafka:订单");
+    assert_eq!(wf[0]["input"]["conductor.event.messageId"], "订单:0-4", "topic:partition-offset");
+    let handled = "overture_event_queue_messages_processed_total{queueType=\"kafka\",outcome=\"handled\"}";
+    assert_eq!(metric_sum(&node.url, handled).await, Some(6.0), "the record that is not JSON was handled and skipped");
+    let lag = "overture_event_queue_consumer_lag{queue=\"kafka:订单\"}";
+    let url = node.url.clone();
+    let caught_up = wait_for(Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { metric_sum(&url, lag).await == Some(0.0) }
+    })
+    .await;
+    assert!(caught_up, "the consumer's lag comes back to 0");
+    let queues = send(c.get(node.api("/event/queues"))).await.json();
+    let row = queues.as_array().and_then(|q| q.iter().find(|h| h["name"] == "from_kafka")).cloned().unwrap_or_default();
+    assert_eq!((row["queueType"].as_str(), row["consuming"].as_bool()), (Some("kafka"), Some(true)), "{row}");
+    assert_eq!(
+        (row["handled"].as_u64(), row["lag"].as_i64(), row["lastError"].as_str()),
+        (Some(6), Some(0), None),
+        "{row}"
+    );
+
+    let notify = json!({"name": "notify_kafka", "version": 1, "tasks": [
+        {"name": "to_topic", "taskReferenceName": "to_topic", "type": "EVENT", "sink": "kafka:orders.done",
+         "inputParameters": {"订单": "${workflow.input.order}"}},
+        {"name": "publish", "taskReferenceName": "publish", "type": "KAFKA_PUBLISH",
+         "inputParameters": {"kafka_request": {"bootStrapServers": kafka.bootstrap, "topic": "receipts",
+            "key": "${workflow.input.order}", "value": {"订单": "${workflow.input.order}", "total": 12.5},
+            "headers": {"来源": "overture"}}}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&notify)).await.status, 200);
+    let id = send(c.post(node.api("/workflow/notify_kafka")).json(&json!({"order": "订单-7"}))).await.text;
+    let wf = overture_tests::wait_status(&node, &id, "COMPLETED", Duration::from_secs(30)).await;
+    let (event, publish) = (&wf["tasks"][0], &wf["tasks"][1]);
+    assert_eq!(event["outputData"]["event_produced"], "kafka:orders.done");
+    assert_eq!(event["outputData"]["topic"], "orders.done", "{}", event["outputData"]);
+    assert_eq!(publish["outputData"]["topic"], "receipts", "{}", publish["outputData"]);
+
+    let done = read_back(&kafka.bootstrap, "orders.done", 1).await;
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["key"], event["taskId"]);
+    assert_eq!(done[0]["offset"], event["outputData"]["offset"]);
+    let message: Value = serde_json::from_str(done[0]["value"].as_str().expect("a value")).expect("JSON");
+    assert_eq!((message["订单"].as_str(), message["workflowInstanceId"].as_str()), (Some("订单-7"), Some(id.as_str())));
+    let receipts = read_back(&kafka.bootstrap, "receipts", 1).await;
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert_eq!(receipts[0]["key"], "订单-7");
+    assert_eq!(receipts[0]["headers"]["来源"], "overture");
+    let value: Value = serde_json::from_str(receipts[0]["value"].as_str().expect("a value")).expect("JSON");
+    assert_eq!(value, json!({"订单": "订单-7", "total": 12.5}));
+
+    let nowhere = format!("127.0.0.1:{}", NatsServer::free_port());
+    let lost = json!({"name": "publish_nowhere", "version": 1, "tasks": [{"name": "p", "taskReferenceName": "p",
+        "type": "KAFKA_PUBLISH", "inputParameters": {"kafka_request": {"bootStrapServers": nowhere, "topic": "t",
+        "value": "v", "requestTimeoutMs": 500, "maxBlockMs": 500}}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&lost)).await.status, 200);
+    let id = send(c.post(node.api("/workflow/publish_nowhere")).json(&json!({}))).await.text;
+    let wf = overture_tests::wait_status(&node, &id, "FAILED", Duration::from_secs(30)).await;
+    let reason = wf["tasks"][0]["reasonForIncompletion"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("Failed to invoke kafka task due to:"), "{reason}");
+}
+
+/// The leader of a three-node cluster is killed (-9) while records flow through a handler on a
+/// topic of three partitions: the new leader's consumer goes on from the positions the old one
+/// saved, and every record starts its workflow exactly once. 2,000 records here;
+/// `OVERTURE_BROKER_MESSAGES=10000` runs the long version.
+#[tokio::test]
+async fn leader_killed_while_kafka_records_flow_starts_each_workflow_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka = Tansu::start().await;
+    let config = format!("[event_queues.kafka]\nbootstrap_servers = \"{}\"\ntopic_partitions = 3\n", kafka.bootstrap);
+    let mut cluster = Cluster::start(dir.path(), 3, &config).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let c = client();
+    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
+        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}]});
+    assert_eq!(send_retrying(c.post(cluster.api(leader, "/metadata/workflow")).json(&greeted)).await.status, 200);
+    let handler = json!({"name": "from_kafka", "event": "kafka:orders.in", "active": true,
+        "actions": [{"action": "start_workflow", "start_workflow": {"name": "greeted",
+            "correlationId": "${payload.id}", "input": {"who": "${payload.who}"}}}]});
+    let r = send_retrying(c.post(cluster.api(leader, "/event")).json(&handler)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_kafka_consumer(&cluster.nodes[leader - 1].url, "kafka:orders.in").await;
+
+    let n: usize = std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let publisher = tokio::spawn({
+        let (bootstrap, count) = (kafka.bootstrap.clone(), n.to_string());
+        async move {
+            // One record per batch: Tansu 0.6 answers a fetch from an offset inside a batch with
+            // nothing (Kafka answers with the batch, and the client skips what is before the
+            // offset), and a new leader resumes from wherever the last one's effects ended.
+            let args = ["produce", &bootstrap, "orders.in", r#"{"who": "w", "id": "m-{i}"}"#, "--count", &count]
+                .into_iter()
+                .chain(["--key", "m-{i}", "--unbatched"]);
+            let args: Vec<&str> = args.collect();
+            run_client("kafka_client.py", &args).await
+        }
+    });
+    let url = cluster.nodes[leader - 1].url.clone();
+    let handled = "overture_event_queue_messages_processed_total{queueType=\"kafka\",outcome=\"handled\"}";
+    let flowing = wait_for(Duration::from_secs(60), || {
+        let url = url.clone();
+        async move { metric_sum(&url, handled).await.unwrap_or(0.0) >= (n / 10) as f64 }
+    })
+    .await;
+    assert!(flowing, "the leader handles records");
+    cluster.nodes[leader - 1].kill9().await;
+    let survivor = cluster.other_than(leader);
+    let next = cluster.wait_leader(Duration::from_secs(30)).await;
+    assert_ne!(next, leader);
+    publisher.await.expect("publisher");
+
+    let seen = until(Duration::from_secs(180), &cluster.nodes[survivor - 1], |seen| seen.len() == n).await;
+    assert_eq!(seen.len(), n, "every record started its workflow");
+    let twice: Vec<_> = seen.iter().filter(|(_, s)| s.len() != 1).collect();
+    assert!(twice.is_empty(), "records whose workflow started more than once: {twice:?}");
+    cluster.restart(leader).await;
 }

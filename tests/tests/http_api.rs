@@ -338,7 +338,7 @@ async fn bad_input_is_a_json_4xx_and_writes_nothing() {
         (
             "POST",
             "/metadata/workflow",
-            Some(json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "a", "type": "KAFKA_PUBLISH"}]})),
+            Some(json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "a", "type": "LLM_CHAT_COMPLETE"}]})),
             400,
             "Validation failed",
         ),

@@ -204,7 +204,7 @@ async fn system_task_definitions_are_checked_at_registration() {
     let (_dir, node) = node().await;
     let def = json!({"name": "broken", "version": 1, "tasks": [
         {"name": "s", "taskReferenceName": "s", "type": "SWITCH", "decisionCases": {}},
-        {"name": "k", "taskReferenceName": "k", "type": "KAFKA_PUBLISH"}
+        {"name": "k", "taskReferenceName": "k", "type": "LLM_TEXT_COMPLETE"}
     ]});
     let r = send(client().post(node.api("/metadata/workflow")).json(&def)).await;
     assert_eq!(r.status, 400, "{}", r.text);
@@ -216,7 +216,9 @@ async fn system_task_definitions_are_checked_at_registration() {
         messages.contains(&"evaluatorType field is required for taskType: SWITCH taskName: s".to_owned()),
         "{messages:?}"
     );
-    assert!(messages.contains(&"task k: type KAFKA_PUBLISH is not supported by this Overture release yet".to_owned()));
+    assert!(
+        messages.contains(&"task k: type LLM_TEXT_COMPLETE is not supported by this Overture release yet".to_owned())
+    );
 }
 
 #[tokio::test]

@@ -99,6 +99,9 @@ async fn the_ui_shows_and_steers_workflows_in_chromium() {
         ]
     });
     post(&node, "/metadata/workflow", definition).await;
+    let handler = json!({"name": "ui_events", "event": "conductor:ui_fork_switch:notify", "active": true,
+        "actions": [{"action": "start_workflow", "start_workflow": {"name": "ui_fork_switch"}}]});
+    post(&node, "/event", handler).await;
     let big: Vec<Value> = (0..1000).map(|i| simple(&format!("step_{i}"))).collect();
     post(&node, "/metadata/workflow", json!({"name": "ui_big", "version": 1, "tasks": big})).await;
     post(

@@ -64,14 +64,12 @@ pub enum TaskKind {
     Http,
     /// `EVENT`: the leader's executor publishes the task's input as a message.
     Event,
+    /// `KAFKA_PUBLISH`: the leader's executor appends a record to a Kafka topic.
+    KafkaPublish,
     /// A system type Overture does not run yet; refused at registration, and the decider fails
     /// the workflow if a stored definition reaches one.
     Unsupported(String),
 }
-
-/// System task types this release does not run. Anything else that is not a known type is a
-/// user-defined worker task.
-const NOT_YET: &[&str] = &["KAFKA_PUBLISH"];
 
 impl TaskKind {
     /// Classifies a `type` string.
@@ -98,9 +96,9 @@ impl TaskKind {
             "START_WORKFLOW" => TaskKind::StartWorkflow,
             "HTTP" => TaskKind::Http,
             "EVENT" => TaskKind::Event,
-            other if NOT_YET.contains(&other) || other.starts_with("LLM_") || other.contains("MCP") => {
-                TaskKind::Unsupported(other.to_owned())
-            }
+            "KAFKA_PUBLISH" => TaskKind::KafkaPublish,
+            // The AI tasks of Orkes and conductor-oss 3.2x, which this release does not run.
+            other if other.starts_with("LLM_") || other.contains("MCP") => TaskKind::Unsupported(other.to_owned()),
             _ => TaskKind::UserDefined,
         }
     }
@@ -130,6 +128,7 @@ impl TaskKind {
             TaskKind::StartWorkflow => "START_WORKFLOW",
             TaskKind::Http => "HTTP",
             TaskKind::Event => "EVENT",
+            TaskKind::KafkaPublish => "KAFKA_PUBLISH",
         })
     }
 
@@ -141,7 +140,10 @@ impl TaskKind {
     /// A system task the leader's executor runs (it does I/O or starts workflows), handed to it
     /// through an internal queue like a worker task.
     pub fn is_executed_by_leader(&self) -> bool {
-        matches!(self, TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http | TaskKind::Event)
+        matches!(
+            self,
+            TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http | TaskKind::Event | TaskKind::KafkaPublish
+        )
     }
 
     /// Conductor's built-in control tasks, which are never retried.
@@ -465,6 +467,7 @@ mod tests {
             TaskKind::StartWorkflow,
             TaskKind::Http,
             TaskKind::Event,
+            TaskKind::KafkaPublish,
         ];
         for kind in kinds {
             let name = kind.system_type().expect("a system kind has a type name");

@@ -111,6 +111,7 @@ pub fn needs_mock(kind: &TaskKind) -> bool {
             | TaskKind::Human
             | TaskKind::Http
             | TaskKind::Event
+            | TaskKind::KafkaPublish
             | TaskKind::StartWorkflow
             | TaskKind::Unsupported(_)
     )

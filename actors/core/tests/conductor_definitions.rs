@@ -141,7 +141,8 @@ fn references_in_nested_tasks_warn_instead_of_refusing() {
 #[test]
 fn user_defined_is_a_worker_task_polled_by_its_type() {
     assert_eq!(TaskKind::of("USER_DEFINED"), TaskKind::UserDefined);
-    assert!(matches!(TaskKind::of("KAFKA_PUBLISH"), TaskKind::Unsupported(_)));
+    assert!(matches!(TaskKind::of("LLM_CHAT_COMPLETE"), TaskKind::Unsupported(_)));
+    assert_eq!(TaskKind::of("KAFKA_PUBLISH"), TaskKind::KafkaPublish);
     let def = wf(json!([
         // The shell fills in the registered definition; here it is embedded (without a name).
         {"name": "审批", "taskReferenceName": "approve", "type": "USER_DEFINED", "inputParameters": {"x": 1},

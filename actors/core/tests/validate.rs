@@ -30,8 +30,8 @@ fn workflow_rules() {
             ],
         ),
         (
-            json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r", "type": "KAFKA_PUBLISH"}]}),
-            vec!["task r: type KAFKA_PUBLISH is not supported by this Overture release yet"],
+            json!({"name": "w", "tasks": [{"name": "a", "taskReferenceName": "r", "type": "LLM_CHAT_COMPLETE"}]}),
+            vec!["task r: type LLM_CHAT_COMPLETE is not supported by this Overture release yet"],
         ),
         (
             json!({"name": "w", "tasks": [

@@ -4,14 +4,16 @@
 //! A queue is named as in conductor-oss, `type:name`: `nats:orders.new[:group]` (NATS core),
 //! `jsm:orders.new` (NATS JetStream, on the subject `{subject_prefix}orders.new`, in a stream
 //! named as conductor-oss names it), `amqp_queue:orders[?params]` and
-//! `amqp_exchange:orders?exchangeType=topic&routingKey=new` (RabbitMQ). A type is available when
-//! its broker is configured.
+//! `amqp_exchange:orders?exchangeType=topic&routingKey=new` (RabbitMQ) and `kafka:orders` (Kafka).
+//! A type is available when its broker is configured.
 //!
 //! Consuming: the leader runs one consumer per queue that an active event handler listens on
 //! (`crate::consumers`). Each message's actions run through `crate::events::deliver`, whose effects
 //! are keyed by the message's identity (a workflow an action starts has an id derived from it),
 //! and the message is acknowledged only after they are committed. A broker that redelivers
-//! (JetStream) after a failover or crash therefore changes nothing twice. NATS core has no
+//! (JetStream, RabbitMQ) after a failover or crash therefore changes nothing twice. Kafka keeps
+//! no consumer group for Overture: each partition's position is kept in the replicated state
+//! and moves past a message only once its effects are committed. NATS core has no
 //! redelivery: a message published while no leader listens is not seen, as with any NATS core
 //! subscriber.
 //!
@@ -25,13 +27,17 @@ use std::time::Duration;
 use crate::error::Error;
 
 mod amqp;
+mod kafka;
 mod nats;
+
+pub use kafka::LAG;
 
 /// Counter: messages taken from a broker queue and handled, by `queue` type and `outcome`.
 pub const MESSAGES: &str = "overture_event_queue_messages_processed_total";
 /// Counter: publishes to a broker that failed (the EVENT task tries again), by queue type.
 pub const PUBLISH_FAILED: &str = "overture_event_queue_publish_failed_total";
-/// Counter: messages published to a broker, by queue type.
+/// Counter: messages published to a broker, by queue type (`kafka_publish` for KAFKA_PUBLISH
+/// tasks).
 pub const PUBLISHED: &str = "overture_event_queue_published_total";
 /// Gauge: consumers running on this leader, by queue type.
 pub const CONSUMERS: &str = "overture_event_queue_consumers";
@@ -45,6 +51,59 @@ pub struct BrokerOptions {
     pub jsm: Option<JetStreamOptions>,
     /// AMQP 0-9-1 (`amqp_queue:`, `amqp_exchange:` queues), if configured.
     pub amqp: Option<AmqpOptions>,
+    /// Kafka (`kafka:` queues), if configured.
+    pub kafka: Option<KafkaOptions>,
+}
+
+/// Where a Kafka queue never consumed before starts (conductor-oss: the consumer's
+/// `auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// At the end of the log: only messages published from then on (Kafka's default).
+    #[default]
+    Latest,
+    /// At the start of the log: every message still kept.
+    Earliest,
+}
+
+/// How to reach a Kafka cluster (conductor-oss: `conductor.event-queues.kafka.*`).
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// `host:port` of one or more brokers, comma-separated (`bootstrap-servers`).
+    pub bootstrap_servers: String,
+    /// The client id the brokers see.
+    pub client_id: String,
+    /// Where a queue never consumed before starts.
+    pub offset_reset: OffsetReset,
+    /// Partitions of a topic Overture creates because it did not exist.
+    pub topic_partitions: i32,
+    /// Replicas of a topic Overture creates.
+    pub replication_factor: i16,
+    /// How long a request may take, retries included.
+    pub request_timeout: Duration,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            client_id: "overture".into(),
+            offset_reset: OffsetReset::Latest,
+            topic_partitions: 1,
+            replication_factor: 1,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where consumers keep their positions when their broker keeps none for Overture (Kafka): the
+/// replicated state, so they survive the leader.
+pub trait PositionStore: Send + Sync + 'static {
+    /// The positions kept for `queue`: partition → offset to read next.
+    fn load(&self, queue: &str) -> Result<std::collections::BTreeMap<u32, i64>, Error>;
+    /// Keeps these positions of `queue`.
+    fn save(&self, queue: String, positions: Vec<(u32, i64)>)
+    -> futures::future::BoxFuture<'static, Result<(), Error>>;
 }
 
 /// How to reach an AMQP broker (conductor-oss: `conductor.event-queues.amqp.*`).
@@ -116,6 +175,55 @@ impl Default for JetStreamOptions {
     }
 }
 
+/// What the leader knows of one broker queue it consumes (`GET /api/event/queues`, the UI).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// Whether a consumer is reading it now.
+    pub consuming: bool,
+    /// Messages handled since this leader started consuming it.
+    pub handled: u64,
+    /// Messages dropped because they were not JSON.
+    pub invalid: u64,
+    /// Handler conditions and actions that failed.
+    pub failed: u64,
+    /// Messages on the broker not yet handled, where the broker says (Kafka).
+    pub lag: Option<i64>,
+    /// The last thing that went wrong: opening or reading the queue, a message, a handler.
+    pub last_error: Option<String>,
+    /// When (epoch millis).
+    pub last_error_time: Option<i64>,
+}
+
+/// The status of every queue this leader consumes, by event (`kafka:orders`).
+#[derive(Debug, Clone, Default)]
+pub struct QueueStatuses(Arc<parking_lot::Mutex<std::collections::BTreeMap<String, QueueStatus>>>);
+
+impl QueueStatuses {
+    /// Changes one queue's status.
+    pub(crate) fn update(&self, queue: &str, change: impl FnOnce(&mut QueueStatus)) {
+        change(self.0.lock().entry(queue.to_owned()).or_default());
+    }
+
+    /// Records what went wrong with a queue.
+    pub(crate) fn error(&self, queue: &str, error: impl std::fmt::Display) {
+        self.update(queue, |s| {
+            s.last_error = Some(error.to_string());
+            s.last_error_time = Some(crate::now_ms());
+        });
+    }
+
+    /// Forgets the queues no longer consumed.
+    pub(crate) fn keep_only(&self, queues: &[String]) {
+        self.0.lock().retain(|q, _| queues.contains(q));
+    }
+
+    /// Every queue's status.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, QueueStatus> {
+        self.0.lock().clone()
+    }
+}
+
 /// A queue on a broker, as an event names it (`type:name`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BrokerQueue {
@@ -127,10 +235,12 @@ pub enum BrokerQueue {
     AmqpQueue(String),
     /// `amqp_exchange:name[?params]`: an AMQP exchange, consumed through a queue bound to it.
     AmqpExchange(String),
+    /// `kafka:topic`: a Kafka topic.
+    Kafka(String),
 }
 
 /// The queue types conductor-oss has that Overture does not serve yet.
-const NOT_YET: [&str; 3] = ["sqs", "kafka", "nats_stream"];
+const NOT_YET: [&str; 2] = ["sqs", "nats_stream"];
 
 impl BrokerQueue {
     /// The broker queue an event names; `Ok(None)` for a `conductor` event; an error for a type
@@ -142,18 +252,19 @@ impl BrokerQueue {
         let name = name.trim();
         match kind {
             "conductor" => Ok(None),
-            "nats" | "jsm" | "amqp_queue" | "amqp_exchange" if name.is_empty() => {
+            "nats" | "jsm" | "amqp_queue" | "amqp_exchange" | "kafka" if name.is_empty() => {
                 Err(format!("Event {event:?} names no queue"))
             }
             "nats" => Ok(Some(BrokerQueue::Nats(name.to_owned()))),
             "jsm" => Ok(Some(BrokerQueue::JetStream(name.to_owned()))),
             "amqp_queue" => Ok(Some(BrokerQueue::AmqpQueue(name.to_owned()))),
             "amqp_exchange" => Ok(Some(BrokerQueue::AmqpExchange(name.to_owned()))),
+            "kafka" => Ok(Some(BrokerQueue::Kafka(name.to_owned()))),
             k if NOT_YET.contains(&k) => Err(format!(
-                "Event queues of type {k} are not supported by this server yet (conductor, nats, jsm, amqp_queue and amqp_exchange are)"
+                "Event queues of type {k} are not supported by this server yet (conductor, nats, jsm, amqp_queue, amqp_exchange and kafka are)"
             )),
             k => Err(format!(
-                "Unknown event queue type {k:?} in {event:?}: use conductor, nats, jsm, amqp_queue or amqp_exchange"
+                "Unknown event queue type {k:?} in {event:?}: use conductor, nats, jsm, amqp_queue, amqp_exchange or kafka"
             )),
         }
     }
@@ -173,7 +284,8 @@ impl BrokerQueue {
             BrokerQueue::Nats(s)
             | BrokerQueue::JetStream(s)
             | BrokerQueue::AmqpQueue(s)
-            | BrokerQueue::AmqpExchange(s) => s,
+            | BrokerQueue::AmqpExchange(s)
+            | BrokerQueue::Kafka(s) => s,
         }
     }
 
@@ -184,6 +296,7 @@ impl BrokerQueue {
             BrokerQueue::JetStream(_) => "jsm",
             BrokerQueue::AmqpQueue(_) => "amqp_queue",
             BrokerQueue::AmqpExchange(_) => "amqp_exchange",
+            BrokerQueue::Kafka(_) => "kafka",
         }
     }
 
@@ -210,6 +323,9 @@ pub struct Delivery {
     pub ack: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send>,
 }
 
+/// Kafka clients by bootstrap servers, with when each was last used.
+type KafkaClients = std::collections::HashMap<String, (Arc<kafka::Kafka>, std::time::Instant)>;
+
 /// Connections to the configured brokers, made when first needed and kept.
 #[derive(Debug, Clone, Default)]
 pub struct Brokers {
@@ -217,6 +333,11 @@ pub struct Brokers {
     nats: Arc<tokio::sync::OnceCell<nats::Nats>>,
     jsm: Arc<tokio::sync::OnceCell<nats::JetStream>>,
     amqp: Arc<tokio::sync::OnceCell<amqp::Amqp>>,
+    kafka: Arc<tokio::sync::OnceCell<Arc<kafka::Kafka>>>,
+    statuses: QueueStatuses,
+    /// Clients of the clusters KAFKA_PUBLISH tasks name, by bootstrap servers, with when each
+    /// was last used.
+    kafka_publish: Arc<parking_lot::Mutex<KafkaClients>>,
 }
 
 /// How long a publish may take before the EVENT task tries again.
@@ -225,7 +346,12 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 impl Brokers {
     /// Brokers as configured.
     pub fn new(options: BrokerOptions) -> Brokers {
-        Brokers { options, nats: Default::default(), jsm: Default::default(), amqp: Default::default() }
+        Brokers { options, ..Default::default() }
+    }
+
+    /// What the leader knows of the queues it consumes.
+    pub fn statuses(&self) -> &QueueStatuses {
+        &self.statuses
     }
 
     /// Whether `queue`'s broker is configured here.
@@ -234,7 +360,44 @@ impl Brokers {
             BrokerQueue::Nats(_) => self.options.nats.is_some(),
             BrokerQueue::JetStream(_) => self.options.jsm.is_some(),
             BrokerQueue::AmqpQueue(_) | BrokerQueue::AmqpExchange(_) => self.options.amqp.is_some(),
+            BrokerQueue::Kafka(_) => self.options.kafka.is_some(),
         }
+    }
+
+    async fn kafka(&self) -> Result<&Arc<kafka::Kafka>, Error> {
+        let Some(options) = &self.options.kafka else {
+            return Err(Error::BadRequest("Kafka is not configured on this server ([event_queues.kafka])".into()));
+        };
+        self.kafka.get_or_try_init(|| async { kafka::Kafka::connect(options.clone()).await.map(Arc::new) }).await
+    }
+
+    /// A client of the Kafka cluster at `bootstrap_servers`, for KAFKA_PUBLISH: kept while used,
+    /// up to [`KAFKA_PUBLISH_CLIENTS`] of them, each dropped after [`KAFKA_PUBLISH_IDLE`] unused
+    /// (conductor-oss's producer cache).
+    pub(crate) async fn kafka_client(
+        &self,
+        bootstrap_servers: &str,
+        request_timeout: Duration,
+    ) -> Result<Arc<kafka::Kafka>, Error> {
+        {
+            let mut cache = self.kafka_publish.lock();
+            cache.retain(|_, (_, used)| used.elapsed() < KAFKA_PUBLISH_IDLE);
+            if let Some((client, used)) = cache.get_mut(bootstrap_servers) {
+                *used = std::time::Instant::now();
+                return Ok(client.clone());
+            }
+        }
+        let base = self.options.kafka.clone().unwrap_or_default();
+        let options = KafkaOptions { bootstrap_servers: bootstrap_servers.to_owned(), request_timeout, ..base };
+        let client = Arc::new(kafka::Kafka::connect(options).await?);
+        let mut cache = self.kafka_publish.lock();
+        if cache.len() >= KAFKA_PUBLISH_CLIENTS
+            && let Some(oldest) = cache.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
+        {
+            cache.remove(&oldest);
+        }
+        cache.insert(bootstrap_servers.to_owned(), (client.clone(), std::time::Instant::now()));
+        Ok(client)
     }
 
     async fn amqp(&self) -> Result<&amqp::Amqp, Error> {
@@ -275,6 +438,10 @@ impl Brokers {
                     let target = amqp.target(matches!(queue, BrokerQueue::AmqpExchange(_)), spec)?;
                     amqp.publish(&target, message_id, payload).await
                 }
+                BrokerQueue::Kafka(topic) => {
+                    let key = Some(message_id.as_bytes().to_vec());
+                    self.kafka().await?.publish(topic, key, payload, Default::default()).await
+                }
             }
         })
         .await
@@ -291,6 +458,7 @@ impl Brokers {
     pub(crate) async fn subscribe(
         &self,
         queue: &BrokerQueue,
+        positions: Arc<dyn PositionStore>,
     ) -> Result<futures::stream::BoxStream<'static, Result<Delivery, String>>, Error> {
         match queue {
             BrokerQueue::Nats(name) => {
@@ -306,12 +474,20 @@ impl Brokers {
                 let target = amqp.target(matches!(queue, BrokerQueue::AmqpExchange(_)), spec)?;
                 amqp.consume(&target).await
             }
+            BrokerQueue::Kafka(topic) => {
+                self.kafka().await?.consume(topic, queue.event(), positions, self.statuses.clone()).await
+            }
         }
     }
 }
 
+/// Clients KAFKA_PUBLISH keeps at most (conductor-oss: `conductor.tasks.kafka-publish.cacheSize`).
+const KAFKA_PUBLISH_CLIENTS: usize = 10;
+/// How long a KAFKA_PUBLISH client is kept unused (`conductor.tasks.kafka-publish.cacheTime`).
+const KAFKA_PUBLISH_IDLE: Duration = Duration::from_secs(120);
+
 /// The broker queue types, as metric labels.
-pub const QUEUE_TYPES: [&str; 4] = ["nats", "jsm", "amqp_queue", "amqp_exchange"];
+pub const QUEUE_TYPES: [&str; 5] = ["nats", "jsm", "amqp_queue", "amqp_exchange", "kafka"];
 
 /// Registers the counters with every queue type at zero.
 pub fn register_metrics() {
@@ -323,6 +499,8 @@ pub fn register_metrics() {
             metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => outcome).increment(0);
         }
     }
+    metrics::counter!(PUBLISHED, "queueType" => "kafka_publish").increment(0);
+    metrics::counter!(PUBLISH_FAILED, "queueType" => "kafka_publish").increment(0);
 }
 
 #[cfg(test)]
@@ -334,7 +512,8 @@ mod tests {
         assert_eq!(BrokerQueue::parse("conductor:wf:task"), Ok(None));
         assert_eq!(BrokerQueue::parse("nats:订单.new"), Ok(Some(BrokerQueue::Nats("订单.new".into()))));
         assert_eq!(BrokerQueue::parse("jsm:orders"), Ok(Some(BrokerQueue::JetStream("orders".into()))));
-        assert!(BrokerQueue::parse("kafka:payments").expect_err("not yet").contains("not supported"));
+        assert!(BrokerQueue::parse("sqs:payments").expect_err("not yet").contains("not supported"));
+        assert_eq!(BrokerQueue::parse("kafka:支付").map(|q| q.map(|q| q.event())), Ok(Some("kafka:支付".into())));
         assert_eq!(
             BrokerQueue::parse("amqp_exchange:orders?routingKey=a").map(|q| q.map(|q| q.event())),
             Ok(Some("amqp_exchange:orders?routingKey=a".into()))

@@ -63,6 +63,28 @@ impl Engine {
         Ok(self.read().event_handlers()?)
     }
 
+    /// Every event handler with what this node knows of its queue: whether it consumes it, its
+    /// lag and its last error (the leader consumes; on another node nothing is consuming).
+    pub fn event_handler_queues(&self) -> Result<Vec<serde_json::Value>, Error> {
+        let statuses = self.inner.options.brokers.statuses().snapshot();
+        let mut out = Vec::new();
+        for h in self.event_handlers()? {
+            let queue_type = h.event.split_once(':').map_or("", |(t, _)| t).to_owned();
+            let mut row =
+                serde_json::json!({"name": h.name, "event": h.event, "queueType": queue_type, "active": h.active});
+            let status = match crate::brokers::BrokerQueue::parse(&h.event) {
+                // `conductor` messages are handled as they are published.
+                Ok(None) => serde_json::json!({"consuming": h.active, "lag": 0}),
+                _ => serde_json::to_value(statuses.get(&h.event).cloned().unwrap_or_default()).unwrap_or_default(),
+            };
+            if let (Some(row), serde_json::Value::Object(status)) = (row.as_object_mut(), status) {
+                row.extend(status);
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
     /// A task definition.
     pub fn task_def(&self, name: &str) -> Result<TaskDef, Error> {
         self.read().task_def(name)?.ok_or_else(|| Error::NotFound(format!("No such taskType found by name: {name}")))

@@ -7,7 +7,7 @@ import { go, href, useRoute } from './router.js';
 import { Executions } from './executions.js';
 import { Execution } from './execution.js';
 import { Definition, Definitions, TaskDefinitions } from './definitions.js';
-import { Cluster, Queues, Schedules } from './ops.js';
+import { Cluster, EventHandlers, Queues, Schedules } from './ops.js';
 
 const NAV = [
   ['executions', 'Executions'],
@@ -15,6 +15,7 @@ const NAV = [
   ['taskdefs', 'Task definitions'],
   ['schedules', 'Schedules'],
   ['queues', 'Queues'],
+  ['events', 'Event handlers'],
   ['cluster', 'Cluster'],
 ];
 
@@ -56,6 +57,7 @@ function View({ route }) {
     case 'taskdefs': return html`<${TaskDefinitions} query=${q} />`;
     case 'schedules': return html`<${Schedules} query=${q} />`;
     case 'queues': return html`<${Queues} />`;
+    case 'events': return html`<${EventHandlers} />`;
     case 'cluster': return html`<${Cluster} />`;
     case 'signin': return html`<${SignIn} next=${q.get('next')} />`;
     default: return html`<section><h1>Not found</h1><p>No view called “${first}”. <a href="#/executions">See the executions</a>.</p></section>`;

@@ -1,5 +1,6 @@
-// Operations: schedules (next fire times, pause and resume), queues (depth and last polls) and
-// the cluster (members, leader, term, replication lag).
+// Operations: schedules (next fire times, pause and resume), queues (depth and last polls),
+// event handlers (their queues, lag and last error) and the cluster (members, leader, term,
+// replication lag).
 import { useState } from './vendor/hooks.mjs';
 import { get, qs, request } from './api.js';
 import { Confirm, Failure, html, useLoad, when } from './lib.js';
@@ -60,6 +61,28 @@ export function Queues() {
       <tbody>${(data.data || []).map((q) => html`<tr key=${q.name} data-queue=${q.name}>
         <td>${q.name}</td><td class="num" data-size>${q.size}</td><td>${q.polls[0] ? when(q.polls[0].lastPollTime) : 'never'}</td>
         <td>${q.polls.map((p) => html`<span class="chip">${p.workerId || '?'}${p.domain ? ` @${p.domain}` : ''}</span>`)}</td></tr>`)}</tbody>
+    </table>
+  </section>`;
+}
+
+export function EventHandlers() {
+  const data = useLoad(() => get('/event/queues'), [], 3000);
+  const rows = data.data || [];
+  return html`<section>
+    <h1>Event handlers</h1>
+    <p class="muted">Each handler's queue as the leader consumes it: messages handled, messages waiting on the broker (Kafka) and the last thing that went wrong. Refreshes every 3 s.</p>
+    <${Failure} error=${data.error} />
+    <table class="grid">
+      <thead><tr><th scope="col">Handler</th><th scope="col">Queue</th><th scope="col">State</th><th scope="col">Handled</th><th scope="col">Lag</th><th scope="col">Failed</th><th scope="col">Last error</th></tr></thead>
+      <tbody>${rows.map((h) => html`<tr key=${h.name} data-handler=${h.name}>
+        <td>${h.name}</td><td><code>${h.event}</code></td>
+        <td>${!h.active ? html`<span class="badge tone-wait">INACTIVE</span>` : h.consuming ? html`<span class="badge tone-ok">CONSUMING</span>` : html`<span class="badge tone-bad">NOT CONSUMING</span>`}</td>
+        <td class="num" data-handled>${h.handled ?? '—'}</td>
+        <td class="num" data-lag>${h.lag ?? '—'}</td>
+        <td class="num">${(h.failed || 0) + (h.invalid || 0)}</td>
+        <td data-error>${h.lastError ? html`${h.lastError} <span class="muted">(${when(h.lastErrorTime)})</span>` : '—'}</td></tr>`)}
+        ${!rows.length && !data.loading ? html`<tr><td colspan="7" class="empty">No event handlers. Add them with POST /api/event.</td></tr>` : null}
+      </tbody>
     </table>
   </section>`;
 }

@@ -452,6 +452,14 @@ impl Shared {
             Request::PutPayloadPart { path, index, parts, bytes } => {
                 self.apply_payload_part(wb, &path, index, parts, bytes)
             }
+            Request::PutQueuePositions { queue, positions } => {
+                // Written as they come: only the leader's one consumer of a queue proposes them.
+                for (partition, offset) in positions {
+                    let key = keys::queue_position(&queue, partition);
+                    wb.put_cf(cf(&self.db, keys::CF_DEFS), key, encode(&keys::QueuePosition { offset }));
+                }
+                Ok(Response::Ok)
+            }
         }
     }
 

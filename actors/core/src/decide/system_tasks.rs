@@ -69,7 +69,11 @@ impl Decider<'_, '_> {
         match kind {
             // Queued for a worker, or for the leader's executor.
             TaskKind::Simple | TaskKind::UserDefined | TaskKind::Dynamic => Started::Waits,
-            TaskKind::SubWorkflow | TaskKind::StartWorkflow | TaskKind::Http | TaskKind::Event => Started::Waits,
+            TaskKind::SubWorkflow
+            | TaskKind::StartWorkflow
+            | TaskKind::Http
+            | TaskKind::Event
+            | TaskKind::KafkaPublish => Started::Waits,
             TaskKind::Noop | TaskKind::ForkJoin => Started::completed(Object::new()),
             TaskKind::Switch | TaskKind::Decision => branch(kind, wt, task, env),
             TaskKind::ForkJoinDynamic => dynamic_fork(wt, task, iteration, self.has_dynamic_fork()),
