@@ -3,13 +3,13 @@
 event queue whose handler starts a one-task workflow (SET_VARIABLE), and N messages are published
 with the broker's own client as fast as it goes.
 
-  deploy/bench-brokers.py N jsm|nats|kafka|amqp [--backlog]
+  deploy/bench-brokers.py N jsm|nats|kafka|amqp|sqs [--backlog]
 
-With --backlog (amqp) the N messages are published before the handler exists, and the time
+With --backlog (amqp, sqs) the N messages are published before the handler exists, and the time
 is from its registration until all are handled: the node's rate alone, whatever the publisher's.
 
-Brokers: nats-server (jsm, nats), RabbitMQ's rabbitmq-server (amqp) and Tansu (kafka), as
-tests/run.sh installs them; clients nats-py, pika and confluent-kafka
+Brokers: nats-server (jsm, nats), RabbitMQ's rabbitmq-server (amqp), Tansu (kafka) and moto's
+server (sqs), as tests/run.sh installs them; clients nats-py, pika, confluent-kafka and boto3
 (tests/python/requirements.txt). Needs a release build (`cargo build --release --bin overture`,
 or OVERTURE_BIN). Prints one JSON line: how long the publisher took (the broker's ceiling with
 this client) and how long until every message was handled, then how many workflows exist and
@@ -172,10 +172,36 @@ class Amqp:
         connection.close()
 
 
+class Sqs:
+    """moto's server (SQS's API); `sqs:` queues; boto3 sends batches of 10."""
+
+    def __init__(self, d):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, 30)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {"OVERTURE_SQS_ENDPOINT": self.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+        self.kind, self.event = "sqs", "sqs:tput_in"
+        self.params = {"correlationId": "${id}", "input": {"who": "${who}"}}
+        self.ready = 'overture_event_queue_consumers{queueType="sqs"}'
+
+    def publish(self, n):
+        import boto3
+
+        sqs = boto3.client("sqs", endpoint_url=self.url, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        url = sqs.create_queue(QueueName="tput_in")["QueueUrl"]
+        for start in range(0, n, 10):
+            entries = [{"Id": str(i), "MessageBody": body(i).decode()} for i in range(start, min(start + 10, n))]
+            if sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed"):
+                raise SystemExit("not every message was sent")
+
+
 def main(n, kind, backlog):
     d = tempfile.mkdtemp(prefix="overture-bench-brokers-")
     broker = {"jsm": lambda: Nats(d, True), "nats": lambda: Nats(d, False), "kafka": lambda: Kafka(d),
-              "amqp": lambda: Amqp(d)}[kind]()
+              "amqp": lambda: Amqp(d), "sqs": lambda: Sqs(d)}[kind]()
     op = free_port()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/overture-target"))
     binary = os.environ.get("OVERTURE_BIN") or os.path.join(target, "release", "overture")
@@ -224,9 +250,9 @@ def main(n, kind, backlog):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[2] not in ("jsm", "nats", "kafka", "amqp"):
+    if len(sys.argv) < 3 or sys.argv[2] not in ("jsm", "nats", "kafka", "amqp", "sqs"):
         raise SystemExit(__doc__)
     backlog = "--backlog" in sys.argv
-    if backlog and sys.argv[2] != "amqp":
-        raise SystemExit("--backlog needs a queue that keeps messages before it is consumed (amqp)")
+    if backlog and sys.argv[2] not in ("amqp", "sqs"):
+        raise SystemExit("--backlog needs a queue that keeps messages before it is consumed (amqp, sqs)")
     main(int(sys.argv[1]), sys.argv[2], backlog)

@@ -36,6 +36,7 @@ pub mod queues;
 pub mod retention;
 pub mod scheduler;
 pub mod search;
+mod sigv4;
 pub mod timers;
 mod workflows;
 

@@ -110,10 +110,7 @@ pub struct Overrides {
     /// `embedded` or `s3`.
     pub payload_storage: Option<String>,
     pub s3: crate::payload_config::S3File,
-    pub nats_url: Option<String>,
-    pub jsm_url: Option<String>,
-    pub amqp_url: Option<String>,
-    pub kafka_bootstrap_servers: Option<String>,
+    pub brokers: crate::event_config::BrokerAddresses,
     pub retention_seconds: Option<u64>,
     pub retention_sweep_seconds: Option<u64>,
     pub schedule_grace_seconds: Option<u64>,
@@ -204,10 +201,16 @@ impl Overrides {
             )?,
             payload_storage: var("OVERTURE_PAYLOAD_STORAGE"),
             s3: crate::payload_config::S3File::from_env(),
-            nats_url: var("OVERTURE_NATS_URL"),
-            jsm_url: var("OVERTURE_JSM_URL"),
-            amqp_url: var("OVERTURE_AMQP_URL"),
-            kafka_bootstrap_servers: var("OVERTURE_KAFKA_BOOTSTRAP_SERVERS"),
+            brokers: crate::event_config::BrokerAddresses {
+                nats: var("OVERTURE_NATS_URL"),
+                jsm: var("OVERTURE_JSM_URL"),
+                amqp: var("OVERTURE_AMQP_URL"),
+                kafka: var("OVERTURE_KAFKA_BOOTSTRAP_SERVERS"),
+                sqs: var("OVERTURE_SQS_ENDPOINT"),
+                aws_region: var("AWS_REGION"),
+                aws_access_key: var("AWS_ACCESS_KEY_ID"),
+                aws_secret_key: var("AWS_SECRET_ACCESS_KEY"),
+            },
             retention_seconds: number(
                 "OVERTURE_RETENTION_SECONDS",
                 "OVERTURE_RETENTION_SECONDS must be a number of seconds",
@@ -250,10 +253,7 @@ impl Overrides {
             max_workflow_output_bytes: other.max_workflow_output_bytes.or(self.max_workflow_output_bytes),
             payload_storage: other.payload_storage.or(self.payload_storage),
             s3: self.s3.then(other.s3),
-            nats_url: other.nats_url.or(self.nats_url),
-            jsm_url: other.jsm_url.or(self.jsm_url),
-            amqp_url: other.amqp_url.or(self.amqp_url),
-            kafka_bootstrap_servers: other.kafka_bootstrap_servers.or(self.kafka_bootstrap_servers),
+            brokers: self.brokers.then(other.brokers),
             retention_seconds: other.retention_seconds.or(self.retention_seconds),
             retention_sweep_seconds: other.retention_sweep_seconds.or(self.retention_sweep_seconds),
             schedule_grace_seconds: other.schedule_grace_seconds.or(self.schedule_grace_seconds),
@@ -339,15 +339,7 @@ impl Config {
             overrides.max_task_input_bytes.or(file.max_task_input_bytes),
             overrides.max_workflow_output_bytes.or(file.max_workflow_output_bytes),
         )?;
-        let brokers = crate::event_config::resolve(
-            file.event_queues,
-            crate::event_config::BrokerAddresses {
-                nats: overrides.nats_url,
-                jsm: overrides.jsm_url,
-                amqp: overrides.amqp_url,
-                kafka: overrides.kafka_bootstrap_servers,
-            },
-        )?;
+        let brokers = crate::event_config::resolve(file.event_queues, overrides.brokers)?;
         Ok(Config {
             brokers,
             api_keys,

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use overture_actors::brokers::{AmqpOptions, BrokerOptions, JetStreamOptions, KafkaOptions, NatsOptions, OffsetReset};
+use overture_actors::brokers::{
+    AmqpOptions, BrokerOptions, JetStreamOptions, KafkaOptions, NatsOptions, OffsetReset, SqsOptions,
+};
 use serde::Deserialize;
 
 /// `[event_queues]` as written.
@@ -19,6 +21,58 @@ pub struct EventQueuesFile {
     pub amqp: Option<AmqpFile>,
     /// `[event_queues.kafka]`: Kafka (`kafka:topic`).
     pub kafka: Option<KafkaFile>,
+    /// `[event_queues.sqs]`: Amazon SQS or a server speaking its API (`sqs:queue`).
+    pub sqs: Option<SqsFile>,
+}
+
+/// `[event_queues.sqs]` as written: conductor-oss's `conductor.event-queues.sqs.*` keys, and the
+/// credentials its AWS SDK would find in the environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsFile {
+    /// The SQS API (also `OVERTURE_SQS_ENDPOINT`); by default AWS's for the region.
+    pub endpoint: Option<String>,
+    /// By default `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// By default `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// Messages one receive asks for, 1 to 10 (conductor-oss: 1; here 10).
+    pub batch_size: Option<u8>,
+    /// How long one receive waits for messages, 0 to 20 s (conductor-oss polls every 100 ms).
+    pub wait_seconds: Option<u64>,
+    pub visibility_timeout_seconds: Option<u64>,
+}
+
+fn sqs(file: Option<SqsFile>, a: &BrokerAddresses) -> anyhow::Result<Option<SqsOptions>> {
+    if file.is_none() && a.sqs.is_none() {
+        return Ok(None);
+    }
+    let f = file.unwrap_or_default();
+    let region = f.region.or_else(|| a.aws_region.clone()).unwrap_or_else(|| "us-east-1".into());
+    let endpoint = a.sqs.clone().or(f.endpoint).unwrap_or_else(|| format!("https://sqs.{region}.amazonaws.com"));
+    if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+        bail!("[event_queues.sqs] endpoint must be an http:// or https:// URL, not {endpoint:?}");
+    }
+    let (Some(access_key), Some(secret_key)) =
+        (f.access_key.or_else(|| a.aws_access_key.clone()), f.secret_key.or_else(|| a.aws_secret_key.clone()))
+    else {
+        bail!("[event_queues.sqs] needs access_key and secret_key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+    };
+    let batch_size = f.batch_size.unwrap_or(10);
+    let wait_seconds = f.wait_seconds.unwrap_or(10);
+    if !(1..=10).contains(&batch_size) || wait_seconds > 20 {
+        bail!("[event_queues.sqs] batch_size is 1 to 10 and wait_seconds 0 to 20, as SQS takes them");
+    }
+    Ok(Some(SqsOptions {
+        endpoint,
+        region,
+        access_key,
+        secret_key,
+        batch_size,
+        wait_seconds,
+        visibility_timeout: Duration::from_secs(f.visibility_timeout_seconds.unwrap_or(60).clamp(1, 43_200)),
+    }))
 }
 
 /// `[event_queues.kafka]` as written: conductor-oss's `conductor.event-queues.kafka.*` keys.
@@ -170,7 +224,7 @@ fn check_url(table: &str, url: &str) -> anyhow::Result<()> {
 
 /// Broker addresses from the environment, each of which overrides its table and turns its broker
 /// on.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BrokerAddresses {
     /// `OVERTURE_NATS_URL`.
     pub nats: Option<String>,
@@ -180,10 +234,34 @@ pub struct BrokerAddresses {
     pub amqp: Option<String>,
     /// `OVERTURE_KAFKA_BOOTSTRAP_SERVERS`.
     pub kafka: Option<String>,
+    /// `OVERTURE_SQS_ENDPOINT`.
+    pub sqs: Option<String>,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`: SQS's defaults, as AWS's SDKs
+    /// read them (they do not turn SQS on).
+    pub aws_region: Option<String>,
+    pub aws_access_key: Option<String>,
+    pub aws_secret_key: Option<String>,
+}
+
+impl BrokerAddresses {
+    /// These, each replaced by `other`'s where it has one.
+    pub fn then(self, other: BrokerAddresses) -> BrokerAddresses {
+        BrokerAddresses {
+            nats: other.nats.or(self.nats),
+            jsm: other.jsm.or(self.jsm),
+            amqp: other.amqp.or(self.amqp),
+            kafka: other.kafka.or(self.kafka),
+            sqs: other.sqs.or(self.sqs),
+            aws_region: other.aws_region.or(self.aws_region),
+            aws_access_key: other.aws_access_key.or(self.aws_access_key),
+            aws_secret_key: other.aws_secret_key.or(self.aws_secret_key),
+        }
+    }
 }
 
 /// The brokers from the file's tables and the addresses given apart.
 pub fn resolve(file: EventQueuesFile, addresses: BrokerAddresses) -> anyhow::Result<BrokerOptions> {
+    let sqs = sqs(file.sqs, &addresses)?;
     let nats = match (file.nats, addresses.nats) {
         (None, None) => None,
         (file, env) => {
@@ -216,7 +294,13 @@ pub fn resolve(file: EventQueuesFile, addresses: BrokerAddresses) -> anyhow::Res
             })
         }
     };
-    Ok(BrokerOptions { nats, jsm, amqp: amqp(file.amqp, addresses.amqp)?, kafka: kafka(file.kafka, addresses.kafka)? })
+    Ok(BrokerOptions {
+        nats,
+        jsm,
+        amqp: amqp(file.amqp, addresses.amqp)?,
+        kafka: kafka(file.kafka, addresses.kafka)?,
+        sqs,
+    })
 }
 
 #[cfg(test)]
@@ -256,6 +340,26 @@ mod tests {
             resolve(EventQueuesFile::default(), env).expect("env").kafka.expect("on").bootstrap_servers,
             "k1:9092,k2:9092"
         );
+        let env = BrokerAddresses {
+            sqs: Some("http://127.0.0.1:5000".into()),
+            aws_access_key: Some("k".into()),
+            aws_secret_key: Some("s".into()),
+            ..Default::default()
+        };
+        let sqs = resolve(EventQueuesFile::default(), env).expect("sqs").sqs.expect("on");
+        assert_eq!(
+            (sqs.endpoint.as_str(), sqs.region.as_str(), sqs.batch_size),
+            ("http://127.0.0.1:5000", "us-east-1", 10)
+        );
+        let file: EventQueuesFile = toml::from_str("[sqs]\nregion = \"eu-west-1\"").expect("parses");
+        assert!(resolve(file, BrokerAddresses::default()).is_err(), "no credentials");
+        let env = BrokerAddresses {
+            aws_access_key: Some("k".into()),
+            aws_secret_key: Some("s".into()),
+            ..Default::default()
+        };
+        let file: EventQueuesFile = toml::from_str("[sqs]\nregion = \"eu-west-1\"").expect("parses");
+        assert_eq!(resolve(file, env).expect("sqs").sqs.expect("on").endpoint, "https://sqs.eu-west-1.amazonaws.com");
         for bad in [
             "[kafka]\nauto_offset_reset = \"none\"",
             "[kafka]\nbootstrap_servers = \"http://k:9092\"",

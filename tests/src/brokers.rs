@@ -1,7 +1,7 @@
 //! Real message brokers for the event queue tests, started on free loopback ports and stopped
 //! when dropped: NATS with JetStream (Debian's `nats-server`), RabbitMQ (Debian's
-//! `rabbitmq-server`) and a Kafka-protocol broker (`tansu`, from crates.io), all installed by
-//! `./tests/run.sh`.
+//! `rabbitmq-server`), a Kafka-protocol broker (`tansu`, from crates.io) and an SQS-compatible
+//! server (moto's, from PyPI), all installed by `./tests/run.sh`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -124,5 +124,36 @@ impl Tansu {
         .await;
         assert!(up, "tansu did not listen on port {port}");
         Tansu { bootstrap: format!("127.0.0.1:{port}"), _child: child }
+    }
+}
+
+/// A running moto server (SQS's API, among AWS's others), from the tests' Python environment.
+pub struct MotoServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    _child: Child,
+}
+
+impl MotoServer {
+    /// Starts `python -m moto.server` on a free loopback port; waits until it takes connections.
+    pub async fn start() -> MotoServer {
+        let python = std::env::var("OVERTURE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let port = NatsServer::free_port();
+        let child = Command::new(&python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{python} -m moto.server starts ({e}): run ./tests/run.sh, which installs moto")
+            });
+        let up = crate::wait_for(Duration::from_secs(30), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+        assert!(up, "moto did not listen on port {port}");
+        MotoServer { url: format!("http://127.0.0.1:{port}"), _child: child }
     }
 }

@@ -1,12 +1,12 @@
 //! Event queues on real message brokers, driven by the brokers' own clients: NATS core and
 //! JetStream (Debian's nats-server; the official nats-py client publishes and subscribes),
-//! RabbitMQ (Debian's rabbitmq-server; pika) and Kafka (Tansu, a Kafka-protocol broker;
-//! Confluent's client, librdkafka, produces and consumes).
+//! RabbitMQ (Debian's rabbitmq-server; pika), Kafka (Tansu, a Kafka-protocol broker; Confluent's
+//! client, librdkafka, produces and consumes) and SQS (moto's server; AWS's boto3).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use overture_tests::brokers::{NatsServer, RabbitMq, Tansu};
+use overture_tests::brokers::{MotoServer, NatsServer, RabbitMq, Tansu};
 use overture_tests::{
     Cluster, Node, client, metric_sum, send, send_retrying, spawn_python_sdk, wait_for, wait_for_python_line,
 };
@@ -115,9 +115,9 @@ async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_the
     let r = send(c.post(node.api("/event")).json(&started_by("from_kafka", "kafka:payments"))).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("kafka is not configured"), "{}", r.text);
-    let r = send(c.post(node.api("/event")).json(&started_by("from_sqs", "sqs:payments"))).await;
+    let r = send(c.post(node.api("/event")).json(&started_by("from_stan", "nats_stream:payments"))).await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.text.contains("sqs are not supported"), "{}", r.text);
+    assert!(r.text.contains("nats_stream are not supported"), "{}", r.text);
     wait_consumers(&node, "nats", 1.0).await;
     wait_consumers(&node, "jsm", 1.0).await;
 
@@ -473,4 +473,68 @@ async fn leader_killed_while_kafka_records_flow_starts_each_workflow_once() {
     let twice: Vec<_> = seen.iter().filter(|(_, s)| s.len() != 1).collect();
     assert!(twice.is_empty(), "records whose workflow started more than once: {twice:?}");
     cluster.restart(leader).await;
+}
+
+/// SQS: messages AWS's SDK sends start workflows through a handler on `sqs:` (each message once:
+/// it is deleted after its actions commit, and its `MessageId` keys them); an EVENT task's message
+/// is received by the SDK, and the task's output gives SQS's message id. The requests are signed
+/// (AWS Signature Version 4) with the credentials AWS's SDKs read from the environment.
+#[tokio::test]
+async fn sqs_messages_start_workflows_and_event_tasks_publish_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = MotoServer::start().await;
+    let env = [
+        ("OVERTURE_SQS_ENDPOINT", moto.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let node = Node::start_with_env(&dir.path().join("n"), &env).await;
+    let c = client();
+    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
+        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}],
+        "outputParameters": {"who": "${workflow.variables.who}"}});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&greeted)).await.status, 200);
+    let r = send(c.post(node.api("/event")).json(&started_by("from_sqs", "sqs:orders_new"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_consumers(&node, "sqs", 1.0).await;
+
+    run_client("sqs_client.py", &["send", &moto.url, "orders_new", "not json"]).await;
+    run_client(
+        "sqs_client.py",
+        &["send", &moto.url, "orders_new", r#"{"who": "孙七", "id": "s-{i}"}"#, "--count", "12"],
+    )
+    .await;
+    one_completed_each(&node, 12).await;
+    let wf = send(c.get(node.api("/workflow/greeted/correlated/s-7?includeClosed=true"))).await.json();
+    assert_eq!(wf[0]["output"]["who"], "孙七");
+    assert_eq!(wf[0]["input"]["conductor.event.name"], "sqs:orders_new");
+    assert!(
+        wf[0]["input"]["conductor.event.messageId"].as_str().is_some_and(|id| !id.is_empty()),
+        "{}",
+        wf[0]["input"]
+    );
+    let url = node.url.clone();
+    let invalid = "overture_event_queue_messages_processed_total{queueType=\"sqs\",outcome=\"invalid\"}";
+    let counted = wait_for(Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { metric_sum(&url, invalid).await == Some(1.0) }
+    })
+    .await;
+    assert!(counted, "the message that is not JSON was counted and dropped");
+
+    let notify = json!({"name": "notify_sqs", "version": 1, "tasks": [
+        {"name": "to_sqs", "taskReferenceName": "to_sqs", "type": "EVENT", "sink": "sqs:orders_done",
+         "inputParameters": {"订单": "${workflow.input.order}"}}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&notify)).await.status, 200);
+    let id = send(c.post(node.api("/workflow/notify_sqs")).json(&json!({"order": "订单-9"}))).await.text;
+    let wf = overture_tests::wait_status(&node, &id, "COMPLETED", Duration::from_secs(30)).await;
+    let out = &wf["tasks"][0]["outputData"];
+    assert_eq!(out["event_produced"], "sqs:orders_done");
+    assert!(out["messageId"].as_str().is_some_and(|m| !m.is_empty()), "{out}");
+    let received = received(spawn_python_sdk("sqs_client.py", &["receive", &moto.url, "orders_done", "1"])).await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        (received[0]["订单"].as_str(), received[0]["workflowInstanceId"].as_str()),
+        (Some("订单-9"), Some(id.as_str()))
+    );
 }

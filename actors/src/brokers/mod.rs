@@ -29,6 +29,7 @@ use crate::error::Error;
 mod amqp;
 mod kafka;
 mod nats;
+mod sqs;
 
 pub use kafka::LAG;
 
@@ -53,6 +54,28 @@ pub struct BrokerOptions {
     pub amqp: Option<AmqpOptions>,
     /// Kafka (`kafka:` queues), if configured.
     pub kafka: Option<KafkaOptions>,
+    /// Amazon SQS or a server that speaks its API (`sqs:` queues), if configured.
+    pub sqs: Option<SqsOptions>,
+}
+
+/// How to reach SQS (conductor-oss: `conductor.event-queues.sqs.*`).
+#[derive(Debug, Clone)]
+pub struct SqsOptions {
+    /// `https://sqs.<region>.amazonaws.com`, or another server's address (`endpoint`).
+    pub endpoint: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+    /// Messages one receive asks for, 1 to 10 (`batch-size`).
+    pub batch_size: u8,
+    /// How long one receive waits for messages (a long poll), 0 to 20 s.
+    pub wait_seconds: u64,
+    /// How long a received message stays hidden before SQS hands it out again
+    /// (`visibility-timeout`).
+    pub visibility_timeout: Duration,
 }
 
 /// Where a Kafka queue never consumed before starts (conductor-oss: the consumer's
@@ -237,10 +260,12 @@ pub enum BrokerQueue {
     AmqpExchange(String),
     /// `kafka:topic`: a Kafka topic.
     Kafka(String),
+    /// `sqs:queue`: an SQS queue, by name.
+    Sqs(String),
 }
 
 /// The queue types conductor-oss has that Overture does not serve yet.
-const NOT_YET: [&str; 2] = ["sqs", "nats_stream"];
+const NOT_YET: [&str; 1] = ["nats_stream"];
 
 impl BrokerQueue {
     /// The broker queue an event names; `Ok(None)` for a `conductor` event; an error for a type
@@ -252,7 +277,7 @@ impl BrokerQueue {
         let name = name.trim();
         match kind {
             "conductor" => Ok(None),
-            "nats" | "jsm" | "amqp_queue" | "amqp_exchange" | "kafka" if name.is_empty() => {
+            "nats" | "jsm" | "amqp_queue" | "amqp_exchange" | "kafka" | "sqs" if name.is_empty() => {
                 Err(format!("Event {event:?} names no queue"))
             }
             "nats" => Ok(Some(BrokerQueue::Nats(name.to_owned()))),
@@ -260,11 +285,12 @@ impl BrokerQueue {
             "amqp_queue" => Ok(Some(BrokerQueue::AmqpQueue(name.to_owned()))),
             "amqp_exchange" => Ok(Some(BrokerQueue::AmqpExchange(name.to_owned()))),
             "kafka" => Ok(Some(BrokerQueue::Kafka(name.to_owned()))),
+            "sqs" => Ok(Some(BrokerQueue::Sqs(name.to_owned()))),
             k if NOT_YET.contains(&k) => Err(format!(
-                "Event queues of type {k} are not supported by this server yet (conductor, nats, jsm, amqp_queue, amqp_exchange and kafka are)"
+                "Event queues of type {k} are not supported by this server yet (conductor, nats, jsm, amqp_queue, amqp_exchange, kafka and sqs are)"
             )),
             k => Err(format!(
-                "Unknown event queue type {k:?} in {event:?}: use conductor, nats, jsm, amqp_queue, amqp_exchange or kafka"
+                "Unknown event queue type {k:?} in {event:?}: use conductor, nats, jsm, amqp_queue, amqp_exchange, kafka or sqs"
             )),
         }
     }
@@ -285,7 +311,8 @@ impl BrokerQueue {
             | BrokerQueue::JetStream(s)
             | BrokerQueue::AmqpQueue(s)
             | BrokerQueue::AmqpExchange(s)
-            | BrokerQueue::Kafka(s) => s,
+            | BrokerQueue::Kafka(s)
+            | BrokerQueue::Sqs(s) => s,
         }
     }
 
@@ -297,6 +324,7 @@ impl BrokerQueue {
             BrokerQueue::AmqpQueue(_) => "amqp_queue",
             BrokerQueue::AmqpExchange(_) => "amqp_exchange",
             BrokerQueue::Kafka(_) => "kafka",
+            BrokerQueue::Sqs(_) => "sqs",
         }
     }
 
@@ -334,6 +362,7 @@ pub struct Brokers {
     jsm: Arc<tokio::sync::OnceCell<nats::JetStream>>,
     amqp: Arc<tokio::sync::OnceCell<amqp::Amqp>>,
     kafka: Arc<tokio::sync::OnceCell<Arc<kafka::Kafka>>>,
+    sqs: Arc<std::sync::OnceLock<Arc<sqs::Sqs>>>,
     statuses: QueueStatuses,
     /// Clients of the clusters KAFKA_PUBLISH tasks name, by bootstrap servers, with when each
     /// was last used.
@@ -361,7 +390,15 @@ impl Brokers {
             BrokerQueue::JetStream(_) => self.options.jsm.is_some(),
             BrokerQueue::AmqpQueue(_) | BrokerQueue::AmqpExchange(_) => self.options.amqp.is_some(),
             BrokerQueue::Kafka(_) => self.options.kafka.is_some(),
+            BrokerQueue::Sqs(_) => self.options.sqs.is_some(),
         }
+    }
+
+    fn sqs(&self) -> Result<&Arc<sqs::Sqs>, Error> {
+        let Some(options) = &self.options.sqs else {
+            return Err(Error::BadRequest("SQS is not configured on this server ([event_queues.sqs])".into()));
+        };
+        Ok(self.sqs.get_or_init(|| Arc::new(sqs::Sqs::new(options.clone()))))
     }
 
     async fn kafka(&self) -> Result<&Arc<kafka::Kafka>, Error> {
@@ -442,6 +479,7 @@ impl Brokers {
                     let key = Some(message_id.as_bytes().to_vec());
                     self.kafka().await?.publish(topic, key, payload, Default::default()).await
                 }
+                BrokerQueue::Sqs(name) => self.sqs()?.publish(name, payload).await,
             }
         })
         .await
@@ -477,6 +515,7 @@ impl Brokers {
             BrokerQueue::Kafka(topic) => {
                 self.kafka().await?.consume(topic, queue.event(), positions, self.statuses.clone()).await
             }
+            BrokerQueue::Sqs(name) => self.sqs()?.consume(name).await,
         }
     }
 }
@@ -487,7 +526,7 @@ const KAFKA_PUBLISH_CLIENTS: usize = 10;
 const KAFKA_PUBLISH_IDLE: Duration = Duration::from_secs(120);
 
 /// The broker queue types, as metric labels.
-pub const QUEUE_TYPES: [&str; 5] = ["nats", "jsm", "amqp_queue", "amqp_exchange", "kafka"];
+pub const QUEUE_TYPES: [&str; 6] = ["nats", "jsm", "amqp_queue", "amqp_exchange", "kafka", "sqs"];
 
 /// Registers the counters with every queue type at zero.
 pub fn register_metrics() {
@@ -512,7 +551,8 @@ mod tests {
         assert_eq!(BrokerQueue::parse("conductor:wf:task"), Ok(None));
         assert_eq!(BrokerQueue::parse("nats:订单.new"), Ok(Some(BrokerQueue::Nats("订单.new".into()))));
         assert_eq!(BrokerQueue::parse("jsm:orders"), Ok(Some(BrokerQueue::JetStream("orders".into()))));
-        assert!(BrokerQueue::parse("sqs:payments").expect_err("not yet").contains("not supported"));
+        assert!(BrokerQueue::parse("nats_stream:payments").expect_err("not yet").contains("not supported"));
+        assert_eq!(BrokerQueue::parse("sqs:payments"), Ok(Some(BrokerQueue::Sqs("payments".into()))));
         assert_eq!(BrokerQueue::parse("kafka:支付").map(|q| q.map(|q| q.event())), Ok(Some("kafka:支付".into())));
         assert_eq!(
             BrokerQueue::parse("amqp_exchange:orders?routingKey=a").map(|q| q.map(|q| q.event())),
