@@ -9,6 +9,15 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+/// Waits until `what` listens on `port` (within `seconds`), or fails the test.
+async fn wait_listening(what: &str, port: u16, seconds: u64) {
+    let up = crate::wait_for(Duration::from_secs(seconds), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    assert!(up, "{what} did not listen on port {port}");
+}
+
 /// A running `nats-server -js`.
 pub struct NatsServer {
     /// `nats://127.0.0.1:<port>`.
@@ -39,11 +48,7 @@ impl NatsServer {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("{bin} starts ({e}): run ./tests/run.sh, which installs Debian's nats-server"));
-        let up = crate::wait_for(Duration::from_secs(20), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await;
-        assert!(up, "nats-server did not listen on port {port}");
+        wait_listening("nats-server", port, 20).await;
         NatsServer { url: format!("nats://127.0.0.1:{port}"), _child: child }
     }
 }
@@ -84,11 +89,7 @@ impl RabbitMq {
             .unwrap_or_else(|e| {
                 panic!("{bin} starts ({e}): run ./tests/run.sh, which installs Debian's rabbitmq-server")
             });
-        let up = crate::wait_for(Duration::from_secs(60), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await;
-        assert!(up, "rabbitmq-server did not listen on port {port}");
+        wait_listening("rabbitmq-server", port, 60).await;
         RabbitMq { url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"), _child: child }
     }
 }
@@ -118,11 +119,7 @@ impl Tansu {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("{bin} starts ({e}): run ./tests/run.sh, which installs tansu from crates.io"));
-        let up = crate::wait_for(Duration::from_secs(20), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await;
-        assert!(up, "tansu did not listen on port {port}");
+        wait_listening("tansu", port, 20).await;
         Tansu { bootstrap: format!("127.0.0.1:{port}"), _child: child }
     }
 }
@@ -149,11 +146,7 @@ impl MotoServer {
             .unwrap_or_else(|e| {
                 panic!("{python} -m moto.server starts ({e}): run ./tests/run.sh, which installs moto")
             });
-        let up = crate::wait_for(Duration::from_secs(30), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await;
-        assert!(up, "moto did not listen on port {port}");
+        wait_listening("moto", port, 30).await;
         MotoServer { url: format!("http://127.0.0.1:{port}"), _child: child }
     }
 }

@@ -190,25 +190,7 @@ async fn leader_killed_while_jetstream_messages_flow_starts_each_workflow_once()
         let url = nats.url.clone();
         async move { publish(&url, &subject, r#"{"who": "w", "id": "m-{i}"}"#, &["--jetstream", "--count", &count]).await }
     });
-    let url = cluster.nodes[leader - 1].url.clone();
-    let handled = "overture_event_queue_messages_processed_total{queueType=\"jsm\",outcome=\"handled\"}";
-    let flowing = wait_for(Duration::from_secs(60), || {
-        let url = url.clone();
-        async move { metric_sum(&url, handled).await.unwrap_or(0.0) >= (n / 10) as f64 }
-    })
-    .await;
-    assert!(flowing, "the leader handles messages");
-    cluster.nodes[leader - 1].kill9().await;
-    let survivor = cluster.other_than(leader);
-    let next = cluster.wait_leader(Duration::from_secs(30)).await;
-    assert_ne!(next, leader);
-    publisher.await.expect("publisher");
-
-    let seen = until(Duration::from_secs(180), &cluster.nodes[survivor - 1], |seen| seen.len() == n).await;
-    assert_eq!(seen.len(), n, "every message started its workflow");
-    let twice: Vec<_> = seen.iter().filter(|(_, s)| s.len() != 1).collect();
-    assert!(twice.is_empty(), "messages whose workflow started more than once: {twice:?}");
-    cluster.restart(leader).await;
+    kill_leader_while_flowing(&mut cluster, leader, "jsm", n, publisher).await;
 }
 
 /// An EVENT task whose broker is down waits and tries again (counted in
@@ -317,6 +299,36 @@ async fn wait_kafka_consumer(url: &str, queue: &str) {
     })
     .await;
     assert!(ok, "the leader does not consume {queue}");
+}
+
+/// Kills the leader (-9) once a tenth of the `n` messages of `kind` a running `publisher` sends
+/// are handled; then every message must start its workflow exactly once on the new leader.
+async fn kill_leader_while_flowing(
+    cluster: &mut Cluster,
+    leader: usize,
+    kind: &str,
+    n: usize,
+    publisher: tokio::task::JoinHandle<()>,
+) {
+    let url = cluster.nodes[leader - 1].url.clone();
+    let handled = format!("overture_event_queue_messages_processed_total{{queueType=\"{kind}\",outcome=\"handled\"}}");
+    let flowing = wait_for(Duration::from_secs(60), || {
+        let (url, handled) = (url.clone(), handled.clone());
+        async move { metric_sum(&url, &handled).await.unwrap_or(0.0) >= (n / 10) as f64 }
+    })
+    .await;
+    assert!(flowing, "the leader handles {kind} messages");
+    cluster.nodes[leader - 1].kill9().await;
+    let survivor = cluster.other_than(leader);
+    let next = cluster.wait_leader(Duration::from_secs(30)).await;
+    assert_ne!(next, leader);
+    publisher.await.expect("publisher");
+
+    let seen = until(Duration::from_secs(180), &cluster.nodes[survivor - 1], |seen| seen.len() == n).await;
+    assert_eq!(seen.len(), n, "every message started its workflow");
+    let twice: Vec<_> = seen.iter().filter(|(_, s)| s.len() != 1).collect();
+    assert!(twice.is_empty(), "messages whose workflow started more than once: {twice:?}");
+    cluster.restart(leader).await;
 }
 
 /// Records a Kafka consumer (Confluent's client) read from `topic`'s beginning.
@@ -454,25 +466,7 @@ async fn leader_killed_while_kafka_records_flow_starts_each_workflow_once() {
             run_client("kafka_client.py", &args).await
         }
     });
-    let url = cluster.nodes[leader - 1].url.clone();
-    let handled = "overture_event_queue_messages_processed_total{queueType=\"kafka\",outcome=\"handled\"}";
-    let flowing = wait_for(Duration::from_secs(60), || {
-        let url = url.clone();
-        async move { metric_sum(&url, handled).await.unwrap_or(0.0) >= (n / 10) as f64 }
-    })
-    .await;
-    assert!(flowing, "the leader handles records");
-    cluster.nodes[leader - 1].kill9().await;
-    let survivor = cluster.other_than(leader);
-    let next = cluster.wait_leader(Duration::from_secs(30)).await;
-    assert_ne!(next, leader);
-    publisher.await.expect("publisher");
-
-    let seen = until(Duration::from_secs(180), &cluster.nodes[survivor - 1], |seen| seen.len() == n).await;
-    assert_eq!(seen.len(), n, "every record started its workflow");
-    let twice: Vec<_> = seen.iter().filter(|(_, s)| s.len() != 1).collect();
-    assert!(twice.is_empty(), "records whose workflow started more than once: {twice:?}");
-    cluster.restart(leader).await;
+    kill_leader_while_flowing(&mut cluster, leader, "kafka", n, publisher).await;
 }
 
 /// SQS: messages AWS's SDK sends start workflows through a handler on `sqs:` (each message once:

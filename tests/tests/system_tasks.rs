@@ -577,12 +577,18 @@ async fn event_tasks_drive_event_handlers() {
     let r = send(c.delete(node.api("/event/on_ping"))).await;
     assert_eq!(r.status, 404, "{}", r.text);
 
-    let elsewhere = json!({"name": "sqs_sink", "version": 1, "tasks": [
-        {"name": "out", "taskReferenceName": "out", "type": "EVENT", "sink": "sqs:queue"}
-    ]});
-    let id = register_and_start(&node, &elsewhere, json!({})).await;
-    let wf = wait_status(&node, &id, "FAILED", Duration::from_secs(10)).await;
-    assert!(task_by_ref(&wf, "out")["reasonForIncompletion"].as_str().is_some_and(|r| r.contains("not supported")));
+    // A sink on a broker this node has not configured, and one on a queue type not served.
+    for (name, sink, why) in
+        [("sqs_sink", "sqs:queue", "sqs is not configured"), ("stan_sink", "nats_stream:q", "not supported")]
+    {
+        let elsewhere = json!({"name": name, "version": 1, "tasks": [
+            {"name": "out", "taskReferenceName": "out", "type": "EVENT", "sink": sink}
+        ]});
+        let id = register_and_start(&node, &elsewhere, json!({})).await;
+        let wf = wait_status(&node, &id, "FAILED", Duration::from_secs(10)).await;
+        let reason = task_by_ref(&wf, "out")["reasonForIncompletion"].as_str().unwrap_or_default().to_owned();
+        assert!(reason.contains(why), "{sink}: {reason}");
+    }
 }
 
 async fn poll_batch(node: &Node, task_type: &str, count: usize, timeout_ms: u64) -> Vec<Value> {
