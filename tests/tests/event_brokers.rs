@@ -173,17 +173,11 @@ async fn leader_killed_while_jetstream_messages_flow_starts_each_workflow_once()
     let dir = tempfile::tempdir().expect("tempdir");
     let nats = NatsServer::start(&dir.path().join("nats")).await;
     let config = format!("[event_queues.jsm]\nurl = \"{}\"\nack_wait_seconds = 3\nmax_deliver = -1\n", nats.url);
-    let mut cluster = Cluster::start(dir.path(), 3, &config).await;
-    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
-    let c = client();
-    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
-        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}]});
-    assert_eq!(send_retrying(c.post(cluster.api(leader, "/metadata/workflow")).json(&greeted)).await.status, 200);
-    let r = send_retrying(c.post(cluster.api(leader, "/event")).json(&started_by("from_jsm", "jsm:orders.in"))).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let handler = started_by("from_jsm", "jsm:orders.in");
+    let (mut cluster, leader) = cluster_with_handler(dir.path(), &config, &handler).await;
     wait_consumers(&cluster.nodes[leader - 1], "jsm", 1.0).await;
 
-    let n: usize = std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n = failover_messages();
     let count = n.to_string();
     let subject = format!("{JSM_PREFIX}orders.in");
     let publisher = tokio::spawn({
@@ -288,6 +282,30 @@ async fn amqp_queues_and_exchanges_start_workflows_and_event_tasks_publish_there
     assert_eq!(task["outputData"]["messageId"], task["taskId"]);
 }
 
+/// The leader of a three-node cluster is killed (-9) while pika publishes to a RabbitMQ queue a
+/// handler consumes: RabbitMQ hands what the dead leader had not acknowledged to the new one,
+/// and each message (by its `message-id`) starts its workflow exactly once. 2,000 messages here;
+/// `OVERTURE_BROKER_MESSAGES=10000` runs the long version.
+#[tokio::test]
+async fn leader_killed_while_amqp_messages_flow_starts_each_workflow_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rabbit = RabbitMq::start(&dir.path().join("rabbit")).await;
+    let config = format!("[event_queues.amqp]\nurl = \"{}\"\n", rabbit.url);
+    let handler = started_by("from_queue", "amqp_queue:orders.in");
+    let (mut cluster, leader) = cluster_with_handler(dir.path(), &config, &handler).await;
+    wait_consumers(&cluster.nodes[leader - 1], "amqp_queue", 1.0).await;
+
+    let n = failover_messages();
+    let publisher = tokio::spawn({
+        let (url, count) = (rabbit.url.clone(), n.to_string());
+        async move {
+            let args = ["publish", &url, "orders.in", r#"{"who": "w", "id": "m-{i}"}"#, "--count", &count];
+            run_client("amqp_client.py", &args).await
+        }
+    });
+    kill_leader_while_flowing(&mut cluster, leader, "amqp_queue", n, publisher).await;
+}
+
 /// Waits until the leader at `url` consumes `queue` from saved positions (its lag is published),
 /// so what is produced from now on is read.
 async fn wait_kafka_consumer(url: &str, queue: &str) {
@@ -299,6 +317,25 @@ async fn wait_kafka_consumer(url: &str, queue: &str) {
     })
     .await;
     assert!(ok, "the leader does not consume {queue}");
+}
+
+/// A three-node cluster configured with `config`, the `greeted` workflow and `handler`
+/// registered through its leader; answers the cluster and its leader.
+async fn cluster_with_handler(dir: &std::path::Path, config: &str, handler: &Value) -> (Cluster, usize) {
+    let cluster = Cluster::start(dir, 3, config).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let c = client();
+    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
+        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}]});
+    assert_eq!(send_retrying(c.post(cluster.api(leader, "/metadata/workflow")).json(&greeted)).await.status, 200);
+    let r = send_retrying(c.post(cluster.api(leader, "/event")).json(handler)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    (cluster, leader)
+}
+
+/// How many messages the failover tests send: 2,000, or `OVERTURE_BROKER_MESSAGES`.
+fn failover_messages() -> usize {
+    std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
 }
 
 /// Kills the leader (-9) once a tenth of the `n` messages of `kind` a running `publisher` sends
@@ -439,20 +476,13 @@ async fn leader_killed_while_kafka_records_flow_starts_each_workflow_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kafka = Tansu::start().await;
     let config = format!("[event_queues.kafka]\nbootstrap_servers = \"{}\"\ntopic_partitions = 3\n", kafka.bootstrap);
-    let mut cluster = Cluster::start(dir.path(), 3, &config).await;
-    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
-    let c = client();
-    let greeted = json!({"name": "greeted", "version": 1, "tasks": [{"name": "hello", "taskReferenceName": "hello",
-        "type": "SET_VARIABLE", "inputParameters": {"who": "${workflow.input.who}"}}]});
-    assert_eq!(send_retrying(c.post(cluster.api(leader, "/metadata/workflow")).json(&greeted)).await.status, 200);
     let handler = json!({"name": "from_kafka", "event": "kafka:orders.in", "active": true,
         "actions": [{"action": "start_workflow", "start_workflow": {"name": "greeted",
             "correlationId": "${payload.id}", "input": {"who": "${payload.who}"}}}]});
-    let r = send_retrying(c.post(cluster.api(leader, "/event")).json(&handler)).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let (mut cluster, leader) = cluster_with_handler(dir.path(), &config, &handler).await;
     wait_kafka_consumer(&cluster.nodes[leader - 1].url, "kafka:orders.in").await;
 
-    let n: usize = std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n = failover_messages();
     let publisher = tokio::spawn({
         let (bootstrap, count) = (kafka.bootstrap.clone(), n.to_string());
         async move {
