@@ -9,6 +9,21 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+/// Starts `command` with its output discarded, killed when dropped; `install` says where the
+/// program comes from if it does not start. Waits until it listens on `port` (within `seconds`).
+async fn start_listening(command: &mut Command, install: &str, port: u16, seconds: u64) -> Child {
+    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} starts ({e}): run ./tests/run.sh, which installs {install}"));
+    wait_listening(&format!("{program} ({install})"), port, seconds).await;
+    child
+}
+
 /// Waits until `what` listens on `port` (within `seconds`), or fails the test.
 async fn wait_listening(what: &str, port: u16, seconds: u64) {
     let up = crate::wait_for(Duration::from_secs(seconds), || async move {
@@ -39,16 +54,9 @@ impl NatsServer {
     /// [`NatsServer::start`] on `port`.
     pub async fn start_on(dir: &Path, port: u16) -> NatsServer {
         let bin = std::env::var("OVERTURE_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin} starts ({e}): run ./tests/run.sh, which installs Debian's nats-server"));
-        wait_listening("nats-server", port, 20).await;
+        let mut command = Command::new(&bin);
+        command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]).arg(dir);
+        let child = start_listening(&mut command, "Debian's nats-server", port, 20).await;
         NatsServer { url: format!("nats://127.0.0.1:{port}"), _child: child }
     }
 }
@@ -70,7 +78,8 @@ impl RabbitMq {
         std::fs::write(&plugins, "[].").expect("plugins file");
         let port = NatsServer::free_port();
         let dist = NatsServer::free_port();
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .env("RABBITMQ_NODENAME", format!("overture_test_{port}@localhost"))
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", port.to_string())
@@ -80,16 +89,8 @@ impl RabbitMq {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
             .env("HOME", dir)
             // Where Erlang writes its crash dumps when the test kills the node.
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{bin} starts ({e}): run ./tests/run.sh, which installs Debian's rabbitmq-server")
-            });
-        wait_listening("rabbitmq-server", port, 60).await;
+            .current_dir(dir);
+        let child = start_listening(&mut command, "Debian's rabbitmq-server", port, 60).await;
         RabbitMq { url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"), _child: child }
     }
 }
@@ -110,16 +111,10 @@ impl Tansu {
         });
         let port = NatsServer::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "overture-test"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin} starts ({e}): run ./tests/run.sh, which installs tansu from crates.io"));
-        wait_listening("tansu", port, 20).await;
+        let mut command = Command::new(&bin);
+        command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);
+        command.args(["--storage-engine", "memory://tansu/", "--cluster-id", "overture-test"]);
+        let child = start_listening(&mut command, "tansu from crates.io", port, 20).await;
         Tansu { bootstrap: format!("127.0.0.1:{port}"), _child: child }
     }
 }
@@ -136,17 +131,9 @@ impl MotoServer {
     pub async fn start() -> MotoServer {
         let python = std::env::var("OVERTURE_PYTHON").unwrap_or_else(|_| "python3".into());
         let port = NatsServer::free_port();
-        let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{python} -m moto.server starts ({e}): run ./tests/run.sh, which installs moto")
-            });
-        wait_listening("moto", port, 30).await;
+        let mut command = Command::new(&python);
+        command.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
+        let child = start_listening(&mut command, "moto (PyPI) in its Python environment", port, 30).await;
         MotoServer { url: format!("http://127.0.0.1:{port}"), _child: child }
     }
 }
