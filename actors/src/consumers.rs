@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
-use crate::brokers::{BrokerQueue, Brokers, CONSUMERS, Delivery, MESSAGES, PositionStore, QueueStatuses};
+use crate::brokers::{Body, BrokerQueue, Brokers, CONSUMERS, Delivery, MESSAGES, PositionStore, QueueStatuses};
 use crate::error::Error;
 use crate::workflows::Workflows;
 
@@ -89,28 +89,33 @@ fn wanted(workflows: &Workflows, brokers: &Brokers) -> Vec<BrokerQueue> {
 /// Runs one message's handlers, then acknowledges it. A message that is not JSON is counted and
 /// acknowledged: the same bytes would fail the same way again.
 async fn handle(workflows: &Workflows, statuses: &QueueStatuses, event: &str, kind: &'static str, delivery: Delivery) {
-    match serde_json::from_slice::<Value>(&delivery.payload) {
+    let Delivery { message_id, payload, ack } = delivery;
+    let payload = match payload {
+        Body::Json(v) => Ok(v),
+        Body::Raw(bytes) => serde_json::from_slice::<Value>(&bytes),
+    };
+    match payload {
         Ok(payload) => {
-            let failures = crate::events::deliver(workflows, event, &delivery.message_id, &payload).await;
+            let failures = crate::events::deliver(workflows, event, &message_id, &payload).await;
             metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "handled").increment(1);
             statuses.update(event, |s| {
                 s.handled += 1;
                 s.failed += failures.len() as u64;
             });
             if let Some(last) = failures.last() {
-                statuses.error(event, format!("message {}: {last}", delivery.message_id));
+                statuses.error(event, format!("message {message_id}: {last}"));
             }
         }
         Err(e) => {
-            tracing::warn!(event, message_id = %delivery.message_id, error = %e, "a message that is not JSON is dropped");
+            tracing::warn!(event, %message_id, error = %e, "a message that is not JSON is dropped");
             metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "invalid").increment(1);
             statuses.update(event, |s| s.invalid += 1);
-            statuses.error(event, format!("message {} is not JSON ({e}); dropped", delivery.message_id));
+            statuses.error(event, format!("message {message_id} is not JSON ({e}); dropped"));
         }
     }
-    if let Err(e) = (delivery.ack)().await {
-        tracing::warn!(event, message_id = %delivery.message_id, error = %e, "acknowledging a message");
-        statuses.error(event, format!("acknowledging message {}: {e}", delivery.message_id));
+    if let Err(e) = ack().await {
+        tracing::warn!(event, %message_id, error = %e, "acknowledging a message");
+        statuses.error(event, format!("acknowledging message {message_id}: {e}"));
     }
 }
 

@@ -220,7 +220,7 @@ impl Amqp {
                                 .map_err(|e| e.to_string())
                         })
                     });
-                Ok(Delivery { message_id, payload, ack })
+                Ok(Delivery { message_id, payload: super::Body::Raw(payload), ack })
             })
             .boxed())
     }

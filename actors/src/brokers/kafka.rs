@@ -24,7 +24,7 @@ use rskafka::record::Record;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{Delivery, KafkaOptions, OffsetReset, PositionStore, QueueStatuses, Receipt};
+use super::{Body, Delivery, KafkaOptions, OffsetReset, PositionStore, QueueStatuses, Receipt};
 use crate::error::Error;
 
 type Deliveries = futures::stream::BoxStream<'static, Result<Delivery, String>>;
@@ -366,7 +366,7 @@ async fn fetch(
                     t.next = offset;
                 }
             }
-            let payload = serde_json::to_vec(&wrap(&r.record)).unwrap_or_default();
+            let payload = Body::Json(wrap(&r.record));
             let done = track.clone();
             let at = r.offset;
             let delivery = Delivery {

@@ -341,12 +341,21 @@ pub struct Receipt {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A message's body: bytes as the broker gave them, or JSON a broker module already built (a
+/// Kafka record's conductor-style wrapper), which is not written out to be read back.
+pub enum Body {
+    /// To be read as JSON.
+    Raw(Vec<u8>),
+    /// Already JSON.
+    Json(serde_json::Value),
+}
+
 /// A message taken from a broker queue.
 pub struct Delivery {
     /// Its identity on the broker (JetStream: stream and sequence), stable across redeliveries.
     pub message_id: String,
     /// Its body.
-    pub payload: Vec<u8>,
+    pub payload: Body,
     /// Acknowledges it, once its effects are committed.
     pub ack: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send>,
 }

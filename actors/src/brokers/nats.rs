@@ -61,7 +61,11 @@ impl Nats {
                     .and_then(|h| h.get("Nats-Msg-Id"))
                     .map(|v| v.as_str().to_owned())
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                Ok(Delivery { message_id, payload: m.payload.to_vec(), ack: Box::new(|| Box::pin(async { Ok(()) })) })
+                Ok(Delivery {
+                    message_id,
+                    payload: super::Body::Raw(m.payload.to_vec()),
+                    ack: Box::new(|| Box::pin(async { Ok(()) })),
+                })
             })
             .boxed())
     }
@@ -148,7 +152,7 @@ impl JetStream {
                 let payload = m.payload.to_vec();
                 let ack: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send> =
                     Box::new(move || Box::pin(async move { m.ack().await.map_err(|e| e.to_string()) }));
-                Ok(Delivery { message_id, payload, ack })
+                Ok(Delivery { message_id, payload: super::Body::Raw(payload), ack })
             })
             .boxed())
     }

@@ -33,7 +33,8 @@ pub(crate) struct Sqs {
 
 impl Sqs {
     pub(crate) fn new(options: SqsOptions) -> Sqs {
-        let http = reqwest::Client::builder()
+        // The project's HTTP client, which has the TLS provider installed (https:// to AWS).
+        let http = overture_raft::http::client()
             .timeout(Duration::from_secs(options.wait_seconds + 10))
             .build()
             .unwrap_or_default();
@@ -141,7 +142,7 @@ async fn receive(sqs: std::sync::Arc<Sqs>, url: String, tx: mpsc::Sender<Result<
             let (sqs, url) = (sqs.clone(), url.clone());
             let delivery = Delivery {
                 message_id: m["MessageId"].as_str().unwrap_or_default().to_owned(),
-                payload: m["Body"].as_str().unwrap_or_default().as_bytes().to_vec(),
+                payload: super::Body::Raw(m["Body"].as_str().unwrap_or_default().as_bytes().to_vec()),
                 ack: Box::new(move || {
                     Box::pin(async move {
                         let delete = json!({"QueueUrl": url, "ReceiptHandle": receipt});
