@@ -81,14 +81,23 @@ fn wanted(workflows: &Workflows, brokers: &Brokers) -> Vec<BrokerQueue> {
         .filter_map(|h| BrokerQueue::parse(&h.event).ok().flatten())
         .filter(|q| brokers.serves(q))
         .collect();
+    if let Some(d) = brokers.default_queues() {
+        queues.extend([d.completed.clone(), d.failed.clone()]);
+    }
     queues.sort();
     queues.dedup();
     queues
 }
 
-/// Runs one message's handlers, then acknowledges it. A message that is not JSON is counted and
-/// acknowledged: the same bytes would fail the same way again.
-async fn handle(workflows: &Workflows, statuses: &QueueStatuses, event: &str, kind: &'static str, delivery: Delivery) {
+/// Runs one message's handlers (and, on a default event queue, updates the task it names),
+/// then acknowledges it. A message that is not JSON is counted and acknowledged: the same bytes
+/// would fail the same way again.
+async fn handle(
+    workflows: &Workflows,
+    statuses: &QueueStatuses,
+    (event, kind, task_status): (&str, &'static str, Option<overture_core::TaskResultStatus>),
+    delivery: Delivery,
+) {
     let Delivery { message_id, payload, ack } = delivery;
     let payload = match payload {
         Body::Json(v) => Ok(v),
@@ -96,7 +105,17 @@ async fn handle(workflows: &Workflows, statuses: &QueueStatuses, event: &str, ki
     };
     match payload {
         Ok(payload) => {
-            let failures = crate::events::deliver(workflows, event, &message_id, &payload).await;
+            let mut failures = Vec::new();
+            if let Some(status) = task_status {
+                match crate::default_queues::apply(workflows, status, &payload).await {
+                    Ok(task_id) => tracing::debug!(event, %message_id, task_id, "task updated from its default queue"),
+                    Err(why) => {
+                        tracing::warn!(event, %message_id, why, "a default event queue message updated no task");
+                        failures.push(why);
+                    }
+                }
+            }
+            failures.extend(crate::events::deliver(workflows, event, &message_id, &payload).await);
             metrics::counter!(MESSAGES, "queueType" => kind, "outcome" => "handled").increment(1);
             statuses.update(event, |s| {
                 s.handled += 1;
@@ -119,6 +138,36 @@ async fn handle(workflows: &Workflows, statuses: &QueueStatuses, event: &str, ki
     }
 }
 
+/// How often a consumer asks its broker how many messages wait.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Asks the broker every [`PROBE_EVERY`] how many messages of `queue` wait, for its status and
+/// the lag gauge; brokers that cannot say (or that report it themselves) end this at once.
+async fn probe_backlog(brokers: Brokers, queue: BrokerQueue) {
+    let event = queue.event();
+    let gauge = metrics::gauge!(crate::brokers::LAG, "queue" => event.clone());
+    loop {
+        match brokers.backlog(&queue).await {
+            Ok(Some(n)) => {
+                gauge.set(n as f64);
+                brokers.statuses().update(&event, |s| s.lag = Some(n));
+            }
+            Ok(None) => return,
+            Err(e) => tracing::debug!(event, error = %e, "cannot count the queue's messages"),
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Consumes one queue until aborted or `stop`: each message's handlers run, then it is
 /// acknowledged.
 async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut stop: watch::Receiver<bool>) {
@@ -126,6 +175,7 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
     let kind = queue.kind();
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let statuses = brokers.statuses().clone();
+    let task_status = brokers.default_queues().and_then(|d| d.status_of(&queue));
     loop {
         let positions: Arc<dyn PositionStore> = Arc::new(workflows.clone());
         let mut messages = match brokers.subscribe(&queue, positions).await {
@@ -142,6 +192,7 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
         };
         tracing::info!(event, "consuming the event queue");
         statuses.update(&event, |s| s.consuming = true);
+        let _probe = AbortOnDrop(tokio::spawn(probe_backlog(brokers.clone(), queue.clone())));
         loop {
             let next = tokio::select! {
                 m = messages.next() => m,
@@ -161,7 +212,7 @@ async fn consume(workflows: Workflows, brokers: Brokers, queue: BrokerQueue, mut
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
             let (workflows, event, statuses) = (workflows.clone(), event.clone(), statuses.clone());
             tokio::spawn(async move {
-                handle(&workflows, &statuses, &event, kind, delivery).await;
+                handle(&workflows, &statuses, (&event, kind, task_status), delivery).await;
                 drop(permit);
             });
         }

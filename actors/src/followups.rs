@@ -1,7 +1,7 @@
 //! Timer follow-ups that involve a second workflow or an event queue, carried out by the
 //! leader and then acknowledged to the workflow that asked, which removes its timer: telling a
 //! parent its child ended, starting a failure workflow, terminating a canceled task's child, and
-//! publishing an ended workflow's summary to the status listener queues.
+//! publishing an ended workflow's status (`crate::status_listener`).
 //!
 //! Each step is idempotent (derived ids, no-op updates of finished work), so a follow-up cut short
 //! by a failover is simply done again by the next leader.
@@ -9,20 +9,21 @@
 use overture_core::command::{ChildEnded, Command};
 use overture_core::dsl::StartWorkflowRequest;
 use overture_core::rows::{TimerItem, TimerKind};
-use overture_core::{WorkflowId, WorkflowState, WorkflowStatus, render};
+use overture_core::{WorkflowId, WorkflowState, render};
 
+use crate::brokers::Brokers;
 use crate::error::Error;
 use crate::workflows::{Workflows, prepare_start};
 
 /// Fires a durable timer: a deadline goes to its workflow's decider; a follow-up is carried out
 /// here. Answers whether the timer did anything (`false`: not due yet by the actor's clock).
-pub(crate) async fn fire(workflows: &Workflows, timer: &TimerItem) -> Result<bool, Error> {
+pub(crate) async fn fire(workflows: &Workflows, brokers: &Brokers, timer: &TimerItem) -> Result<bool, Error> {
     let (id, seq) = (timer.workflow_id.as_str(), timer.seq);
     match timer.kind {
         TimerKind::NotifyParent => notify_parent(workflows, id).await.map(|_| true),
         TimerKind::StartFailureWorkflow => start_failure_workflow(workflows, id).await.map(|_| true),
         TimerKind::CancelChild => cancel_child(workflows, id, seq).await.map(|_| true),
-        TimerKind::PublishStatus => publish_status(workflows, id).await.map(|_| true),
+        TimerKind::PublishStatus => crate::status_listener::publish(workflows, brokers, id).await.map(|_| true),
         TimerKind::WorkflowTimeout
         | TimerKind::TaskTimeout
         | TimerKind::PollTimeout
@@ -30,20 +31,6 @@ pub(crate) async fn fire(workflows: &Workflows, timer: &TimerItem) -> Result<boo
         | TimerKind::ResponseTimeout
         | TimerKind::WaitTimeout => workflows.fire_timer(timer).await,
     }
-}
-
-/// Publishes an ended workflow's summary to Conductor's status listener queues:
-/// `conductor:_callbackSuccessQueue` (COMPLETED) or `conductor:_callbackFailureQueue`, and
-/// `conductor:_callbackFinalizeQueue`, where event handlers can pick it up.
-async fn publish_status(workflows: &Workflows, workflow_id: &str) -> Result<(), Error> {
-    let wf = workflows.workflow(workflow_id)?;
-    let summary = crate::events::workflow_summary(&wf);
-    let outcome = if wf.header.status == WorkflowStatus::Completed { "Success" } else { "Failure" };
-    let message_id = format!("{workflow_id}:{}", wf.header.status.as_str());
-    for queue in [format!("_callback{outcome}Queue"), "_callbackFinalizeQueue".to_owned()] {
-        crate::events::deliver(workflows, &format!("conductor:{queue}"), &message_id, &summary).await;
-    }
-    workflows.command(workflow_id, Command::StatusPublished).await.map(|_| ())
 }
 
 async fn notify_parent(workflows: &Workflows, child_id: &str) -> Result<(), Error> {

@@ -124,10 +124,10 @@ impl Leader {
         let stop = host.stopped();
 
         tokio::spawn(host.queues.clone().run_delay_loop(stop.clone()));
-        let for_timers = workflows.clone();
+        let (for_timers, brokers) = (workflows.clone(), options.brokers.clone());
         let fire = move |timer| {
-            let workflows = for_timers.clone();
-            async move { crate::followups::fire(&workflows, &timer).await }
+            let (workflows, brokers) = (for_timers.clone(), brokers.clone());
+            async move { crate::followups::fire(&workflows, &brokers, &timer).await }
         };
         tokio::spawn(timers.clone().run(fire, stop.clone()));
         tokio::spawn(passivation_loop(workflows.clone(), options.idle_actor_timeout, stop.clone()));

@@ -18,6 +18,7 @@
 pub mod actor;
 pub mod brokers;
 mod consumers;
+pub mod default_queues;
 mod engine;
 mod env;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod search;
 mod sigv4;
+pub mod status_listener;
 pub mod timers;
 mod workflows;
 

@@ -8,7 +8,7 @@ use overture_core::Command;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::input::Params;
+use crate::input::{Params, RawBody};
 use crate::{json_response, text_response};
 
 /// A text value quoted for a search query.
@@ -82,17 +82,33 @@ pub async fn event_queues(State(s): State<AppState>, q: Params) -> Result<Respon
     json_response(&out)
 }
 
-/// `GET /queue/size` and `GET /queue/`: the default event queues that task status messages
-/// arrive on (conductor-oss's QueueAdminResource). None is configured, as in a stock
-/// conductor-oss, so both are empty.
-pub async fn status_queues() -> Result<Response, ApiError> {
-    json_response(&serde_json::json!({}))
+/// `GET /queue/`: the default event queues by the task status their messages carry
+/// (conductor-oss's QueueAdminResource); `{}` when none are configured, as in a stock
+/// conductor-oss.
+pub async fn default_queues(State(s): State<AppState>) -> Result<Response, ApiError> {
+    json_response(&s.engine.default_event_queues())
+}
+
+/// `GET /queue/size`: messages waiting on each default event queue, by name (answered by the
+/// leader, whose consumers count them).
+pub async fn default_queue_sizes(State(s): State<AppState>) -> Result<Response, ApiError> {
+    json_response(&s.engine.default_event_queue_sizes())
 }
 
 /// `POST /queue/update/{workflowId}/{taskRefName}/{status}` and
-/// `/queue/update/{workflowId}/task/{taskId}/{status}`: publish a task status message to the
-/// default event queue of that status; with none configured, 400 as a stock conductor-oss answers.
-pub async fn update_by_status_queue(Path(path): Path<Vec<(String, String)>>) -> Result<Response, ApiError> {
-    let status = path.iter().find(|(k, _)| k == "status").map_or("", |(_, v)| v.as_str());
-    Err(ApiError::bad_request(format!("There is no queue for handling {status} status")))
+/// `/queue/update/{workflowId}/task/{taskId}/{status}`: publish a task status message (the
+/// body, a JSON object, with `externalId` naming the task) to the default event queue of that
+/// status; 400 when there is none, as conductor-oss answers.
+pub async fn update_by_status_queue(
+    State(s): State<AppState>,
+    Path(path): Path<Vec<(String, String)>>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let get = |k: &str| path.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+    let body: serde_json::Map<String, serde_json::Value> = body.json(Some(Default::default()))?;
+    let task = (get("taskRefName"), get("taskId"));
+    s.engine
+        .publish_task_status(get("workflowId").unwrap_or_default(), task, get("status").unwrap_or(""), body)
+        .await?;
+    Ok(text_response(String::new()))
 }

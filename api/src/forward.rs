@@ -71,6 +71,7 @@ fn needs_leader(request: &Request) -> bool {
         || path.starts_with("/api/tasks/queue/polldata")
         // What the leader's consumers know.
         || path == "/api/event/queues"
+        || path == "/api/queue/size"
         || scheduler_write
         || consistent(request)
 }

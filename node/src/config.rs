@@ -53,6 +53,10 @@ pub struct FileConfig {
     /// The message brokers event queues may be on.
     #[serde(default)]
     pub event_queues: crate::event_config::EventQueuesFile,
+    /// Where ended workflows with `workflowStatusListenerEnabled` are published besides the
+    /// `conductor` callback queues.
+    #[serde(default)]
+    pub workflow_status_listener: crate::event_config::StatusListenerFile,
     /// Client requests in flight on this node before it answers 429.
     pub max_in_flight: Option<usize>,
     /// Keep ended executions this long, seconds (0: forever); a definition's
@@ -339,7 +343,8 @@ impl Config {
             overrides.max_task_input_bytes.or(file.max_task_input_bytes),
             overrides.max_workflow_output_bytes.or(file.max_workflow_output_bytes),
         )?;
-        let brokers = crate::event_config::resolve(file.event_queues, overrides.brokers)?;
+        let brokers =
+            crate::event_config::resolve(file.event_queues, file.workflow_status_listener, overrides.brokers)?;
         Ok(Config {
             brokers,
             api_keys,

@@ -7,12 +7,20 @@ use anyhow::bail;
 use overture_actors::brokers::{
     AmqpOptions, BrokerOptions, JetStreamOptions, KafkaOptions, NatsOptions, OffsetReset, SqsOptions,
 };
+use overture_actors::default_queues::DefaultQueues;
+use overture_actors::status_listener::KafkaStatusOptions;
 use serde::Deserialize;
 
 /// `[event_queues]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventQueuesFile {
+    /// conductor-oss's `conductor.default-event-queue.type`: `sqs`, `amqp`, `kafka` or `jsm`, the
+    /// broker of the default event queues (COMPLETED and FAILED) that report a task's status.
+    pub default_queue_type: Option<String>,
+    /// Their names before the status, by default `conductor_<type>_notify_test_` (the module's
+    /// `listener-queue-prefix`); not used for `jsm`, whose subjects take its own prefix.
+    pub default_queue_prefix: Option<String>,
     /// `[event_queues.nats]`: NATS core (`nats:subject[:group]`).
     pub nats: Option<NatsFile>,
     /// `[event_queues.jsm]`: NATS JetStream (`jsm:subject`).
@@ -259,8 +267,51 @@ impl BrokerAddresses {
     }
 }
 
+/// `[workflow_status_listener]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusListenerFile {
+    /// `[workflow_status_listener.kafka]`: conductor-oss's `kafka` listener,
+    /// `conductor.workflow-status-listener.kafka.*`.
+    pub kafka: Option<StatusKafkaFile>,
+}
+
+/// `[workflow_status_listener.kafka]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusKafkaFile {
+    /// The topic of every event type without its own (`workflow-status-events`).
+    pub default_topic: Option<String>,
+    /// Topics by event type: `COMPLETED`, `TERMINATED`, `FINALIZED`.
+    #[serde(default)]
+    pub event_topics: std::collections::BTreeMap<String, String>,
+}
+
+fn status_kafka(file: StatusListenerFile, kafka: bool) -> anyhow::Result<Option<KafkaStatusOptions>> {
+    let Some(f) = file.kafka else { return Ok(None) };
+    if !kafka {
+        bail!(
+            "[workflow_status_listener.kafka] publishes to the Kafka of [event_queues.kafka], which is not configured"
+        );
+    }
+    const EVENTS: [&str; 3] = ["COMPLETED", "TERMINATED", "FINALIZED"];
+    if let Some(other) = f.event_topics.keys().find(|k| !EVENTS.contains(&k.as_str())) {
+        bail!("[workflow_status_listener.kafka] event_topics: {other:?} is not an event published; use {EVENTS:?}");
+    }
+    let d = KafkaStatusOptions::default();
+    let default_topic = f.default_topic.unwrap_or(d.default_topic);
+    if let Some(empty) = std::iter::once(&default_topic).chain(f.event_topics.values()).find(|t| t.trim().is_empty()) {
+        bail!("[workflow_status_listener.kafka] topics must be named, not {empty:?}");
+    }
+    Ok(Some(KafkaStatusOptions { default_topic, event_topics: f.event_topics }))
+}
+
 /// The brokers from the file's tables and the addresses given apart.
-pub fn resolve(file: EventQueuesFile, addresses: BrokerAddresses) -> anyhow::Result<BrokerOptions> {
+pub fn resolve(
+    file: EventQueuesFile,
+    status: StatusListenerFile,
+    addresses: BrokerAddresses,
+) -> anyhow::Result<BrokerOptions> {
     let sqs = sqs(file.sqs, &addresses)?;
     let nats = match (file.nats, addresses.nats) {
         (None, None) => None,
@@ -294,11 +345,32 @@ pub fn resolve(file: EventQueuesFile, addresses: BrokerAddresses) -> anyhow::Res
             })
         }
     };
+    let kafka = kafka(file.kafka, addresses.kafka)?;
+    let amqp = amqp(file.amqp, addresses.amqp)?;
+    let default_queues = match file.default_queue_type.as_deref() {
+        None => None,
+        Some(kind) => {
+            let configured = match kind {
+                "sqs" => sqs.is_some(),
+                "amqp" => amqp.is_some(),
+                "kafka" => kafka.is_some(),
+                "jsm" => jsm.is_some(),
+                _ => true,
+            };
+            if !configured {
+                bail!("[event_queues] default_queue_type = {kind:?} needs [event_queues.{kind}]");
+            }
+            let queues = DefaultQueues::new(kind, file.default_queue_prefix.as_deref(), "test");
+            Some(queues.map_err(|e| anyhow::anyhow!("[event_queues] {e}"))?)
+        }
+    };
     Ok(BrokerOptions {
+        default_queues,
         nats,
         jsm,
-        amqp: amqp(file.amqp, addresses.amqp)?,
-        kafka: kafka(file.kafka, addresses.kafka)?,
+        amqp,
+        status_kafka: status_kafka(status, kafka.is_some())?,
+        kafka,
         sqs,
     })
 }
@@ -307,11 +379,47 @@ pub fn resolve(file: EventQueuesFile, addresses: BrokerAddresses) -> anyhow::Res
 mod tests {
     use super::*;
 
+    fn queues(file: EventQueuesFile, addresses: BrokerAddresses) -> anyhow::Result<BrokerOptions> {
+        resolve(file, StatusListenerFile::default(), addresses)
+    }
+
+    #[test]
+    fn default_queues_are_on_a_configured_broker() {
+        let file: EventQueuesFile =
+            toml::from_str("default_queue_type = \"sqs\"\n[sqs]\naccess_key = \"a\"\nsecret_key = \"b\"")
+                .expect("parses");
+        let defaults = queues(file, BrokerAddresses::default()).expect("sqs").default_queues.expect("on");
+        assert_eq!(defaults.completed.event(), "sqs:conductor_sqs_notify_test_COMPLETED");
+        let file: EventQueuesFile = toml::from_str("default_queue_type = \"kafka\"").expect("parses");
+        let why = queues(file, BrokerAddresses::default()).expect_err("no kafka").to_string();
+        assert!(why.contains("[event_queues.kafka]"), "{why}");
+        let file: EventQueuesFile = toml::from_str("default_queue_type = \"nats\"\n[nats]").expect("parses");
+        assert!(queues(file, BrokerAddresses::default()).is_err(), "not a default queue type");
+    }
+
+    #[test]
+    fn status_events_go_to_the_configured_kafka() {
+        let with = |kafka: &str, status: &str| {
+            let file: EventQueuesFile = toml::from_str(kafka).expect("parses");
+            let status: StatusListenerFile = toml::from_str(status).expect("parses");
+            resolve(file, status, BrokerAddresses::default())
+        };
+        let on = with("[kafka]", "[kafka]\nevent_topics = { FINALIZED = \"wf-done\" }").expect("kafka");
+        let status = on.status_kafka.expect("on");
+        assert_eq!(status.default_topic, "workflow-status-events");
+        assert_eq!(status.event_topics["FINALIZED"], "wf-done");
+        assert!(with("", "").expect("off").status_kafka.is_none());
+        let why = with("", "[kafka]").expect_err("no kafka").to_string();
+        assert!(why.contains("[event_queues.kafka]"), "{why}");
+        assert!(with("[kafka]", "[kafka]\nevent_topics = { STARTED = \"s\" }").is_err(), "not published");
+        assert!(with("[kafka]", "[kafka]\ndefault_topic = \" \"").is_err(), "blank topic");
+    }
+
     #[test]
     fn brokers_are_configured_by_their_tables_or_the_environment() {
-        let none = resolve(EventQueuesFile::default(), BrokerAddresses::default()).expect("none");
+        let none = queues(EventQueuesFile::default(), BrokerAddresses::default()).expect("none");
         assert!(none.nats.is_none() && none.jsm.is_none());
-        let env = resolve(
+        let env = queues(
             EventQueuesFile::default(),
             BrokerAddresses { nats: Some("nats://10.0.0.1:4222".into()), ..Default::default() },
         )
@@ -319,25 +427,25 @@ mod tests {
         assert_eq!(env.nats.expect("nats").url, "nats://10.0.0.1:4222");
         assert!(env.jsm.is_none());
         let file: EventQueuesFile = toml::from_str("[jsm]\nlistener_queue_prefix = \"orders_\"").expect("parses");
-        let jsm = resolve(file, BrokerAddresses::default()).expect("file").jsm.expect("jsm");
+        let jsm = queues(file, BrokerAddresses::default()).expect("file").jsm.expect("jsm");
         assert_eq!((jsm.url.as_str(), jsm.subject_prefix.as_str()), ("nats://127.0.0.1:4222", "orders_"));
         assert_eq!(jsm.durable_name, "defaultQueue");
         let bad: EventQueuesFile = toml::from_str("[nats]\nurl = \"http://x\"").expect("parses");
-        assert!(resolve(bad, BrokerAddresses::default()).is_err());
+        assert!(queues(bad, BrokerAddresses::default()).is_err());
         let bad: EventQueuesFile = toml::from_str("[jsm]\ndurable_name = \"a.b\"").expect("parses");
-        assert!(resolve(bad, BrokerAddresses::default()).is_err());
+        assert!(queues(bad, BrokerAddresses::default()).is_err());
         let file: EventQueuesFile =
             toml::from_str("[amqp]\nhosts = \"mq.internal\"\nusername = \"u\"\npassword = \"p@ss\"").expect("parses");
-        let amqp = resolve(file, BrokerAddresses::default()).expect("amqp").amqp.expect("on");
+        let amqp = queues(file, BrokerAddresses::default()).expect("amqp").amqp.expect("on");
         assert_eq!(amqp.url, "amqp://u:p%40ss@mq.internal:5672/%2F");
         let bad: EventQueuesFile = toml::from_str("[amqp]\ndelivery_mode = 3").expect("parses");
-        assert!(resolve(bad, BrokerAddresses::default()).is_err());
+        assert!(queues(bad, BrokerAddresses::default()).is_err());
         let file: EventQueuesFile = toml::from_str("[kafka]\nauto_offset_reset = \"earliest\"").expect("parses");
-        let kafka = resolve(file, BrokerAddresses::default()).expect("kafka").kafka.expect("on");
+        let kafka = queues(file, BrokerAddresses::default()).expect("kafka").kafka.expect("on");
         assert_eq!((kafka.bootstrap_servers.as_str(), kafka.offset_reset), ("127.0.0.1:9092", OffsetReset::Earliest));
         let env = BrokerAddresses { kafka: Some("k1:9092,k2:9092".into()), ..Default::default() };
         assert_eq!(
-            resolve(EventQueuesFile::default(), env).expect("env").kafka.expect("on").bootstrap_servers,
+            queues(EventQueuesFile::default(), env).expect("env").kafka.expect("on").bootstrap_servers,
             "k1:9092,k2:9092"
         );
         let env = BrokerAddresses {
@@ -346,27 +454,27 @@ mod tests {
             aws_secret_key: Some("s".into()),
             ..Default::default()
         };
-        let sqs = resolve(EventQueuesFile::default(), env).expect("sqs").sqs.expect("on");
+        let sqs = queues(EventQueuesFile::default(), env).expect("sqs").sqs.expect("on");
         assert_eq!(
             (sqs.endpoint.as_str(), sqs.region.as_str(), sqs.batch_size),
             ("http://127.0.0.1:5000", "us-east-1", 10)
         );
         let file: EventQueuesFile = toml::from_str("[sqs]\nregion = \"eu-west-1\"").expect("parses");
-        assert!(resolve(file, BrokerAddresses::default()).is_err(), "no credentials");
+        assert!(queues(file, BrokerAddresses::default()).is_err(), "no credentials");
         let env = BrokerAddresses {
             aws_access_key: Some("k".into()),
             aws_secret_key: Some("s".into()),
             ..Default::default()
         };
         let file: EventQueuesFile = toml::from_str("[sqs]\nregion = \"eu-west-1\"").expect("parses");
-        assert_eq!(resolve(file, env).expect("sqs").sqs.expect("on").endpoint, "https://sqs.eu-west-1.amazonaws.com");
+        assert_eq!(queues(file, env).expect("sqs").sqs.expect("on").endpoint, "https://sqs.eu-west-1.amazonaws.com");
         for bad in [
             "[kafka]\nauto_offset_reset = \"none\"",
             "[kafka]\nbootstrap_servers = \"http://k:9092\"",
             "[kafka]\ntopic_partitions = 0",
         ] {
             let bad: EventQueuesFile = toml::from_str(bad).expect("parses");
-            assert!(resolve(bad, BrokerAddresses::default()).is_err());
+            assert!(queues(bad, BrokerAddresses::default()).is_err());
         }
     }
 }

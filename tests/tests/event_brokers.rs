@@ -15,6 +15,19 @@ use serde_json::{Value, json};
 /// conductor-oss's prefix of `jsm:` subjects (app id `conductor`, stack `test`), Overture's default.
 const JSM_PREFIX: &str = "conductor_jsm_notify_test_";
 
+/// Waits until `/event/queues` says handler `name`'s queue has nothing waiting (`lag` 0, which the
+/// broker reports; `null` where it cannot say) and answers its row.
+async fn caught_up(node: &Node, name: &str) -> Value {
+    let row = || async {
+        let queues = send(client().get(node.api("/event/queues"))).await.json();
+        queues.as_array().and_then(|q| q.iter().find(|h| h["name"] == name)).cloned().unwrap_or_default()
+    };
+    let zero = wait_for(Duration::from_secs(15), || async { row().await["lag"] == 0 }).await;
+    let last = row().await;
+    assert!(zero, "the broker's count of {name}'s waiting messages comes to 0: {last}");
+    last
+}
+
 /// Waits until the leader consumes `n` queues of `kind`.
 async fn wait_consumers(node: &Node, kind: &str, n: f64) {
     let url = node.url.clone();
@@ -117,7 +130,7 @@ async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_the
     assert!(r.text.contains("kafka is not configured"), "{}", r.text);
     let r = send(c.post(node.api("/event")).json(&started_by("from_stan", "nats_stream:payments"))).await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.text.contains("nats_stream are not supported"), "{}", r.text);
+    assert!(r.text.contains("nats_stream are not supported") && r.text.contains("use jsm:"), "{}", r.text);
     wait_consumers(&node, "nats", 1.0).await;
     wait_consumers(&node, "jsm", 1.0).await;
 
@@ -142,6 +155,8 @@ async fn nats_and_jetstream_messages_start_workflows_and_event_tasks_publish_the
         "{row}"
     );
     assert!(row["lastError"].as_str().is_some_and(|e| e.contains("is not JSON")), "{row}");
+    assert_eq!(row["lag"], Value::Null, "NATS core keeps nothing to count");
+    assert_eq!(caught_up(&node, "from_jsm").await["handled"], 20);
 
     // EVENT tasks publish on both; a core subscriber of the subjects receives both messages.
     let notify = json!({"name": "notify", "version": 1, "tasks": [
@@ -224,9 +239,11 @@ async fn an_event_task_waits_for_a_broker_that_is_down() {
     assert_eq!(out["sequence"], 1, "{out}");
 }
 
+/// Runs a broker client to its end (at most 5 minutes: the long failover runs publish 10,000
+/// messages, which moto takes minutes to accept).
 async fn run_client(script: &str, args: &[&str]) {
     let mut child = spawn_python_sdk(script, args);
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("client ends").expect("ran");
+    let status = tokio::time::timeout(Duration::from_secs(300), child.wait()).await.expect("client ends").expect("ran");
     assert!(status.success(), "{script} {} failed", args.first().copied().unwrap_or_default());
 }
 
@@ -265,6 +282,9 @@ async fn amqp_queues_and_exchanges_start_workflows_and_event_tasks_publish_there
     let wf = send(c.get(node.api("/workflow/greeted/correlated/x-3?includeClosed=true"))).await.json();
     assert_eq!(wf[0]["output"]["who"], "赵六");
     assert_eq!(wf[0]["input"]["conductor.event.messageId"], "m-3");
+    for name in ["from_queue", "from_exchange"] {
+        assert_eq!(caught_up(&node, name).await["handled"], 5);
+    }
 
     let notify = json!({"name": "notify_mq", "version": 1, "tasks": [
         {"name": "to_mq", "taskReferenceName": "to_mq", "type": "EVENT", "sink": "amqp_queue:orders.done",
@@ -304,6 +324,34 @@ async fn leader_killed_while_amqp_messages_flow_starts_each_workflow_once() {
         }
     });
     kill_leader_while_flowing(&mut cluster, leader, "amqp_queue", n, publisher).await;
+}
+
+/// The leader of a three-node cluster is killed (-9) while boto3 sends to an SQS queue (moto's
+/// server) a handler consumes: what the dead leader received and had not deleted becomes visible
+/// again after the visibility timeout (5 s here) and reaches the new leader, and each message (by
+/// its `MessageId`) starts its workflow exactly once. 2,000 messages here;
+/// `OVERTURE_BROKER_MESSAGES=10000` runs the long version.
+#[tokio::test]
+async fn leader_killed_while_sqs_messages_flow_starts_each_workflow_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = MotoServer::start().await;
+    let config = format!(
+        "[event_queues.sqs]\nendpoint = \"{}\"\naccess_key = \"test\"\nsecret_key = \"test\"\nvisibility_timeout_seconds = 5\nwait_seconds = 1\n",
+        moto.url
+    );
+    let handler = started_by("from_sqs", "sqs:orders_in");
+    let (mut cluster, leader) = cluster_with_handler(dir.path(), &config, &handler).await;
+    wait_consumers(&cluster.nodes[leader - 1], "sqs", 1.0).await;
+
+    let n = failover_messages();
+    let publisher = tokio::spawn({
+        let (url, count) = (moto.url.clone(), n.to_string());
+        async move {
+            let args = ["send", &url, "orders_in", r#"{"who": "w", "id": "m-{i}"}"#, "--count", &count];
+            run_client("sqs_client.py", &args).await
+        }
+    });
+    kill_leader_while_flowing(&mut cluster, leader, "sqs", n, publisher).await;
 }
 
 /// Waits until the leader at `url` consumes `queue` from saved positions (its lag is published),
@@ -467,6 +515,140 @@ async fn kafka_records_start_workflows_and_event_and_kafka_publish_tasks_reach_c
     assert!(reason.starts_with("Failed to invoke kafka task due to:"), "{reason}");
 }
 
+/// Workflow status listeners on Kafka: with `[workflow_status_listener.kafka]`, a completed and a
+/// terminated workflow (both `workflowStatusListenerEnabled`) publish conductor-oss's
+/// `{workflowName, eventType, payload}` records keyed by the workflow id, COMPLETED or TERMINATED
+/// on the default topic and FINALIZED on its own; a definition's `workflowStatusListenerSink`
+/// gets the summary too. A Kafka consumer reads them all back.
+#[tokio::test]
+async fn ended_workflows_publish_their_status_to_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka = Tansu::start().await;
+    let config = format!(
+        "[event_queues.kafka]\nbootstrap_servers = \"{}\"\n[workflow_status_listener.kafka]\nevent_topics = {{ FINALIZED = \"wf-finalized\" }}",
+        kafka.bootstrap
+    );
+    let cluster = Cluster::start(dir.path(), 1, &config).await;
+    let node = &cluster.nodes[0];
+    let c = client();
+    let listened = |name: &str, task: Value| {
+        json!({"name": name, "version": 1, "workflowStatusListenerEnabled": true,
+            "workflowStatusListenerSink": "kafka:审批-状态", "tasks": [task]})
+    };
+    let done = listened(
+        "审批",
+        json!({"name": "s", "taskReferenceName": "s", "type": "SET_VARIABLE",
+        "inputParameters": {"结果": "同意"}}),
+    );
+    let waits = listened("等待", json!({"name": "w", "taskReferenceName": "w", "type": "WAIT"}));
+    for def in [&done, &waits] {
+        assert_eq!(send(c.post(node.api("/metadata/workflow")).json(def)).await.status, 200);
+    }
+    let completed = send(c.post(node.api("/workflow/审批")).json(&json!({"申请人": "李雷"}))).await.text;
+    overture_tests::wait_status(node, &completed, "COMPLETED", Duration::from_secs(30)).await;
+    let terminated = send(c.post(node.api("/workflow/等待")).json(&json!({}))).await.text;
+    let r = send(c.delete(node.api(&format!("/workflow/{terminated}?reason=不要了")))).await;
+    assert!(r.status < 300, "terminate: {} {}", r.status, r.text);
+
+    let by_key = |records: Vec<Value>| -> BTreeMap<String, Value> {
+        records
+            .into_iter()
+            .map(|r| {
+                let key = r["key"].as_str().unwrap_or_default().to_owned();
+                (key, serde_json::from_str(r["value"].as_str().unwrap_or_default()).expect("JSON"))
+            })
+            .collect()
+    };
+    let events = by_key(read_back(&kafka.bootstrap, "workflow-status-events", 2).await);
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (c_event, t_event) = (&events[&completed], &events[&terminated]);
+    assert_eq!((c_event["workflowName"].as_str(), c_event["eventType"].as_str()), (Some("审批"), Some("COMPLETED")));
+    assert_eq!(c_event["payload"]["workflowId"], completed.as_str());
+    assert_eq!(c_event["payload"]["status"], "COMPLETED");
+    assert_eq!(c_event["payload"]["input"]["申请人"], "李雷");
+    assert_eq!(
+        (t_event["eventType"].as_str(), t_event["payload"]["status"].as_str()),
+        (Some("TERMINATED"), Some("TERMINATED"))
+    );
+    assert_eq!(t_event["payload"]["reasonForIncompletion"], "不要了");
+    let finalized = by_key(read_back(&kafka.bootstrap, "wf-finalized", 2).await);
+    assert_eq!(finalized.len(), 2, "{finalized:?}");
+    assert!(finalized.values().all(|e| e["eventType"] == "FINALIZED"), "{finalized:?}");
+    let sunk = read_back(&kafka.bootstrap, "审批-状态", 2).await;
+    let summaries: BTreeMap<String, String> = sunk
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_str(r["value"].as_str().unwrap_or_default()).expect("JSON");
+            (
+                v["workflowId"].as_str().unwrap_or_default().to_owned(),
+                v["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected = BTreeMap::from([(completed.clone(), "COMPLETED".to_owned()), (terminated, "TERMINATED".to_owned())]);
+    assert_eq!(summaries, expected);
+}
+
+/// Default event queues on Kafka (`default_queue_type = "kafka"`): `POST /api/queue/update`
+/// publishes a task status message that completes the WAIT task it names, with the body in the
+/// task's output; a record Confluent's client produces on the FAILED topic, naming only the
+/// workflow, fails its open WAIT task; `GET /api/queue/` names both topics; a status with no
+/// queue is a 400.
+#[tokio::test]
+async fn default_event_queues_on_kafka_complete_and_fail_waiting_tasks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka = Tansu::start().await;
+    let config = format!(
+        "[event_queues]\ndefault_queue_type = \"kafka\"\n[event_queues.kafka]\nbootstrap_servers = \"{}\"",
+        kafka.bootstrap
+    );
+    let cluster = Cluster::start(dir.path(), 1, &config).await;
+    let node = &cluster.nodes[0];
+    let c = client();
+    let (completed, failed) = ("conductor_kafka_notify_test_COMPLETED", "conductor_kafka_notify_test_FAILED");
+    let queues = send(c.get(node.api("/queue/"))).await.json();
+    assert_eq!(queues, json!({"COMPLETED": completed, "FAILED": failed}));
+    for topic in [completed, failed] {
+        wait_kafka_consumer(&node.url, &format!("kafka:{topic}")).await;
+    }
+    let approval = json!({"name": "审批流程", "version": 1, "tasks": [
+        {"name": "prepare", "taskReferenceName": "prepare", "type": "SET_VARIABLE", "inputParameters": {"x": 1}},
+        {"name": "wait", "taskReferenceName": "审批", "type": "WAIT"}]});
+    assert_eq!(send(c.post(node.api("/metadata/workflow")).json(&approval)).await.status, 200);
+    let start = || async { send(c.post(node.api("/workflow/审批流程")).json(&json!({}))).await.text };
+    let (first, second) = (start().await, start().await);
+
+    let r =
+        send(c.post(node.api(&format!("/queue/update/{first}/审批/COMPLETED"))).json(&json!({"意见": "同意"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let wf = overture_tests::wait_status(node, &first, "COMPLETED", Duration::from_secs(30)).await;
+    let output = &wf["tasks"][1]["outputData"];
+    // The whole message, as conductor-oss merges it: on Kafka, its `{key, headers, payload}`.
+    assert_eq!(output["payload"]["意见"], "同意", "{output}");
+    assert!(output["payload"]["externalId"].as_str().is_some_and(|e| e.contains(&first)), "{output}");
+
+    let record = json!({"externalId": json!({"workflowId": second}).to_string(), "原因": "材料不全"}).to_string();
+    run_client("kafka_client.py", &["produce", &kafka.bootstrap, failed, &record]).await;
+    let wf = overture_tests::wait_status(node, &second, "FAILED", Duration::from_secs(30)).await;
+    assert_eq!(wf["tasks"][1]["status"], "FAILED");
+    assert_eq!(
+        wf["tasks"][1]["outputData"]["payload"]["原因"], "材料不全",
+        "the whole record, as conductor-oss merges it"
+    );
+
+    let r = send(c.post(node.api(&format!("/queue/update/{first}/审批/IN_PROGRESS"))).json(&json!({}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("There is no queue for handling IN_PROGRESS status"), "{}", r.text);
+    let sizes = send(c.get(node.api("/queue/size"))).await.json();
+    assert!(sizes[completed].is_i64() && sizes[failed].is_i64(), "{sizes}");
+    let row = caught_up(node, "_default_FAILED").await;
+    assert_eq!(
+        (row["event"].as_str(), row["handled"].as_u64()),
+        (Some(format!("kafka:{failed}").as_str()), Some(1)),
+        "{row}"
+    );
+}
+
 /// The leader of a three-node cluster is killed (-9) while records flow through a handler on a
 /// topic of three partitions: the new leader's consumer goes on from the positions the old one
 /// saved, and every record starts its workflow exactly once. 2,000 records here;
@@ -545,6 +727,7 @@ async fn sqs_messages_start_workflows_and_event_tasks_publish_there() {
     })
     .await;
     assert!(counted, "the message that is not JSON was counted and dropped");
+    assert_eq!(caught_up(&node, "from_sqs").await["handled"], 12, "the message that is not JSON is counted apart");
 
     let notify = json!({"name": "notify_sqs", "version": 1, "tasks": [
         {"name": "to_sqs", "taskReferenceName": "to_sqs", "type": "EVENT", "sink": "sqs:orders_done",

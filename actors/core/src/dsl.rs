@@ -274,7 +274,8 @@ pub struct WorkflowDef {
     /// to the `conductor:_callback*Queue` queues.
     #[serde(default, deserialize_with = "null_as_default")]
     pub workflow_status_listener_enabled: bool,
-    /// Conductor's `workflowStatusListenerSink`: stored and returned; not used.
+    /// Conductor's `workflowStatusListenerSink`: a queue (`kafka:topic`, `conductor:name`, ...)
+    /// an ended execution's summary is also published on, if the listener is enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_status_listener_sink: Option<String>,
     /// Conductor's `ownerEmail`: stored and returned; not used.

@@ -163,6 +163,18 @@ impl Amqp {
         Ok(receipt)
     }
 
+    /// Messages ready on the queue (an exchange's: its bound queue) and not yet delivered to a
+    /// consumer, as RabbitMQ counts them; asked on a channel of its own, closed after.
+    pub(super) async fn backlog(&self, t: &Target) -> Result<i64, Error> {
+        let channel = self.connection.create_channel().await.map_err(|e| unavailable("opening a channel", e))?;
+        let queue = if t.exchange { &t.bind_queue } else { &t.name };
+        let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let declared = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await;
+        let _ = channel.close(200, "done".into()).await;
+        let declared = declared.map_err(|e| unavailable(&format!("counting the messages of {queue}"), e))?;
+        Ok(i64::from(declared.message_count()))
+    }
+
     /// Consumes the queue (or the exchange through its bound queue), `prefetch` messages at a
     /// time on a channel of its own. A message's id is its `message-id` property, the same on
     /// every redelivery; without one, a new id (its effects then happen again if redelivered).

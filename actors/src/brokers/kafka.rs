@@ -24,13 +24,10 @@ use rskafka::record::Record;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{Body, Delivery, KafkaOptions, OffsetReset, PositionStore, QueueStatuses, Receipt};
+use super::{Body, Delivery, KafkaOptions, LAG, OffsetReset, PositionStore, QueueStatuses, Receipt};
 use crate::error::Error;
 
 type Deliveries = futures::stream::BoxStream<'static, Result<Delivery, String>>;
-
-/// Gauge: messages on a Kafka queue's partitions not yet handled, by `queue`.
-pub const LAG: &str = "overture_event_queue_consumer_lag";
 
 /// How long a topic's partition count is trusted before it is asked again.
 const TOPIC_TTL: Duration = Duration::from_secs(30);

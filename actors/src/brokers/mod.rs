@@ -31,8 +31,6 @@ mod kafka;
 mod nats;
 mod sqs;
 
-pub use kafka::LAG;
-
 /// Counter: messages taken from a broker queue and handled, by `queue` type and `outcome`.
 pub const MESSAGES: &str = "overture_event_queue_messages_processed_total";
 /// Counter: publishes to a broker that failed (the EVENT task tries again), by queue type.
@@ -40,6 +38,8 @@ pub const PUBLISH_FAILED: &str = "overture_event_queue_publish_failed_total";
 /// Counter: messages published to a broker, by queue type (`kafka_publish` for KAFKA_PUBLISH
 /// tasks).
 pub const PUBLISHED: &str = "overture_event_queue_published_total";
+/// Gauge: messages on a broker queue not yet handled (its consumer's lag), by `queue`.
+pub const LAG: &str = "overture_event_queue_consumer_lag";
 /// Gauge: consumers running on this leader, by queue type.
 pub const CONSUMERS: &str = "overture_event_queue_consumers";
 
@@ -56,6 +56,11 @@ pub struct BrokerOptions {
     pub kafka: Option<KafkaOptions>,
     /// Amazon SQS or a server that speaks its API (`sqs:` queues), if configured.
     pub sqs: Option<SqsOptions>,
+    /// Workflow status events to Kafka (`[workflow_status_listener.kafka]`), if configured;
+    /// they go to the cluster `kafka` names.
+    pub status_kafka: Option<crate::status_listener::KafkaStatusOptions>,
+    /// The default event queues (COMPLETED and FAILED) task status messages arrive on, if any.
+    pub default_queues: Option<crate::default_queues::DefaultQueues>,
 }
 
 /// How to reach SQS (conductor-oss: `conductor.event-queues.sqs.*`).
@@ -210,7 +215,7 @@ pub struct QueueStatus {
     pub invalid: u64,
     /// Handler conditions and actions that failed.
     pub failed: u64,
-    /// Messages on the broker not yet handled, where the broker says (Kafka).
+    /// Messages on the broker not yet handled, where the broker says (all but NATS core).
     pub lag: Option<i64>,
     /// The last thing that went wrong: opening or reading the queue, a message, a handler.
     pub last_error: Option<String>,
@@ -264,9 +269,6 @@ pub enum BrokerQueue {
     Sqs(String),
 }
 
-/// The queue types conductor-oss has that Overture does not serve yet.
-const NOT_YET: [&str; 1] = ["nats_stream"];
-
 impl BrokerQueue {
     /// The broker queue an event names; `Ok(None)` for a `conductor` event; an error for a type
     /// Overture does not serve.
@@ -286,9 +288,10 @@ impl BrokerQueue {
             "amqp_exchange" => Ok(Some(BrokerQueue::AmqpExchange(name.to_owned()))),
             "kafka" => Ok(Some(BrokerQueue::Kafka(name.to_owned()))),
             "sqs" => Ok(Some(BrokerQueue::Sqs(name.to_owned()))),
-            k if NOT_YET.contains(&k) => Err(format!(
-                "Event queues of type {k} are not supported by this server yet (conductor, nats, jsm, amqp_queue, amqp_exchange, kafka and sqs are)"
-            )),
+            // NATS Streaming (STAN) reached its end of life in June 2023; JetStream replaced it.
+            "nats_stream" => Err(
+                "Event queues of type nats_stream are not supported: NATS Streaming reached its end of life in 2023; use jsm: (NATS JetStream, its successor)".to_owned()
+            ),
             k => Err(format!(
                 "Unknown event queue type {k:?} in {event:?}: use conductor, nats, jsm, amqp_queue, amqp_exchange, kafka or sqs"
             )),
@@ -305,7 +308,7 @@ impl BrokerQueue {
     }
 
     /// The name after the type.
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match self {
             BrokerQueue::Nats(s)
             | BrokerQueue::JetStream(s)
@@ -467,6 +470,16 @@ impl Brokers {
         self.jsm.get_or_try_init(|| nats::JetStream::connect(options.clone())).await
     }
 
+    /// The default event queues, if configured on a broker configured here.
+    pub fn default_queues(&self) -> Option<&crate::default_queues::DefaultQueues> {
+        self.options.default_queues.as_ref().filter(|d| self.serves(&d.completed))
+    }
+
+    /// Where workflow status events go on Kafka, if they do.
+    pub(crate) fn status_kafka(&self) -> Option<&crate::status_listener::KafkaStatusOptions> {
+        self.options.status_kafka.as_ref().filter(|_| self.options.kafka.is_some())
+    }
+
     /// Publishes `payload` on `queue`; done when the broker has taken it.
     pub async fn publish(&self, queue: &BrokerQueue, message_id: &str, payload: Vec<u8>) -> Result<Receipt, Error> {
         let published = tokio::time::timeout(PUBLISH_TIMEOUT, async {
@@ -499,6 +512,25 @@ impl Brokers {
             Err(_) => metrics::counter!(PUBLISH_FAILED, "queueType" => label).increment(1),
         }
         published
+    }
+
+    /// How many messages of `queue` are on its broker and not yet handled, where the broker can
+    /// say and no one else reports it: JetStream, AMQP and SQS (Kafka's consumer measures its
+    /// own lag; NATS core keeps nothing).
+    pub(crate) async fn backlog(&self, queue: &BrokerQueue) -> Result<Option<i64>, Error> {
+        match queue {
+            BrokerQueue::JetStream(name) => {
+                let (subject, _) = BrokerQueue::subject_and_group(name);
+                self.jsm().await?.backlog(subject).await.map(Some)
+            }
+            BrokerQueue::AmqpQueue(spec) | BrokerQueue::AmqpExchange(spec) => {
+                let amqp = self.amqp().await?;
+                let target = amqp.target(matches!(queue, BrokerQueue::AmqpExchange(_)), spec)?;
+                amqp.backlog(&target).await.map(Some)
+            }
+            BrokerQueue::Sqs(name) => self.sqs()?.backlog(name).await.map(Some),
+            BrokerQueue::Nats(_) | BrokerQueue::Kafka(_) => Ok(None),
+        }
     }
 
     /// Opens a consumer of `queue`: a stream of its messages.
@@ -560,7 +592,7 @@ mod tests {
         assert_eq!(BrokerQueue::parse("conductor:wf:task"), Ok(None));
         assert_eq!(BrokerQueue::parse("nats:订单.new"), Ok(Some(BrokerQueue::Nats("订单.new".into()))));
         assert_eq!(BrokerQueue::parse("jsm:orders"), Ok(Some(BrokerQueue::JetStream("orders".into()))));
-        assert!(BrokerQueue::parse("nats_stream:payments").expect_err("not yet").contains("not supported"));
+        assert!(BrokerQueue::parse("nats_stream:payments").expect_err("end of life").contains("use jsm:"));
         assert_eq!(BrokerQueue::parse("sqs:payments"), Ok(Some(BrokerQueue::Sqs("payments".into()))));
         assert_eq!(BrokerQueue::parse("kafka:支付").map(|q| q.map(|q| q.event())), Ok(Some("kafka:支付".into())));
         assert_eq!(

@@ -122,6 +122,18 @@ impl JetStream {
         Ok(receipt)
     }
 
+    /// Messages of a `jsm:` queue its durable consumer has not had acknowledged: not delivered
+    /// yet, or delivered and not acknowledged.
+    pub(super) async fn backlog(&self, name: &str) -> Result<i64, Error> {
+        let subject = self.subject(name);
+        let stream = self.stream(&subject).await?;
+        let durable = &self.options.durable_name;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(durable).await.map_err(|e| unavailable(&format!("consumer {durable}"), e))?;
+        let info = consumer.info().await.map_err(|e| unavailable(&format!("consumer {durable}"), e))?;
+        Ok(i64::try_from(info.num_pending).unwrap_or(i64::MAX).saturating_add(info.num_ack_pending as i64))
+    }
+
     /// The durable pull consumer of a `jsm:` queue, from new messages on. A message's id is its
     /// stream and sequence, the same on every redelivery.
     pub(super) async fn consume(&self, name: &str) -> Result<Deliveries, Error> {

@@ -115,6 +115,15 @@ impl Sqs {
     }
 
     /// Consumes the queue called `name`: each message is deleted by its acknowledgement.
+    /// Messages waiting or being handled, as SQS approximates them.
+    pub(crate) async fn backlog(&self, name: &str) -> Result<i64, Error> {
+        let url = self.url(name).await?;
+        let names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"];
+        let got = self.call("GetQueueAttributes", &json!({"QueueUrl": url, "AttributeNames": names})).await?;
+        // SQS gives numbers as strings.
+        Ok(names.iter().filter_map(|n| got["Attributes"][n].as_str()?.parse::<i64>().ok()).sum())
+    }
+
     pub(crate) async fn consume(self: &std::sync::Arc<Self>, name: &str) -> Result<Deliveries, Error> {
         let url = self.url(name).await?;
         let (tx, rx) = mpsc::channel(64);

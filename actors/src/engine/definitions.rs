@@ -64,25 +64,76 @@ impl Engine {
     }
 
     /// Every event handler with what this node knows of its queue: whether it consumes it, its
-    /// lag and its last error (the leader consumes; on another node nothing is consuming).
+    /// lag and its last error (the leader consumes; on another node nothing is consuming); then
+    /// the default event queues, as handlers named `_default_COMPLETED` and `_default_FAILED`.
     pub fn event_handler_queues(&self) -> Result<Vec<serde_json::Value>, Error> {
         let statuses = self.inner.options.brokers.statuses().snapshot();
-        let mut out = Vec::new();
-        for h in self.event_handlers()? {
-            let queue_type = h.event.split_once(':').map_or("", |(t, _)| t).to_owned();
-            let mut row =
-                serde_json::json!({"name": h.name, "event": h.event, "queueType": queue_type, "active": h.active});
-            let status = match crate::brokers::BrokerQueue::parse(&h.event) {
-                // `conductor` messages are handled as they are published.
-                Ok(None) => serde_json::json!({"consuming": h.active, "lag": 0}),
-                _ => serde_json::to_value(statuses.get(&h.event).cloned().unwrap_or_default()).unwrap_or_default(),
-            };
+        let row = |name: &str, event: &str, active: bool, status: serde_json::Value| {
+            let queue_type = event.split_once(':').map_or("", |(t, _)| t);
+            let mut row = serde_json::json!({"name": name, "event": event, "queueType": queue_type, "active": active});
             if let (Some(row), serde_json::Value::Object(status)) = (row.as_object_mut(), status) {
                 row.extend(status);
             }
-            out.push(row);
+            row
+        };
+        let known =
+            |event: &str| serde_json::to_value(statuses.get(event).cloned().unwrap_or_default()).unwrap_or_default();
+        let mut out = Vec::new();
+        for h in self.event_handlers()? {
+            let status = match crate::brokers::BrokerQueue::parse(&h.event) {
+                // `conductor` messages are handled as they are published.
+                Ok(None) => serde_json::json!({"consuming": h.active, "lag": 0}),
+                _ => known(&h.event),
+            };
+            out.push(row(&h.name, &h.event, h.active, status));
+        }
+        if let Some(d) = self.inner.options.brokers.default_queues() {
+            for (status, queue) in [("COMPLETED", &d.completed), ("FAILED", &d.failed)] {
+                let event = queue.event();
+                out.push(row(&format!("_default_{status}"), &event, true, known(&event)));
+            }
         }
         Ok(out)
+    }
+
+    /// The default event queues by the task status they carry (`COMPLETED`, `FAILED`), by name;
+    /// none if none are configured.
+    pub fn default_event_queues(&self) -> serde_json::Map<String, serde_json::Value> {
+        let Some(d) = self.inner.options.brokers.default_queues() else { return Default::default() };
+        [("COMPLETED", &d.completed), ("FAILED", &d.failed)]
+            .into_iter()
+            .map(|(status, q)| (status.to_owned(), q.name().into()))
+            .collect()
+    }
+
+    /// How many messages wait on each default event queue, by name, as its consumer on this
+    /// node (the leader) last learned.
+    pub fn default_event_queue_sizes(&self) -> serde_json::Map<String, serde_json::Value> {
+        let brokers = &self.inner.options.brokers;
+        let Some(d) = brokers.default_queues() else { return Default::default() };
+        let statuses = brokers.statuses().snapshot();
+        [&d.completed, &d.failed]
+            .into_iter()
+            .map(|q| (q.name().to_owned(), statuses.get(&q.event()).and_then(|s| s.lag).unwrap_or(0).into()))
+            .collect()
+    }
+
+    /// Publishes a task status message on the default event queue of `status`
+    /// (`POST /queue/update/...`): `externalId` naming the task, with `body` over it.
+    pub async fn publish_task_status(
+        &self,
+        workflow_id: &str,
+        task: (Option<&str>, Option<&str>),
+        status: &str,
+        body: overture_core::Object,
+    ) -> Result<(), Error> {
+        let brokers = &self.inner.options.brokers;
+        let Some(queue) = brokers.default_queues().and_then(|d| d.for_status(status)) else {
+            return Err(Error::BadRequest(format!("There is no queue for handling {status} status")));
+        };
+        let message = crate::default_queues::update_message(workflow_id, task.0, task.1, body);
+        let bytes = serde_json::to_vec(&message).map_err(|e| Error::Internal(e.to_string()))?;
+        brokers.publish(queue, &uuid::Uuid::new_v4().to_string(), bytes).await.map(|_| ())
     }
 
     /// A task definition.

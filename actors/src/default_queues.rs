@@ -1,0 +1,188 @@
+//! Default event queues (conductor-oss's `conductor.default-event-queue.type`): one queue per task
+//! status, COMPLETED and FAILED, on a broker, where another system reports on a task it waits
+//! for. A message names its task through `externalId`, a JSON text (or, here, an object) with
+//! `workflowId` and `taskId` or `taskRefName`; found anywhere in the message (so a Kafka record's
+//! wrapper works). The task it names, or else the workflow's first open WAIT task, gets that
+//! status and the whole message merged into its output. `POST /api/queue/update/...` publishes
+//! such a message.
+//!
+//! A message that names nothing, or no open task, is logged and acknowledged, as conductor-oss
+//! does. Updating a task that has ended changes nothing, so a message handled twice (a
+//! redelivery after a failover) has its effect once.
+
+use overture_core::{Object, TaskResultStatus, TaskUpdate};
+use serde_json::Value;
+
+use crate::brokers::BrokerQueue;
+use crate::error::Error;
+use crate::workflows::Workflows;
+
+/// The broker type the default queues are on, and what it needs to name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultQueues {
+    /// The COMPLETED queue.
+    pub completed: BrokerQueue,
+    /// The FAILED queue.
+    pub failed: BrokerQueue,
+}
+
+impl DefaultQueues {
+    /// conductor-oss's queues for a broker type (`sqs`, `amqp`, `kafka`, `jsm`), named
+    /// `<prefix><STATUS>`, where the prefix by default is `conductor_<type>_notify_<stack>_`
+    /// (`stack` defaults to `test`, as conductor-oss's does). A JetStream name is the status
+    /// alone: the `jsm` prefix applies to every subject.
+    pub fn new(kind: &str, prefix: Option<&str>, stack: &str) -> Result<DefaultQueues, String> {
+        let stack = if stack.is_empty() { String::new() } else { format!("{stack}_") };
+        let prefix = |t: &str| prefix.map_or_else(|| format!("conductor_{t}_notify_{stack}"), str::to_owned);
+        let queue = |status: &str| -> Result<BrokerQueue, String> {
+            Ok(match kind {
+                "sqs" => BrokerQueue::Sqs(format!("{}{status}", prefix("sqs"))),
+                // conductor-oss uses an exchange (`use-exchange`, default true), consumed through
+                // its bound queue.
+                "amqp" => BrokerQueue::AmqpExchange(format!("{}{status}", prefix("amqp"))),
+                "kafka" => BrokerQueue::Kafka(format!("{}{status}", prefix("kafka"))),
+                "jsm" => BrokerQueue::JetStream(status.to_owned()),
+                other => return Err(format!("default event queues are on sqs, amqp, kafka or jsm, not {other:?}")),
+            })
+        };
+        Ok(DefaultQueues { completed: queue("COMPLETED")?, failed: queue("FAILED")? })
+    }
+
+    /// The status a queue's messages give their task, if it is one of these.
+    pub fn status_of(&self, queue: &BrokerQueue) -> Option<TaskResultStatus> {
+        if *queue == self.completed {
+            Some(TaskResultStatus::Completed)
+        } else if *queue == self.failed {
+            Some(TaskResultStatus::Failed)
+        } else {
+            None
+        }
+    }
+
+    /// The queue of a status (`COMPLETED`, `FAILED`), as `POST /api/queue/update` names it.
+    pub fn for_status(&self, status: &str) -> Option<&BrokerQueue> {
+        match status {
+            "COMPLETED" => Some(&self.completed),
+            "FAILED" => Some(&self.failed),
+            _ => None,
+        }
+    }
+}
+
+/// What a default queue's message names.
+#[derive(Debug, PartialEq)]
+struct Target {
+    workflow_id: String,
+    task_id: Option<String>,
+    task_ref_name: Option<String>,
+}
+
+/// The first `externalId` anywhere in the message, depth first, read as conductor-oss reads it.
+fn target(payload: &Value) -> Option<Target> {
+    fn find(v: &Value) -> Option<&Value> {
+        match v {
+            Value::Object(m) => m.get("externalId").or_else(|| m.values().find_map(find)),
+            Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let external = find(payload)?;
+    let external = match external {
+        Value::String(text) => serde_json::from_str::<Value>(text).ok()?,
+        other => other.clone(),
+    };
+    let text = |k: &str| external.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    Some(Target { workflow_id: text("workflowId")?, task_id: text("taskId"), task_ref_name: text("taskRefName") })
+}
+
+/// `ref` without a loop iteration suffix (`task__3` → `task`), as conductor-oss compares them.
+fn base(reference: &str) -> &str {
+    reference.split("__").next().unwrap_or(reference)
+}
+
+/// Applies one message of a default queue; answers the task updated, or why none was.
+pub(crate) async fn apply(workflows: &Workflows, status: TaskResultStatus, payload: &Value) -> Result<String, String> {
+    let Some(t) = target(payload) else {
+        return Err("the message has no externalId with a workflowId".into());
+    };
+    let wf = match workflows.workflow(&t.workflow_id) {
+        Ok(wf) => wf,
+        Err(Error::NotFound(_)) => return Err(format!("workflow {} does not exist", t.workflow_id)),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut open = wf.tasks.iter().filter(|task| !task.status.is_terminal());
+    let task = match (&t.task_id, &t.task_ref_name) {
+        (Some(id), _) => open.find(|task| &task.task_id == id),
+        (None, Some(reference)) => open.find(|task| base(&task.reference_task_name) == base(reference)),
+        (None, None) => open.find(|task| task.kind() == overture_core::plan::TaskKind::Wait),
+    };
+    let Some(task) = task else {
+        return Err(format!("workflow {} has no open task the message names", t.workflow_id));
+    };
+    let output: Object = payload.as_object().cloned().unwrap_or_default();
+    let update = TaskUpdate {
+        task_id: task.task_id.clone(),
+        status,
+        output: Some(output),
+        merge_output: true,
+        reason: None,
+        worker_id: None,
+        callback_after_seconds: 0,
+        extend_lease: false,
+        logs: Vec::new(),
+        output_stored_at: None,
+    };
+    workflows.update(&t.workflow_id, update).await.map_err(|e| e.to_string())?;
+    Ok(task.task_id.clone())
+}
+
+/// The message `POST /api/queue/update/...` publishes: `externalId` naming the task (as JSON
+/// text) with the request's body over it.
+pub fn update_message(workflow_id: &str, task_ref_name: Option<&str>, task_id: Option<&str>, body: Object) -> Value {
+    let mut external = serde_json::Map::new();
+    external.insert("workflowId".into(), workflow_id.into());
+    if let Some(r) = task_ref_name {
+        external.insert("taskRefName".into(), r.into());
+    }
+    if let Some(id) = task_id {
+        external.insert("taskId".into(), id.into());
+    }
+    let mut message = serde_json::Map::new();
+    message.insert("externalId".into(), Value::Object(external).to_string().into());
+    message.extend(body);
+    Value::Object(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn queues_are_named_as_conductor_oss_names_them() {
+        let sqs = DefaultQueues::new("sqs", None, "test").expect("sqs");
+        assert_eq!(sqs.completed, BrokerQueue::Sqs("conductor_sqs_notify_test_COMPLETED".into()));
+        let amqp = DefaultQueues::new("amqp", None, "").expect("amqp");
+        assert_eq!(amqp.failed, BrokerQueue::AmqpExchange("conductor_amqp_notify_FAILED".into()));
+        let kafka = DefaultQueues::new("kafka", Some("审批_"), "test").expect("kafka");
+        assert_eq!(kafka.completed, BrokerQueue::Kafka("审批_COMPLETED".into()));
+        let jsm = DefaultQueues::new("jsm", None, "test").expect("jsm");
+        assert_eq!(jsm.status_of(&BrokerQueue::JetStream("FAILED".into())), Some(TaskResultStatus::Failed));
+        assert_eq!(jsm.for_status("IN_PROGRESS"), None);
+        assert!(DefaultQueues::new("nats", None, "test").is_err());
+    }
+
+    #[test]
+    fn the_external_id_is_found_anywhere_as_text_or_object() {
+        let message = update_message("wf-1", Some("等待__2"), None, Object::from_iter([("结果".into(), json!("好"))]));
+        assert_eq!(message["结果"], "好");
+        let t = target(&message).expect("found");
+        assert_eq!((t.workflow_id.as_str(), t.task_ref_name.as_deref()), ("wf-1", Some("等待__2")));
+        let wrapped = json!({"key": "k", "payload": {"externalId": {"workflowId": "wf-2", "taskId": "t"}}});
+        assert_eq!(target(&wrapped).expect("found").task_id.as_deref(), Some("t"));
+        for nothing in [json!({}), json!({"externalId": "not json"}), json!({"externalId": "{\"taskId\": \"t\"}"})] {
+            assert_eq!(target(&nothing), None, "{nothing}");
+        }
+        assert_eq!((base("wait__3"), base("wait")), ("wait", "wait"));
+    }
+}

@@ -1,0 +1,140 @@
+//! The workflow status listener: what an ended workflow with `workflowStatusListenerEnabled`
+//! publishes, once its end is committed (a `PublishStatus` follow-up, see `crate::followups`).
+//!
+//! - Always: its `WorkflowSummary` on `conductor:_callbackSuccessQueue` (COMPLETED) or
+//!   `conductor:_callbackFailureQueue`, then on `conductor:_callbackFinalizeQueue`, where event
+//!   handlers pick it up (conductor-oss's `queue_publisher`).
+//! - Its definition's `workflowStatusListenerSink`, when it names a queue (`kafka:wf-status`,
+//!   `amqp_exchange:...`, `jsm:...`, `sqs:...`, `nats:...` or `conductor:...`): the summary is
+//!   published there too.
+//! - `[workflow_status_listener.kafka]` in the configuration: conductor-oss's `kafka` listener,
+//!   `{"workflowName", "eventType", "payload"}` keyed by the workflow id, for `COMPLETED` or
+//!   `TERMINATED` (every other end) and then `FINALIZED`, on the topic configured for the event
+//!   type or the default topic.
+//!
+//! A broker that does not take a message leaves the follow-up in place, so it is tried again
+//! (every second) until the broker does: publishing is at least once. Each message carries an id
+//! that is the same on every attempt (the workflow id, its status and its end time), which
+//! JetStream deduplicates and handlers key their effects by.
+
+use std::collections::BTreeMap;
+
+use overture_core::WorkflowStatus;
+use overture_core::command::Command;
+use serde_json::{Value, json};
+
+use crate::brokers::{BrokerQueue, Brokers};
+use crate::error::Error;
+use crate::workflows::Workflows;
+
+/// conductor-oss's `conductor.workflow-status-listener.kafka.*`: where workflow status events go.
+#[derive(Debug, Clone)]
+pub struct KafkaStatusOptions {
+    /// The topic of every event type without its own (`workflow-status-events`).
+    pub default_topic: String,
+    /// Topics by event type (`COMPLETED`, `TERMINATED`, `FINALIZED`).
+    pub event_topics: BTreeMap<String, String>,
+}
+
+impl Default for KafkaStatusOptions {
+    fn default() -> Self {
+        KafkaStatusOptions { default_topic: "workflow-status-events".into(), event_topics: BTreeMap::new() }
+    }
+}
+
+impl KafkaStatusOptions {
+    fn topic(&self, event_type: &str) -> &str {
+        self.event_topics.get(event_type).unwrap_or(&self.default_topic)
+    }
+}
+
+/// Publishes an ended workflow's status everywhere it goes, then records that it has.
+pub(crate) async fn publish(workflows: &Workflows, brokers: &Brokers, workflow_id: &str) -> Result<(), Error> {
+    let wf = workflows.workflow(workflow_id)?;
+    let summary = crate::events::workflow_summary(&wf);
+    let status = wf.header.status;
+    let message_id = format!("{workflow_id}:{}:{}", status.as_str(), wf.header.end_time);
+    let sink = wf.plan.def.workflow_status_listener_sink.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if let Some(sink) = sink {
+        to_sink(workflows, brokers, sink, &message_id, &summary).await?;
+    }
+    if let Some(kafka) = brokers.status_kafka() {
+        for event_type in event_types(status) {
+            let message = json!({"workflowName": wf.header.workflow_name, "eventType": event_type, "payload": summary});
+            let topic = BrokerQueue::Kafka(kafka.topic(event_type).to_owned());
+            let body = serde_json::to_vec(&message).unwrap_or_default();
+            // The message id is a Kafka record's key: the workflow id, as conductor-oss keys it.
+            brokers.publish(&topic, workflow_id, body).await?;
+        }
+    }
+    let outcome = if status == WorkflowStatus::Completed { "Success" } else { "Failure" };
+    for queue in [format!("_callback{outcome}Queue"), "_callbackFinalizeQueue".to_owned()] {
+        crate::events::deliver(workflows, &format!("conductor:{queue}"), &message_id, &summary).await;
+    }
+    workflows.command(workflow_id, Command::StatusPublished).await.map(|_| ())
+}
+
+/// conductor-oss's listener events for an end: completed, or terminated (any other end), then
+/// finalized.
+fn event_types(status: WorkflowStatus) -> [&'static str; 2] {
+    [if status == WorkflowStatus::Completed { "COMPLETED" } else { "TERMINATED" }, "FINALIZED"]
+}
+
+/// Publishes the summary on the definition's sink. A broker that is down is an error (tried
+/// again); a sink that cannot be served is logged and skipped, since trying again cannot help.
+async fn to_sink(
+    workflows: &Workflows,
+    brokers: &Brokers,
+    sink: &str,
+    message_id: &str,
+    summary: &Value,
+) -> Result<(), Error> {
+    let skipped = |why: String| {
+        tracing::warn!(sink, why = %why, "workflowStatusListenerSink skipped");
+        metrics::counter!(crate::brokers::PUBLISH_FAILED, "queueType" => "status_listener").increment(1);
+    };
+    match BrokerQueue::parse(sink) {
+        Ok(None) => {
+            crate::events::deliver(workflows, sink, message_id, summary).await;
+            Ok(())
+        }
+        Ok(Some(queue)) if brokers.serves(&queue) => {
+            let body = serde_json::to_vec(summary).unwrap_or_default();
+            match brokers.publish(&queue, message_id, body).await {
+                Ok(_) => Ok(()),
+                Err(e @ Error::Unavailable(_)) => Err(e),
+                Err(e) => {
+                    skipped(e.to_string());
+                    Ok(())
+                }
+            }
+        }
+        Ok(Some(queue)) => {
+            skipped(format!("{} is not configured on this server", queue.kind()));
+            Ok(())
+        }
+        Err(why) => {
+            skipped(why);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_follow_conductor_oss_kafka_listener() {
+        assert_eq!(event_types(WorkflowStatus::Completed), ["COMPLETED", "FINALIZED"]);
+        for ended in [WorkflowStatus::Failed, WorkflowStatus::TimedOut, WorkflowStatus::Terminated] {
+            assert_eq!(event_types(ended), ["TERMINATED", "FINALIZED"]);
+        }
+        let mut options = KafkaStatusOptions::default();
+        options.event_topics.insert("FINALIZED".into(), "wf-finalized".into());
+        assert_eq!(
+            (options.topic("COMPLETED"), options.topic("FINALIZED")),
+            ("workflow-status-events", "wf-finalized")
+        );
+    }
+}
