@@ -4,7 +4,7 @@
 //! `workflowId` and `taskId` or `taskRefName`; found anywhere in the message (so a Kafka record's
 //! wrapper works). The task it names, or else the workflow's first open WAIT task, gets that
 //! status and the whole message merged into its output. `POST /api/queue/update/...` publishes
-//! such a message.
+//! such a message. The queues' names: [`crate::brokers::DefaultQueues`].
 //!
 //! A message that names nothing, or no open task, is logged and acknowledged, as conductor-oss
 //! does. Updating a task that has ended changes nothing, so a message handled twice (a
@@ -13,61 +13,8 @@
 use overture_core::{Object, TaskResultStatus, TaskUpdate};
 use serde_json::Value;
 
-use crate::brokers::BrokerQueue;
 use crate::error::Error;
 use crate::workflows::Workflows;
-
-/// The broker type the default queues are on, and what it needs to name them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultQueues {
-    /// The COMPLETED queue.
-    pub completed: BrokerQueue,
-    /// The FAILED queue.
-    pub failed: BrokerQueue,
-}
-
-impl DefaultQueues {
-    /// conductor-oss's queues for a broker type (`sqs`, `amqp`, `kafka`, `jsm`), named
-    /// `<prefix><STATUS>`, where the prefix by default is `conductor_<type>_notify_<stack>_`
-    /// (`stack` defaults to `test`, as conductor-oss's does). A JetStream name is the status
-    /// alone: the `jsm` prefix applies to every subject.
-    pub fn new(kind: &str, prefix: Option<&str>, stack: &str) -> Result<DefaultQueues, String> {
-        let stack = if stack.is_empty() { String::new() } else { format!("{stack}_") };
-        let prefix = |t: &str| prefix.map_or_else(|| format!("conductor_{t}_notify_{stack}"), str::to_owned);
-        let queue = |status: &str| -> Result<BrokerQueue, String> {
-            Ok(match kind {
-                "sqs" => BrokerQueue::Sqs(format!("{}{status}", prefix("sqs"))),
-                // conductor-oss uses an exchange (`use-exchange`, default true), consumed through
-                // its bound queue.
-                "amqp" => BrokerQueue::AmqpExchange(format!("{}{status}", prefix("amqp"))),
-                "kafka" => BrokerQueue::Kafka(format!("{}{status}", prefix("kafka"))),
-                "jsm" => BrokerQueue::JetStream(status.to_owned()),
-                other => return Err(format!("default event queues are on sqs, amqp, kafka or jsm, not {other:?}")),
-            })
-        };
-        Ok(DefaultQueues { completed: queue("COMPLETED")?, failed: queue("FAILED")? })
-    }
-
-    /// The status a queue's messages give their task, if it is one of these.
-    pub fn status_of(&self, queue: &BrokerQueue) -> Option<TaskResultStatus> {
-        if *queue == self.completed {
-            Some(TaskResultStatus::Completed)
-        } else if *queue == self.failed {
-            Some(TaskResultStatus::Failed)
-        } else {
-            None
-        }
-    }
-
-    /// The queue of a status (`COMPLETED`, `FAILED`), as `POST /api/queue/update` names it.
-    pub fn for_status(&self, status: &str) -> Option<&BrokerQueue> {
-        match status {
-            "COMPLETED" => Some(&self.completed),
-            "FAILED" => Some(&self.failed),
-            _ => None,
-        }
-    }
-}
 
 /// What a default queue's message names.
 #[derive(Debug, PartialEq)]
@@ -157,20 +104,6 @@ pub fn update_message(workflow_id: &str, task_ref_name: Option<&str>, task_id: O
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn queues_are_named_as_conductor_oss_names_them() {
-        let sqs = DefaultQueues::new("sqs", None, "test").expect("sqs");
-        assert_eq!(sqs.completed, BrokerQueue::Sqs("conductor_sqs_notify_test_COMPLETED".into()));
-        let amqp = DefaultQueues::new("amqp", None, "").expect("amqp");
-        assert_eq!(amqp.failed, BrokerQueue::AmqpExchange("conductor_amqp_notify_FAILED".into()));
-        let kafka = DefaultQueues::new("kafka", Some("审批_"), "test").expect("kafka");
-        assert_eq!(kafka.completed, BrokerQueue::Kafka("审批_COMPLETED".into()));
-        let jsm = DefaultQueues::new("jsm", None, "test").expect("jsm");
-        assert_eq!(jsm.status_of(&BrokerQueue::JetStream("FAILED".into())), Some(TaskResultStatus::Failed));
-        assert_eq!(jsm.for_status("IN_PROGRESS"), None);
-        assert!(DefaultQueues::new("nats", None, "test").is_err());
-    }
 
     #[test]
     fn the_external_id_is_found_anywhere_as_text_or_object() {

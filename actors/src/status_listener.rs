@@ -17,8 +17,6 @@
 //! that is the same on every attempt (the workflow id, its status and its end time), which
 //! JetStream deduplicates and handlers key their effects by.
 
-use std::collections::BTreeMap;
-
 use overture_core::WorkflowStatus;
 use overture_core::command::Command;
 use serde_json::{Value, json};
@@ -26,27 +24,6 @@ use serde_json::{Value, json};
 use crate::brokers::{BrokerQueue, Brokers};
 use crate::error::Error;
 use crate::workflows::Workflows;
-
-/// conductor-oss's `conductor.workflow-status-listener.kafka.*`: where workflow status events go.
-#[derive(Debug, Clone)]
-pub struct KafkaStatusOptions {
-    /// The topic of every event type without its own (`workflow-status-events`).
-    pub default_topic: String,
-    /// Topics by event type (`COMPLETED`, `TERMINATED`, `FINALIZED`).
-    pub event_topics: BTreeMap<String, String>,
-}
-
-impl Default for KafkaStatusOptions {
-    fn default() -> Self {
-        KafkaStatusOptions { default_topic: "workflow-status-events".into(), event_topics: BTreeMap::new() }
-    }
-}
-
-impl KafkaStatusOptions {
-    fn topic(&self, event_type: &str) -> &str {
-        self.event_topics.get(event_type).unwrap_or(&self.default_topic)
-    }
-}
 
 /// Publishes an ended workflow's status everywhere it goes, then records that it has.
 pub(crate) async fn publish(workflows: &Workflows, brokers: &Brokers, workflow_id: &str) -> Result<(), Error> {
@@ -130,11 +107,5 @@ mod tests {
         for ended in [WorkflowStatus::Failed, WorkflowStatus::TimedOut, WorkflowStatus::Terminated] {
             assert_eq!(event_types(ended), ["TERMINATED", "FINALIZED"]);
         }
-        let mut options = KafkaStatusOptions::default();
-        options.event_topics.insert("FINALIZED".into(), "wf-finalized".into());
-        assert_eq!(
-            (options.topic("COMPLETED"), options.topic("FINALIZED")),
-            ("workflow-status-events", "wf-finalized")
-        );
     }
 }

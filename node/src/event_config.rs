@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use overture_actors::brokers::{
-    AmqpOptions, BrokerOptions, JetStreamOptions, KafkaOptions, NatsOptions, OffsetReset, SqsOptions,
+    AmqpOptions, BrokerOptions, DefaultQueues, JetStreamOptions, KafkaOptions, KafkaStatusOptions, NatsOptions,
+    OffsetReset, SqsOptions,
 };
-use overture_actors::default_queues::DefaultQueues;
-use overture_actors::status_listener::KafkaStatusOptions;
 use serde::Deserialize;
 
 /// `[event_queues]` as written.

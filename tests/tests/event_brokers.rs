@@ -329,8 +329,8 @@ async fn leader_killed_while_amqp_messages_flow_starts_each_workflow_once() {
 /// The leader of a three-node cluster is killed (-9) while boto3 sends to an SQS queue (moto's
 /// server) a handler consumes: what the dead leader received and had not deleted becomes visible
 /// again after the visibility timeout (5 s here) and reaches the new leader, and each message (by
-/// its `MessageId`) starts its workflow exactly once. 2,000 messages here;
-/// `OVERTURE_BROKER_MESSAGES=10000` runs the long version.
+/// its `MessageId`) starts its workflow exactly once. 500 messages here (moto takes a few hundred
+/// a second, fewer under load); `OVERTURE_BROKER_MESSAGES=10000` runs the long version.
 #[tokio::test]
 async fn leader_killed_while_sqs_messages_flow_starts_each_workflow_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -343,7 +343,7 @@ async fn leader_killed_while_sqs_messages_flow_starts_each_workflow_once() {
     let (mut cluster, leader) = cluster_with_handler(dir.path(), &config, &handler).await;
     wait_consumers(&cluster.nodes[leader - 1], "sqs", 1.0).await;
 
-    let n = failover_messages();
+    let n = failover_messages_or(500);
     let publisher = tokio::spawn({
         let (url, count) = (moto.url.clone(), n.to_string());
         async move {
@@ -383,7 +383,12 @@ async fn cluster_with_handler(dir: &std::path::Path, config: &str, handler: &Val
 
 /// How many messages the failover tests send: 2,000, or `OVERTURE_BROKER_MESSAGES`.
 fn failover_messages() -> usize {
-    std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    failover_messages_or(2000)
+}
+
+/// `OVERTURE_BROKER_MESSAGES`, or `default`.
+fn failover_messages_or(default: usize) -> usize {
+    std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Kills the leader (-9) once a tenth of the `n` messages of `kind` a running `publisher` sends

@@ -29,7 +29,10 @@ use crate::error::Error;
 mod amqp;
 mod kafka;
 mod nats;
+mod settings;
 mod sqs;
+
+pub use settings::{DefaultQueues, KafkaStatusOptions};
 
 /// Counter: messages taken from a broker queue and handled, by `queue` type and `outcome`.
 pub const MESSAGES: &str = "overture_event_queue_messages_processed_total";
@@ -58,9 +61,9 @@ pub struct BrokerOptions {
     pub sqs: Option<SqsOptions>,
     /// Workflow status events to Kafka (`[workflow_status_listener.kafka]`), if configured;
     /// they go to the cluster `kafka` names.
-    pub status_kafka: Option<crate::status_listener::KafkaStatusOptions>,
+    pub status_kafka: Option<KafkaStatusOptions>,
     /// The default event queues (COMPLETED and FAILED) task status messages arrive on, if any.
-    pub default_queues: Option<crate::default_queues::DefaultQueues>,
+    pub default_queues: Option<DefaultQueues>,
 }
 
 /// How to reach SQS (conductor-oss: `conductor.event-queues.sqs.*`).
@@ -471,12 +474,12 @@ impl Brokers {
     }
 
     /// The default event queues, if configured on a broker configured here.
-    pub fn default_queues(&self) -> Option<&crate::default_queues::DefaultQueues> {
+    pub fn default_queues(&self) -> Option<&DefaultQueues> {
         self.options.default_queues.as_ref().filter(|d| self.serves(&d.completed))
     }
 
     /// Where workflow status events go on Kafka, if they do.
-    pub(crate) fn status_kafka(&self) -> Option<&crate::status_listener::KafkaStatusOptions> {
+    pub(crate) fn status_kafka(&self) -> Option<&KafkaStatusOptions> {
         self.options.status_kafka.as_ref().filter(|_| self.options.kafka.is_some())
     }
 
