@@ -7,8 +7,9 @@
 use std::io;
 
 use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef};
-use rocksdb::{DB, WriteBatch};
+use rocksdb::WriteBatch;
 
+use crate::GroupDb;
 use crate::codec::{JsonBytes, decode, encode};
 use crate::disk::DiskGuard;
 use crate::keys::{self, CF_DEFS};
@@ -36,7 +37,7 @@ macro_rules! or_reject {
 /// The definition store, as an apply sees it.
 pub(crate) struct Defs<'a> {
     /// The database.
-    pub db: &'a DB,
+    pub db: &'a GroupDb,
     /// Refuses writes when the disk is full.
     pub disk: &'a DiskGuard,
 }

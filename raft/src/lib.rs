@@ -19,6 +19,7 @@ mod defs;
 pub mod disk;
 pub mod errors;
 pub mod faults;
+pub mod group_db;
 pub mod http;
 pub mod keys;
 pub mod log_store;
@@ -34,6 +35,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use errors::ProposeError;
+pub use group_db::{GroupDb, GroupId};
 pub use machine::StateMachine;
 pub use read::ReadView;
 pub use replica::{Leadership, LeadershipWatch, Replica, ReplicaOptions};
@@ -43,10 +45,9 @@ pub use types::{Request, Response, WorkflowBatch};
 /// The Raft handle.
 pub type Raft = openraft::Raft<types::TypeConfig, machine::StateMachine>;
 
-/// A column family handle. The families are created when the database opens, so a missing one
-/// is a bug in this crate, not bad input.
-pub(crate) fn cf<'a>(db: &'a rocksdb::DB, name: &str) -> &'a rocksdb::ColumnFamily {
-    db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is created at open"))
+/// A group's column family handle ([`GroupDb::cf`]).
+pub(crate) fn cf<'a>(db: &'a GroupDb, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf(name)
 }
 
 /// Writes what applying entries changed in the state machine, without RocksDB's write-ahead log.
@@ -61,7 +62,7 @@ pub(crate) fn cf<'a>(db: &'a rocksdb::DB, name: &str) -> &'a rocksdb::ColumnFami
 /// A full disk is waited out ([`disk`]): the write is tried again, from a copy of the batch,
 /// until space returns.
 pub(crate) fn write_state(
-    db: &rocksdb::DB,
+    db: &GroupDb,
     disk: &disk::DiskGuard,
     batch: rocksdb::WriteBatch,
 ) -> Result<(), std::io::Error> {
@@ -79,7 +80,7 @@ pub(crate) fn write_state(
 /// Flushes the state machine's memtables to disk, atomically, and waits for it. The Raft log's
 /// families are left to RocksDB's WAL: entries flushed here would be deleted by the purge that
 /// follows.
-pub(crate) fn flush_state(db: &rocksdb::DB) -> Result<(), rocksdb::Error> {
+pub(crate) fn flush_state(db: &GroupDb) -> Result<(), rocksdb::Error> {
     let families: Vec<&rocksdb::ColumnFamily> = keys::STATE_MACHINE.iter().map(|name| cf(db, name)).collect();
     let mut opts = rocksdb::FlushOptions::default();
     opts.set_wait(true);

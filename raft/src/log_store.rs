@@ -31,8 +31,9 @@ use futures::Stream;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use parking_lot::Mutex;
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
+use crate::GroupDb;
 use crate::codec::{decode, encode};
 use crate::disk::DiskGuard;
 use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_META, meta};
@@ -42,7 +43,7 @@ use crate::{cf, io_err};
 /// The log store; cheap to clone (openraft asks for readers).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<DB>,
+    db: Arc<GroupDb>,
     /// Free space: writes wait out a full disk rather than fail (see [`crate::disk`]).
     disk: Arc<DiskGuard>,
     flusher: Arc<Worker<IOFlushed<TypeConfig>>>,
@@ -74,9 +75,9 @@ struct Worker<T> {
 impl<T: Send + 'static> Worker<T> {
     fn spawn(
         name: &str,
-        db: Arc<DB>,
+        db: Arc<GroupDb>,
         disk: Arc<DiskGuard>,
-        run: fn(&DB, &DiskGuard, &mpsc::Receiver<T>),
+        run: fn(&GroupDb, &DiskGuard, &mpsc::Receiver<T>),
     ) -> io::Result<Worker<T>> {
         let (tx, rx) = mpsc::channel::<T>();
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(&db, &disk, &rx))?;
@@ -101,7 +102,7 @@ impl<T> Drop for Worker<T> {
 
 impl LogStore {
     /// Opens the log store on a database that has the Raft column families.
-    pub fn new(db: Arc<DB>, disk: Arc<DiskGuard>) -> io::Result<LogStore> {
+    pub fn new(db: Arc<GroupDb>, disk: Arc<DiskGuard>) -> io::Result<LogStore> {
         Ok(LogStore {
             flusher: Arc::new(Worker::spawn("raft-log-fsync", db.clone(), disk.clone(), flusher_loop)?),
             purger: Arc::new(Worker::spawn("raft-log-purge", db.clone(), disk.clone(), purger_loop)?),
@@ -129,7 +130,7 @@ impl LogStore {
 
 /// Fsyncs the WAL once per group of appends and completes their callbacks. An fsync that fails
 /// for lack of space is tried again until it succeeds: openraft would stop for good on the error.
-fn flusher_loop(db: &DB, disk: &DiskGuard, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
+fn flusher_loop(db: &GroupDb, disk: &DiskGuard, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
     let group_size = metrics::histogram!("overture_raft_fsync_group_size");
     let fsync_seconds = metrics::histogram!("overture_raft_fsync_seconds");
     while let Ok(first) = rx.recv() {
@@ -150,7 +151,7 @@ fn flusher_loop(db: &DB, disk: &DiskGuard, rx: &mpsc::Receiver<IOFlushed<TypeCon
 /// Purges the log up to the newest index asked for: flushes the state (so the state on disk
 /// is at least as new as the snapshot that allowed the purge), writes the purged marker,
 /// deletes the entries. A failure leaves the entries in place, to go with the next purge.
-fn purger_loop(db: &DB, _disk: &DiskGuard, rx: &mpsc::Receiver<LogId>) {
+fn purger_loop(db: &GroupDb, _disk: &DiskGuard, rx: &mpsc::Receiver<LogId>) {
     while let Ok(first) = rx.recv() {
         let mut upto = first;
         while let Ok(more) = rx.try_recv() {

@@ -13,9 +13,9 @@ use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 
-use crate::Raft;
 use crate::codec::decode;
 use crate::errors::{ProposeError, why_stopped, write_error};
+use crate::group_db::GroupId;
 use crate::keys::{self, CF_SM_META, meta};
 use crate::log_store::LogStore;
 use crate::machine::StateMachine;
@@ -25,6 +25,7 @@ use crate::read::ReadView;
 use crate::rpc::RpcServer;
 use crate::state_machine::{ApplyListener, Inner, Shared, WorkflowCache};
 use crate::types::{LogId, Node, NodeId, Request, Response, StoredMembership};
+use crate::{GroupDb, Raft};
 use crate::{cf, io_err};
 
 /// How to open a replica.
@@ -116,7 +117,7 @@ impl Leadership {
 /// The storage under a replica, before Raft runs on it.
 pub struct Storage {
     /// The database.
-    pub db: Arc<DB>,
+    pub db: Arc<GroupDb>,
     /// The Raft log.
     pub log_store: LogStore,
     /// The state machine.
@@ -129,14 +130,12 @@ impl Storage {
     /// Opens (creating if needed) the database and snapshot directory under `data_dir`, and
     /// finishes a snapshot install a crash interrupted.
     pub fn open(options: &ReplicaOptions) -> Result<Storage, OpenError> {
-        std::fs::create_dir_all(&options.data_dir)?;
-        let db_path = options.data_dir.join("db");
-        let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let families = keys::all()
-            .map(|name| Ok(ColumnFamilyDescriptor::new(name, family_options(name, &block_cache)?)))
-            .collect::<Result<Vec<_>, rocksdb::Error>>()
-            .map_err(io_err)?;
-        let db = Arc::new(DB::open_cf_descriptors(&db_options(&block_cache), &db_path, families).map_err(io_err)?);
+        let db = open_database(&options.data_dir, 1)?;
+        Storage::open_group(Arc::new(GroupDb::new(db, 0)), options)
+    }
+
+    /// Opens one group's storage in a database [`open_database`] opened.
+    pub fn open_group(db: Arc<GroupDb>, options: &ReplicaOptions) -> Result<Storage, OpenError> {
         let disk = crate::disk::DiskGuard::new(&options.data_dir, options.min_free_disk_bytes);
         let applied: Option<LogId> = get(&db, meta::APPLIED)?;
         let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
@@ -155,7 +154,7 @@ impl Storage {
             plans: Mutex::new(Default::default()),
             start_plans: Mutex::new(Default::default()),
             index_counts: Mutex::new(Default::default()),
-            snapshot_dir: options.data_dir.join("snapshots"),
+            snapshot_dir: options.data_dir.join(crate::group_db::family_name("snapshots", db.group())),
             disk: disk.clone(),
         });
         crate::snapshot::resume_interrupted_install(&shared)?;
@@ -165,6 +164,22 @@ impl Storage {
     }
 }
 
+/// Opens (creating if needed) the database under `data_dir` with the column families of
+/// `groups` Raft groups (0 to `groups` - 1).
+pub fn open_database(data_dir: &std::path::Path, groups: GroupId) -> Result<Arc<DB>, OpenError> {
+    std::fs::create_dir_all(data_dir)?;
+    let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let mut families = Vec::new();
+    for group in 0..groups.max(1) {
+        for base in keys::all() {
+            let options = family_options(base, &block_cache).map_err(io_err)?;
+            families.push(ColumnFamilyDescriptor::new(crate::group_db::family_name(base, group), options));
+        }
+    }
+    let db = DB::open_cf_descriptors(&db_options(&block_cache), data_dir.join("db"), families).map_err(io_err)?;
+    Ok(Arc::new(db))
+}
+
 /// The replica: cheap to clone.
 #[derive(Clone)]
 pub struct Replica {
@@ -172,7 +187,7 @@ pub struct Replica {
     read: ReadView,
     shared: Arc<Shared>,
     node_id: NodeId,
-    db: Arc<DB>,
+    db: Arc<GroupDb>,
     rpc: RpcServer,
     closed: Arc<Mutex<bool>>,
     proposer: Proposer,
@@ -295,7 +310,13 @@ fn with_db_options(mut opts: Options, block_cache: &Cache) -> Options {
 impl Replica {
     /// Opens (creating if needed) the database under `data_dir` and starts Raft on it.
     pub async fn open(options: ReplicaOptions) -> Result<Replica, OpenError> {
-        let storage = Storage::open(&options)?;
+        let db = open_database(&options.data_dir, 1)?;
+        Replica::open_group(Arc::new(GroupDb::new(db, 0)), options).await
+    }
+
+    /// Starts Raft for one group of a database [`open_database`] opened, on its families.
+    pub async fn open_group(db: Arc<GroupDb>, options: ReplicaOptions) -> Result<Replica, OpenError> {
+        let storage = Storage::open_group(db, &options)?;
         let heartbeat = options.heartbeat.as_millis() as u64;
         let election = options.election_timeout.as_millis() as u64;
         let config = Config {
@@ -325,7 +346,7 @@ impl Replica {
         let rpc = RpcServer {
             raft: raft.clone(),
             secret: options.cluster_secret.as_deref().map(Arc::from),
-            incoming_dir: options.data_dir.join("incoming"),
+            incoming_dir: options.data_dir.join(crate::group_db::family_name("incoming", db.group())),
             faults,
         };
         let closed = Arc::new(Mutex::new(false));
@@ -732,7 +753,7 @@ fn lease_expires(m: &openraft::RaftMetrics<crate::types::TypeConfig>, lease: Dur
     Some(acked + lease)
 }
 
-fn get<T: crate::codec::Versioned>(db: &DB, key: &[u8]) -> Result<Option<T>, io::Error> {
+fn get<T: crate::codec::Versioned>(db: &GroupDb, key: &[u8]) -> Result<Option<T>, io::Error> {
     match db.get_cf(cf(db, CF_SM_META), key).map_err(io_err)? {
         None => Ok(None),
         Some(bytes) => decode(&bytes).map(Some).map_err(io_err),

@@ -1,11 +1,12 @@
 //! Rows derived from state (queue entries, running rows, timers): where each is stored, and
 //! writing the difference between the rows an old and a new state imply.
 
-use rocksdb::{DB, WriteBatch};
+use rocksdb::WriteBatch;
 
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 
 use super::{Changes, RowChange};
+use crate::GroupDb;
 use crate::cf;
 use crate::codec::encode;
 use crate::keys;
@@ -60,7 +61,7 @@ impl DerivedRow for TimerItem {
 /// Writes the change from the row an old state implied to the row the new state implies, and
 /// records it for the listener.
 pub(super) fn write_diff<T: DerivedRow>(
-    db: &DB,
+    db: &GroupDb,
     wb: &mut WriteBatch,
     changes: &mut Changes,
     old: Option<T>,
@@ -81,7 +82,7 @@ pub(super) fn write_diff<T: DerivedRow>(
 
 /// [`write_diff`] for a set of rows of one kind.
 pub(super) fn write_diff_all<T: DerivedRow + Clone>(
-    db: &DB,
+    db: &GroupDb,
     wb: &mut WriteBatch,
     changes: &mut Changes,
     old: Vec<T>,

@@ -24,9 +24,10 @@ use overture_core::dsl::WorkflowDef;
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use overture_core::{Plan, WorkflowId, WorkflowState, WorkflowStatus};
 use parking_lot::{Mutex, RwLock};
-use rocksdb::{DB, WriteBatch};
+use rocksdb::WriteBatch;
 use sha2::{Digest, Sha256};
 
+use crate::GroupDb;
 use crate::codec::{JsonBytes, decode, encode};
 use crate::defs::Defs;
 use crate::keys::{self, TaskRef, WorkflowRow, meta};
@@ -89,7 +90,7 @@ type Reply = (Option<openraft::storage::ApplyResponder<TypeConfig>>, Response);
 
 /// State shared between the state machine (owned by openraft) and the read side.
 pub(crate) struct Shared {
-    pub db: Arc<DB>,
+    pub db: Arc<GroupDb>,
     pub inner: Mutex<Inner>,
     /// Recently applied executions. Apply changes it with `inner` held; readers take only this
     /// lock, briefly, so a read never waits for an apply (which may be waiting for disk space).

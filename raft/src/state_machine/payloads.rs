@@ -6,9 +6,10 @@ use std::io;
 
 use overture_core::WorkflowState;
 use overture_core::external::{External, PayloadTarget, path_problem};
-use rocksdb::{DB, WriteBatch};
+use rocksdb::WriteBatch;
 
 use super::Shared;
+use crate::GroupDb;
 use crate::codec::encode;
 use crate::keys::{self, ExternalRow, PayloadManifest, PayloadPart};
 use crate::types::Response;
@@ -70,7 +71,7 @@ impl Shared {
 /// batch. A payload no longer referenced (set again, or its task dropped) is deleted, unless
 /// another payload of the execution still names its path.
 pub(super) fn write_externals(
-    db: &DB,
+    db: &GroupDb,
     wb: &mut WriteBatch,
     state: &WorkflowState,
     before: &BTreeMap<PayloadTarget, External>,
@@ -100,13 +101,13 @@ pub(super) fn write_externals(
 
 /// Deletes every payload an execution that is being removed stores elsewhere (its rows go with
 /// the rest of its workflow-keyed rows).
-pub(super) fn delete_externals(db: &DB, wb: &mut WriteBatch, state: &WorkflowState) {
+pub(super) fn delete_externals(db: &GroupDb, wb: &mut WriteBatch, state: &WorkflowState) {
     for external in state.externals().values() {
         delete_payload(db, wb, &external.path);
     }
 }
 
-fn delete_payload(db: &DB, wb: &mut WriteBatch, path: &str) {
+fn delete_payload(db: &GroupDb, wb: &mut WriteBatch, path: &str) {
     wb.delete_cf(cf(db, keys::CF_PAYLOADS), keys::payload_manifest(path));
     let (from, to) = keys::payload_parts_range(path);
     wb.delete_range_cf(cf(db, keys::CF_PAYLOADS), from, to);
