@@ -27,6 +27,11 @@ import time
 import urllib.request
 
 
+def popen_group(*args, **kwargs):
+    """Starts a broker in a process group of its own, which the end of the run stops whole."""
+    return subprocess.Popen(*args, start_new_session=True, **kwargs)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -71,7 +76,7 @@ class Nats:
 
     def __init__(self, d, jetstream):
         self.port, self.jetstream = free_port(), jetstream
-        self.proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", d + "/nats"],
+        self.proc = popen_group(["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", d + "/nats"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, 20)
         self.url = f"nats://127.0.0.1:{self.port}"
@@ -111,7 +116,7 @@ class Kafka:
         self.port = free_port()
         tansu = os.environ.get("OVERTURE_TANSU") or os.path.expanduser("~/.cache/overture-tools/tansu/bin/tansu")
         listener = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+        self.proc = popen_group([tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener,
                                       "--storage-engine", "memory://tansu/"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, 20)
@@ -151,7 +156,7 @@ class Amqp:
                    RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(dist), RABBITMQ_MNESIA_BASE=home + "/mnesia",
                    RABBITMQ_LOG_BASE=home + "/log", RABBITMQ_ENABLED_PLUGINS_FILE=home + "/enabled_plugins", HOME=home)
         server = os.environ.get("OVERTURE_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
-        self.proc = subprocess.Popen([server], env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = popen_group([server], env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, 90)
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2f"
         self.env = {"OVERTURE_AMQP_URL": self.url}
@@ -177,7 +182,7 @@ class Sqs:
 
     def __init__(self, d):
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+        self.proc = popen_group([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, 30)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -244,7 +249,8 @@ def main(n, kind, backlog):
     print(json.dumps({"workflows": hits, "completed": done}))
     node.terminate()
     node.wait()
-    broker.proc.terminate()
+    # The broker's whole process group: rabbitmq-server's Erlang node outlives the script.
+    os.killpg(broker.proc.pid, 15)
     broker.proc.wait()
     shutil.rmtree(d, ignore_errors=True)
 

@@ -9,19 +9,40 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// Starts `command` with its output discarded, killed when dropped; `install` says where the
-/// program comes from if it does not start. Waits until it listens on `port` (within `seconds`).
-async fn start_listening(command: &mut Command, install: &str, port: u16, seconds: u64) -> Child {
+/// A broker's process and whatever it started, in a process group of their own: dropping it
+/// kills the whole group (`rabbitmq-server` is a script whose Erlang node would outlive it).
+pub struct BrokerProcess {
+    child: Child,
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // The group's id is the leader's pid (`process_group(0)`).
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Starts `command` with its output discarded, killed with everything it started when dropped;
+/// `install` says where the program comes from if it does not start. Waits until it listens on
+/// `port` (within `seconds`).
+async fn start_listening(command: &mut Command, install: &str, port: u16, seconds: u64) -> BrokerProcess {
     let program = command.as_std().get_program().to_string_lossy().into_owned();
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("{program} starts ({e}): run ./tests/run.sh, which installs {install}"));
+    let process = BrokerProcess { child };
     wait_listening(&format!("{program} ({install})"), port, seconds).await;
-    child
+    process
 }
 
 /// Waits until `what` listens on `port` (within `seconds`), or fails the test.
@@ -37,7 +58,7 @@ async fn wait_listening(what: &str, port: u16, seconds: u64) {
 pub struct NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
-    _child: Child,
+    _process: BrokerProcess,
 }
 
 impl NatsServer {
@@ -57,15 +78,40 @@ impl NatsServer {
         let mut command = Command::new(&bin);
         command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]).arg(dir);
         let child = start_listening(&mut command, "Debian's nats-server", port, 20).await;
-        NatsServer { url: format!("nats://127.0.0.1:{port}"), _child: child }
+        NatsServer { url: format!("nats://127.0.0.1:{port}"), _process: child }
     }
 }
 
-/// A running RabbitMQ node of its own (its own node name, ports, data and Erlang cookie).
+/// A running RabbitMQ node of its own (its own node name, ports, data, Erlang cookie and
+/// Erlang port mapper, which is stopped after it).
 pub struct RabbitMq {
     /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
     pub url: String,
-    _child: Child,
+    _process: BrokerProcess,
+    // Dropped after the node (fields drop in order).
+    _epmd: Epmd,
+}
+
+/// An Erlang port mapper on a port of its own, which daemonizes out of the node's process group;
+/// stopped when dropped, once the node it served is gone.
+struct Epmd(u16);
+
+impl Drop for Epmd {
+    fn drop(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        // It refuses while it still lists the node, which it forgets when the node's
+        // connection closes.
+        while std::time::Instant::now() < deadline {
+            let killed = std::process::Command::new("epmd")
+                .args(["-port", &self.0.to_string(), "-kill"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("Killed"));
+            if killed {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl RabbitMq {
@@ -78,8 +124,10 @@ impl RabbitMq {
         std::fs::write(&plugins, "[].").expect("plugins file");
         let port = NatsServer::free_port();
         let dist = NatsServer::free_port();
+        let epmd_port = NatsServer::free_port();
         let mut command = Command::new(&bin);
         command
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
             .env("RABBITMQ_NODENAME", format!("overture_test_{port}@localhost"))
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", port.to_string())
@@ -91,7 +139,7 @@ impl RabbitMq {
             // Where Erlang writes its crash dumps when the test kills the node.
             .current_dir(dir);
         let child = start_listening(&mut command, "Debian's rabbitmq-server", port, 60).await;
-        RabbitMq { url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"), _child: child }
+        RabbitMq { url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"), _process: child, _epmd: Epmd(epmd_port) }
     }
 }
 
@@ -99,7 +147,7 @@ impl RabbitMq {
 pub struct Tansu {
     /// `127.0.0.1:<port>`, as Kafka clients take bootstrap servers.
     pub bootstrap: String,
-    _child: Child,
+    _process: BrokerProcess,
 }
 
 impl Tansu {
@@ -115,7 +163,7 @@ impl Tansu {
         command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);
         command.args(["--storage-engine", "memory://tansu/", "--cluster-id", "overture-test"]);
         let child = start_listening(&mut command, "tansu from crates.io", port, 20).await;
-        Tansu { bootstrap: format!("127.0.0.1:{port}"), _child: child }
+        Tansu { bootstrap: format!("127.0.0.1:{port}"), _process: child }
     }
 }
 
@@ -123,7 +171,7 @@ impl Tansu {
 pub struct MotoServer {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
-    _child: Child,
+    _process: BrokerProcess,
 }
 
 impl MotoServer {
@@ -134,6 +182,6 @@ impl MotoServer {
         let mut command = Command::new(&python);
         command.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
         let child = start_listening(&mut command, "moto (PyPI) in its Python environment", port, 30).await;
-        MotoServer { url: format!("http://127.0.0.1:{port}"), _child: child }
+        MotoServer { url: format!("http://127.0.0.1:{port}"), _process: child }
     }
 }
