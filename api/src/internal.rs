@@ -3,10 +3,13 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use overture_raft::network::SECRET_HEADER;
+use overture_raft::GroupId;
+use overture_raft::network::{GROUP_HEADER, SECRET_HEADER};
+use overture_raft::rpc::RpcServer;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -40,23 +43,43 @@ fn binary(bytes: Vec<u8>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
+/// The Raft group a request names ([`GROUP_HEADER`]; 0 without one), served here.
+fn group_rpc(s: &AppState, headers: &HeaderMap) -> Result<RpcServer, ApiError> {
+    let group = match headers.get(GROUP_HEADER) {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<GroupId>().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("{GROUP_HEADER} is a group number")))?,
+    };
+    s.engine
+        .rpc_for(group)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("this node is not in Raft group {group}")))
+}
+
 /// `POST /internal/raft/append`.
-pub async fn append(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    Ok(binary(s.engine.rpc().append(&body_bytes(body).await?).await))
+pub async fn append(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let rpc = group_rpc(&s, &headers)?;
+    Ok(binary(rpc.append(&body_bytes(body).await?).await))
 }
 
 /// `POST /internal/raft/vote`.
-pub async fn vote(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    Ok(binary(s.engine.rpc().vote(&body_bytes(body).await?).await))
+pub async fn vote(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let rpc = group_rpc(&s, &headers)?;
+    Ok(binary(rpc.vote(&body_bytes(body).await?).await))
 }
 
 /// `POST /internal/raft/pre-vote`.
-pub async fn pre_vote(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    Ok(binary(s.engine.rpc().pre_vote(&body_bytes(body).await?).await))
+pub async fn pre_vote(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let rpc = group_rpc(&s, &headers)?;
+    Ok(binary(rpc.pre_vote(&body_bytes(body).await?).await))
 }
 
 /// `POST /internal/raft/snapshot`: a streamed snapshot, written to disk as it arrives.
-pub async fn snapshot(State(s): State<AppState>, body: Body) -> Response {
+pub async fn snapshot(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let rpc = group_rpc(&s, &headers)?;
     let stream = body.into_data_stream();
-    binary(s.engine.rpc().install_snapshot(Box::pin(stream)).await)
+    Ok(binary(rpc.install_snapshot(Box::pin(stream)).await))
 }

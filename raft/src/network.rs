@@ -4,7 +4,8 @@
 //! ([`crate::codec::encode_message`]); every request carries the cluster secret in
 //! [`SECRET_HEADER`], and a node refuses requests without the right one. A snapshot is streamed:
 //! a length-prefixed header (vote and metadata) followed by the snapshot file's bytes as they are
-//! read, so neither side holds it in memory whole.
+//! read, so neither side holds it in memory whole. A request for a Raft group other than 0 names
+//! it in [`GROUP_HEADER`].
 //!
 //! This module is the client half; [`crate::rpc`] is the server half the API mounts.
 
@@ -24,11 +25,16 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{decode_message, encode_message};
 use crate::faults::{FROM_HEADER, Faults};
+use crate::group_db::GroupId;
 use crate::snapshot::SnapshotFile;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
 /// The header carrying the cluster secret.
 pub const SECRET_HEADER: &str = "x-overture-cluster-secret";
+
+/// The header naming the Raft group a request is for; absent for group 0, so peers of a node
+/// with one group are addressed as before there were several.
+pub const GROUP_HEADER: &str = "x-overture-group";
 
 /// Internal paths.
 pub mod paths {
@@ -52,20 +58,23 @@ pub struct Network {
     secret: Option<Arc<str>>,
     /// This node, named on every request.
     from: Arc<str>,
+    /// The group, named on every request unless it is 0.
+    group: Option<Arc<str>>,
     faults: Arc<Faults>,
 }
 
 impl Network {
-    /// A network for node `from` that authenticates with `secret` (a node without one can only
-    /// be alone), subject to injected `faults`.
-    pub fn new(secret: Option<String>, from: NodeId, faults: Arc<Faults>) -> Network {
+    /// A network for node `from` in `group` that authenticates with `secret` (a node without one
+    /// can only be alone), subject to injected `faults`.
+    pub fn new(secret: Option<String>, from: NodeId, group: GroupId, faults: Arc<Faults>) -> Network {
         let client = crate::http::client()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(1))
             .build()
             .unwrap_or_default();
-        Network { client, secret: secret.map(Arc::from), from: from.to_string().into(), faults }
+        let group = (group != 0).then(|| group.to_string().into());
+        Network { client, secret: secret.map(Arc::from), from: from.to_string().into(), group, faults }
     }
 }
 
@@ -76,6 +85,7 @@ pub struct PeerConnection {
     client: reqwest::Client,
     secret: Option<Arc<str>>,
     from: Arc<str>,
+    group: Option<Arc<str>>,
     faults: Arc<Faults>,
 }
 
@@ -91,6 +101,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.client.clone(),
             secret: self.secret.clone(),
             from: self.from.clone(),
+            group: self.group.clone(),
             faults: self.faults.clone(),
         }
     }
@@ -102,6 +113,9 @@ impl PeerConnection {
             self.client.post(format!("{}{path}", self.base)).timeout(ttl).header(FROM_HEADER, self.from.as_ref());
         if let Some(secret) = &self.secret {
             request = request.header(SECRET_HEADER, secret.as_ref());
+        }
+        if let Some(group) = &self.group {
+            request = request.header(GROUP_HEADER, group.as_ref());
         }
         request
     }

@@ -339,11 +339,12 @@ impl Replica {
         let disk = shared.disk.clone();
         let appended = log_store.appended_bytes();
         let faults = crate::faults::Faults::new(options.fault_injection);
-        let network = Network::new(options.cluster_secret.clone(), options.node_id, faults.clone());
+        let network = Network::new(options.cluster_secret.clone(), options.node_id, db.group(), faults.clone());
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let rpc = RpcServer {
+            group: db.group(),
             raft: raft.clone(),
             secret: options.cluster_secret.as_deref().map(Arc::from),
             incoming_dir: options.data_dir.join(crate::group_db::family_name("incoming", db.group())),

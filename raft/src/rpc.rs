@@ -21,6 +21,7 @@ use crate::types::TypeConfig;
 /// Handles Raft RPCs for one node.
 #[derive(Clone)]
 pub struct RpcServer {
+    pub(crate) group: crate::GroupId,
     pub(crate) raft: Raft,
     pub(crate) secret: Option<Arc<str>>,
     pub(crate) incoming_dir: PathBuf,
@@ -32,6 +33,11 @@ fn answer<T: Serialize>(a: Answer<T>) -> Vec<u8> {
 }
 
 impl RpcServer {
+    /// The Raft group these requests are for.
+    pub fn group(&self) -> crate::GroupId {
+        self.group
+    }
+
     /// Faults injected into this node.
     pub fn faults(&self) -> &crate::faults::Faults {
         &self.faults

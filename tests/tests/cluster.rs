@@ -254,6 +254,14 @@ async fn metrics_and_cluster_status_agree() {
     // Peers without the secret are refused.
     let r = send(client().post(format!("{}/internal/raft/vote", c.nodes[follower - 1].url)).body("x")).await;
     assert_eq!(r.status, 403);
+    // A Raft group the node is not in is named as such.
+    let vote = client()
+        .post(format!("{}/internal/raft/vote", c.nodes[follower - 1].url))
+        .header("x-overture-cluster-secret", "test-secret")
+        .header("x-overture-group", "3");
+    let r = send(vote.body("x")).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.text.contains("not in Raft group 3"), "{}", r.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -228,4 +228,9 @@ impl Engine {
     pub fn rpc(&self) -> &RpcServer {
         self.inner.replica.rpc()
     }
+
+    /// The server half of Raft RPC for `group`, if this node is in that group.
+    pub fn rpc_for(&self, group: overture_raft::GroupId) -> Option<&RpcServer> {
+        Some(self.rpc()).filter(|rpc| rpc.group() == group)
+    }
 }
