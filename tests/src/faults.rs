@@ -137,6 +137,12 @@ impl Observed {
         longest.max(inside.last().map_or(Duration::ZERO, |last| to - *last))
     }
 
+    /// The longest time between two successful writes from the first one to `to`: how long
+    /// writes stall on this machine, under this load, with no fault.
+    pub fn longest_pause_before(&self, to: Instant) -> Duration {
+        self.writes.first().map_or(Duration::ZERO, |first| self.longest_pause(*first, to))
+    }
+
     /// The highest term any node reported.
     pub fn last_term(&self) -> u64 {
         self.claims.keys().copied().max().unwrap_or(0)

@@ -64,13 +64,14 @@ async fn faulty_cluster(prefix: &str) -> (tempfile::TempDir, Cluster, Observer, 
     (dir, c, observer, load)
 }
 
-/// Checks the cluster is quiet after a partition healed at `healed_at`: every node follows
-/// `leader` in `term` within 10 s and still does 3 s later (no re-election), and no write paused
-/// 0.5 s or more since healing. Returns that longest pause.
+/// Checks the cluster is quiet after a partition made at `fault_at` healed at `healed_at`: every
+/// node follows `leader` in `term` within 10 s and still does 3 s later (no re-election), and no
+/// write paused 0.5 s or more since healing (or twice the longest pause before the fault, on a
+/// machine that stalls writes anyway). Returns that longest pause.
 async fn quiet_after_healing(
     c: &Cluster,
     observer: &Observer,
-    healed_at: Instant,
+    (fault_at, healed_at): (Instant, Instant),
     term: u64,
     leader: usize,
 ) -> Duration {
@@ -83,8 +84,14 @@ async fn quiet_after_healing(
     for n in 1..=3 {
         assert_eq!(term_and_leader(c, n).await, expected, "node {n}: no re-election after healing");
     }
-    let pause = observer.seen().longest_pause(healed_at, Instant::now());
-    assert!(pause < Duration::from_millis(500), "writes paused {pause:?} after healing");
+    let seen = observer.seen();
+    let pause = seen.longest_pause(healed_at, Instant::now());
+    // An election would pause writes for at least an election timeout (0.5 to 1 s). The bound
+    // is 0.5 s, or twice the longest pause the same load saw before the fault on this machine,
+    // when that is longer (a busy CI machine stalls writes without any fault).
+    let noise = seen.longest_pause_before(fault_at);
+    let bound = Duration::from_millis(500).max(noise * 2);
+    assert!(pause < bound, "writes paused {pause:?} after healing (bound {bound:?}; {noise:?} before the fault)");
     pause
 }
 
@@ -127,7 +134,8 @@ async fn fresh_task(c: &Cluster, via: usize, prefix: &str) -> Value {
 /// stops answering (503, `/ready` fails) instead of giving stale answers, the followers elect a
 /// leader among themselves, and a result sent to the old leader for a task the new one created
 /// gets a retryable 503, never a 404. When the partition heals, the old leader follows: no
-/// re-election, no write pause over 0.5 s, nothing lost.
+/// re-election, no write pause over 0.5 s (or twice what the load saw before the cut), nothing
+/// lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_cut_off_from_both_followers_steps_aside() {
     let (_dir, c, observer, load) = faulty_cluster("cutlead").await;
@@ -175,13 +183,14 @@ async fn a_leader_cut_off_from_both_followers_steps_aside() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     faults::heal(&c).await;
-    let pause = quiet_after_healing(&c, &observer, Instant::now(), new_term, new).await;
+    let pause = quiet_after_healing(&c, &observer, (cut_at, Instant::now()), new_term, new).await;
     eprintln!("after healing: longest write pause {} ms", pause.as_millis());
     check_everything(&c, load, observer, "cutlead", 2).await;
 }
 
 /// A follower cut off for 10 s does not raise its term (pre-vote), so when it comes back it
-/// deposes nobody: same term, same leader, no write pause over 0.5 s.
+/// deposes nobody: same term, same leader, no write pause over 0.5 s (or twice what the load saw
+/// before the cut).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_cut_off_rejoins_without_an_election() {
     let (_dir, c, observer, load) = faulty_cluster("cutfollow").await;
@@ -211,7 +220,7 @@ async fn a_follower_cut_off_rejoins_without_an_election() {
 
     faults::heal(&c).await;
     let healed_at = Instant::now();
-    let after = quiet_after_healing(&c, &observer, healed_at, term, leader).await;
+    let after = quiet_after_healing(&c, &observer, (cut_at, healed_at), term, leader).await;
     let r = send(client().get(c.api(follower, &format!("/workflow/{created}")))).await;
     assert_eq!(r.status, 200, "once healed it is found: {}", r.text);
     let during = observer.seen().longest_pause(cut_at, healed_at);
@@ -225,13 +234,14 @@ async fn a_follower_cut_off_rejoins_without_an_election() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bridge_partition_keeps_a_leader() {
     let (_dir, c, observer, load) = faulty_cluster("bridge").await;
+    let cut_at = Instant::now();
     faults::cut_link(&c, 1, 3).await;
     let at_cut = load.started();
     assert!(wait_for(Duration::from_secs(30), || async { load.started() > at_cut + 50 }).await, "work goes on");
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let (term, _) = term_and_leader(&c, leader).await;
     faults::heal(&c).await;
-    let pause = quiet_after_healing(&c, &observer, Instant::now(), term, leader).await;
+    let pause = quiet_after_healing(&c, &observer, (cut_at, Instant::now()), term, leader).await;
     eprintln!("after healing: longest write pause {} ms", pause.as_millis());
     check_everything(&c, load, observer, "bridge", 2).await;
 }
