@@ -48,6 +48,9 @@ pub const WORKFLOW_RUNNING: &str = "workflow_running";
 pub const WORKFLOW_EXECUTION: &str = "workflow_execution_seconds";
 /// Counter: durable timers fired, by `kind`.
 pub const TIMER_FIRED: &str = "overture_timer_fired_total";
+/// Counter: timer firings that failed and will be tried again later (a follow-up whose broker
+/// or peer is unavailable), by `kind`.
+pub const TIMER_FAILED: &str = "overture_timer_failed_total";
 /// Histogram: seconds one workflow decision took (decide + commit + apply), by `command`.
 pub const DECIDE_SECONDS: &str = "workflow_decision_seconds";
 /// Histogram: messages one workflow actor decided together and committed as one entry.
@@ -140,6 +143,7 @@ pub fn task_type_label(task_type: &str) -> String {
 /// Makes the label-less counters and gauges exist from the start.
 pub fn register() {
     metrics::counter!(TIMER_FIRED).increment(0);
+    metrics::counter!(TIMER_FAILED).increment(0);
     metrics::counter!(DECIDE_CONFLICT).increment(0);
     metrics::counter!(WORKFLOWS_PURGED).increment(0);
     metrics::counter!(ACTORS_EVICTED).increment(0);

@@ -13,7 +13,8 @@
 //!   type or the default topic.
 //!
 //! A broker that does not take a message leaves the follow-up in place, so it is tried again
-//! (every second) until the broker does: publishing is at least once. Each message carries an id
+//! (after 1 s, doubling to a minute) until the broker does: publishing is at least once. At most
+//! [`crate::brokers::STATUS_PUBLISHES`] publishes are under way at once. Each message carries an id
 //! that is the same on every attempt (the workflow id, its status and its end time), which
 //! JetStream deduplicates and handlers key their effects by.
 
@@ -28,10 +29,22 @@ use crate::workflows::Workflows;
 /// Publishes an ended workflow's status everywhere it goes, then records that it has.
 pub(crate) async fn publish(workflows: &Workflows, brokers: &Brokers, workflow_id: &str) -> Result<(), Error> {
     let wf = workflows.workflow(workflow_id)?;
+    if !wf.header.status_listener_pending {
+        // Published already: a timer armed again after a failure outlived its row.
+        return Ok(());
+    }
     let summary = crate::events::workflow_summary(&wf);
     let status = wf.header.status;
     let message_id = format!("{workflow_id}:{}:{}", status.as_str(), wf.header.end_time);
     let sink = wf.plan.def.workflow_status_listener_sink.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    // Broker publishes take a slot; with none free the timer tries again later, without holding
+    // a firing slot meanwhile (`crate::timers`).
+    let _slot = if sink.is_some_and(|s| !s.starts_with("conductor")) || brokers.status_kafka().is_some() {
+        let slot = brokers.status_publish_slot();
+        Some(slot.ok_or_else(|| Error::Unavailable("status listener publishes are all under way".into()))?)
+    } else {
+        None
+    };
     if let Some(sink) = sink {
         to_sink(workflows, brokers, sink, &message_id, &summary).await?;
     }

@@ -8,9 +8,11 @@
 //!
 //! At most [`MAX_FIRING`] timers are being fired at once: when a million timers come due
 //! together (a cluster back after an outage), they wait their turn in the heap instead of
-//! becoming a million tasks at once.
+//! becoming a million tasks at once. A timer whose firing fails (a follow-up whose broker is
+//! down) is tried again after 1 s, doubling to a minute while it keeps failing; it waits without
+//! holding a firing slot, so failing follow-ups never hold up other timers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +32,15 @@ pub const MAX_FIRING: usize = 256;
 pub struct Timers {
     set: Mutex<BTreeSet<TimerItem>>,
     changed: Notify,
+    /// Timers whose firing failed, with how many times in a row; one disarmed meanwhile (its
+    /// row deleted) is forgotten here and not tried again.
+    failing: Mutex<HashMap<TimerItem, u32>>,
 }
+
+/// The first wait before a failed timer is fired again, doubled after each failure up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 impl Timers {
     /// Arms a timer.
@@ -47,6 +57,7 @@ impl Timers {
     /// Disarms a timer.
     pub fn remove(&self, timer: &TimerItem) {
         self.set.lock().remove(timer);
+        self.failing.lock().remove(timer);
     }
 
     /// Armed timers.
@@ -89,8 +100,9 @@ impl Timers {
                 let (timers, stopped) = (self.clone(), stop.clone());
                 let fired = fire(timer.clone());
                 tokio::spawn(async move {
-                    settle(fired.await, timers, timer, &stopped).await;
+                    let fired = fired.await;
                     drop(permit);
+                    settle(fired, timers, timer, &stopped).await;
                 });
             }
             // Deadlines are wall-clock times and the sleep is not: a sleep of at most a second
@@ -111,9 +123,17 @@ impl Timers {
     }
 }
 
+/// How long a timer that failed `attempts` times in a row waits before it is fired again.
+fn retry_wait(attempts: u32) -> Duration {
+    RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(6)).min(RETRY_MAX)
+}
+
 /// What becomes of a fired timer: counted, armed again, or retried after an error.
 async fn settle(fired: Result<bool, Error>, timers: Arc<Timers>, timer: TimerItem, stopped: &watch::Receiver<bool>) {
     let kind = timer.kind.name();
+    if fired.is_ok() || matches!(fired, Err(Error::NotFound(_))) {
+        timers.failing.lock().remove(&timer);
+    }
     match fired {
         Ok(true) => metrics::counter!(names::TIMER_FIRED, "kind" => kind).increment(1),
         // Not due by the actor's clock: wait for it again. (A stale timer's row is already gone.)
@@ -122,9 +142,36 @@ async fn settle(fired: Result<bool, Error>, timers: Arc<Timers>, timer: TimerIte
         // Leadership is ending; the next leader fires it.
         Err(Error::Unavailable(_)) if *stopped.borrow() => {}
         Err(e) => {
-            tracing::warn!(workflow_id = %timer.workflow_id, error = %e, "timer failed; retrying in 1s");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            timers.add(timer);
+            metrics::counter!(names::TIMER_FAILED, "kind" => kind).increment(1);
+            let attempts = {
+                let mut failing = timers.failing.lock();
+                let n = failing.entry(timer.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            let wait = retry_wait(attempts);
+            // The first failure and every tenth after it: a broker down for an hour is a line a
+            // minute per follow-up, not one a second.
+            if attempts % 10 == 1 {
+                tracing::warn!(workflow_id = %timer.workflow_id, kind, attempts, error = %e, retry_in_ms = wait.as_millis() as u64, "timer failed; trying again");
+            } else {
+                tracing::debug!(workflow_id = %timer.workflow_id, kind, attempts, error = %e, "timer failed again");
+            }
+            tokio::time::sleep(wait).await;
+            if timers.failing.lock().contains_key(&timer) {
+                timers.add(timer);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_timers_wait_longer_each_time_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| retry_wait(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 }

@@ -594,6 +594,49 @@ async fn ended_workflows_publish_their_status_to_kafka() {
     assert_eq!(summaries, expected);
 }
 
+/// A status listener whose Kafka never answers (a socket that takes connections and never
+/// replies) holds none of the leader's other timers back: 300 ended workflows owe their status
+/// to it, and a WAIT of 1 s started after them still ends on time. (Each publish waits up to
+/// 10 s for the broker; before publishes had slots of their own, they took every timer slot.)
+#[tokio::test]
+async fn a_status_listener_broker_that_never_answers_holds_no_other_timer_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("a socket that never answers");
+    let config = format!(
+        "[event_queues.kafka]\nbootstrap_servers = \"{}\"\n[workflow_status_listener.kafka]\n",
+        hole.local_addr().expect("addr")
+    );
+    let cluster = Cluster::start(dir.path(), 1, &config).await;
+    let node = &cluster.nodes[0];
+    let c = client();
+    let listened = json!({"name": "listened", "version": 1, "workflowStatusListenerEnabled": true,
+        "tasks": [{"name": "s", "taskReferenceName": "s", "type": "SET_VARIABLE", "inputParameters": {"x": 1}}]});
+    let waits = json!({"name": "waits", "version": 1,
+        "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT", "inputParameters": {"duration": "1s"}}]});
+    for def in [&listened, &waits] {
+        assert_eq!(send(c.post(node.api("/metadata/workflow")).json(def)).await.status, 200);
+    }
+    let mut ended = Vec::new();
+    for _ in 0..300 {
+        ended.push(send(c.post(node.api("/workflow/listened")).json(&json!({}))).await.text);
+    }
+    overture_tests::wait_status(node, &ended[299], "COMPLETED", Duration::from_secs(30)).await;
+    let started = std::time::Instant::now();
+    let id = send(c.post(node.api("/workflow/waits")).json(&json!({}))).await.text;
+    overture_tests::wait_status(node, &id, "COMPLETED", Duration::from_secs(30)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(7), "a 1 s WAIT took {took:?} while status publishes hang");
+    let failed = "overture_timer_failed_total{kind=\"publish_status\"}";
+    let url = node.url.clone();
+    let retried = wait_for(Duration::from_secs(60), || {
+        let url = url.clone();
+        async move { metric_sum(&url, failed).await.unwrap_or(0.0) > 0.0 }
+    })
+    .await;
+    assert!(retried, "the status publishes fail and are tried again");
+    drop(hole);
+}
+
 /// Default event queues on Kafka (`default_queue_type = "kafka"`): `POST /api/queue/update`
 /// publishes a task status message that completes the WAIT task it names, with the body in the
 /// task's output; a record Confluent's client produces on the FAILED topic, naming only the

@@ -370,7 +370,7 @@ pub struct Delivery {
 type KafkaClients = std::collections::HashMap<String, (Arc<kafka::Kafka>, std::time::Instant)>;
 
 /// Connections to the configured brokers, made when first needed and kept.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Brokers {
     options: BrokerOptions,
     nats: Arc<tokio::sync::OnceCell<nats::Nats>>,
@@ -382,15 +382,43 @@ pub struct Brokers {
     /// Clients of the clusters KAFKA_PUBLISH tasks name, by bootstrap servers, with when each
     /// was last used.
     kafka_publish: Arc<parking_lot::Mutex<KafkaClients>>,
+    /// Status listener publishes under way ([`STATUS_PUBLISHES`] at most).
+    status_publishes: Arc<tokio::sync::Semaphore>,
 }
+
+/// Status listener publishes under way at once at most: each holds one of the leader's timer
+/// firing slots, and a broker that does not answer holds it until the publish times out, so
+/// the rest stay free for deadlines.
+pub const STATUS_PUBLISHES: usize = 16;
 
 /// How long a publish may take before the EVENT task tries again.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+impl Default for Brokers {
+    fn default() -> Brokers {
+        Brokers::new(BrokerOptions::default())
+    }
+}
+
 impl Brokers {
     /// Brokers as configured.
     pub fn new(options: BrokerOptions) -> Brokers {
-        Brokers { options, ..Default::default() }
+        Brokers {
+            options,
+            nats: Default::default(),
+            jsm: Default::default(),
+            amqp: Default::default(),
+            kafka: Default::default(),
+            sqs: Default::default(),
+            statuses: Default::default(),
+            kafka_publish: Default::default(),
+            status_publishes: Arc::new(tokio::sync::Semaphore::new(STATUS_PUBLISHES)),
+        }
+    }
+
+    /// A slot for one status listener publish, if one is free.
+    pub(crate) fn status_publish_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.status_publishes.clone().try_acquire_owned().ok()
     }
 
     /// What the leader knows of the queues it consumes.
