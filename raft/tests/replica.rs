@@ -29,6 +29,12 @@ async fn open(dir: &std::path::Path, snapshot_every: u64) -> Replica {
     options.snapshot_every = snapshot_every;
     options.keep_after_snapshot = 0;
     let replica = Replica::open(options).await.expect("replica opens");
+    lead_alone(&replica).await;
+    replica
+}
+
+/// Makes `replica` a group of one, node 1, and waits until it is the ready leader.
+async fn lead_alone(replica: &Replica) {
     replica.initialize(BTreeMap::from([(1, Node { addr: "127.0.0.1:0".into() })])).await.expect("initializes");
     replica
         .raft()
@@ -36,7 +42,6 @@ async fn open(dir: &std::path::Path, snapshot_every: u64) -> Replica {
         .metrics(|m| leadership_of(m, Duration::from_secs(1)).ready, "leader and ready")
         .await
         .expect("becomes a ready leader");
-    replica
 }
 
 fn plan() -> Arc<Plan> {
@@ -517,13 +522,7 @@ async fn open_groups(dir: &std::path::Path, db: Arc<rocksdb::DB>) -> Vec<Replica
         options.keep_after_snapshot = 0;
         let group_db = Arc::new(overture_raft::GroupDb::new(db.clone(), group));
         let replica = Replica::open_group(group_db, options).await.expect("opens");
-        replica.initialize(BTreeMap::from([(1, Node { addr: "127.0.0.1:0".into() })])).await.expect("initializes");
-        replica
-            .raft()
-            .wait(Some(Duration::from_secs(10)))
-            .metrics(|m| leadership_of(m, Duration::from_secs(1)).ready, "leader and ready")
-            .await
-            .expect("each group elects itself");
+        lead_alone(&replica).await;
         replicas.push(replica);
     }
     replicas

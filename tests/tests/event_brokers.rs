@@ -520,6 +520,15 @@ async fn kafka_records_start_workflows_and_event_and_kafka_publish_tasks_reach_c
     assert!(reason.starts_with("Failed to invoke kafka task due to:"), "{reason}");
 }
 
+/// A Tansu broker and a one-node cluster using it (`[event_queues.kafka]`), with `extra`
+/// configuration.
+async fn node_on_kafka(dir: &std::path::Path, extra: &str) -> (Tansu, Cluster) {
+    let kafka = Tansu::start().await;
+    let config = format!("[event_queues.kafka]\nbootstrap_servers = \"{}\"\n{extra}", kafka.bootstrap);
+    let cluster = Cluster::start(dir, 1, &config).await;
+    (kafka, cluster)
+}
+
 /// Workflow status listeners on Kafka: with `[workflow_status_listener.kafka]`, a completed and a
 /// terminated workflow (both `workflowStatusListenerEnabled`) publish conductor-oss's
 /// `{workflowName, eventType, payload}` records keyed by the workflow id, COMPLETED or TERMINATED
@@ -528,12 +537,8 @@ async fn kafka_records_start_workflows_and_event_and_kafka_publish_tasks_reach_c
 #[tokio::test]
 async fn ended_workflows_publish_their_status_to_kafka() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kafka = Tansu::start().await;
-    let config = format!(
-        "[event_queues.kafka]\nbootstrap_servers = \"{}\"\n[workflow_status_listener.kafka]\nevent_topics = {{ FINALIZED = \"wf-finalized\" }}",
-        kafka.bootstrap
-    );
-    let cluster = Cluster::start(dir.path(), 1, &config).await;
+    let extra = "[workflow_status_listener.kafka]\nevent_topics = { FINALIZED = \"wf-finalized\" }";
+    let (kafka, cluster) = node_on_kafka(dir.path(), extra).await;
     let node = &cluster.nodes[0];
     let c = client();
     let listened = |name: &str, task: Value| {
@@ -645,12 +650,7 @@ async fn a_status_listener_broker_that_never_answers_holds_no_other_timer_back()
 #[tokio::test]
 async fn default_event_queues_on_kafka_complete_and_fail_waiting_tasks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kafka = Tansu::start().await;
-    let config = format!(
-        "[event_queues]\ndefault_queue_type = \"kafka\"\n[event_queues.kafka]\nbootstrap_servers = \"{}\"",
-        kafka.bootstrap
-    );
-    let cluster = Cluster::start(dir.path(), 1, &config).await;
+    let (kafka, cluster) = node_on_kafka(dir.path(), "[event_queues]\ndefault_queue_type = \"kafka\"").await;
     let node = &cluster.nodes[0];
     let c = client();
     let (completed, failed) = ("conductor_kafka_notify_test_COMPLETED", "conductor_kafka_notify_test_FAILED");
