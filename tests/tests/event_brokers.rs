@@ -316,13 +316,7 @@ async fn leader_killed_while_amqp_messages_flow_starts_each_workflow_once() {
     wait_consumers(&cluster.nodes[leader - 1], "amqp_queue", 1.0).await;
 
     let n = failover_messages();
-    let publisher = tokio::spawn({
-        let (url, count) = (rabbit.url.clone(), n.to_string());
-        async move {
-            let args = ["publish", &url, "orders.in", r#"{"who": "w", "id": "m-{i}"}"#, "--count", &count];
-            run_client("amqp_client.py", &args).await
-        }
-    });
+    let publisher = client_in_background("amqp_client.py", ["publish", &rabbit.url, "orders.in"], n, &[]);
     kill_leader_while_flowing(&mut cluster, leader, "amqp_queue", n, publisher).await;
 }
 
@@ -344,13 +338,7 @@ async fn leader_killed_while_sqs_messages_flow_starts_each_workflow_once() {
     wait_consumers(&cluster.nodes[leader - 1], "sqs", 1.0).await;
 
     let n = failover_messages_or(500);
-    let publisher = tokio::spawn({
-        let (url, count) = (moto.url.clone(), n.to_string());
-        async move {
-            let args = ["send", &url, "orders_in", r#"{"who": "w", "id": "m-{i}"}"#, "--count", &count];
-            run_client("sqs_client.py", &args).await
-        }
-    });
+    let publisher = client_in_background("sqs_client.py", ["send", &moto.url, "orders_in"], n, &[]);
     kill_leader_while_flowing(&mut cluster, leader, "sqs", n, publisher).await;
 }
 
@@ -389,6 +377,25 @@ fn failover_messages() -> usize {
 /// `OVERTURE_BROKER_MESSAGES`, or `default`.
 fn failover_messages_or(default: usize) -> usize {
     std::env::var("OVERTURE_BROKER_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Runs a broker client in the background as a failover test's publisher: `command` (its
+/// subcommand, the broker's address, the queue), the failover message `n` times, then `extra`.
+fn client_in_background(
+    script: &'static str,
+    command: [&str; 3],
+    n: usize,
+    extra: &[&str],
+) -> tokio::task::JoinHandle<()> {
+    let message = r#"{"who": "w", "id": "m-{i}"}"#.to_owned();
+    let count = n.to_string();
+    let mut args: Vec<String> = command.iter().map(|a| (*a).to_owned()).collect();
+    args.extend([message, "--count".into(), count]);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_client(script, &args).await
+    })
 }
 
 /// Kills the leader (-9) once a tenth of the `n` messages of `kind` a running `publisher` sends
@@ -713,19 +720,11 @@ async fn leader_killed_while_kafka_records_flow_starts_each_workflow_once() {
     wait_kafka_consumer(&cluster.nodes[leader - 1].url, "kafka:orders.in").await;
 
     let n = failover_messages();
-    let publisher = tokio::spawn({
-        let (bootstrap, count) = (kafka.bootstrap.clone(), n.to_string());
-        async move {
-            // One record per batch: Tansu 0.6 answers a fetch from an offset inside a batch with
-            // nothing (Kafka answers with the batch, and the client skips what is before the
-            // offset), and a new leader resumes from wherever the last one's effects ended.
-            let args = ["produce", &bootstrap, "orders.in", r#"{"who": "w", "id": "m-{i}"}"#, "--count", &count]
-                .into_iter()
-                .chain(["--key", "m-{i}", "--unbatched"]);
-            let args: Vec<&str> = args.collect();
-            run_client("kafka_client.py", &args).await
-        }
-    });
+    // One record per batch: Tansu 0.6 answers a fetch from an offset inside a batch with nothing
+    // (Kafka answers with the batch, and the client skips what is before the offset), and a new
+    // leader resumes from wherever the last one's effects ended.
+    let extra = ["--key", "m-{i}", "--unbatched"];
+    let publisher = client_in_background("kafka_client.py", ["produce", &kafka.bootstrap, "orders.in"], n, &extra);
     kill_leader_while_flowing(&mut cluster, leader, "kafka", n, publisher).await;
 }
 
