@@ -40,13 +40,25 @@ use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_META, meta};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 use crate::{cf, io_err};
 
+/// The thread that fsyncs the write-ahead log for every Raft group of a database: appends that
+/// arrive from any group while one fsync runs share the next.
+pub struct WalFlusher(Worker<IOFlushed<TypeConfig>>);
+
+impl WalFlusher {
+    /// Starts the fsync thread of `db`.
+    pub fn start(db: Arc<rocksdb::DB>, disk: Arc<DiskGuard>) -> io::Result<WalFlusher> {
+        let db = Arc::new(GroupDb::new(db, 0));
+        Worker::spawn("raft-log-fsync", db, disk, flusher_loop).map(WalFlusher)
+    }
+}
+
 /// The log store; cheap to clone (openraft asks for readers).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<GroupDb>,
     /// Free space: writes wait out a full disk rather than fail (see [`crate::disk`]).
     disk: Arc<DiskGuard>,
-    flusher: Arc<Worker<IOFlushed<TypeConfig>>>,
+    flusher: Arc<WalFlusher>,
     purger: Arc<Worker<LogId>>,
     /// The newest purge asked for: entries up to it are gone for readers at once, though the
     /// purge thread deletes them later.
@@ -101,10 +113,10 @@ impl<T> Drop for Worker<T> {
 }
 
 impl LogStore {
-    /// Opens the log store on a database that has the Raft column families.
-    pub fn new(db: Arc<GroupDb>, disk: Arc<DiskGuard>) -> io::Result<LogStore> {
+    /// Opens the log store of a group, whose appends `flusher` makes durable.
+    pub fn new(db: Arc<GroupDb>, disk: Arc<DiskGuard>, flusher: Arc<WalFlusher>) -> io::Result<LogStore> {
         Ok(LogStore {
-            flusher: Arc::new(Worker::spawn("raft-log-fsync", db.clone(), disk.clone(), flusher_loop)?),
+            flusher,
             purger: Arc::new(Worker::spawn("raft-log-purge", db.clone(), disk.clone(), purger_loop)?),
             purged: Arc::default(),
             db,
@@ -351,7 +363,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 unapplied.pop_first();
             }
         }
-        self.flusher.send(callback)
+        self.flusher.0.send(callback)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

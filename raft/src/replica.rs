@@ -130,13 +130,13 @@ impl Storage {
     /// Opens (creating if needed) the database and snapshot directory under `data_dir`, and
     /// finishes a snapshot install a crash interrupted.
     pub fn open(options: &ReplicaOptions) -> Result<Storage, OpenError> {
-        let db = open_database(&options.data_dir, 1)?;
-        Storage::open_group(Arc::new(GroupDb::new(db, 0)), options)
+        Storage::open_group(&Database::open(options, 1)?, 0, options)
     }
 
-    /// Opens one group's storage in a database [`open_database`] opened.
-    pub fn open_group(db: Arc<GroupDb>, options: &ReplicaOptions) -> Result<Storage, OpenError> {
-        let disk = crate::disk::DiskGuard::new(&options.data_dir, options.min_free_disk_bytes);
+    /// Opens the storage of group `group` of `database`.
+    pub fn open_group(database: &Database, group: GroupId, options: &ReplicaOptions) -> Result<Storage, OpenError> {
+        let db = database.group(group)?;
+        let disk = database.disk.clone();
         let applied: Option<LogId> = get(&db, meta::APPLIED)?;
         let membership: StoredMembership = get(&db, meta::MEMBERSHIP)?.unwrap_or_default();
         let shared = Arc::new(Shared {
@@ -159,14 +159,59 @@ impl Storage {
         });
         crate::snapshot::resume_interrupted_install(&shared)?;
         shared.rebuild_indexes_if_missing()?;
-        let log_store = LogStore::new(db.clone(), disk)?;
+        let log_store = LogStore::new(db.clone(), disk, database.flusher.clone())?;
         Ok(Storage { db, log_store, state_machine: StateMachine { shared: shared.clone() }, read: ReadView { shared } })
     }
 }
 
+/// A node's database, opened once for all its Raft groups, with what they share: the thread
+/// that fsyncs the write-ahead log, and the guard of the data directory's free space.
+pub struct Database {
+    db: Arc<DB>,
+    groups: GroupId,
+    disk: Arc<crate::disk::DiskGuard>,
+    flusher: Arc<crate::log_store::WalFlusher>,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database under `options.data_dir` with the column
+    /// families of `groups` Raft groups (0 to `groups` - 1). A directory made for another number
+    /// of groups is refused, saying how many it holds.
+    pub fn open(options: &ReplicaOptions, groups: GroupId) -> Result<Database, OpenError> {
+        let groups = groups.max(1);
+        let found = groups_in(&options.data_dir.join("db"));
+        if found.is_some_and(|found| found != groups) {
+            return Err(OpenError::Storage(io_err(format!(
+                "{} holds {} Raft groups, and this node was started with {groups}",
+                options.data_dir.display(),
+                found.unwrap_or_default()
+            ))));
+        }
+        let db = open_database(&options.data_dir, groups)?;
+        let disk = crate::disk::DiskGuard::new(&options.data_dir, options.min_free_disk_bytes);
+        let flusher = Arc::new(crate::log_store::WalFlusher::start(db.clone(), disk.clone())?);
+        Ok(Database { db, groups, disk, flusher })
+    }
+
+    /// Group `group`'s view of the database.
+    pub fn group(&self, group: GroupId) -> Result<Arc<GroupDb>, OpenError> {
+        if group >= self.groups {
+            return Err(OpenError::Storage(io_err(format!("the database has no Raft group {group}"))));
+        }
+        Ok(Arc::new(GroupDb::new(self.db.clone(), group)))
+    }
+}
+
+/// How many Raft groups the database at `path` has families for; `None` if there is none yet.
+fn groups_in(path: &std::path::Path) -> Option<GroupId> {
+    let names = DB::list_cf(&Options::default(), path).ok()?;
+    let highest = names.iter().filter_map(|n| n.rsplit_once('@')?.1.parse::<GroupId>().ok()).max();
+    Some(highest.map_or(1, |g| g.saturating_add(1)))
+}
+
 /// Opens (creating if needed) the database under `data_dir` with the column families of
 /// `groups` Raft groups (0 to `groups` - 1).
-pub fn open_database(data_dir: &std::path::Path, groups: GroupId) -> Result<Arc<DB>, OpenError> {
+fn open_database(data_dir: &std::path::Path, groups: GroupId) -> Result<Arc<DB>, OpenError> {
     std::fs::create_dir_all(data_dir)?;
     let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
     let mut families = Vec::new();
@@ -192,6 +237,9 @@ pub struct Replica {
     closed: Arc<Mutex<bool>>,
     proposer: Proposer,
     disk: Arc<crate::disk::DiskGuard>,
+    /// The database, when this replica opened it for itself ([`Replica::open`]): closing the
+    /// replica closes it.
+    database: Option<Arc<Database>>,
 }
 
 /// When to snapshot. A snapshot writes the whole state, so openraft's own policy (every N
@@ -310,13 +358,20 @@ fn with_db_options(mut opts: Options, block_cache: &Cache) -> Options {
 impl Replica {
     /// Opens (creating if needed) the database under `data_dir` and starts Raft on it.
     pub async fn open(options: ReplicaOptions) -> Result<Replica, OpenError> {
-        let db = open_database(&options.data_dir, 1)?;
-        Replica::open_group(Arc::new(GroupDb::new(db, 0)), options).await
+        let database = Arc::new(Database::open(&options, 1)?);
+        let mut replica = Replica::open_group(&database, 0, options).await?;
+        replica.database = Some(database);
+        Ok(replica)
     }
 
-    /// Starts Raft for one group of a database [`open_database`] opened, on its families.
-    pub async fn open_group(db: Arc<GroupDb>, options: ReplicaOptions) -> Result<Replica, OpenError> {
-        let storage = Storage::open_group(db, &options)?;
+    /// Starts Raft for group `group` of `database`, on its families. The database stays open
+    /// while the replica or `database` is held.
+    pub async fn open_group(
+        database: &Database,
+        group: GroupId,
+        options: ReplicaOptions,
+    ) -> Result<Replica, OpenError> {
+        let storage = Storage::open_group(database, group, &options)?;
         let heartbeat = options.heartbeat.as_millis() as u64;
         let election = options.election_timeout.as_millis() as u64;
         let config = Config {
@@ -363,7 +418,7 @@ impl Replica {
             let raft = raft.clone();
             move |low| crate::disk::on_disk_low(&raft, options.node_id, low)
         }));
-        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed, proposer, disk })
+        Ok(Replica { raft, read, shared, node_id: options.node_id, db, rpc, closed, proposer, disk, database: None })
     }
 
     /// Initializes the group with these members, unless it already is (restarts never do).
@@ -630,19 +685,33 @@ impl Replica {
     /// in this process. Fails if another clone of this replica still holds it after `timeout`.
     pub async fn close(self, timeout: Duration) -> Result<(), io::Error> {
         self.shutdown().await;
-        let Replica { raft, read, shared, db, .. } = self;
+        let Replica { raft, read, shared, db, database, .. } = self;
         drop((raft, read, shared));
         let deadline = tokio::time::Instant::now() + timeout;
-        // openraft's tasks and the log flusher release their handles shortly after shutdown.
-        while Arc::strong_count(&db) > 1 {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(io_err("the database is still in use after shutdown"));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // openraft's tasks and the log store's threads release their handles shortly after
+        // shutdown.
+        sole_holder(&db, deadline).await?;
+        let whole = db.shared().clone();
         drop(db);
+        if database.is_some() {
+            // Its own database: closed once the fsync thread (held by the last log store) ends.
+            drop(database);
+            sole_holder(&whole, deadline).await?;
+        }
+        drop(whole);
         Ok(())
     }
+}
+
+/// Waits until `arc` is the only handle left on what it holds, until `deadline`.
+async fn sole_holder<T>(arc: &Arc<T>, deadline: tokio::time::Instant) -> Result<(), io::Error> {
+    while Arc::strong_count(arc) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(io_err("the database is still in use after shutdown"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 /// The group as one node sees it (`overture cluster status`).
