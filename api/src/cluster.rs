@@ -9,7 +9,8 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::input::RawBody;
 
-/// `GET /api/cluster/status`: this node's view; on the leader it includes per-follower lag.
+/// `GET /api/cluster/status`: this node's view of the metadata group (on its leader with
+/// per-follower lag), the number of partitions, and each Raft group's leader (`groups`).
 pub async fn status(State(s): State<AppState>) -> Json<Value> {
     let status = s.engine.cluster_status();
     let leader_address =
@@ -18,6 +19,8 @@ pub async fn status(State(s): State<AppState>) -> Json<Value> {
     if let Some(obj) = v.as_object_mut() {
         obj.insert("leaderAddress".into(), json!(leader_address));
         obj.insert("ready".into(), json!(s.engine.is_ready()));
+        obj.insert("partitions".into(), json!(s.engine.partitions()));
+        obj.insert("groups".into(), json!(s.engine.group_status()));
     }
     Json(v)
 }

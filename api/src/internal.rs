@@ -77,6 +77,19 @@ pub async fn pre_vote(State(s): State<AppState>, headers: HeaderMap, body: Body)
     Ok(binary(rpc.pre_vote(&body_bytes(body).await?).await))
 }
 
+/// `POST /internal/raft/transfer-leader`: a leader hands its group over.
+pub async fn transfer_leader(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let rpc = group_rpc(&s, &headers)?;
+    Ok(binary(rpc.transfer_leader(&body_bytes(body).await?).await))
+}
+
+/// `POST /internal/raft/membership`: another node asks this one, as the group's leader, to
+/// change the group's membership.
+pub async fn membership(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let rpc = group_rpc(&s, &headers)?;
+    Ok(binary(rpc.membership(&body_bytes(body).await?).await))
+}
+
 /// `POST /internal/raft/snapshot`: a streamed snapshot, written to disk as it arrives.
 pub async fn snapshot(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let rpc = group_rpc(&s, &headers)?;

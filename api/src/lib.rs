@@ -165,6 +165,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::VOTE, post(internal::vote))
         .route(paths::PRE_VOTE, post(internal::pre_vote))
         .route(paths::SNAPSHOT, post(internal::snapshot))
+        .route(paths::TRANSFER_LEADER, post(internal::transfer_leader))
+        .route(paths::MEMBERSHIP, post(internal::membership))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
     let faults = Router::new()
         .route("/internal/faults", get(faults::state))

@@ -157,4 +157,20 @@ fn print_status(s: &Value) {
         };
         println!("{:<6} {:<24} {:<8} {:>10} {:>8}", id, m["address"].as_str().unwrap_or(""), role, matched, lag);
     }
+    print_partitions(s);
+}
+
+/// Which node leads each partition, and how many each node leads.
+fn print_partitions(s: &Value) {
+    let groups: Vec<&Value> = s["groups"].as_array().into_iter().flatten().filter(|g| g["group"] != 0).collect();
+    if groups.is_empty() {
+        return;
+    }
+    let leader_of = |g: &Value| g["leader"].as_u64().map_or_else(|| "none".to_owned(), |l| l.to_string());
+    println!("partitions {} (metadata group led by {})", groups.len(), s["leader"].as_u64().unwrap_or_default());
+    println!("{:<10} {:<8} {:<10} {:>6}", "partition", "leader", "preferred", "term");
+    for g in &groups {
+        let preferred = g["preferredLeader"].as_u64().map_or_else(|| "-".to_owned(), |p| p.to_string());
+        println!("{:<10} {:<8} {:<10} {:>6}", g["group"], leader_of(g), preferred, g["term"]);
+    }
 }

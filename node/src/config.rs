@@ -72,6 +72,9 @@ pub struct FileConfig {
     pub keep_after_snapshot: Option<u64>,
     /// Never initialize a group: wait to be added to an existing one (`add-learner`).
     pub join: Option<bool>,
+    /// Partitions of the cluster, each a Raft group beside the metadata group; fixed when the
+    /// data directory is created. 1 (the default) keeps one group for everything.
+    pub partitions: Option<u16>,
     /// Passivate workflow actors idle this long, seconds.
     pub idle_actor_seconds: Option<u64>,
     /// Live workflow actors at most; beyond, the least recently active are passivated.
@@ -125,6 +128,7 @@ pub struct Overrides {
     pub min_free_disk_bytes: Option<u64>,
     pub http_ca_bundle: Option<PathBuf>,
     pub http_client_cert: Option<PathBuf>,
+    pub partitions: Option<u16>,
 }
 
 /// The validated configuration a node runs with.
@@ -152,6 +156,7 @@ pub struct Config {
     pub idle_actor_seconds: u64,
     pub max_live_actors: usize,
     pub join: bool,
+    pub partitions: u16,
     pub api_keys: BTreeMap<String, String>,
     pub auth_exempt: Vec<String>,
     pub token_ttl_seconds: u64,
@@ -160,6 +165,10 @@ pub struct Config {
     pub http_ca_bundle: Option<PathBuf>,
     pub http_client_cert: Option<PathBuf>,
 }
+
+/// The most partitions a cluster may have: each is a Raft group every node runs, with its own
+/// heartbeats.
+const MAX_PARTITIONS: u16 = 64;
 
 /// The request body limit when none is set: this, or 1 MiB more than the largest payload maximum
 /// if that is larger, so a payload up to its maximum always fits in a request.
@@ -237,6 +246,7 @@ impl Overrides {
                 .unwrap_or_default(),
             http_ca_bundle: var("OVERTURE_HTTP_CA_BUNDLE").map(PathBuf::from),
             http_client_cert: var("OVERTURE_HTTP_CLIENT_CERT").map(PathBuf::from),
+            partitions: number("OVERTURE_PARTITIONS", "OVERTURE_PARTITIONS must be a number of partitions")?,
         })
     }
 
@@ -266,6 +276,7 @@ impl Overrides {
             api_keys: self.api_keys.into_iter().chain(other.api_keys).collect(),
             http_ca_bundle: other.http_ca_bundle.or(self.http_ca_bundle),
             http_client_cert: other.http_client_cert.or(self.http_client_cert),
+            partitions: other.partitions.or(self.partitions),
         }
     }
 }
@@ -324,6 +335,10 @@ impl Config {
         if members.len() > 1 && listen.port() == 0 {
             bail!("listen needs a fixed port in a multi-node group: the other members reach this node at its address");
         }
+        let partitions = overrides.partitions.or(file.partitions).unwrap_or(1);
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            bail!("partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}");
+        }
         let mut api_keys = file.api_keys;
         for pair in &overrides.api_keys {
             let (id, secret) = pair.split_once(':').with_context(|| format!("API key {pair:?} is not keyId:secret"))?;
@@ -380,6 +395,7 @@ impl Config {
             idle_actor_seconds: file.idle_actor_seconds.unwrap_or(30),
             max_live_actors: file.max_live_actors.unwrap_or(overture_actors::DEFAULT_MAX_LIVE_ACTORS).max(1),
             join,
+            partitions,
             min_free_disk_bytes: overrides
                 .min_free_disk_bytes
                 .or(file.min_free_disk_bytes)

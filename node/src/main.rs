@@ -27,7 +27,7 @@ use config::{Config, FileConfig, LogFormat, Overrides};
 use overture_actors::{Engine, EngineOptions};
 use overture_api::AppState;
 use overture_raft::types::Node;
-use overture_raft::{Replica, ReplicaOptions};
+use overture_raft::{Groups, ReplicaOptions};
 
 #[derive(Parser)]
 #[command(name = "overture", version, about = "A Conductor-compatible workflow orchestration server")]
@@ -218,9 +218,11 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     if config.fault_injection {
         tracing::warn!("fault injection is on: /internal/faults can cut this node off or move its clock");
     }
-    let replica = Replica::open(options).await.with_context(|| format!("opening {}", config.data_dir.display()))?;
-    let engine = Engine::start(
-        replica.clone(),
+    let groups = Groups::open(options, config.partitions)
+        .await
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let engine = Engine::start_groups(
+        groups.clone(),
         EngineOptions {
             idle_actor_timeout: Duration::from_secs(config.idle_actor_seconds),
             max_live_actors: config.max_live_actors,
@@ -266,8 +268,8 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         if members.len() == 1 && config.listen.port() == 0 {
             members.insert(config.node_id, Node { addr: addr.to_string() });
         }
-        if replica.initialize(members).await? {
-            tracing::info!(node_id = config.node_id, "initialized a new group");
+        if groups.initialize(members).await? {
+            tracing::info!(node_id = config.node_id, partitions = config.partitions, "initialized a new cluster");
         }
     }
     if config.members.len() <= 1 && !config.join && !engine.wait_ready(Duration::from_secs(30)).await {
@@ -280,6 +282,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         node_id = config.node_id,
         advertise = %config.advertise,
         members = config.members.len(),
+        partitions = config.partitions,
         cluster_secret_set = config.cluster_secret.is_some(),
         api_keys = config.api_keys.len(),
         data_dir = %config.data_dir.display(),

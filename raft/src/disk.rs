@@ -277,16 +277,7 @@ pub(crate) fn on_disk_low(raft: &crate::Raft, node_id: crate::types::NodeId, low
     if m.state != openraft::ServerState::Leader {
         return;
     }
-    let voters: std::collections::BTreeSet<crate::types::NodeId> =
-        m.membership_config.membership().voter_ids().collect();
-    let best = m
-        .replication
-        .iter()
-        .flatten()
-        .filter(|(id, _)| **id != node_id && voters.contains(*id))
-        .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
-        .map(|(id, _)| *id);
-    if let Some(to) = best {
+    if let Some(to) = successor(&m, node_id) {
         tracing::warn!(to, "the disk is low: handing leadership over");
         let raft = raft.clone();
         tokio::spawn(async move {
@@ -295,6 +286,22 @@ pub(crate) fn on_disk_low(raft: &crate::Raft, node_id: crate::types::NodeId, low
             }
         });
     }
+}
+
+/// The voter other than `leader` that a leader's metrics show holding the most of its log: the
+/// one to hand leadership to.
+pub(crate) fn successor(
+    m: &openraft::RaftMetrics<crate::types::TypeConfig>,
+    leader: crate::types::NodeId,
+) -> Option<crate::types::NodeId> {
+    let voters: std::collections::BTreeSet<crate::types::NodeId> =
+        m.membership_config.membership().voter_ids().collect();
+    m.replication
+        .iter()
+        .flatten()
+        .filter(|(id, _)| **id != leader && voters.contains(*id))
+        .max_by_key(|(_, matched)| matched.as_ref().map_or(0, |l| l.index))
+        .map(|(id, _)| *id)
 }
 
 #[cfg(test)]

@@ -55,3 +55,14 @@ pub(crate) fn write_error(
 pub(crate) fn why_stopped(raft: &Raft) -> Option<String> {
     raft.metrics().borrow_watched().running_state.as_ref().err().map(ToString::to_string)
 }
+
+/// Why the replica could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// RocksDB or the files around it.
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}

@@ -10,21 +10,26 @@
 //! - [`state_machine`]: apply (version guard, evolve, one write batch), the apply listener;
 //!   [`machine`]: the state machine as openraft drives it.
 //! - [`snapshot`]: build and install snapshots as streamed row files.
-//! - [`read`]: the local read view; [`replica`]: opening it all, proposing, leadership.
+//! - [`read`]: the local read view; [`replica`]: opening it all, proposing, leadership;
+//!   [`groups`]: a node's Raft groups (metadata and partitions) and their leaders' balance.
 //! - [`network`] and [`rpc`]: Raft RPC between nodes, client and server halves; [`http`]: where
 //!   every outgoing HTTP client starts (the TLS crypto provider).
 
 pub mod codec;
+pub mod database;
 mod defs;
 pub mod disk;
 pub mod errors;
 pub mod faults;
 pub mod group_db;
+pub mod groups;
 pub mod http;
 pub mod keys;
 pub mod log_store;
 pub mod machine;
+pub mod membership;
 pub mod network;
+pub mod options;
 pub mod proposer;
 pub mod read;
 pub mod replica;
@@ -36,6 +41,7 @@ pub mod types;
 
 pub use errors::ProposeError;
 pub use group_db::{GroupDb, GroupId};
+pub use groups::Groups;
 pub use machine::StateMachine;
 pub use read::ReadView;
 pub use replica::{Leadership, LeadershipWatch, Replica, ReplicaOptions};

@@ -19,7 +19,10 @@ use openraft::RaftNetworkFactory;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::network::v2::RaftNetworkV2;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -46,6 +49,11 @@ pub mod paths {
     pub const PRE_VOTE: &str = "/internal/raft/pre-vote";
     /// Stream a full snapshot.
     pub const SNAPSHOT: &str = "/internal/raft/snapshot";
+    /// A leader hands its group over to the receiver (or tells the others it does).
+    pub const TRANSFER_LEADER: &str = "/internal/raft/transfer-leader";
+    /// Change the membership of a group the receiver leads
+    /// ([`crate::replica::MembershipChange`]).
+    pub const MEMBERSHIP: &str = "/internal/raft/membership";
 }
 
 /// What the server half answers: the Raft response, or why the node could not handle it.
@@ -76,6 +84,21 @@ impl Network {
         let group = (group != 0).then(|| group.to_string().into());
         Network { client, secret: secret.map(Arc::from), from: from.to_string().into(), group, faults }
     }
+
+    /// A connection to node `target` at client address `addr` (`host:port` or a URL).
+    pub fn connect(&self, target: NodeId, addr: &str) -> PeerConnection {
+        let addr = addr.trim_end_matches('/');
+        let base = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        PeerConnection {
+            target,
+            base,
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+            from: self.from.clone(),
+            group: self.group.clone(),
+            faults: self.faults.clone(),
+        }
+    }
 }
 
 /// A connection to one peer.
@@ -93,17 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
-        let addr = node.addr.trim_end_matches('/');
-        let base = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-        PeerConnection {
-            target,
-            base,
-            client: self.client.clone(),
-            secret: self.secret.clone(),
-            from: self.from.clone(),
-            group: self.group.clone(),
-            faults: self.faults.clone(),
-        }
+        self.connect(target, &node.addr)
     }
 }
 
@@ -126,9 +139,28 @@ impl PeerConnection {
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        self.reachable()?;
         let body = encode_message(req);
         let ttl = option.hard_ttl() + transfer_allowance(body.len());
+        self.send(path, body, ttl).await
+    }
+
+    /// Sends `req` to `path` and waits up to `ttl` for the answer.
+    pub(crate) async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        self.send(path, encode_message(req), ttl).await
+    }
+
+    async fn send<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        self.reachable()?;
         let response = self.request(path, ttl).body(body).send().await.map_err(|e| self.failed(&e))?;
         self.answer(response).await
     }
@@ -201,6 +233,14 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(paths::PRE_VOTE, &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(paths::TRANSFER_LEADER, &req, &option).await
     }
 
     async fn full_snapshot(

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,15 +10,18 @@ use openraft::errors::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use parking_lot::{Mutex, RwLock};
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 
 use crate::codec::decode;
+pub use crate::database::Database;
+pub use crate::errors::OpenError;
 use crate::errors::{ProposeError, why_stopped, write_error};
 use crate::group_db::GroupId;
 use crate::keys::{self, CF_SM_META, meta};
 use crate::log_store::LogStore;
 use crate::machine::StateMachine;
+use crate::membership::MembershipChange;
 use crate::network::Network;
+pub use crate::options::{DEFAULT_MIN_FREE_DISK_BYTES, ReplicaOptions};
 use crate::proposer::Proposer;
 use crate::read::ReadView;
 use crate::rpc::RpcServer;
@@ -27,64 +29,6 @@ use crate::state_machine::{ApplyListener, Inner, Shared, WorkflowCache};
 use crate::types::{LogId, Node, NodeId, Request, Response, StoredMembership};
 use crate::{GroupDb, Raft};
 use crate::{cf, io_err};
-
-/// How to open a replica.
-#[derive(Debug, Clone)]
-pub struct ReplicaOptions {
-    /// This node's id in the group.
-    pub node_id: NodeId,
-    /// Where the database and snapshots live.
-    pub data_dir: PathBuf,
-    /// Build a snapshot (and purge the log behind it) after this many entries.
-    pub snapshot_every: u64,
-    /// Log entries kept behind a snapshot, for followers that lag a little.
-    pub keep_after_snapshot: u64,
-    /// Executions kept decoded in memory by the state machine.
-    pub cache_capacity: usize,
-    /// Raft heartbeat interval.
-    pub heartbeat: Duration,
-    /// Lower bound of the election timeout (the upper is twice that).
-    pub election_timeout: Duration,
-    /// The secret nodes present to each other; without one a node talks to no peer.
-    pub cluster_secret: Option<String>,
-    /// Below this many bytes free in the data directory the node refuses writes
-    /// ([`crate::disk`]).
-    pub min_free_disk_bytes: u64,
-    /// Whether tests may inject faults into this node ([`crate::faults`]).
-    pub fault_injection: bool,
-}
-
-impl ReplicaOptions {
-    /// Defaults for a node storing under `data_dir`.
-    pub fn new(node_id: NodeId, data_dir: PathBuf) -> ReplicaOptions {
-        ReplicaOptions {
-            node_id,
-            data_dir,
-            snapshot_every: 20_000,
-            keep_after_snapshot: 1_000,
-            cache_capacity: 4_096,
-            heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(500),
-            cluster_secret: None,
-            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
-            fault_injection: false,
-        }
-    }
-}
-
-/// Free space a node keeps in reserve by default: writes stop below it.
-pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 256 << 20;
-
-/// Why the replica could not open.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// RocksDB or the files around it.
-    #[error("storage: {0}")]
-    Storage(#[from] io::Error),
-    /// openraft refused the configuration or failed to start.
-    #[error("raft: {0}")]
-    Raft(String),
-}
 
 /// Where a node stands in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,67 +106,6 @@ impl Storage {
         let log_store = LogStore::new(db.clone(), disk, database.flusher.clone())?;
         Ok(Storage { db, log_store, state_machine: StateMachine { shared: shared.clone() }, read: ReadView { shared } })
     }
-}
-
-/// A node's database, opened once for all its Raft groups, with what they share: the thread
-/// that fsyncs the write-ahead log, and the guard of the data directory's free space.
-pub struct Database {
-    db: Arc<DB>,
-    groups: GroupId,
-    disk: Arc<crate::disk::DiskGuard>,
-    flusher: Arc<crate::log_store::WalFlusher>,
-}
-
-impl Database {
-    /// Opens (creating if needed) the database under `options.data_dir` with the column
-    /// families of `groups` Raft groups (0 to `groups` - 1). A directory made for another number
-    /// of groups is refused, saying how many it holds.
-    pub fn open(options: &ReplicaOptions, groups: GroupId) -> Result<Database, OpenError> {
-        let groups = groups.max(1);
-        let found = groups_in(&options.data_dir.join("db"));
-        if found.is_some_and(|found| found != groups) {
-            return Err(OpenError::Storage(io_err(format!(
-                "{} holds {} Raft groups, and this node was started with {groups}",
-                options.data_dir.display(),
-                found.unwrap_or_default()
-            ))));
-        }
-        let db = open_database(&options.data_dir, groups)?;
-        let disk = crate::disk::DiskGuard::new(&options.data_dir, options.min_free_disk_bytes);
-        let flusher = Arc::new(crate::log_store::WalFlusher::start(db.clone(), disk.clone())?);
-        Ok(Database { db, groups, disk, flusher })
-    }
-
-    /// Group `group`'s view of the database.
-    pub fn group(&self, group: GroupId) -> Result<Arc<GroupDb>, OpenError> {
-        if group >= self.groups {
-            return Err(OpenError::Storage(io_err(format!("the database has no Raft group {group}"))));
-        }
-        Ok(Arc::new(GroupDb::new(self.db.clone(), group)))
-    }
-}
-
-/// How many Raft groups the database at `path` has families for; `None` if there is none yet.
-fn groups_in(path: &std::path::Path) -> Option<GroupId> {
-    let names = DB::list_cf(&Options::default(), path).ok()?;
-    let highest = names.iter().filter_map(|n| n.rsplit_once('@')?.1.parse::<GroupId>().ok()).max();
-    Some(highest.map_or(1, |g| g.saturating_add(1)))
-}
-
-/// Opens (creating if needed) the database under `data_dir` with the column families of
-/// `groups` Raft groups (0 to `groups` - 1).
-fn open_database(data_dir: &std::path::Path, groups: GroupId) -> Result<Arc<DB>, OpenError> {
-    std::fs::create_dir_all(data_dir)?;
-    let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-    let mut families = Vec::new();
-    for group in 0..groups.max(1) {
-        for base in keys::all() {
-            let options = family_options(base, &block_cache).map_err(io_err)?;
-            families.push(ColumnFamilyDescriptor::new(crate::group_db::family_name(base, group), options));
-        }
-    }
-    let db = DB::open_cf_descriptors(&db_options(&block_cache), data_dir.join("db"), families).map_err(io_err)?;
-    Ok(Arc::new(db))
 }
 
 /// The replica: cheap to clone.
@@ -305,56 +188,6 @@ fn snapshot_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// The block cache all column families share. Without one, each family's table factory makes
-/// its own 32 MB cache.
-const BLOCK_CACHE_BYTES: usize = 32 << 20;
-
-/// A family's options: the database's, and for the families keyed by workflow id a memtable
-/// insert hint per workflow (the first 36 bytes of a key: a generated id). A workflow writes
-/// rows next to its previous ones (its next event, a task row it rewrites, its header); with
-/// the hint RocksDB starts looking from where that workflow's last insert landed instead of
-/// from the top of the memtable's skip list. Callgrind, 1,000 linear workflows: memtable
-/// inserts 287 → 236 M instructions, the run 2.38 → 2.29 G (−3.7%). A workflow's first row
-/// costs a little more (a new hint), so 5,000 start-only workflows cost 2.5% more. Hints are
-/// only a starting point: ids of other lengths share or split them, and nothing else changes.
-fn family_options(name: &str, block_cache: &Cache) -> Result<Options, rocksdb::Error> {
-    if !keys::WORKFLOW_KEYED.contains(&name) {
-        return Ok(db_options(block_cache));
-    }
-    let hinted = Options::default()
-        .get_options_from_string("memtable_insert_with_hint_prefix_extractor=rocksdb.CappedPrefix.36")?;
-    Ok(with_db_options(hinted, block_cache))
-}
-
-fn db_options(block_cache: &Cache) -> Options {
-    with_db_options(Options::default(), block_cache)
-}
-
-fn with_db_options(mut opts: Options, block_cache: &Cache) -> Options {
-    let mut table = BlockBasedOptions::default();
-    table.set_block_cache(block_cache);
-    // Most point reads look for keys that are not there (a new workflow's id, an idempotency
-    // key); a Bloom filter answers those without reading a block of every file.
-    table.set_bloom_filter(10.0, false);
-    opts.set_block_based_table_factory(&table);
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    opts.increase_parallelism(2);
-    opts.set_max_background_jobs(2);
-    // One memtable budget shared by all column families; by default each of the twelve would
-    // grow its own 64 MB buffers. 32 MB ran the linear benchmark as fast as 64 MB.
-    opts.set_db_write_buffer_size(32 << 20);
-    // LZ4 at every level, the last included. zstd there (level 3) spent 8% of the node's
-    // instructions in a 4,000-workflow run, as L0 compacts straight into the last level; with
-    // LZ4 the run cost 5.7% fewer instructions and the data directory was 21% larger. Files
-    // written by earlier builds stay readable: the zstd codec is still compiled in.
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // State-machine writes skip the WAL (`crate::write_state`): the families a flush takes are
-    // all cut at one point, so what a crash leaves on disk is the state as of one applied index.
-    opts.set_atomic_flush(true);
-    opts
-}
-
 impl Replica {
     /// Opens (creating if needed) the database under `data_dir` and starts Raft on it.
     pub async fn open(options: ReplicaOptions) -> Result<Replica, OpenError> {
@@ -393,7 +226,7 @@ impl Replica {
         let shared = state_machine.shared.clone();
         let disk = shared.disk.clone();
         let appended = log_store.appended_bytes();
-        let faults = crate::faults::Faults::new(options.fault_injection);
+        let faults = database.faults.clone();
         let network = Network::new(options.cluster_secret.clone(), options.node_id, db.group(), faults.clone());
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
@@ -530,30 +363,28 @@ impl Replica {
 
     /// Adds a learner that receives the log but does not vote; waits until it has caught up.
     pub async fn add_learner(&self, id: NodeId, address: String) -> Result<(), ProposeError> {
-        self.raft.add_learner(id, Node { addr: address }, true).await.map(|_| ()).map_err(write_error)
+        self.change_membership(MembershipChange::AddLearner { id, address }).await
     }
 
     /// Makes a learner a voter.
     pub async fn promote(&self, id: NodeId) -> Result<(), ProposeError> {
-        let change = openraft::ChangeMembers::AddVoterIds(std::collections::BTreeSet::from([id]));
-        self.raft.change_membership(change, true).await.map(|_| ()).map_err(write_error)
+        self.change_membership(MembershipChange::Promote { id }).await
     }
 
     /// Removes a member (voter or learner) from the group.
     pub async fn remove(&self, id: NodeId) -> Result<(), ProposeError> {
-        let ids = std::collections::BTreeSet::from([id]);
-        let is_voter = self.status().members.iter().any(|m| m.id == id && m.voter);
-        if is_voter {
-            self.raft
-                .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
-                .await
-                .map_err(write_error)?;
-        }
-        self.raft
-            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map(|_| ())
-            .map_err(write_error)
+        self.change_membership(MembershipChange::Remove { id }).await
+    }
+
+    /// Changes this group's membership; this node must lead it.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), ProposeError> {
+        crate::membership::change(&self.raft, change).await
+    }
+
+    /// Asks the group to elect `to` in place of this node, if this node leads; returns at once.
+    /// While the handover runs this node refuses writes, as a follower would.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), ProposeError> {
+        self.raft.trigger().transfer_leader(to).await.map_err(|f| ProposeError::Fatal(f.to_string()))
     }
 
     /// Waits until this node's state includes every write committed before the call: a
@@ -810,7 +641,7 @@ pub fn leadership_of(m: &openraft::RaftMetrics<crate::types::TypeConfig>, lease:
 }
 
 /// openraft's clock, in which its metrics' times are.
-type RaftInstant = openraft::alias::InstantOf<crate::types::TypeConfig>;
+pub(crate) type RaftInstant = openraft::alias::InstantOf<crate::types::TypeConfig>;
 
 /// When a leader's lease ends: its last acknowledgement from a majority plus the lease. `None`
 /// for a leader that is a majority by itself (its lease never ends) and for a non-leader.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
@@ -80,6 +80,27 @@ impl RpcServer {
         let result = match decode_message::<VoteRequest<TypeConfig>>(body) {
             Ok(rpc) => self.raft.pre_vote(rpc).await.map_err(|e| e.to_string()),
             Err(e) => Err(format!("undecodable pre-vote: {e}")),
+        };
+        answer(result)
+    }
+
+    /// A leader hands the group over: to this node, or to another (this node then stops
+    /// standing in the way of its election).
+    pub async fn transfer_leader(&self, body: &[u8]) -> Vec<u8> {
+        let result = match decode_message::<TransferLeaderRequest<TypeConfig>>(body) {
+            Ok(rpc) => self.raft.handle_transfer_leader(rpc).await.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("undecodable leader transfer: {e}")),
+        };
+        answer(result)
+    }
+
+    /// A membership change another node asks this node, as the group's leader, to make.
+    pub async fn membership(&self, body: &[u8]) -> Vec<u8> {
+        let result = match decode_message::<crate::membership::MembershipChange>(body) {
+            Ok(change) => {
+                Ok(crate::membership::change(&self.raft, change).await.map_err(crate::membership::Refusal::from))
+            }
+            Err(e) => Err(format!("undecodable membership change: {e}")),
         };
         answer(result)
     }

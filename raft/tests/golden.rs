@@ -75,7 +75,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::entry::RaftEntry;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderError, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, Membership, RaftSnapshotBuilder};
 use overture_core::dsl::{EventHandler, TaskDef, WorkflowDef, WorkflowTask};
@@ -88,6 +91,7 @@ use overture_raft::codec::{self, CodecError, JsonBytes, Versioned};
 use overture_raft::keys::{
     self, ExternalRow, IdempotencyRow, PayloadManifest, PayloadPart, QueuePosition, TaskLogRow, TaskRef, WorkflowRow,
 };
+use overture_raft::membership::{MembershipChange, Refusal};
 use overture_raft::replica::Storage;
 use overture_raft::snapshot::SnapshotFile;
 use overture_raft::types::{
@@ -1287,6 +1291,43 @@ fn snapshot_answers() -> Vec<(String, Answer<SnapshotResponse<TypeConfig>>)> {
     ]
 }
 
+fn transfer_leader_requests() -> Vec<(String, TransferLeaderRequest<TypeConfig>)> {
+    vec![
+        sample("transfer_leader", TransferLeaderRequest::new(Vote::new_committed(4, 1), 2, Some(log_id(4, 1, 77)))),
+        sample("transfer_leader_empty_log", TransferLeaderRequest::new(Vote::new_committed(1, 3), 1, None)),
+    ]
+}
+
+fn transfer_leader_answers() -> Vec<(String, Answer<TransferLeaderResponse<TypeConfig>>)> {
+    vec![
+        sample("transfer_leader_answer", Ok(Ok(()))),
+        sample(
+            "transfer_leader_answer_vote_changed",
+            Ok(Err(TransferLeaderError::VoteChanged { expected: Vote::new_committed(4, 1), actual: Vote::new(5, 2) })),
+        ),
+        sample(
+            "transfer_leader_answer_not_flushed",
+            Ok(Err(TransferLeaderError::LogNotFlushed { expected: Some(log_id(4, 1, 77)), actual: None })),
+        ),
+    ]
+}
+
+fn membership_changes() -> Vec<(String, MembershipChange)> {
+    vec![
+        sample("membership_add_learner", MembershipChange::AddLearner { id: 4, address: "10.0.0.4:8080".into() }),
+        sample("membership_promote", MembershipChange::Promote { id: 4 }),
+        sample("membership_remove", MembershipChange::Remove { id: 2 }),
+    ]
+}
+
+fn membership_answers() -> Vec<(String, Answer<Result<(), Refusal>>)> {
+    vec![
+        sample("membership_answer", Ok(Ok(()))),
+        sample("membership_answer_retry", Ok(Err(Refusal { retry: true, message: "领导者已变更".into() }))),
+        sample("membership_answer_refused", Ok(Err(Refusal { retry: false, message: "not a learner".into() }))),
+    ]
+}
+
 fn snapshot_meta() -> SnapshotMeta {
     SnapshotMeta {
         last_log_id: Some(log_id(3, 1, 120)),
@@ -1423,7 +1464,8 @@ fn raft_meta_is_golden() {
 fn messages_between_nodes_are_golden() {
     let mut g = Golden::new(
         "message.hex",
-        "Messages between nodes (codec::encode_message): Raft RPC bodies, their answers, the snapshot header.",
+        "Messages between nodes (codec::encode_message): Raft RPC bodies, their answers, the snapshot header, \
+         leader transfers and membership changes asked of another group's leader.",
     );
     // AppendEntriesRequest has no PartialEq.
     g.check(append_requests(), message(), json_eq);
@@ -1432,6 +1474,10 @@ fn messages_between_nodes_are_golden() {
     g.check(vote_answers(), message(), eq);
     g.check(snapshot_answers(), message(), eq);
     g.check(snapshot_headers(), message(), eq);
+    g.check(transfer_leader_requests(), message(), eq);
+    g.check(transfer_leader_answers(), message(), eq);
+    g.check(membership_changes(), message(), eq);
+    g.check(membership_answers(), message(), json_eq);
     g.finish();
 }
 

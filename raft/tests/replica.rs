@@ -578,5 +578,10 @@ async fn groups_in_one_database_keep_their_logs_and_state_apart() {
     let Err(alone) = Replica::open(ReplicaOptions::new(1, dir.path().to_path_buf())).await else {
         panic!("a database with three groups opened as one");
     };
-    assert!(alone.to_string().contains("holds 3 Raft groups, and this node was started with 1"), "{alone}");
+    assert!(
+        alone
+            .to_string()
+            .contains("holds 3 Raft groups (partitions = 2), and this node was started with 1 (partitions = 1)"),
+        "{alone}"
+    );
 }

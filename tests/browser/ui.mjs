@@ -8,7 +8,8 @@
 //       an execution's diagram with statuses and the taken switch case, a loop's iterations and a
 //       sub-workflow's link, terminate, retry, skip, pause and resume from the UI, the definition
 //       editor both ways, a thousand-task diagram, the operations views, shared URLs and contrast;
-//   cluster <nodes> <role>  the cluster view (as the leader sees it) from a node in that role;
+//   cluster <nodes> <role> [partitions]  the cluster view (as the leader sees it) from a node in
+//       that role, with who leads each partition;
 //   signin <keyId> <secret>  with authentication on: sign-in, then the list;
 //   unicode <workflowId> <name> <taskRef> <text>  Chinese, accented and emoji text: found by free
 //       text, listed under its name, drawn in the diagram and shown in the task's output.
@@ -319,7 +320,7 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   await shot('cluster');
 }
 
-async function cluster(nodes, role) {
+async function cluster(nodes, role, partitions) {
   await open('#/cluster');
   await page.locator('tr[data-node]').nth(Number(nodes) - 1).waitFor();
   const rows = await page.locator('tr[data-node]').allInnerTexts();
@@ -327,6 +328,14 @@ async function cluster(nodes, role) {
   assert.equal(rows.filter((r) => /leader/.test(r)).length, 1, rows.join('\n'));
   assert.equal(rows.filter((r) => /\d+ entries/.test(r)).length, Number(nodes) - 1, `a lag per follower: ${rows.join('\n')}`);
   ok(`the cluster view lists ${nodes} nodes, the leader, and each follower's lag`);
+  if (partitions) {
+    await page.locator('tr[data-partition]').nth(Number(partitions) - 1).waitFor();
+    await page.getByText(/Node \d leads \d/).first().waitFor();
+    const parts = await page.locator('tr[data-partition]').allInnerTexts();
+    assert.equal(parts.length, Number(partitions), parts.join('\n'));
+    assert.ok(parts.every((r) => /node \d/.test(r)), `every partition has a leader: ${parts.join('\n')}`);
+    ok(`the cluster view lists ${partitions} partitions and who leads each`);
+  }
   await page.locator('dd').getByText(`(${role})`).waitFor();
   ok(`served by a node that is a ${role}`);
   await shot('cluster');

@@ -278,16 +278,16 @@ async fn chinese_accented_and_emoji_text_shows_in_the_ui() {
 }
 
 /// Every node serves the UI; through a follower, the cluster view shows the leader's view of
-/// replication.
+/// replication and who leads each partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_of_a_cluster_serves_the_ui() {
     let dir = tempfile::tempdir().expect("dir");
-    let cluster = Cluster::start(dir.path(), 3, "").await;
+    let cluster = Cluster::start(dir.path(), 3, "partitions = 3").await;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let follower = cluster.other_than(leader);
     for n in 0..3 {
         let page = send(client().get(format!("{}/", cluster.nodes[n].url))).await;
         assert_eq!(page.status, 200, "node {}", n + 1);
     }
-    browse("cluster", &cluster.nodes[follower - 1].url, &["3", "Follower"]).await;
+    browse("cluster", &cluster.nodes[follower - 1].url, &["3", "Follower", "3"]).await;
 }

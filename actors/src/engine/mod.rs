@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use overture_core::TaskType;
+use overture_raft::membership::MembershipChange;
 use overture_raft::replica::ClusterStatus;
 use overture_raft::rpc::RpcServer;
 use overture_raft::{Leadership, ReadView, Replica, Request, Response};
@@ -32,6 +33,8 @@ pub struct Engine {
 }
 
 struct Inner {
+    /// The node's Raft groups; workflows run in the metadata group's replica today.
+    groups: overture_raft::Groups,
     replica: Replica,
     leader: RwLock<Option<Arc<Leader>>>,
     options: EngineOptions,
@@ -54,8 +57,15 @@ pub struct PollRecord {
 impl Engine {
     /// Starts the engine on a replica: it follows Raft leadership from now on.
     pub fn start(replica: Replica, options: EngineOptions) -> Engine {
+        Engine::start_groups(overture_raft::Groups::single(replica), options)
+    }
+
+    /// Starts the engine on a node's Raft groups: it follows the metadata group's leadership
+    /// from now on.
+    pub fn start_groups(groups: overture_raft::Groups, options: EngineOptions) -> Engine {
+        let replica = groups.metadata().clone();
         let engine = Engine {
-            inner: Arc::new(Inner { replica, leader: RwLock::new(None), options, watcher: Mutex::new(None) }),
+            inner: Arc::new(Inner { groups, replica, leader: RwLock::new(None), options, watcher: Mutex::new(None) }),
         };
         let watcher = tokio::spawn(engine.clone().follow_leadership());
         *engine.inner.watcher.lock() = Some(watcher);
@@ -103,7 +113,7 @@ impl Engine {
         if let Some(ctx) = current {
             self.step_down(&ctx);
         }
-        self.inner.replica.shutdown().await;
+        self.inner.groups.shutdown().await;
     }
 
     /// The replica under the engine.
@@ -191,22 +201,34 @@ impl Engine {
         (leader != self.inner.replica.node_id()).then(|| self.inner.replica.node_addr(leader)).flatten()
     }
 
-    /// Adds a learner (a non-voting member) and waits until it has caught up.
+    /// Where each of this node's Raft groups stands.
+    pub fn group_status(&self) -> Vec<overture_raft::groups::GroupStatus> {
+        self.inner.groups.status()
+    }
+
+    /// The number of partitions: 1 when the metadata group holds everything.
+    pub fn partitions(&self) -> u16 {
+        self.inner.groups.partitions()
+    }
+
+    /// Adds a learner (a non-voting member) to every group and waits until it has caught up.
     pub async fn add_learner(&self, id: u64, address: String) -> Result<(), Error> {
-        self.leader()?;
-        Ok(self.inner.replica.add_learner(id, address).await?)
+        self.change_membership(MembershipChange::AddLearner { id, address }).await
     }
 
-    /// Makes a learner a voter.
+    /// Makes a learner a voter in every group.
     pub async fn promote(&self, id: u64) -> Result<(), Error> {
-        self.leader()?;
-        Ok(self.inner.replica.promote(id).await?)
+        self.change_membership(MembershipChange::Promote { id }).await
     }
 
-    /// Removes a member.
+    /// Removes a member from every group.
     pub async fn remove_member(&self, id: u64) -> Result<(), Error> {
+        self.change_membership(MembershipChange::Remove { id }).await
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<(), Error> {
         self.leader()?;
-        Ok(self.inner.replica.remove(id).await?)
+        Ok(self.inner.groups.change_membership(change).await?)
     }
 
     /// Waits until local reads reflect every write committed before the call (leader only).
@@ -231,6 +253,6 @@ impl Engine {
 
     /// The server half of Raft RPC for `group`, if this node is in that group.
     pub fn rpc_for(&self, group: overture_raft::GroupId) -> Option<&RpcServer> {
-        Some(self.rpc()).filter(|rpc| rpc.group() == group)
+        self.inner.groups.get(group).map(Replica::rpc)
     }
 }

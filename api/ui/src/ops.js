@@ -112,6 +112,26 @@ export function Cluster() {
           <td>${leader ? s.lastLogIndex : r ? r.matchedIndex : '—'}</td>
           <td>${leader ? '—' : r ? `${r.lag} entries` : 'unknown'}</td></tr>`;
       })}</tbody>
-    </table>` : html`<p>Loading…</p>`}
+    </table>
+    <${Partitions} status=${s} />` : html`<p>Loading…</p>`}
   </section>`;
+}
+
+// Which node leads each partition (a Raft group of its own) and which should; nothing for a
+// cluster that is one group.
+function Partitions({ status }) {
+  const groups = (status.groups || []).filter((g) => g.group > 0);
+  if (!groups.length) return null;
+  const led = {};
+  for (const g of groups) if (g.leader) led[g.leader] = (led[g.leader] || 0) + 1;
+  return html`<h2>Partitions</h2>
+    <p>${`${groups.length} partitions beside the metadata group (led by node ${status.leader ?? 'none'}). `}
+      ${Object.entries(led).map(([node, n]) => `Node ${node} leads ${n}.`).join(' ')}</p>
+    <table class="grid">
+      <thead><tr><th scope="col">Partition</th><th scope="col">Leader</th><th scope="col">Preferred leader</th><th scope="col">Term</th></tr></thead>
+      <tbody>${groups.map((g) => html`<tr key=${g.group} data-partition=${g.group}>
+        <td>${g.group}</td><td>${g.leader ? `node ${g.leader}` : 'none'}</td>
+        <td>${g.preferredLeader ? `node ${g.preferredLeader}` : '—'}${g.leader && g.preferredLeader && g.leader !== g.preferredLeader ? ' (moving)' : ''}</td>
+        <td>${g.term}</td></tr>`)}</tbody>
+    </table>`;
 }
