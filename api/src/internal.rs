@@ -90,6 +90,11 @@ pub async fn membership(State(s): State<AppState>, headers: HeaderMap, body: Bod
     Ok(binary(rpc.membership(&body_bytes(body).await?).await))
 }
 
+/// `POST /internal/raft/groups`: how many Raft groups this node runs.
+pub async fn groups(State(s): State<AppState>) -> Response {
+    binary(s.engine.group_count_answer())
+}
+
 /// `POST /internal/raft/snapshot`: a streamed snapshot, written to disk as it arrives.
 pub async fn snapshot(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let rpc = group_rpc(&s, &headers)?;

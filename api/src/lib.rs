@@ -167,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SNAPSHOT, post(internal::snapshot))
         .route(paths::TRANSFER_LEADER, post(internal::transfer_leader))
         .route(paths::MEMBERSHIP, post(internal::membership))
+        .route(paths::GROUPS, post(internal::groups))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
     let faults = Router::new()
         .route("/internal/faults", get(faults::state))

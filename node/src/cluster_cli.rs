@@ -61,6 +61,24 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     Ok(body)
 }
 
+/// How long a membership command keeps asking while the cluster answers 503 (an election, or
+/// the leader handing over because it is the member being removed).
+const CHANGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sends a membership change, again while the cluster answers a retryable 503: a change is
+/// made again harmlessly, so a repeat finishes one that was cut off.
+async fn changed(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let deadline = std::time::Instant::now() + CHANGE_PATIENCE;
+    loop {
+        let attempt = request.try_clone().context("the request cannot be repeated")?;
+        let response = attempt.send().await?;
+        if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE || std::time::Instant::now() >= deadline {
+            return answer(response).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// Runs a cluster command.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let url = base(&args.url);
@@ -91,20 +109,17 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             }
         }
         ClusterCommand::AddLearner { id, address } => {
-            let r = client
-                .post(format!("{url}/api/cluster/learners"))
-                .json(&json!({"nodeId": id, "address": address}))
-                .send()
-                .await?;
-            print_status(&answer(r).await?);
+            let request =
+                client.post(format!("{url}/api/cluster/learners")).json(&json!({"nodeId": id, "address": address}));
+            print_status(&changed(request).await?);
         }
         ClusterCommand::Promote { id } => {
-            let r = client.post(format!("{url}/api/cluster/promote")).json(&json!({"nodeId": id})).send().await?;
-            print_status(&answer(r).await?);
+            print_status(
+                &changed(client.post(format!("{url}/api/cluster/promote")).json(&json!({"nodeId": id}))).await?,
+            );
         }
         ClusterCommand::Remove { id } => {
-            let r = client.delete(format!("{url}/api/cluster/members/{id}")).send().await?;
-            print_status(&answer(r).await?);
+            print_status(&changed(client.delete(format!("{url}/api/cluster/members/{id}"))).await?);
         }
     }
     Ok(())

@@ -124,6 +124,9 @@ impl Groups {
     /// leader wherever it is (a leader that is being removed hands its group over first). A
     /// change already made in a group (a retried command) is made again harmlessly.
     pub async fn change_membership(&self, change: MembershipChange) -> Result<(), ProposeError> {
+        if let MembershipChange::AddLearner { id, address } = &change {
+            self.check_joiner(*id, address).await?;
+        }
         for group in 0..self.inner.replicas.len() {
             self.change_in_group(group as GroupId, &change).await?;
         }
@@ -171,6 +174,34 @@ impl Groups {
             .await
             .map_err(|e| Refusal::retry(e.to_string()))?;
         answer
+    }
+
+    /// Refuses to add a node that runs another number of groups than this one: it could never
+    /// follow the groups it lacks. A node that cannot be asked (down, or a build without
+    /// [`paths::GROUPS`]) is added as before.
+    async fn check_joiner(&self, id: NodeId, address: &str) -> Result<(), ProposeError> {
+        let options = &self.inner.options;
+        let network = Network::new(options.cluster_secret.clone(), options.node_id, 0, self.faults());
+        let asked: Result<GroupId, _> =
+            network.connect(id, address).call_within(paths::GROUPS, &(), Duration::from_secs(5)).await;
+        let Ok(theirs) = asked else { return Ok(()) };
+        let ours = self.inner.replicas.len() as GroupId;
+        if theirs == ours {
+            return Ok(());
+        }
+        let partitions = |groups: GroupId| groups.saturating_sub(1).max(1);
+        Err(ProposeError::Rejected(format!(
+            "node {id} at {address} runs {theirs} Raft groups (partitions = {}) and this cluster {ours} \
+             (partitions = {}): start it with partitions = {} on an empty data directory",
+            partitions(theirs),
+            partitions(ours),
+            partitions(ours)
+        )))
+    }
+
+    /// What this node answers when asked how many groups it runs ([`paths::GROUPS`]).
+    pub fn count_answer(&self) -> Vec<u8> {
+        crate::codec::encode_message(&Ok::<GroupId, String>(self.inner.replicas.len() as GroupId))
     }
 
     fn faults(&self) -> Arc<crate::faults::Faults> {

@@ -69,15 +69,20 @@ pub(crate) async fn change(raft: &Raft, change: MembershipChange) -> Result<(), 
             // A leader does not remove itself (openraft stops on it): it hands the group over
             // first, and the change is asked again of the next leader.
             let m = raft.metrics().borrow_watched().clone();
-            if m.id == id && m.state == openraft::ServerState::Leader {
+            let leads = m.state == openraft::ServerState::Leader;
+            if m.id == id && leads {
                 if let Some(to) = crate::disk::successor(&m, id) {
                     tracing::info!(to, "handing leadership over before leaving the group");
                     raft.trigger().transfer_leader(to).await.map_err(|f| ProposeError::Fatal(f.to_string()))?;
                 }
                 return Err(ProposeError::NotLeader { leader: None });
             }
+            let membership = m.membership_config.membership();
+            if leads && !membership.nodes().any(|(member, _)| *member == id) {
+                return Ok(()); // Already removed: a repeated command.
+            }
             let ids = BTreeSet::from([id]);
-            let is_voter = raft.metrics().borrow_watched().membership_config.membership().voter_ids().any(|v| v == id);
+            let is_voter = membership.voter_ids().any(|v| v == id);
             if is_voter {
                 raft.change_membership(ChangeMembers::RemoveVoters(ids.clone()), false).await.map_err(write_error)?;
             }

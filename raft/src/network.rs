@@ -52,8 +52,10 @@ pub mod paths {
     /// A leader hands its group over to the receiver (or tells the others it does).
     pub const TRANSFER_LEADER: &str = "/internal/raft/transfer-leader";
     /// Change the membership of a group the receiver leads
-    /// ([`crate::replica::MembershipChange`]).
+    /// ([`crate::membership::MembershipChange`]).
     pub const MEMBERSHIP: &str = "/internal/raft/membership";
+    /// How many Raft groups the receiver runs (asked of a node before it is added).
+    pub const GROUPS: &str = "/internal/raft/groups";
 }
 
 /// What the server half answers: the Raft response, or why the node could not handle it.

@@ -308,15 +308,7 @@ impl Cluster {
         let members: String = addrs.iter().enumerate().map(|(i, a)| format!("{} = \"{a}\"\n", i + 1)).collect();
         let mut configs = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
-            let n = i + 1;
-            let data = dir.join(format!("node-{n}"));
-            let config = dir.join(format!("node-{n}.toml"));
-            let text = format!(
-                "node_id = {n}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\ncluster_secret = \"test-secret\"\n{extra}\n[members]\n{members}",
-                data.display()
-            );
-            std::fs::write(&config, text).expect("config written");
-            configs.push(config);
+            configs.push(write_node_config(dir, i + 1, addr, &format!("{extra}\n[members]\n{members}")));
         }
         let mut nodes = Vec::new();
         for (i, config) in configs.iter().enumerate() {
@@ -372,6 +364,43 @@ impl Cluster {
     pub async fn status(&self, n: usize) -> Value {
         send(client().get(self.api(n, "/cluster/status"))).await.json()
     }
+
+    /// Starts node `id` on `127.0.0.{id}` under `dir` with `join = true` (and `extra` in its
+    /// configuration), waiting to be added; returns it and its address. It is not one of
+    /// [`Cluster::nodes`].
+    pub async fn launch_joiner(&self, dir: &Path, id: usize, extra: &str) -> (Node, String) {
+        let listener = std::net::TcpListener::bind(format!("127.0.0.{id}:0")).expect("a free port");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let config = write_node_config(dir, id, &addr, &format!("join = true\n{extra}\n"));
+        (Node::launch(&server_args(&config), &[], &dir.join(format!("node-{id}"))).await, addr)
+    }
+
+    /// Runs `overture cluster <args> --url <node n>` and returns what it printed; fails the test
+    /// if the command fails.
+    pub fn admin(&self, n: usize, args: &[&str]) -> String {
+        let out = std::process::Command::new(overture_bin())
+            .arg("cluster")
+            .args(args)
+            .args(["--url", &self.nodes[n - 1].url])
+            .output()
+            .expect("overture cluster runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Writes `dir/node-{n}.toml` for node `n` at `addr` with its data in `dir/node-{n}`, the test
+/// cluster secret, and `rest` (settings, then tables) after them; returns its path.
+fn write_node_config(dir: &Path, n: usize, addr: &str, rest: &str) -> PathBuf {
+    let data = dir.join(format!("node-{n}"));
+    let config = dir.join(format!("node-{n}.toml"));
+    let text = format!(
+        "node_id = {n}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\ncluster_secret = \"test-secret\"\n{rest}",
+        data.display()
+    );
+    std::fs::write(&config, text).expect("config written");
+    config
 }
 
 fn server_args(config: &Path) -> Vec<std::ffi::OsString> {

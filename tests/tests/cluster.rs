@@ -289,49 +289,52 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_removed() {
     let dir = tempfile::tempdir().expect("dir");
     let c = cluster(dir.path(), "").await;
     Workload::register(&c.nodes[0].url, "grow", 1).await;
-    let listener = std::net::TcpListener::bind("127.0.0.4:0").expect("free port");
-    let addr = listener.local_addr().expect("addr").to_string();
-    drop(listener);
-    let data = dir.path().join("node-4");
-    let config = dir.path().join("node-4.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id = 4\nlisten = \"{addr}\"\ndata_dir = \"{}\"\ncluster_secret = \"test-secret\"\njoin = true\n",
-            data.display()
-        ),
-    )
-    .expect("config");
-    let fourth = overture_tests::Node::launch(&["server".into(), "--config".into(), config.into()], &[], &data).await;
-
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(overture_tests::overture_bin())
-            .arg("cluster")
-            .args(args)
-            .args(["--url", &c.nodes[1].url])
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let out = cli(&["add-learner", "--id", "4", "--address", &addr]);
+    let (fourth, addr) = c.launch_joiner(dir.path(), 4, "").await;
+    let out = c.admin(2, &["add-learner", "--id", "4", "--address", &addr]);
     assert!(out.contains("learner"), "{out}");
     // Once ready (caught up), the learner serves what was written before it joined.
     fourth.wait_ready().await;
     let r = send(client().get(format!("http://{addr}/api/metadata/taskdefs/grow_0"))).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
-    cli(&["promote", "--id", "4"]);
+    c.admin(2, &["promote", "--id", "4"]);
     let status = c.status(c.wait_leader(Duration::from_secs(5)).await).await;
     let voters = status["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count());
     assert_eq!(voters, Some(4), "{status}");
 
-    cli(&["remove", "--id", "4"]);
+    c.admin(2, &["remove", "--id", "4"]);
     let status = c.status(c.wait_leader(Duration::from_secs(5)).await).await;
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3), "{status}");
     // Still serving with three.
     let r = send(client().post(c.api(1, "/workflow/grow_flow")).json(&json!({"n": 1}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// The leader itself can be removed: it hands leadership to another member first, and the
+/// others go on without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_is_removed_and_the_others_go_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = cluster(dir.path(), "").await;
+    Workload::register(&c.nodes[0].url, "shrink", 1).await;
+    let (fourth, addr) = c.launch_joiner(dir.path(), 4, "").await;
+    c.admin(1, &["add-learner", "--id", "4", "--address", &addr]);
+    fourth.wait_ready().await;
+    c.admin(1, &["promote", "--id", "4"]);
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let other = c.other_than(leader);
+    c.admin(other, &["remove", "--id", &leader.to_string()]);
+    let ok = wait_for(Duration::from_secs(10), || async {
+        let status = c.status(other).await;
+        status["leader"].as_u64().is_some_and(|l| l != leader as u64)
+            && status["members"].as_array().is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["id"] != leader))
+    })
+    .await;
+    assert!(ok, "{}", c.status(other).await);
+    let r = send_retrying(client().post(c.api(other, "/workflow/shrink_flow")).json(&json!({"n": 1}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(client().get(format!("http://{addr}/api/metadata/taskdefs/shrink_0"))).await;
+    assert_eq!(r.status, 200, "the fourth node serves on: {}", r.text);
 }
 
 /// Retry, terminate, search, sync execution and idempotent starts through a follower of a

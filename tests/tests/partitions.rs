@@ -6,13 +6,18 @@
 use std::time::{Duration, Instant};
 
 use overture_tests::{Cluster, Node, Workload, client, overture_bin, send, wait_for};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PARTITIONS: &str = "partitions = 6";
 
 /// Each partition's leader (partition 1 first) as node `n` (1-based) sees it.
 async fn partition_leaders(c: &Cluster, n: usize) -> Vec<Option<u64>> {
-    let r = send(client().get(c.api(n, "/cluster/status")).timeout(Duration::from_secs(2))).await;
+    partition_leaders_at(&c.nodes[n - 1].url).await
+}
+
+/// Each partition's leader as the node at `url` sees it.
+async fn partition_leaders_at(url: &str) -> Vec<Option<u64>> {
+    let r = send(client().get(format!("{url}/api/cluster/status")).timeout(Duration::from_secs(2))).await;
     let status = r.json();
     let groups = status["groups"].as_array().cloned().unwrap_or_default();
     groups.iter().filter(|g| g["group"] != 0).map(|g| g["leader"].as_u64()).collect()
@@ -47,12 +52,8 @@ async fn partition_leaders_are_dealt_out_move_off_a_dead_node_and_come_back() {
     let r = send(client().post(c.api(3, "/workflow/parts_flow")).json(&json!({"n": 1}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     // The CLI prints who leads each partition.
-    let out = std::process::Command::new(overture_bin())
-        .args(["cluster", "status", "--url", &c.nodes[2].url])
-        .output()
-        .expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("partitions 6") && text.contains("preferred"), "{text}");
+    let text = c.admin(3, &["status"]);
+    assert!(text.contains("partitions 6") && text.contains("preferred"), "{text}");
 
     // Node 2 dies: its partitions (2 and 5) are led by the others within an election or two.
     c.nodes[1].kill9().await;
@@ -81,47 +82,34 @@ async fn a_fourth_node_joins_every_group_takes_its_partitions_and_leaves() {
     let dir = tempfile::tempdir().expect("dir");
     let c = Cluster::start(dir.path(), 3, PARTITIONS).await;
     wait_leaders(&c, 1, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
-    let listener = std::net::TcpListener::bind("127.0.0.4:0").expect("free port");
-    let addr = listener.local_addr().expect("addr").to_string();
-    drop(listener);
-    let data = dir.path().join("node-4");
-    let config = dir.path().join("node-4.toml");
-    let text = format!(
-        "node_id = 4\nlisten = \"{addr}\"\ndata_dir = \"{}\"\ncluster_secret = \"test-secret\"\njoin = true\n{PARTITIONS}\n",
-        data.display()
-    );
-    std::fs::write(&config, text).expect("config");
-    let fourth = Node::launch(&["server".into(), "--config".into(), config.into()], &[], &data).await;
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(overture_bin())
-            .arg("cluster")
-            .args(args)
-            .args(["--url", &c.nodes[1].url])
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    // A node started without the cluster's partitions is refused before it joins any group.
+    let (mut stranger, stranger_addr) = c.launch_joiner(dir.path(), 5, "").await;
+    let refused = std::process::Command::new(overture_bin())
+        .args(["cluster", "add-learner", "--id", "5", "--address", &stranger_addr, "--url", &c.nodes[0].url])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("runs 1 Raft groups (partitions = 1) and this cluster 7 (partitions = 6)"), "{stderr}");
+    assert_eq!(c.status(1).await["members"].as_array().map(Vec::len), Some(3));
+    stranger.terminate().await;
+
+    let (fourth, addr) = c.launch_joiner(dir.path(), 4, PARTITIONS).await;
     // Asked of a follower of the metadata group: forwarded to its leader, which has each
     // partition's leader make the change.
-    cli(&["add-learner", "--id", "4", "--address", &addr]);
+    c.admin(2, &["add-learner", "--id", "4", "--address", &addr]);
     fourth.wait_ready().await;
-    cli(&["promote", "--id", "4"]);
+    c.admin(2, &["promote", "--id", "4"]);
     // Four voters in every partition: the fourth partition is node 4's.
     let took = wait_leaders(&c, 1, &[1, 2, 3, 4, 1, 2], Duration::from_secs(30)).await;
     println!("a promoted fourth node led its partition {took:?} after the promotion");
     let seen_by_fourth = partition_leaders_at(&fourth.url).await;
     assert_eq!(seen_by_fourth, [Some(1), Some(2), Some(3), Some(4), Some(1), Some(2)]);
 
-    cli(&["remove", "--id", "4"]);
+    c.admin(2, &["remove", "--id", "4"]);
     wait_leaders(&c, 1, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
     let status = c.status(1).await;
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3), "{status}");
-}
-
-async fn partition_leaders_at(url: &str) -> Vec<Option<u64>> {
-    let status: Value = send(client().get(format!("{url}/api/cluster/status"))).await.json();
-    let groups = status["groups"].as_array().cloned().unwrap_or_default();
-    groups.iter().filter(|g| g["group"] != 0).map(|g| g["leader"].as_u64()).collect()
 }
 
 /// The number of partitions is fixed when a data directory is created: a node started with

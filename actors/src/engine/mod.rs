@@ -251,6 +251,11 @@ impl Engine {
         self.inner.replica.rpc()
     }
 
+    /// The answer to a peer asking how many Raft groups this node runs.
+    pub fn group_count_answer(&self) -> Vec<u8> {
+        self.inner.groups.count_answer()
+    }
+
     /// The server half of Raft RPC for `group`, if this node is in that group.
     pub fn rpc_for(&self, group: overture_raft::GroupId) -> Option<&RpcServer> {
         self.inner.groups.get(group).map(Replica::rpc)
