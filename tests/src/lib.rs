@@ -296,8 +296,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `size` members under `dir` and waits until a leader serves writes and every member
-    /// knows it. `extra` is appended to every node's configuration file.
+    /// knows it. `extra` is appended to every node's configuration file, and so is
+    /// `partitions = N` when `OVERTURE_TEST_PARTITIONS=N` is set and `extra` names none, so any
+    /// cluster test can be run against partitioned nodes.
     pub async fn start(dir: &Path, size: usize, extra: &str) -> Cluster {
+        let extra = with_test_partitions(extra);
         let addrs: Vec<String> = (1..=size)
             .map(|n| {
                 let ip = format!("127.0.0.{n}");
@@ -366,13 +369,13 @@ impl Cluster {
     }
 
     /// Starts node `id` on `127.0.0.{id}` under `dir` with `join = true` (and `extra` in its
-    /// configuration), waiting to be added; returns it and its address. It is not one of
+    /// configuration, with `OVERTURE_TEST_PARTITIONS` as in [`Cluster::start`]), waiting to be added; returns it and its address. It is not one of
     /// [`Cluster::nodes`].
     pub async fn launch_joiner(&self, dir: &Path, id: usize, extra: &str) -> (Node, String) {
         let listener = std::net::TcpListener::bind(format!("127.0.0.{id}:0")).expect("a free port");
         let addr = listener.local_addr().expect("addr").to_string();
         drop(listener);
-        let config = write_node_config(dir, id, &addr, &format!("join = true\n{extra}\n"));
+        let config = write_node_config(dir, id, &addr, &format!("join = true\n{}\n", with_test_partitions(extra)));
         (Node::launch(&server_args(&config), &[], &dir.join(format!("node-{id}"))).await, addr)
     }
 
@@ -387,6 +390,15 @@ impl Cluster {
             .expect("overture cluster runs");
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `extra` with `partitions = N` before it when `OVERTURE_TEST_PARTITIONS=N` is set and `extra`
+/// names no partitions.
+fn with_test_partitions(extra: &str) -> String {
+    match std::env::var("OVERTURE_TEST_PARTITIONS") {
+        Ok(p) if !p.is_empty() && !extra.contains("partitions") => format!("partitions = {p}\n{extra}"),
+        _ => extra.to_owned(),
     }
 }
 

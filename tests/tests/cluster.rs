@@ -258,10 +258,10 @@ async fn metrics_and_cluster_status_agree() {
     let vote = client()
         .post(format!("{}/internal/raft/vote", c.nodes[follower - 1].url))
         .header("x-overture-cluster-secret", "test-secret")
-        .header("x-overture-group", "3");
+        .header("x-overture-group", "99");
     let r = send(vote.body("x")).await;
     assert_eq!(r.status, 404, "{}", r.text);
-    assert!(r.text.contains("not in Raft group 3"), "{}", r.text);
+    assert!(r.text.contains("not in Raft group 99"), "{}", r.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
