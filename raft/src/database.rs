@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 
 use crate::errors::OpenError;
-use crate::group_db::{GroupDb, GroupId};
+use crate::group_db::{GroupDb, GroupId, partitions_of};
 use crate::io_err;
 use crate::keys;
 use crate::options::ReplicaOptions;
@@ -31,14 +31,13 @@ impl Database {
         let groups = groups.max(1);
         let found = groups_in(&options.data_dir.join("db"));
         if found.is_some_and(|found| found != groups) {
-            let partitions = |groups: GroupId| if groups <= 1 { 1 } else { groups - 1 };
             let found = found.unwrap_or_default();
             return Err(OpenError::Storage(io_err(format!(
                 "{} holds {found} Raft groups (partitions = {}), and this node was started with {groups} \
                  (partitions = {}); the number of partitions is fixed when a data directory is created",
                 options.data_dir.display(),
-                partitions(found),
-                partitions(groups),
+                partitions_of(found),
+                partitions_of(groups),
             ))));
         }
         let db = open_database(&options.data_dir, groups)?;

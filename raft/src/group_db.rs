@@ -14,6 +14,17 @@ use rocksdb::{ColumnFamily, DB};
 /// A Raft group's number on a node: 0 is the first (and, without partitions, the only) group.
 pub type GroupId = u16;
 
+/// The Raft groups a node of a cluster with `partitions` partitions runs: the metadata group,
+/// and one per partition when there are more than one.
+pub fn group_count(partitions: u16) -> GroupId {
+    if partitions <= 1 { 1 } else { partitions.saturating_add(1) }
+}
+
+/// The partitions of a node that runs `groups` Raft groups ([`group_count`] the other way).
+pub fn partitions_of(groups: GroupId) -> u16 {
+    if groups <= 1 { 1 } else { groups - 1 }
+}
+
 /// The name of the column family `base` of `group`.
 pub fn family_name(base: &str, group: GroupId) -> String {
     if group == 0 { base.to_owned() } else { format!("{base}@{group}") }

@@ -24,16 +24,11 @@ use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 
 use crate::errors::ProposeError;
-use crate::group_db::GroupId;
+use crate::group_db::{GroupId, group_count, partitions_of};
 use crate::membership::{MembershipChange, Refusal};
 use crate::network::{Network, paths};
 use crate::replica::{Database, OpenError, Replica, ReplicaOptions};
 use crate::types::{Node, NodeId};
-
-/// The Raft groups a node with `partitions` partitions runs.
-pub fn group_count(partitions: u16) -> GroupId {
-    if partitions <= 1 { 1 } else { partitions.saturating_add(1) }
-}
 
 /// A node's groups: cheap to clone.
 #[derive(Clone)]
@@ -107,7 +102,7 @@ impl Groups {
 
     /// The number of partitions: 1 when the metadata group holds everything.
     pub fn partitions(&self) -> u16 {
-        (self.inner.replicas.len() as u16).saturating_sub(1).max(1)
+        partitions_of(self.inner.replicas.len() as GroupId)
     }
 
     /// Initializes every group with these members, unless it already is; `true` if any group
@@ -189,13 +184,12 @@ impl Groups {
         if theirs == ours {
             return Ok(());
         }
-        let partitions = |groups: GroupId| groups.saturating_sub(1).max(1);
         Err(ProposeError::Rejected(format!(
             "node {id} at {address} runs {theirs} Raft groups (partitions = {}) and this cluster {ours} \
              (partitions = {}): start it with partitions = {} on an empty data directory",
-            partitions(theirs),
-            partitions(ours),
-            partitions(ours)
+            partitions_of(theirs),
+            partitions_of(ours),
+            partitions_of(ours)
         )))
     }
 

@@ -35,7 +35,6 @@ pub struct Engine {
 struct Inner {
     /// The node's Raft groups; workflows run in the metadata group's replica today.
     groups: overture_raft::Groups,
-    replica: Replica,
     leader: RwLock<Option<Arc<Leader>>>,
     options: EngineOptions,
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -63,10 +62,8 @@ impl Engine {
     /// Starts the engine on a node's Raft groups: it follows the metadata group's leadership
     /// from now on.
     pub fn start_groups(groups: overture_raft::Groups, options: EngineOptions) -> Engine {
-        let replica = groups.metadata().clone();
-        let engine = Engine {
-            inner: Arc::new(Inner { groups, replica, leader: RwLock::new(None), options, watcher: Mutex::new(None) }),
-        };
+        let engine =
+            Engine { inner: Arc::new(Inner { groups, leader: RwLock::new(None), options, watcher: Mutex::new(None) }) };
         let watcher = tokio::spawn(engine.clone().follow_leadership());
         *engine.inner.watcher.lock() = Some(watcher);
         engine
@@ -74,7 +71,7 @@ impl Engine {
 
     /// Starts and stops leader services as leadership comes and goes.
     async fn follow_leadership(self) {
-        let mut watch = self.inner.replica.leadership_watch();
+        let mut watch = self.replica().leadership_watch();
         loop {
             let now = watch.current();
             let current = self.inner.leader.read().clone();
@@ -84,7 +81,7 @@ impl Engine {
                     if let Some(old) = current {
                         self.step_down(&old);
                     }
-                    let replica = self.inner.replica.clone();
+                    let replica = self.replica().clone();
                     match Leader::start(replica, now.term, now.lease, &self.inner.options) {
                         Ok(leader) => *self.inner.leader.write() = Some(Arc::new(leader)),
                         Err(e) => tracing::error!(error = %e, "cannot start leader services"),
@@ -118,17 +115,17 @@ impl Engine {
 
     /// The replica under the engine.
     pub fn replica(&self) -> &Replica {
-        &self.inner.replica
+        self.inner.groups.metadata()
     }
 
     fn read(&self) -> &ReadView {
-        self.inner.replica.read()
+        self.replica().read()
     }
 
     /// Stores a payload in external payload storage (on the leader).
     pub async fn store_payload(&self, path: &str, bytes: &[u8]) -> Result<(), Error> {
         let leader = self.leader()?;
-        crate::payloads::store(&leader.host.payloads.storage, &self.inner.replica, path, bytes).await
+        crate::payloads::store(&leader.host.payloads.storage, self.replica(), path, bytes).await
     }
 
     /// The payload stored at `path` in external payload storage, as this node has it.
@@ -148,7 +145,7 @@ impl Engine {
 
     /// Where this node stands in its group.
     pub fn leadership(&self) -> Leadership {
-        self.inner.replica.leadership()
+        self.replica().leadership()
     }
 
     /// This node can serve writes now: it is the ready leader and holds its lease.
@@ -169,7 +166,7 @@ impl Engine {
         let l = self.leadership();
         Err(Error::Unavailable(match (l.is_leader, l.leader) {
             (true, _) => "this node was just elected leader and is catching up; retry shortly".into(),
-            (false, Some(id)) if id != self.inner.replica.node_id() => {
+            (false, Some(id)) if id != self.replica().node_id() => {
                 format!("this node is not the leader; node {id} is")
             }
             _ => "no leader is elected yet; retry shortly".into(),
@@ -178,7 +175,7 @@ impl Engine {
 
     async fn propose(&self, request: Request) -> Result<(), Error> {
         self.leader()?;
-        match self.inner.replica.propose(request).await? {
+        match self.replica().propose(request).await? {
             Response::Ok | Response::Applied { .. } | Response::Existing { .. } | Response::Purged { .. } => Ok(()),
             Response::NotFound(m) => Err(Error::NotFound(m)),
             Response::Conflict(m) => Err(Error::Conflict(m)),
@@ -192,13 +189,13 @@ impl Engine {
 
     /// Where the group stands, as this node sees it.
     pub fn cluster_status(&self) -> ClusterStatus {
-        self.inner.replica.status()
+        self.replica().status()
     }
 
     /// The client address of the current leader, if one is known and it is not this node.
     pub fn leader_address(&self) -> Option<String> {
         let leader = self.leadership().leader?;
-        (leader != self.inner.replica.node_id()).then(|| self.inner.replica.node_addr(leader)).flatten()
+        (leader != self.replica().node_id()).then(|| self.replica().node_addr(leader)).flatten()
     }
 
     /// Where each of this node's Raft groups stands.
@@ -234,12 +231,12 @@ impl Engine {
     /// Waits until local reads reflect every write committed before the call (leader only).
     pub async fn ensure_linearizable(&self) -> Result<(), Error> {
         self.leader()?;
-        Ok(self.inner.replica.ensure_linearizable().await?)
+        Ok(self.replica().ensure_linearizable().await?)
     }
 
     /// A digest of the state machine and the applied index it was taken at.
     pub async fn digest(&self) -> Result<(u64, String), Error> {
-        let replica = self.inner.replica.clone();
+        let replica = self.replica().clone();
         tokio::task::spawn_blocking(move || replica.digest())
             .await
             .map_err(|e| Error::Internal(format!("digest task: {e}")))?
@@ -248,7 +245,7 @@ impl Engine {
 
     /// The server half of Raft RPC.
     pub fn rpc(&self) -> &RpcServer {
-        self.inner.replica.rpc()
+        self.replica().rpc()
     }
 
     /// The answer to a peer asking how many Raft groups this node runs.

@@ -191,7 +191,7 @@ impl Engine {
     /// Waits up to `timeout` for this node to serve writes.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let started = Instant::now();
-        let mut watch = self.inner.replica.leadership_watch();
+        let mut watch = self.replica().leadership_watch();
         while started.elapsed() < timeout && !self.is_ready() {
             // Leader services start right after the Raft state change this wakes on.
             let _ = tokio::time::timeout(Duration::from_millis(20), watch.changed()).await;
