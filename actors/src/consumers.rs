@@ -108,7 +108,7 @@ async fn handle(
             let mut failures = Vec::new();
             if let Some(status) = task_status {
                 match crate::default_queues::apply(workflows, status, &payload).await {
-                    Ok(task_id) => tracing::debug!(event, %message_id, task_id, "task updated from its default queue"),
+                    Ok(()) => tracing::debug!(event, %message_id, "task updated from its default queue"),
                     Err(why) => {
                         tracing::warn!(event, %message_id, why, "a default event queue message updated no task");
                         failures.push(why);
@@ -131,6 +131,12 @@ async fn handle(
             statuses.update(event, |s| s.invalid += 1);
             statuses.error(event, format!("message {message_id} is not JSON ({e}); dropped"));
         }
+    }
+    if workflows.host().is_stopped() {
+        // This node stopped leading while the message was handled: what it did not finish is
+        // left to the next leader, which the broker redelivers it to; every effect is idempotent.
+        tracing::debug!(event, %message_id, "leadership ended while handling a message; not acknowledged");
+        return;
     }
     if let Err(e) = ack().await {
         tracing::warn!(event, %message_id, error = %e, "acknowledging a message");

@@ -14,6 +14,7 @@ use overture_core::{Object, TaskResultStatus, TaskUpdate};
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::router::Op;
 use crate::workflows::Workflows;
 
 /// What a default queue's message names.
@@ -47,15 +48,34 @@ fn base(reference: &str) -> &str {
     reference.split("__").next().unwrap_or(reference)
 }
 
-/// Applies one message of a default queue; answers the task updated, or why none was.
-pub(crate) async fn apply(workflows: &Workflows, status: TaskResultStatus, payload: &Value) -> Result<String, String> {
+/// Applies one message of a default queue, where the workflow it names is led (tried again
+/// while its partition has no leader); answers why no task was updated, if none was.
+pub(crate) async fn apply(workflows: &Workflows, status: TaskResultStatus, payload: &Value) -> Result<(), String> {
     let Some(t) = target(payload) else {
         return Err("the message has no externalId with a workflowId".into());
     };
+    let host = workflows.host();
+    let op = || {
+        let op = Op::FromDefaultQueue { workflow_id: t.workflow_id.clone(), status, payload: payload.clone() };
+        host.router.act(op)
+    };
+    crate::router::until_it_lands(host, op).await.map_err(|e| e.to_string())
+}
+
+/// Applies one message of a default queue on this node, which leads its workflow's partition;
+/// answers the task updated.
+pub(crate) async fn apply_here(
+    workflows: &Workflows,
+    status: TaskResultStatus,
+    payload: &Value,
+) -> Result<String, Error> {
+    let Some(t) = target(payload) else {
+        return Err(Error::BadRequest("the message has no externalId with a workflowId".into()));
+    };
     let wf = match workflows.workflow(&t.workflow_id) {
         Ok(wf) => wf,
-        Err(Error::NotFound(_)) => return Err(format!("workflow {} does not exist", t.workflow_id)),
-        Err(e) => return Err(e.to_string()),
+        Err(Error::NotFound(_)) => return Err(Error::NotFound(format!("workflow {} does not exist", t.workflow_id))),
+        Err(e) => return Err(e),
     };
     let mut open = wf.tasks.iter().filter(|task| !task.status.is_terminal());
     let task = match (&t.task_id, &t.task_ref_name) {
@@ -64,7 +84,7 @@ pub(crate) async fn apply(workflows: &Workflows, status: TaskResultStatus, paylo
         (None, None) => open.find(|task| task.kind() == overture_core::plan::TaskKind::Wait),
     };
     let Some(task) = task else {
-        return Err(format!("workflow {} has no open task the message names", t.workflow_id));
+        return Err(Error::NotFound(format!("workflow {} has no open task the message names", t.workflow_id)));
     };
     let output: Object = payload.as_object().cloned().unwrap_or_default();
     let update = TaskUpdate {
@@ -79,7 +99,7 @@ pub(crate) async fn apply(workflows: &Workflows, status: TaskResultStatus, paylo
         logs: Vec::new(),
         output_stored_at: None,
     };
-    workflows.update(&t.workflow_id, update).await.map_err(|e| e.to_string())?;
+    workflows.update(&t.workflow_id, update).await?;
     Ok(task.task_id.clone())
 }
 

@@ -30,9 +30,36 @@ pub enum Error {
     /// space is freed.
     #[error("{0}")]
     DiskFull(String),
+    /// 503, retryable: another node leads the group this request acts on (a partitioned
+    /// cluster). Nothing was done; the API forwards the request to that node.
+    #[error("{} is led by node {node} at {address}; ask it", if *group == 0 { "the cluster".to_owned() } else { format!("partition {group}") })]
+    Elsewhere {
+        /// The Raft group.
+        group: overture_raft::GroupId,
+        /// The node that leads it.
+        node: u64,
+        /// That node's client address.
+        address: String,
+    },
     /// 500: storage failed or a bug. Nothing acknowledged is lost.
     #[error("{0}")]
     Internal(String),
+}
+
+impl Error {
+    /// Whether the same request may succeed later: the error is about where or when it was
+    /// made (no leader, another node leads, overload, a full disk, a storage failure), not
+    /// about the request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable(_)
+                | Error::Elsewhere { .. }
+                | Error::Overloaded(_)
+                | Error::DiskFull(_)
+                | Error::Internal(_)
+        )
+    }
 }
 
 /// Why a leader that lost touch with the majority answers nothing that needs a leader.

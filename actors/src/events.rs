@@ -27,6 +27,7 @@ use crate::brokers::{BrokerQueue, Brokers};
 use crate::error::Error;
 use crate::names;
 use crate::outcome::Outcome;
+use crate::router::Op;
 use crate::workflows::Workflows;
 
 /// Publishes an EVENT task's message and completes the task (or leaves it IN_PROGRESS for an
@@ -146,7 +147,10 @@ pub(crate) async fn deliver(workflows: &Workflows, event: &str, message_id: &str
         }
         for (i, action) in handler.actions.iter().enumerate() {
             let key = format!("{message_id}:{}:{i}", handler.name);
-            let outcome = match run_action(workflows, action, event, message_id, payload, &key).await {
+            // Tried again while its workflow's partition has no leader (a failover): each action is
+            // idempotent, so it is done once.
+            let run = || run_action(workflows, action, event, message_id, payload, &key);
+            let outcome = match crate::router::until_it_lands(workflows.host(), run).await {
                 Ok(()) => "completed",
                 Err(e) => {
                     tracing::warn!(handler = %handler.name, action = %action.action, error = %e, "event action failed");
@@ -209,7 +213,8 @@ async fn run_action(
                 idempotency_strategy: None,
                 external_input_payload_storage_path: None,
             };
-            workflows.start_child(request, crate::derived_id("event", key).into(), None).await
+            // In the partition the id hashes to, wherever it is led.
+            workflows.host().router.start_child(request, crate::derived_id("event", key).into(), None).await
         }
         "complete_task" | "fail_task" => {
             let params = if action.action == "complete_task" {
@@ -235,7 +240,7 @@ async fn run_action(
                     logs: Vec::new(),
                     output_stored_at: None,
                 };
-                return workflows.update_task(update).await.map(|_| ());
+                return workflows.host().router.act(Op::Update(Box::new(update))).await;
             }
             let (Some(workflow_id), Some(reference)) = (text(&params, "workflowId"), text(&params, "taskRefName"))
             else {
@@ -244,18 +249,14 @@ async fn run_action(
                     action.action
                 )));
             };
-            workflows.workflow(&workflow_id)?;
-            workflows.update_by_ref(&workflow_id, Some(reference), status, output, None).await.map(|_| ())
+            workflows.host().router.act(Op::UpdateByRef { workflow_id, reference, status, output }).await
         }
         "terminate_workflow" => {
             let params = resolve(&action.terminate_workflow)?.unwrap_or(Value::Null);
             let workflow_id = text(&params, "workflowId")
                 .ok_or_else(|| Error::BadRequest("terminate_workflow needs workflowId".into()))?;
-            workflows.workflow(&workflow_id)?;
-            match workflows.terminate(&workflow_id, text(&params, "terminationReason")).await {
-                Ok(()) | Err(Error::Conflict(_)) => Ok(()),
-                Err(e) => Err(e),
-            }
+            let reason = text(&params, "terminationReason");
+            workflows.host().router.act(Op::Terminate { workflow_id, reason }).await
         }
         "update_workflow_variables" => {
             let params = resolve(&action.update_workflow_variables)?.unwrap_or(Value::Null);
@@ -263,7 +264,7 @@ async fn run_action(
                 .ok_or_else(|| Error::BadRequest("update_workflow_variables needs workflowId".into()))?;
             let variables = params.get("variables").and_then(Value::as_object).cloned().unwrap_or_default();
             let append = params.get("appendArray").and_then(Value::as_bool).unwrap_or(false);
-            workflows.update_variables(&workflow_id, variables, append).await
+            workflows.host().router.act(Op::UpdateVariables { workflow_id, variables, append }).await
         }
         other => Err(Error::BadRequest(format!("event action {other} is not supported"))),
     }

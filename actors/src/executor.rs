@@ -209,7 +209,8 @@ async fn sub_workflow(workflows: &Workflows, task: &Value) -> Outcome {
         idempotency_strategy: text(&input["idempotencyStrategy"]),
         external_input_payload_storage_path: None,
     };
-    let child_id = crate::derived_id("sub-workflow", task_id);
+    // In the parent's partition: the child's end notifies the parent there.
+    let child_id = workflows.host().derived_id("sub-workflow", task_id);
     match workflows.start_child(request, child_id.clone().into(), Some((parent_id.into(), task_id.to_owned()))).await {
         Ok(()) => Outcome {
             status: TaskResultStatus::InProgress,
@@ -239,7 +240,7 @@ async fn start_workflow(workflows: &Workflows, task: &Value) -> Outcome {
             request.task_to_domain = caller.header.task_to_domain.clone();
         }
     }
-    let id = crate::derived_id("start-workflow", task["taskId"].as_str().unwrap_or_default());
+    let id = workflows.host().derived_id("start-workflow", task["taskId"].as_str().unwrap_or_default());
     match workflows.start_child(request, id.clone().into(), None).await {
         Ok(()) => Outcome {
             status: TaskResultStatus::Completed,

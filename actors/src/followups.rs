@@ -56,7 +56,7 @@ async fn start_failure_workflow(workflows: &Workflows, workflow_id: &str) -> Res
     let failed = workflows.workflow(workflow_id)?;
     let started = match failure_workflow_request(&failed) {
         Some(request) => {
-            let id: WorkflowId = crate::derived_id("failure-workflow", workflow_id).into();
+            let id: WorkflowId = workflows.host().derived_id("failure-workflow", workflow_id).into();
             match prepare_start(workflows.read(), request, id.clone(), None) {
                 Ok(cmd) => match workflows.start_workflow(cmd).await {
                     Ok(_) | Err(Error::Conflict(_)) => Ok(id),

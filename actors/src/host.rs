@@ -21,6 +21,12 @@ use crate::queues::{PollTimes, TaskQueues};
 pub(crate) struct Host {
     /// The Raft term this leadership is in.
     pub term: u64,
+    /// The Raft group this node leads: the metadata group 0, or a partition.
+    pub group: overture_raft::GroupId,
+    /// The number of partitions of the cluster.
+    pub partitions: u16,
+    /// Acts on workflows of other groups, wherever they are led.
+    pub router: crate::router::Router,
     /// Where proposals go and reads come from.
     pub replica: Replica,
     /// Worker and executor queues, mirrored from the applied queue rows.
@@ -43,9 +49,11 @@ pub(crate) struct Host {
 
 impl Host {
     /// A host for `term`, serving until [`Host::stop`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         term: u64,
         replica: Replica,
+        router: crate::router::Router,
         queues: Arc<TaskQueues>,
         limits: Arc<Limits>,
         watchers: Arc<Watchers>,
@@ -54,6 +62,9 @@ impl Host {
     ) -> Host {
         Host {
             term,
+            group: replica.group(),
+            partitions: router.partitions(),
+            router,
             replica,
             queues,
             limits,
@@ -64,6 +75,16 @@ impl Host {
             stop: watch::Sender::new(false),
             lease: watch::Sender::new(true),
         }
+    }
+
+    /// Where the decider's new task ids come from: ids that land in this group.
+    pub fn ids(&self) -> crate::actor::PartitionIds {
+        crate::actor::PartitionIds { group: self.group, partitions: self.partitions }
+    }
+
+    /// An id derived from `key` for `purpose` that lands in this group.
+    pub fn derived_id(&self, purpose: &str, key: &str) -> String {
+        crate::derived_id_in(purpose, key, self.group, self.partitions)
     }
 
     /// The decider's environment on this leader.
@@ -85,6 +106,11 @@ impl Host {
             return Err(Error::Unavailable(crate::error::LEASE_LOST.into()));
         }
         Ok(())
+    }
+
+    /// Whether the term ended (this node stopped leading); a lost lease alone does not end it.
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
     }
 
     /// Ends the term: every loop watching [`Host::stopped`] returns.

@@ -33,15 +33,43 @@ use crate::scheduler::Scheduler;
 use crate::timers::Timers;
 use crate::workflows::Workflows;
 
-/// Everything that exists only while this node is the ready leader.
+/// Everything that exists only while this node is the ready leader of a group.
 pub(crate) struct Leader {
     /// What the services share, for this term.
     pub host: Arc<Host>,
     /// Acts on workflows through their actors.
     pub workflows: Workflows,
-    /// Changes to schedules, serialized with their fires.
-    pub scheduler: Arc<Scheduler>,
+    /// Changes to schedules, serialized with their fires (on the group that holds schedules).
+    pub scheduler: Option<Arc<Scheduler>>,
     timers: Arc<Timers>,
+}
+
+/// What a group holds, and so which services its leader runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The one group of a cluster without partitions: everything.
+    Everything,
+    /// The metadata group of a partitioned cluster: definitions, schedules, event handlers. Its
+    /// leader fires schedules and consumes event queues; the workflows they start live in the
+    /// partitions.
+    Metadata,
+    /// A partition: workflows, their tasks, queues and timers.
+    Partition,
+}
+
+impl Role {
+    /// The role of `group` in a cluster of `partitions` partitions.
+    pub fn of(group: overture_raft::GroupId, partitions: u16) -> Role {
+        match (group, partitions) {
+            (_, 0 | 1) => Role::Everything,
+            (0, _) => Role::Metadata,
+            _ => Role::Partition,
+        }
+    }
+
+    fn runs_metadata_services(self) -> bool {
+        self != Role::Partition
+    }
 }
 
 /// Mirrors applied queue and timer rows into memory; counts finished workflows.
@@ -87,7 +115,14 @@ impl ApplyListener for Listener {
 
 impl Leader {
     /// Builds and starts every leader service for `term`. Fails only if the rebuild scan fails.
-    pub fn start(replica: Replica, term: u64, lease: bool, options: &EngineOptions) -> Result<Leader, Error> {
+    pub fn start(
+        replica: Replica,
+        term: u64,
+        lease: bool,
+        options: &EngineOptions,
+        role: Role,
+        router: crate::router::Router,
+    ) -> Result<Leader, Error> {
         let queues = Arc::new(TaskQueues::default());
         let timers = Arc::new(Timers::default());
         let limits = Arc::new(Limits::default());
@@ -113,6 +148,7 @@ impl Leader {
         let host = Arc::new(Host::new(
             term,
             replica.clone(),
+            router,
             queues,
             limits,
             watchers,
@@ -132,17 +168,23 @@ impl Leader {
         tokio::spawn(timers.clone().run(fire, stop.clone()));
         tokio::spawn(passivation_loop(workflows.clone(), options.idle_actor_timeout, stop.clone()));
         crate::retention::spawn(replica, options.retention, stop.clone());
-        let scheduler = crate::scheduler::spawn(host.clone(), options.schedule_grace, stop.clone());
+        let metadata = role.runs_metadata_services();
+        let scheduler = metadata.then(|| crate::scheduler::spawn(host.clone(), options.schedule_grace, stop.clone()));
         let http = options.http_tls.client().unwrap_or_else(|e| {
             // The node checks its settings at start; this is a settings object made elsewhere.
             tracing::error!(error = %e, "HTTP tasks use the system's certificate authorities only");
             overture_raft::http::client().build().unwrap_or_default()
         });
         crate::executor::spawn(workflows.clone(), http, options.brokers.clone(), options.max_task_output_bytes, &stop);
-        tokio::spawn(crate::consumers::run(workflows.clone(), options.brokers.clone(), stop.clone()));
+        if metadata {
+            tokio::spawn(crate::consumers::run(workflows.clone(), options.brokers.clone(), stop.clone()));
+        }
 
-        tracing::info!(term, queued, timers = timers.len(), "leader services started");
-        metrics::gauge!(names::LEADER_READY).set(1.0);
+        let group = host.group;
+        tracing::info!(group, term, queued, timers = timers.len(), "leader services started");
+        if group == 0 {
+            metrics::gauge!(names::LEADER_READY).set(1.0);
+        }
         Ok(Leader { host, workflows, scheduler, timers })
     }
 
@@ -157,8 +199,15 @@ impl Leader {
         self.host.stop();
         self.workflows.stop_all();
         self.host.queues.wake_all();
-        metrics::gauge!(names::LEADER_READY).set(0.0);
-        tracing::info!(term = self.host.term, timers = self.timers.len(), "leader services stopped");
+        if self.host.group == 0 {
+            metrics::gauge!(names::LEADER_READY).set(0.0);
+        }
+        tracing::info!(
+            group = self.host.group,
+            term = self.host.term,
+            timers = self.timers.len(),
+            "leader services stopped"
+        );
     }
 }
 

@@ -35,6 +35,7 @@ mod outcome;
 pub mod payloads;
 pub mod queues;
 pub mod retention;
+mod router;
 pub mod scheduler;
 pub mod search;
 mod sigv4;
@@ -56,10 +57,36 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// A new id that lands in `group` of a cluster of `partitions` partitions
+/// ([`overture_raft::partition_of`]): a workflow's task ids land in its group, so a task is
+/// found from its id alone. Without partitions, the first id made.
+pub fn new_id_in(group: overture_raft::GroupId, partitions: u16) -> String {
+    loop {
+        let id = new_id();
+        if overture_raft::partition_of(&id, partitions) == group {
+            return id;
+        }
+    }
+}
+
 /// An id derived from what an effect is for, so doing the effect twice (after a failover) finds
 /// the first one instead of making a second.
 pub(crate) fn derived_id(purpose: &str, key: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("overture:{purpose}:{key}").as_bytes()).to_string()
+}
+
+/// [`derived_id`], made to land in `group` (a sub-workflow in its parent's partition): the first
+/// of the ids derived from `key`, `key#1`, `key#2`, … that does. As deterministic as
+/// [`derived_id`], and the same id without partitions.
+pub(crate) fn derived_id_in(purpose: &str, key: &str, group: overture_raft::GroupId, partitions: u16) -> String {
+    let first = derived_id(purpose, key);
+    if overture_raft::partition_of(&first, partitions) == group {
+        return first;
+    }
+    (1u32..)
+        .map(|n| derived_id(purpose, &format!("{key}#{n}")))
+        .find(|id| overture_raft::partition_of(id, partitions) == group)
+        .unwrap_or(first)
 }
 
 /// This node's clock in epoch millis: the leader's clock, recorded in the events it decides.
@@ -108,6 +135,20 @@ static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atomic
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicI64};
+
+    #[test]
+    fn ids_made_for_a_partition_land_in_it() {
+        use overture_raft::partition_of;
+        for group in 1..=6 {
+            assert_eq!(partition_of(&super::new_id_in(group, 6), 6), group);
+            let derived = super::derived_id_in("sub-workflow", "task-1", group, 6);
+            assert_eq!(partition_of(&derived, 6), group);
+            // Derived twice, the same id: an effect repeated after a failover finds the first.
+            assert_eq!(derived, super::derived_id_in("sub-workflow", "task-1", group, 6));
+        }
+        // One partition: the ids of a cluster without partitions.
+        assert_eq!(super::derived_id_in("sub-workflow", "t", 0, 1), super::derived_id("sub-workflow", "t"));
+    }
 
     #[test]
     fn the_clock_holds_while_the_wall_clock_is_behind_and_follows_it_after() {

@@ -63,6 +63,8 @@ pub const ACTORS_ACTIVE: &str = "overture_workflow_actors";
 pub const ACTORS_EVICTED: &str = "overture_workflow_actors_evicted_total";
 /// Gauge: 1 while this node is the ready leader.
 pub const LEADER_READY: &str = "overture_leader_ready";
+/// Counter: tasks a poll on this node received from partitions other nodes lead.
+pub const TASK_POLL_FORWARDED: &str = "overture_task_poll_forwarded_total";
 
 /// Histogram: seconds one script evaluation took, by `engine` (`javascript`, `jq`).
 pub const SCRIPT_SECONDS: &str = "overture_script_seconds";

@@ -23,7 +23,7 @@ use overture_raft::codec::JsonBytes;
 use overture_raft::{Request, Response, WorkflowBatch};
 use tokio::sync::watch;
 
-use crate::actor::{UuidIds, blocking_if};
+use crate::actor::blocking_if;
 use crate::error::Error;
 use crate::host::Host;
 use crate::names;
@@ -110,8 +110,22 @@ async fn fire(scheduler: &Scheduler, s: &WorkflowSchedule, due: i64, now: i64) -
         zone_id: s.zone_id.clone(),
         start_workflow_request: s.start_workflow_request.clone(),
     };
-    let start = match start_batch(&scheduler.host, s, &workflow_id, due, now) {
-        Ok(batch) => Some(batch),
+    let host = &scheduler.host;
+    let start = match start_request(s, due, now) {
+        // Partitioned: the workflow starts in its partition first (a fire repeated after a
+        // failover finds it there), then the fire is recorded.
+        Ok(request) if host.partitions > 1 => {
+            match host.router.start_child(request, workflow_id.clone().into(), None).await {
+                Ok(()) => Ok(None),
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => Err(e),
+            }
+        }
+        Ok(request) => start_batch(host, request, &workflow_id, now).map(Some),
+        Err(e) => Err(e),
+    };
+    let start = match start {
+        Ok(batch) => batch,
         Err(e) => {
             record.state = "FAILED".into();
             record.reason = Some(e.to_string());
@@ -119,8 +133,8 @@ async fn fire(scheduler: &Scheduler, s: &WorkflowSchedule, due: i64, now: i64) -
             None
         }
     };
-    metrics::counter!(names::SCHEDULE_FIRES, "outcome" => if start.is_some() { "started" } else { "failed" })
-        .increment(1);
+    let started = record.workflow_id.is_some();
+    metrics::counter!(names::SCHEDULE_FIRES, "outcome" => if started { "started" } else { "failed" }).increment(1);
     let request = Request::FireSchedule {
         name: s.name.clone(),
         scheduled_time: due,
@@ -139,27 +153,32 @@ async fn propose_fire(host: &Host, request: Request) -> Result<(), Error> {
     }
 }
 
-/// The events that start the schedule's workflow for the fire due at `due`. Its input gets
+/// The request that starts the schedule's workflow for the fire due at `due`. Its input gets
 /// `_scheduledTime` and `_executedTime` (epoch millis).
-fn start_batch(
-    host: &Host,
-    s: &WorkflowSchedule,
-    workflow_id: &str,
-    due: i64,
-    now: i64,
-) -> Result<WorkflowBatch, Error> {
+fn start_request(s: &WorkflowSchedule, due: i64, now: i64) -> Result<StartWorkflowRequest, Error> {
     let raw = s.start_workflow_request.clone().unwrap_or_default();
     let mut request: StartWorkflowRequest = serde_json::from_value(raw)
         .map_err(|e| Error::BadRequest(format!("startWorkflowRequest of schedule {} is not valid: {e}", s.name)))?;
     let input = request.input.get_or_insert_with(Default::default);
     input.insert("_scheduledTime".into(), due.into());
     input.insert("_executedTime".into(), now.into());
+    Ok(request)
+}
+
+/// The events that start `request` as `workflow_id`, in the same entry as the fire (a cluster
+/// without partitions, where the workflow lives in the group the schedules do).
+fn start_batch(
+    host: &Host,
+    request: StartWorkflowRequest,
+    workflow_id: &str,
+    now: i64,
+) -> Result<WorkflowBatch, Error> {
     let read = host.replica.read();
     let cmd = crate::workflows::prepare_start(read, request, workflow_id.into(), None)?;
     let scripts = cmd.plan.runs_scripts();
     let (_, events) = blocking_if(scripts, || {
         let env = host.env();
-        decide::start(cmd, &mut Ctx { now, ids: &mut UuidIds, env: &env })
+        decide::start(cmd, &mut Ctx { now, ids: &mut host.ids(), env: &env })
     });
     Ok(WorkflowBatch { workflow_id: workflow_id.into(), expected_revision: 0, events })
 }

@@ -56,16 +56,18 @@ fn number(field: &'static str, op: Op, value: i64) -> Condition {
 }
 
 impl Engine {
-    /// Runs `f` on a clone of the read view on the blocking pool, timing it as `kind`.
+    /// Runs `f` on the read view of every group that holds workflows (one, or each partition's
+    /// replica on this node), on the blocking pool, timing it as `kind`; answers each group's
+    /// result, in group order.
     async fn read_blocking<T: Send + 'static>(
         &self,
         kind: &'static str,
-        f: impl FnOnce(&ReadView) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        let read = self.replica().read().clone();
+        f: impl Fn(&ReadView) -> Result<T, Error> + Send + 'static,
+    ) -> Result<Vec<T>, Error> {
+        let reads = self.workflow_reads();
         let started = std::time::Instant::now();
-        let span = tracing::debug_span!("search", kind);
-        let result = tokio::task::spawn_blocking(move || span.in_scope(|| f(&read)))
+        let span = tracing::debug_span!("search", kind, groups = reads.len());
+        let result = tokio::task::spawn_blocking(move || span.in_scope(|| reads.iter().map(&f).collect()))
             .instrument(tracing::Span::current())
             .await
             .map_err(|e| Error::Internal(format!("search task: {e}")))?;
@@ -73,10 +75,20 @@ impl Engine {
         result
     }
 
+    /// The window each group is searched with: the request's own with one group; with several,
+    /// every match up to the window's end, which [`merge`] cuts the window from.
+    fn window_per_group(&self, window: Window) -> Window {
+        if self.partitioned() { Window { start: 0, size: window.start.saturating_add(window.size) } } else { window }
+    }
+
     /// `GET /workflow/search`: workflows matching a search, newest first unless sorted.
     pub async fn search_workflows(&self, request: &SearchRequest) -> Result<Page<WorkflowHeader>, Error> {
         let (query, sort, window) = request.parse(WORKFLOW_FIELDS, "startTime:DESC")?;
-        self.read_blocking("workflows", move |read| Ok(read.search_workflows(&query, &sort, window)?)).await
+        let per_group = self.window_per_group(window);
+        let order = sort.clone();
+        let pages =
+            self.read_blocking("workflows", move |read| Ok(read.search_workflows(&query, &sort, per_group)?)).await?;
+        Ok(merge(pages, window, |a, b| order.compare(a, b).then_with(|| a.workflow_id.cmp(&b.workflow_id))))
     }
 
     /// `GET /workflow/search-by-tasks`: workflows with a task matching a task search.
@@ -84,26 +96,37 @@ impl Engine {
         let (query, _, window) = request.parse(TASK_FIELDS, "")?;
         let sort_text = if request.sort.trim().is_empty() { "startTime:DESC" } else { &request.sort };
         let sort = Sort::parse(sort_text, WORKFLOW_FIELDS).map_err(Error::BadRequest)?;
-        self.read_blocking("workflows_by_tasks", move |read| Ok(read.search_workflows_by_tasks(&query, &sort, window)?))
-            .await
+        let per_group = self.window_per_group(window);
+        let order = sort.clone();
+        let pages = self
+            .read_blocking("workflows_by_tasks", move |read| {
+                Ok(read.search_workflows_by_tasks(&query, &sort, per_group)?)
+            })
+            .await?;
+        Ok(merge(pages, window, |a, b| order.compare(a, b).then_with(|| a.workflow_id.cmp(&b.workflow_id))))
     }
 
     /// `GET /tasks/search`: tasks matching a search, most recently scheduled first unless sorted.
     pub async fn search_tasks(&self, request: &SearchRequest) -> Result<Page<FoundTask>, Error> {
         let (query, sort, window) = request.parse(TASK_FIELDS, "scheduledTime:DESC")?;
-        self.read_blocking("tasks", move |read| Ok(read.search_tasks(&query, &sort, window)?)).await
+        let per_group = self.window_per_group(window);
+        let order = sort.clone();
+        let pages = self.read_blocking("tasks", move |read| Ok(read.search_tasks(&query, &sort, per_group)?)).await?;
+        Ok(merge(pages, window, |a, b| order.compare(a, b).then_with(|| a.task.task_id.cmp(&b.task.task_id))))
     }
 
     /// Executions (with their tasks) for `ids`, in order, skipping any removed meanwhile.
     pub async fn workflows(&self, ids: Vec<WorkflowId>) -> Result<Vec<WorkflowState>, Error> {
-        self.read_blocking("load", move |read| {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                out.extend(read.workflow(&id)?);
+                out.extend(engine.read_of(&id).workflow(&id)?);
             }
             Ok(out)
         })
         .await
+        .map_err(|e| Error::Internal(format!("search task: {e}")))?
     }
 
     /// `GET /workflow/{name}/correlated/{cid}` and its POST form: per correlation id, the
@@ -115,24 +138,35 @@ impl Engine {
         include_closed: bool,
     ) -> Result<BTreeMap<String, Vec<WorkflowState>>, Error> {
         let name = name.to_owned();
-        self.read_blocking("correlated", move |read| {
-            let sort = Sort::parse("startTime:ASC", WORKFLOW_FIELDS).map_err(Error::BadRequest)?;
-            let mut out = BTreeMap::new();
-            for cid in correlation_ids {
-                let mut conditions = vec![text("correlationId", &cid), text("workflowType", &name)];
-                if !include_closed {
-                    conditions.push(text("status", WorkflowStatus::Running.as_str()));
+        let found = self
+            .read_blocking("correlated", move |read| {
+                let sort = Sort::parse("startTime:ASC", WORKFLOW_FIELDS).map_err(Error::BadRequest)?;
+                let mut out = Vec::new();
+                for cid in &correlation_ids {
+                    let mut conditions = vec![text("correlationId", cid), text("workflowType", &name)];
+                    if !include_closed {
+                        conditions.push(text("status", WorkflowStatus::Running.as_str()));
+                    }
+                    let page = read.search_workflows(&Query::all_of(conditions), &sort, Window::ALL)?;
+                    let mut found = Vec::with_capacity(page.results.len());
+                    for h in page.results {
+                        found.extend(read.workflow(&h.workflow_id)?);
+                    }
+                    out.push((cid.clone(), found));
                 }
-                let page = read.search_workflows(&Query::all_of(conditions), &sort, Window::ALL)?;
-                let mut found = Vec::with_capacity(page.results.len());
-                for h in page.results {
-                    found.extend(read.workflow(&h.workflow_id)?);
-                }
-                out.insert(cid, found);
-            }
-            Ok(out)
-        })
-        .await
+                Ok(out)
+            })
+            .await?;
+        let mut out: BTreeMap<String, Vec<WorkflowState>> = BTreeMap::new();
+        for (cid, found) in found.into_iter().flatten() {
+            out.entry(cid).or_default().extend(found);
+        }
+        for found in out.values_mut() {
+            found.sort_by(|a, b| {
+                (a.header.create_time, &a.header.workflow_id).cmp(&(b.header.create_time, &b.header.workflow_id))
+            });
+        }
+        Ok(out)
     }
 
     /// `GET /workflow/running/{name}?version=&startTime=&endTime=`: ids of RUNNING executions of
@@ -151,11 +185,30 @@ impl Engine {
             }
             None => conditions.push(text("status", WorkflowStatus::Running.as_str())),
         }
-        self.read_blocking("running", move |read| {
-            let sort = Sort::parse("startTime:ASC", WORKFLOW_FIELDS).map_err(Error::BadRequest)?;
-            let page = read.search_workflows(&Query::all_of(conditions), &sort, Window::ALL)?;
-            Ok(page.results.into_iter().map(|h| h.workflow_id).collect())
-        })
-        .await
+        let pages = self
+            .read_blocking("running", move |read| {
+                let sort = Sort::parse("startTime:ASC", WORKFLOW_FIELDS).map_err(Error::BadRequest)?;
+                Ok(read.search_workflows(&Query::all_of(conditions.clone()), &sort, Window::ALL)?)
+            })
+            .await?;
+        let merged =
+            merge(pages, Window::ALL, |a, b| (a.create_time, &a.workflow_id).cmp(&(b.create_time, &b.workflow_id)));
+        Ok(merged.results.into_iter().map(|h| h.workflow_id).collect())
     }
+}
+
+/// One page of the matches of several groups' pages, each holding its group's first
+/// `window.start + window.size` matches in the same order: the groups' totals summed, their
+/// matches merged in `order`, the window cut from the merge. With one group, that group's page
+/// as it is (searched with the window itself, see [`Engine::window_per_group`]).
+fn merge<T>(mut pages: Vec<Page<T>>, window: Window, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Page<T> {
+    if pages.len() == 1
+        && let Some(page) = pages.pop()
+    {
+        return page;
+    }
+    let total = pages.iter().map(|p| p.total).sum();
+    let mut results: Vec<T> = pages.into_iter().flat_map(|p| p.results).collect();
+    results.sort_by(&order);
+    Page { total, results: results.into_iter().skip(window.start).take(window.size).collect() }
 }

@@ -20,7 +20,14 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     violations: Vec<Violation>,
+    /// Who leads what the request acts on ([`Error::Elsewhere`]), as [`ELSEWHERE_HEADER`] says it.
+    elsewhere: Option<String>,
 }
+
+/// On an answer that says another node leads what the request acts on: the Raft group, that
+/// node's id and its address (`group node address`). The forwarding layer sends the request
+/// there ([`crate::partitioned`]); a client never sees it.
+pub const ELSEWHERE_HEADER: &str = "x-overture-elsewhere";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,7 +43,7 @@ struct Body<'a> {
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), violations: Vec::new() }
+        ApiError { status, message: message.into(), violations: Vec::new(), elsewhere: None }
     }
 
     /// 400.
@@ -56,7 +63,7 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::Elsewhere { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,7 +75,11 @@ impl From<Error> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "request failed");
         }
-        ApiError { status, message: e.to_string(), violations }
+        let elsewhere = match &e {
+            Error::Elsewhere { group, node, address } => Some(format!("{group} {node} {address}")),
+            _ => None,
+        };
+        ApiError { status, message: e.to_string(), violations, elsewhere }
     }
 }
 
@@ -90,6 +101,9 @@ impl IntoResponse for ApiError {
             (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response();
         if retryable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(address) = self.elsewhere.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(ELSEWHERE_HEADER, address);
         }
         response
     }

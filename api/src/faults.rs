@@ -7,8 +7,8 @@
 //! - `PUT /internal/faults/clock` `{"offsetMs": 60000}`: this node's wall clock jumps.
 //! - `POST /internal/faults/unparseable-entry`: commits an entry whose payload does not parse,
 //!   through the real log, to show every replica answers it with a rejection and goes on.
-//! - `POST /internal/faults/stop-raft`: this node's Raft stops, as it does on a fatal storage
-//!   error, while its HTTP server goes on answering.
+//! - `POST /internal/faults/stop-raft`: this node's Raft stops in every group, as it does on a
+//!   fatal storage error, while its HTTP server goes on answering.
 //! - `GET /internal/faults`: what is injected now.
 
 use std::collections::BTreeSet;
@@ -78,7 +78,7 @@ pub async fn unparseable_entry(State(s): State<AppState>) -> Result<Json<Value>,
 /// `POST /internal/faults/stop-raft`.
 pub async fn stop_raft(State(s): State<AppState>) -> Json<Value> {
     tracing::warn!("fault injection: Raft stops");
-    s.engine.replica().shutdown().await;
+    s.engine.stop_raft().await;
     state(State(s)).await
 }
 

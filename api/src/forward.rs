@@ -76,6 +76,15 @@ fn needs_leader(request: &Request) -> bool {
         || consistent(request)
 }
 
+/// In a partitioned cluster: a request only the metadata group's leader answers (what its
+/// consumers and scheduler know, a linearizable read).
+fn needs_metadata_leader(request: &Request) -> bool {
+    let path = request.uri().path();
+    let scheduler_write = path.starts_with("/api/scheduler/admin/")
+        || (path.starts_with("/api/scheduler/schedules/") && (path.ends_with("/pause") || path.ends_with("/resume")));
+    path == "/api/event/queues" || path == "/api/queue/size" || scheduler_write || consistent(request)
+}
+
 /// The forwarding middleware.
 pub async fn forward(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
@@ -88,6 +97,9 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
     }
     if s.engine.rpc().faults().refuses(request.headers().get(FORWARDED_HEADER).map(|v| v.as_bytes())) {
         return unavailable("cut off from the node that forwarded this request (fault injection)");
+    }
+    if s.engine.partitioned() && !needs_metadata_leader(&request) {
+        return crate::partitioned::handle(&s, request, next).await;
     }
     if !needs_leader(&request) && !behind_own_writes(&s, &request) {
         if forwarded_here || s.engine.is_ready() || !is_api_read(&request) {
@@ -123,6 +135,16 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
     match proxy(&s, &leader, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
+    }
+}
+
+/// The largest body a request to `path` may have: a payload upload's is the largest payload's
+/// (see `crate::payloads`).
+pub(crate) fn body_limit(s: &AppState, path: &str) -> usize {
+    if path.starts_with(crate::payloads::PAYLOADS_PREFIX) {
+        s.max_body_bytes.max(s.limits.max_payload_bytes())
+    } else {
+        s.max_body_bytes
     }
 }
 
@@ -172,13 +194,22 @@ const HOP_BY_HOP: [HeaderName; 5] =
     [header::HOST, header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::UPGRADE];
 
 async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response, ApiError> {
+    let leader_id = s.engine.leadership().leader;
+    proxy_to(s, leader, leader_id.map(|id| (0, id)), request).await
+}
+
+/// Sends `request` to the node at `address` and answers its answer. `leader` is the Raft group
+/// and the node that leads it the request is sent to: given up on once another node leads.
+pub(crate) async fn proxy_to(
+    s: &AppState,
+    address: &str,
+    leader: Option<(overture_raft::GroupId, u64)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (group, leader_id) = (leader.map_or(0, |(g, _)| g), leader.map(|(_, id)| id));
+    let leader = address;
     let (parts, body) = request.into_parts();
-    // A payload upload's limit is the largest payload's (see `crate::payloads`).
-    let limit = if parts.uri.path().starts_with(crate::payloads::PAYLOADS_PREFIX) {
-        s.max_body_bytes.max(s.limits.max_payload_bytes())
-    } else {
-        s.max_body_bytes
-    };
+    let limit = body_limit(s, parts.uri.path());
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than the limit of {limit} bytes"))
     })?;
@@ -191,7 +222,6 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
         }
     }
     let node = s.engine.replica().node_id().to_string();
-    let leader_id = s.engine.leadership().leader;
     if leader_id.is_some_and(|id| s.engine.rpc().faults().is_cut_off(id)) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -208,8 +238,11 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
         .send();
     // A leader that dies or freezes mid-request is replaced within an election; give up on it as
     // soon as this node sees that, instead of waiting out the timeout.
-    let mut watch = s.engine.replica().leadership_watch();
+    let mut watch = s.engine.leadership_watch_of(group);
     let moved = async move {
+        if leader_id.is_none() {
+            return std::future::pending().await;
+        }
         while watch.current().leader == leader_id {
             if !watch.changed().await {
                 break;
@@ -229,9 +262,10 @@ async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response,
     };
     metrics::counter!(crate::HTTP_FORWARDED).increment(1);
     let status = forwarded.status();
-    if let Some(index) =
-        forwarded.headers().get(APPLIED_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-    {
+    let applied = forwarded.headers().get(APPLIED_HEADER).and_then(|v| v.to_str().ok());
+    if s.engine.partitioned() {
+        crate::partitioned::note_applied(s, applied.unwrap_or_default());
+    } else if let Some(index) = applied.and_then(|v| v.parse::<u64>().ok()) {
         s.read_watermark.fetch_max(index, std::sync::atomic::Ordering::AcqRel);
     }
     let mut out_headers = HeaderMap::new();

@@ -101,3 +101,21 @@ pub async fn snapshot(State(s): State<AppState>, headers: HeaderMap, body: Body)
     let stream = body.into_data_stream();
     Ok(binary(rpc.install_snapshot(Box::pin(stream)).await))
 }
+
+/// `POST /internal/partitions/start`: another node starts a workflow in a partition this node
+/// leads.
+pub async fn partition_start(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_remote_start(&body_bytes(body).await?).await))
+}
+
+/// `POST /internal/partitions/poll`: another node's poll, served from the partitions this node
+/// leads without waiting.
+pub async fn partition_poll(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_remote_poll(&body_bytes(body).await?).await))
+}
+
+/// `POST /internal/partitions/op`: another node acts on a workflow of a partition this node
+/// leads (an event handler's action).
+pub async fn partition_op(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_remote_op(&body_bytes(body).await?).await))
+}

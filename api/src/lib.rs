@@ -28,6 +28,7 @@ mod internal;
 pub mod limits;
 mod metadata;
 mod ops;
+mod partitioned;
 pub mod payloads;
 mod scheduler;
 mod search;
@@ -62,6 +63,8 @@ pub struct Shared {
     pub forward_client: reqwest::Client,
     /// The highest log index a write forwarded through this node reached; local reads wait for it.
     pub read_watermark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// With partitions, the same per Raft group.
+    pub group_watermarks: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>>,
     /// API keys, when authentication is on.
     pub auth: Option<std::sync::Arc<auth::Auth>>,
     /// Requests in flight and payload sizes.
@@ -79,12 +82,14 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(1))
             .build()
             .unwrap_or_default();
+        let group_watermarks = std::sync::Arc::new((0..=engine.partitions()).map(|_| Default::default()).collect());
         AppState(std::sync::Arc::new(Shared {
             engine,
             metrics,
             max_body_bytes,
             forward_client,
             read_watermark: Default::default(),
+            group_watermarks,
             auth: None,
             limits: limits::Limits::defaults(),
             payload_urls: payloads::PayloadUrls::new(None, None),
@@ -168,6 +173,9 @@ pub fn router(state: AppState) -> Router {
         .route(paths::TRANSFER_LEADER, post(internal::transfer_leader))
         .route(paths::MEMBERSHIP, post(internal::membership))
         .route(paths::GROUPS, post(internal::groups))
+        .route(paths::PARTITION_START, post(internal::partition_start))
+        .route(paths::PARTITION_POLL, post(internal::partition_poll))
+        .route(paths::PARTITION_OP, post(internal::partition_op))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
     let faults = Router::new()
         .route("/internal/faults", get(faults::state))

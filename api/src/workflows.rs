@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::input::{Params, RawBody};
+use crate::partitioned::Resend;
 use crate::{json_response, signal, text_response};
 
 /// `POST /workflow`: start from a `StartWorkflowRequest`; answers the id as text.
@@ -200,9 +201,9 @@ async fn terminate_and_remove(
 }
 
 /// Conductor's `BulkResponse`.
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct BulkResponse {
+pub(crate) struct BulkResponse {
     bulk_error_results: std::collections::BTreeMap<String, String>,
     bulk_successful_results: Vec<String>,
 }
@@ -219,8 +220,10 @@ fn bulk_ids(body: &RawBody) -> Result<Vec<String>, ApiError> {
     Ok(ids)
 }
 
-/// Runs `op` for each id of a bulk request, each on its own.
-async fn bulk<F, Fut>(body: RawBody, op: F) -> Result<Response, ApiError>
+/// Runs `op` for each id of a bulk request, each on its own. In a partitioned cluster, the ids
+/// of workflows another node leads are sent there in one bulk request per node (`resend`), and
+/// its answer merged in.
+async fn bulk<F, Fut>(s: &AppState, resend: Resend, body: RawBody, op: F) -> Result<Response, ApiError>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), overture_actors::Error>>,
@@ -228,20 +231,33 @@ where
     let ids = bulk_ids(&body)?;
     let results = futures::future::join_all(ids.iter().map(|id| op(id.clone()))).await;
     let mut response = BulkResponse::default();
+    let mut elsewhere: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (id, result) in ids.into_iter().zip(results) {
         match result {
             Ok(()) => response.bulk_successful_results.push(id),
+            Err(overture_actors::Error::Elsewhere { address, .. }) if !resend.was_forwarded() => {
+                elsewhere.entry(address).or_default().push(id);
+            }
             Err(e) => {
                 response.bulk_error_results.insert(id, e.to_string());
             }
+        }
+    }
+    for (address, ids) in elsewhere {
+        match resend.bulk_to(s, &address, &ids).await {
+            Ok(theirs) => {
+                response.bulk_successful_results.extend(theirs.bulk_successful_results);
+                response.bulk_error_results.extend(theirs.bulk_error_results);
+            }
+            Err(why) => response.bulk_error_results.extend(ids.into_iter().map(|id| (id, why.clone()))),
         }
     }
     json_response(&response)
 }
 
 /// `PUT /workflow/bulk/pause`.
-pub async fn bulk_pause(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
-    bulk(body, |id| {
+pub async fn bulk_pause(State(s): State<AppState>, resend: Resend, body: RawBody) -> Result<Response, ApiError> {
+    bulk(&s, resend, body, |id| {
         let s = s.clone();
         async move { s.engine.operate(&id, Command::Pause).await }
     })
@@ -249,8 +265,8 @@ pub async fn bulk_pause(State(s): State<AppState>, body: RawBody) -> Result<Resp
 }
 
 /// `PUT /workflow/bulk/resume`.
-pub async fn bulk_resume(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
-    bulk(body, |id| {
+pub async fn bulk_resume(State(s): State<AppState>, resend: Resend, body: RawBody) -> Result<Response, ApiError> {
+    bulk(&s, resend, body, |id| {
         let s = s.clone();
         async move { s.engine.operate(&id, Command::Resume).await }
     })
@@ -258,8 +274,8 @@ pub async fn bulk_resume(State(s): State<AppState>, body: RawBody) -> Result<Res
 }
 
 /// `POST /workflow/bulk/retry`.
-pub async fn bulk_retry(State(s): State<AppState>, body: RawBody) -> Result<Response, ApiError> {
-    bulk(body, |id| {
+pub async fn bulk_retry(State(s): State<AppState>, resend: Resend, body: RawBody) -> Result<Response, ApiError> {
+    bulk(&s, resend, body, |id| {
         let s = s.clone();
         async move { s.engine.retry(&id, false).await }
     })
@@ -267,9 +283,14 @@ pub async fn bulk_retry(State(s): State<AppState>, body: RawBody) -> Result<Resp
 }
 
 /// `POST /workflow/bulk/restart?useLatestDefinitions=`.
-pub async fn bulk_restart(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+pub async fn bulk_restart(
+    State(s): State<AppState>,
+    resend: Resend,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     let latest = q.bool("useLatestDefinitions", false)?;
-    bulk(body, |id| {
+    bulk(&s, resend, body, |id| {
         let s = s.clone();
         async move { s.engine.restart(&id, latest).await }
     })
@@ -277,9 +298,14 @@ pub async fn bulk_restart(State(s): State<AppState>, q: Params, body: RawBody) -
 }
 
 /// `POST /workflow/bulk/terminate?reason=`.
-pub async fn bulk_terminate(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+pub async fn bulk_terminate(
+    State(s): State<AppState>,
+    resend: Resend,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     let reason = q.str("reason").map(str::to_owned);
-    bulk(body, |id| {
+    bulk(&s, resend, body, |id| {
         let (s, reason) = (s.clone(), reason.clone());
         async move { s.engine.terminate(&id, reason).await }
     })
@@ -287,9 +313,14 @@ pub async fn bulk_terminate(State(s): State<AppState>, q: Params, body: RawBody)
 }
 
 /// `DELETE /workflow/bulk/remove?archiveWorkflow=true`.
-pub async fn bulk_remove(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+pub async fn bulk_remove(
+    State(s): State<AppState>,
+    resend: Resend,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     let archive = q.bool("archiveWorkflow", true)?;
-    bulk(body, |id| {
+    bulk(&s, resend, body, |id| {
         let s = s.clone();
         async move { s.engine.remove_workflow(&id, archive).await }
     })
@@ -299,9 +330,14 @@ pub async fn bulk_remove(State(s): State<AppState>, q: Params, body: RawBody) ->
 /// `DELETE /workflow/bulk/terminate-remove?reason=&archiveWorkflow=true`: terminates each
 /// workflow that has not ended, then removes it. Each id is listed once, as a success or with
 /// why it failed (conductor-oss lists a running workflow twice, once per step).
-pub async fn bulk_terminate_remove(State(s): State<AppState>, q: Params, body: RawBody) -> Result<Response, ApiError> {
+pub async fn bulk_terminate_remove(
+    State(s): State<AppState>,
+    resend: Resend,
+    q: Params,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     let (archive, reason) = (q.bool("archiveWorkflow", true)?, q.str("reason").map(str::to_owned));
-    bulk(body, |id| {
+    bulk(&s, resend, body, |id| {
         let (s, reason) = (s.clone(), reason.clone());
         async move { terminate_and_remove(&s, &id, reason, archive).await }
     })

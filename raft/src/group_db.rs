@@ -25,6 +25,19 @@ pub fn partitions_of(groups: GroupId) -> u16 {
     if groups <= 1 { 1 } else { groups - 1 }
 }
 
+/// The group that holds workflow `id` in a cluster of `partitions` partitions: the metadata
+/// group 0 when there is one partition, else group 1 + (FNV-1a of the id's bytes mod P). The
+/// hash is part of the stored layout: changing it would lose every workflow of a partitioned
+/// cluster. Task ids are made to land in their workflow's group, so the same function finds a
+/// task's group from its id.
+pub fn partition_of(id: &str, partitions: u16) -> GroupId {
+    if partitions <= 1 {
+        return 0;
+    }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    1 + (hash % u64::from(partitions)) as GroupId
+}
+
 /// The name of the column family `base` of `group`.
 pub fn family_name(base: &str, group: GroupId) -> String {
     if group == 0 { base.to_owned() } else { format!("{base}@{group}") }
@@ -76,6 +89,26 @@ impl std::ops::Deref for GroupDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_dealt_to_partitions_by_a_fixed_hash() {
+        assert_eq!(partition_of("anything", 1), 0);
+        // Pinned: these are where stored workflows are looked for.
+        assert_eq!(partition_of("", 6), 1 + (0xcbf2_9ce4_8422_2325_u64 % 6) as GroupId);
+        assert_eq!(partition_of("a", 6), 5);
+        assert_eq!(partition_of("订单审批", 6), 1);
+        let dealt: Vec<GroupId> = ["a", "b", "订单审批", "0193f3c2-7d4e-7a1b-9c2d-3e4f5a6b7c8d"]
+            .iter()
+            .map(|id| partition_of(id, 6))
+            .collect();
+        assert!(dealt.iter().all(|g| (1..=6).contains(g)), "{dealt:?}");
+        let mut seen = [0usize; 7];
+        for n in 0..6000 {
+            seen[usize::from(partition_of(&format!("wf-{n}"), 6))] += 1;
+        }
+        assert_eq!(seen[0], 0);
+        assert!(seen[1..].iter().all(|&c| (800..1200).contains(&c)), "uneven: {seen:?}");
+    }
 
     #[test]
     fn group_zero_keeps_the_names_of_a_database_with_one_group() {

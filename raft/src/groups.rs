@@ -65,7 +65,11 @@ impl Groups {
         let database = Database::open(&options, group_count(partitions))?;
         let mut replicas = Vec::new();
         for group in 0..database.groups() {
-            replicas.push(Replica::open_group(&database, group, options.clone()).await?);
+            let mut replica = Replica::open_group(&database, group, options.clone()).await?;
+            if let Some(metadata) = replicas.first().map(|m: &Replica| m.read().clone()) {
+                replica.read_metadata_from(&metadata);
+            }
+            replicas.push(replica);
         }
         let groups = Groups::new(replicas, options);
         if groups.inner.replicas.len() > 1 {
@@ -93,6 +97,17 @@ impl Groups {
     /// Group `group`'s replica, if this node runs it.
     pub fn get(&self, group: GroupId) -> Option<&Replica> {
         self.inner.replicas.get(usize::from(group))
+    }
+
+    /// The group that holds workflow (or task) `id`: see [`crate::partition_of`].
+    pub fn group_of(&self, id: &str) -> GroupId {
+        crate::partition_of(id, self.partitions())
+    }
+
+    /// The groups that hold workflows: the partitions, or the metadata group when there is one.
+    pub fn workflow_groups(&self) -> std::ops::RangeInclusive<GroupId> {
+        let groups = self.inner.replicas.len() as GroupId;
+        if groups <= 1 { 0..=0 } else { 1..=groups - 1 }
     }
 
     /// Every group's replica, the metadata group first.
@@ -152,6 +167,21 @@ impl Groups {
                 }
             }
         }
+    }
+
+    /// Sends `message` to node `node` at `address`, on `path`, with the cluster secret, and
+    /// waits up to `within` for its answer: how one node asks another to act on a group it leads.
+    pub async fn ask<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        node: NodeId,
+        address: &str,
+        path: &str,
+        message: &Q,
+        within: Duration,
+    ) -> Result<A, String> {
+        let options = &self.inner.options;
+        let network = Network::new(options.cluster_secret.clone(), options.node_id, 0, self.faults());
+        network.connect(node, address).call_within(path, message, within).await.map_err(|e| e.to_string())
     }
 
     async fn ask_leader(
@@ -229,6 +259,7 @@ impl Groups {
                     term: status.term,
                     last_log_index: status.last_log_index,
                     applied_index: status.applied_index,
+                    purged_index: status.purged_index,
                 }
             })
             .collect()
@@ -267,6 +298,8 @@ pub struct GroupStatus {
     pub last_log_index: u64,
     /// The last entry this node applied.
     pub applied_index: u64,
+    /// The last entry purged from this node's log of the group (after a snapshot), if any was.
+    pub purged_index: Option<u64>,
 }
 
 /// The voters of `replica`'s group, in id order.

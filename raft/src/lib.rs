@@ -40,7 +40,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use errors::ProposeError;
-pub use group_db::{GroupDb, GroupId};
+pub use group_db::{GroupDb, GroupId, partition_of};
 pub use groups::Groups;
 pub use machine::StateMachine;
 pub use read::ReadView;

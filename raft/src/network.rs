@@ -56,6 +56,14 @@ pub mod paths {
     pub const MEMBERSHIP: &str = "/internal/raft/membership";
     /// How many Raft groups the receiver runs (asked of a node before it is added).
     pub const GROUPS: &str = "/internal/raft/groups";
+    /// Start a workflow in a partition the receiver leads (a cross-partition start: a
+    /// schedule's fire, an event handler's action).
+    pub const PARTITION_START: &str = "/internal/partitions/start";
+    /// Hand out tasks from the partitions the receiver leads, without waiting (a poll that the
+    /// sender's own partitions could not serve).
+    pub const PARTITION_POLL: &str = "/internal/partitions/poll";
+    /// Act on a workflow of a partition the receiver leads (an event handler's action).
+    pub const PARTITION_OP: &str = "/internal/partitions/op";
 }
 
 /// What the server half answers: the Raft response, or why the node could not handle it.

@@ -21,12 +21,27 @@ use crate::{cf, io_err};
 const START_PLANS_KEPT: usize = 1024;
 
 /// A cheap, cloneable reader of the replica's state.
+///
+/// A partition group's view reads definitions, event handlers, schedules, variables and broker
+/// positions from the metadata group's replica on the same node ([`ReadView::metadata`]): they
+/// live there, and every node replicates it.
 #[derive(Clone)]
 pub struct ReadView {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) meta: Option<Arc<ReadView>>,
 }
 
 impl ReadView {
+    /// A view of a group's state machine that holds its own metadata.
+    pub(crate) fn new(shared: Arc<Shared>) -> ReadView {
+        ReadView { shared, meta: None }
+    }
+
+    /// The view metadata is read from: the metadata group's on a partition, else this one.
+    pub fn metadata(&self) -> &ReadView {
+        self.meta.as_deref().unwrap_or(self)
+    }
+
     /// An execution with its tasks and definition.
     pub fn workflow(&self, id: &str) -> Result<Option<WorkflowState>, io::Error> {
         if let Some(cached) = self.shared.cache.lock().get(id) {
@@ -44,6 +59,9 @@ impl ReadView {
         version: Option<i32>,
         build: impl FnOnce(&ReadView) -> Result<Option<Plan>, E>,
     ) -> Result<Option<Arc<Plan>>, E> {
+        if let Some(meta) = &self.meta {
+            return meta.start_plan(name, version, build);
+        }
         let key = (name.to_owned(), version);
         let generation = {
             let plans = self.shared.start_plans.lock();
@@ -72,16 +90,25 @@ impl ReadView {
 
     /// A task definition.
     pub fn task_def(&self, name: &str) -> Result<Option<TaskDef>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.task_def(name);
+        }
         self.def(&keys::task_def(name))
     }
 
     /// Every task definition, by name.
     pub fn task_defs(&self) -> Result<Vec<TaskDef>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.task_defs();
+        }
         self.defs(keys::TASK_DEF_PREFIX)
     }
 
     /// A workflow definition: the given version, or the latest.
     pub fn workflow_def(&self, name: &str, version: Option<i32>) -> Result<Option<WorkflowDef>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.workflow_def(name, version);
+        }
         match version {
             Some(v) => self.def(&keys::workflow_def(name, v)),
             None => {
@@ -107,11 +134,17 @@ impl ReadView {
 
     /// Every version of every workflow definition, by name then version.
     pub fn workflow_defs(&self) -> Result<Vec<WorkflowDef>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.workflow_defs();
+        }
         self.defs(keys::WORKFLOW_DEF_PREFIX)
     }
 
     /// Every event handler, by name.
     pub fn event_handlers(&self) -> Result<Vec<EventHandler>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.event_handlers();
+        }
         self.defs(keys::EVENT_HANDLER_PREFIX)
     }
 
@@ -168,11 +201,17 @@ impl ReadView {
 
     /// Every schedule, by name.
     pub fn schedules(&self) -> Result<Vec<overture_core::schedule::WorkflowSchedule>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.schedules();
+        }
         self.json_rows(keys::CF_SCHEDULES, &[])
     }
 
     /// One schedule.
     pub fn schedule(&self, name: &str) -> Result<Option<overture_core::schedule::WorkflowSchedule>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.schedule(name);
+        }
         match self.get::<JsonBytes>(keys::CF_SCHEDULES, name.as_bytes())? {
             None => Ok(None),
             Some(json) => json.parse().map(Some).map_err(io_err),
@@ -181,6 +220,9 @@ impl ReadView {
 
     /// The recorded fires of every schedule, by schedule then time.
     pub fn schedule_runs(&self) -> Result<Vec<overture_core::schedule::ScheduleExecution>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.schedule_runs();
+        }
         self.json_rows(keys::CF_SCHEDULE_RUNS, &[])
     }
 
@@ -204,6 +246,9 @@ impl ReadView {
 
     /// Every variable of `kind` with its value, sorted by name.
     pub fn variables(&self, kind: VariableKind) -> Result<Vec<(String, String)>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.variables(kind);
+        }
         let db = &self.shared.db;
         let prefix = keys::variable_prefix(kind);
         let mut out = Vec::new();
@@ -216,16 +261,21 @@ impl ReadView {
         Ok(out)
     }
 
-    /// The size of the payload stored at `path`, if one is stored there completely.
+    /// The size of the payload stored at `path`, if one is stored there completely (in this
+    /// group, or else in the metadata group, where clients' uploads go).
     pub fn payload_size(&self, path: &str) -> Result<Option<u64>, io::Error> {
-        Ok(self.get::<keys::PayloadManifest>(keys::CF_PAYLOADS, &keys::payload_manifest(path))?.map(|m| m.size))
+        match self.get::<keys::PayloadManifest>(keys::CF_PAYLOADS, &keys::payload_manifest(path))? {
+            Some(manifest) => Ok(Some(manifest.size)),
+            None => self.meta.as_ref().map_or(Ok(None), |meta| meta.payload_size(path)),
+        }
     }
 
-    /// The payload stored at `path`, if one is stored there completely.
+    /// The payload stored at `path`, if one is stored there completely (in this group, or else
+    /// in the metadata group).
     pub fn payload(&self, path: &str) -> Result<Option<Vec<u8>>, io::Error> {
         let Some(manifest) = self.get::<keys::PayloadManifest>(keys::CF_PAYLOADS, &keys::payload_manifest(path))?
         else {
-            return Ok(None);
+            return self.meta.as_ref().map_or(Ok(None), |meta| meta.payload(path));
         };
         let mut out = Vec::with_capacity(manifest.size as usize);
         for index in 0..manifest.parts {
@@ -240,6 +290,9 @@ impl ReadView {
     /// The positions kept for a broker queue's consumer (`kafka:topic`): partition → offset to
     /// read next.
     pub fn queue_positions(&self, queue: &str) -> Result<std::collections::BTreeMap<u32, i64>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.queue_positions(queue);
+        }
         let db = &self.shared.db;
         let prefix = keys::queue_positions(queue);
         let mut out = std::collections::BTreeMap::new();
@@ -255,6 +308,9 @@ impl ReadView {
 
     /// The value of one variable of `kind`.
     pub fn variable(&self, kind: VariableKind, name: &str) -> Result<Option<String>, io::Error> {
+        if let Some(meta) = &self.meta {
+            return meta.variable(kind, name);
+        }
         Ok(self.get::<Hidden>(CF_DEFS, &keys::variable(kind, name))?.map(|h| h.0))
     }
 

@@ -104,7 +104,12 @@ impl Storage {
         crate::snapshot::resume_interrupted_install(&shared)?;
         shared.rebuild_indexes_if_missing()?;
         let log_store = LogStore::new(db.clone(), disk, database.flusher.clone())?;
-        Ok(Storage { db, log_store, state_machine: StateMachine { shared: shared.clone() }, read: ReadView { shared } })
+        Ok(Storage {
+            db,
+            log_store,
+            state_machine: StateMachine { shared: shared.clone() },
+            read: ReadView::new(shared),
+        })
     }
 }
 
@@ -289,9 +294,20 @@ impl Replica {
         &self.read
     }
 
+    /// Makes this (partition) group's reads of metadata go to `metadata`, the metadata group's
+    /// view on the same node. Called once, before the replica is shared.
+    pub(crate) fn read_metadata_from(&mut self, metadata: &ReadView) {
+        self.read.meta = Some(Arc::new(metadata.clone()));
+    }
+
     /// The Raft instance, for metrics and waiting on conditions.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The Raft group this replica is of.
+    pub fn group(&self) -> GroupId {
+        self.db.group()
     }
 
     /// This node's id.

@@ -136,6 +136,22 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
     finisher.stop().await;
 }
 
+/// The Raft group a workload through `leader` loads: the one group of an unpartitioned
+/// cluster, else the first partition `leader` leads (starts go to partitions the node leads).
+fn loaded_group(status: &Value, leader: usize) -> u64 {
+    let groups = status["groups"].as_array().cloned().unwrap_or_default();
+    let led = groups.iter().find(|g| g["group"] != 0 && g["leader"].as_u64() == Some(leader as u64));
+    led.and_then(|g| g["group"].as_u64()).unwrap_or(0)
+}
+
+/// A field of group `group` in a node's cluster status (group 0's are the status's own).
+fn group_field(status: &Value, group: u64, field: &str) -> Option<u64> {
+    if group == 0 {
+        return status[field].as_u64();
+    }
+    status["groups"].as_array()?.iter().find(|g| g["group"] == group)?[field].as_u64()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_a_purged_log_catches_up_from_a_snapshot() {
     let dir = tempfile::tempdir().expect("dir");
@@ -143,7 +159,9 @@ async fn a_follower_behind_a_purged_log_catches_up_from_a_snapshot() {
     Workload::register(&c.nodes[0].url, "lag", 2).await;
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let follower = c.other_than(leader);
-    let lagged_at = c.status(follower).await["appliedIndex"].as_u64().unwrap_or_default();
+    // The group that takes the load: the one group, or a partition the leader leads.
+    let group = loaded_group(&c.status(leader).await, leader);
+    let lagged_at = group_field(&c.status(follower).await, group, "appliedIndex").unwrap_or_default();
     c.nodes[follower - 1].kill9().await;
 
     let live: Vec<String> = (1..=3).filter(|n| *n != follower).map(|n| c.nodes[n - 1].url.clone()).collect();
@@ -151,20 +169,20 @@ async fn a_follower_behind_a_purged_log_catches_up_from_a_snapshot() {
     // workflows that takes depends on how many batches share an entry).
     let load = Workload::run(live.clone(), "lag", 2, 2, 4, 5_000);
     let purged_past = wait_for(Duration::from_secs(90), || async {
-        c.status(leader).await["purgedIndex"].as_u64().is_some_and(|p| p > lagged_at)
+        group_field(&c.status(leader).await, group, "purgedIndex").is_some_and(|p| p > lagged_at)
     })
     .await;
     let ledger = load.stop().await;
-    let purged = c.status(leader).await["purgedIndex"].as_u64().unwrap_or_default();
+    let purged = group_field(&c.status(leader).await, group, "purgedIndex").unwrap_or_default();
     assert!(purged_past, "the leader purged past the follower's log ({purged} > {lagged_at})");
     let finisher = Workload::run(live.clone(), "lag", 2, 0, 4, 0);
     check_ledger(&live[0], &ledger, 2, Duration::from_secs(60)).await;
     finisher.stop().await;
 
     c.restart(follower).await;
-    let leader_applied = c.status(leader).await["appliedIndex"].as_u64().unwrap_or_default();
+    let leader_applied = group_field(&c.status(leader).await, group, "appliedIndex").unwrap_or_default();
     let caught_up = wait_for(Duration::from_secs(60), || async {
-        c.status(follower).await["appliedIndex"].as_u64().is_some_and(|a| a >= leader_applied)
+        group_field(&c.status(follower).await, group, "appliedIndex").is_some_and(|a| a >= leader_applied)
     })
     .await;
     assert!(caught_up, "the follower caught up");

@@ -83,7 +83,7 @@ async fn a_fourth_node_joins_every_group_takes_its_partitions_and_leaves() {
     let c = Cluster::start(dir.path(), 3, PARTITIONS).await;
     wait_leaders(&c, 1, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
     // A node started without the cluster's partitions is refused before it joins any group.
-    let (mut stranger, stranger_addr) = c.launch_joiner(dir.path(), 5, "").await;
+    let (mut stranger, stranger_addr) = c.launch_joiner(dir.path(), 5, "partitions = 1").await;
     let refused = std::process::Command::new(overture_bin())
         .args(["cluster", "add-learner", "--id", "5", "--address", &stranger_addr, "--url", &c.nodes[0].url])
         .output()
@@ -144,4 +144,143 @@ async fn a_data_directory_keeps_the_partitions_it_was_made_with() {
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("partitions must be between 1 and 64, not 65"), "{stderr}");
+}
+
+/// The partition a workflow id belongs to: FNV-1a of its bytes, mod P, plus one (the layout
+/// the server keeps, written out again here so a change to it fails this test).
+fn partition_of(id: &str, partitions: u64) -> usize {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    1 + (hash % partitions) as usize
+}
+
+/// How many workflows a search through the node at `url` finds.
+async fn search_total(url: &str, query: &str) -> u64 {
+    let r = send(client().get(format!("{url}/api/workflow/search?size=5&query={query}"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["totalHits"].as_u64().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_run_in_every_partition_and_every_node_serves_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Cluster::start(dir.path(), 3, PARTITIONS).await;
+    for n in 1..=3 {
+        wait_leaders(&c, n, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
+    }
+    let urls: Vec<String> = c.nodes.iter().map(|n| n.url.clone()).collect();
+    Workload::register(&urls[1], "spread", 2).await;
+    // Starts, polls and updates through every node; each lands where its partition is led.
+    let load = Workload::run(urls.clone(), "spread", 2, 3, 6, 300);
+    let ok = wait_for(Duration::from_secs(120), || async { load.started() >= 300 && load.updated() >= 600 }).await;
+    let ledger = load.stop().await;
+    assert!(
+        ok,
+        "started {} updated {}",
+        ledger.started.lock().expect("lock").len(),
+        ledger.updated.lock().expect("lock").len()
+    );
+    for url in &urls {
+        overture_tests::check_ledger(url, &ledger, 2, Duration::from_secs(60)).await;
+    }
+    // Every partition holds some of them, and a search through any node counts them all.
+    let started = ledger.started.lock().expect("lock").clone();
+    let mut per_partition = [0usize; 7];
+    for id in &started {
+        per_partition[partition_of(id, 6)] += 1;
+    }
+    assert!(per_partition[1..].iter().all(|&n| n > 0), "{per_partition:?}");
+    for url in &urls {
+        let total = search_total(url, "workflowType%3D%27spread_flow%27").await;
+        assert_eq!(total, started.len() as u64, "search through {url}");
+    }
+    // Started through node 1 (into the partitions it leads), worked only through node 3: polls
+    // there receive the tasks of partitions another node leads.
+    let starts = Workload::run(vec![urls[0].clone()], "spread", 2, 1, 0, 30);
+    assert!(wait_for(Duration::from_secs(30), || async { starts.started() >= 30 }).await);
+    let started = starts.stop().await;
+    let work = Workload::run(vec![urls[2].clone()], "spread", 2, 0, 3, 0);
+    let ok = wait_for(Duration::from_secs(60), || async { work.updated() >= 60 }).await;
+    let worked = work.stop().await;
+    assert!(ok, "node 3 alone served {} results", worked.updated.lock().expect("lock").len());
+    let ids = started.started.lock().expect("lock").clone();
+    for id in &ids {
+        assert!([1, 4].contains(&partition_of(id, 6)), "a start on node 1 goes to a partition it leads: {id}");
+        overture_tests::wait_status_at(&urls[2], id, "COMPLETED", Duration::from_secs(30)).await;
+    }
+    let forwarded = overture_tests::metric_sum(&urls[2], "overture_task_poll_forwarded_total").await.unwrap_or(0.0);
+    assert!(forwarded >= 60.0, "node 3's polls received {forwarded} tasks of other nodes' partitions");
+}
+
+/// Registers `def` through `url` and starts it there with `input`; answers its id.
+async fn start_at(url: &str, def: &serde_json::Value, input: serde_json::Value) -> String {
+    let r = overture_tests::send_retrying(client().post(format!("{url}/api/metadata/workflow")).json(def)).await;
+    assert!(r.status == 200 || r.status == 409, "{}", r.text);
+    let name = def["name"].as_str().unwrap_or_default();
+    let r = overture_tests::send_retrying(client().post(format!("{url}/api/workflow/{name}")).json(&input)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_handler_actions_reach_workflows_in_partitions_other_nodes_lead() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = Cluster::start(dir.path(), 3, PARTITIONS).await;
+    for n in 1..=3 {
+        wait_leaders(&c, n, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
+    }
+    let urls: Vec<String> = c.nodes.iter().map(|n| n.url.clone()).collect();
+    let started_by_event = json!({"name": "started_by_event", "version": 1,
+        "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
+    let r = send(client().post(format!("{}/api/metadata/workflow", urls[2])).json(&started_by_event)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let handler = json!({
+        "name": "on_ping", "event": "conductor:pinger:ping", "active": true,
+        "actions": [
+            {"action": "start_workflow", "start_workflow": {"name": "started_by_event", "input": {"level": "${level}"}}},
+            {"action": "complete_task", "complete_task": {"workflowId": "${target}", "taskRefName": "hold", "output": {"heard": "${level}"}}},
+            {"action": "update_workflow_variables", "update_workflow_variables": {"workflowId": "${target}", "variables": {"pinged": true}}}
+        ]
+    });
+    let r = overture_tests::send_retrying(client().post(format!("{}/api/event", urls[1])).json(&handler)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The listener waits in a partition node 1 leads; the pinger runs in one node 2 leads, and
+    // its EVENT task's handler acts on the listener across nodes.
+    let listener = json!({"name": "listener", "version": 1, "tasks": [
+        {"name": "hold", "taskReferenceName": "hold", "type": "WAIT"}]});
+    let listener_id = start_at(&urls[0], &listener, json!({})).await;
+    assert!([1, 4].contains(&partition_of(&listener_id, 6)), "{listener_id}");
+    let pinger = json!({"name": "pinger", "version": 1, "tasks": [
+        {"name": "ping", "taskReferenceName": "ping", "type": "EVENT", "sink": "conductor",
+         "inputParameters": {"level": 5, "target": "${workflow.input.target}"}}]});
+    let pinger_id = start_at(&urls[1], &pinger, json!({"target": listener_id})).await;
+    assert!([2, 5].contains(&partition_of(&pinger_id, 6)), "{pinger_id}");
+    overture_tests::wait_status_at(&urls[1], &pinger_id, "COMPLETED", Duration::from_secs(20)).await;
+    let heard = overture_tests::wait_status_at(&urls[2], &listener_id, "COMPLETED", Duration::from_secs(20)).await;
+    let hold = heard["tasks"].as_array().and_then(|t| t.first()).cloned().unwrap_or_default();
+    assert_eq!(hold["outputData"]["heard"], 5, "{heard}");
+    assert_eq!(heard["variables"]["pinged"], true, "{heard}");
+    // The started workflow exists once, wherever its id put it, and every node finds it.
+    let ok = wait_for(Duration::from_secs(20), || async {
+        let r =
+            send(client().get(format!("{}/api/workflow/search?query=workflowType%3D%27started_by_event%27", urls[0])))
+                .await;
+        r.json()["totalHits"] == 1
+    })
+    .await;
+    assert!(ok, "one workflow started by the event");
+
+    // A bulk operation through one node reaches the workflows of every partition.
+    let mut ids = Vec::new();
+    for url in &urls {
+        for _ in 0..2 {
+            ids.push(start_at(url, &listener, json!({})).await);
+        }
+    }
+    let r = send(client().post(format!("{}/api/workflow/bulk/terminate?reason=bulk", urls[0])).json(&ids)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let done = r.json();
+    assert_eq!(done["bulkSuccessfulResults"].as_array().map(Vec::len), Some(6), "{done}");
+    for id in &ids {
+        overture_tests::wait_status_at(&urls[2], id, "TERMINATED", Duration::from_secs(10)).await;
+    }
 }

@@ -166,7 +166,7 @@ impl StartWorkflow {
 }
 
 /// The statuses a worker may report (Conductor `TaskResult.Status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskResultStatus {
     /// Still working: a worker task goes back to its queue (SCHEDULED, pollable again after
@@ -222,8 +222,9 @@ impl TaskResultStatus {
     }
 }
 
-/// A worker's (or an operator's) report on a task.
-#[derive(Debug, Clone, PartialEq)]
+/// A worker's (or an operator's) report on a task. Its JSON form is only passed between nodes
+/// (an event handler's action done where the task's partition is led), not the API's `TaskResult`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct TaskUpdate {
     /// Conductor's `taskId`: the task reported on.
     pub task_id: String,

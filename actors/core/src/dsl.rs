@@ -581,7 +581,7 @@ fn de_task_type<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Str
 }
 
 /// The request that starts a workflow (Conductor `StartWorkflowRequest`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartWorkflowRequest {
     /// Name of the definition to run; required.

@@ -115,11 +115,14 @@ impl WorkflowMsg {
     }
 }
 
-/// New task ids: see [`crate::new_id`].
-pub(crate) struct UuidIds;
-impl IdSource for UuidIds {
+/// New task ids: see [`crate::new_id_in`]; they land in their workflow's group.
+pub(crate) struct PartitionIds {
+    pub group: overture_raft::GroupId,
+    pub partitions: u16,
+}
+impl IdSource for PartitionIds {
     fn next_id(&mut self) -> String {
-        crate::new_id()
+        crate::new_id_in(self.group, self.partitions)
     }
 }
 
@@ -354,7 +357,7 @@ impl ActorState {
         let (state, events, handed) = blocking_if(scripts, || {
             let env = self.host.env();
             let (mut state, mut events) =
-                decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env });
+                decide::start(cmd, &mut Ctx { now: crate::now_ms(), ids: &mut self.host.ids(), env: &env });
             let handed = hand_off(&self.host, &mut state, &mut events, &env);
             (state, events, handed)
         });
@@ -402,7 +405,7 @@ impl ActorState {
             let handed = blocking_if(scripts, || {
                 let env = host.env();
                 for job in jobs {
-                    let mut ctx = Ctx { now: crate::now_ms(), ids: &mut UuidIds, env: &env };
+                    let mut ctx = Ctx { now: crate::now_ms(), ids: &mut host.ids(), env: &env };
                     let (cmd, task_id) = match job {
                         Job::Command(cmd) => (Some(cmd.clone()), None),
                         Job::ByRef { reference, status, output, worker_id } => {
@@ -575,7 +578,7 @@ fn hand_off(host: &Host, state: &mut WorkflowState, events: &mut Vec<Event>, env
         let Some((worker_id, reply)) = host.queues.take_waiter(queue) else { continue };
         let (task_id, task_type, ready_at) = (task.task_id.clone(), task.task_type.clone(), task.ready_at());
         let poll = Command::Poll { task_id: task_id.clone(), worker_id };
-        match decide::decide(state, poll, &mut Ctx { now, ids: &mut UuidIds, env }) {
+        match decide::decide(state, poll, &mut Ctx { now, ids: &mut host.ids(), env }) {
             Ok(new) => {
                 events.extend(new);
                 handed.push(HandedOff { task_id, task_type, ready_at, reply });

@@ -31,12 +31,12 @@ use crate::workflows::{fill_task_defs, prepare_start};
 impl Engine {
     /// Starts a workflow and returns its id once the start is committed.
     pub async fn start_workflow(&self, mut request: StartWorkflowRequest) -> Result<WorkflowId, Error> {
-        let leader = self.leader()?;
-        let workflow_id = crate::new_id();
         let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
+        let (leader, workflow_id) = self.start_in(name.as_deref().unwrap_or_default(), &request)?;
         let storage = &leader.host.payloads.storage;
-        let started = match crate::payloads::take_stored_input(storage, self.read(), &mut request).await {
-            Ok(stored) => match prepare_start(self.read(), request, workflow_id.into(), None) {
+        let read = leader.host.replica.read();
+        let started = match crate::payloads::take_stored_input(storage, read, &mut request).await {
+            Ok(stored) => match prepare_start(read, request, workflow_id.into(), None) {
                 Ok(mut cmd) => {
                     // Referred to only if nothing was added to it (an `inputTemplate`'s defaults).
                     cmd.input_stored_at = stored.filter(|_| cmd.plan.def.input_template.is_empty());
@@ -46,6 +46,15 @@ impl Engine {
             },
             Err(e) => Err(e),
         };
+        // Partitioned: a definition registered a moment ago through another node may not have
+        // reached this node's replica of the metadata group yet; its leader has it, and starts
+        // the workflow in a partition it leads.
+        if matches!(started, Err(Error::NotFound(_)))
+            && self.partitioned()
+            && let Err(elsewhere @ Error::Elsewhere { .. }) = self.leader()
+        {
+            return Err(elsewhere);
+        }
         // Refusals that are the request's doing; a 503 during an election is not a start error.
         // A name with no definition gets no series of its own: anyone can send any name.
         let label = match &started {
@@ -59,6 +68,36 @@ impl Engine {
             metrics::counter!(names::WORKFLOW_START_ERROR, "workflowName" => label).increment(1);
         }
         started
+    }
+
+    /// Where a start goes, and the id it gets. Without partitions: the leader, a new id. With
+    /// them: a partition this node leads, taken in turn, and an id that lands in it; a start with
+    /// an idempotency key goes to the partition the (name, key) pair hashes to, wherever it is
+    /// led, so one partition sees every start that reuses the key. A node that leads no
+    /// partition sends the start to the leader of one ([`Error::Elsewhere`]).
+    fn start_in(
+        &self,
+        name: &str,
+        request: &StartWorkflowRequest,
+    ) -> Result<(Arc<crate::leader::Leader>, String), Error> {
+        let partitions = self.partitions();
+        if partitions <= 1 {
+            return Ok((self.leader()?, crate::new_id()));
+        }
+        let group = match &request.idempotency_key {
+            Some(key) => overture_raft::partition_of(&format!("{name}\u{0}{key}"), partitions),
+            None => {
+                let local: Vec<_> = self.local_leaders().into_iter().filter(|l| l.host.group != 0).collect();
+                if !local.is_empty() {
+                    let turn = self.inner.next_start.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let leader = local[turn % local.len()].clone();
+                    let id = crate::new_id_in(leader.host.group, partitions);
+                    return Ok((leader, id));
+                }
+                overture_raft::partition_of(&crate::new_id(), partitions)
+            }
+        };
+        Ok((self.inner.leader_of(group)?, crate::new_id_in(group, partitions)))
     }
 
     /// Starts a workflow and waits for it as [`Engine::await_run`] does.
@@ -77,7 +116,7 @@ impl Engine {
     /// sub-workflow). Woken by the commits that change it; while sub-workflows run, whose commits
     /// do not, it also looks every 100 ms.
     pub async fn await_run(&self, id: &str, wait_refs: &[String], wait: Duration) -> Result<SyncRun, Error> {
-        let watch = self.leader()?.host.watchers.watch(id);
+        let watch = self.leader_for(id)?.host.watchers.watch(id);
         let deadline = tokio::time::Instant::now() + wait;
         let load = |child: &str| self.workflow(child).ok();
         loop {
@@ -103,7 +142,7 @@ impl Engine {
     /// Sends an operation (pause, resume, retry, skip, ...) to a workflow.
     pub async fn operate(&self, workflow_id: &str, command: overture_core::Command) -> Result<(), Error> {
         self.workflow(workflow_id)?;
-        self.leader()?.workflows.command(workflow_id, command).await.map(|_| ())
+        self.leader_for(workflow_id)?.workflows.command(workflow_id, command).await.map(|_| ())
     }
 
     /// `POST /workflow/{id}/retry?resumeSubworkflowTasks=`: runs the failed tasks again. With
@@ -168,28 +207,31 @@ impl Engine {
                 wf.header.status.as_str()
             )));
         }
-        self.leader()?.workflows.stop_actor(workflow_id);
-        self.propose(Request::RemoveWorkflow { workflow_id: workflow_id.into() }).await
+        let leader = self.leader_for(workflow_id)?;
+        leader.workflows.stop_actor(workflow_id);
+        self.propose_in(&leader, Request::RemoveWorkflow { workflow_id: workflow_id.into() }).await
     }
 
     /// Workflow actors live on this node (none unless it leads).
     pub fn live_actors(&self) -> usize {
-        self.leader().map_or(0, |l| l.workflows.live_actors())
+        self.local_leaders().iter().map(|l| l.workflows.live_actors()).sum()
     }
 
     /// An execution, from the local replica.
     pub fn workflow(&self, id: &str) -> Result<WorkflowState, Error> {
-        crate::workflows::workflow(self.read(), id)
+        crate::workflows::workflow(self.read_of(id), id)
     }
 
     /// A workflow's header (status, input, output, variables, times), without its tasks.
     pub fn workflow_header(&self, id: &str) -> Result<overture_core::WorkflowHeader, Error> {
-        self.read().workflow_header(id)?.ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
+        self.read_of(id)
+            .workflow_header(id)?
+            .ok_or_else(|| Error::NotFound(format!("No such workflow found by id: {id}")))
     }
 
     /// Terminates a workflow.
     pub async fn terminate(&self, id: &str, reason: Option<String>) -> Result<(), Error> {
         self.workflow(id)?;
-        self.leader()?.workflows.terminate(id, reason).await
+        self.leader_for(id)?.workflows.terminate(id, reason).await
     }
 }

@@ -14,13 +14,16 @@ use overture_raft::rpc::RpcServer;
 use overture_raft::{Leadership, ReadView, Replica, Request, Response};
 use parking_lot::{Mutex, RwLock};
 
+use overture_raft::GroupId;
+
 use crate::error::Error;
-use crate::leader::Leader;
+use crate::leader::{Leader, Role};
 use crate::options::EngineOptions;
 
 mod definitions;
 mod executions;
 pub use executions::SyncRun;
+mod polls;
 mod schedules;
 mod testing;
 pub use testing::{TaskMock, WorkflowTestRequest};
@@ -32,12 +35,16 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    /// The node's Raft groups; workflows run in the metadata group's replica today.
-    groups: overture_raft::Groups,
-    leader: RwLock<Option<Arc<Leader>>>,
+pub(crate) struct Inner {
+    /// The node's Raft groups: the metadata group 0, and with partitions one group per
+    /// partition, which holds the workflows whose ids hash to it ([`overture_raft::partition_of`]).
+    pub(crate) groups: overture_raft::Groups,
+    /// The leader services of each group this node leads, by group.
+    leaders: Vec<RwLock<Option<Arc<Leader>>>>,
     options: EngineOptions,
-    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Turns starts over the partitions this node leads.
+    next_start: std::sync::atomic::AtomicUsize,
 }
 
 /// The last poll of one queue (Conductor's `PollData`).
@@ -62,32 +69,45 @@ impl Engine {
     /// Starts the engine on a node's Raft groups: it follows the metadata group's leadership
     /// from now on.
     pub fn start_groups(groups: overture_raft::Groups, options: EngineOptions) -> Engine {
-        let engine =
-            Engine { inner: Arc::new(Inner { groups, leader: RwLock::new(None), options, watcher: Mutex::new(None) }) };
-        let watcher = tokio::spawn(engine.clone().follow_leadership());
-        *engine.inner.watcher.lock() = Some(watcher);
+        let leaders = groups.all().iter().map(|_| RwLock::new(None)).collect();
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                groups,
+                leaders,
+                options,
+                watchers: Mutex::new(Vec::new()),
+                next_start: Default::default(),
+            }),
+        };
+        let watchers = (0..engine.inner.leaders.len() as GroupId)
+            .map(|group| tokio::spawn(engine.clone().follow_leadership(group)))
+            .collect();
+        *engine.inner.watchers.lock() = watchers;
         engine
     }
 
-    /// Starts and stops leader services as leadership comes and goes.
-    async fn follow_leadership(self) {
-        let mut watch = self.replica().leadership_watch();
+    /// Starts and stops a group's leader services as its leadership comes and goes.
+    async fn follow_leadership(self, group: GroupId) {
+        let Some(replica) = self.inner.groups.get(group).cloned() else { return };
+        let slot = &self.inner.leaders[usize::from(group)];
+        let role = Role::of(group, self.partitions());
+        let mut watch = replica.leadership_watch();
         loop {
             let now = watch.current();
-            let current = self.inner.leader.read().clone();
+            let current = slot.read().clone();
             match (now.ready, current) {
                 (true, Some(leader)) if leader.term() == now.term => leader.host.set_lease(now.lease),
                 (true, current) => {
                     if let Some(old) = current {
-                        self.step_down(&old);
+                        step_down(slot, &old);
                     }
-                    let replica = self.replica().clone();
-                    match Leader::start(replica, now.term, now.lease, &self.inner.options) {
-                        Ok(leader) => *self.inner.leader.write() = Some(Arc::new(leader)),
-                        Err(e) => tracing::error!(error = %e, "cannot start leader services"),
+                    let router = self.router();
+                    match Leader::start(replica.clone(), now.term, now.lease, &self.inner.options, role, router) {
+                        Ok(leader) => *slot.write() = Some(Arc::new(leader)),
+                        Err(e) => tracing::error!(group, error = %e, "cannot start leader services"),
                     }
                 }
-                (false, Some(old)) => self.step_down(&old),
+                (false, Some(old)) => step_down(slot, &old),
                 (false, None) => {}
             }
             if !watch.changed().await {
@@ -96,21 +116,40 @@ impl Engine {
         }
     }
 
-    fn step_down(&self, leader: &Arc<Leader>) {
-        *self.inner.leader.write() = None;
-        leader.stop();
-    }
-
     /// Stops leader services and Raft. Reads keep working on what is stored.
     pub async fn shutdown(&self) {
-        if let Some(w) = self.inner.watcher.lock().take() {
+        for w in self.inner.watchers.lock().drain(..) {
             w.abort();
         }
-        let current = self.inner.leader.read().clone();
-        if let Some(ctx) = current {
-            self.step_down(&ctx);
+        for slot in &self.inner.leaders {
+            let current = slot.read().clone();
+            if let Some(leader) = current {
+                step_down(slot, &leader);
+            }
         }
         self.inner.groups.shutdown().await;
+    }
+
+    /// Stops Raft in every group, as a fatal storage error does (the fault suite's stop-raft);
+    /// leader services stop as their groups' leadership ends.
+    pub async fn stop_raft(&self) {
+        self.inner.groups.shutdown().await;
+    }
+
+    /// What the leader services use to act on workflows of any group.
+    pub(crate) fn router(&self) -> crate::router::Router {
+        crate::router::Router::new(Arc::downgrade(&self.inner), self.partitions())
+    }
+
+    /// Serves an operation on a workflow (an event handler's action) another node asks of this
+    /// one, the leader of the workflow's partition.
+    pub async fn serve_remote_op(&self, message: &[u8]) -> Vec<u8> {
+        crate::router::serve_op(&self.inner, message).await
+    }
+
+    /// Serves a start another node asks of this one, the leader of the workflow's partition.
+    pub async fn serve_remote_start(&self, message: &[u8]) -> Vec<u8> {
+        crate::router::serve_start(&self.inner, message).await
     }
 
     /// The replica under the engine.
@@ -130,12 +169,21 @@ impl Engine {
 
     /// The payload stored at `path` in external payload storage, as this node has it.
     pub async fn payload(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
-        crate::payloads::fetch(&self.inner.options.payloads.storage, self.read(), path).await
+        crate::payloads::fetch(&self.inner.options.payloads.storage, &self.payload_read(path), path).await
     }
 
     /// The payload stored at `path`, as the JSON object a task's output or a workflow's input is.
     pub async fn payload_object(&self, path: &str) -> Result<overture_core::Object, Error> {
-        crate::payloads::read_object(&self.inner.options.payloads.storage, self.read(), path).await
+        crate::payloads::read_object(&self.inner.options.payloads.storage, &self.payload_read(path), path).await
+    }
+
+    /// The view that holds the embedded payload at `path`: a workflow's payloads are stored in
+    /// its partition, clients' uploads in the metadata group.
+    fn payload_read(&self, path: &str) -> ReadView {
+        self.workflow_reads()
+            .into_iter()
+            .find(|read| read.payload_size(path).ok().flatten().is_some())
+            .unwrap_or_else(|| self.read().clone())
     }
 
     /// Where payloads are stored.
@@ -148,9 +196,10 @@ impl Engine {
         self.replica().leadership()
     }
 
-    /// This node can serve writes now: it is the ready leader and holds its lease.
+    /// This node can serve writes now: it is the ready leader of the metadata group and holds
+    /// its lease.
     pub fn is_ready(&self) -> bool {
-        self.inner.leader.read().as_ref().is_some_and(|leader| leader.host.holds_lease())
+        self.inner.leaders[0].read().as_ref().is_some_and(|leader| leader.host.holds_lease())
     }
 
     /// Why this node cannot serve writes now, as the error a request gets; `None` if it can.
@@ -158,24 +207,79 @@ impl Engine {
         self.leader().err()
     }
 
+    /// The metadata group's leader services, where definitions, schedules and membership change.
     fn leader(&self) -> Result<Arc<Leader>, Error> {
-        if let Some(leader) = self.inner.leader.read().clone() {
-            leader.host.serving()?;
-            return Ok(leader);
+        self.inner.leader_of(0)
+    }
+
+    /// The leader services of the group that holds workflow (or task) `id`.
+    fn leader_for(&self, id: &str) -> Result<Arc<Leader>, Error> {
+        self.inner.leader_of(self.inner.groups.group_of(id))
+    }
+
+    /// The local replica's view of the group that holds workflow (or task) `id`.
+    pub(crate) fn read_of(&self, id: &str) -> &ReadView {
+        self.inner.read_of(id)
+    }
+
+    /// The leader services of every group this node leads and serves, the metadata group first.
+    pub(crate) fn local_leaders(&self) -> Vec<Arc<Leader>> {
+        self.inner.leaders.iter().filter_map(|slot| slot.read().clone()).filter(|l| l.host.serving().is_ok()).collect()
+    }
+
+    /// This node's view of every group that holds workflows: the partitions, or the one group.
+    pub(crate) fn workflow_reads(&self) -> Vec<ReadView> {
+        let groups = &self.inner.groups;
+        groups.workflow_groups().filter_map(|g| groups.get(g)).map(|r| r.read().clone()).collect()
+    }
+
+    /// The applied index of every group this node leads.
+    pub fn led_applied_indexes(&self) -> Vec<(GroupId, u64)> {
+        self.local_leaders().iter().map(|l| (l.host.group, l.host.replica.read().applied_index())).collect()
+    }
+
+    /// Waits up to `within` until this node has applied group `group`'s log up to `index`;
+    /// whether it has.
+    pub async fn wait_applied(&self, group: GroupId, index: u64, within: std::time::Duration) -> bool {
+        let Some(replica) = self.inner.groups.get(group) else { return true };
+        if replica.read().applied_index() >= index {
+            return true;
         }
-        let l = self.leadership();
-        Err(Error::Unavailable(match (l.is_leader, l.leader) {
-            (true, _) => "this node was just elected leader and is catching up; retry shortly".into(),
-            (false, Some(id)) if id != self.replica().node_id() => {
-                format!("this node is not the leader; node {id} is")
-            }
-            _ => "no leader is elected yet; retry shortly".into(),
-        }))
+        replica
+            .raft()
+            .wait(Some(within))
+            .applied_index_at_least(Some(index), "a read after a forwarded write")
+            .await
+            .is_ok()
+    }
+
+    /// The group holding workflow (or task) `id`, the node that leads it and that node's client
+    /// address, if it is another node.
+    pub fn leader_address_of(&self, id: &str) -> Option<(GroupId, u64, String)> {
+        let group = self.inner.groups.group_of(id);
+        let replica = self.inner.groups.get(group)?;
+        let leader = replica.leadership().leader?;
+        (leader != replica.node_id()).then(|| replica.node_addr(leader).map(|a| (group, leader, a))).flatten()
+    }
+
+    /// Follows group `group`'s leadership (the metadata group's if there is no such group).
+    pub fn leadership_watch_of(&self, group: GroupId) -> overture_raft::LeadershipWatch {
+        self.inner.groups.get(group).unwrap_or_else(|| self.replica()).leadership_watch()
+    }
+
+    /// Whether workflows live in partitions (more than one group).
+    pub fn partitioned(&self) -> bool {
+        self.partitions() > 1
     }
 
     async fn propose(&self, request: Request) -> Result<(), Error> {
-        self.leader()?;
-        match self.replica().propose(request).await? {
+        let leader = self.leader()?;
+        self.propose_in(&leader, request).await
+    }
+
+    /// Proposes `request` to the group `leader` leads.
+    async fn propose_in(&self, leader: &Leader, request: Request) -> Result<(), Error> {
+        match leader.host.replica.propose(request).await? {
             Response::Ok | Response::Applied { .. } | Response::Existing { .. } | Response::Purged { .. } => Ok(()),
             Response::NotFound(m) => Err(Error::NotFound(m)),
             Response::Conflict(m) => Err(Error::Conflict(m)),
@@ -257,4 +361,48 @@ impl Engine {
     pub fn rpc_for(&self, group: overture_raft::GroupId) -> Option<&RpcServer> {
         self.inner.groups.get(group).map(Replica::rpc)
     }
+}
+
+fn step_down(slot: &RwLock<Option<Arc<Leader>>>, leader: &Arc<Leader>) {
+    *slot.write() = None;
+    leader.stop();
+}
+
+impl Inner {
+    /// Group `group`'s leader services on this node, if it leads the group and serves; else
+    /// why not: [`Error::Elsewhere`] names the node that leads it.
+    pub(crate) fn leader_of(&self, group: GroupId) -> Result<Arc<Leader>, Error> {
+        if let Some(leader) = self.leaders.get(usize::from(group)).and_then(|slot| slot.read().clone()) {
+            leader.host.serving()?;
+            return Ok(leader);
+        }
+        let Some(replica) = self.groups.get(group) else {
+            return Err(Error::Internal(format!("this node runs no Raft group {group}")));
+        };
+        let what = if group == 0 { "the leader".to_owned() } else { format!("the leader of partition {group}") };
+        let l = replica.leadership();
+        Err(match (l.is_leader, l.leader) {
+            (true, _) => {
+                Error::Unavailable(format!("this node was just elected {what} and is catching up; retry shortly"))
+            }
+            (false, Some(id)) if id != replica.node_id() => match replica.node_addr(id) {
+                Some(address) if group != 0 || self.groups.partitions() > 1 => {
+                    Error::Elsewhere { group, node: id, address }
+                }
+                _ => Error::Unavailable(format!("this node is not {what}; node {id} is")),
+            },
+            _ => Error::Unavailable(format!("no leader of {} is elected yet; retry shortly", group_name(group))),
+        })
+    }
+
+    /// The local replica's view of the group that holds workflow (or task) `id`.
+    pub(crate) fn read_of(&self, id: &str) -> &ReadView {
+        let group = self.groups.group_of(id);
+        self.groups.get(group).unwrap_or_else(|| self.groups.metadata()).read()
+    }
+}
+
+/// How a group is named in messages.
+fn group_name(group: GroupId) -> String {
+    if group == 0 { "the cluster".to_owned() } else { format!("partition {group}") }
 }

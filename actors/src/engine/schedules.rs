@@ -8,21 +8,26 @@ use super::Engine;
 use crate::error::Error;
 
 impl Engine {
+    fn scheduler(&self) -> Result<std::sync::Arc<crate::scheduler::Scheduler>, Error> {
+        let leader = self.leader()?;
+        leader.scheduler.clone().ok_or_else(|| Error::Internal("the metadata group's leader runs no scheduler".into()))
+    }
+
     /// `POST /scheduler/schedules`: creates or replaces a schedule. It fires next at its first
     /// time from now (a replaced one never fires twice for one time).
     pub async fn save_schedule(&self, schedule: WorkflowSchedule, by: Option<String>) -> Result<(), Error> {
-        self.leader()?.scheduler.save(schedule, by).await
+        self.scheduler()?.save(schedule, by).await
     }
 
     /// `DELETE /scheduler/schedules/{name}`: 404 if there is none.
     pub async fn delete_schedule(&self, name: &str) -> Result<(), Error> {
-        self.leader()?.scheduler.delete(name).await
+        self.scheduler()?.delete(name).await
     }
 
     /// Pauses (with a reason) or resumes schedules: one by name (404 if none), or all. A resumed
     /// schedule fires next at its first time from now; what it missed while paused does not run.
     pub async fn pause_schedules(&self, name: Option<&str>, paused: bool, reason: Option<String>) -> Result<(), Error> {
-        self.leader()?.scheduler.pause(name, paused, reason).await
+        self.scheduler()?.pause(name, paused, reason).await
     }
 
     /// Every schedule, or those that start `workflow_name`.

@@ -31,6 +31,11 @@ impl Engine {
                 "{queue} is an internal queue of the server; workers cannot poll it"
             )));
         }
+        if self.partitioned() {
+            let poll =
+                super::polls::Poll { task_type: task_type.into(), domain: domain.map(str::to_owned), worker_id, count };
+            return self.poll_partitions(poll, wait).await;
+        }
         let leader = self.leader()?;
         leader.host.polls.record(task_type, domain, worker_id.as_deref(), crate::now_ms());
         leader.workflows.poll_queue(queue.as_str(), task_type, worker_id, count, wait).await
@@ -38,14 +43,14 @@ impl Engine {
 
     /// Records a task result.
     pub async fn update_task(&self, update: TaskUpdate) -> Result<UpdateOutcome, Error> {
-        self.leader()?.workflows.update_task(update).await
+        self.leader_for(&update.task_id)?.workflows.update_task(update).await
     }
 
     /// Records a task result, then hands the same worker the next task of that queue, if any
     /// (`POST /tasks/update-v2`).
     pub async fn update_task_and_poll(&self, update: TaskUpdate) -> Result<Option<Box<RawValue>>, Error> {
         let worker_id = update.worker_id.clone();
-        let workflows = self.leader()?.workflows.clone();
+        let workflows = self.leader_for(&update.task_id)?.workflows.clone();
         let outcome = workflows.update_task(update).await?;
         let Some(queue) = outcome.queue.filter(|_| outcome.terminal) else { return Ok(None) };
         let mut next = workflows.poll_queue(&queue, &outcome.task_type, worker_id, 1, Duration::ZERO).await?;
@@ -62,7 +67,8 @@ impl Engine {
         worker_id: Option<String>,
     ) -> Result<Option<String>, Error> {
         self.workflow(workflow_id)?;
-        self.leader()?.workflows.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
+        let leader = self.leader_for(workflow_id)?;
+        leader.workflows.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
     }
 
     /// Signals a workflow: updates its first open WAIT task, or the first in its running
@@ -77,23 +83,23 @@ impl Engine {
         let wf = self.workflow(workflow_id)?;
         let load = |id: &str| self.workflow(id).ok();
         let Some(target) = queries::signal_target(&wf, &load) else { return Ok(None) };
-        self.leader()?.workflows.update_by_ref(&target, None, status, output, None).await
+        self.leader_for(&target)?.workflows.update_by_ref(&target, None, status, output, None).await
     }
 
     /// Appends a line to a task's execution log.
     pub async fn add_task_log(&self, task_id: &str, log: String) -> Result<(), Error> {
-        let owner = crate::workflows::task_owner(self.read(), task_id)?;
-        self.leader()?.workflows.add_log(&owner, task_id.to_owned(), log).await
+        let owner = crate::workflows::task_owner(self.read_of(task_id), task_id)?;
+        self.leader_for(task_id)?.workflows.add_log(&owner, task_id.to_owned(), log).await
     }
 
     /// A task and its workflow, from the local replica.
     pub fn task(&self, task_id: &str) -> Result<(WorkflowState, TaskState), Error> {
-        crate::workflows::task(self.read(), task_id)
+        crate::workflows::task(self.read_of(task_id), task_id)
     }
 
     /// A task's execution log.
     pub fn task_logs(&self, task_id: &str) -> Result<Vec<TaskLogRow>, Error> {
-        Ok(self.read().task_logs(task_id)?)
+        Ok(self.read_of(task_id).task_logs(task_id)?)
     }
 
     /// The gauges a metrics scrape computes on the spot (`task_queue_depth` and
@@ -109,15 +115,27 @@ impl Engine {
                 out.push((metric, label, value, n as f64));
             }
         };
-        if let Some(leader) = self.inner.leader.read().clone() {
-            let widen = |v: Vec<(String, usize)>| v.into_iter().map(|(q, n)| (q, n as u64)).collect();
-            add(names::TASK_QUEUE_DEPTH, "queue", widen(leader.host.queues.depths()));
-            add(names::TASK_POLLS_WAITING, "queue", widen(leader.host.queues.waiting_polls()));
+        let (mut depths, mut waiting) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
+        for leader in self.local_leaders() {
+            for (queue, n) in leader.host.queues.depths() {
+                *depths.entry(queue).or_default() += n as u64;
+            }
+            for (queue, n) in leader.host.queues.waiting_polls() {
+                *waiting.entry(queue).or_default() += n as u64;
+            }
         }
-        match self.read().running_counts() {
-            Ok(counts) => add(names::WORKFLOW_RUNNING, "workflowName", counts.into_iter().collect()),
-            Err(e) => tracing::warn!(error = %e, "counting running workflows"),
+        if !depths.is_empty() || !waiting.is_empty() {
+            add(names::TASK_QUEUE_DEPTH, "queue", depths.into_iter().collect());
+            add(names::TASK_POLLS_WAITING, "queue", waiting.into_iter().collect());
         }
+        let mut running = BTreeMap::<String, u64>::new();
+        for read in self.workflow_reads() {
+            match read.running_counts() {
+                Ok(counts) => counts.into_iter().for_each(|(name, n)| *running.entry(name).or_default() += n),
+                Err(e) => tracing::warn!(error = %e, "counting running workflows"),
+            }
+        }
+        add(names::WORKFLOW_RUNNING, "workflowName", running.into_iter().collect());
         out
     }
 
@@ -125,7 +143,11 @@ impl Engine {
     pub fn queue_sizes(&self, task_types: &[String]) -> Result<BTreeMap<String, usize>, Error> {
         let mut out = BTreeMap::new();
         for t in task_types {
-            out.insert(t.clone(), self.read().queue_size(t)?);
+            let mut size = 0;
+            for read in self.workflow_reads() {
+                size += read.queue_size(t)?;
+            }
+            out.insert(t.clone(), size);
         }
         Ok(out)
     }
@@ -133,9 +155,11 @@ impl Engine {
     /// Every worker queue and the tasks waiting in it, by queue name.
     pub fn queue_all(&self) -> Result<BTreeMap<String, usize>, Error> {
         let mut out = BTreeMap::new();
-        for item in self.read().queue_entries()? {
-            if !QueueName::is_system_name(&item.queue) {
-                *out.entry(item.queue).or_insert(0) += 1;
+        for read in self.workflow_reads() {
+            for item in read.queue_entries()? {
+                if !QueueName::is_system_name(&item.queue) {
+                    *out.entry(item.queue).or_insert(0) += 1;
+                }
             }
         }
         Ok(out)
@@ -146,16 +170,17 @@ impl Engine {
     pub fn queue_all_verbose(&self) -> Result<BTreeMap<String, (usize, usize)>, Error> {
         let mut out: BTreeMap<String, (usize, usize)> =
             self.queue_all()?.into_iter().map(|(queue, size)| (queue, (size, 0))).collect();
-        let read = self.read();
-        let mut by_workflow: BTreeMap<overture_core::WorkflowId, Vec<String>> = BTreeMap::new();
-        for item in read.running_entries()? {
-            by_workflow.entry(item.workflow_id).or_default().push(item.task_id);
-        }
-        for (workflow_id, task_ids) in by_workflow {
-            let Some(wf) = read.workflow(&workflow_id)? else { continue };
-            for task in wf.tasks.iter().filter(|t| task_ids.contains(&t.task_id)) {
-                if let Some(queue) = task.queue.as_ref().filter(|q| !QueueName::is_system_name(q)) {
-                    out.entry(queue.clone()).or_default().1 += 1;
+        for read in self.workflow_reads() {
+            let mut by_workflow: BTreeMap<overture_core::WorkflowId, Vec<String>> = BTreeMap::new();
+            for item in read.running_entries()? {
+                by_workflow.entry(item.workflow_id).or_default().push(item.task_id);
+            }
+            for (workflow_id, task_ids) in by_workflow {
+                let Some(wf) = read.workflow(&workflow_id)? else { continue };
+                for task in wf.tasks.iter().filter(|t| task_ids.contains(&t.task_id)) {
+                    if let Some(queue) = task.queue.as_ref().filter(|q| !QueueName::is_system_name(q)) {
+                        out.entry(queue.clone()).or_default().1 += 1;
+                    }
                 }
             }
         }
@@ -163,15 +188,21 @@ impl Engine {
     }
 
     /// Conductor's poll data for every queue of `task_type` (all queues if `None`), as the
-    /// leader saw them.
+    /// leader saw them (with partitions: as the partitions this node leads saw them, the latest
+    /// poll of each queue).
     pub fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
-        Ok(self
-            .leader()?
-            .host
-            .polls
-            .all()
+        let leaders = if self.partitioned() { self.local_leaders() } else { vec![self.leader()?] };
+        let mut latest: BTreeMap<(Option<String>, String), (i64, Option<String>)> = BTreeMap::new();
+        for leader in leaders {
+            for (key, time, worker) in leader.host.polls.all() {
+                if latest.get(&key).is_none_or(|(t, _)| *t < time) {
+                    latest.insert(key, (time, worker));
+                }
+            }
+        }
+        Ok(latest
             .into_iter()
-            .filter_map(|((domain, name), time, worker)| {
+            .filter_map(|((domain, name), (time, worker))| {
                 task_type.is_none_or(|t| t == name).then_some(PollRecord {
                     task_type: name.into(),
                     domain,
@@ -185,18 +216,21 @@ impl Engine {
     /// The events of an execution, oldest first, with their revisions.
     pub fn history(&self, workflow_id: &str) -> Result<Vec<(u64, overture_core::Event)>, Error> {
         self.workflow(workflow_id)?;
-        Ok(self.read().events(workflow_id)?)
+        Ok(self.read_of(workflow_id).events(workflow_id)?)
     }
 
     /// Waits up to `timeout` for this node to serve writes.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let started = Instant::now();
         let mut watch = self.replica().leadership_watch();
-        while started.elapsed() < timeout && !self.is_ready() {
+        // Partitioned: every group too (a one-node cluster leads them all).
+        let ready =
+            || self.is_ready() && (!self.partitioned() || self.local_leaders().len() == self.inner.leaders.len());
+        while started.elapsed() < timeout && !ready() {
             // Leader services start right after the Raft state change this wakes on.
             let _ = tokio::time::timeout(Duration::from_millis(20), watch.changed()).await;
         }
-        self.is_ready()
+        ready()
     }
 }
 

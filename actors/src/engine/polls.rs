@@ -1,0 +1,173 @@
+//! Polls in a partitioned cluster: local first.
+//!
+//! A worker's poll on a node is served from the queues of the partitions that node leads,
+//! taken in turn. Only when they have nothing does the node ask the other nodes that lead
+//! partitions, each once, without waiting ([`paths::PARTITION_POLL`]); they answer from the
+//! partitions they lead, as a poll made on them would be. A long poll then waits for a task
+//! to enter a local queue, and asks the other nodes again every [`REMOTE_POLL_EVERY`] until its
+//! time is up. So a worker that polls and updates on one node mostly touches that node's
+//! partitions, and still receives a task of any partition.
+//!
+//! A task handed out by another node is committed as polled there before it is answered, as
+//! with a forwarded poll: an answer lost on the way leaves it IN_PROGRESS until its response
+//! timeout, and it is then scheduled again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use overture_core::queue::QueueName;
+use overture_raft::codec::{decode_message, encode_message};
+use overture_raft::network::paths;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::Engine;
+use crate::error::Error;
+use crate::leader::Leader;
+
+/// How often a waiting long poll asks the other nodes again.
+pub const REMOTE_POLL_EVERY: Duration = Duration::from_millis(100);
+/// How long a node waits for another's answer to a poll.
+const REMOTE_POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a worker polls for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Poll {
+    pub task_type: String,
+    pub domain: Option<String>,
+    pub worker_id: Option<String>,
+    pub count: usize,
+}
+
+impl Poll {
+    fn queue(&self) -> QueueName {
+        QueueName::worker(&self.task_type, self.domain.as_deref())
+    }
+}
+
+impl Engine {
+    /// Serves a poll in a partitioned cluster (see the module doc).
+    pub(crate) async fn poll_partitions(&self, poll: Poll, wait: Duration) -> Result<Vec<Box<RawValue>>, Error> {
+        let queue = poll.queue();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut ask_others_at = tokio::time::Instant::now();
+        loop {
+            let leaders = self.partition_leaders();
+            // Listen before looking, so a task queued in between wakes this poll.
+            let notifiers: Vec<_> = leaders.iter().map(|l| l.host.queues.notifier(queue.as_str())).collect();
+            let mut woken: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
+            for w in &mut woken {
+                w.as_mut().enable();
+            }
+            let tasks = self.poll_here(&leaders, &poll).await;
+            if !tasks.is_empty() {
+                return Ok(tasks);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= ask_others_at {
+                let tasks = self.poll_others(&poll).await;
+                if !tasks.is_empty() {
+                    return Ok(tasks);
+                }
+                ask_others_at = tokio::time::Instant::now() + REMOTE_POLL_EVERY;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            let until = deadline.min(ask_others_at);
+            if woken.is_empty() {
+                tokio::time::sleep_until(until).await;
+            } else {
+                tokio::select! {
+                    _ = futures::future::select_all(woken) => {}
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+            }
+        }
+    }
+
+    /// The leaders of the partitions this node leads and serves, starting from a different one
+    /// each time so no partition's queue is always looked at first.
+    fn partition_leaders(&self) -> Vec<Arc<Leader>> {
+        let mut leaders: Vec<_> = self.local_leaders().into_iter().filter(|l| l.host.group != 0).collect();
+        if !leaders.is_empty() {
+            let turn = self.inner.next_start.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let first = turn % leaders.len();
+            leaders.rotate_left(first);
+        }
+        leaders
+    }
+
+    /// Up to `poll.count` tasks from the partitions in `leaders`, without waiting.
+    async fn poll_here(&self, leaders: &[Arc<Leader>], poll: &Poll) -> Vec<Box<RawValue>> {
+        let queue = poll.queue();
+        let mut out = Vec::new();
+        for leader in leaders {
+            let want = poll.count.saturating_sub(out.len());
+            if want == 0 {
+                break;
+            }
+            leader.host.polls.record(
+                &poll.task_type,
+                poll.domain.as_deref(),
+                poll.worker_id.as_deref(),
+                crate::now_ms(),
+            );
+            let got = leader
+                .workflows
+                .poll_queue(queue.as_str(), &poll.task_type, poll.worker_id.clone(), want, Duration::ZERO)
+                .await;
+            match got {
+                Ok(tasks) => out.extend(tasks),
+                // This partition stopped serving (a leader change); the others still may.
+                Err(e) => tracing::debug!(group = leader.host.group, error = %e, "a partition's poll failed"),
+            }
+        }
+        out
+    }
+
+    /// Up to `poll.count` tasks from the partitions other nodes lead, asking each once.
+    async fn poll_others(&self, poll: &Poll) -> Vec<Box<RawValue>> {
+        let me = self.replica().node_id();
+        let mut nodes: Vec<(u64, String)> = Vec::new();
+        for status in self.inner.groups.status().into_iter().filter(|s| s.group != 0) {
+            if let (Some(node), Some(address)) = (status.leader, status.leader_address)
+                && node != me
+                && !nodes.iter().any(|(n, _)| *n == node)
+            {
+                nodes.push((node, address));
+            }
+        }
+        let mut out = Vec::new();
+        for (node, address) in nodes {
+            let want = poll.count.saturating_sub(out.len());
+            if want == 0 {
+                break;
+            }
+            let asked = Poll { count: want, ..poll.clone() };
+            let answer: Result<Vec<String>, String> =
+                self.inner.groups.ask(node, &address, paths::PARTITION_POLL, &asked, REMOTE_POLL_TIMEOUT).await;
+            match answer {
+                Ok(tasks) => out.extend(tasks.into_iter().filter_map(|t| RawValue::from_string(t).ok())),
+                Err(why) => tracing::debug!(node, why, "polling another node failed"),
+            }
+        }
+        metrics::counter!(crate::names::TASK_POLL_FORWARDED).increment(out.len() as u64);
+        out
+    }
+
+    /// Serves a poll another node asks of this one: from the partitions this node leads,
+    /// without waiting.
+    pub async fn serve_remote_poll(&self, message: &[u8]) -> Vec<u8> {
+        let answer: Result<Vec<String>, String> = match decode_message::<Poll>(message) {
+            Err(e) => Err(format!("a remote poll that does not decode: {e}")),
+            Ok(poll) if poll.queue().is_system() => Err(format!("{} is an internal queue", poll.queue())),
+            Ok(poll) => {
+                let leaders = self.partition_leaders();
+                let tasks = self.poll_here(&leaders, &poll).await;
+                Ok(tasks.into_iter().map(|t| t.get().to_owned()).collect())
+            }
+        };
+        encode_message(&answer)
+    }
+}

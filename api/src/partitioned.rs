@@ -1,0 +1,180 @@
+//! Forwarding in a partitioned cluster. There is no one leader to send writes to: each
+//! partition has its own, and the metadata group (definitions, schedules, event handlers) its
+//! own. So a node handles every request itself, and the engine says when what the request acts
+//! on is led by another node ([`overture_actors::Error::Elsewhere`], carried to here on the
+//! [`ELSEWHERE_HEADER`] of its 503); the request is then sent there, once, and that node's
+//! answer returned unchanged. A start goes to a partition this node leads, a poll is served
+//! from this node's partitions first, so most requests are answered without a hop.
+//!
+//! Reads are served from this node's replicas of every group. A node that forwarded a write
+//! keeps, per group, the applied index the answering node reported; a read waits (briefly)
+//! until this node has applied that far in every group, so a client talking to one node reads
+//! its own writes. A read of one workflow or task that this node does not have is asked of the
+//! leader of its partition, which may have created it a moment ago.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use overture_raft::GroupId;
+
+use crate::AppState;
+use crate::error::{ApiError, ELSEWHERE_HEADER};
+use crate::forward::{APPLIED_HEADER, FORWARDED_HEADER};
+
+/// How long a read waits for this node to apply what a write forwarded through it reached.
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
+
+/// Handles a request on a node of a partitioned cluster (see the module doc).
+pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
+    let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
+    let read = request.method() == Method::GET || request.method() == Method::HEAD;
+    if read && !forwarded_here {
+        catch_up(s).await;
+    }
+    let (parts, body) = request.into_parts();
+    let limit = crate::forward::body_limit(s, parts.uri.path());
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!("Request body is larger than the limit of {limit} bytes");
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+        }
+    };
+    let again = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    let mut response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let elsewhere = response.headers_mut().remove(ELSEWHERE_HEADER);
+    if forwarded_here {
+        // One hop: the sender learns the applied indexes of what this node leads.
+        if let Ok(v) = applied_indexes(s).parse() {
+            response.headers_mut().insert(APPLIED_HEADER, v);
+        }
+        return response;
+    }
+    let target = match elsewhere.as_ref().and_then(|v| v.to_str().ok()) {
+        Some(header) => parse_elsewhere(header),
+        // This node has not seen it; the partition's leader may have made it a moment ago.
+        None if read && response.status() == StatusCode::NOT_FOUND => leader_of_named(s, again.uri().path()),
+        None => None,
+    };
+    let Some((group, node, address)) = target else { return response };
+    match crate::forward::proxy_to(s, &address, Some((group, node)), again).await {
+        Ok(answer) => answer,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The group, node and address an [`ELSEWHERE_HEADER`] names.
+fn parse_elsewhere(header: &str) -> Option<(GroupId, u64, String)> {
+    let mut parts = header.splitn(3, ' ');
+    let group = parts.next()?.parse().ok()?;
+    let node = parts.next()?.parse().ok()?;
+    Some((group, node, parts.next()?.to_owned()))
+}
+
+/// Records the applied indexes a forwarded answer reports (`group=index;…`).
+pub fn note_applied(s: &AppState, header: &str) {
+    for pair in header.split(';') {
+        let Some((group, index)) = pair.split_once('=') else { continue };
+        let (Ok(group), Ok(index)) = (group.parse::<usize>(), index.parse::<u64>()) else { continue };
+        if let Some(mark) = s.group_watermarks.get(group) {
+            mark.fetch_max(index, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The applied index of every group this node leads, as [`note_applied`] reads them.
+fn applied_indexes(s: &AppState) -> String {
+    s.engine.led_applied_indexes().iter().map(|(g, i)| format!("{g}={i}")).collect::<Vec<_>>().join(";")
+}
+
+/// Waits until this node has applied, in every group, what writes forwarded through it reached.
+async fn catch_up(s: &AppState) {
+    for (group, mark) in s.group_watermarks.iter().enumerate() {
+        let index = mark.load(Ordering::Acquire);
+        if index > 0 && !s.engine.wait_applied(group as GroupId, index, CATCH_UP_WITHIN).await {
+            tracing::debug!(group, index, "a read did not catch up with a forwarded write in time");
+        }
+    }
+}
+
+/// The address of the leader of the partition that holds the workflow or task a read path names
+/// (`/api/workflow/{id}…`, `/api/tasks/{id}…`), if another node leads it.
+fn leader_of_named(s: &AppState, path: &str) -> Option<(GroupId, u64, String)> {
+    let rest = path.strip_prefix("/api/workflow/").or_else(|| path.strip_prefix("/api/tasks/"))?;
+    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
+    let id = percent_decode(id);
+    s.engine.leader_address_of(&id)
+}
+
+fn percent_decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("x={segment}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+/// What a bulk request needs to be sent on to another node: its method, path and query, and
+/// headers (an API key's token among them).
+pub struct Resend {
+    method: Method,
+    path: String,
+    headers: axum::http::HeaderMap,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Resend {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        // The path as the client sent it, not as the nested router that took `/api` off sees it.
+        let uri = parts.extensions.get::<axum::extract::OriginalUri>().map_or(&parts.uri, |o| &o.0);
+        let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+        Ok(Resend { method: parts.method.clone(), path, headers: parts.headers.clone() })
+    }
+}
+
+impl Resend {
+    /// Whether the request was sent here by another node (and so goes no further).
+    pub fn was_forwarded(&self) -> bool {
+        self.headers.contains_key(FORWARDED_HEADER)
+    }
+
+    /// Sends the bulk request on to the node at `address` for `ids`; answers its
+    /// `BulkResponse`, or why there is none.
+    pub async fn bulk_to(
+        &self,
+        s: &AppState,
+        address: &str,
+        ids: &[String],
+    ) -> Result<crate::workflows::BulkResponse, String> {
+        let base = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+        let mut headers = axum::http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            if *name == axum::http::header::AUTHORIZATION || name.as_str().starts_with("x-authorization") {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let answer = s
+            .forward_client
+            .request(self.method.clone(), format!("{base}{}", self.path))
+            .headers(headers)
+            .header(FORWARDED_HEADER, s.engine.replica().node_id().to_string())
+            .timeout(Duration::from_secs(60))
+            .json(ids)
+            .send()
+            .await
+            .map_err(|e| format!("the node at {address} that leads it did not answer ({e}); retry"))?;
+        let status = answer.status();
+        let body = answer.bytes().await.map_err(|e| format!("the answer of {address} was cut off ({e}); retry"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "the node at {address} that leads it answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| format!("the node at {address} answered what is not a bulk response: {e}"))
+    }
+}
