@@ -59,7 +59,7 @@ pub(crate) async fn apply(workflows: &Workflows, status: TaskResultStatus, paylo
         let op = Op::FromDefaultQueue { workflow_id: t.workflow_id.clone(), status, payload: payload.clone() };
         host.router.act(op)
     };
-    crate::router::until_it_lands(host, op).await.map_err(|e| e.to_string())
+    crate::router::until_it_lands(|| host.is_stopped(), op).await.map_err(|e| e.to_string())
 }
 
 /// Applies one message of a default queue on this node, which leads its workflow's partition;

@@ -150,7 +150,8 @@ pub(crate) async fn deliver(workflows: &Workflows, event: &str, message_id: &str
             // Tried again while its workflow's partition has no leader (a failover): each action is
             // idempotent, so it is done once.
             let run = || run_action(workflows, action, event, message_id, payload, &key);
-            let outcome = match crate::router::until_it_lands(workflows.host(), run).await {
+            let stopped = || workflows.host().is_stopped();
+            let outcome = match crate::router::until_it_lands(stopped, run).await {
                 Ok(()) => "completed",
                 Err(e) => {
                     tracing::warn!(handler = %handler.name, action = %action.action, error = %e, "event action failed");

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use overture_core::WorkflowId;
+use overture_core::command::IdSource;
 use overture_raft::Replica;
 use tokio::sync::{Notify, watch};
 
@@ -78,8 +79,8 @@ impl Host {
     }
 
     /// Where the decider's new task ids come from: ids that land in this group.
-    pub fn ids(&self) -> crate::actor::PartitionIds {
-        crate::actor::PartitionIds { group: self.group, partitions: self.partitions }
+    pub fn ids(&self) -> PartitionIds {
+        PartitionIds { group: self.group, partitions: self.partitions }
     }
 
     /// An id derived from `key` for `purpose` that lands in this group.
@@ -136,6 +137,17 @@ impl Host {
     /// Follows the lease, for requests that wait on this leader.
     pub fn lease_watch(&self) -> watch::Receiver<bool> {
         self.lease.subscribe()
+    }
+}
+
+/// New task ids: see [`crate::new_id_in`]; they land in their workflow's group.
+pub(crate) struct PartitionIds {
+    pub group: overture_raft::GroupId,
+    pub partitions: u16,
+}
+impl IdSource for PartitionIds {
+    fn next_id(&mut self) -> String {
+        crate::new_id_in(self.group, self.partitions)
     }
 }
 

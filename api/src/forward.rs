@@ -21,26 +21,19 @@
 //! node was cut off) is asked of the leader, whose answer it returns; with no leader to ask, it
 //! answers a retryable 503.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::proxy::proxy_to;
+pub use crate::proxy::{APPLIED_HEADER, FORWARDED_HEADER};
 
-/// Marks a request forwarded by another node.
-pub const FORWARDED_HEADER: &str = "x-overture-forwarded-by";
 /// Asks for a linearizable read.
 pub const CONSISTENT_HEADER: &str = "x-overture-consistent";
-/// On answers to forwarded requests: the leader's applied log index when it answered.
-pub const APPLIED_HEADER: &str = "x-overture-applied-index";
-
-/// Long polls last up to 5 s; leave room for them.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(65);
 
 fn consistent(request: &Request) -> bool {
     let in_query = request.uri().query().is_some_and(|q| {
@@ -138,16 +131,6 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
     }
 }
 
-/// The largest body a request to `path` may have: a payload upload's is the largest payload's
-/// (see `crate::payloads`).
-pub(crate) fn body_limit(s: &AppState, path: &str) -> usize {
-    if path.starts_with(crate::payloads::PAYLOADS_PREFIX) {
-        s.max_body_bytes.max(s.limits.max_payload_bytes())
-    } else {
-        s.max_body_bytes
-    }
-}
-
 /// A request for the API, but for `/api/health` and the cluster's own status, which say how
 /// this node is.
 fn is_api(request: &Request) -> bool {
@@ -190,95 +173,7 @@ fn unavailable(message: &str) -> Response {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
 }
 
-const HOP_BY_HOP: [HeaderName; 5] =
-    [header::HOST, header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::UPGRADE];
-
 async fn proxy(s: &AppState, leader: &str, request: Request) -> Result<Response, ApiError> {
     let leader_id = s.engine.leadership().leader;
     proxy_to(s, leader, leader_id.map(|id| (0, id)), request).await
-}
-
-/// Sends `request` to the node at `address` and answers its answer. `leader` is the Raft group
-/// and the node that leads it the request is sent to: given up on once another node leads.
-pub(crate) async fn proxy_to(
-    s: &AppState,
-    address: &str,
-    leader: Option<(overture_raft::GroupId, u64)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (group, leader_id) = (leader.map_or(0, |(g, _)| g), leader.map(|(_, id)| id));
-    let leader = address;
-    let (parts, body) = request.into_parts();
-    let limit = body_limit(s, parts.uri.path());
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than the limit of {limit} bytes"))
-    })?;
-    let base = if leader.contains("://") { leader.to_owned() } else { format!("http://{leader}") };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    let node = s.engine.replica().node_id().to_string();
-    if leader_id.is_some_and(|id| s.engine.rpc().faults().is_cut_off(id)) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this node cannot reach the leader; retry (another node may serve)",
-        ));
-    }
-    let send = s
-        .forward_client
-        .request(parts.method.clone(), format!("{base}{path}"))
-        .headers(headers)
-        .header(FORWARDED_HEADER, node)
-        .timeout(FORWARD_TIMEOUT)
-        .body(body)
-        .send();
-    // A leader that dies or freezes mid-request is replaced within an election; give up on it as
-    // soon as this node sees that, instead of waiting out the timeout.
-    let mut watch = s.engine.leadership_watch_of(group);
-    let moved = async move {
-        if leader_id.is_none() {
-            return std::future::pending().await;
-        }
-        while watch.current().leader == leader_id {
-            if !watch.changed().await {
-                break;
-            }
-        }
-    };
-    let forwarded = tokio::select! {
-        r = send => r.map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the leader at {leader} did not answer ({e}); retry"))
-        })?,
-        () = moved => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "leadership moved while the request was forwarded; it may or may not have taken effect; retry",
-            ));
-        }
-    };
-    metrics::counter!(crate::HTTP_FORWARDED).increment(1);
-    let status = forwarded.status();
-    let applied = forwarded.headers().get(APPLIED_HEADER).and_then(|v| v.to_str().ok());
-    if s.engine.partitioned() {
-        crate::partitioned::note_applied(s, applied.unwrap_or_default());
-    } else if let Some(index) = applied.and_then(|v| v.parse::<u64>().ok()) {
-        s.read_watermark.fetch_max(index, std::sync::atomic::Ordering::AcqRel);
-    }
-    let mut out_headers = HeaderMap::new();
-    for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-        if let Some(v) = forwarded.headers().get(&name) {
-            out_headers.insert(name, v.clone());
-        }
-    }
-    let bytes = forwarded.bytes().await.map_err(|e| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the leader's answer was cut off ({e}); retry"))
-    })?;
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    *response.headers_mut() = out_headers;
-    Ok(response)
 }

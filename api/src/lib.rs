@@ -30,6 +30,7 @@ mod metadata;
 mod ops;
 mod partitioned;
 pub mod payloads;
+mod proxy;
 mod scheduler;
 mod search;
 mod signal;

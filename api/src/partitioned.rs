@@ -25,7 +25,7 @@ use overture_raft::GroupId;
 
 use crate::AppState;
 use crate::error::{ApiError, ELSEWHERE_HEADER};
-use crate::forward::{APPLIED_HEADER, FORWARDED_HEADER};
+use crate::proxy::{APPLIED_HEADER, FORWARDED_HEADER};
 
 /// How long a read waits for this node to apply what a write forwarded through it reached.
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
@@ -38,7 +38,7 @@ pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
         catch_up(s).await;
     }
     let (parts, body) = request.into_parts();
-    let limit = crate::forward::body_limit(s, parts.uri.path());
+    let limit = crate::proxy::body_limit(s, parts.uri.path());
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -63,7 +63,7 @@ pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
         None => None,
     };
     let Some((group, node, address)) = target else { return response };
-    match crate::forward::proxy_to(s, &address, Some((group, node)), again).await {
+    match crate::proxy::proxy_to(s, &address, Some((group, node)), again).await {
         Ok(answer) => answer,
         Err(e) => e.into_response(),
     }
@@ -75,17 +75,6 @@ fn parse_elsewhere(header: &str) -> Option<(GroupId, u64, String)> {
     let group = parts.next()?.parse().ok()?;
     let node = parts.next()?.parse().ok()?;
     Some((group, node, parts.next()?.to_owned()))
-}
-
-/// Records the applied indexes a forwarded answer reports (`group=index;…`).
-pub fn note_applied(s: &AppState, header: &str) {
-    for pair in header.split(';') {
-        let Some((group, index)) = pair.split_once('=') else { continue };
-        let (Ok(group), Ok(index)) = (group.parse::<usize>(), index.parse::<u64>()) else { continue };
-        if let Some(mark) = s.group_watermarks.get(group) {
-            mark.fetch_max(index, Ordering::AcqRel);
-        }
-    }
 }
 
 /// The applied index of every group this node leads, as [`note_applied`] reads them.
@@ -143,12 +132,7 @@ impl Resend {
 
     /// Sends the bulk request on to the node at `address` for `ids`; answers its
     /// `BulkResponse`, or why there is none.
-    pub async fn bulk_to(
-        &self,
-        s: &AppState,
-        address: &str,
-        ids: &[String],
-    ) -> Result<crate::workflows::BulkResponse, String> {
+    pub async fn bulk_to(&self, s: &AppState, address: &str, ids: &[String]) -> Result<BulkResponse, String> {
         let base = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
         let mut headers = axum::http::HeaderMap::new();
         for (name, value) in &self.headers {
@@ -177,4 +161,14 @@ impl Resend {
         serde_json::from_slice(&body)
             .map_err(|e| format!("the node at {address} answered what is not a bulk response: {e}"))
     }
+}
+
+/// Conductor's `BulkResponse`.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkResponse {
+    /// Why each id that failed did.
+    pub bulk_error_results: std::collections::BTreeMap<String, String>,
+    /// The ids done.
+    pub bulk_successful_results: Vec<String>,
 }

@@ -6,12 +6,12 @@ use axum::response::Response;
 use overture_core::command::Rerun;
 use overture_core::dsl::StartWorkflowRequest;
 use overture_core::{Command, Object, render};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::input::{Params, RawBody};
-use crate::partitioned::Resend;
+use crate::partitioned::{BulkResponse, Resend};
 use crate::{json_response, signal, text_response};
 
 /// `POST /workflow`: start from a `StartWorkflowRequest`; answers the id as text.
@@ -198,14 +198,6 @@ async fn terminate_and_remove(
         Err(e) => return Err(e),
     }
     s.engine.remove_workflow(id, archive).await
-}
-
-/// Conductor's `BulkResponse`.
-#[derive(Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct BulkResponse {
-    bulk_error_results: std::collections::BTreeMap<String, String>,
-    bulk_successful_results: Vec<String>,
 }
 
 /// The ids of a bulk request: 1 to 1,000.

@@ -160,14 +160,21 @@ async fn search_total(url: &str, query: &str) -> u64 {
     r.json()["totalHits"].as_u64().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workflows_run_in_every_partition_and_every_node_serves_them() {
-    let dir = tempfile::tempdir().expect("dir");
-    let c = Cluster::start(dir.path(), 3, PARTITIONS).await;
+/// Three nodes with six partitions, once every node sees them led 1, 2, 3, 1, 2, 3; and the
+/// nodes' URLs.
+async fn dealt_out(dir: &std::path::Path) -> (Cluster, Vec<String>) {
+    let c = Cluster::start(dir, 3, PARTITIONS).await;
     for n in 1..=3 {
         wait_leaders(&c, n, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
     }
-    let urls: Vec<String> = c.nodes.iter().map(|n| n.url.clone()).collect();
+    let urls = c.nodes.iter().map(|n| n.url.clone()).collect();
+    (c, urls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_run_in_every_partition_and_every_node_serves_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_c, urls) = dealt_out(dir.path()).await;
     Workload::register(&urls[1], "spread", 2).await;
     // Starts, polls and updates through every node; each lands where its partition is led.
     let load = Workload::run(urls.clone(), "spread", 2, 3, 6, 300);
@@ -224,11 +231,7 @@ async fn start_at(url: &str, def: &serde_json::Value, input: serde_json::Value) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_handler_actions_reach_workflows_in_partitions_other_nodes_lead() {
     let dir = tempfile::tempdir().expect("dir");
-    let c = Cluster::start(dir.path(), 3, PARTITIONS).await;
-    for n in 1..=3 {
-        wait_leaders(&c, n, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
-    }
-    let urls: Vec<String> = c.nodes.iter().map(|n| n.url.clone()).collect();
+    let (_c, urls) = dealt_out(dir.path()).await;
     let started_by_event = json!({"name": "started_by_event", "version": 1,
         "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
     let r = send(client().post(format!("{}/api/metadata/workflow", urls[2])).json(&started_by_event)).await;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
-use overture_core::command::{Command, Ctx, IdSource, StartWorkflow, TaskResultStatus, TaskUpdate};
+use overture_core::command::{Command, Ctx, StartWorkflow, TaskResultStatus, TaskUpdate};
 use overture_core::external::PayloadTarget;
 use overture_core::queue::QueueName;
 use overture_core::rows::TimerKind;
@@ -112,17 +112,6 @@ impl WorkflowMsg {
             WorkflowMsg::Command(..) => "command",
             WorkflowMsg::Drain => "drain",
         }
-    }
-}
-
-/// New task ids: see [`crate::new_id_in`]; they land in their workflow's group.
-pub(crate) struct PartitionIds {
-    pub group: overture_raft::GroupId,
-    pub partitions: u16,
-}
-impl IdSource for PartitionIds {
-    fn next_id(&mut self) -> String {
-        crate::new_id_in(self.group, self.partitions)
     }
 }
 

@@ -141,8 +141,10 @@ impl Engine {
 
     /// Sends an operation (pause, resume, retry, skip, ...) to a workflow.
     pub async fn operate(&self, workflow_id: &str, command: overture_core::Command) -> Result<(), Error> {
+        // Where it is led first: a node that does not lead it may not have seen it yet.
+        let leader = self.leader_for(workflow_id)?;
         self.workflow(workflow_id)?;
-        self.leader_for(workflow_id)?.workflows.command(workflow_id, command).await.map(|_| ())
+        leader.workflows.command(workflow_id, command).await.map(|_| ())
     }
 
     /// `POST /workflow/{id}/retry?resumeSubworkflowTasks=`: runs the failed tasks again. With
@@ -150,6 +152,7 @@ impl Engine {
     /// again with a new child: the child is retried (the same way, recursively) and the task
     /// waits for it.
     pub async fn retry(&self, workflow_id: &str, resume_subworkflows: bool) -> Result<(), Error> {
+        self.leader_for(workflow_id)?;
         let mut resume = Vec::new();
         let mut children = Vec::new();
         if resume_subworkflows {
@@ -183,6 +186,7 @@ impl Engine {
 
     /// Restarts a finished workflow, on the latest version of its definition if asked.
     pub async fn restart(&self, workflow_id: &str, use_latest_definitions: bool) -> Result<(), Error> {
+        self.leader_for(workflow_id)?;
         let wf = self.workflow(workflow_id)?;
         let plan = if use_latest_definitions {
             let name = &wf.header.workflow_name;
@@ -200,6 +204,7 @@ impl Engine {
 
     /// Deletes a workflow execution. With `archive` (Conductor's default) only a finished one.
     pub async fn remove_workflow(&self, workflow_id: &str, archive: bool) -> Result<(), Error> {
+        let leader = self.leader_for(workflow_id)?;
         let wf = self.workflow(workflow_id)?;
         if archive && !wf.header.status.is_terminal() {
             return Err(Error::BadRequest(format!(
@@ -207,7 +212,6 @@ impl Engine {
                 wf.header.status.as_str()
             )));
         }
-        let leader = self.leader_for(workflow_id)?;
         leader.workflows.stop_actor(workflow_id);
         self.propose_in(&leader, Request::RemoveWorkflow { workflow_id: workflow_id.into() }).await
     }
@@ -231,7 +235,8 @@ impl Engine {
 
     /// Terminates a workflow.
     pub async fn terminate(&self, id: &str, reason: Option<String>) -> Result<(), Error> {
+        let leader = self.leader_for(id)?;
         self.workflow(id)?;
-        self.leader_for(id)?.workflows.terminate(id, reason).await
+        leader.workflows.terminate(id, reason).await
     }
 }

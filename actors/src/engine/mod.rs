@@ -24,6 +24,7 @@ mod definitions;
 mod executions;
 pub use executions::SyncRun;
 mod polls;
+mod remote;
 mod schedules;
 mod testing;
 pub use testing::{TaskMock, WorkflowTestRequest};
@@ -138,18 +139,19 @@ impl Engine {
 
     /// What the leader services use to act on workflows of any group.
     pub(crate) fn router(&self) -> crate::router::Router {
-        crate::router::Router::new(Arc::downgrade(&self.inner), self.partitions())
+        let reach: std::sync::Weak<dyn crate::router::Reach> = Arc::downgrade(&self.inner) as _;
+        crate::router::Router::new(reach, self.partitions())
     }
 
     /// Serves an operation on a workflow (an event handler's action) another node asks of this
     /// one, the leader of the workflow's partition.
     pub async fn serve_remote_op(&self, message: &[u8]) -> Vec<u8> {
-        crate::router::serve_op(&self.inner, message).await
+        remote::serve_op(&self.inner, message).await
     }
 
     /// Serves a start another node asks of this one, the leader of the workflow's partition.
     pub async fn serve_remote_start(&self, message: &[u8]) -> Vec<u8> {
-        crate::router::serve_start(&self.inner, message).await
+        remote::serve_start(&self.inner, message).await
     }
 
     /// The replica under the engine.

@@ -66,8 +66,8 @@ impl Engine {
         output: Object,
         worker_id: Option<String>,
     ) -> Result<Option<String>, Error> {
-        self.workflow(workflow_id)?;
         let leader = self.leader_for(workflow_id)?;
+        self.workflow(workflow_id)?;
         leader.workflows.update_by_ref(workflow_id, Some(reference.to_owned()), status, output, worker_id).await
     }
 
@@ -80,6 +80,7 @@ impl Engine {
         status: TaskResultStatus,
         output: Object,
     ) -> Result<Option<String>, Error> {
+        self.leader_for(workflow_id)?;
         let wf = self.workflow(workflow_id)?;
         let load = |id: &str| self.workflow(id).ok();
         let Some(target) = queries::signal_target(&wf, &load) else { return Ok(None) };
