@@ -7,9 +7,9 @@
 //! from this node's partitions first, so most requests are answered without a hop.
 //!
 //! Reads are served from this node's replicas of every group. A node that forwarded a write
-//! keeps, per group, the applied index the answering node reported; a read waits (briefly)
-//! until this node has applied that far in every group, so a client talking to one node reads
-//! its own writes. A read of one workflow or task that this node does not have is asked of the
+//! keeps, per group, the applied index the answering node reported; a read of the API's data
+//! waits until this node has applied that far in every group, so a client talking to one node
+//! reads its own writes, and after 2 s (a node cut off from its peers) answers a retryable 503. A read of one workflow or task that this node does not have is asked of the
 //! leader of its partition, which may have created it a moment ago.
 
 use std::sync::atomic::Ordering;
@@ -34,8 +34,9 @@ const CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
 pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
     let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
     let read = request.method() == Method::GET || request.method() == Method::HEAD;
-    if read && !forwarded_here {
-        catch_up(s).await;
+    if read && !forwarded_here && reads_api_data(request.uri().path()) && !catch_up(s).await {
+        let message = "this node has not yet applied writes forwarded through it (it may be cut off); retry";
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
     }
     let (parts, body) = request.into_parts();
     let limit = crate::proxy::body_limit(s, parts.uri.path());
@@ -82,14 +83,25 @@ fn applied_indexes(s: &AppState) -> String {
     s.engine.led_applied_indexes().iter().map(|(g, i)| format!("{g}={i}")).collect::<Vec<_>>().join(";")
 }
 
-/// Waits until this node has applied, in every group, what writes forwarded through it reached.
-async fn catch_up(s: &AppState) {
+/// A read of the API's data: not the cluster's own status or health, which say how this node
+/// is, nor the UI's files.
+fn reads_api_data(path: &str) -> bool {
+    path.starts_with("/api/") && !path.starts_with("/api/cluster/") && path != "/api/health"
+}
+
+/// Waits (up to [`CATCH_UP_WITHIN`] in all) until this node has applied, in every group, what
+/// writes forwarded through it reached; whether it has.
+async fn catch_up(s: &AppState) -> bool {
+    let deadline = tokio::time::Instant::now() + CATCH_UP_WITHIN;
     for (group, mark) in s.group_watermarks.iter().enumerate() {
         let index = mark.load(Ordering::Acquire);
-        if index > 0 && !s.engine.wait_applied(group as GroupId, index, CATCH_UP_WITHIN).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if index > 0 && !s.engine.wait_applied(group as GroupId, index, left).await {
             tracing::debug!(group, index, "a read did not catch up with a forwarded write in time");
+            return false;
         }
     }
+    true
 }
 
 /// The address of the leader of the partition that holds the workflow or task a read path names

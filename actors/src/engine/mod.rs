@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Turns starts over the partitions this node leads.
     next_start: std::sync::atomic::AtomicUsize,
+    /// When another node last had nothing for a queue, by (node, queue): see `polls.rs`.
+    remote_empty: Mutex<std::collections::HashMap<(u64, String), std::time::Instant>>,
 }
 
 /// The last poll of one queue (Conductor's `PollData`).
@@ -78,6 +80,7 @@ impl Engine {
                 options,
                 watchers: Mutex::new(Vec::new()),
                 next_start: Default::default(),
+                remote_empty: Default::default(),
             }),
         };
         let watchers = (0..engine.inner.leaders.len() as GroupId)

@@ -5,8 +5,10 @@
 //! partitions, each once, without waiting ([`paths::PARTITION_POLL`]); they answer from the
 //! partitions they lead, as a poll made on them would be. A long poll then waits for a task
 //! to enter a local queue, and asks the other nodes again every [`REMOTE_POLL_EVERY`] until its
-//! time is up. So a worker that polls and updates on one node mostly touches that node's
-//! partitions, and still receives a task of any partition.
+//! time is up. A node that had nothing for a queue is not asked for it again, by any poll of
+//! this node, for [`REMOTE_EMPTY_FOR`]: many workers waiting on one node cost its peers a few
+//! requests a second, not one per worker. So a worker that polls and updates on one node mostly
+//! touches that node's partitions, and still receives a task of any partition.
 //!
 //! A task handed out by another node is committed as polled there before it is answered, as
 //! with a forwarded poll: an answer lost on the way leaves it IN_PROGRESS until its response
@@ -27,6 +29,8 @@ use crate::leader::Leader;
 
 /// How often a waiting long poll asks the other nodes again.
 pub const REMOTE_POLL_EVERY: Duration = Duration::from_millis(100);
+/// How long another node that had nothing for a queue is left alone for it.
+pub const REMOTE_EMPTY_FOR: Duration = Duration::from_millis(250);
 /// How long a node waits for another's answer to a poll.
 const REMOTE_POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -138,22 +142,46 @@ impl Engine {
                 nodes.push((node, address));
             }
         }
+        let queue = poll.queue().as_str().to_owned();
         let mut out = Vec::new();
         for (node, address) in nodes {
             let want = poll.count.saturating_sub(out.len());
             if want == 0 {
                 break;
             }
+            let key = (node, queue.clone());
+            let now = std::time::Instant::now();
+            if self.inner.remote_empty.lock().get(&key).is_some_and(|at| now.duration_since(*at) < REMOTE_EMPTY_FOR) {
+                continue;
+            }
             let asked = Poll { count: want, ..poll.clone() };
             let answer: Result<Vec<String>, String> =
                 self.inner.groups.ask(node, &address, paths::PARTITION_POLL, &asked, REMOTE_POLL_TIMEOUT).await;
             match answer {
-                Ok(tasks) => out.extend(tasks.into_iter().filter_map(|t| RawValue::from_string(t).ok())),
-                Err(why) => tracing::debug!(node, why, "polling another node failed"),
+                Ok(tasks) if tasks.is_empty() => self.note_empty(key),
+                Ok(tasks) => {
+                    self.inner.remote_empty.lock().remove(&key);
+                    out.extend(tasks.into_iter().filter_map(|t| RawValue::from_string(t).ok()));
+                }
+                Err(why) => {
+                    self.note_empty(key);
+                    tracing::debug!(node, why, "polling another node failed");
+                }
             }
         }
         metrics::counter!(crate::names::TASK_POLL_FORWARDED).increment(out.len() as u64);
         out
+    }
+
+    /// Remembers that `node` had nothing for `queue` just now. Entries past their time are
+    /// dropped once there are many (workers may poll any name).
+    fn note_empty(&self, key: (u64, String)) {
+        let now = std::time::Instant::now();
+        let mut empty = self.inner.remote_empty.lock();
+        if empty.len() >= 10_000 {
+            empty.retain(|_, at| now.duration_since(*at) < REMOTE_EMPTY_FOR);
+        }
+        empty.insert(key, now);
     }
 
     /// Serves a poll another node asks of this one: from the partitions this node leads,
