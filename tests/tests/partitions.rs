@@ -198,7 +198,9 @@ async fn workflows_run_in_every_partition_and_every_node_serves_them() {
     assert!(per_partition[1..].iter().all(|&n| n > 0), "{per_partition:?}");
     for url in &urls {
         let total = search_total(url, "workflowType%3D%27spread_flow%27").await;
-        assert_eq!(total, started.len() as u64, "search through {url}");
+        // At least every acknowledged start; a start whose answer the client gave up on (its
+        // 3 s timeout, under load) may have been made too.
+        assert!(total >= started.len() as u64, "search through {url}: {total} of {}", started.len());
     }
     // Started through node 1 (into the partitions it leads), worked only through node 3: polls
     // there receive the tasks of partitions another node leads.
