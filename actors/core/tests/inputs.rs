@@ -1065,6 +1065,17 @@ proptest! {
     }
 }
 
+/// The case the property below once found: no levels, so nothing to close, and the number reads
+/// back whole.
+#[test]
+fn a_number_alone_reads_back_whether_or_not_it_is_closed() {
+    for closed in [false, true] {
+        let text = nested_text(0, "array", closed);
+        let read = payload::from_slice::<Value>(text.as_bytes()).map(|v| payload::depth(&v, MAX_STORED_DEPTH + 1));
+        assert_eq!(read.expect("a number reads back"), 0, "{text}");
+    }
+}
+
 proptest! {
     #![proptest_config(config(64))]
 
@@ -1086,7 +1097,8 @@ proptest! {
         let read = on_deep_stack(|| {
             payload::from_slice::<Value>(text.as_bytes()).map(|v| payload::depth(&v, MAX_STORED_DEPTH + 1))
         });
-        if closed && levels_in_text <= MAX_STORED_DEPTH {
+        // With no levels the text is the number alone: whole whether "closed" or not.
+        if (closed || levels == 0) && levels_in_text <= MAX_STORED_DEPTH {
             prop_assert_eq!(read.expect("nesting within MAX_STORED_DEPTH reads back"), levels_in_text);
         } else {
             prop_assert!(read.is_err());
