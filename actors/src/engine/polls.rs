@@ -134,10 +134,12 @@ impl Engine {
     async fn poll_others(&self, poll: &Poll) -> Vec<Box<RawValue>> {
         let me = self.replica().node_id();
         let mut nodes: Vec<(u64, String)> = Vec::new();
-        for status in self.inner.groups.status().into_iter().filter(|s| s.group != 0) {
-            if let (Some(node), Some(address)) = (status.leader, status.leader_address)
+        // Only who leads each partition: not the whole `GroupStatus`, on this path of every poll.
+        for replica in self.inner.groups.all().iter().skip(1) {
+            if let Some(node) = replica.leadership().leader
                 && node != me
                 && !nodes.iter().any(|(n, _)| *n == node)
+                && let Some(address) = replica.node_addr(node)
             {
                 nodes.push((node, address));
             }
