@@ -38,7 +38,9 @@ pub struct Groups {
 
 struct Inner {
     replicas: Vec<Replica>,
-    options: ReplicaOptions,
+    /// How this node asks others to act (in the metadata group's name): one client, so its
+    /// connections are reused and its TLS roots are loaded once, not on every request.
+    network: Network,
     balancer: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -86,7 +88,9 @@ impl Groups {
     }
 
     fn new(replicas: Vec<Replica>, options: ReplicaOptions) -> Groups {
-        Groups { inner: Arc::new(Inner { replicas, options, balancer: Default::default() }) }
+        let faults = replicas[0].rpc().faults.clone();
+        let network = Network::new(options.cluster_secret.clone(), options.node_id, 0, faults);
+        Groups { inner: Arc::new(Inner { replicas, network, balancer: Default::default() }) }
     }
 
     /// The metadata group's replica (the only group of an unpartitioned node).
@@ -179,9 +183,7 @@ impl Groups {
         message: &Q,
         within: Duration,
     ) -> Result<A, String> {
-        let options = &self.inner.options;
-        let network = Network::new(options.cluster_secret.clone(), options.node_id, 0, self.faults());
-        network.connect(node, address).call_within(path, message, within).await.map_err(|e| e.to_string())
+        self.inner.network.connect(node, address).call_within(path, message, within).await.map_err(|e| e.to_string())
     }
 
     async fn ask_leader(
@@ -191,9 +193,10 @@ impl Groups {
         addr: &str,
         change: &MembershipChange,
     ) -> Result<(), Refusal> {
-        let options = &self.inner.options;
-        let network = Network::new(options.cluster_secret.clone(), options.node_id, group, self.faults());
-        let answer: Result<(), Refusal> = network
+        let answer: Result<(), Refusal> = self
+            .inner
+            .network
+            .in_group(group)
             .connect(leader, addr)
             .call_within(paths::MEMBERSHIP, change, MEMBERSHIP_DEADLINE)
             .await
@@ -205,10 +208,8 @@ impl Groups {
     /// follow the groups it lacks. A node that cannot be asked (down, or a build without
     /// [`paths::GROUPS`]) is added as before.
     async fn check_joiner(&self, id: NodeId, address: &str) -> Result<(), ProposeError> {
-        let options = &self.inner.options;
-        let network = Network::new(options.cluster_secret.clone(), options.node_id, 0, self.faults());
         let asked: Result<GroupId, _> =
-            network.connect(id, address).call_within(paths::GROUPS, &(), Duration::from_secs(5)).await;
+            self.inner.network.connect(id, address).call_within(paths::GROUPS, &(), Duration::from_secs(5)).await;
         let Ok(theirs) = asked else { return Ok(()) };
         let ours = self.inner.replicas.len() as GroupId;
         if theirs == ours {
@@ -226,10 +227,6 @@ impl Groups {
     /// What this node answers when asked how many groups it runs ([`paths::GROUPS`]).
     pub fn count_answer(&self) -> Vec<u8> {
         crate::codec::encode_message(&Ok::<GroupId, String>(self.inner.replicas.len() as GroupId))
-    }
-
-    fn faults(&self) -> Arc<crate::faults::Faults> {
-        self.metadata().rpc().faults.clone()
     }
 
     /// Where each group stands, as this node sees it.

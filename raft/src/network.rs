@@ -95,6 +95,11 @@ impl Network {
         Network { client, secret: secret.map(Arc::from), from: from.to_string().into(), group, faults }
     }
 
+    /// The same network, speaking for `group`: the same client and connections.
+    pub fn in_group(&self, group: GroupId) -> Network {
+        Network { group: (group != 0).then(|| group.to_string().into()), ..self.clone() }
+    }
+
     /// A connection to node `target` at client address `addr` (`host:port` or a URL).
     pub fn connect(&self, target: NodeId, addr: &str) -> PeerConnection {
         let addr = addr.trim_end_matches('/');
