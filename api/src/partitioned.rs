@@ -9,7 +9,10 @@
 //! Reads are served from this node's replicas of every group. A node that forwarded a write
 //! keeps, per group, the applied index the answering node reported; a read of the API's data
 //! waits until this node has applied that far in every group, so a client talking to one node
-//! reads its own writes, and after 2 s (a node cut off from its peers) answers a retryable 503. A read of one workflow or task that this node does not have is asked of the
+//! reads its own writes, and after 2 s (a node cut off from its peers) answers a retryable 503;
+//! a read of definitions, event handlers or schedules needs the metadata group only, and is sent
+//! to its leader when this node has not applied as far (as a follower of one group does). A read
+//! of one workflow or task that this node does not have is asked of the
 //! leader of its partition, which may have created it a moment ago.
 
 use std::sync::atomic::Ordering;
@@ -34,9 +37,21 @@ const CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
 pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
     let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
     let read = request.method() == Method::GET || request.method() == Method::HEAD;
-    if read && !forwarded_here && reads_api_data(request.uri().path()) && !catch_up(s).await {
-        let message = "this node has not yet applied writes forwarded through it (it may be cut off); retry";
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    if read && !forwarded_here && reads_api_data(request.uri().path()) {
+        let path = request.uri().path();
+        if reads_metadata_only(path)
+            && !caught_up_in(s, 0, Duration::ZERO).await
+            && let Some((group, node, address)) = s.engine.leader_address_in(0)
+        {
+            // As a follower of one group does: the leader has what this node has not applied.
+            return crate::proxy::proxy_to(s, &address, Some((group, node)), request)
+                .await
+                .unwrap_or_else(|e| e.into_response());
+        }
+        if !catch_up(s, path).await {
+            let message = "this node has not yet applied writes forwarded through it (it may be cut off); retry";
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        }
     }
     let (parts, body) = request.into_parts();
     let limit = crate::proxy::body_limit(s, parts.uri.path());
@@ -60,7 +75,15 @@ pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
     let target = match elsewhere.as_ref().and_then(|v| v.to_str().ok()) {
         Some(header) => parse_elsewhere(header),
         // This node has not seen it; the partition's leader may have made it a moment ago.
-        None if read && response.status() == StatusCode::NOT_FOUND => leader_of_named(s, again.uri().path()),
+        None if read && response.status() == StatusCode::NOT_FOUND => match named_id(again.uri().path()) {
+            Some(id) if !s.engine.knows_leader_of(&id) => {
+                // Cut off, or in an election: nobody here can say it does not exist.
+                let message = "this node knows no leader of the partition that would hold it; retry";
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+            }
+            Some(id) => s.engine.leader_address_of(&id),
+            None => None,
+        },
         None => None,
     };
     let Some((group, node, address)) = target else { return response };
@@ -89,28 +112,45 @@ fn reads_api_data(path: &str) -> bool {
     path.starts_with("/api/") && !path.starts_with("/api/cluster/") && path != "/api/health"
 }
 
-/// Waits (up to [`CATCH_UP_WITHIN`] in all) until this node has applied, in every group, what
-/// writes forwarded through it reached; whether it has.
-async fn catch_up(s: &AppState) -> bool {
+/// Waits (up to [`CATCH_UP_WITHIN`] in all) until this node has applied, in each group the read
+/// of `path` reads, what writes forwarded through it reached; whether it has. A read of
+/// definitions, event handlers or schedules reads the metadata group only, so a node whose
+/// partitions lag (a full disk, a slow follower) still serves it.
+async fn catch_up(s: &AppState, path: &str) -> bool {
     let deadline = tokio::time::Instant::now() + CATCH_UP_WITHIN;
-    for (group, mark) in s.group_watermarks.iter().enumerate() {
-        let index = mark.load(Ordering::Acquire);
+    let groups = if reads_metadata_only(path) { 1 } else { s.group_watermarks.len() };
+    for group in 0..groups {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if index > 0 && !s.engine.wait_applied(group as GroupId, index, left).await {
-            tracing::debug!(group, index, "a read did not catch up with a forwarded write in time");
+        if !caught_up_in(s, group as GroupId, left).await {
             return false;
         }
     }
     true
 }
 
-/// The address of the leader of the partition that holds the workflow or task a read path names
-/// (`/api/workflow/{id}…`, `/api/tasks/{id}…`), if another node leads it.
-fn leader_of_named(s: &AppState, path: &str) -> Option<(GroupId, u64, String)> {
+/// Waits up to `within` until this node has applied, in `group`, what writes forwarded through
+/// it reached there; whether it has.
+async fn caught_up_in(s: &AppState, group: GroupId, within: Duration) -> bool {
+    let index = s.group_watermarks.get(usize::from(group)).map_or(0, |mark| mark.load(Ordering::Acquire));
+    if index > 0 && !s.engine.wait_applied(group, index, within).await {
+        tracing::debug!(group, index, "a read did not catch up with a forwarded write in time");
+        return false;
+    }
+    true
+}
+
+/// A read of what the metadata group alone holds: definitions, event handlers, schedules (not
+/// the executions schedules started).
+fn reads_metadata_only(path: &str) -> bool {
+    let metadata = ["/api/metadata/", "/api/event", "/api/scheduler/"].iter().any(|p| path.starts_with(p));
+    metadata && !path.starts_with("/api/scheduler/search/")
+}
+
+/// The workflow or task id a read path names (`/api/workflow/{id}…`, `/api/tasks/{id}…`).
+fn named_id(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/api/workflow/").or_else(|| path.strip_prefix("/api/tasks/"))?;
     let id = rest.split('/').next().filter(|id| !id.is_empty())?;
-    let id = percent_decode(id);
-    s.engine.leader_address_of(&id)
+    Some(percent_decode(id))
 }
 
 fn percent_decode(segment: &str) -> String {

@@ -642,6 +642,22 @@ pub async fn metric_sum(url: &str, name: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
+/// The Raft group a workload through `leader` loads: the one group of an unpartitioned
+/// cluster, else the first partition `leader` leads (starts go to partitions the node leads).
+pub fn loaded_group(status: &Value, leader: usize) -> u64 {
+    let groups = status["groups"].as_array().cloned().unwrap_or_default();
+    let led = groups.iter().find(|g| g["group"] != 0 && g["leader"].as_u64() == Some(leader as u64));
+    led.and_then(|g| g["group"].as_u64()).unwrap_or(0)
+}
+
+/// A field of group `group` in a node's cluster status (group 0's are the status's own).
+pub fn group_field(status: &Value, group: u64, field: &str) -> Option<u64> {
+    if group == 0 {
+        return status[field].as_u64();
+    }
+    status["groups"].as_array()?.iter().find(|g| g["group"] == group)?[field].as_u64()
+}
+
 /// Waits until the workflow, read through the node at `url`, reaches `status`; returns its JSON.
 pub async fn wait_status_at(url: &str, workflow_id: &str, status: &str, timeout: Duration) -> Value {
     let client = client();

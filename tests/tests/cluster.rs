@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use overture_tests::{
-    Cluster, Workload, check_ledger, client, finish_python_sdk, run_python_sdk_workload, send, send_retrying,
-    spawn_python_sdk, wait_for, wait_for_python_line,
+    Cluster, Workload, check_ledger, client, finish_python_sdk, group_field, loaded_group, run_python_sdk_workload,
+    send, send_retrying, spawn_python_sdk, wait_for, wait_for_python_line,
 };
 use serde_json::{Value, json};
 
@@ -134,22 +134,6 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
     let finisher = Workload::run(others.clone(), "stop", 2, 0, 4, 0);
     check_ledger(&others[0], &ledger, 2, Duration::from_secs(90)).await;
     finisher.stop().await;
-}
-
-/// The Raft group a workload through `leader` loads: the one group of an unpartitioned
-/// cluster, else the first partition `leader` leads (starts go to partitions the node leads).
-fn loaded_group(status: &Value, leader: usize) -> u64 {
-    let groups = status["groups"].as_array().cloned().unwrap_or_default();
-    let led = groups.iter().find(|g| g["group"] != 0 && g["leader"].as_u64() == Some(leader as u64));
-    led.and_then(|g| g["group"].as_u64()).unwrap_or(0)
-}
-
-/// A field of group `group` in a node's cluster status (group 0's are the status's own).
-fn group_field(status: &Value, group: u64, field: &str) -> Option<u64> {
-    if group == 0 {
-        return status[field].as_u64();
-    }
-    status["groups"].as_array()?.iter().find(|g| g["group"] == group)?[field].as_u64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

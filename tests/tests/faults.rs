@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use overture_tests::faults::{self, Observer, SmallDisk};
-use overture_tests::{Cluster, Workload, check_ledger, client, metric_sum, send, wait_for};
+use overture_tests::{Cluster, Workload, check_ledger, client, group_field, loaded_group, metric_sum, send, wait_for};
 use serde_json::{Value, json};
 
 async fn cluster(dir: &std::path::Path) -> Cluster {
@@ -423,14 +423,16 @@ async fn a_follower_whose_raft_stops_slows_nobody() {
         assert_eq!(r.status, 503, "{what}: {}", r.text);
         assert_eq!(r.json()["retryable"], true, "{what}: {}", r.text);
     }
-    // The leader snapshots and purges its log past what the stopped node has.
+    // The leader snapshots and purges its log past what the stopped node has: the log of the
+    // group that takes the load (the one group, or a partition the leader leads).
+    let group = loaded_group(&c.status(leader).await, leader);
+    let stopped_at = group_field(&c.status(stopped).await, group, "lastLogIndex").unwrap_or_default();
     let purged_past = wait_for(Duration::from_secs(60), || async {
-        let s = c.status(leader).await;
-        let matched = s["replication"][stopped.to_string()]["matchedIndex"].as_u64().unwrap_or(0);
-        s["purgedIndex"].as_u64().is_some_and(|p| p > matched)
+        group_field(&c.status(leader).await, group, "purgedIndex").is_some_and(|p| p > stopped_at)
     })
     .await;
-    assert!(purged_past, "the leader purged its log past node {stopped}: {}", c.status(leader).await);
+    let status = c.status(leader).await;
+    assert!(purged_past, "the leader purged group {group}'s log past node {stopped}'s {stopped_at}: {status}");
     // So it offers the stopped node snapshots, which that node refuses unread.
     let stopped_url = c.nodes[stopped - 1].url.clone();
     let refused = wait_for(Duration::from_secs(30), || async {
@@ -462,7 +464,9 @@ async fn a_follower_whose_raft_stops_slows_nobody() {
 async fn a_snapshot_build_on_a_full_disk_waits_for_space() {
     let dir = tempfile::tempdir().expect("dir");
     let mut disk = SmallDisk::mount(&dir.path().join("node-1"), 256);
-    let config = "min_free_disk_bytes = 0\nsnapshot_every = 300\nkeep_after_snapshot = 10\n";
+    // One group whatever OVERTURE_TEST_PARTITIONS says: each group builds its snapshots with
+    // the same code, and spread over partitions the state would fit in the room left.
+    let config = "partitions = 1\nmin_free_disk_bytes = 0\nsnapshot_every = 300\nkeep_after_snapshot = 10\n";
     let c = Cluster::start(dir.path(), 1, config).await;
     let name = Workload::register(&c.nodes[0].url, "snapfull", 1).await;
     // State a snapshot cannot fit in 2 MiB: a hundred workflows with 64 KiB of text that does

@@ -261,7 +261,18 @@ impl Engine {
     /// The group holding workflow (or task) `id`, the node that leads it and that node's client
     /// address, if it is another node.
     pub fn leader_address_of(&self, id: &str) -> Option<(GroupId, u64, String)> {
+        self.leader_address_in(self.inner.groups.group_of(id))
+    }
+
+    /// Whether this node knows a leader of the group holding workflow (or task) `id`: one cut off
+    /// from its peers may not, and then cannot tell whether the workflow exists.
+    pub fn knows_leader_of(&self, id: &str) -> bool {
         let group = self.inner.groups.group_of(id);
+        self.inner.groups.get(group).is_some_and(|replica| replica.leadership().leader.is_some())
+    }
+
+    /// The node that leads group `group` and its client address, if it is another node.
+    pub fn leader_address_in(&self, group: GroupId) -> Option<(GroupId, u64, String)> {
         let replica = self.inner.groups.get(group)?;
         let leader = replica.leadership().leader?;
         (leader != replica.node_id()).then(|| replica.node_addr(leader).map(|a| (group, leader, a))).flatten()
