@@ -3,7 +3,7 @@
 # the HTTP API against real node processes, crash safety with SIGKILL, three-node clusters with
 # failover and snapshots, the deployment files, the official Conductor Python SDK against a real
 # node and a cluster, the official JavaScript SDK against a real node, and the web UI in headless
-# Chromium. Installs what it needs: libclang, cargo-nextest, a Python virtualenv with
+# Chromium; then the fault suite again with six partitions. Installs what it needs: libclang, cargo-nextest, a Python virtualenv with
 # conductor-python, nats-py, pika, confluent-kafka and PyYAML, Debian's chromium, nats-server and
 # rabbitmq-server, Tansu (a Kafka-protocol broker, built once from crates.io), and from npm
 # playwright-core, the JavaScript SDK and s3rver (an S3-compatible server, for external payload
@@ -33,3 +33,8 @@ ensure_brokers
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"
+# The whole suite, not a chosen part: the fault suite once more with six partitions, each fault
+# met by a workload spread over partition groups that different nodes lead.
+if [ $# -eq 0 ]; then
+  OVERTURE_TEST_PARTITIONS=6 cargo nextest run --workspace --no-fail-fast -E 'binary(faults)'
+fi
