@@ -320,13 +320,31 @@ pub(crate) async fn verify(s: &Shared) -> anyhow::Result<usize> {
     let ids = s.ids.lock().clone();
     let mut completed = 0;
     for chunk in ids.chunks(64) {
-        let checks = chunk.iter().map(|id| s.client.get(format!("{}/workflow/{id}/status", s.base(0, 0))).send());
-        for r in futures::future::join_all(checks).await {
-            let v: Value = r?.json().await?;
-            if v["status"] == expected {
+        for v in futures::future::join_all(chunk.iter().map(|id| status_of(s, id))).await {
+            if v?["status"] == expected {
                 completed += 1;
             }
         }
     }
     Ok(completed)
+}
+
+/// A workflow's status, through any node that answers: a run may have lost one.
+async fn status_of(s: &Shared, id: &str) -> anyhow::Result<Value> {
+    let mut retry = Retry::new();
+    let mut attempt = 0;
+    loop {
+        let base = s.base(0, attempt).to_owned();
+        match s.client.get(format!("{base}/workflow/{id}/status")).send().await {
+            Ok(r) if r.status().is_success() => return Ok(r.json().await?),
+            Ok(r) if r.status().as_u16() == 503 => {}
+            Ok(r) => bail!("reading workflow {id}: {} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => {
+                tracing::debug!(error = %e, "a status read failed; trying another node");
+                s.unreachable(&base);
+                attempt += 1;
+            }
+        }
+        retry.wait("reading a workflow's status").await?;
+    }
 }
