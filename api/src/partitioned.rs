@@ -53,6 +53,13 @@ pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
         }
     }
+    if request.method() == Method::POST && !forwarded_here && request.uri().path().starts_with("/api/workflow") {
+        // A start (or restart) reads its definition here: one registered through this node a
+        // moment ago is waited for, so the workflow starts in a partition this node leads
+        // rather than where the metadata leader is. Not caught up in time, the engine sends it
+        // to the metadata leader as before.
+        caught_up_in(s, 0, CATCH_UP_WITHIN).await;
+    }
     let (parts, body) = request.into_parts();
     let limit = crate::proxy::body_limit(s, parts.uri.path());
     let bytes = match axum::body::to_bytes(body, limit).await {
