@@ -44,7 +44,7 @@ pub mod timers;
 mod workflows;
 
 pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};
-pub use engine::{Engine, PollRecord, SyncRun, TaskMock, WorkflowTestRequest};
+pub use engine::{Engine, GroupLeader, PollRecord, SyncRun, TaskMock, WorkflowTestRequest};
 pub use error::Error;
 pub use options::{EngineOptions, HttpTls};
 pub use payloads::PayloadOptions;

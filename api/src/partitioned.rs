@@ -24,6 +24,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use overture_actors::GroupLeader;
 use overture_raft::GroupId;
 
 use crate::AppState;
@@ -41,7 +42,7 @@ pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
         let path = request.uri().path();
         if reads_metadata_only(path)
             && !caught_up_in(s, 0, Duration::ZERO).await
-            && let Some((group, node, address)) = s.engine.leader_address_in(0)
+            && let GroupLeader::Elsewhere { group, node, address } = s.engine.leader_in(0)
         {
             // As a follower of one group does: the leader has what this node has not applied.
             return crate::proxy::proxy_to(s, &address, Some((group, node)), request)
@@ -83,12 +84,15 @@ pub async fn handle(s: &AppState, request: Request, next: Next) -> Response {
         Some(header) => parse_elsewhere(header),
         // This node has not seen it; the partition's leader may have made it a moment ago.
         None if read && response.status() == StatusCode::NOT_FOUND => match named_id(again.uri().path()) {
-            Some(id) if !s.engine.knows_leader_of(&id) => {
-                // Cut off, or in an election: nobody here can say it does not exist.
-                let message = "this node knows no leader of the partition that would hold it; retry";
-                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
-            }
-            Some(id) => s.engine.leader_address_of(&id),
+            Some(id) => match s.engine.leader_of_id(&id) {
+                GroupLeader::Elsewhere { group, node, address } => Some((group, node, address)),
+                GroupLeader::Here => None,
+                GroupLeader::Unknown => {
+                    // Cut off, or in an election: nobody here can say it does not exist.
+                    let message = "this node knows no leader of the partition that would hold it; retry";
+                    return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+                }
+            },
             None => None,
         },
         None => None,

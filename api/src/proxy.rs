@@ -43,13 +43,12 @@ pub(crate) async fn proxy_to(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (group, leader_id) = (leader.map_or(0, |(g, _)| g), leader.map(|(_, id)| id));
-    let leader = address;
     let (parts, body) = request.into_parts();
     let limit = body_limit(s, parts.uri.path());
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than the limit of {limit} bytes"))
     })?;
-    let base = if leader.contains("://") { leader.to_owned() } else { format!("http://{leader}") };
+    let base = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
@@ -87,7 +86,7 @@ pub(crate) async fn proxy_to(
     };
     let forwarded = tokio::select! {
         r = send => r.map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the leader at {leader} did not answer ({e}); retry"))
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the leader at {address} did not answer ({e}); retry"))
         })?,
         () = moved => {
             return Err(ApiError::new(

@@ -50,6 +50,25 @@ pub(crate) struct Inner {
     remote_empty: Mutex<std::collections::HashMap<(u64, String), std::time::Instant>>,
 }
 
+/// Who leads a group, as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupLeader {
+    /// This node.
+    Here,
+    /// Another node.
+    Elsewhere {
+        /// The group.
+        group: GroupId,
+        /// The node that leads it.
+        node: u64,
+        /// That node's client address.
+        address: String,
+    },
+    /// No node this node knows of and can reach (cut off, or mid-election): nobody here can
+    /// say what the group holds.
+    Unknown,
+}
+
 /// The last poll of one queue (Conductor's `PollData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollRecord {
@@ -258,24 +277,22 @@ impl Engine {
             .is_ok()
     }
 
-    /// The group holding workflow (or task) `id`, the node that leads it and that node's client
-    /// address, if it is another node.
-    pub fn leader_address_of(&self, id: &str) -> Option<(GroupId, u64, String)> {
-        self.leader_address_in(self.inner.groups.group_of(id))
+    /// Who leads the group holding workflow (or task) `id`, as this node knows it.
+    pub fn leader_of_id(&self, id: &str) -> GroupLeader {
+        self.leader_in(self.inner.groups.group_of(id))
     }
 
-    /// Whether this node knows a leader of the group holding workflow (or task) `id`: one cut off
-    /// from its peers may not, and then cannot tell whether the workflow exists.
-    pub fn knows_leader_of(&self, id: &str) -> bool {
-        let group = self.inner.groups.group_of(id);
-        self.inner.groups.get(group).is_some_and(|replica| replica.leadership().leader.is_some())
-    }
-
-    /// The node that leads group `group` and its client address, if it is another node.
-    pub fn leader_address_in(&self, group: GroupId) -> Option<(GroupId, u64, String)> {
-        let replica = self.inner.groups.get(group)?;
-        let leader = replica.leadership().leader?;
-        (leader != replica.node_id()).then(|| replica.node_addr(leader).map(|a| (group, leader, a))).flatten()
+    /// Who leads group `group`, as this node knows it, from one look at its leadership.
+    pub fn leader_in(&self, group: GroupId) -> GroupLeader {
+        let Some(replica) = self.inner.groups.get(group) else { return GroupLeader::Unknown };
+        match replica.leadership().leader {
+            Some(node) if node == replica.node_id() => GroupLeader::Here,
+            Some(node) => match replica.node_addr(node) {
+                Some(address) => GroupLeader::Elsewhere { group, node, address },
+                None => GroupLeader::Unknown,
+            },
+            None => GroupLeader::Unknown,
+        }
     }
 
     /// Follows group `group`'s leadership (the metadata group's if there is no such group).
