@@ -176,9 +176,8 @@ mod opt_plan_as_def_json {
 
     use serde::{Deserializer, Serializer};
 
-    use crate::dsl::WorkflowDef;
     use crate::plan::Plan;
-    use crate::serde_util::json_bytes;
+    use crate::serde_util::bytes;
 
     pub fn serialize<S: Serializer>(plan: &Option<Arc<Plan>>, serializer: S) -> Result<S::Ok, S::Error> {
         // The bytes of the JSON of `Option<WorkflowDef>`, as `json_bytes` writes them.
@@ -186,8 +185,11 @@ mod opt_plan_as_def_json {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Arc<Plan>>, D::Error> {
-        let def: Option<WorkflowDef> = json_bytes::deserialize(deserializer)?;
-        Ok(def.map(|d| Arc::new(Plan::new(d))))
+        let json = bytes::deserialize(deserializer)?;
+        if json.trim_ascii() == b"null" {
+            return Ok(None);
+        }
+        Plan::from_def_json(json).map(Some).map_err(serde::de::Error::custom)
     }
 }
 
@@ -367,16 +369,14 @@ mod plan_as_def_json {
 
     use serde::{Deserializer, Serializer};
 
-    use crate::dsl::WorkflowDef;
     use crate::plan::Plan;
-    use crate::serde_util::json_bytes;
+    use crate::serde_util::bytes;
 
     pub fn serialize<S: Serializer>(plan: &Arc<Plan>, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(plan.def_json())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<Plan>, D::Error> {
-        let def: WorkflowDef = json_bytes::deserialize(deserializer)?;
-        Ok(Arc::new(Plan::new(def)))
+        Plan::from_def_json(bytes::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }

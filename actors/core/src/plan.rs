@@ -8,7 +8,7 @@
 //! rather than refusing to load it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use serde_json::value::RawValue;
 
@@ -249,6 +249,35 @@ pub struct Plan {
     runs_scripts: bool,
 }
 
+/// Plans made by [`Plan::from_def_json`], by the JSON they were made from: a memo of a pure
+/// function, bounded by [`DECODED_MAX_PLANS`] and [`DECODED_MAX_BYTES`] and emptied when full.
+static DECODED: LazyLock<Mutex<Decoded>> = LazyLock::new(Mutex::default);
+/// How many decoded definitions are kept.
+const DECODED_MAX_PLANS: usize = 256;
+/// How many bytes of definition JSON are kept; a definition over a sixteenth of it is not.
+const DECODED_MAX_BYTES: usize = 16 << 20;
+
+#[derive(Default)]
+struct Decoded {
+    plans: HashMap<Box<[u8]>, Arc<Plan>>,
+    bytes: usize,
+}
+
+impl Decoded {
+    fn keep(&mut self, plan: &Arc<Plan>) {
+        let json = plan.def_json();
+        if json.len() > DECODED_MAX_BYTES / 16 {
+            return;
+        }
+        if self.bytes + json.len() > DECODED_MAX_BYTES || self.plans.len() >= DECODED_MAX_PLANS {
+            self.plans.clear();
+            self.bytes = 0;
+        }
+        self.bytes += json.len();
+        self.plans.insert(json.into(), plan.clone());
+    }
+}
+
 impl Plan {
     /// The definition as JSON (encoded on first use).
     pub fn def_json(&self) -> &[u8] {
@@ -261,6 +290,22 @@ impl Plan {
     /// the hash function; its one caller, the store, always passes the same.
     pub fn def_hash(&self, hash: impl FnOnce(&[u8]) -> [u8; 32]) -> [u8; 32] {
         *self.def_hash.get_or_init(|| hash(self.def_json()))
+    }
+
+    /// The plan of a definition read back as JSON (an event from the log or from the leader),
+    /// with `json` as its [`Plan::def_json`]. Every event of one definition carries the same
+    /// bytes, so a plan made from them is kept and shared ([`DECODED`]): a follower applying
+    /// starts, or a node replaying its log, parses and compiles each definition once, not once
+    /// per workflow.
+    pub fn from_def_json(json: Vec<u8>) -> Result<Arc<Plan>, serde_json::Error> {
+        let decoded = || DECODED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = decoded().plans.get(json.as_slice()) {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(Plan::new(crate::payload::from_slice(&json)?));
+        let _ = plan.def_json.set(json);
+        decoded().keep(&plan);
+        Ok(plan)
     }
 
     /// Compiles a definition. Duplicate reference names keep their first occurrence (validation
@@ -441,7 +486,49 @@ pub fn base_reference(reference: &str, iteration: i32) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::TaskKind;
+    use std::sync::Arc;
+
+    use super::{DECODED_MAX_BYTES, DECODED_MAX_PLANS, Decoded, Plan, TaskKind};
+
+    fn def_json(name: &str) -> Vec<u8> {
+        let def = serde_json::json!({
+            "name": name, "version": 1, "schemaVersion": 2,
+            "tasks": [{"name": "审核订单", "taskReferenceName": "审核", "type": "SIMPLE"}]
+        });
+        serde_json::to_vec(&def).expect("a definition encodes")
+    }
+
+    /// Events of one definition share one plan, keyed by the bytes they carried, and the plan
+    /// answers those very bytes as its JSON (the store hashes what the leader wrote).
+    #[test]
+    fn one_definitions_json_decodes_to_one_shared_plan() {
+        let json = def_json("订单审批-shared");
+        let first = Plan::from_def_json(json.clone()).expect("decodes");
+        let second = Plan::from_def_json(json.clone()).expect("decodes");
+        assert!(Arc::ptr_eq(&first, &second), "the second decode reuses the first plan");
+        assert_eq!(first.def_json(), json.as_slice());
+        assert_eq!(first.def.name, "订单审批-shared");
+        assert!(first.task("审核").is_some());
+        let other = Plan::from_def_json(def_json("订单审批-other")).expect("decodes");
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Plan::from_def_json(b"{\"name\": ".to_vec()).is_err(), "broken JSON is an error, not a plan");
+    }
+
+    /// The memo stays bounded however many definitions, or how large, pass through it.
+    #[test]
+    fn the_decoded_plans_stay_bounded() {
+        let mut decoded = Decoded::default();
+        for i in 0..DECODED_MAX_PLANS + 50 {
+            decoded.keep(&Plan::from_def_json(def_json(&format!("bounded-{i}"))).expect("decodes"));
+            assert!(decoded.plans.len() <= DECODED_MAX_PLANS);
+        }
+        let big = format!(
+            "{{\"name\": \"big\", \"description\": \"{}\", \"tasks\": []}}",
+            "长".repeat(DECODED_MAX_BYTES / 40)
+        );
+        decoded.keep(&Plan::from_def_json(big.into_bytes()).expect("decodes"));
+        assert!(decoded.bytes <= DECODED_MAX_BYTES && decoded.plans.keys().all(|k| k.len() <= DECODED_MAX_BYTES / 16));
+    }
 
     /// A system kind's type name reads back as that kind: the two directions cannot drift apart.
     #[test]
