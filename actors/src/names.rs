@@ -21,7 +21,7 @@ pub const TASK_POLL: &str = "task_poll_total";
 /// Counter: tasks the decision that scheduled them handed straight to a waiting long poll,
 /// committed as polled in the same batch (also counted in `task_poll_total`), by `taskType`.
 pub const TASK_HANDED_OFF: &str = "overture_task_handed_off_total";
-/// Counter: task updates accepted, by `taskType` and `status`.
+/// Counter: task updates accepted, by `status` (an update names its task by id, not by type).
 pub const TASK_UPDATE: &str = "task_update_total";
 /// Gauge: tasks waiting in a worker queue, by `queue`; set on the leader when metrics are scraped.
 pub const TASK_QUEUE_DEPTH: &str = "task_queue_depth";
