@@ -65,7 +65,8 @@ ensure_python_sdk() {
   export OVERTURE_PYTHON="$venv/bin/python"
 }
 
-# The browser tests' tools: Debian's Chromium (no browser download) and playwright-core, pinned in
+# The browser tests' tools: Debian's Chromium (no browser download), a font with Chinese glyphs
+# (Debian's fonts-noto-cjk, unless fontconfig knows one already) and playwright-core, pinned in
 # tests/browser/package-lock.json, installed again only when the lock file changes. Needs npm
 # (ensure_build_deps installs it).
 ensure_browser() {
@@ -73,6 +74,12 @@ ensure_browser() {
     echo "installing chromium (for the web UI's browser tests)" >&2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  # A font with Chinese glyphs: the UI's Chinese browser test fails without one.
+  if [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+    echo "installing fonts-noto-cjk (Chinese glyphs for the web UI's browser tests)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null
   fi
   local dir="$overture_root/tests/browser"
   if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null; then

@@ -4,7 +4,7 @@
 # failover and snapshots, the deployment files, the official Conductor Python SDK against a real
 # node and a cluster, the official JavaScript SDK against a real node, and the web UI in headless
 # Chromium; then the fault suite again with six partitions. Installs what it needs: libclang, cargo-nextest, a Python virtualenv with
-# conductor-python, nats-py, pika, confluent-kafka and PyYAML, Debian's chromium, nats-server and
+# conductor-python, nats-py, pika, confluent-kafka and PyYAML, Debian's chromium and fonts-noto-cjk, nats-server and
 # rabbitmq-server, Tansu (a Kafka-protocol broker, built once from crates.io), and from npm
 # playwright-core, the JavaScript SDK and s3rver (an S3-compatible server, for external payload
 # storage).

@@ -12,7 +12,13 @@
 //       that role, with who leads each partition;
 //   signin <keyId> <secret>  with authentication on: sign-in, then the list;
 //   unicode <workflowId> <name> <taskRef> <text>  Chinese, accented and emoji text: found by free
-//       text, listed under its name, drawn in the diagram and shown in the task's output.
+//       text, listed under its name, drawn in the diagram and shown in the task's output;
+//   zh <workflowId> <name> <doneRef> <nextRef> <longRef> <customer>  the UI in Simplified Chinese
+//       (a zh-CN browser): labels, statuses, dates and durations in Chinese, no English left,
+//       searching in Chinese, Chinese task labels in the diagram and the editor, long ones cut to
+//       fit their node; then the language switch to English, remembered after a reload.
+//
+// Every scenario but zh runs in an en-US browser.
 //
 // Prints one line per check; any failed check exits non-zero with the reason and a screenshot.
 import assert from 'node:assert/strict';
@@ -33,7 +39,13 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
 });
-const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+// The browser's languages and time zone: Chinese in Shanghai for zh, else English (which the
+// other scenarios' texts are).
+const chinese = scenario === 'zh';
+const context = await browser.newContext({
+  viewport: { width: 1400, height: 900 }, locale: chinese ? 'zh-CN' : 'en-US', timezoneId: chinese ? 'Asia/Shanghai' : undefined,
+});
+const page = await context.newPage();
 const problems = [];
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
@@ -91,7 +103,8 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   await page.locator(`tr[data-workflow-id="${forkSwitchId}"]`).waitFor();
   console.log(`info - the first page of the list showed in ${Date.now() - listed} ms (page load included)`);
   await page.locator(`tr[data-workflow-id="${runningId}"]`).waitFor();
-  await page.waitForFunction(() => Number(document.querySelector('[data-count-status="RUNNING"] strong')?.textContent) >= 2);
+  // Counts are written as the language writes numbers: 2,040.
+  await page.waitForFunction(() => Number(document.querySelector('[data-count-status="RUNNING"] strong')?.textContent.replace(/\D/g, '')) >= 2);
   const caption = await page.locator('table.executions caption').innerText();
   assert.ok(Number(caption.replace(/\D/g, '')) >= 2000, caption);
   assert.equal(await page.locator('table.executions tbody tr').count(), 25, 'one page of 25 rows');
@@ -145,7 +158,7 @@ async function tour(forkSwitchId, runningId, bigDef, loopSubId) {
   ok('the event history is shown');
 
   // A shared URL opens the same view: tab and selected task included.
-  const shared = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const shared = await context.newPage();
   await shared.goto(`${base}/#/execution/${forkSwitchId}?tab=timeline&task=b1`);
   await shared.locator('[data-task-panel="b1"]').waitFor();
   assert.equal(await shared.locator('#tab-timeline').getAttribute('aria-selected'), 'true');
@@ -384,8 +397,131 @@ async function unicode(workflowId, name, taskRef, text) {
   await shot('unicode-execution');
 }
 
+/** A catalogue as this node serves it. */
+const catalogue = (language) => page.evaluate(async (l) => (await import(`/ui/locales/${l}.js`)).default, language);
+
+/**
+ * Fails if the page shows, in a text node or an aria-label, title or placeholder, an English text
+ * of the catalogue where the Chinese one differs: a string that skipped the catalogue.
+ */
+async function noEnglishLeft(where, en, zh) {
+  const english = Object.keys(en).filter((k) => en[k] !== zh[k]).map((k) => en[k].trim());
+  const found = await page.evaluate((texts) => {
+    const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // A text with {placeholders} matches whatever fills them, if its fixed part has words.
+    const patterns = texts.filter((x) => /\{\w+\}/.test(x) && /[A-Za-z]{3}/.test(x.replace(/\{\w+\}/g, '')))
+      .map((x) => new RegExp(`^${x.split(/\{\w+\}/).map(escape).join('.+?')}$`));
+    const exact = new Set(texts.filter((x) => !/\{\w+\}/.test(x)));
+    const english = (x) => exact.has(x) || patterns.some((p) => p.test(x));
+    const seen = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const text = n.textContent.trim();
+      if (text && n.parentElement?.closest('noscript') === null && english(text)) seen.push(text);
+    }
+    for (const el of document.querySelectorAll('[aria-label], [title], [placeholder]')) {
+      for (const name of ['aria-label', 'title', 'placeholder']) {
+        const value = el.getAttribute(name)?.trim();
+        if (value && english(value)) seen.push(`${name}="${value}"`);
+      }
+    }
+    return seen;
+  }, english);
+  assert.deepEqual(found, [], `English left on ${where} in Chinese`);
+  ok(`no English text left on ${where}`);
+}
+
+async function zh(workflowId, name, doneRef, nextRef, longRef, customer) {
+  await open('#/executions');
+  const row = page.locator(`tr[data-workflow-id="${workflowId}"]`);
+  await row.waitFor();
+  const [en, zhCN] = [await catalogue('en'), await catalogue('zh-CN')];
+  assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+  assert.equal(await page.locator('main h1').innerText(), zhCN['executions.title']);
+  await page.locator('header nav').getByRole('link', { name: zhCN['nav.definitions'] }).waitFor();
+  assert.match(await row.innerText(), new RegExp(name));
+  assert.equal(await row.locator('[data-status]').innerText(), `${zhCN['status.RUNNING']} RUNNING`);
+  assert.match(await row.locator('td').nth(4).innerText(), /^\d{4}\/\d{2}\/\d{2} \d{2}:\d{2}:\d{2}\.\d{3}$/, 'a date and time as zh-CN writes it');
+  assert.match(await page.locator('table.executions caption').innerText(), /个匹配的执行/);
+  ok(`a zh-CN browser gets the list in Chinese, with ${name} and its status as ${zhCN['status.RUNNING']} RUNNING`);
+  await noEnglishLeft('the executions list', en, zhCN);
+  await contrast('the executions list in Chinese');
+  await shot('zh-executions');
+
+  const search = async (field, text, rows) => {
+    await page.getByRole('button', { name: zhCN['executions.clear'] }).click();
+    await page.waitForFunction(() => !/[?&](text|type)=/.test(location.hash));
+    await page.locator(`input[name="${field}"]`).fill(text);
+    await page.getByRole('button', { name: zhCN['executions.search'] }).click();
+    await page.waitForFunction((f) => location.hash.includes(`${f}=`), field);
+    await row.waitFor();
+    await page.waitForFunction((n) => document.querySelectorAll('table.executions tbody tr').length === n, rows);
+    for (const text of await page.locator('table.executions tbody tr').allInnerTexts()) assert.match(text, new RegExp(name));
+  };
+  await page.waitForFunction(() => document.querySelectorAll('table.executions tbody tr').length === 3);
+  await search('text', customer, 1);
+  ok(`free text in Chinese (${customer}) finds the execution, and only it of three`);
+  await search('type', name, 2);
+  ok(`the workflow type ${name} finds its two executions, not the third's type`);
+
+  await row.locator('a').first().click();
+  const node = (ref) => page.locator(`svg g.node[data-ref="${ref}"]`);
+  await node(nextRef).waitFor();
+  for (const [ref, status] of [[doneRef, 'COMPLETED'], [nextRef, 'SCHEDULED'], [longRef, 'NOT_RUN']]) {
+    assert.equal(await node(ref).getAttribute('data-status'), status, ref);
+  }
+  for (const ref of [doneRef, nextRef]) assert.equal(await node(ref).locator('text.ref').textContent(), ref, 'a short Chinese label whole');
+  assert.equal(await node(doneRef).locator('text.type').textContent(), `SIMPLE · ${zhCN['status.COMPLETED']}`);
+  const cut = await node(longRef).evaluate((g) => ({
+    text: g.querySelector('text.ref').textContent, drawn: g.querySelector('text.ref').getComputedTextLength(), node: Number(g.querySelector('rect').getAttribute('width')),
+  }));
+  assert.ok(cut.text.endsWith('…') && longRef.startsWith(cut.text.slice(0, -1)), `the long label is cut: ${cut.text}`);
+  assert.ok(cut.drawn <= cut.node - 16, `the cut label fits its node: ${cut.drawn} px drawn in a ${cut.node} px node`);
+  assert.ok(Array.from(cut.text).length < 20, `cut by width, not by a count of 26 characters: ${cut.text}`);
+  assert.match(await page.locator('.execution dl.facts dd').nth(4).innerText(), /秒|分钟|小时/, 'the duration in Chinese units');
+  assert.equal(await page.locator('.execution h1 [data-status]').innerText(), `${zhCN['status.RUNNING']} RUNNING`);
+  ok(`the diagram draws ${doneRef} (${zhCN['status.COMPLETED']}), ${nextRef} and ${cut.text} cut to ${Math.round(cut.drawn)} px of a ${cut.node} px node`);
+  await noEnglishLeft('an execution', en, zhCN);
+  await shot('zh-execution');
+  await node(doneRef).click();
+  await page.locator(`[data-task-panel="${doneRef}"]`).getByText('worker-ui-test').waitFor();
+  await noEnglishLeft("a task's panel", en, zhCN);
+
+  await open(`#/definitions/${encodeURIComponent(name)}?tab=edit`);
+  const json = page.locator('#definition-json');
+  await json.waitFor();
+  for (const ref of [doneRef, nextRef, longRef]) assert.match(await json.inputValue(), new RegExp(`"taskReferenceName": "${ref}"`));
+  await node(nextRef).click();
+  await page.locator('fieldset.properties legend').getByText(nextRef).waitFor();
+  assert.equal(await page.locator('fieldset.properties input[name="taskReferenceName"]').inputValue(), nextRef);
+  ok(`the editor's JSON and diagram show ${doneRef}, ${nextRef} and ${longRef}`);
+  await noEnglishLeft('the editor', en, zhCN);
+  await shot('zh-editor');
+
+  for (const [view, heading] of [['definitions', 'definitions.title'], ['taskdefs', 'nav.taskdefs'], ['schedules', 'nav.schedules'],
+    ['queues', 'nav.queues'], ['events', 'nav.events'], ['cluster', 'nav.cluster']]) {
+    await open(`#/${view}`);
+    await page.locator('main h1').getByText(zhCN[heading], { exact: true }).waitFor();
+    await page.locator('main table tbody tr').first().waitFor({ state: 'attached' });
+    await noEnglishLeft(`#/${view}`, en, zhCN);
+  }
+
+  await page.locator('header [data-locale="en"]').click();
+  await page.locator('main h1').getByText(en['nav.cluster'], { exact: true }).waitFor();
+  assert.equal(await page.evaluate(() => document.documentElement.lang), 'en');
+  await page.reload();
+  await page.locator('main h1').getByText(en['nav.cluster'], { exact: true }).waitFor();
+  assert.equal(await page.locator('header [data-locale="en"]').getAttribute('aria-pressed'), 'true');
+  ok('the switch turns the page English, and a reload remembers it over the browser\'s Chinese');
+  await page.locator('header [data-locale="zh-CN"]').click();
+  await page.locator('main h1').getByText(zhCN['nav.cluster'], { exact: true }).waitFor();
+  assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+  ok('and back to Chinese');
+}
+
 try {
   if (scenario === 'tour') await tour(...args);
+  else if (scenario === 'zh') await zh(...args);
   else if (scenario === 'unicode') await unicode(...args);
   else if (scenario === 'signin') await signin(...args);
   else if (scenario === 'cluster') await cluster(...args);

@@ -55,15 +55,15 @@ async fn post(node: &Node, path: &str, body: Value) -> String {
     r.text
 }
 
-/// Polls one `ui_task` for the worker the UI should show, and completes it.
-async fn work_one(node: &Node, expect_ref: &[&str]) {
+/// Polls one task of `task_type` for the worker the UI should show, and completes it.
+async fn work_one(node: &Node, task_type: &str, expect_ref: &[&str]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let task = loop {
-        let r = send(client().get(node.api("/tasks/poll/ui_task?workerid=worker-ui-test"))).await;
+        let r = send(client().get(node.api(&format!("/tasks/poll/{task_type}?workerid=worker-ui-test")))).await;
         if r.status == 200 && !r.text.is_empty() {
             break r.json();
         }
-        assert!(std::time::Instant::now() < deadline, "no ui_task to poll: {} {}", r.status, r.text);
+        assert!(std::time::Instant::now() < deadline, "no {task_type} to poll: {} {}", r.status, r.text);
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let reference = task["referenceTaskName"].as_str().expect("ref");
@@ -79,6 +79,24 @@ async fn work_one(node: &Node, expect_ref: &[&str]) {
 
 fn simple(reference: &str) -> Value {
     json!({"name": "ui_task", "taskReferenceName": reference, "type": "SIMPLE"})
+}
+
+/// Every text the UI shows is in both catalogues, English and Chinese, with the same
+/// placeholders (`tests/browser/catalogue.mjs` reads the code's `t()` calls and the catalogues).
+#[test]
+fn every_ui_text_is_in_both_catalogues() {
+    let output = std::process::Command::new("node")
+        .arg("catalogue.mjs")
+        .current_dir(crate_dir().join("browser"))
+        .output()
+        .expect("node runs (Node.js 18 or later is needed)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the UI's catalogues are incomplete:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,9 +146,9 @@ async fn the_ui_shows_and_steers_workflows_in_chromium() {
     // One workflow through its fork and switch (taking case x), stopped at `sx`; a second one
     // left running, for the UI to terminate.
     let forked = post(&node, "/workflow/ui_fork_switch", json!({"k": "x"})).await;
-    work_one(&node, &["a"]).await;
-    work_one(&node, &["b1", "b2"]).await;
-    work_one(&node, &["b1", "b2"]).await;
+    work_one(&node, "ui_task", &["a"]).await;
+    work_one(&node, "ui_task", &["b1", "b2"]).await;
+    work_one(&node, "ui_task", &["b1", "b2"]).await;
     assert!(
         wait_for(Duration::from_secs(10), || async {
             let wf = send(client().get(node.api(&format!("/workflow/{forked}?includeTasks=true")))).await.json();
@@ -290,4 +308,46 @@ async fn every_node_of_a_cluster_serves_the_ui() {
         assert_eq!(page.status, 200, "node {}", n + 1);
     }
     browse("cluster", &cluster.nodes[follower - 1].url, &["3", "Follower", "3"]).await;
+}
+
+/// The UI in Simplified Chinese for a zh-CN browser, with a workflow named and built in Chinese:
+/// see the `zh` scenario of `tests/browser/ui.mjs`. Its screenshots are the `zh-*.png` in
+/// docs/screenshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chinese_browser_gets_the_ui_in_chinese_and_can_switch_to_english() {
+    let fonts = std::process::Command::new("fc-list").arg(":lang=zh").output();
+    assert!(
+        fonts.is_ok_and(|f| !f.stdout.is_empty()),
+        "no font with Chinese glyphs (`fc-list :lang=zh` lists none), so screenshots would show boxes: \
+         install one, e.g. `apt-get install fonts-noto-cjk` (./tests/run.sh does)"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(&dir.path().join("node")).await;
+    let (name, done, next, long) = ("订单审批", "审核订单", "通知客户", "根据客户等级与订单金额计算折扣并开具电子发票");
+    let task = |reference: &str| json!({"name": reference, "taskReferenceName": reference, "type": "SIMPLE"});
+    post(&node, "/metadata/taskdefs", json!([{"name": done}, {"name": next}, {"name": long}])).await;
+    post(
+        &node,
+        "/metadata/workflow",
+        json!({"name": name, "version": 1, "description": "审核客户的订单，再把结果通知客户",
+               "inputParameters": ["客户", "金额"], "tasks": [task(done), task(next), task(long)]}),
+    )
+    .await;
+    let id = post(&node, &format!("/workflow/{name}"), json!({"客户": "张三", "金额": 1280, "备注": "加急"})).await;
+    work_one(&node, done, &[done]).await;
+    // Two more for the searches to leave out: another customer's order, another workflow type.
+    post(&node, &format!("/workflow/{name}"), json!({"客户": "李四", "金额": 64})).await;
+    post(
+        &node,
+        "/metadata/workflow",
+        json!({"name": "库存盘点", "version": 1, "tasks": [{"name": "清点", "taskReferenceName": "清点", "type": "INLINE",
+               "inputParameters": {"evaluatorType": "javascript", "expression": "1 + 1"}}]}),
+    )
+    .await;
+    let counted = post(&node, "/workflow/库存盘点", json!({"仓库": "上海"})).await;
+    wait_status(&node, &counted, "COMPLETED", Duration::from_secs(10)).await;
+    browse("zh", &node.url, &[&id, name, done, next, long, "张三"]).await;
+    for shot in ["zh-executions", "zh-execution", "zh-editor"] {
+        assert!(artifacts().join("zh").join(format!("{shot}.png")).is_file(), "screenshot {shot}");
+    }
 }

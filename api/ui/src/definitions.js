@@ -2,10 +2,11 @@
 // task definitions.
 import { useEffect, useMemo, useState } from './vendor/hooks.mjs';
 import { get, request } from './api.js';
-import { Failure, Json, Tabs, html, pretty, useLoad, when } from './lib.js';
+import { Failure, Json, Tabs, headers, html, pretty, useLoad, when } from './lib.js';
 import { Diagram } from './diagram.js';
-import { Editor, parseJson } from './editor.js';
+import { Editor, jsonError, parseJson } from './editor.js';
 import { go, href, setQuery } from './router.js';
+import { duration, number, t } from './i18n.js';
 
 export function Definitions({ query: q }) {
   const defs = useLoad(() => get('/metadata/workflow'), []);
@@ -21,12 +22,12 @@ export function Definitions({ query: q }) {
   }, [defs.data]);
   const shown = byName.filter((x) => !filter || x.latest.name.toLowerCase().includes(filter) || (x.latest.description || '').toLowerCase().includes(filter));
   return html`<section>
-    <div class="title-row"><h1>Workflow definitions</h1><a class="button primary" href="#/new-definition">New definition</a></div>
-    <label class="filter">Filter <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value }, { replace: true })} /></label>
+    <div class="title-row"><h1>${t('definitions.title')}</h1><a class="button primary" href="#/new-definition">${t('definitions.new')}</a></div>
+    <label class="filter">${t('common.filter')} <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value }, { replace: true })} /></label>
     <${Failure} error=${defs.error} />
     <table class="grid">
-      <caption>${shown.length} of ${byName.length} definitions</caption>
-      <thead><tr><th scope="col">Name</th><th scope="col">Latest version</th><th scope="col">Versions</th><th scope="col">Tasks</th><th scope="col">Description</th><th scope="col">Updated</th></tr></thead>
+      <caption>${t('definitions.shown', { shown: number(shown.length), total: number(byName.length) })}</caption>
+      ${headers(t('common.name'), t('definitions.latest'), t('definitions.versions'), t('definitions.tasks'), t('common.description'), t('definitions.updated'))}
       <tbody>${shown.map(({ latest, versions }) => html`<tr key=${latest.name}>
         <td><a href=${href(['definitions', latest.name], { version: latest.version })}>${latest.name}</a></td>
         <td>${latest.version}</td><td>${versions.sort((a, b) => a - b).join(', ')}</td><td>${(latest.tasks || []).length}</td>
@@ -47,7 +48,7 @@ function StartForm({ def }) {
     e.preventDefault();
     setError(undefined);
     const parsed = parseJson(raw);
-    if (parsed.error) { setError(new Error(`Input JSON: ${parsed.error.message}`)); return; }
+    if (parsed.error) { setError(new Error(t('start.inputError', { message: parsed.error.message }))); return; }
     const input = { ...parsed.value };
     for (const [k, v] of Object.entries(fields)) if (v !== '') input[k] = value(v);
     try {
@@ -56,21 +57,21 @@ function StartForm({ def }) {
     } catch (err) { setError(err); }
   };
   return html`<form class="start" onSubmit=${start}>
-    ${names.map((n) => html`<label>${n} <input name=${`input-${n}`} value=${fields[n] || ''} placeholder="text, or JSON"
+    ${names.map((n) => html`<label>${n} <input name=${`input-${n}`} value=${fields[n] || ''} placeholder=${t('start.placeholder')}
       onInput=${(e) => setFields({ ...fields, [n]: e.target.value })} /></label>`)}
-    <label>${names.length ? 'More input (JSON; the fields above win)' : 'Input (JSON)'}
+    <label>${names.length ? t('start.moreInput') : t('start.input')}
       <textarea name="input" rows="6" value=${raw} onInput=${(e) => setRaw(e.target.value)}></textarea></label>
-    <label>Correlation id <input name="correlationId" value=${correlationId} onInput=${(e) => setCorrelationId(e.target.value)} /></label>
+    <label>${t('executions.correlationId')} <input name="correlationId" value=${correlationId} onInput=${(e) => setCorrelationId(e.target.value)} /></label>
     <${Failure} error=${error} />
-    <button class="primary" type="submit">Start ${def.name} v${def.version}</button>
+    <button class="primary" type="submit">${t('start.submit', { name: def.name, version: def.version })}</button>
   </form>`;
 }
 
-const TABS = [
-  { id: 'diagram', label: 'Diagram' },
-  { id: 'json', label: 'JSON' },
-  { id: 'edit', label: 'Edit' },
-  { id: 'start', label: 'Start' },
+const tabs = () => [
+  { id: 'diagram', label: t('execution.tab.diagram') },
+  { id: 'json', label: t('common.json') },
+  { id: 'edit', label: t('definition.tab.edit') },
+  { id: 'start', label: t('definition.tab.start') },
 ];
 
 const BLANK = { name: 'new_workflow', description: '', version: 1, schemaVersion: 2, ownerEmail: 'someone@example.com',
@@ -84,25 +85,27 @@ export function Definition({ name, query: q, creating = false }) {
   const versions = (all.data || []).filter((d) => d.name === name).map((d) => d.version).sort((a, b) => a - b);
   const tab = creating ? 'edit' : q.get('tab') || 'diagram';
   const d = def.data;
-  if (!d) return html`<section><h1>${name || 'New definition'}</h1>${def.error ? html`<${Failure} error=${def.error} />` : html`<p>Loading…</p>`}</section>`;
+  if (!d) return html`<section><h1>${name || t('definitions.new')}</h1>${def.error ? html`<${Failure} error=${def.error} />` : html`<p>${t('common.loading')}</p>`}</section>`;
   return html`<section class="definition">
     <div class="title-row">
-      <h1>${creating ? 'New workflow definition' : html`${d.name} <span class="muted">v${d.version}</span>`}</h1>
-      ${versions.length > 1 ? html`<label>Version <select value=${d.version} onChange=${(e) => setQuery({ version: e.target.value })}>
+      <h1>${creating ? t('definition.newTitle') : html`${d.name} <span class="muted">v${d.version}</span>`}</h1>
+      ${versions.length > 1 ? html`<label>${t('definition.version')} <select value=${d.version} onChange=${(e) => setQuery({ version: e.target.value })}>
         ${versions.map((v) => html`<option value=${v}>${v}</option>`)}</select></label>` : null}
-      ${!creating ? html`<a class="button" href=${href('executions', { type: d.name })}>Executions</a>` : null}
+      ${!creating ? html`<a class="button" href=${href('executions', { type: d.name })}>${t('nav.executions')}</a>` : null}
     </div>
     ${d.description ? html`<p>${d.description}</p>` : null}
-    ${creating ? null : html`<${Tabs} tabs=${TABS} current=${tab} onSelect=${(t) => setQuery({ tab: t === 'diagram' ? '' : t })} />`}
+    ${creating ? null : html`<${Tabs} tabs=${tabs()} current=${tab} onSelect=${(id) => setQuery({ tab: id === 'diagram' ? '' : id })} />`}
     <div class="tab-body" role=${creating ? undefined : 'tabpanel'}>
       ${tab === 'diagram' ? html`<${Diagram} def=${d} />` : null}
-      ${tab === 'json' ? html`<${Json} value=${d} label="Definition JSON" />` : null}
+      ${tab === 'json' ? html`<${Json} value=${d} label=${t('definition.jsonLabel')} />` : null}
       ${tab === 'edit' ? html`<${Editor} key=${`${d.name}/${d.version}`} initial=${d} creating=${creating}
         onSaved=${() => { def.reload(); all.reload(); }} />` : null}
       ${tab === 'start' ? html`<${StartForm} def=${d} />` : null}
     </div>
   </section>`;
 }
+
+const seconds = (n) => duration((Number(n) || 0) * 1000);
 
 const TASK_BLANK = { name: 'new_task', description: '', retryCount: 3, retryLogic: 'FIXED', retryDelaySeconds: 60,
   timeoutSeconds: 0, timeoutPolicy: 'TIME_OUT_WF', responseTimeoutSeconds: 3600, ownerEmail: 'someone@example.com' };
@@ -119,12 +122,12 @@ function TaskDefEditor({ initial, creating, onSaved }) {
     } catch (e) { setError(e); }
   };
   return html`<div class="taskdef-editor">
-    <label for="taskdef-json">${creating ? 'New task definition' : `Task definition ${initial.name}`} (JSON)</label>
+    <label for="taskdef-json">${creating ? t('taskdefs.newJson') : t('taskdefs.json', { name: initial.name })}</label>
     <textarea id="taskdef-json" rows="16" spellcheck="false" value=${text} onInput=${(e) => setText(e.target.value)} aria-invalid=${!!parsed.error}></textarea>
-    ${parsed.error ? html`<p class="error" role="alert">${parsed.error.line ? `Line ${parsed.error.line}, column ${parsed.error.column}: ` : ''}${parsed.error.message}</p>` : null}
+    ${parsed.error ? html`<p class="error" role="alert">${jsonError(parsed.error)}</p>` : null}
     <${Failure} error=${error} />
-    <div class="buttons"><button class="primary" disabled=${!!parsed.error} onClick=${save}>${creating ? 'Create' : 'Save'}</button>
-      <button onClick=${() => setQuery({ edit: '' })}>Close</button></div>
+    <div class="buttons"><button class="primary" disabled=${!!parsed.error} onClick=${save}>${creating ? t('taskdefs.create') : t('taskdefs.save')}</button>
+      <button onClick=${() => setQuery({ edit: '' })}>${t('taskdefs.close')}</button></div>
   </div>`;
 }
 
@@ -135,17 +138,17 @@ export function TaskDefinitions({ query: q }) {
   const rows = (defs.data || []).filter((d) => !filter || d.name.toLowerCase().includes(filter)).sort((a, b) => a.name.localeCompare(b.name));
   const current = editing && editing !== '+' ? (defs.data || []).find((d) => d.name === editing) : undefined;
   return html`<section>
-    <div class="title-row"><h1>Task definitions</h1><button class="primary" onClick=${() => setQuery({ edit: '+' })}>New task definition</button></div>
+    <div class="title-row"><h1>${t('nav.taskdefs')}</h1><button class="primary" onClick=${() => setQuery({ edit: '+' })}>${t('taskdefs.new')}</button></div>
     ${editing === '+' ? html`<${TaskDefEditor} initial=${TASK_BLANK} creating=${true} onSaved=${(n) => { defs.reload(); setQuery({ edit: n }); }} />` : null}
     ${current ? html`<${TaskDefEditor} key=${current.name} initial=${current} onSaved=${() => defs.reload()} />` : null}
-    <label class="filter">Filter <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value }, { replace: true })} /></label>
+    <label class="filter">${t('common.filter')} <input type="search" value=${q.get('filter') || ''} onInput=${(e) => setQuery({ filter: e.target.value }, { replace: true })} /></label>
     <${Failure} error=${defs.error} />
     <table class="grid">
-      <thead><tr><th scope="col">Name</th><th scope="col">Retries</th><th scope="col">Timeout</th><th scope="col">Response timeout</th><th scope="col">Rate limit</th><th scope="col">Concurrency</th><th scope="col">Description</th></tr></thead>
+      ${headers(t('common.name'), t('taskdefs.retries'), t('taskdefs.timeout'), t('taskdefs.responseTimeout'), t('taskdefs.rateLimit'), t('taskdefs.concurrency'), t('common.description'))}
       <tbody>${rows.map((d) => html`<tr key=${d.name}>
         <td><a href=${href('taskdefs', { edit: d.name })}>${d.name}</a></td>
-        <td>${d.retryCount} × ${d.retryLogic} ${d.retryDelaySeconds} s</td><td>${d.timeoutSeconds ? `${d.timeoutSeconds} s (${d.timeoutPolicy})` : '—'}</td>
-        <td>${d.responseTimeoutSeconds} s</td><td>${d.rateLimitPerFrequency ? `${d.rateLimitPerFrequency} / ${d.rateLimitFrequencyInSeconds} s` : '—'}</td>
+        <td>${d.retryCount} × ${d.retryLogic} ${seconds(d.retryDelaySeconds)}</td><td>${d.timeoutSeconds ? `${seconds(d.timeoutSeconds)} (${d.timeoutPolicy})` : '—'}</td>
+        <td>${seconds(d.responseTimeoutSeconds)}</td><td>${d.rateLimitPerFrequency ? t('taskdefs.rate', { n: d.rateLimitPerFrequency, per: seconds(d.rateLimitFrequencyInSeconds) }) : '—'}</td>
         <td>${d.concurrentExecLimit || '—'}</td><td>${d.description || ''}</td></tr>`)}</tbody>
     </table>
   </section>`;

@@ -4,7 +4,8 @@
 // general graph layout: it is linear in the number of tasks (a thousand-task workflow lays out in
 // milliseconds) and every node keeps the JSON path of its task, which the visual editor edits.
 import { useMemo, useState } from './vendor/hooks.mjs';
-import { html, tone } from './lib.js';
+import { html, statusWord, tone } from './lib.js';
+import { number, t } from './i18n.js';
 
 const W = 196;
 const H = 46;
@@ -65,7 +66,7 @@ function branching(task, path, branches, ctx) {
   for (const p of parts) {
     const cx = x + p.f.w / 2;
     out.edges.push({ points: [[w / 2, H], [cx, H + GAP / 2], [cx, top]], owner, branch: p.key });
-    if (p.label !== undefined) out.labels.push({ x: cx + 7, y: top - 4, text: p.label, owner, branch: p.key });
+    if (p.label !== undefined) out.labels.push({ x: cx + 7, y: top - 4, text: p.label, owner, branch: p.key, room: Math.max(W / 2, p.f.w / 2) });
     add(out, p.f, x, top);
     out.edges.push({ points: [[cx, top + p.f.h], [cx, exit - GAP / 4], [w / 2, exit]], owner, branch: p.key, arrow: false });
     x += p.f.w + SIDE;
@@ -103,7 +104,7 @@ function one(task, path, ctx) {
   }
   if (type === 'SWITCH' || type === 'DECISION') {
     const cases = Object.entries(task.decisionCases || {}).map(([k, b]) => ({ key: k, label: k, tasks: b, base: [...path, 'decisionCases', k] }));
-    cases.push({ key: DEFAULT, label: 'default', tasks: task.defaultCase || [], base: [...path, 'defaultCase'] });
+    cases.push({ key: DEFAULT, label: '', tasks: task.defaultCase || [], base: [...path, 'defaultCase'] });
     return branching(task, path, cases, ctx);
   }
   if (type === 'DO_WHILE') return loop(task, path, ctx);
@@ -155,41 +156,77 @@ function takenCase(run, task) {
   return Object.hasOwn(task.decisionCases || {}, value) ? value : DEFAULT;
 }
 
-/** `text` cut to `n` characters (code points, so an emoji is never split in half) with `…`. */
-function short(text, n = 26) {
-  const chars = Array.from(text || '');
-  return chars.length > n ? `${chars.slice(0, n - 1).join('')}…` : text || '';
+let measuring;
+let family;
+/**
+ * How wide `text` is drawn at `size` px in the page's font, measured on a canvas: a Chinese
+ * character takes about twice the width of a Latin letter, an emoji more.
+ */
+function textWidth(text, size, weight = 'normal') {
+  if (!measuring) {
+    measuring = document.createElement('canvas').getContext('2d');
+    family = getComputedStyle(document.documentElement).fontFamily;
+  }
+  measuring.font = `${weight} ${size}px ${family}`;
+  return measuring.measureText(text).width;
 }
+
+/**
+ * `text` cut to fit `width` px at `size` px, ending in `…` when cut; whole code points only, so an
+ * emoji is never split in half.
+ */
+function fit(text, width, size) {
+  const whole = text || '';
+  if (textWidth(whole, size) <= width) return whole;
+  const chars = Array.from(whole);
+  let lo = 0;
+  let hi = chars.length - 1;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (textWidth(`${chars.slice(0, mid).join('')}…`, size) <= width) lo = mid; else hi = mid - 1;
+  }
+  return `${chars.slice(0, lo).join('')}…`;
+}
+
+/** The node's text sizes (as in style.css) and its inner margin. */
+const REF_SIZE = 12.5;
+const SMALL = 11;
+const INSET = 10;
 
 function Node({ n, run, selected, onSelect }) {
   if (n.kind === 'start' || n.kind === 'end') {
     return html`<g class="terminal" transform=${`translate(${n.x},${n.y})`}>
-      <rect width=${n.w} height=${n.h} rx="13" /><text x=${n.w / 2} y="17" text-anchor="middle">${n.kind}</text></g>`;
+      <rect width=${n.w} height=${n.h} rx="13" /><text x=${n.w / 2} y="17" text-anchor="middle">${fit(n.kind === 'start' ? t('diagram.start') : t('diagram.end'), n.w - 8, 12)}</text></g>`;
   }
   if (n.kind === 'empty') {
     return html`<g class=${`node empty${selected ? ' selected' : ''}`} transform=${`translate(${n.x},${n.y})`} tabindex="0" role="button"
-      data-path=${n.key} aria-label="Empty branch: select to add a task here" onClick=${() => onSelect?.(n)}
+      data-path=${n.key} aria-label=${t('diagram.emptyLabel')} onClick=${() => onSelect?.(n)}
       onKeyDown=${(e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onSelect?.(n); } }}>
-      <rect width=${n.w} height=${n.h} rx="6" /><text x=${n.w / 2} y="18" text-anchor="middle">empty</text></g>`;
+      <rect width=${n.w} height=${n.h} rx="6" /><text x=${n.w / 2} y="18" text-anchor="middle">${fit(t('diagram.empty'), n.w - 8, SMALL)}</text></g>`;
   }
-  const t = n.task || {};
+  const task = n.task || {};
+  const type = task.type || 'SIMPLE';
   const status = run?.task?.status;
-  const cls = `node kind-${(t.type || 'SIMPLE').toLowerCase()} ${status ? `tone-${tone(status)}` : run === null ? 'notrun' : ''}${selected ? ' selected' : ''}`;
-  const iteration = t.type === 'DO_WHILE' && run?.task ? run.task.iteration : undefined;
-  const child = t.type === 'SUB_WORKFLOW' ? run?.task?.subWorkflowId || run?.task?.outputData?.subWorkflowId : undefined;
+  const cls = `node kind-${type.toLowerCase()} ${status ? `tone-${tone(status)}` : run === null ? 'notrun' : ''}${selected ? ' selected' : ''}`;
+  const iteration = type === 'DO_WHILE' && run?.task ? run.task.iteration : undefined;
+  const child = type === 'SUB_WORKFLOW' ? run?.task?.subWorkflowId || run?.task?.outputData?.subWorkflowId : undefined;
   const activate = () => onSelect?.(n);
-  const label = `${t.taskReferenceName} (${t.type || 'SIMPLE'})${status ? `: ${status}` : run === null ? ': not run' : ''}`;
+  const state = status ? statusWord(status) : run === null ? t('diagram.notRun') : undefined;
+  const label = state ? t('diagram.labelWithState', { ref: task.taskReferenceName, type, state }) : t('diagram.label', { ref: task.taskReferenceName, type });
+  // The corner notes first: the labels take the width they leave.
+  const corner = iteration ? t('diagram.loop', { n: iteration }) : run?.attempts > 1 ? `×${run.attempts}` : '';
+  const childText = child ? t('diagram.child') : '';
+  const room = (note) => n.w - 2 * INSET - (note ? textWidth(note, SMALL, 600) + 6 : 0);
   return html`<g class=${cls} transform=${`translate(${n.x},${n.y})`} tabindex="0" role="button" aria-label=${label}
-      data-ref=${t.taskReferenceName} data-type=${t.type} data-status=${status || (run === null ? 'NOT_RUN' : undefined)} data-path=${n.key}
+      data-ref=${task.taskReferenceName} data-type=${task.type} data-status=${status || (run === null ? 'NOT_RUN' : undefined)} data-path=${n.key}
       onClick=${activate} onKeyDown=${(e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); activate(); } }}>
-    <title>${label}${t.name && t.name !== t.taskReferenceName ? `\ntask: ${t.name}` : ''}</title>
-    <rect width=${n.w} height=${n.h} rx=${t.type === 'SWITCH' || t.type === 'DECISION' ? 16 : 6} />
-    <text class="ref" x="10" y="19">${short(t.taskReferenceName)}</text>
-    <text class="type" x="10" y="36">${short(t.type || 'SIMPLE', 16)}${status ? ` · ${short(status, 14)}` : ''}</text>
-    ${run?.attempts > 1 ? html`<text class="attempts" x=${n.w - 8} y="19" text-anchor="end">×${run.attempts}</text>` : null}
-    ${iteration ? html`<text class="attempts" x=${n.w - 8} y="19" text-anchor="end" data-iteration=${iteration}>loop ${iteration}</text>` : null}
+    <title>${label}${task.name && task.name !== task.taskReferenceName ? `\n${t('diagram.taskName', { name: task.name })}` : ''}</title>
+    <rect width=${n.w} height=${n.h} rx=${type === 'SWITCH' || type === 'DECISION' ? 16 : 6} />
+    <text class="ref" x=${INSET} y="19">${fit(task.taskReferenceName, room(corner), REF_SIZE)}</text>
+    <text class="type" x=${INSET} y="36">${fit(status ? `${type} · ${statusWord(status)}` : type, room(childText), SMALL)}</text>
+    ${corner ? html`<text class="attempts" x=${n.w - 8} y="19" text-anchor="end" data-iteration=${iteration}>${corner}</text>` : null}
     ${child ? html`<a href=${`#/execution/${encodeURIComponent(child)}`} class="child" onClick=${(e) => e.stopPropagation()}>
-      <text x=${n.w - 8} y="36" text-anchor="end">child ↗</text></a>` : null}
+      <text x=${n.w - 8} y="36" text-anchor="end">${childText}</text></a>` : null}
   </g>`;
 }
 
@@ -220,13 +257,13 @@ export function Diagram({ def, tasks, selected, onSelect, editable = false }) {
   const width = g.w + 2 * MARGIN;
   const height = g.h + 2 * MARGIN;
   return html`<div class="diagram">
-    <div class="zoom" role="group" aria-label="Zoom">
-      <button type="button" onClick=${() => setScale(Math.max(0.25, scale / 1.25))} aria-label="Zoom out">−</button>
-      <button type="button" onClick=${() => setScale(1)}>${Math.round(scale * 100)}%</button>
-      <button type="button" onClick=${() => setScale(Math.min(3, scale * 1.25))} aria-label="Zoom in">+</button>
+    <div class="zoom" role="group" aria-label=${t('diagram.zoom')}>
+      <button type="button" onClick=${() => setScale(Math.max(0.25, scale / 1.25))} aria-label=${t('diagram.zoomOut')}>−</button>
+      <button type="button" onClick=${() => setScale(1)} aria-label=${t('diagram.zoomReset')}>${number(scale, { style: 'percent' })}</button>
+      <button type="button" onClick=${() => setScale(Math.min(3, scale * 1.25))} aria-label=${t('diagram.zoomIn')}>+</button>
     </div>
     <div class="canvas">
-      <svg role="group" aria-label="Workflow diagram" width=${width * scale} height=${height * scale} viewBox=${`0 0 ${width} ${height}`}>
+      <svg role="group" aria-label=${t('diagram.label.svg')} width=${width * scale} height=${height * scale} viewBox=${`0 0 ${width} ${height}`}>
         <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
           <path d="M0,0 L10,5 L0,10 z" /></marker></defs>
         <g transform=${`translate(${MARGIN},${MARGIN})`}>
@@ -234,7 +271,7 @@ export function Diagram({ def, tasks, selected, onSelect, editable = false }) {
           ${g.edges.map((e) => html`<polyline class=${`${edgeClass(e)}${e.back ? ' back' : ''}`} data-case=${e.branch} data-owner=${e.owner}
             data-taken=${e.owner && taken.has(e.owner) ? String(taken.get(e.owner) === e.branch) : undefined}
             points=${e.points.map((p) => p.join(',')).join(' ')} marker-end=${e.arrow === false ? undefined : 'url(#arrow)'} />`)}
-          ${g.labels.map((l) => html`<text class=${`case-label ${taken.has(l.owner) && taken.get(l.owner) === l.branch ? 'taken' : ''}`} x=${l.x} y=${l.y}>${short(l.text, 18)}</text>`)}
+          ${g.labels.map((l) => html`<text class=${`case-label ${taken.has(l.owner) && taken.get(l.owner) === l.branch ? 'taken' : ''}`} x=${l.x} y=${l.y}>${fit(l.branch === DEFAULT ? t('diagram.default') : l.text, l.room, 11.5)}</text>`)}
           ${g.nodes.map((n) => html`<${Node} key=${n.key} n=${n} run=${runOf(n)} selected=${selected === n.key} onSelect=${onSelect} />`)}
         </g>
       </svg>

@@ -6,6 +6,7 @@ import { request } from './api.js';
 import { Failure, html, pretty } from './lib.js';
 import { Diagram, pathKey } from './diagram.js';
 import { go } from './router.js';
+import { t } from './i18n.js';
 
 const INSERTABLE = ['SIMPLE', 'HTTP', 'INLINE', 'JSON_JQ_TRANSFORM', 'SET_VARIABLE', 'WAIT', 'SUB_WORKFLOW', 'FORK_JOIN', 'SWITCH', 'DO_WHILE', 'TERMINATE'];
 
@@ -38,28 +39,31 @@ function* walk(tasks, base) {
   }
 }
 
+/** A JSON syntax error, with its line and column where known. */
+export const jsonError = (e) => `${e.line ? t('json.at', { line: e.line, column: e.column }) : ''}${e.message}`;
+
 const where = (path) => path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '');
 
 /** What the server would refuse, found before saving: [{path, message, key}]. */
 export function validate(def) {
   const errors = [];
-  if (!def || typeof def !== 'object' || Array.isArray(def)) return [{ path: '', message: 'A workflow definition is a JSON object' }];
-  if (!def.name || typeof def.name !== 'string' || !def.name.trim()) errors.push({ path: 'name', message: 'name is required' });
-  if (!Array.isArray(def.tasks) || !def.tasks.length) errors.push({ path: 'tasks', message: 'a workflow needs at least one task' });
+  if (!def || typeof def !== 'object' || Array.isArray(def)) return [{ path: '', message: t('rule.object') }];
+  if (!def.name || typeof def.name !== 'string' || !def.name.trim()) errors.push({ path: 'name', message: t('rule.name') });
+  if (!Array.isArray(def.tasks) || !def.tasks.length) errors.push({ path: 'tasks', message: t('rule.tasks') });
   const refs = new Map();
   for (const { task, path, siblings, index } of walk(Array.isArray(def.tasks) ? def.tasks : [], ['tasks'])) {
     const at = where(path);
     const key = pathKey(path);
-    if (!task || typeof task !== 'object') { errors.push({ path: at, key, message: 'a task is a JSON object' }); continue; }
-    if (!task.name) errors.push({ path: `${at}.name`, key, message: 'name is required' });
-    if (!task.taskReferenceName) errors.push({ path: `${at}.taskReferenceName`, key, message: 'taskReferenceName is required' });
-    else if (refs.has(task.taskReferenceName)) errors.push({ path: `${at}.taskReferenceName`, key, message: `taskReferenceName "${task.taskReferenceName}" is used twice` });
+    if (!task || typeof task !== 'object') { errors.push({ path: at, key, message: t('rule.task') }); continue; }
+    if (!task.name) errors.push({ path: `${at}.name`, key, message: t('rule.name') });
+    if (!task.taskReferenceName) errors.push({ path: `${at}.taskReferenceName`, key, message: t('rule.ref') });
+    else if (refs.has(task.taskReferenceName)) errors.push({ path: `${at}.taskReferenceName`, key, message: t('rule.twice', { ref: task.taskReferenceName }) });
     else refs.set(task.taskReferenceName, key);
     const type = task.type || 'SIMPLE';
-    if (type === 'FORK_JOIN' && siblings[index + 1]?.type !== 'JOIN') errors.push({ path: at, key, message: 'a FORK_JOIN must be followed by a JOIN' });
-    if (type === 'SWITCH' && !task.expression) errors.push({ path: `${at}.expression`, key, message: 'a SWITCH needs an expression' });
-    if (type === 'DO_WHILE' && !task.loopCondition) errors.push({ path: `${at}.loopCondition`, key, message: 'a DO_WHILE needs a loopCondition' });
-    if (type === 'SUB_WORKFLOW' && !task.subWorkflowParam?.name) errors.push({ path: `${at}.subWorkflowParam.name`, key, message: 'a SUB_WORKFLOW names the workflow it starts' });
+    if (type === 'FORK_JOIN' && siblings[index + 1]?.type !== 'JOIN') errors.push({ path: at, key, message: t('rule.join') });
+    if (type === 'SWITCH' && !task.expression) errors.push({ path: `${at}.expression`, key, message: t('rule.expression') });
+    if (type === 'DO_WHILE' && !task.loopCondition) errors.push({ path: `${at}.loopCondition`, key, message: t('rule.loopCondition') });
+    if (type === 'SUB_WORKFLOW' && !task.subWorkflowParam?.name) errors.push({ path: `${at}.subWorkflowParam.name`, key, message: t('rule.subWorkflow') });
   }
   return errors;
 }
@@ -196,15 +200,15 @@ function Properties({ def, node, onChange }) {
   const text = (field, label) => html`<label>${label}<input name=${field} value=${task[field] ?? ''}
     onChange=${(e) => onChange(edits.set(def, node.path, field, e.target.value))} /></label>`;
   return html`<fieldset class="properties"><legend>${task.taskReferenceName}</legend>
-    ${text('name', 'Task name')}
-    ${text('taskReferenceName', 'Reference name')}
-    <label>Type <input value=${task.type || 'SIMPLE'} readonly /></label>
-    ${task.type === 'SWITCH' ? text('expression', 'Expression') : null}
-    ${task.type === 'DO_WHILE' ? text('loopCondition', 'Loop condition') : null}
-    ${task.type === 'SUB_WORKFLOW' ? html`<label>Sub-workflow name<input value=${task.subWorkflowParam?.name || ''}
+    ${text('name', t('editor.taskName'))}
+    ${text('taskReferenceName', t('editor.referenceName'))}
+    <label>${t('task.type')} <input value=${task.type || 'SIMPLE'} readonly /></label>
+    ${task.type === 'SWITCH' ? text('expression', t('editor.expression')) : null}
+    ${task.type === 'DO_WHILE' ? text('loopCondition', t('editor.loopCondition')) : null}
+    ${task.type === 'SUB_WORKFLOW' ? html`<label>${t('editor.subWorkflow')}<input value=${task.subWorkflowParam?.name || ''}
       onChange=${(e) => onChange(edits.set(def, node.path, 'subWorkflowParam', { ...(task.subWorkflowParam || {}), name: e.target.value }))} /></label>` : null}
-    <label class="check"><input type="checkbox" checked=${!!task.optional} onChange=${(e) => onChange(edits.set(def, node.path, 'optional', e.target.checked || undefined))} /> Optional</label>
-    <label>Input parameters (JSON)<textarea rows="5" value=${params} onInput=${(e) => {
+    <label class="check"><input type="checkbox" checked=${!!task.optional} onChange=${(e) => onChange(edits.set(def, node.path, 'optional', e.target.checked || undefined))} /> ${t('editor.optional')}</label>
+    <label>${t('editor.inputParameters')}<textarea rows="5" value=${params} onInput=${(e) => {
       setParams(e.target.value);
       const parsed = parseJson(e.target.value);
       if (parsed.error) setParamsError(parsed.error.message); else { setParamsError(undefined); onChange(edits.set(def, node.path, 'inputParameters', parsed.value)); }
@@ -216,24 +220,24 @@ function Properties({ def, node, onChange }) {
 function Toolbar({ def, node, onChange, moving, setMoving }) {
   const [type, setType] = useState('SIMPLE');
   const [caseName, setCaseName] = useState('');
-  if (!node) return html`<p class="muted hint">Select a task on the diagram to add tasks after it, remove it, move it, or edit it.</p>`;
+  if (!node) return html`<p class="muted hint">${t('editor.hint')}</p>`;
   const empty = node.kind === 'empty';
   const task = empty ? undefined : taskAt(def, node.path);
   const add = (after) => onChange(empty ? edits.insert(def, node.path, template(def, type), false) : edits.insert(def, node.path, template(def, type), after));
-  return html`<div class="toolbar" role="toolbar" aria-label="Edit the selected task">
-    <label>New task type <select value=${type} onChange=${(e) => setType(e.target.value)} name="newType">
-      ${INSERTABLE.map((t) => html`<option value=${t}>${t}</option>`)}</select></label>
-    ${empty ? html`<button onClick=${() => add(false)}>Add here</button>` : html`
-      <button onClick=${() => add(false)}>Add before</button>
-      <button onClick=${() => add(true)} data-action="add-after">Add after</button>
-      <button onClick=${() => onChange(edits.move(def, node.path, -1))} aria-label="Move up">↑ Up</button>
-      <button onClick=${() => onChange(edits.move(def, node.path, 1))} aria-label="Move down">↓ Down</button>
-      <button onClick=${() => setMoving(moving === node.key ? undefined : node)} aria-pressed=${moving === node.key}>${moving === node.key ? 'Cancel move' : 'Move to…'}</button>
-      <button class="danger" onClick=${() => onChange(edits.remove(def, node.path))} data-action="remove">Remove</button>`}
-    ${task?.type === 'FORK_JOIN' ? html`<button onClick=${() => onChange(edits.addBranch(def, node.path))}>Add branch</button>` : null}
+  return html`<div class="toolbar" role="toolbar" aria-label=${t('editor.toolbar')}>
+    <label>${t('editor.newType')} <select value=${type} onChange=${(e) => setType(e.target.value)} name="newType">
+      ${INSERTABLE.map((name) => html`<option value=${name}>${name}</option>`)}</select></label>
+    ${empty ? html`<button onClick=${() => add(false)}>${t('editor.addHere')}</button>` : html`
+      <button onClick=${() => add(false)}>${t('editor.addBefore')}</button>
+      <button onClick=${() => add(true)} data-action="add-after">${t('editor.addAfter')}</button>
+      <button onClick=${() => onChange(edits.move(def, node.path, -1))} aria-label=${t('editor.moveUp')}>${t('editor.up')}</button>
+      <button onClick=${() => onChange(edits.move(def, node.path, 1))} aria-label=${t('editor.moveDown')}>${t('editor.down')}</button>
+      <button onClick=${() => setMoving(moving === node.key ? undefined : node)} aria-pressed=${moving === node.key}>${moving === node.key ? t('editor.cancelMove') : t('editor.moveTo')}</button>
+      <button class="danger" onClick=${() => onChange(edits.remove(def, node.path))} data-action="remove">${t('editor.remove')}</button>`}
+    ${task?.type === 'FORK_JOIN' ? html`<button onClick=${() => onChange(edits.addBranch(def, node.path))}>${t('editor.addBranch')}</button>` : null}
     ${task?.type === 'SWITCH' || task?.type === 'DECISION' ? html`<form class="inline" onSubmit=${(e) => { e.preventDefault(); if (caseName.trim()) { onChange(edits.addCase(def, node.path, caseName.trim())); setCaseName(''); } }}>
-      <label>Case <input value=${caseName} onInput=${(e) => setCaseName(e.target.value)} /></label><button type="submit">Add case</button></form>` : null}
-    ${task?.type === 'DO_WHILE' && !(task.loopOver || []).length ? html`<button onClick=${() => onChange(edits.insert(def, [...node.path, 'loopOver', 0], template(def, type), false))}>Add to loop</button>` : null}
+      <label>${t('editor.case')} <input value=${caseName} onInput=${(e) => setCaseName(e.target.value)} /></label><button type="submit">${t('editor.addCase')}</button></form>` : null}
+    ${task?.type === 'DO_WHILE' && !(task.loopOver || []).length ? html`<button onClick=${() => onChange(edits.insert(def, [...node.path, 'loopOver', 0], template(def, type), false))}>${t('editor.addToLoop')}</button>` : null}
   </div>`;
 }
 
@@ -286,27 +290,27 @@ export function Editor({ initial, creating, onSaved }) {
   const selectedNode = selected && (selected.kind === 'empty' || taskAt(def, selected.path)) ? selected : undefined;
   return html`<div class="editor">
     <div class="editor-diagram">
-      <h2>Diagram</h2>
+      <h2>${t('execution.tab.diagram')}</h2>
       <${Toolbar} def=${def} node=${selectedNode} onChange=${fromDiagram} moving=${moving?.key} setMoving=${setMoving} />
-      ${moving ? html`<p class="hint" role="status">Moving ${moving.task?.taskReferenceName}: select the task to place it after, or an empty branch.</p>` : null}
+      ${moving ? html`<p class="hint" role="status">${t('editor.moving', { ref: moving.task?.taskReferenceName })}</p>` : null}
       <${Diagram} def=${def} editable=${true} selected=${selectedNode?.key} onSelect=${select} />
       ${selectedNode && selectedNode.kind !== 'empty' ? html`<${Properties} def=${def} node=${selectedNode} onChange=${fromDiagram} />` : null}
     </div>
     <div class="editor-json">
-      <h2><label for="definition-json">JSON</label></h2>
+      <h2><label for="definition-json">${t('common.json')}</label></h2>
       <textarea id="definition-json" ref=${area} spellcheck="false" value=${text} onInput=${(e) => fromText(e.target.value)}
         aria-invalid=${!!parseError} aria-describedby="definition-problems"></textarea>
       <div id="definition-problems" aria-live="polite">
         ${parseError ? html`<p class="error" data-json-error>
-          ${parseError.line ? `Line ${parseError.line}, column ${parseError.column}: ` : ''}${parseError.message}
-          ${parseError.position !== undefined ? html` <button class="link" onClick=${showError}>Show</button>` : null}
-          <br /><span class="muted">The diagram shows the last valid JSON.</span></p>` : null}
+          ${jsonError(parseError)}
+          ${parseError.position !== undefined ? html` <button class="link" onClick=${showError}>${t('editor.show')}</button>` : null}
+          <br /><span class="muted">${t('editor.lastValid')}</span></p>` : null}
         ${!parseError && problems.length ? html`<ul class="error problems">${problems.map((p) => html`<li>
           <button class="link" onClick=${() => p.key && setSelected({ key: p.key, path: p.key.split('/').map((s) => (/^\d+$/.test(s) ? Number(s) : s)), kind: 'task' })}><code>${p.path}</code></button>: ${p.message}</li>`)}</ul>` : null}
         <${Failure} error=${saveError} />
       </div>
       <div class="buttons">
-        <button class="primary" onClick=${save} disabled=${saving || !!parseError || problems.length > 0}>${creating ? 'Create definition' : 'Save definition'}</button>
+        <button class="primary" onClick=${save} disabled=${saving || !!parseError || problems.length > 0}>${creating ? t('editor.create') : t('editor.save')}</button>
       </div>
     </div>
   </div>`;

@@ -3,51 +3,52 @@
 // while the workflow runs.
 import { useEffect, useMemo, useState } from './vendor/hooks.mjs';
 import { get, qs, request } from './api.js';
-import { Confirm, Failure, Json, Status, TERMINAL, Tabs, duration, html, tone, useLoad, when } from './lib.js';
+import { Confirm, Failure, Json, Status, TERMINAL, Tabs, duration, headers, html, statusWord, tone, useLoad, when } from './lib.js';
 import { Diagram, pathKey } from './diagram.js';
+import { number, t } from './i18n.js';
 import { href, setQuery } from './router.js';
 
-const TABS = [
-  { id: 'diagram', label: 'Diagram' },
-  { id: 'timeline', label: 'Timeline' },
-  { id: 'tasks', label: 'Tasks' },
-  { id: 'io', label: 'Input and output' },
-  { id: 'events', label: 'Event history' },
-  { id: 'json', label: 'JSON' },
+const tabs = () => [
+  { id: 'diagram', label: t('execution.tab.diagram') },
+  { id: 'timeline', label: t('execution.tab.timeline') },
+  { id: 'tasks', label: t('execution.tab.tasks') },
+  { id: 'io', label: t('execution.tab.io') },
+  { id: 'events', label: t('execution.tab.events') },
+  { id: 'json', label: t('common.json') },
 ];
 
 function actionsFor(wf, done) {
   const id = encodeURIComponent(wf.workflowId);
   const s = wf.status;
   const list = [];
-  if (s === 'RUNNING') list.push({ label: 'Pause', title: 'Pause this workflow?', body: 'No new tasks are scheduled until it is resumed; running tasks finish.', confirm: 'Pause', run: () => request('PUT', `/workflow/${id}/pause`) });
-  if (s === 'PAUSED') list.push({ label: 'Resume', title: 'Resume this workflow?', body: 'It carries on from where it was paused.', confirm: 'Resume', run: () => request('PUT', `/workflow/${id}/resume`) });
-  if (s === 'RUNNING' || s === 'PAUSED') list.push({ label: 'Terminate', danger: true, reason: true, title: 'Terminate this workflow?', body: 'Its running tasks are canceled and it ends as TERMINATED. This cannot be undone, but it can be restarted or retried.', confirm: 'Terminate', run: (reason) => request('DELETE', `/workflow/${id}${qs({ reason })}`) });
-  if (TERMINAL.has(s)) list.push({ label: 'Restart', title: 'Restart this workflow?', body: 'It starts again from the beginning with the same input and id; its task history is replaced.', confirm: 'Restart', run: () => request('POST', `/workflow/${id}/restart`) });
-  if (s === 'FAILED' || s === 'TIMED_OUT' || s === 'TERMINATED') list.push({ label: 'Retry', title: 'Retry the failed task?', body: 'The last failed task is scheduled again and the workflow resumes from there.', confirm: 'Retry', run: () => request('POST', `/workflow/${id}/retry`) });
+  if (s === 'RUNNING') list.push({ label: t('action.pause'), title: t('action.pause.title'), body: t('action.pause.body'), confirm: t('action.pause'), run: () => request('PUT', `/workflow/${id}/pause`) });
+  if (s === 'PAUSED') list.push({ label: t('action.resume'), title: t('action.resume.title'), body: t('action.resume.body'), confirm: t('action.resume'), run: () => request('PUT', `/workflow/${id}/resume`) });
+  if (s === 'RUNNING' || s === 'PAUSED') list.push({ label: t('action.terminate'), danger: true, reason: true, title: t('action.terminate.title'), body: t('action.terminate.body'), confirm: t('action.terminate'), run: (reason) => request('DELETE', `/workflow/${id}${qs({ reason })}`) });
+  if (TERMINAL.has(s)) list.push({ label: t('action.restart'), title: t('action.restart.title'), body: t('action.restart.body'), confirm: t('action.restart'), run: () => request('POST', `/workflow/${id}/restart`) });
+  if (s === 'FAILED' || s === 'TIMED_OUT' || s === 'TERMINATED') list.push({ label: t('action.retry'), title: t('action.retry.title'), body: t('action.retry.body'), confirm: t('action.retry'), run: () => request('POST', `/workflow/${id}/retry`) });
   return list.map((a) => ({ ...a, run: async (reason) => { await a.run(reason); await done(); } }));
 }
 
 function Timeline({ wf, onSelect, selected }) {
   const tasks = [...(wf.tasks || [])].sort((a, b) => a.seq - b.seq);
   const now = Date.now();
-  const t0 = Math.min(wf.createTime || wf.startTime || now, ...tasks.map((t) => t.scheduledTime || now));
-  const t1 = Math.max(wf.endTime || 0, ...tasks.map((t) => t.endTime || (TERMINAL.has(wf.status) ? t.updateTime || 0 : now)), t0 + 1);
+  const t0 = Math.min(wf.createTime || wf.startTime || now, ...tasks.map((x) => x.scheduledTime || now));
+  const t1 = Math.max(wf.endTime || 0, ...tasks.map((x) => x.endTime || (TERMINAL.has(wf.status) ? x.updateTime || 0 : now)), t0 + 1);
   const span = t1 - t0;
-  const pct = (t) => `${(((t - t0) / span) * 100).toFixed(3)}%`;
+  const pct = (time) => `${(((time - t0) / span) * 100).toFixed(3)}%`;
   const width = (a, b) => `${Math.max(0.15, ((b - a) / span) * 100).toFixed(3)}%`;
   const ticks = [0, 0.25, 0.5, 0.75, 1];
-  return html`<div class="gantt" role="table" aria-label="Timeline of task attempts">
-    <div class="gantt-row axis" role="row"><span role="columnheader">Task</span>
+  return html`<div class="gantt" role="table" aria-label=${t('timeline.label')}>
+    <div class="gantt-row axis" role="row"><span role="columnheader">${t('timeline.task')}</span>
       <div class="lane" role="columnheader">${ticks.map((f) => html`<span class="tick" style=${`left:${f * 100}%`}>${duration(span * f)}</span>`)}</div></div>
-    ${tasks.map((t) => {
-      const start = t.startTime || (t.status === 'SCHEDULED' ? now : t.scheduledTime);
-      const end = t.endTime || (TERMINAL.has(t.status) || TERMINAL.has(wf.status) ? t.updateTime || start : now);
-      return html`<div class=${`gantt-row${selected === t.taskId ? ' selected' : ''}`} role="row" key=${t.taskId} data-task-id=${t.taskId}>
-        <button role="rowheader" class="link" onClick=${() => onSelect(t)}>${t.referenceTaskName}${t.retryCount ? html` <span class="muted">retry ${t.retryCount}</span>` : null}</button>
-        <div class="lane" role="cell" title=${`${t.status}: queued ${duration(start - t.scheduledTime)}, ran ${duration(end - start)}`}>
-          <span class="bar queued" style=${`left:${pct(t.scheduledTime)};width:${width(t.scheduledTime, start)}`}></span>
-          <span class=${`bar tone-${tone(t.status)}`} style=${`left:${pct(start)};width:${width(start, end)}`}></span>
+    ${tasks.map((task) => {
+      const start = task.startTime || (task.status === 'SCHEDULED' ? now : task.scheduledTime);
+      const end = task.endTime || (TERMINAL.has(task.status) || TERMINAL.has(wf.status) ? task.updateTime || start : now);
+      return html`<div class=${`gantt-row${selected === task.taskId ? ' selected' : ''}`} role="row" key=${task.taskId} data-task-id=${task.taskId}>
+        <button role="rowheader" class="link" onClick=${() => onSelect(task)}>${task.referenceTaskName}${task.retryCount ? html` <span class="muted">${t('timeline.retry', { n: number(task.retryCount) })}</span>` : null}</button>
+        <div class="lane" role="cell" title=${t('timeline.bar', { status: statusWord(task.status), queued: duration(start - task.scheduledTime), ran: duration(end - start) })}>
+          <span class="bar queued" style=${`left:${pct(task.scheduledTime)};width:${width(task.scheduledTime, start)}`}></span>
+          <span class=${`bar tone-${tone(task.status)}`} style=${`left:${pct(start)};width:${width(start, end)}`}></span>
         </div>
       </div>`;
     })}
@@ -57,12 +58,11 @@ function Timeline({ wf, onSelect, selected }) {
 function TaskTable({ wf, onSelect, selected }) {
   const tasks = [...(wf.tasks || [])].sort((a, b) => a.seq - b.seq);
   return html`<table class="grid">
-    <thead><tr><th scope="col">#</th><th scope="col">Reference</th><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Worker</th>
-      <th scope="col">Polls</th><th scope="col">Retry</th><th scope="col">Scheduled</th><th scope="col">Ran for</th></tr></thead>
-    <tbody>${tasks.map((t) => html`<tr key=${t.taskId} class=${selected === t.taskId ? 'selected' : ''}>
-      <td>${t.seq}</td><td><button class="link" onClick=${() => onSelect(t)}>${t.referenceTaskName}</button></td><td>${t.taskType}</td>
-      <td><${Status} status=${t.status} /></td><td>${t.workerId || ''}</td><td>${t.pollCount ?? 0}</td><td>${t.retryCount ?? 0}</td>
-      <td>${when(t.scheduledTime)}</td><td>${t.startTime ? duration((t.endTime || Date.now()) - t.startTime) : '—'}</td></tr>`)}</tbody>
+    ${headers('#', t('task.reference'), t('task.type'), t('task.status'), t('task.worker'), t('task.polls'), t('task.retry'), t('task.scheduled'), t('task.ranFor'))}
+    <tbody>${tasks.map((task) => html`<tr key=${task.taskId} class=${selected === task.taskId ? 'selected' : ''}>
+      <td>${task.seq}</td><td><button class="link" onClick=${() => onSelect(task)}>${task.referenceTaskName}</button></td><td>${task.taskType}</td>
+      <td><${Status} status=${task.status} /></td><td>${task.workerId || ''}</td><td>${task.pollCount ?? 0}</td><td>${task.retryCount ?? 0}</td>
+      <td>${when(task.scheduledTime)}</td><td>${task.startTime ? duration((task.endTime || Date.now()) - task.startTime) : '—'}</td></tr>`)}</tbody>
   </table>`;
 }
 
@@ -70,7 +70,7 @@ function Events({ id }) {
   const events = useLoad(() => get(`/workflow/${encodeURIComponent(id)}/history`), [id]);
   return html`<${Failure} error=${events.error} />
     <table class="grid events">
-      <thead><tr><th scope="col">Revision</th><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Task</th><th scope="col">Details</th></tr></thead>
+      ${headers(t('events.revision'), t('events.time'), t('events.event'), t('events.task'), t('events.details'))}
       <tbody>${(events.data || []).map((e) => {
         const { revision, time, type, referenceTaskName, ...rest } = e;
         return html`<tr key=${revision}><td>${revision}</td><td>${when(time)}</td><td>${type}</td><td>${referenceTaskName || ''}</td>
@@ -79,34 +79,42 @@ function Events({ id }) {
     </table>`;
 }
 
+/** The side panel's frame: the task's name, a close button, and what goes below. */
+function Panel({ reference, onClose, children }) {
+  return html`<aside class="panel" aria-label=${t('task.panel', { ref: reference })} data-task-panel=${reference}>
+    <div class="title-row"><h2>${reference}</h2><button onClick=${onClose} aria-label=${t('task.close')}>✕</button></div>
+    ${children}
+  </aside>`;
+}
+
 function TaskPanel({ wf, task, onClose, onAction }) {
   const logs = useLoad(() => get(`/tasks/${encodeURIComponent(task.taskId)}/log`).catch(() => []), [task.taskId]);
-  const attempts = (wf.tasks || []).filter((t) => t.referenceTaskName === task.referenceTaskName);
+  const attempts = (wf.tasks || []).filter((x) => x.referenceTaskName === task.referenceTaskName);
   const id = encodeURIComponent(wf.workflowId);
   const child = task.subWorkflowId || task.outputData?.subWorkflowId;
   const actions = [];
   if (TERMINAL.has(wf.status)) {
-    actions.push({ label: 'Rerun from this task', title: `Rerun from ${task.referenceTaskName}?`, body: 'The workflow runs again from this task; the tasks after it are scheduled anew.', confirm: 'Rerun',
+    actions.push({ label: t('action.rerun.label'), title: t('action.rerun.title', { ref: task.referenceTaskName }), body: t('action.rerun.body'), confirm: t('action.rerun'),
       run: () => request('POST', `/workflow/${id}/rerun`, { reRunFromWorkflowId: wf.workflowId, reRunFromTaskId: task.taskId }) });
   }
+  const ran = task.startTime ? duration((task.endTime || Date.now()) - task.startTime) : '—';
   const rows = [
-    ['Status', html`<${Status} status=${task.status} />`], ['Task id', html`<code>${task.taskId}</code>`], ['Type', task.taskType],
-    ['Task definition', task.taskDefName], ['Worker', task.workerId || '—'], ['Polls', task.pollCount ?? 0], ['Retry count', task.retryCount ?? 0],
-    ['Iteration', task.iteration || '—'], ['Scheduled', when(task.scheduledTime)], ['Started', when(task.startTime)], ['Ended', when(task.endTime)],
-    ['Queued for', task.startTime ? duration(task.startTime - task.scheduledTime) : '—'], ['Ran for', task.startTime ? duration((task.endTime || Date.now()) - task.startTime) : '—'],
+    [t('task.status'), html`<${Status} status=${task.status} />`], [t('task.id'), html`<code>${task.taskId}</code>`], [t('task.type'), task.taskType],
+    [t('task.definition'), task.taskDefName], [t('task.worker'), task.workerId || '—'], [t('task.polls'), task.pollCount ?? 0], [t('task.retryCount'), task.retryCount ?? 0],
+    [t('task.iteration'), task.iteration || '—'], [t('task.scheduled'), when(task.scheduledTime)], [t('task.started'), when(task.startTime)], [t('task.ended'), when(task.endTime)],
+    [t('task.queuedFor'), task.startTime ? duration(task.startTime - task.scheduledTime) : '—'], [t('task.ranFor'), ran],
   ];
-  return html`<aside class="panel" aria-label=${`Task ${task.referenceTaskName}`} data-task-panel=${task.referenceTaskName}>
-    <div class="title-row"><h2>${task.referenceTaskName}</h2><button onClick=${onClose} aria-label="Close the task panel">✕</button></div>
+  return html`<${Panel} reference=${task.referenceTaskName} onClose=${onClose}>
     ${task.reasonForIncompletion ? html`<p class="error">${task.reasonForIncompletion}</p>` : null}
     <dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
-    ${child ? html`<p><a href=${href(['execution', child])}>Open the sub-workflow ${child} ↗</a></p>` : null}
+    ${child ? html`<p><a href=${href(['execution', child])}>${t('task.openChild', { id: child })}</a></p>` : null}
     <div class="buttons">${actions.map((a) => html`<button onClick=${() => onAction(a)}>${a.label}</button>`)}</div>
-    ${attempts.length > 1 ? html`<h3>Attempts</h3><ol>${attempts.map((t) => html`<li><${Status} status=${t.status} /> ${when(t.startTime || t.scheduledTime)} ${t.reasonForIncompletion || ''}</li>`)}</ol>` : null}
-    <h3>Input</h3><${Json} value=${task.inputData} label="Task input" />
-    <h3>Output</h3><${Json} value=${task.outputData} label="Task output" />
-    <h3>Logs</h3>
-    ${(logs.data || []).length ? html`<ol class="logs">${logs.data.map((l) => html`<li><span class="muted">${when(l.createdTime)}</span> ${l.log}</li>`)}</ol>` : html`<p class="muted">No logs.</p>`}
-  </aside>`;
+    ${attempts.length > 1 ? html`<h3>${t('task.attempts')}</h3><ol>${attempts.map((x) => html`<li><${Status} status=${x.status} /> ${when(x.startTime || x.scheduledTime)} ${x.reasonForIncompletion || ''}</li>`)}</ol>` : null}
+    <h3>${t('task.input')}</h3><${Json} value=${task.inputData} label=${t('task.inputLabel')} />
+    <h3>${t('task.output')}</h3><${Json} value=${task.outputData} label=${t('task.outputLabel')} />
+    <h3>${t('task.logs')}</h3>
+    ${(logs.data || []).length ? html`<ol class="logs">${logs.data.map((l) => html`<li><span class="muted">${when(l.createdTime)}</span> ${l.log}</li>`)}</ol>` : html`<p class="muted">${t('task.noLogs')}</p>`}
+  <//>`;
 }
 
 /** The diagram key (JSON path) of the definition task an execution task ran. */
@@ -133,15 +141,15 @@ function nodeKeyOf(def, task) {
 /** A task of the definition this execution has not reached: it can be skipped in advance. */
 function PendingPanel({ wf, task, onClose, onAction }) {
   const id = encodeURIComponent(wf.workflowId);
+  const ref = task.taskReferenceName;
   const canSkip = wf.status === 'RUNNING' || wf.status === 'PAUSED';
-  return html`<aside class="panel" aria-label=${`Task ${task.taskReferenceName}`} data-task-panel=${task.taskReferenceName}>
-    <div class="title-row"><h2>${task.taskReferenceName}</h2><button onClick=${onClose} aria-label="Close the task panel">✕</button></div>
-    <p><span class="badge tone-muted">NOT RUN</span> This ${task.type || 'SIMPLE'} task has not been scheduled in this execution.</p>
-    ${canSkip ? html`<div class="buttons"><button onClick=${() => onAction({ label: 'Skip', title: `Skip ${task.taskReferenceName}?`,
-      body: 'When the workflow reaches it, it is marked SKIPPED and the workflow moves on without its output.', confirm: 'Skip',
-      run: () => request('PUT', `/workflow/${id}/skiptask/${encodeURIComponent(task.taskReferenceName)}`, {}) })}>Skip this task</button></div>` : null}
-    <h3>Definition</h3><${Json} value=${task} label="Task definition in the workflow" />
-  </aside>`;
+  return html`<${Panel} reference=${ref} onClose=${onClose}>
+    <p><span class="badge tone-muted">${t('task.notRun')}</span> ${t('task.notScheduled', { type: task.type || 'SIMPLE' })}</p>
+    ${canSkip ? html`<div class="buttons"><button onClick=${() => onAction({ label: t('action.skip'), title: t('action.skip.title', { ref }),
+      body: t('action.skip.body'), confirm: t('action.skip'),
+      run: () => request('PUT', `/workflow/${id}/skiptask/${encodeURIComponent(ref)}`, {}) })}>${t('action.skip.label')}</button></div>` : null}
+    <h3>${t('task.definitionHeading')}</h3><${Json} value=${task} label=${t('task.definitionLabel')} />
+  <//>`;
 }
 
 /** The definition's task with this reference name, anywhere in the tree. */
@@ -169,14 +177,14 @@ export function Execution({ id, query: q }) {
   const def = w?.workflowDefinition || { tasks: [] };
   const selectedTask = useMemo(() => {
     if (!w || !selectedRef) return undefined;
-    const matching = (w.tasks || []).filter((t) => t.taskId === selectedRef || t.referenceTaskName === selectedRef
-      || t.referenceTaskName.replace(/__\d+$/, '') === selectedRef);
+    const matching = (w.tasks || []).filter((x) => x.taskId === selectedRef || x.referenceTaskName === selectedRef
+      || x.referenceTaskName.replace(/__\d+$/, '') === selectedRef);
     return matching.sort((a, b) => b.seq - a.seq)[0];
   }, [w, selectedRef]);
   const pending = !selectedTask && selectedRef ? definedTask(def, selectedRef) : undefined;
   const nodeKey = useMemo(() => nodeKeyOf(def, selectedTask || (pending && { referenceTaskName: pending.taskReferenceName })), [selectedTask, pending, def]);
-  if (!w) return html`<section><h1>Execution ${id}</h1>${wf.error ? html`<${Failure} error=${wf.error} />` : html`<p>Loading…</p>`}</section>`;
-  const select = (t) => setQuery({ task: t.taskId });
+  if (!w) return html`<section><h1>${t('execution.title', { id })}</h1>${wf.error ? html`<${Failure} error=${wf.error} />` : html`<p>${t('common.loading')}</p>`}</section>`;
+  const select = (task) => setQuery({ task: task.taskId });
   const selectNode = (n) => n.task && setQuery({ task: n.task.taskReferenceName });
   const started = w.startTime || w.createTime;
   return html`<section class="execution" data-workflow-status=${w.status}>
@@ -185,29 +193,29 @@ export function Execution({ id, query: q }) {
       <div class="buttons actions">${actionsFor(w, wf.reload).map((a) => html`<button class=${a.danger ? 'danger' : ''} onClick=${() => setAsk(a)}>${a.label}</button>`)}</div>
     </div>
     <dl class="facts wide">
-      <dt>Workflow id</dt><dd><code>${w.workflowId}</code></dd>
-      <dt>Correlation id</dt><dd>${w.correlationId || '—'}</dd>
-      <dt>Started</dt><dd>${when(started)}</dd>
-      <dt>Ended</dt><dd>${when(w.endTime)}</dd>
-      <dt>Duration</dt><dd>${duration((w.endTime || Date.now()) - started)}</dd>
-      ${w.parentWorkflowId ? html`<dt>Parent</dt><dd><a href=${href(['execution', w.parentWorkflowId])}>${w.parentWorkflowId}</a></dd>` : null}
-      <dt>Definition</dt><dd><a href=${href(['definitions', def.name], { version: def.version })}>${def.name} v${def.version}</a></dd>
-      ${live ? html`<dt>Updates</dt><dd><span class="live" aria-live="polite">live, every 2 s</span></dd>` : null}
+      <dt>${t('executions.workflowId')}</dt><dd><code>${w.workflowId}</code></dd>
+      <dt>${t('executions.correlationId')}</dt><dd>${w.correlationId || '—'}</dd>
+      <dt>${t('executions.started')}</dt><dd>${when(started)}</dd>
+      <dt>${t('executions.ended')}</dt><dd>${when(w.endTime)}</dd>
+      <dt>${t('executions.duration')}</dt><dd>${duration((w.endTime || Date.now()) - started)}</dd>
+      ${w.parentWorkflowId ? html`<dt>${t('execution.parent')}</dt><dd><a href=${href(['execution', w.parentWorkflowId])}>${w.parentWorkflowId}</a></dd>` : null}
+      <dt>${t('execution.definition')}</dt><dd><a href=${href(['definitions', def.name], { version: def.version })}>${def.name} v${def.version}</a></dd>
+      ${live ? html`<dt>${t('execution.updates')}</dt><dd><span class="live" aria-live="polite">${t('execution.live', { every: duration(2000) })}</span></dd>` : null}
     </dl>
     ${w.reasonForIncompletion ? html`<p class="error" role="status">${w.reasonForIncompletion}</p>` : null}
     <${Failure} error=${wf.error} />
-    <${Tabs} tabs=${TABS} current=${tab} onSelect=${(t) => setQuery({ tab: t === 'diagram' ? '' : t })} />
+    <${Tabs} tabs=${tabs()} current=${tab} onSelect=${(id) => setQuery({ tab: id === 'diagram' ? '' : id })} />
     <div class=${`split${selectedTask || pending ? ' with-panel' : ''}`}>
       <div class="tab-body" role="tabpanel" aria-labelledby=${`tab-${tab}`}>
         ${tab === 'diagram' ? html`<${Diagram} def=${def} tasks=${w.tasks || []} selected=${nodeKey} onSelect=${selectNode} />` : null}
         ${tab === 'timeline' ? html`<${Timeline} wf=${w} onSelect=${select} selected=${selectedTask?.taskId} />` : null}
         ${tab === 'tasks' ? html`<${TaskTable} wf=${w} onSelect=${select} selected=${selectedTask?.taskId} />` : null}
         ${tab === 'io' ? html`<div class="columns">
-            <div><h2>Input</h2><${Json} value=${w.input} label="Workflow input" /></div>
-            <div><h2>Output</h2><${Json} value=${w.output} label="Workflow output" /></div>
-            <div><h2>Variables</h2><${Json} value=${w.variables || {}} label="Workflow variables" /></div></div>` : null}
+            <div><h2>${t('execution.input')}</h2><${Json} value=${w.input} label=${t('execution.inputLabel')} /></div>
+            <div><h2>${t('execution.output')}</h2><${Json} value=${w.output} label=${t('execution.outputLabel')} /></div>
+            <div><h2>${t('execution.variables')}</h2><${Json} value=${w.variables || {}} label=${t('execution.variablesLabel')} /></div></div>` : null}
         ${tab === 'events' ? html`<${Events} id=${w.workflowId} />` : null}
-        ${tab === 'json' ? html`<${Json} value=${w} label="Execution JSON" />` : null}
+        ${tab === 'json' ? html`<${Json} value=${w} label=${t('execution.jsonLabel')} />` : null}
       </div>
       ${selectedTask ? html`<${TaskPanel} wf=${w} task=${selectedTask} onClose=${() => setQuery({ task: '' })}
         onAction=${(a) => setAsk({ ...a, run: async (r) => { await a.run(r); await wf.reload(); } })} />` : null}

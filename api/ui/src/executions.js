@@ -3,6 +3,7 @@
 import { useEffect, useState } from './vendor/hooks.mjs';
 import { get, qs } from './api.js';
 import { Failure, Status, WORKFLOW_STATUSES, duration, html, useLoad, when } from './lib.js';
+import { number, relative, t } from './i18n.js';
 import { href, setQuery } from './router.js';
 
 const SIZES = [25, 50, 100, 200];
@@ -32,13 +33,13 @@ function Filters({ q }) {
     <input type=${type} name=${name} value=${draft[name] || ''} onInput=${(e) => setDraft({ ...draft, [name]: e.target.value })} /></label>`;
   const submit = (e) => { e.preventDefault(); setQuery({ ...draft, page: '' }); };
   return html`<form class="filters" role="search" onSubmit=${submit}>
-    ${field('text', 'Free text', 'search')}
-    ${field('type', 'Workflow type')}
-    ${field('correlationId', 'Correlation id')}
-    ${field('from', 'Started from', 'datetime-local')}
-    ${field('to', 'Started until', 'datetime-local')}
-    <button class="primary" type="submit">Search</button>
-    <button type="button" onClick=${() => setQuery({ type: '', correlationId: '', text: '', from: '', to: '', status: '', page: '' })}>Clear</button>
+    ${field('text', t('executions.freeText'), 'search')}
+    ${field('type', t('executions.workflowType'))}
+    ${field('correlationId', t('executions.correlationId'))}
+    ${field('from', t('executions.from'), 'datetime-local')}
+    ${field('to', t('executions.until'), 'datetime-local')}
+    <button class="primary" type="submit">${t('executions.search')}</button>
+    <button type="button" onClick=${() => setQuery({ type: '', correlationId: '', text: '', from: '', to: '', status: '', page: '' })}>${t('executions.clear')}</button>
   </form>`;
 }
 
@@ -54,9 +55,9 @@ function StatusCounts({ q }) {
     const next = selected.includes(s) ? selected.filter((x) => x !== s) : [...selected, s];
     setQuery({ status: next.join(','), page: '' });
   };
-  return html`<div class="counts" role="group" aria-label="Filter by status">
+  return html`<div class="counts" role="group" aria-label=${t('executions.byStatus')}>
     ${WORKFLOW_STATUSES.map((s, i) => html`<button type="button" class="count" aria-pressed=${selected.includes(s)}
-      onClick=${() => toggle(s)} data-count-status=${s}><${Status} status=${s} /> <strong>${counts.data?.[i] ?? '…'}</strong></button>`)}
+      onClick=${() => toggle(s)} data-count-status=${s}><${Status} status=${s} /> <strong>${counts.data?.[i] === undefined ? '…' : number(counts.data[i])}</strong></button>`)}
   </div>`;
 }
 
@@ -80,20 +81,20 @@ export function Executions({ query: q }) {
   const pages = Math.max(1, Math.ceil(total / size));
   const rows = result.data?.results || [];
   return html`<section>
-    <div class="title-row"><h1>Executions</h1><a class="button" href="#/definitions">Start a workflow…</a></div>
+    <div class="title-row"><h1>${t('executions.title')}</h1><a class="button" href="#/definitions">${t('executions.start')}</a></div>
     <${Filters} q=${q} />
     <${StatusCounts} q=${q} />
     <${Failure} error=${result.error} />
     <table class="grid executions" aria-busy=${result.loading}>
-      <caption>${total} matching execution${total === 1 ? '' : 's'}${result.loading ? ' (loading)' : ''}</caption>
+      <caption>${t(total === 1 ? 'executions.matching.one' : 'executions.matching.other', { count: number(total) })}${result.loading ? ` ${t('executions.loading')}` : ''}</caption>
       <thead><tr>
-        <th scope="col">Workflow id</th>
-        <${SortHeader} field="workflowType" label="Type" sort=${sort} />
-        <${SortHeader} field="status" label="Status" sort=${sort} />
-        <th scope="col">Correlation id</th>
-        <${SortHeader} field="startTime" label="Started" sort=${sort} />
-        <${SortHeader} field="endTime" label="Ended" sort=${sort} />
-        <${SortHeader} field="executionTime" label="Duration" sort=${sort} />
+        <th scope="col">${t('executions.workflowId')}</th>
+        <${SortHeader} field="workflowType" label=${t('executions.type')} sort=${sort} />
+        <${SortHeader} field="status" label=${t('executions.status')} sort=${sort} />
+        <th scope="col">${t('executions.correlationId')}</th>
+        <${SortHeader} field="startTime" label=${t('executions.started')} sort=${sort} />
+        <${SortHeader} field="endTime" label=${t('executions.ended')} sort=${sort} />
+        <${SortHeader} field="executionTime" label=${t('executions.duration')} sort=${sort} />
       </tr></thead>
       <tbody>
         ${rows.map((w) => html`<tr key=${w.workflowId} data-workflow-id=${w.workflowId}>
@@ -101,18 +102,18 @@ export function Executions({ query: q }) {
           <td>${w.workflowType} <span class="muted">v${w.version}</span></td>
           <td><${Status} status=${w.status} /></td>
           <td>${w.correlationId || ''}</td>
-          <td>${when(w.startTime)}</td>
+          <td title=${relative(w.startTime) || undefined}>${when(w.startTime)}</td>
           <td>${when(w.endTime)}</td>
           <td>${w.executionTime ? duration(w.executionTime) : w.status === 'RUNNING' ? duration(Date.now() - Date.parse(w.startTime)) : '—'}</td>
         </tr>`)}
-        ${!rows.length && !result.loading ? html`<tr><td colspan="7" class="empty">No executions match.</td></tr>` : null}
+        ${!rows.length && !result.loading ? html`<tr><td colspan="7" class="empty">${t('executions.none')}</td></tr>` : null}
       </tbody>
     </table>
-    <nav class="pager" aria-label="Pages">
-      <button disabled=${page <= 1} onClick=${() => setQuery({ page: page - 1 })}>← Previous</button>
-      <span>Page ${page} of ${pages}</span>
-      <button disabled=${page >= pages} onClick=${() => setQuery({ page: page + 1 })}>Next →</button>
-      <label>Per page <select value=${size} onChange=${(e) => setQuery({ size: e.target.value, page: '' })}>
+    <nav class="pager" aria-label=${t('executions.pages')}>
+      <button disabled=${page <= 1} onClick=${() => setQuery({ page: page - 1 })}>${t('executions.previous')}</button>
+      <span>${t('executions.page', { page: number(page), pages: number(pages) })}</span>
+      <button disabled=${page >= pages} onClick=${() => setQuery({ page: page + 1 })}>${t('executions.next')}</button>
+      <label>${t('executions.perPage')} <select value=${size} onChange=${(e) => setQuery({ size: e.target.value, page: '' })}>
         ${SIZES.map((s) => html`<option value=${s}>${s}</option>`)}</select></label>
     </nav>
   </section>`;

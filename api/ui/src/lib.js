@@ -2,6 +2,7 @@
 import { h } from './vendor/preact.mjs';
 import { useEffect, useRef, useState } from './vendor/hooks.mjs';
 import htm from './vendor/htm.mjs';
+import { has, t } from './i18n.js';
 
 export const html = htm.bind(h);
 
@@ -16,32 +17,27 @@ export const tone = (status) => TONE[status] || 'muted';
 export const WORKFLOW_STATUSES = ['RUNNING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'TERMINATED', 'PAUSED'];
 export const TERMINAL = new Set(['COMPLETED', 'FAILED', 'TIMED_OUT', 'TERMINATED']);
 
+/** A status's word in the language in use; Conductor's own name where the language has no other. */
+export const statusWord = (status) => (has(`status.${status}`) ? t(`status.${status}`) : status);
+
+/** A status badge: Conductor's name, with the word for it beside it where that differs (运行中 RUNNING). */
 export function Status({ status }) {
-  return html`<span class=${`badge tone-${tone(status)}`} data-status=${status}>${status || '—'}</span>`;
+  const word = statusWord(status);
+  return html`<span class=${`badge tone-${tone(status)}`} data-status=${status}>${!status ? '—' : word === status ? status : `${word} ${status}`}</span>`;
 }
 
-/** Milliseconds since the epoch (or an ISO string) as local date and time. */
-export function when(t) {
-  if (t === undefined || t === null || t === 0 || t === '') return '—';
-  const d = typeof t === 'number' ? new Date(t) : new Date(String(t));
-  if (Number.isNaN(d.getTime())) return String(t);
-  const pad = (n, w = 2) => String(n).padStart(w, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-}
+/** A node's Raft state as the API names it (Leader, Follower…), in the language in use. */
+export const roleWord = (state) => (has(`raft.${state}`) ? t(`raft.${state}`) : state);
 
-/** A duration in milliseconds, readable. */
-export function duration(ms) {
-  if (ms === undefined || ms === null || ms < 0 || Number.isNaN(ms)) return '—';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
-  return `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
-}
+export { dateTime as when, duration } from './i18n.js';
+
+/** Column headers, each scoped to its column. */
+export const headers = (...labels) => html`<thead><tr>${labels.map((l) => html`<th scope="col">${l}</th>`)}</tr></thead>`;
 
 export const pretty = (v) => JSON.stringify(v ?? null, null, 2);
 
 export function Json({ value, label }) {
-  return html`<pre class="json" tabindex="0" aria-label=${label || 'JSON'}>${pretty(value)}</pre>`;
+  return html`<pre class="json" tabindex="0" aria-label=${label || t('common.json')}>${pretty(value)}</pre>`;
 }
 
 /**
@@ -102,10 +98,10 @@ export function Confirm({ ask, onClose }) {
     <form method="dialog" onSubmit=${submit}>
       <h2 id="confirm-title">${ask.title}</h2>
       <p>${ask.body}</p>
-      ${ask.reason ? html`<label>Reason <input name="reason" value=${reason} onInput=${(e) => setReason(e.target.value)} /></label>` : null}
+      ${ask.reason ? html`<label>${t('confirm.reason')} <input name="reason" value=${reason} onInput=${(e) => setReason(e.target.value)} /></label>` : null}
       <${Failure} error=${error} />
       <div class="buttons">
-        <button type="button" onClick=${close}>Cancel</button>
+        <button type="button" onClick=${close}>${t('confirm.cancel')}</button>
         <button type="submit" class=${ask.danger ? 'danger' : 'primary'} disabled=${busy}>${ask.confirm}</button>
       </div>
     </form>
@@ -122,7 +118,7 @@ export function Tabs({ tabs, current, onSelect }) {
     requestAnimationFrame(() => document.getElementById(`tab-${next.id}`)?.focus());
   };
   return html`<div class="tabs" role="tablist">
-    ${tabs.map((t, i) => html`<button role="tab" id=${`tab-${t.id}`} aria-selected=${t.id === current}
-      tabindex=${t.id === current ? 0 : -1} onKeyDown=${(e) => keys(e, i)} onClick=${() => onSelect(t.id)}>${t.label}</button>`)}
+    ${tabs.map((tab, i) => html`<button role="tab" id=${`tab-${tab.id}`} aria-selected=${tab.id === current}
+      tabindex=${tab.id === current ? 0 : -1} onKeyDown=${(e) => keys(e, i)} onClick=${() => onSelect(tab.id)}>${tab.label}</button>`)}
   </div>`;
 }
