@@ -1,6 +1,6 @@
 // Executions: search (status, type, correlation id, time range, free text), sort, pages, and
 // counts by status, all in the URL.
-import { useEffect, useState } from './vendor/hooks.mjs';
+import { useState } from './vendor/hooks.mjs';
 import { get, qs } from './api.js';
 import { Failure, Status, WORKFLOW_STATUSES, duration, html, useLoad, when } from './lib.js';
 import { number, relative, t } from './i18n.js';
@@ -23,12 +23,14 @@ export function searchQuery(q, { withStatus = true } = {}) {
   return parts.join(' AND ');
 }
 
+// Drawn afresh (a new `key`) whenever the URL's query changes, so its draft starts from the
+// filters in the URL in the same render: no later reset can undo what is typed after a search
+// or a Clear.
 function Filters({ q }) {
-  const [draft, setDraft] = useState({});
-  useEffect(() => setDraft({
+  const [draft, setDraft] = useState(() => ({
     type: q.get('type') || '', correlationId: q.get('correlationId') || '', text: q.get('text') || '',
     from: q.get('from') || '', to: q.get('to') || '',
-  }), [q.toString()]);
+  }));
   const field = (name, label, type = 'text') => html`<label>${label}
     <input type=${type} name=${name} value=${draft[name] || ''} onInput=${(e) => setDraft({ ...draft, [name]: e.target.value })} /></label>`;
   const submit = (e) => { e.preventDefault(); setQuery({ ...draft, page: '' }); };
@@ -82,7 +84,7 @@ export function Executions({ query: q }) {
   const rows = result.data?.results || [];
   return html`<section>
     <div class="title-row"><h1>${t('executions.title')}</h1><a class="button" href="#/definitions">${t('executions.start')}</a></div>
-    <${Filters} q=${q} />
+    <${Filters} key=${q.toString()} q=${q} />
     <${StatusCounts} q=${q} />
     <${Failure} error=${result.error} />
     <table class="grid executions" aria-busy=${result.loading}>
