@@ -109,6 +109,21 @@ ensure_brokers() {
   fi
 }
 
+# Prometheus and promtool for the alert rule and metrics tests (tests/tests/prometheus.rs):
+# Debian's prometheus package. OVERTURE_PROMETHEUS and OVERTURE_PROMTOOL name other binaries.
+# Where systemd runs, the package also enables its own prometheus service (port 9090); the tests
+# do not use it: they start their own Prometheus on a free port.
+ensure_prometheus() {
+  local missing=()
+  if [ -z "${OVERTURE_PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then missing+=(prometheus); fi
+  if [ -z "${OVERTURE_PROMTOOL:-}" ] && ! command -v promtool >/dev/null 2>&1; then missing+=(promtool); fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing prometheus (${missing[*]}, for the alert rule and metrics tests)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+}
+
 # The official Conductor JavaScript SDK for its tests (tests/js), pinned in
 # tests/js/package-lock.json, installed again only when the lock file changes. Needs npm
 # (ensure_build_deps installs it).

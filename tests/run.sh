@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: the pure core, storage (with openraft's storage suite), the engine,
 # the HTTP API against real node processes, crash safety with SIGKILL, three-node clusters with
-# failover and snapshots, the deployment files, the official Conductor Python SDK against a real
-# node and a cluster, the official JavaScript SDK against a real node, and the web UI in headless
-# Chromium; then the fault suite again with six partitions. Installs what it needs: libclang, cargo-nextest, a Python virtualenv with
-# conductor-python, nats-py, pika, confluent-kafka and PyYAML, Debian's chromium and fonts-noto-cjk, nats-server and
-# rabbitmq-server, Tansu (a Kafka-protocol broker, built once from crates.io), and from npm
+# failover and snapshots, backups and restores, upgrades, the deployment files with a real
+# Prometheus, the official Conductor Python SDK against a real node and a cluster, the official
+# JavaScript SDK against a real node, and the web UI in headless Chromium in English and
+# Chinese; then the fault suite again with six partitions. Installs what it needs: libclang,
+# cargo-nextest, a Python virtualenv with conductor-python, nats-py, pika, confluent-kafka and
+# PyYAML, Debian's chromium, fonts-noto-cjk, nats-server, rabbitmq-server and prometheus (with
+# promtool), Tansu (a Kafka-protocol broker, built once from crates.io), and from npm
 # playwright-core, the JavaScript SDK and s3rver (an S3-compatible server, for external payload
 # storage).
 # Building needs npm too: the UI's libraries come from the npm registry.
@@ -29,6 +31,8 @@ ensure_browser
 ensure_js_sdk
 # Message brokers for the event queue tests.
 ensure_brokers
+# Prometheus and promtool for the alert rules and the metrics tests.
+ensure_prometheus
 
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.
 cargo build --workspace --bins

@@ -21,6 +21,10 @@ pub const TASK_POLL: &str = "task_poll_total";
 /// Counter: tasks the decision that scheduled them handed straight to a waiting long poll,
 /// committed as polled in the same batch (also counted in `task_poll_total`), by `taskType`.
 pub const TASK_HANDED_OFF: &str = "overture_task_handed_off_total";
+/// Counter: backups this node took (`POST /api/admin/backup`).
+pub const BACKUPS: &str = "overture_backups_total";
+/// Histogram: how long a backup took, catching up with every group's leader included.
+pub const BACKUP_SECONDS: &str = "overture_backup_seconds";
 /// Counter: task updates accepted, by `status` (an update names its task by id, not by type).
 pub const TASK_UPDATE: &str = "task_update_total";
 /// Gauge: tasks waiting in a worker queue, by `queue`; set on the leader when metrics are scraped.

@@ -50,6 +50,30 @@ pub async fn verify_and_repair(State(s): State<AppState>, Path(id): Path<String>
     Ok(text_response("true".into()))
 }
 
+/// `POST /admin/backup?name=`: backs this node up into `<data_dir>/backups/<name>` (a name of
+/// letters, digits, `.`, `_` and `-`; by default `backup-` and the time), once it holds every
+/// write acknowledged before the call. Answers where, and the backup's manifest.
+pub async fn backup(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
+    let name = match q.str("name") {
+        Some(name) => name.to_owned(),
+        None => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let at = chrono::DateTime::from_timestamp_millis(now.as_millis() as i64).unwrap_or_default();
+            at.format("backup-%Y%m%dT%H%M%S%.3fZ").to_string()
+        }
+    };
+    let valid = name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty() || !valid {
+        return Err(ApiError::bad_request(format!(
+            "a backup name has 1 to 100 ASCII letters, digits, '.', '_' or '-' and does not start with '.': {name:?}"
+        )));
+    }
+    let (dir, manifest) = s.engine.backup(&name).await?;
+    json_response(&serde_json::json!({"path": dir.display().to_string(), "manifest": manifest}))
+}
+
 /// `GET /admin/config`: what this node runs.
 pub async fn config(State(s): State<AppState>) -> Result<Response, ApiError> {
     let status = s.engine.cluster_status();

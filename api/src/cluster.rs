@@ -10,7 +10,8 @@ use crate::error::ApiError;
 use crate::input::RawBody;
 
 /// `GET /api/cluster/status`: this node's view of the metadata group (on its leader with
-/// per-follower lag), the number of partitions, and each Raft group's leader (`groups`).
+/// per-follower lag), the number of partitions, each Raft group's leader (`groups`), and the
+/// node-to-node protocol version this node speaks and each member was last seen speaking.
 pub async fn status(State(s): State<AppState>) -> Json<Value> {
     let status = s.engine.cluster_status();
     let leader_address =
@@ -21,6 +22,11 @@ pub async fn status(State(s): State<AppState>) -> Json<Value> {
         obj.insert("ready".into(), json!(s.engine.is_ready()));
         obj.insert("partitions".into(), json!(s.engine.partitions()));
         obj.insert("groups".into(), json!(s.engine.group_status()));
+        obj.insert("protocolVersion".into(), json!(s.engine.rpc().protocol().speaks()));
+        obj.insert(
+            "supportedProtocolVersions".into(),
+            json!([overture_raft::protocol::MIN_PROTOCOL_VERSION, overture_raft::protocol::PROTOCOL_VERSION]),
+        );
     }
     Json(v)
 }

@@ -32,6 +32,9 @@ use crate::error::ApiError;
 use crate::proxy::proxy_to;
 pub use crate::proxy::{APPLIED_HEADER, FORWARDED_HEADER};
 
+/// `POST /api/admin/backup`: always handled by the node it is sent to.
+const BACKUP_PATH: &str = "/api/admin/backup";
+
 /// Asks for a linearizable read.
 pub const CONSISTENT_HEADER: &str = "x-overture-consistent";
 
@@ -90,6 +93,11 @@ pub async fn forward(State(s): State<AppState>, request: Request, next: Next) ->
     }
     if s.engine.rpc().faults().refuses(request.headers().get(FORWARDED_HEADER).map(|v| v.as_bytes())) {
         return unavailable("cut off from the node that forwarded this request (fault injection)");
+    }
+    if request.uri().path() == BACKUP_PATH {
+        // A backup is of the node asked, never of another: it catches up with every leader
+        // itself first.
+        return next.run(request).await;
     }
     if s.engine.partitioned() && !needs_metadata_leader(&request) {
         return crate::partitioned::handle(&s, request, next).await;

@@ -1,14 +1,17 @@
-//! `/internal/raft/*`: Raft RPC from peer nodes. Every request must carry the cluster secret;
-//! anything else is refused with 403 before its body is read.
+//! `/internal/raft/*` and `/internal/partitions/*`: requests from peer nodes. Every request must
+//! carry the cluster secret; anything else is refused with 403 before its body is read. A request
+//! of a node-to-node protocol version this node does not serve ([`overture_raft::protocol`]) is
+//! refused with 426 and a JSON body naming both versions; every answer names the version this
+//! node speaks.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use overture_raft::GroupId;
 use overture_raft::network::{GROUP_HEADER, SECRET_HEADER};
+use overture_raft::protocol::{self, MIN_PROTOCOL_VERSION, PROTOCOL_HEADER, PROTOCOL_VERSION, Protocol};
 use overture_raft::rpc::RpcServer;
 
 use crate::AppState;
@@ -18,19 +21,55 @@ use crate::error::ApiError;
 /// limit; peers are authenticated, so the bound is generous.
 const MAX_RPC_BYTES: usize = 1 << 30;
 
-/// Refuses callers without the cluster secret.
+/// Refuses callers without the cluster secret, and requests of a protocol version this node
+/// does not serve; records the version of the sender of the others.
 pub async fn authenticate(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let protocol = s.engine.rpc().protocol().clone();
     let presented = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
     if !s.engine.rpc().authorized(presented) {
         metrics::counter!(crate::INTERNAL_REJECTED).increment(1);
-        return ApiError::new(StatusCode::FORBIDDEN, "internal endpoints need the cluster secret").into_response();
+        let refused = ApiError::new(StatusCode::FORBIDDEN, "internal endpoints need the cluster secret");
+        return with_version(&protocol, refused.into_response());
     }
     let from = request.headers().get(overture_raft::faults::FROM_HEADER).map(|v| v.as_bytes());
     if s.engine.rpc().faults().refuses(from) {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cut off from the sender (fault injection)")
-            .into_response();
+        let refused = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cut off from the sender (fault injection)");
+        return with_version(&protocol, refused.into_response());
     }
-    next.run(request).await
+    let theirs = match protocol::version_of(request.headers().get(PROTOCOL_HEADER).map(|v| v.as_bytes())) {
+        Ok(version) => version,
+        Err(why) => return with_version(&protocol, ApiError::bad_request(why).into_response()),
+    };
+    let sender = from.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if !protocol::supported(theirs) {
+        metrics::counter!(protocol::REFUSED_COUNTER).increment(1);
+        let why = protocol::refusal(theirs);
+        tracing::debug!(sender, version = theirs, "refused a request of a protocol version this node does not serve");
+        let body = serde_json::json!({
+            "status": StatusCode::UPGRADE_REQUIRED.as_u16(),
+            "message": why,
+            "instance": crate::instance_name(),
+            "retryable": false,
+            "requestProtocolVersion": theirs,
+            "protocolVersion": protocol.speaks(),
+            "minProtocolVersion": MIN_PROTOCOL_VERSION,
+            "maxProtocolVersion": PROTOCOL_VERSION,
+        });
+        return with_version(&protocol, (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response());
+    }
+    if let Some(sender) = sender {
+        protocol.record(sender, theirs);
+    }
+    with_version(&protocol, next.run(request).await)
+}
+
+/// `response` naming the protocol version this node speaks, unless that is 0 (whose nodes name
+/// none).
+fn with_version(protocol: &Protocol, mut response: Response) -> Response {
+    if let Some(version) = protocol.header().and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert(PROTOCOL_HEADER, version);
+    }
+    response
 }
 
 async fn body_bytes(body: Body) -> Result<axum::body::Bytes, ApiError> {
@@ -112,6 +151,12 @@ pub async fn partition_start(State(s): State<AppState>, body: Body) -> Result<Re
 /// leads without waiting.
 pub async fn partition_poll(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
     Ok(binary(s.engine.serve_remote_poll(&body_bytes(body).await?).await))
+}
+
+/// `POST /internal/raft/read-index`: another node, about to take a backup, asks what a group
+/// this node leads has committed.
+pub async fn read_index(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_read_index(&body_bytes(body).await?).await))
 }
 
 /// `POST /internal/partitions/op`: another node acts on a workflow of a partition this node

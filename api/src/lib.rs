@@ -177,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::PARTITION_START, post(internal::partition_start))
         .route(paths::PARTITION_POLL, post(internal::partition_poll))
         .route(paths::PARTITION_OP, post(internal::partition_op))
+        .route(paths::READ_INDEX, post(internal::read_index))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
     let faults = Router::new()
         .route("/internal/faults", get(faults::state))
@@ -309,6 +310,7 @@ fn operations_routes() -> Router<AppState> {
         .route("/token", post(auth::token))
         .route("/version", get(admin::version))
         .route("/admin/config", get(admin::config))
+        .route("/admin/backup", post(admin::backup))
         .route("/admin/task/{task_type}", get(admin::pending_tasks))
         .route("/admin/sweep/requeue/{id}", post(admin::sweep))
         .route("/admin/consistency/verifyAndRepair/{id}", post(admin::verify_and_repair))

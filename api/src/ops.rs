@@ -35,7 +35,10 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: Prometheus text. The `overture_raft_*` gauges are set here, at each scrape:
+/// the metadata group's term, leader and indexes, its followers' lag (on its leader), and
+/// `overture_raft_groups_without_leader`, how many of this node's Raft groups (the metadata
+/// group and every partition) it knows no leader of.
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let status = s.engine.cluster_status();
     metrics::gauge!("overture_raft_term").set(status.term as f64);
@@ -47,6 +50,10 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     metrics::gauge!("overture_raft_snapshot_index").set(status.snapshot_index.map_or(0.0, |i| i as f64));
     metrics::gauge!("overture_raft_purged_index").set(status.purged_index.map_or(0.0, |i| i as f64));
     metrics::gauge!("overture_raft_members").set(status.members.len() as f64);
+    // The metadata group's and every partition's: a group this node knows no leader of cannot
+    // take writes (the `OvertureNoLeader` alert).
+    let leaderless = s.engine.group_status().iter().filter(|g| g.leader.is_none()).count();
+    metrics::gauge!("overture_raft_groups_without_leader").set(leaderless as f64);
     for (follower, f) in status.replication.iter().flatten() {
         metrics::gauge!("overture_raft_follower_lag", "follower" => follower.to_string()).set(f.lag as f64);
         metrics::gauge!("overture_raft_follower_matched_index", "follower" => follower.to_string())

@@ -45,6 +45,13 @@ enum ClusterCommand {
         #[arg(long)]
         id: u64,
     },
+    /// Back up the node at `--url` while it serves, into `<its data_dir>/backups/<name>`: it
+    /// first catches up with every write acknowledged before the command, on any node.
+    Backup {
+        /// The backup's name (letters, digits, `.`, `_`, `-`); by default `backup-` and the time.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 fn base(url: &str) -> String {
@@ -120,6 +127,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         }
         ClusterCommand::Remove { id } => {
             print_status(&changed(client.delete(format!("{url}/api/cluster/members/{id}"))).await?);
+        }
+        ClusterCommand::Backup { name } => {
+            let query =
+                name.map(|n| format!("?name={}", form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()));
+            let request = client.post(format!("{url}/api/admin/backup{}", query.unwrap_or_default()));
+            let done = answer(request.send().await.with_context(|| format!("reaching {url}"))?).await?;
+            println!("{}", serde_json::to_string_pretty(&done)?);
         }
     }
     Ok(())

@@ -97,6 +97,9 @@ pub struct FileConfig {
     /// HTTP tasks: a PEM file with the client certificate chain and its private key, presented
     /// to servers that ask for one.
     pub http_client_cert: Option<PathBuf>,
+    /// The node-to-node protocol version this node speaks (the newest it knows by default). For a
+    /// rolling upgrade: speak the version of the oldest node until all are replaced.
+    pub protocol_version: Option<u16>,
 }
 
 /// Overrides from flags or the environment.
@@ -129,6 +132,7 @@ pub struct Overrides {
     pub http_ca_bundle: Option<PathBuf>,
     pub http_client_cert: Option<PathBuf>,
     pub partitions: Option<u16>,
+    pub protocol_version: Option<u16>,
 }
 
 /// The validated configuration a node runs with.
@@ -164,6 +168,8 @@ pub struct Config {
     pub fault_injection: bool,
     pub http_ca_bundle: Option<PathBuf>,
     pub http_client_cert: Option<PathBuf>,
+    /// The node-to-node protocol version this node speaks.
+    pub protocol_version: u16,
 }
 
 /// The most partitions a cluster may have: each is a Raft group every node runs, with its own
@@ -247,6 +253,10 @@ impl Overrides {
             http_ca_bundle: var("OVERTURE_HTTP_CA_BUNDLE").map(PathBuf::from),
             http_client_cert: var("OVERTURE_HTTP_CLIENT_CERT").map(PathBuf::from),
             partitions: number("OVERTURE_PARTITIONS", "OVERTURE_PARTITIONS must be a number of partitions")?,
+            protocol_version: number(
+                "OVERTURE_PROTOCOL_VERSION",
+                "OVERTURE_PROTOCOL_VERSION must be a protocol version number",
+            )?,
         })
     }
 
@@ -277,6 +287,7 @@ impl Overrides {
             http_ca_bundle: other.http_ca_bundle.or(self.http_ca_bundle),
             http_client_cert: other.http_client_cert.or(self.http_client_cert),
             partitions: other.partitions.or(self.partitions),
+            protocol_version: other.protocol_version.or(self.protocol_version),
         }
     }
 }
@@ -338,6 +349,15 @@ impl Config {
         let partitions = overrides.partitions.or(file.partitions).unwrap_or(1);
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
             bail!("partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}");
+        }
+        let protocol_version =
+            overrides.protocol_version.or(file.protocol_version).unwrap_or(overture_raft::protocol::PROTOCOL_VERSION);
+        if !overture_raft::protocol::supported(protocol_version) {
+            bail!(
+                "protocol_version must be between {} and {}, not {protocol_version}",
+                overture_raft::protocol::MIN_PROTOCOL_VERSION,
+                overture_raft::protocol::PROTOCOL_VERSION
+            );
         }
         let mut api_keys = file.api_keys;
         for pair in &overrides.api_keys {
@@ -403,6 +423,7 @@ impl Config {
             fault_injection: file.fault_injection.unwrap_or(false),
             http_ca_bundle: overrides.http_ca_bundle.or(file.http_ca_bundle),
             http_client_cert: overrides.http_client_cert.or(file.http_client_cert),
+            protocol_version,
         })
     }
 }
@@ -465,6 +486,21 @@ mod tests {
                 assert!(config.auth_exempt.iter().any(|p| p == "/ready"));
             }
         }
+    }
+
+    #[test]
+    fn the_protocol_version_is_the_newest_unless_an_older_one_is_asked_for() {
+        let newest = Config::resolve(FileConfig::default(), Overrides::default()).expect("valid");
+        assert_eq!(newest.protocol_version, overture_raft::protocol::PROTOCOL_VERSION);
+        let file: FileConfig = toml::from_str("protocol_version = 0").expect("parses");
+        assert_eq!(Config::resolve(file, Overrides::default()).expect("valid").protocol_version, 0);
+        let file: FileConfig = toml::from_str("protocol_version = 0").expect("parses");
+        let env = Overrides { protocol_version: Some(1), ..Default::default() };
+        assert_eq!(Config::resolve(file, env).expect("valid").protocol_version, 1, "the environment wins");
+        let unknown =
+            Overrides { protocol_version: Some(overture_raft::protocol::PROTOCOL_VERSION + 1), ..Default::default() };
+        let err = Config::resolve(FileConfig::default(), unknown).expect_err("refused").to_string();
+        assert!(err.contains("protocol_version must be between"), "{err}");
     }
 
     #[test]

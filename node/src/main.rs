@@ -74,6 +74,23 @@ enum Command {
     Bench(overture_bench::BenchArgs),
     /// Look at or change a running group.
     Cluster(cluster_cli::ClusterArgs),
+    /// Make a new data directory from a backup (`overture cluster backup`), for a node that
+    /// starts as a cluster of one with the given id and address; more nodes join it as usual.
+    /// Run it with no node running on `--data-dir`.
+    Restore {
+        /// The backup's directory (holding BACKUP.json).
+        #[arg(long)]
+        backup: PathBuf,
+        /// The new node's data directory: absent or empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new node's id.
+        #[arg(long, default_value_t = 1)]
+        node_id: u64,
+        /// The new node's advertised address (host:port), as its configuration will name it.
+        #[arg(long)]
+        address: String,
+    },
     /// Answer jq queries on standard input (the node starts these processes itself).
     #[command(hide = true)]
     Sandbox,
@@ -140,6 +157,19 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => runtime.block_on(overture_bench::run(args)),
         Command::Cluster(args) => runtime.block_on(cluster_cli::run(args)),
+        Command::Restore { backup, data_dir, node_id, address } => {
+            let manifest = overture_raft::backup::restore(&backup, &data_dir, node_id, &address)
+                .with_context(|| format!("restoring {} into {}", backup.display(), data_dir.display()))?;
+            println!(
+                "restored {} (taken on node {}, {} partition(s), at {} ms since the epoch) into {} as node {node_id} at {address}",
+                backup.display(),
+                manifest.node_id,
+                manifest.partitions,
+                manifest.created_ms,
+                data_dir.display()
+            );
+            Ok(())
+        }
         Command::Sandbox => Ok(()),
     }
 }
@@ -215,6 +245,8 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     options.cluster_secret = config.cluster_secret.clone();
     options.min_free_disk_bytes = config.min_free_disk_bytes;
     options.fault_injection = config.fault_injection;
+    options.protocol =
+        overture_raft::protocol::Protocol::new(config.protocol_version).map_err(|e| anyhow::anyhow!(e))?;
     if config.fault_injection {
         tracing::warn!("fault injection is on: /internal/faults can cut this node off or move its clock");
     }

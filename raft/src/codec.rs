@@ -86,14 +86,18 @@ pub fn encode_message<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a message from another node.
+/// What a message between nodes is called in errors: a peer that refuses one reports this.
+const MESSAGE: &str = "node-to-node message";
+
+/// Decodes a message from another node. One of an unknown format version is refused with an
+/// error naming both versions, which the sender gets back in the answer.
 pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty("message"))?;
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty(MESSAGE))?;
     if version != WIRE_VERSION {
-        return Err(CodecError::UnknownVersion { name: "message", found: version, expected: WIRE_VERSION });
+        return Err(CodecError::UnknownVersion { name: MESSAGE, found: version, expected: WIRE_VERSION });
     }
     let (value, _) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| CodecError::Body { name: "message", message: e.to_string() })?;
+        .map_err(|e| CodecError::Body { name: MESSAGE, message: e.to_string() })?;
     Ok(value)
 }
 
@@ -132,6 +136,19 @@ mod tests {
         assert!(matches!(err, CodecError::UnknownVersion { found, .. } if found == TaskRef::VERSION + 1));
         assert!(matches!(decode::<TaskRef>(&[]), Err(CodecError::Empty(_))));
         assert!(matches!(decode::<TaskRef>(&[TaskRef::VERSION, 0xFF]), Err(CodecError::Body { .. })));
+    }
+
+    #[test]
+    fn a_message_of_an_unknown_format_is_refused_naming_both_versions() {
+        let mut bytes = encode_message(&(1u64, "x".to_owned()));
+        assert_eq!(decode_message::<(u64, String)>(&bytes).expect("decodes"), (1, "x".to_owned()));
+        bytes[0] = WIRE_VERSION + 1;
+        let err = decode_message::<(u64, String)>(&bytes).expect_err("refused").to_string();
+        let expected = format!(
+            "node-to-node message: unknown format version {} (this build reads version {WIRE_VERSION})",
+            WIRE_VERSION + 1
+        );
+        assert_eq!(err, expected);
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn groups_in(path: &std::path::Path) -> Option<GroupId> {
 
 /// Opens (creating if needed) the database under `data_dir` with the column families of
 /// `groups` Raft groups (0 to `groups` - 1).
-fn open_database(data_dir: &std::path::Path, groups: GroupId) -> Result<Arc<DB>, OpenError> {
+pub(crate) fn open_database(data_dir: &std::path::Path, groups: GroupId) -> Result<Arc<DB>, OpenError> {
     std::fs::create_dir_all(data_dir)?;
     let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
     let mut families = Vec::new();

@@ -37,6 +37,9 @@ const RETRY_EVERY: Duration = Duration::from_millis(500);
 pub const FREE_BYTES: &str = "overture_disk_free_bytes";
 /// Gauge: 1 while the data directory has less free space than `min_free_disk_bytes`.
 pub const LOW: &str = "overture_disk_low";
+/// Gauge: the free space below which the node refuses writes (its `min_free_disk_bytes`), so an
+/// alert can compare [`FREE_BYTES`] with it.
+pub const MIN_FREE_BYTES: &str = "overture_disk_min_free_bytes";
 /// Counter: writes retried because the disk was full.
 pub const FULL_RETRIES: &str = "overture_disk_full_retries_total";
 
@@ -52,6 +55,11 @@ pub struct DiskGuard {
 }
 
 impl DiskGuard {
+    /// The data directory it watches.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A guard of `dir`, low below `min_free` bytes free; reads the free space once now.
     pub fn new(dir: &Path, min_free: u64) -> Arc<DiskGuard> {
         let guard = Arc::new(DiskGuard {
@@ -83,6 +91,7 @@ impl DiskGuard {
             }
         }
         metrics::gauge!(FREE_BYTES).set(free as f64);
+        metrics::gauge!(MIN_FREE_BYTES).set(self.min_free as f64);
         metrics::gauge!(LOW).set(if low { 1.0 } else { 0.0 });
         low
     }

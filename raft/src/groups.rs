@@ -89,7 +89,9 @@ impl Groups {
 
     fn new(replicas: Vec<Replica>, options: ReplicaOptions) -> Groups {
         let faults = replicas[0].rpc().faults.clone();
-        let network = Network::new(options.cluster_secret.clone(), options.node_id, 0, faults);
+        let protocol = replicas[0].rpc().protocol.clone();
+        protocol.register_metrics();
+        let network = Network::new(options.cluster_secret.clone(), options.node_id, 0, faults, protocol);
         Groups { inner: Arc::new(Inner { replicas, network, balancer: Default::default() }) }
     }
 

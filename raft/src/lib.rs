@@ -12,9 +12,11 @@
 //! - [`snapshot`]: build and install snapshots as streamed row files.
 //! - [`read`]: the local read view; [`replica`]: opening it all, proposing, leadership;
 //!   [`groups`]: a node's Raft groups (metadata and partitions) and their leaders' balance.
-//! - [`network`] and [`rpc`]: Raft RPC between nodes, client and server halves; [`http`]: where
-//!   every outgoing HTTP client starts (the TLS crypto provider).
+//! - [`network`] and [`rpc`]: Raft RPC between nodes, client and server halves; [`protocol`]:
+//!   the version of what nodes say to each other; [`http`]: where every outgoing HTTP client
+//!   starts (the TLS crypto provider).
 
+pub mod backup;
 pub mod codec;
 pub mod database;
 mod defs;
@@ -31,6 +33,7 @@ pub mod membership;
 pub mod network;
 pub mod options;
 pub mod proposer;
+pub mod protocol;
 pub mod read;
 pub mod replica;
 pub mod rpc;
@@ -121,6 +124,7 @@ pub fn register_metrics() {
         "overture_snapshot_received_total",
         "overture_snapshot_received_bytes_total",
         "overture_snapshot_refused_total",
+        protocol::REFUSED_COUNTER,
         "overture_raft_entries_appended_total",
         "overture_raft_entries_applied_total",
     ] {

@@ -5,7 +5,8 @@
 //! [`SECRET_HEADER`], and a node refuses requests without the right one. A snapshot is streamed:
 //! a length-prefixed header (vote and metadata) followed by the snapshot file's bytes as they are
 //! read, so neither side holds it in memory whole. A request for a Raft group other than 0 names
-//! it in [`GROUP_HEADER`].
+//! it in [`GROUP_HEADER`]. Requests and answers name the node-to-node protocol version they speak
+//! ([`crate::protocol`]); each answer's is recorded as the peer's.
 //!
 //! This module is the client half; [`crate::rpc`] is the server half the API mounts.
 
@@ -29,6 +30,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{decode_message, encode_message};
 use crate::faults::{FROM_HEADER, Faults};
 use crate::group_db::GroupId;
+use crate::protocol::{PROTOCOL_HEADER, Protocol};
 use crate::snapshot::SnapshotFile;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
@@ -64,6 +66,9 @@ pub mod paths {
     pub const PARTITION_POLL: &str = "/internal/partitions/poll";
     /// Act on a workflow of a partition the receiver leads (an event handler's action).
     pub const PARTITION_OP: &str = "/internal/partitions/op";
+    /// The receiver's committed index of a group it leads, once it has applied it (a backup on
+    /// another node waits until it has applied as much).
+    pub const READ_INDEX: &str = "/internal/raft/read-index";
 }
 
 /// What the server half answers: the Raft response, or why the node could not handle it.
@@ -79,12 +84,20 @@ pub struct Network {
     /// The group, named on every request unless it is 0.
     group: Option<Arc<str>>,
     faults: Arc<Faults>,
+    /// The version this node speaks, and its peers'.
+    protocol: Protocol,
 }
 
 impl Network {
     /// A network for node `from` in `group` that authenticates with `secret` (a node without one
-    /// can only be alone), subject to injected `faults`.
-    pub fn new(secret: Option<String>, from: NodeId, group: GroupId, faults: Arc<Faults>) -> Network {
+    /// can only be alone) and speaks `protocol`, subject to injected `faults`.
+    pub fn new(
+        secret: Option<String>,
+        from: NodeId,
+        group: GroupId,
+        faults: Arc<Faults>,
+        protocol: Protocol,
+    ) -> Network {
         let client = crate::http::client()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -92,7 +105,7 @@ impl Network {
             .build()
             .unwrap_or_default();
         let group = (group != 0).then(|| group.to_string().into());
-        Network { client, secret: secret.map(Arc::from), from: from.to_string().into(), group, faults }
+        Network { client, secret: secret.map(Arc::from), from: from.to_string().into(), group, faults, protocol }
     }
 
     /// The same network, speaking for `group`: the same client and connections.
@@ -112,6 +125,7 @@ impl Network {
             from: self.from.clone(),
             group: self.group.clone(),
             faults: self.faults.clone(),
+            protocol: self.protocol.clone(),
         }
     }
 }
@@ -125,6 +139,7 @@ pub struct PeerConnection {
     from: Arc<str>,
     group: Option<Arc<str>>,
     faults: Arc<Faults>,
+    protocol: Protocol,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -144,6 +159,9 @@ impl PeerConnection {
         }
         if let Some(group) = &self.group {
             request = request.header(GROUP_HEADER, group.as_ref());
+        }
+        if let Some(version) = self.protocol.header() {
+            request = request.header(PROTOCOL_HEADER, version);
         }
         request
     }
@@ -182,7 +200,22 @@ impl PeerConnection {
 
     async fn answer<Resp: DeserializeOwned>(&self, response: reqwest::Response) -> Result<Resp, RPCError<TypeConfig>> {
         let status = response.status();
+        // A peer built before versions existed names none: version 0.
+        let theirs = crate::protocol::version_of(response.headers().get(PROTOCOL_HEADER).map(|v| v.as_bytes())).ok();
         let body = response.bytes().await.map_err(|e| self.failed(&e))?;
+        if status == reqwest::StatusCode::UPGRADE_REQUIRED {
+            let why = refusal_message(&body);
+            let _first = self.protocol.refused_by(self.target, theirs, &why);
+            return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                "node {} (protocol version {}) refuses this node's protocol version {}: {why}",
+                self.target,
+                theirs.map_or_else(|| "unknown".to_owned(), |v| v.to_string()),
+                self.protocol.speaks()
+            ))));
+        }
+        if let Some(theirs) = theirs {
+            self.protocol.record(self.target, theirs);
+        }
         if !status.is_success() {
             let why = String::from_utf8_lossy(&body);
             return Err(RPCError::Unreachable(Unreachable::from_string(format!(
@@ -291,6 +324,14 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     }
 }
 
+/// The message of a refusal's JSON body (the body itself if it is not JSON).
+fn refusal_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
 /// The slowest transfer between peers a request still completes at, in bytes per second.
 const MIN_PEER_BYTES_PER_SECOND: usize = 4 << 20;
 
@@ -317,5 +358,108 @@ mod tests {
         assert!(transfer_allowance(4 << 10) < Duration::from_millis(1));
         // 300 entries of 256 KiB: what a follower back from a full disk is sent at once.
         assert!(transfer_allowance(300 * (256 << 10)) >= Duration::from_secs(18));
+    }
+
+    /// A peer on loopback that answers every request with `status`, `headers` and `body`, and
+    /// sends each request's head (request line and headers) to the returned channel.
+    async fn peer(
+        status: &'static str,
+        headers: &'static str,
+        body: Vec<u8>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then as many body bytes as it announces.
+                let head = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some((String::from_utf8_lossy(&request[..end]).to_lowercase(), end + 4));
+                    }
+                };
+                let Some((head, body_at)) = head else { continue };
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while request.len() < body_at + length {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = heads.send(head);
+                let mut answer = format!(
+                    "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                answer.extend_from_slice(&body);
+                let _ = socket.write_all(&answer).await;
+            }
+        });
+        (addr, received)
+    }
+
+    fn network(protocol: Protocol) -> Network {
+        Network::new(Some("s".into()), 1, 0, Faults::new(false), protocol)
+    }
+
+    #[tokio::test]
+    async fn requests_name_the_version_spoken_and_answers_record_the_peers() {
+        let ok = encode_message(&Ok::<u8, String>(7));
+        let (addr, mut heads) = peer("200 OK", "x-overture-protocol: 1\r\n", ok.clone()).await;
+        let protocol = Protocol::default();
+        let answer: u8 = network(protocol.clone())
+            .connect(2, &addr)
+            .call_within(paths::GROUPS, &(), Duration::from_secs(5))
+            .await
+            .expect("answered");
+        assert_eq!(answer, 7);
+        let head = heads.recv().await.expect("a request");
+        assert!(head.contains(&format!("x-overture-protocol: {}", crate::protocol::PROTOCOL_VERSION)), "{head}");
+        assert_eq!(protocol.peer(2), Some(1));
+
+        // A node speaking version 0 names none, as the nodes before versions; a peer that names
+        // none is recorded at version 0.
+        let (addr, mut heads) = peer("200 OK", "", ok).await;
+        let old = Protocol::new(0).expect("speaks 0");
+        let _: u8 = network(old.clone())
+            .connect(3, &addr)
+            .call_within(paths::GROUPS, &(), Duration::from_secs(5))
+            .await
+            .expect("answered");
+        let head = heads.recv().await.expect("a request");
+        assert!(!head.contains("x-overture-protocol"), "{head}");
+        assert_eq!(old.peer(3), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_the_version_names_both_and_leaves_the_peer_unreachable() {
+        let body = br#"{"status":426,"message":"node-to-node protocol version 1 is newer than this node serves (versions 0 to 0)"}"#;
+        let (addr, _heads) =
+            peer("426 Upgrade Required", "x-overture-protocol: 0\r\ncontent-type: application/json\r\n", body.to_vec())
+                .await;
+        let protocol = Protocol::default();
+        let connection = network(protocol.clone()).connect(4, &addr);
+        for _ in 0..3 {
+            let err =
+                connection.call_within::<(), u8>(paths::VOTE, &(), Duration::from_secs(5)).await.expect_err("refused");
+            let text = err.to_string();
+            assert!(matches!(err, RPCError::Unreachable(_)), "Raft backs off: {text}");
+            assert!(text.contains("node 4 (protocol version 0) refuses this node's protocol version 1"), "{text}");
+            assert!(text.contains("versions 0 to 0"), "{text}");
+        }
+        assert_eq!(protocol.peer(4), Some(0), "the peer's version is recorded from its refusal");
     }
 }

@@ -29,6 +29,9 @@ pub struct ReplicaOptions {
     pub min_free_disk_bytes: u64,
     /// Whether tests may inject faults into this node ([`crate::faults`]).
     pub fault_injection: bool,
+    /// The node-to-node protocol version this node speaks, and what it learns of its peers'
+    /// (shared by all its groups: clones of the options share it).
+    pub protocol: crate::protocol::Protocol,
 }
 
 impl ReplicaOptions {
@@ -45,6 +48,7 @@ impl ReplicaOptions {
             cluster_secret: None,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             fault_injection: false,
+            protocol: crate::protocol::Protocol::default(),
         }
     }
 }

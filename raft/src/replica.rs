@@ -232,7 +232,13 @@ impl Replica {
         let disk = shared.disk.clone();
         let appended = log_store.appended_bytes();
         let faults = database.faults.clone();
-        let network = Network::new(options.cluster_secret.clone(), options.node_id, db.group(), faults.clone());
+        let network = Network::new(
+            options.cluster_secret.clone(),
+            options.node_id,
+            db.group(),
+            faults.clone(),
+            options.protocol.clone(),
+        );
         let raft = Raft::new(options.node_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
@@ -242,6 +248,7 @@ impl Replica {
             secret: options.cluster_secret.as_deref().map(Arc::from),
             incoming_dir: options.data_dir.join(crate::group_db::family_name("incoming", db.group())),
             faults,
+            protocol: options.protocol.clone(),
         };
         let closed = Arc::new(Mutex::new(false));
         tokio::spawn(snapshot_policy(
@@ -350,7 +357,16 @@ impl Replica {
         let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
             .nodes()
-            .map(|(id, node)| MemberStatus { id: *id, address: node.addr.clone(), voter: voters.contains(id) })
+            .map(|(id, node)| MemberStatus {
+                id: *id,
+                address: node.addr.clone(),
+                voter: voters.contains(id),
+                protocol_version: if *id == self.node_id {
+                    Some(self.rpc.protocol.speaks())
+                } else {
+                    self.rpc.protocol.peer(*id)
+                },
+            })
             .collect();
         let last_log_index = m.last_log_index.unwrap_or(0);
         let replication = m.replication.as_ref().map(|r| {
@@ -401,6 +417,19 @@ impl Replica {
     /// While the handover runs this node refuses writes, as a follower would.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), ProposeError> {
         self.raft.trigger().transfer_leader(to).await.map_err(|f| ProposeError::Fatal(f.to_string()))
+    }
+
+    /// Takes a backup of this node's whole database (every group of it, `groups` in all) into
+    /// `<data_dir>/backups/<name>` ([`crate::backup`]). Blocking: call it off the async threads.
+    pub fn backup(
+        &self,
+        groups: GroupId,
+        name: &str,
+        version: &str,
+    ) -> io::Result<(std::path::PathBuf, crate::backup::Manifest)> {
+        let dir = self.disk.dir().join("backups").join(name);
+        let manifest = crate::backup::create(self.db.shared(), groups, self.node_id, &dir, version)?;
+        Ok((dir, manifest))
     }
 
     /// Waits until this node's state includes every write committed before the call: a
@@ -599,6 +628,10 @@ pub struct MemberStatus {
     pub address: String,
     /// A voter, or a learner.
     pub voter: bool,
+    /// The node-to-node protocol version it speaks ([`crate::protocol`]): this node's own, or
+    /// what the member's last answer or request named; `None` until this node has heard from it.
+    #[serde(default)]
+    pub protocol_version: Option<u16>,
 }
 
 /// How far a follower is behind the leader.

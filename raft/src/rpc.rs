@@ -26,6 +26,7 @@ pub struct RpcServer {
     pub(crate) secret: Option<Arc<str>>,
     pub(crate) incoming_dir: PathBuf,
     pub(crate) faults: Arc<crate::faults::Faults>,
+    pub(crate) protocol: crate::protocol::Protocol,
 }
 
 fn answer<T: Serialize>(a: Answer<T>) -> Vec<u8> {
@@ -41,6 +42,11 @@ impl RpcServer {
     /// Faults injected into this node.
     pub fn faults(&self) -> &crate::faults::Faults {
         &self.faults
+    }
+
+    /// The node-to-node protocol version this node speaks, and its peers' as last seen.
+    pub fn protocol(&self) -> &crate::protocol::Protocol {
+        &self.protocol
     }
 
     /// Whether this node has a cluster secret.

@@ -379,6 +379,42 @@ impl Cluster {
         (Node::launch(&server_args(&config), &[], &dir.join(format!("node-{id}"))).await, addr)
     }
 
+    /// A new cluster of `size` members under `dir` made from the backup in `backup`: node 1 is
+    /// restored from it (`overture restore`) and starts as a cluster of one, then nodes 2 to
+    /// `size` start empty and join it (`overture cluster add-learner`, then `promote`).
+    /// `extra` is as in [`Cluster::start`]; its partitions must be the backup's.
+    pub async fn restore(dir: &Path, backup: &Path, size: usize, extra: &str) -> Cluster {
+        let extra = with_test_partitions(extra);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let out = std::process::Command::new(overture_bin())
+            .arg("restore")
+            .arg("--backup")
+            .arg(backup)
+            .arg("--data-dir")
+            .arg(dir.join("node-1"))
+            .args(["--node-id", "1", "--address", &addr])
+            .output()
+            .expect("overture restore runs");
+        assert!(out.status.success(), "overture restore: {}", String::from_utf8_lossy(&out.stderr));
+        let config = write_node_config(dir, 1, &addr, &format!("{extra}\n[members]\n1 = \"{addr}\"\n"));
+        let first = Node::launch(&server_args(&config), &[], &dir.join("node-1")).await;
+        let mut cluster = Cluster { nodes: vec![first], configs: vec![config] };
+        cluster.wait_leader(Duration::from_secs(60)).await;
+        for id in 2..=size {
+            let (node, address) = cluster.launch_joiner(dir, id, &extra).await;
+            cluster.admin(1, &["add-learner", "--id", &id.to_string(), "--address", &address]);
+            cluster.admin(1, &["promote", "--id", &id.to_string()]);
+            cluster.configs.push(dir.join(format!("node-{id}.toml")));
+            cluster.nodes.push(node);
+        }
+        for node in &cluster.nodes {
+            node.wait_ready().await;
+        }
+        cluster
+    }
+
     /// Runs `overture cluster <args> --url <node n>` and returns what it printed; fails the test
     /// if the command fails.
     pub fn admin(&self, n: usize, args: &[&str]) -> String {

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::leader::{Leader, Role};
 use crate::options::EngineOptions;
 
+mod backups;
 mod definitions;
 mod executions;
 pub use executions::SyncRun;
