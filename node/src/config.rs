@@ -292,6 +292,16 @@ impl Overrides {
     }
 }
 
+/// The node-to-node protocol version to speak: `chosen`, or the newest; one this build serves.
+fn protocol_version(chosen: Option<u16>) -> anyhow::Result<u16> {
+    use overture_raft::protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, supported};
+    let version = chosen.unwrap_or(PROTOCOL_VERSION);
+    if !supported(version) {
+        bail!("protocol_version must be between {MIN_PROTOCOL_VERSION} and {PROTOCOL_VERSION}, not {version}");
+    }
+    Ok(version)
+}
+
 impl Config {
     /// Reads a config file.
     pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -350,15 +360,7 @@ impl Config {
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
             bail!("partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}");
         }
-        let protocol_version =
-            overrides.protocol_version.or(file.protocol_version).unwrap_or(overture_raft::protocol::PROTOCOL_VERSION);
-        if !overture_raft::protocol::supported(protocol_version) {
-            bail!(
-                "protocol_version must be between {} and {}, not {protocol_version}",
-                overture_raft::protocol::MIN_PROTOCOL_VERSION,
-                overture_raft::protocol::PROTOCOL_VERSION
-            );
-        }
+        let protocol_version = protocol_version(overrides.protocol_version.or(file.protocol_version))?;
         let mut api_keys = file.api_keys;
         for pair in &overrides.api_keys {
             let (id, secret) = pair.split_once(':').with_context(|| format!("API key {pair:?} is not keyId:secret"))?;
