@@ -81,8 +81,21 @@ fn needs_metadata_leader(request: &Request) -> bool {
     path == "/api/event/queues" || path == "/api/queue/size" || scheduler_write || consistent(request)
 }
 
-/// The forwarding middleware.
+/// The forwarding middleware. A request another node sent on names the node-to-node protocol
+/// version that node speaks: one this node does not serve is refused (426), and the answer names
+/// this node's.
 pub async fn forward(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    if !request.headers().contains_key(FORWARDED_HEADER) {
+        return route(s, request, next).await;
+    }
+    let protocol = s.engine.rpc().protocol().clone();
+    if let Err(refused) = crate::internal::served_version(&protocol, request.headers()) {
+        return *refused;
+    }
+    crate::internal::with_version(&protocol, route(s, request, next).await)
+}
+
+async fn route(s: AppState, request: Request, next: Next) -> Response {
     let forwarded_here = request.headers().contains_key(FORWARDED_HEADER);
     if let Some(why) = s.engine.replica().stopped()
         && is_api(&request)

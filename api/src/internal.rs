@@ -36,15 +36,27 @@ pub async fn authenticate(State(s): State<AppState>, request: Request, next: Nex
         let refused = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cut off from the sender (fault injection)");
         return with_version(&protocol, refused.into_response());
     }
-    let theirs = match protocol::version_of(request.headers().get(PROTOCOL_HEADER).map(|v| v.as_bytes())) {
+    let theirs = match served_version(&protocol, request.headers()) {
         Ok(version) => version,
-        Err(why) => return with_version(&protocol, ApiError::bad_request(why).into_response()),
+        Err(refused) => return *refused,
     };
     let sender = from.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(sender) = sender {
+        protocol.record(sender, theirs);
+    }
+    with_version(&protocol, next.run(request).await)
+}
+
+/// The node-to-node protocol version `headers` name, if this node serves it; otherwise the
+/// answer to give: 400 for a header that is no version, 426 naming both versions for one it
+/// does not serve. Also checks requests other nodes forward (`crate::forward`).
+pub(crate) fn served_version(protocol: &Protocol, headers: &HeaderMap) -> Result<u16, Box<Response>> {
+    let theirs = protocol::version_of(headers.get(PROTOCOL_HEADER).map(|v| v.as_bytes()))
+        .map_err(|why| Box::new(with_version(protocol, ApiError::bad_request(why).into_response())))?;
     if !protocol::supported(theirs) {
         metrics::counter!(protocol::REFUSED_COUNTER).increment(1);
         let why = protocol::refusal(theirs);
-        tracing::debug!(sender, version = theirs, "refused a request of a protocol version this node does not serve");
+        tracing::debug!(version = theirs, "refused a request of a protocol version this node does not serve");
         let body = serde_json::json!({
             "status": StatusCode::UPGRADE_REQUIRED.as_u16(),
             "message": why,
@@ -55,17 +67,14 @@ pub async fn authenticate(State(s): State<AppState>, request: Request, next: Nex
             "minProtocolVersion": MIN_PROTOCOL_VERSION,
             "maxProtocolVersion": PROTOCOL_VERSION,
         });
-        return with_version(&protocol, (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response());
+        return Err(Box::new(with_version(protocol, (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response())));
     }
-    if let Some(sender) = sender {
-        protocol.record(sender, theirs);
-    }
-    with_version(&protocol, next.run(request).await)
+    Ok(theirs)
 }
 
 /// `response` naming the protocol version this node speaks, unless that is 0 (whose nodes name
 /// none).
-fn with_version(protocol: &Protocol, mut response: Response) -> Response {
+pub(crate) fn with_version(protocol: &Protocol, mut response: Response) -> Response {
     if let Some(version) = protocol.header().and_then(|v| HeaderValue::from_str(&v).ok()) {
         response.headers_mut().insert(PROTOCOL_HEADER, version);
     }

@@ -57,6 +57,10 @@ pub(crate) async fn proxy_to(
         }
     }
     let node = s.engine.replica().node_id().to_string();
+    let protocol = s.engine.rpc().protocol().clone();
+    if let Some(version) = protocol.header().and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+        headers.insert(overture_raft::protocol::PROTOCOL_HEADER, version);
+    }
     if leader_id.is_some_and(|id| s.engine.rpc().faults().is_cut_off(id)) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +100,12 @@ pub(crate) async fn proxy_to(
         }
     };
     metrics::counter!(crate::HTTP_FORWARDED).increment(1);
+    // An answer without the header may come from a node that forwards no version yet; only a
+    // named one is recorded.
+    let theirs = forwarded.headers().get(overture_raft::protocol::PROTOCOL_HEADER).map(|v| v.as_bytes());
+    if let (Some(id), Some(Ok(version))) = (leader_id, theirs.map(|v| overture_raft::protocol::version_of(Some(v)))) {
+        protocol.record(id, version);
+    }
     let status = forwarded.status();
     let applied = forwarded.headers().get(APPLIED_HEADER).and_then(|v| v.to_str().ok());
     if s.engine.partitioned() {

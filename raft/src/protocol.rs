@@ -2,7 +2,8 @@
 //! rolling upgrade.
 //!
 //! Every request one node sends another (Raft under `/internal/raft/`, the partitions' starts,
-//! polls and operations under `/internal/partitions/`) names the version it speaks in
+//! polls and operations under `/internal/partitions/`, client requests forwarded to a leader)
+//! names the version it speaks in
 //! [`PROTOCOL_HEADER`], and every answer names the server's. A request without the header is
 //! version 0: what nodes built before the header existed send, in a format identical to version
 //! 1's, so it is accepted. A node serves the versions from [`MIN_PROTOCOL_VERSION`] to

@@ -129,7 +129,8 @@ async fn a_cluster_keeps_serving_while_its_nodes_are_upgraded_one_at_a_time() {
 /// A request of a protocol version the node does not speak is refused with 426 and a message
 /// naming both versions, on every internal route; one without the header (version 0) or with
 /// the current version is served; a body of an unknown message format is refused naming both
-/// formats. Every answer names the version the node speaks.
+/// formats. A client request another node forwards is checked the same way. Every answer names
+/// the version the node speaks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_of_a_protocol_version_the_node_does_not_speak_is_refused_clearly() {
     let dir = tempfile::tempdir().expect("dir");
@@ -181,8 +182,25 @@ async fn a_request_of_a_protocol_version_the_node_does_not_speak_is_refused_clea
             "{version:?}: {text}"
         );
     }
+    // A client request another node forwards names the forwarding node's version too.
+    let forwarded = |version: &str| {
+        http.get(format!("{base}/api/metadata/workflow"))
+            .header("x-overture-forwarded-by", "7")
+            .header("x-overture-protocol", version)
+    };
+    let r = forwarded(&newer).send().await.expect("sent");
+    assert_eq!(r.status(), 426, "a forwarded request of a version the node does not serve");
+    let body: Value = r.json().await.expect("a JSON refusal");
+    assert_eq!(body["requestProtocolVersion"], PROTOCOL_VERSION + 1, "{body}");
+    let r = forwarded(&PROTOCOL_VERSION.to_string()).send().await.expect("sent");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers().get("x-overture-protocol").and_then(|v| v.to_str().ok()),
+        Some(PROTOCOL_VERSION.to_string().as_str()),
+        "the answer to a forwarded request names the node's version"
+    );
     let refused = overture_tests::metric_sum(base, "overture_protocol_refused_total").await;
-    assert_eq!(refused, Some(4.0), "each refusal is counted");
+    assert_eq!(refused, Some(5.0), "each refusal is counted");
     assert_eq!(overture_tests::metric_sum(base, "overture_protocol_version").await, Some(PROTOCOL_VERSION as f64));
     // The sender of the served requests (node 7, no member) was recorded at what it spoke last.
     assert_eq!(peer_gauge(base, "overture_peer_protocol_version", 7).await, Some(PROTOCOL_VERSION as f64));
