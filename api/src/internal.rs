@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use overture_raft::GroupId;
@@ -75,7 +75,7 @@ pub(crate) fn served_version(protocol: &Protocol, headers: &HeaderMap) -> Result
 /// `response` naming the protocol version this node speaks, unless that is 0 (whose nodes name
 /// none).
 pub(crate) fn with_version(protocol: &Protocol, mut response: Response) -> Response {
-    if let Some(version) = protocol.header().and_then(|v| HeaderValue::from_str(&v).ok()) {
+    if let Some(version) = protocol.header() {
         response.headers_mut().insert(PROTOCOL_HEADER, version);
     }
     response

@@ -58,7 +58,7 @@ pub(crate) async fn proxy_to(
     }
     let node = s.engine.replica().node_id().to_string();
     let protocol = s.engine.rpc().protocol().clone();
-    if let Some(version) = protocol.header().and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+    if let Some(version) = protocol.header() {
         headers.insert(overture_raft::protocol::PROTOCOL_HEADER, version);
     }
     if leader_id.is_some_and(|id| s.engine.rpc().faults().is_cut_off(id)) {

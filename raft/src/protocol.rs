@@ -80,6 +80,8 @@ pub struct Protocol {
 
 struct Inner {
     speaks: u16,
+    /// [`PROTOCOL_HEADER`]'s value, made once: it goes on every request and answer.
+    header: Option<reqwest::header::HeaderValue>,
     peers: RwLock<BTreeMap<NodeId, u16>>,
     /// Peers (and the versions they said they serve) whose refusal has been logged.
     warned: Mutex<BTreeSet<(NodeId, Option<u16>)>>,
@@ -112,7 +114,8 @@ impl Protocol {
     }
 
     fn speaking(speaks: u16) -> Protocol {
-        Protocol { inner: Arc::new(Inner { speaks, peers: RwLock::default(), warned: Mutex::default() }) }
+        let header = (speaks > 0).then(|| reqwest::header::HeaderValue::from(speaks));
+        Protocol { inner: Arc::new(Inner { speaks, header, peers: RwLock::default(), warned: Mutex::default() }) }
     }
 
     /// The version this node speaks.
@@ -122,8 +125,8 @@ impl Protocol {
 
     /// The [`PROTOCOL_HEADER`] value this node sends: none when it speaks version 0, as the nodes
     /// before the header did.
-    pub fn header(&self) -> Option<String> {
-        (self.inner.speaks > 0).then(|| self.inner.speaks.to_string())
+    pub fn header(&self) -> Option<reqwest::header::HeaderValue> {
+        self.inner.header.clone()
     }
 
     /// Sets the gauge of this node's own version.
@@ -196,7 +199,7 @@ mod tests {
     #[test]
     fn a_node_speaking_version_zero_sends_no_header() {
         assert_eq!(Protocol::new(0).expect("speaks 0").header(), None);
-        assert_eq!(Protocol::default().header(), Some(PROTOCOL_VERSION.to_string()));
+        assert_eq!(Protocol::default().header(), Some(reqwest::header::HeaderValue::from(PROTOCOL_VERSION)));
         assert!(Protocol::new(PROTOCOL_VERSION + 1).is_err());
     }
 

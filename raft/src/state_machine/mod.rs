@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use openraft::EntryPayload;
 use openraft::storage::EntryResponder;
-use overture_core::dsl::WorkflowDef;
 use overture_core::rows::{QueueItem, RunningItem, TimerItem};
 use overture_core::{Plan, WorkflowId, WorkflowState, WorkflowStatus};
 use parking_lot::{Mutex, RwLock};
@@ -346,8 +345,7 @@ impl Shared {
             .map_err(io_err)?
             .ok_or_else(|| io_err("a workflow references a definition blob that is missing"))?;
         let json: JsonBytes = decode(&bytes).map_err(io_err)?;
-        let def: WorkflowDef = json.parse().map_err(io_err)?;
-        let plan = Arc::new(Plan::new(def));
+        let plan = Plan::from_def_json(json.0).map_err(io_err)?;
         let mut plans = self.plans.lock();
         if plans.len() > 4096 {
             plans.clear();
@@ -484,6 +482,7 @@ mod tests {
 
     use openraft::entry::RaftEntry;
     use overture_core::command::{Command, Ctx, IdSource, StartWorkflow};
+    use overture_core::dsl::WorkflowDef;
 
     use super::*;
     use crate::replica::{ReplicaOptions, Storage};
