@@ -14,6 +14,7 @@
 //! - `workflows`: the narrow handle services act through (start, command, update, poll).
 //! - [`actor`]: one actor per active workflow serializes its decisions.
 //! - `host`: what one term's actors and services share; [`queues`], `limits`, `env` below it.
+//! - [`traces`]: the OpenTelemetry spans actors and requests make; it uses only `names`.
 
 pub mod actor;
 pub mod brokers;
@@ -41,6 +42,7 @@ pub mod search;
 mod sigv4;
 pub mod status_listener;
 pub mod timers;
+pub mod traces;
 mod workflows;
 
 pub use actor::{DEFAULT_MAX_LIVE as DEFAULT_MAX_LIVE_ACTORS, UpdateOutcome};

@@ -25,6 +25,13 @@ pub const TASK_HANDED_OFF: &str = "overture_task_handed_off_total";
 pub const BACKUPS: &str = "overture_backups_total";
 /// Histogram: how long a backup took, catching up with every group's leader included.
 pub const BACKUP_SECONDS: &str = "overture_backup_seconds";
+/// Counter: spans sent to the OTLP endpoint (when traces are on).
+pub const TRACE_SPANS_EXPORTED: &str = "overture_trace_spans_exported_total";
+/// Counter: spans not sent, by `reason`: `queue_full` (the collector is slower than the node
+/// makes spans) or `export_failed` (the endpoint refused or did not answer).
+pub const TRACE_SPANS_DROPPED: &str = "overture_trace_spans_dropped_total";
+/// Counter: export requests to the OTLP endpoint that failed.
+pub const TRACE_EXPORT_FAILURES: &str = "overture_trace_export_failures_total";
 /// Counter: task updates accepted, by `status` (an update names its task by id, not by type).
 pub const TASK_UPDATE: &str = "task_update_total";
 /// Gauge: tasks waiting in a worker queue, by `queue`; set on the leader when metrics are scraped.

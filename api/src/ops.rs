@@ -186,7 +186,17 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let span = tracing::info_span!("http", %method, %route, %request_id, key_id = tracing::field::Empty);
-    let response = next.run(request).instrument(span.clone()).await;
+    let traced = if overture_actors::traces::enabled() {
+        let traceparent = request.headers().get(overture_actors::traces::TRACEPARENT).map(|v| v.as_bytes());
+        overture_actors::traces::ServerSpan::start(traceparent, &method, &route)
+    } else {
+        None
+    };
+    let serve = next.run(request).instrument(span.clone());
+    let response = match traced {
+        Some(server_span) => server_span.serve(serve, |r: &Response| r.status().as_u16()).await,
+        None => serve.await,
+    };
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     span.in_scope(|| tracing::debug!(status, seconds, "request"));

@@ -61,6 +61,12 @@ pub(crate) async fn proxy_to(
     if let Some(version) = protocol.header() {
         headers.insert(overture_raft::protocol::PROTOCOL_HEADER, version);
     }
+    // The node served to goes on in this trace, under this node's span.
+    if let Some(traced) = overture_actors::traces::current_request()
+        && let Ok(value) = traced.header().parse()
+    {
+        headers.insert(overture_actors::traces::TRACEPARENT, value);
+    }
     if leader_id.is_some_and(|id| s.engine.rpc().faults().is_cut_off(id)) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -100,6 +100,9 @@ pub struct FileConfig {
     /// The node-to-node protocol version this node speaks (the newest it knows by default). For a
     /// rolling upgrade: speak the version of the oldest node until all are replaced.
     pub protocol_version: Option<u16>,
+    /// Where OpenTelemetry spans go.
+    #[serde(default)]
+    pub traces: crate::trace_config::TracesFile,
 }
 
 /// Overrides from flags or the environment.
@@ -133,6 +136,7 @@ pub struct Overrides {
     pub http_client_cert: Option<PathBuf>,
     pub partitions: Option<u16>,
     pub protocol_version: Option<u16>,
+    pub traces: crate::trace_config::TracesFile,
 }
 
 /// The validated configuration a node runs with.
@@ -170,6 +174,8 @@ pub struct Config {
     pub http_client_cert: Option<PathBuf>,
     /// The node-to-node protocol version this node speaks.
     pub protocol_version: u16,
+    /// Where spans go; `None`: no traces.
+    pub traces: Option<overture_actors::traces::TraceOptions>,
 }
 
 /// The most partitions a cluster may have: each is a Raft group every node runs, with its own
@@ -257,6 +263,7 @@ impl Overrides {
                 "OVERTURE_PROTOCOL_VERSION",
                 "OVERTURE_PROTOCOL_VERSION must be a protocol version number",
             )?,
+            traces: crate::trace_config::TracesFile::from_env()?,
         })
     }
 
@@ -288,6 +295,7 @@ impl Overrides {
             http_client_cert: other.http_client_cert.or(self.http_client_cert),
             partitions: other.partitions.or(self.partitions),
             protocol_version: other.protocol_version.or(self.protocol_version),
+            traces: self.traces.then(other.traces),
         }
     }
 }
@@ -426,6 +434,7 @@ impl Config {
             http_ca_bundle: overrides.http_ca_bundle.or(file.http_ca_bundle),
             http_client_cert: overrides.http_client_cert.or(file.http_client_cert),
             protocol_version,
+            traces: file.traces.then(overrides.traces).resolve(node_id)?,
         })
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod event_config;
 mod log_fields;
 mod payload_config;
+mod trace_config;
 
 /// mimalloc instead of the system allocator: in a profile of the linear benchmark, glibc's malloc
 /// and free took about 14% of the node's CPU (docs/BENCHMARKS.md).
@@ -238,6 +239,12 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     overture_actors::names::register();
     overture_api::register_metrics();
     overture_actors::brokers::register_metrics();
+    if let Some(traces) = config.traces.clone() {
+        let endpoint = traces.endpoint.clone();
+        overture_actors::traces::install(traces, http_tls(&config)?.client().map_err(|e| anyhow::anyhow!(e))?)
+            .map_err(|e| anyhow::anyhow!("[traces]: {e}"))?;
+        tracing::info!(%endpoint, "sending OpenTelemetry spans over OTLP/HTTP");
+    }
 
     let mut options = ReplicaOptions::new(config.node_id, config.data_dir.clone());
     options.snapshot_every = config.snapshot_every;

@@ -207,7 +207,7 @@ impl Actor for WorkflowActor {
             span.record("task_id", task_id);
         }
         metrics::histogram!(names::DECIDE_BATCH_SIZE).record(batch.len() as f64);
-        st.handle_batch(batch).instrument(span).await;
+        st.handle_batch(batch, command).instrument(span).await;
         metrics::histogram!(names::DECIDE_SECONDS, "command" => command).record(started.elapsed().as_secs_f64());
         st.last_active.store(crate::now_ms(), Ordering::Relaxed);
         if st.state.as_ref().is_some_and(|s| s.header.status.is_terminal()) {
@@ -243,12 +243,12 @@ struct JobOutcome {
 impl ActorState {
     /// Decides every message of a batch in order on the same state and commits their events as
     /// one Raft entry; then answers each sender. A start is committed on its own.
-    async fn handle_batch(&mut self, batch: Vec<WorkflowMsg>) {
+    async fn handle_batch(&mut self, batch: Vec<WorkflowMsg>, command: &'static str) {
         let mut jobs: Vec<(Job, Pending)> = Vec::new();
         for msg in batch {
             let job = match msg {
                 WorkflowMsg::Start(cmd, reply) => {
-                    self.run_jobs(std::mem::take(&mut jobs)).await;
+                    self.run_jobs(std::mem::take(&mut jobs), command).await;
                     let _ = reply.send(self.start(*cmd).await);
                     continue;
                 }
@@ -277,7 +277,7 @@ impl ActorState {
             };
             jobs.push(job);
         }
-        self.run_jobs(jobs).await;
+        self.run_jobs(jobs, command).await;
         // Stored payloads are held only while deciding and answering: a live actor waiting for
         // its next message keeps none, so memory does not grow with idle workflows' payloads.
         if let Some(state) = self.state.as_mut() {
@@ -285,12 +285,12 @@ impl ActorState {
         }
     }
 
-    async fn run_jobs(&mut self, jobs: Vec<(Job, Pending)>) {
+    async fn run_jobs(&mut self, jobs: Vec<(Job, Pending)>, command: &'static str) {
         if jobs.is_empty() {
             return;
         }
         let (jobs, pending): (Vec<Job>, Vec<Pending>) = jobs.into_iter().unzip();
-        let results = self.execute_all(&jobs).await;
+        let results = self.execute_all(&jobs, command).await;
         for (result, pending) in results.into_iter().zip(pending) {
             match pending {
                 Pending::Poll { task_id, reply } => {
@@ -340,6 +340,7 @@ impl ActorState {
         if self.load().is_ok() {
             return Err(Error::Conflict(format!("Workflow {} already exists", self.id)));
         }
+        let began = std::time::SystemTime::now();
         let name = cmd.plan.def.name.clone();
         let scripts = cmd.plan.runs_scripts();
         let input_stored_at = cmd.input_stored_at.clone();
@@ -353,6 +354,7 @@ impl ActorState {
         let (mut state, mut events) = (state, events);
         let stored = input_stored_at.map(|path| (PayloadTarget::WorkflowInput, path)).into_iter().collect();
         crate::payloads::offload(&self.host.replica, &self.host.payloads, &mut state, &mut events, &stored).await?;
+        let decided = crate::traces::workflow::Decided::of(&events);
         let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision: 0, events };
         // Boxed: openraft's write future is large, and inline it would make every live actor's
         // task that much bigger (about 7 KB of the 30 KB a waiting workflow's actor cost).
@@ -361,6 +363,9 @@ impl ActorState {
                 tracing::debug!(revision, workflow_name = %name, "started");
                 if state.header.status.is_terminal() {
                     tracing::debug!(status = state.header.status.as_str(), "workflow ended");
+                }
+                if let Some(decided) = decided {
+                    decided.committed(&state, "start", began);
                 }
                 self.state = Some(state);
                 self.deliver(handed);
@@ -379,9 +384,10 @@ impl ActorState {
     /// Decides the jobs in order and commits all their events in one proposal. A job the
     /// decider refuses gets its rejection and changes nothing; the others go on. If the workflow
     /// changed underneath (the version guard), everything is decided again on fresh state.
-    async fn execute_all(&mut self, jobs: &[Job]) -> Vec<Result<JobOutcome, Error>> {
+    async fn execute_all(&mut self, jobs: &[Job], command: &'static str) -> Vec<Result<JobOutcome, Error>> {
         const ATTEMPTS: usize = 3;
         for _ in 0..ATTEMPTS {
+            let began = std::time::SystemTime::now();
             let host = self.host.clone();
             let state = match self.load_payloads().await {
                 Ok(state) => state,
@@ -430,6 +436,7 @@ impl ActorState {
                 return jobs.iter().map(|_| Err(e.clone())).collect();
             }
             let ended = Ended::of(state, &events);
+            let decided = crate::traces::workflow::Decided::of(&events);
             let batch = WorkflowBatch { workflow_id: self.id.clone(), expected_revision, events };
             match Box::pin(self.host.replica.propose(Request::Workflow(batch))).await {
                 Ok(Response::Applied { revision }) => {
@@ -438,6 +445,9 @@ impl ActorState {
                         tracing::debug!(status, "workflow ended");
                     }
                     ended.record();
+                    if let (Some(decided), Some(state)) = (decided, self.state.as_ref()) {
+                        decided.committed(state, command, began);
+                    }
                     self.deliver(handed);
                     return results;
                 }

@@ -33,6 +33,10 @@ impl Engine {
     pub async fn start_workflow(&self, mut request: StartWorkflowRequest) -> Result<WorkflowId, Error> {
         let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
         let (leader, workflow_id) = self.start_in(name.as_deref().unwrap_or_default(), &request)?;
+        // The start request's trace, when it named one: the workflow's spans go into it.
+        if let Some(request_span) = crate::traces::current_request() {
+            crate::traces::remember(&workflow_id, request_span);
+        }
         let storage = &leader.host.payloads.storage;
         let read = leader.host.replica.read();
         let started = match crate::payloads::take_stored_input(storage, read, &mut request).await {
