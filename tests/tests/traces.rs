@@ -135,6 +135,15 @@ async fn register(url: &str, name: &str, task: &str) {
     assert!(r.status < 300, "{}", r.text);
 }
 
+/// Registers workflow `name`: one SET_VARIABLE.
+async fn register_one_step(node: &Node, name: &str) {
+    let def = json!({"name": name, "version": 1, "schemaVersion": 2, "tasks": [
+        {"name": "x", "taskReferenceName": "x", "type": "SET_VARIABLE", "inputParameters": {"a": 1}}
+    ]});
+    let r = send(client().post(node.api("/metadata/workflow")).json(&def)).await;
+    assert!(r.status < 300, "{}", r.text);
+}
+
 /// Polls `task` at `url` until a task comes, and completes it.
 async fn work_one(poll_url: &str, update_url: &str, task: &str) -> String {
     let c = client();
@@ -333,11 +342,8 @@ async fn a_collector_that_is_down_loses_spans_not_workflows() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start_with_env(&dir.path().join("node"), &[("OVERTURE_OTLP_ENDPOINT", closed.as_str())]).await;
-    let def = json!({"name": "无人接收", "version": 1, "schemaVersion": 2, "tasks": [
-        {"name": "x", "taskReferenceName": "x", "type": "SET_VARIABLE", "inputParameters": {"a": 1}}
-    ]});
+    register_one_step(&node, "无人接收").await;
     let c = client();
-    assert!(send(c.post(node.api("/metadata/workflow")).json(&def)).await.status < 300);
     let traceparent = format!("00-{}-{}-01", random_hex(16), random_hex(8));
     for _ in 0..5 {
         let r = send(c.post(node.api("/workflow/无人接收")).header("traceparent", &traceparent).json(&json!({}))).await;
@@ -352,4 +358,40 @@ async fn a_collector_that_is_down_loses_spans_not_workflows() {
     let dropped = overture_tests::metric_sum(&node.url, "overture_trace_spans_dropped_total").await;
     assert!(dropped.is_some_and(|n| n > 0.0), "{dropped:?}");
     assert_eq!(send(c.get(format!("{}/ready", node.url))).await.status, 200);
+}
+
+/// A collector that takes the connection and never answers is given up on after the export
+/// timeout (10 s), and sending goes on: later spans are tried, and the failures counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_is_given_up_on() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent = format!("http://{}", listener.local_addr().expect("address"));
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start_with_env(&dir.path().join("node"), &[("OVERTURE_OTLP_ENDPOINT", silent.as_str())]).await;
+    register_one_step(&node, "沉默").await;
+    let c = client();
+    let start = || async {
+        let r = send(c.post(node.api("/workflow/沉默")).json(&json!({}))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        wait_status_at(&node.url, r.text.trim(), "COMPLETED", Duration::from_secs(30)).await;
+    };
+    start().await;
+    let failures = || async { overture_tests::metric_sum(&node.url, "overture_trace_export_failures_total").await };
+    assert!(
+        wait_for(Duration::from_secs(30), || async { failures().await.is_some_and(|n| n >= 1.0) }).await,
+        "the silent collector's batch failed after the timeout"
+    );
+    // Sending goes on after a batch that timed out: the next one is tried, and fails too.
+    start().await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async { failures().await.is_some_and(|n| n >= 2.0) }).await,
+        "the next batch was tried"
+    );
+    held.abort();
 }

@@ -184,6 +184,103 @@ fn from_status(status: u16, message: String) -> Error {
 mod tests {
     use super::*;
 
+    /// The bytes of every message one node sends another about partitions (starts, polls,
+    /// operations, backups' read index) and of their answers, pinned. Nodes of two releases
+    /// exchange these during a rolling upgrade: a change here is a change to the node-to-node
+    /// protocol, which needs a new `PROTOCOL_VERSION` and a node that still reads the old form
+    /// (README, Which versions mix). A failure prints the new bytes.
+    #[test]
+    fn partition_messages_keep_their_wire_format() {
+        use crate::engine::polls::Poll;
+        use overture_core::Object;
+        use overture_core::command::{TaskResultStatus, TaskUpdate};
+
+        fn hex(bytes: &[u8]) -> String {
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+        fn pinned<T: Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(
+            name: &str,
+            value: &T,
+            expected: &str,
+            problems: &mut Vec<String>,
+        ) {
+            let bytes = encode_message(value);
+            if hex(&bytes) != expected {
+                problems.push(format!("{name}: now {}", hex(&bytes)));
+            }
+            match decode_message::<T>(&bytes) {
+                Ok(back) if format!("{back:?}") == format!("{value:?}") => {}
+                other => problems.push(format!("{name}: does not read back: {other:?}")),
+            }
+        }
+        let mut problems = Vec::new();
+        let request = StartWorkflowRequest {
+            name: Some("订单".into()),
+            version: Some(2),
+            correlation_id: Some("c-1".into()),
+            input: Some(serde_json::json!({"客户": "张三"}).as_object().cloned().unwrap_or_default()),
+            task_to_domain: [("发货".to_owned(), "d".to_owned())].into_iter().collect(),
+            workflow_def: None,
+            priority: 5,
+            created_by: None,
+            idempotency_key: Some("k".into()),
+            idempotency_strategy: Some("RETURN_EXISTING".into()),
+            external_input_payload_storage_path: None,
+        };
+        let start = RemoteStart {
+            request: JsonBytes::of(&request),
+            workflow_id: "wf-1".into(),
+            parent: Some(("wf-0".into(), "task-0".into())),
+        };
+        pinned("start", &start, START, &mut problems);
+        let answers: [RemoteAnswer; 2] = [Ok(()), Err((409, "已存在".into()))];
+        pinned("start or op answer", &answers, ANSWERS, &mut problems);
+        let poll =
+            Poll { task_type: "发货".into(), domain: Some("d".into()), worker_id: Some("w-1".into()), count: 3 };
+        pinned("poll", &poll, POLL, &mut problems);
+        let polled: [Result<Vec<String>, String>; 2] = [Ok(vec!["{\"taskId\":\"t-1\"}".into()]), Err("no".into())];
+        pinned("poll answer", &polled, POLL_ANSWER, &mut problems);
+        let ops = [
+            Op::Update(Box::new(TaskUpdate {
+                task_id: "t-1".into(),
+                status: TaskResultStatus::Completed,
+                output: serde_json::json!({"结果": 1}).as_object().cloned(),
+                merge_output: false,
+                reason: None,
+                worker_id: Some("w".into()),
+                callback_after_seconds: 0,
+                extend_lease: false,
+                logs: vec!["日志".into()],
+                output_stored_at: None,
+            })),
+            Op::UpdateByRef {
+                workflow_id: "wf-1".into(),
+                reference: "审批".into(),
+                status: TaskResultStatus::Failed,
+                output: Object::new(),
+            },
+            Op::Terminate { workflow_id: "wf-1".into(), reason: Some("取消".into()) },
+            Op::UpdateVariables { workflow_id: "wf-1".into(), variables: Object::new(), append: true },
+            Op::FromDefaultQueue {
+                workflow_id: "wf-1".into(),
+                status: TaskResultStatus::Completed,
+                payload: serde_json::json!([1, "二"]),
+            },
+        ];
+        let ops: Vec<JsonBytes> = ops.iter().map(JsonBytes::of).collect();
+        pinned("operations", &ops, OPS, &mut problems);
+        let read_index: (overture_raft::GroupId, Result<u64, String>) = (3, Ok(42));
+        pinned("read index", &read_index, READ_INDEX, &mut problems);
+        assert!(problems.is_empty(), "partition messages changed their wire format:\n{}", problems.join("\n"));
+    }
+
+    const START: &str = "01fb02017b226e616d65223a22e8aea2e58d95222c2276657273696f6e223a322c22636f7272656c6174696f6e4964223a22632d31222c22696e707574223a7b22e5aea2e688b7223a22e5bca0e4b889227d2c227461736b546f446f6d61696e223a7b22e58f91e8b4a7223a2264227d2c22776f726b666c6f77446566223a6e756c6c2c227072696f72697479223a352c22637265617465644279223a6e756c6c2c226964656d706f74656e63794b6579223a226b222c226964656d706f74656e63795374726174656779223a2252455455524e5f4558495354494e47222c2265787465726e616c496e7075745061796c6f616453746f7261676550617468223a6e756c6c7d0477662d31010477662d30067461736b2d30";
+    const ANSWERS: &str = "010001fb990109e5b7b2e5ad98e59ca8";
+    const POLL: &str = "0106e58f91e8b4a70101640103772d3103";
+    const POLL_ANSWER: &str = "010001107b227461736b4964223a22742d31227d01026e6f";
+    const OPS: &str = "0105d47b22757064617465223a7b227461736b5f6964223a22742d31222c22737461747573223a22434f4d504c45544544222c226f7574707574223a7b22e7bb93e69e9c223a317d2c226d657267655f6f7574707574223a66616c73652c22726561736f6e223a6e756c6c2c22776f726b65725f6964223a2277222c2263616c6c6261636b5f61667465725f7365636f6e6473223a302c22657874656e645f6c65617365223a66616c73652c226c6f6773223a5b22e697a5e5bf97225d2c226f75747075745f73746f7265645f6174223a6e756c6c7d7d587b227570646174654279526566223a7b22776f726b666c6f774964223a2277662d31222c227265666572656e6365223a22e5aea1e689b9222c22737461747573223a224641494c4544222c226f7574707574223a7b7d7d7d357b227465726d696e617465223a7b22776f726b666c6f774964223a2277662d31222c22726561736f6e223a22e58f96e6b688227d7d467b227570646174655661726961626c6573223a7b22776f726b666c6f774964223a2277662d31222c227661726961626c6573223a7b7d2c22617070656e64223a747275657d7d537b2266726f6d44656661756c745175657565223a7b22776f726b666c6f774964223a2277662d31222c22737461747573223a22434f4d504c45544544222c227061796c6f6164223a5b312c22e4ba8c225d7d7d";
+    const READ_INDEX: &str = "0103002a";
+
     #[test]
     fn errors_keep_their_kind_across_nodes() {
         let kinds = [

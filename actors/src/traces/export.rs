@@ -78,7 +78,7 @@ pub fn install(options: TraceOptions, http: reqwest::Client) -> Result<(), Strin
     };
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_http_client(Client { http })
+        .with_http_client(Client { http, timeout: options.timeout })
         .with_endpoint(url)
         .with_protocol(protocol)
         .with_timeout(options.timeout)
@@ -154,6 +154,9 @@ impl SpanProcessor for Queue {
 #[derive(Debug)]
 struct Client {
     http: reqwest::Client,
+    /// The whole exchange, answer read included: a collector that takes a request and never
+    /// answers must not stall the sending for good.
+    timeout: Duration,
 }
 
 /// Largest collector answer read; collectors answer with a small status message.
@@ -162,6 +165,15 @@ const MAX_ANSWER: usize = 64 << 10;
 #[async_trait::async_trait]
 impl HttpClient for Client {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs()).into()),
+        }
+    }
+}
+
+impl Client {
+    async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let mut response = self.http.execute(reqwest::Request::try_from(request)?).await?;
         let mut builder = Response::builder().status(response.status());
         if let Some(headers) = builder.headers_mut() {
