@@ -283,11 +283,20 @@ impl Engine {
         self.leader_in(self.inner.groups.group_of(id))
     }
 
-    /// Who leads group `group`, as this node knows it, from one look at its leadership.
+    /// Who leads group `group`, as this node knows it, from one look at its leadership. This
+    /// node is [`GroupLeader::Here`] only while it serves as the leader (it holds its lease): a
+    /// leader cut off from the others still believes it leads until it hears of a new term, and
+    /// must not answer for the group meanwhile (say a workflow does not exist).
     pub fn leader_in(&self, group: GroupId) -> GroupLeader {
         let Some(replica) = self.inner.groups.get(group) else { return GroupLeader::Unknown };
         match replica.leadership().leader {
-            Some(node) if node == replica.node_id() => GroupLeader::Here,
+            Some(node) if node == replica.node_id() => {
+                if self.inner.leader_of(group).is_ok() {
+                    GroupLeader::Here
+                } else {
+                    GroupLeader::Unknown
+                }
+            }
             Some(node) => match replica.node_addr(node) {
                 Some(address) => GroupLeader::Elsewhere { group, node, address },
                 None => GroupLeader::Unknown,
