@@ -82,8 +82,7 @@ impl Decided {
         for (seq, status, time) in self.updated {
             let Some(t) = state.task(seq) else { continue };
             if t.task_type.kind().is_worker_task() {
-                let from = if t.start_time > 0 { t.start_time } else { t.scheduled_time };
-                span.task(format!("update {}", t.task_def_name), t, from, time, Some(status));
+                span.task(format!("update {}", t.task_def_name), t, began_at(t), time, Some(status));
             } else if status.is_terminal() {
                 self.ended.push(seq);
             }
@@ -92,25 +91,20 @@ impl Decided {
         self.ended.dedup();
         for seq in self.ended {
             if let Some(t) = state.task(seq).filter(|t| t.status.is_terminal()) {
-                let from = if t.start_time > 0 { t.start_time } else { t.scheduled_time };
                 let name = format!("{} {}", t.task_type.as_str(), t.reference_task_name);
-                span.task(name, t, from, t.end_time, Some(t.status));
+                span.task(name, t, began_at(t), t.end_time, Some(t.status));
             }
         }
         if self.workflow_ended {
-            end_workflow(tracing, state, trace_id, parent);
+            end_workflow(tracing, state, root, parent);
         }
     }
 }
 
 /// Exports a workflow's root span, covering its whole run, and forgets its trace.
-fn end_workflow(
-    tracing: &Tracing,
-    state: &WorkflowState,
-    trace_id: opentelemetry::trace::TraceId,
-    parent: Option<opentelemetry::trace::SpanId>,
-) {
+fn end_workflow(tracing: &Tracing, state: &WorkflowState, root: Parent, parent: Option<opentelemetry::trace::SpanId>) {
     let h = &state.header;
+    let trace_id = root.trace_id;
     let cx = match parent {
         Some(span_id) => Parent { trace_id, span_id, sampled: true }.context(),
         None => Context::new(),
@@ -119,7 +113,7 @@ fn end_workflow(
         .tracer
         .span_builder(format!("workflow {}", h.workflow_name))
         .with_kind(SpanKind::Internal)
-        .with_span_id(root_span_of(&h.workflow_id))
+        .with_span_id(root.span_id)
         .with_start_time(at(h.create_time))
         .with_attributes([
             KeyValue::new("overture.workflow.id", h.workflow_id.to_string()),
@@ -140,6 +134,11 @@ fn end_workflow(
     }
     root.end_with_timestamp(at(h.end_time.max(h.create_time)));
     tracing.remembered.lock().forget(&h.workflow_id);
+}
+
+/// When a task began: its first poll (or start), else its scheduling.
+fn began_at(t: &TaskState) -> i64 {
+    if t.start_time > 0 { t.start_time } else { t.scheduled_time }
 }
 
 /// Makes the spans of one workflow, children of its root.
