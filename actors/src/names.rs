@@ -76,6 +76,9 @@ pub const ACTORS_EVICTED: &str = "overture_workflow_actors_evicted_total";
 pub const LEADER_READY: &str = "overture_leader_ready";
 /// Counter: tasks a poll on this node received from partitions other nodes lead.
 pub const TASK_POLL_FORWARDED: &str = "overture_task_poll_forwarded_total";
+/// Counter: notices sent to nodes whose long polls wait for a queue that got a ready task here,
+/// by `outcome` (`woke`: a poll there woke; `nobody_waits`; `failed`; `dropped`: too many queued).
+pub const READY_NOTICES: &str = "overture_ready_notices_total";
 
 /// Histogram: seconds one script evaluation took, by `engine` (`javascript`, `jq`).
 pub const SCRIPT_SECONDS: &str = "overture_script_seconds";

@@ -115,15 +115,31 @@ struct State {
     arrivals: u64,
 }
 
+/// Called with a queue's name when a task becomes ready in it.
+pub(crate) type OnReady = Box<dyn Fn(&str) + Send + Sync>;
+
 /// All worker queues of the leader.
 #[derive(Default)]
 pub struct TaskQueues {
     state: Mutex<State>,
     /// Woken when the earliest delayed entry may have changed.
     delayed_changed: Notify,
+    /// Told of every task that becomes ready (a partition's leader tells other nodes' polls).
+    on_ready: std::sync::OnceLock<OnReady>,
 }
 
 impl TaskQueues {
+    /// Calls `hook` with a queue's name whenever a task becomes ready in it from now on (added
+    /// ready, or come due), after its pollers here are woken. Set once.
+    pub(crate) fn on_ready(&self, hook: OnReady) {
+        let _ = self.on_ready.set(hook);
+    }
+
+    fn tell_ready(&self, queue: &str) {
+        if let Some(hook) = self.on_ready.get() {
+            hook(queue);
+        }
+    }
     /// Returns an entry a poll took but may not hand out (a task definition's limits), without
     /// waking the queue's pollers: ready again at once (woken when a running task ends), or at
     /// `not_before`.
@@ -181,6 +197,7 @@ impl TaskQueues {
         // empty. A woken poller that goes away without looking passes the wake-up on (`Notify`).
         if ready && wake {
             notify.notify_one();
+            self.tell_ready(&item.queue);
         }
         if delayed_earlier {
             self.delayed_changed.notify_one();
@@ -319,14 +336,15 @@ impl TaskQueues {
             {
                 entry.ready = true;
                 q.ready.insert((entry.key, task_id));
-                woken.push(q.notify.clone());
+                woken.push((q.notify.clone(), queue));
             }
         }
         let next = st.delayed.first().map(|d| d.0);
         drop(st);
         // One poller per task that came due, as for an add.
-        for n in woken {
+        for (n, queue) in woken {
             n.notify_one();
+            self.tell_ready(&queue);
         }
         next
     }

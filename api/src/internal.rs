@@ -40,11 +40,16 @@ pub async fn authenticate(State(s): State<AppState>, request: Request, next: Nex
         Ok(version) => version,
         Err(refused) => return *refused,
     };
-    let sender = from.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(sender) = sender {
+    if let Some(sender) = sender_of(request.headers()) {
         protocol.record(sender, theirs);
     }
     with_version(&protocol, next.run(request).await)
+}
+
+/// The node a peer's request says it comes from.
+fn sender_of(headers: &HeaderMap) -> Option<u64> {
+    let from = headers.get(overture_raft::faults::FROM_HEADER)?;
+    from.to_str().ok()?.trim().parse().ok()
 }
 
 /// The node-to-node protocol version `headers` name, if this node serves it; otherwise the
@@ -158,8 +163,14 @@ pub async fn partition_start(State(s): State<AppState>, body: Body) -> Result<Re
 
 /// `POST /internal/partitions/poll`: another node's poll, served from the partitions this node
 /// leads without waiting.
-pub async fn partition_poll(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    Ok(binary(s.engine.serve_remote_poll(&body_bytes(body).await?).await))
+pub async fn partition_poll(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_remote_poll(&body_bytes(body).await?, sender_of(&headers)).await))
+}
+
+/// `POST /internal/partitions/ready`: a task is ready in a partition the sender leads, for a
+/// queue this node asked it about lately.
+pub async fn partition_ready(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_ready_notice(&body_bytes(body).await?).await))
 }
 
 /// `POST /internal/raft/read-index`: another node, about to take a backup, asks what a group

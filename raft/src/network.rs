@@ -64,6 +64,9 @@ pub mod paths {
     /// Hand out tasks from the partitions the receiver leads, without waiting (a poll that the
     /// sender's own partitions could not serve).
     pub const PARTITION_POLL: &str = "/internal/partitions/poll";
+    /// A task is ready in a queue of a partition the sender leads, and the receiver asked for
+    /// one lately: a long poll of the receiver waiting on that queue asks the sender at once.
+    pub const PARTITION_READY: &str = "/internal/partitions/ready";
     /// Act on a workflow of a partition the receiver leads (an event handler's action).
     pub const PARTITION_OP: &str = "/internal/partitions/op";
     /// The receiver's committed index of a group it leads, once it has applied it (a backup on

@@ -293,3 +293,45 @@ async fn event_handler_actions_reach_workflows_in_partitions_other_nodes_lead() 
         overture_tests::wait_status_at(&urls[2], id, "TERMINATED", Duration::from_secs(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_receives_a_task_another_node_leads_as_soon_as_it_is_ready() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_c, urls) = dealt_out(dir.path()).await;
+    let def = json!({"name": "ready_notice", "version": 1, "tasks": [
+        {"name": "就绪任务", "taskReferenceName": "就绪", "type": "SIMPLE"}]});
+    let r = overture_tests::send_retrying(client().post(format!("{}/api/metadata/workflow", urls[1])).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        // A poll on node 3 finds nothing anywhere: node 3 leaves node 2 alone for this queue
+        // for a while, and node 2 keeps node 3 informed about it.
+        let r = send(client().get(format!("{}/api/tasks/poll/batch/就绪任务?count=1&timeout=0", urls[2]))).await;
+        assert_eq!(r.json(), json!([]), "round {round}: {}", r.text);
+        let url = urls[2].clone();
+        let waiting = tokio::spawn(async move {
+            let r =
+                send(client().get(format!("{url}/api/tasks/poll/batch/就绪任务?count=1&timeout=5000&workerid=远方")))
+                    .await;
+            (r, Instant::now())
+        });
+        // Started on node 2: its task is queued in a partition node 2 leads, where nobody polls.
+        let sent = Instant::now();
+        let r = send(client().post(format!("{}/api/workflow/ready_notice", urls[1])).json(&json!({}))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let id = r.text;
+        assert!([2, 5].contains(&partition_of(&id, 6)), "{id}");
+        let (polled, at) = waiting.await.expect("poll");
+        assert_eq!(polled.status, 200, "{}", polled.text);
+        assert_eq!(polled.json()[0]["workflowInstanceId"], id.as_str(), "round {round}: {}", polled.text);
+        latencies.push(at.duration_since(sent));
+    }
+    latencies.sort();
+    // Without a notice node 3 would not ask node 2 again before 250 ms had passed since the
+    // first poll.
+    assert!(latencies[2] < Duration::from_millis(150), "from the start to the waiting poll's answer: {latencies:?}");
+    // Most notices find the poll waiting (the others came before it, and cleared the way).
+    let woke = r#"overture_ready_notices_total{outcome="woke"}"#;
+    let woke = overture_tests::metric_sum(&urls[1], woke).await.unwrap_or(0.0);
+    assert!(woke >= 3.0, "node 2's notices woke {woke} polls on node 3");
+}

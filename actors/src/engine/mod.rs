@@ -25,6 +25,7 @@ mod definitions;
 mod executions;
 pub use executions::SyncRun;
 mod polls;
+mod ready;
 mod remote;
 mod schedules;
 mod testing;
@@ -49,6 +50,9 @@ pub(crate) struct Inner {
     next_start: std::sync::atomic::AtomicUsize,
     /// When another node last had nothing for a queue, by (node, queue): see `polls.rs`.
     remote_empty: Mutex<std::collections::HashMap<(u64, String), std::time::Instant>>,
+    /// Which nodes to tell when a task becomes ready here, and this node's waiting long polls:
+    /// see `ready.rs`.
+    ready: Arc<ready::ReadyNotices>,
 }
 
 /// Who leads a group, as this node knows it.
@@ -93,6 +97,7 @@ impl Engine {
     /// from now on.
     pub fn start_groups(groups: overture_raft::Groups, options: EngineOptions) -> Engine {
         let leaders = groups.all().iter().map(|_| RwLock::new(None)).collect();
+        let (ready, notices) = ready::ReadyNotices::new();
         let engine = Engine {
             inner: Arc::new(Inner {
                 groups,
@@ -101,8 +106,10 @@ impl Engine {
                 watchers: Mutex::new(Vec::new()),
                 next_start: Default::default(),
                 remote_empty: Default::default(),
+                ready,
             }),
         };
+        tokio::spawn(Engine::send_ready_notices(Arc::downgrade(&engine.inner), notices));
         let watchers = (0..engine.inner.leaders.len() as GroupId)
             .map(|group| tokio::spawn(engine.clone().follow_leadership(group)))
             .collect();
@@ -127,7 +134,13 @@ impl Engine {
                     }
                     let router = self.router();
                     match Leader::start(replica.clone(), now.term, now.lease, &self.inner.options, role, router) {
-                        Ok(leader) => *slot.write() = Some(Arc::new(leader)),
+                        Ok(leader) => {
+                            if role == Role::Partition {
+                                let ready = self.inner.ready.clone();
+                                leader.host.queues.on_ready(Box::new(move |queue| ready.ready(queue)));
+                            }
+                            *slot.write() = Some(Arc::new(leader));
+                        }
                         Err(e) => tracing::error!(group, error = %e, "cannot start leader services"),
                     }
                 }

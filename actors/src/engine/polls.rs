@@ -4,11 +4,13 @@
 //! taken in turn. Only when they have nothing does the node ask the other nodes that lead
 //! partitions, each once, without waiting ([`paths::PARTITION_POLL`]); they answer from the
 //! partitions they lead, as a poll made on them would be. A long poll then waits for a task
-//! to enter a local queue, and asks the other nodes again every [`REMOTE_POLL_EVERY`] until its
-//! time is up. A node that had nothing for a queue is not asked for it again, by any poll of
-//! this node, for [`REMOTE_EMPTY_FOR`]: many workers waiting on one node cost its peers a few
-//! requests a second, not one per worker. So a worker that polls and updates on one node mostly
-//! touches that node's partitions, and still receives a task of any partition.
+//! to enter a local queue, or for another node's notice that one is ready there (`ready.rs`),
+//! and asks the other nodes again every [`REMOTE_POLL_EVERY`] until its time is up. A node that
+//! had nothing for a queue is not asked for it again, by any poll of this node, for
+//! [`REMOTE_EMPTY_FOR`] unless it sends a notice: many workers waiting on one node cost its
+//! peers a few requests a second, not one per worker. So a worker that polls and updates on one
+//! node mostly touches that node's partitions, and still receives a task of any partition as
+//! soon as it is ready.
 //!
 //! A task handed out by another node is committed as polled there before it is answered, as
 //! with a forwarded poll: an answer lost on the way leaves it IN_PROGRESS until its response
@@ -55,6 +57,9 @@ impl Engine {
         let queue = poll.queue();
         let deadline = tokio::time::Instant::now() + wait;
         let mut ask_others_at = tokio::time::Instant::now();
+        // Counted while it lasts, so this node's ready tasks stay here and other nodes' ready
+        // notices wake it (see `ready.rs`).
+        let waiting = (!wait.is_zero()).then(|| self.inner.ready.wait(queue.as_str()));
         loop {
             let leaders = self.partition_leaders();
             // Listen before looking, so a task queued in between wakes this poll.
@@ -62,6 +67,11 @@ impl Engine {
             let mut woken: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
             for w in &mut woken {
                 w.as_mut().enable();
+            }
+            let noticed = waiting.as_ref().map(|w| w.wake.clone());
+            let mut notice = noticed.as_ref().map(|n| Box::pin(n.notified()));
+            if let Some(n) = &mut notice {
+                n.as_mut().enable();
             }
             let tasks = self.poll_here(&leaders, &poll).await;
             if !tasks.is_empty() {
@@ -79,13 +89,24 @@ impl Engine {
                 return Ok(Vec::new());
             }
             let until = deadline.min(ask_others_at);
-            if woken.is_empty() {
-                tokio::time::sleep_until(until).await;
-            } else {
-                tokio::select! {
-                    _ = futures::future::select_all(woken) => {}
-                    _ = tokio::time::sleep_until(until) => {}
+            let here = async {
+                if woken.is_empty() {
+                    futures::future::pending::<()>().await;
+                } else {
+                    futures::future::select_all(woken).await;
                 }
+            };
+            let elsewhere = async {
+                match notice {
+                    Some(n) => n.await,
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = here => {}
+                // Another node has a ready task: ask it now.
+                _ = elsewhere => ask_others_at = tokio::time::Instant::now(),
+                _ = tokio::time::sleep_until(until) => {}
             }
         }
     }
@@ -186,13 +207,18 @@ impl Engine {
         empty.insert(key, now);
     }
 
-    /// Serves a poll another node asks of this one: from the partitions this node leads,
-    /// without waiting.
-    pub async fn serve_remote_poll(&self, message: &[u8]) -> Vec<u8> {
+    /// Serves a poll another node (`from`, if it said) asks of this one: from the partitions
+    /// this node leads, without waiting. That node is told when a task of the queue is ready
+    /// here for a while (`ready.rs`); it watches before this looks, so a task queued meanwhile
+    /// is noticed.
+    pub async fn serve_remote_poll(&self, message: &[u8], from: Option<u64>) -> Vec<u8> {
         let answer: Result<Vec<String>, String> = match decode_message::<Poll>(message) {
             Err(e) => Err(format!("a remote poll that does not decode: {e}")),
             Ok(poll) if poll.queue().is_system() => Err(format!("{} is an internal queue", poll.queue())),
             Ok(poll) => {
+                if let Some(node) = from.filter(|n| *n != self.replica().node_id()) {
+                    self.inner.ready.watch(node, poll.queue().as_str());
+                }
                 let leaders = self.partition_leaders();
                 let tasks = self.poll_here(&leaders, &poll).await;
                 Ok(tasks.into_iter().map(|t| t.get().to_owned()).collect())
