@@ -167,6 +167,11 @@ pub async fn partition_poll(State(s): State<AppState>, headers: HeaderMap, body:
     Ok(binary(s.engine.serve_remote_poll(&body_bytes(body).await?, sender_of(&headers)).await))
 }
 
+/// `POST /internal/partitions/polldata`: the poll data of the partitions this node leads.
+pub async fn partition_poll_data(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_remote_poll_data(&body_bytes(body).await?).await))
+}
+
 /// `POST /internal/partitions/ready`: a task is ready in a partition the sender leads, for a
 /// queue this node asked it about lately.
 pub async fn partition_ready(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {

@@ -311,10 +311,11 @@ struct PollData {
     last_poll_time: i64,
 }
 
-fn poll_data(s: &AppState, task_type: Option<&str>) -> Result<Response, ApiError> {
+async fn poll_data(s: &AppState, task_type: Option<&str>) -> Result<Response, ApiError> {
     let data: Vec<PollData> = s
         .engine
-        .poll_data(task_type)?
+        .poll_data(task_type)
+        .await?
         .into_iter()
         .map(|p| PollData {
             queue_name: p.task_type.into(),
@@ -327,15 +328,15 @@ fn poll_data(s: &AppState, task_type: Option<&str>) -> Result<Response, ApiError
 }
 
 /// `GET /tasks/queue/polldata?taskType=`: who polled that task type last, per domain, and when
-/// (answered by the leader, which saw the polls).
+/// (answered by the leader, which saw the polls; with partitions, merged from every node).
 pub async fn queue_poll_data(State(s): State<AppState>, q: Params) -> Result<Response, ApiError> {
     let task_type = q.str("taskType").ok_or_else(|| ApiError::bad_request("taskType is required"))?;
-    poll_data(&s, Some(task_type))
+    poll_data(&s, Some(task_type)).await
 }
 
 /// `GET /tasks/queue/polldata/all`.
 pub async fn queue_poll_data_all(State(s): State<AppState>) -> Result<Response, ApiError> {
-    poll_data(&s, None)
+    poll_data(&s, None).await
 }
 
 /// `POST /tasks/queue/requeue/{taskType}`: Conductor re-pushes lost queue messages. Here queue

@@ -67,6 +67,8 @@ pub mod paths {
     /// A task is ready in a queue of a partition the sender leads, and the receiver asked for
     /// one lately: a long poll of the receiver waiting on that queue asks the sender at once.
     pub const PARTITION_READY: &str = "/internal/partitions/ready";
+    /// The poll data of the partitions the receiver leads (`/api/tasks/queue/polldata`).
+    pub const PARTITION_POLL_DATA: &str = "/internal/partitions/polldata";
     /// Act on a workflow of a partition the receiver leads (an event handler's action).
     pub const PARTITION_OP: &str = "/internal/partitions/op";
     /// The receiver's committed index of a group it leads, once it has applied it (a backup on

@@ -240,7 +240,10 @@ async fn event_handler_actions_reach_workflows_in_partitions_other_nodes_lead() 
     let (_c, urls) = dealt_out(dir.path()).await;
     let started_by_event = json!({"name": "started_by_event", "version": 1,
         "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]});
-    let r = send(client().post(format!("{}/api/metadata/workflow", urls[2])).json(&started_by_event)).await;
+    let r = overture_tests::send_retrying(
+        client().post(format!("{}/api/metadata/workflow", urls[2])).json(&started_by_event),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let handler = json!({
         "name": "on_ping", "event": "conductor:pinger:ping", "active": true,
@@ -295,7 +298,7 @@ async fn event_handler_actions_reach_workflows_in_partitions_other_nodes_lead() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_poll_receives_a_task_another_node_leads_as_soon_as_it_is_ready() {
+async fn a_long_poll_gets_another_nodes_task_as_soon_as_it_is_ready_and_every_node_shows_the_poll() {
     let dir = tempfile::tempdir().expect("dir");
     let (_c, urls) = dealt_out(dir.path()).await;
     let def = json!({"name": "ready_notice", "version": 1, "tasks": [
@@ -334,4 +337,16 @@ async fn a_long_poll_receives_a_task_another_node_leads_as_soon_as_it_is_ready()
     let woke = r#"overture_ready_notices_total{outcome="woke"}"#;
     let woke = overture_tests::metric_sum(&urls[1], woke).await.unwrap_or(0.0);
     assert!(woke >= 3.0, "node 2's notices woke {woke} polls on node 3");
+    // Node 1 served none of these polls; its poll data has node 3's worker.
+    let r = send(client().get(format!("{}/api/tasks/queue/polldata?taskType=就绪任务", urls[0]))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let data = r.json();
+    assert_eq!(data.as_array().map(Vec::len), Some(1), "{data}");
+    assert_eq!(
+        (data[0]["queueName"].as_str(), data[0]["workerId"].as_str()),
+        (Some("就绪任务"), Some("远方")),
+        "{data}"
+    );
+    let r = send(client().get(format!("{}/api/tasks/queue/polldata/all", urls[0]))).await;
+    assert!(r.json().as_array().is_some_and(|all| all.iter().any(|p| p["workerId"] == "远方")), "{}", r.text);
 }

@@ -75,7 +75,7 @@ pub enum GroupLeader {
 }
 
 /// The last poll of one queue (Conductor's `PollData`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PollRecord {
     /// The task type polled.
     pub task_type: TaskType,

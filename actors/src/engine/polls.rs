@@ -25,7 +25,7 @@ use overture_raft::network::paths;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::Engine;
+use super::{Engine, PollRecord};
 use crate::error::Error;
 use crate::leader::Leader;
 
@@ -151,8 +151,8 @@ impl Engine {
         out
     }
 
-    /// Up to `poll.count` tasks from the partitions other nodes lead, asking each once.
-    async fn poll_others(&self, poll: &Poll) -> Vec<Box<RawValue>> {
+    /// The other nodes that lead partitions, and their addresses.
+    fn other_partition_leaders(&self) -> Vec<(u64, String)> {
         let me = self.replica().node_id();
         let mut nodes: Vec<(u64, String)> = Vec::new();
         // Only who leads each partition: not the whole `GroupStatus`, on this path of every poll.
@@ -165,6 +165,12 @@ impl Engine {
                 nodes.push((node, address));
             }
         }
+        nodes
+    }
+
+    /// Up to `poll.count` tasks from the partitions other nodes lead, asking each once.
+    async fn poll_others(&self, poll: &Poll) -> Vec<Box<RawValue>> {
+        let nodes = self.other_partition_leaders();
         let queue = poll.queue().as_str().to_owned();
         let mut out = Vec::new();
         for (node, address) in nodes {
@@ -223,6 +229,33 @@ impl Engine {
                 let tasks = self.poll_here(&leaders, &poll).await;
                 Ok(tasks.into_iter().map(|t| t.get().to_owned()).collect())
             }
+        };
+        encode_message(&answer)
+    }
+
+    /// The poll data of the partitions the other nodes lead, asking them all at once; a node
+    /// that does not answer adds nothing.
+    pub(super) async fn poll_data_of_others(&self, task_type: Option<&str>) -> Vec<PollRecord> {
+        let asked = task_type.map(str::to_owned);
+        let asks = self.other_partition_leaders().into_iter().map(|(node, address)| {
+            let asked = &asked;
+            async move {
+                let answer: Result<Vec<PollRecord>, String> =
+                    self.inner.groups.ask(node, &address, paths::PARTITION_POLL_DATA, asked, REMOTE_POLL_TIMEOUT).await;
+                answer.unwrap_or_else(|why| {
+                    tracing::debug!(node, why, "another node's poll data is missing");
+                    Vec::new()
+                })
+            }
+        });
+        futures::future::join_all(asks).await.into_iter().flatten().collect()
+    }
+
+    /// Serves another node's ask for the poll data of the partitions this node leads.
+    pub async fn serve_remote_poll_data(&self, message: &[u8]) -> Vec<u8> {
+        let answer: Result<Vec<PollRecord>, String> = match decode_message::<Option<String>>(message) {
+            Err(e) => Err(format!("an ask for poll data that does not decode: {e}")),
+            Ok(task_type) => Ok(self.local_poll_data(&self.partition_leaders(), task_type.as_deref())),
         };
         encode_message(&answer)
     }

@@ -275,6 +275,15 @@ mod tests {
         pinned("ready notice", &notice, READY_NOTICE, &mut problems);
         let noticed: [Result<bool, String>; 2] = [Ok(true), Err("no".into())];
         pinned("ready notice answer", &noticed, READY_NOTICE_ANSWER, &mut problems);
+        pinned("poll data ask", &Some("发货".to_owned()), POLL_DATA_ASK, &mut problems);
+        let record = crate::engine::PollRecord {
+            task_type: "发货".into(),
+            domain: Some("d".into()),
+            worker_id: Some("w-1".into()),
+            last_poll_time: 1_700_000_000_000,
+        };
+        let data: [Result<Vec<crate::engine::PollRecord>, String>; 2] = [Ok(vec![record]), Err("no".into())];
+        pinned("poll data answer", &data, POLL_DATA_ANSWER, &mut problems);
         assert!(problems.is_empty(), "partition messages changed their wire format:\n{}", problems.join("\n"));
     }
 
@@ -286,6 +295,8 @@ mod tests {
     const READ_INDEX: &str = "0103002a";
     const READY_NOTICE: &str = "01030de5aea1e689b93ae58f91e8b4a7";
     const READY_NOTICE_ANSWER: &str = "01000101026e6f";
+    const POLL_DATA_ASK: &str = "010106e58f91e8b4a7";
+    const POLL_DATA_ANSWER: &str = "01000106e58f91e8b4a70101640103772d31fd00d0ca9f1703000001026e6f";
 
     #[test]
     fn errors_keep_their_kind_across_nodes() {

@@ -9,9 +9,12 @@ use overture_core::{Object, TaskResultStatus, TaskState, TaskUpdate, WorkflowSta
 use overture_raft::keys::TaskLogRow;
 use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
 use super::{Engine, PollRecord};
 use crate::actor::UpdateOutcome;
 use crate::error::Error;
+use crate::leader::Leader;
 use crate::names;
 
 impl Engine {
@@ -189,29 +192,29 @@ impl Engine {
     }
 
     /// Conductor's poll data for every queue of `task_type` (all queues if `None`), as the
-    /// leader saw them (with partitions: as the partitions this node leads saw them, the latest
-    /// poll of each queue).
-    pub fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
-        let leaders = if self.partitioned() { self.local_leaders() } else { vec![self.leader()?] };
-        let mut latest: BTreeMap<(Option<String>, String), (i64, Option<String>)> = BTreeMap::new();
-        for leader in leaders {
-            for (key, time, worker) in leader.host.polls.all() {
-                if latest.get(&key).is_none_or(|(t, _)| *t < time) {
-                    latest.insert(key, (time, worker));
-                }
-            }
+    /// leader saw them; with partitions, as every node's partitions saw them, the latest poll of
+    /// each queue (a node that does not answer within a few seconds adds none).
+    pub async fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
+        if !self.partitioned() {
+            return Ok(self.local_poll_data(&[self.leader()?], task_type));
         }
-        Ok(latest
-            .into_iter()
-            .filter_map(|((domain, name), (time, worker))| {
-                task_type.is_none_or(|t| t == name).then_some(PollRecord {
+        let mut records = self.local_poll_data(&self.local_leaders(), task_type);
+        records.extend(self.poll_data_of_others(task_type).await);
+        Ok(latest_polls(records))
+    }
+
+    /// The poll data the leader services in `leaders` keep, the latest poll of each queue.
+    pub(super) fn local_poll_data(&self, leaders: &[Arc<Leader>], task_type: Option<&str>) -> Vec<PollRecord> {
+        let records =
+            leaders.iter().flat_map(|leader| leader.host.polls.all()).filter_map(|((domain, name), time, worker)| {
+                task_type.is_none_or(|t| t == name).then(|| PollRecord {
                     task_type: name.into(),
                     domain,
                     worker_id: worker,
                     last_poll_time: time,
                 })
-            })
-            .collect())
+            });
+        latest_polls(records.collect())
     }
 
     /// The events of an execution, oldest first, with their revisions.
@@ -248,4 +251,16 @@ fn capped(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
         values.push((names::OTHER_LABEL.to_owned(), rest));
     }
     values
+}
+
+/// The latest record of each queue (task type and domain) among `records`.
+fn latest_polls(records: Vec<PollRecord>) -> Vec<PollRecord> {
+    let mut latest: BTreeMap<(String, Option<String>), PollRecord> = BTreeMap::new();
+    for r in records {
+        let key = (r.task_type.to_string(), r.domain.clone());
+        if latest.get(&key).is_none_or(|l| l.last_poll_time < r.last_poll_time) {
+            latest.insert(key, r);
+        }
+    }
+    latest.into_values().collect()
 }
