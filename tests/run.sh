@@ -37,8 +37,9 @@ ensure_prometheus
 # The process tests spawn the `overture` binary, which a test build alone does not refresh.
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"
-# The whole suite, not a chosen part: the fault suite once more with six partitions, each fault
-# met by a workload spread over partition groups that different nodes lead.
+# The whole suite, not a chosen part: the fault suite (cut-offs, full disks, clocks), the cluster
+# tests (kill -9, SIGSTOP, membership) and the crash tests once more with six partitions, each
+# fault met by a workload spread over partition groups that different nodes lead.
 if [ $# -eq 0 ]; then
-  OVERTURE_TEST_PARTITIONS=6 cargo nextest run --workspace --no-fail-fast -E 'binary(faults)'
+  OVERTURE_TEST_PARTITIONS=6 cargo nextest run --workspace --no-fail-fast -E 'binary(faults) | binary(cluster) | binary(crash)'
 fi

@@ -72,8 +72,18 @@ pub async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result
 }
 
 /// `GET /api/cluster/digest`: a digest of this node's state machine and the applied index it was
-/// taken at, to compare replicas.
+/// taken at, to compare replicas; with partitions, the metadata group's, and each partition's in
+/// `groups`.
 pub async fn digest(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let (applied, digest) = s.engine.digest().await?;
-    Ok(Json(json!({"appliedIndex": applied, "digest": digest})))
+    let digests = s.engine.digests().await?;
+    let (applied, digest) = digests.first().cloned().unwrap_or_default();
+    let mut answer = json!({"appliedIndex": applied, "digest": digest});
+    if digests.len() > 1 {
+        let groups: Vec<Value> = (1..)
+            .zip(&digests[1..])
+            .map(|(group, (applied, digest)): (u64, _)| json!({"group": group, "appliedIndex": applied, "digest": digest}))
+            .collect();
+        answer["groups"] = Value::from(groups);
+    }
+    Ok(Json(answer))
 }

@@ -73,13 +73,17 @@ fn needs_leader(request: &Request) -> bool {
 }
 
 /// In a partitioned cluster: a request only the metadata group's leader answers (what its
-/// consumers and scheduler know, a linearizable read).
+/// consumers and scheduler know).
 fn needs_metadata_leader(request: &Request) -> bool {
     let path = request.uri().path();
     let scheduler_write = path.starts_with("/api/scheduler/admin/")
         || (path.starts_with("/api/scheduler/schedules/") && (path.ends_with("/pause") || path.ends_with("/resume")));
-    path == "/api/event/queues" || path == "/api/queue/size" || scheduler_write || consistent(request)
+    path == "/api/event/queues" || path == "/api/queue/size" || scheduler_write
 }
+
+/// How long a linearizable read in a partitioned cluster waits for this node to catch up with
+/// every group's leader.
+const CONSISTENT_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The forwarding middleware. A request another node sent on names the node-to-node protocol
 /// version that node speaks: one this node does not serve is refused (426), and the answer names
@@ -113,6 +117,14 @@ async fn route(s: AppState, request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     if s.engine.partitioned() && !needs_metadata_leader(&request) {
+        // A linearizable read: first catch up with what every group's leader had committed,
+        // then read here as any read is.
+        if consistent(&request)
+            && is_api_read(&request)
+            && let Err(e) = s.engine.catch_up_with_leaders(CONSISTENT_WITHIN).await
+        {
+            return ApiError::from(e).into_response();
+        }
         return crate::partitioned::handle(&s, request, next).await;
     }
     if !needs_leader(&request) && !behind_own_writes(&s, &request) {

@@ -89,14 +89,15 @@ pub async fn digests_agree(c: &Cluster, timeout: Duration) -> Result<(), String>
                 Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
                 Err(e) => Value::String(e.to_string()),
             };
-            seen.push((n, v["appliedIndex"].clone(), v["digest"].clone()));
+            // With partitions, every partition's too.
+            seen.push((n, (v["appliedIndex"].clone(), v["digest"].clone(), v["groups"].clone())));
         }
-        let first = seen.first().map(|(_, i, d)| (i.clone(), d.clone()));
-        if first.is_some_and(|f| !f.0.is_null() && seen.iter().all(|(_, i, d)| (i.clone(), d.clone()) == f)) {
+        let first = seen.first().map(|(_, d)| d.clone());
+        if first.is_some_and(|f| !f.0.is_null() && seen.iter().all(|(_, d)| *d == f)) {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!("nodes report (node, applied index, digest): {seen:?}"));
+            return Err(format!("nodes report (node, (applied index, digest, partitions')): {seen:?}"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -163,7 +163,12 @@ async fn search_total(url: &str, query: &str) -> u64 {
 /// Three nodes with six partitions, once every node sees them led 1, 2, 3, 1, 2, 3; and the
 /// nodes' URLs.
 async fn dealt_out(dir: &std::path::Path) -> (Cluster, Vec<String>) {
-    let c = Cluster::start(dir, 3, PARTITIONS).await;
+    dealt_out_with(dir, PARTITIONS).await
+}
+
+/// [`dealt_out`] with `config` (which sets `partitions = 6`) in every node's configuration.
+async fn dealt_out_with(dir: &std::path::Path, config: &str) -> (Cluster, Vec<String>) {
+    let c = Cluster::start(dir, 3, config).await;
     for n in 1..=3 {
         wait_leaders(&c, n, &[1, 2, 3, 1, 2, 3], Duration::from_secs(30)).await;
     }
@@ -349,4 +354,45 @@ async fn a_long_poll_gets_another_nodes_task_as_soon_as_it_is_ready_and_every_no
     );
     let r = send(client().get(format!("{}/api/tasks/queue/polldata/all", urls[0]))).await;
     assert!(r.json().as_array().is_some_and(|all| all.iter().any(|p| p["workerId"] == "远方")), "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consistent_read_never_answers_from_a_stale_partition_replica() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!("{PARTITIONS}\n{}", overture_tests::faults::CONFIG);
+    let (c, urls) = dealt_out_with(dir.path(), &config).await;
+    // The metadata group's leader M, and another node L, which leads partitions of its own.
+    let status = send(client().get(format!("{}/api/cluster/status", urls[0]))).await.json();
+    let m = status["leader"].as_u64().expect("a metadata leader") as usize;
+    let l = m % 3 + 1;
+    let def = json!({"name": "一致读", "version": 1, "tasks": [
+        {"name": "一致任务", "taskReferenceName": "一致", "type": "SIMPLE"}]});
+    let r =
+        overture_tests::send_retrying(client().post(format!("{}/api/metadata/workflow", urls[l - 1])).json(&def)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(client().post(format!("{}/api/workflow/一致读", urls[l - 1])).json(&json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.text;
+    overture_tests::wait_status_at(&urls[m - 1], &id, "RUNNING", Duration::from_secs(10)).await;
+    // M no longer hears from L; L's partition goes on with the third node.
+    overture_tests::faults::cut_link(&c, m, l).await;
+    let task = send(client().get(format!("{}/api/tasks/poll/一致任务?workerid=w", urls[l - 1]))).await.json();
+    let done = json!({"workflowInstanceId": id, "taskId": task["taskId"], "status": "COMPLETED"});
+    let r = send(client().post(format!("{}/api/tasks", urls[l - 1])).json(&done)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    overture_tests::wait_status_at(&urls[l - 1], &id, "COMPLETED", Duration::from_secs(10)).await;
+    // A plain read on M is its own replica's, which has not heard.
+    let stale = send(client().get(format!("{}/api/workflow/{id}", urls[m - 1]))).await;
+    assert_eq!(stale.json()["status"], "RUNNING", "{}", stale.text);
+    // A consistent read on M must not say so: L cannot be asked, so it is a retryable 503.
+    let r = send(client().get(format!("{}/api/workflow/{id}?consistent=true", urls[m - 1]))).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.json()["retryable"], true, "{}", r.text);
+    overture_tests::faults::heal(&c).await;
+    let ok = wait_for(Duration::from_secs(20), || async {
+        let r = send(client().get(format!("{}/api/workflow/{id}?consistent=true", urls[m - 1]))).await;
+        r.status == 200 && r.json()["status"] == "COMPLETED"
+    })
+    .await;
+    assert!(ok, "after healing, a consistent read on node {m} sees the task done");
 }

@@ -25,6 +25,7 @@ mod definitions;
 mod executions;
 pub use executions::SyncRun;
 mod polls;
+mod read_index;
 mod ready;
 mod remote;
 mod schedules;
@@ -394,10 +395,11 @@ impl Engine {
         Ok(self.replica().ensure_linearizable().await?)
     }
 
-    /// A digest of the state machine and the applied index it was taken at.
-    pub async fn digest(&self) -> Result<(u64, String), Error> {
-        let replica = self.replica().clone();
-        tokio::task::spawn_blocking(move || replica.digest())
+    /// A digest of each group's state machine (the metadata group first) and the applied index
+    /// it was taken at.
+    pub async fn digests(&self) -> Result<Vec<(u64, String)>, Error> {
+        let replicas = self.inner.groups.all().to_vec();
+        tokio::task::spawn_blocking(move || replicas.iter().map(Replica::digest).collect::<Result<Vec<_>, _>>())
             .await
             .map_err(|e| Error::Internal(format!("digest task: {e}")))?
             .map_err(Error::from)
