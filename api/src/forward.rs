@@ -73,12 +73,17 @@ fn needs_leader(request: &Request) -> bool {
 }
 
 /// In a partitioned cluster: a request only the metadata group's leader answers (what its
-/// consumers and scheduler know).
+/// consumers and scheduler know, its view of the cluster).
 fn needs_metadata_leader(request: &Request) -> bool {
     let path = request.uri().path();
     let scheduler_write = path.starts_with("/api/scheduler/admin/")
         || (path.starts_with("/api/scheduler/schedules/") && (path.ends_with("/pause") || path.ends_with("/resume")));
-    path == "/api/event/queues" || path == "/api/queue/size" || scheduler_write
+    // A consistent read of API data catches up here (`route`); anything else asked for so (the
+    // cluster's status as its leader sees it, with each follower's lag) is the leader's to say.
+    path == "/api/event/queues"
+        || path == "/api/queue/size"
+        || scheduler_write
+        || (consistent(request) && !is_api_read(request))
 }
 
 /// How long a linearizable read in a partitioned cluster waits for this node to catch up with
