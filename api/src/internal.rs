@@ -178,8 +178,8 @@ pub async fn partition_ready(State(s): State<AppState>, body: Body) -> Result<Re
     Ok(binary(s.engine.serve_ready_notice(&body_bytes(body).await?).await))
 }
 
-/// `POST /internal/raft/read-index`: another node, about to take a backup, asks what a group
-/// this node leads has committed.
+/// `POST /internal/raft/read-index`: another node, about to take a backup or serve a consistent
+/// read, asks what a group this node leads has committed.
 pub async fn read_index(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
     Ok(binary(s.engine.serve_read_index(&body_bytes(body).await?).await))
 }

@@ -71,8 +71,8 @@ pub mod paths {
     pub const PARTITION_POLL_DATA: &str = "/internal/partitions/polldata";
     /// Act on a workflow of a partition the receiver leads (an event handler's action).
     pub const PARTITION_OP: &str = "/internal/partitions/op";
-    /// The receiver's committed index of a group it leads, once it has applied it (a backup on
-    /// another node waits until it has applied as much).
+    /// The receiver's committed index of a group it leads, once it has applied it (a backup or,
+    /// with partitions, a consistent read on another node waits until it has applied as much).
     pub const READ_INDEX: &str = "/internal/raft/read-index";
 }
 

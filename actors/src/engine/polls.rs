@@ -68,8 +68,7 @@ impl Engine {
             for w in &mut woken {
                 w.as_mut().enable();
             }
-            let noticed = waiting.as_ref().map(|w| w.wake.clone());
-            let mut notice = noticed.as_ref().map(|n| Box::pin(n.notified()));
+            let mut notice = waiting.as_ref().map(|w| Box::pin(w.wake.notified()));
             if let Some(n) = &mut notice {
                 n.as_mut().enable();
             }
@@ -255,7 +254,7 @@ impl Engine {
     pub async fn serve_remote_poll_data(&self, message: &[u8]) -> Vec<u8> {
         let answer: Result<Vec<PollRecord>, String> = match decode_message::<Option<String>>(message) {
             Err(e) => Err(format!("an ask for poll data that does not decode: {e}")),
-            Ok(task_type) => Ok(self.local_poll_data(&self.partition_leaders(), task_type.as_deref())),
+            Ok(task_type) => Ok(super::tasks::poll_data_of(&self.partition_leaders(), task_type.as_deref())),
         };
         encode_message(&answer)
     }

@@ -1,6 +1,7 @@
 //! Tasks: polls, results, signals, logs, queues and the gauges a scrape computes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use overture_core::queries;
@@ -8,8 +9,6 @@ use overture_core::queue::QueueName;
 use overture_core::{Object, TaskResultStatus, TaskState, TaskUpdate, WorkflowState};
 use overture_raft::keys::TaskLogRow;
 use serde_json::value::RawValue;
-
-use std::sync::Arc;
 
 use super::{Engine, PollRecord};
 use crate::actor::UpdateOutcome;
@@ -196,25 +195,11 @@ impl Engine {
     /// each queue (a node that does not answer within a few seconds adds none).
     pub async fn poll_data(&self, task_type: Option<&str>) -> Result<Vec<PollRecord>, Error> {
         if !self.partitioned() {
-            return Ok(self.local_poll_data(&[self.leader()?], task_type));
+            return Ok(poll_data_of(&[self.leader()?], task_type));
         }
-        let mut records = self.local_poll_data(&self.local_leaders(), task_type);
+        let mut records = poll_data_of(&self.local_leaders(), task_type);
         records.extend(self.poll_data_of_others(task_type).await);
         Ok(latest_polls(records))
-    }
-
-    /// The poll data the leader services in `leaders` keep, the latest poll of each queue.
-    pub(super) fn local_poll_data(&self, leaders: &[Arc<Leader>], task_type: Option<&str>) -> Vec<PollRecord> {
-        let records =
-            leaders.iter().flat_map(|leader| leader.host.polls.all()).filter_map(|((domain, name), time, worker)| {
-                task_type.is_none_or(|t| t == name).then(|| PollRecord {
-                    task_type: name.into(),
-                    domain,
-                    worker_id: worker,
-                    last_poll_time: time,
-                })
-            });
-        latest_polls(records.collect())
     }
 
     /// The events of an execution, oldest first, with their revisions.
@@ -251,6 +236,20 @@ fn capped(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
         values.push((names::OTHER_LABEL.to_owned(), rest));
     }
     values
+}
+
+/// The poll data the leader services in `leaders` keep, the latest poll of each queue.
+pub(super) fn poll_data_of(leaders: &[Arc<Leader>], task_type: Option<&str>) -> Vec<PollRecord> {
+    let records =
+        leaders.iter().flat_map(|leader| leader.host.polls.all()).filter_map(|((domain, name), time, worker)| {
+            task_type.is_none_or(|t| t == name).then(|| PollRecord {
+                task_type: name.into(),
+                domain,
+                worker_id: worker,
+                last_poll_time: time,
+            })
+        });
+    latest_polls(records.collect())
 }
 
 /// The latest record of each queue (task type and domain) among `records`.
