@@ -215,7 +215,7 @@ async fn run_action(
                 external_input_payload_storage_path: None,
             };
             // In the partition the id hashes to, wherever it is led.
-            workflows.host().router.start_child(request, crate::derived_id("event", key).into(), None).await
+            workflows.host().router.start_child(request, crate::derived_id("event", key).into(), None).await.map(|_| ())
         }
         "complete_task" | "fail_task" => {
             let params = if action.action == "complete_task" {

@@ -211,17 +211,19 @@ async fn sub_workflow(workflows: &Workflows, task: &Value) -> Outcome {
     };
     // In the parent's partition: the child's end notifies the parent there.
     let child_id = workflows.host().derived_id("sub-workflow", task_id);
-    match workflows.start_child(request, child_id.clone().into(), Some((parent_id.into(), task_id.to_owned()))).await {
-        Ok(()) => Outcome {
+    match workflows.start_child(request, child_id.into(), Some((parent_id.into(), task_id.to_owned()))).await {
+        Ok(child_id) => Outcome {
             status: TaskResultStatus::InProgress,
-            output: Map::from_iter([("subWorkflowId".to_owned(), Value::String(child_id))]),
+            output: Map::from_iter([("subWorkflowId".to_owned(), Value::String(child_id.into_string()))]),
             reason: None,
         },
         Err(e) => Outcome::failed(format!("Unable to start the sub workflow: {e}")),
     }
 }
 
-/// Starts the workflow in `startWorkflow` (its id derived from the task) and completes.
+/// Starts the workflow in `startWorkflow` (its id derived from the task) and completes with its
+/// id. A start with an idempotency key goes to the key's partition, where API starts with the
+/// key go too; `RETURN_EXISTING` completes with the id of the workflow that holds the key.
 async fn start_workflow(workflows: &Workflows, task: &Value) -> Outcome {
     let input = &task["inputData"];
     let Some(spec) = input.get("startWorkflow").filter(|v| v.is_object()) else {
@@ -240,11 +242,13 @@ async fn start_workflow(workflows: &Workflows, task: &Value) -> Outcome {
             request.task_to_domain = caller.header.task_to_domain.clone();
         }
     }
-    let id = workflows.host().derived_id("start-workflow", task["taskId"].as_str().unwrap_or_default());
-    match workflows.start_child(request, id.clone().into(), None).await {
-        Ok(()) => Outcome {
+    let host = workflows.host();
+    let task_id = task["taskId"].as_str().unwrap_or_default();
+    let id = crate::derived_start_id("start-workflow", task_id, &request, Some(host.group), host.partitions);
+    match host.router.start_child(request, id.into(), None).await {
+        Ok(id) => Outcome {
             status: TaskResultStatus::Completed,
-            output: Map::from_iter([("workflowId".to_owned(), Value::String(id))]),
+            output: Map::from_iter([("workflowId".to_owned(), Value::String(id.into_string()))]),
             reason: None,
         },
         Err(e) => Outcome::failed(format!("Unable to start the workflow: {e}")),

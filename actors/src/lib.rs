@@ -91,6 +91,40 @@ pub(crate) fn derived_id_in(purpose: &str, key: &str, group: overture_raft::Grou
         .unwrap_or(first)
 }
 
+/// The name a start request starts: its `name`, or that of the definition it carries.
+pub(crate) fn start_name(request: &overture_core::dsl::StartWorkflowRequest) -> Option<&str> {
+    request.name.as_deref().or_else(|| request.workflow_def.as_ref().map(|d| d.name.as_str()))
+}
+
+/// The partition where a start with an idempotency key claims it: the one the (name, key) pair
+/// hashes to, so every start that reuses a key meets the others in one group, whichever node
+/// and whatever starts it (a client, a START_WORKFLOW task, a schedule). `None` without a key
+/// (an empty key is none) or without partitions.
+pub(crate) fn key_partition(
+    request: &overture_core::dsl::StartWorkflowRequest,
+    partitions: u16,
+) -> Option<overture_raft::GroupId> {
+    let key = request.idempotency_key.as_deref().filter(|k| !k.is_empty())?;
+    let name = start_name(request).unwrap_or_default();
+    (partitions > 1).then(|| overture_raft::partition_of(&format!("{name}\u{0}{key}"), partitions))
+}
+
+/// The id of a start that `purpose` and `key` cause (a START_WORKFLOW task, a schedule's fire):
+/// [`derived_id`], in the partition of the request's idempotency key if it has one, else in
+/// `group` if given, else wherever it hashes.
+pub(crate) fn derived_start_id(
+    purpose: &str,
+    key: &str,
+    request: &overture_core::dsl::StartWorkflowRequest,
+    group: Option<overture_raft::GroupId>,
+    partitions: u16,
+) -> String {
+    match key_partition(request, partitions).or(group) {
+        Some(group) => derived_id_in(purpose, key, group, partitions),
+        None => derived_id(purpose, key),
+    }
+}
+
 /// This node's clock in epoch millis: the leader's clock, recorded in the events it decides.
 /// It follows the wall clock but never goes back: when the wall clock is stepped back, this
 /// clock holds at the latest time it gave until the wall clock passes it again. So a task

@@ -1,7 +1,8 @@
 //! Acting on a workflow wherever its group is led. In a partitioned cluster a leader's service
 //! sometimes acts on a workflow of another partition: a schedule's fire (run by the metadata
-//! group's leader) starts a workflow in the partition its id hashes to, and an event handler's
-//! action starts, completes, terminates or updates one. The [`Router`] does it on this node when
+//! group's leader) starts a workflow in the partition its id hashes to, a START_WORKFLOW task
+//! with an idempotency key starts one in the key's partition, and an event handler's action
+//! starts, completes, terminates or updates one. The [`Router`] does it on this node when
 //! this node leads that partition, and otherwise asks the node that does (the engine's
 //! [`Reach`], over `/internal/partitions/start` and `/internal/partitions/op`).
 //!
@@ -25,12 +26,14 @@ use crate::error::Error;
 /// and how to ask the others.
 pub(crate) trait Reach: Send + Sync {
     /// Starts a workflow under `workflow_id` in its group; starting it again is a no-op.
+    /// Answers the workflow that holds the start: `workflow_id`, or the one its idempotency key
+    /// returned (`RETURN_EXISTING`, for a start without a parent).
     fn start_child(
         &self,
         request: StartWorkflowRequest,
         workflow_id: WorkflowId,
         parent: Option<(WorkflowId, String)>,
-    ) -> BoxFuture<'_, Result<(), Error>>;
+    ) -> BoxFuture<'_, Result<WorkflowId, Error>>;
 
     /// Does `op` in its workflow's group.
     fn act(&self, op: Op) -> BoxFuture<'_, Result<(), Error>>;
@@ -58,13 +61,13 @@ impl Router {
     }
 
     /// Starts a workflow under `workflow_id` in its group, here or on the node that leads it;
-    /// starting it again is a no-op.
+    /// starting it again is a no-op. Answers as [`Reach::start_child`].
     pub async fn start_child(
         &self,
         request: StartWorkflowRequest,
         workflow_id: WorkflowId,
         parent: Option<(WorkflowId, String)>,
-    ) -> Result<(), Error> {
+    ) -> Result<WorkflowId, Error> {
         self.reach()?.start_child(request, workflow_id, parent).await
     }
 

@@ -97,7 +97,11 @@ async fn fire(scheduler: &Scheduler, s: &WorkflowSchedule, due: i64, now: i64) -
         return propose_fire(&scheduler.host, request).await;
     }
     let key = format!("{}@{due}", s.name);
-    let workflow_id = crate::derived_id("schedule-workflow", &key);
+    let request = start_request(s, due, now);
+    let workflow_id = match &request {
+        Ok(request) => crate::derived_start_id("schedule-workflow", &key, request, None, scheduler.host.partitions),
+        Err(_) => crate::derived_id("schedule-workflow", &key),
+    };
     let mut record = ScheduleExecution {
         execution_id: crate::derived_id("schedule", &key),
         schedule_name: s.name.clone(),
@@ -111,12 +115,16 @@ async fn fire(scheduler: &Scheduler, s: &WorkflowSchedule, due: i64, now: i64) -
         start_workflow_request: s.start_workflow_request.clone(),
     };
     let host = &scheduler.host;
-    let start = match start_request(s, due, now) {
+    let start = match request {
         // Partitioned: the workflow starts in its partition first (a fire repeated after a
-        // failover finds it there), then the fire is recorded.
+        // failover finds it there), then the fire is recorded, with the workflow that holds
+        // the start (its idempotency key's, with `RETURN_EXISTING`).
         Ok(request) if host.partitions > 1 => {
             match host.router.start_child(request, workflow_id.clone().into(), None).await {
-                Ok(()) => Ok(None),
+                Ok(id) => {
+                    record.workflow_id = Some(id);
+                    Ok(None)
+                }
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => Err(e),
             }

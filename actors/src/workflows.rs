@@ -156,23 +156,30 @@ impl Workflows {
     }
 
     /// Starts a workflow under a given id (derived from what starts it); starting it again is a
-    /// no-op.
+    /// no-op. Answers the workflow that holds the start: `workflow_id`, or, for a start without
+    /// a parent whose idempotency key says `RETURN_EXISTING`, the workflow that holds the key.
+    /// A sub-workflow cannot take over another workflow (its end would never reach the parent):
+    /// that is a conflict.
     pub async fn start_child(
         &self,
         request: StartWorkflowRequest,
         workflow_id: WorkflowId,
         parent: Option<(WorkflowId, String)>,
-    ) -> Result<(), Error> {
+    ) -> Result<WorkflowId, Error> {
         self.host().serving()?;
         if self.read().workflow(&workflow_id)?.is_some() {
-            return Ok(());
+            return Ok(workflow_id);
         }
+        let child = parent.is_some();
         let cmd = prepare_start(self.read(), request, workflow_id.clone(), parent)?;
         match self.start_workflow(cmd).await {
-            Ok(id) if id == workflow_id => Ok(()),
-            Ok(other) => Err(Error::Conflict(format!("its idempotency key already started workflow {other}"))),
+            Ok(id) if id == workflow_id => Ok(id),
+            Ok(existing) if !child => Ok(existing),
+            Ok(other) => Err(Error::Conflict(format!(
+                "its idempotency key already started workflow {other}, which is not a sub-workflow of this task"
+            ))),
             // Started meanwhile (a second delivery of the same effect).
-            Err(Error::Conflict(_)) if self.read().workflow(&workflow_id)?.is_some() => Ok(()),
+            Err(Error::Conflict(_)) if self.read().workflow(&workflow_id)?.is_some() => Ok(workflow_id),
             Err(e) => Err(e),
         }
     }

@@ -8,6 +8,7 @@ pub mod brokers;
 pub mod echo;
 pub mod faults;
 pub mod js;
+pub mod keyed;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

@@ -369,10 +369,13 @@ async fn operations_through_a_follower() {
     let (a, b) = (a.text, b.text);
     assert_eq!(a, b, "one workflow per idempotency key, across nodes");
 
-    let task = send(http.get(url("/tasks/poll/batch/cl_op?count=1&timeout=3000&workerid=w"))).await.json()[0].clone();
+    let polled = send(http.get(url("/tasks/poll/batch/cl_op?count=1&timeout=3000&workerid=w"))).await;
+    let task = polled.json()[0].clone();
+    assert!(task.is_object(), "a 3 s poll through a follower gets the task: {} {}", polled.status, polled.text);
     let failed =
         json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "FAILED"});
-    assert_eq!(send(http.post(url("/tasks")).json(&failed)).await.status, 200);
+    let r = send(http.post(url("/tasks")).json(&failed)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let consistent = |id: &str| url(&format!("/workflow/{id}?consistent=true"));
     assert_eq!(send(http.get(consistent(&a))).await.json()["status"], "FAILED");
     assert_eq!(send(http.post(url(&format!("/workflow/{a}/retry")))).await.status, 204);

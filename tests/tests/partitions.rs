@@ -396,3 +396,23 @@ async fn a_consistent_read_never_answers_from_a_stale_partition_replica() {
     .await;
     assert!(ok, "after healing, a consistent read on node {m} sees the task done");
 }
+
+/// The idempotency key of a START_WORKFLOW task is claimed in the key's partition, where API
+/// starts with it go: a task in a partition one node leads meets a key held in a partition
+/// another node leads. Each spawner starts through the node after the one that leads its key's
+/// partition, so the spawner's partition is never the key's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_workflow_tasks_meet_api_starts_that_share_their_key_in_another_partition() {
+    use overture_tests::keyed;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_c, urls) = dealt_out(dir.path()).await;
+    keyed::register(&urls[0]).await;
+    for n in 0..6 {
+        let (key, fresh) = (format!("订单-{n}"), format!("新订单-{n}"));
+        let key_partition = partition_of(&format!("{}\u{0}{key}", keyed::HELD), 6);
+        // Partition p is led by node (p − 1) mod 3 + 1, i.e. urls[(p − 1) % 3].
+        let (api, spawner_at) = (&urls[(key_partition - 1) % 3], &urls[key_partition % 3]);
+        let spawner = keyed::check(api, spawner_at, &key, &fresh).await;
+        assert_ne!(partition_of(&spawner, 6), key_partition, "{spawner} and {key}");
+    }
+}

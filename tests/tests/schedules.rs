@@ -188,3 +188,27 @@ async fn fires_missed_while_down_run_only_for_schedules_that_catch_up() {
     let unique: BTreeSet<i64> = caught_up.iter().copied().collect();
     assert_eq!(unique.len(), caught_up.len(), "and none twice");
 }
+
+/// A schedule whose start request carries an idempotency key with `RETURN_EXISTING` starts one
+/// workflow; every later fire is recorded as executed by it, as a client's start would be
+/// answered. On one group the key is claimed in the fire's own entry; with partitions the
+/// workflow starts in the key's partition first.
+#[tokio::test]
+async fn a_keyed_schedule_starts_one_workflow_and_every_fire_names_it() {
+    for partitions in ["1", "3"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let node = Node::start_with_env(&dir.path().join("node"), &[("OVERTURE_PARTITIONS", partitions)]).await;
+        setup(&node).await;
+        let schedule = json!({"name": "每日", "cronExpression": "* * * * * *",
+            "startWorkflowRequest": {"name": "tick", "input": {}, "idempotencyKey": "日报",
+                                     "idempotencyStrategy": "RETURN_EXISTING"}});
+        assert_eq!(save(&node, schedule).await.0, 200);
+        assert!(wait_for(Duration::from_secs(10), || async { executions(&node, "每日").await.len() >= 3 }).await);
+        let runs = executions(&node, "每日").await;
+        let ids: BTreeSet<&str> = runs.iter().filter_map(|r| r["workflowId"].as_str()).collect();
+        assert!(runs.iter().all(|r| r["state"] == "EXECUTED"), "partitions = {partitions}: {runs:#?}");
+        assert_eq!(ids.len(), 1, "partitions = {partitions}: every fire names the key's workflow: {runs:#?}");
+        let started = send(client().get(node.api("/workflow/search?query=workflowType%3D%27tick%27&size=0"))).await;
+        assert_eq!(started.json()["totalHits"], 1, "partitions = {partitions}: {}", started.text);
+    }
+}

@@ -461,6 +461,16 @@ async fn sub_workflows_started_workflows_and_http_calls() {
     assert!(fails["reasonForIncompletion"].as_str().is_some_and(|r| r.starts_with("Failed to invoke HTTP task")));
 }
 
+/// A START_WORKFLOW task's idempotency key is the one API starts use: `RETURN_EXISTING`
+/// completes with the workflow that holds it, `FAIL` is refused naming it, and a key the task
+/// took is held against API starts.
+#[tokio::test]
+async fn start_workflow_tasks_share_idempotency_keys_with_api_starts() {
+    let (_dir, node) = node().await;
+    overture_tests::keyed::register(&node.url).await;
+    overture_tests::keyed::check(&node.url, &node.url, "订单-1", "订单-2").await;
+}
+
 #[tokio::test]
 async fn terminating_a_parent_terminates_its_child_and_failures_start_the_failure_workflow() {
     let (_dir, node) = node().await;

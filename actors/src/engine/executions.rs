@@ -31,8 +31,8 @@ use crate::workflows::{fill_task_defs, prepare_start};
 impl Engine {
     /// Starts a workflow and returns its id once the start is committed.
     pub async fn start_workflow(&self, mut request: StartWorkflowRequest) -> Result<WorkflowId, Error> {
-        let name = request.name.clone().or_else(|| request.workflow_def.as_ref().map(|d| d.name.clone()));
-        let (leader, workflow_id) = self.start_in(name.as_deref().unwrap_or_default(), &request)?;
+        let name = crate::start_name(&request).map(str::to_owned);
+        let (leader, workflow_id) = self.start_in(&request)?;
         // The start request's trace, when it named one: the workflow's spans go into it.
         if let Some(request_span) = crate::traces::current_request() {
             crate::traces::remember(&workflow_id, request_span);
@@ -79,17 +79,13 @@ impl Engine {
     /// an idempotency key goes to the partition the (name, key) pair hashes to, wherever it is
     /// led, so one partition sees every start that reuses the key. A node that leads no
     /// partition sends the start to the leader of one ([`Error::Elsewhere`]).
-    fn start_in(
-        &self,
-        name: &str,
-        request: &StartWorkflowRequest,
-    ) -> Result<(Arc<crate::leader::Leader>, String), Error> {
+    fn start_in(&self, request: &StartWorkflowRequest) -> Result<(Arc<crate::leader::Leader>, String), Error> {
         let partitions = self.partitions();
         if partitions <= 1 {
             return Ok((self.leader()?, crate::new_id()));
         }
-        let group = match &request.idempotency_key {
-            Some(key) => overture_raft::partition_of(&format!("{name}\u{0}{key}"), partitions),
+        let group = match crate::key_partition(request, partitions) {
+            Some(group) => group,
             None => {
                 let local: Vec<_> = self.local_leaders().into_iter().filter(|l| l.host.group != 0).collect();
                 if !local.is_empty() {

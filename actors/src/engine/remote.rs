@@ -34,23 +34,33 @@ struct RemoteStart {
 /// message.
 type RemoteAnswer = Result<(), (u16, String)>;
 
+/// The status a remote start answers, with the workflow's id as the message, when the start is
+/// held by another workflow than the one asked for (its idempotency key's, `RETURN_EXISTING`):
+/// HTTP's "see other". The answer's form is unchanged, so nodes of the release before read it
+/// as an error, which is what they answered themselves.
+const SEE_OTHER: u16 = 303;
+
 impl Reach for Inner {
     fn start_child(
         &self,
         request: StartWorkflowRequest,
         workflow_id: WorkflowId,
         parent: Option<(WorkflowId, String)>,
-    ) -> BoxFuture<'_, Result<(), Error>> {
+    ) -> BoxFuture<'_, Result<WorkflowId, Error>> {
         Box::pin(async move {
             match self.leader_of(self.groups.group_of(&workflow_id)) {
                 Ok(leader) => leader.workflows.start_child(request, workflow_id, parent).await,
                 Err(Error::Elsewhere { node, address, .. }) => {
                     let message = RemoteStart {
                         request: JsonBytes::of(&request),
-                        workflow_id: workflow_id.into_string(),
+                        workflow_id: workflow_id.to_string(),
                         parent: parent.map(|(id, task)| (id.into_string(), task)),
                     };
-                    self.ask(node, &address, paths::PARTITION_START, &message).await
+                    match self.ask(node, &address, paths::PARTITION_START, &message).await {
+                        Ok(()) => Ok(workflow_id),
+                        Err(Elsewhere::Other(existing)) => Ok(existing.into()),
+                        Err(Elsewhere::Failed(e)) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             }
@@ -62,7 +72,7 @@ impl Reach for Inner {
             match self.leader_of(self.groups.group_of(op.target())) {
                 Ok(leader) => run(op, &leader.workflows).await,
                 Err(Error::Elsewhere { node, address, .. }) => {
-                    self.ask(node, &address, paths::PARTITION_OP, &JsonBytes::of(&op)).await
+                    self.ask(node, &address, paths::PARTITION_OP, &JsonBytes::of(&op)).await.map_err(Elsewhere::error)
                 }
                 Err(e) => Err(e),
             }
@@ -70,15 +80,35 @@ impl Reach for Inner {
     }
 }
 
+/// What keeps a remote start or operation from answering plain success.
+enum Elsewhere {
+    /// A start held by this other workflow ([`SEE_OTHER`]).
+    Other(String),
+    /// It failed.
+    Failed(Error),
+}
+
+impl Elsewhere {
+    /// As an error: an operation has no other workflow to answer.
+    fn error(self) -> Error {
+        match self {
+            Elsewhere::Other(id) => Error::Internal(format!("an operation answered with workflow {id}")),
+            Elsewhere::Failed(e) => e,
+        }
+    }
+}
+
 impl Inner {
     /// Asks node `node` at `address` to do what `message` says on `path`.
-    async fn ask<M: Serialize>(&self, node: u64, address: &str, path: &str, message: &M) -> Result<(), Error> {
-        let answer: RemoteAnswer = self
-            .groups
-            .ask(node, address, path, message, REMOTE_TIMEOUT)
-            .await
-            .map_err(|e| Error::Unavailable(format!("asking node {node} to act on a workflow: {e}")))?;
-        answer.map_err(|(status, message)| from_status(status, message))
+    async fn ask<M: Serialize>(&self, node: u64, address: &str, path: &str, message: &M) -> Result<(), Elsewhere> {
+        let answer: RemoteAnswer =
+            self.groups.ask(node, address, path, message, REMOTE_TIMEOUT).await.map_err(|e| {
+                Elsewhere::Failed(Error::Unavailable(format!("asking node {node} to act on a workflow: {e}")))
+            })?;
+        answer.map_err(|(status, message)| match status {
+            SEE_OTHER => Elsewhere::Other(message),
+            _ => Elsewhere::Failed(from_status(status, message)),
+        })
     }
 
     /// The leader services of the group that holds `id`, if this node leads it; a retryable
@@ -127,10 +157,14 @@ pub(super) async fn serve_start(inner: &Inner, bytes: &[u8]) -> Vec<u8> {
                 let workflow_id: WorkflowId = start.workflow_id.into();
                 let parent = start.parent.map(|(id, task)| (WorkflowId::from(id), task));
                 let started = match inner.leading(&workflow_id) {
-                    Ok(leader) => leader.workflows.start_child(request, workflow_id, parent).await,
+                    Ok(leader) => leader.workflows.start_child(request, workflow_id.clone(), parent).await,
                     Err(e) => Err(e),
                 };
-                Ok(started.map_err(|e| (status_of(&e), e.to_string())))
+                Ok(match started {
+                    Ok(id) if id == workflow_id => Ok(()),
+                    Ok(other) => Err((SEE_OTHER, other.into_string())),
+                    Err(e) => Err((status_of(&e), e.to_string())),
+                })
             }
         },
     };
@@ -233,7 +267,8 @@ mod tests {
             parent: Some(("wf-0".into(), "task-0".into())),
         };
         pinned("start", &start, START, &mut problems);
-        let answers: [RemoteAnswer; 2] = [Ok(()), Err((409, "已存在".into()))];
+        // A start held by another workflow answers its id under `SEE_OTHER`.
+        let answers: [RemoteAnswer; 3] = [Ok(()), Err((409, "已存在".into())), Err((SEE_OTHER, "wf-2".into()))];
         pinned("start or op answer", &answers, ANSWERS, &mut problems);
         let poll =
             Poll { task_type: "发货".into(), domain: Some("d".into()), worker_id: Some("w-1".into()), count: 3 };
@@ -288,7 +323,7 @@ mod tests {
     }
 
     const START: &str = "01fb02017b226e616d65223a22e8aea2e58d95222c2276657273696f6e223a322c22636f7272656c6174696f6e4964223a22632d31222c22696e707574223a7b22e5aea2e688b7223a22e5bca0e4b889227d2c227461736b546f446f6d61696e223a7b22e58f91e8b4a7223a2264227d2c22776f726b666c6f77446566223a6e756c6c2c227072696f72697479223a352c22637265617465644279223a6e756c6c2c226964656d706f74656e63794b6579223a226b222c226964656d706f74656e63795374726174656779223a2252455455524e5f4558495354494e47222c2265787465726e616c496e7075745061796c6f616453746f7261676550617468223a6e756c6c7d0477662d31010477662d30067461736b2d30";
-    const ANSWERS: &str = "010001fb990109e5b7b2e5ad98e59ca8";
+    const ANSWERS: &str = "010001fb990109e5b7b2e5ad98e59ca801fb2f010477662d32";
     const POLL: &str = "0106e58f91e8b4a70101640103772d3103";
     const POLL_ANSWER: &str = "010001107b227461736b4964223a22742d31227d01026e6f";
     const OPS: &str = "0105d47b22757064617465223a7b227461736b5f6964223a22742d31222c22737461747573223a22434f4d504c45544544222c226f7574707574223a7b22e7bb93e69e9c223a317d2c226d657267655f6f7574707574223a66616c73652c22726561736f6e223a6e756c6c2c22776f726b65725f6964223a2277222c2263616c6c6261636b5f61667465725f7365636f6e6473223a302c22657874656e645f6c65617365223a66616c73652c226c6f6773223a5b22e697a5e5bf97225d2c226f75747075745f73746f7265645f6174223a6e756c6c7d7d587b227570646174654279526566223a7b22776f726b666c6f774964223a2277662d31222c227265666572656e6365223a22e5aea1e689b9222c22737461747573223a224641494c4544222c226f7574707574223a7b7d7d7d357b227465726d696e617465223a7b22776f726b666c6f774964223a2277662d31222c22726561736f6e223a22e58f96e6b688227d7d467b227570646174655661726961626c6573223a7b22776f726b666c6f774964223a2277662d31222c227661726961626c6573223a7b7d2c22617070656e64223a747275657d7d537b2266726f6d44656661756c745175657565223a7b22776f726b666c6f774964223a2277662d31222c22737461747573223a22434f4d504c45544544222c227061796c6f6164223a5b312c22e4ba8c225d7d7d";

@@ -101,6 +101,9 @@ impl Shared {
         if let Some(batch) = fire.start {
             match self.apply_workflow(inner, wb, changes, batch)? {
                 Response::Applied { .. } => {}
+                // `RETURN_EXISTING`: the workflow that holds the start's idempotency key answers
+                // the fire, as it would a client's start.
+                Response::Existing { workflow_id } => record.workflow_id = Some(workflow_id),
                 other => {
                     record.state = "FAILED".into();
                     record.reason = Some(format!("The workflow did not start: {other}"));
