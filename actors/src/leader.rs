@@ -91,9 +91,9 @@ impl ApplyListener for Listener {
                 RowChange::TimerRemoved(t) => self.timers.remove(t),
                 RowChange::RunningAdded(r) => self.limits.running_added(&r.task_def_name),
                 RowChange::RunningRemoved(r) => {
-                    self.limits.running_removed(&r.task_def_name);
+                    let held = self.limits.running_removed(&r.task_def_name);
                     // A slot may have freed up for a task held back by concurrentExecLimit.
-                    self.queues.wake_task_type(&r.task_def_name);
+                    self.queues.wake_task_type(&r.task_def_name, held);
                 }
             }
         }

@@ -54,6 +54,8 @@ struct Counts {
     running: usize,
     reserved: usize,
     handed_out: VecDeque<i64>,
+    /// A task was refused for want of a slot since a running one last ended.
+    held: bool,
 }
 
 /// How long a task definition's limits are reused before they are read again, so a poll does
@@ -84,9 +86,15 @@ impl Limits {
         self.counts.lock().entry(def.to_owned()).or_default().running += 1;
     }
 
-    pub fn running_removed(&self, def: &str) {
-        if let Some(c) = self.counts.lock().get_mut(def) {
-            c.running = c.running.saturating_sub(1);
+    /// A task of `def` left IN_PROGRESS. Answers whether a task was held back for want of a
+    /// slot since one last ended: one may be handed out now.
+    pub fn running_removed(&self, def: &str) -> bool {
+        match self.counts.lock().get_mut(def) {
+            Some(c) => {
+                c.running = c.running.saturating_sub(1);
+                std::mem::take(&mut c.held)
+            }
+            None => false,
         }
     }
 
@@ -98,6 +106,7 @@ impl Limits {
         let mut counts = self.counts.lock();
         let c = counts.entry(def.to_owned()).or_default();
         if limits.concurrent > 0 && c.running + c.reserved >= limits.concurrent {
+            c.held = true;
             return Admission::Busy;
         }
         if limits.per_window > 0 {
@@ -140,7 +149,9 @@ mod tests {
         assert_eq!(l.admit("t", lim, 0), Admission::Busy, "one running, one being handed out");
         l.settle("t", lim);
         assert_eq!(l.admit("t", lim, 0), Admission::Admit);
-        l.running_removed("t");
+        assert!(l.running_removed("t"), "a task was held back since one last ended");
+        l.running_added("t");
+        assert!(!l.running_removed("t"), "none since");
         assert_eq!(l.admit("other", lim, 0), Admission::Admit, "other definitions are not held up");
     }
 

@@ -154,13 +154,24 @@ impl TaskQueues {
     /// Wakes the pollers of every queue of a task type (any domain) that holds ready tasks:
     /// tasks a limit held back may be taken now. A queue with nothing ready has nothing to hand
     /// out, so its pollers sleep on (this runs whenever a worker task of the type finishes).
-    pub(crate) fn wake_task_type(&self, task_type: &str) {
-        let st = self.state.lock();
-        for (name, q) in &st.queues {
-            let of_type = overture_core::queue::QueueName::may_be_of(name, task_type);
-            if of_type && !q.ready.is_empty() {
-                q.notify.notify_waiters();
+    /// With `held` (a limit did hold a task back) those queues are also told ready, as a task
+    /// that comes due is, so other nodes' long polls hear of it.
+    pub(crate) fn wake_task_type(&self, task_type: &str, held: bool) {
+        let mut ready = Vec::new();
+        {
+            let st = self.state.lock();
+            for (name, q) in &st.queues {
+                let of_type = overture_core::queue::QueueName::may_be_of(name, task_type);
+                if of_type && !q.ready.is_empty() {
+                    q.notify.notify_waiters();
+                    if held {
+                        ready.push(name.clone());
+                    }
+                }
             }
+        }
+        for queue in ready {
+            self.tell_ready(&queue);
         }
     }
 
@@ -572,10 +583,25 @@ mod tests {
         on_empty.as_mut().enable();
         on_held.as_mut().enable();
         on_other.as_mut().enable();
-        q.wake_task_type("work");
+        q.wake_task_type("work", false);
         assert!(futures::FutureExt::now_or_never(on_held.as_mut()).is_some(), "d1:work has a task ready");
         assert!(futures::FutureExt::now_or_never(on_empty.as_mut()).is_none(), "work has none");
         assert!(futures::FutureExt::now_or_never(on_other.as_mut()).is_none(), "otherwork is another type");
+    }
+
+    /// A slot freed for a task a limit held back tells the queue ready (other nodes' polls hear
+    /// of it); a task that ends when nothing was held back tells nothing.
+    #[test]
+    fn a_slot_freed_for_a_held_task_tells_its_queue_ready() {
+        let q = TaskQueues::default();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        q.on_ready(Box::new(move |queue| sink.lock().push(queue.to_owned())));
+        q.insert(&item("d1:work", "held-back", 0, 0), 100, false);
+        q.wake_task_type("work", false);
+        assert!(told.lock().is_empty(), "nothing was held back");
+        q.wake_task_type("work", true);
+        assert_eq!(*told.lock(), ["d1:work"]);
     }
 }
 

@@ -681,10 +681,21 @@ pub async fn metric_sum(url: &str, name: &str) -> Option<f64> {
 
 /// The Raft group a workload through `leader` loads: the one group of an unpartitioned
 /// cluster, else the first partition `leader` leads (starts go to partitions the node leads).
-pub fn loaded_group(status: &Value, leader: usize) -> u64 {
-    let groups = status["groups"].as_array().cloned().unwrap_or_default();
-    let led = groups.iter().find(|g| g["group"] != 0 && g["leader"].as_u64() == Some(leader as u64));
-    led.and_then(|g| g["group"].as_u64()).unwrap_or(0)
+/// Partitions are dealt out to the nodes after the cluster starts, so this waits, up to 30 s,
+/// until `leader` leads one: the metadata group takes almost no entries under load.
+pub async fn loaded_group(c: &Cluster, leader: usize) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = c.status(leader).await;
+        let groups = status["groups"].as_array().cloned().unwrap_or_default();
+        let led = groups.iter().find(|g| g["group"] != 0 && g["leader"].as_u64() == Some(leader as u64));
+        match led.and_then(|g| g["group"].as_u64()) {
+            Some(group) => return group,
+            None if groups.len() <= 1 => return 0,
+            None => assert!(Instant::now() < deadline, "node {leader} leads no partition after 30 s: {status}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A field of group `group` in a node's cluster status (group 0's are the status's own).

@@ -146,7 +146,7 @@ async fn a_follower_behind_a_purged_log_catches_up_from_a_snapshot() {
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let follower = c.other_than(leader);
     // The group that takes the load: the one group, or a partition the leader leads.
-    let group = loaded_group(&c.status(leader).await, leader);
+    let group = loaded_group(&c, leader).await;
     let lagged_at = group_field(&c.status(follower).await, group, "appliedIndex").unwrap_or_default();
     c.nodes[follower - 1].kill9().await;
 
@@ -160,7 +160,7 @@ async fn a_follower_behind_a_purged_log_catches_up_from_a_snapshot() {
     .await;
     let ledger = load.stop().await;
     let purged = group_field(&c.status(leader).await, group, "purgedIndex").unwrap_or_default();
-    assert!(purged_past, "the leader purged past the follower's log ({purged} > {lagged_at})");
+    assert!(purged_past, "the leader purged group {group}'s log past the follower's ({purged} > {lagged_at})");
     let finisher = Workload::run(live.clone(), "lag", 2, 0, 4, 0);
     check_ledger(&live[0], &ledger, 2, Duration::from_secs(60)).await;
     finisher.stop().await;

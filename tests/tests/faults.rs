@@ -425,7 +425,7 @@ async fn a_follower_whose_raft_stops_slows_nobody() {
     }
     // The leader snapshots and purges its log past what the stopped node has: the log of the
     // group that takes the load (the one group, or a partition the leader leads).
-    let group = loaded_group(&c.status(leader).await, leader);
+    let group = loaded_group(&c, leader).await;
     let stopped_at = group_field(&c.status(stopped).await, group, "lastLogIndex").unwrap_or_default();
     let purged_past = wait_for(Duration::from_secs(60), || async {
         group_field(&c.status(leader).await, group, "purgedIndex").is_some_and(|p| p > stopped_at)
