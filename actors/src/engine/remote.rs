@@ -58,8 +58,8 @@ impl Reach for Inner {
                     };
                     match self.ask(node, &address, paths::PARTITION_START, &message).await {
                         Ok(()) => Ok(workflow_id),
-                        Err(Elsewhere::Other(existing)) => Ok(existing.into()),
-                        Err(Elsewhere::Failed(e)) => Err(e),
+                        Err(RemoteError::Other(existing)) => Ok(existing.into()),
+                        Err(RemoteError::Failed(e)) => Err(e),
                     }
                 }
                 Err(e) => Err(e),
@@ -72,7 +72,7 @@ impl Reach for Inner {
             match self.leader_of(self.groups.group_of(op.target())) {
                 Ok(leader) => run(op, &leader.workflows).await,
                 Err(Error::Elsewhere { node, address, .. }) => {
-                    self.ask(node, &address, paths::PARTITION_OP, &JsonBytes::of(&op)).await.map_err(Elsewhere::error)
+                    self.ask(node, &address, paths::PARTITION_OP, &JsonBytes::of(&op)).await.map_err(RemoteError::error)
                 }
                 Err(e) => Err(e),
             }
@@ -80,34 +80,34 @@ impl Reach for Inner {
     }
 }
 
-/// What keeps a remote start or operation from answering plain success.
-enum Elsewhere {
+/// A remote start's or operation's answer other than plain success.
+enum RemoteError {
     /// A start held by this other workflow ([`SEE_OTHER`]).
     Other(String),
     /// It failed.
     Failed(Error),
 }
 
-impl Elsewhere {
+impl RemoteError {
     /// As an error: an operation has no other workflow to answer.
     fn error(self) -> Error {
         match self {
-            Elsewhere::Other(id) => Error::Internal(format!("an operation answered with workflow {id}")),
-            Elsewhere::Failed(e) => e,
+            RemoteError::Other(id) => Error::Internal(format!("an operation answered with workflow {id}")),
+            RemoteError::Failed(e) => e,
         }
     }
 }
 
 impl Inner {
     /// Asks node `node` at `address` to do what `message` says on `path`.
-    async fn ask<M: Serialize>(&self, node: u64, address: &str, path: &str, message: &M) -> Result<(), Elsewhere> {
+    async fn ask<M: Serialize>(&self, node: u64, address: &str, path: &str, message: &M) -> Result<(), RemoteError> {
         let answer: RemoteAnswer =
             self.groups.ask(node, address, path, message, REMOTE_TIMEOUT).await.map_err(|e| {
-                Elsewhere::Failed(Error::Unavailable(format!("asking node {node} to act on a workflow: {e}")))
+                RemoteError::Failed(Error::Unavailable(format!("asking node {node} to act on a workflow: {e}")))
             })?;
         answer.map_err(|(status, message)| match status {
-            SEE_OTHER => Elsewhere::Other(message),
-            _ => Elsewhere::Failed(from_status(status, message)),
+            SEE_OTHER => RemoteError::Other(message),
+            _ => RemoteError::Failed(from_status(status, message)),
         })
     }
 
