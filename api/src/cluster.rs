@@ -79,9 +79,11 @@ pub async fn digest(State(s): State<AppState>) -> Result<Json<Value>, ApiError> 
     let (applied, digest) = digests.first().cloned().unwrap_or_default();
     let mut answer = json!({"appliedIndex": applied, "digest": digest});
     if digests.len() > 1 {
-        let groups: Vec<Value> = (1..)
-            .zip(&digests[1..])
-            .map(|(group, (applied, digest)): (u64, _)| json!({"group": group, "appliedIndex": applied, "digest": digest}))
+        let groups: Vec<Value> = digests
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(group, (applied, digest))| json!({"group": group, "appliedIndex": applied, "digest": digest}))
             .collect();
         answer["groups"] = Value::from(groups);
     }
