@@ -55,8 +55,11 @@ const ALIVE_WITHIN: Duration = Duration::from_secs(1);
 const HANDOVER_TAKES: Duration = Duration::from_secs(2);
 /// A group handed to its preferred node that came back within this long ...
 const BOUNCE_WITHIN: Duration = Duration::from_secs(5);
-/// ... is not handed to that node again for this long.
-const REFRAIN_FOR: Duration = Duration::from_secs(300);
+/// ... is not handed to that node again for this long, twice as long after each further bounce
+/// (a node busy catching up after a restart may give a group back once, and then keep it) ...
+const REFRAIN_FIRST: Duration = Duration::from_secs(10);
+/// ... up to this long, for a node that cannot keep a group at all.
+const REFRAIN_MAX: Duration = Duration::from_secs(300);
 
 impl Groups {
     /// Opens (creating if needed) the database under `options.data_dir` with the groups of
@@ -323,17 +326,24 @@ pub fn preferred_leader(group: GroupId, voters: &[NodeId]) -> Option<NodeId> {
 struct Handover {
     /// The last handover this node started: to whom, when, in which term.
     last: Option<(NodeId, Instant, u64)>,
-    /// Nodes that gave the group straight back, and until when they are left alone.
-    refrain: HashMap<NodeId, Instant>,
+    /// Nodes that gave the group straight back: how many times in a row, and when last.
+    bounces: HashMap<NodeId, (u32, Instant)>,
+}
+
+/// How long a node that gave a group back `bounces` times in a row is left alone.
+fn refrain_for(bounces: u32) -> Duration {
+    REFRAIN_FIRST.saturating_mul(1 << bounces.clamp(1, 16).saturating_sub(1)).min(REFRAIN_MAX)
 }
 
 impl Handover {
     /// Called while this node leads the group in `term`: whether the handover it started last
     /// may still be under way (the term has not moved, and not for long). Once it is not, a
     /// handover to the node that is still preferred, after which the group came back to this
-    /// node within [`BOUNCE_WITHIN`], makes that node one to leave alone.
+    /// node within [`BOUNCE_WITHIN`], makes that node one to leave alone for a while
+    /// ([`refrain_for`]). A node's bounces are forgotten once it has been left alone for twice
+    /// the longest wait.
     fn under_way(&mut self, group: GroupId, term: u64, preferred: Option<NodeId>, now: Instant) -> bool {
-        self.refrain.retain(|_, until| *until > now);
+        self.bounces.retain(|_, (_, at)| now.duration_since(*at) < 2 * REFRAIN_MAX);
         let Some((to, at, handed_in)) = self.last else { return false };
         let elapsed = now.duration_since(at);
         if term == handed_in && elapsed < HANDOVER_TAKES {
@@ -341,10 +351,17 @@ impl Handover {
         }
         self.last = None;
         if term != handed_in && elapsed < BOUNCE_WITHIN && preferred == Some(to) {
-            tracing::warn!(group, node = to, "a node gave a partition back; leaving it with this node for now");
-            self.refrain.insert(to, now + REFRAIN_FOR);
+            let bounces = self.bounces.get(&to).map_or(0, |(n, _)| *n) + 1;
+            let wait = refrain_for(bounces);
+            tracing::warn!(group, node = to, bounces, wait = ?wait, "a node gave a partition back; leaving it with this node for now");
+            self.bounces.insert(to, (bounces, now));
         }
         false
+    }
+
+    /// Whether `node` gave the group back lately and is left alone until its wait is over.
+    fn refrains_from(&self, node: NodeId, now: Instant) -> bool {
+        self.bounces.get(&node).is_some_and(|(n, at)| now.duration_since(*at) < refrain_for(*n))
     }
 }
 
@@ -385,7 +402,7 @@ fn due_handover(group: GroupId, replica: &Replica, handover: &mut Handover) -> O
         return None;
     }
     let to = preferred.filter(|to| *to != m.id)?;
-    if handover.refrain.contains_key(&to) {
+    if handover.refrains_from(to, now) {
         return None;
     }
     let acked = m.heartbeat.as_ref()?.get(&to)?.as_ref()?;
@@ -412,29 +429,44 @@ mod tests {
     }
 
     #[test]
-    fn a_node_that_gives_a_partition_straight_back_is_left_alone() {
+    fn a_node_that_gives_a_partition_straight_back_is_left_alone_longer_each_time() {
         let t0 = Instant::now();
-        let handed = |to| Handover { last: Some((to, t0, 5)), refrain: HashMap::new() };
+        let handed = |to| Handover { last: Some((to, t0, 5)), bounces: HashMap::new() };
         // Same term, just after: the handover is under way; later it is tried again.
         let mut h = handed(2);
         assert!(h.under_way(1, 5, Some(2), t0 + Duration::from_millis(500)));
         assert!(!h.under_way(1, 5, Some(2), t0 + Duration::from_secs(3)));
-        assert!(h.refrain.is_empty() && h.last.is_none());
-        // Another term within seconds, node 2 still preferred: it gave the group back.
+        assert!(h.bounces.is_empty() && h.last.is_none());
+        // Another term within seconds, node 2 still preferred: it gave the group back, and is
+        // left alone for a while, not for good.
         let mut h = handed(2);
-        assert!(!h.under_way(1, 7, Some(2), t0 + Duration::from_secs(1)));
-        assert!(h.refrain.contains_key(&2));
-        assert!(h.refrain[&2] >= t0 + REFRAIN_FOR);
-        // ... and is left alone until the time is up.
-        h.under_way(1, 7, Some(2), t0 + REFRAIN_FOR + Duration::from_secs(2));
-        assert!(h.refrain.is_empty());
+        let back = t0 + Duration::from_secs(1);
+        assert!(!h.under_way(1, 7, Some(2), back));
+        assert!(h.refrains_from(2, back + REFRAIN_FIRST - Duration::from_millis(1)));
+        assert!(!h.refrains_from(2, back + REFRAIN_FIRST));
+        assert!(!h.refrains_from(3, back), "other nodes are not left alone");
+        // Given back again right after the next try: twice as long, and so on up to the cap.
+        let mut at = back + REFRAIN_FIRST;
+        let mut waits = Vec::new();
+        for term in 8..14 {
+            h.last = Some((2, at, term));
+            assert!(!h.under_way(1, term + 1, Some(2), at + Duration::from_secs(1)));
+            at += Duration::from_secs(1);
+            let wait = (1..=400).map(Duration::from_secs).find(|d| !h.refrains_from(2, at + *d)).expect("ends");
+            waits.push(wait.as_secs());
+            at += wait;
+        }
+        assert_eq!(waits, [20, 40, 80, 160, 300, 300]);
+        // Left alone long enough, its bounces are forgotten: the next one waits the least again.
+        assert!(!h.under_way(1, 20, Some(2), at + 2 * REFRAIN_MAX));
+        assert!(h.bounces.is_empty());
         // The group came back because the preferred node changed, or long after: no penalty.
         let mut h = handed(2);
         assert!(!h.under_way(1, 7, Some(3), t0 + Duration::from_secs(1)));
-        assert!(h.refrain.is_empty());
+        assert!(h.bounces.is_empty());
         let mut h = handed(2);
         assert!(!h.under_way(1, 7, Some(2), t0 + Duration::from_secs(60)));
-        assert!(h.refrain.is_empty());
+        assert!(h.bounces.is_empty());
     }
 
     #[test]
