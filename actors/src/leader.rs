@@ -28,6 +28,7 @@ use crate::host::{Host, Watchers};
 use crate::limits::Limits;
 use crate::names;
 use crate::options::EngineOptions;
+use crate::permits::Permits;
 use crate::queues::TaskQueues;
 use crate::scheduler::Scheduler;
 use crate::timers::Timers;
@@ -41,6 +42,8 @@ pub(crate) struct Leader {
     pub workflows: Workflows,
     /// Changes to schedules, serialized with their fires (on the group that holds schedules).
     pub scheduler: Option<Arc<Scheduler>>,
+    /// The cluster's count of limited tasks (on the metadata group of a partitioned cluster).
+    pub permits: Option<Arc<Permits>>,
     timers: Arc<Timers>,
 }
 
@@ -78,6 +81,8 @@ struct Listener {
     timers: Arc<Timers>,
     limits: Arc<Limits>,
     watchers: Arc<Watchers>,
+    /// With partitions: returns the permit of a limited task that ends to the metadata leader.
+    router: crate::router::Router,
 }
 
 impl ApplyListener for Listener {
@@ -94,6 +99,9 @@ impl ApplyListener for Listener {
                     let held = self.limits.running_removed(&r.task_def_name);
                     // A slot may have freed up for a task held back by concurrentExecLimit.
                     self.queues.wake_task_type(&r.task_def_name, held);
+                    if self.router.partitions() > 1 && self.limits.known_concurrency_limited(&r.task_def_name) {
+                        self.router.return_permit(&r.task_id);
+                    }
                 }
             }
         }
@@ -132,6 +140,7 @@ impl Leader {
             timers: timers.clone(),
             limits: limits.clone(),
             watchers: watchers.clone(),
+            router: router.clone(),
         });
         let rows = replica.attach_listener(listener)?;
         let now = crate::now_ms();
@@ -180,12 +189,13 @@ impl Leader {
             tokio::spawn(crate::consumers::run(workflows.clone(), options.brokers.clone(), stop.clone()));
         }
 
+        let permits = (role == Role::Metadata).then(|| Arc::new(Permits::new(host.partitions, crate::now_ms())));
         let group = host.group;
         tracing::info!(group, term, queued, timers = timers.len(), "leader services started");
         if group == 0 {
             metrics::gauge!(names::LEADER_READY).set(1.0);
         }
-        Ok(Leader { host, workflows, scheduler, timers })
+        Ok(Leader { host, workflows, scheduler, permits, timers })
     }
 
     /// The Raft term this leadership is in.

@@ -34,6 +34,7 @@ pub mod names;
 mod options;
 mod outcome;
 pub mod payloads;
+mod permits;
 pub mod queues;
 pub mod retention;
 mod router;

@@ -1,7 +1,10 @@
 //! Task definitions' `concurrentExecLimit` and `rateLimitPerFrequency` /
 //! `rateLimitFrequencyInSeconds`, enforced when tasks are handed to workers.
 //!
-//! Only the leader hands out tasks, so its counts are the cluster's. The IN_PROGRESS count comes
+//! On one group only the leader hands out tasks, so its counts are the cluster's; with
+//! partitions each partition's leader asks the metadata leader for a permit instead
+//! ([`crate::permits`]) and keeps these counts to know when to wake its polls and what to
+//! report. The IN_PROGRESS count comes
 //! from the `running` rows (derived from workflow state, scanned when leadership starts and kept
 //! current by the apply listener), plus the hand-offs under way that have not committed yet. The
 //! rate window is kept in memory and starts empty under a new leader. A task that may not be
@@ -47,6 +50,9 @@ pub(crate) enum Admission {
     Busy,
     /// Not before this time (epoch millis).
     NotBefore(i64),
+    /// No answer yet (the cluster's count is being gathered, or its keeper did not answer):
+    /// ask again at this time (epoch millis).
+    Undecided(i64),
 }
 
 #[derive(Default)]
@@ -96,6 +102,22 @@ impl Limits {
             }
             None => false,
         }
+    }
+
+    /// A task of `def` was refused for want of a slot elsewhere (the cluster's count): a task
+    /// of `def` ending here wakes the polls, as if this node had refused it.
+    pub fn hold(&self, def: &str) {
+        self.counts.lock().entry(def.to_owned()).or_default().held = true;
+    }
+
+    /// The definitions with tasks IN_PROGRESS.
+    pub fn running_defs(&self) -> Vec<String> {
+        self.counts.lock().iter().filter(|(_, c)| c.running > 0).map(|(def, _)| def.clone()).collect()
+    }
+
+    /// Whether `def` had a concurrency limit when its limits were last read.
+    pub fn known_concurrency_limited(&self, def: &str) -> bool {
+        self.known.lock().get(def).is_some_and(|(limits, _)| limits.concurrent > 0)
     }
 
     /// Asks for one hand-off of a task of `def` at `now`.

@@ -49,6 +49,9 @@ pub const TASK_TIMEOUT: &str = "task_timeout_total";
 pub const TASK_RATE_LIMITED: &str = "task_rate_limited_total";
 /// Counter: hand-offs held back by a task definition's `concurrentExecLimit`, by `taskType`.
 pub const TASK_CONCURRENT_EXECUTION_LIMITED: &str = "task_concurrent_execution_limited_total";
+/// Counter: with partitions, permits asked of the metadata leader for tasks of limited
+/// definitions, by `answer` (`granted`, `busy`, `rate_limited`, `undecided`).
+pub const TASK_PERMITS: &str = "overture_task_permits_total";
 /// Counter: workflow starts refused (unknown definition, bad input, idempotency key in use), by
 /// `workflowName`.
 pub const WORKFLOW_START_ERROR: &str = "workflow_start_error_total";

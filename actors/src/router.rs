@@ -21,6 +21,8 @@ use overture_core::{Object, TaskResultStatus, TaskUpdate, WorkflowId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::limits::{Admission, TaskLimits};
+use crate::permits::{PermitAsk, RETRY_MS};
 
 /// What acts on a workflow of any group: the engine, which knows which groups this node leads
 /// and how to ask the others.
@@ -37,6 +39,13 @@ pub(crate) trait Reach: Send + Sync {
 
     /// Does `op` in its workflow's group.
     fn act(&self, op: Op) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Asks the metadata group's leader for a permit to hand out a task of a limited
+    /// definition ([`crate::permits`]).
+    fn permit(&self, ask: PermitAsk) -> BoxFuture<'_, Admission>;
+
+    /// Returns a permit, soon, with a report: its task ended, or its hand-off did not happen.
+    fn return_permit(&self, task_id: String);
 }
 
 /// Acts on workflows of any group; held by leader services. Cheap to clone.
@@ -74,6 +83,26 @@ impl Router {
     /// Does `op` in its workflow's group, here or on the node that leads it.
     pub async fn act(&self, op: Op) -> Result<(), Error> {
         self.reach()?.act(op).await
+    }
+
+    /// A permit of the cluster's count to hand out `task_id` of `def` (see [`crate::permits`]).
+    pub async fn permit(&self, def: &str, task_id: &str, limits: TaskLimits) -> Admission {
+        let Ok(reach) = self.reach() else { return Admission::Undecided(crate::now_ms() + RETRY_MS) };
+        let ask = PermitAsk {
+            def: def.to_owned(),
+            task_id: task_id.to_owned(),
+            concurrent: u32::try_from(limits.concurrent).unwrap_or(u32::MAX),
+            per_window: u32::try_from(limits.per_window).unwrap_or(u32::MAX),
+            window_ms: limits.window_ms,
+        };
+        reach.permit(ask).await
+    }
+
+    /// Returns a permit: its task ended, or its hand-off did not happen.
+    pub fn return_permit(&self, task_id: &str) {
+        if let Ok(reach) = self.reach() {
+            reach.return_permit(task_id.to_owned());
+        }
     }
 }
 

@@ -210,7 +210,7 @@ impl Workflows {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (popped, limits) = self.pop_admitted(queue, task_type, count)?;
+            let (popped, limits) = self.pop_admitted(queue, task_type, count).await?;
             if !popped.is_empty() {
                 match self.claim_all(queue, task_type, &popped, limits, &worker_id).await? {
                     Some(tasks) => return Ok(tasks),
@@ -248,8 +248,14 @@ impl Workflows {
     }
 
     /// Pops up to `count` ready tasks of `queue` within the limits of their task definition;
-    /// tasks over them go back to the queue, quietly.
-    fn pop_admitted(&self, queue: &str, task_type: &str, count: usize) -> Result<(Vec<Popped>, TaskLimits), Error> {
+    /// tasks over them go back to the queue, quietly. With partitions the limits count over the
+    /// cluster: each task needs a permit of the metadata leader ([`crate::permits`]).
+    async fn pop_admitted(
+        &self,
+        queue: &str,
+        task_type: &str,
+        count: usize,
+    ) -> Result<(Vec<Popped>, TaskLimits), Error> {
         let host = self.host();
         let popped = host.queues.pop(queue, count.max(1));
         let now = crate::now_ms();
@@ -260,13 +266,28 @@ impl Workflows {
                 self.read().task_def(task_type).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default())
             })?
         };
+        let cluster_wide = host.partitions > 1 && !limits.is_unlimited();
         let mut admitted = Vec::with_capacity(popped.len());
+        // With partitions, once the metadata leader refuses one task the rest are not asked
+        // about: they go back, and the poll or a free slot brings them out again.
+        let mut refused = None;
         for p in popped {
-            match host.limits.admit(task_type, limits, now) {
+            let admission = match refused {
+                Some(refusal) => refusal,
+                None if cluster_wide => host.router.permit(task_type, &p.task_id, limits).await,
+                None => host.limits.admit(task_type, limits, now),
+            };
+            if cluster_wide && admission != Admission::Admit {
+                refused = Some(admission);
+            }
+            match admission {
                 Admission::Admit => admitted.push(p),
                 Admission::Busy => {
                     metrics::counter!(names::TASK_CONCURRENT_EXECUTION_LIMITED, "taskType" => names::task_type_label(task_type))
                         .increment(1);
+                    if cluster_wide {
+                        host.limits.hold(task_type);
+                    }
                     host.queues.put_back(&p.item(queue), None)
                 }
                 Admission::NotBefore(at) => {
@@ -274,6 +295,7 @@ impl Workflows {
                         .increment(1);
                     host.queues.put_back(&p.item(queue), Some(at))
                 }
+                Admission::Undecided(at) => host.queues.put_back(&p.item(queue), Some(at)),
             }
         }
         Ok((admitted, limits))
@@ -293,12 +315,18 @@ impl Workflows {
         let host = self.host();
         let claims = popped.iter().map(|p| self.claim(p, worker_id.clone()));
         let results = futures::future::join_all(claims).await;
-        for _ in popped {
-            host.limits.settle(task_type, limits);
+        let cluster_wide = host.partitions > 1 && !limits.is_unlimited();
+        if !cluster_wide {
+            for _ in popped {
+                host.limits.settle(task_type, limits);
+            }
         }
         let mut tasks = Vec::with_capacity(results.len());
         let mut transient = None;
         for (p, result) in popped.iter().zip(results) {
+            if cluster_wide && result.is_err() {
+                host.router.return_permit(&p.task_id);
+            }
             match result {
                 Ok(task) => {
                     let waited = (crate::now_ms() - p.ready_at).max(0) as f64 / 1000.0;

@@ -161,6 +161,17 @@ pub async fn partition_start(State(s): State<AppState>, body: Body) -> Result<Re
     Ok(binary(s.engine.serve_remote_start(&body_bytes(body).await?).await))
 }
 
+/// `POST /internal/limits/permit`: a permit to hand out a task of a limited definition, asked
+/// of this node as the metadata group's leader.
+pub async fn limits_permit(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_permit(&body_bytes(body).await?)))
+}
+
+/// `POST /internal/limits/report`: the limited tasks running in the sender's partitions.
+pub async fn limits_report(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    Ok(binary(s.engine.serve_running_report(&body_bytes(body).await?)))
+}
+
 /// `POST /internal/partitions/poll`: another node's poll, served from the partitions this node
 /// leads without waiting.
 pub async fn partition_poll(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {

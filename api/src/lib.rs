@@ -179,6 +179,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::PARTITION_READY, post(internal::partition_ready))
         .route(paths::PARTITION_POLL_DATA, post(internal::partition_poll_data))
         .route(paths::PARTITION_OP, post(internal::partition_op))
+        .route(paths::LIMITS_PERMIT, post(internal::limits_permit))
+        .route(paths::LIMITS_REPORT, post(internal::limits_report))
         .route(paths::READ_INDEX, post(internal::read_index))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), internal::authenticate));
     let faults = Router::new()

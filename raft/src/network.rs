@@ -69,6 +69,12 @@ pub mod paths {
     pub const PARTITION_READY: &str = "/internal/partitions/ready";
     /// The poll data of the partitions the receiver leads (`/api/tasks/queue/polldata`).
     pub const PARTITION_POLL_DATA: &str = "/internal/partitions/polldata";
+    /// A permit to hand out a task of a limited definition, asked of the metadata group's
+    /// leader (task definitions' limits count over every partition).
+    pub const LIMITS_PERMIT: &str = "/internal/limits/permit";
+    /// The IN_PROGRESS tasks of limited definitions in the partitions the sender leads, told
+    /// to the metadata group's leader; it answers the definitions whose polls to wake.
+    pub const LIMITS_REPORT: &str = "/internal/limits/report";
     /// Act on a workflow of a partition the receiver leads (an event handler's action).
     pub const PARTITION_OP: &str = "/internal/partitions/op";
     /// The receiver's committed index of a group it leads, once it has applied it (a backup or,

@@ -194,6 +194,11 @@ impl ReadView {
         self.scan(keys::CF_RUNNING, &[])
     }
 
+    /// The IN_PROGRESS worker tasks of one task definition.
+    pub fn running_of(&self, task_def_name: &str) -> Result<Vec<RunningItem>, io::Error> {
+        self.scan(keys::CF_RUNNING, &keys::prefix(task_def_name))
+    }
+
     /// Every timer, in firing order.
     pub fn timers(&self) -> Result<Vec<TimerItem>, io::Error> {
         self.scan(keys::CF_TIMERS, &[])

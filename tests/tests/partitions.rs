@@ -416,3 +416,156 @@ async fn start_workflow_tasks_meet_api_starts_that_share_their_key_in_another_pa
         assert_ne!(partition_of(&spawner, 6), key_partition, "{spawner} and {key}");
     }
 }
+
+/// Polls `task_type` through `url` without waiting; answers the tasks handed out.
+async fn poll_now(url: &str, task_type: &str, count: usize) -> Vec<serde_json::Value> {
+    let r =
+        send(client().get(format!("{url}/api/tasks/poll/batch/{task_type}?count={count}&timeout=0&workerid=限"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json().as_array().cloned().unwrap_or_default()
+}
+
+/// [`poll_now`], where a node may answer 503 while a partition elects a leader: nothing.
+async fn poll_now_or_nothing(url: &str, task_type: &str, count: usize) -> Vec<serde_json::Value> {
+    let r =
+        send(client().get(format!("{url}/api/tasks/poll/batch/{task_type}?count={count}&timeout=0&workerid=限"))).await;
+    if r.status == 503 {
+        return Vec::new();
+    }
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json().as_array().cloned().unwrap_or_default()
+}
+
+/// A task definition's `concurrentExecLimit` and rate limit count over the whole cluster: the
+/// tasks sit in partitions every node leads, workers poll every node, and no more run at once
+/// (or start per window) than the definition allows. A slot freed in one partition goes to a
+/// task of another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_limits_count_over_every_partition_and_every_node() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut c, urls) = dealt_out(dir.path()).await;
+    let defs = json!([
+        {"name": "两个一起", "concurrentExecLimit": 2, "retryCount": 0, "responseTimeoutSeconds": 60},
+        {"name": "每分钟两个", "rateLimitPerFrequency": 2, "rateLimitFrequencyInSeconds": 60, "retryCount": 0,
+         "responseTimeoutSeconds": 60}
+    ]);
+    let r =
+        overture_tests::send_retrying(client().post(format!("{}/api/metadata/taskdefs", urls[0])).json(&defs)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let limited = json!({"name": "限流", "version": 1, "tasks": [{"name": "两个一起", "taskReferenceName": "t"}]});
+    let rated = json!({"name": "限速", "version": 1, "tasks": [{"name": "每分钟两个", "taskReferenceName": "t"}]});
+    // Started through every node in turn: each start goes to a partition that node leads.
+    let mut ids = Vec::new();
+    for n in 0..9 {
+        ids.push(start_at(&urls[n % 3], &limited, json!({"n": n})).await);
+    }
+    let leaders: std::collections::BTreeSet<usize> = ids.iter().map(|id| (partition_of(id, 6) - 1) % 3).collect();
+    assert_eq!(leaders.len(), 3, "the tasks wait in partitions of every node");
+
+    // Polled through every node in turn, two are handed out, and no more while they run; each
+    // finished one lets exactly one more out, from whichever partition.
+    let (mut running, mut finished, mut most) = (Vec::<serde_json::Value>::new(), 0usize, 0usize);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(90);
+    let mut round = 0;
+    while finished < ids.len() && Instant::now() < deadline {
+        round += 1;
+        let got = poll_now(&urls[round % 3], "两个一起", 5).await;
+        running.extend(got);
+        most = most.max(running.len());
+        let ids_running: Vec<&serde_json::Value> = running.iter().map(|t| &t["taskId"]).collect();
+        assert!(running.len() <= 2, "{} run at once: {ids_running:?}", running.len());
+        // Finish one once two run, through yet another node.
+        if running.len() == 2 {
+            let task = running.remove(0);
+            let done = json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"],
+                "status": "COMPLETED", "outputData": {"完成": true}});
+            let r = overture_tests::send_retrying(
+                client().post(format!("{}/api/tasks", urls[(round + 1) % 3])).json(&done),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            finished += 1;
+        } else if running.len() == 1 && finished + 1 == ids.len() {
+            let task = running.remove(0);
+            let done = json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED"});
+            let r = overture_tests::send_retrying(client().post(format!("{}/api/tasks", urls[round % 3])).json(&done))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            finished += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!((finished, most), (ids.len(), 2), "finished, and the most that ran at once");
+    println!("{} limited tasks ran two at a time in {:?} ({round} polls)", ids.len(), started.elapsed());
+    for id in &ids {
+        overture_tests::wait_status_at(&urls[0], id, "COMPLETED", Duration::from_secs(30)).await;
+    }
+    let mut busy = 0.0;
+    for url in &urls {
+        busy += overture_tests::metric_sum(url, r#"overture_task_permits_total{answer="busy"}"#).await.unwrap_or(0.0);
+    }
+    assert!(busy >= 1.0, "the metadata leader refused permits {busy} times");
+
+    // Two a minute over the cluster, however many nodes the workers poll.
+    for n in 0..6 {
+        start_at(&urls[n % 3], &rated, json!({"n": n})).await;
+    }
+    let (mut handed, mut round) = (0usize, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut settled: Option<Instant> = None;
+    while Instant::now() < deadline && settled.is_none_or(|at| at.elapsed() < Duration::from_millis(1500)) {
+        round += 1;
+        handed += poll_now(&urls[round % 3], "每分钟两个", 5).await.len();
+        assert!(handed <= 2, "{handed} handed out within a minute");
+        if handed == 2 && settled.is_none() {
+            settled = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(handed, 2, "handed out within the first seconds");
+
+    // The metadata leader dies while two run: its successor learns what runs from the
+    // partitions' reports before it grants anything, so a third waits for one to finish.
+    let mut more = Vec::new();
+    for n in 0..3 {
+        more.push(start_at(&urls[n % 3], &limited, json!({"再": n})).await);
+    }
+    let mut running = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while running.len() < 2 && Instant::now() < deadline {
+        running.extend(poll_now(&urls[running.len() % 3], "两个一起", 5).await);
+    }
+    assert_eq!(running.len(), 2);
+    let keeper = c.status(1).await["groups"][0]["leader"].as_u64().expect("a metadata leader") as usize;
+    c.nodes[keeper - 1].kill9().await;
+    let alive: Vec<&String> = urls.iter().enumerate().filter(|(i, _)| i + 1 != keeper).map(|(_, u)| u).collect();
+    let elected = wait_for(Duration::from_secs(15), || async {
+        let leader = c.status(c.other_than(keeper)).await["groups"][0]["leader"].as_u64();
+        leader.is_some_and(|l| l as usize != keeper)
+    })
+    .await;
+    assert!(elected, "no new metadata leader");
+    let watched = Instant::now();
+    let mut round = 0;
+    while watched.elapsed() < Duration::from_secs(3) {
+        round += 1;
+        let got = poll_now_or_nothing(alive[round % 2], "两个一起", 5).await;
+        assert!(got.is_empty(), "a third ran after the metadata leader changed: {}", got.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let task = running.remove(0);
+    let done =
+        json!({"workflowInstanceId": task["workflowInstanceId"], "taskId": task["taskId"], "status": "COMPLETED"});
+    let r = overture_tests::send_retrying(client().post(format!("{}/api/tasks", alive[0])).json(&done)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut third = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while third.is_empty() && Instant::now() < deadline {
+        round += 1;
+        third = poll_now_or_nothing(alive[round % 2], "两个一起", 5).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(third.len(), 1, "the freed slot goes to one waiting task");
+}

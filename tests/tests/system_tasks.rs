@@ -611,6 +611,19 @@ async fn poll_batch(node: &Node, task_type: &str, count: usize, timeout_ms: u64)
 #[tokio::test]
 async fn concurrency_and_rate_limits_hold_tasks_back() {
     let (_dir, node) = node().await;
+    limits_hold_tasks_back(&node).await;
+}
+
+/// The same on a node with three partitions: the tasks wait in different partitions, and the
+/// limits count over all of them (the metadata group's leader keeps the count).
+#[tokio::test]
+async fn concurrency_and_rate_limits_hold_tasks_back_over_partitions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_with_env(&dir.path().join("node"), &[("OVERTURE_PARTITIONS", "3")]).await;
+    limits_hold_tasks_back(&node).await;
+}
+
+async fn limits_hold_tasks_back(node: &Node) {
     let c = client();
     let r = send(c.post(node.api("/metadata/taskdefs")).json(&json!([
         {"name": "one_at_a_time", "concurrentExecLimit": 1, "retryCount": 0, "responseTimeoutSeconds": 30},
@@ -622,13 +635,13 @@ async fn concurrency_and_rate_limits_hold_tasks_back() {
         let def =
             json!({"name": format!("wf_{name}"), "version": 1, "tasks": [{"name": name, "taskReferenceName": "t"}]});
         for _ in 0..3 {
-            register_and_start(&node, &def, json!({})).await;
+            register_and_start(node, &def, json!({})).await;
         }
     }
 
-    let first = poll_batch(&node, "one_at_a_time", 3, 100).await;
+    let first = poll_batch(node, "one_at_a_time", 3, 100).await;
     assert_eq!(first.len(), 1, "concurrentExecLimit 1 hands out one");
-    assert!(poll_batch(&node, "one_at_a_time", 3, 100).await.is_empty(), "nothing more while it runs");
+    assert!(poll_batch(node, "one_at_a_time", 3, 100).await.is_empty(), "nothing more while it runs");
     // A long poll waiting for a slot is handed the next task as soon as the first finishes.
     let waiting = tokio::spawn({
         let url = node.api("/tasks/poll/batch/one_at_a_time?count=3&timeout=4000&workerid=limits");
@@ -642,10 +655,10 @@ async fn concurrency_and_rate_limits_hold_tasks_back() {
     assert_eq!(next.as_array().map(Vec::len), Some(1), "{next}");
     assert!(started.elapsed() < Duration::from_secs(3), "woken by the free slot, not by the timeout");
 
-    let rated = poll_batch(&node, "two_a_minute", 3, 100).await;
+    let rated = poll_batch(node, "two_a_minute", 3, 100).await;
     assert_eq!(rated.len(), 2, "two per minute");
-    assert!(poll_batch(&node, "two_a_minute", 3, 100).await.is_empty(), "the third waits for the window");
-    assert_eq!(poll_batch(&node, "one_at_a_time", 3, 100).await.len(), 0, "still one running");
+    assert!(poll_batch(node, "two_a_minute", 3, 100).await.is_empty(), "the third waits for the window");
+    assert_eq!(poll_batch(node, "one_at_a_time", 3, 100).await.len(), 0, "still one running");
     let metrics = send(c.get(format!("{}/metrics", node.url))).await.text;
     for needle in [
         "task_rate_limited_total{taskType=\"two_a_minute\"}",

@@ -24,6 +24,7 @@ mod backups;
 mod definitions;
 mod executions;
 pub use executions::SyncRun;
+mod permits;
 mod polls;
 mod read_index;
 mod ready;
@@ -54,6 +55,10 @@ pub(crate) struct Inner {
     /// Which nodes to tell when a task becomes ready here, and this node's waiting long polls:
     /// see `ready.rs`.
     ready: Arc<ready::ReadyNotices>,
+    /// With partitions: wakes the report of limited tasks to the metadata leader (`permits.rs`).
+    report_now: Arc<tokio::sync::Notify>,
+    /// Permits granted to hand-offs that did not happen, returned with the next report.
+    permits_returned: Mutex<Vec<String>>,
 }
 
 /// Who leads a group, as this node knows it.
@@ -108,12 +113,18 @@ impl Engine {
                 next_start: Default::default(),
                 remote_empty: Default::default(),
                 ready,
+                report_now: Default::default(),
+                permits_returned: Default::default(),
             }),
         };
         tokio::spawn(Engine::send_ready_notices(Arc::downgrade(&engine.inner), notices));
-        let watchers = (0..engine.inner.leaders.len() as GroupId)
+        let mut watchers: Vec<_> = (0..engine.inner.leaders.len() as GroupId)
             .map(|group| tokio::spawn(engine.clone().follow_leadership(group)))
             .collect();
+        if engine.partitions() > 1 {
+            let report = permits::report_loop(Arc::downgrade(&engine.inner), engine.inner.report_now.clone());
+            watchers.push(tokio::spawn(report));
+        }
         *engine.inner.watchers.lock() = watchers;
         engine
     }
@@ -147,6 +158,11 @@ impl Engine {
                 }
                 (false, Some(old)) => step_down(slot, &old),
                 (false, None) => {}
+            }
+            // A group led here now, or a new metadata leader: tell it what runs at once, so it
+            // need not wait for the next report to grant permits (`permits.rs`).
+            if self.partitions() > 1 {
+                self.inner.report_now.notify_one();
             }
             if !watch.changed().await {
                 break;
@@ -184,6 +200,18 @@ impl Engine {
     /// one, the leader of the workflow's partition.
     pub async fn serve_remote_op(&self, message: &[u8]) -> Vec<u8> {
         remote::serve_op(&self.inner, message).await
+    }
+
+    /// Serves a permit to hand out a task of a limited definition, asked of this node as the
+    /// metadata group's leader.
+    pub fn serve_permit(&self, message: &[u8]) -> Vec<u8> {
+        permits::serve_permit(&self.inner, message)
+    }
+
+    /// Serves another node's report of the limited tasks running in the partitions it leads,
+    /// sent to this node as the metadata group's leader.
+    pub fn serve_running_report(&self, message: &[u8]) -> Vec<u8> {
+        permits::serve_report(&self.inner, message)
     }
 
     /// Serves a start another node asks of this one, the leader of the workflow's partition.

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use crate::error::Error;
+use crate::limits::Admission;
+use crate::permits::PermitAsk;
 use crate::router::{Op, Reach};
 use crate::workflows::Workflows;
 
@@ -77,6 +79,14 @@ impl Reach for Inner {
                 Err(e) => Err(e),
             }
         })
+    }
+
+    fn permit(&self, ask: PermitAsk) -> BoxFuture<'_, Admission> {
+        Box::pin(self.ask_permit(ask))
+    }
+
+    fn return_permit(&self, task_id: String) {
+        self.give_back_permit(task_id);
     }
 }
 
@@ -219,7 +229,8 @@ mod tests {
     use super::*;
 
     /// The bytes of every message one node sends another about partitions (starts, polls,
-    /// operations, backups' read index) and of their answers, pinned. Nodes of two releases
+    /// operations, backups' read index, limits' permits and reports) and of their answers,
+    /// pinned. Nodes of two releases
     /// exchange these during a rolling upgrade: a change here is a change to the node-to-node
     /// protocol, which needs a new `PROTOCOL_VERSION` and a node that still reads the old form
     /// (README, Which versions mix). A failure prints the new bytes.
@@ -319,6 +330,23 @@ mod tests {
         };
         let data: [Result<Vec<crate::engine::PollRecord>, String>; 2] = [Ok(vec![record]), Err("no".into())];
         pinned("poll data answer", &data, POLL_DATA_ANSWER, &mut problems);
+        let ask = crate::permits::PermitAsk {
+            def: "发货".into(),
+            task_id: "t-1".into(),
+            concurrent: 2,
+            per_window: 10,
+            window_ms: 60_000,
+        };
+        pinned("permit ask", &ask, PERMIT_ASK, &mut problems);
+        let granted: [Result<crate::permits::PermitAnswer, String>; 2] = [Ok((2, 1_700_000_000_000)), Err("no".into())];
+        pinned("permit answer", &granted, PERMIT_ANSWER, &mut problems);
+        let report = crate::permits::RunningReport {
+            groups: vec![(3, 7, vec![("发货".into(), vec!["t-1".into()])])],
+            returned: vec!["t-2".into()],
+        };
+        pinned("running report", &report, RUNNING_REPORT, &mut problems);
+        let wake: [Result<Vec<String>, String>; 2] = [Ok(vec!["发货".into()]), Err("no".into())];
+        pinned("running report answer", &wake, RUNNING_REPORT_ANSWER, &mut problems);
         assert!(problems.is_empty(), "partition messages changed their wire format:\n{}", problems.join("\n"));
     }
 
@@ -331,6 +359,10 @@ mod tests {
     const READY_NOTICE: &str = "01030de5aea1e689b93ae58f91e8b4a7";
     const READY_NOTICE_ANSWER: &str = "01000101026e6f";
     const POLL_DATA_ASK: &str = "010106e58f91e8b4a7";
+    const PERMIT_ASK: &str = "0106e58f91e8b4a703742d31020afcc0d40100";
+    const PERMIT_ANSWER: &str = "010002fd00d0ca9f1703000001026e6f";
+    const RUNNING_REPORT: &str = "010103070106e58f91e8b4a70103742d310103742d32";
+    const RUNNING_REPORT_ANSWER: &str = "01000106e58f91e8b4a701026e6f";
     const POLL_DATA_ANSWER: &str = "01000106e58f91e8b4a70101640103772d31fd00d0ca9f1703000001026e6f";
 
     #[test]
