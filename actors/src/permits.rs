@@ -201,7 +201,9 @@ impl Permits {
             }
             window.push_back(now);
         }
-        t.pending.insert(task_id.to_owned(), (def.to_owned(), now + PENDING_MS));
+        if limits.concurrent > 0 {
+            t.pending.insert(task_id.to_owned(), (def.to_owned(), now + PENDING_MS));
+        }
         Admission::Admit
     }
 }
