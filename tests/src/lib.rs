@@ -323,7 +323,31 @@ impl Cluster {
         for node in &cluster.nodes {
             node.wait_ready().await;
         }
+        cluster.wait_dealt_out(Duration::from_secs(60)).await;
         cluster
+    }
+
+    /// With partitions, waits until every node sees each partition led by its preferred node:
+    /// the balancer deals the partitions out in the first seconds, and a request that meets a
+    /// partition while it moves gets a retryable 503, which a test of something else should not
+    /// have to expect. Without partitions (or with authentication on), returns at once.
+    async fn wait_dealt_out(&self, timeout: Duration) {
+        let dealt_out = |status: &Value| {
+            let groups = status["groups"].as_array().cloned().unwrap_or_default();
+            groups.iter().filter(|g| g["group"] != 0).all(|g| g["leader"].is_u64() && g["leader"] == g["preferredLeader"])
+        };
+        if self.status(1).await["partitions"].as_u64().unwrap_or(1) <= 1 {
+            return;
+        }
+        let settled = wait_for(timeout, || async {
+            let mut all = true;
+            for n in 1..=self.nodes.len() {
+                all &= dealt_out(&self.status(n).await);
+            }
+            all
+        })
+        .await;
+        assert!(settled, "partitions not dealt out within {timeout:?}: {}", self.status(1).await);
     }
 
     /// `url` of node `n` (1-based) + `/api` + `path`.
