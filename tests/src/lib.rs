@@ -334,7 +334,10 @@ impl Cluster {
     async fn wait_dealt_out(&self, timeout: Duration) {
         let dealt_out = |status: &Value| {
             let groups = status["groups"].as_array().cloned().unwrap_or_default();
-            groups.iter().filter(|g| g["group"] != 0).all(|g| g["leader"].is_u64() && g["leader"] == g["preferredLeader"])
+            groups
+                .iter()
+                .filter(|g| g["group"] != 0)
+                .all(|g| g["leader"].is_u64() && g["leader"] == g["preferredLeader"])
         };
         if self.status(1).await["partitions"].as_u64().unwrap_or(1) <= 1 {
             return;

@@ -109,7 +109,10 @@ async fn a_backup_on_a_lagging_follower_holds_what_the_leader_committed() {
     let started =
         send(client().post(cluster.api(leader, "/workflow/备份后")).json(&serde_json::json!({"客户": "张三"}))).await;
     assert_eq!(started.status, 200, "{}", started.text);
-    let refused = send(client().post(cluster.api(lagging, "/admin/backup?name=stale"))).await;
+    // The node asks for the leader's index until its 30 s catch-up deadline, then refuses: the
+    // client waits longer than that (the tests' client gives up at 30 s, a race it lost in CI).
+    let patient = overture_tests::client_builder().timeout(Duration::from_secs(60)).build().expect("client");
+    let refused = send(patient.post(cluster.api(lagging, "/admin/backup?name=stale"))).await;
     assert_eq!(refused.status, 503, "a follower cut off from the leader takes no backup: {}", refused.text);
     assert!(!cluster.nodes[lagging - 1].data_dir.join("backups/stale").exists(), "no partial backup is left");
     cut_off(&cluster, lagging, &[]).await;

@@ -57,7 +57,8 @@ pub(crate) struct Inner {
     ready: Arc<ready::ReadyNotices>,
     /// With partitions: wakes the report of limited tasks to the metadata leader (`permits.rs`).
     report_now: Arc<tokio::sync::Notify>,
-    /// Permits granted to hand-offs that did not happen, returned with the next report.
+    /// Permits to return with the next report: their tasks ended here, or their hand-offs did
+    /// not happen.
     permits_returned: Mutex<Vec<String>>,
 }
 
