@@ -76,14 +76,15 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    /// The limits of `def`, read through `read` at most once per [`LIMITS_TTL_MS`].
-    pub fn of<E>(&self, def: &str, now: i64, read: impl FnOnce() -> Result<TaskLimits, E>) -> Result<TaskLimits, E> {
+    /// The limits of task definition `def` as `read` stores them (none for a definition that
+    /// does not exist), read at most once per [`LIMITS_TTL_MS`].
+    pub fn of(&self, def: &str, now: i64, read: &overture_raft::ReadView) -> Result<TaskLimits, std::io::Error> {
         if let Some((limits, at)) = self.known.lock().get(def)
             && now - at < LIMITS_TTL_MS
         {
             return Ok(*limits);
         }
-        let limits = read()?;
+        let limits = read.task_def(def)?.map(|d| TaskLimits::of(&d)).unwrap_or_default();
         self.known.lock().insert(def.to_owned(), (limits, now));
         Ok(limits)
     }

@@ -262,9 +262,7 @@ impl Workflows {
         let limits = if popped.is_empty() || QueueName::is_system_name(queue) {
             TaskLimits::default()
         } else {
-            host.limits.of(task_type, now, || {
-                self.read().task_def(task_type).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default())
-            })?
+            host.limits.of(task_type, now, self.read())?
         };
         let cluster_wide = host.partitions > 1 && !limits.is_unlimited();
         let mut admitted = Vec::with_capacity(popped.len());

@@ -29,7 +29,6 @@ use tracing::Instrument;
 use crate::env::LeaderEnv;
 use crate::error::Error;
 use crate::host::Host;
-use crate::limits::TaskLimits;
 use crate::names;
 use crate::queues::HandOff;
 
@@ -568,9 +567,7 @@ fn hand_off(host: &Host, state: &mut WorkflowState, events: &mut Vec<Event>, env
         if task.status != TaskStatus::Scheduled || task.ready_at() > now || QueueName::is_system_name(queue) {
             continue;
         }
-        let limits = host.limits.of(&task.task_type, now, || {
-            env.read.task_def(&task.task_type).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default())
-        });
+        let limits = host.limits.of(&task.task_type, now, env.read);
         if !limits.is_ok_and(|l| l.is_unlimited()) {
             continue;
         }

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use super::Inner;
 use crate::error::Error;
 use crate::leader::Leader;
-use crate::limits::{Admission, TaskLimits};
+use crate::limits::Admission;
 use crate::names;
 use crate::permits::{PermitAnswer, PermitAsk, RETRY_MS, Running, RunningReport, decode_admission, encode_admission};
 
@@ -132,9 +132,7 @@ fn limited_running(leader: &Leader, now: i64) -> Result<Running, Error> {
     let (host, read) = (&leader.host, leader.workflows.read());
     let mut out = Vec::new();
     for def in host.limits.running_defs() {
-        let limits = host
-            .limits
-            .of(&def, now, || read.task_def(&def).map(|d| d.map(|d| TaskLimits::of(&d)).unwrap_or_default()))?;
+        let limits = host.limits.of(&def, now, read)?;
         if limits.concurrent > 0 {
             let ids = read.running_of(&def)?.into_iter().map(|r| r.task_id).collect();
             out.push((def, ids));
